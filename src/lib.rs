@@ -1,2 +1,3 @@
 //! pwru: "packet, where are you?" — an eBPF tracer for `sk_buff`s, in pure Rust.
 pub mod asm;
+pub mod pcapc;

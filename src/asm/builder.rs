@@ -608,16 +608,12 @@ impl Asm {
             let delta = target as i64 - at as i64 - 1;
             match kind {
                 Fixup::Off16 => {
-                    insns[at].off = i16::try_from(delta).map_err(|_| AsmError::JumpOutOfRange {
-                        at,
-                        offset: delta,
-                    })?;
+                    insns[at].off = i16::try_from(delta)
+                        .map_err(|_| AsmError::JumpOutOfRange { at, offset: delta })?;
                 }
                 Fixup::Imm32 => {
-                    insns[at].imm = i32::try_from(delta).map_err(|_| AsmError::JumpOutOfRange {
-                        at,
-                        offset: delta,
-                    })?;
+                    insns[at].imm = i32::try_from(delta)
+                        .map_err(|_| AsmError::JumpOutOfRange { at, offset: delta })?;
                 }
             }
         }

@@ -256,7 +256,10 @@ impl Helper {
 
     /// The helper's name without the `bpf_` prefix, if the id is known.
     pub fn name(self) -> Option<&'static str> {
-        usize::try_from(self.0).ok().and_then(|i| HELPER_NAMES.get(i)).copied()
+        usize::try_from(self.0)
+            .ok()
+            .and_then(|i| HELPER_NAMES.get(i))
+            .copied()
     }
 
     /// Look a helper up by name, with or without the `bpf_` prefix.

@@ -160,6 +160,9 @@ mod tests {
     fn bytes_round_trip() {
         let i = Insn::new(0x61, 1, 6, -128, 0x1234_5678);
         assert_eq!(Insn::from_bytes(i.to_bytes()), i);
-        assert_eq!(i.to_bytes(), [0x61, 0x61, 0x80, 0xff, 0x78, 0x56, 0x34, 0x12]);
+        assert_eq!(
+            i.to_bytes(),
+            [0x61, 0x61, 0x80, 0xff, 0x78, 0x56, 0x34, 0x12]
+        );
     }
 }

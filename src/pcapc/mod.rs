@@ -1,0 +1,4 @@
+//! pcapc: the pcap-filter language (tcpdump's filter syntax) parsed with pest and
+//! compiled straight to eBPF with our assembler, for Ethernet and raw-IP packet starts.
+
+pub mod ast;
