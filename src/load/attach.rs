@@ -30,14 +30,14 @@ pub enum ObjectError {
         wanted: &'static str,
         expected: &'static str,
     },
-    #[error("attaching `{program}` to `{target}` failed: {source}")]
+    #[error("attaching `{program}` to `{target}` failed: {}", chain(source.as_ref()))]
     Attach {
         program: String,
         target: String,
         #[source]
         source: Box<ProgramError>,
     },
-    #[error("program `{program}`: {source}")]
+    #[error("program `{program}`: {}", chain(source.as_ref()))]
     Program {
         program: String,
         #[source]
@@ -67,6 +67,21 @@ pub enum ObjectError {
         #[source]
         source: MapError,
     },
+}
+
+/// An error and its sources, joined by `: ` (aya puts the errno in a source).
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = s.source();
+    }
+    out
 }
 
 /// Targets of one kprobe_multi link.

@@ -224,7 +224,7 @@ impl fmt::Display for VerifierLog {
 pub enum LoadError {
     #[error("invalid object spec: {0}")]
     Spec(#[from] ElfError),
-    #[error("creating the maps failed: {0}")]
+    #[error("loading the object (maps, relocations) failed: {}", attach::chain(.0.as_ref()))]
     Object(#[source] Box<EbpfError>),
     #[error("reading kernel BTF (needed for tp_btf programs) failed: {0}")]
     Btf(#[source] aya::BtfError),
@@ -236,7 +236,7 @@ pub enum LoadError {
     },
     #[error("program `{0}` is missing from the object aya parsed (internal error)")]
     NotInObject(String),
-    #[error("loading program `{program}` failed: {source}")]
+    #[error("loading program `{program}` failed: {}", attach::chain(source.as_ref()))]
     Program {
         program: String,
         #[source]
