@@ -1,4 +1,9 @@
 //! pwru: "packet, where are you?" — an eBPF tracer for `sk_buff`s, in pure Rust.
+//!
+//! Data flows one way, module by module:
+//! `cli` (config) → `btf` (kernel facts) → `pcapc` (filter code) → `probes` (programs)
+//! → `load` / `attach` (into the kernel) → `events` (ring buffer) → `output` (text).
 pub mod asm;
 pub mod btf;
+pub mod load;
 pub mod pcapc;
