@@ -5,5 +5,8 @@
 //! → `load` / `attach` (into the kernel) → `events` (ring buffer) → `output` (text).
 pub mod asm;
 pub mod btf;
+pub mod cli;
+pub mod events;
 pub mod load;
 pub mod pcapc;
+pub mod probes;
