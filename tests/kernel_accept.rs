@@ -535,4 +535,31 @@ fn f_verifier_rejection_names_program_and_reason() {
     };
     assert!(err.to_string().contains("R3 !read_ok"), "{err}");
     assert_eq!(err.program(), Some("badmulti"));
+
+    // A log far longer than the first 64 KiB buffer: the error must still be the verifier's
+    // (not ENOSPC), and the displayed tail must end with its message.
+    let mut a = Asm::new();
+    for i in 0..20_000 {
+        a.mov64(R0, i);
+    }
+    a.mov64(R0, R4);
+    a.exit();
+    let err = match load::load(
+        &one("longlog", ProgKind::KProbeMulti, a.finish().unwrap()),
+        &LoadOptions::default(),
+    ) {
+        Ok(_) => panic!("the verifier accepted a read of uninitialised r4"),
+        Err(e) => e,
+    };
+    let LoadError::Rejected { errno, log, .. } = &err else {
+        panic!("expected a verifier rejection, got {err}");
+    };
+    assert_ne!(errno.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    assert!(
+        log.full().len() > 64 << 10,
+        "log of {} bytes",
+        log.full().len()
+    );
+    assert!(log.tail(5).contains("R4 !read_ok"), "{}", log.tail(5));
+    assert!(err.to_string().lines().count() <= 45);
 }

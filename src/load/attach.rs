@@ -12,7 +12,7 @@ use aya::programs::tp_btf::BtfTracePointLinkId;
 use aya::programs::{
     BtfTracePoint, KProbe, ProgramError, RawTracePoint, SchedClassifier, SocketFilter,
 };
-use aya::{TestRun, TestRunOptions};
+use aya::{TestRun, TestRunOptions, TestRunResult};
 
 use super::{sys, LoadedObject, ProgKind};
 
@@ -287,32 +287,41 @@ impl LoadedObject {
     /// Run a SchedCls or SocketFilter program once on `data_in` (an Ethernet frame) with
     /// `BPF_PROG_TEST_RUN`; returns the program's return value. `r1` is a real `sk_buff`.
     pub fn test_run(&mut self, program: &str, data_in: &[u8]) -> Result<u32, ObjectError> {
+        Ok(self.test_run_repeat(program, data_in, 1)?.return_value)
+    }
+
+    /// Like [`LoadedObject::test_run`], `repeat` times in the kernel; the result's
+    /// `duration` is the average time of one run (for benchmarks).
+    pub fn test_run_repeat(
+        &mut self,
+        program: &str,
+        data_in: &[u8],
+        repeat: u32,
+    ) -> Result<TestRunResult, ObjectError> {
         let opts = TestRunOptions {
             data_in: Some(data_in),
+            repeat: repeat.max(1),
             ..TestRunOptions::new()
         };
         let run_err = |source| ObjectError::Program {
             program: program.to_string(),
             source: Box::new(source),
         };
-        let result = match self.kind_of(program)? {
+        match self.kind_of(program)? {
             ProgKind::SchedCls => self
                 .aya_program::<SchedClassifier>(program)?
                 .test_run(opts)
-                .map_err(run_err)?,
+                .map_err(run_err),
             ProgKind::SocketFilter => self
                 .aya_program::<SocketFilter>(program)?
                 .test_run(opts)
-                .map_err(run_err)?,
-            other => {
-                return Err(wrong_kind(
-                    program,
-                    other,
-                    "test_run",
-                    "SchedCls or SocketFilter",
-                ))
-            }
-        };
-        Ok(result.return_value)
+                .map_err(run_err),
+            other => Err(wrong_kind(
+                program,
+                other,
+                "test_run",
+                "SchedCls or SocketFilter",
+            )),
+        }
     }
 }

@@ -236,6 +236,8 @@ pub enum LoadError {
     },
     #[error("program `{0}` is missing from the object aya parsed (internal error)")]
     NotInObject(String),
+    #[error("tp_btf program `{0}` needs kernel BTF and none was given")]
+    NoBtf(String),
     #[error("loading program `{program}` failed: {}", attach::chain(source.as_ref()))]
     Program {
         program: String,
@@ -367,7 +369,7 @@ fn load_with_aya(
         ProgKind::RawTracepoint(_) => <&mut RawTracePoint>::try_from(prog).and_then(|p| p.load()),
         ProgKind::TpBtf(tp) => {
             // `load` reads the BTF whenever a tp_btf program is present.
-            let btf = btf.ok_or_else(missing)?;
+            let btf = btf.ok_or_else(|| LoadError::NoBtf(p.name.clone()))?;
             <&mut BtfTracePoint>::try_from(prog).and_then(|p| p.load(tp, btf))
         }
         ProgKind::KProbeMulti => return Err(missing()),
@@ -441,6 +443,19 @@ fn load_kprobe_multi(
         errno,
         log: VerifierLog(log),
     })
+}
+
+impl fmt::Debug for LoadedObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut programs: Vec<_> = self.kinds.iter().collect();
+        programs.sort_by(|a, b| a.0.cmp(b.0));
+        let mut maps: Vec<_> = self.ebpf.maps().map(|(name, _)| name).collect();
+        maps.sort();
+        f.debug_struct("LoadedObject")
+            .field("programs", &programs)
+            .field("maps", &maps)
+            .finish()
+    }
 }
 
 impl LoadedObject {

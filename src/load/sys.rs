@@ -161,8 +161,11 @@ pub struct RawProgLoad<'a> {
     pub log_level: u32,
 }
 
+/// Largest verifier log buffer every kernel accepts (`UINT_MAX >> 8` before 5.2).
+const MAX_LOG: usize = (16 << 20) - 1;
+
 /// `BPF_PROG_LOAD`. On failure returns the errno and the verifier log of a retry with a log
-/// buffer (grown on `ENOSPC`, up to 16 MiB).
+/// buffer (64 KiB, 1 MiB, then 16 MiB on `ENOSPC`).
 pub fn prog_load(p: &RawProgLoad<'_>) -> Result<OwnedFd, (io::Error, String)> {
     let bytes = crate::asm::insn::to_bytecode(p.insns);
     let license = c"GPL";
@@ -193,9 +196,9 @@ pub fn prog_load(p: &RawProgLoad<'_>) -> Result<OwnedFd, (io::Error, String)> {
             Ok(fd) => return Ok(owned_fd(fd)),
             Err(e) => {
                 let grow = log.is_empty() || e.raw_os_error() == Some(libc::ENOSPC);
-                if grow && log.len() < 16 << 20 {
+                if grow && log.len() < MAX_LOG {
                     first_error.get_or_insert(e);
-                    log = vec![0u8; (log.len() * 8).max(64 << 10)];
+                    log = vec![0u8; (log.len() * 16).clamp(64 << 10, MAX_LOG)];
                     continue;
                 }
                 let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
