@@ -1,5 +1,5 @@
-//! pwru command-line entry: parses and validates the configuration; exit code 2 on usage errors.
-//! Help and version (`pwru <version>`) are printed by the parser with exit code 0.
+//! pwru command-line entry: parses and validates the configuration (exit code 2 on usage
+//! errors), then runs the tracer or one of the tools; any failure is one line, exit code 1.
 
 use std::process::ExitCode;
 
@@ -14,5 +14,11 @@ fn main() -> ExitCode {
         eprintln!("pwru: error: {e}");
         return ExitCode::from(2);
     }
-    ExitCode::SUCCESS
+    match pwru::app::run(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pwru: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
