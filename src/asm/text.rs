@@ -4,7 +4,7 @@
 //! One instruction per line. Accepted around it: a verifier-log prefix `12: (bf) `, a leading
 //! `name:` label, and comments from `//` or `;` (so verifier state annotations and trailing
 //! DSL-style semicolons are ignored). Jumps take `pc+N` (raw offset) or a label name;
-//! `r1 = 0x1234` without ` ll` is a 32-bit move, with ` ll` a 64-bit load.
+//! `r1 = 0x1234` without ` ll` is a move of a 32-bit immediate, with ` ll` a 64-bit load.
 
 use std::collections::HashMap;
 
@@ -682,5 +682,33 @@ mod tests {
             assemble("exit\n\nr1 ?= 2").unwrap_err(),
             TextError::Syntax { line: 3, .. }
         ));
+        assert_eq!(
+            assemble("l: exit\nl: exit").unwrap_err(),
+            TextError::Asm {
+                line: 2,
+                source: AsmError::LabelRebound("l".into())
+            }
+        );
+        let far = format!("r0 = 0\ngoto end\n{}end: exit\n", "r0 = 0\n".repeat(40_000));
+        assert!(matches!(
+            assemble(&far).unwrap_err(),
+            TextError::Asm {
+                line: 2,
+                source: AsmError::JumpOutOfRange { at: 1, .. }
+            }
+        ));
+    }
+
+    #[test]
+    fn call_forms() {
+        let p = assemble(
+            "call bpf_ktime_get_ns#5\ncall ktime_get_ns\ncall 5\ncall unknown#999\n\
+             call pc-2\ncall kernel-function#42",
+        )
+        .unwrap();
+        let ids: Vec<(u8, i32)> = p.insns.iter().map(|i| (i.src, i.imm)).collect();
+        assert_eq!(ids, [(0, 5), (0, 5), (0, 5), (0, 999), (1, -2), (2, 42)]);
+        assert!(assemble("call bpf_ktime_get_ns#6").is_err());
+        assert!(assemble("call unknown#5").is_err());
     }
 }
