@@ -418,6 +418,26 @@ fn truncated_file_on_disk_is_a_clear_error() {
 }
 
 #[test]
+fn in_memory_mmap_copy_matches_cached_backend() {
+    let bytes = fixture().base.bytes();
+    let btf = super::kernel::mmap_copy(&bytes).expect("memfd mapping works on Linux");
+    let mapped = KernelBtf::from_btf(btf, "mapped");
+    let cached = kernel();
+    assert_eq!(
+        mapped.scan_skb_functions().unwrap(),
+        cached.scan_skb_functions().unwrap()
+    );
+    assert_eq!(
+        mapped.skb_tracepoints().unwrap(),
+        cached.skb_tracepoints().unwrap()
+    );
+    assert_eq!(
+        mapped.member("sk_buff", "pkt_type").unwrap(),
+        cached.member("sk_buff", "pkt_type").unwrap()
+    );
+}
+
+#[test]
 fn typedef_cycle_is_an_error() {
     let mut b = BtfBuilder::new();
     // ids: 1 = typedef a -> 2, 2 = typedef b -> 1
