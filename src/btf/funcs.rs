@@ -78,7 +78,7 @@ struct Classifier<'a> {
     skb_ids: Vec<u32>,
     drop_reason_ids: Vec<u32>,
     params: HashMap<u32, ParamKind>,
-    protos: HashMap<u32, Option<ProtoFacts>>,
+    protos: HashMap<(u32, usize), Option<ProtoFacts>>,
 }
 
 impl<'a> Classifier<'a> {
@@ -129,7 +129,7 @@ impl<'a> Classifier<'a> {
 
     /// Facts about the FUNC_PROTO `proto_id`, skipping its first `skip` params.
     fn proto(&mut self, proto_id: u32, skip: usize) -> Result<Option<ProtoFacts>, BtfError> {
-        if let Some(&facts) = self.protos.get(&proto_id) {
+        if let Some(&facts) = self.protos.get(&(proto_id, skip)) {
             return Ok(facts);
         }
         let facts = match resolve(self.btf, self.origin, proto_id)? {
@@ -154,7 +154,7 @@ impl<'a> Classifier<'a> {
             }
             _ => None,
         };
-        self.protos.insert(proto_id, facts);
+        self.protos.insert((proto_id, skip), facts);
         Ok(facts)
     }
 }

@@ -105,6 +105,15 @@ impl KernelBtf {
         })
     }
 
+    #[cfg(test)]
+    pub(crate) fn from_btf(vmlinux: Btf, origin: &str) -> Self {
+        KernelBtf {
+            origin: origin.to_string(),
+            vmlinux,
+            modules: Vec::new(),
+        }
+    }
+
     /// Adds a module's split BTF (raw bytes, based on this vmlinux).
     pub fn add_module_bytes(&mut self, name: &str, bytes: &[u8]) -> Result<(), BtfError> {
         let origin = format!("{} module {name}", self.origin);
@@ -346,10 +355,36 @@ fn open_base(path: &Path, origin: &str) -> Result<Btf, BtfError> {
             return Ok(btf);
         }
     }
-    // Not raw BTF, mmap refused (old sysfs) or a size the metadata lies about:
-    // read it all and parse from memory, which reports precise errors.
+    // Not raw BTF (ELF), mmap refused (sysfs before 6.16) or a size the
+    // metadata lies about: read it all, then map a private in-memory copy.
     let bytes = std::fs::read(path).map_err(io_err)?;
-    parse_base_bytes(&bytes, origin)
+    let raw = raw_btf_bytes(&bytes, origin)?;
+    if let Some(btf) = mmap_copy(&raw) {
+        return Ok(btf);
+    }
+    // The cached backend parses everything now and reports precise errors.
+    Btf::from_bytes(&raw).map_err(|source| BtfError::Parse {
+        origin: origin.to_string(),
+        source,
+    })
+}
+
+/// Opens checked raw BTF with the memory-mapped backend through an anonymous
+/// memfd copy: ~1 ms instead of ~200 ms for the cached backend on vmlinux.
+pub(crate) fn mmap_copy(raw: &[u8]) -> Option<Btf> {
+    use std::io::Write;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: memfd_create takes a NUL-terminated name and flags; it returns
+    // a new fd we own, or -1.
+    let fd = unsafe { libc::memfd_create(c"pwru-btf".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is a fresh descriptor owned by nobody else.
+    let mut file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    file.write_all(raw).ok()?;
+    // The mapping keeps the memfd alive after `file` is closed.
+    Btf::from_file_with_backend(format!("/proc/self/fd/{}", file.as_raw_fd()), Backend::Mmap).ok()
 }
 
 fn parse_base_bytes(bytes: &[u8], origin: &str) -> Result<Btf, BtfError> {

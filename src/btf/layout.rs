@@ -49,48 +49,7 @@ impl KernelBtf {
     /// in the struct, union or typedef of one called `struct_name`.
     /// Anonymous members are searched transparently; pointers are not followed.
     pub fn member(&self, struct_name: &str, path: &str) -> Result<Field, BtfError> {
-        let origin = self.origin();
-        let (btf, mut composite) = self.find_composite(struct_name)?;
-        let mut bit_offset: u32 = 0;
-        let segments: Vec<&str> = path.split('.').collect();
-        for (i, segment) in segments.iter().enumerate() {
-            let found = self
-                .find_member(btf, &composite, segment, 0)?
-                .ok_or_else(|| BtfError::NoSuchField {
-                    origin: origin.to_string(),
-                    struct_name: struct_name.to_string(),
-                    path: path.to_string(),
-                    missing: segments[..=i].join("."),
-                })?;
-            bit_offset = bit_offset
-                .checked_add(found.bit_offset)
-                .ok_or_else(|| self.malformed(struct_name, path))?;
-            if i + 1 == segments.len() {
-                let size = type_size(btf, origin, found.type_id)?;
-                return Ok(match found.bitfield_size.filter(|&bits| bits > 0) {
-                    None => Field {
-                        offset_bits: bit_offset,
-                        size_bytes: size,
-                        bitfield: None,
-                    },
-                    Some(bits) => bitfield_field(bit_offset, bits, size)
-                        .ok_or_else(|| self.malformed(struct_name, path))?,
-                });
-            }
-            composite = match strip_modifiers(btf, origin, found.type_id)?.1 {
-                Type::Struct(s) | Type::Union(s) => s,
-                _ => {
-                    return Err(BtfError::NotComposite {
-                        origin: origin.to_string(),
-                        struct_name: struct_name.to_string(),
-                        path: path.to_string(),
-                        segment: segments[..=i].join("."),
-                    })
-                }
-            };
-        }
-        // `split` yields at least one segment, so the loop always returns.
-        Err(self.malformed(struct_name, path))
+        self.find_composite(struct_name)?.member(path)
     }
 
     /// Like [`KernelBtf::member`], but `Ok(None)` when the struct or field is absent.
@@ -108,16 +67,23 @@ impl KernelBtf {
 
     /// Size in bytes of the struct, union or typedef named `name`.
     pub fn struct_size(&self, name: &str) -> Result<u32, BtfError> {
-        let (_, s) = self.find_composite(name)?;
-        Ok(s.size() as u32)
+        Ok(self.find_composite(name)?.layout.size() as u32)
     }
 
     /// The first struct/union named `name` (or typedef of one), vmlinux first.
-    fn find_composite(&self, name: &str) -> Result<(&Btf, Struct), BtfError> {
+    /// Name lookups scan the whole BTF, so look a struct up once and reuse it.
+    fn find_composite(&self, name: &str) -> Result<Composite<'_>, BtfError> {
         for src in self.sources() {
             for id in self.ids_by_name(src.btf, name)? {
                 match strip_modifiers(src.btf, self.origin(), id)?.1 {
-                    Type::Struct(s) | Type::Union(s) => return Ok((src.btf, s)),
+                    Type::Struct(layout) | Type::Union(layout) => {
+                        return Ok(Composite {
+                            kernel: self,
+                            btf: src.btf,
+                            name: name.to_string(),
+                            layout,
+                        })
+                    }
                     _ => continue,
                 }
             }
@@ -127,25 +93,90 @@ impl KernelBtf {
             name: name.to_string(),
         })
     }
+}
+
+/// A struct or union found by name, ready for member lookups.
+struct Composite<'a> {
+    kernel: &'a KernelBtf,
+    btf: &'a Btf,
+    name: String,
+    layout: Struct,
+}
+
+impl Composite<'_> {
+    fn member(&self, path: &str) -> Result<Field, BtfError> {
+        let origin = self.kernel.origin();
+        let struct_name = self.name.as_str();
+        let btf = self.btf;
+        let mut composite = self.layout.clone();
+        let mut bit_offset: u32 = 0;
+        let segments: Vec<&str> = path.split('.').collect();
+        for (i, segment) in segments.iter().enumerate() {
+            let found =
+                self.find_member(&composite, segment, 0)?
+                    .ok_or_else(|| BtfError::NoSuchField {
+                        origin: origin.to_string(),
+                        struct_name: struct_name.to_string(),
+                        path: path.to_string(),
+                        missing: segments[..=i].join("."),
+                    })?;
+            bit_offset = bit_offset
+                .checked_add(found.bit_offset)
+                .ok_or_else(|| self.malformed(path))?;
+            if i + 1 == segments.len() {
+                let size = type_size(btf, origin, found.type_id)?;
+                return Ok(match found.bitfield_size.filter(|&bits| bits > 0) {
+                    None => Field {
+                        offset_bits: bit_offset,
+                        size_bytes: size,
+                        bitfield: None,
+                    },
+                    Some(bits) => bitfield_field(bit_offset, bits, size)
+                        .ok_or_else(|| self.malformed(path))?,
+                });
+            }
+            composite = match strip_modifiers(btf, origin, found.type_id)?.1 {
+                Type::Struct(s) | Type::Union(s) => s,
+                _ => {
+                    return Err(BtfError::NotComposite {
+                        origin: origin.to_string(),
+                        struct_name: struct_name.to_string(),
+                        path: path.to_string(),
+                        segment: segments[..=i].join("."),
+                    })
+                }
+            };
+        }
+        // `split` yields at least one segment, so the loop always returns.
+        Err(self.malformed(path))
+    }
+
+    /// `Ok(None)` when the field is absent.
+    fn optional_member(&self, path: &str) -> Result<Option<Field>, BtfError> {
+        match self.member(path) {
+            Ok(field) => Ok(Some(field)),
+            Err(BtfError::NoSuchField { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 
     /// Searches `composite` for `name`, descending into anonymous members.
     fn find_member(
         &self,
-        btf: &Btf,
         composite: &Struct,
         name: &str,
         depth: usize,
     ) -> Result<Option<Found>, BtfError> {
         if depth > MAX_CHAIN {
             return Err(BtfError::TypeChain {
-                origin: self.origin().to_string(),
+                origin: self.kernel.origin().to_string(),
                 id: 0,
                 limit: MAX_CHAIN,
             });
         }
         for m in &composite.members {
             let type_id = m.get_type_id().unwrap_or(0);
-            let member_name = self.name_of(btf, m)?;
+            let member_name = self.kernel.name_of(self.btf, m)?;
             if member_name == name {
                 return Ok(Some(Found {
                     bit_offset: m.bit_offset(),
@@ -157,9 +188,9 @@ impl KernelBtf {
                 continue;
             }
             if let Type::Struct(inner) | Type::Union(inner) =
-                strip_modifiers(btf, self.origin(), type_id)?.1
+                strip_modifiers(self.btf, self.kernel.origin(), type_id)?.1
             {
-                if let Some(found) = self.find_member(btf, &inner, name, depth + 1)? {
+                if let Some(found) = self.find_member(&inner, name, depth + 1)? {
                     return Ok(Some(Found {
                         bit_offset: m.bit_offset().saturating_add(found.bit_offset),
                         ..found
@@ -170,10 +201,10 @@ impl KernelBtf {
         Ok(None)
     }
 
-    fn malformed(&self, struct_name: &str, path: &str) -> BtfError {
+    fn malformed(&self, path: &str) -> BtfError {
         BtfError::Malformed {
-            origin: self.origin().to_string(),
-            reason: format!("impossible layout for `{struct_name}.{path}`"),
+            origin: self.kernel.origin().to_string(),
+            reason: format!("impossible layout for `{}.{path}`", self.name),
         }
     }
 }
@@ -271,37 +302,36 @@ pub struct SkbLayout {
 impl SkbLayout {
     /// Resolves every field; a missing required field is an error naming it.
     pub fn resolve(btf: &KernelBtf) -> Result<Self, BtfError> {
-        let skb = |path: &str| btf.member("sk_buff", path);
-        let opt_skb = |path: &str| btf.optional_member("sk_buff", path);
+        let skb = btf.find_composite("sk_buff")?;
         let sk_buff = SkBuffLayout {
-            head: skb("head")?,
-            data: skb("data")?,
-            tail: skb("tail")?,
-            end: skb("end")?,
-            len: skb("len")?,
-            mark: skb("mark")?,
-            protocol: skb("protocol")?,
-            dev: skb("dev")?,
-            sk: skb("sk")?,
-            mac_header: skb("mac_header")?,
-            network_header: skb("network_header")?,
-            transport_header: skb("transport_header")?,
-            mac_len: skb("mac_len")?,
-            cb: skb("cb")?,
-            pkt_type: skb("pkt_type")?,
-            skb_iif: skb("skb_iif")?,
-            hash: skb("hash")?,
-            skb_refdst: opt_skb("_skb_refdst")?,
-            inner_network_header: opt_skb("inner_network_header")?,
-            inner_mac_header: opt_skb("inner_mac_header")?,
-            vlan_tci: opt_skb("vlan_tci")?,
+            head: skb.member("head")?,
+            data: skb.member("data")?,
+            tail: skb.member("tail")?,
+            end: skb.member("end")?,
+            len: skb.member("len")?,
+            mark: skb.member("mark")?,
+            protocol: skb.member("protocol")?,
+            dev: skb.member("dev")?,
+            sk: skb.member("sk")?,
+            mac_header: skb.member("mac_header")?,
+            network_header: skb.member("network_header")?,
+            transport_header: skb.member("transport_header")?,
+            mac_len: skb.member("mac_len")?,
+            cb: skb.member("cb")?,
+            pkt_type: skb.member("pkt_type")?,
+            skb_iif: skb.member("skb_iif")?,
+            hash: skb.member("hash")?,
+            skb_refdst: skb.optional_member("_skb_refdst")?,
+            inner_network_header: skb.optional_member("inner_network_header")?,
+            inner_mac_header: skb.optional_member("inner_mac_header")?,
+            vlan_tci: skb.optional_member("vlan_tci")?,
         };
-        let dev = |path: &str| btf.member("net_device", path);
+        let dev = btf.find_composite("net_device")?;
         let net_device = NetDeviceLayout {
-            ifindex: dev("ifindex")?,
-            mtu: dev("mtu")?,
-            nd_net: dev("nd_net")?,
-            name: dev("name")?,
+            ifindex: dev.member("ifindex")?,
+            mtu: dev.member("mtu")?,
+            nd_net: dev.member("nd_net")?,
+            name: dev.member("name")?,
         };
         let netns = match (
             btf.optional_member("possible_net_t", "net")?,
@@ -315,12 +345,16 @@ impl SkbLayout {
             }),
             _ => None,
         };
-        let dst_entry = match (
-            btf.optional_member("dst_entry", "dev")?,
-            btf.optional_member("dst_entry", "_metrics")?,
-        ) {
-            (Some(dev), Some(metrics)) => Some(DstEntryLayout { dev, metrics }),
-            _ => None,
+        let dst_entry = match btf.find_composite("dst_entry") {
+            Ok(dst) => match (
+                dst.optional_member("dev")?,
+                dst.optional_member("_metrics")?,
+            ) {
+                (Some(dev), Some(metrics)) => Some(DstEntryLayout { dev, metrics }),
+                _ => None,
+            },
+            Err(BtfError::NoSuchStruct { .. }) => None,
+            Err(e) => return Err(e),
         };
         Ok(SkbLayout {
             sk_buff,

@@ -308,7 +308,7 @@ fn enums_and_has_func() {
 }
 
 #[test]
-fn module_split_btf() {
+fn module_split_btf_over_cached_and_mapped_base() {
     let f = fixture();
     let mut m = BtfBuilder::split_over(&f.base);
     let proto = m.func_proto(0, &[("x", f.int), ("y", f.int), ("skb", f.skb_ptr)]);
@@ -316,22 +316,43 @@ fn module_split_btf() {
     let proto = m.func_proto(0, &[("skb", f.skb_ptr)]);
     // Same name as a vmlinux function: the vmlinux entry wins.
     m.func("kfree_skb_reason", proto);
-    let mut k = KernelBtf::from_bytes(&f.base.bytes(), "test kernel").unwrap();
-    k.add_module_bytes("modx", &m.bytes()).unwrap();
-    let funcs = k.skb_functions().unwrap();
-    let rcv = funcs.iter().find(|f| f.name == "mod_rcv").unwrap();
-    assert_eq!(
-        (rcv.skb_arg, rcv.module.as_deref(), rcv.btf_id),
-        (3, Some("modx"), mod_rcv)
-    );
-    let kfree: Vec<_> = funcs
-        .iter()
-        .filter(|f| f.name == "kfree_skb_reason")
-        .collect();
-    assert_eq!(kfree.len(), 1);
-    assert_eq!(kfree[0].module, None);
-    assert!(k.has_func("mod_rcv"));
-    assert_eq!(k.module_names().collect::<Vec<_>>(), ["modx"]);
+    m.structure("mod_priv", 8, &[M("a", f.int, 0, 0), M("b", f.int, 32, 0)]);
+    let module = m.bytes();
+
+    let bases = [
+        ("cached", kernel()),
+        (
+            "mapped",
+            KernelBtf::from_btf(
+                super::kernel::mmap_copy(&f.base.bytes()).unwrap(),
+                "test kernel",
+            ),
+        ),
+    ];
+    for (backend, mut k) in bases {
+        k.add_module_bytes("modx", &module).unwrap();
+        let funcs = k.skb_functions().unwrap();
+        let rcv = funcs.iter().find(|f| f.name == "mod_rcv").unwrap();
+        assert_eq!(
+            (rcv.skb_arg, rcv.module.as_deref(), rcv.btf_id),
+            (3, Some("modx"), mod_rcv),
+            "{backend}"
+        );
+        let kfree: Vec<_> = funcs
+            .iter()
+            .filter(|f| f.name == "kfree_skb_reason")
+            .collect();
+        assert_eq!(kfree.len(), 1, "{backend}");
+        assert_eq!(kfree[0].module, None, "{backend}");
+        assert_eq!(funcs.len(), 5, "{backend}");
+        assert!(k.has_func("mod_rcv"), "{backend}");
+        assert_eq!(
+            k.member("mod_priv", "b").unwrap().offset_bits,
+            32,
+            "{backend}"
+        );
+        assert_eq!(k.module_names().collect::<Vec<_>>(), ["modx"], "{backend}");
+    }
 }
 
 #[test]
@@ -415,6 +436,26 @@ fn truncated_file_on_disk_is_a_clear_error() {
     let missing = KernelBtf::open(&dir.join("absent"), &dir, &Kmods::None).unwrap_err();
     assert!(matches!(missing, BtfError::Io { .. }), "{missing}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn in_memory_mmap_copy_matches_cached_backend() {
+    let bytes = fixture().base.bytes();
+    let btf = super::kernel::mmap_copy(&bytes).expect("memfd mapping works on Linux");
+    let mapped = KernelBtf::from_btf(btf, "mapped");
+    let cached = kernel();
+    assert_eq!(
+        mapped.scan_skb_functions().unwrap(),
+        cached.scan_skb_functions().unwrap()
+    );
+    assert_eq!(
+        mapped.skb_tracepoints().unwrap(),
+        cached.skb_tracepoints().unwrap()
+    );
+    assert_eq!(
+        mapped.member("sk_buff", "pkt_type").unwrap(),
+        cached.member("sk_buff", "pkt_type").unwrap()
+    );
 }
 
 #[test]
