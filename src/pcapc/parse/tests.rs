@@ -726,3 +726,90 @@ fn hosts_file_path_is_injectable() {
     );
     assert!(parse_with("host 127.0.0.1", &opts).is_ok());
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn pcapish() -> impl Strategy<Value = String> {
+        let word = prop::sample::select(vec![
+            "host",
+            "net",
+            "port",
+            "portrange",
+            "src",
+            "dst",
+            "or",
+            "and",
+            "not",
+            "!",
+            "(",
+            ")",
+            "tcp",
+            "ip",
+            "ip6",
+            "ether",
+            "proto",
+            "len",
+            "vlan",
+            "llc",
+            "mask",
+            "[",
+            "]",
+            ":",
+            "=",
+            "<",
+            ">=",
+            "+",
+            "-",
+            "*",
+            "%",
+            "^",
+            "&",
+            "|",
+            "<<",
+            "1.2.3.4",
+            "::1",
+            "10",
+            "0x1f",
+            "07",
+            "08",
+            "aa:bb:cc:dd:ee:ff",
+            "http",
+            "20-30",
+            "\\tcp",
+            "tcp-syn",
+            "localhost",
+            "9999999999",
+            "é",
+            "$1",
+            "",
+        ]);
+        prop::collection::vec(word, 0..12).prop_map(|w| w.join(" "))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Any text: an AST or an error whose column lies inside (or just after) the text.
+        #[test]
+        fn arbitrary_text_never_panics(s in "\\PC{0,64}") {
+            if let Err(e) = parse_test(&s) {
+                prop_assert!(e.column >= 1 && e.column <= s.chars().count() + 1);
+            }
+        }
+
+        /// Token soup: accepted expressions print to text that parses back to the same AST.
+        #[test]
+        fn token_soup_round_trips(s in pcapish()) {
+            match parse_test(&s) {
+                Ok(Some(ast)) => {
+                    let again = parse_test(&ast.to_string());
+                    prop_assert_eq!(again, Ok(Some(ast)));
+                }
+                Ok(None) => prop_assert!(s.trim().is_empty()),
+                Err(e) => prop_assert!(e.column >= 1 && e.column <= s.chars().count() + 1),
+            }
+        }
+    }
+}
