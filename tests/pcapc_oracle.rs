@@ -284,7 +284,7 @@ fn random_structured_expressions_match_libpcap() {
                         .to_string(),
                 );
             }
-            let open = rng.next() % 5 == 0;
+            let open = rng.next().is_multiple_of(5);
             if open {
                 parts.push("(".into());
             }
@@ -304,11 +304,11 @@ fn random_structured_expressions_match_libpcap() {
             }
         }
         let mut expr = parts.join(" ");
-        if rng.next() % 10 == 0 {
+        if rng.next().is_multiple_of(10) {
             let words: Vec<&str> = expr.split(' ').collect();
             let i = (rng.next() % words.len() as u64) as usize;
             let mut w: Vec<&str> = words.clone();
-            if rng.next() % 2 == 0 {
+            if rng.next().is_multiple_of(2) {
                 w.remove(i);
             } else {
                 w.insert(i, words[i]);
