@@ -2,3 +2,7 @@
 //! compiled straight to eBPF with our assembler, for Ethernet and raw-IP packet starts.
 
 pub mod ast;
+pub mod names;
+pub mod parse;
+
+pub use parse::{parse, parse_with, ParseError, ParseErrorKind, ParseOptions};
