@@ -2,3 +2,6 @@
 //! compiled straight to eBPF with our assembler, for Ethernet and raw-IP packet starts.
 
 pub mod ast;
+pub mod compile;
+pub mod lower;
+pub mod run;
