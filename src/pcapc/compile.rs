@@ -142,42 +142,22 @@ fn eval_op(op: TestOp, a: u32, b: u32) -> bool {
     }
 }
 
+/// What the facts say about `t`, with exactly libpcap's jump-threading rules
+/// (optimize.c `fold_edge`): the same test on the same value has the same outcome, and
+/// after `v == c` held, `v == k` (k != c) is false. Nothing else (no ranges), so that
+/// "expression rejects all packets" is reported where libpcap reports it.
 fn known(t: &Test, facts: &Facts) -> Option<bool> {
-    let (mut lo, mut hi) = (0u32, u32::MAX);
-    let mut ne: Vec<u32> = vec![];
-    for (f, out) in facts.iter() {
+    for (f, out) in facts.iter().rev() {
         if f == t {
             return Some(*out);
         }
-        if f.a != t.a {
-            continue;
-        }
-        let V::K(c) = f.b else { continue };
-        match (f.op, *out) {
-            (TestOp::Eq, true) => {
-                lo = lo.max(c);
-                hi = hi.min(c);
+        if *out && f.op == TestOp::Eq && t.op == TestOp::Eq && f.a == t.a {
+            if let (V::K(_), V::K(_)) = (&f.b, &t.b) {
+                return Some(false);
             }
-            (TestOp::Eq, false) => ne.push(c),
-            (TestOp::Gt, true) => lo = lo.max(c.saturating_add(1)),
-            (TestOp::Gt, false) => hi = hi.min(c),
-            (TestOp::Ge, true) => lo = lo.max(c),
-            (TestOp::Ge, false) => hi = hi.min(c.saturating_sub(1)),
-            (TestOp::Set, _) => {}
         }
     }
-    let V::K(k) = t.b else { return None };
-    if lo == hi {
-        return Some(eval_op(t.op, lo, k));
-    }
-    match t.op {
-        TestOp::Eq if k < lo || k > hi || ne.contains(&k) => Some(false),
-        TestOp::Gt if lo > k => Some(true),
-        TestOp::Gt if hi <= k => Some(false),
-        TestOp::Ge if lo >= k => Some(true),
-        TestOp::Ge if hi < k => Some(false),
-        _ => None,
-    }
+    None
 }
 
 impl Dag {
@@ -300,6 +280,8 @@ impl Dag {
                             (ArithOp::Lsh | ArithOp::Rsh, y) if y > 31 && !matches!(a, V::K(_)) => {
                                 return Err(CompileError::ShiftTooLarge)
                             }
+                            // libpcap's optimizer turns `mul #0` / `and #0` into `ld #0`
+                            // (dropping the operand's loads); so do we.
                             (ArithOp::Mul | ArithOp::And, 0) => return Ok(V::K(0)),
                             (
                                 ArithOp::Add
@@ -359,24 +341,142 @@ impl Dag {
                 if let Some(k) = known(&t, facts) {
                     return Ok(if k { yes } else { no });
                 }
-                if yes == no && self.optimize {
-                    return Ok(yes);
-                }
                 self.mk(Node::Test { t, yes, no })
             }
-            B::Protochain { v6, nl, proto } => {
-                if yes == no && self.optimize {
-                    return Ok(yes);
+            B::Protochain { v6, nl, proto } => self.mk(Node::Chain {
+                v6: *v6,
+                nl: *nl,
+                proto: *proto,
+                yes,
+                no,
+            }),
+        })
+    }
+}
+
+/// A continuation: what to evaluate next. Interned by structure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kont {
+    Done(NodeId),
+    /// Evaluate the `B` at this address, then continue with the two continuations.
+    Eval(usize, usize, usize),
+}
+
+/// Path-sensitive generation: each continuation is generated under the facts of the
+/// path that reaches it (like libpcap's jump threading over dominating edges, to
+/// fixpoint), memoized on (continuation, facts). Gives up past a step budget.
+struct PathGen<'b> {
+    konts: Vec<(Kont, Option<&'b B>)>,
+    kont_ids: HashMap<Kont, usize>,
+    memo: HashMap<(usize, Facts), NodeId>,
+    steps: usize,
+}
+
+const PATH_BUDGET: usize = 20_000;
+
+struct OverBudget;
+
+impl<'b> PathGen<'b> {
+    fn kont(&mut self, k: Kont, b: Option<&'b B>) -> usize {
+        if let Some(&id) = self.kont_ids.get(&k) {
+            return id;
+        }
+        self.konts.push((k, b));
+        self.kont_ids.insert(k, self.konts.len() - 1);
+        self.konts.len() - 1
+    }
+
+    fn resolve(
+        &mut self,
+        dag: &mut Dag,
+        k: usize,
+        facts: &Facts,
+    ) -> Result<Result<NodeId, OverBudget>, CompileError> {
+        match self.konts[k] {
+            (Kont::Done(n), _) => Ok(Ok(n)),
+            (Kont::Eval(_, y, n), Some(b)) => {
+                if let Some(&id) = self.memo.get(&(k, facts.clone())) {
+                    return Ok(Ok(id));
                 }
-                self.mk(Node::Chain {
+                let r = self.gen(dag, b, y, n, facts)?;
+                if let Ok(id) = r {
+                    self.memo.insert((k, facts.clone()), id);
+                }
+                Ok(r)
+            }
+            (Kont::Eval(..), None) => unreachable!("Eval continuations carry their B"),
+        }
+    }
+
+    fn gen(
+        &mut self,
+        dag: &mut Dag,
+        b: &'b B,
+        yes: usize,
+        no: usize,
+        facts: &Facts,
+    ) -> Result<Result<NodeId, OverBudget>, CompileError> {
+        self.steps += 1;
+        if self.steps > PATH_BUDGET {
+            return Ok(Err(OverBudget));
+        }
+        match b {
+            B::Const(true) => self.resolve(dag, yes, facts),
+            B::Const(false) => self.resolve(dag, no, facts),
+            B::Not(x) => self.gen(dag, x, no, yes, facts),
+            B::And(x, y) => {
+                let k = self.kont(Kont::Eval(&**y as *const B as usize, yes, no), Some(y));
+                self.gen(dag, x, k, no, facts)
+            }
+            B::Or(x, y) => {
+                let k = self.kont(Kont::Eval(&**y as *const B as usize, yes, no), Some(y));
+                self.gen(dag, x, yes, k, facts)
+            }
+            B::Test(t) => {
+                let t = Test {
+                    a: dag.fold(&t.a)?,
+                    op: t.op,
+                    b: dag.fold(&t.b)?,
+                };
+                if let (V::K(a), V::K(b)) = (&t.a, &t.b) {
+                    let k = if eval_op(t.op, *a, *b) { yes } else { no };
+                    return self.resolve(dag, k, facts);
+                }
+                if let Some(v) = known(&t, facts) {
+                    return self.resolve(dag, if v { yes } else { no }, facts);
+                }
+                let mut fy = facts.clone();
+                fy.push((t.clone(), true));
+                let ny = match self.resolve(dag, yes, &fy)? {
+                    Ok(n) => n,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let mut fno = facts.clone();
+                fno.push((t.clone(), false));
+                let nn = match self.resolve(dag, no, &fno)? {
+                    Ok(n) => n,
+                    Err(e) => return Ok(Err(e)),
+                };
+                Ok(Ok(dag.mk(Node::Test { t, yes: ny, no: nn })))
+            }
+            B::Protochain { v6, nl, proto } => {
+                let ny = match self.resolve(dag, yes, facts)? {
+                    Ok(n) => n,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let nn = match self.resolve(dag, no, facts)? {
+                    Ok(n) => n,
+                    Err(e) => return Ok(Err(e)),
+                };
+                Ok(Ok(dag.mk(Node::Chain {
                     v6: *v6,
                     nl: *nl,
                     proto: *proto,
-                    yes,
-                    no,
-                })
+                    yes: ny,
+                    no: nn,
+                })))
             }
-        })
+        }
     }
 }
 
@@ -424,8 +524,28 @@ fn plan(expr: &Expr, link: LinkType, env: &FilterEnv) -> Result<Plan, CompileErr
         intern: HashMap::new(),
         optimize,
     };
-    let root = dag.gen(&b, MATCH, REJECT, &Vec::new())?;
-    if optimize && root == REJECT {
+    let mut pg = PathGen {
+        konts: vec![],
+        kont_ids: HashMap::new(),
+        memo: HashMap::new(),
+        steps: 0,
+    };
+    let km = pg.kont(Kont::Done(MATCH), None);
+    let kr = pg.kont(Kont::Done(REJECT), None);
+    let root = match pg.gen(&mut dag, &b, km, kr, &Vec::new())? {
+        Ok(root) => root,
+        Err(OverBudget) => {
+            // Too many paths: generate each continuation once, with the facts that
+            // hold on every path into it.
+            dag.nodes.truncate(2);
+            dag.intern.clear();
+            dag.gen(&b, MATCH, REJECT, &Vec::new())?
+        }
+    };
+    // libpcap's optimizer reports a program that can only reach `ret #0`. (We keep
+    // tests whose outcomes are irrelevant, like libpcap's unoptimized code, because
+    // their loads can still reject a short packet.)
+    if optimize && !reaches_match(&dag, root) {
         return Err(CompileError::RejectsAll);
     }
     Ok(Plan { dag, root })
@@ -486,6 +606,25 @@ pub fn emit_filter(
         nodes: order.len(),
         insns: e.asm.pos() - start,
     })
+}
+
+fn reaches_match(dag: &Dag, root: NodeId) -> bool {
+    let mut seen = vec![false; dag.nodes.len()];
+    let mut stack = vec![root];
+    while let Some(n) = stack.pop() {
+        if n == MATCH {
+            return true;
+        }
+        if n == REJECT || seen[n] {
+            continue;
+        }
+        seen[n] = true;
+        if let Node::Test { yes, no, .. } | Node::Chain { yes, no, .. } = &dag.nodes[n] {
+            stack.push(*yes);
+            stack.push(*no);
+        }
+    }
+    false
 }
 
 /// Nodes reachable from `root`, parents before children (descending creation order).

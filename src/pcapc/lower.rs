@@ -299,7 +299,7 @@ impl Lowering {
     }
 
     fn require_ether(&self, what: &str) -> R<()> {
-        if self.link != LinkType::Ethernet {
+        if self.link != LinkType::Ethernet || self.ppp {
             return Err(self.unsupported(what));
         }
         Ok(())
@@ -570,16 +570,7 @@ impl Lowering {
             Prim::Proto(p) => self.proto_abbrev(*p),
             Prim::IpProto { under, proto } => self.gen_proto(*proto as u32, *under),
             Prim::Protochain { under, proto } => self.protochain(*proto, *under),
-            Prim::EtherProto(p) => {
-                if self.link == LinkType::RawIp && self.mpls_depth == 0 {
-                    return Ok(match *p as u32 {
-                        ET_IP => self.mcmp(0, 1, 0x40, 0xf0),
-                        ET_IPV6 => self.mcmp(0, 1, 0x60, 0xf0),
-                        _ => B::Const(false),
-                    });
-                }
-                self.linktype(*p as u32)
-            }
+            Prim::EtherProto(p) => self.linktype(*p as u32),
             Prim::Broadcast(p) => match p {
                 Proto::Ether => {
                     self.require_ether("'broadcast' (not a broadcast link)")?;
