@@ -1,0 +1,80 @@
+//! Kernel facts the tracer and benchmarks ask about: per-program statistics by fd, and
+//! whether `bpf_get_func_ip` works in kprobes (probed once by loading a tiny program).
+
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::OnceLock;
+
+use crate::asm::{Asm, Helper, Reg};
+
+use super::sys;
+
+/// What `BPF_OBJ_GET_INFO_BY_FD` says about a program.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgInfo {
+    pub id: u32,
+    /// The kernel's copy of the name (at most 15 bytes).
+    pub name: String,
+    /// `enum bpf_prog_type`.
+    pub prog_type: u32,
+    /// Total time spent in the program; counted only while run-time stats are enabled
+    /// (see [`enable_run_time_stats`]).
+    pub run_time_ns: u64,
+    pub run_cnt: u64,
+    /// Runs skipped because the program was already running on that CPU.
+    pub recursion_misses: u64,
+    pub verified_insns: u32,
+    /// Ids of the maps the program uses.
+    pub map_ids: Vec<u32>,
+}
+
+/// Ask the kernel about the program behind `fd` (any program, aya-loaded or raw).
+pub fn prog_info(fd: BorrowedFd<'_>) -> io::Result<ProgInfo> {
+    let (raw, map_ids) = sys::prog_info(fd)?;
+    let end = raw.name.iter().position(|&b| b == 0).unwrap_or(16);
+    Ok(ProgInfo {
+        id: raw.id,
+        name: String::from_utf8_lossy(&raw.name[..end]).into_owned(),
+        prog_type: raw.prog_type,
+        run_time_ns: raw.run_time_ns,
+        run_cnt: raw.run_cnt,
+        recursion_misses: raw.recursion_misses,
+        verified_insns: raw.verified_insns,
+        map_ids,
+    })
+}
+
+/// Turn on `run_time_ns`/`run_cnt` accounting for all programs until the returned fd is
+/// closed (`BPF_ENABLE_STATS`, kernel 5.8+).
+pub fn enable_run_time_stats() -> io::Result<OwnedFd> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime).map_err(|e| e.io_error)
+}
+
+/// Whether kprobe programs may call `bpf_get_func_ip` (kernel 5.15+). The first call
+/// loads a three-instruction kprobe program; the answer is cached. Errors other than the
+/// verifier's refusal (e.g. EPERM without CAP_BPF) are returned and not cached.
+pub fn func_ip_available() -> io::Result<bool> {
+    static ANSWER: OnceLock<bool> = OnceLock::new();
+    if let Some(&a) = ANSWER.get() {
+        return Ok(a);
+    }
+    let mut a = Asm::new();
+    a.call(Helper::GET_FUNC_IP);
+    a.mov64(Reg::R0, 0);
+    a.exit();
+    let prog = a
+        .finish()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let answer = match sys::prog_load(&sys::RawProgLoad {
+        prog_type: sys::PROG_TYPE_KPROBE,
+        expected_attach_type: 0,
+        name: "probe_func_ip",
+        insns: &prog.insns,
+        log_level: 1,
+    }) {
+        Ok(_fd) => true,
+        Err((e, _)) if e.raw_os_error() == Some(libc::EINVAL) => false,
+        Err((e, _)) => return Err(e),
+    };
+    Ok(*ANSWER.get_or_init(|| answer))
+}

@@ -1,0 +1,591 @@
+//! Loading assembled programs into the kernel: an [`ObjectSpec`] (maps + named programs) becomes
+//! one in-memory ELF handed to aya, plus raw `bpf()` loads for kprobe_multi; all share the maps.
+//!
+//! ```text
+//! ObjectSpec --elf::build--> ELF --aya EbpfLoader--> maps + programs (socket, tc, kprobe, raw_tp, tp_btf)
+//!            \--kprobe_multi programs, map fds patched in--> sys::prog_load
+//! ```
+
+mod attach;
+pub mod elf;
+mod info;
+mod sys;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use aya::maps::{Array, HashMap as AyaHashMap, Map, MapData, RingBuf};
+use aya::programs::ProgramError;
+use aya::{Ebpf, EbpfError, EbpfLoader, Pod};
+
+use crate::asm::Program;
+
+pub use attach::{KprobeMultiOptions, ObjectError};
+pub use aya::VerifierLogLevel;
+pub use elf::ElfError;
+pub use info::{enable_run_time_stats, func_ip_available, prog_info, ProgInfo};
+
+/// Kinds of maps a spec can declare (legacy `bpf_map_def` types).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MapKind {
+    Hash,
+    Array,
+    PerCpuHash,
+    PerCpuArray,
+    LruHash,
+    LruPerCpuHash,
+    StackTrace,
+    PerfEventArray,
+    /// `max_entries` is the buffer size in bytes (aya rounds it up to a power-of-two pages).
+    RingBuf,
+}
+
+impl MapKind {
+    /// The kernel's `enum bpf_map_type` value.
+    pub fn kernel_type(self) -> u32 {
+        match self {
+            MapKind::Hash => 1,
+            MapKind::Array => 2,
+            MapKind::PerfEventArray => 4,
+            MapKind::PerCpuHash => 5,
+            MapKind::PerCpuArray => 6,
+            MapKind::StackTrace => 7,
+            MapKind::LruHash => 9,
+            MapKind::LruPerCpuHash => 10,
+            MapKind::RingBuf => 27,
+        }
+    }
+
+    /// Shape rules the kernel would otherwise reject with a bare EINVAL.
+    fn check_shape(self, m: &MapSpec) -> Result<(), String> {
+        match self {
+            MapKind::Array | MapKind::PerCpuArray | MapKind::PerfEventArray if m.key_size != 4 => {
+                Err(format!("array keys must be 4 bytes, not {}", m.key_size))
+            }
+            MapKind::RingBuf if m.key_size != 0 || m.value_size != 0 => {
+                Err("ring buffers have no key or value size (use 0)".into())
+            }
+            MapKind::RingBuf if m.max_entries == 0 => {
+                Err("ring buffer size (max_entries) must be non-zero".into())
+            }
+            MapKind::StackTrace if m.value_size == 0 || !m.value_size.is_multiple_of(8) => {
+                Err(format!(
+                    "stack trace values must be a non-zero multiple of 8 bytes, not {}",
+                    m.value_size
+                ))
+            }
+            MapKind::Hash
+            | MapKind::PerCpuHash
+            | MapKind::LruHash
+            | MapKind::LruPerCpuHash
+            | MapKind::Array
+            | MapKind::PerCpuArray
+            | MapKind::StackTrace
+                if m.key_size == 0 || m.value_size == 0 || m.max_entries == 0 =>
+            {
+                Err("key size, value size and max_entries must be non-zero".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One map shared by every program of the object. Programs name it in `Asm::ld_map`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapSpec {
+    /// 1-15 characters of `[A-Za-z0-9_.]`.
+    pub name: String,
+    pub kind: MapKind,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    /// `BPF_F_*` map flags.
+    pub flags: u32,
+}
+
+impl MapSpec {
+    pub fn new(
+        name: &str,
+        kind: MapKind,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+    ) -> Self {
+        MapSpec {
+            name: name.to_string(),
+            kind,
+            key_size,
+            value_size,
+            max_entries,
+            flags: 0,
+        }
+    }
+
+    /// A `BPF_MAP_TYPE_RINGBUF` of `bytes` bytes.
+    pub fn ring_buf(name: &str, bytes: u32) -> Self {
+        MapSpec::new(name, MapKind::RingBuf, 0, 0, bytes)
+    }
+}
+
+/// Program types, each with the ELF section prefix aya reads it from.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ProgKind {
+    /// `BPF_PROG_TYPE_SOCKET_FILTER` (`socket`), test-runnable.
+    SocketFilter,
+    /// `BPF_PROG_TYPE_SCHED_CLS` (`classifier`), test-runnable.
+    SchedCls,
+    /// Perf-event kprobe (`kprobe`), attached per function.
+    KProbe,
+    /// Perf-event kretprobe (`kretprobe`).
+    KRetProbe,
+    /// kprobe_multi: loaded through raw `bpf()` with expected attach type
+    /// `BPF_TRACE_KPROBE_MULTI`, attached to many functions by one link.
+    KProbeMulti,
+    /// Raw tracepoint on the named tracepoint (`raw_tp/<name>`).
+    RawTracepoint(String),
+    /// BTF-typed raw tracepoint (`tp_btf/<name>`), needs kernel BTF.
+    TpBtf(String),
+}
+
+/// A named program and its kind. The name (1-15 characters of `[A-Za-z0-9_.]`) is the
+/// kernel program name and the key for every lookup on [`LoadedObject`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramSpec {
+    pub name: String,
+    pub kind: ProgKind,
+    pub program: Program,
+}
+
+/// Everything loaded together: the programs share every map.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectSpec {
+    pub maps: Vec<MapSpec>,
+    pub programs: Vec<ProgramSpec>,
+}
+
+/// Knobs for [`load`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadOptions<'a> {
+    /// Log level of the verifier run that is repeated after a rejection to explain it
+    /// (default: DEBUG | STATS, as aya).
+    pub verifier_log_level: VerifierLogLevel,
+    /// Kernel BTF for `tp_btf` programs; read from `/sys/kernel/btf/vmlinux` when `None`.
+    pub btf: Option<&'a aya::Btf>,
+}
+
+/// A verifier log. `Display` shows the last [`VerifierLog::TAIL_LINES`] lines, where the
+/// verifier says what it rejected; [`VerifierLog::full`] has everything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifierLog(String);
+
+impl VerifierLog {
+    pub const TAIL_LINES: usize = 40;
+
+    pub fn new(log: String) -> Self {
+        VerifierLog(log)
+    }
+
+    pub fn full(&self) -> &str {
+        &self.0
+    }
+
+    /// The last `n` lines.
+    pub fn tail(&self, n: usize) -> &str {
+        let t = self.0.trim_end();
+        let mut start = t.len();
+        for _ in 0..n {
+            match t[..start].rfind('\n') {
+                Some(i) => start = i,
+                None => return t,
+            }
+        }
+        &t[start + 1..]
+    }
+}
+
+impl fmt::Display for VerifierLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let total = self.0.trim_end().lines().count();
+        if total == 0 {
+            return f.write_str("(the verifier log is empty)");
+        }
+        let shown = total.min(Self::TAIL_LINES);
+        if shown < total {
+            writeln!(f, "... ({} earlier lines omitted)", total - shown)?;
+        }
+        f.write_str(self.tail(Self::TAIL_LINES))
+    }
+}
+
+/// Why [`load`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("invalid object spec: {0}")]
+    Spec(#[from] ElfError),
+    #[error("loading the object (maps, relocations) failed: {}", attach::chain(.0.as_ref()))]
+    Object(#[source] Box<EbpfError>),
+    #[error("reading kernel BTF (needed for tp_btf programs) failed: {0}")]
+    Btf(#[source] aya::BtfError),
+    #[error("program `{program}` was rejected by the kernel: {errno}\nverifier log:\n{log}")]
+    Rejected {
+        program: String,
+        errno: io::Error,
+        log: VerifierLog,
+    },
+    #[error("program `{0}` is missing from the object aya parsed (internal error)")]
+    NotInObject(String),
+    #[error("tp_btf program `{0}` needs kernel BTF and none was given")]
+    NoBtf(String),
+    #[error("loading program `{program}` failed: {}", attach::chain(source.as_ref()))]
+    Program {
+        program: String,
+        #[source]
+        source: Box<ProgramError>,
+    },
+}
+
+impl LoadError {
+    /// The verifier log, when the kernel rejected a program.
+    pub fn verifier_log(&self) -> Option<&VerifierLog> {
+        match self {
+            LoadError::Rejected { log, .. } => Some(log),
+            _ => None,
+        }
+    }
+
+    /// The program the error is about, if any.
+    pub fn program(&self) -> Option<&str> {
+        match self {
+            LoadError::Rejected { program, .. } | LoadError::Program { program, .. } => {
+                Some(program)
+            }
+            _ => None,
+        }
+    }
+}
+
+fn program_error(program: &str, e: ProgramError) -> LoadError {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => LoadError::Rejected {
+            program: program.to_string(),
+            errno: io_error,
+            log: VerifierLog(verifier_log.to_string()),
+        },
+        source => LoadError::Program {
+            program: program.to_string(),
+            source: Box::new(source),
+        },
+    }
+}
+
+/// Lift RLIMIT_MEMLOCK and RLIMIT_NOFILE to their hard limits, once per process (later calls
+/// return the first result). [`load`] calls it and ignores a failure, which on kernels
+/// that still charge memlock shows up as a load error instead.
+pub fn raise_rlimits() -> Result<(), String> {
+    static ONCE: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| sys::raise_rlimits().map_err(|e| e.to_string()))
+        .clone()
+}
+
+/// Programs and maps living in the kernel. Dropping it detaches and unloads everything
+/// (except links and maps that were taken out).
+pub struct LoadedObject {
+    ebpf: Ebpf,
+    kinds: HashMap<String, ProgKind>,
+    /// kprobe_multi programs loaded through the raw path.
+    multi: HashMap<String, OwnedFd>,
+}
+
+/// Load every program of `spec` (in order) with the maps created once and shared.
+/// Fails on the first program the kernel rejects, naming it and carrying its verifier log.
+pub fn load(spec: &ObjectSpec, opts: &LoadOptions<'_>) -> Result<LoadedObject, LoadError> {
+    let all: Vec<&ProgramSpec> = spec.programs.iter().collect();
+    elf::validate(&spec.maps, &all)?;
+    let _ = raise_rlimits();
+
+    let (multi_specs, aya_specs): (Vec<&ProgramSpec>, Vec<&ProgramSpec>) = all
+        .iter()
+        .partition(|p| matches!(p.kind, ProgKind::KProbeMulti));
+    let bytes = elf::build(&spec.maps, &aya_specs)?;
+
+    let needs_btf = aya_specs
+        .iter()
+        .any(|p| matches!(p.kind, ProgKind::TpBtf(_)));
+    let own_btf = match (opts.btf, needs_btf) {
+        (None, true) => Some(aya::Btf::from_sys_fs().map_err(LoadError::Btf)?),
+        _ => None,
+    };
+    let btf = opts.btf.or(own_btf.as_ref());
+
+    let mut loader = EbpfLoader::new();
+    loader.verifier_log_level(opts.verifier_log_level);
+    if let Some(b) = btf {
+        loader.btf(Some(b));
+    }
+    let mut ebpf = loader
+        .load(&bytes)
+        .map_err(|e| LoadError::Object(Box::new(e)))?;
+
+    for p in &aya_specs {
+        load_with_aya(&mut ebpf, p, btf)?;
+    }
+
+    let mut multi = HashMap::new();
+    for p in &multi_specs {
+        let fd = load_kprobe_multi(&ebpf, p, opts.verifier_log_level)?;
+        multi.insert(p.name.clone(), fd);
+    }
+
+    Ok(LoadedObject {
+        ebpf,
+        kinds: spec
+            .programs
+            .iter()
+            .map(|p| (p.name.clone(), p.kind.clone()))
+            .collect(),
+        multi,
+    })
+}
+
+fn load_with_aya(
+    ebpf: &mut Ebpf,
+    p: &ProgramSpec,
+    btf: Option<&aya::Btf>,
+) -> Result<(), LoadError> {
+    use aya::programs::{BtfTracePoint, KProbe, RawTracePoint, SchedClassifier, SocketFilter};
+    let missing = || LoadError::NotInObject(p.name.clone());
+    let prog = ebpf.program_mut(&p.name).ok_or_else(missing)?;
+    let result = match &p.kind {
+        ProgKind::SocketFilter => <&mut SocketFilter>::try_from(prog).and_then(|p| p.load()),
+        ProgKind::SchedCls => <&mut SchedClassifier>::try_from(prog).and_then(|p| p.load()),
+        ProgKind::KProbe | ProgKind::KRetProbe => {
+            <&mut KProbe>::try_from(prog).and_then(|p| p.load())
+        }
+        ProgKind::RawTracepoint(_) => <&mut RawTracePoint>::try_from(prog).and_then(|p| p.load()),
+        ProgKind::TpBtf(tp) => {
+            // `load` reads the BTF whenever a tp_btf program is present.
+            let btf = btf.ok_or_else(|| LoadError::NoBtf(p.name.clone()))?;
+            <&mut BtfTracePoint>::try_from(prog).and_then(|p| p.load(tp, btf))
+        }
+        ProgKind::KProbeMulti => return Err(missing()),
+    };
+    result.map_err(|e| program_error(&p.name, e))
+}
+
+/// The map behind an aya `Map`, whatever its type.
+fn map_data(m: &Map) -> &MapData {
+    match m {
+        Map::Array(d)
+        | Map::ArrayOfMaps(d)
+        | Map::BloomFilter(d)
+        | Map::CgroupArray(d)
+        | Map::CgroupStorage(d)
+        | Map::CgrpStorage(d)
+        | Map::CpuMap(d)
+        | Map::DevMap(d)
+        | Map::DevMapHash(d)
+        | Map::HashMap(d)
+        | Map::HashOfMaps(d)
+        | Map::InodeStorage(d)
+        | Map::LpmTrie(d)
+        | Map::LruHashMap(d)
+        | Map::PerCpuArray(d)
+        | Map::PerCpuCgroupStorage(d)
+        | Map::PerCpuHashMap(d)
+        | Map::PerCpuLruHashMap(d)
+        | Map::PerfEventArray(d)
+        | Map::ProgramArray(d)
+        | Map::Queue(d)
+        | Map::ReusePortSockArray(d)
+        | Map::RingBuf(d)
+        | Map::SockHash(d)
+        | Map::SockMap(d)
+        | Map::SkStorage(d)
+        | Map::Stack(d)
+        | Map::StackTraceMap(d)
+        | Map::Unsupported(d)
+        | Map::XskMap(d) => d,
+    }
+}
+
+/// Patch the aya-created map fds into a copy of the program and load it as kprobe_multi.
+fn load_kprobe_multi(
+    ebpf: &Ebpf,
+    p: &ProgramSpec,
+    level: VerifierLogLevel,
+) -> Result<OwnedFd, LoadError> {
+    use std::os::fd::AsRawFd;
+    let mut insns = p.program.insns.clone();
+    for r in &p.program.map_refs {
+        let map = ebpf.map(&r.map).ok_or_else(|| ElfError::UnknownMap {
+            program: p.name.clone(),
+            map: r.map.clone(),
+        })?;
+        let fd = map_data(map).fd().as_fd().as_raw_fd();
+        insns[r.insn_index].src = crate::asm::insn::op::PSEUDO_MAP_FD;
+        insns[r.insn_index].imm = fd;
+        insns[r.insn_index + 1].imm = 0;
+    }
+    sys::prog_load(&sys::RawProgLoad {
+        prog_type: sys::PROG_TYPE_KPROBE,
+        expected_attach_type: sys::TRACE_KPROBE_MULTI,
+        name: &p.name,
+        insns: &insns,
+        log_level: level.bits(),
+    })
+    .map_err(|(errno, log)| LoadError::Rejected {
+        program: p.name.clone(),
+        errno,
+        log: VerifierLog(log),
+    })
+}
+
+impl fmt::Debug for LoadedObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut programs: Vec<_> = self.kinds.iter().collect();
+        programs.sort_by(|a, b| a.0.cmp(b.0));
+        let mut maps: Vec<_> = self.ebpf.maps().map(|(name, _)| name).collect();
+        maps.sort();
+        f.debug_struct("LoadedObject")
+            .field("programs", &programs)
+            .field("maps", &maps)
+            .finish()
+    }
+}
+
+impl LoadedObject {
+    /// The aya object holding the maps and the non-kprobe_multi programs.
+    pub fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    /// The kind a program was loaded as.
+    pub fn kind(&self, program: &str) -> Option<&ProgKind> {
+        self.kinds.get(program)
+    }
+
+    /// The program's fd (any kind, kprobe_multi included).
+    pub fn program_fd(&self, program: &str) -> Result<BorrowedFd<'_>, ObjectError> {
+        if let Some(fd) = self.multi.get(program) {
+            return Ok(fd.as_fd());
+        }
+        let p = self
+            .ebpf
+            .program(program)
+            .ok_or_else(|| ObjectError::UnknownProgram(program.to_string()))?;
+        p.fd()
+            .map(|fd| fd.as_fd())
+            .map_err(|source| ObjectError::Program {
+                program: program.to_string(),
+                source: Box::new(source),
+            })
+    }
+
+    /// Kernel facts about a program (id, run time and count, map ids).
+    pub fn info(&self, program: &str) -> Result<ProgInfo, ObjectError> {
+        prog_info(self.program_fd(program)?).map_err(|source| ObjectError::Syscall {
+            what: "BPF_OBJ_GET_INFO_BY_FD",
+            program: program.to_string(),
+            source,
+        })
+    }
+
+    /// A map's fd (while the map is still in the object).
+    pub fn map_fd(&self, map: &str) -> Result<BorrowedFd<'_>, ObjectError> {
+        let m = self
+            .ebpf
+            .map(map)
+            .ok_or_else(|| ObjectError::UnknownMap(map.to_string()))?;
+        Ok(map_data(m).fd().as_fd())
+    }
+
+    /// Take a ring buffer map out of the object (to own it, e.g. in a tokio `AsyncFd`).
+    /// The programs keep writing to it.
+    pub fn take_ring_buf(&mut self, map: &str) -> Result<RingBuf<MapData>, ObjectError> {
+        let m = self
+            .ebpf
+            .take_map(map)
+            .ok_or_else(|| ObjectError::UnknownMap(map.to_string()))?;
+        RingBuf::try_from(m).map_err(|source| ObjectError::Map {
+            map: map.to_string(),
+            source,
+        })
+    }
+
+    /// An `ARRAY` map with values of type `V`, to read and update.
+    pub fn array_mut<V: Pod>(&mut self, map: &str) -> Result<Array<&mut MapData, V>, ObjectError> {
+        let m = self
+            .ebpf
+            .map_mut(map)
+            .ok_or_else(|| ObjectError::UnknownMap(map.to_string()))?;
+        Array::try_from(m).map_err(|source| ObjectError::Map {
+            map: map.to_string(),
+            source,
+        })
+    }
+
+    /// A `HASH` (or LRU hash) map with keys `K` and values `V`, to read and update.
+    pub fn hash_map_mut<K: Pod, V: Pod>(
+        &mut self,
+        map: &str,
+    ) -> Result<AyaHashMap<&mut MapData, K, V>, ObjectError> {
+        let m = self
+            .ebpf
+            .map_mut(map)
+            .ok_or_else(|| ObjectError::UnknownMap(map.to_string()))?;
+        AyaHashMap::try_from(m).map_err(|source| ObjectError::Map {
+            map: map.to_string(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aya_obj::generated::bpf_map_type as t;
+
+    #[test]
+    fn map_kinds_match_the_uapi() {
+        let table = [
+            (MapKind::Hash, t::BPF_MAP_TYPE_HASH),
+            (MapKind::Array, t::BPF_MAP_TYPE_ARRAY),
+            (MapKind::PerfEventArray, t::BPF_MAP_TYPE_PERF_EVENT_ARRAY),
+            (MapKind::PerCpuHash, t::BPF_MAP_TYPE_PERCPU_HASH),
+            (MapKind::PerCpuArray, t::BPF_MAP_TYPE_PERCPU_ARRAY),
+            (MapKind::StackTrace, t::BPF_MAP_TYPE_STACK_TRACE),
+            (MapKind::LruHash, t::BPF_MAP_TYPE_LRU_HASH),
+            (MapKind::LruPerCpuHash, t::BPF_MAP_TYPE_LRU_PERCPU_HASH),
+            (MapKind::RingBuf, t::BPF_MAP_TYPE_RINGBUF),
+        ];
+        for (k, want) in table {
+            assert_eq!(k.kernel_type(), want as u32, "{k:?}");
+        }
+    }
+
+    #[test]
+    fn verifier_log_display_keeps_the_tail() {
+        let log: String = (1..=100).map(|i| format!("line {i}\n")).collect();
+        let shown = VerifierLog::new(log).to_string();
+        assert!(shown.starts_with("... (60 earlier lines omitted)\nline 61\n"));
+        assert!(shown.ends_with("line 100"));
+        assert_eq!(shown.lines().count(), 41);
+
+        let short = VerifierLog::new("R2 !read_ok\n".into());
+        assert_eq!(short.to_string(), "R2 !read_ok");
+        assert_eq!(short.tail(5), "R2 !read_ok");
+        assert_eq!(
+            VerifierLog::new(String::new()).to_string(),
+            "(the verifier log is empty)"
+        );
+    }
+}

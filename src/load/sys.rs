@@ -1,0 +1,370 @@
+//! The raw `bpf(2)` and `setrlimit(2)` calls aya 0.14 has no API for (kprobe_multi load and
+//! link, program info by fd, helper probes). The only module of `load` with `unsafe`.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+use crate::asm::Insn;
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_LINK_CREATE: libc::c_long = 28;
+
+/// `BPF_PROG_TYPE_KPROBE`.
+pub const PROG_TYPE_KPROBE: u32 = 2;
+/// `BPF_TRACE_KPROBE_MULTI`: expected attach type and link attach type of kprobe_multi.
+pub const TRACE_KPROBE_MULTI: u32 = 42;
+/// `BPF_F_KPROBE_MULTI_RETURN`: attach to function returns instead of entries.
+pub const KPROBE_MULTI_RETURN: u32 = 1;
+
+/// The `BPF_PROG_LOAD` part of `union bpf_attr`, up to `log_true_size` (kernel 6.4+ layout;
+/// older kernels accept it as long as the fields they do not know are zero).
+#[repr(C)]
+#[derive(Default)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+    prog_btf_fd: u32,
+    func_info_rec_size: u32,
+    func_info: u64,
+    func_info_cnt: u32,
+    line_info_rec_size: u32,
+    line_info: u64,
+    line_info_cnt: u32,
+    attach_btf_id: u32,
+    attach_prog_fd: u32,
+    core_relo_cnt: u32,
+    fd_array: u64,
+    core_relos: u64,
+    core_relo_rec_size: u32,
+    log_true_size: u32,
+}
+
+/// The `BPF_LINK_CREATE` part of `union bpf_attr` with its `kprobe_multi` member.
+#[repr(C)]
+#[derive(Default)]
+struct LinkCreateKprobeMultiAttr {
+    prog_fd: u32,
+    target_fd: u32,
+    attach_type: u32,
+    flags: u32,
+    kprobe_multi_flags: u32,
+    cnt: u32,
+    syms: u64,
+    addrs: u64,
+    cookies: u64,
+}
+
+/// The `BPF_OBJ_GET_INFO_BY_FD` part of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct InfoByFdAttr {
+    bpf_fd: u32,
+    info_len: u32,
+    info: u64,
+}
+
+/// `struct bpf_prog_info` up to `attach_btf_id` (kernel 5.x/6.x layout; the kernel fills what
+/// it knows and leaves the rest zero).
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+pub struct RawProgInfo {
+    pub prog_type: u32,
+    pub id: u32,
+    pub tag: [u8; 8],
+    pub jited_prog_len: u32,
+    pub xlated_prog_len: u32,
+    pub jited_prog_insns: u64,
+    pub xlated_prog_insns: u64,
+    pub load_time: u64,
+    pub created_by_uid: u32,
+    pub nr_map_ids: u32,
+    pub map_ids: u64,
+    pub name: [u8; 16],
+    pub ifindex: u32,
+    pub gpl_compatible: u32,
+    pub netns_dev: u64,
+    pub netns_ino: u64,
+    pub nr_jited_ksyms: u32,
+    pub nr_jited_func_lens: u32,
+    pub jited_ksyms: u64,
+    pub jited_func_lens: u64,
+    pub btf_id: u32,
+    pub func_info_rec_size: u32,
+    pub func_info: u64,
+    pub nr_func_info: u32,
+    pub nr_line_info: u32,
+    pub line_info: u64,
+    pub jited_line_info: u64,
+    pub nr_jited_line_info: u32,
+    pub line_info_rec_size: u32,
+    pub jited_line_info_rec_size: u32,
+    pub nr_prog_tags: u32,
+    pub prog_tags: u64,
+    pub run_time_ns: u64,
+    pub run_cnt: u64,
+    pub recursion_misses: u64,
+    pub verified_insns: u32,
+    pub attach_btf_obj_id: u32,
+    pub attach_btf_id: u32,
+    _pad: u32,
+}
+
+/// `bpf(cmd, attr, sizeof attr)`, returning the non-negative result or `errno`.
+///
+/// # Safety
+/// `attr` must be the attr layout `cmd` expects, and every pointer stored in it must be
+/// valid (for reads, or writes where the kernel writes) for the duration of the call.
+unsafe fn sys_bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: the caller guarantees the attr layout and the pointers inside it; the size
+    // passed is exactly the size of the attr we own.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut T as *mut libc::c_void,
+            std::mem::size_of::<T>() as libc::c_uint,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn owned_fd(ret: libc::c_long) -> OwnedFd {
+    // SAFETY: the commands we call this for (PROG_LOAD, LINK_CREATE) return a fresh file
+    // descriptor that nothing else owns.
+    unsafe { OwnedFd::from_raw_fd(ret as i32) }
+}
+
+/// What to load through the raw path.
+pub struct RawProgLoad<'a> {
+    pub prog_type: u32,
+    pub expected_attach_type: u32,
+    pub name: &'a str,
+    /// Instruction slots with map fds already filled in.
+    pub insns: &'a [Insn],
+    /// Verifier log level used on the retry after a failure (the first try runs without a log).
+    pub log_level: u32,
+}
+
+/// Largest verifier log buffer every kernel accepts (`UINT_MAX >> 8` before 5.2).
+const MAX_LOG: usize = (16 << 20) - 1;
+
+/// `BPF_PROG_LOAD`. On failure returns the errno and the verifier log of a retry with a log
+/// buffer (64 KiB, 1 MiB, then 16 MiB on `ENOSPC`).
+pub fn prog_load(p: &RawProgLoad<'_>) -> Result<OwnedFd, (io::Error, String)> {
+    let bytes = crate::asm::insn::to_bytecode(p.insns);
+    let license = c"GPL";
+    let mut name = [0u8; 16];
+    let n = p.name.len().min(15);
+    name[..n].copy_from_slice(&p.name.as_bytes()[..n]);
+
+    let mut log: Vec<u8> = Vec::new();
+    let mut first_error = None;
+    loop {
+        let mut attr = ProgLoadAttr {
+            prog_type: p.prog_type,
+            insn_cnt: p.insns.len() as u32,
+            insns: bytes.as_ptr() as u64,
+            license: license.as_ptr() as u64,
+            prog_name: name,
+            expected_attach_type: p.expected_attach_type,
+            ..Default::default()
+        };
+        if !log.is_empty() {
+            attr.log_level = p.log_level.max(1);
+            attr.log_size = log.len() as u32;
+            attr.log_buf = log.as_mut_ptr() as u64;
+        }
+        // SAFETY: `attr` is the PROG_LOAD layout; `bytes`, `license` and `log` outlive the
+        // call, `insn_cnt`/`log_size` match their lengths, and only `log` is written to.
+        match unsafe { sys_bpf(BPF_PROG_LOAD, &mut attr) } {
+            Ok(fd) => return Ok(owned_fd(fd)),
+            Err(e) => {
+                let grow = log.is_empty() || e.raw_os_error() == Some(libc::ENOSPC);
+                if grow && log.len() < MAX_LOG {
+                    first_error.get_or_insert(e);
+                    log = vec![0u8; (log.len() * 16).clamp(64 << 10, MAX_LOG)];
+                    continue;
+                }
+                let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+                let text = String::from_utf8_lossy(&log[..end]).into_owned();
+                // Report the errno of the real failure, not an ENOSPC of a short log buffer.
+                let e = if e.raw_os_error() == Some(libc::ENOSPC) {
+                    first_error.unwrap_or(e)
+                } else {
+                    e
+                };
+                return Err((e, text));
+            }
+        }
+    }
+}
+
+/// `BPF_LINK_CREATE` for kprobe_multi: attach `prog` to every symbol in `symbols`, with one
+/// optional cookie per symbol. Returns the link fd; closing it detaches.
+pub fn link_create_kprobe_multi(
+    prog: BorrowedFd<'_>,
+    symbols: &[CString],
+    cookies: Option<&[u64]>,
+    flags: u32,
+) -> io::Result<OwnedFd> {
+    if cookies.is_some_and(|c| c.len() != symbols.len()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "one cookie per symbol is needed",
+        ));
+    }
+    let ptrs: Vec<*const libc::c_char> = symbols.iter().map(|s| s.as_ptr()).collect();
+    let mut attr = LinkCreateKprobeMultiAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        attach_type: TRACE_KPROBE_MULTI,
+        kprobe_multi_flags: flags,
+        cnt: symbols.len() as u32,
+        syms: ptrs.as_ptr() as u64,
+        cookies: cookies.map_or(0, |c| c.as_ptr() as u64),
+        ..Default::default()
+    };
+    // SAFETY: `attr` is the LINK_CREATE layout; `ptrs` points at `cnt` NUL-terminated strings
+    // owned by `symbols`, `cookies` (when set) holds `cnt` u64s; all outlive the call and
+    // the kernel only reads them.
+    let fd = unsafe { sys_bpf(BPF_LINK_CREATE, &mut attr)? };
+    Ok(owned_fd(fd))
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` on a program fd, plus the ids of the maps it uses.
+pub fn prog_info(fd: BorrowedFd<'_>) -> io::Result<(RawProgInfo, Vec<u32>)> {
+    let mut info = RawProgInfo::default();
+    let mut attr = InfoByFdAttr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: std::mem::size_of::<RawProgInfo>() as u32,
+        info: &mut info as *mut RawProgInfo as u64,
+    };
+    // SAFETY: `attr` is the GET_INFO_BY_FD layout; `info` is writable for `info_len` bytes.
+    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)? };
+    let n = info.nr_map_ids;
+    if n == 0 {
+        return Ok((info, Vec::new()));
+    }
+    let mut ids = vec![0u32; n as usize];
+    let mut second = RawProgInfo {
+        nr_map_ids: n,
+        map_ids: ids.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    let mut attr = InfoByFdAttr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: std::mem::size_of::<RawProgInfo>() as u32,
+        info: &mut second as *mut RawProgInfo as u64,
+    };
+    // SAFETY: as above; the kernel writes at most `nr_map_ids` u32s to `ids`, which holds
+    // exactly that many.
+    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)? };
+    ids.truncate(second.nr_map_ids.min(n) as usize);
+    Ok((info, ids))
+}
+
+#[cfg(target_env = "gnu")]
+type RlimitResource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+type RlimitResource = libc::c_int;
+
+/// Raise the soft limit of `resource` to its hard limit (or to `want` when the hard limit
+/// allows it); returns the new soft limit.
+fn raise_rlimit(resource: RlimitResource, want: u64) -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(resource, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let target = want.min(lim.rlim_max);
+    if lim.rlim_cur >= target {
+        return Ok(lim.rlim_cur);
+    }
+    lim.rlim_cur = target;
+    // SAFETY: `lim` is a valid rlimit with cur <= max.
+    if unsafe { libc::setrlimit(resource, &lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(target)
+}
+
+/// Lift RLIMIT_MEMLOCK (pre-5.11 kernels charge BPF memory to it) and RLIMIT_NOFILE (each
+/// kprobe costs one or two fds) as far as the hard limits allow.
+pub fn raise_rlimits() -> io::Result<()> {
+    raise_rlimit(libc::RLIMIT_MEMLOCK, libc::RLIM_INFINITY)?;
+    raise_rlimit(libc::RLIMIT_NOFILE, libc::RLIM_INFINITY)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aya_obj::generated as g;
+    use std::mem::{offset_of, size_of};
+
+    #[test]
+    fn prog_info_layout_matches_the_uapi() {
+        assert_eq!(size_of::<RawProgInfo>(), size_of::<g::bpf_prog_info>());
+        assert_eq!(
+            offset_of!(RawProgInfo, id),
+            offset_of!(g::bpf_prog_info, id)
+        );
+        assert_eq!(
+            offset_of!(RawProgInfo, name),
+            offset_of!(g::bpf_prog_info, name)
+        );
+        assert_eq!(
+            offset_of!(RawProgInfo, map_ids),
+            offset_of!(g::bpf_prog_info, map_ids)
+        );
+        assert_eq!(
+            offset_of!(RawProgInfo, run_time_ns),
+            offset_of!(g::bpf_prog_info, run_time_ns)
+        );
+        assert_eq!(
+            offset_of!(RawProgInfo, recursion_misses),
+            offset_of!(g::bpf_prog_info, recursion_misses)
+        );
+        assert_eq!(
+            offset_of!(RawProgInfo, attach_btf_id),
+            offset_of!(g::bpf_prog_info, attach_btf_id)
+        );
+    }
+
+    #[test]
+    fn attr_layouts_match_the_uapi() {
+        assert_eq!(offset_of!(ProgLoadAttr, prog_name), 48);
+        assert_eq!(offset_of!(ProgLoadAttr, expected_attach_type), 68);
+        assert_eq!(offset_of!(ProgLoadAttr, fd_array), 120);
+        assert_eq!(size_of::<ProgLoadAttr>(), 144);
+        assert!(size_of::<ProgLoadAttr>() <= size_of::<g::bpf_attr>());
+        assert_eq!(
+            offset_of!(LinkCreateKprobeMultiAttr, kprobe_multi_flags),
+            16
+        );
+        assert_eq!(offset_of!(LinkCreateKprobeMultiAttr, syms), 24);
+        assert_eq!(offset_of!(LinkCreateKprobeMultiAttr, cookies), 40);
+        assert_eq!(
+            TRACE_KPROBE_MULTI,
+            g::bpf_attach_type::BPF_TRACE_KPROBE_MULTI as u32
+        );
+    }
+}
