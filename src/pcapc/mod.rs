@@ -2,7 +2,10 @@
 //! compiled straight to eBPF with our assembler, for Ethernet and raw-IP packet starts.
 
 pub mod ast;
+pub mod compile;
+pub mod lower;
 pub mod names;
 pub mod parse;
+pub mod run;
 
 pub use parse::{parse, parse_with, ParseError, ParseErrorKind, ParseOptions};

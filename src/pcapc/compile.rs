@@ -1,0 +1,1142 @@
+//! The pcap-filter → eBPF compiler: builds a decision DAG from the lowered tests (with
+//! fact tracking and libpcap-optimizer-like pruning) and emits it into an `Asm`.
+//!
+//! Register/stack contract of [`emit_filter`]: it clobbers R0–R5 and the
+//! [`stack_bytes`] bytes just below `env.stack_top` (relative to R10); R6–R9 are
+//! preserved. The packet source registers must be among R6–R9 (they survive the
+//! `bpf_probe_read_kernel` calls of the kernel-memory back end).
+
+use std::collections::HashMap;
+
+use super::ast::{ArithOp, Expr};
+use super::lower::{Lowering, Test, TestOp, B, V};
+use crate::asm::{Asm, AsmError, Cond, Helper, Label, Program, Reg, Size};
+
+/// The link layer at the packet start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkType {
+    /// `DLT_EN10MB`: the packet starts at the Ethernet header.
+    Ethernet,
+    /// `DLT_RAW`: the packet starts at an IPv4 or IPv6 header.
+    RawIp,
+}
+
+/// Where packet bytes come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketSource {
+    /// `start`/`end` pointers (tc packet pointers, or host pointers in the userspace
+    /// runner); every load is bounds-checked against `end`. `len` is `end - start`.
+    Direct { start: Reg, end: Reg },
+    /// `base` is a kernel address, `len` the packet length: one
+    /// `bpf_probe_read_kernel` of `min(len, window)` bytes into a stack buffer, and
+    /// loads past the window read on demand.
+    KernelMemory { base: Reg, len: Reg, window: u16 },
+}
+
+/// Compile-time environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FilterEnv {
+    /// The filter's stack area ends here (an offset from R10, `<= 0`).
+    pub stack_top: i16,
+    /// Netmask for `ip broadcast` (libpcap's `netmask` argument); `None` = unknown.
+    pub netmask: Option<u32>,
+}
+
+impl Default for FilterEnv {
+    fn default() -> Self {
+        FilterEnv {
+            stack_top: 0,
+            netmask: Some(0),
+        }
+    }
+}
+
+/// Why an expression can't be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    #[error("{what} is not supported on {link} packets")]
+    Unsupported { what: String, link: &'static str },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("expression rejects all packets")]
+    RejectsAll,
+    #[error("division by zero")]
+    DivisionByZero,
+    #[error("modulus by zero")]
+    ModulusByZero,
+    #[error("shift by more than 31 bits")]
+    ShiftTooLarge,
+    #[error("expression too complex: arithmetic nested deeper than {0} operands")]
+    TooComplex(usize),
+    #[error("packet source registers must be among r6-r9 and distinct, got {0:?}")]
+    BadRegisters(PacketSource),
+    #[error("stack area does not fit: {0}")]
+    Stack(String),
+    #[error("assembler: {0}")]
+    Asm(#[from] AsmError),
+}
+
+/// Spill slots for intermediate arithmetic values.
+pub const SPILL_SLOTS: usize = 8;
+/// Most extension headers `protochain` walks before giving up (rejecting); libpcap has
+/// no limit (and can loop forever on crafted AH headers).
+pub const PROTOCHAIN_MAX_HEADERS: i32 = 8;
+/// Default kernel-memory window.
+pub const DEFAULT_WINDOW: u16 = 128;
+
+/// Stack bytes the filter uses below `env.stack_top`.
+pub fn stack_bytes(src: &PacketSource) -> usize {
+    let base = 8 * SPILL_SLOTS + 8 + 24;
+    match src {
+        PacketSource::Direct { .. } => base,
+        PacketSource::KernelMemory { window, .. } => base + 8 + (*window as usize).div_ceil(8) * 8,
+    }
+}
+
+/// What the compiler produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FilterStats {
+    /// Decision nodes after pruning.
+    pub nodes: usize,
+    /// Instruction slots emitted by `emit_filter`.
+    pub insns: usize,
+}
+
+type NodeId = usize;
+const MATCH: NodeId = 0;
+const REJECT: NodeId = 1;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Node {
+    Match,
+    Reject,
+    Test {
+        t: Test,
+        yes: NodeId,
+        no: NodeId,
+    },
+    Chain {
+        v6: bool,
+        nl: u32,
+        proto: u8,
+        yes: NodeId,
+        no: NodeId,
+    },
+}
+
+/// Known outcomes of tests on the current path.
+type Facts = Vec<(Test, bool)>;
+
+struct Dag {
+    nodes: Vec<Node>,
+    intern: HashMap<Node, NodeId>,
+    optimize: bool,
+}
+
+fn eval_op(op: TestOp, a: u32, b: u32) -> bool {
+    match op {
+        TestOp::Eq => a == b,
+        TestOp::Gt => a > b,
+        TestOp::Ge => a >= b,
+        TestOp::Set => a & b != 0,
+    }
+}
+
+/// What the facts say about `t`, with exactly libpcap's jump-threading rules
+/// (optimize.c `fold_edge`): the same test on the same value has the same outcome, and
+/// after `v == c` held, `v == k` (k != c) is false. Nothing else (no ranges), so that
+/// "expression rejects all packets" is reported where libpcap reports it.
+fn known(t: &Test, facts: &Facts) -> Option<bool> {
+    for (f, out) in facts.iter().rev() {
+        if f == t {
+            return Some(*out);
+        }
+        if *out && f.op == TestOp::Eq && t.op == TestOp::Eq && f.a == t.a {
+            if let (V::K(_), V::K(_)) = (&f.b, &t.b) {
+                return Some(false);
+            }
+        }
+    }
+    None
+}
+
+impl Dag {
+    /// What is known about `b` given `facts` (three-valued).
+    fn static_eval(&self, b: &B, facts: &Facts) -> Option<bool> {
+        match b {
+            B::Const(c) => Some(*c),
+            B::Test(t) => {
+                let t = Test {
+                    a: self.fold(&t.a).ok()?,
+                    op: t.op,
+                    b: self.fold(&t.b).ok()?,
+                };
+                if let (V::K(a), V::K(b)) = (&t.a, &t.b) {
+                    return Some(eval_op(t.op, *a, *b));
+                }
+                known(&t, facts)
+            }
+            B::Not(x) => self.static_eval(x, facts).map(|v| !v),
+            B::And(x, y) => match self.static_eval(x, facts) {
+                Some(false) => Some(false),
+                Some(true) => {
+                    let mut f = facts.clone();
+                    self.facts_of(x, true, &mut f);
+                    self.static_eval(y, &f)
+                }
+                None => {
+                    let mut f = facts.clone();
+                    self.facts_of(x, true, &mut f);
+                    match self.static_eval(y, &f) {
+                        Some(false) => Some(false),
+                        _ => None,
+                    }
+                }
+            },
+            B::Or(x, y) => match self.static_eval(x, facts) {
+                Some(true) => Some(true),
+                Some(false) => {
+                    let mut f = facts.clone();
+                    self.facts_of(x, false, &mut f);
+                    self.static_eval(y, &f)
+                }
+                None => {
+                    let mut f = facts.clone();
+                    self.facts_of(x, false, &mut f);
+                    match self.static_eval(y, &f) {
+                        Some(true) => Some(true),
+                        _ => None,
+                    }
+                }
+            },
+            B::Protochain { .. } => None,
+        }
+    }
+
+    /// Append to `facts` what holds when `b` evaluates to `truth` (given `facts`).
+    fn facts_of(&self, b: &B, truth: bool, facts: &mut Facts) {
+        match b {
+            B::Test(t) => {
+                if let (Ok(a), Ok(bb)) = (self.fold(&t.a), self.fold(&t.b)) {
+                    facts.push((Test { a, op: t.op, b: bb }, truth));
+                }
+            }
+            B::Not(x) => self.facts_of(x, !truth, facts),
+            B::And(x, y) | B::Or(x, y) => {
+                let is_and = matches!(b, B::And(..));
+                if is_and == truth {
+                    // both operands have this truth value
+                    self.facts_of(x, truth, facts);
+                    self.facts_of(y, truth, facts);
+                } else {
+                    // one of them decided it: if the other one can't, it is that one
+                    let mut fx = facts.clone();
+                    self.facts_of(x, !truth, &mut fx);
+                    if self.static_eval(x, facts) == Some(!truth) {
+                        self.facts_of(y, truth, &mut fx);
+                        *facts = fx;
+                    } else if self.static_eval(y, &fx) == Some(!truth) {
+                        self.facts_of(x, truth, facts);
+                    }
+                }
+            }
+            B::Const(_) | B::Protochain { .. } => {}
+        }
+    }
+
+    fn mk(&mut self, n: Node) -> NodeId {
+        if let Some(&id) = self.intern.get(&n) {
+            return id;
+        }
+        self.nodes.push(n.clone());
+        let id = self.nodes.len() - 1;
+        self.intern.insert(n, id);
+        id
+    }
+
+    fn fold(&self, v: &V) -> Result<V, CompileError> {
+        Ok(match v {
+            V::K(_) | V::Len => v.clone(),
+            V::Load { idx, k, size } => V::Load {
+                idx: match idx {
+                    Some(i) => Some(Box::new(self.fold(i)?)),
+                    None => None,
+                },
+                k: *k,
+                size: *size,
+            },
+            V::Neg(a) => match self.fold(a)? {
+                V::K(x) => V::K(x.wrapping_neg()),
+                a => V::Neg(Box::new(a)),
+            },
+            V::Alu(o, a, b) => {
+                let a = self.fold(a)?;
+                let b = self.fold(b)?;
+                if let V::K(y) = b {
+                    if self.optimize {
+                        match (o, y) {
+                            (ArithOp::Div, 0) => return Err(CompileError::DivisionByZero),
+                            (ArithOp::Mod, 0) => return Err(CompileError::ModulusByZero),
+                            (ArithOp::Lsh | ArithOp::Rsh, y) if y > 31 && !matches!(a, V::K(_)) => {
+                                return Err(CompileError::ShiftTooLarge)
+                            }
+                            // libpcap's optimizer turns `mul #0` / `and #0` into `ld #0`
+                            // (dropping the operand's loads); so do we.
+                            (ArithOp::Mul | ArithOp::And, 0) => return Ok(V::K(0)),
+                            (
+                                ArithOp::Add
+                                | ArithOp::Sub
+                                | ArithOp::Or
+                                | ArithOp::Xor
+                                | ArithOp::Lsh
+                                | ArithOp::Rsh,
+                                0,
+                            ) => return Ok(a),
+                            _ => {}
+                        }
+                    }
+                    if let V::K(x) = a {
+                        if let Some(r) = alu_const(*o, x, y) {
+                            return Ok(V::K(r));
+                        }
+                    }
+                }
+                V::Alu(*o, Box::new(a), Box::new(b))
+            }
+        })
+    }
+
+    fn gen(
+        &mut self,
+        b: &B,
+        yes: NodeId,
+        no: NodeId,
+        facts: &Facts,
+    ) -> Result<NodeId, CompileError> {
+        Ok(match b {
+            B::Const(true) => yes,
+            B::Const(false) => no,
+            B::Not(x) => self.gen(x, no, yes, facts)?,
+            B::And(x, y) => {
+                let mut f2 = facts.clone();
+                self.facts_of(x, true, &mut f2);
+                let ny = self.gen(y, yes, no, &f2)?;
+                self.gen(x, ny, no, facts)?
+            }
+            B::Or(x, y) => {
+                let mut f2 = facts.clone();
+                self.facts_of(x, false, &mut f2);
+                let ny = self.gen(y, yes, no, &f2)?;
+                self.gen(x, yes, ny, facts)?
+            }
+            B::Test(t) => {
+                let t = Test {
+                    a: self.fold(&t.a)?,
+                    op: t.op,
+                    b: self.fold(&t.b)?,
+                };
+                if let (V::K(a), V::K(b)) = (&t.a, &t.b) {
+                    return Ok(if eval_op(t.op, *a, *b) { yes } else { no });
+                }
+                if let Some(k) = known(&t, facts) {
+                    return Ok(if k { yes } else { no });
+                }
+                self.mk(Node::Test { t, yes, no })
+            }
+            B::Protochain { v6, nl, proto } => self.mk(Node::Chain {
+                v6: *v6,
+                nl: *nl,
+                proto: *proto,
+                yes,
+                no,
+            }),
+        })
+    }
+}
+
+/// A continuation: what to evaluate next. Interned by structure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kont {
+    Done(NodeId),
+    /// Evaluate the `B` at this address, then continue with the two continuations.
+    Eval(usize, usize, usize),
+}
+
+/// Path-sensitive generation: each continuation is generated under the facts of the
+/// path that reaches it (like libpcap's jump threading over dominating edges, to
+/// fixpoint), memoized on (continuation, facts). Gives up past a step budget.
+struct PathGen<'b> {
+    konts: Vec<(Kont, Option<&'b B>)>,
+    kont_ids: HashMap<Kont, usize>,
+    memo: HashMap<(usize, Facts), NodeId>,
+    steps: usize,
+}
+
+const PATH_BUDGET: usize = 20_000;
+
+struct OverBudget;
+
+impl<'b> PathGen<'b> {
+    fn kont(&mut self, k: Kont, b: Option<&'b B>) -> usize {
+        if let Some(&id) = self.kont_ids.get(&k) {
+            return id;
+        }
+        self.konts.push((k, b));
+        self.kont_ids.insert(k, self.konts.len() - 1);
+        self.konts.len() - 1
+    }
+
+    fn resolve(
+        &mut self,
+        dag: &mut Dag,
+        k: usize,
+        facts: &Facts,
+    ) -> Result<Result<NodeId, OverBudget>, CompileError> {
+        match self.konts[k] {
+            (Kont::Done(n), _) => Ok(Ok(n)),
+            (Kont::Eval(_, y, n), Some(b)) => {
+                if let Some(&id) = self.memo.get(&(k, facts.clone())) {
+                    return Ok(Ok(id));
+                }
+                let r = self.gen(dag, b, y, n, facts)?;
+                if let Ok(id) = r {
+                    self.memo.insert((k, facts.clone()), id);
+                }
+                Ok(r)
+            }
+            (Kont::Eval(..), None) => unreachable!("Eval continuations carry their B"),
+        }
+    }
+
+    fn gen(
+        &mut self,
+        dag: &mut Dag,
+        b: &'b B,
+        yes: usize,
+        no: usize,
+        facts: &Facts,
+    ) -> Result<Result<NodeId, OverBudget>, CompileError> {
+        self.steps += 1;
+        if self.steps > PATH_BUDGET {
+            return Ok(Err(OverBudget));
+        }
+        match b {
+            B::Const(true) => self.resolve(dag, yes, facts),
+            B::Const(false) => self.resolve(dag, no, facts),
+            B::Not(x) => self.gen(dag, x, no, yes, facts),
+            B::And(x, y) => {
+                let k = self.kont(Kont::Eval(&**y as *const B as usize, yes, no), Some(y));
+                self.gen(dag, x, k, no, facts)
+            }
+            B::Or(x, y) => {
+                let k = self.kont(Kont::Eval(&**y as *const B as usize, yes, no), Some(y));
+                self.gen(dag, x, yes, k, facts)
+            }
+            B::Test(t) => {
+                let t = Test {
+                    a: dag.fold(&t.a)?,
+                    op: t.op,
+                    b: dag.fold(&t.b)?,
+                };
+                if let (V::K(a), V::K(b)) = (&t.a, &t.b) {
+                    let k = if eval_op(t.op, *a, *b) { yes } else { no };
+                    return self.resolve(dag, k, facts);
+                }
+                if let Some(v) = known(&t, facts) {
+                    return self.resolve(dag, if v { yes } else { no }, facts);
+                }
+                let mut fy = facts.clone();
+                fy.push((t.clone(), true));
+                let ny = match self.resolve(dag, yes, &fy)? {
+                    Ok(n) => n,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let mut fno = facts.clone();
+                fno.push((t.clone(), false));
+                let nn = match self.resolve(dag, no, &fno)? {
+                    Ok(n) => n,
+                    Err(e) => return Ok(Err(e)),
+                };
+                Ok(Ok(dag.mk(Node::Test { t, yes: ny, no: nn })))
+            }
+            B::Protochain { v6, nl, proto } => {
+                let ny = match self.resolve(dag, yes, facts)? {
+                    Ok(n) => n,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let nn = match self.resolve(dag, no, facts)? {
+                    Ok(n) => n,
+                    Err(e) => return Ok(Err(e)),
+                };
+                Ok(Ok(dag.mk(Node::Chain {
+                    v6: *v6,
+                    nl: *nl,
+                    proto: *proto,
+                    yes: ny,
+                    no: nn,
+                })))
+            }
+        }
+    }
+}
+
+/// Constant arithmetic with classic BPF semantics; `None` for a runtime division by zero.
+fn alu_const(o: ArithOp, x: u32, y: u32) -> Option<u32> {
+    Some(match o {
+        ArithOp::Add => x.wrapping_add(y),
+        ArithOp::Sub => x.wrapping_sub(y),
+        ArithOp::Mul => x.wrapping_mul(y),
+        ArithOp::Div => x.checked_div(y)?,
+        ArithOp::Mod => x.checked_rem(y)?,
+        ArithOp::And => x & y,
+        ArithOp::Or => x | y,
+        ArithOp::Xor => x ^ y,
+        ArithOp::Lsh => {
+            if y < 32 {
+                x << y
+            } else {
+                0
+            }
+        }
+        ArithOp::Rsh => {
+            if y < 32 {
+                x >> y
+            } else {
+                0
+            }
+        }
+    })
+}
+
+/// A compiled decision DAG, before emission.
+struct Plan {
+    dag: Dag,
+    root: NodeId,
+}
+
+fn plan(expr: &Expr, link: LinkType, env: &FilterEnv) -> Result<Plan, CompileError> {
+    let mut lw = Lowering::new(link, env.netmask);
+    let b = lw.expr(expr)?;
+    // libpcap turns its optimizer off when `protochain` is used.
+    let optimize = !lw.uses_protochain;
+    let mut dag = Dag {
+        nodes: vec![Node::Match, Node::Reject],
+        intern: HashMap::new(),
+        optimize,
+    };
+    let mut pg = PathGen {
+        konts: vec![],
+        kont_ids: HashMap::new(),
+        memo: HashMap::new(),
+        steps: 0,
+    };
+    let km = pg.kont(Kont::Done(MATCH), None);
+    let kr = pg.kont(Kont::Done(REJECT), None);
+    let root = match pg.gen(&mut dag, &b, km, kr, &Vec::new())? {
+        Ok(root) => root,
+        Err(OverBudget) => {
+            // Too many paths: generate each continuation once, with the facts that
+            // hold on every path into it.
+            dag.nodes.truncate(2);
+            dag.intern.clear();
+            dag.gen(&b, MATCH, REJECT, &Vec::new())?
+        }
+    };
+    // libpcap's optimizer reports a program that can only reach `ret #0`. (We keep
+    // tests whose outcomes are irrelevant, like libpcap's unoptimized code, because
+    // their loads can still reject a short packet.)
+    if optimize && !reaches_match(&dag, root) {
+        return Err(CompileError::RejectsAll);
+    }
+    Ok(Plan { dag, root })
+}
+
+/// Check an expression the way `pcap_compile` does (errors only, no code).
+pub fn check(expr: &Expr, link: LinkType, env: &FilterEnv) -> Result<(), CompileError> {
+    plan(expr, link, env).map(|_| ())
+}
+
+/// Emit the filter for `expr` into `asm`; control leaves through `on_match` or
+/// `on_reject` (also taken for loads past the packet end and division by zero).
+pub fn emit_filter(
+    asm: &mut Asm,
+    expr: &Expr,
+    link: LinkType,
+    src: &PacketSource,
+    env: &FilterEnv,
+    on_match: Label,
+    on_reject: Label,
+) -> Result<FilterStats, CompileError> {
+    let callee_saved = |r: Reg| matches!(r, Reg::R6 | Reg::R7 | Reg::R8 | Reg::R9);
+    let (r1, r2) = match *src {
+        PacketSource::Direct { start, end } => (start, end),
+        PacketSource::KernelMemory { base, len, .. } => (base, len),
+    };
+    if !callee_saved(r1) || !callee_saved(r2) || r1 == r2 {
+        return Err(CompileError::BadRegisters(*src));
+    }
+    if env.stack_top > 0 || (env.stack_top as i32 - stack_bytes(src) as i32) < -512 {
+        return Err(CompileError::Stack(format!(
+            "{} bytes below r10{:+} exceed the 512-byte frame",
+            stack_bytes(src),
+            env.stack_top
+        )));
+    }
+    let p = plan(expr, link, env)?;
+    let start = asm.pos();
+    let mut e = Emitter {
+        asm,
+        src: *src,
+        top: env.stack_top as i32,
+        on_match,
+        on_reject,
+        labels: HashMap::new(),
+    };
+    e.prologue();
+    let order = reachable_order(&p.dag, p.root);
+    for (i, &n) in order.iter().enumerate() {
+        let next = order.get(i + 1).copied();
+        e.node(&p.dag.nodes[n], n, next)?;
+    }
+    if order.is_empty() {
+        let l = e.target(p.root);
+        e.asm.ja(l);
+    }
+    Ok(FilterStats {
+        nodes: order.len(),
+        insns: e.asm.pos() - start,
+    })
+}
+
+fn reaches_match(dag: &Dag, root: NodeId) -> bool {
+    let mut seen = vec![false; dag.nodes.len()];
+    let mut stack = vec![root];
+    while let Some(n) = stack.pop() {
+        if n == MATCH {
+            return true;
+        }
+        if n == REJECT || seen[n] {
+            continue;
+        }
+        seen[n] = true;
+        if let Node::Test { yes, no, .. } | Node::Chain { yes, no, .. } = &dag.nodes[n] {
+            stack.push(*yes);
+            stack.push(*no);
+        }
+    }
+    false
+}
+
+/// Nodes reachable from `root`, parents before children (descending creation order).
+fn reachable_order(dag: &Dag, root: NodeId) -> Vec<NodeId> {
+    let mut seen = vec![false; dag.nodes.len()];
+    let mut stack = vec![root];
+    while let Some(n) = stack.pop() {
+        if n <= REJECT || seen[n] {
+            continue;
+        }
+        seen[n] = true;
+        match &dag.nodes[n] {
+            Node::Test { yes, no, .. } | Node::Chain { yes, no, .. } => {
+                stack.push(*yes);
+                stack.push(*no);
+            }
+            _ => {}
+        }
+    }
+    (2..dag.nodes.len()).rev().filter(|&n| seen[n]).collect()
+}
+
+struct Emitter<'a> {
+    asm: &'a mut Asm,
+    src: PacketSource,
+    top: i32,
+    on_match: Label,
+    on_reject: Label,
+    labels: HashMap<NodeId, Label>,
+}
+
+fn cond_of(op: TestOp) -> Cond {
+    match op {
+        TestOp::Eq => Cond::Eq,
+        TestOp::Gt => Cond::Gt,
+        TestOp::Ge => Cond::Ge,
+        TestOp::Set => Cond::Set,
+    }
+}
+
+impl Emitter<'_> {
+    fn slot(&self, i: usize) -> i16 {
+        (self.top - 8 * (i as i32 + 1)) as i16
+    }
+    fn tmp_off(&self) -> i16 {
+        (self.top - 8 * SPILL_SLOTS as i32 - 8) as i16
+    }
+    /// Protochain state: 0 = A, 1 = X, 2 = iteration count.
+    fn chain_off(&self, i: i32) -> i16 {
+        (self.top - 8 * SPILL_SLOTS as i32 - 16 - 8 * i) as i16
+    }
+    fn buf_off(&self) -> i16 {
+        match self.src {
+            PacketSource::KernelMemory { .. } => (self.top - stack_bytes(&self.src) as i32) as i16,
+            PacketSource::Direct { .. } => 0,
+        }
+    }
+
+    fn target(&mut self, n: NodeId) -> Label {
+        match n {
+            MATCH => self.on_match,
+            REJECT => self.on_reject,
+            n => *self.labels.entry(n).or_insert_with(|| self.asm.label()),
+        }
+    }
+
+    fn prologue(&mut self) {
+        if let PacketSource::KernelMemory { base, len, window } = self.src {
+            let buf = self.buf_off();
+            let a = &mut *self.asm;
+            let ok = a.label();
+            a.mov64(Reg::R1, Reg::R10);
+            a.add64(Reg::R1, buf as i32);
+            a.mov64(Reg::R2, len);
+            a.jmp(Cond::Le, Reg::R2, window as i32, ok);
+            a.mov64(Reg::R2, window as i32);
+            a.bind(ok);
+            a.mov64(Reg::R3, base);
+            a.call(Helper::PROBE_READ_KERNEL);
+            a.jmp(Cond::Ne, Reg::R0, 0, self.on_reject);
+        }
+    }
+
+    fn node(&mut self, n: &Node, id: NodeId, next: Option<NodeId>) -> Result<(), CompileError> {
+        let here = self.target(id);
+        self.asm.bind(here);
+        match n {
+            Node::Match | Node::Reject => {}
+            Node::Test { t, yes, no } => {
+                let c = cond_of(t.op);
+                match &t.b {
+                    V::K(k) => {
+                        self.eval(&t.a, 0)?;
+                        self.branch(c, Reg::R0, (*k as i32).into(), *yes, *no, next);
+                    }
+                    b => {
+                        self.eval(&t.a, 0)?;
+                        self.asm.stx(Size::DW, Reg::R10, self.slot(0), Reg::R0);
+                        self.eval(b, 1)?;
+                        self.asm.mov64(Reg::R1, Reg::R0);
+                        self.asm.ldx(Size::DW, Reg::R0, Reg::R10, self.slot(0));
+                        self.branch(c, Reg::R0, Reg::R1.into(), *yes, *no, next);
+                    }
+                }
+            }
+            Node::Chain {
+                v6,
+                nl,
+                proto,
+                yes,
+                no,
+            } => self.protochain(*v6, *nl, *proto, *yes, *no, next)?,
+        }
+        Ok(())
+    }
+
+    fn branch(
+        &mut self,
+        c: Cond,
+        r: Reg,
+        s: crate::asm::Src,
+        yes: NodeId,
+        no: NodeId,
+        next: Option<NodeId>,
+    ) {
+        let (ly, ln) = (self.target(yes), self.target(no));
+        if Some(no) == next {
+            self.asm.jmp32(c, r, s, ly);
+        } else if let (Some(inv), true) = (c.negate(), Some(yes) == next) {
+            self.asm.jmp32(inv, r, s, ln);
+        } else {
+            self.asm.jmp32(c, r, s, ly);
+            self.asm.ja(ln);
+        }
+    }
+
+    /// Evaluate `v` (u32, zero-extended) into R0. `d` is the first free spill slot.
+    fn eval(&mut self, v: &V, d: usize) -> Result<(), CompileError> {
+        if d >= SPILL_SLOTS {
+            return Err(CompileError::TooComplex(SPILL_SLOTS));
+        }
+        match v {
+            V::K(k) => {
+                self.asm.mov32(Reg::R0, *k as i32);
+            }
+            V::Len => match self.src {
+                PacketSource::Direct { start, end } => {
+                    self.asm.mov64(Reg::R0, end);
+                    self.asm.alu64(crate::asm::AluOp::Sub, Reg::R0, start);
+                    self.asm.mov32(Reg::R0, Reg::R0);
+                }
+                PacketSource::KernelMemory { len, .. } => {
+                    self.asm.mov32(Reg::R0, len);
+                }
+            },
+            V::Load { idx, k, size } => match idx {
+                None => self.load_const(*k, *size),
+                Some(i) => {
+                    self.eval(i, d)?;
+                    self.load_var(*k, *size);
+                }
+            },
+            V::Neg(a) => {
+                self.eval(a, d)?;
+                self.asm.neg32(Reg::R0);
+            }
+            V::Alu(o, a, b) => {
+                self.eval(a, d)?;
+                if let V::K(y) = **b {
+                    self.alu_imm(*o, y);
+                } else {
+                    self.asm.stx(Size::DW, Reg::R10, self.slot(d), Reg::R0);
+                    self.eval(b, d + 1)?;
+                    self.asm.mov64(Reg::R1, Reg::R0);
+                    self.asm.ldx(Size::DW, Reg::R0, Reg::R10, self.slot(d));
+                    self.alu_reg(*o);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn alu_imm(&mut self, o: ArithOp, y: u32) {
+        use crate::asm::AluOp as A;
+        let a = &mut *self.asm;
+        let k = y as i32;
+        match o {
+            ArithOp::Add => a.alu32(A::Add, Reg::R0, k),
+            ArithOp::Sub => a.alu32(A::Sub, Reg::R0, k),
+            ArithOp::Mul => a.alu32(A::Mul, Reg::R0, k),
+            ArithOp::Div | ArithOp::Mod if y == 0 => a.ja(self.on_reject),
+            ArithOp::Div => a.alu32(A::Div, Reg::R0, k),
+            ArithOp::Mod => a.alu32(A::Mod, Reg::R0, k),
+            ArithOp::And => a.alu32(A::And, Reg::R0, k),
+            ArithOp::Or => a.alu32(A::Or, Reg::R0, k),
+            ArithOp::Xor => a.alu32(A::Xor, Reg::R0, k),
+            ArithOp::Lsh | ArithOp::Rsh if y > 31 => a.mov32(Reg::R0, 0),
+            ArithOp::Lsh => a.alu32(A::Lsh, Reg::R0, k),
+            ArithOp::Rsh => a.alu32(A::Rsh, Reg::R0, k),
+        };
+    }
+
+    /// R0 = R0 op R1 (32-bit, classic BPF semantics).
+    fn alu_reg(&mut self, o: ArithOp) {
+        use crate::asm::AluOp as A;
+        let rej = self.on_reject;
+        let a = &mut *self.asm;
+        let aop = match o {
+            ArithOp::Add => A::Add,
+            ArithOp::Sub => A::Sub,
+            ArithOp::Mul => A::Mul,
+            ArithOp::Div => A::Div,
+            ArithOp::Mod => A::Mod,
+            ArithOp::And => A::And,
+            ArithOp::Or => A::Or,
+            ArithOp::Xor => A::Xor,
+            ArithOp::Lsh => A::Lsh,
+            ArithOp::Rsh => A::Rsh,
+        };
+        match o {
+            ArithOp::Div | ArithOp::Mod => {
+                a.jmp32(Cond::Eq, Reg::R1, 0, rej);
+                a.alu32(aop, Reg::R0, Reg::R1);
+            }
+            ArithOp::Lsh | ArithOp::Rsh => {
+                let big = a.label();
+                let done = a.label();
+                a.jmp32(Cond::Gt, Reg::R1, 31, big);
+                a.alu32(aop, Reg::R0, Reg::R1);
+                a.ja(done);
+                a.bind(big);
+                a.mov32(Reg::R0, 0);
+                a.bind(done);
+            }
+            _ => {
+                a.alu32(aop, Reg::R0, Reg::R1);
+            }
+        }
+    }
+
+    /// R0 = big-endian load at constant offset `k`.
+    fn load_const(&mut self, k: u32, size: u8) {
+        let rej = self.on_reject;
+        let end_off = k as u64 + size as u64;
+        match self.src {
+            PacketSource::Direct { start, end } => {
+                if end_off > 0xffff {
+                    self.asm.ja(rej);
+                    return;
+                }
+                let a = &mut *self.asm;
+                a.mov64(Reg::R4, start);
+                a.add64(Reg::R4, end_off as i32);
+                a.jmp(Cond::Gt, Reg::R4, end, rej);
+                a.ldx(size_of(size), Reg::R0, Reg::R4, -(size as i16));
+                swap(a, size);
+            }
+            PacketSource::KernelMemory { base, len, window } => {
+                if end_off > 0x7fff_ffff {
+                    self.asm.ja(rej);
+                    return;
+                }
+                self.asm.jmp(Cond::Lt, len, end_off as i32, rej);
+                if end_off <= window as u64 {
+                    let off = self.buf_off() as i32 + k as i32;
+                    self.bytes_from(Reg::R10, off as i16, size);
+                } else {
+                    self.asm.mov64(Reg::R3, base);
+                    self.asm.add64(Reg::R3, k as i32);
+                    self.slow_read(size);
+                }
+            }
+        }
+    }
+
+    /// R0 = big-endian load at `R0 + k` (R0 a zero-extended u32; no wrap).
+    fn load_var(&mut self, k: u32, size: u8) {
+        let rej = self.on_reject;
+        let a = &mut *self.asm;
+        if k != 0 {
+            a.mov32(Reg::R1, k as i32);
+            a.add64(Reg::R0, Reg::R1);
+        }
+        match self.src {
+            PacketSource::Direct { start, end } => {
+                a.jmp(Cond::Gt, Reg::R0, 0xffff - size as i32, rej);
+                a.mov64(Reg::R4, start);
+                a.add64(Reg::R4, Reg::R0);
+                a.add64(Reg::R4, size as i32);
+                a.jmp(Cond::Gt, Reg::R4, end, rej);
+                a.ldx(size_of(size), Reg::R0, Reg::R4, -(size as i16));
+                swap(a, size);
+            }
+            PacketSource::KernelMemory { base, len, window } => {
+                let slow = a.label();
+                let done = a.label();
+                a.mov64(Reg::R1, Reg::R0);
+                a.add64(Reg::R1, size as i32);
+                a.jmp(Cond::Gt, Reg::R1, len, rej);
+                a.jmp(Cond::Gt, Reg::R0, window as i32 - size as i32, slow);
+                a.mov64(Reg::R1, Reg::R10);
+                a.add64(Reg::R1, Reg::R0);
+                let off = self.buf_off();
+                self.bytes_from(Reg::R1, off, size);
+                let a = &mut *self.asm;
+                a.ja(done);
+                a.bind(slow);
+                a.mov64(Reg::R3, base);
+                a.add64(Reg::R3, Reg::R0);
+                self.slow_read(size);
+                self.asm.bind(done);
+            }
+        }
+    }
+
+    /// probe_read_kernel(tmp, size, R3) and load it big-endian into R0.
+    fn slow_read(&mut self, size: u8) {
+        let tmp = self.tmp_off();
+        let rej = self.on_reject;
+        let a = &mut *self.asm;
+        a.mov64(Reg::R1, Reg::R10);
+        a.add64(Reg::R1, tmp as i32);
+        a.mov64(Reg::R2, size as i32);
+        a.call(Helper::PROBE_READ_KERNEL);
+        a.jmp(Cond::Ne, Reg::R0, 0, rej);
+        self.bytes_from(Reg::R10, tmp, size);
+    }
+
+    /// Big-endian value of `size` bytes at `base + off`, read byte by byte (stack
+    /// accesses must be aligned for the verifier). Uses R0 and R2.
+    fn bytes_from(&mut self, base: Reg, off: i16, size: u8) {
+        let a = &mut *self.asm;
+        a.ldx(Size::B, Reg::R0, base, off);
+        for i in 1..size as i16 {
+            a.alu32(crate::asm::AluOp::Lsh, Reg::R0, 8);
+            a.ldx(Size::B, Reg::R2, base, off + i);
+            a.alu32(crate::asm::AluOp::Or, Reg::R0, Reg::R2);
+        }
+    }
+
+    fn protochain(
+        &mut self,
+        v6: bool,
+        nl: u32,
+        proto: u8,
+        yes: NodeId,
+        no: NodeId,
+        next: Option<NodeId>,
+    ) -> Result<(), CompileError> {
+        use crate::asm::AluOp as A;
+        let (pa, px, pc) = (self.chain_off(0), self.chain_off(1), self.chain_off(2));
+        let (ly, ln, rej) = (self.target(yes), self.target(no), self.on_reject);
+        if v6 {
+            self.load_const(nl + 6, 1);
+            self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
+            self.asm.st(Size::DW, Reg::R10, px, 40);
+        } else {
+            self.load_const(nl + 9, 1);
+            self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
+            self.load_const(nl, 1);
+            self.alu_imm(ArithOp::And, 0xf);
+            self.alu_imm(ArithOp::Lsh, 2);
+            self.asm.stx(Size::DW, Reg::R10, px, Reg::R0);
+        }
+        self.asm.st(Size::DW, Reg::R10, pc, 0);
+        let again = self.asm.label();
+        let ah = self.asm.label();
+        self.asm.bind(again);
+        let a = &mut *self.asm;
+        a.ldx(Size::DW, Reg::R0, Reg::R10, pc);
+        a.jmp(Cond::Ge, Reg::R0, PROTOCHAIN_MAX_HEADERS, rej);
+        a.add64(Reg::R0, 1);
+        a.stx(Size::DW, Reg::R10, pc, Reg::R0);
+        a.ldx(Size::DW, Reg::R0, Reg::R10, pa);
+        a.jmp(Cond::Eq, Reg::R0, proto as i32, ly);
+        a.jmp(Cond::Eq, Reg::R0, 59, ln);
+        if v6 {
+            let adv = a.label();
+            for h in [0, 60, 43] {
+                a.jmp(Cond::Eq, Reg::R0, h, adv);
+            }
+            a.jmp(Cond::Ne, Reg::R0, 44, ah);
+            a.bind(adv);
+            // A = P[nl + X]; X = (P[nl + X + 1] + 1) * 8 + X
+            a.ldx(Size::DW, Reg::R0, Reg::R10, px);
+            self.load_var(nl, 1);
+            self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
+            self.asm.ldx(Size::DW, Reg::R0, Reg::R10, px);
+            self.load_var(nl + 1, 1);
+            let a = &mut *self.asm;
+            a.alu32(A::Add, Reg::R0, 1);
+            a.alu32(A::Mul, Reg::R0, 8);
+            a.ldx(Size::DW, Reg::R1, Reg::R10, px);
+            a.alu32(A::Add, Reg::R0, Reg::R1);
+            a.stx(Size::DW, Reg::R10, px, Reg::R0);
+            a.ja(again);
+        }
+        let a = &mut *self.asm;
+        a.bind(ah);
+        a.jmp(Cond::Ne, Reg::R0, 51, ln);
+        // AH, as libpcap does it: A = P[nl + X]; X = (P[nl + (X + 1)] + 2) * 4
+        a.ldx(Size::DW, Reg::R0, Reg::R10, px);
+        self.load_var(nl, 1);
+        self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
+        self.asm.ldx(Size::DW, Reg::R0, Reg::R10, px);
+        self.asm.alu32(A::Add, Reg::R0, 1);
+        self.load_var(nl, 1);
+        let a = &mut *self.asm;
+        a.alu32(A::Add, Reg::R0, 2);
+        a.alu32(A::Mul, Reg::R0, 4);
+        a.stx(Size::DW, Reg::R10, px, Reg::R0);
+        a.ja(again);
+        let _ = next;
+        Ok(())
+    }
+}
+
+fn size_of(size: u8) -> Size {
+    match size {
+        1 => Size::B,
+        2 => Size::H,
+        _ => Size::W,
+    }
+}
+
+fn swap(a: &mut Asm, size: u8) {
+    match size {
+        2 => {
+            a.to_be(Reg::R0, 16);
+        }
+        4 => {
+            a.to_be(Reg::R0, 32);
+        }
+        _ => {}
+    }
+}
+
+/// Standalone program shapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgramKind {
+    /// SCHED_CLS for BPF_PROG_TEST_RUN: direct access via `__sk_buff` data/data_end.
+    SchedClsDirect,
+    /// SCHED_CLS using the kernel-memory back end on `data` (`__sk_buff->len` as length).
+    SchedClsKernelMemory,
+    /// Userspace (rbpf `EbpfVmMbuff`): r1 = mbuff `{u64 start, u64 end}`, direct loads.
+    UserDirect,
+    /// Userspace: same mbuff, kernel-memory back end through a probe_read helper.
+    UserKernelMemory,
+}
+
+/// A complete program returning 1 (match) or 0 (no match).
+pub fn compile_program(
+    expr: &Expr,
+    link: LinkType,
+    kind: ProgramKind,
+) -> Result<Program, CompileError> {
+    compile_program_env(expr, link, kind, &FilterEnv::default())
+}
+
+/// [`compile_program`] with an explicit environment.
+pub fn compile_program_env(
+    expr: &Expr,
+    link: LinkType,
+    kind: ProgramKind,
+    env: &FilterEnv,
+) -> Result<Program, CompileError> {
+    let mut a = Asm::new();
+    let src = match kind {
+        ProgramKind::SchedClsDirect => {
+            a.ldx(Size::W, Reg::R6, Reg::R1, 76);
+            a.ldx(Size::W, Reg::R7, Reg::R1, 80);
+            PacketSource::Direct {
+                start: Reg::R6,
+                end: Reg::R7,
+            }
+        }
+        ProgramKind::SchedClsKernelMemory => {
+            a.ldx(Size::W, Reg::R6, Reg::R1, 76);
+            a.ldx(Size::W, Reg::R7, Reg::R1, 0);
+            PacketSource::KernelMemory {
+                base: Reg::R6,
+                len: Reg::R7,
+                window: DEFAULT_WINDOW,
+            }
+        }
+        ProgramKind::UserDirect => {
+            a.ldx(Size::DW, Reg::R6, Reg::R1, 0);
+            a.ldx(Size::DW, Reg::R7, Reg::R1, 8);
+            PacketSource::Direct {
+                start: Reg::R6,
+                end: Reg::R7,
+            }
+        }
+        ProgramKind::UserKernelMemory => {
+            a.ldx(Size::DW, Reg::R6, Reg::R1, 0);
+            a.ldx(Size::DW, Reg::R7, Reg::R1, 8);
+            a.alu64(crate::asm::AluOp::Sub, Reg::R7, Reg::R6);
+            PacketSource::KernelMemory {
+                base: Reg::R6,
+                len: Reg::R7,
+                window: DEFAULT_WINDOW,
+            }
+        }
+    };
+    let m = a.label();
+    let r = a.label();
+    emit_filter(&mut a, expr, link, &src, env, m, r)?;
+    a.bind(r);
+    a.mov64(Reg::R0, 0);
+    a.exit();
+    a.bind(m);
+    a.mov64(Reg::R0, 1);
+    a.exit();
+    Ok(a.finish()?)
+}
