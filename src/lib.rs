@@ -2,5 +2,6 @@
 pub mod asm;
 pub mod cli;
 pub mod events;
+pub mod output;
 pub mod pcapc;
 pub mod probes;
