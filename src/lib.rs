@@ -3,11 +3,13 @@
 //! Data flows one way, module by module:
 //! `cli` (config) → `btf` (kernel facts) → `pcapc` (filter code) → `probes` (programs)
 //! → `load` / `attach` (into the kernel) → `events` (ring buffer) → `output` (text).
-//! `app` and `tracer` tie the stages together for a command line.
+//! `app` and `tracer` tie the stages together for a command line; `capture` reads pcap
+//! files for the filter tools.
 pub mod app;
 pub mod asm;
 pub mod attach;
 pub mod btf;
+pub mod capture;
 pub mod cli;
 pub mod events;
 pub mod load;
