@@ -1,7 +1,7 @@
 //! IFACE column: interface names keyed by (netns inode, ifindex). Built by entering every
 //! network namespace in a helper thread (setns) and listing its links; no fd outlives the scan.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ffi::CStr;
 use std::fs::File;
 use std::io;
@@ -9,6 +9,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use super::fasthash::FastMap;
 use super::text::{push_centered, tail_with_tilde};
 
 /// Width of the IFACE column.
@@ -17,8 +18,8 @@ pub const IFACE_WIDTH: usize = 16;
 /// Interface names per (netns inode, ifindex), plus the centred column text cache.
 #[derive(Debug, Default, Clone)]
 pub struct IfaceNames {
-    names: HashMap<(u32, u32), Box<str>>,
-    centered: HashMap<(u32, u32), Box<str>>,
+    names: FastMap<(u32, u32), Box<str>>,
+    centered: FastMap<(u32, u32), Box<str>>,
 }
 
 /// What a scan could not read (the names it found are kept).
@@ -89,12 +90,13 @@ impl IfaceNames {
 
     /// The label centred in 16 columns (table IFACE column), cached.
     pub fn centered(&mut self, netns: u32, ifindex: u32) -> &str {
-        if !self.centered.contains_key(&(netns, ifindex)) {
+        let key = (netns, ifindex);
+        if !self.centered.contains_key(&key) {
             let mut s = String::with_capacity(IFACE_WIDTH);
             push_centered(&mut s, &self.label(netns, ifindex), IFACE_WIDTH);
-            self.centered.insert((netns, ifindex), s.into());
+            self.centered.insert(key, s.into());
         }
-        &self.centered[&(netns, ifindex)]
+        self.centered.get(&key).map_or("", |s| s)
     }
 }
 

@@ -1,6 +1,7 @@
 //! Turns events into pwru's text: the header and table columns, JSON lines, process and
 //! interface names, kernel symbols and drop reasons, written through one buffered writer.
 
+mod fasthash;
 pub mod iface;
 mod json;
 pub mod ksyms;
@@ -96,7 +97,7 @@ pub struct Output {
     line_buffered: bool,
     line: String,
     func: String,
-    last_seen: HashMap<u64, u64>,
+    last_seen: fasthash::FastMap<u64, u64>,
     max_tuple: usize,
     max_func: usize,
     printed: u64,
@@ -130,7 +131,7 @@ impl Output {
             line_buffered,
             line: String::with_capacity(512),
             func: String::with_capacity(128),
-            last_seen: HashMap::new(),
+            last_seen: fasthash::FastMap::default(),
             max_tuple: 0,
             max_func: 0,
             printed: 0,
@@ -458,7 +459,12 @@ pub fn header_line(opts: &OutputOptions) -> String {
 /// `(tc)` / `(xdp)` for BPF-program events.
 fn push_func(names: &Names, ev: &Event, buf: &mut String) {
     buf.clear();
-    let key: &str = if let Some(name) = names.probe_names.get(&ev.probe_addr) {
+    let probe_name = if names.probe_names.is_empty() {
+        None
+    } else {
+        names.probe_names.get(&ev.probe_addr)
+    };
+    let key: &str = if let Some(name) = probe_name {
         buf.push_str(name);
         name
     } else if let Some(sym) = names.ksyms.exact(ev.probe_addr) {

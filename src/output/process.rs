@@ -1,8 +1,8 @@
 //! PROCESS column: `exe:pid` from /proc, cut to 16 characters with a leading `~`, cached per pid.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
+use super::fasthash::FastMap;
 use super::text::tail_with_tilde;
 
 /// Width pwru keeps of `exe:pid`.
@@ -12,7 +12,7 @@ pub const PROCESS_WIDTH: usize = 16;
 #[derive(Debug)]
 pub struct ProcessNames {
     proc_root: PathBuf,
-    cache: HashMap<u32, Box<str>>,
+    cache: FastMap<u32, Box<str>>,
 }
 
 impl Default for ProcessNames {
@@ -31,7 +31,7 @@ impl ProcessNames {
     pub fn with_proc_root(root: impl Into<PathBuf>) -> Self {
         Self {
             proc_root: root.into(),
-            cache: HashMap::new(),
+            cache: FastMap::default(),
         }
     }
 
@@ -46,7 +46,7 @@ impl ProcessNames {
             let exe = self.read_exe(pid);
             self.insert(pid, exe.as_deref());
         }
-        &self.cache[&pid]
+        self.cache.get(&pid).map_or("", |s| s)
     }
 
     /// `Some(path)` when the process exists (`""` when its exe is unreadable, e.g. kernel

@@ -1,9 +1,6 @@
 //! Allocation-free text building blocks for output lines: decimal/hex numbers, padding,
 //! centring, IP addresses as Go prints them, TCP flag names and the wall-clock TIME column.
 
-use std::fmt::Write as _;
-use std::net::Ipv6Addr;
-
 use crate::events::{Tuple, ETH_P_IP, ETH_P_IPV6};
 
 /// Appends `v` in decimal.
@@ -97,11 +94,48 @@ pub fn push_addr(buf: &mut String, l3_proto: u16, addr: &[u8; 16]) {
             if addr[..10].iter().all(|b| *b == 0) && addr[10] == 0xff && addr[11] == 0xff {
                 push_ipv4(buf, &addr[12..]);
             } else {
-                let _ = write!(buf, "{}", Ipv6Addr::from(*addr));
+                push_ipv6(buf, addr);
             }
             buf.push(']');
         }
         _ => {}
+    }
+}
+
+/// RFC 5952 text of an IPv6 address (longest run of two or more zero groups as `::`, the
+/// first on ties), as Go and Rust print it, without going through `fmt`.
+fn push_ipv6(buf: &mut String, addr: &[u8; 16]) {
+    let groups: [u16; 8] =
+        std::array::from_fn(|i| u16::from_be_bytes([addr[2 * i], addr[2 * i + 1]]));
+    let (mut best_start, mut best_len, mut run_start, mut run_len) = (0, 0, 0, 0);
+    for (i, g) in groups.iter().enumerate() {
+        if *g == 0 {
+            if run_len == 0 {
+                run_start = i;
+            }
+            run_len += 1;
+            if run_len > best_len {
+                (best_start, best_len) = (run_start, run_len);
+            }
+        } else {
+            run_len = 0;
+        }
+    }
+    if best_len < 2 {
+        best_len = 0;
+    }
+    let mut i = 0;
+    while i < 8 {
+        if best_len > 0 && i == best_start {
+            buf.push_str("::");
+            i += best_len;
+            continue;
+        }
+        if i > 0 && !(best_len > 0 && i == best_start + best_len) {
+            buf.push(':');
+        }
+        push_hex(buf, u64::from(groups[i]));
+        i += 1;
     }
 }
 
@@ -237,6 +271,7 @@ fn push_local_datetime(buf: &mut String, unix_secs: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv6Addr;
 
     fn with(f: impl FnOnce(&mut String)) -> String {
         let mut s = String::new();
@@ -386,6 +421,49 @@ mod tests {
             with(|b| push_tcp_flags(b, 0xff)),
             "FIN|SYN|RST|PSH|ACK|URG|ECE|CWR"
         );
+    }
+
+    #[test]
+    fn ipv6_text_matches_std() {
+        let fixed = [
+            "::",
+            "::1",
+            "1::",
+            "fd00::1",
+            "2606:4700:4700::1001",
+            "1:0:0:2:0:0:0:3",
+            "1:0:2:0:3:0:4:0",
+            "0:0:1:0:0:1:0:0",
+            "fe80::1:2:3:4",
+            "1:2:3:4:5:6:7:8",
+            "::2:3:4:5:6:7:8",
+        ];
+        let mut samples: Vec<[u8; 16]> = fixed
+            .iter()
+            .map(|a| a.parse::<Ipv6Addr>().unwrap().octets())
+            .collect();
+        // Pseudo-random addresses with many zero groups.
+        let mut x: u64 = 0x9e3779b97f4a7c15;
+        for _ in 0..5000 {
+            let mut a = [0u8; 16];
+            for g in 0..8 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if x.is_multiple_of(3) {
+                    a[2 * g] = (x >> 8) as u8 & 0x0f;
+                    a[2 * g + 1] = (x >> 16) as u8;
+                }
+            }
+            samples.push(a);
+        }
+        for a in samples {
+            let ip = Ipv6Addr::from(a);
+            if ip.to_ipv4_mapped().is_some() {
+                continue;
+            }
+            assert_eq!(with(|b| push_ipv6(b, &a)), ip.to_string(), "{a:?}");
+        }
     }
 
     #[test]
