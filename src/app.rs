@@ -15,7 +15,11 @@ pub fn run(config: &Config) -> Result<()> {
         return list_funcs(config);
     }
     if config.dump_filter {
-        return crate::pcapc::tool::dump_filter(&config.pcap_filter(), config.l3, &mut std::io::stdout().lock());
+        return crate::pcapc::tool::dump_filter(
+            &config.pcap_filter(),
+            config.l3,
+            &mut std::io::stdout().lock(),
+        );
     }
     if let Some(path) = &config.filter_check {
         let mut out = std::io::stdout().lock();
@@ -40,7 +44,10 @@ fn require_root() -> Result<()> {
 fn list_funcs(config: &Config) -> Result<()> {
     let btf = tracer::open_btf(config)?;
     let mut out = std::io::stdout().lock();
-    for (kind, label) in [(BackendKind::KprobeMulti, "function"), (BackendKind::Tracepoint, "tracepoint")] {
+    for (kind, label) in [
+        (BackendKind::KprobeMulti, "function"),
+        (BackendKind::Tracepoint, "tracepoint"),
+    ] {
         let targets = match tracer::select_targets(config, &btf, kind) {
             Ok(t) => t,
             Err(e) => {
@@ -49,8 +56,13 @@ fn list_funcs(config: &Config) -> Result<()> {
             }
         };
         for t in &targets {
-            let module = t.module.as_deref().map(|m| format!(" [{m}]")).unwrap_or_default();
-            writeln!(out, "{label} {} skb-arg={}{module}", t.name, t.skb_arg).context("writing the list")?;
+            let module = t
+                .module
+                .as_deref()
+                .map(|m| format!(" [{m}]"))
+                .unwrap_or_default();
+            writeln!(out, "{label} {} skb-arg={}{module}", t.name, t.skb_arg)
+                .context("writing the list")?;
         }
         eprintln!("{} {label}s", targets.len());
     }

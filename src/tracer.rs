@@ -14,13 +14,16 @@ use anyhow::{anyhow, bail, Context, Result};
 use aya::maps::{MapData, PerCpuArray, RingBuf, StackTraceMap};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::sync::Notify;
 
 use crate::attach::{self, AttachError, Backend, BackendKind, Probeable, Target};
 use crate::btf::{KernelBtf, Kmods, SkbLayout};
 use crate::cli::{Backend as BackendChoice, Config, NetnsSpec};
 use crate::events::{self, LostEvents};
-use crate::load::{self, LoadOptions, LoadedObject, MapKind, MapSpec, ObjectSpec, ProgKind, ProgramSpec};
+use crate::load::{
+    self, LoadOptions, LoadedObject, MapKind, MapSpec, ObjectSpec, ProgKind, ProgramSpec,
+};
 use crate::output::{IfaceNames, Ksyms, Names, Output, OutputOptions, OutputTarget};
 use crate::pcapc;
 use crate::probes::{self, maps, Attachment, ProbeOptions};
@@ -28,7 +31,8 @@ use crate::probes::{self, maps, Attachment, ProbeOptions};
 /// Entry point of a tracing run (not the `--list-funcs`/filter tools).
 pub fn trace(config: &Config) -> Result<()> {
     let started = Instant::now();
-    let filter = pcapc::parse(&config.pcap_filter()).map_err(|e| anyhow!("invalid pcap filter: {e}"))?;
+    let filter =
+        pcapc::parse(&config.pcap_filter()).map_err(|e| anyhow!("invalid pcap filter: {e}"))?;
     let btf = open_btf(config)?;
     let layout = SkbLayout::resolve(&btf).context("reading sk_buff layout from BTF")?;
     let kallsyms = Ksyms::load().context("reading /proc/kallsyms")?;
@@ -37,7 +41,10 @@ pub fn trace(config: &Config) -> Result<()> {
     let targets = select_targets(config, &btf, kind)?;
     let opts = ProbeOptions {
         filter,
-        mark: config.filter_mark.is_active().then_some((config.filter_mark.mark, config.filter_mark.mask)),
+        mark: config
+            .filter_mark
+            .is_active()
+            .then_some((config.filter_mark.mark, config.filter_mark.mask)),
         netns: netns_filter(config)?,
         ifindex: ifindex_filter(config)?,
         output_meta: config.output_meta,
@@ -46,7 +53,8 @@ pub fn trace(config: &Config) -> Result<()> {
         output_caller: config.output_caller,
         output_skb_cb: config.shows_cb(),
         track_skb: config.filter_track_skb,
-        has_get_func_ip: kind != BackendKind::Tracepoint && load::func_ip_available().unwrap_or(false),
+        has_get_func_ip: kind != BackendKind::Tracepoint
+            && load::func_ip_available().unwrap_or(false),
     };
 
     let mut backend = attach::backend(kind);
@@ -59,15 +67,20 @@ pub fn trace(config: &Config) -> Result<()> {
         .context("starting the event loop")?;
     rt.spawn(watch_signals(stop.clone(), wake.clone()));
 
-    let (mut obj, summary) = match load_and_attach(config, &layout, &opts, backend.as_mut(), &targets, &stop) {
-        Ok(v) => v,
-        Err(e) if kind == BackendKind::KprobeMulti && is_multi_unsupported(&e) && config.backend == BackendChoice::Auto => {
-            eprintln!("kprobe-multi links are refused by this kernel; falling back to kprobes");
-            backend = attach::backend(BackendKind::Kprobe);
-            load_and_attach(config, &layout, &opts, backend.as_mut(), &targets, &stop)?
-        }
-        Err(e) => return Err(e),
-    };
+    let (mut obj, summary) =
+        match load_and_attach(config, &layout, &opts, backend.as_mut(), &targets, &stop) {
+            Ok(v) => v,
+            Err(e)
+                if kind == BackendKind::KprobeMulti
+                    && is_multi_unsupported(&e)
+                    && config.backend == BackendChoice::Auto =>
+            {
+                eprintln!("kprobe-multi links are refused by this kernel; falling back to kprobes");
+                backend = attach::backend(BackendKind::Kprobe);
+                load_and_attach(config, &layout, &opts, backend.as_mut(), &targets, &stop)?
+            }
+            Err(e) => return Err(e),
+        };
     if stop.load(Ordering::Relaxed) {
         detach(backend.as_mut(), &mut obj);
         eprintln!("Received signal, exiting program..");
@@ -90,16 +103,25 @@ pub fn trace(config: &Config) -> Result<()> {
         ..Names::default()
     };
     if kind == BackendKind::Tracepoint {
-        names.probe_names = targets.iter().enumerate().map(|(i, t)| (i as u64, t.name.clone())).collect();
+        names.probe_names = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i as u64, t.name.clone()))
+            .collect();
     }
     if config.output_meta {
         names.ifaces = IfaceNames::scan().0;
     }
-    let mut output = Output::new(OutputOptions::from_config(config), names, OutputTarget::from_config(config))
-        .context("opening the output")?;
+    let mut output = Output::new(
+        OutputOptions::from_config(config),
+        names,
+        OutputTarget::from_config(config),
+    )
+    .context("opening the output")?;
     eprintln!("Listening for events..");
     if let Some(path) = &config.ready_file {
-        fs::write(path, b"").with_context(|| format!("creating --ready-file {}", path.display()))?;
+        fs::write(path, b"")
+            .with_context(|| format!("creating --ready-file {}", path.display()))?;
     }
     output.print_header()?;
 
@@ -111,7 +133,10 @@ pub fn trace(config: &Config) -> Result<()> {
         eprintln!("warning: {lost} events were lost: the ring buffer was full");
     }
     if output.limit_reached() {
-        eprintln!("Printed events, exiting program.. (count={})", output.printed());
+        eprintln!(
+            "Printed events, exiting program.. (count={})",
+            output.printed()
+        );
     } else {
         eprintln!("Received signal, exiting program..");
     }
@@ -121,13 +146,18 @@ pub fn trace(config: &Config) -> Result<()> {
 fn is_multi_unsupported(e: &anyhow::Error) -> bool {
     matches!(
         e.downcast_ref::<AttachError>(),
-        Some(AttachError::Object(load::ObjectError::KprobeMultiUnsupported { .. }))
+        Some(AttachError::Object(
+            load::ObjectError::KprobeMultiUnsupported { .. }
+        ))
     )
 }
 
 async fn watch_signals(stop: Arc<AtomicBool>, wake: Arc<Notify>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return;
     };
     tokio::select! {
@@ -149,7 +179,9 @@ pub fn open_btf(config: &Config) -> Result<KernelBtf> {
         Some(path) => KernelBtf::open(path, std::path::Path::new(crate::btf::SYS_BTF_DIR), &kmods),
         None => KernelBtf::open_system(&kmods),
     };
-    btf.context("opening kernel BTF (pass --kernel-btf FILE on kernels without /sys/kernel/btf/vmlinux)")
+    btf.context(
+        "opening kernel BTF (pass --kernel-btf FILE on kernels without /sys/kernel/btf/vmlinux)",
+    )
 }
 
 /// `auto`: kprobe-multi where the kernel has fprobe, else kprobes, else tracepoints.
@@ -187,11 +219,15 @@ pub fn select_targets(config: &Config, btf: &KernelBtf, kind: BackendKind) -> Re
     let keep = |name: &str| config.filter_func.as_ref().is_none_or(|f| f.is_match(name));
     let targets = match kind {
         BackendKind::Tracepoint => {
-            let tps = btf.skb_tracepoints().context("scanning BTF for skb tracepoints")?;
+            let tps = btf
+                .skb_tracepoints()
+                .context("scanning BTF for skb tracepoints")?;
             attach::targets::select_tracepoints(&tps, keep)
         }
         _ => {
-            let funcs = btf.skb_functions().context("scanning BTF for skb functions")?;
+            let funcs = btf
+                .skb_functions()
+                .context("scanning BTF for skb functions")?;
             let probeable = Probeable::discover();
             attach::targets::select_functions(&funcs, &probeable, keep)
         }
@@ -200,7 +236,11 @@ pub fn select_targets(config: &Config, btf: &KernelBtf, kind: BackendKind) -> Re
         match &config.filter_func {
             Some(f) => bail!(
                 "no {} matches --filter-func {:?}; see `pwru --list-funcs`",
-                if kind == BackendKind::Tracepoint { "skb tracepoint" } else { "skb function" },
+                if kind == BackendKind::Tracepoint {
+                    "skb tracepoint"
+                } else {
+                    "skb function"
+                },
                 f.pattern
             ),
             None => bail!("cannot find a kernel function or tracepoint to probe"),
@@ -231,10 +271,13 @@ fn ifindex_filter(config: &Config) -> Result<Option<u32>> {
 }
 
 fn ifindex_in_netns(name: &str, netns: Option<PathBuf>) -> Result<u32> {
-    let cname = std::ffi::CString::new(name).map_err(|_| anyhow!("--filter-ifname {name:?} contains NUL"))?;
+    let cname = std::ffi::CString::new(name)
+        .map_err(|_| anyhow!("--filter-ifname {name:?} contains NUL"))?;
+    let name = name.to_string();
     let lookup = move || -> Result<u32> {
         if let Some(path) = &netns {
-            let f = fs::File::open(path).with_context(|| format!("opening netns {}", path.display()))?;
+            let f = fs::File::open(path)
+                .with_context(|| format!("opening netns {}", path.display()))?;
             // SAFETY: setns on a valid fd in a thread of our own that does nothing else.
             if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                 return Err(std::io::Error::last_os_error()).context("entering --filter-netns");
@@ -257,10 +300,22 @@ fn map_specs(opts: &ProbeOptions) -> Vec<MapSpec> {
         MapSpec::new(maps::LOST, MapKind::PerCpuArray, 4, 8, 1),
     ];
     if opts.track_skb {
-        m.push(MapSpec::new(maps::TRACKED_SKBS, MapKind::Hash, 8, 4, maps::TRACKED_SKBS_ENTRIES));
+        m.push(MapSpec::new(
+            maps::TRACKED_SKBS,
+            MapKind::Hash,
+            8,
+            4,
+            maps::TRACKED_SKBS_ENTRIES,
+        ));
     }
     if opts.output_stack {
-        m.push(MapSpec::new(maps::STACKS, MapKind::StackTrace, 4, maps::STACK_DEPTH * 8, maps::STACKS_ENTRIES));
+        m.push(MapSpec::new(
+            maps::STACKS,
+            MapKind::StackTrace,
+            4,
+            maps::STACK_DEPTH * 8,
+            maps::STACKS_ENTRIES,
+        ));
     }
     m
 }
@@ -288,7 +343,10 @@ fn untrack_programs(kind: BackendKind) -> Result<Vec<(ProgramSpec, Option<&'stat
             }
         }
         _ => {
-            let program = probes::build_untrack(&Attachment::Kprobe { skb_arg: 1, multi: false })?;
+            let program = probes::build_untrack(&Attachment::Kprobe {
+                skb_arg: 1,
+                multi: false,
+            })?;
             v.push((
                 ProgramSpec {
                     name: "untrack".into(),
@@ -326,7 +384,11 @@ fn load_and_attach(
 ) -> Result<(LoadedObject, attach::AttachSummary)> {
     let mut build = |a: &Attachment| probes::build(layout, opts, a);
     let mut programs = backend.programs(targets, &mut build)?;
-    let untrack = if opts.track_skb { untrack_programs(backend.kind())? } else { Vec::new() };
+    let untrack = if opts.track_skb {
+        untrack_programs(backend.kind())?
+    } else {
+        Vec::new()
+    };
     programs.extend(untrack.iter().map(|(p, _)| p.clone()));
     let spec = ObjectSpec {
         maps: map_specs(opts),
@@ -370,10 +432,13 @@ fn load_and_attach(
 }
 
 fn detach(backend: &mut dyn Backend, obj: &mut LoadedObject) {
-    eprintln!("Detaching {}...", match backend.kind() {
-        BackendKind::Tracepoint => "tracepoints",
-        _ => "kprobes",
-    });
+    eprintln!(
+        "Detaching {}...",
+        match backend.kind() {
+            BackendKind::Tracepoint => "tracepoints",
+            _ => "kprobes",
+        }
+    );
     let pb = progress_bar(0, "Detaching");
     backend.detach(obj, &pb);
     pb.finish_and_clear();
@@ -381,9 +446,17 @@ fn detach(backend: &mut dyn Backend, obj: &mut LoadedObject) {
 
 /// Reads the ring buffer until a signal, `--output-limit-lines`, or an error; returns the
 /// number of events the kernel could not queue.
-async fn event_loop(obj: &mut LoadedObject, output: &mut Output, stop: &AtomicBool, wake: &Notify) -> Result<u64> {
+async fn event_loop(
+    obj: &mut LoadedObject,
+    output: &mut Output,
+    stop: &AtomicBool,
+    wake: &Notify,
+) -> Result<u64> {
     let ring: RingBuf<MapData> = obj.take_ring_buf(maps::EVENTS)?;
-    let mut ring = AsyncFd::new(ring).context("polling the ring buffer")?;
+    // SAFETY: the AsyncFd owns the RingBuf, which owns the fd, so the fd stays open for
+    // as long as it is registered.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| anyhow!("polling the ring buffer: {e}"))?;
     let stacks: Option<StackTraceMap<MapData>> = obj
         .ebpf_mut()
         .take_map(maps::STACKS)

@@ -60,7 +60,11 @@ pub type BuildFn<'a> = dyn FnMut(&Attachment) -> Result<Program, ProbeError> + '
 pub trait Backend {
     fn kind(&self) -> BackendKind;
     /// The programs to load for `targets` (their names are what `attach` uses).
-    fn programs(&self, targets: &[Target], build: &mut BuildFn<'_>) -> Result<Vec<ProgramSpec>, AttachError>;
+    fn programs(
+        &self,
+        targets: &[Target],
+        build: &mut BuildFn<'_>,
+    ) -> Result<Vec<ProgramSpec>, AttachError>;
     /// Attaches every target; refusals are counted, not fatal. Checks `stop` often.
     fn attach(
         &mut self,
@@ -98,7 +102,11 @@ fn positions(targets: &[Target]) -> Vec<u16> {
     p
 }
 
-fn kprobe_programs(multi: bool, targets: &[Target], build: &mut BuildFn<'_>) -> Result<Vec<ProgramSpec>, AttachError> {
+fn kprobe_programs(
+    multi: bool,
+    targets: &[Target],
+    build: &mut BuildFn<'_>,
+) -> Result<Vec<ProgramSpec>, AttachError> {
     positions(targets)
         .into_iter()
         .map(|arg| {
@@ -108,7 +116,11 @@ fn kprobe_programs(multi: bool, targets: &[Target], build: &mut BuildFn<'_>) -> 
             })?;
             Ok(ProgramSpec {
                 name: kprobe_program_name(multi, arg),
-                kind: if multi { ProgKind::KProbeMulti } else { ProgKind::KProbe },
+                kind: if multi {
+                    ProgKind::KProbeMulti
+                } else {
+                    ProgKind::KProbe
+                },
                 program,
             })
         })
@@ -174,7 +186,11 @@ impl Backend for KprobeMultiBackend {
         BackendKind::KprobeMulti
     }
 
-    fn programs(&self, targets: &[Target], build: &mut BuildFn<'_>) -> Result<Vec<ProgramSpec>, AttachError> {
+    fn programs(
+        &self,
+        targets: &[Target],
+        build: &mut BuildFn<'_>,
+    ) -> Result<Vec<ProgramSpec>, AttachError> {
         kprobe_programs(true, targets, build)
     }
 
@@ -192,7 +208,14 @@ impl Backend for KprobeMultiBackend {
                 .filter(|t| t.skb_arg == arg)
                 .map(|t| t.name.clone())
                 .collect();
-            self.attach_set(obj, &kprobe_program_name(true, arg), &symbols, &mut summary, progress, stop)?;
+            self.attach_set(
+                obj,
+                &kprobe_program_name(true, arg),
+                &symbols,
+                &mut summary,
+                progress,
+                stop,
+            )?;
         }
         Ok(summary)
     }
@@ -217,7 +240,11 @@ impl Backend for KprobeBackend {
         BackendKind::Kprobe
     }
 
-    fn programs(&self, targets: &[Target], build: &mut BuildFn<'_>) -> Result<Vec<ProgramSpec>, AttachError> {
+    fn programs(
+        &self,
+        targets: &[Target],
+        build: &mut BuildFn<'_>,
+    ) -> Result<Vec<ProgramSpec>, AttachError> {
         kprobe_programs(false, targets, build)
     }
 
@@ -270,7 +297,11 @@ impl Backend for TracepointBackend {
         BackendKind::Tracepoint
     }
 
-    fn programs(&self, targets: &[Target], build: &mut BuildFn<'_>) -> Result<Vec<ProgramSpec>, AttachError> {
+    fn programs(
+        &self,
+        targets: &[Target],
+        build: &mut BuildFn<'_>,
+    ) -> Result<Vec<ProgramSpec>, AttachError> {
         targets
             .iter()
             .enumerate()
@@ -351,8 +382,14 @@ mod tests {
         assert_eq!(
             built,
             [
-                Attachment::Kprobe { skb_arg: 1, multi: false },
-                Attachment::Kprobe { skb_arg: 3, multi: false }
+                Attachment::Kprobe {
+                    skb_arg: 1,
+                    multi: false
+                },
+                Attachment::Kprobe {
+                    skb_arg: 3,
+                    multi: false
+                }
             ]
         );
     }

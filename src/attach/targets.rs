@@ -184,11 +184,16 @@ mod tests {
         let funcs = vec![f("ip_rcv", 1), f("ip_output", 3), f("inlined_away", 1)];
         let probeable = Probeable::from_names(
             ProbeableSource::Kallsyms,
-            ["ip_rcv", "ip_output"].iter().map(|s| s.to_string()).collect(),
+            ["ip_rcv", "ip_output"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         );
         let t = select_functions(&funcs, &probeable, |n| n.starts_with("ip_"));
         assert_eq!(
-            t.iter().map(|t| (t.name.as_str(), t.skb_arg)).collect::<Vec<_>>(),
+            t.iter()
+                .map(|t| (t.name.as_str(), t.skb_arg))
+                .collect::<Vec<_>>(),
             vec![("ip_rcv", 1), ("ip_output", 3)]
         );
         let unchecked = Probeable::from_names(ProbeableSource::Unchecked, HashSet::new());

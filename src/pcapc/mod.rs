@@ -7,5 +7,6 @@ pub mod lower;
 pub mod names;
 pub mod parse;
 pub mod run;
+pub mod tool;
 
 pub use parse::{parse, parse_with, ParseError, ParseErrorKind, ParseOptions};

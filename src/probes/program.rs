@@ -5,9 +5,14 @@
 use crate::asm::{AluOp, Asm, AsmError, Cond, Helper, Label, Program, Reg, Size};
 use crate::btf::{Field, SkbLayout};
 use crate::pcapc::ast::Expr;
-use crate::pcapc::compile::{emit_filter, stack_bytes, CompileError, FilterEnv, LinkType, PacketSource};
+use crate::pcapc::compile::{
+    emit_filter, stack_bytes, CompileError, FilterEnv, LinkType, PacketSource,
+};
 
-use super::event::{off, EventKind, EVENT_SIZE, FLAG_ARGS, FLAG_CALLER, FLAG_CB, FLAG_DROP_REASON, FLAG_META, FLAG_STACK, FLAG_TUPLE};
+use super::event::{
+    off, EventKind, EVENT_SIZE, FLAG_ARGS, FLAG_CALLER, FLAG_CB, FLAG_DROP_REASON, FLAG_META,
+    FLAG_STACK, FLAG_TUPLE,
+};
 use super::maps;
 
 use Reg::*;
@@ -102,7 +107,11 @@ fn size_of(f: &Field) -> Result<Size, ProbeError> {
 }
 
 /// Generates the probe program for `attach`.
-pub fn build(layout: &SkbLayout, opts: &ProbeOptions, attach: &Attachment) -> Result<Program, ProbeError> {
+pub fn build(
+    layout: &SkbLayout,
+    opts: &ProbeOptions,
+    attach: &Attachment,
+) -> Result<Program, ProbeError> {
     Gen::new(layout, opts, attach)?.emit()
 }
 
@@ -119,8 +128,17 @@ impl<'a> Gen<'a> {
     fn new(l: &'a SkbLayout, o: &'a ProbeOptions, at: &'a Attachment) -> Result<Self, ProbeError> {
         let s = &l.sk_buff;
         let mut fields = vec![
-            &s.head, &s.len, &s.mark, &s.protocol, &s.dev, &s.sk, &s.mac_header, &s.network_header,
-            &s.mac_len, &s.tail, &s.pkt_type,
+            &s.head,
+            &s.len,
+            &s.mark,
+            &s.protocol,
+            &s.dev,
+            &s.sk,
+            &s.mac_header,
+            &s.network_header,
+            &s.mac_len,
+            &s.tail,
+            &s.pkt_type,
         ];
         if let Some(f) = &s.skb_refdst {
             fields.push(f);
@@ -285,8 +303,16 @@ impl<'a> Gen<'a> {
         self.a.jmp(Cond::Eq, R1, 0, l3);
         // L2: base = head + mac_header, len = tail - mac_header
         self.packet_bounds(&s.mac_header)?;
-        match emit_filter(&mut self.a, expr, LinkType::Ethernet, &src, &env, matched, out) {
-            Ok(()) => {}
+        match emit_filter(
+            &mut self.a,
+            expr,
+            LinkType::Ethernet,
+            &src,
+            &env,
+            matched,
+            out,
+        ) {
+            Ok(_) => {}
             Err(CompileError::RejectsAll) | Err(CompileError::Unsupported { .. }) => {
                 self.a.ja(out);
             }
@@ -295,7 +321,7 @@ impl<'a> Gen<'a> {
         self.a.bind(l3);
         self.packet_bounds(&s.network_header)?;
         match emit_filter(&mut self.a, expr, LinkType::RawIp, &src, &env, matched, out) {
-            Ok(()) => {}
+            Ok(_) => {}
             // L2-only expressions (arp, ether host ...) can never match an L3 start.
             Err(CompileError::RejectsAll) | Err(CompileError::Unsupported { .. }) => {
                 self.a.ja(out);
@@ -334,7 +360,9 @@ impl<'a> Gen<'a> {
         self.load_window(R9, &s.dev)?;
         self.a.jmp(Cond::Eq, R9, 0, no_dev);
         // ifindex, mtu
-        self.a.mov64(R3, R9).add64(R3, d.ifindex.offset_bytes() as i32);
+        self.a
+            .mov64(R3, R9)
+            .add64(R3, d.ifindex.offset_bytes() as i32);
         self.read_to_stack(SLOT_IFINDEX, 4);
         self.a.mov64(R3, R9).add64(R3, d.mtu.offset_bytes() as i32);
         self.read_to_stack(SLOT_MTU, 4);
@@ -350,7 +378,10 @@ impl<'a> Gen<'a> {
             // skb->sk->__sk_common.skc_net.net->ns.inum
             self.load_window(R3, &s.sk)?;
             self.a.jmp(Cond::Eq, R3, 0, done_ns);
-            self.a.add64(R3, (ns.sock_skc_net.offset_bytes() + ns.possible_net_net.offset_bytes()) as i32);
+            self.a.add64(
+                R3,
+                (ns.sock_skc_net.offset_bytes() + ns.possible_net_net.offset_bytes()) as i32,
+            );
             self.read_net_inum(&ns.net_ns_inum, done_ns);
         } else {
             self.a.bind(no_dev);
@@ -372,23 +403,39 @@ impl<'a> Gen<'a> {
 
     /// pwru's MTU: the route's RTAX_MTU metric when the skb has a dst and it is set.
     fn route_mtu(&mut self) -> Result<(), ProbeError> {
-        let (Some(refdst), Some(dst)) = (self.l.sk_buff.skb_refdst, self.l.dst_entry.clone()) else {
+        let (Some(refdst), Some(dst)) = (self.l.sk_buff.skb_refdst, self.l.dst_entry.clone())
+        else {
             return Ok(());
         };
         let done = self.a.label();
+        let dev_mtu = self.a.label();
         self.load_window(R9, &refdst)?;
         self.a.alu64(AluOp::And, R9, -2); // clear SKB_DST_NOREF
         self.a.jmp(Cond::Eq, R9, 0, done);
-        self.a.mov64(R3, R9).add64(R3, dst.metrics.offset_bytes() as i32);
+        self.a
+            .mov64(R3, R9)
+            .add64(R3, dst.metrics.offset_bytes() as i32);
         self.read_to_stack(SLOT_KEY, 8);
         self.a.ldx(Size::DW, R3, R10, SLOT_KEY);
         self.a.alu64(AluOp::And, R3, -4); // DST_METRICS_FLAGS
-        self.a.jmp(Cond::Eq, R3, 0, done);
+        self.a.jmp(Cond::Eq, R3, 0, dev_mtu);
         self.a.add64(R3, RTAX_MTU_INDEX * 4);
         self.read_to_stack(SLOT_KEY, 4);
         self.a.ldx(Size::W, R1, R10, SLOT_KEY);
-        self.a.jmp32(Cond::Eq, R1, 0, done);
+        self.a.jmp32(Cond::Eq, R1, 0, dev_mtu);
         self.a.stx(Size::W, R10, SLOT_MTU, R1);
+        self.a.ja(done);
+        // No MTU metric on the route: the route device's MTU.
+        self.a.bind(dev_mtu);
+        self.a
+            .mov64(R3, R9)
+            .add64(R3, dst.dev.offset_bytes() as i32);
+        self.read_to_stack(SLOT_KEY, 8);
+        self.a.ldx(Size::DW, R3, R10, SLOT_KEY);
+        self.a.jmp(Cond::Eq, R3, 0, done);
+        self.a
+            .add64(R3, self.l.net_device.mtu.offset_bytes() as i32);
+        self.read_to_stack(SLOT_MTU, 4);
         self.a.bind(done);
         Ok(())
     }
@@ -474,17 +521,24 @@ impl<'a> Gen<'a> {
             self.load_window(R1, &s.pkt_type)?;
             if let Some(b) = s.pkt_type.bitfield {
                 self.a.alu64(AluOp::Rsh, R1, b.bit_offset as i32);
-                self.a.alu64(AluOp::And, R1, ((1u32 << b.bit_size) - 1) as i32);
+                self.a
+                    .alu64(AluOp::And, R1, ((1u32 << b.bit_size) - 1) as i32);
             }
             self.a.stx(Size::B, R8, off::PKT_TYPE as i16, R1);
-            for (slot, field) in [(SLOT_NETNS, off::NETNS), (SLOT_IFINDEX, off::IFINDEX), (SLOT_MTU, off::MTU)] {
+            for (slot, field) in [
+                (SLOT_NETNS, off::NETNS),
+                (SLOT_IFINDEX, off::IFINDEX),
+                (SLOT_MTU, off::MTU),
+            ] {
                 self.a.ldx(Size::W, R1, R10, slot);
                 self.a.stx(Size::W, R8, field as i16, R1);
             }
         }
         if self.o.output_skb_cb {
             flags |= FLAG_CB;
-            self.a.mov64(R3, R7).add64(R3, s.cb.offset_bytes() as i32 + QDISC_CB_DATA);
+            self.a
+                .mov64(R3, R7)
+                .add64(R3, s.cb.offset_bytes() as i32 + QDISC_CB_DATA);
             self.read_to_event(off::CB, 20);
         }
         if self.o.output_stack {
@@ -566,7 +620,7 @@ impl<'a> Gen<'a> {
 
         // IPv6: r1 = next header, r2 = offset of the next header from r9
         self.a.bind(v6);
-        self.a.st(Size::H, R8, off::L3_PROTO as i16, 0x86dd as i32);
+        self.a.st(Size::H, R8, off::L3_PROTO as i16, 0x86dd);
         for i in 0..4 {
             self.a.ldx(Size::W, R1, R10, buf + 8 + 4 * i);
             self.a.stx(Size::W, R8, off::SADDR as i16 + 4 * i, R1);
@@ -647,10 +701,11 @@ impl<'a> Gen<'a> {
         Ok(())
     }
 
+    /// Sets FLAG_TUPLE; clobbers only r0.
     fn set_tuple_flag(&mut self) {
-        self.a.ldx(Size::H, R1, R8, off::FLAGS as i16);
-        self.a.alu32(AluOp::Or, R1, FLAG_TUPLE as i32);
-        self.a.stx(Size::H, R8, off::FLAGS as i16, R1);
+        self.a.ldx(Size::H, R0, R8, off::FLAGS as i16);
+        self.a.alu32(AluOp::Or, R0, FLAG_TUPLE as i32);
+        self.a.stx(Size::H, R8, off::FLAGS as i16, R0);
     }
 }
 
