@@ -81,6 +81,10 @@ pub const SPILL_SLOTS: usize = 8;
 /// Most extension headers `protochain` walks before giving up (rejecting); libpcap has
 /// no limit (and can loop forever on crafted AH headers).
 pub const PROTOCHAIN_MAX_HEADERS: i32 = 8;
+/// Direct back end: loads must end within this many bytes of `start` (else the filter
+/// rejects), so that the verifier's packet-range tracking (offsets below 64 KiB,
+/// `start` itself possibly offset) can prove every access.
+pub const DIRECT_MAX_END: i32 = 0xff00;
 /// Default kernel-memory window.
 pub const DEFAULT_WINDOW: u16 = 128;
 
@@ -100,6 +104,19 @@ pub struct FilterStats {
     pub nodes: usize,
     /// Instruction slots emitted by `emit_filter`.
     pub insns: usize,
+    /// Whether the code can jump to `on_match` / `on_reject` (the verifier refuses
+    /// unreachable instructions, so don't emit a block nobody jumps to).
+    pub uses_match: bool,
+    pub uses_reject: bool,
+}
+
+fn has_div(v: &V) -> bool {
+    match v {
+        V::K(_) | V::Len => false,
+        V::Load { idx, .. } => idx.as_deref().is_some_and(has_div),
+        V::Neg(a) => has_div(a),
+        V::Alu(o, a, b) => matches!(o, ArithOp::Div | ArithOp::Mod) || has_div(a) || has_div(b),
+    }
 }
 
 type NodeId = usize;
@@ -131,6 +148,24 @@ struct Dag {
     nodes: Vec<Node>,
     intern: HashMap<Node, NodeId>,
     optimize: bool,
+    /// Constant loads ending past this offset always reject (back-end limit).
+    max_end: u64,
+}
+
+/// True when evaluating `v` certainly rejects the packet: a constant-offset load past
+/// the back end's limit, or a division by a constant zero (unoptimized filters).
+fn always_rejects(v: &V, max_end: u64) -> bool {
+    match v {
+        V::K(_) | V::Len => false,
+        V::Load { idx: None, k, size } => *k as u64 + *size as u64 > max_end,
+        V::Load { idx: Some(i), .. } => always_rejects(i, max_end),
+        V::Neg(a) => always_rejects(a, max_end),
+        V::Alu(o, a, b) => {
+            always_rejects(a, max_end)
+                || always_rejects(b, max_end)
+                || (matches!(o, ArithOp::Div | ArithOp::Mod) && **b == V::K(0))
+        }
+    }
 }
 
 fn eval_op(op: TestOp, a: u32, b: u32) -> bool {
@@ -341,6 +376,9 @@ impl Dag {
                 if let Some(k) = known(&t, facts) {
                     return Ok(if k { yes } else { no });
                 }
+                if always_rejects(&t.a, self.max_end) || always_rejects(&t.b, self.max_end) {
+                    return Ok(REJECT);
+                }
                 self.mk(Node::Test { t, yes, no })
             }
             B::Protochain { v6, nl, proto } => self.mk(Node::Chain {
@@ -445,6 +483,9 @@ impl<'b> PathGen<'b> {
                 if let Some(v) = known(&t, facts) {
                     return self.resolve(dag, if v { yes } else { no }, facts);
                 }
+                if always_rejects(&t.a, dag.max_end) || always_rejects(&t.b, dag.max_end) {
+                    return Ok(Ok(REJECT));
+                }
                 let mut fy = facts.clone();
                 fy.push((t.clone(), true));
                 let ny = match self.resolve(dag, yes, &fy)? {
@@ -514,7 +555,7 @@ struct Plan {
     root: NodeId,
 }
 
-fn plan(expr: &Expr, link: LinkType, env: &FilterEnv) -> Result<Plan, CompileError> {
+fn plan(expr: &Expr, link: LinkType, env: &FilterEnv, max_end: u64) -> Result<Plan, CompileError> {
     let mut lw = Lowering::new(link, env.netmask);
     let b = lw.expr(expr)?;
     // libpcap turns its optimizer off when `protochain` is used.
@@ -523,6 +564,7 @@ fn plan(expr: &Expr, link: LinkType, env: &FilterEnv) -> Result<Plan, CompileErr
         nodes: vec![Node::Match, Node::Reject],
         intern: HashMap::new(),
         optimize,
+        max_end,
     };
     let mut pg = PathGen {
         konts: vec![],
@@ -553,7 +595,7 @@ fn plan(expr: &Expr, link: LinkType, env: &FilterEnv) -> Result<Plan, CompileErr
 
 /// Check an expression the way `pcap_compile` does (errors only, no code).
 pub fn check(expr: &Expr, link: LinkType, env: &FilterEnv) -> Result<(), CompileError> {
-    plan(expr, link, env).map(|_| ())
+    plan(expr, link, env, u32::MAX as u64 + 4).map(|_| ())
 }
 
 /// Emit the filter for `expr` into `asm`; control leaves through `on_match` or
@@ -582,7 +624,11 @@ pub fn emit_filter(
             env.stack_top
         )));
     }
-    let p = plan(expr, link, env)?;
+    let max_end = match src {
+        PacketSource::Direct { .. } => DIRECT_MAX_END as u64,
+        PacketSource::KernelMemory { .. } => 0x7fff_ffff,
+    };
+    let p = plan(expr, link, env, max_end)?;
     let start = asm.pos();
     let mut e = Emitter {
         asm,
@@ -602,9 +648,23 @@ pub fn emit_filter(
         let l = e.target(p.root);
         e.asm.ja(l);
     }
+    let reaches = |target: NodeId| {
+        p.root == target
+            || order.iter().any(|&n| match &p.dag.nodes[n] {
+                Node::Test { yes, no, .. } => *yes == target || *no == target,
+                Node::Chain { yes, no, .. } => *yes == target || *no == target,
+                _ => false,
+            })
+    };
+    let rejects_at_runtime = matches!(src, PacketSource::KernelMemory { .. })
+        || order
+            .iter()
+            .any(|&n| !matches!(&p.dag.nodes[n], Node::Test { t, .. } if !t.a.has_load() && !t.b.has_load() && !has_div(&t.a) && !has_div(&t.b)));
     Ok(FilterStats {
         nodes: order.len(),
         insns: e.asm.pos() - start,
+        uses_match: reaches(MATCH),
+        uses_reject: reaches(REJECT) || rejects_at_runtime,
     })
 }
 
@@ -871,7 +931,7 @@ impl Emitter<'_> {
         let end_off = k as u64 + size as u64;
         match self.src {
             PacketSource::Direct { start, end } => {
-                if end_off > 0xffff {
+                if end_off > DIRECT_MAX_END as u64 {
                     self.asm.ja(rej);
                     return;
                 }
@@ -910,7 +970,7 @@ impl Emitter<'_> {
         }
         match self.src {
             PacketSource::Direct { start, end } => {
-                a.jmp(Cond::Gt, Reg::R0, 0xffff - size as i32, rej);
+                a.jmp(Cond::Gt, Reg::R0, DIRECT_MAX_END - size as i32, rej);
                 a.mov64(Reg::R4, start);
                 a.add64(Reg::R4, Reg::R0);
                 a.add64(Reg::R4, size as i32);
@@ -1066,8 +1126,11 @@ fn swap(a: &mut Asm, size: u8) {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProgramKind {
     /// SCHED_CLS for BPF_PROG_TEST_RUN: direct access via `__sk_buff` data/data_end.
+    /// For [`LinkType::RawIp`] the packet starts after the 14-byte Ethernet header of
+    /// the test frame (the network header).
     SchedClsDirect,
-    /// SCHED_CLS using the kernel-memory back end on `data` (`__sk_buff->len` as length).
+    /// SCHED_CLS using the kernel-memory back end on `data` (`__sk_buff->len` as length;
+    /// RawIp skips 14 bytes as above).
     SchedClsKernelMemory,
     /// Userspace (rbpf `EbpfVmMbuff`): r1 = mbuff `{u64 start, u64 end}`, direct loads.
     UserDirect,
@@ -1096,6 +1159,9 @@ pub fn compile_program_env(
         ProgramKind::SchedClsDirect => {
             a.ldx(Size::W, Reg::R6, Reg::R1, 76);
             a.ldx(Size::W, Reg::R7, Reg::R1, 80);
+            if link == LinkType::RawIp {
+                a.add64(Reg::R6, 14);
+            }
             PacketSource::Direct {
                 start: Reg::R6,
                 end: Reg::R7,
@@ -1104,6 +1170,10 @@ pub fn compile_program_env(
         ProgramKind::SchedClsKernelMemory => {
             a.ldx(Size::W, Reg::R6, Reg::R1, 76);
             a.ldx(Size::W, Reg::R7, Reg::R1, 0);
+            if link == LinkType::RawIp {
+                a.add64(Reg::R6, 14);
+                a.add64(Reg::R7, -14);
+            }
             PacketSource::KernelMemory {
                 base: Reg::R6,
                 len: Reg::R7,
@@ -1131,12 +1201,16 @@ pub fn compile_program_env(
     };
     let m = a.label();
     let r = a.label();
-    emit_filter(&mut a, expr, link, &src, env, m, r)?;
-    a.bind(r);
-    a.mov64(Reg::R0, 0);
-    a.exit();
-    a.bind(m);
-    a.mov64(Reg::R0, 1);
-    a.exit();
+    let st = emit_filter(&mut a, expr, link, &src, env, m, r)?;
+    if st.uses_reject {
+        a.bind(r);
+        a.mov64(Reg::R0, 0);
+        a.exit();
+    }
+    if st.uses_match {
+        a.bind(m);
+        a.mov64(Reg::R0, 1);
+        a.exit();
+    }
     Ok(a.finish()?)
 }
