@@ -18,6 +18,8 @@ struct FilterGrammar;
 pub const MAX_EXPR_LEN: usize = 64 * 1024;
 /// Deepest nesting of parentheses and brackets accepted.
 pub const MAX_NESTING: usize = 100;
+/// Most operators that nest the AST without parentheses (`not`, `!`, `-`, `%`, `^`).
+pub const MAX_NESTING_OPERATORS: usize = 1000;
 
 /// Where names come from. Only host names are looked up, and only in `hosts_file`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -210,12 +212,12 @@ impl<'a> Cx<'a> {
             ));
         }
         let mut depth = 0usize;
-        let mut unary = 0usize;
+        let mut operators = self.src.matches("not").count();
         for (i, c) in self.src.char_indices() {
             match c {
                 '(' | '[' => depth += 1,
                 ')' | ']' => depth = depth.saturating_sub(1),
-                '-' | '!' | '%' | '^' => unary += 1,
+                '-' | '!' | '%' | '^' => operators += 1,
                 _ => {}
             }
             if depth > MAX_NESTING {
@@ -226,10 +228,12 @@ impl<'a> Cx<'a> {
                     )),
                 ));
             }
-            if unary > 4 * MAX_NESTING * 10 {
+            if operators > MAX_NESTING_OPERATORS {
                 return Err(self.err_at(
                     i,
-                    ParseErrorKind::TooComplex("too many '-', '!', '%' or '^' operators".into()),
+                    ParseErrorKind::TooComplex(format!(
+                        "more than {MAX_NESTING_OPERATORS} of 'not', '!', '-', '%', '^'"
+                    )),
                 ));
             }
         }
@@ -779,14 +783,19 @@ impl<'a> Cx<'a> {
 
     fn resolve_host(&self, p: &Pair<Rule>, name: &str, q: Qual) -> Res<Expr> {
         let path = &self.opts.hosts_file;
-        let addrs = names::hosts_lookup(path, name).map_err(|e| {
-            self.unknown(
-                p,
-                "host",
-                name,
-                &format!(" ({e}; only the hosts file is consulted)"),
-            )
-        })?;
+        // `host \1.2.3.4`: an escaped literal is an address, as getaddrinfo reads it.
+        let literal = name.parse::<IpAddr>().ok().map(|a| vec![a]);
+        let addrs = literal
+            .map(Ok)
+            .unwrap_or_else(|| names::hosts_lookup(path, name))
+            .map_err(|e| {
+                self.unknown(
+                    p,
+                    "host",
+                    name,
+                    &format!(" ({e}; only the hosts file is consulted)"),
+                )
+            })?;
         if addrs.is_empty() {
             return Err(self.unknown(
                 p,

@@ -81,6 +81,7 @@ const ACCEPTED: &[(&str, &str)] = &[
     ),
     ("host server.example", "src or dst host 10.0.0.5"),
     ("host v6only", "ip6 src or dst host 2001:db8::7"),
+    ("host \\10.1.2.3", "src or dst host 10.1.2.3"),
     // qualifier inheritance
     (
         "tcp dst port 80 or 8080",
@@ -705,6 +706,15 @@ fn deep_or_long_inputs_are_refused_not_crashed() {
         parse_test(&long).unwrap_err().kind,
         ParseErrorKind::TooComplex(_)
     ));
+    let negs = format!("len = {}1", "- ".repeat(2000));
+    assert!(matches!(
+        parse_test(&negs).unwrap_err().kind,
+        ParseErrorKind::TooComplex(_)
+    ));
+    let nots = format!("{}tcp", "not ".repeat(900));
+    assert!(parse_test(&nots).unwrap().is_some());
+    let mods = format!("len = 1{}", " % 1".repeat(900));
+    assert!(parse_test(&mods).unwrap().is_some());
     let many_hosts = (0..2000)
         .map(|i| format!("host 10.0.{}.{}", i / 256, i % 256))
         .collect::<Vec<_>>()
