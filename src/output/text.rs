@@ -38,9 +38,8 @@ pub fn push_hex_digits(buf: &mut String, v: u64, min_digits: usize, upper: bool)
         }
     }
     push_repeated(buf, ZEROS, min_digits.saturating_sub(tmp.len() - i));
-    for &d in &tmp[i..] {
-        buf.push(char::from(d));
-    }
+    // SAFETY: `tmp[i..]` holds only bytes from `digits`, which are ASCII.
+    buf.push_str(unsafe { std::str::from_utf8_unchecked(&tmp[i..]) });
 }
 
 const SPACES: &str = "                                                                ";
@@ -53,6 +52,11 @@ fn push_repeated(buf: &mut String, fill: &str, mut n: usize) {
         buf.push_str(&fill[..k]);
         n -= k;
     }
+}
+
+/// Pads ASCII text written since byte `start` with spaces to `width` bytes.
+pub fn pad_ascii_from(buf: &mut String, start: usize, width: usize) {
+    push_spaces(buf, width.saturating_sub(buf.len() - start));
 }
 
 /// Appends `n` spaces.
