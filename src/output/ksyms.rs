@@ -35,9 +35,10 @@ impl Ksym {
     }
 }
 
-/// Text symbols sorted by address.
+/// Text symbols sorted by address (addresses kept apart for a cache-friendly search).
 #[derive(Debug, Clone, Default)]
 pub struct Ksyms {
+    addrs: Vec<u64>,
     syms: Vec<Ksym>,
 }
 
@@ -100,7 +101,8 @@ impl Ksyms {
             return Err(KsymsError::HiddenAddresses);
         }
         syms.sort_by_key(|s| s.addr);
-        Ok(Self { syms })
+        let addrs = syms.iter().map(|s| s.addr).collect();
+        Ok(Self { addrs, syms })
     }
 
     /// Number of text symbols.
@@ -114,17 +116,16 @@ impl Ksyms {
 
     /// The first symbol exactly at `addr`.
     pub fn exact(&self, addr: u64) -> Option<&Ksym> {
-        let i = self.syms.partition_point(|s| s.addr < addr);
+        let i = self.addrs.partition_point(|a| *a < addr);
         self.syms.get(i).filter(|s| s.addr == addr)
     }
 
     /// The symbol containing `addr`: the last one starting at or below it.
     pub fn nearest(&self, addr: u64) -> Option<&Ksym> {
-        let i = self.syms.partition_point(|s| s.addr <= addr);
-        let idx = i.checked_sub(1)?;
+        let i = self.addrs.partition_point(|a| *a <= addr);
+        let found = self.addrs[i.checked_sub(1)?];
         // Several symbols may share that address: return the first of them.
-        let first = self.syms[..=idx].partition_point(|s| s.addr < self.syms[idx].addr);
-        self.syms.get(first)
+        self.exact(found)
     }
 
     /// Every address of the symbols named `name` (static functions may repeat).

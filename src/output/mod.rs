@@ -10,7 +10,7 @@ pub mod text;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
-use std::io::{self, BufWriter, IsTerminal, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 
 use crate::cli::{Config, TimestampMode};
@@ -20,8 +20,8 @@ pub use iface::IfaceNames;
 pub use ksyms::{Ksym, Ksyms, KsymsError};
 pub use process::ProcessNames;
 use text::{
-    pad_from, push_centered, push_dec, push_hex, push_hex_digits, push_hex_prefixed, push_tuple,
-    WallClock,
+    pad_ascii_from, pad_from, push_centered, push_dec, push_hex, push_hex_digits,
+    push_hex_prefixed, push_tuple, WallClock,
 };
 
 /// What to print, taken from the command line.
@@ -88,14 +88,20 @@ impl OutputTarget {
     }
 }
 
-/// Formats and writes events. Output is buffered: it is flushed after every line when stdout
-/// is a terminal, otherwise when [`Output::flush`] (or [`EventSink::drained`]) is called.
+/// Bytes of formatted lines collected before they are written out.
+const PENDING_LIMIT: usize = 1 << 16;
+
+/// Formats and writes events. Lines are formatted straight into one pending buffer that is
+/// written out when it fills, after every line when stdout is a terminal, and on
+/// [`Output::flush`] (call it, or [`EventSink::drained`], when the ring buffer is drained).
 pub struct Output {
     opts: OutputOptions,
     names: Names,
-    out: BufWriter<Box<dyn Write + Send>>,
+    out: Box<dyn Write + Send>,
     line_buffered: bool,
+    /// Formatted lines not yet written; the newest starts at `line_start`.
     line: String,
+    line_start: usize,
     func: String,
     last_seen: fasthash::FastMap<u64, u64>,
     max_tuple: usize,
@@ -127,9 +133,10 @@ impl Output {
         Ok(Self {
             opts,
             names,
-            out: BufWriter::with_capacity(1 << 16, writer),
+            out: writer,
             line_buffered,
-            line: String::with_capacity(512),
+            line: String::with_capacity(PENDING_LIMIT + 4096),
+            line_start: 0,
             func: String::with_capacity(128),
             last_seen: fasthash::FastMap::default(),
             max_tuple: 0,
@@ -149,8 +156,7 @@ impl Output {
         if self.opts.json {
             return Ok(());
         }
-        let line = header_line(&self.opts);
-        self.out.write_all(line.as_bytes())?;
+        self.line.push_str(&header_line(&self.opts));
         self.after_line()
     }
 
@@ -164,21 +170,44 @@ impl Output {
         if self.limit_reached() {
             return Ok(());
         }
-        self.format_event(event, frames)?;
-        self.out.write_all(self.line.as_bytes())?;
+        self.append_event(event, frames)?;
         self.printed += 1;
         self.after_line()
     }
 
-    /// The text [`Output::print_with_stack`] would write for `event`, newline included
-    /// (updates the same state: column widths, relative timestamps).
-    pub fn format_event(&mut self, event: &Event, frames: &[u64]) -> io::Result<&str> {
-        if self.opts.json {
-            self.format_json(event, frames)?;
+    /// The text [`Output::print_with_stack`] would write for `event`, newline included,
+    /// without writing it (updates the same state: column widths, relative timestamps).
+    pub fn format_event(&mut self, event: &Event, frames: &[u64]) -> io::Result<String> {
+        let keep = self.line.len();
+        self.append_event(event, frames)?;
+        let text = self.line[keep..].to_string();
+        self.line.truncate(keep);
+        Ok(text)
+    }
+
+    /// Formats `event` at the end of the pending buffer.
+    fn append_event(&mut self, event: &Event, frames: &[u64]) -> io::Result<()> {
+        self.line_start = self.line.len();
+        let result = if self.opts.json {
+            self.format_json(event, frames)
         } else {
             self.format_table(event, frames);
+            Ok(())
+        };
+        if result.is_err() {
+            self.line.truncate(self.line_start);
         }
-        Ok(&self.line)
+        result
+    }
+
+    /// Writes the pending lines to the target.
+    fn write_pending(&mut self) -> io::Result<()> {
+        if !self.line.is_empty() {
+            let result = self.out.write_all(self.line.as_bytes());
+            self.line.clear();
+            result?;
+        }
+        Ok(())
     }
 
     /// Events printed so far.
@@ -193,14 +222,18 @@ impl Output {
 
     /// Writes out buffered lines.
     pub fn flush(&mut self) -> io::Result<()> {
+        self.write_pending()?;
         self.out.flush()
     }
 
     fn after_line(&mut self) -> io::Result<()> {
         if self.line_buffered {
-            self.out.flush()?;
+            self.flush()
+        } else if self.line.len() >= PENDING_LIMIT {
+            self.write_pending()
+        } else {
+            Ok(())
         }
-        Ok(())
     }
 
     /// TIMESTAMP value: ktime, or ns since this skb's previous event (0 for the first).
@@ -227,18 +260,17 @@ impl Output {
             max_func,
             ..
         } = self;
-        line.clear();
         if opts.timestamp == TimestampMode::Absolute {
             clock.push_now(line);
             line.push(' ');
         }
         let start = line.len();
         push_hex_prefixed(line, ev.skb_addr);
-        pad_from(line, start, 18);
+        pad_ascii_from(line, start, 18);
         line.push(' ');
         let start = line.len();
         push_dec(line, ev.cpu);
-        pad_from(line, start, 3);
+        pad_ascii_from(line, start, 3);
         line.push(' ');
         let start = line.len();
         line.push_str(names.processes.get(ev.pid));
@@ -247,18 +279,18 @@ impl Output {
             line.push(' ');
             let start = line.len();
             push_dec(line, ts);
-            pad_from(line, start, 16);
+            pad_ascii_from(line, start, 16);
         }
         if opts.meta {
             let m = ev.meta.unwrap_or_default();
             line.push(' ');
             let start = line.len();
             push_dec(line, m.netns);
-            pad_from(line, start, 10);
+            pad_ascii_from(line, start, 10);
             line.push(' ');
             let start = line.len();
             push_hex(line, u64::from(m.mark));
-            pad_from(line, start, 8);
+            pad_ascii_from(line, start, 8);
             line.push(' ');
             line.push_str(names.ifaces.centered(m.netns, m.ifindex));
             line.push_str(" 0x");
@@ -266,11 +298,11 @@ impl Output {
             line.push(' ');
             let start = line.len();
             push_dec(line, m.mtu);
-            pad_from(line, start, 5);
+            pad_ascii_from(line, start, 5);
             line.push(' ');
             let start = line.len();
             push_dec(line, m.len);
-            pad_from(line, start, 5);
+            pad_ascii_from(line, start, 5);
             if opts.cb {
                 line.push(' ');
                 push_cb(line, &ev.cb.unwrap_or_default());
@@ -281,14 +313,14 @@ impl Output {
             let start = line.len();
             push_tuple(line, &ev.tuple.unwrap_or_default(), opts.tcp_flags);
             *max_tuple = (*max_tuple).max(line.len() - start);
-            pad_from(line, start, *max_tuple);
+            pad_ascii_from(line, start, *max_tuple);
         }
         line.push(' ');
         if opts.caller {
             let start = line.len();
             line.push_str(func);
             *max_func = (*max_func).max(func.len());
-            pad_from(line, start, *max_func);
+            pad_ascii_from(line, start, *max_func);
             line.push(' ');
             push_nearest(&names.ksyms, ev.caller_addr.unwrap_or(0), line);
         } else {
@@ -365,7 +397,6 @@ impl Output {
             tuple,
             stack: &stack,
         };
-        line.clear();
         let text = serde_json::to_string(&record).map_err(io::Error::other)?;
         line.push_str(&text);
         line.push('\n');
@@ -375,7 +406,7 @@ impl Output {
 
 impl Drop for Output {
     fn drop(&mut self) {
-        let _ = self.out.flush();
+        let _ = self.flush();
     }
 }
 

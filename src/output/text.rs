@@ -37,36 +37,58 @@ pub fn push_hex_digits(buf: &mut String, v: u64, min_digits: usize, upper: bool)
             break;
         }
     }
-    for _ in (tmp.len() - i)..min_digits {
-        buf.push('0');
+    push_repeated(buf, ZEROS, min_digits.saturating_sub(tmp.len() - i));
+    // SAFETY: `tmp[i..]` holds only bytes from `digits`, which are ASCII.
+    buf.push_str(unsafe { std::str::from_utf8_unchecked(&tmp[i..]) });
+}
+
+const SPACES: &str = "                                                                ";
+const ZEROS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Appends `n` characters of `fill` (a run of one ASCII character).
+fn push_repeated(buf: &mut String, fill: &str, mut n: usize) {
+    while n > 0 {
+        let k = n.min(fill.len());
+        buf.push_str(&fill[..k]);
+        n -= k;
     }
-    // The digits are ASCII.
-    buf.push_str(std::str::from_utf8(&tmp[i..]).unwrap_or_default());
+}
+
+/// Pads ASCII text written since byte `start` with spaces to `width` bytes.
+pub fn pad_ascii_from(buf: &mut String, start: usize, width: usize) {
+    push_spaces(buf, width.saturating_sub(buf.len() - start));
+}
+
+/// Appends `n` spaces.
+pub fn push_spaces(buf: &mut String, n: usize) {
+    push_repeated(buf, SPACES, n);
+}
+
+fn char_len(s: &str) -> usize {
+    if s.is_ascii() {
+        s.len()
+    } else {
+        s.chars().count()
+    }
 }
 
 /// Pads the text written since byte `start` with spaces to `width` characters (Go `%-Ns`).
 pub fn pad_from(buf: &mut String, start: usize, width: usize) {
-    let len = buf[start..].chars().count();
-    for _ in len..width {
-        buf.push(' ');
-    }
+    let len = char_len(&buf[start..]);
+    push_spaces(buf, width.saturating_sub(len));
 }
 
 /// Appends `s` centred in `width` columns (extra space on the right); longer text as is.
 pub fn push_centered(buf: &mut String, s: &str, width: usize) {
-    let len = s.chars().count();
+    let len = char_len(s);
     if len >= width {
         buf.push_str(s);
         return;
     }
     let left = (width - len) / 2;
-    for _ in 0..left {
-        buf.push(' ');
-    }
+    push_spaces(buf, left);
     buf.push_str(s);
-    for _ in 0..(width - len - left) {
-        buf.push(' ');
-    }
+    push_spaces(buf, width - len - left);
 }
 
 /// `s` cut to its last `max` bytes with the first replaced by `~` (pwru's PROCESS/IFACE rule).
