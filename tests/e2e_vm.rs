@@ -6,8 +6,13 @@ mod e2e_common;
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Mutex;
 
 use e2e_common::{e2e_enabled, pwru_binary, repo_path, run_script, ScriptOutcome};
+
+/// Serializes kernel downloads: the tests of both kernels run in parallel and
+/// share one private apt directory.
+static FETCH_LOCK: Mutex<()> = Mutex::new(());
 
 /// Reason why VM tests cannot run here, if any.
 fn vm_unavailable(kernel: &str) -> Option<String> {
@@ -33,6 +38,9 @@ fn vm_unavailable(kernel: &str) -> Option<String> {
         }
     }
     let fetch = repo_path("tests/vm/fetch-kernels.sh");
+    let _guard = FETCH_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     match Command::new("bash").arg(&fetch).arg(kernel).output() {
         Ok(out) if out.status.success() => None,
         Ok(out) => Some(format!(

@@ -15,6 +15,7 @@
 #
 # Environment (passed into the guest, see scenarios.sh):
 #   E2E_TESTS, E2E_EXTRA_ARGS, E2E_READY_TIMEOUT, E2E_EXIT_TIMEOUT, E2E_VERBOSE
+#   E2E_TESTS_6_1, E2E_TESTS_6_12   test selection for one kernel only
 #   E2E_LOG_DIR       also save each kernel's full output as LOG_DIR/vm-suite-<kernel>.log
 #   E2E_PARALLEL=1    boot the kernels concurrently (needs >= 2 free host CPUs)
 #   PWRU_VM_TIMEOUT   limit per VM boot in seconds (default 3600)
@@ -51,7 +52,11 @@ trap 'rm -rf "$tmp"' EXIT
 
 # run_kernel K: run the suite on kernel K, output to $tmp/K.out, status to $tmp/K.rc.
 run_kernel() {
-    local k=$1 rc=0
+    local k=$1 rc=0 per_kernel=E2E_TESTS_${1//./_}
+    if [[ -n ${!per_kernel:-} ]]; then
+        export E2E_TESTS=${!per_kernel}
+        [[ " $PWRU_VM_ENV " == *" E2E_TESTS "* ]] || PWRU_VM_ENV+=" E2E_TESTS"
+    fi
     "$RUN_IN_VM" "$k" "$HERE/scenarios.sh" "$pwru:/files/pwru" >>"$tmp/$k.out" 2>&1 || rc=$?
     echo "$rc" >"$tmp/$k.rc"
 }
