@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use crate::attach::{self, AttachError, Backend, BackendKind, Probeable, Target};
 use crate::btf::{KernelBtf, Kmods, SkbLayout};
 use crate::cli::{Backend as BackendChoice, Config, NetnsSpec};
-use crate::events::{self, LostEvents};
+use crate::events::{self, EventSink, Flow, LostEvents};
 use crate::load::{
     self, LoadOptions, LoadedObject, MapKind, MapSpec, ObjectSpec, ProgKind, ProgramSpec,
 };
@@ -68,7 +68,7 @@ pub fn trace(config: &Config) -> Result<()> {
     rt.spawn(watch_signals(stop.clone(), wake.clone()));
 
     let (mut obj, summary) =
-        match load_and_attach(config, &layout, &opts, backend.as_mut(), &targets, &stop) {
+        match load_and_attach(&layout, &opts, backend.as_mut(), &targets, &stop) {
             Ok(v) => v,
             Err(e)
                 if kind == BackendKind::KprobeMulti
@@ -77,7 +77,7 @@ pub fn trace(config: &Config) -> Result<()> {
             {
                 eprintln!("kprobe-multi links are refused by this kernel; falling back to kprobes");
                 backend = attach::backend(BackendKind::Kprobe);
-                load_and_attach(config, &layout, &opts, backend.as_mut(), &targets, &stop)?
+                load_and_attach(&layout, &opts, backend.as_mut(), &targets, &stop)?
             }
             Err(e) => return Err(e),
         };
@@ -130,7 +130,7 @@ pub fn trace(config: &Config) -> Result<()> {
     detach(backend.as_mut(), &mut obj);
     let lost = result?;
     if lost > 0 {
-        eprintln!("warning: {lost} events were lost: the ring buffer was full");
+        eprintln!("warning: {lost} events in all were lost: the ring buffer was full");
     }
     if output.limit_reached() {
         eprintln!(
@@ -375,7 +375,6 @@ fn progress_bar(len: u64, message: &str) -> ProgressBar {
 }
 
 fn load_and_attach(
-    config: &Config,
     layout: &SkbLayout,
     opts: &ProbeOptions,
     backend: &mut dyn Backend,
@@ -427,7 +426,6 @@ fn load_and_attach(
             eprintln!("warning: --filter-track-skb cannot see skbs being freed: {e}");
         }
     }
-    let _ = config;
     Ok((obj, summary))
 }
 
@@ -444,11 +442,11 @@ fn detach(backend: &mut dyn Backend, obj: &mut LoadedObject) {
     pb.finish_and_clear();
 }
 
-/// Reads the ring buffer until a signal, `--output-limit-lines`, or an error; returns the
-/// number of events the kernel could not queue.
+/// Reads the ring buffer into `sink` until a signal, the sink says stop, or an error;
+/// returns the number of events the kernel could not queue.
 async fn event_loop(
     obj: &mut LoadedObject,
-    output: &mut Output,
+    sink: &mut dyn EventSink,
     stop: &AtomicBool,
     wake: &Notify,
 ) -> Result<u64> {
@@ -481,31 +479,28 @@ async fn event_loop(
                     drop(item);
                     frames.clear();
                     if let (Some(id), Some(stacks)) = (event.stack_id, &stacks) {
-                        if id >= 0 {
-                            if let Ok(trace) = stacks.get(&(id as u32), 0) {
-                                frames.extend(trace.frames().iter().map(|f| f.ip).filter(|ip| *ip != 0));
-                            }
+                        if let Ok(trace) = u32::try_from(id).map(|id| stacks.get(&id, 0)) {
+                            frames.extend(trace.iter().flat_map(|t| t.frames()).map(|f| f.ip).filter(|ip| *ip != 0));
                         }
                     }
-                    output.print_with_stack(&event, &frames)?;
-                    if output.limit_reached() {
+                    if sink.event(&event, Some(&frames))? == Flow::Stop {
                         stop.store(true, Ordering::Relaxed);
                         break;
                     }
                 }
                 guard.clear_ready();
-                output.flush()?;
+                sink.drained()?;
             }
             _ = tick.tick() => {
                 let newly = observe_lost(&lost_map, &mut lost);
-                if newly > 0 {
-                    eprintln!("warning: {newly} events lost (ring buffer full), {} in total", lost.total());
-                }
+                sink.lost(newly, lost.total())?;
             }
             _ = wake.notified() => {}
         }
     }
-    observe_lost(&lost_map, &mut lost);
+    let newly = observe_lost(&lost_map, &mut lost);
+    sink.lost(newly, lost.total())?;
+    sink.drained()?;
     Ok(lost.total())
 }
 
