@@ -641,6 +641,57 @@ mod tests {
         assert_eq!(ether_proto_number("tcp"), None);
     }
 
+    /// The built-in tables equal this machine's files, where they exist (Debian netbase).
+    #[test]
+    fn tables_match_system_files() {
+        let (Ok(services), Ok(protocols)) = (
+            std::fs::read_to_string("/etc/services"),
+            std::fs::read_to_string("/etc/protocols"),
+        ) else {
+            eprintln!("skipped: /etc/services or /etc/protocols missing");
+            return;
+        };
+        let mut want: std::collections::BTreeMap<&str, [Option<u16>; 3]> = Default::default();
+        for line in services.lines() {
+            let fields: Vec<&str> = line.split('#').next().unwrap().split_whitespace().collect();
+            let Some((port, proto)) = fields.get(1).and_then(|f| f.split_once('/')) else {
+                continue;
+            };
+            let slot = match proto {
+                "tcp" => 0,
+                "udp" => 1,
+                "sctp" => 2,
+                _ => continue,
+            };
+            let port: u16 = port.parse().unwrap();
+            for name in std::iter::once(fields[0]).chain(fields[2..].iter().copied()) {
+                want.entry(name).or_default()[slot].get_or_insert(port);
+            }
+        }
+        let have: std::collections::BTreeMap<&str, [Option<u16>; 3]> = SERVICES
+            .iter()
+            .map(|&(n, t, u, s)| (n, [t, u, s]))
+            .collect();
+        assert_eq!(have, want, "built-in SERVICES differ from /etc/services");
+        let mut want_protos: std::collections::BTreeMap<&str, u16> = Default::default();
+        for line in protocols.lines() {
+            let fields: Vec<&str> = line.split('#').next().unwrap().split_whitespace().collect();
+            if fields.len() < 2 {
+                continue;
+            }
+            let num: u16 = fields[1].parse().unwrap();
+            for name in std::iter::once(fields[0]).chain(fields[2..].iter().copied()) {
+                want_protos.entry(name).or_insert(num);
+            }
+        }
+        let have_protos: std::collections::BTreeMap<&str, u16> =
+            PROTOCOLS.iter().copied().collect();
+        assert_eq!(
+            have_protos, want_protos,
+            "built-in PROTOCOLS differ from /etc/protocols"
+        );
+    }
+
     #[test]
     fn hosts_file_lookup() {
         let text = "# comment\n127.0.0.1 localhost\n::1 localhost ip6-localhost\n\
