@@ -1,5 +1,5 @@
 //! Compares which pcap-filter expressions our parser accepts with what libpcap accepts
-//! (through the `pcap` crate). Run with `cargo test --features oracle --test pcapc_oracle`.
+//! (through the `pcap` crate). Run with `cargo test --features oracle --test pcapc_parse_oracle`.
 #![cfg(feature = "oracle")]
 
 use pwru::pcapc::{parse, ParseErrorKind};
