@@ -600,7 +600,21 @@ pub fn check(expr: &Expr, link: LinkType, env: &FilterEnv) -> Result<(), Compile
 
 /// Emit the filter for `expr` into `asm`; control leaves through `on_match` or
 /// `on_reject` (also taken for loads past the packet end and division by zero).
+/// Clobbers R0–R5 and the [`stack_bytes`] bytes below `R10 + env.stack_top`.
 pub fn emit_filter(
+    asm: &mut Asm,
+    expr: &Expr,
+    link: LinkType,
+    src: &PacketSource,
+    env: &FilterEnv,
+    on_match: Label,
+    on_reject: Label,
+) -> Result<(), CompileError> {
+    emit_filter_with_stats(asm, expr, link, src, env, on_match, on_reject).map(|_| ())
+}
+
+/// [`emit_filter`], also saying how big the code is and which exits it uses.
+pub fn emit_filter_with_stats(
     asm: &mut Asm,
     expr: &Expr,
     link: LinkType,
@@ -1201,7 +1215,7 @@ pub fn compile_program_env(
     };
     let m = a.label();
     let r = a.label();
-    let st = emit_filter(&mut a, expr, link, &src, env, m, r)?;
+    let st = emit_filter_with_stats(&mut a, expr, link, &src, env, m, r)?;
     if st.uses_reject {
         a.bind(r);
         a.mov64(Reg::R0, 0);
