@@ -95,7 +95,7 @@ fn corpus() -> Vec<Expr> {
         p(Prim::Net6 {
             dir: Dst,
             net: Net6 {
-                addr: v6,
+                addr: v6net,
                 prefix: 64,
             },
         }),
