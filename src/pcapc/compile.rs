@@ -651,12 +651,34 @@ pub fn emit_filter_with_stats(
         on_match,
         on_reject,
         labels: HashMap::new(),
+        proven: 0,
     };
     e.prologue();
     let order = reachable_order(&p.dag, p.root);
+    // Per node, over all its predecessors: the packet length already proven (bounds
+    // checks to skip) and the value R0 certainly holds on entry (a load to skip).
+    let mut proven_in: HashMap<NodeId, u64> = HashMap::new();
+    let mut r0_in: HashMap<NodeId, Option<V>> = HashMap::new();
+    proven_in.insert(p.root, 0);
+    r0_in.insert(p.root, None);
     for (i, &n) in order.iter().enumerate() {
         let next = order.get(i + 1).copied();
-        e.node(&p.dag.nodes[n], n, next)?;
+        e.proven = proven_in.get(&n).copied().unwrap_or(0);
+        let r0 = r0_in.get(&n).cloned().flatten();
+        e.node(&p.dag.nodes[n], n, next, r0.as_ref())?;
+        let (succ, out_r0) = match &p.dag.nodes[n] {
+            Node::Test { t, yes, no } => (vec![*yes, *no], Some(t.a.clone())),
+            Node::Chain { yes, no, .. } => (vec![*yes, *no], None),
+            _ => (vec![], None),
+        };
+        for c in succ {
+            let pv = proven_in.entry(c).or_insert(e.proven);
+            *pv = (*pv).min(e.proven);
+            let rv = r0_in.entry(c).or_insert_with(|| out_r0.clone());
+            if *rv != out_r0 {
+                *rv = None;
+            }
+        }
     }
     if order.is_empty() {
         let l = e.target(p.root);
@@ -728,6 +750,8 @@ struct Emitter<'a> {
     on_match: Label,
     on_reject: Label,
     labels: HashMap<NodeId, Label>,
+    /// Packet bytes proven present on every path to here (bounds checks to skip).
+    proven: u64,
 }
 
 fn cond_of(op: TestOp) -> Cond {
@@ -782,7 +806,13 @@ impl Emitter<'_> {
         }
     }
 
-    fn node(&mut self, n: &Node, id: NodeId, next: Option<NodeId>) -> Result<(), CompileError> {
+    fn node(
+        &mut self,
+        n: &Node,
+        id: NodeId,
+        next: Option<NodeId>,
+        r0: Option<&V>,
+    ) -> Result<(), CompileError> {
         let here = self.target(id);
         self.asm.bind(here);
         match n {
@@ -791,7 +821,9 @@ impl Emitter<'_> {
                 let c = cond_of(t.op);
                 match &t.b {
                     V::K(k) => {
-                        self.eval(&t.a, 0)?;
+                        if r0 != Some(&t.a) {
+                            self.eval(&t.a, 0)?;
+                        }
                         self.branch(c, Reg::R0, (*k as i32).into(), *yes, *no, next);
                     }
                     b => {
@@ -950,10 +982,15 @@ impl Emitter<'_> {
                     return;
                 }
                 let a = &mut *self.asm;
-                a.mov64(Reg::R4, start);
-                a.add64(Reg::R4, end_off as i32);
-                a.jmp(Cond::Gt, Reg::R4, end, rej);
-                a.ldx(size_of(size), Reg::R0, Reg::R4, -(size as i16));
+                if end_off <= self.proven && k <= i16::MAX as u32 {
+                    a.ldx(size_of(size), Reg::R0, start, k as i16);
+                } else {
+                    a.mov64(Reg::R4, start);
+                    a.add64(Reg::R4, end_off as i32);
+                    a.jmp(Cond::Gt, Reg::R4, end, rej);
+                    a.ldx(size_of(size), Reg::R0, Reg::R4, -(size as i16));
+                    self.proven = self.proven.max(end_off);
+                }
                 swap(a, size);
             }
             PacketSource::KernelMemory { base, len, window } => {
@@ -961,10 +998,13 @@ impl Emitter<'_> {
                     self.asm.ja(rej);
                     return;
                 }
-                self.asm.jmp(Cond::Lt, len, end_off as i32, rej);
+                if end_off > self.proven {
+                    self.asm.jmp(Cond::Lt, len, end_off as i32, rej);
+                    self.proven = end_off;
+                }
                 if end_off <= window as u64 {
                     let off = self.buf_off() as i32 + k as i32;
-                    self.bytes_from(Reg::R10, off as i16, size);
+                    self.aligned_from_stack(off as i16, size);
                 } else {
                     self.asm.mov64(Reg::R3, base);
                     self.asm.add64(Reg::R3, k as i32);
@@ -1025,6 +1065,33 @@ impl Emitter<'_> {
         a.call(Helper::PROBE_READ_KERNEL);
         a.jmp(Cond::Ne, Reg::R0, 0, rej);
         self.bytes_from(Reg::R10, tmp, size);
+    }
+
+    /// Big-endian value at `R10 + off`, with the widest loads the alignment allows
+    /// (the verifier rejects misaligned stack accesses). Uses R0 and R2.
+    fn aligned_from_stack(&mut self, off: i16, size: u8) {
+        use crate::asm::AluOp as A;
+        let a = &mut *self.asm;
+        let al = |n: i16| (off as i32).rem_euclid(n as i32) == 0;
+        match size {
+            2 if al(2) => {
+                a.ldx(Size::H, Reg::R0, Reg::R10, off);
+                a.to_be(Reg::R0, 16);
+            }
+            4 if al(4) => {
+                a.ldx(Size::W, Reg::R0, Reg::R10, off);
+                a.to_be(Reg::R0, 32);
+            }
+            4 if al(2) => {
+                a.ldx(Size::H, Reg::R0, Reg::R10, off);
+                a.to_be(Reg::R0, 16);
+                a.alu32(A::Lsh, Reg::R0, 16);
+                a.ldx(Size::H, Reg::R2, Reg::R10, off + 2);
+                a.to_be(Reg::R2, 16);
+                a.alu32(A::Or, Reg::R0, Reg::R2);
+            }
+            _ => self.bytes_from(Reg::R10, off, size),
+        }
     }
 
     /// Big-endian value of `size` bytes at `base + off`, read byte by byte (stack
