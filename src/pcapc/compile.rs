@@ -141,8 +141,18 @@ enum Node {
     },
 }
 
-/// Known outcomes of tests on the current path.
-type Facts = Vec<(Test, bool)>;
+/// Known outcomes of tests on the current path, by interned test id.
+type Facts = Vec<(u32, bool)>;
+
+/// A test after constant folding.
+#[derive(Clone, Debug)]
+enum Folded {
+    Const(bool),
+    /// Interned test id.
+    Id(u32),
+    /// Always rejects the packet (a load past the back end's limit, ...).
+    Rejects,
+}
 
 struct Dag {
     nodes: Vec<Node>,
@@ -150,6 +160,13 @@ struct Dag {
     optimize: bool,
     /// Constant loads ending past this offset always reject (back-end limit).
     max_end: u64,
+    /// Interned folded tests and, per test, (value id of `a`, op, `b` is a constant).
+    tests: Vec<Test>,
+    test_ids: HashMap<Test, u32>,
+    val_ids: HashMap<V, u32>,
+    tinfo: Vec<(u32, TestOp, bool)>,
+    /// Folding results by the address of the lowered test.
+    folded: HashMap<usize, Folded>,
 }
 
 /// True when evaluating `v` certainly rejects the packet: a constant-offset load past
@@ -177,40 +194,64 @@ fn eval_op(op: TestOp, a: u32, b: u32) -> bool {
     }
 }
 
-/// What the facts say about `t`, with exactly libpcap's jump-threading rules
-/// (optimize.c `fold_edge`): the same test on the same value has the same outcome, and
-/// after `v == c` held, `v == k` (k != c) is false. Nothing else (no ranges), so that
-/// "expression rejects all packets" is reported where libpcap reports it.
-fn known(t: &Test, facts: &Facts) -> Option<bool> {
-    for (f, out) in facts.iter().rev() {
-        if f == t {
-            return Some(*out);
+impl Dag {
+    /// Fold and intern a lowered test (cached by its address).
+    fn ftest(&mut self, t: &Test) -> Result<Folded, CompileError> {
+        let key = t as *const Test as usize;
+        if let Some(f) = self.folded.get(&key) {
+            return Ok(f.clone());
         }
-        if *out && f.op == TestOp::Eq && t.op == TestOp::Eq && f.a == t.a {
-            if let (V::K(_), V::K(_)) = (&f.b, &t.b) {
+        let ft = Test {
+            a: self.fold(&t.a)?,
+            op: t.op,
+            b: self.fold(&t.b)?,
+        };
+        let f = if let (V::K(a), V::K(b)) = (&ft.a, &ft.b) {
+            Folded::Const(eval_op(ft.op, *a, *b))
+        } else if always_rejects(&ft.a, self.max_end) || always_rejects(&ft.b, self.max_end) {
+            Folded::Rejects
+        } else if let Some(&id) = self.test_ids.get(&ft) {
+            Folded::Id(id)
+        } else {
+            let n = self.val_ids.len() as u32;
+            let a_id = *self.val_ids.entry(ft.a.clone()).or_insert(n);
+            let id = self.tests.len() as u32;
+            self.tinfo.push((a_id, ft.op, matches!(ft.b, V::K(_))));
+            self.test_ids.insert(ft.clone(), id);
+            self.tests.push(ft);
+            Folded::Id(id)
+        };
+        self.folded.insert(key, f.clone());
+        Ok(f)
+    }
+
+    /// What the facts say about test `t`, with exactly libpcap's jump-threading rules
+    /// (optimize.c `fold_edge`): the same test on the same value has the same outcome,
+    /// and after `v == c` held, `v == k` (k != c) is false. Nothing else (no ranges),
+    /// so that "expression rejects all packets" is reported where libpcap reports it.
+    fn known(&self, t: u32, facts: &Facts) -> Option<bool> {
+        let (a, op, bk) = self.tinfo[t as usize];
+        for &(f, out) in facts.iter().rev() {
+            if f == t {
+                return Some(out);
+            }
+            let (fa, fop, fbk) = self.tinfo[f as usize];
+            if out && fop == TestOp::Eq && op == TestOp::Eq && fa == a && fbk && bk {
                 return Some(false);
             }
         }
+        None
     }
-    None
-}
 
-impl Dag {
     /// What is known about `b` given `facts` (three-valued).
-    fn static_eval(&self, b: &B, facts: &Facts) -> Option<bool> {
+    fn static_eval(&mut self, b: &B, facts: &Facts) -> Option<bool> {
         match b {
             B::Const(c) => Some(*c),
-            B::Test(t) => {
-                let t = Test {
-                    a: self.fold(&t.a).ok()?,
-                    op: t.op,
-                    b: self.fold(&t.b).ok()?,
-                };
-                if let (V::K(a), V::K(b)) = (&t.a, &t.b) {
-                    return Some(eval_op(t.op, *a, *b));
-                }
-                known(&t, facts)
-            }
+            B::Test(t) => match self.ftest(t).ok()? {
+                Folded::Const(c) => Some(c),
+                Folded::Id(id) => self.known(id, facts),
+                Folded::Rejects => None,
+            },
             B::Not(x) => self.static_eval(x, facts).map(|v| !v),
             B::And(x, y) => match self.static_eval(x, facts) {
                 Some(false) => Some(false),
@@ -249,11 +290,11 @@ impl Dag {
     }
 
     /// Append to `facts` what holds when `b` evaluates to `truth` (given `facts`).
-    fn facts_of(&self, b: &B, truth: bool, facts: &mut Facts) {
+    fn facts_of(&mut self, b: &B, truth: bool, facts: &mut Facts) {
         match b {
             B::Test(t) => {
-                if let (Ok(a), Ok(bb)) = (self.fold(&t.a), self.fold(&t.b)) {
-                    facts.push((Test { a, op: t.op, b: bb }, truth));
+                if let Ok(Folded::Id(id)) = self.ftest(t) {
+                    facts.push((id, truth));
                 }
             }
             B::Not(x) => self.facts_of(x, !truth, facts),
@@ -364,23 +405,24 @@ impl Dag {
                 let ny = self.gen(y, yes, no, &f2)?;
                 self.gen(x, yes, ny, facts)?
             }
-            B::Test(t) => {
-                let t = Test {
-                    a: self.fold(&t.a)?,
-                    op: t.op,
-                    b: self.fold(&t.b)?,
-                };
-                if let (V::K(a), V::K(b)) = (&t.a, &t.b) {
-                    return Ok(if eval_op(t.op, *a, *b) { yes } else { no });
+            B::Test(t) => match self.ftest(t)? {
+                Folded::Const(c) => {
+                    if c {
+                        yes
+                    } else {
+                        no
+                    }
                 }
-                if let Some(k) = known(&t, facts) {
-                    return Ok(if k { yes } else { no });
-                }
-                if always_rejects(&t.a, self.max_end) || always_rejects(&t.b, self.max_end) {
-                    return Ok(REJECT);
-                }
-                self.mk(Node::Test { t, yes, no })
-            }
+                Folded::Rejects => REJECT,
+                Folded::Id(id) => match self.known(id, facts) {
+                    Some(true) => yes,
+                    Some(false) => no,
+                    None => {
+                        let t = self.tests[id as usize].clone();
+                        self.mk(Node::Test { t, yes, no })
+                    }
+                },
+            },
             B::Protochain { v6, nl, proto } => self.mk(Node::Chain {
                 v6: *v6,
                 nl: *nl,
@@ -471,33 +513,27 @@ impl<'b> PathGen<'b> {
                 self.gen(dag, x, yes, k, facts)
             }
             B::Test(t) => {
-                let t = Test {
-                    a: dag.fold(&t.a)?,
-                    op: t.op,
-                    b: dag.fold(&t.b)?,
+                let id = match dag.ftest(t)? {
+                    Folded::Const(c) => return self.resolve(dag, if c { yes } else { no }, facts),
+                    Folded::Rejects => return Ok(Ok(REJECT)),
+                    Folded::Id(id) => id,
                 };
-                if let (V::K(a), V::K(b)) = (&t.a, &t.b) {
-                    let k = if eval_op(t.op, *a, *b) { yes } else { no };
-                    return self.resolve(dag, k, facts);
-                }
-                if let Some(v) = known(&t, facts) {
+                if let Some(v) = dag.known(id, facts) {
                     return self.resolve(dag, if v { yes } else { no }, facts);
                 }
-                if always_rejects(&t.a, dag.max_end) || always_rejects(&t.b, dag.max_end) {
-                    return Ok(Ok(REJECT));
-                }
                 let mut fy = facts.clone();
-                fy.push((t.clone(), true));
+                fy.push((id, true));
                 let ny = match self.resolve(dag, yes, &fy)? {
                     Ok(n) => n,
                     Err(e) => return Ok(Err(e)),
                 };
                 let mut fno = facts.clone();
-                fno.push((t.clone(), false));
+                fno.push((id, false));
                 let nn = match self.resolve(dag, no, &fno)? {
                     Ok(n) => n,
                     Err(e) => return Ok(Err(e)),
                 };
+                let t = dag.tests[id as usize].clone();
                 Ok(Ok(dag.mk(Node::Test { t, yes: ny, no: nn })))
             }
             B::Protochain { v6, nl, proto } => {
@@ -565,6 +601,11 @@ fn plan(expr: &Expr, link: LinkType, env: &FilterEnv, max_end: u64) -> Result<Pl
         intern: HashMap::new(),
         optimize,
         max_end,
+        tests: vec![],
+        test_ids: HashMap::new(),
+        val_ids: HashMap::new(),
+        tinfo: vec![],
+        folded: HashMap::new(),
     };
     let mut pg = PathGen {
         konts: vec![],
