@@ -1336,3 +1336,156 @@ pub fn compile_program_env(
     }
     Ok(a.finish()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asm::insn::op;
+    use crate::pcapc::ast::{Dir, Prim, Proto};
+
+    fn port_or_vlan() -> Expr {
+        Expr::Or(
+            Box::new(Expr::Prim(Prim::Port {
+                proto: None,
+                dir: Dir::SrcOrDst,
+                port: 53,
+            })),
+            Box::new(Expr::And(
+                Box::new(Expr::Prim(Prim::Vlan(Some(5)))),
+                Box::new(Expr::Prim(Prim::Protochain {
+                    under: None,
+                    proto: 6,
+                })),
+            )),
+        )
+    }
+
+    fn emit(src: PacketSource, top: i16) -> (Program, FilterStats) {
+        let mut a = Asm::new();
+        let (m, r) = (a.label(), a.label());
+        let env = FilterEnv {
+            stack_top: top,
+            netmask: None,
+        };
+        let st = emit_filter_with_stats(
+            &mut a,
+            &port_or_vlan(),
+            LinkType::Ethernet,
+            &src,
+            &env,
+            m,
+            r,
+        )
+        .unwrap();
+        a.bind(m);
+        a.exit();
+        a.bind(r);
+        a.exit();
+        (a.finish().unwrap(), st)
+    }
+
+    #[test]
+    fn honours_the_register_and_stack_contract() {
+        let srcs = [
+            PacketSource::Direct {
+                start: Reg::R8,
+                end: Reg::R9,
+            },
+            PacketSource::KernelMemory {
+                base: Reg::R6,
+                len: Reg::R7,
+                window: 64,
+            },
+        ];
+        for src in srcs {
+            let top = -40;
+            let (p, st) = emit(src, top);
+            assert!(st.insns > 0 && st.nodes > 0);
+            let lo = top as i32 - stack_bytes(&src) as i32;
+            let mut i = 0;
+            while i < p.insns.len() {
+                let x = p.insns[i];
+                let class = x.class();
+                let writes_dst = matches!(class, op::ALU | op::ALU64 | op::LDX) || x.is_ld_imm64();
+                assert!(
+                    !(writes_dst && (6..=9).contains(&x.dst)),
+                    "insn {i} writes r{} ({src:?})",
+                    x.dst
+                );
+                let stack_ref = (matches!(class, op::STX | op::ST) && x.dst == 10)
+                    || (class == op::LDX && x.src == 10);
+                if stack_ref {
+                    let off = x.off as i32;
+                    assert!(
+                        off >= lo && off < top as i32,
+                        "insn {i}: r10{off:+} outside [{lo}, {top})"
+                    );
+                }
+                i += if x.is_ld_imm64() { 2 } else { 1 };
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_bad_operands() {
+        let mut a = Asm::new();
+        let (m, r) = (a.label(), a.label());
+        let bad = PacketSource::Direct {
+            start: Reg::R1,
+            end: Reg::R7,
+        };
+        let e = Expr::Prim(Prim::Proto(Proto::Ip));
+        assert!(matches!(
+            emit_filter(
+                &mut a,
+                &e,
+                LinkType::Ethernet,
+                &bad,
+                &FilterEnv::default(),
+                m,
+                r
+            ),
+            Err(CompileError::BadRegisters(_))
+        ));
+        let ok = PacketSource::KernelMemory {
+            base: Reg::R6,
+            len: Reg::R7,
+            window: 128,
+        };
+        let env = FilterEnv {
+            stack_top: -400,
+            netmask: None,
+        };
+        assert!(matches!(
+            emit_filter(&mut a, &e, LinkType::Ethernet, &ok, &env, m, r),
+            Err(CompileError::Stack(_))
+        ));
+    }
+
+    #[test]
+    fn small_filters_stay_small() {
+        let cases = [
+            (Expr::Prim(Prim::Proto(Proto::Ip)), 7),
+            (Expr::Prim(Prim::Proto(Proto::Tcp)), 26),
+        ];
+        for (e, max) in cases {
+            let mut a = Asm::new();
+            let (m, r) = (a.label(), a.label());
+            let src = PacketSource::Direct {
+                start: Reg::R6,
+                end: Reg::R7,
+            };
+            let st = emit_filter_with_stats(
+                &mut a,
+                &e,
+                LinkType::Ethernet,
+                &src,
+                &FilterEnv::default(),
+                m,
+                r,
+            )
+            .unwrap();
+            assert!(st.insns <= max, "`{e}`: {} insns", st.insns);
+        }
+    }
+}
