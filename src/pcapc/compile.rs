@@ -664,6 +664,22 @@ pub fn emit_filter_with_stats(
     on_match: Label,
     on_reject: Label,
 ) -> Result<FilterStats, CompileError> {
+    emit_inner(asm, expr, link, src, env, on_match, on_reject, None)
+}
+
+/// `fall`: the exit the caller binds right after the filter (so jumps to it can be
+/// left out).
+#[allow(clippy::too_many_arguments)]
+fn emit_inner(
+    asm: &mut Asm,
+    expr: &Expr,
+    link: LinkType,
+    src: &PacketSource,
+    env: &FilterEnv,
+    on_match: Label,
+    on_reject: Label,
+    fall: Option<NodeId>,
+) -> Result<FilterStats, CompileError> {
     let callee_saved = |r: Reg| matches!(r, Reg::R6 | Reg::R7 | Reg::R8 | Reg::R9);
     let (r1, r2) = match *src {
         PacketSource::Direct { start, end } => (start, end),
@@ -699,18 +715,17 @@ pub fn emit_filter_with_stats(
     // Per node, over all its predecessors: the packet length already proven (bounds
     // checks to skip) and the value R0 certainly holds on entry (a load to skip).
     let mut proven_in: HashMap<NodeId, u64> = HashMap::new();
-    let mut r0_in: HashMap<NodeId, Option<V>> = HashMap::new();
+    let mut r0_in: HashMap<NodeId, Option<(V, bool)>> = HashMap::new();
     proven_in.insert(p.root, 0);
     r0_in.insert(p.root, None);
     for (i, &n) in order.iter().enumerate() {
-        let next = order.get(i + 1).copied();
+        let next = order.get(i + 1).copied().or(fall);
         e.proven = proven_in.get(&n).copied().unwrap_or(0);
         let r0 = r0_in.get(&n).cloned().flatten();
-        e.node(&p.dag.nodes[n], n, next, r0.as_ref())?;
-        let (succ, out_r0) = match &p.dag.nodes[n] {
-            Node::Test { t, yes, no } => (vec![*yes, *no], Some(t.a.clone())),
-            Node::Chain { yes, no, .. } => (vec![*yes, *no], None),
-            _ => (vec![], None),
+        let out_r0 = e.node(&p.dag.nodes[n], n, next, r0.as_ref())?;
+        let succ = match &p.dag.nodes[n] {
+            Node::Test { yes, no, .. } | Node::Chain { yes, no, .. } => vec![*yes, *no],
+            _ => vec![],
         };
         for c in succ {
             let pv = proven_in.entry(c).or_insert(e.proven);
@@ -721,7 +736,7 @@ pub fn emit_filter_with_stats(
             }
         }
     }
-    if order.is_empty() {
+    if order.is_empty() && Some(p.root) != fall {
         let l = e.target(p.root);
         e.asm.ja(l);
     }
@@ -852,20 +867,57 @@ impl Emitter<'_> {
         n: &Node,
         id: NodeId,
         next: Option<NodeId>,
-        r0: Option<&V>,
-    ) -> Result<(), CompileError> {
+        r0: Option<&(V, bool)>,
+    ) -> Result<Option<(V, bool)>, CompileError> {
         let here = self.target(id);
         self.asm.bind(here);
+        let mut out = None;
         match n {
             Node::Match | Node::Reject => {}
             Node::Test { t, yes, no } => {
                 let c = cond_of(t.op);
                 match &t.b {
                     V::K(k) => {
-                        if r0 != Some(&t.a) {
-                            self.eval(&t.a, 0)?;
-                        }
-                        self.branch(c, Reg::R0, (*k as i32).into(), *yes, *no, next);
+                        // Equality and bit tests of 2/4-byte fields compare the raw
+                        // (little-endian) load against byte-swapped constants.
+                        let shape = raw_shape(&t.a).filter(|&(_, size, m)| {
+                            matches!(t.op, TestOp::Eq | TestOp::Set)
+                                && (size == 4 || (*k <= 0xffff && m <= 0xffff))
+                        });
+                        let raw = match (r0, shape) {
+                            (Some((v, raw)), Some((_, size, _))) if *v == t.a => {
+                                if !*raw {
+                                    swap(self.asm, size);
+                                }
+                                true
+                            }
+                            (Some((v, raw)), None) if *v == t.a => {
+                                if *raw {
+                                    if let Some((_, size, _)) = raw_shape(&t.a) {
+                                        swap(self.asm, size);
+                                    }
+                                }
+                                false
+                            }
+                            (_, Some((k0, size, m))) => {
+                                let raw = self.load_const(k0, size, true);
+                                if m != u32::MAX {
+                                    let mm = if raw { swap_k(m, size) } else { m };
+                                    self.asm.alu32(crate::asm::AluOp::And, Reg::R0, mm as i32);
+                                }
+                                raw
+                            }
+                            _ => {
+                                self.eval(&t.a, 0)?;
+                                false
+                            }
+                        };
+                        let kk = match shape {
+                            Some((_, size, _)) if raw => swap_k(*k, size),
+                            _ => *k,
+                        };
+                        self.branch(c, Reg::R0, (kk as i32).into(), *yes, *no, next);
+                        out = Some((t.a.clone(), raw));
                     }
                     b => {
                         self.eval(&t.a, 0)?;
@@ -874,6 +926,7 @@ impl Emitter<'_> {
                         self.asm.mov64(Reg::R1, Reg::R0);
                         self.asm.ldx(Size::DW, Reg::R0, Reg::R10, self.slot(0));
                         self.branch(c, Reg::R0, Reg::R1.into(), *yes, *no, next);
+                        out = Some((t.a.clone(), false));
                     }
                 }
             }
@@ -885,7 +938,7 @@ impl Emitter<'_> {
                 no,
             } => self.protochain(*v6, *nl, *proto, *yes, *no, next)?,
         }
-        Ok(())
+        Ok(out)
     }
 
     fn branch(
@@ -928,7 +981,9 @@ impl Emitter<'_> {
                 }
             },
             V::Load { idx, k, size } => match idx {
-                None => self.load_const(*k, *size),
+                None => {
+                    self.load_const(*k, *size, false);
+                }
                 Some(i) => {
                     self.eval(i, d)?;
                     self.load_var(*k, *size);
@@ -1012,15 +1067,16 @@ impl Emitter<'_> {
         }
     }
 
-    /// R0 = big-endian load at constant offset `k`.
-    fn load_const(&mut self, k: u32, size: u8) {
+    /// R0 = load at constant offset `k`: big-endian, or the raw little-endian word when
+    /// `want_raw` and the back end can load it in one go (returns whether it did).
+    fn load_const(&mut self, k: u32, size: u8, want_raw: bool) -> bool {
         let rej = self.on_reject;
         let end_off = k as u64 + size as u64;
         match self.src {
             PacketSource::Direct { start, end } => {
                 if end_off > DIRECT_MAX_END as u64 {
                     self.asm.ja(rej);
-                    return;
+                    return false;
                 }
                 let a = &mut *self.asm;
                 if end_off <= self.proven && k <= i16::MAX as u32 {
@@ -1032,12 +1088,16 @@ impl Emitter<'_> {
                     a.ldx(size_of(size), Reg::R0, Reg::R4, -(size as i16));
                     self.proven = self.proven.max(end_off);
                 }
+                if want_raw && size > 1 {
+                    return true;
+                }
                 swap(a, size);
+                false
             }
             PacketSource::KernelMemory { base, len, window } => {
                 if end_off > 0x7fff_ffff {
                     self.asm.ja(rej);
-                    return;
+                    return false;
                 }
                 if end_off > self.proven {
                     self.asm.jmp(Cond::Lt, len, end_off as i32, rej);
@@ -1045,12 +1105,17 @@ impl Emitter<'_> {
                 }
                 if end_off <= window as u64 {
                     let off = self.buf_off() as i32 + k as i32;
+                    if want_raw && size > 1 && off.rem_euclid(size as i32) == 0 {
+                        self.asm.ldx(size_of(size), Reg::R0, Reg::R10, off as i16);
+                        return true;
+                    }
                     self.aligned_from_stack(off as i16, size);
                 } else {
                     self.asm.mov64(Reg::R3, base);
                     self.asm.add64(Reg::R3, k as i32);
                     self.slow_read(size);
                 }
+                false
             }
         }
     }
@@ -1059,9 +1124,11 @@ impl Emitter<'_> {
     fn load_var(&mut self, k: u32, size: u8) {
         let rej = self.on_reject;
         let a = &mut *self.asm;
-        if k != 0 {
+        if k > i32::MAX as u32 {
             a.mov32(Reg::R1, k as i32);
             a.add64(Reg::R0, Reg::R1);
+        } else if k != 0 {
+            a.add64(Reg::R0, k as i32);
         }
         match self.src {
             PacketSource::Direct { start, end } => {
@@ -1160,13 +1227,13 @@ impl Emitter<'_> {
         let (pa, px, pc) = (self.chain_off(0), self.chain_off(1), self.chain_off(2));
         let (ly, ln, rej) = (self.target(yes), self.target(no), self.on_reject);
         if v6 {
-            self.load_const(nl + 6, 1);
+            self.load_const(nl + 6, 1, false);
             self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
             self.asm.st(Size::DW, Reg::R10, px, 40);
         } else {
-            self.load_const(nl + 9, 1);
+            self.load_const(nl + 9, 1, false);
             self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
-            self.load_const(nl, 1);
+            self.load_const(nl, 1, false);
             self.alu_imm(ArithOp::And, 0xf);
             self.alu_imm(ArithOp::Lsh, 2);
             self.asm.stx(Size::DW, Reg::R10, px, Reg::R0);
@@ -1221,6 +1288,27 @@ impl Emitter<'_> {
         a.ja(again);
         let _ = next;
         Ok(())
+    }
+}
+
+/// `(offset, size, mask)` of a test value that is a constant-offset 2/4-byte load,
+/// possibly masked (`u32::MAX` = no mask).
+fn raw_shape(v: &V) -> Option<(u32, u8, u32)> {
+    match v {
+        V::Load { idx: None, k, size } if *size > 1 => Some((*k, *size, u32::MAX)),
+        V::Alu(ArithOp::And, a, m) => match (&**a, &**m) {
+            (V::Load { idx: None, k, size }, V::K(m)) if *size > 1 => Some((*k, *size, *m)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn swap_k(k: u32, size: u8) -> u32 {
+    if size == 2 {
+        (k as u16).swap_bytes() as u32
+    } else {
+        k.swap_bytes()
     }
 }
 
@@ -1323,7 +1411,7 @@ pub fn compile_program_env(
     };
     let m = a.label();
     let r = a.label();
-    let st = emit_filter_with_stats(&mut a, expr, link, &src, env, m, r)?;
+    let st = emit_inner(&mut a, expr, link, &src, env, m, r, Some(REJECT))?;
     if st.uses_reject {
         a.bind(r);
         a.mov64(Reg::R0, 0);
