@@ -141,8 +141,18 @@ enum Node {
     },
 }
 
-/// Known outcomes of tests on the current path.
-type Facts = Vec<(Test, bool)>;
+/// Known outcomes of tests on the current path, by interned test id.
+type Facts = Vec<(u32, bool)>;
+
+/// A test after constant folding.
+#[derive(Clone, Debug)]
+enum Folded {
+    Const(bool),
+    /// Interned test id.
+    Id(u32),
+    /// Always rejects the packet (a load past the back end's limit, ...).
+    Rejects,
+}
 
 struct Dag {
     nodes: Vec<Node>,
@@ -150,6 +160,13 @@ struct Dag {
     optimize: bool,
     /// Constant loads ending past this offset always reject (back-end limit).
     max_end: u64,
+    /// Interned folded tests and, per test, (value id of `a`, op, `b` is a constant).
+    tests: Vec<Test>,
+    test_ids: HashMap<Test, u32>,
+    val_ids: HashMap<V, u32>,
+    tinfo: Vec<(u32, TestOp, bool)>,
+    /// Folding results by the address of the lowered test.
+    folded: HashMap<usize, Folded>,
 }
 
 /// True when evaluating `v` certainly rejects the packet: a constant-offset load past
@@ -177,40 +194,64 @@ fn eval_op(op: TestOp, a: u32, b: u32) -> bool {
     }
 }
 
-/// What the facts say about `t`, with exactly libpcap's jump-threading rules
-/// (optimize.c `fold_edge`): the same test on the same value has the same outcome, and
-/// after `v == c` held, `v == k` (k != c) is false. Nothing else (no ranges), so that
-/// "expression rejects all packets" is reported where libpcap reports it.
-fn known(t: &Test, facts: &Facts) -> Option<bool> {
-    for (f, out) in facts.iter().rev() {
-        if f == t {
-            return Some(*out);
+impl Dag {
+    /// Fold and intern a lowered test (cached by its address).
+    fn ftest(&mut self, t: &Test) -> Result<Folded, CompileError> {
+        let key = t as *const Test as usize;
+        if let Some(f) = self.folded.get(&key) {
+            return Ok(f.clone());
         }
-        if *out && f.op == TestOp::Eq && t.op == TestOp::Eq && f.a == t.a {
-            if let (V::K(_), V::K(_)) = (&f.b, &t.b) {
+        let ft = Test {
+            a: self.fold(&t.a)?,
+            op: t.op,
+            b: self.fold(&t.b)?,
+        };
+        let f = if let (V::K(a), V::K(b)) = (&ft.a, &ft.b) {
+            Folded::Const(eval_op(ft.op, *a, *b))
+        } else if always_rejects(&ft.a, self.max_end) || always_rejects(&ft.b, self.max_end) {
+            Folded::Rejects
+        } else if let Some(&id) = self.test_ids.get(&ft) {
+            Folded::Id(id)
+        } else {
+            let n = self.val_ids.len() as u32;
+            let a_id = *self.val_ids.entry(ft.a.clone()).or_insert(n);
+            let id = self.tests.len() as u32;
+            self.tinfo.push((a_id, ft.op, matches!(ft.b, V::K(_))));
+            self.test_ids.insert(ft.clone(), id);
+            self.tests.push(ft);
+            Folded::Id(id)
+        };
+        self.folded.insert(key, f.clone());
+        Ok(f)
+    }
+
+    /// What the facts say about test `t`, with exactly libpcap's jump-threading rules
+    /// (optimize.c `fold_edge`): the same test on the same value has the same outcome,
+    /// and after `v == c` held, `v == k` (k != c) is false. Nothing else (no ranges),
+    /// so that "expression rejects all packets" is reported where libpcap reports it.
+    fn known(&self, t: u32, facts: &Facts) -> Option<bool> {
+        let (a, op, bk) = self.tinfo[t as usize];
+        for &(f, out) in facts.iter().rev() {
+            if f == t {
+                return Some(out);
+            }
+            let (fa, fop, fbk) = self.tinfo[f as usize];
+            if out && fop == TestOp::Eq && op == TestOp::Eq && fa == a && fbk && bk {
                 return Some(false);
             }
         }
+        None
     }
-    None
-}
 
-impl Dag {
     /// What is known about `b` given `facts` (three-valued).
-    fn static_eval(&self, b: &B, facts: &Facts) -> Option<bool> {
+    fn static_eval(&mut self, b: &B, facts: &Facts) -> Option<bool> {
         match b {
             B::Const(c) => Some(*c),
-            B::Test(t) => {
-                let t = Test {
-                    a: self.fold(&t.a).ok()?,
-                    op: t.op,
-                    b: self.fold(&t.b).ok()?,
-                };
-                if let (V::K(a), V::K(b)) = (&t.a, &t.b) {
-                    return Some(eval_op(t.op, *a, *b));
-                }
-                known(&t, facts)
-            }
+            B::Test(t) => match self.ftest(t).ok()? {
+                Folded::Const(c) => Some(c),
+                Folded::Id(id) => self.known(id, facts),
+                Folded::Rejects => None,
+            },
             B::Not(x) => self.static_eval(x, facts).map(|v| !v),
             B::And(x, y) => match self.static_eval(x, facts) {
                 Some(false) => Some(false),
@@ -249,11 +290,11 @@ impl Dag {
     }
 
     /// Append to `facts` what holds when `b` evaluates to `truth` (given `facts`).
-    fn facts_of(&self, b: &B, truth: bool, facts: &mut Facts) {
+    fn facts_of(&mut self, b: &B, truth: bool, facts: &mut Facts) {
         match b {
             B::Test(t) => {
-                if let (Ok(a), Ok(bb)) = (self.fold(&t.a), self.fold(&t.b)) {
-                    facts.push((Test { a, op: t.op, b: bb }, truth));
+                if let Ok(Folded::Id(id)) = self.ftest(t) {
+                    facts.push((id, truth));
                 }
             }
             B::Not(x) => self.facts_of(x, !truth, facts),
@@ -364,23 +405,24 @@ impl Dag {
                 let ny = self.gen(y, yes, no, &f2)?;
                 self.gen(x, yes, ny, facts)?
             }
-            B::Test(t) => {
-                let t = Test {
-                    a: self.fold(&t.a)?,
-                    op: t.op,
-                    b: self.fold(&t.b)?,
-                };
-                if let (V::K(a), V::K(b)) = (&t.a, &t.b) {
-                    return Ok(if eval_op(t.op, *a, *b) { yes } else { no });
+            B::Test(t) => match self.ftest(t)? {
+                Folded::Const(c) => {
+                    if c {
+                        yes
+                    } else {
+                        no
+                    }
                 }
-                if let Some(k) = known(&t, facts) {
-                    return Ok(if k { yes } else { no });
-                }
-                if always_rejects(&t.a, self.max_end) || always_rejects(&t.b, self.max_end) {
-                    return Ok(REJECT);
-                }
-                self.mk(Node::Test { t, yes, no })
-            }
+                Folded::Rejects => REJECT,
+                Folded::Id(id) => match self.known(id, facts) {
+                    Some(true) => yes,
+                    Some(false) => no,
+                    None => {
+                        let t = self.tests[id as usize].clone();
+                        self.mk(Node::Test { t, yes, no })
+                    }
+                },
+            },
             B::Protochain { v6, nl, proto } => self.mk(Node::Chain {
                 v6: *v6,
                 nl: *nl,
@@ -471,33 +513,27 @@ impl<'b> PathGen<'b> {
                 self.gen(dag, x, yes, k, facts)
             }
             B::Test(t) => {
-                let t = Test {
-                    a: dag.fold(&t.a)?,
-                    op: t.op,
-                    b: dag.fold(&t.b)?,
+                let id = match dag.ftest(t)? {
+                    Folded::Const(c) => return self.resolve(dag, if c { yes } else { no }, facts),
+                    Folded::Rejects => return Ok(Ok(REJECT)),
+                    Folded::Id(id) => id,
                 };
-                if let (V::K(a), V::K(b)) = (&t.a, &t.b) {
-                    let k = if eval_op(t.op, *a, *b) { yes } else { no };
-                    return self.resolve(dag, k, facts);
-                }
-                if let Some(v) = known(&t, facts) {
+                if let Some(v) = dag.known(id, facts) {
                     return self.resolve(dag, if v { yes } else { no }, facts);
                 }
-                if always_rejects(&t.a, dag.max_end) || always_rejects(&t.b, dag.max_end) {
-                    return Ok(Ok(REJECT));
-                }
                 let mut fy = facts.clone();
-                fy.push((t.clone(), true));
+                fy.push((id, true));
                 let ny = match self.resolve(dag, yes, &fy)? {
                     Ok(n) => n,
                     Err(e) => return Ok(Err(e)),
                 };
                 let mut fno = facts.clone();
-                fno.push((t.clone(), false));
+                fno.push((id, false));
                 let nn = match self.resolve(dag, no, &fno)? {
                     Ok(n) => n,
                     Err(e) => return Ok(Err(e)),
                 };
+                let t = dag.tests[id as usize].clone();
                 Ok(Ok(dag.mk(Node::Test { t, yes: ny, no: nn })))
             }
             B::Protochain { v6, nl, proto } => {
@@ -565,6 +601,11 @@ fn plan(expr: &Expr, link: LinkType, env: &FilterEnv, max_end: u64) -> Result<Pl
         intern: HashMap::new(),
         optimize,
         max_end,
+        tests: vec![],
+        test_ids: HashMap::new(),
+        val_ids: HashMap::new(),
+        tinfo: vec![],
+        folded: HashMap::new(),
     };
     let mut pg = PathGen {
         konts: vec![],
@@ -600,6 +641,7 @@ pub fn check(expr: &Expr, link: LinkType, env: &FilterEnv) -> Result<(), Compile
 
 /// Emit the filter for `expr` into `asm`; control leaves through `on_match` or
 /// `on_reject` (also taken for loads past the packet end and division by zero).
+/// Clobbers R0–R5 and the [`stack_bytes`] bytes below `R10 + env.stack_top`.
 pub fn emit_filter(
     asm: &mut Asm,
     expr: &Expr,
@@ -608,6 +650,35 @@ pub fn emit_filter(
     env: &FilterEnv,
     on_match: Label,
     on_reject: Label,
+) -> Result<(), CompileError> {
+    emit_filter_with_stats(asm, expr, link, src, env, on_match, on_reject).map(|_| ())
+}
+
+/// [`emit_filter`], also saying how big the code is and which exits it uses.
+pub fn emit_filter_with_stats(
+    asm: &mut Asm,
+    expr: &Expr,
+    link: LinkType,
+    src: &PacketSource,
+    env: &FilterEnv,
+    on_match: Label,
+    on_reject: Label,
+) -> Result<FilterStats, CompileError> {
+    emit_inner(asm, expr, link, src, env, on_match, on_reject, None)
+}
+
+/// `fall`: the exit the caller binds right after the filter (so jumps to it can be
+/// left out).
+#[allow(clippy::too_many_arguments)]
+fn emit_inner(
+    asm: &mut Asm,
+    expr: &Expr,
+    link: LinkType,
+    src: &PacketSource,
+    env: &FilterEnv,
+    on_match: Label,
+    on_reject: Label,
+    fall: Option<NodeId>,
 ) -> Result<FilterStats, CompileError> {
     let callee_saved = |r: Reg| matches!(r, Reg::R6 | Reg::R7 | Reg::R8 | Reg::R9);
     let (r1, r2) = match *src {
@@ -637,14 +708,35 @@ pub fn emit_filter(
         on_match,
         on_reject,
         labels: HashMap::new(),
+        proven: 0,
     };
     e.prologue();
     let order = reachable_order(&p.dag, p.root);
+    // Per node, over all its predecessors: the packet length already proven (bounds
+    // checks to skip) and the value R0 certainly holds on entry (a load to skip).
+    let mut proven_in: HashMap<NodeId, u64> = HashMap::new();
+    let mut r0_in: HashMap<NodeId, Option<(V, bool)>> = HashMap::new();
+    proven_in.insert(p.root, 0);
+    r0_in.insert(p.root, None);
     for (i, &n) in order.iter().enumerate() {
-        let next = order.get(i + 1).copied();
-        e.node(&p.dag.nodes[n], n, next)?;
+        let next = order.get(i + 1).copied().or(fall);
+        e.proven = proven_in.get(&n).copied().unwrap_or(0);
+        let r0 = r0_in.get(&n).cloned().flatten();
+        let out_r0 = e.node(&p.dag.nodes[n], n, next, r0.as_ref())?;
+        let succ = match &p.dag.nodes[n] {
+            Node::Test { yes, no, .. } | Node::Chain { yes, no, .. } => vec![*yes, *no],
+            _ => vec![],
+        };
+        for c in succ {
+            let pv = proven_in.entry(c).or_insert(e.proven);
+            *pv = (*pv).min(e.proven);
+            let rv = r0_in.entry(c).or_insert_with(|| out_r0.clone());
+            if *rv != out_r0 {
+                *rv = None;
+            }
+        }
     }
-    if order.is_empty() {
+    if order.is_empty() && Some(p.root) != fall {
         let l = e.target(p.root);
         e.asm.ja(l);
     }
@@ -714,6 +806,8 @@ struct Emitter<'a> {
     on_match: Label,
     on_reject: Label,
     labels: HashMap<NodeId, Label>,
+    /// Packet bytes proven present on every path to here (bounds checks to skip).
+    proven: u64,
 }
 
 fn cond_of(op: TestOp) -> Cond {
@@ -768,17 +862,62 @@ impl Emitter<'_> {
         }
     }
 
-    fn node(&mut self, n: &Node, id: NodeId, next: Option<NodeId>) -> Result<(), CompileError> {
+    fn node(
+        &mut self,
+        n: &Node,
+        id: NodeId,
+        next: Option<NodeId>,
+        r0: Option<&(V, bool)>,
+    ) -> Result<Option<(V, bool)>, CompileError> {
         let here = self.target(id);
         self.asm.bind(here);
+        let mut out = None;
         match n {
             Node::Match | Node::Reject => {}
             Node::Test { t, yes, no } => {
                 let c = cond_of(t.op);
                 match &t.b {
                     V::K(k) => {
-                        self.eval(&t.a, 0)?;
-                        self.branch(c, Reg::R0, (*k as i32).into(), *yes, *no, next);
+                        // Equality and bit tests of 2/4-byte fields compare the raw
+                        // (little-endian) load against byte-swapped constants.
+                        let shape = raw_shape(&t.a).filter(|&(_, size, m)| {
+                            matches!(t.op, TestOp::Eq | TestOp::Set)
+                                && (size == 4 || (*k <= 0xffff && m <= 0xffff))
+                        });
+                        let raw = match (r0, shape) {
+                            (Some((v, raw)), Some((_, size, _))) if *v == t.a => {
+                                if !*raw {
+                                    swap(self.asm, size);
+                                }
+                                true
+                            }
+                            (Some((v, raw)), None) if *v == t.a => {
+                                if *raw {
+                                    if let Some((_, size, _)) = raw_shape(&t.a) {
+                                        swap(self.asm, size);
+                                    }
+                                }
+                                false
+                            }
+                            (_, Some((k0, size, m))) => {
+                                let raw = self.load_const(k0, size, true);
+                                if m != u32::MAX {
+                                    let mm = if raw { swap_k(m, size) } else { m };
+                                    self.asm.alu32(crate::asm::AluOp::And, Reg::R0, mm as i32);
+                                }
+                                raw
+                            }
+                            _ => {
+                                self.eval(&t.a, 0)?;
+                                false
+                            }
+                        };
+                        let kk = match shape {
+                            Some((_, size, _)) if raw => swap_k(*k, size),
+                            _ => *k,
+                        };
+                        self.branch(c, Reg::R0, (kk as i32).into(), *yes, *no, next);
+                        out = Some((t.a.clone(), raw));
                     }
                     b => {
                         self.eval(&t.a, 0)?;
@@ -787,6 +926,7 @@ impl Emitter<'_> {
                         self.asm.mov64(Reg::R1, Reg::R0);
                         self.asm.ldx(Size::DW, Reg::R0, Reg::R10, self.slot(0));
                         self.branch(c, Reg::R0, Reg::R1.into(), *yes, *no, next);
+                        out = Some((t.a.clone(), false));
                     }
                 }
             }
@@ -798,7 +938,7 @@ impl Emitter<'_> {
                 no,
             } => self.protochain(*v6, *nl, *proto, *yes, *no, next)?,
         }
-        Ok(())
+        Ok(out)
     }
 
     fn branch(
@@ -841,7 +981,9 @@ impl Emitter<'_> {
                 }
             },
             V::Load { idx, k, size } => match idx {
-                None => self.load_const(*k, *size),
+                None => {
+                    self.load_const(*k, *size, false);
+                }
                 Some(i) => {
                     self.eval(i, d)?;
                     self.load_var(*k, *size);
@@ -925,37 +1067,55 @@ impl Emitter<'_> {
         }
     }
 
-    /// R0 = big-endian load at constant offset `k`.
-    fn load_const(&mut self, k: u32, size: u8) {
+    /// R0 = load at constant offset `k`: big-endian, or the raw little-endian word when
+    /// `want_raw` and the back end can load it in one go (returns whether it did).
+    fn load_const(&mut self, k: u32, size: u8, want_raw: bool) -> bool {
         let rej = self.on_reject;
         let end_off = k as u64 + size as u64;
         match self.src {
             PacketSource::Direct { start, end } => {
                 if end_off > DIRECT_MAX_END as u64 {
                     self.asm.ja(rej);
-                    return;
+                    return false;
                 }
                 let a = &mut *self.asm;
-                a.mov64(Reg::R4, start);
-                a.add64(Reg::R4, end_off as i32);
-                a.jmp(Cond::Gt, Reg::R4, end, rej);
-                a.ldx(size_of(size), Reg::R0, Reg::R4, -(size as i16));
+                if end_off <= self.proven && k <= i16::MAX as u32 {
+                    a.ldx(size_of(size), Reg::R0, start, k as i16);
+                } else {
+                    a.mov64(Reg::R4, start);
+                    a.add64(Reg::R4, end_off as i32);
+                    a.jmp(Cond::Gt, Reg::R4, end, rej);
+                    a.ldx(size_of(size), Reg::R0, Reg::R4, -(size as i16));
+                    self.proven = self.proven.max(end_off);
+                }
+                if want_raw && size > 1 {
+                    return true;
+                }
                 swap(a, size);
+                false
             }
             PacketSource::KernelMemory { base, len, window } => {
                 if end_off > 0x7fff_ffff {
                     self.asm.ja(rej);
-                    return;
+                    return false;
                 }
-                self.asm.jmp(Cond::Lt, len, end_off as i32, rej);
+                if end_off > self.proven {
+                    self.asm.jmp(Cond::Lt, len, end_off as i32, rej);
+                    self.proven = end_off;
+                }
                 if end_off <= window as u64 {
                     let off = self.buf_off() as i32 + k as i32;
-                    self.bytes_from(Reg::R10, off as i16, size);
+                    if want_raw && size > 1 && off.rem_euclid(size as i32) == 0 {
+                        self.asm.ldx(size_of(size), Reg::R0, Reg::R10, off as i16);
+                        return true;
+                    }
+                    self.aligned_from_stack(off as i16, size);
                 } else {
                     self.asm.mov64(Reg::R3, base);
                     self.asm.add64(Reg::R3, k as i32);
                     self.slow_read(size);
                 }
+                false
             }
         }
     }
@@ -964,9 +1124,11 @@ impl Emitter<'_> {
     fn load_var(&mut self, k: u32, size: u8) {
         let rej = self.on_reject;
         let a = &mut *self.asm;
-        if k != 0 {
+        if k > i32::MAX as u32 {
             a.mov32(Reg::R1, k as i32);
             a.add64(Reg::R0, Reg::R1);
+        } else if k != 0 {
+            a.add64(Reg::R0, k as i32);
         }
         match self.src {
             PacketSource::Direct { start, end } => {
@@ -1013,6 +1175,33 @@ impl Emitter<'_> {
         self.bytes_from(Reg::R10, tmp, size);
     }
 
+    /// Big-endian value at `R10 + off`, with the widest loads the alignment allows
+    /// (the verifier rejects misaligned stack accesses). Uses R0 and R2.
+    fn aligned_from_stack(&mut self, off: i16, size: u8) {
+        use crate::asm::AluOp as A;
+        let a = &mut *self.asm;
+        let al = |n: i16| (off as i32).rem_euclid(n as i32) == 0;
+        match size {
+            2 if al(2) => {
+                a.ldx(Size::H, Reg::R0, Reg::R10, off);
+                a.to_be(Reg::R0, 16);
+            }
+            4 if al(4) => {
+                a.ldx(Size::W, Reg::R0, Reg::R10, off);
+                a.to_be(Reg::R0, 32);
+            }
+            4 if al(2) => {
+                a.ldx(Size::H, Reg::R0, Reg::R10, off);
+                a.to_be(Reg::R0, 16);
+                a.alu32(A::Lsh, Reg::R0, 16);
+                a.ldx(Size::H, Reg::R2, Reg::R10, off + 2);
+                a.to_be(Reg::R2, 16);
+                a.alu32(A::Or, Reg::R0, Reg::R2);
+            }
+            _ => self.bytes_from(Reg::R10, off, size),
+        }
+    }
+
     /// Big-endian value of `size` bytes at `base + off`, read byte by byte (stack
     /// accesses must be aligned for the verifier). Uses R0 and R2.
     fn bytes_from(&mut self, base: Reg, off: i16, size: u8) {
@@ -1038,13 +1227,13 @@ impl Emitter<'_> {
         let (pa, px, pc) = (self.chain_off(0), self.chain_off(1), self.chain_off(2));
         let (ly, ln, rej) = (self.target(yes), self.target(no), self.on_reject);
         if v6 {
-            self.load_const(nl + 6, 1);
+            self.load_const(nl + 6, 1, false);
             self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
             self.asm.st(Size::DW, Reg::R10, px, 40);
         } else {
-            self.load_const(nl + 9, 1);
+            self.load_const(nl + 9, 1, false);
             self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
-            self.load_const(nl, 1);
+            self.load_const(nl, 1, false);
             self.alu_imm(ArithOp::And, 0xf);
             self.alu_imm(ArithOp::Lsh, 2);
             self.asm.stx(Size::DW, Reg::R10, px, Reg::R0);
@@ -1099,6 +1288,27 @@ impl Emitter<'_> {
         a.ja(again);
         let _ = next;
         Ok(())
+    }
+}
+
+/// `(offset, size, mask)` of a test value that is a constant-offset 2/4-byte load,
+/// possibly masked (`u32::MAX` = no mask).
+fn raw_shape(v: &V) -> Option<(u32, u8, u32)> {
+    match v {
+        V::Load { idx: None, k, size } if *size > 1 => Some((*k, *size, u32::MAX)),
+        V::Alu(ArithOp::And, a, m) => match (&**a, &**m) {
+            (V::Load { idx: None, k, size }, V::K(m)) if *size > 1 => Some((*k, *size, *m)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn swap_k(k: u32, size: u8) -> u32 {
+    if size == 2 {
+        (k as u16).swap_bytes() as u32
+    } else {
+        k.swap_bytes()
     }
 }
 
@@ -1201,7 +1411,7 @@ pub fn compile_program_env(
     };
     let m = a.label();
     let r = a.label();
-    let st = emit_filter(&mut a, expr, link, &src, env, m, r)?;
+    let st = emit_inner(&mut a, expr, link, &src, env, m, r, Some(REJECT))?;
     if st.uses_reject {
         a.bind(r);
         a.mov64(Reg::R0, 0);
@@ -1213,4 +1423,157 @@ pub fn compile_program_env(
         a.exit();
     }
     Ok(a.finish()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asm::insn::op;
+    use crate::pcapc::ast::{Dir, Prim, Proto};
+
+    fn port_or_vlan() -> Expr {
+        Expr::Or(
+            Box::new(Expr::Prim(Prim::Port {
+                proto: None,
+                dir: Dir::SrcOrDst,
+                port: 53,
+            })),
+            Box::new(Expr::And(
+                Box::new(Expr::Prim(Prim::Vlan(Some(5)))),
+                Box::new(Expr::Prim(Prim::Protochain {
+                    under: None,
+                    proto: 6,
+                })),
+            )),
+        )
+    }
+
+    fn emit(src: PacketSource, top: i16) -> (Program, FilterStats) {
+        let mut a = Asm::new();
+        let (m, r) = (a.label(), a.label());
+        let env = FilterEnv {
+            stack_top: top,
+            netmask: None,
+        };
+        let st = emit_filter_with_stats(
+            &mut a,
+            &port_or_vlan(),
+            LinkType::Ethernet,
+            &src,
+            &env,
+            m,
+            r,
+        )
+        .unwrap();
+        a.bind(m);
+        a.exit();
+        a.bind(r);
+        a.exit();
+        (a.finish().unwrap(), st)
+    }
+
+    #[test]
+    fn honours_the_register_and_stack_contract() {
+        let srcs = [
+            PacketSource::Direct {
+                start: Reg::R8,
+                end: Reg::R9,
+            },
+            PacketSource::KernelMemory {
+                base: Reg::R6,
+                len: Reg::R7,
+                window: 64,
+            },
+        ];
+        for src in srcs {
+            let top = -40;
+            let (p, st) = emit(src, top);
+            assert!(st.insns > 0 && st.nodes > 0);
+            let lo = top as i32 - stack_bytes(&src) as i32;
+            let mut i = 0;
+            while i < p.insns.len() {
+                let x = p.insns[i];
+                let class = x.class();
+                let writes_dst = matches!(class, op::ALU | op::ALU64 | op::LDX) || x.is_ld_imm64();
+                assert!(
+                    !(writes_dst && (6..=9).contains(&x.dst)),
+                    "insn {i} writes r{} ({src:?})",
+                    x.dst
+                );
+                let stack_ref = (matches!(class, op::STX | op::ST) && x.dst == 10)
+                    || (class == op::LDX && x.src == 10);
+                if stack_ref {
+                    let off = x.off as i32;
+                    assert!(
+                        off >= lo && off < top as i32,
+                        "insn {i}: r10{off:+} outside [{lo}, {top})"
+                    );
+                }
+                i += if x.is_ld_imm64() { 2 } else { 1 };
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_bad_operands() {
+        let mut a = Asm::new();
+        let (m, r) = (a.label(), a.label());
+        let bad = PacketSource::Direct {
+            start: Reg::R1,
+            end: Reg::R7,
+        };
+        let e = Expr::Prim(Prim::Proto(Proto::Ip));
+        assert!(matches!(
+            emit_filter(
+                &mut a,
+                &e,
+                LinkType::Ethernet,
+                &bad,
+                &FilterEnv::default(),
+                m,
+                r
+            ),
+            Err(CompileError::BadRegisters(_))
+        ));
+        let ok = PacketSource::KernelMemory {
+            base: Reg::R6,
+            len: Reg::R7,
+            window: 128,
+        };
+        let env = FilterEnv {
+            stack_top: -400,
+            netmask: None,
+        };
+        assert!(matches!(
+            emit_filter(&mut a, &e, LinkType::Ethernet, &ok, &env, m, r),
+            Err(CompileError::Stack(_))
+        ));
+    }
+
+    #[test]
+    fn small_filters_stay_small() {
+        let cases = [
+            (Expr::Prim(Prim::Proto(Proto::Ip)), 7),
+            (Expr::Prim(Prim::Proto(Proto::Tcp)), 26),
+        ];
+        for (e, max) in cases {
+            let mut a = Asm::new();
+            let (m, r) = (a.label(), a.label());
+            let src = PacketSource::Direct {
+                start: Reg::R6,
+                end: Reg::R7,
+            };
+            let st = emit_filter_with_stats(
+                &mut a,
+                &e,
+                LinkType::Ethernet,
+                &src,
+                &FilterEnv::default(),
+                m,
+                r,
+            )
+            .unwrap();
+            assert!(st.insns <= max, "`{e}`: {} insns", st.insns);
+        }
+    }
 }
