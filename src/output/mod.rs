@@ -69,6 +69,34 @@ pub struct Names {
     pub ifaces: IfaceNames,
 }
 
+impl Names {
+    /// Kallsyms plus, when `scan_ifaces` (the meta columns are on), the interface names of
+    /// every netns. Returns the netns that could not be scanned as warnings (their interfaces
+    /// print as bare ifindexes); add drop reasons and probe names afterwards.
+    pub fn from_system(scan_ifaces: bool) -> Result<(Self, Vec<String>), KsymsError> {
+        let ksyms = Ksyms::load()?;
+        let mut warnings = Vec::new();
+        let ifaces =
+            if scan_ifaces {
+                let (ifaces, errors) = IfaceNames::scan();
+                warnings.extend(errors.0.iter().map(|(path, e)| {
+                    format!("listing interfaces of netns {}: {e}", path.display())
+                }));
+                ifaces
+            } else {
+                IfaceNames::new()
+            };
+        Ok((
+            Self {
+                ksyms,
+                ifaces,
+                ..Self::default()
+            },
+            warnings,
+        ))
+    }
+}
+
 /// Where the trace goes.
 pub enum OutputTarget {
     Stdout,
