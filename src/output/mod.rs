@@ -127,9 +127,8 @@ pub struct Output {
     names: Names,
     out: Box<dyn Write + Send>,
     line_buffered: bool,
-    /// Formatted lines not yet written; the newest starts at `line_start`.
+    /// Formatted lines not yet written.
     line: String,
-    line_start: usize,
     func: String,
     last_seen: fasthash::FastMap<u64, u64>,
     max_tuple: usize,
@@ -164,7 +163,6 @@ impl Output {
             out: writer,
             line_buffered,
             line: String::with_capacity(PENDING_LIMIT + 4096),
-            line_start: 0,
             func: String::with_capacity(128),
             last_seen: fasthash::FastMap::default(),
             max_tuple: 0,
@@ -215,7 +213,7 @@ impl Output {
 
     /// Formats `event` at the end of the pending buffer.
     fn append_event(&mut self, event: &Event, frames: &[u64]) -> io::Result<()> {
-        self.line_start = self.line.len();
+        let start = self.line.len();
         let result = if self.opts.json {
             self.format_json(event, frames)
         } else {
@@ -223,7 +221,7 @@ impl Output {
             Ok(())
         };
         if result.is_err() {
-            self.line.truncate(self.line_start);
+            self.line.truncate(start);
         }
         result
     }
