@@ -69,6 +69,34 @@ pub struct Names {
     pub ifaces: IfaceNames,
 }
 
+impl Names {
+    /// Kallsyms plus, when `scan_ifaces` (the meta columns are on), the interface names of
+    /// every netns. Returns the netns that could not be scanned as warnings (their interfaces
+    /// print as bare ifindexes); add drop reasons and probe names afterwards.
+    pub fn from_system(scan_ifaces: bool) -> Result<(Self, Vec<String>), KsymsError> {
+        let ksyms = Ksyms::load()?;
+        let mut warnings = Vec::new();
+        let ifaces =
+            if scan_ifaces {
+                let (ifaces, errors) = IfaceNames::scan();
+                warnings.extend(errors.0.iter().map(|(path, e)| {
+                    format!("listing interfaces of netns {}: {e}", path.display())
+                }));
+                ifaces
+            } else {
+                IfaceNames::new()
+            };
+        Ok((
+            Self {
+                ksyms,
+                ifaces,
+                ..Self::default()
+            },
+            warnings,
+        ))
+    }
+}
+
 /// Where the trace goes.
 pub enum OutputTarget {
     Stdout,
@@ -99,9 +127,8 @@ pub struct Output {
     names: Names,
     out: Box<dyn Write + Send>,
     line_buffered: bool,
-    /// Formatted lines not yet written; the newest starts at `line_start`.
+    /// Formatted lines not yet written.
     line: String,
-    line_start: usize,
     func: String,
     last_seen: fasthash::FastMap<u64, u64>,
     max_tuple: usize,
@@ -136,7 +163,6 @@ impl Output {
             out: writer,
             line_buffered,
             line: String::with_capacity(PENDING_LIMIT + 4096),
-            line_start: 0,
             func: String::with_capacity(128),
             last_seen: fasthash::FastMap::default(),
             max_tuple: 0,
@@ -187,7 +213,7 @@ impl Output {
 
     /// Formats `event` at the end of the pending buffer.
     fn append_event(&mut self, event: &Event, frames: &[u64]) -> io::Result<()> {
-        self.line_start = self.line.len();
+        let start = self.line.len();
         let result = if self.opts.json {
             self.format_json(event, frames)
         } else {
@@ -195,7 +221,7 @@ impl Output {
             Ok(())
         };
         if result.is_err() {
-            self.line.truncate(self.line_start);
+            self.line.truncate(start);
         }
         result
     }

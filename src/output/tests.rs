@@ -545,3 +545,24 @@ fn options_from_config() {
         OutputTarget::Stdout
     ));
 }
+
+#[test]
+fn names_from_this_system() {
+    match Names::from_system(true) {
+        Ok((names, warnings)) => {
+            assert!(names
+                .ksyms
+                .exact(names.ksyms.addresses_of("ip_rcv")[0])
+                .is_some());
+            let own = std::os::unix::fs::MetadataExt::ino(
+                &std::fs::metadata("/proc/self/ns/net").unwrap(),
+            ) as u32;
+            assert_eq!(
+                names.ifaces.name(own, 1),
+                Some("lo"),
+                "warnings: {warnings:?}"
+            );
+        }
+        Err(e) => eprintln!("skipped: kallsyms unusable here: {e}"),
+    }
+}
