@@ -50,6 +50,8 @@ DRAIN_SECS=${BENCH_DRAIN_SECS:-10}
 FILTER='dst host 10.0.0.2 and udp dst port 5001'
 KERNEL=${PWRU_VM_KERNEL:-$(uname -r)}
 OUT=/tmp/bench
+LAUNCH=''
+if env --default-signal=INT,QUIT true 2>/dev/null; then LAUNCH='env --default-signal=INT,QUIT'; fi
 
 now() { local up rest; read -r up rest </proc/uptime; echo "$up"; }
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
@@ -124,8 +126,10 @@ run_tool() {
 
     pps_none=$(flood 5001)
     t0=$(now)
+    # SIGINT/SIGQUIT back to their defaults (background jobs start with them
+    # ignored), as for a Ctrl-C in a terminal.
     # shellcheck disable=SC2086  # ARGS holds several flags
-    "$bin" $ARGS --output-file="$trace" "$FILTER" >"$log" 2>&1 &
+    $LAUNCH "$bin" $ARGS --output-file="$trace" "$FILTER" >"$log" 2>&1 &
     pid=$!
     while :; do
         if [[ -z $t_attach ]] && grep -qE "$ATTACH_RE" "$log"; then t_attach=$(now); fi
