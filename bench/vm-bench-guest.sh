@@ -24,6 +24,7 @@
 #   hits_nomatch, hits_match  BPF program runs during each phase
 #   pps_none, pps_nomatch, pps_match
 #                  sender rate (packets/s) without a tracer and in each phase
+#   tput_nomatch_pct, tput_match_pct  pps of the phase in % of pps_none
 #   events         trace lines written during the match phase (incl. drain)
 #   events_per_s   events / (match phase + drain time)
 #   pkts_seen      distinct packets seen (lines of function $BENCH_COUNT_FUNC)
@@ -50,6 +51,8 @@ DRAIN_SECS=${BENCH_DRAIN_SECS:-10}
 FILTER='dst host 10.0.0.2 and udp dst port 5001'
 KERNEL=${PWRU_VM_KERNEL:-$(uname -r)}
 OUT=/tmp/bench
+LAUNCH=''
+if env --default-signal=INT,QUIT true 2>/dev/null; then LAUNCH='env --default-signal=INT,QUIT'; fi
 
 now() { local up rest; read -r up rest </proc/uptime; echo "$up"; }
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
@@ -111,6 +114,9 @@ func_histogram() {
          END { for (f in c) print c[f], f }' | sort -rn | head -n 12 | awk '{ printf "%s=%s ", $2, $1 }'
 }
 
+# pct A B: 100 * A / B, or n/a.
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b > 0) printf "%.0f", 100 * a / b; else print "n/a" }'; }
+
 per_hit() { awk -v t="$1" -v c="$2" 'BEGIN { if (c > 0) printf "%.0f", t / c; else print "n/a" }'; }
 
 # run_tool TOOL_NAME BINARY RUN_NUMBER
@@ -124,8 +130,10 @@ run_tool() {
 
     pps_none=$(flood 5001)
     t0=$(now)
+    # SIGINT/SIGQUIT back to their defaults (background jobs start with them
+    # ignored), as for a Ctrl-C in a terminal.
     # shellcheck disable=SC2086  # ARGS holds several flags
-    "$bin" $ARGS --output-file="$trace" "$FILTER" >"$log" 2>&1 &
+    $LAUNCH "$bin" $ARGS --output-file="$trace" "$FILTER" >"$log" 2>&1 &
     pid=$!
     while :; do
         if [[ -z $t_attach ]] && grep -qE "$ATTACH_RE" "$log"; then t_attach=$(now); fi
@@ -193,7 +201,8 @@ run_tool() {
          "exit_s=$exit_s rc=$rc hwm_kb=$hwm idle_cpu_pct=$idle_cpu ns_hit_nomatch=$ns_nomatch" \
          "ns_hit_match=$ns_match hits_nomatch=$hits_nomatch hits_match=$hits_match pps_none=$pps_none" \
          "pps_nomatch=$pps_nomatch pps_match=$pps_match events=$events events_per_s=$events_per_s" \
-         "pkts_seen=$seen loss_pct=$loss"
+         "pkts_seen=$seen loss_pct=$loss tput_nomatch_pct=$(pct "$pps_nomatch" "$pps_none")" \
+         "tput_match_pct=$(pct "$pps_match" "$pps_none")"
 }
 
 mkdir -p "$OUT"

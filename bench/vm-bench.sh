@@ -49,7 +49,8 @@ done
 export PWRU_VM_ENV
 
 readonly METRICS="ready_s attach_s exit_s hwm_kb idle_cpu_pct ns_hit_nomatch ns_hit_match
-    hits_nomatch hits_match pps_none pps_nomatch pps_match events events_per_s pkts_seen loss_pct"
+    hits_nomatch hits_match pps_none pps_nomatch pps_match tput_nomatch_pct tput_match_pct
+    events events_per_s pkts_seen loss_pct"
 
 # table FILE KERNEL: medians per tool and ratio ours/original.
 table() {

@@ -19,7 +19,7 @@ fn host_suite_reports_netfilter_drops() {
         return;
     }
     let script = repo_path("tests/e2e/host-suite.sh");
-    match run_script(&script, &[pwru_binary().as_os_str()]) {
+    match run_script(&script, &[pwru_binary().as_os_str()], &[]) {
         ScriptOutcome::Passed => {}
         ScriptOutcome::Skipped(reason) => eprintln!("skipped: {reason}"),
         ScriptOutcome::Failed(summary) => panic!("host e2e suite failed: {summary}"),

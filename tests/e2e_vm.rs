@@ -63,7 +63,17 @@ fn vm_suite(kernel: &str) {
     let script = repo_path("tests/e2e/run-vm-suite.sh");
     let binary = pwru_binary();
     let args = [Path::new(kernel).as_os_str(), binary.as_os_str()];
-    match run_script(&script, &args) {
+    // Full guest outputs stay in target/tmp/e2e-vm-logs (CI artifacts).
+    let log_dir = std::env::var_os("E2E_LOG_DIR").unwrap_or_else(|| {
+        Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("e2e-vm-logs")
+            .into()
+    });
+    eprintln!(
+        "VM suite on {kernel}: logs in {}",
+        Path::new(&log_dir).display()
+    );
+    match run_script(&script, &args, &[("E2E_LOG_DIR", log_dir.as_os_str())]) {
         ScriptOutcome::Passed => {}
         ScriptOutcome::Skipped(reason) => eprintln!("skipped: {reason}"),
         ScriptOutcome::Failed(summary) => panic!("VM e2e suite on {kernel} failed: {summary}"),

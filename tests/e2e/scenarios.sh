@@ -54,6 +54,12 @@ E2E_HOST_TESTS="host-basic-ipv4 host-basic-ipv6 host-nomatch"
 # kfree_skb_reason into sk_skb_reason_drop).
 E2E_DROP_RE='(^|[^a-z_])(kfree_skb_reason|kfree_skb|sk_skb_reason_drop)([^a-z_]|$)'
 
+# Asynchronous commands of a non-interactive shell start with SIGINT and
+# SIGQUIT ignored; coreutils env resets them so that the tracer sees SIGINT
+# exactly as after a Ctrl-C in a terminal (run-in-vm.sh copies the host's env).
+E2E_LAUNCH=''
+if env --default-signal=INT,QUIT true 2>/dev/null; then E2E_LAUNCH='env --default-signal=INT,QUIT'; fi
+
 E2E_PASSED=0 E2E_FAILED=0 E2E_SKIPPED=0
 E2E_LOG='' E2E_WHY='' E2E_EVENTS=0 E2E_TRAFFIC_RAN=0
 
@@ -173,8 +179,8 @@ e2e_trace() {
     E2E_TRAFFIC_RAN=0
 
     _t0=$(e2e_now)
-    # shellcheck disable=SC2086  # E2E_EXTRA_ARGS holds several flags
-    "$E2E_PWRU" --output-tuple --output-file="$E2E_LOG" --ready-file="$_t_ready" \
+    # shellcheck disable=SC2086  # E2E_LAUNCH and E2E_EXTRA_ARGS hold several words
+    $E2E_LAUNCH "$E2E_PWRU" --output-tuple --output-file="$E2E_LOG" --ready-file="$_t_ready" \
         $E2E_EXTRA_ARGS "$@" >"$_t_err" 2>&1 &
     _t_pid=$!
 
@@ -496,6 +502,7 @@ e2e_main() {
     fi
     echo "suite: $E2E_PWRU on $(uname -r), $(nproc) CPU(s); tests: $E2E_TESTS"
     if ! command -v bpftool >/dev/null 2>&1; then echo "suite: no bpftool, BPF program/link leak checks disabled"; fi
+    if [ -z "$E2E_LAUNCH" ]; then echo "suite: no 'env --default-signal' (coreutils): the tracer starts with SIGINT ignored"; fi
     e2e_net_up || { e2e_net_down; echo "FAIL setup: network scenario"; echo "0 passed, 1 failed, 0 skipped"; return 1; }
     _e2e_t0=$(e2e_now)
     for _e2e_test in $_e2e_list; do

@@ -35,11 +35,14 @@ pub fn repo_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
-/// Run `bash SCRIPT ARGS...`; its output is printed (shown by the test
-/// harness on failure or with `--nocapture`).
-pub fn run_script(script: &Path, args: &[&OsStr]) -> ScriptOutcome {
+/// Run `bash SCRIPT ARGS...` with extra environment `ENV`; its output is
+/// printed (shown by the test harness on failure or with `--nocapture`).
+pub fn run_script(script: &Path, args: &[&OsStr], env: &[(&str, &OsStr)]) -> ScriptOutcome {
     let mut cmd = Command::new("bash");
     cmd.arg(script).args(args);
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
     let out = match cmd.output() {
         Ok(out) => out,
         Err(err) => {

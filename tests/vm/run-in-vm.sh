@@ -34,7 +34,8 @@
 #   PWRU_VM_SMP      guest CPUs (1)
 #   PWRU_VM_ACCEL    tcg (default) or kvm (needs a usable /dev/kvm)
 #   PWRU_VM_MODULES  extra kernel modules to load
-#   PWRU_VM_TOOLS    host programs to copy (default "ip tc nft iptables-nft bpftool")
+#   PWRU_VM_TOOLS    host programs to copy (default "ip tc nft iptables-nft bpftool env";
+#                    coreutils env replaces busybox env: --default-signal)
 #   PWRU_VM_ENV      names of host variables to export into the guest script
 #   PWRU_VM_CONSOLE  file that receives the kernel console log
 #   PWRU_VM_VERBOSE=1  also copy the kernel console to stderr
@@ -52,7 +53,7 @@ readonly TIMEOUT=${PWRU_VM_TIMEOUT:-900}
 readonly MEM=${PWRU_VM_MEM:-1024}
 readonly SMP=${PWRU_VM_SMP:-1}
 readonly ACCEL=${PWRU_VM_ACCEL:-tcg}
-readonly TOOLS=${PWRU_VM_TOOLS-ip tc nft iptables-nft bpftool}
+readonly TOOLS=${PWRU_VM_TOOLS-ip tc nft iptables-nft bpftool env}
 
 # Loaded at boot when present as modules (built-ins are skipped), with their
 # dependencies: virtual links, nftables with reject/conntrack/NAT, iptables-nft
