@@ -25,8 +25,11 @@ pub fn run(config: &Config) -> Result<()> {
         let mut out = std::io::stdout().lock();
         return crate::pcapc::tool::filter_check(path, &config.pcap_filter(), &mut out);
     }
+    // A bad filter is reported before anything needs privileges.
+    let filter = crate::pcapc::parse(&config.pcap_filter())
+        .map_err(|e| anyhow!("invalid pcap filter: {e}"))?;
     require_root()?;
-    tracer::trace(config)
+    tracer::trace(config, filter)
 }
 
 fn require_root() -> Result<()> {

@@ -25,14 +25,13 @@ use crate::load::{
     self, LoadOptions, LoadedObject, MapKind, MapSpec, ObjectSpec, ProgKind, ProgramSpec,
 };
 use crate::output::{IfaceNames, Ksyms, Names, Output, OutputOptions, OutputTarget};
-use crate::pcapc;
+use crate::pcapc::ast::Expr;
 use crate::probes::{self, maps, Attachment, ProbeOptions};
 
 /// Entry point of a tracing run (not the `--list-funcs`/filter tools).
-pub fn trace(config: &Config) -> Result<()> {
+/// `filter` is the parsed pcap filter (`None`: every packet).
+pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
     let started = Instant::now();
-    let filter =
-        pcapc::parse(&config.pcap_filter()).map_err(|e| anyhow!("invalid pcap filter: {e}"))?;
     let btf = open_btf(config)?;
     let layout = SkbLayout::resolve(&btf).context("reading sk_buff layout from BTF")?;
     let kallsyms = Ksyms::load().context("reading /proc/kallsyms")?;
