@@ -101,6 +101,12 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
         probe_names: HashMap::new(),
         ..Names::default()
     };
+    if kind != BackendKind::Tracepoint {
+        names.drop_reason_args = targets
+            .iter()
+            .filter_map(|t| Some((t.name.clone(), t.drop_reason_arg?)))
+            .collect();
+    }
     if kind == BackendKind::Tracepoint {
         names.probe_names = targets
             .iter()

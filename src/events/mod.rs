@@ -213,15 +213,22 @@ impl Event {
         self.to_raw().to_bytes()
     }
 
-    /// The drop reason to show for this event when its function is `func`: the reason the
-    /// program read itself, else `kfree_skb_reason`'s 2nd or `sk_skb_reason_drop`'s 3rd argument.
-    pub fn drop_reason_for(&self, func: &str) -> Option<u64> {
+    /// The drop reason to show for this event when its function is `func`, whose
+    /// `enum skb_drop_reason` parameter (from BTF) is at `reason_arg` (1-based): the reason
+    /// the program read itself, else the 2nd or 3rd argument it recorded. Without BTF
+    /// knowledge, pwru's two functions: `kfree_skb_reason` (2nd) and `sk_skb_reason_drop` (3rd).
+    pub fn drop_reason_for(&self, func: &str, reason_arg: Option<u16>) -> Option<u64> {
         if self.drop_reason.is_some() {
             return self.drop_reason;
         }
-        match func {
-            "kfree_skb_reason" => self.args.map(|a| a.second),
-            "sk_skb_reason_drop" => self.args.map(|a| a.third),
+        let arg = reason_arg.or(match func {
+            "kfree_skb_reason" => Some(2),
+            "sk_skb_reason_drop" => Some(3),
+            _ => None,
+        });
+        match arg {
+            Some(2) => self.args.map(|a| a.second),
+            Some(3) => self.args.map(|a| a.third),
             _ => None,
         }
     }
@@ -369,10 +376,13 @@ mod tests {
             ("ip_rcv", None),
         ];
         for (func, want) in table {
-            assert_eq!(ev.drop_reason_for(func), want, "{func}");
+            assert_eq!(ev.drop_reason_for(func, None), want, "{func}");
         }
+        // BTF knowledge wins: a function with its reason as 3rd argument.
+        assert_eq!(ev.drop_reason_for("tcp_drop_reason", Some(3)), Some(3));
+        assert_eq!(ev.drop_reason_for("ip_rcv", Some(5)), None);
         ev.drop_reason = Some(9);
-        assert_eq!(ev.drop_reason_for("skb:kfree_skb"), Some(9));
+        assert_eq!(ev.drop_reason_for("skb:kfree_skb", None), Some(9));
     }
 
     #[test]

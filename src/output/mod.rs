@@ -62,6 +62,8 @@ pub struct Names {
     pub ksyms: Ksyms,
     /// `enum skb_drop_reason` value -> name (from BTF).
     pub drop_reasons: BTreeMap<u64, String>,
+    /// Function name -> 1-based position of its `enum skb_drop_reason` parameter (BTF).
+    pub drop_reason_args: HashMap<String, u16>,
     /// Names for probe ids that are not kernel text addresses (e.g. tracepoints), looked up
     /// before kallsyms.
     pub probe_names: HashMap<u64, String>,
@@ -531,7 +533,7 @@ fn push_func(names: &Names, ev: &Event, buf: &mut String) {
         push_hex_prefixed(buf, ev.probe_addr);
         ""
     };
-    if let Some(reason) = ev.drop_reason_for(key) {
+    if let Some(reason) = ev.drop_reason_for(key, names.drop_reason_args.get(key).copied()) {
         match names.drop_reasons.get(&reason) {
             Some(name) => {
                 buf.push('(');
