@@ -109,6 +109,7 @@ fn events() -> Vec<Event> {
                 }),
                 tuple: Some(t),
                 cb: None,
+                skb_metadata: None,
             }
         })
         .collect()

@@ -28,6 +28,9 @@ pub fn run(config: &Config) -> Result<()> {
     // A bad filter is reported before anything needs privileges.
     let filter = crate::pcapc::parse(&config.pcap_filter())
         .map_err(|e| anyhow!("invalid pcap filter: {e}"))?;
+    if let Some(expr) = &config.filter_skb_expr {
+        crate::probes::skb_expr::parse(expr).map_err(|e| anyhow!("--filter-skb-expr: {e}"))?;
+    }
     require_root()?;
     tracer::trace(config, filter)
 }

@@ -24,9 +24,9 @@ use crate::events::{self, EventSink, Flow, LostEvents};
 use crate::load::{
     self, LoadOptions, LoadedObject, MapKind, MapSpec, ObjectSpec, ProgKind, ProgramSpec,
 };
-use crate::output::{IfaceNames, Ksyms, Names, Output, OutputOptions, OutputTarget};
+use crate::output::{IfaceNames, Ksyms, MetadataField, Names, Output, OutputOptions, OutputTarget};
 use crate::pcapc::ast::Expr;
-use crate::probes::{self, maps, Attachment, ProbeOptions};
+use crate::probes::{self, maps, skb_expr, Attachment, ProbeOptions};
 
 /// Entry point of a tracing run (not the `--list-funcs`/filter tools).
 /// `filter` is the parsed pcap filter (`None`: every packet).
@@ -54,6 +54,12 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
         track_skb: config.filter_track_skb,
         has_get_func_ip: kind != BackendKind::Tracepoint
             && load::func_ip_available().unwrap_or(false),
+        skb_expr: match &config.filter_skb_expr {
+            Some(text) => Some(skb_expr::compile_filter(&btf, text).context("--filter-skb-expr")?),
+            None => None,
+        },
+        skb_metadata: skb_expr::compile_metadata(&btf, &config.output_skb_metadata)
+            .context("--output-skb-metadata")?,
     };
 
     let mut backend = attach::backend(kind);
@@ -117,12 +123,17 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
     if config.output_meta {
         names.ifaces = IfaceNames::scan().0;
     }
-    let mut output = Output::new(
-        OutputOptions::from_config(config),
-        names,
-        OutputTarget::from_config(config),
-    )
-    .context("opening the output")?;
+    let mut output_opts = OutputOptions::from_config(config);
+    output_opts.skb_metadata = opts
+        .skb_metadata
+        .iter()
+        .map(|p| MetadataField {
+            name: p.text.clone(),
+            kind: p.kind,
+        })
+        .collect();
+    let mut output = Output::new(output_opts, names, OutputTarget::from_config(config))
+        .context("opening the output")?;
     eprintln!("Listening for events..");
     if let Some(path) = &config.ready_file {
         fs::write(path, b"")

@@ -4,7 +4,7 @@
 use pwru::attach::{self, BackendKind, Target};
 use pwru::btf::{KernelBtf, Kmods, SkbLayout};
 use pwru::load::{self, LoadOptions, MapKind, MapSpec, ObjectSpec};
-use pwru::probes::{self, maps, Attachment, ProbeOptions};
+use pwru::probes::{self, maps, skb_expr, Attachment, ProbeOptions};
 
 fn skip_reason() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
@@ -32,8 +32,25 @@ fn all_maps() -> Vec<MapSpec> {
     ]
 }
 
-fn option_sets() -> Vec<(&'static str, ProbeOptions)> {
+/// Exercises every code path of the skb expression compiler: pointer chains, `.` into
+/// embedded structs, bitfields, signed fields, masks, 64-bit constants, `!`, `&&`, `||`.
+const SKB_EXPR: &str = "skb->dev->ifindex == 9 && !(skb->mark & 0xff) \
+    || skb->len > 0x100000000 || skb->pkt_type == 3 \
+    || skb->sk->__sk_common.skc_family == 10 || skb->dev->ifindex >= -1 \
+    || skb->hash & 0xffffffff00 != 0 || skb->dev";
+
+fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
     let filter = |s: &str| pwru::pcapc::parse(s).expect("test filter parses");
+    let skb_expr = skb_expr::compile_filter(btf, SKB_EXPR).expect("skb expression resolves");
+    let metadata: Vec<String> = [
+        "skb->hash",
+        "skb->dev->ifindex",
+        "skb->pkt_type",
+        "skb->dev",
+    ]
+    .map(String::from)
+    .to_vec();
+    let skb_metadata = skb_expr::compile_metadata(btf, &metadata).expect("metadata resolves");
     let everything = ProbeOptions {
         filter: filter("dst host 10.0.0.2 and tcp and dst port 8080"),
         mark: Some((0xa00, 0xff00)),
@@ -46,6 +63,8 @@ fn option_sets() -> Vec<(&'static str, ProbeOptions)> {
         output_skb_cb: true,
         track_skb: true,
         has_get_func_ip: true,
+        skb_expr: Some(skb_expr.clone()),
+        skb_metadata: skb_metadata.clone(),
     };
     let mut sets = vec![
         ("bare", ProbeOptions::default()),
@@ -55,6 +74,14 @@ fn option_sets() -> Vec<(&'static str, ProbeOptions)> {
             ProbeOptions {
                 has_get_func_ip: false,
                 ..everything.clone()
+            },
+        ),
+        (
+            "skb expr and metadata only",
+            ProbeOptions {
+                skb_expr: Some(skb_expr),
+                skb_metadata,
+                ..ProbeOptions::default()
             },
         ),
     ];
@@ -101,7 +128,7 @@ fn every_probe_variant_passes_the_verifier() {
         })
         .collect();
     let mut loaded = 0;
-    for (label, opts) in option_sets() {
+    for (label, opts) in option_sets(&btf) {
         for kind in [
             BackendKind::Kprobe,
             BackendKind::KprobeMulti,

@@ -5,6 +5,7 @@ mod error;
 mod funcs;
 mod kernel;
 mod layout;
+mod path;
 #[cfg(test)]
 mod testenc;
 #[cfg(test)]
@@ -16,3 +17,4 @@ pub use kernel::{KernelBtf, Kmods, SYS_BTF_DIR, SYS_VMLINUX_BTF};
 pub use layout::{
     Bitfield, DstEntryLayout, Field, NetDeviceLayout, NetnsLayout, SkBuffLayout, SkbLayout,
 };
+pub use path::{split_path, Access, FieldPath, PathError, ScalarKind, Segment};

@@ -338,10 +338,6 @@ const PENDING_FLAGS: &[PendingFlag] = &[
         is_set: |c| !c.filter_non_skb_funcs.is_empty(),
     },
     PendingFlag {
-        name: "--filter-skb-expr",
-        is_set: |c| c.filter_skb_expr.is_some(),
-    },
-    PendingFlag {
         name: "--filter-xdp-expr",
         is_set: |c| c.filter_xdp_expr.is_some(),
     },
@@ -364,10 +360,6 @@ const PENDING_FLAGS: &[PendingFlag] = &[
     PendingFlag {
         name: "--output-skb-shared-info",
         is_set: |c| c.output_shinfo,
-    },
-    PendingFlag {
-        name: "--output-skb-metadata",
-        is_set: |c| !c.output_skb_metadata.is_empty(),
     },
     PendingFlag {
         name: "--output-xdp-metadata",

@@ -384,6 +384,15 @@ fn validation() {
 
 #[test]
 fn unsupported_flags_are_reported_not_ignored() {
+    for implemented in [
+        &["--filter-skb-expr", "skb->len > 0"][..],
+        &["--output-skb-metadata", "skb->hash,skb->mark"][..],
+    ] {
+        assert!(
+            ok(implemented).unsupported_flags().is_empty(),
+            "{implemented:?}"
+        );
+    }
     let table: &[(&[&str], &[&str])] = &[
         (&["--filter-trace-tc"], &["--filter-trace-tc"]),
         (
@@ -391,16 +400,8 @@ fn unsupported_flags_are_reported_not_ignored() {
             &["--filter-trace-xdp", "--output-bpfmap"],
         ),
         (
-            &["--filter-skb-expr", "skb->len > 0"],
-            &["--filter-skb-expr"],
-        ),
-        (
             &["--filter-xdp-expr", "xdp->rxq->dev->ifindex == 9"],
             &["--filter-xdp-expr"],
-        ),
-        (
-            &["--output-skb-metadata", "skb->hash"],
-            &["--output-skb-metadata"],
         ),
         (
             &["--output-xdp-metadata", "xdp->rxq->queue_index"],

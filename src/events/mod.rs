@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub use crate::probes::event::EventKind;
 use crate::probes::event::{
     RawEvent, EVENT_SIZE, FLAGS_ALL, FLAG_ARGS, FLAG_CALLER, FLAG_CB, FLAG_DROP_REASON, FLAG_META,
-    FLAG_STACK, FLAG_TUPLE,
+    FLAG_SKB_METADATA, FLAG_STACK, FLAG_TUPLE,
 };
 
 /// EtherType of IPv4, as found in [`Tuple::l3_proto`] and [`SkbMeta::protocol`].
@@ -36,6 +36,8 @@ pub struct Event {
     pub meta: Option<SkbMeta>,
     pub tuple: Option<Tuple>,
     pub cb: Option<[u32; 5]>,
+    /// `--output-skb-metadata` values in the order of the flag's fields (unused slots 0).
+    pub skb_metadata: Option<[u64; 4]>,
 }
 
 /// The 2nd and 3rd arguments of the probed function (drop reasons live there).
@@ -150,6 +152,7 @@ impl Event {
                 tcp_flags: raw.tcp_flags,
             }),
             cb: has(FLAG_CB).then_some(raw.cb),
+            skb_metadata: has(FLAG_SKB_METADATA).then_some(raw.skb_metadata),
         })
     }
 
@@ -204,6 +207,10 @@ impl Event {
         if let Some(cb) = self.cb {
             raw.flags |= FLAG_CB;
             raw.cb = cb;
+        }
+        if let Some(values) = self.skb_metadata {
+            raw.flags |= FLAG_SKB_METADATA;
+            raw.skb_metadata = values;
         }
         raw
     }
@@ -322,6 +329,7 @@ mod tests {
                 tcp_flags: 0x12,
             }),
             cb: Some([1, 2, 3, 4, 5]),
+            skb_metadata: Some([1, u64::MAX, 0, 7]),
         }
     }
 

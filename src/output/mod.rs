@@ -13,6 +13,7 @@ use std::fs::OpenOptions;
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 
+use crate::btf::ScalarKind;
 use crate::cli::{Config, TimestampMode};
 use crate::events::{Event, EventKind, EventSink, Flow, SkbMeta, Tuple};
 
@@ -38,6 +39,27 @@ pub struct OutputOptions {
     pub json: bool,
     /// Stop after this many events (0 = no limit).
     pub limit_lines: u64,
+    /// `--output-skb-metadata` fields, printed as ` name=value` after FUNC (not in JSON).
+    pub skb_metadata: Vec<MetadataField>,
+}
+
+/// One `--output-skb-metadata` field: its name as written and how its value prints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataField {
+    pub name: String,
+    pub kind: ScalarKind,
+}
+
+/// ` name=value` for each metadata field: decimal (signed when the BTF type is), pointers in hex.
+fn push_metadata(buf: &mut String, fields: &[MetadataField], values: &[u64; 4]) {
+    use std::fmt::Write as _;
+    for (f, &raw) in fields.iter().zip(values.iter()) {
+        let _ = match f.kind {
+            ScalarKind::Pointer => write!(buf, " {}={raw:#x}", f.name),
+            ScalarKind::Signed => write!(buf, " {}={}", f.name, raw as i64),
+            ScalarKind::Unsigned => write!(buf, " {}={raw}", f.name),
+        };
+    }
 }
 
 impl OutputOptions {
@@ -52,6 +74,8 @@ impl OutputOptions {
             cb: config.shows_cb(),
             json: config.output_json,
             limit_lines: config.output_limit_lines,
+            // Typed from BTF by the tracer.
+            skb_metadata: Vec::new(),
         }
     }
 }
@@ -353,6 +377,13 @@ impl Output {
             push_nearest(&names.ksyms, ev.caller_addr.unwrap_or(0), line);
         } else {
             line.push_str(func);
+        }
+        if !opts.skb_metadata.is_empty() {
+            push_metadata(
+                line,
+                &opts.skb_metadata,
+                &ev.skb_metadata.unwrap_or_default(),
+            );
         }
         if opts.stack {
             for &frame in frames.iter().filter(|f| **f != 0) {

@@ -127,6 +127,7 @@ fn event(func: u64, tuple: Option<Tuple>, meta: Option<SkbMeta>) -> Event {
         meta,
         tuple,
         cb: None,
+        skb_metadata: None,
     }
 }
 
@@ -336,6 +337,49 @@ fn tcp_flags_caller_stack_and_cb() {
 }
 
 #[test]
+fn skb_metadata_follows_func_and_caller_in_table_only() {
+    let mut ev = event(0xffffffff81a00000, None, None);
+    ev.caller_addr = Some(0xffffffff81a04010);
+    ev.skb_metadata = Some([0x1234abcd, u64::MAX, 0xffff888000001000, 0]);
+    let field = |name: &str, kind| MetadataField {
+        name: name.to_string(),
+        kind,
+    };
+    let skb_metadata = vec![
+        field("skb->hash", ScalarKind::Unsigned),
+        field("skb->dev->ifindex", ScalarKind::Signed),
+        field("skb->dev", ScalarKind::Pointer),
+    ];
+    let (mut out, _) = output(OutputOptions {
+        caller: true,
+        skb_metadata: skb_metadata.clone(),
+        ..OutputOptions::default()
+    });
+    assert_eq!(
+        out.format_event(&ev, &[]).unwrap(),
+        "0xffff8881052b6ee8 1   ~/bin/curl:12345 nf_hook_slow __ip_local_out \
+         skb->hash=305441741 skb->dev->ifindex=-1 skb->dev=0xffff888000001000\n"
+    );
+    // An event without recorded values prints zeros; JSON leaves them out (as pwru).
+    ev.skb_metadata = None;
+    ev.caller_addr = None;
+    let (mut out, _) = output(OutputOptions {
+        skb_metadata: skb_metadata.clone(),
+        ..OutputOptions::default()
+    });
+    assert!(out
+        .format_event(&ev, &[])
+        .unwrap()
+        .ends_with("nf_hook_slow skb->hash=0 skb->dev->ifindex=0 skb->dev=0x0\n"));
+    let (mut out, _) = output(OutputOptions {
+        json: true,
+        skb_metadata,
+        ..OutputOptions::default()
+    });
+    assert!(!out.format_event(&ev, &[]).unwrap().contains("skb->"));
+}
+
+#[test]
 fn relative_timestamps_are_per_skb() {
     let (mut out, _) = output(OutputOptions {
         timestamp: TimestampMode::Relative,
@@ -538,6 +582,7 @@ fn options_from_config() {
             cb: true,
             json: true,
             limit_lines: 5,
+            skb_metadata: Vec::new(),
         }
     );
     assert!(matches!(

@@ -1,7 +1,7 @@
 //! The fixed-size binary event record our BPF programs write to the ring buffer.
 //! Owns the byte layout (named offsets the probe generator stores at); `crate::events` decodes it.
 //!
-//! Layout (168 bytes, every field naturally aligned, host byte order unless noted):
+//! Layout (200 bytes, every field naturally aligned, host byte order unless noted):
 //!
 //! | offset | size | field          | notes                                                        |
 //! |-------:|-----:|----------------|--------------------------------------------------------------|
@@ -34,9 +34,10 @@
 //! |    128 |   16 | `daddr`        | same                                                         |
 //! |    144 |   20 | `cb`           | 5 x u32 `qdisc_skb_cb->data` (`FLAG_CB`)                     |
 //! |    164 |    4 | reserved       | zero                                                         |
+//! |    168 |   32 | `skb_metadata` | 4 x u64 `--output-skb-metadata` values (`FLAG_SKB_METADATA`) |
 
 /// Size in bytes of one event record.
-pub const EVENT_SIZE: usize = 168;
+pub const EVENT_SIZE: usize = 200;
 
 /// Byte offsets of every field inside the record (see the module table).
 pub mod off {
@@ -67,6 +68,7 @@ pub mod off {
     pub const SADDR: usize = 112;
     pub const DADDR: usize = 128;
     pub const CB: usize = 144;
+    pub const SKB_METADATA: usize = 168;
 }
 
 /// `flags` bit: the meta block (netns .. pkt_type) was filled.
@@ -83,9 +85,17 @@ pub const FLAG_ARGS: u16 = 1 << 4;
 pub const FLAG_DROP_REASON: u16 = 1 << 5;
 /// `flags` bit: `cb` was read.
 pub const FLAG_CB: u16 = 1 << 6;
+/// `flags` bit: `skb_metadata` holds the `--output-skb-metadata` values.
+pub const FLAG_SKB_METADATA: u16 = 1 << 7;
 /// Every defined flag bit.
-pub const FLAGS_ALL: u16 =
-    FLAG_META | FLAG_TUPLE | FLAG_STACK | FLAG_CALLER | FLAG_ARGS | FLAG_DROP_REASON | FLAG_CB;
+pub const FLAGS_ALL: u16 = FLAG_META
+    | FLAG_TUPLE
+    | FLAG_STACK
+    | FLAG_CALLER
+    | FLAG_ARGS
+    | FLAG_DROP_REASON
+    | FLAG_CB
+    | FLAG_SKB_METADATA;
 
 /// What kind of program produced an event (`kind` field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -151,6 +161,8 @@ pub struct RawEvent {
     pub daddr: [u8; 16],
     pub cb: [u32; 5],
     pub reserved1: u32,
+    /// `--output-skb-metadata` values, zero-/sign-extended to 64 bits.
+    pub skb_metadata: [u64; 4],
 }
 
 fn u16_at(b: &[u8], o: usize) -> u16 {
@@ -174,6 +186,10 @@ impl RawEvent {
         let mut cb = [0u32; 5];
         for (i, v) in cb.iter_mut().enumerate() {
             *v = u32_at(b, off::CB + 4 * i);
+        }
+        let mut skb_metadata = [0u64; 4];
+        for (i, v) in skb_metadata.iter_mut().enumerate() {
+            *v = u64_at(b, off::SKB_METADATA + 8 * i);
         }
         Some(Self {
             kind: u16_at(b, off::KIND),
@@ -205,6 +221,7 @@ impl RawEvent {
             daddr: arr(b, off::DADDR),
             cb,
             reserved1: 0,
+            skb_metadata,
         })
     }
 
@@ -240,6 +257,9 @@ impl RawEvent {
         put(off::DADDR, &self.daddr);
         for (i, v) in self.cb.iter().enumerate() {
             put(off::CB + 4 * i, &v.to_ne_bytes());
+        }
+        for (i, v) in self.skb_metadata.iter().enumerate() {
+            put(off::SKB_METADATA + 8 * i, &v.to_ne_bytes());
         }
         b
     }
@@ -280,6 +300,7 @@ mod tests {
             (off::SADDR, offset_of!(RawEvent, saddr)),
             (off::DADDR, offset_of!(RawEvent, daddr)),
             (off::CB, offset_of!(RawEvent, cb)),
+            (off::SKB_METADATA, offset_of!(RawEvent, skb_metadata)),
         ];
         for (i, (ours, c)) in table.iter().enumerate() {
             assert_eq!(ours, c, "field #{i}");
@@ -307,6 +328,7 @@ mod tests {
         b[off::SPORT + 1] = 0x90;
         b[off::SADDR..off::SADDR + 4].copy_from_slice(&[10, 0, 2, 15]);
         b[off::CB + 16..off::CB + 20].copy_from_slice(&7u32.to_ne_bytes());
+        b[off::SKB_METADATA + 24..off::SKB_METADATA + 32].copy_from_slice(&9u64.to_ne_bytes());
         let raw = RawEvent::from_bytes(&b).unwrap();
         assert_eq!(raw.kind, 2);
         assert_eq!(raw.flags, FLAG_META | FLAG_TUPLE);
@@ -317,6 +339,7 @@ mod tests {
         assert_eq!(u16::from_be_bytes(raw.sport), 8080);
         assert_eq!(&raw.saddr[..4], &[10, 0, 2, 15]);
         assert_eq!(raw.cb, [0, 0, 0, 0, 7]);
+        assert_eq!(raw.skb_metadata, [0, 0, 0, 9]);
         assert_eq!(raw.to_bytes(), b, "encode is the inverse of decode");
     }
 

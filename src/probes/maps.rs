@@ -10,7 +10,7 @@ pub const TRACKED_SKBS: &str = "tracked_skbs";
 /// `--output-stack`: kernel stacks by id.
 pub const STACKS: &str = "stacks";
 
-/// Default ring buffer size (bytes): about 50k events of 168 bytes.
+/// Default ring buffer size (bytes): about 40k events of 200 bytes.
 pub const EVENTS_BYTES: u32 = 8 << 20;
 /// Entries of the tracked-skb hash (pwru: 1024).
 pub const TRACKED_SKBS_ENTRIES: u32 = 16384;

@@ -3,7 +3,7 @@
 //! then write one fixed-size event (see `event`) to the ring buffer.
 
 use crate::asm::{AluOp, Asm, AsmError, Cond, Helper, Label, Program, Reg, Size};
-use crate::btf::{Field, SkbLayout};
+use crate::btf::{Field, FieldPath, SkbLayout};
 use crate::pcapc::ast::Expr;
 use crate::pcapc::compile::{
     emit_filter, stack_bytes, CompileError, FilterEnv, LinkType, PacketSource,
@@ -11,9 +11,10 @@ use crate::pcapc::compile::{
 
 use super::event::{
     off, EventKind, EVENT_SIZE, FLAG_ARGS, FLAG_CALLER, FLAG_CB, FLAG_DROP_REASON, FLAG_META,
-    FLAG_STACK, FLAG_TUPLE,
+    FLAG_SKB_METADATA, FLAG_STACK, FLAG_TUPLE,
 };
 use super::maps;
+use super::skb_expr::{self, SkbFilter};
 
 use Reg::*;
 
@@ -64,6 +65,10 @@ pub struct ProbeOptions {
     pub track_skb: bool,
     /// The kernel has `bpf_get_func_ip` for this program type.
     pub has_get_func_ip: bool,
+    /// `--filter-skb-expr`, resolved through BTF; runs after the other filters.
+    pub skb_expr: Option<SkbFilter>,
+    /// `--output-skb-metadata` fields (at most 4), recorded as u64s in the event.
+    pub skb_metadata: Vec<FieldPath>,
 }
 
 /// Errors generating a probe program.
@@ -272,6 +277,9 @@ impl<'a> Gen<'a> {
         if let Some(ifindex) = self.o.ifindex {
             self.a.ldx(Size::W, R1, R10, SLOT_IFINDEX);
             self.a.jmp32(Cond::Ne, R1, ifindex as i32, out);
+        }
+        if let Some(expr) = &self.o.skb_expr {
+            skb_expr::emit_filter(&mut self.a, expr, R7, SLOT_KEY, out);
         }
         Ok(())
     }
@@ -548,6 +556,11 @@ impl<'a> Gen<'a> {
             self.a.mov64(R3, 0);
             self.a.call(Helper::GET_STACKID);
             self.a.stx(Size::DW, R8, off::STACK_ID as i16, R0);
+        }
+        if !self.o.skb_metadata.is_empty() {
+            flags |= FLAG_SKB_METADATA;
+            let fields = &self.o.skb_metadata;
+            skb_expr::emit_metadata(&mut self.a, fields, R7, SLOT_KEY, off::SKB_METADATA);
         }
         if self.o.output_tuple {
             self.tuple()?;

@@ -1,0 +1,543 @@
+//! `--filter-skb-expr` and `--output-skb-metadata`: a small C-like expression language on
+//! `skb` fields (`skb->dev->ifindex == 9 && skb->mark & 0xff != 0`), resolved through BTF
+//! and compiled to chains of `bpf_probe_read_kernel` reads plus comparisons.
+
+use nom::branch::alt;
+use nom::bytes::complete::{tag, take_while, take_while1};
+use nom::character::complete::{char, multispace0};
+use nom::combinator::{all_consuming, map, not, opt, recognize};
+use nom::multi::many0;
+use nom::sequence::{delimited, pair, preceded, terminated};
+use nom::{IResult, Parser};
+
+use crate::asm::{AluOp, Asm, Cond, Helper, Label, Reg, Size};
+use crate::btf::{split_path, FieldPath, KernelBtf, PathError, ScalarKind};
+
+use Reg::*;
+
+/// The struct the expression's root pointer points to, and the root's name.
+const ROOT_STRUCT: &str = "sk_buff";
+const ROOT_NAME: &str = "skb";
+/// Most fields `--output-skb-metadata` records.
+pub const MAX_METADATA: usize = 4;
+
+/// Comparison operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// An expression over fields; `P` is the field: its text once parsed, a [`FieldPath`]
+/// once resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkbExpr<P> {
+    Or(Box<SkbExpr<P>>, Box<SkbExpr<P>>),
+    And(Box<SkbExpr<P>>, Box<SkbExpr<P>>),
+    Not(Box<SkbExpr<P>>),
+    /// `field [& mask] op value`; a bare field means `field != 0`.
+    Cmp {
+        field: P,
+        mask: Option<u64>,
+        op: CmpOp,
+        /// The constant as 64 bits (negative numbers in two's complement).
+        value: u64,
+    },
+}
+
+/// A resolved filter, ready for code generation.
+pub type SkbFilter = SkbExpr<FieldPath>;
+
+/// Errors parsing or resolving an expression.
+#[derive(Debug, thiserror::Error)]
+pub enum SkbExprError {
+    #[error(
+        "cannot parse skb expression `{expr}` at `{rest}` (expected e.g. `skb->dev->ifindex == 9`)"
+    )]
+    Syntax { expr: String, rest: String },
+    #[error("`{path}`: expressions start at `skb` (e.g. `skb->len`)")]
+    Root { path: String },
+    #[error("malformed field path `{path}` (expected e.g. `skb->dev->ifindex`)")]
+    BadPath { path: String },
+    #[error("at most {MAX_METADATA} --output-skb-metadata fields, got {0}")]
+    TooManyFields(usize),
+    #[error(transparent)]
+    Path(#[from] PathError),
+}
+
+fn ws<'a, O>(
+    inner: impl Parser<&'a str, Output = O, Error = nom::error::Error<&'a str>>,
+) -> impl Parser<&'a str, Output = O, Error = nom::error::Error<&'a str>> {
+    delimited(multispace0, inner, multispace0)
+}
+
+fn ident(i: &str) -> IResult<&str, &str> {
+    recognize(pair(
+        take_while1(|c: char| c.is_ascii_alphabetic() || c == '_'),
+        take_while(|c: char| c.is_ascii_alphanumeric() || c == '_'),
+    ))
+    .parse(i)
+}
+
+fn path_text(i: &str) -> IResult<&str, &str> {
+    recognize(pair(ident, many0(pair(alt((tag("->"), tag("."))), ident)))).parse(i)
+}
+
+fn number(i: &str) -> IResult<&str, u64> {
+    let (rest, neg) = opt(char('-')).parse(i)?;
+    let (rest, digits) =
+        take_while1(|c: char| c.is_ascii_alphanumeric() || c == '_').parse(rest)?;
+    let parsed = if let Some(hex) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        u64::from_str_radix(hex, 16).ok()
+    } else {
+        digits.parse::<u64>().ok()
+    };
+    let fail = || nom::Err::Error(nom::error::Error::new(i, nom::error::ErrorKind::Digit));
+    let v = parsed.ok_or_else(fail)?;
+    let v = match neg {
+        Some(_) if v > 1 << 63 => return Err(fail()),
+        Some(_) => (v as i64).wrapping_neg() as u64,
+        None => v,
+    };
+    Ok((rest, v))
+}
+
+fn cmp_op(i: &str) -> IResult<&str, CmpOp> {
+    alt((
+        map(tag("=="), |_| CmpOp::Eq),
+        map(tag("!="), |_| CmpOp::Ne),
+        map(tag("<="), |_| CmpOp::Le),
+        map(tag(">="), |_| CmpOp::Ge),
+        map(tag("<"), |_| CmpOp::Lt),
+        map(tag(">"), |_| CmpOp::Gt),
+    ))
+    .parse(i)
+}
+
+fn comparison(i: &str) -> IResult<&str, SkbExpr<String>> {
+    let (i, field) = ws(path_text).parse(i)?;
+    let (i, mask) = opt(preceded(terminated(char('&'), not(char('&'))), ws(number))).parse(i)?;
+    let (i, rhs) = opt(pair(ws(cmp_op), ws(number))).parse(i)?;
+    let (op, value) = rhs.unwrap_or((CmpOp::Ne, 0));
+    Ok((
+        i,
+        SkbExpr::Cmp {
+            field: field.to_string(),
+            mask,
+            op,
+            value,
+        },
+    ))
+}
+
+fn unary(i: &str) -> IResult<&str, SkbExpr<String>> {
+    alt((
+        map(
+            preceded(ws(terminated(char('!'), not(char('=')))), unary),
+            |e| SkbExpr::Not(Box::new(e)),
+        ),
+        delimited(ws(char('(')), or_expr, ws(char(')'))),
+        comparison,
+    ))
+    .parse(i)
+}
+
+fn and_expr(i: &str) -> IResult<&str, SkbExpr<String>> {
+    let (i, first) = unary(i)?;
+    let (i, rest) = many0(preceded(ws(tag("&&")), unary)).parse(i)?;
+    Ok((
+        i,
+        rest.into_iter()
+            .fold(first, |l, r| SkbExpr::And(Box::new(l), Box::new(r))),
+    ))
+}
+
+fn or_expr(i: &str) -> IResult<&str, SkbExpr<String>> {
+    let (i, first) = and_expr(i)?;
+    let (i, rest) = many0(preceded(ws(tag("||")), and_expr)).parse(i)?;
+    Ok((
+        i,
+        rest.into_iter()
+            .fold(first, |l, r| SkbExpr::Or(Box::new(l), Box::new(r))),
+    ))
+}
+
+/// Parses an expression such as `skb->dev->ifindex == 9 && !(skb->mark & 0xff)`.
+pub fn parse(text: &str) -> Result<SkbExpr<String>, SkbExprError> {
+    match all_consuming(or_expr).parse(text) {
+        Ok((_, e)) => Ok(e),
+        Err(nom::Err::Error(e) | nom::Err::Failure(e)) => Err(SkbExprError::Syntax {
+            expr: text.to_string(),
+            rest: if e.input.is_empty() {
+                "end of input".to_string()
+            } else {
+                e.input.to_string()
+            },
+        }),
+        Err(nom::Err::Incomplete(_)) => Err(SkbExprError::Syntax {
+            expr: text.to_string(),
+            rest: "end of input".to_string(),
+        }),
+    }
+}
+
+/// Resolves one `skb->...` field path through BTF.
+pub fn resolve_field(btf: &KernelBtf, text: &str) -> Result<FieldPath, SkbExprError> {
+    let text = text.trim();
+    let (root, segments) = split_path(text).ok_or_else(|| SkbExprError::BadPath {
+        path: text.to_string(),
+    })?;
+    if root != ROOT_NAME {
+        return Err(SkbExprError::Root {
+            path: text.to_string(),
+        });
+    }
+    Ok(btf.resolve_path(ROOT_STRUCT, &segments, text)?)
+}
+
+impl SkbExpr<String> {
+    /// Resolves every field through BTF.
+    pub fn resolve(&self, btf: &KernelBtf) -> Result<SkbFilter, SkbExprError> {
+        Ok(match self {
+            SkbExpr::Or(l, r) => SkbExpr::Or(Box::new(l.resolve(btf)?), Box::new(r.resolve(btf)?)),
+            SkbExpr::And(l, r) => {
+                SkbExpr::And(Box::new(l.resolve(btf)?), Box::new(r.resolve(btf)?))
+            }
+            SkbExpr::Not(e) => SkbExpr::Not(Box::new(e.resolve(btf)?)),
+            SkbExpr::Cmp {
+                field,
+                mask,
+                op,
+                value,
+            } => SkbExpr::Cmp {
+                field: resolve_field(btf, field)?,
+                mask: *mask,
+                op: *op,
+                value: *value,
+            },
+        })
+    }
+}
+
+/// Parses and resolves `--filter-skb-expr`.
+pub fn compile_filter(btf: &KernelBtf, text: &str) -> Result<SkbFilter, SkbExprError> {
+    parse(text)?.resolve(btf)
+}
+
+/// Resolves the `--output-skb-metadata` fields (at most [`MAX_METADATA`]).
+pub fn compile_metadata(
+    btf: &KernelBtf,
+    fields: &[String],
+) -> Result<Vec<FieldPath>, SkbExprError> {
+    if fields.len() > MAX_METADATA {
+        return Err(SkbExprError::TooManyFields(fields.len()));
+    }
+    fields.iter().map(|f| resolve_field(btf, f)).collect()
+}
+
+/// Emits code leaving `path`'s value (zero- or sign-extended to 64 bits) in r1, reading
+/// from the pointer in `root`. A NULL pointer or failed read jumps to `fail`.
+/// Clobbers r0-r5 and the 8-byte stack slot at `r10 + slot`.
+pub fn emit_load(a: &mut Asm, path: &FieldPath, root: Reg, slot: i16, fail: Label) {
+    let read = |a: &mut Asm, size: i32| {
+        a.mov64(R1, R10).add64(R1, slot as i32).mov64(R2, size);
+        a.call(Helper::PROBE_READ_KERNEL);
+        a.jmp(Cond::Ne, R0, 0, fail);
+    };
+    a.mov64(R3, root);
+    for &off in &path.derefs {
+        a.add64(R3, off as i32);
+        read(a, 8);
+        a.ldx(Size::DW, R3, R10, slot);
+        a.jmp(Cond::Eq, R3, 0, fail);
+    }
+    let f = path.field;
+    a.add64(R3, f.offset_bytes() as i32);
+    read(a, f.size_bytes as i32);
+    let size = Size::from_bytes(f.size_bytes as usize).unwrap_or(Size::DW);
+    a.ldx(size, R1, R10, slot);
+    let signed = path.kind == ScalarKind::Signed;
+    let shift_op = if signed { AluOp::Arsh } else { AluOp::Rsh };
+    match f.bitfield {
+        Some(b) => {
+            let left = 64 - b.bit_offset as i32 - b.bit_size as i32;
+            if left > 0 {
+                a.alu64(AluOp::Lsh, R1, left);
+            }
+            if b.bit_size < 64 {
+                a.alu64(shift_op, R1, 64 - b.bit_size as i32);
+            }
+        }
+        None if signed && f.size_bytes < 8 => {
+            let bits = 64 - 8 * f.size_bytes as i32;
+            a.alu64(AluOp::Lsh, R1, bits);
+            a.alu64(AluOp::Arsh, R1, bits);
+        }
+        None => {}
+    }
+}
+
+/// Emits the filter: falls through when `expr` holds for the skb in `root`, else jumps to
+/// `fail`. A NULL pointer on any field's path makes the whole expression false.
+/// Clobbers r0-r5 and the 8-byte stack slot at `r10 + slot`.
+pub fn emit_filter(a: &mut Asm, expr: &SkbFilter, root: Reg, slot: i16, fail: Label) {
+    let matched = a.label();
+    emit_branch(a, expr, root, slot, matched, fail, fail);
+    a.bind(matched);
+}
+
+fn emit_branch(
+    a: &mut Asm,
+    e: &SkbFilter,
+    root: Reg,
+    slot: i16,
+    yes: Label,
+    no: Label,
+    null: Label,
+) {
+    match e {
+        SkbExpr::Or(l, r) => {
+            let next = a.label();
+            emit_branch(a, l, root, slot, yes, next, null);
+            a.bind(next);
+            emit_branch(a, r, root, slot, yes, no, null);
+        }
+        SkbExpr::And(l, r) => {
+            let next = a.label();
+            emit_branch(a, l, root, slot, next, no, null);
+            a.bind(next);
+            emit_branch(a, r, root, slot, yes, no, null);
+        }
+        SkbExpr::Not(inner) => emit_branch(a, inner, root, slot, no, yes, null),
+        SkbExpr::Cmp {
+            field,
+            mask,
+            op,
+            value,
+        } => {
+            emit_load(a, field, root, slot, null);
+            if let Some(m) = mask {
+                if let Some(imm) = fits_imm(*m, false) {
+                    a.alu64(AluOp::And, R1, imm);
+                } else {
+                    a.ld_imm64(R2, *m);
+                    a.alu64(AluOp::And, R1, R2);
+                }
+            }
+            let signed = field.kind == ScalarKind::Signed;
+            let cond = match (op, signed) {
+                (CmpOp::Eq, _) => Cond::Eq,
+                (CmpOp::Ne, _) => Cond::Ne,
+                (CmpOp::Lt, false) => Cond::Lt,
+                (CmpOp::Le, false) => Cond::Le,
+                (CmpOp::Gt, false) => Cond::Gt,
+                (CmpOp::Ge, false) => Cond::Ge,
+                (CmpOp::Lt, true) => Cond::Slt,
+                (CmpOp::Le, true) => Cond::Sle,
+                (CmpOp::Gt, true) => Cond::Sgt,
+                (CmpOp::Ge, true) => Cond::Sge,
+            };
+            match fits_imm(*value, signed) {
+                Some(imm) => a.jmp(cond, R1, imm, yes),
+                None => {
+                    a.ld_imm64(R2, *value);
+                    a.jmp(cond, R1, R2, yes)
+                }
+            };
+            a.ja(no);
+        }
+    }
+}
+
+/// `v` as a jump/ALU immediate, which the CPU sign-extends to 64 bits: only values that
+/// survive that (non-negative i32, or any i32 when the comparison is signed anyway).
+fn fits_imm(v: u64, signed: bool) -> Option<i32> {
+    let s = v as i64;
+    if (0..=i32::MAX as i64).contains(&s) || (signed && i32::try_from(s).is_ok()) {
+        Some(s as i32)
+    } else {
+        None
+    }
+}
+
+/// Emits code storing each metadata field as a u64 at `r8 + event_off + 8 * i`
+/// (left zero when a pointer on its path is NULL). Clobbers r0-r5 and the slot.
+pub fn emit_metadata(a: &mut Asm, fields: &[FieldPath], root: Reg, slot: i16, event_off: usize) {
+    for (i, path) in fields.iter().take(MAX_METADATA).enumerate() {
+        let skip = a.label();
+        emit_load(a, path, root, slot, skip);
+        a.stx(Size::DW, R8, (event_off + 8 * i) as i16, R1);
+        a.bind(skip);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmp(field: &str, mask: Option<u64>, op: CmpOp, value: u64) -> SkbExpr<String> {
+        SkbExpr::Cmp {
+            field: field.to_string(),
+            mask,
+            op,
+            value,
+        }
+    }
+
+    #[test]
+    fn parses_the_grammar() {
+        use CmpOp::*;
+        let b = Box::new;
+        let table: Vec<(&str, SkbExpr<String>)> = vec![
+            (
+                "skb->dev->ifindex == 9",
+                cmp("skb->dev->ifindex", None, Eq, 9),
+            ),
+            ("skb->len>0", cmp("skb->len", None, Gt, 0)),
+            (
+                "  skb->mark & 0xff00 != 0x0a00 ",
+                cmp("skb->mark", Some(0xff00), Ne, 0xa00),
+            ),
+            ("skb->len <= 100", cmp("skb->len", None, Le, 100)),
+            ("skb->len >= 100", cmp("skb->len", None, Ge, 100)),
+            ("skb->len < 100", cmp("skb->len", None, Lt, 100)),
+            ("skb->hash", cmp("skb->hash", None, Ne, 0)),
+            ("skb->a.b->c == -1", cmp("skb->a.b->c", None, Eq, u64::MAX)),
+            (
+                "skb->x == 0xFFFFFFFFFFFFFFFF",
+                cmp("skb->x", None, Eq, u64::MAX),
+            ),
+            ("!skb->mark", SkbExpr::Not(b(cmp("skb->mark", None, Ne, 0)))),
+            (
+                "skb->len > 1 && skb->mark == 2 || skb->hash",
+                SkbExpr::Or(
+                    b(SkbExpr::And(
+                        b(cmp("skb->len", None, Gt, 1)),
+                        b(cmp("skb->mark", None, Eq, 2)),
+                    )),
+                    b(cmp("skb->hash", None, Ne, 0)),
+                ),
+            ),
+            (
+                "skb->len > 1 && !(skb->mark == 2 || skb->hash)",
+                SkbExpr::And(
+                    b(cmp("skb->len", None, Gt, 1)),
+                    b(SkbExpr::Not(b(SkbExpr::Or(
+                        b(cmp("skb->mark", None, Eq, 2)),
+                        b(cmp("skb->hash", None, Ne, 0)),
+                    )))),
+                ),
+            ),
+            (
+                "skb->mark&1&&skb->len",
+                SkbExpr::And(
+                    b(cmp("skb->mark", Some(1), Ne, 0)),
+                    b(cmp("skb->len", None, Ne, 0)),
+                ),
+            ),
+        ];
+        for (text, want) in table {
+            assert_eq!(parse(text).unwrap(), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_syntax() {
+        for text in [
+            "",
+            "skb->",
+            "skb->len ==",
+            "skb->len == 0x",
+            "skb->len = 3",
+            "skb->len == 99999999999999999999",
+            "(skb->len == 1",
+            "skb->len == 1 &&",
+            "skb->len == 1 garbage",
+            "skb->1x == 1",
+            "skb..len",
+            "skb->len == --1",
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(matches!(err, SkbExprError::Syntax { .. }), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn immediates_avoid_sign_extension() {
+        assert_eq!(fits_imm(5, false), Some(5));
+        assert_eq!(fits_imm(0xffff_ffff, false), None);
+        assert_eq!(fits_imm(u64::MAX, false), None);
+        assert_eq!(fits_imm(u64::MAX, true), Some(-1));
+        assert_eq!(fits_imm(1 << 40, true), None);
+    }
+
+    fn system_btf() -> Option<KernelBtf> {
+        if !std::path::Path::new(crate::btf::SYS_VMLINUX_BTF).exists() {
+            eprintln!("skipped: no /sys/kernel/btf/vmlinux");
+            return None;
+        }
+        Some(KernelBtf::open_system(&crate::btf::Kmods::None).expect("system BTF opens"))
+    }
+
+    #[test]
+    fn resolves_paths_through_the_running_kernels_btf() {
+        let Some(btf) = system_btf() else { return };
+        let len = btf.member("sk_buff", "len").unwrap();
+        let p = resolve_field(&btf, "skb->len").unwrap();
+        assert_eq!(
+            (p.derefs.clone(), p.field, p.kind),
+            (vec![], len, ScalarKind::Unsigned)
+        );
+
+        let dev = btf.member("sk_buff", "dev").unwrap();
+        let ifindex = btf.member("net_device", "ifindex").unwrap();
+        let p = resolve_field(&btf, "skb->dev->ifindex").unwrap();
+        assert_eq!(p.derefs, vec![dev.offset_bytes()]);
+        assert_eq!(p.field, ifindex);
+        assert_eq!(p.kind, ScalarKind::Signed, "ifindex is an int");
+
+        // Anonymous unions and a bitfield.
+        let p = resolve_field(&btf, "skb->pkt_type").unwrap();
+        assert!(p.field.bitfield.is_some());
+        assert_eq!(p.field, btf.member("sk_buff", "pkt_type").unwrap());
+
+        // `.` into an embedded struct, then `->` through a pointer.
+        let p = resolve_field(&btf, "skb->sk->__sk_common.skc_family").unwrap();
+        assert_eq!(
+            p.derefs,
+            vec![btf.member("sk_buff", "sk").unwrap().offset_bytes()]
+        );
+        assert_eq!(p.field.size_bytes, 2);
+
+        let p = resolve_field(&btf, "skb->dev").unwrap();
+        assert_eq!((p.kind, p.field.size_bytes), (ScalarKind::Pointer, 8));
+    }
+
+    #[test]
+    fn path_errors_name_the_problem() {
+        let Some(btf) = system_btf() else { return };
+        let table = [
+            ("skb->nope", "has no field `nope`"),
+            ("skb->len->x", "`skb->len` is not a pointer"),
+            ("skb->dev.ifindex", "`skb->dev` is not a struct"),
+            ("skb->cb", "is not an integer"),
+            ("skb->dev->name", "is not an integer"),
+            ("sk->len", "start at `skb`"),
+            ("skb->", "malformed field path"),
+        ];
+        for (text, want) in table {
+            let err = resolve_field(&btf, text).unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        let too_many: Vec<String> = (0..5).map(|_| "skb->len".to_string()).collect();
+        assert!(compile_metadata(&btf, &too_many).is_err());
+        assert!(compile_filter(&btf, "skb->dev->ifindex == 1 && skb->len > 0").is_ok());
+    }
+}
