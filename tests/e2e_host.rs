@@ -6,7 +6,7 @@ mod e2e_common;
 use e2e_common::{e2e_enabled, pwru_binary, repo_path, run_script, ScriptOutcome};
 
 /// Drop of TCP to 10.0.0.2:8080 (IPv4 and IPv6) with its NETFILTER_DROP reason,
-/// and a filter that must match nothing.
+/// a filter that must match nothing, and `--filter-skb-expr`/`--output-skb-metadata`.
 #[test]
 fn host_suite_reports_netfilter_drops() {
     if let Err(reason) = e2e_enabled() {

@@ -48,7 +48,7 @@ filter-track-skb filter-arp filter-ifname filter-nomatch kprobe-multi-basic"
 
 # Tests for a host kernel without kprobes (tracepoint backend), run by
 # tests/e2e/host-suite.sh: the drop must carry its reason.
-E2E_HOST_TESTS="host-basic-ipv4 host-basic-ipv6 host-nomatch"
+E2E_HOST_TESTS="host-basic-ipv4 host-basic-ipv6 host-nomatch host-skb-expr host-skb-expr-nomatch"
 
 # Functions through which a dropped skb leaves the stack (6.12 inlines
 # kfree_skb_reason into sk_skb_reason_drop).
@@ -460,6 +460,34 @@ e2e_test_host_basic_ipv6() {
 }
 
 e2e_test_host_nomatch() { e2e_nomatch host-nomatch; }
+
+# --filter-skb-expr on top of the pcap filter, with --output-skb-metadata values
+# printed after FUNC; then an expression no packet satisfies.
+e2e_test_host_skb_expr() {
+    e2e_fw_drop "ip daddr 10.0.0.2 tcp dport 8080" || { e2e_fail host-skb-expr "cannot install nft rule"; return; }
+    e2e_trace host-skb-expr e2e_traffic_v4_8080 --filter-skb-expr 'skb->len > 0 && skb->len < 100000' \
+        --output-skb-metadata 'skb->len,skb->mark' 'dst host 10.0.0.2 and port 8080'
+    e2e_scenario_check host-skb-expr 1
+    e2e_verdict host-skb-expr '10\.0\.0\.2:8080([^0-9]|$)' ' skb->len=[1-9][0-9]* skb->mark=0$'
+    e2e_fw_clear
+}
+
+e2e_test_host_skb_expr_nomatch() {
+    e2e_fw_drop "ip daddr 10.0.0.2 tcp dport 8080" || { e2e_fail host-skb-expr-nomatch "cannot install nft rule"; return; }
+    e2e_trace host-skb-expr-nomatch e2e_traffic_v4_8080 --filter-skb-expr 'skb->len > 100000' \
+        'dst host 10.0.0.2 and port 8080'
+    e2e_scenario_check host-skb-expr-nomatch 1
+    if [ -n "$E2E_WHY" ]; then
+        e2e_fail host-skb-expr-nomatch "$E2E_WHY"
+    elif [ ! -e "$E2E_LOG" ]; then
+        e2e_fail host-skb-expr-nomatch "no output file written"
+    elif grep -qE '^0x' "$E2E_LOG"; then
+        e2e_fail host-skb-expr-nomatch "$E2E_EVENTS events for an expression no packet satisfies"
+    else
+        e2e_pass host-skb-expr-nomatch
+    fi
+    e2e_fw_clear
+}
 
 # Scenario self-check without a tracer: the rules count the generated drops.
 e2e_scenario_selftest() {
