@@ -110,6 +110,7 @@ fn events() -> Vec<Event> {
                 tuple: Some(t),
                 cb: None,
                 skb_metadata: None,
+                skb_dump: None,
             }
         })
         .collect()

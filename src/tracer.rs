@@ -26,6 +26,7 @@ use crate::load::{
 };
 use crate::output::{IfaceNames, Ksyms, MetadataField, Names, Output, OutputOptions, OutputTarget};
 use crate::pcapc::ast::Expr;
+use crate::probes::skb_dump::SkbDump;
 use crate::probes::{self, maps, skb_expr, Attachment, ProbeOptions};
 
 /// Entry point of a tracing run (not the `--list-funcs`/filter tools).
@@ -60,6 +61,7 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
         },
         skb_metadata: skb_expr::compile_metadata(&btf, &config.output_skb_metadata)
             .context("--output-skb-metadata")?,
+        skb_dump: skb_dump_options(config, &btf)?,
     };
 
     let mut backend = attach::backend(kind);
@@ -157,6 +159,26 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
         eprintln!("Received signal, exiting program..");
     }
     Ok(())
+}
+
+/// `--output-skb`: the BTF id of `struct sk_buff` and the `--set-percpu-buf` text size.
+fn skb_dump_options(config: &Config, btf: &KernelBtf) -> Result<Option<SkbDump>> {
+    if !config.output_skb {
+        return Ok(None);
+    }
+    let id = btf
+        .vmlinux_struct_id("sk_buff")
+        .context("--output-skb needs struct sk_buff in the kernel BTF")?;
+    SkbDump::new(id, config.set_percpu_buf)
+        .map(Some)
+        .ok_or_else(|| {
+            anyhow!(
+                "--set-percpu-buf {} is out of range ({}..={} bytes)",
+                config.set_percpu_buf,
+                probes::skb_dump::MIN_DUMP_BYTES,
+                probes::skb_dump::MAX_DUMP_BYTES
+            )
+        })
 }
 
 fn is_multi_unsupported(e: &anyhow::Error) -> bool {

@@ -43,7 +43,10 @@ fn usage_errors_exit_2() {
         (&["--filter-kprobe-batch", "0"], &["batch"]),
         (&["--filter-netns", "netns-without-slash"], &["netns"]),
         (&["--timestamp", "yesterday"], &["yesterday"]),
-        (&["--output-skb", "icmp"], &["--output-skb"]),
+        (
+            &["--output-skb-shared-info", "icmp"],
+            &["--output-skb-shared-info"],
+        ),
         (&["--filter-trace-tc"], &["--filter-trace-tc"]),
     ];
     for (args, needles) in table {
@@ -65,6 +68,11 @@ fn bad_filters_are_rejected_before_anything_is_loaded() {
         &["rejects all packets"],
     );
     assert_error(&pwru(&["--dump-filter", "--l3", "arp"]), 1, &["raw IP"]);
+    assert_error(
+        &pwru(&["--filter-skb-expr", "skb->len >", "icmp"]),
+        1,
+        &["--filter-skb-expr", "cannot parse"],
+    );
     assert_error(
         &pwru(&["--filter-check", "/nonexistent.pcap", "icmp"]),
         1,

@@ -4,6 +4,7 @@
 use pwru::attach::{self, BackendKind, Target};
 use pwru::btf::{KernelBtf, Kmods, SkbLayout};
 use pwru::load::{self, LoadOptions, MapKind, MapSpec, ObjectSpec};
+use pwru::probes::skb_dump::SkbDump;
 use pwru::probes::{self, maps, skb_expr, Attachment, ProbeOptions};
 
 fn skip_reason() -> Option<String> {
@@ -51,6 +52,8 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
     .map(String::from)
     .to_vec();
     let skb_metadata = skb_expr::compile_metadata(btf, &metadata).expect("metadata resolves");
+    let skb_id = btf.vmlinux_struct_id("sk_buff").expect("sk_buff id");
+    let skb_dump = SkbDump::new(skb_id, 4096);
     let everything = ProbeOptions {
         filter: filter("dst host 10.0.0.2 and tcp and dst port 8080"),
         mark: Some((0xa00, 0xff00)),
@@ -65,6 +68,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
         has_get_func_ip: true,
         skb_expr: Some(skb_expr.clone()),
         skb_metadata: skb_metadata.clone(),
+        skb_dump,
     };
     let mut sets = vec![
         ("bare", ProbeOptions::default()),
@@ -77,10 +81,11 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
             },
         ),
         (
-            "skb expr and metadata only",
+            "skb expr, metadata and dump only",
             ProbeOptions {
                 skb_expr: Some(skb_expr),
                 skb_metadata,
+                skb_dump: SkbDump::new(skb_id, 100),
                 ..ProbeOptions::default()
             },
         ),

@@ -248,6 +248,24 @@ impl KernelBtf {
         })
     }
 
+    /// The vmlinux BTF id of the struct or union `name` (what `bpf_snprintf_btf` expects).
+    pub fn vmlinux_struct_id(&self, name: &str) -> Result<u32, BtfError> {
+        let origin = self.origin().to_string();
+        if let Some(src) = self.sources().find(|s| s.module.is_none()) {
+            for id in self.ids_by_name(src.btf, name)? {
+                if let (id, Type::Struct(_) | Type::Union(_)) =
+                    strip_modifiers(src.btf, &origin, id)?
+                {
+                    return Ok(id);
+                }
+            }
+        }
+        Err(BtfError::NoSuchStruct {
+            origin,
+            name: name.to_string(),
+        })
+    }
+
     /// `(bit offset, type id, bitfield size)` of `name` in `composite`, through anonymous members.
     fn find_path_member(
         &self,

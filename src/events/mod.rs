@@ -7,8 +7,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub use crate::probes::event::EventKind;
 use crate::probes::event::{
     RawEvent, EVENT_SIZE, FLAGS_ALL, FLAG_ARGS, FLAG_CALLER, FLAG_CB, FLAG_DROP_REASON, FLAG_META,
-    FLAG_SKB_METADATA, FLAG_STACK, FLAG_TUPLE,
+    FLAG_SKB_DUMP, FLAG_SKB_METADATA, FLAG_STACK, FLAG_TUPLE,
 };
+use crate::probes::skb_dump::dump_text;
 
 /// EtherType of IPv4, as found in [`Tuple::l3_proto`] and [`SkbMeta::protocol`].
 pub const ETH_P_IP: u16 = 0x0800;
@@ -38,6 +39,8 @@ pub struct Event {
     pub cb: Option<[u32; 5]>,
     /// `--output-skb-metadata` values in the order of the flag's fields (unused slots 0).
     pub skb_metadata: Option<[u64; 4]>,
+    /// `--output-skb` text of `struct sk_buff` (carried after the record, see [`decode`]).
+    pub skb_dump: Option<String>,
 }
 
 /// The 2nd and 3rd arguments of the probed function (drop reasons live there).
@@ -107,7 +110,11 @@ pub enum DecodeError {
 /// Decodes one ring-buffer record (trailing padding is ignored).
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let raw = RawEvent::from_bytes(bytes).ok_or(DecodeError::Short(bytes.len()))?;
-    Event::from_raw(&raw)
+    let mut event = Event::from_raw(&raw)?;
+    if raw.flags & FLAG_SKB_DUMP != 0 {
+        event.skb_dump = dump_text(bytes);
+    }
+    Ok(event)
 }
 
 impl Event {
@@ -153,10 +160,13 @@ impl Event {
             }),
             cb: has(FLAG_CB).then_some(raw.cb),
             skb_metadata: has(FLAG_SKB_METADATA).then_some(raw.skb_metadata),
+            // Only [`decode`] sees the bytes after the record.
+            skb_dump: has(FLAG_SKB_DUMP).then(String::new),
         })
     }
 
-    /// The raw record a BPF program would write for this event (tests, benches, replay).
+    /// The raw record a BPF program would write for this event (tests, benches, replay);
+    /// the `--output-skb` text is not part of it.
     pub fn to_raw(&self) -> RawEvent {
         let mut raw = RawEvent {
             kind: self.kind as u16,
@@ -207,6 +217,9 @@ impl Event {
         if let Some(cb) = self.cb {
             raw.flags |= FLAG_CB;
             raw.cb = cb;
+        }
+        if self.skb_dump.is_some() {
+            raw.flags |= FLAG_SKB_DUMP;
         }
         if let Some(values) = self.skb_metadata {
             raw.flags |= FLAG_SKB_METADATA;
@@ -330,7 +343,22 @@ mod tests {
             }),
             cb: Some([1, 2, 3, 4, 5]),
             skb_metadata: Some([1, u64::MAX, 0, 7]),
+            skb_dump: None,
         }
+    }
+
+    #[test]
+    fn skb_dump_text_follows_the_record() {
+        let mut ev = sample();
+        ev.skb_dump = Some(String::new());
+        let mut bytes = ev.encode().to_vec();
+        assert_eq!(decode(&bytes), Ok(ev.clone()), "flag set, no text");
+        bytes.extend_from_slice(b"(struct sk_buff){\n .len = (unsigned int)60,\n}\0\0\0");
+        ev.skb_dump = Some("(struct sk_buff){\n .len = (unsigned int)60,\n}".into());
+        assert_eq!(decode(&bytes), Ok(ev));
+        let mut plain = sample().encode().to_vec();
+        plain.extend_from_slice(b"ignored without the flag\0");
+        assert_eq!(decode(&plain).unwrap().skb_dump, None);
     }
 
     #[test]

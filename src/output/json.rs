@@ -69,4 +69,7 @@ pub struct JsonEvent<'a> {
     pub tuple: Option<JsonTuple>,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub stack: &'a str,
+    /// The `--output-skb` dump (pwru's key name).
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub skb_metadata: &'a str,
 }

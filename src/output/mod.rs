@@ -391,6 +391,11 @@ impl Output {
                 push_nearest(&names.ksyms, frame, line);
             }
         }
+        if let Some(dump) = &ev.skb_dump {
+            // The kernel's text ends with a newline; the line's own ends it instead.
+            line.push('\n');
+            line.push_str(dump.trim_end_matches('\n'));
+        }
         line.push('\n');
     }
 
@@ -455,6 +460,7 @@ impl Output {
             cb: (opts.meta && opts.cb).then(|| ev.cb.unwrap_or_default()),
             tuple,
             stack: &stack,
+            skb_metadata: ev.skb_dump.as_deref().unwrap_or_default(),
         };
         let text = serde_json::to_string(&record).map_err(io::Error::other)?;
         line.push_str(&text);

@@ -128,6 +128,7 @@ fn event(func: u64, tuple: Option<Tuple>, meta: Option<SkbMeta>) -> Event {
         tuple,
         cb: None,
         skb_metadata: None,
+        skb_dump: None,
     }
 }
 
@@ -377,6 +378,30 @@ fn skb_metadata_follows_func_and_caller_in_table_only() {
         ..OutputOptions::default()
     });
     assert!(!out.format_event(&ev, &[]).unwrap().contains("skb->"));
+}
+
+#[test]
+fn skb_dump_follows_the_line_and_is_skb_metadata_in_json() {
+    let mut ev = event(0xffffffff81a00000, None, None);
+    ev.skb_dump = Some("(struct sk_buff){\n .len = (unsigned int)60,\n}".into());
+    let (mut out, _) = output(OutputOptions {
+        stack: true,
+        ..OutputOptions::default()
+    });
+    assert_eq!(
+        out.format_event(&ev, &[0xffffffff81a04020]).unwrap(),
+        "0xffff8881052b6ee8 1   ~/bin/curl:12345 nf_hook_slow\n__ip_local_out\n\
+         (struct sk_buff){\n .len = (unsigned int)60,\n}\n"
+    );
+    let (mut out, _) = output(OutputOptions {
+        json: true,
+        ..OutputOptions::default()
+    });
+    assert_eq!(
+        out.format_event(&ev, &[]).unwrap(),
+        "{\"skb\":\"0xffff8881052b6ee8\",\"cpu\":1,\"process\":\"~/bin/curl:12345\",\"func\":\"nf_hook_slow\",\
+         \"skb_metadata\":\"(struct sk_buff){\\n .len = (unsigned int)60,\\n}\"}\n"
+    );
 }
 
 #[test]

@@ -35,6 +35,8 @@
 //! |    144 |   20 | `cb`           | 5 x u32 `qdisc_skb_cb->data` (`FLAG_CB`)                     |
 //! |    164 |    4 | reserved       | zero                                                         |
 //! |    168 |   32 | `skb_metadata` | 4 x u64 `--output-skb-metadata` values (`FLAG_SKB_METADATA`) |
+//!
+//! With `FLAG_SKB_DUMP` the record continues with the `--output-skb` text (see `skb_dump`).
 
 /// Size in bytes of one event record.
 pub const EVENT_SIZE: usize = 200;
@@ -87,8 +89,12 @@ pub const FLAG_DROP_REASON: u16 = 1 << 5;
 pub const FLAG_CB: u16 = 1 << 6;
 /// `flags` bit: `skb_metadata` holds the `--output-skb-metadata` values.
 pub const FLAG_SKB_METADATA: u16 = 1 << 7;
+/// `flags` bit: the record is longer than [`EVENT_SIZE`]; the bytes after the event hold
+/// the `--output-skb` text (`bpf_snprintf_btf`), NUL-terminated.
+pub const FLAG_SKB_DUMP: u16 = 1 << 8;
 /// Every defined flag bit.
-pub const FLAGS_ALL: u16 = FLAG_META
+pub const FLAGS_ALL: u16 = FLAG_SKB_DUMP
+    | FLAG_META
     | FLAG_TUPLE
     | FLAG_STACK
     | FLAG_CALLER

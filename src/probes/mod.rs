@@ -5,6 +5,7 @@
 pub mod event;
 pub mod maps;
 pub mod program;
+pub mod skb_dump;
 pub mod skb_expr;
 
 pub use program::{build, build_untrack, Attachment, ProbeError, ProbeOptions};

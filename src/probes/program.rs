@@ -14,6 +14,7 @@ use super::event::{
     FLAG_SKB_METADATA, FLAG_STACK, FLAG_TUPLE,
 };
 use super::maps;
+use super::skb_dump::{self, SkbDump};
 use super::skb_expr::{self, SkbFilter};
 
 use Reg::*;
@@ -69,6 +70,8 @@ pub struct ProbeOptions {
     pub skb_expr: Option<SkbFilter>,
     /// `--output-skb-metadata` fields (at most 4), recorded as u64s in the event.
     pub skb_metadata: Vec<FieldPath>,
+    /// `--output-skb`: `struct sk_buff` as text after the event in the same record.
+    pub skb_dump: Option<SkbDump>,
 }
 
 /// Errors generating a probe program.
@@ -452,7 +455,8 @@ impl<'a> Gen<'a> {
         let out = self.out;
         let s = self.l.sk_buff.clone();
         self.a.ld_map(R1, maps::EVENTS);
-        self.a.mov64(R2, EVENT_SIZE as i32).mov64(R3, 0);
+        let record_bytes = self.o.skb_dump.map_or(EVENT_SIZE, |d| d.record_bytes());
+        self.a.mov64(R2, record_bytes as i32).mov64(R3, 0);
         self.a.call(Helper::RINGBUF_RESERVE);
         let reserved = self.a.label();
         self.a.jmp(Cond::Ne, R0, 0, reserved);
@@ -564,6 +568,10 @@ impl<'a> Gen<'a> {
         }
         if self.o.output_tuple {
             self.tuple()?;
+        }
+        if let Some(dump) = &self.o.skb_dump {
+            // The meta slots were copied out above: their 16 bytes hold the `btf_ptr`.
+            skb_dump::emit_dump(&mut self.a, dump, R7, SLOT_MTU);
         }
         // flags: the tuple parser ORs FLAG_TUPLE in itself.
         self.a.ldx(Size::H, R1, R8, off::FLAGS as i16);

@@ -13,6 +13,7 @@
 #   host-nomatch     a filter that matches none of the traffic: no event
 #   host-skb-expr    --filter-skb-expr plus --output-skb-metadata values
 #   host-skb-expr-nomatch  an skb expression no packet satisfies: no event
+#   host-output-skb  --output-skb: a struct sk_buff dump after the event line
 # Each run also checks that the BPF objects the tracer held are gone after
 # its exit (system-wide counters are not compared: other processes on the host
 # may load BPF programs). Namespaces are removed on exit (trap).
@@ -67,7 +68,7 @@ if ! command -v ping >/dev/null; then ln -s "$(command -v busybox)" "$work/bin/p
 export PATH=$work/bin:$PATH
 export E2E_NS1=$ns1 E2E_NS2=$ns2 E2E_GLOBAL_LEAK_CHECK=0
 export E2E_OUT=${E2E_OUT:-$work/out}
-export E2E_TESTS=${E2E_TESTS:-host-basic-ipv4 host-basic-ipv6 host-nomatch host-skb-expr host-skb-expr-nomatch}
+export E2E_TESTS=${E2E_TESTS:-host-basic-ipv4 host-basic-ipv6 host-nomatch host-skb-expr host-skb-expr-nomatch host-output-skb}
 export E2E_READY_TIMEOUT=${E2E_READY_TIMEOUT:-120} E2E_EXIT_TIMEOUT=${E2E_EXIT_TIMEOUT:-60}
 if (( scenario_only )); then
     export E2E_SCENARIO_ONLY=1

@@ -48,7 +48,7 @@ filter-track-skb filter-arp filter-ifname filter-nomatch kprobe-multi-basic"
 
 # Tests for a host kernel without kprobes (tracepoint backend), run by
 # tests/e2e/host-suite.sh: the drop must carry its reason.
-E2E_HOST_TESTS="host-basic-ipv4 host-basic-ipv6 host-nomatch host-skb-expr host-skb-expr-nomatch"
+E2E_HOST_TESTS="host-basic-ipv4 host-basic-ipv6 host-nomatch host-skb-expr host-skb-expr-nomatch host-output-skb"
 
 # Functions through which a dropped skb leaves the stack (6.12 inlines
 # kfree_skb_reason into sk_skb_reason_drop).
@@ -469,6 +469,18 @@ e2e_test_host_skb_expr() {
         --output-skb-metadata 'skb->len,skb->mark' 'dst host 10.0.0.2 and port 8080'
     e2e_scenario_check host-skb-expr 1
     e2e_verdict host-skb-expr '10\.0\.0\.2:8080([^0-9]|$)' ' skb->len=[1-9][0-9]* skb->mark=0$'
+    e2e_fw_clear
+}
+
+# --output-skb: the BTF dump of struct sk_buff follows the event line.
+e2e_test_host_output_skb() {
+    e2e_fw_drop "ip daddr 10.0.0.2 tcp dport 8080" || { e2e_fail host-output-skb "cannot install nft rule"; return; }
+    e2e_trace host-output-skb e2e_traffic_v4_8080 --output-skb 'dst host 10.0.0.2 and port 8080'
+    e2e_scenario_check host-output-skb 1
+    if [ -z "$E2E_WHY" ] && ! grep -qE '^ \.len = \(unsigned int\)[1-9]' "$E2E_LOG"; then
+        E2E_WHY="no '.len = (unsigned int)N' line of a struct sk_buff dump"
+    fi
+    e2e_verdict host-output-skb '^\(struct sk_buff\)\{$'
     e2e_fw_clear
 }
 
