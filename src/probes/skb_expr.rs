@@ -324,7 +324,7 @@ fn emit_branch(
         } => {
             emit_load(a, field, root, slot, null);
             if let Some(m) = mask {
-                if let Some(imm) = fits_imm(*m, false) {
+                if let Some(imm) = fits_imm(*m) {
                     a.alu64(AluOp::And, R1, imm);
                 } else {
                     a.ld_imm64(R2, *m);
@@ -344,7 +344,7 @@ fn emit_branch(
                 (CmpOp::Gt, true) => Cond::Sgt,
                 (CmpOp::Ge, true) => Cond::Sge,
             };
-            match fits_imm(*value, signed) {
+            match fits_imm(*value) {
                 Some(imm) => a.jmp(cond, R1, imm, yes),
                 None => {
                     a.ld_imm64(R2, *value);
@@ -356,15 +356,11 @@ fn emit_branch(
     }
 }
 
-/// `v` as a jump/ALU immediate, which the CPU sign-extends to 64 bits: only values that
-/// survive that (non-negative i32, or any i32 when the comparison is signed anyway).
-fn fits_imm(v: u64, signed: bool) -> Option<i32> {
-    let s = v as i64;
-    if (0..=i32::MAX as i64).contains(&s) || (signed && i32::try_from(s).is_ok()) {
-        Some(s as i32)
-    } else {
-        None
-    }
+/// `v` as a jump/ALU immediate: only 0..=i32::MAX, the values every reading of the
+/// 32-bit immediate agrees on (the kernel sign-extends it; rbpf zero-extends some).
+/// Anything else goes through a register loaded with `ld_imm64`.
+fn fits_imm(v: u64) -> Option<i32> {
+    i32::try_from(v).ok().filter(|i| *i >= 0)
 }
 
 /// Emits code storing each metadata field as a u64 at `r8 + event_off + 8 * i`
@@ -471,11 +467,11 @@ mod tests {
 
     #[test]
     fn immediates_avoid_sign_extension() {
-        assert_eq!(fits_imm(5, false), Some(5));
-        assert_eq!(fits_imm(0xffff_ffff, false), None);
-        assert_eq!(fits_imm(u64::MAX, false), None);
-        assert_eq!(fits_imm(u64::MAX, true), Some(-1));
-        assert_eq!(fits_imm(1 << 40, true), None);
+        assert_eq!(fits_imm(5), Some(5));
+        assert_eq!(fits_imm(0x7fff_ffff), Some(i32::MAX));
+        assert_eq!(fits_imm(0xffff_ffff), None);
+        assert_eq!(fits_imm(u64::MAX), None);
+        assert_eq!(fits_imm(1 << 40), None);
     }
 
     fn system_btf() -> Option<KernelBtf> {
@@ -539,5 +535,231 @@ mod tests {
         let too_many: Vec<String> = (0..5).map(|_| "skb->len".to_string()).collect();
         assert!(compile_metadata(&btf, &too_many).is_err());
         assert!(compile_filter(&btf, "skb->dev->ifindex == 1 && skb->len > 0").is_ok());
+    }
+
+    mod interpreted {
+        //! The generated code run in rbpf over a fake `sk_buff` with hand-made paths.
+        use super::super::*;
+        use crate::btf::{Bitfield, Field};
+        use std::cell::Cell;
+
+        thread_local! {
+            static READABLE: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+        }
+
+        /// `bpf_probe_read_kernel` over the fake memory only; anything else faults.
+        fn fake_probe_read(dst: u64, size: u64, src: u64, _: u64, _: u64) -> u64 {
+            let (lo, hi) = READABLE.with(|r| r.get());
+            let ok = src >= lo && src.checked_add(size).is_some_and(|e| e <= hi);
+            // SAFETY: rbpf passes `dst` inside its stack (the program reads at most 8
+            // bytes into an 8-byte slot); `src..src+size` lies in the registered blob.
+            unsafe {
+                if ok {
+                    std::ptr::copy_nonoverlapping(src as *const u8, dst as *mut u8, size as usize);
+                    0
+                } else {
+                    std::ptr::write_bytes(dst as *mut u8, 0, size as usize);
+                    (-14i64) as u64
+                }
+            }
+        }
+
+        fn plain(offset: u32, size: u32) -> Field {
+            Field {
+                offset_bits: offset * 8,
+                size_bytes: size,
+                bitfield: None,
+            }
+        }
+
+        /// Field paths of the fake layout, by name.
+        fn path(name: &str) -> FieldPath {
+            let (derefs, field, kind) = match name {
+                "skb->len" => (vec![], plain(0x10, 4), ScalarKind::Unsigned),
+                "skb->mark" => (vec![], plain(0x14, 4), ScalarKind::Unsigned),
+                "skb->s32" => (vec![], plain(0x18, 4), ScalarKind::Signed),
+                "skb->s8" => (vec![], plain(0x1d, 1), ScalarKind::Signed),
+                "skb->bits" => (
+                    vec![],
+                    Field {
+                        offset_bits: 0x1c * 8,
+                        size_bytes: 1,
+                        bitfield: Some(Bitfield {
+                            bit_offset: 1,
+                            bit_size: 3,
+                        }),
+                    },
+                    ScalarKind::Unsigned,
+                ),
+                "skb->sbits" => (
+                    vec![],
+                    Field {
+                        offset_bits: 0x1c * 8,
+                        size_bytes: 1,
+                        bitfield: Some(Bitfield {
+                            bit_offset: 4,
+                            bit_size: 4,
+                        }),
+                    },
+                    ScalarKind::Signed,
+                ),
+                "skb->u64" => (vec![], plain(0x20, 8), ScalarKind::Unsigned),
+                "skb->dev->ifindex" => (vec![0x28], plain(8, 4), ScalarKind::Signed),
+                "skb->null->ifindex" => (vec![0x30], plain(8, 4), ScalarKind::Signed),
+                "skb->wild->ifindex" => (vec![0x38], plain(8, 4), ScalarKind::Signed),
+                "skb->dev->next->ifindex" => (vec![0x28, 0x10], plain(8, 4), ScalarKind::Signed),
+                other => panic!("no fake field {other}"),
+            };
+            FieldPath {
+                text: name.to_string(),
+                derefs,
+                field,
+                kind,
+            }
+        }
+
+        fn resolve_fake(e: &SkbExpr<String>) -> SkbFilter {
+            match e {
+                SkbExpr::Or(l, r) => {
+                    SkbExpr::Or(Box::new(resolve_fake(l)), Box::new(resolve_fake(r)))
+                }
+                SkbExpr::And(l, r) => {
+                    SkbExpr::And(Box::new(resolve_fake(l)), Box::new(resolve_fake(r)))
+                }
+                SkbExpr::Not(x) => SkbExpr::Not(Box::new(resolve_fake(x))),
+                SkbExpr::Cmp {
+                    field,
+                    mask,
+                    op,
+                    value,
+                } => SkbExpr::Cmp {
+                    field: path(field),
+                    mask: *mask,
+                    op: *op,
+                    value: *value,
+                },
+            }
+        }
+
+        fn run(text: &str, mem: &mut [u8]) -> bool {
+            let expr = resolve_fake(&parse(text).unwrap());
+            let mut a = Asm::new();
+            let fail = a.label();
+            a.mov64(R7, R1);
+            emit_filter(&mut a, &expr, R7, -8, fail);
+            a.mov64(R0, 1).exit();
+            a.bind(fail);
+            a.mov64(R0, 0).exit();
+            let code = a.finish().unwrap().bytecode();
+            let mut vm = rbpf::EbpfVmRaw::new(Some(&code)).unwrap();
+            vm.register_helper(Helper::PROBE_READ_KERNEL.id() as u32, fake_probe_read)
+                .unwrap();
+            let start = mem.as_ptr() as u64;
+            READABLE.with(|r| r.set((start, start + mem.len() as u64)));
+            let res = vm.execute_program(mem).unwrap();
+            READABLE.with(|r| r.set((0, 0)));
+            res == 1
+        }
+
+        #[test]
+        fn metadata_is_stored_as_u64s_and_zero_past_a_null() {
+            let mut mem = vec![0u8; 256];
+            let base = mem.as_ptr() as u64;
+            mem[0x10..0x14].copy_from_slice(&1500u32.to_le_bytes());
+            mem[0x18..0x1c].copy_from_slice(&(-5i32).to_le_bytes());
+            mem[0x28..0x30].copy_from_slice(&(base + 0x80).to_le_bytes());
+            mem[0x88..0x8c].copy_from_slice(&9i32.to_le_bytes());
+            // Stale bytes where the record goes: the record is zeroed before this code runs.
+            mem[0xe0..0x100].fill(0);
+            let fields: Vec<FieldPath> = [
+                "skb->len",
+                "skb->s32",
+                "skb->null->ifindex",
+                "skb->dev->ifindex",
+            ]
+            .iter()
+            .map(|n| path(n))
+            .collect();
+            let mut a = Asm::new();
+            a.mov64(R7, R1).mov64(R8, R1).add64(R8, 0xe0);
+            emit_metadata(&mut a, &fields, R7, -8, 0);
+            a.mov64(R0, 0).exit();
+            let code = a.finish().unwrap().bytecode();
+            let mut vm = rbpf::EbpfVmRaw::new(Some(&code)).unwrap();
+            vm.register_helper(Helper::PROBE_READ_KERNEL.id() as u32, fake_probe_read)
+                .unwrap();
+            READABLE.with(|r| r.set((base, base + 256)));
+            vm.execute_program(&mut mem).unwrap();
+            READABLE.with(|r| r.set((0, 0)));
+            let got: Vec<u64> = (0..4)
+                .map(|i| u64::from_le_bytes(mem[0xe0 + 8 * i..0xe8 + 8 * i].try_into().unwrap()))
+                .collect();
+            assert_eq!(got, [1500, -5i64 as u64, 0, 9]);
+        }
+
+        #[test]
+        fn expressions_evaluate_like_c() {
+            let mut mem = vec![0u8; 256];
+            let base = mem.as_ptr() as u64;
+            let put =
+                |m: &mut Vec<u8>, off: usize, v: &[u8]| m[off..off + v.len()].copy_from_slice(v);
+            put(&mut mem, 0x10, &1500u32.to_le_bytes());
+            put(&mut mem, 0x14, &0xa0bu32.to_le_bytes());
+            put(&mut mem, 0x18, &(-5i32).to_le_bytes());
+            put(&mut mem, 0x1c, &[0b1010_0110]); // bits(1..4) = 3, sbits(4..8) = -6
+            put(&mut mem, 0x1d, &[0xfe]); // s8 = -2
+            put(&mut mem, 0x20, &0x1_0000_0005u64.to_le_bytes());
+            put(&mut mem, 0x28, &(base + 0x80).to_le_bytes()); // dev
+            put(&mut mem, 0x38, &0xdead_0000u64.to_le_bytes()); // a pointer we cannot read
+            put(&mut mem, 0x88, &9i32.to_le_bytes()); // dev->ifindex
+            put(&mut mem, 0x90, &(base + 0xc0).to_le_bytes()); // dev->next
+            put(&mut mem, 0xc8, &(-1i32).to_le_bytes()); // dev->next->ifindex
+            let table: &[(&str, bool)] = &[
+                ("skb->len == 1500", true),
+                ("skb->len != 1500", false),
+                ("skb->len > 1499 && skb->len < 1501", true),
+                ("skb->len >= 1501 || skb->len <= 1499", false),
+                ("skb->len", true),
+                ("!skb->len", false),
+                ("skb->mark & 0xff == 0x0b", true),
+                ("skb->mark & 0xf00 == 0xa00", true),
+                ("skb->mark & 0xf00", true),
+                ("!(skb->mark & 0xf000)", true),
+                ("skb->s32 == -5", true),
+                ("skb->s32 < 0", true),
+                ("skb->s32 > -6 && skb->s32 < -4", true),
+                ("skb->s32 > 0", false),
+                ("skb->s8 == -2", true),
+                ("skb->s8 < -1", true),
+                ("skb->bits == 3", true),
+                ("skb->bits > 3", false),
+                ("skb->sbits == -6", true),
+                ("skb->sbits < 0", true),
+                ("skb->u64 == 0x100000005", true),
+                ("skb->u64 > 0xffffffff", true),
+                ("skb->u64 & 0xffffffff == 5", true),
+                ("skb->u64 & 0xff00000000 == 0x100000000", true),
+                ("skb->dev->ifindex == 9", true),
+                ("skb->dev->ifindex == 10", false),
+                ("skb->dev->next->ifindex == -1", true),
+                ("skb->dev->next->ifindex < 0", true),
+                // A NULL or unreadable pointer makes the whole expression false.
+                ("skb->null->ifindex == 0", false),
+                ("!(skb->null->ifindex == 1)", false),
+                ("skb->null->ifindex == 0 || skb->len == 1500", false),
+                ("skb->wild->ifindex != 7", false),
+                (
+                    "skb->len == 1 || (skb->mark == 0xa0b && skb->dev->ifindex == 9)",
+                    true,
+                ),
+                (
+                    "skb->len == 1500 && !(skb->mark == 0xa0b || skb->dev->ifindex == 9)",
+                    false,
+                ),
+            ];
+            for (text, want) in table {
+                assert_eq!(run(text, &mut mem), *want, "{text}");
+            }
+        }
     }
 }
