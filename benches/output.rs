@@ -111,6 +111,7 @@ fn events() -> Vec<Event> {
                 cb: None,
                 skb_metadata: None,
                 skb_dump: None,
+                shinfo_dump: None,
             }
         })
         .collect()

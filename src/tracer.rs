@@ -161,15 +161,27 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
     Ok(())
 }
 
-/// `--output-skb`: the BTF id of `struct sk_buff` and the `--set-percpu-buf` text size.
+/// `--output-skb`/`--output-skb-shared-info`: the BTF ids of the structs to render and
+/// the `--set-percpu-buf` text size.
 fn skb_dump_options(config: &Config, btf: &KernelBtf) -> Result<Option<SkbDump>> {
-    if !config.output_skb {
+    if !config.output_skb && !config.output_shinfo {
         return Ok(None);
     }
-    let id = btf
-        .vmlinux_struct_id("sk_buff")
-        .context("--output-skb needs struct sk_buff in the kernel BTF")?;
-    SkbDump::new(id, config.set_percpu_buf)
+    let id = |wanted: bool, name: &str, flag: &str| -> Result<Option<u32>> {
+        if !wanted {
+            return Ok(None);
+        }
+        btf.vmlinux_struct_id(name)
+            .map(Some)
+            .with_context(|| format!("{flag} needs struct {name} in the kernel BTF"))
+    };
+    let skb = id(config.output_skb, "sk_buff", "--output-skb")?;
+    let shinfo = id(
+        config.output_shinfo,
+        "skb_shared_info",
+        "--output-skb-shared-info",
+    )?;
+    SkbDump::new(skb, shinfo, config.set_percpu_buf)
         .map(Some)
         .ok_or_else(|| {
             anyhow!(

@@ -43,10 +43,7 @@ fn usage_errors_exit_2() {
         (&["--filter-kprobe-batch", "0"], &["batch"]),
         (&["--filter-netns", "netns-without-slash"], &["netns"]),
         (&["--timestamp", "yesterday"], &["yesterday"]),
-        (
-            &["--output-skb-shared-info", "icmp"],
-            &["--output-skb-shared-info"],
-        ),
+        (&["--output-tunnel", "icmp"], &["--output-tunnel"]),
         (&["--filter-trace-tc"], &["--filter-trace-tc"]),
     ];
     for (args, needles) in table {

@@ -53,7 +53,10 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
     .to_vec();
     let skb_metadata = skb_expr::compile_metadata(btf, &metadata).expect("metadata resolves");
     let skb_id = btf.vmlinux_struct_id("sk_buff").expect("sk_buff id");
-    let skb_dump = SkbDump::new(skb_id, 4096);
+    let shinfo_id = btf
+        .vmlinux_struct_id("skb_shared_info")
+        .expect("skb_shared_info id");
+    let skb_dump = SkbDump::new(Some(skb_id), Some(shinfo_id), 4096);
     let everything = ProbeOptions {
         filter: filter("dst host 10.0.0.2 and tcp and dst port 8080"),
         mark: Some((0xa00, 0xff00)),
@@ -85,7 +88,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
             ProbeOptions {
                 skb_expr: Some(skb_expr),
                 skb_metadata,
-                skb_dump: SkbDump::new(skb_id, 100),
+                skb_dump: SkbDump::new(None, Some(shinfo_id), 100),
                 ..ProbeOptions::default()
             },
         ),

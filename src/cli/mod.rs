@@ -354,10 +354,6 @@ const PENDING_FLAGS: &[PendingFlag] = &[
         is_set: |c| c.output_tunnel,
     },
     PendingFlag {
-        name: "--output-skb-shared-info",
-        is_set: |c| c.output_shinfo,
-    },
-    PendingFlag {
         name: "--output-xdp-metadata",
         is_set: |c| !c.output_xdp_metadata.is_empty(),
     },

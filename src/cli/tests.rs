@@ -387,7 +387,7 @@ fn unsupported_flags_are_reported_not_ignored() {
     for implemented in [
         &["--filter-skb-expr", "skb->len > 0"][..],
         &["--output-skb-metadata", "skb->hash,skb->mark"][..],
-        &["--output-skb"][..],
+        &["--output-skb", "--output-skb-shared-info"][..],
     ] {
         assert!(
             ok(implemented).unsupported_flags().is_empty(),
@@ -425,10 +425,6 @@ fn unsupported_flags_are_reported_not_ignored() {
             ],
         ),
         (&["--output-netns-names"], &["--output-netns-names"]),
-        (
-            &["--output-skb", "--output-skb-shared-info"],
-            &["--output-skb-shared-info"],
-        ),
         (
             &["--output-file-max-size", "5"],
             &["--output-file-max-size"],

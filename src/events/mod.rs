@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 pub use crate::probes::event::EventKind;
 use crate::probes::event::{
     RawEvent, EVENT_SIZE, FLAGS_ALL, FLAG_ARGS, FLAG_CALLER, FLAG_CB, FLAG_DROP_REASON, FLAG_META,
-    FLAG_SKB_DUMP, FLAG_SKB_METADATA, FLAG_STACK, FLAG_TUPLE,
+    FLAG_SHINFO_DUMP, FLAG_SKB_DUMP, FLAG_SKB_METADATA, FLAG_STACK, FLAG_TUPLE,
 };
 use crate::probes::skb_dump::dump_text;
 
@@ -41,6 +41,8 @@ pub struct Event {
     pub skb_metadata: Option<[u64; 4]>,
     /// `--output-skb` text of `struct sk_buff` (carried after the record, see [`decode`]).
     pub skb_dump: Option<String>,
+    /// `--output-skb-shared-info` text of `struct skb_shared_info` (also after the record).
+    pub shinfo_dump: Option<String>,
 }
 
 /// The 2nd and 3rd arguments of the probed function (drop reasons live there).
@@ -112,7 +114,13 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let raw = RawEvent::from_bytes(bytes).ok_or(DecodeError::Short(bytes.len()))?;
     let mut event = Event::from_raw(&raw)?;
     if raw.flags & FLAG_SKB_DUMP != 0 {
-        event.skb_dump = dump_text(bytes);
+        event.skb_dump = dump_text(bytes, EVENT_SIZE);
+    }
+    if raw.flags & FLAG_SHINFO_DUMP != 0 {
+        let start = raw.shinfo_text as usize;
+        event.shinfo_dump = (start >= EVENT_SIZE)
+            .then(|| dump_text(bytes, start))
+            .flatten();
     }
     Ok(event)
 }
@@ -162,6 +170,7 @@ impl Event {
             skb_metadata: has(FLAG_SKB_METADATA).then_some(raw.skb_metadata),
             // Only [`decode`] sees the bytes after the record.
             skb_dump: has(FLAG_SKB_DUMP).then(String::new),
+            shinfo_dump: has(FLAG_SHINFO_DUMP).then(String::new),
         })
     }
 
@@ -220,6 +229,10 @@ impl Event {
         }
         if self.skb_dump.is_some() {
             raw.flags |= FLAG_SKB_DUMP;
+        }
+        if self.shinfo_dump.is_some() {
+            raw.flags |= FLAG_SHINFO_DUMP;
+            raw.shinfo_text = EVENT_SIZE as u32;
         }
         if let Some(values) = self.skb_metadata {
             raw.flags |= FLAG_SKB_METADATA;
@@ -344,6 +357,7 @@ mod tests {
             cb: Some([1, 2, 3, 4, 5]),
             skb_metadata: Some([1, u64::MAX, 0, 7]),
             skb_dump: None,
+            shinfo_dump: None,
         }
     }
 
@@ -356,6 +370,18 @@ mod tests {
         bytes.extend_from_slice(b"(struct sk_buff){\n .len = (unsigned int)60,\n}\0\0\0");
         ev.skb_dump = Some("(struct sk_buff){\n .len = (unsigned int)60,\n}".into());
         assert_eq!(decode(&bytes), Ok(ev));
+        let mut both = sample();
+        both.skb_dump = Some(String::new());
+        both.shinfo_dump = Some(String::new());
+        let mut raw = both.to_raw();
+        raw.shinfo_text = (EVENT_SIZE + 8) as u32;
+        let mut bytes = raw.to_bytes().to_vec();
+        bytes.extend_from_slice(b"skb\0\0\0\0\0shinfo\0");
+        both.skb_dump = Some("skb".into());
+        both.shinfo_dump = Some("shinfo".into());
+        assert_eq!(decode(&bytes), Ok(both));
+        raw.shinfo_text = 12; // inside the event: not trusted
+        assert_eq!(decode(&raw.to_bytes()).unwrap().shinfo_dump, None);
         let mut plain = sample().encode().to_vec();
         plain.extend_from_slice(b"ignored without the flag\0");
         assert_eq!(decode(&plain).unwrap().skb_dump, None);

@@ -41,6 +41,9 @@ pub struct JsonTuple {
 pub struct JsonEvent<'a> {
     #[serde(skip_serializing_if = "str::is_empty")]
     pub skb: &'a str,
+    /// The `--output-skb-shared-info` dump.
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub skb_shared_info: &'a str,
     #[serde(skip_serializing_if = "is_zero_u32")]
     pub cpu: u32,
     #[serde(skip_serializing_if = "str::is_empty")]

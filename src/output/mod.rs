@@ -396,6 +396,10 @@ impl Output {
             line.push('\n');
             line.push_str(dump.trim_end_matches('\n'));
         }
+        if let Some(dump) = &ev.shinfo_dump {
+            line.push('\n');
+            line.push_str(dump.trim_end_matches('\n'));
+        }
         line.push('\n');
     }
 
@@ -446,6 +450,7 @@ impl Output {
             .then(|| json_tuple(&ev.tuple.unwrap_or_default(), opts.tcp_flags));
         let record = json::JsonEvent {
             skb: &skb,
+            skb_shared_info: ev.shinfo_dump.as_deref().unwrap_or_default(),
             cpu: ev.cpu,
             process: names.processes.get(ev.pid),
             func,

@@ -129,6 +129,7 @@ fn event(func: u64, tuple: Option<Tuple>, meta: Option<SkbMeta>) -> Event {
         cb: None,
         skb_metadata: None,
         skb_dump: None,
+        shinfo_dump: None,
     }
 }
 
@@ -381,9 +382,10 @@ fn skb_metadata_follows_func_and_caller_in_table_only() {
 }
 
 #[test]
-fn skb_dump_follows_the_line_and_is_skb_metadata_in_json() {
+fn dumps_follow_the_line_and_have_their_json_keys() {
     let mut ev = event(0xffffffff81a00000, None, None);
     ev.skb_dump = Some("(struct sk_buff){\n .len = (unsigned int)60,\n}".into());
+    ev.shinfo_dump = Some("(struct skb_shared_info){\n .nr_frags = (__u8)1,\n}\n".into());
     let (mut out, _) = output(OutputOptions {
         stack: true,
         ..OutputOptions::default()
@@ -391,7 +393,8 @@ fn skb_dump_follows_the_line_and_is_skb_metadata_in_json() {
     assert_eq!(
         out.format_event(&ev, &[0xffffffff81a04020]).unwrap(),
         "0xffff8881052b6ee8 1   ~/bin/curl:12345 nf_hook_slow\n__ip_local_out\n\
-         (struct sk_buff){\n .len = (unsigned int)60,\n}\n"
+         (struct sk_buff){\n .len = (unsigned int)60,\n}\n\
+         (struct skb_shared_info){\n .nr_frags = (__u8)1,\n}\n"
     );
     let (mut out, _) = output(OutputOptions {
         json: true,
@@ -399,7 +402,9 @@ fn skb_dump_follows_the_line_and_is_skb_metadata_in_json() {
     });
     assert_eq!(
         out.format_event(&ev, &[]).unwrap(),
-        "{\"skb\":\"0xffff8881052b6ee8\",\"cpu\":1,\"process\":\"~/bin/curl:12345\",\"func\":\"nf_hook_slow\",\
+        "{\"skb\":\"0xffff8881052b6ee8\",\
+         \"skb_shared_info\":\"(struct skb_shared_info){\\n .nr_frags = (__u8)1,\\n}\\n\",\
+         \"cpu\":1,\"process\":\"~/bin/curl:12345\",\"func\":\"nf_hook_slow\",\
          \"skb_metadata\":\"(struct sk_buff){\\n .len = (unsigned int)60,\\n}\"}\n"
     );
 }

@@ -33,10 +33,11 @@
 //! |    112 |   16 | `saddr`        | IPv4 in the first 4 bytes, or IPv6                           |
 //! |    128 |   16 | `daddr`        | same                                                         |
 //! |    144 |   20 | `cb`           | 5 x u32 `qdisc_skb_cb->data` (`FLAG_CB`)                     |
-//! |    164 |    4 | reserved       | zero                                                         |
+//! |    164 |    4 | `shinfo_text`  | record offset of the shared-info text (`FLAG_SHINFO_DUMP`)   |
 //! |    168 |   32 | `skb_metadata` | 4 x u64 `--output-skb-metadata` values (`FLAG_SKB_METADATA`) |
 //!
-//! With `FLAG_SKB_DUMP` the record continues with the `--output-skb` text (see `skb_dump`).
+//! With `FLAG_SKB_DUMP` the record continues with the `--output-skb` text at 200; with
+//! `FLAG_SHINFO_DUMP` the `--output-skb-shared-info` text is at `shinfo_text` (see `skb_dump`).
 
 /// Size in bytes of one event record.
 pub const EVENT_SIZE: usize = 200;
@@ -70,6 +71,7 @@ pub mod off {
     pub const SADDR: usize = 112;
     pub const DADDR: usize = 128;
     pub const CB: usize = 144;
+    pub const SHINFO_TEXT: usize = 164;
     pub const SKB_METADATA: usize = 168;
 }
 
@@ -92,8 +94,11 @@ pub const FLAG_SKB_METADATA: u16 = 1 << 7;
 /// `flags` bit: the record is longer than [`EVENT_SIZE`]; the bytes after the event hold
 /// the `--output-skb` text (`bpf_snprintf_btf`), NUL-terminated.
 pub const FLAG_SKB_DUMP: u16 = 1 << 8;
+/// `flags` bit: the `--output-skb-shared-info` text is at record offset `shinfo_text`.
+pub const FLAG_SHINFO_DUMP: u16 = 1 << 9;
 /// Every defined flag bit.
 pub const FLAGS_ALL: u16 = FLAG_SKB_DUMP
+    | FLAG_SHINFO_DUMP
     | FLAG_META
     | FLAG_TUPLE
     | FLAG_STACK
@@ -166,7 +171,8 @@ pub struct RawEvent {
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
     pub cb: [u32; 5],
-    pub reserved1: u32,
+    /// Record offset of the `--output-skb-shared-info` text.
+    pub shinfo_text: u32,
     /// `--output-skb-metadata` values, zero-/sign-extended to 64 bits.
     pub skb_metadata: [u64; 4],
 }
@@ -226,7 +232,7 @@ impl RawEvent {
             saddr: arr(b, off::SADDR),
             daddr: arr(b, off::DADDR),
             cb,
-            reserved1: 0,
+            shinfo_text: u32_at(b, off::SHINFO_TEXT),
             skb_metadata,
         })
     }
@@ -264,6 +270,7 @@ impl RawEvent {
         for (i, v) in self.cb.iter().enumerate() {
             put(off::CB + 4 * i, &v.to_ne_bytes());
         }
+        put(off::SHINFO_TEXT, &self.shinfo_text.to_ne_bytes());
         for (i, v) in self.skb_metadata.iter().enumerate() {
             put(off::SKB_METADATA + 8 * i, &v.to_ne_bytes());
         }
@@ -306,6 +313,7 @@ mod tests {
             (off::SADDR, offset_of!(RawEvent, saddr)),
             (off::DADDR, offset_of!(RawEvent, daddr)),
             (off::CB, offset_of!(RawEvent, cb)),
+            (off::SHINFO_TEXT, offset_of!(RawEvent, shinfo_text)),
             (off::SKB_METADATA, offset_of!(RawEvent, skb_metadata)),
         ];
         for (i, (ours, c)) in table.iter().enumerate() {
@@ -335,6 +343,7 @@ mod tests {
         b[off::SADDR..off::SADDR + 4].copy_from_slice(&[10, 0, 2, 15]);
         b[off::CB + 16..off::CB + 20].copy_from_slice(&7u32.to_ne_bytes());
         b[off::SKB_METADATA + 24..off::SKB_METADATA + 32].copy_from_slice(&9u64.to_ne_bytes());
+        b[off::SHINFO_TEXT..off::SHINFO_TEXT + 4].copy_from_slice(&4296u32.to_ne_bytes());
         let raw = RawEvent::from_bytes(&b).unwrap();
         assert_eq!(raw.kind, 2);
         assert_eq!(raw.flags, FLAG_META | FLAG_TUPLE);
@@ -346,6 +355,7 @@ mod tests {
         assert_eq!(&raw.saddr[..4], &[10, 0, 2, 15]);
         assert_eq!(raw.cb, [0, 0, 0, 0, 7]);
         assert_eq!(raw.skb_metadata, [0, 0, 0, 9]);
+        assert_eq!(raw.shinfo_text, 4296);
         assert_eq!(raw.to_bytes(), b, "encode is the inverse of decode");
     }
 

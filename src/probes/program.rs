@@ -70,7 +70,7 @@ pub struct ProbeOptions {
     pub skb_expr: Option<SkbFilter>,
     /// `--output-skb-metadata` fields (at most 4), recorded as u64s in the event.
     pub skb_metadata: Vec<FieldPath>,
-    /// `--output-skb`: `struct sk_buff` as text after the event in the same record.
+    /// `--output-skb`/`--output-skb-shared-info`: text after the event in the same record.
     pub skb_dump: Option<SkbDump>,
 }
 
@@ -571,7 +571,11 @@ impl<'a> Gen<'a> {
         }
         if let Some(dump) = &self.o.skb_dump {
             // The meta slots were copied out above: their 16 bytes hold the `btf_ptr`.
-            skb_dump::emit_dump(&mut self.a, dump, R7, SLOT_MTU);
+            let fields = skb_dump::ShinfoFields {
+                head: &s.head,
+                end: &s.end,
+            };
+            skb_dump::emit_dump(&mut self.a, dump, R7, &fields, SLOT_MTU, SLOT_KEY);
         }
         // flags: the tuple parser ORs FLAG_TUPLE in itself.
         self.a.ldx(Size::H, R1, R8, off::FLAGS as i16);

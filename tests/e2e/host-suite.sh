@@ -13,7 +13,7 @@
 #   host-nomatch     a filter that matches none of the traffic: no event
 #   host-skb-expr    --filter-skb-expr plus --output-skb-metadata values
 #   host-skb-expr-nomatch  an skb expression no packet satisfies: no event
-#   host-output-skb  --output-skb: a struct sk_buff dump after the event line
+#   host-output-skb  --output-skb(-shared-info): struct dumps after the event line
 # Each run also checks that the BPF objects the tracer held are gone after
 # its exit (system-wide counters are not compared: other processes on the host
 # may load BPF programs). Namespaces are removed on exit (trap).

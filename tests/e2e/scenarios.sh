@@ -472,13 +472,16 @@ e2e_test_host_skb_expr() {
     e2e_fw_clear
 }
 
-# --output-skb: the BTF dump of struct sk_buff follows the event line.
+# --output-skb/--output-skb-shared-info: the BTF dumps follow the event line.
 e2e_test_host_output_skb() {
     e2e_fw_drop "ip daddr 10.0.0.2 tcp dport 8080" || { e2e_fail host-output-skb "cannot install nft rule"; return; }
-    e2e_trace host-output-skb e2e_traffic_v4_8080 --output-skb 'dst host 10.0.0.2 and port 8080'
+    e2e_trace host-output-skb e2e_traffic_v4_8080 --output-skb --output-skb-shared-info \
+        'dst host 10.0.0.2 and port 8080'
     e2e_scenario_check host-output-skb 1
     if [ -z "$E2E_WHY" ] && ! grep -qE '^ \.len = \(unsigned int\)[1-9]' "$E2E_LOG"; then
         E2E_WHY="no '.len = (unsigned int)N' line of a struct sk_buff dump"
+    elif [ -z "$E2E_WHY" ] && ! grep -qE '^\(struct skb_shared_info\)\{$' "$E2E_LOG"; then
+        E2E_WHY="no struct skb_shared_info dump"
     fi
     e2e_verdict host-output-skb '^\(struct sk_buff\)\{$'
     e2e_fw_clear
