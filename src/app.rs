@@ -28,7 +28,12 @@ pub fn run(config: &Config) -> Result<()> {
     // A bad filter is reported before anything needs privileges.
     let filter = crate::pcapc::parse(&config.pcap_filter())
         .map_err(|e| anyhow!("invalid pcap filter: {e}"))?;
-    if let Some(expr) = &config.filter_skb_expr {
+    // pwru's default is the empty expression: no filter.
+    if let Some(expr) = config
+        .filter_skb_expr
+        .as_deref()
+        .filter(|e| !e.trim().is_empty())
+    {
         crate::probes::skb_expr::parse(expr).map_err(|e| anyhow!("--filter-skb-expr: {e}"))?;
     }
     require_root()?;

@@ -55,7 +55,11 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
         track_skb: config.filter_track_skb,
         has_get_func_ip: kind != BackendKind::Tracepoint
             && load::func_ip_available().unwrap_or(false),
-        skb_expr: match &config.filter_skb_expr {
+        skb_expr: match config
+            .filter_skb_expr
+            .as_deref()
+            .filter(|e| !e.trim().is_empty())
+        {
             Some(text) => Some(skb_expr::compile_filter(&btf, text).context("--filter-skb-expr")?),
             None => None,
         },

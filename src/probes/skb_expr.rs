@@ -231,15 +231,17 @@ pub fn compile_filter(btf: &KernelBtf, text: &str) -> Result<SkbFilter, SkbExprE
     parse(text)?.resolve(btf)
 }
 
-/// Resolves the `--output-skb-metadata` fields (at most [`MAX_METADATA`]).
+/// Resolves the `--output-skb-metadata` fields (at most [`MAX_METADATA`]; blank
+/// entries, e.g. from `--output-skb-metadata ''`, are skipped).
 pub fn compile_metadata(
     btf: &KernelBtf,
     fields: &[String],
 ) -> Result<Vec<FieldPath>, SkbExprError> {
+    let fields: Vec<&String> = fields.iter().filter(|f| !f.trim().is_empty()).collect();
     if fields.len() > MAX_METADATA {
         return Err(SkbExprError::TooManyFields(fields.len()));
     }
-    fields.iter().map(|f| resolve_field(btf, f)).collect()
+    fields.into_iter().map(|f| resolve_field(btf, f)).collect()
 }
 
 /// Emits code leaving `path`'s value (zero- or sign-extended to 64 bits) in r1, reading
@@ -534,6 +536,8 @@ mod tests {
         }
         let too_many: Vec<String> = (0..5).map(|_| "skb->len".to_string()).collect();
         assert!(compile_metadata(&btf, &too_many).is_err());
+        let blank = vec![String::new(), "skb->mark".to_string(), " ".to_string()];
+        assert_eq!(compile_metadata(&btf, &blank).unwrap().len(), 1);
         assert!(compile_filter(&btf, "skb->dev->ifindex == 1 && skb->len > 0").is_ok());
     }
 
