@@ -167,6 +167,8 @@ struct Dag {
     tinfo: Vec<(u32, TestOp, bool)>,
     /// Folding results by the address of the lowered test.
     folded: HashMap<usize, Folded>,
+    /// Test nodes by (test id, yes, no).
+    test_nodes: HashMap<(u32, NodeId, NodeId), NodeId>,
 }
 
 /// True when evaluating `v` certainly rejects the packet: a constant-offset load past
@@ -330,6 +332,21 @@ impl Dag {
         id
     }
 
+    /// `mk` for an interned test (cheap key).
+    fn mk_test(&mut self, tid: u32, yes: NodeId, no: NodeId) -> NodeId {
+        if let Some(&id) = self.test_nodes.get(&(tid, yes, no)) {
+            return id;
+        }
+        self.nodes.push(Node::Test {
+            t: self.tests[tid as usize].clone(),
+            yes,
+            no,
+        });
+        let id = self.nodes.len() - 1;
+        self.test_nodes.insert((tid, yes, no), id);
+        id
+    }
+
     fn fold(&self, v: &V) -> Result<V, CompileError> {
         Ok(match v {
             V::K(_) | V::Len => v.clone(),
@@ -417,10 +434,7 @@ impl Dag {
                 Folded::Id(id) => match self.known(id, facts) {
                     Some(true) => yes,
                     Some(false) => no,
-                    None => {
-                        let t = self.tests[id as usize].clone();
-                        self.mk(Node::Test { t, yes, no })
-                    }
+                    None => self.mk_test(id, yes, no),
                 },
             },
             B::Protochain { v6, nl, proto } => self.mk(Node::Chain {
@@ -434,20 +448,25 @@ impl Dag {
     }
 }
 
-/// A continuation: what to evaluate next. Interned by structure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Kont {
+/// A continuation: what to evaluate next, with the values its tests read (a bitset of
+/// value ids: facts about other values can't matter to it).
+struct Kont<'b> {
+    what: KontKind<'b>,
+    vids: Vec<u64>,
+}
+
+enum KontKind<'b> {
     Done(NodeId),
-    /// Evaluate the `B` at this address, then continue with the two continuations.
-    Eval(usize, usize, usize),
+    /// Evaluate this `B`, then continue with the two continuations.
+    Eval(&'b B, usize, usize),
 }
 
 /// Path-sensitive generation: each continuation is generated under the facts of the
 /// path that reaches it (like libpcap's jump threading over dominating edges, to
-/// fixpoint), memoized on (continuation, facts). Gives up past a step budget.
+/// fixpoint), memoized on (continuation, relevant facts). Gives up past a step budget.
 struct PathGen<'b> {
-    konts: Vec<(Kont, Option<&'b B>)>,
-    kont_ids: HashMap<Kont, usize>,
+    konts: Vec<Kont<'b>>,
+    kont_ids: HashMap<(usize, usize, usize), usize>,
     memo: HashMap<(usize, Facts), NodeId>,
     steps: usize,
 }
@@ -456,13 +475,62 @@ const PATH_BUDGET: usize = 20_000;
 
 struct OverBudget;
 
+fn set_bit(bits: &mut Vec<u64>, i: u32) {
+    let w = (i / 64) as usize;
+    if bits.len() <= w {
+        bits.resize(w + 1, 0);
+    }
+    bits[w] |= 1 << (i % 64);
+}
+
+fn has_bit(bits: &[u64], i: u32) -> bool {
+    bits.get((i / 64) as usize)
+        .is_some_and(|w| w & (1 << (i % 64)) != 0)
+}
+
 impl<'b> PathGen<'b> {
-    fn kont(&mut self, k: Kont, b: Option<&'b B>) -> usize {
-        if let Some(&id) = self.kont_ids.get(&k) {
+    fn done(&mut self, n: NodeId) -> usize {
+        self.konts.push(Kont {
+            what: KontKind::Done(n),
+            vids: vec![],
+        });
+        self.konts.len() - 1
+    }
+
+    fn collect_vids(dag: &mut Dag, b: &B, bits: &mut Vec<u64>) {
+        match b {
+            B::Test(t) => {
+                if let Ok(Folded::Id(id)) = dag.ftest(t) {
+                    set_bit(bits, dag.tinfo[id as usize].0);
+                }
+            }
+            B::And(x, y) | B::Or(x, y) => {
+                Self::collect_vids(dag, x, bits);
+                Self::collect_vids(dag, y, bits);
+            }
+            B::Not(x) => Self::collect_vids(dag, x, bits),
+            B::Const(_) | B::Protochain { .. } => {}
+        }
+    }
+
+    fn kont(&mut self, dag: &mut Dag, b: &'b B, yes: usize, no: usize) -> usize {
+        let key = (b as *const B as usize, yes, no);
+        if let Some(&id) = self.kont_ids.get(&key) {
             return id;
         }
-        self.konts.push((k, b));
-        self.kont_ids.insert(k, self.konts.len() - 1);
+        let mut vids = self.konts[yes].vids.clone();
+        for (i, w) in self.konts[no].vids.iter().enumerate() {
+            if vids.len() <= i {
+                vids.push(0);
+            }
+            vids[i] |= w;
+        }
+        Self::collect_vids(dag, b, &mut vids);
+        self.konts.push(Kont {
+            what: KontKind::Eval(b, yes, no),
+            vids,
+        });
+        self.kont_ids.insert(key, self.konts.len() - 1);
         self.konts.len() - 1
     }
 
@@ -472,20 +540,25 @@ impl<'b> PathGen<'b> {
         k: usize,
         facts: &Facts,
     ) -> Result<Result<NodeId, OverBudget>, CompileError> {
-        match self.konts[k] {
-            (Kont::Done(n), _) => Ok(Ok(n)),
-            (Kont::Eval(_, y, n), Some(b)) => {
-                if let Some(&id) = self.memo.get(&(k, facts.clone())) {
-                    return Ok(Ok(id));
-                }
-                let r = self.gen(dag, b, y, n, facts)?;
-                if let Ok(id) = r {
-                    self.memo.insert((k, facts.clone()), id);
-                }
-                Ok(r)
-            }
-            (Kont::Eval(..), None) => unreachable!("Eval continuations carry their B"),
+        let (b, y, n) = match self.konts[k].what {
+            KontKind::Done(n) => return Ok(Ok(n)),
+            KontKind::Eval(b, y, n) => (b, y, n),
+        };
+        let vids = &self.konts[k].vids;
+        let relevant: Facts = facts
+            .iter()
+            .copied()
+            .filter(|&(t, _)| has_bit(vids, dag.tinfo[t as usize].0))
+            .collect();
+        let key = (k, relevant);
+        if let Some(&id) = self.memo.get(&key) {
+            return Ok(Ok(id));
         }
+        let r = self.gen(dag, b, y, n, &key.1)?;
+        if let Ok(id) = r {
+            self.memo.insert(key, id);
+        }
+        Ok(r)
     }
 
     fn gen(
@@ -505,11 +578,11 @@ impl<'b> PathGen<'b> {
             B::Const(false) => self.resolve(dag, no, facts),
             B::Not(x) => self.gen(dag, x, no, yes, facts),
             B::And(x, y) => {
-                let k = self.kont(Kont::Eval(&**y as *const B as usize, yes, no), Some(y));
+                let k = self.kont(dag, y, yes, no);
                 self.gen(dag, x, k, no, facts)
             }
             B::Or(x, y) => {
-                let k = self.kont(Kont::Eval(&**y as *const B as usize, yes, no), Some(y));
+                let k = self.kont(dag, y, yes, no);
                 self.gen(dag, x, yes, k, facts)
             }
             B::Test(t) => {
@@ -533,8 +606,7 @@ impl<'b> PathGen<'b> {
                     Ok(n) => n,
                     Err(e) => return Ok(Err(e)),
                 };
-                let t = dag.tests[id as usize].clone();
-                Ok(Ok(dag.mk(Node::Test { t, yes: ny, no: nn })))
+                Ok(Ok(dag.mk_test(id, ny, nn)))
             }
             B::Protochain { v6, nl, proto } => {
                 let ny = match self.resolve(dag, yes, facts)? {
@@ -606,6 +678,7 @@ fn plan(expr: &Expr, link: LinkType, env: &FilterEnv, max_end: u64) -> Result<Pl
         val_ids: HashMap::new(),
         tinfo: vec![],
         folded: HashMap::new(),
+        test_nodes: HashMap::new(),
     };
     let mut pg = PathGen {
         konts: vec![],
@@ -613,8 +686,8 @@ fn plan(expr: &Expr, link: LinkType, env: &FilterEnv, max_end: u64) -> Result<Pl
         memo: HashMap::new(),
         steps: 0,
     };
-    let km = pg.kont(Kont::Done(MATCH), None);
-    let kr = pg.kont(Kont::Done(REJECT), None);
+    let km = pg.done(MATCH);
+    let kr = pg.done(REJECT);
     let root = match pg.gen(&mut dag, &b, km, kr, &Vec::new())? {
         Ok(root) => root,
         Err(OverBudget) => {
@@ -622,6 +695,7 @@ fn plan(expr: &Expr, link: LinkType, env: &FilterEnv, max_end: u64) -> Result<Pl
             // hold on every path into it.
             dag.nodes.truncate(2);
             dag.intern.clear();
+            dag.test_nodes.clear();
             dag.gen(&b, MATCH, REJECT, &Vec::new())?
         }
     };
