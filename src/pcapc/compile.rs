@@ -4,7 +4,19 @@
 //! Register/stack contract of [`emit_filter`]: it clobbers R0–R5 and the
 //! [`stack_bytes`] bytes just below `env.stack_top` (relative to R10); R6–R9 are
 //! preserved. The packet source registers must be among R6–R9 (they survive the
-//! `bpf_probe_read_kernel` calls of the kernel-memory back end).
+//! `bpf_probe_read_kernel` calls of the kernel-memory back end). Stack layout, downwards
+//! from `stack_top`: 8 spill slots (64 B), an 8-byte read-on-demand slot, 3 protochain
+//! slots (24 B), then (kernel memory only) 8 B pad and the window buffer.
+//!
+//! Semantics are libpcap 1.10's unoptimized code: a load past the packet end or a
+//! division by zero rejects the whole filter, `len` is the packet length. Where
+//! libpcap's optimizer changes the verdict on short packets (it drops loads whose
+//! outcome it proves irrelevant) we keep the load. We report "rejects all packets"
+//! with libpcap's jump-threading rules, path-sensitively; we prove a few more filters
+//! unsatisfiable than libpcap does (constant relations, contradictions its optimizer
+//! misses). Limits: loads must end within [`DIRECT_MAX_END`] bytes (direct back end),
+//! `protochain` walks at most [`PROTOCHAIN_MAX_HEADERS`] headers, `geneve` is
+//! unsupported (variable offsets) and `vxlan` is not in libpcap 1.10.
 
 use std::collections::HashMap;
 
