@@ -1072,7 +1072,7 @@ impl Emitter<'_> {
                 }
                 Some(i) => {
                     self.eval(i, d)?;
-                    self.load_var(*k, *size);
+                    self.load_var(*k, *size, verifier_bound(i));
                 }
             },
             V::Neg(a) => {
@@ -1207,8 +1207,11 @@ impl Emitter<'_> {
     }
 
     /// R0 = big-endian load at `R0 + k` (R0 a zero-extended u32; no wrap).
-    fn load_var(&mut self, k: u32, size: u8) {
+    /// `bound`: an upper bound of R0 that the verifier also derives (lets us drop the
+    /// range check, and in kernel memory the read-on-demand path).
+    fn load_var(&mut self, k: u32, size: u8, bound: Option<u64>) {
         let rej = self.on_reject;
+        let end_bound = bound.map(|b| b + k as u64 + size as u64);
         let a = &mut *self.asm;
         if k > i32::MAX as u32 {
             a.mov32(Reg::R1, k as i32);
@@ -1218,7 +1221,9 @@ impl Emitter<'_> {
         }
         match self.src {
             PacketSource::Direct { start, end } => {
-                a.jmp(Cond::Gt, Reg::R0, DIRECT_MAX_END - size as i32, rej);
+                if end_bound.is_none_or(|b| b > DIRECT_MAX_END as u64) {
+                    a.jmp(Cond::Gt, Reg::R0, DIRECT_MAX_END - size as i32, rej);
+                }
                 a.mov64(Reg::R4, start);
                 a.add64(Reg::R4, Reg::R0);
                 a.add64(Reg::R4, size as i32);
@@ -1232,6 +1237,14 @@ impl Emitter<'_> {
                 a.mov64(Reg::R1, Reg::R0);
                 a.add64(Reg::R1, size as i32);
                 a.jmp(Cond::Gt, Reg::R1, len, rej);
+                if end_bound.is_some_and(|b| b <= window as u64) {
+                    // always inside the window
+                    a.mov64(Reg::R1, Reg::R10);
+                    a.add64(Reg::R1, Reg::R0);
+                    let off = self.buf_off();
+                    self.bytes_from(Reg::R1, off, size);
+                    return;
+                }
                 a.jmp(Cond::Gt, Reg::R0, window as i32 - size as i32, slow);
                 a.mov64(Reg::R1, Reg::R10);
                 a.add64(Reg::R1, Reg::R0);
@@ -1345,10 +1358,10 @@ impl Emitter<'_> {
             a.bind(adv);
             // A = P[nl + X]; X = (P[nl + X + 1] + 1) * 8 + X
             a.ldx(Size::DW, Reg::R0, Reg::R10, px);
-            self.load_var(nl, 1);
+            self.load_var(nl, 1, None);
             self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
             self.asm.ldx(Size::DW, Reg::R0, Reg::R10, px);
-            self.load_var(nl + 1, 1);
+            self.load_var(nl + 1, 1, None);
             let a = &mut *self.asm;
             a.alu32(A::Add, Reg::R0, 1);
             a.alu32(A::Mul, Reg::R0, 8);
@@ -1362,11 +1375,11 @@ impl Emitter<'_> {
         a.jmp(Cond::Ne, Reg::R0, 51, ln);
         // AH, as libpcap does it: A = P[nl + X]; X = (P[nl + (X + 1)] + 2) * 4
         a.ldx(Size::DW, Reg::R0, Reg::R10, px);
-        self.load_var(nl, 1);
+        self.load_var(nl, 1, None);
         self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
         self.asm.ldx(Size::DW, Reg::R0, Reg::R10, px);
         self.asm.alu32(A::Add, Reg::R0, 1);
-        self.load_var(nl, 1);
+        self.load_var(nl, 1, None);
         let a = &mut *self.asm;
         a.alu32(A::Add, Reg::R0, 2);
         a.alu32(A::Mul, Reg::R0, 4);
@@ -1375,6 +1388,35 @@ impl Emitter<'_> {
         let _ = next;
         Ok(())
     }
+}
+
+/// An upper bound of `v` that the kernel verifier's range tracking also finds (only
+/// loads, constants, `&`, `|`, `+` and constant shifts, without 32-bit wrap-around).
+fn verifier_bound(v: &V) -> Option<u64> {
+    let b = match v {
+        V::K(k) => *k as u64,
+        V::Load { size, .. } => (1u64 << (8 * *size as u32)) - 1,
+        V::Alu(ArithOp::And, a, b) => match (verifier_bound(a), verifier_bound(b)) {
+            (Some(x), Some(y)) => x.min(y),
+            (Some(x), None) | (None, Some(x)) => x,
+            (None, None) => return None,
+        },
+        V::Alu(ArithOp::Or, a, b) => {
+            let m = verifier_bound(a)?.max(verifier_bound(b)?);
+            m.checked_next_power_of_two()?.saturating_mul(2) - 1
+        }
+        V::Alu(ArithOp::Add, a, b) => verifier_bound(a)? + verifier_bound(b)?,
+        V::Alu(ArithOp::Lsh, a, b) => match **b {
+            V::K(s) if s < 32 => verifier_bound(a)? << s,
+            _ => return None,
+        },
+        V::Alu(ArithOp::Rsh, a, b) => match **b {
+            V::K(_) => verifier_bound(a)?,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    (b <= u32::MAX as u64).then_some(b)
 }
 
 /// `(offset, size, mask)` of a test value that is a constant-offset 2/4-byte load,
