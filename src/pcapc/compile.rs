@@ -1195,6 +1195,15 @@ impl Emitter<'_> {
                         self.asm.ldx(size_of(size), Reg::R0, Reg::R10, off as i16);
                         return true;
                     }
+                    if want_raw && size == 4 && off.rem_euclid(2) == 0 {
+                        // the raw little-endian word from two aligned halves
+                        let a = &mut *self.asm;
+                        a.ldx(Size::H, Reg::R0, Reg::R10, off as i16);
+                        a.ldx(Size::H, Reg::R2, Reg::R10, off as i16 + 2);
+                        a.alu32(crate::asm::AluOp::Lsh, Reg::R2, 16);
+                        a.alu32(crate::asm::AluOp::Or, Reg::R0, Reg::R2);
+                        return true;
+                    }
                     self.aligned_from_stack(off as i16, size);
                 } else {
                     self.asm.mov64(Reg::R3, base);
