@@ -342,6 +342,30 @@ impl Asm {
         self
     }
 
+    /// The label called `name`, created on first use. The DSL and the text assembler
+    /// refer to labels by name, so a forward `goto done` and a later `done:` meet here.
+    pub fn label_named(&mut self, name: &str) -> Label {
+        match self
+            .label_names
+            .iter()
+            .position(|n| n.as_deref() == Some(name))
+        {
+            Some(i) => Label(i),
+            None => self.named_label(name),
+        }
+    }
+
+    /// Record an error found while emitting; `finish` returns the first one recorded.
+    pub fn record_error(&mut self, e: AsmError) -> &mut Self {
+        self.fail(e);
+        self
+    }
+
+    /// The first error recorded so far, if any.
+    pub fn error(&self) -> Option<&AsmError> {
+        self.error.as_ref()
+    }
+
     pub fn is_bound(&self, l: Label) -> bool {
         self.labels[l.0].is_some()
     }

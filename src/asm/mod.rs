@@ -2,12 +2,17 @@
 //! a macro DSL that reads like the verifier's listing, and a disassembler.
 
 pub mod builder;
+pub mod disasm;
+pub mod dsl;
 pub mod helpers;
 pub mod insn;
+pub mod text;
 
 pub use builder::{AluOp, Asm, AtomicOp, Cond, Label, MapRef, Program, Reg, Size, Src};
+pub use disasm::{disassemble, disassemble_insn, disassemble_program};
 pub use helpers::Helper;
 pub use insn::Insn;
+pub use text::{assemble, TextError};
 
 /// Errors found while assembling a program.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -4,4 +4,9 @@
 pub mod ast;
 pub mod compile;
 pub mod lower;
+pub mod names;
+pub mod parse;
 pub mod run;
+pub mod tool;
+
+pub use parse::{parse, parse_with, ParseError, ParseErrorKind, ParseOptions};

@@ -1,0 +1,202 @@
+//! Which kernel functions to probe: BTF's skb functions ∩ what the kernel lets us probe
+//! (`available_filter_functions` when readable, else kallsyms), narrowed by `--filter-func`.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+
+use crate::btf::{SkbFunc, SkbTracepoint};
+
+/// One probe target: a function (kprobe backends) or a tracepoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub name: String,
+    pub module: Option<String>,
+    /// 1-based skb argument position for functions, 0-based for tracepoints.
+    pub skb_arg: u16,
+    /// Position of an `enum skb_drop_reason` argument (same numbering as `skb_arg`).
+    pub drop_reason_arg: Option<u16>,
+    /// Tracepoints only: number of arguments.
+    pub nargs: u16,
+}
+
+impl Target {
+    pub fn from_func(f: &SkbFunc) -> Self {
+        Target {
+            name: f.name.clone(),
+            module: f.module.clone(),
+            skb_arg: f.skb_arg,
+            drop_reason_arg: f.drop_reason_arg,
+            nargs: 0,
+        }
+    }
+
+    pub fn from_tracepoint(t: &SkbTracepoint) -> Self {
+        Target {
+            name: t.name.clone(),
+            module: t.module.clone(),
+            skb_arg: t.skb_arg,
+            drop_reason_arg: t.drop_reason_arg,
+            nargs: t.nargs,
+        }
+    }
+}
+
+/// Where the list of probeable functions came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeableSource {
+    /// tracefs `available_filter_functions` (what ftrace, hence kprobe-multi, accepts).
+    FilterFunctions(String),
+    /// `/proc/kallsyms` text symbols (tracefs unreadable).
+    Kallsyms,
+    /// Neither could be read: every BTF function is tried; the kernel refuses some.
+    Unchecked,
+}
+
+/// The set of function names the running kernel can probe.
+#[derive(Clone, Debug)]
+pub struct Probeable {
+    pub source: ProbeableSource,
+    names: HashSet<String>,
+}
+
+const FILTER_FUNCTION_FILES: [&str; 2] = [
+    "/sys/kernel/tracing/available_filter_functions",
+    "/sys/kernel/debug/tracing/available_filter_functions",
+];
+
+impl Probeable {
+    /// Reads tracefs (new path first), then debugfs, then kallsyms.
+    pub fn discover() -> Self {
+        for path in FILTER_FUNCTION_FILES {
+            if let Ok(text) = fs::read_to_string(path) {
+                return Probeable {
+                    source: ProbeableSource::FilterFunctions(path.to_string()),
+                    names: parse_filter_functions(&text),
+                };
+            }
+        }
+        match fs::read_to_string("/proc/kallsyms") {
+            Ok(text) => Probeable {
+                source: ProbeableSource::Kallsyms,
+                names: parse_kallsyms_text_names(&text),
+            },
+            Err(_) => Probeable {
+                source: ProbeableSource::Unchecked,
+                names: HashSet::new(),
+            },
+        }
+    }
+
+    pub fn from_names(source: ProbeableSource, names: HashSet<String>) -> Self {
+        Probeable { source, names }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.source == ProbeableSource::Unchecked || self.names.contains(name)
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.source {
+            ProbeableSource::FilterFunctions(p) => p.clone(),
+            ProbeableSource::Kallsyms => "/proc/kallsyms (tracefs not readable)".into(),
+            ProbeableSource::Unchecked => "nothing (tracefs and kallsyms unreadable)".into(),
+        }
+    }
+}
+
+/// `available_filter_functions` lines: `name` or `name [module]`.
+pub fn parse_filter_functions(text: &str) -> HashSet<String> {
+    text.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `/proc/kallsyms` lines `addr type name [module]`: names of text symbols.
+pub fn parse_kallsyms_text_names(text: &str) -> HashSet<String> {
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let (_addr, ty, name) = (it.next()?, it.next()?, it.next()?);
+            matches!(ty, "t" | "T").then(|| name.to_string())
+        })
+        .collect()
+}
+
+/// The kprobe targets: skb functions the kernel can probe and `keep` accepts.
+pub fn select_functions(
+    funcs: &[SkbFunc],
+    probeable: &Probeable,
+    keep: impl Fn(&str) -> bool,
+) -> Vec<Target> {
+    funcs
+        .iter()
+        .filter(|f| keep(&f.name) && probeable.contains(&f.name))
+        .map(Target::from_func)
+        .collect()
+}
+
+/// The tracepoint targets `keep` accepts.
+pub fn select_tracepoints(tps: &[SkbTracepoint], keep: impl Fn(&str) -> bool) -> Vec<Target> {
+    tps.iter()
+        .filter(|t| keep(&t.name))
+        .map(Target::from_tracepoint)
+        .collect()
+}
+
+/// Whether a kprobe PMU exists (`CONFIG_KPROBES` with perf events).
+pub fn kprobes_available() -> bool {
+    Path::new("/sys/bus/event_source/devices/kprobe/type").exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_functions_with_modules() {
+        let names = parse_filter_functions("ip_rcv\nveth_xmit [veth]\n\n__netif_receive_skb\n");
+        assert!(names.contains("ip_rcv"));
+        assert!(names.contains("veth_xmit"));
+        assert_eq!(names.len(), 3);
+    }
+
+    #[test]
+    fn kallsyms_text_symbols_only() {
+        let names = parse_kallsyms_text_names(
+            "ffffffff81000000 T _text\nffffffff82000000 D some_data\nffffffffc0000000 t veth_xmit\t[veth]\n",
+        );
+        assert!(names.contains("_text"));
+        assert!(names.contains("veth_xmit"));
+        assert!(!names.contains("some_data"));
+    }
+
+    #[test]
+    fn selection_intersects_and_filters() {
+        let f = |name: &str, arg| SkbFunc {
+            name: name.into(),
+            skb_arg: arg,
+            drop_reason_arg: None,
+            module: None,
+            btf_id: 1,
+        };
+        let funcs = vec![f("ip_rcv", 1), f("ip_output", 3), f("inlined_away", 1)];
+        let probeable = Probeable::from_names(
+            ProbeableSource::Kallsyms,
+            ["ip_rcv", "ip_output"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        );
+        let t = select_functions(&funcs, &probeable, |n| n.starts_with("ip_"));
+        assert_eq!(
+            t.iter()
+                .map(|t| (t.name.as_str(), t.skb_arg))
+                .collect::<Vec<_>>(),
+            vec![("ip_rcv", 1), ("ip_output", 3)]
+        );
+        let unchecked = Probeable::from_names(ProbeableSource::Unchecked, HashSet::new());
+        assert_eq!(select_functions(&funcs, &unchecked, |_| true).len(), 3);
+    }
+}

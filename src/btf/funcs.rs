@@ -1,0 +1,277 @@
+//! Which kernel functions and tracepoints take a `struct sk_buff *`, found by
+//! walking every BTF FUNC prototype and every `btf_trace_<name>` typedef.
+
+use std::collections::HashMap;
+
+use btf_rs::{Btf, BtfType, Type};
+
+use super::error::BtfError;
+use super::kernel::{resolve, strip_modifiers, BtfSource, KernelBtf};
+
+/// Highest 1-based argument position a kprobe program reads (PT_REGS_PARM1..5).
+pub const MAX_PROBE_ARG: u16 = 5;
+
+const TRACEPOINT_PREFIX: &str = "btf_trace_";
+const SKB_STRUCT: &str = "sk_buff";
+const DROP_REASON_ENUM: &str = "skb_drop_reason";
+
+/// A kernel function taking a `struct sk_buff *`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkbFunc {
+    pub name: String,
+    /// 1-based position of the FIRST `struct sk_buff *` parameter.
+    pub skb_arg: u16,
+    /// 1-based position of an `enum skb_drop_reason` parameter, if any.
+    pub drop_reason_arg: Option<u16>,
+    /// Defining module; `None` for vmlinux.
+    pub module: Option<String>,
+    /// BTF id of the FUNC (in its module's split BTF for modules).
+    pub btf_id: u32,
+}
+
+/// Result of scanning for skb functions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SkbFuncScan {
+    /// Functions whose first skb parameter is at position 1..=[`MAX_PROBE_ARG`].
+    pub probeable: Vec<SkbFunc>,
+    /// Functions whose first skb parameter is further: a kprobe cannot read it.
+    pub beyond_max_arg: Vec<SkbFunc>,
+}
+
+/// A tracepoint with a `struct sk_buff *` argument (from `btf_trace_<name>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkbTracepoint {
+    /// Tracepoint name without the `btf_trace_` prefix, e.g. `kfree_skb`.
+    pub name: String,
+    /// Number of tracepoint arguments (the leading `void *` excluded).
+    pub nargs: u16,
+    /// 0-based index of the first skb argument among the tracepoint arguments.
+    pub skb_arg: u16,
+    /// 0-based index of an `enum skb_drop_reason` argument, if any.
+    pub drop_reason_arg: Option<u16>,
+    /// Defining module; `None` for vmlinux.
+    pub module: Option<String>,
+    /// BTF id of the `btf_trace_<name>` typedef (needed to load tp_btf programs).
+    pub btf_id: u32,
+}
+
+/// What a parameter type is, as far as we care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ParamKind {
+    Skb,
+    DropReason,
+    Other,
+}
+
+/// Positions found in one prototype (0-based indexes into its parameters).
+#[derive(Debug, Clone, Copy)]
+struct ProtoFacts {
+    skb: Option<usize>,
+    drop_reason: Option<usize>,
+}
+
+/// Classifies parameter types of one BTF object, memoizing per type id
+/// (thousands of FUNCs share a few prototypes and parameter types).
+struct Classifier<'a> {
+    btf: &'a Btf,
+    origin: &'a str,
+    skb_ids: Vec<u32>,
+    drop_reason_ids: Vec<u32>,
+    params: HashMap<u32, ParamKind>,
+    protos: HashMap<(u32, usize), Option<ProtoFacts>>,
+}
+
+impl<'a> Classifier<'a> {
+    fn new(kernel: &'a KernelBtf, btf: &'a Btf) -> Result<Self, BtfError> {
+        let ids_of = |name: &str| -> Result<Vec<u32>, BtfError> {
+            Ok(kernel
+                .ids_by_name(btf, name)?
+                .into_iter()
+                .filter(|&id| {
+                    matches!(
+                        btf.resolve_type_by_id(id),
+                        Ok(Type::Struct(_) | Type::Fwd(_) | Type::Enum(_) | Type::Enum64(_))
+                    )
+                })
+                .collect())
+        };
+        Ok(Classifier {
+            btf,
+            origin: kernel.origin(),
+            skb_ids: ids_of(SKB_STRUCT)?,
+            drop_reason_ids: ids_of(DROP_REASON_ENUM)?,
+            params: HashMap::new(),
+            protos: HashMap::new(),
+        })
+    }
+
+    fn param_kind(&mut self, type_id: u32) -> Result<ParamKind, BtfError> {
+        if let Some(&kind) = self.params.get(&type_id) {
+            return Ok(kind);
+        }
+        let (id, ty) = strip_modifiers(self.btf, self.origin, type_id)?;
+        let kind = match ty {
+            Type::Ptr(p) => {
+                let pointee = p.get_type_id().unwrap_or(0);
+                let (target, _) = strip_modifiers(self.btf, self.origin, pointee)?;
+                if self.skb_ids.contains(&target) {
+                    ParamKind::Skb
+                } else {
+                    ParamKind::Other
+                }
+            }
+            _ if self.drop_reason_ids.contains(&id) => ParamKind::DropReason,
+            _ => ParamKind::Other,
+        };
+        self.params.insert(type_id, kind);
+        Ok(kind)
+    }
+
+    /// Facts about the FUNC_PROTO `proto_id`, skipping its first `skip` params.
+    fn proto(&mut self, proto_id: u32, skip: usize) -> Result<Option<ProtoFacts>, BtfError> {
+        if let Some(&facts) = self.protos.get(&(proto_id, skip)) {
+            return Ok(facts);
+        }
+        let facts = match resolve(self.btf, self.origin, proto_id)? {
+            Type::FuncProto(proto) => {
+                let mut facts = ProtoFacts {
+                    skb: None,
+                    drop_reason: None,
+                };
+                for (i, param) in proto.parameters.iter().enumerate().skip(skip) {
+                    if param.is_variadic() {
+                        break;
+                    }
+                    match self.param_kind(param.get_type_id().unwrap_or(0))? {
+                        ParamKind::Skb if facts.skb.is_none() => facts.skb = Some(i - skip),
+                        ParamKind::DropReason if facts.drop_reason.is_none() => {
+                            facts.drop_reason = Some(i - skip)
+                        }
+                        _ => {}
+                    }
+                }
+                facts.skb.map(|_| facts)
+            }
+            _ => None,
+        };
+        self.protos.insert((proto_id, skip), facts);
+        Ok(facts)
+    }
+}
+
+fn position(index: usize) -> u16 {
+    u16::try_from(index).unwrap_or(u16::MAX)
+}
+
+impl KernelBtf {
+    /// Functions taking a `struct sk_buff *` with its first such parameter at
+    /// position 1..=5, sorted by name, one entry per name (vmlinux wins, then
+    /// modules in load order). See [`KernelBtf::scan_skb_functions`].
+    pub fn skb_functions(&self) -> Result<Vec<SkbFunc>, BtfError> {
+        Ok(self.scan_skb_functions()?.probeable)
+    }
+
+    /// All BTF FUNCs whose prototype takes a `struct sk_buff *` (through
+    /// typedefs/const/volatile), split by whether a kprobe can read the skb.
+    /// With several skb parameters the first one's position is recorded.
+    pub fn scan_skb_functions(&self) -> Result<SkbFuncScan, BtfError> {
+        let mut all = Vec::new();
+        for src in self.sources() {
+            self.scan_funcs_in(&src, &mut all)?;
+        }
+        let all = sorted_unique(all, |f| &f.name);
+        let (probeable, beyond_max_arg) = all.into_iter().partition(|f| f.skb_arg <= MAX_PROBE_ARG);
+        Ok(SkbFuncScan {
+            probeable,
+            beyond_max_arg,
+        })
+    }
+
+    fn scan_funcs_in(&self, src: &BtfSource<'_>, out: &mut Vec<SkbFunc>) -> Result<(), BtfError> {
+        let mut classifier = Classifier::new(self, src.btf)?;
+        if classifier.skb_ids.is_empty() {
+            return Ok(());
+        }
+        for id in src.first_id..=src.last_id {
+            let Type::Func(func) = resolve(src.btf, self.origin(), id)? else {
+                continue;
+            };
+            let Some(facts) = classifier.proto(func.get_type_id().unwrap_or(0), 0)? else {
+                continue;
+            };
+            let skb = facts.skb.unwrap_or_default();
+            out.push(SkbFunc {
+                name: self.name_of(src.btf, &func)?,
+                skb_arg: position(skb + 1),
+                drop_reason_arg: facts.drop_reason.map(|i| position(i + 1)),
+                module: src.module.map(str::to_string),
+                btf_id: id,
+            });
+        }
+        Ok(())
+    }
+
+    /// Tracepoints (`btf_trace_<name>` typedefs) with a `struct sk_buff *`
+    /// argument, sorted by name, one entry per name.
+    pub fn skb_tracepoints(&self) -> Result<Vec<SkbTracepoint>, BtfError> {
+        let mut all = Vec::new();
+        for src in self.sources() {
+            let mut classifier = Classifier::new(self, src.btf)?;
+            if classifier.skb_ids.is_empty() {
+                continue;
+            }
+            for id in src.first_id..=src.last_id {
+                let Type::Typedef(typedef) = resolve(src.btf, self.origin(), id)? else {
+                    continue;
+                };
+                let name = self.name_of(src.btf, &typedef)?;
+                let Some(tp_name) = name.strip_prefix(TRACEPOINT_PREFIX) else {
+                    continue;
+                };
+                let Type::Ptr(ptr) =
+                    resolve(src.btf, self.origin(), typedef.get_type_id().unwrap_or(0))?
+                else {
+                    continue;
+                };
+                let proto_id = ptr.get_type_id().unwrap_or(0);
+                let Type::FuncProto(proto) = resolve(src.btf, self.origin(), proto_id)? else {
+                    continue;
+                };
+                if !self.is_void_ptr(src.btf, proto.parameters.first())? {
+                    continue;
+                }
+                let Some(facts) = classifier.proto(proto_id, 1)? else {
+                    continue;
+                };
+                all.push(SkbTracepoint {
+                    name: tp_name.to_string(),
+                    nargs: position(proto.parameters.len() - 1),
+                    skb_arg: position(facts.skb.unwrap_or_default()),
+                    drop_reason_arg: facts.drop_reason.map(position),
+                    module: src.module.map(str::to_string),
+                    btf_id: id,
+                });
+            }
+        }
+        Ok(sorted_unique(all, |t| &t.name))
+    }
+
+    fn is_void_ptr(&self, btf: &Btf, param: Option<&btf_rs::Parameter>) -> Result<bool, BtfError> {
+        let Some(param) = param else {
+            return Ok(false);
+        };
+        let (_, ty) = strip_modifiers(btf, self.origin(), param.get_type_id().unwrap_or(0))?;
+        let Type::Ptr(ptr) = ty else {
+            return Ok(false);
+        };
+        let (_, pointee) = strip_modifiers(btf, self.origin(), ptr.get_type_id().unwrap_or(0))?;
+        Ok(matches!(pointee, Type::Void))
+    }
+}
+
+/// Stable sort by name, keeping the first entry of each name.
+fn sorted_unique<T>(mut items: Vec<T>, name: impl Fn(&T) -> &String) -> Vec<T> {
+    items.sort_by(|a, b| name(a).cmp(name(b)));
+    items.dedup_by(|b, a| name(a) == name(b));
+    items
+}

@@ -1,0 +1,493 @@
+//! Command-line configuration: every flag of pwru 1.0.12 spelled as there (pflag-style
+//! booleans included), plus pwru-rs extras, parsed with clap and validated into one `Config`.
+
+mod values;
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser};
+
+pub use values::{
+    parse_backend, parse_batch, parse_func_filter, parse_go_bool, parse_mark, parse_netns, Backend,
+    FuncFilter, MarkFilter, NetnsSpec, TimestampMode,
+};
+
+/// Most `--output-skb-metadata` / `--output-xdp-metadata` fields pwru accepts.
+pub const MAX_METADATA_FIELDS: usize = 4;
+
+const ABOUT: &str =
+    "pwru: packet, where are you? Traces every kernel function an sk_buff passes through.";
+
+const LONG_ABOUT: &str = "\
+pwru: packet, where are you?
+
+Traces every Linux kernel function a packet (struct sk_buff) passes through, keeps the
+packets matching a tcpdump-style pcap filter (see `man 7 pcap-filter`), and shows why the
+kernel dropped them. Every word after the options is joined into one pcap-filter expression.
+Needs root (CAP_BPF + CAP_PERFMON) and a kernel with BTF (/sys/kernel/btf/vmlinux).";
+
+const EXAMPLES: &str = "\
+Examples:
+  # Why are TCP packets to 1.0.0.1:8080 dropped?
+  pwru 'dst host 1.0.0.1 and tcp and dst port 8080'
+
+  # IPv6, with timestamps and the caller of each function
+  pwru --timestamp current --output-caller 'ip6 and dst host 2606:4700:4700::1001'
+
+  # Only functions whose whole name matches a regex, with TCP flags and stacks
+  pwru --filter-func 'ip_.*|tcp_.*' --output-tcp-flags --output-stack 'tcp[tcpflags] & tcp-syn != 0'
+
+  # Packets with mark 0xa00 in the masked bits, in one network namespace
+  pwru --filter-mark 0xa00/0xf00 --filter-netns /run/netns/blue icmp
+
+  # Keep following a packet after NAT rewrote its address
+  pwru --filter-track-skb 'dst host 10.10.20.99'
+
+  # JSON lines to a file, stop after 100 events
+  pwru --output-json --output-file /tmp/pwru.json --output-limit-lines 100 arp
+
+  # Booleans take an optional =value, as in the original: hide the meta columns
+  pwru --output-meta=false udp
+
+  # Without tracing: list the probed functions, show the compiled filter, or test it on a capture
+  pwru --list-funcs --filter-func '.*xmit.*'
+  pwru --dump-filter --l3 'tcp port 443'
+  pwru --filter-check capture.pcap 'udp and port 53'";
+
+/// Everything the command line says. Field names follow pwru's flag names.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "pwru",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_long_help = EXAMPLES,
+    after_help = "Run `pwru --help` for examples.",
+    override_usage = "pwru [options] [pcap-filter]",
+    args_override_self = true,
+    max_term_width = 110
+)]
+pub struct Config {
+    // ---- Kernel and backend ----
+    /// Load kernel BTF from this file instead of /sys/kernel/btf/vmlinux (e.g. a btfhub file)
+    #[arg(long, value_name = "FILE", help_heading = "Kernel")]
+    pub kernel_btf: Option<PathBuf>,
+
+    /// Also probe skb functions of these kernel modules (comma list, repeatable), e.g. --kmods nf_tables,veth
+    #[arg(long, value_delimiter = ',', action = ArgAction::Append, value_name = "MOD,...", help_heading = "Kernel")]
+    pub kmods: Vec<String>,
+
+    /// Probe every module with BTF under /sys/kernel/btf (all but vmlinux)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Kernel")]
+    pub all_kmods: bool,
+
+    /// Tracing backend: auto, kprobe-multi, kprobe or tracepoint (empty = auto-detect)
+    #[arg(long, default_value = "", value_parser = parse_backend, hide_default_value = true, value_name = "BACKEND", help_heading = "Kernel")]
+    pub backend: Backend,
+
+    /// Enable debug logging
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Kernel")]
+    pub debug: bool,
+
+    /// Create this file once every probe is attached (used by test harnesses)
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub ready_file: Option<PathBuf>,
+
+    // ---- Filters ----
+    /// Probe only functions whose WHOLE name matches this regex (use '.*foo.*' for a substring)
+    #[arg(long, value_parser = parse_func_filter, value_name = "REGEX", help_heading = "Filters")]
+    pub filter_func: Option<FuncFilter>,
+
+    /// Also probe these functions that take no skb (forces --filter-track-skb-by-stackid)
+    #[arg(long, value_delimiter = ',', action = ArgAction::Append, value_name = "FUNC,...", help_heading = "Filters")]
+    pub filter_non_skb_funcs: Vec<String>,
+
+    /// Keep packets of one netns: a path like /proc/<pid>/ns/net or /run/netns/<name>, or inode:<n>
+    #[arg(long, value_parser = parse_netns, value_name = "NETNS", help_heading = "Filters")]
+    pub filter_netns: Option<NetnsSpec>,
+
+    /// Keep packets with (skb->mark & mask) == (mark & mask); hex (0x..) or decimal; no mask = exact match
+    #[arg(long, value_parser = parse_mark, default_value = "0x0/0x0", value_name = "mark[/mask]", help_heading = "Filters")]
+    pub filter_mark: MarkFilter,
+
+    /// Keep tracing a packet after it first matched, even if it stops matching (NAT, decapsulation)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Filters")]
+    pub filter_track_skb: bool,
+
+    /// Keep tracing a packet even after it is freed and rebuilt (e.g. through a bridge)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Filters")]
+    pub filter_track_skb_by_stackid: bool,
+
+    /// Trace tc BPF programs (fentry)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Filters")]
+    pub filter_trace_tc: bool,
+
+    /// Trace XDP BPF programs (fentry/fexit)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Filters")]
+    pub filter_trace_xdp: bool,
+
+    /// Trace the BPF helpers called by loaded BPF programs
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Filters")]
+    pub filter_track_bpf_helpers: bool,
+
+    /// pcap expression for the inner frame of VXLAN/Geneve traffic (from the inner MAC header)
+    #[arg(long, value_name = "EXPR", help_heading = "Filters")]
+    pub filter_tunnel_pcap_l2: Option<String>,
+
+    /// pcap expression for the inner packet of VXLAN/Geneve traffic (from the inner IP header)
+    #[arg(long, value_name = "EXPR", help_heading = "Filters")]
+    pub filter_tunnel_pcap_l3: Option<String>,
+
+    /// Keep packets of this interface (resolved in --filter-netns, or the current netns)
+    #[arg(long, value_name = "IFNAME", help_heading = "Filters")]
+    pub filter_ifname: Option<String>,
+
+    /// How many kprobes attach/detach concurrently per batch (kprobe backend)
+    #[arg(long, default_value = "10", value_parser = parse_batch, value_name = "N", help_heading = "Filters")]
+    pub filter_kprobe_batch: u32,
+
+    /// Keep skbs matching a simple C expression, e.g. 'skb->dev->ifindex == 9'
+    #[arg(long, value_name = "EXPR", help_heading = "Filters")]
+    pub filter_skb_expr: Option<String>,
+
+    /// Keep XDP buffers matching a simple C expression, e.g. 'xdp->rxq->dev->ifindex == 9'
+    #[arg(long, value_name = "EXPR", help_heading = "Filters")]
+    pub filter_xdp_expr: Option<String>,
+
+    // ---- Output ----
+    /// Time columns: none, current (TIMESTAMP ns since boot), relative (ns since the skb's previous event), absolute (TIME wall clock + TIMESTAMP)
+    #[arg(
+        long = "timestamp",
+        value_enum,
+        default_value = "none",
+        value_name = "MODE",
+        help_heading = "Output"
+    )]
+    pub timestamp: TimestampMode,
+
+    /// Print the NETNS, MARK/x, IFACE, PROTO, MTU and LEN columns (--output-meta=false to hide)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true", value_parser = parse_go_bool, value_name = "BOOL", help_heading = "Output")]
+    pub output_meta: bool,
+
+    /// Print a NETNS NAME column from /run/netns names
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
+    pub output_netns_names: bool,
+
+    /// Width of the NETNS NAME column (at least 10)
+    #[arg(long, default_value = "16", value_name = "N", help_heading = "Output")]
+    pub netns_names_max_length: u8,
+
+    /// Print the saddr:sport->daddr:dport(proto) TUPLE column (--output-tuple=false to hide)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true", value_parser = parse_go_bool, value_name = "BOOL", help_heading = "Output")]
+    pub output_tuple: bool,
+
+    /// Dump struct sk_buff with every event
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
+    pub output_skb: bool,
+
+    /// Dump struct skb_shared_info with every event
+    #[arg(long = "output-skb-shared-info", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
+    pub output_shinfo: bool,
+
+    /// Print a TUNNEL column with the inner tuple of encapsulated traffic
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
+    pub output_tunnel: bool,
+
+    /// Print the kernel stack of every event
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
+    pub output_stack: bool,
+
+    /// Print BPF map ids, names, keys and values for probed map functions
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
+    pub output_bpfmap: bool,
+
+    /// Print a CALLER column: the function the probed function returns to
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
+    pub output_caller: bool,
+
+    /// Exit after printing this many events (0 = no limit)
+    #[arg(long, default_value = "0", value_name = "N", help_heading = "Output")]
+    pub output_limit_lines: u64,
+
+    /// Print the __sk_buff->cb[] column (qdisc_skb_cb data)
+    #[arg(long = "output-skb-cb", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
+    pub output_skb_cb: bool,
+
+    /// Append TCP flags to the tuple, e.g. (tcp:SYN|ACK)
+    #[arg(long = "output-tcp-flags", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
+    pub output_tcp_flags: bool,
+
+    /// Extra skb fields to print as name=value, e.g. skb->hash (comma list, at most 4)
+    #[arg(long, value_delimiter = ',', action = ArgAction::Append, value_name = "FIELD,...", help_heading = "Output")]
+    pub output_skb_metadata: Vec<String>,
+
+    /// Extra xdp_buff fields to print, e.g. xdp->rxq->queue_index (comma list, at most 4)
+    #[arg(long, value_delimiter = ',', action = ArgAction::Append, value_name = "FIELD,...", help_heading = "Output")]
+    pub output_xdp_metadata: Vec<String>,
+
+    /// Write the trace to this file instead of stdout (appends)
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub output_file: Option<PathBuf>,
+
+    /// Rotate --output-file after this many MB
+    #[arg(
+        long,
+        default_value = "100",
+        value_name = "MB",
+        help_heading = "Output"
+    )]
+    pub output_file_max_size: i64,
+
+    /// Rotated files to keep (0 = all)
+    #[arg(long, default_value = "0", value_name = "N", help_heading = "Output")]
+    pub output_file_max_backups: i64,
+
+    /// Days to keep rotated files (0 = forever)
+    #[arg(
+        long,
+        default_value = "0",
+        value_name = "DAYS",
+        help_heading = "Output"
+    )]
+    pub output_file_max_age: i64,
+
+    /// gzip rotated files
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
+    pub output_file_compress: bool,
+
+    /// One JSON object per event instead of the table
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
+    pub output_json: bool,
+
+    /// Size of the per-CPU buffer for --output-skb / --output-skb-shared-info dumps
+    #[arg(
+        long = "set-percpu-buf",
+        default_value = "4096",
+        value_name = "BYTES",
+        help_heading = "Output"
+    )]
+    pub set_percpu_buf: u32,
+
+    // ---- pwru-rs extras ----
+    /// Print the functions that would be probed (with their skb argument position) and exit
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "pwru-rs extras")]
+    pub list_funcs: bool,
+
+    /// Print the eBPF listing the pcap filter compiles to and exit
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "pwru-rs extras")]
+    pub dump_filter: bool,
+
+    /// Run the pcap filter over every packet of this capture file, print the matches and exit
+    #[arg(long, value_name = "FILE", help_heading = "pwru-rs extras")]
+    pub filter_check: Option<PathBuf>,
+
+    /// With --dump-filter / --filter-check: packets start at the IP header (L3) instead of Ethernet (L2)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "pwru-rs extras")]
+    pub l3: bool,
+
+    /// pcap-filter expression (see `man 7 pcap-filter`); the words are joined with spaces
+    #[arg(value_name = "PCAP-FILTER")]
+    pub filter_words: Vec<String>,
+}
+
+/// A cross-flag problem found by [`Config::validate`]. Messages are one line and say what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--filter-ifname cannot be used with --filter-netns inode:<n>; give the netns as a path such as /proc/<pid>/ns/net")]
+    IfnameWithInodeNetns,
+    #[error("{flag} accepts at most {MAX_METADATA_FIELDS} fields, got {count}; drop some")]
+    TooManyMetadataFields { flag: &'static str, count: usize },
+    #[error("--l3 only applies to --dump-filter and --filter-check; add one of them or drop --l3")]
+    L3WithoutFilterTool,
+    #[error("{0} needs a pcap-filter expression after the options, e.g. `pwru {0} 'tcp port 80'`")]
+    MissingFilter(&'static str),
+    #[error(
+        "--list-funcs, --dump-filter and --filter-check are separate modes; use one at a time"
+    )]
+    ConflictingModes,
+    #[error("the following flags are not supported yet by this pwru: {0}; drop them")]
+    Unsupported(String),
+}
+
+/// A flag pwru has that this build does not implement yet, and how to tell it was set.
+struct PendingFlag {
+    name: &'static str,
+    is_set: fn(&Config) -> bool,
+}
+
+/// Flags parsed for compatibility but not implemented yet. Edit this list as features land.
+const PENDING_FLAGS: &[PendingFlag] = &[
+    PendingFlag {
+        name: "--filter-trace-tc",
+        is_set: |c| c.filter_trace_tc,
+    },
+    PendingFlag {
+        name: "--filter-trace-xdp",
+        is_set: |c| c.filter_trace_xdp,
+    },
+    PendingFlag {
+        name: "--filter-track-bpf-helpers",
+        is_set: |c| c.filter_track_bpf_helpers,
+    },
+    PendingFlag {
+        name: "--filter-track-skb-by-stackid",
+        is_set: |c| c.filter_track_skb_by_stackid,
+    },
+    PendingFlag {
+        name: "--filter-non-skb-funcs",
+        is_set: |c| !c.filter_non_skb_funcs.is_empty(),
+    },
+    PendingFlag {
+        name: "--filter-skb-expr",
+        is_set: |c| c.filter_skb_expr.is_some(),
+    },
+    PendingFlag {
+        name: "--filter-xdp-expr",
+        is_set: |c| c.filter_xdp_expr.is_some(),
+    },
+    PendingFlag {
+        name: "--filter-tunnel-pcap-l2",
+        is_set: |c| c.filter_tunnel_pcap_l2.is_some(),
+    },
+    PendingFlag {
+        name: "--filter-tunnel-pcap-l3",
+        is_set: |c| c.filter_tunnel_pcap_l3.is_some(),
+    },
+    PendingFlag {
+        name: "--output-tunnel",
+        is_set: |c| c.output_tunnel,
+    },
+    PendingFlag {
+        name: "--output-skb",
+        is_set: |c| c.output_skb,
+    },
+    PendingFlag {
+        name: "--output-skb-shared-info",
+        is_set: |c| c.output_shinfo,
+    },
+    PendingFlag {
+        name: "--output-skb-metadata",
+        is_set: |c| !c.output_skb_metadata.is_empty(),
+    },
+    PendingFlag {
+        name: "--output-xdp-metadata",
+        is_set: |c| !c.output_xdp_metadata.is_empty(),
+    },
+    PendingFlag {
+        name: "--output-bpfmap",
+        is_set: |c| c.output_bpfmap,
+    },
+    PendingFlag {
+        name: "--output-netns-names",
+        is_set: |c| c.output_netns_names,
+    },
+    PendingFlag {
+        name: "--output-file-max-size",
+        is_set: |c| c.output_file_max_size != 100,
+    },
+    PendingFlag {
+        name: "--output-file-max-backups",
+        is_set: |c| c.output_file_max_backups != 0,
+    },
+    PendingFlag {
+        name: "--output-file-max-age",
+        is_set: |c| c.output_file_max_age != 0,
+    },
+    PendingFlag {
+        name: "--output-file-compress",
+        is_set: |c| c.output_file_compress,
+    },
+];
+
+impl Config {
+    /// Parses `args` (including the program name) and applies pwru's implied settings.
+    pub fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let mut config = Self::try_parse_from(args)?;
+        config.apply_implied();
+        Ok(config)
+    }
+
+    /// pwru's implied settings: non-skb funcs and helper tracking need by-stackid tracking;
+    /// the netns-name column is at least 10 wide.
+    fn apply_implied(&mut self) {
+        if !self.filter_non_skb_funcs.is_empty() || self.filter_track_bpf_helpers {
+            self.filter_track_skb_by_stackid = true;
+        }
+        self.netns_names_max_length = self.netns_names_max_length.max(10);
+    }
+
+    /// The pcap-filter expression: the positional words joined with spaces ("" = everything).
+    pub fn pcap_filter(&self) -> String {
+        self.filter_words.join(" ")
+    }
+
+    /// Whether the `__sk_buff->cb[]` column is shown (pwru: with tc tracing or --output-skb-cb).
+    pub fn shows_cb(&self) -> bool {
+        self.filter_trace_tc || self.output_skb_cb
+    }
+
+    /// Cross-flag checks that clap cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.filter_ifname.is_some() && matches!(self.filter_netns, Some(NetnsSpec::Inode(_))) {
+            return Err(ConfigError::IfnameWithInodeNetns);
+        }
+        for (flag, fields) in [
+            ("--output-skb-metadata", &self.output_skb_metadata),
+            ("--output-xdp-metadata", &self.output_xdp_metadata),
+        ] {
+            if fields.len() > MAX_METADATA_FIELDS {
+                return Err(ConfigError::TooManyMetadataFields {
+                    flag,
+                    count: fields.len(),
+                });
+            }
+        }
+        let modes = [
+            self.list_funcs,
+            self.dump_filter,
+            self.filter_check.is_some(),
+        ];
+        if modes.iter().filter(|m| **m).count() > 1 {
+            return Err(ConfigError::ConflictingModes);
+        }
+        if self.l3 && !self.dump_filter && self.filter_check.is_none() {
+            return Err(ConfigError::L3WithoutFilterTool);
+        }
+        if self.filter_words.is_empty() {
+            if self.dump_filter {
+                return Err(ConfigError::MissingFilter("--dump-filter"));
+            }
+            if self.filter_check.is_some() {
+                return Err(ConfigError::MissingFilter("--filter-check"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The pwru flags set on this command line that this build does not implement yet.
+    pub fn unsupported_flags(&self) -> Vec<&'static str> {
+        PENDING_FLAGS
+            .iter()
+            .filter(|f| (f.is_set)(self))
+            .map(|f| f.name)
+            .collect()
+    }
+
+    /// [`Config::validate`], then an error naming every set-but-unsupported flag.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.validate()?;
+        let pending = self.unsupported_flags();
+        if pending.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Unsupported(pending.join(", ")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,483 @@
+//! Parsing rules of the command line, as tables of arguments and expected results.
+
+use super::*;
+use clap::error::ErrorKind;
+
+fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+    Config::try_parse_args(std::iter::once("pwru").chain(args.iter().copied()))
+}
+
+fn ok(args: &[&str]) -> Config {
+    parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+#[test]
+fn defaults_match_pwru() {
+    let c = ok(&[]);
+    assert_eq!(c.kernel_btf, None);
+    assert!(c.kmods.is_empty() && !c.all_kmods);
+    assert_eq!(c.backend, Backend::Auto);
+    assert!(c.filter_func.is_none());
+    assert_eq!(c.filter_mark, MarkFilter { mark: 0, mask: 0 });
+    assert!(!c.filter_mark.is_active());
+    assert_eq!(c.filter_kprobe_batch, 10);
+    assert_eq!(c.timestamp, TimestampMode::None);
+    assert!(c.output_meta && c.output_tuple);
+    assert!(!c.output_json && !c.output_caller && !c.output_stack && !c.output_tcp_flags);
+    assert_eq!(c.output_limit_lines, 0);
+    assert_eq!(c.netns_names_max_length, 16);
+    assert_eq!(c.set_percpu_buf, 4096);
+    assert_eq!(c.output_file_max_size, 100);
+    assert_eq!(c.pcap_filter(), "");
+    assert!(c.unsupported_flags().is_empty());
+    assert_eq!(c.check(), Ok(()));
+}
+
+#[test]
+fn booleans_follow_pflag() {
+    type Get = fn(&Config) -> bool;
+    let table: &[(&[&str], Get, bool)] = &[
+        (&["--output-meta=false"], |c| c.output_meta, false),
+        (&["--output-meta"], |c| c.output_meta, true),
+        (&["--output-meta=true"], |c| c.output_meta, true),
+        (&["--output-tuple=0"], |c| c.output_tuple, false),
+        (&["--output-tuple=F"], |c| c.output_tuple, false),
+        (&["--debug"], |c| c.debug, true),
+        (&["--debug=1"], |c| c.debug, true),
+        (&["--debug=T"], |c| c.debug, true),
+        (&["--output-json"], |c| c.output_json, true),
+        (
+            &["--output-json", "--output-json=false"],
+            |c| c.output_json,
+            false,
+        ),
+        (&["--all-kmods"], |c| c.all_kmods, true),
+        (&["--filter-track-skb"], |c| c.filter_track_skb, true),
+        (&["--output-skb-cb"], |c| c.output_skb_cb, true),
+        (&["--output-tcp-flags"], |c| c.output_tcp_flags, true),
+        (&["--output-caller"], |c| c.output_caller, true),
+        (&["--output-stack"], |c| c.output_stack, true),
+        (&["--list-funcs"], |c| c.list_funcs, true),
+        (&["--l3"], |c| c.l3, true),
+    ];
+    for (args, get, want) in table {
+        assert_eq!(get(&ok(args)), *want, "{args:?}");
+    }
+    // A separate word after a boolean is not its value (as in pflag): it joins the filter.
+    let c = ok(&["--output-meta", "false"]);
+    assert!(c.output_meta);
+    assert_eq!(c.pcap_filter(), "false");
+    assert!(parse(&["--debug=maybe"]).is_err());
+}
+
+#[test]
+fn mark_parsing() {
+    let table: &[(&str, Option<(u32, u32)>)] = &[
+        ("0xa00/0xf00", Some((0xa00, 0xf00))),
+        ("0XA00/0XF00", Some((0xa00, 0xf00))),
+        ("0xaf/0x0f", Some((0xaf, 0x0f))),
+        ("10", Some((10, u32::MAX))),
+        ("0x10", Some((0x10, u32::MAX))),
+        ("0", Some((0, u32::MAX))),
+        ("0/0", Some((0, 0))),
+        ("4294967295", Some((u32::MAX, u32::MAX))),
+        ("256/255", Some((256, 255))),
+        ("1/2/3", None),
+        ("4294967296", None),
+        ("0x", None),
+        ("", None),
+        ("abc", None),
+        ("-1", None),
+        ("+1", None),
+        ("1/", None),
+        ("0x1g", None),
+    ];
+    for (text, want) in table {
+        let got = parse_mark(text).ok().map(|m| (m.mark, m.mask));
+        assert_eq!(got, *want, "{text:?}");
+        let via_cli = parse(&["--filter-mark", text])
+            .ok()
+            .map(|c| (c.filter_mark.mark, c.filter_mark.mask));
+        assert_eq!(via_cli, *want, "--filter-mark {text:?}");
+    }
+    assert_eq!(MarkFilter { mark: 0, mask: 0 }.to_string(), "0x0/0x0");
+    let m = parse_mark("0xa00/0xf00").unwrap();
+    assert!(m.matches(0x1a00) && !m.matches(0x1b00));
+    let exact_zero = parse_mark("0").unwrap();
+    assert!(exact_zero.is_active() && exact_zero.matches(0) && !exact_zero.matches(1));
+}
+
+#[test]
+fn netns_parsing() {
+    let table: &[(&str, Option<NetnsSpec>)] = &[
+        (
+            "/proc/1/ns/net",
+            Some(NetnsSpec::Path("/proc/1/ns/net".into())),
+        ),
+        (
+            "/run/netns/blue",
+            Some(NetnsSpec::Path("/run/netns/blue".into())),
+        ),
+        ("inode:4026531840", Some(NetnsSpec::Inode(4026531840))),
+        ("inode:", None),
+        ("inode:abc", None),
+        ("inode:-1", None),
+        ("inode:4294967296", None),
+        ("proc/1/ns/net", None),
+        ("4026531840", None),
+    ];
+    for (text, want) in table {
+        assert_eq!(parse_netns(text).ok(), *want, "{text:?}");
+        assert_eq!(
+            parse(&["--filter-netns", text])
+                .ok()
+                .and_then(|c| c.filter_netns),
+            *want
+        );
+    }
+    assert_eq!(NetnsSpec::Inode(7).inode().unwrap(), 7);
+    let own = NetnsSpec::Path("/proc/self/ns/net".into()).inode().unwrap();
+    assert!(own > 0);
+    assert!(NetnsSpec::Path("/nonexistent/ns".into()).inode().is_err());
+}
+
+#[test]
+fn timestamp_modes() {
+    let table = [
+        ("none", Some(TimestampMode::None)),
+        ("current", Some(TimestampMode::Current)),
+        ("relative", Some(TimestampMode::Relative)),
+        ("absolute", Some(TimestampMode::Absolute)),
+        ("now", None),
+        ("", None),
+    ];
+    for (text, want) in table {
+        assert_eq!(
+            parse(&["--timestamp", text]).ok().map(|c| c.timestamp),
+            want,
+            "{text:?}"
+        );
+    }
+    assert_eq!(
+        ok(&["--timestamp=relative"]).timestamp,
+        TimestampMode::Relative
+    );
+}
+
+#[test]
+fn backends() {
+    let table = [
+        ("", Some(Backend::Auto)),
+        ("auto", Some(Backend::Auto)),
+        ("kprobe-multi", Some(Backend::KprobeMulti)),
+        ("kprobe", Some(Backend::Kprobe)),
+        ("tracepoint", Some(Backend::Tracepoint)),
+        ("fentry", None),
+        ("KPROBE", None),
+    ];
+    for (text, want) in table {
+        assert_eq!(
+            parse(&["--backend", text]).ok().map(|c| c.backend),
+            want,
+            "{text:?}"
+        );
+        assert_eq!(parse_backend(text).ok(), want);
+    }
+    assert_eq!(
+        ok(&["--backend=kprobe-multi"]).backend.as_str(),
+        "kprobe-multi"
+    );
+}
+
+#[test]
+fn kprobe_batch() {
+    let table = [
+        ("1", Some(1)),
+        ("10", Some(10)),
+        ("250", Some(250)),
+        ("0", None),
+        ("-1", None),
+        ("x", None),
+    ];
+    for (text, want) in table {
+        assert_eq!(
+            parse(&["--filter-kprobe-batch", text])
+                .ok()
+                .map(|c| c.filter_kprobe_batch),
+            want,
+            "{text:?}"
+        );
+    }
+    let err = parse(&["--filter-kprobe-batch", "0"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at least 1"), "{err}");
+}
+
+#[test]
+fn filter_func_matches_whole_names() {
+    let table: &[(&str, &str, bool)] = &[
+        ("ip_rcv", "ip_rcv", true),
+        ("ip_rcv", "ip_rcv_core", false),
+        ("ip_rcv", "xip_rcv", false),
+        ("ip_.*", "ip_rcv_core", true),
+        (".*xmit.*", "dev_hard_start_xmit", true),
+        ("ip|ip_rcv", "ip_rcv", true),
+        ("a|b", "ab", false),
+        ("tcp_v4_.*|udp_.*", "udp_rcv", true),
+    ];
+    for (pattern, name, want) in table {
+        let f = parse_func_filter(pattern).unwrap();
+        assert_eq!(f.is_match(name), *want, "{pattern:?} vs {name:?}");
+    }
+    let c = ok(&["--filter-func", "ip_.*"]);
+    assert_eq!(c.filter_func.as_ref().unwrap().pattern, "ip_.*");
+    for bad in ["ip_(", "[a-", "*x", "a{2,1}"] {
+        let e = parse_func_filter(bad).unwrap_err();
+        assert!(
+            !e.contains('\n') && e.starts_with("invalid regex"),
+            "{bad:?}: {e}"
+        );
+        assert!(parse(&["--filter-func", bad]).is_err());
+    }
+}
+
+#[test]
+fn lists_and_positionals() {
+    let c = ok(&[
+        "--kmods",
+        "veth,nf_tables",
+        "--kmods=br_netfilter",
+        "tcp",
+        "and",
+        "port",
+        "80",
+    ]);
+    assert_eq!(c.kmods, ["veth", "nf_tables", "br_netfilter"]);
+    assert_eq!(c.pcap_filter(), "tcp and port 80");
+    // Flags may come after filter words, as with pflag.
+    let c = ok(&["host", "1.0.0.1", "--output-json", "and", "udp"]);
+    assert!(c.output_json);
+    assert_eq!(c.pcap_filter(), "host 1.0.0.1 and udp");
+    let c = ok(&["dst host 1.0.0.1 and port 8080"]);
+    assert_eq!(c.pcap_filter(), "dst host 1.0.0.1 and port 8080");
+    let c = ok(&["--output-skb-metadata", "skb->hash,skb->mark"]);
+    assert_eq!(c.output_skb_metadata, ["skb->hash", "skb->mark"]);
+}
+
+#[test]
+fn scalar_flags() {
+    let c = ok(&[
+        "--output-limit-lines",
+        "100",
+        "--output-file",
+        "/tmp/x.log",
+        "--kernel-btf",
+        "/tmp/vmlinux",
+        "--ready-file",
+        "/tmp/ready",
+        "--filter-ifname",
+        "eth0",
+        "--filter-check",
+        "a.pcap",
+        "--set-percpu-buf",
+        "8192",
+    ]);
+    assert_eq!(c.output_limit_lines, 100);
+    assert_eq!(
+        c.output_file.as_deref(),
+        Some(std::path::Path::new("/tmp/x.log"))
+    );
+    assert_eq!(
+        c.kernel_btf.as_deref(),
+        Some(std::path::Path::new("/tmp/vmlinux"))
+    );
+    assert_eq!(
+        c.ready_file.as_deref(),
+        Some(std::path::Path::new("/tmp/ready"))
+    );
+    assert_eq!(c.filter_ifname.as_deref(), Some("eth0"));
+    assert_eq!(
+        c.filter_check.as_deref(),
+        Some(std::path::Path::new("a.pcap"))
+    );
+    assert_eq!(c.set_percpu_buf, 8192);
+    assert!(parse(&["--output-limit-lines", "-1"]).is_err());
+    assert!(parse(&["--no-such-flag"]).is_err());
+}
+
+#[test]
+fn implied_settings() {
+    assert!(ok(&["--filter-non-skb-funcs", "foo"]).filter_track_skb_by_stackid);
+    assert!(ok(&["--filter-track-bpf-helpers"]).filter_track_skb_by_stackid);
+    assert!(!ok(&[]).filter_track_skb_by_stackid);
+    assert_eq!(
+        ok(&["--netns-names-max-length", "3"]).netns_names_max_length,
+        10
+    );
+    assert_eq!(
+        ok(&["--netns-names-max-length", "20"]).netns_names_max_length,
+        20
+    );
+    assert!(ok(&["--filter-trace-tc"]).shows_cb());
+    assert!(ok(&["--output-skb-cb"]).shows_cb());
+    assert!(!ok(&[]).shows_cb());
+}
+
+#[test]
+fn validation() {
+    let table: &[(&[&str], Result<(), ConfigError>)] = &[
+        (&["--filter-ifname", "lo"], Ok(())),
+        (
+            &["--filter-ifname", "lo", "--filter-netns", "/proc/1/ns/net"],
+            Ok(()),
+        ),
+        (
+            &["--filter-ifname", "lo", "--filter-netns", "inode:5"],
+            Err(ConfigError::IfnameWithInodeNetns),
+        ),
+        (
+            &["--output-skb-metadata", "a,b,c,d,e"],
+            Err(ConfigError::TooManyMetadataFields {
+                flag: "--output-skb-metadata",
+                count: 5,
+            }),
+        ),
+        (
+            &[
+                "--output-xdp-metadata",
+                "a,b",
+                "--output-xdp-metadata",
+                "c,d,e",
+            ],
+            Err(ConfigError::TooManyMetadataFields {
+                flag: "--output-xdp-metadata",
+                count: 5,
+            }),
+        ),
+        (&["--l3"], Err(ConfigError::L3WithoutFilterTool)),
+        (&["--l3", "--dump-filter", "tcp"], Ok(())),
+        (
+            &["--dump-filter"],
+            Err(ConfigError::MissingFilter("--dump-filter")),
+        ),
+        (
+            &["--filter-check", "x.pcap"],
+            Err(ConfigError::MissingFilter("--filter-check")),
+        ),
+        (&["--filter-check", "x.pcap", "--l3", "udp"], Ok(())),
+        (
+            &["--list-funcs", "--dump-filter", "tcp"],
+            Err(ConfigError::ConflictingModes),
+        ),
+        (&["--list-funcs"], Ok(())),
+    ];
+    for (args, want) in table {
+        assert_eq!(ok(args).validate(), *want, "{args:?}");
+    }
+    for (args, _) in table {
+        if let Err(e) = ok(args).validate() {
+            assert!(!e.to_string().contains('\n'), "{e}");
+        }
+    }
+}
+
+#[test]
+fn unsupported_flags_are_reported_not_ignored() {
+    let table: &[(&[&str], &[&str])] = &[
+        (&["--filter-trace-tc"], &["--filter-trace-tc"]),
+        (
+            &["--filter-trace-xdp", "--output-bpfmap"],
+            &["--filter-trace-xdp", "--output-bpfmap"],
+        ),
+        (
+            &["--filter-skb-expr", "skb->len > 0"],
+            &["--filter-skb-expr"],
+        ),
+        (
+            &["--filter-xdp-expr", "xdp->rxq->dev->ifindex == 9"],
+            &["--filter-xdp-expr"],
+        ),
+        (
+            &["--output-skb-metadata", "skb->hash"],
+            &["--output-skb-metadata"],
+        ),
+        (
+            &["--output-xdp-metadata", "xdp->rxq->queue_index"],
+            &["--output-xdp-metadata"],
+        ),
+        (
+            &["--filter-tunnel-pcap-l2", "udp"],
+            &["--filter-tunnel-pcap-l2"],
+        ),
+        (
+            &["--filter-tunnel-pcap-l3", "udp"],
+            &["--filter-tunnel-pcap-l3"],
+        ),
+        (&["--output-tunnel"], &["--output-tunnel"]),
+        (
+            &["--filter-track-bpf-helpers"],
+            &[
+                "--filter-track-bpf-helpers",
+                "--filter-track-skb-by-stackid",
+            ],
+        ),
+        (&["--output-netns-names"], &["--output-netns-names"]),
+        (
+            &["--output-skb", "--output-skb-shared-info"],
+            &["--output-skb", "--output-skb-shared-info"],
+        ),
+        (
+            &["--output-file-max-size", "5"],
+            &["--output-file-max-size"],
+        ),
+        (&["--output-file-compress"], &["--output-file-compress"]),
+        (
+            &["--output-file-max-age=3", "--output-file-max-backups=2"],
+            &["--output-file-max-backups", "--output-file-max-age"],
+        ),
+        (
+            &[
+                "--output-json",
+                "--output-caller",
+                "--timestamp",
+                "absolute",
+                "tcp",
+            ],
+            &[],
+        ),
+    ];
+    for (args, want) in table {
+        let c = ok(args);
+        assert_eq!(c.unsupported_flags(), *want, "{args:?}");
+        match c.check() {
+            Ok(()) => assert!(want.is_empty()),
+            Err(e) => assert_eq!(e, ConfigError::Unsupported(want.join(", "))),
+        }
+    }
+}
+
+#[test]
+fn version_and_help() {
+    let e = parse(&["--version"]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::DisplayVersion);
+    assert_eq!(
+        e.to_string(),
+        format!("pwru {}\n", env!("CARGO_PKG_VERSION"))
+    );
+
+    let e = parse(&["--help"]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::DisplayHelp);
+    let help = e.to_string();
+    for needle in [
+        "pwru [options] [pcap-filter]",
+        "--output-meta",
+        "--filter-mark",
+        "Examples:",
+        "--output-meta=false",
+    ] {
+        assert!(help.contains(needle), "help lacks {needle:?}");
+    }
+    assert!(!help.contains("--ready-file"), "--ready-file stays hidden");
+    assert_eq!(parse(&["-h"]).unwrap_err().kind(), ErrorKind::DisplayHelp);
+}

@@ -1,0 +1,568 @@
+//! Exact output lines (table and JSON) for representative events, compared with pwru's format.
+
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use crate::events::{NextArgs, ETH_P_IP, ETH_P_IPV6};
+
+const KALLSYMS: &str = "\
+ffffffff81a00000 T nf_hook_slow
+ffffffff81a01000 T kfree_skb_reason
+ffffffff81a02000 T sk_skb_reason_drop
+ffffffff81a03000 T ip6_output
+ffffffff81a04000 T __ip_local_out
+ffffffff81a05000 T arp_rcv
+ffffffff81a06000 T ip_output
+ffffffffc0a01000 t nft_do_chain\t[nf_tables]
+";
+
+const CURL: u32 = 12345;
+const NETNS: u32 = 4026531840;
+const SKB: u64 = 0xffff8881052b6ee8;
+
+fn names() -> Names {
+    let mut names = Names {
+        ksyms: Ksyms::parse(KALLSYMS.as_bytes()).unwrap(),
+        ..Names::default()
+    };
+    names.processes.insert(CURL, Some("/usr/bin/curl"));
+    names.processes.insert(0, None);
+    names.ifaces.insert(NETNS, 2, "eth0");
+    names.ifaces.insert(NETNS, 1, "lo");
+    names
+        .drop_reasons
+        .insert(2, "SKB_DROP_REASON_NOT_SPECIFIED".into());
+    names
+        .drop_reasons
+        .insert(6, "SKB_DROP_REASON_NETFILTER_DROP".into());
+    names.probe_names.insert(7, "skb:kfree_skb".into());
+    names
+}
+
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+impl Write for Shared {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+impl Shared {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+fn output(opts: OutputOptions) -> (Output, Shared) {
+    let sink = Shared::default();
+    let out = Output::new(opts, names(), OutputTarget::Writer(Box::new(sink.clone()))).unwrap();
+    (out, sink)
+}
+
+fn table_opts() -> OutputOptions {
+    OutputOptions {
+        meta: true,
+        tuple: true,
+        ..OutputOptions::default()
+    }
+}
+
+fn v4_tuple(s: [u8; 4], d: [u8; 4], sport: u16, dport: u16, l4: u8, flags: u8) -> Tuple {
+    let mut t = Tuple {
+        l3_proto: ETH_P_IP,
+        sport,
+        dport,
+        l4_proto: l4,
+        tcp_flags: flags,
+        ..Tuple::default()
+    };
+    t.saddr[..4].copy_from_slice(&s);
+    t.daddr[..4].copy_from_slice(&d);
+    t
+}
+
+fn v6_tuple(s: &str, d: &str, sport: u16, dport: u16, l4: u8) -> Tuple {
+    Tuple {
+        l3_proto: ETH_P_IPV6,
+        saddr: s.parse::<std::net::Ipv6Addr>().unwrap().octets(),
+        daddr: d.parse::<std::net::Ipv6Addr>().unwrap().octets(),
+        sport,
+        dport,
+        l4_proto: l4,
+        tcp_flags: 0,
+    }
+}
+
+fn meta(ifindex: u32, mark: u32, protocol: u16, mtu: u32, len: u32) -> Option<SkbMeta> {
+    Some(SkbMeta {
+        netns: NETNS,
+        mark,
+        ifindex,
+        len,
+        mtu,
+        protocol,
+        pkt_type: 0,
+    })
+}
+
+fn event(func: u64, tuple: Option<Tuple>, meta: Option<SkbMeta>) -> Event {
+    Event {
+        kind: EventKind::KprobeMulti,
+        cpu: 1,
+        pid: CURL,
+        tid: CURL,
+        probe_addr: func,
+        skb_addr: SKB,
+        ktime_ns: 12345678901234,
+        caller_addr: None,
+        stack_id: None,
+        args: Some(NextArgs {
+            second: 0,
+            third: 0,
+        }),
+        drop_reason: None,
+        meta,
+        tuple,
+        cb: None,
+    }
+}
+
+fn ipv4_event(func: u64) -> Event {
+    event(
+        func,
+        Some(v4_tuple([10, 0, 2, 15], [1, 0, 0, 1], 43216, 8080, 6, 0x02)),
+        meta(2, 0, ETH_P_IP, 1500, 60),
+    )
+}
+
+fn lines(out: &mut Output, events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| out.format_event(e, &[]).unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn default_header_is_pwrus() {
+    let table: &[(OutputOptions, &str)] = &[
+        (
+            table_opts(),
+            "SKB                CPU PROCESS          NETNS      MARK/x        IFACE       PROTO  MTU   LEN   TUPLE FUNC\n",
+        ),
+        (
+            OutputOptions { timestamp: TimestampMode::Current, ..table_opts() },
+            "SKB                CPU PROCESS          TIMESTAMP        NETNS      MARK/x        IFACE       PROTO  MTU   LEN   TUPLE FUNC\n",
+        ),
+        (
+            OutputOptions { timestamp: TimestampMode::Absolute, caller: true, ..table_opts() },
+            "TIME                    SKB                CPU PROCESS          TIMESTAMP        NETNS      MARK/x        IFACE       PROTO  MTU   LEN   TUPLE FUNC CALLER\n",
+        ),
+        (OutputOptions::default(), "SKB                CPU PROCESS          FUNC\n"),
+        (
+            OutputOptions { cb: true, ..table_opts() },
+            "SKB                CPU PROCESS          NETNS      MARK/x        IFACE       PROTO  MTU   LEN   __sk_buff->cb[]                                          TUPLE FUNC\n",
+        ),
+    ];
+    for (opts, want) in table {
+        assert_eq!(header_line(opts), *want, "{opts:?}");
+    }
+    let (mut out, sink) = output(OutputOptions {
+        json: true,
+        ..table_opts()
+    });
+    out.print_header().unwrap();
+    out.flush().unwrap();
+    assert_eq!(sink.text(), "", "no header for JSON");
+}
+
+#[test]
+fn table_lines() {
+    let mut drop = ipv4_event(0xffffffff81a01000);
+    drop.args = Some(NextArgs {
+        second: 6,
+        third: 0,
+    });
+    let mut drop_unknown = ipv4_event(0xffffffff81a01000);
+    drop_unknown.args = Some(NextArgs {
+        second: 77,
+        third: 0,
+    });
+    let mut sk_drop = ipv4_event(0xffffffff81a02000);
+    sk_drop.args = Some(NextArgs {
+        second: 0xffff888000000000,
+        third: 2,
+    });
+    let mut tracepoint = ipv4_event(7);
+    tracepoint.kind = EventKind::Tracepoint;
+    tracepoint.drop_reason = Some(6);
+    let mut tc = ipv4_event(0xffffffffc0a01000);
+    tc.kind = EventKind::Tc;
+    let mut softirq = event(0xffffffff81a05000, None, meta(1, 0xa00, 0x0806, 65536, 28));
+    softirq.pid = 0;
+    softirq.cpu = 15;
+    let unknown_func = event(0xffffffff81ffff00, None, None);
+
+    let table: Vec<(Event, &str)> = vec![
+        (
+            ipv4_event(0xffffffff81a00000),
+            "0xffff8881052b6ee8 1   ~/bin/curl:12345 4026531840 0             eth0:2      0x0800 1500  60    10.0.2.15:43216->1.0.0.1:8080(tcp) nf_hook_slow\n",
+        ),
+        (
+            drop,
+            "0xffff8881052b6ee8 1   ~/bin/curl:12345 4026531840 0             eth0:2      0x0800 1500  60    10.0.2.15:43216->1.0.0.1:8080(tcp) kfree_skb_reason(SKB_DROP_REASON_NETFILTER_DROP)\n",
+        ),
+        (
+            drop_unknown,
+            "0xffff8881052b6ee8 1   ~/bin/curl:12345 4026531840 0             eth0:2      0x0800 1500  60    10.0.2.15:43216->1.0.0.1:8080(tcp) kfree_skb_reason (77)\n",
+        ),
+        (
+            sk_drop,
+            "0xffff8881052b6ee8 1   ~/bin/curl:12345 4026531840 0             eth0:2      0x0800 1500  60    10.0.2.15:43216->1.0.0.1:8080(tcp) sk_skb_reason_drop(SKB_DROP_REASON_NOT_SPECIFIED)\n",
+        ),
+        (
+            tracepoint,
+            "0xffff8881052b6ee8 1   ~/bin/curl:12345 4026531840 0             eth0:2      0x0800 1500  60    10.0.2.15:43216->1.0.0.1:8080(tcp) skb:kfree_skb(SKB_DROP_REASON_NETFILTER_DROP)\n",
+        ),
+        (
+            tc,
+            "0xffff8881052b6ee8 1   ~/bin/curl:12345 4026531840 0             eth0:2      0x0800 1500  60    10.0.2.15:43216->1.0.0.1:8080(tcp) nft_do_chain[nf_tables](tc)\n",
+        ),
+        // Non-IP: empty tuple padded to the widest tuple seen so far.
+        (
+            softirq,
+            "0xffff8881052b6ee8 15  <empty>:0        4026531840 a00            lo:1       0x0806 65536 28    :0->:0()                           arp_rcv\n",
+        ),
+        (
+            unknown_func,
+            "0xffff8881052b6ee8 1   ~/bin/curl:12345 0          0               0         0x0000 0     0     :0->:0()                           0xffffffff81ffff00\n",
+        ),
+    ];
+    let (mut out, _) = output(table_opts());
+    for (ev, want) in table {
+        assert_eq!(out.format_event(&ev, &[]).unwrap(), want);
+    }
+}
+
+#[test]
+fn ipv6_with_current_timestamp() {
+    let mut ev = event(
+        0xffffffff81a03000,
+        Some(v6_tuple("fd00::1", "2606:4700:4700::1001", 51234, 8080, 6)),
+        meta(1, 0xa00, ETH_P_IPV6, 65536, 80),
+    );
+    ev.cpu = 0;
+    let (mut out, _) = output(OutputOptions {
+        timestamp: TimestampMode::Current,
+        ..table_opts()
+    });
+    assert_eq!(
+        out.format_event(&ev, &[]).unwrap(),
+        "0xffff8881052b6ee8 0   ~/bin/curl:12345 12345678901234   4026531840 a00            lo:1       0x86dd 65536 80    [fd00::1]:51234->[2606:4700:4700::1001]:8080(tcp) ip6_output\n"
+    );
+}
+
+#[test]
+fn tuple_padding_grows_to_the_widest_seen() {
+    let short = event(
+        0xffffffff81a00000,
+        Some(v4_tuple([1, 1, 1, 1], [2, 2, 2, 2], 1, 2, 17, 0)),
+        None,
+    );
+    let long = ipv4_event(0xffffffff81a00000);
+    let (mut out, _) = output(OutputOptions {
+        tuple: true,
+        ..OutputOptions::default()
+    });
+    let got = lines(&mut out, &[short.clone(), long, short]);
+    assert_eq!(
+        got[0],
+        "0xffff8881052b6ee8 1   ~/bin/curl:12345 1.1.1.1:1->2.2.2.2:2(udp) nf_hook_slow\n"
+    );
+    assert_eq!(
+        got[1],
+        "0xffff8881052b6ee8 1   ~/bin/curl:12345 10.0.2.15:43216->1.0.0.1:8080(tcp) nf_hook_slow\n"
+    );
+    assert_eq!(
+        got[2],
+        "0xffff8881052b6ee8 1   ~/bin/curl:12345 1.1.1.1:1->2.2.2.2:2(udp)          nf_hook_slow\n"
+    );
+}
+
+#[test]
+fn tcp_flags_caller_stack_and_cb() {
+    let mut ev = event(
+        0xffffffff81a00000,
+        Some(v4_tuple([10, 0, 2, 15], [1, 0, 0, 1], 43216, 8080, 6, 0x12)),
+        meta(2, 0, ETH_P_IP, 1500, 60),
+    );
+    ev.caller_addr = Some(0xffffffff81a04010);
+    ev.cb = Some([1, 0xdeadbeef, 0, 0, 0xffffffff]);
+    let opts = OutputOptions {
+        tcp_flags: true,
+        caller: true,
+        stack: true,
+        cb: true,
+        ..table_opts()
+    };
+    let (mut out, _) = output(opts);
+    let frames = [0xffffffff81a00010, 0, 0xffffffff81a04020, 0x10];
+    assert_eq!(
+        out.format_event(&ev, &frames).unwrap(),
+        "0xffff8881052b6ee8 1   ~/bin/curl:12345 4026531840 0             eth0:2      0x0800 1500  60    \
+         [0x00000001,0xDEADBEEF,0x00000000,0x00000000,0xFFFFFFFF] \
+         10.0.2.15:43216->1.0.0.1:8080(tcp:SYN|ACK) nf_hook_slow __ip_local_out\
+         \nnf_hook_slow\n__ip_local_out\n0x10\n"
+    );
+    // FUNC is padded to the widest function name seen when CALLER is shown.
+    let mut drop = ev.clone();
+    drop.probe_addr = 0xffffffff81a01000;
+    drop.args = Some(NextArgs {
+        second: 6,
+        third: 0,
+    });
+    out.format_event(&drop, &[]).unwrap();
+    let again = out.format_event(&ev, &[]).unwrap().to_string();
+    let width = "kfree_skb_reason(SKB_DROP_REASON_NETFILTER_DROP)".len();
+    assert!(
+        again.contains(&format!(
+            "(tcp:SYN|ACK) {:<width$} __ip_local_out\n",
+            "nf_hook_slow"
+        )),
+        "{again}"
+    );
+}
+
+#[test]
+fn relative_timestamps_are_per_skb() {
+    let (mut out, _) = output(OutputOptions {
+        timestamp: TimestampMode::Relative,
+        ..OutputOptions::default()
+    });
+    let (a, b) = (SKB, 0xffff888100000000);
+    let mut stamps = Vec::new();
+    for (skb, ts) in [(a, 100u64), (b, 120), (a, 250), (b, 125)] {
+        let mut ev = event(0xffffffff81a00000, None, None);
+        ev.skb_addr = skb;
+        ev.ktime_ns = ts;
+        let line = out.format_event(&ev, &[]).unwrap().to_string();
+        stamps.push(line.split_whitespace().nth(3).unwrap().to_string());
+    }
+    assert_eq!(stamps, ["0", "0", "150", "5"]);
+}
+
+#[test]
+fn absolute_timestamp_columns() {
+    let (mut out, _) = output(OutputOptions {
+        timestamp: TimestampMode::Absolute,
+        ..OutputOptions::default()
+    });
+    let line = out
+        .format_event(&event(0xffffffff81a00000, None, None), &[])
+        .unwrap()
+        .to_string();
+    // TIME (23 wide) then the usual columns, then TIMESTAMP.
+    assert_eq!(line.as_bytes()[10], b'T', "{line}");
+    assert_eq!(
+        &line[23..],
+        " 0xffff8881052b6ee8 1   ~/bin/curl:12345 12345678901234   nf_hook_slow\n"
+    );
+}
+
+#[test]
+fn json_lines() {
+    let mut drop = ipv4_event(0xffffffff81a01000);
+    drop.args = Some(NextArgs {
+        second: 6,
+        third: 0,
+    });
+    let mut softirq = event(0xffffffff81a05000, None, meta(0, 0, 0x0806, 0, 28));
+    softirq.pid = 0;
+    softirq.cpu = 0;
+    let v6 = event(
+        0xffffffff81a03000,
+        Some(v6_tuple("fd00::1", "2606:4700:4700::1001", 51234, 8080, 6)),
+        meta(1, 0xa00, ETH_P_IPV6, 65536, 80),
+    );
+    let table: Vec<(OutputOptions, Event, &str)> = vec![
+        (
+            table_opts(),
+            drop.clone(),
+            r#"{"skb":"0xffff8881052b6ee8","cpu":1,"process":"~/bin/curl:12345","func":"kfree_skb_reason(SKB_DROP_REASON_NETFILTER_DROP)","netns":4026531840,"iface":"eth0:2","proto":2048,"mtu":1500,"len":60,"tuple":{"saddr":"10.0.2.15","daddr":"1.0.0.1","sport":43216,"dport":8080,"proto":6}}"#,
+        ),
+        (
+            table_opts(),
+            softirq,
+            r#"{"skb":"0xffff8881052b6ee8","process":"<empty>:0","func":"arp_rcv","netns":4026531840,"iface":"0","proto":2054,"len":28,"tuple":{}}"#,
+        ),
+        (
+            OutputOptions {
+                timestamp: TimestampMode::Current,
+                tcp_flags: true,
+                cb: true,
+                ..table_opts()
+            },
+            v6,
+            r#"{"skb":"0xffff8881052b6ee8","cpu":1,"process":"~/bin/curl:12345","func":"ip6_output","time":12345678901234,"netns":4026531840,"mark":2560,"iface":"lo:1","proto":34525,"mtu":65536,"len":80,"cb":[0,0,0,0,0],"tuple":{"saddr":"[fd00::1]","daddr":"[2606:4700:4700::1001]","sport":51234,"dport":8080,"proto":6}}"#,
+        ),
+        (
+            OutputOptions {
+                timestamp: TimestampMode::Relative,
+                ..OutputOptions::default()
+            },
+            drop.clone(),
+            r#"{"skb":"0xffff8881052b6ee8","cpu":1,"process":"~/bin/curl:12345","func":"kfree_skb_reason(SKB_DROP_REASON_NETFILTER_DROP)","time":0}"#,
+        ),
+    ];
+    for (opts, ev, want) in table {
+        let (mut out, _) = output(OutputOptions { json: true, ..opts });
+        assert_eq!(out.format_event(&ev, &[]).unwrap(), format!("{want}\n"));
+    }
+    // Caller and stack keys.
+    let mut ev = drop;
+    ev.caller_addr = Some(0xffffffff81a04010);
+    let (mut out, _) = output(OutputOptions {
+        json: true,
+        caller: true,
+        stack: true,
+        tcp_flags: true,
+        ..table_opts()
+    });
+    let line = out
+        .format_event(&ev, &[0xffffffff81a00001, 0xffffffff81a04001])
+        .unwrap()
+        .to_string();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["caller_func"], "__ip_local_out");
+    assert_eq!(v["stack"], "\nnf_hook_slow\n__ip_local_out");
+    assert_eq!(v["tuple"]["flags"], "SYN");
+    let order = [
+        "skb",
+        "cpu",
+        "process",
+        "func",
+        "caller_func",
+        "netns",
+        "iface",
+        "proto",
+        "mtu",
+        "len",
+        "tuple",
+        "stack",
+    ];
+    let positions: Vec<usize> = order
+        .iter()
+        .map(|k| line.find(&format!("\"{k}\":")).unwrap())
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "key order in {line}"
+    );
+}
+
+#[test]
+fn limit_lines_and_sink_flow() {
+    let (mut out, sink) = output(OutputOptions {
+        limit_lines: 2,
+        ..OutputOptions::default()
+    });
+    let ev = event(0xffffffff81a00000, None, None);
+    assert_eq!(out.event(&ev, None).unwrap(), Flow::Continue);
+    assert_eq!(out.event(&ev, None).unwrap(), Flow::Stop);
+    assert_eq!(out.event(&ev, None).unwrap(), Flow::Stop);
+    assert_eq!(out.printed(), 2);
+    assert_eq!(sink.text(), "", "buffered until drained");
+    out.drained().unwrap();
+    assert_eq!(sink.text().lines().count(), 2);
+}
+
+#[test]
+fn output_file_is_appended() {
+    let dir = std::env::temp_dir().join(format!("pwru-output-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("trace.log");
+    std::fs::write(&path, "previous\n").unwrap();
+    {
+        let mut out = Output::new(
+            OutputOptions::default(),
+            names(),
+            OutputTarget::File(path.clone()),
+        )
+        .unwrap();
+        out.print_header().unwrap();
+        out.print(&event(0xffffffff81a00000, None, None)).unwrap();
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        text,
+        "previous\nSKB                CPU PROCESS          FUNC\n0xffff8881052b6ee8 1   ~/bin/curl:12345 nf_hook_slow\n"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+    let err = Output::new(
+        OutputOptions::default(),
+        names(),
+        OutputTarget::File("/nonexistent/dir/x".into()),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        err.to_string().contains("--output-file /nonexistent/dir/x"),
+        "{err}"
+    );
+}
+
+#[test]
+fn options_from_config() {
+    let c = Config::try_parse_args([
+        "pwru",
+        "--output-json",
+        "--output-skb-cb",
+        "--timestamp",
+        "relative",
+        "--output-limit-lines",
+        "5",
+    ])
+    .unwrap();
+    let o = OutputOptions::from_config(&c);
+    assert_eq!(
+        o,
+        OutputOptions {
+            timestamp: TimestampMode::Relative,
+            meta: true,
+            tuple: true,
+            tcp_flags: false,
+            caller: false,
+            stack: false,
+            cb: true,
+            json: true,
+            limit_lines: 5,
+        }
+    );
+    assert!(matches!(
+        OutputTarget::from_config(&c),
+        OutputTarget::Stdout
+    ));
+}
+
+#[test]
+fn names_from_this_system() {
+    match Names::from_system(true) {
+        Ok((names, warnings)) => {
+            assert!(names
+                .ksyms
+                .exact(names.ksyms.addresses_of("ip_rcv")[0])
+                .is_some());
+            let own = std::os::unix::fs::MetadataExt::ino(
+                &std::fs::metadata("/proc/self/ns/net").unwrap(),
+            ) as u32;
+            assert_eq!(
+                names.ifaces.name(own, 1),
+                Some("lo"),
+                "warnings: {warnings:?}"
+            );
+        }
+        Err(e) => eprintln!("skipped: kallsyms unusable here: {e}"),
+    }
+}

@@ -1,0 +1,88 @@
+//! The filter tools of the command line: `--dump-filter` prints the eBPF a filter compiles
+//! to (like `tcpdump -d`), `--filter-check` runs it over a capture file in userspace.
+
+use std::collections::hash_map::{Entry, HashMap};
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use super::ast::Expr;
+use super::compile::{compile_program, LinkType, ProgramKind};
+use super::run::UserspaceFilter;
+use crate::asm::disassemble_program;
+use crate::capture::{self, LinkType as FileLinkType};
+
+fn parse_required(expr: &str) -> Result<Expr> {
+    match super::parse(expr) {
+        Ok(Some(e)) => Ok(e),
+        Ok(None) => bail!("the filter expression is empty"),
+        Err(e) => bail!("{e}"),
+    }
+}
+
+fn link_name(link: LinkType) -> &'static str {
+    match link {
+        LinkType::Ethernet => "Ethernet (DLT_EN10MB)",
+        LinkType::RawIp => "raw IP (DLT_RAW)",
+    }
+}
+
+/// Prints the program the probes run for `expr`: the kernel-memory back end on an
+/// Ethernet start, or a raw-IP start with `l3`.
+pub fn dump_filter(expr: &str, l3: bool, out: &mut dyn Write) -> Result<()> {
+    let e = parse_required(expr)?;
+    let link = if l3 {
+        LinkType::RawIp
+    } else {
+        LinkType::Ethernet
+    };
+    let program = compile_program(&e, link, ProgramKind::SchedClsKernelMemory)
+        .map_err(|err| anyhow!("{err} ({})", link_name(link)))?;
+    writeln!(
+        out,
+        "; {} for {}, {} instructions",
+        e,
+        link_name(link),
+        program.len()
+    )?;
+    out.write_all(disassemble_program(&program).as_bytes())?;
+    Ok(())
+}
+
+/// Runs `expr` over every frame of a pcap or pcap-ng file: prints `N len` for each matching
+/// frame (N is its 1-based position), then a summary line.
+pub fn filter_check(path: &Path, expr: &str, out: &mut dyn Write) -> Result<()> {
+    let e = parse_required(expr)?;
+    let bytes = capture::read_file(path)?;
+    let cap = capture::parse(&bytes).with_context(|| format!("reading {}", path.display()))?;
+    let mut filters: HashMap<FileLinkType, UserspaceFilter> = HashMap::new();
+    let mut matched = 0usize;
+    for (i, frame) in cap.frames.iter().enumerate() {
+        let filter = match filters.entry(frame.link_type) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                let link = match frame.link_type {
+                    FileLinkType::ETHERNET => LinkType::Ethernet,
+                    t if t.is_raw_ip() => LinkType::RawIp,
+                    FileLinkType(t) => bail!(
+                        "frame {}: link type {t} is not supported (only Ethernet and raw IP captures)",
+                        i + 1
+                    ),
+                };
+                let program = compile_program(&e, link, ProgramKind::UserDirect)
+                    .map_err(|err| anyhow!("{err} ({})", link_name(link)))?;
+                v.insert(UserspaceFilter::from_program(&program))
+            }
+        };
+        if filter
+            .matches(frame.data)
+            .map_err(|err| anyhow!("frame {}: {err}", i + 1))?
+        {
+            matched += 1;
+            writeln!(out, "{} {} bytes", i + 1, frame.data.len())?;
+        }
+    }
+    writeln!(out, "matched {matched} of {} frames", cap.frames.len())?;
+    Ok(())
+}

@@ -1,0 +1,19 @@
+//! Names and shapes of the maps the probe programs reference. The attach layer turns
+//! these into loader map specs; programs name them in `Asm::ld_map`.
+
+/// Ring buffer of event records.
+pub const EVENTS: &str = "events";
+/// Per-CPU `u64` count of events the ring buffer had no room for.
+pub const LOST: &str = "lost";
+/// `--filter-track-skb`: skb address (`u64`) -> `u32` 1.
+pub const TRACKED_SKBS: &str = "tracked_skbs";
+/// `--output-stack`: kernel stacks by id.
+pub const STACKS: &str = "stacks";
+
+/// Default ring buffer size (bytes): about 50k events of 168 bytes.
+pub const EVENTS_BYTES: u32 = 8 << 20;
+/// Entries of the tracked-skb hash (pwru: 1024).
+pub const TRACKED_SKBS_ENTRIES: u32 = 16384;
+/// Entries and depth of the stack map.
+pub const STACKS_ENTRIES: u32 = 4096;
+pub const STACK_DEPTH: u32 = 127;

@@ -1,0 +1,734 @@
+//! The per-hit probe program, generated with our assembler from BTF offsets: find the skb,
+//! run the filter chain (pcap filter on the L2 or L3 start, mark, netns, ifindex, tracking),
+//! then write one fixed-size event (see `event`) to the ring buffer.
+
+use crate::asm::{AluOp, Asm, AsmError, Cond, Helper, Label, Program, Reg, Size};
+use crate::btf::{Field, SkbLayout};
+use crate::pcapc::ast::Expr;
+use crate::pcapc::compile::{
+    emit_filter, stack_bytes, CompileError, FilterEnv, LinkType, PacketSource,
+};
+
+use super::event::{
+    off, EventKind, EVENT_SIZE, FLAG_ARGS, FLAG_CALLER, FLAG_CB, FLAG_DROP_REASON, FLAG_META,
+    FLAG_STACK, FLAG_TUPLE,
+};
+use super::maps;
+
+use Reg::*;
+
+/// Byte offsets of the argument registers in x86-64 `struct pt_regs` (di, si, dx, cx, r8).
+const PT_REGS_ARGS: [i16; 5] = [112, 104, 96, 88, 72];
+/// `pt_regs.ip` and `pt_regs.sp` on x86-64.
+const PT_REGS_IP: i16 = 128;
+const PT_REGS_SP: i16 = 152;
+/// `struct qdisc_skb_cb.data` sits after an 8-byte header inside `skb->cb`.
+const QDISC_CB_DATA: i32 = 8;
+/// `RTAX_MTU - 1`: index of the MTU metric in a dst's metrics array (u32 each).
+const RTAX_MTU_INDEX: i32 = 1;
+/// Bytes of the L3 header copied to parse the tuple (IPv6 fixed header + slack).
+const TUPLE_L3_BYTES: i32 = 40;
+/// IPv6 extension headers walked to find the L4 header.
+const IPV6_EXT_MAX: usize = 4;
+/// Packet bytes the filter reads in one `bpf_probe_read_kernel`.
+const FILTER_WINDOW: u16 = 96;
+
+/// Where the program is attached, which decides how it finds its arguments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Attachment {
+    /// A perf-event kprobe or a kprobe-multi link; the skb is argument `skb_arg` (1..=5).
+    Kprobe { skb_arg: u8, multi: bool },
+    /// A raw tracepoint; `id` is reported as the probe address so userspace knows which.
+    Tracepoint {
+        id: u32,
+        skb_arg: u16,
+        nargs: u16,
+        drop_reason_arg: Option<u16>,
+    },
+}
+
+/// What the program filters on and what it records. Built from the CLI config.
+#[derive(Clone, Debug, Default)]
+pub struct ProbeOptions {
+    pub filter: Option<Expr>,
+    /// `(mark, mask)`: keep packets where `skb->mark & mask == mark & mask`.
+    pub mark: Option<(u32, u32)>,
+    pub netns: Option<u32>,
+    pub ifindex: Option<u32>,
+    pub output_meta: bool,
+    pub output_tuple: bool,
+    pub output_stack: bool,
+    pub output_caller: bool,
+    pub output_skb_cb: bool,
+    /// Keep following an skb once it matched (`--filter-track-skb`).
+    pub track_skb: bool,
+    /// The kernel has `bpf_get_func_ip` for this program type.
+    pub has_get_func_ip: bool,
+}
+
+/// Errors generating a probe program.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("pcap filter: {0}")]
+    Filter(#[from] CompileError),
+    #[error("assembler: {0}")]
+    Asm(#[from] AsmError),
+    #[error("kernel layout not supported: {0}")]
+    Layout(String),
+}
+
+/// Stack slots below r10 (negative offsets).
+const SLOT_KEY: i16 = -8;
+const SLOT_NETNS: i16 = -16;
+const SLOT_IFINDEX: i16 = -20;
+const SLOT_MTU: i16 = -24;
+const SLOT_VALUE: i16 = -28;
+const SCRATCH_BYTES: i16 = 32;
+
+/// The contiguous part of `struct sk_buff` copied to the stack with one read.
+struct SkbWindow {
+    /// First byte of `sk_buff` copied.
+    lo: u32,
+    /// Bytes copied.
+    len: u32,
+    /// Stack offset of the copy.
+    stack: i16,
+}
+
+impl SkbWindow {
+    fn at(&self, f: &Field) -> i16 {
+        self.stack + (f.offset_bytes() - self.lo) as i16
+    }
+}
+
+fn size_of(f: &Field) -> Result<Size, ProbeError> {
+    Size::from_bytes(f.size_bytes as usize)
+        .ok_or_else(|| ProbeError::Layout(format!("field of {} bytes", f.size_bytes)))
+}
+
+/// Generates the probe program for `attach`.
+pub fn build(
+    layout: &SkbLayout,
+    opts: &ProbeOptions,
+    attach: &Attachment,
+) -> Result<Program, ProbeError> {
+    Gen::new(layout, opts, attach)?.emit()
+}
+
+struct Gen<'a> {
+    a: Asm,
+    l: &'a SkbLayout,
+    o: &'a ProbeOptions,
+    at: &'a Attachment,
+    win: SkbWindow,
+    out: Label,
+}
+
+impl<'a> Gen<'a> {
+    fn new(l: &'a SkbLayout, o: &'a ProbeOptions, at: &'a Attachment) -> Result<Self, ProbeError> {
+        let s = &l.sk_buff;
+        let mut fields = vec![
+            &s.head,
+            &s.len,
+            &s.mark,
+            &s.protocol,
+            &s.dev,
+            &s.sk,
+            &s.mac_header,
+            &s.network_header,
+            &s.mac_len,
+            &s.tail,
+            &s.pkt_type,
+        ];
+        if let Some(f) = &s.skb_refdst {
+            fields.push(f);
+        }
+        let lo = fields.iter().map(|f| f.offset_bytes()).min().unwrap_or(0) & !7;
+        let hi = fields
+            .iter()
+            .map(|f| f.offset_bytes() + f.size_bytes)
+            .max()
+            .unwrap_or(0);
+        let len = (hi - lo + 7) & !7;
+        if len > 256 {
+            return Err(ProbeError::Layout(format!(
+                "sk_buff fields span {len} bytes (more than 256)"
+            )));
+        }
+        let mut a = Asm::new();
+        let out = a.named_label("out");
+        Ok(Gen {
+            a,
+            l,
+            o,
+            at,
+            win: SkbWindow {
+                lo,
+                len,
+                stack: -SCRATCH_BYTES - len as i16,
+            },
+            out,
+        })
+    }
+
+    /// Stack offset where the filter's (and later the tuple parser's) area ends.
+    fn filter_top(&self) -> i16 {
+        self.win.stack
+    }
+
+    /// `bpf_probe_read_kernel(r10 + dst, size, r3)`: the source address must be in r3.
+    fn read_to_stack(&mut self, dst: i16, size: i32) {
+        self.a.mov64(R1, R10).add64(R1, dst as i32).mov64(R2, size);
+        self.a.call(Helper::PROBE_READ_KERNEL);
+    }
+
+    /// `bpf_probe_read_kernel(r8 + dst, size, r3)` into the event record.
+    fn read_to_event(&mut self, dst: usize, size: i32) {
+        self.a.mov64(R1, R8).add64(R1, dst as i32).mov64(R2, size);
+        self.a.call(Helper::PROBE_READ_KERNEL);
+    }
+
+    fn load_window(&mut self, dst: Reg, f: &Field) -> Result<(), ProbeError> {
+        let at = self.win.at(f);
+        self.a.ldx(size_of(f)?, dst, R10, at);
+        Ok(())
+    }
+
+    fn emit(mut self) -> Result<Program, ProbeError> {
+        let out = self.out;
+        // r6 = ctx, r7 = skb
+        self.a.mov64(R6, R1);
+        match self.at {
+            Attachment::Kprobe { skb_arg, .. } => {
+                let i = (*skb_arg as usize).clamp(1, 5) - 1;
+                self.a.ldx(Size::DW, R7, R6, PT_REGS_ARGS[i]);
+            }
+            Attachment::Tracepoint { skb_arg, .. } => {
+                self.a.ldx(Size::DW, R7, R6, (*skb_arg as i16) * 8);
+            }
+        }
+        self.a.jmp(Cond::Eq, R7, 0, out);
+
+        let emit_event = self.a.named_label("emit");
+        self.read_skb_window()?;
+        if self.o.track_skb {
+            let tracked = self.a.named_label("tracked");
+            self.a.stx(Size::DW, R10, SLOT_KEY, R7);
+            self.a.ld_map(R1, maps::TRACKED_SKBS);
+            self.a.mov64(R2, R10).add64(R2, SLOT_KEY as i32);
+            self.a.call(Helper::MAP_LOOKUP_ELEM);
+            self.a.jmp(Cond::Ne, R0, 0, tracked);
+            self.filter_chain()?;
+            self.a.stx(Size::DW, R10, SLOT_KEY, R7);
+            self.a.st(Size::W, R10, SLOT_VALUE, 1);
+            self.a.ld_map(R1, maps::TRACKED_SKBS);
+            self.a.mov64(R2, R10).add64(R2, SLOT_KEY as i32);
+            self.a.mov64(R3, R10).add64(R3, SLOT_VALUE as i32);
+            self.a.mov64(R4, 0);
+            self.a.call(Helper::MAP_UPDATE_ELEM);
+            self.a.ja(emit_event);
+            // A tracked skb skips the filters but still needs its device facts.
+            self.a.bind(tracked);
+            if self.o.output_meta {
+                self.device_meta()?;
+            }
+        } else {
+            self.filter_chain()?;
+        }
+        self.a.bind(emit_event);
+        self.event()?;
+        self.a.bind(out);
+        self.a.mov64(R0, 0).exit();
+        Ok(self.a.finish()?)
+    }
+
+    fn read_skb_window(&mut self) -> Result<(), ProbeError> {
+        self.a.mov64(R3, R7).add64(R3, self.win.lo as i32);
+        let (stack, len) = (self.win.stack, self.win.len as i32);
+        self.read_to_stack(stack, len);
+        self.a.jmp(Cond::Ne, R0, 0, self.out);
+        Ok(())
+    }
+
+    /// pcap filter, mark, netns, ifindex: any failing test jumps to `out`.
+    fn filter_chain(&mut self) -> Result<(), ProbeError> {
+        let out = self.out;
+        if let Some((mark, mask)) = self.o.mark {
+            let f = self.l.sk_buff.mark;
+            self.load_window(R1, &f)?;
+            self.a.alu32(AluOp::And, R1, mask as i32);
+            self.a.jmp32(Cond::Ne, R1, (mark & mask) as i32, out);
+        }
+        if let Some(expr) = &self.o.filter {
+            self.pcap_filter(expr)?;
+        }
+        if self.o.netns.is_some() || self.o.ifindex.is_some() || self.o.output_meta {
+            self.device_meta()?;
+        }
+        if let Some(ns) = self.o.netns {
+            self.a.ldx(Size::W, R1, R10, SLOT_NETNS);
+            self.a.jmp32(Cond::Ne, R1, ns as i32, out);
+        }
+        if let Some(ifindex) = self.o.ifindex {
+            self.a.ldx(Size::W, R1, R10, SLOT_IFINDEX);
+            self.a.jmp32(Cond::Ne, R1, ifindex as i32, out);
+        }
+        Ok(())
+    }
+
+    /// Picks the packet start like pwru: `mac_len == 0` means no L2 header yet, so the
+    /// raw-IP filter runs at `network_header`; otherwise the Ethernet filter at `mac_header`.
+    fn pcap_filter(&mut self, expr: &Expr) -> Result<(), ProbeError> {
+        let out = self.out;
+        let s = self.l.sk_buff.clone();
+        let l3 = self.a.named_label("filter_l3");
+        let matched = self.a.named_label("filter_matched");
+        let env = FilterEnv {
+            stack_top: self.filter_top(),
+            ..FilterEnv::default()
+        };
+        let src = PacketSource::KernelMemory {
+            base: R8,
+            len: R9,
+            window: FILTER_WINDOW,
+        };
+        let room = 512 - (-(self.filter_top() as i32)) as usize;
+        if stack_bytes(&src) > room {
+            return Err(ProbeError::Layout(format!(
+                "the filter needs {} stack bytes, {room} left",
+                stack_bytes(&src)
+            )));
+        }
+        self.load_window(R1, &s.mac_len)?;
+        self.a.jmp(Cond::Eq, R1, 0, l3);
+        // L2: base = head + mac_header, len = tail - mac_header
+        self.packet_bounds(&s.mac_header)?;
+        match emit_filter(
+            &mut self.a,
+            expr,
+            LinkType::Ethernet,
+            &src,
+            &env,
+            matched,
+            out,
+        ) {
+            Ok(_) => {}
+            Err(CompileError::RejectsAll) | Err(CompileError::Unsupported { .. }) => {
+                self.a.ja(out);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.a.bind(l3);
+        self.packet_bounds(&s.network_header)?;
+        match emit_filter(&mut self.a, expr, LinkType::RawIp, &src, &env, matched, out) {
+            Ok(_) => {}
+            // L2-only expressions (arp, ether host ...) can never match an L3 start.
+            Err(CompileError::RejectsAll) | Err(CompileError::Unsupported { .. }) => {
+                self.a.ja(out);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.a.bind(matched);
+        Ok(())
+    }
+
+    /// r8 = head + header offset, r9 = tail - header offset (0 when negative).
+    fn packet_bounds(&mut self, header: &Field) -> Result<(), ProbeError> {
+        let s = self.l.sk_buff.clone();
+        self.load_window(R1, header)?;
+        self.load_window(R8, &s.head)?;
+        self.a.add64(R8, R1);
+        self.load_window(R9, &s.tail)?;
+        self.a.alu64(AluOp::Sub, R9, R1);
+        let ok = self.a.label();
+        self.a.jmp(Cond::Sge, R9, 0, ok);
+        self.a.mov64(R9, 0);
+        self.a.bind(ok);
+        Ok(())
+    }
+
+    /// netns inode, ifindex and MTU into their stack slots.
+    fn device_meta(&mut self) -> Result<(), ProbeError> {
+        let s = self.l.sk_buff.clone();
+        let d = self.l.net_device.clone();
+        for slot in [SLOT_NETNS, SLOT_IFINDEX, SLOT_MTU] {
+            self.a.st(Size::W, R10, slot, 0);
+        }
+        let no_dev = self.a.label();
+        let sk_netns = self.a.label();
+        let done_ns = self.a.label();
+        self.load_window(R9, &s.dev)?;
+        self.a.jmp(Cond::Eq, R9, 0, no_dev);
+        // ifindex, mtu
+        self.a
+            .mov64(R3, R9)
+            .add64(R3, d.ifindex.offset_bytes() as i32);
+        self.read_to_stack(SLOT_IFINDEX, 4);
+        self.a.mov64(R3, R9).add64(R3, d.mtu.offset_bytes() as i32);
+        self.read_to_stack(SLOT_MTU, 4);
+        if let Some(ns) = self.l.netns.clone() {
+            // dev->nd_net.net->ns.inum
+            let net_at = d.nd_net.offset_bytes() + ns.possible_net_net.offset_bytes();
+            self.a.mov64(R3, R9).add64(R3, net_at as i32);
+            self.read_net_inum(&ns.net_ns_inum, done_ns);
+            self.a.ldx(Size::W, R1, R10, SLOT_NETNS);
+            self.a.jmp(Cond::Ne, R1, 0, done_ns);
+            self.a.bind(no_dev);
+            self.a.bind(sk_netns);
+            // skb->sk->__sk_common.skc_net.net->ns.inum
+            self.load_window(R3, &s.sk)?;
+            self.a.jmp(Cond::Eq, R3, 0, done_ns);
+            self.a.add64(
+                R3,
+                (ns.sock_skc_net.offset_bytes() + ns.possible_net_net.offset_bytes()) as i32,
+            );
+            self.read_net_inum(&ns.net_ns_inum, done_ns);
+        } else {
+            self.a.bind(no_dev);
+            self.a.bind(sk_netns);
+        }
+        self.a.bind(done_ns);
+        self.route_mtu()?;
+        Ok(())
+    }
+
+    /// r3 = address of a `struct net *`: reads it, then `net->ns.inum` into SLOT_NETNS.
+    fn read_net_inum(&mut self, inum: &Field, fail: Label) {
+        self.read_to_stack(SLOT_KEY, 8);
+        self.a.ldx(Size::DW, R3, R10, SLOT_KEY);
+        self.a.jmp(Cond::Eq, R3, 0, fail);
+        self.a.add64(R3, inum.offset_bytes() as i32);
+        self.read_to_stack(SLOT_NETNS, 4);
+    }
+
+    /// pwru's MTU: the route's RTAX_MTU metric when the skb has a dst and it is set.
+    fn route_mtu(&mut self) -> Result<(), ProbeError> {
+        let (Some(refdst), Some(dst)) = (self.l.sk_buff.skb_refdst, self.l.dst_entry.clone())
+        else {
+            return Ok(());
+        };
+        let done = self.a.label();
+        let dev_mtu = self.a.label();
+        self.load_window(R9, &refdst)?;
+        self.a.alu64(AluOp::And, R9, -2); // clear SKB_DST_NOREF
+        self.a.jmp(Cond::Eq, R9, 0, done);
+        self.a
+            .mov64(R3, R9)
+            .add64(R3, dst.metrics.offset_bytes() as i32);
+        self.read_to_stack(SLOT_KEY, 8);
+        self.a.ldx(Size::DW, R3, R10, SLOT_KEY);
+        self.a.alu64(AluOp::And, R3, -4); // DST_METRICS_FLAGS
+        self.a.jmp(Cond::Eq, R3, 0, dev_mtu);
+        self.a.add64(R3, RTAX_MTU_INDEX * 4);
+        self.read_to_stack(SLOT_KEY, 4);
+        self.a.ldx(Size::W, R1, R10, SLOT_KEY);
+        self.a.jmp32(Cond::Eq, R1, 0, dev_mtu);
+        self.a.stx(Size::W, R10, SLOT_MTU, R1);
+        self.a.ja(done);
+        // No MTU metric on the route: the route device's MTU.
+        self.a.bind(dev_mtu);
+        self.a
+            .mov64(R3, R9)
+            .add64(R3, dst.dev.offset_bytes() as i32);
+        self.read_to_stack(SLOT_KEY, 8);
+        self.a.ldx(Size::DW, R3, R10, SLOT_KEY);
+        self.a.jmp(Cond::Eq, R3, 0, done);
+        self.a
+            .add64(R3, self.l.net_device.mtu.offset_bytes() as i32);
+        self.read_to_stack(SLOT_MTU, 4);
+        self.a.bind(done);
+        Ok(())
+    }
+
+    fn event(&mut self) -> Result<(), ProbeError> {
+        let out = self.out;
+        let s = self.l.sk_buff.clone();
+        self.a.ld_map(R1, maps::EVENTS);
+        self.a.mov64(R2, EVENT_SIZE as i32).mov64(R3, 0);
+        self.a.call(Helper::RINGBUF_RESERVE);
+        let reserved = self.a.label();
+        self.a.jmp(Cond::Ne, R0, 0, reserved);
+        self.count_lost();
+        self.a.ja(out);
+        self.a.bind(reserved);
+        self.a.mov64(R8, R0);
+        for i in (0..EVENT_SIZE).step_by(8) {
+            self.a.st(Size::DW, R8, i as i16, 0);
+        }
+        let (kind, mut flags) = match self.at {
+            Attachment::Kprobe { multi: true, .. } => (EventKind::KprobeMulti, FLAG_ARGS),
+            Attachment::Kprobe { .. } => (EventKind::Kprobe, FLAG_ARGS),
+            Attachment::Tracepoint { .. } => (EventKind::Tracepoint, FLAG_ARGS),
+        };
+        self.a.st(Size::H, R8, off::KIND as i16, kind as i32);
+        self.a.stx(Size::DW, R8, off::SKB_ADDR as i16, R7);
+        self.a.call(Helper::GET_SMP_PROCESSOR_ID);
+        self.a.stx(Size::W, R8, off::CPU as i16, R0);
+        self.a.call(Helper::GET_CURRENT_PID_TGID);
+        self.a.stx(Size::DW, R8, off::PID_TGID as i16, R0);
+        self.a.call(Helper::KTIME_GET_NS);
+        self.a.stx(Size::DW, R8, off::KTIME_NS as i16, R0);
+
+        match self.at.clone() {
+            Attachment::Kprobe { .. } => {
+                if self.o.has_get_func_ip {
+                    self.a.mov64(R1, R6).call(Helper::GET_FUNC_IP);
+                } else {
+                    // After the int3 of a kprobe, ip points one byte past the function start.
+                    self.a.ldx(Size::DW, R0, R6, PT_REGS_IP);
+                    self.a.add64(R0, -1);
+                }
+                self.a.stx(Size::DW, R8, off::PROBE_ADDR as i16, R0);
+                self.a.ldx(Size::DW, R1, R6, PT_REGS_ARGS[1]);
+                self.a.stx(Size::DW, R8, off::PARAM_SECOND as i16, R1);
+                self.a.ldx(Size::DW, R1, R6, PT_REGS_ARGS[2]);
+                self.a.stx(Size::DW, R8, off::PARAM_THIRD as i16, R1);
+                if self.o.output_caller {
+                    self.a.ldx(Size::DW, R3, R6, PT_REGS_SP);
+                    self.read_to_event(off::CALLER_ADDR, 8);
+                    flags |= FLAG_CALLER;
+                }
+            }
+            Attachment::Tracepoint {
+                id,
+                nargs,
+                drop_reason_arg,
+                ..
+            } => {
+                self.a.st(Size::DW, R8, off::PROBE_ADDR as i16, id as i32);
+                for (arg, field) in [(1u16, off::PARAM_SECOND), (2, off::PARAM_THIRD)] {
+                    if arg < nargs {
+                        self.a.ldx(Size::DW, R1, R6, arg as i16 * 8);
+                        self.a.stx(Size::DW, R8, field as i16, R1);
+                    }
+                }
+                if let Some(r) = drop_reason_arg {
+                    self.a.ldx(Size::DW, R1, R6, r as i16 * 8);
+                    self.a.stx(Size::DW, R8, off::DROP_REASON as i16, R1);
+                    flags |= FLAG_DROP_REASON;
+                }
+            }
+        }
+
+        if self.o.output_meta {
+            flags |= FLAG_META;
+            self.load_window(R1, &s.mark)?;
+            self.a.stx(Size::W, R8, off::MARK as i16, R1);
+            self.load_window(R1, &s.len)?;
+            self.a.stx(Size::W, R8, off::LEN as i16, R1);
+            self.load_window(R1, &s.protocol)?;
+            self.a.stx(Size::H, R8, off::PROTOCOL as i16, R1);
+            self.load_window(R1, &s.pkt_type)?;
+            if let Some(b) = s.pkt_type.bitfield {
+                self.a.alu64(AluOp::Rsh, R1, b.bit_offset as i32);
+                self.a
+                    .alu64(AluOp::And, R1, ((1u32 << b.bit_size) - 1) as i32);
+            }
+            self.a.stx(Size::B, R8, off::PKT_TYPE as i16, R1);
+            for (slot, field) in [
+                (SLOT_NETNS, off::NETNS),
+                (SLOT_IFINDEX, off::IFINDEX),
+                (SLOT_MTU, off::MTU),
+            ] {
+                self.a.ldx(Size::W, R1, R10, slot);
+                self.a.stx(Size::W, R8, field as i16, R1);
+            }
+        }
+        if self.o.output_skb_cb {
+            flags |= FLAG_CB;
+            self.a
+                .mov64(R3, R7)
+                .add64(R3, s.cb.offset_bytes() as i32 + QDISC_CB_DATA);
+            self.read_to_event(off::CB, 20);
+        }
+        if self.o.output_stack {
+            flags |= FLAG_STACK;
+            self.a.mov64(R1, R6);
+            self.a.ld_map(R2, maps::STACKS);
+            self.a.mov64(R3, 0);
+            self.a.call(Helper::GET_STACKID);
+            self.a.stx(Size::DW, R8, off::STACK_ID as i16, R0);
+        }
+        if self.o.output_tuple {
+            self.tuple()?;
+        }
+        // flags: the tuple parser ORs FLAG_TUPLE in itself.
+        self.a.ldx(Size::H, R1, R8, off::FLAGS as i16);
+        self.a.alu32(AluOp::Or, R1, flags as i32);
+        self.a.stx(Size::H, R8, off::FLAGS as i16, R1);
+        self.a.mov64(R1, R8).mov64(R2, 0);
+        self.a.call(Helper::RINGBUF_SUBMIT);
+        self.a.ja(out);
+        Ok(())
+    }
+
+    fn count_lost(&mut self) {
+        let done = self.a.label();
+        self.a.st(Size::W, R10, SLOT_KEY, 0);
+        self.a.ld_map(R1, maps::LOST);
+        self.a.mov64(R2, R10).add64(R2, SLOT_KEY as i32);
+        self.a.call(Helper::MAP_LOOKUP_ELEM);
+        self.a.jmp(Cond::Eq, R0, 0, done);
+        self.a.ldx(Size::DW, R1, R0, 0);
+        self.a.add64(R1, 1);
+        self.a.stx(Size::DW, R0, 0, R1);
+        self.a.bind(done);
+    }
+
+    /// Parses the IPv4/IPv6 header at `head + network_header` and the TCP/UDP/SCTP ports.
+    /// Uses r9 for the L3 address and the stack below the skb window as a buffer.
+    fn tuple(&mut self) -> Result<(), ProbeError> {
+        let s = self.l.sk_buff.clone();
+        let buf = self.filter_top() - TUPLE_L3_BYTES as i16 - 8;
+        let l4buf = buf - 16;
+        let done = self.a.named_label("tuple_done");
+        let v6 = self.a.named_label("tuple_v6");
+        let ports = self.a.named_label("tuple_ports");
+        // r9 = head + network_header
+        self.load_window(R1, &s.network_header)?;
+        self.load_window(R9, &s.head)?;
+        self.a.add64(R9, R1);
+        self.a.mov64(R3, R9);
+        self.read_to_stack(buf, TUPLE_L3_BYTES);
+        self.a.jmp(Cond::Ne, R0, 0, done);
+        self.a.ldx(Size::B, R1, R10, buf);
+        self.a.alu64(AluOp::Rsh, R1, 4);
+        self.a.jmp(Cond::Eq, R1, 6, v6);
+        self.a.jmp(Cond::Ne, R1, 4, done);
+        // IPv4
+        self.a.st(Size::H, R8, off::L3_PROTO as i16, 0x0800);
+        self.a.ldx(Size::B, R1, R10, buf + 9);
+        self.a.stx(Size::B, R8, off::L4_PROTO as i16, R1);
+        self.a.ldx(Size::W, R1, R10, buf + 12);
+        self.a.stx(Size::W, R8, off::SADDR as i16, R1);
+        self.a.ldx(Size::W, R1, R10, buf + 16);
+        self.a.stx(Size::W, R8, off::DADDR as i16, R1);
+        // Only the first fragment carries ports.
+        self.a.ldx(Size::H, R1, R10, buf + 6);
+        self.a.to_be(R1, 16);
+        self.a.alu64(AluOp::And, R1, 0x1fff);
+        let v4_ports = self.a.label();
+        self.a.jmp(Cond::Eq, R1, 0, v4_ports);
+        self.set_tuple_flag();
+        self.a.ja(done);
+        self.a.bind(v4_ports);
+        self.a.ldx(Size::B, R2, R10, buf);
+        self.a.alu64(AluOp::And, R2, 0x0f);
+        self.a.alu64(AluOp::Lsh, R2, 2);
+        self.a.ldx(Size::B, R1, R10, buf + 9);
+        self.a.ja(ports);
+
+        // IPv6: r1 = next header, r2 = offset of the next header from r9
+        self.a.bind(v6);
+        self.a.st(Size::H, R8, off::L3_PROTO as i16, 0x86dd);
+        for i in 0..4 {
+            self.a.ldx(Size::W, R1, R10, buf + 8 + 4 * i);
+            self.a.stx(Size::W, R8, off::SADDR as i16 + 4 * i, R1);
+            self.a.ldx(Size::W, R1, R10, buf + 24 + 4 * i);
+            self.a.stx(Size::W, R8, off::DADDR as i16 + 4 * i, R1);
+        }
+        self.a.ldx(Size::B, R1, R10, buf + 6);
+        self.a.mov64(R2, 40);
+        for _ in 0..IPV6_EXT_MAX {
+            let ext = self.a.label();
+            let next = self.a.label();
+            for h in [0, 43, 60, 51, 44] {
+                self.a.jmp(Cond::Eq, R1, h, ext);
+            }
+            self.a.ja(ports);
+            self.a.bind(ext);
+            // Read the 8-byte extension header start at r9 + r2 into l4buf; keep r2 in slot.
+            self.a.stx(Size::DW, R10, SLOT_KEY, R2);
+            self.a.stx(Size::B, R10, l4buf + 15, R1);
+            self.a.mov64(R3, R9).add64(R3, R2);
+            self.read_to_stack(l4buf, 8);
+            self.a.jmp(Cond::Ne, R0, 0, done);
+            self.a.ldx(Size::DW, R2, R10, SLOT_KEY);
+            self.a.ldx(Size::B, R4, R10, l4buf + 15);
+            self.a.ldx(Size::B, R1, R10, l4buf); // next header
+            self.a.ldx(Size::B, R3, R10, l4buf + 1); // length field
+            let not_frag = self.a.label();
+            let not_ah = self.a.label();
+            self.a.jmp(Cond::Ne, R4, 44, not_frag);
+            // Fragment header: fixed 8 bytes; a non-first fragment has no ports.
+            self.a.ldx(Size::H, R3, R10, l4buf + 2);
+            self.a.to_be(R3, 16);
+            self.a.alu64(AluOp::And, R3, 0xfff8);
+            self.a.add64(R2, 8);
+            self.a.jmp(Cond::Eq, R3, 0, next);
+            self.a.stx(Size::B, R8, off::L4_PROTO as i16, R1);
+            self.set_tuple_flag();
+            self.a.ja(done);
+            self.a.bind(not_frag);
+            self.a.jmp(Cond::Ne, R4, 51, not_ah);
+            // AH: (len + 2) * 4 bytes
+            self.a.add64(R3, 2);
+            self.a.alu64(AluOp::Lsh, R3, 2);
+            self.a.add64(R2, R3);
+            self.a.ja(next);
+            self.a.bind(not_ah);
+            // (len + 1) * 8 bytes
+            self.a.add64(R3, 1);
+            self.a.alu64(AluOp::Lsh, R3, 3);
+            self.a.add64(R2, R3);
+            self.a.bind(next);
+        }
+        // Too many extension headers: record addresses only.
+
+        // r1 = L4 protocol, r2 = L4 offset from r9
+        self.a.bind(ports);
+        self.a.stx(Size::B, R8, off::L4_PROTO as i16, R1);
+        self.set_tuple_flag();
+        let has_ports = self.a.label();
+        for p in [6, 17, 132, 136] {
+            self.a.jmp(Cond::Eq, R1, p, has_ports);
+        }
+        self.a.ja(done);
+        self.a.bind(has_ports);
+        self.a.stx(Size::B, R10, l4buf + 15, R1);
+        self.a.mov64(R3, R9).add64(R3, R2);
+        self.read_to_stack(l4buf, 14);
+        self.a.jmp(Cond::Ne, R0, 0, done);
+        self.a.ldx(Size::H, R1, R10, l4buf);
+        self.a.stx(Size::H, R8, off::SPORT as i16, R1);
+        self.a.ldx(Size::H, R1, R10, l4buf + 2);
+        self.a.stx(Size::H, R8, off::DPORT as i16, R1);
+        self.a.ldx(Size::B, R1, R10, l4buf + 15);
+        self.a.jmp(Cond::Ne, R1, 6, done);
+        self.a.ldx(Size::B, R1, R10, l4buf + 13);
+        self.a.stx(Size::B, R8, off::TCP_FLAGS as i16, R1);
+        self.a.bind(done);
+        Ok(())
+    }
+
+    /// Sets FLAG_TUPLE; clobbers only r0.
+    fn set_tuple_flag(&mut self) {
+        self.a.ldx(Size::H, R0, R8, off::FLAGS as i16);
+        self.a.alu32(AluOp::Or, R0, FLAG_TUPLE as i32);
+        self.a.stx(Size::H, R8, off::FLAGS as i16, R0);
+    }
+}
+
+/// The tiny program that forgets a tracked skb when the kernel frees it
+/// (`kfree_skbmem(skb)`, or the `kfree_skb`/`consume_skb` tracepoints).
+pub fn build_untrack(attach: &Attachment) -> Result<Program, ProbeError> {
+    let mut a = Asm::new();
+    let out = a.label();
+    match attach {
+        Attachment::Kprobe { skb_arg, .. } => {
+            let i = (*skb_arg as usize).clamp(1, 5) - 1;
+            a.ldx(Size::DW, R1, R1, PT_REGS_ARGS[i]);
+        }
+        Attachment::Tracepoint { skb_arg, .. } => {
+            a.ldx(Size::DW, R1, R1, (*skb_arg as i16) * 8);
+        }
+    }
+    a.jmp(Cond::Eq, R1, 0, out);
+    a.stx(Size::DW, R10, SLOT_KEY, R1);
+    a.ld_map(R1, maps::TRACKED_SKBS);
+    a.mov64(R2, R10).add64(R2, SLOT_KEY as i32);
+    a.call(Helper::MAP_DELETE_ELEM);
+    a.bind(out);
+    a.mov64(R0, 0).exit();
+    Ok(a.finish()?)
+}

@@ -1,0 +1,517 @@
+//! The tracer run: config → BTF facts → filter → probe programs → load → attach →
+//! ring-buffer events → output, and the teardown that leaves nothing attached.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::IsTerminal;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use aya::maps::{MapData, PerCpuArray, RingBuf, StackTraceMap};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::sync::Notify;
+
+use crate::attach::{self, AttachError, Backend, BackendKind, Probeable, Target};
+use crate::btf::{KernelBtf, Kmods, SkbLayout};
+use crate::cli::{Backend as BackendChoice, Config, NetnsSpec};
+use crate::events::{self, EventSink, Flow, LostEvents};
+use crate::load::{
+    self, LoadOptions, LoadedObject, MapKind, MapSpec, ObjectSpec, ProgKind, ProgramSpec,
+};
+use crate::output::{IfaceNames, Ksyms, Names, Output, OutputOptions, OutputTarget};
+use crate::pcapc::ast::Expr;
+use crate::probes::{self, maps, Attachment, ProbeOptions};
+
+/// Entry point of a tracing run (not the `--list-funcs`/filter tools).
+/// `filter` is the parsed pcap filter (`None`: every packet).
+pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
+    let started = Instant::now();
+    let btf = open_btf(config)?;
+    let layout = SkbLayout::resolve(&btf).context("reading sk_buff layout from BTF")?;
+    let kallsyms = Ksyms::load().context("reading /proc/kallsyms")?;
+
+    let kind = choose_backend(config, &kallsyms)?;
+    let targets = select_targets(config, &btf, kind)?;
+    let opts = ProbeOptions {
+        filter,
+        mark: config
+            .filter_mark
+            .is_active()
+            .then_some((config.filter_mark.mark, config.filter_mark.mask)),
+        netns: netns_filter(config)?,
+        ifindex: ifindex_filter(config)?,
+        output_meta: config.output_meta,
+        output_tuple: config.output_tuple,
+        output_stack: config.output_stack,
+        output_caller: config.output_caller,
+        output_skb_cb: config.shows_cb(),
+        track_skb: config.filter_track_skb,
+        has_get_func_ip: kind != BackendKind::Tracepoint
+            && load::func_ip_available().unwrap_or(false),
+    };
+
+    let mut backend = attach::backend(kind);
+    let stop = Arc::new(AtomicBool::new(false));
+    let wake = Arc::new(Notify::new());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the event loop")?;
+    rt.spawn(watch_signals(stop.clone(), wake.clone()));
+
+    let (mut obj, summary) =
+        match load_and_attach(&layout, &opts, backend.as_mut(), &targets, &stop) {
+            Ok(v) => v,
+            Err(e)
+                if kind == BackendKind::KprobeMulti
+                    && is_multi_unsupported(&e)
+                    && config.backend == BackendChoice::Auto =>
+            {
+                eprintln!("kprobe-multi links are refused by this kernel; falling back to kprobes");
+                backend = attach::backend(BackendKind::Kprobe);
+                load_and_attach(&layout, &opts, backend.as_mut(), &targets, &stop)?
+            }
+            Err(e) => return Err(e),
+        };
+    if stop.load(Ordering::Relaxed) {
+        detach(backend.as_mut(), &mut obj);
+        eprintln!("Received signal, exiting program..");
+        return Ok(());
+    }
+    eprintln!("Attached (ignored {})", summary.ignored);
+    if config.debug {
+        eprintln!("start-up took {:.3}s", started.elapsed().as_secs_f64());
+    }
+
+    let mut names = Names {
+        ksyms: kallsyms,
+        drop_reasons: btf
+            .enum_values("skb_drop_reason")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(v, n)| (v as u64, n))
+            .collect(),
+        probe_names: HashMap::new(),
+        ..Names::default()
+    };
+    if kind != BackendKind::Tracepoint {
+        names.drop_reason_args = targets
+            .iter()
+            .filter_map(|t| Some((t.name.clone(), t.drop_reason_arg?)))
+            .collect();
+    }
+    if kind == BackendKind::Tracepoint {
+        names.probe_names = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i as u64, t.name.clone()))
+            .collect();
+    }
+    if config.output_meta {
+        names.ifaces = IfaceNames::scan().0;
+    }
+    let mut output = Output::new(
+        OutputOptions::from_config(config),
+        names,
+        OutputTarget::from_config(config),
+    )
+    .context("opening the output")?;
+    eprintln!("Listening for events..");
+    if let Some(path) = &config.ready_file {
+        fs::write(path, b"")
+            .with_context(|| format!("creating --ready-file {}", path.display()))?;
+    }
+    output.print_header()?;
+
+    let result = rt.block_on(event_loop(&mut obj, &mut output, &stop, &wake));
+    output.flush().ok();
+    detach(backend.as_mut(), &mut obj);
+    let lost = result?;
+    if lost > 0 {
+        eprintln!("warning: {lost} events in all were lost: the ring buffer was full");
+    }
+    if output.limit_reached() {
+        eprintln!(
+            "Printed events, exiting program.. (count={})",
+            output.printed()
+        );
+    } else {
+        eprintln!("Received signal, exiting program..");
+    }
+    Ok(())
+}
+
+fn is_multi_unsupported(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<AttachError>(),
+        Some(AttachError::Object(
+            load::ObjectError::KprobeMultiUnsupported { .. }
+        ))
+    )
+}
+
+async fn watch_signals(stop: Arc<AtomicBool>, wake: Arc<Notify>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    stop.store(true, Ordering::Relaxed);
+    wake.notify_one();
+}
+
+/// Opens `--kernel-btf` or the running kernel's BTF, plus `--kmods`/`--all-kmods` modules.
+pub fn open_btf(config: &Config) -> Result<KernelBtf> {
+    let kmods = if config.all_kmods {
+        Kmods::All
+    } else {
+        Kmods::Named(config.kmods.clone())
+    };
+    let btf = match &config.kernel_btf {
+        Some(path) => KernelBtf::open(path, std::path::Path::new(crate::btf::SYS_BTF_DIR), &kmods),
+        None => KernelBtf::open_system(&kmods),
+    };
+    btf.context(
+        "opening kernel BTF (pass --kernel-btf FILE on kernels without /sys/kernel/btf/vmlinux)",
+    )
+}
+
+/// `auto`: kprobe-multi where the kernel has fprobe, else kprobes, else tracepoints.
+fn choose_backend(config: &Config, kallsyms: &Ksyms) -> Result<BackendKind> {
+    let kprobes = attach::kprobes_available();
+    let fprobe = !kallsyms.addresses_of("register_fprobe").is_empty();
+    let kind = match config.backend {
+        BackendChoice::KprobeMulti | BackendChoice::Kprobe if !kprobes => bail!(
+            "backend {} is not available: this kernel has no kprobes (CONFIG_KPROBES); use --backend tracepoint",
+            config.backend.as_str()
+        ),
+        BackendChoice::KprobeMulti if !fprobe => bail!(
+            "backend kprobe-multi is not available: this kernel has no fprobe (CONFIG_FPROBE, kernel 5.18+); use --backend kprobe"
+        ),
+        BackendChoice::KprobeMulti => BackendKind::KprobeMulti,
+        BackendChoice::Kprobe => BackendKind::Kprobe,
+        BackendChoice::Tracepoint => BackendKind::Tracepoint,
+        BackendChoice::Auto => {
+            let (kind, why) = if kprobes && fprobe {
+                (BackendKind::KprobeMulti, "kprobes and fprobe available")
+            } else if kprobes {
+                (BackendKind::Kprobe, "no fprobe (CONFIG_FPROBE) for kprobe-multi")
+            } else {
+                (BackendKind::Tracepoint, "no kprobes on this kernel (CONFIG_KPROBES)")
+            };
+            eprintln!("Backend: {} (auto: {why})", kind.name());
+            kind
+        }
+    };
+    Ok(kind)
+}
+
+/// Functions (kprobe backends) or tracepoints (tracepoint backend) to probe.
+pub fn select_targets(config: &Config, btf: &KernelBtf, kind: BackendKind) -> Result<Vec<Target>> {
+    let keep = |name: &str| config.filter_func.as_ref().is_none_or(|f| f.is_match(name));
+    let targets = match kind {
+        BackendKind::Tracepoint => {
+            let tps = btf
+                .skb_tracepoints()
+                .context("scanning BTF for skb tracepoints")?;
+            attach::targets::select_tracepoints(&tps, keep)
+        }
+        _ => {
+            let funcs = btf
+                .skb_functions()
+                .context("scanning BTF for skb functions")?;
+            let probeable = Probeable::discover();
+            attach::targets::select_functions(&funcs, &probeable, keep)
+        }
+    };
+    if targets.is_empty() {
+        match &config.filter_func {
+            Some(f) => bail!(
+                "no {} matches --filter-func {:?}; see `pwru --list-funcs`",
+                if kind == BackendKind::Tracepoint {
+                    "skb tracepoint"
+                } else {
+                    "skb function"
+                },
+                f.pattern
+            ),
+            None => bail!("cannot find a kernel function or tracepoint to probe"),
+        }
+    }
+    Ok(targets)
+}
+
+fn netns_filter(config: &Config) -> Result<Option<u32>> {
+    config
+        .filter_netns
+        .as_ref()
+        .map(|ns| ns.inode().with_context(|| format!("--filter-netns {ns:?}")))
+        .transpose()
+}
+
+/// `--filter-ifname`, resolved to an ifindex inside `--filter-netns` (or ours).
+fn ifindex_filter(config: &Config) -> Result<Option<u32>> {
+    let Some(name) = &config.filter_ifname else {
+        return Ok(None);
+    };
+    let netns = match &config.filter_netns {
+        Some(NetnsSpec::Path(p)) => Some(p.clone()),
+        _ => None,
+    };
+    let index = ifindex_in_netns(name, netns)?;
+    Ok(Some(index))
+}
+
+fn ifindex_in_netns(name: &str, netns: Option<PathBuf>) -> Result<u32> {
+    let cname = std::ffi::CString::new(name)
+        .map_err(|_| anyhow!("--filter-ifname {name:?} contains NUL"))?;
+    let name = name.to_string();
+    let lookup = move || -> Result<u32> {
+        if let Some(path) = &netns {
+            let f = fs::File::open(path)
+                .with_context(|| format!("opening netns {}", path.display()))?;
+            // SAFETY: setns on a valid fd in a thread of our own that does nothing else.
+            if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error()).context("entering --filter-netns");
+            }
+        }
+        // SAFETY: cname is a valid NUL-terminated string.
+        match unsafe { libc::if_nametoindex(cname.as_ptr()) } {
+            0 => bail!("--filter-ifname: no interface {name:?} in that network namespace"),
+            i => Ok(i),
+        }
+    };
+    std::thread::spawn(lookup)
+        .join()
+        .map_err(|_| anyhow!("interface lookup thread panicked"))?
+}
+
+fn map_specs(opts: &ProbeOptions) -> Vec<MapSpec> {
+    let mut m = vec![
+        MapSpec::ring_buf(maps::EVENTS, maps::EVENTS_BYTES),
+        MapSpec::new(maps::LOST, MapKind::PerCpuArray, 4, 8, 1),
+    ];
+    if opts.track_skb {
+        m.push(MapSpec::new(
+            maps::TRACKED_SKBS,
+            MapKind::Hash,
+            8,
+            4,
+            maps::TRACKED_SKBS_ENTRIES,
+        ));
+    }
+    if opts.output_stack {
+        m.push(MapSpec::new(
+            maps::STACKS,
+            MapKind::StackTrace,
+            4,
+            maps::STACK_DEPTH * 8,
+            maps::STACKS_ENTRIES,
+        ));
+    }
+    m
+}
+
+/// Programs that forget a tracked skb when the kernel frees it.
+fn untrack_programs(kind: BackendKind) -> Result<Vec<(ProgramSpec, Option<&'static str>)>> {
+    let mut v = Vec::new();
+    match kind {
+        BackendKind::Tracepoint => {
+            for (i, tp) in ["kfree_skb", "consume_skb"].into_iter().enumerate() {
+                let program = probes::build_untrack(&Attachment::Tracepoint {
+                    id: 0,
+                    skb_arg: 0,
+                    nargs: 1,
+                    drop_reason_arg: None,
+                })?;
+                v.push((
+                    ProgramSpec {
+                        name: format!("untrack_{i}"),
+                        kind: ProgKind::RawTracepoint(tp.into()),
+                        program,
+                    },
+                    None,
+                ));
+            }
+        }
+        _ => {
+            let program = probes::build_untrack(&Attachment::Kprobe {
+                skb_arg: 1,
+                multi: false,
+            })?;
+            v.push((
+                ProgramSpec {
+                    name: "untrack".into(),
+                    kind: ProgKind::KProbe,
+                    program,
+                },
+                Some("kfree_skbmem"),
+            ));
+        }
+    }
+    Ok(v)
+}
+
+fn progress_bar(len: u64, message: &str) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    if std::io::stderr().is_terminal() {
+        pb.set_style(
+            ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} {per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+    } else {
+        pb.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    pb.set_message(message.to_string());
+    pb
+}
+
+fn load_and_attach(
+    layout: &SkbLayout,
+    opts: &ProbeOptions,
+    backend: &mut dyn Backend,
+    targets: &[Target],
+    stop: &AtomicBool,
+) -> Result<(LoadedObject, attach::AttachSummary)> {
+    let mut build = |a: &Attachment| probes::build(layout, opts, a);
+    let mut programs = backend.programs(targets, &mut build)?;
+    let untrack = if opts.track_skb {
+        untrack_programs(backend.kind())?
+    } else {
+        Vec::new()
+    };
+    programs.extend(untrack.iter().map(|(p, _)| p.clone()));
+    let spec = ObjectSpec {
+        maps: map_specs(opts),
+        programs,
+    };
+    let mut obj = load::load(&spec, &LoadOptions::default()).map_err(|e| anyhow!("{e}"))?;
+    let what = match backend.kind() {
+        BackendKind::Tracepoint => "tracepoints",
+        _ => "kprobes",
+    };
+    eprintln!("Attaching {what} (via {})...", backend.kind().name());
+    let pb = progress_bar(targets.len() as u64, "Attaching");
+    let summary = match backend.attach(&mut obj, targets, &pb, stop) {
+        Ok(s) => s,
+        Err(AttachError::Interrupted) => {
+            pb.finish_and_clear();
+            return Ok((obj, attach::AttachSummary::default()));
+        }
+        Err(e) => {
+            pb.finish_and_clear();
+            detach(backend, &mut obj);
+            return Err(e.into());
+        }
+    };
+    pb.finish_and_clear();
+    if summary.attached == 0 {
+        detach(backend, &mut obj);
+        return Err(AttachError::NothingAttached(summary.ignored).into());
+    }
+    for (p, function) in &untrack {
+        let attached = match function {
+            Some(f) => obj.attach_kprobe(&p.name, f).map(|_| ()),
+            None => obj.attach_raw_tp(&p.name).map(|_| ()),
+        };
+        if let Err(e) = attached {
+            eprintln!("warning: --filter-track-skb cannot see skbs being freed: {e}");
+        }
+    }
+    Ok((obj, summary))
+}
+
+fn detach(backend: &mut dyn Backend, obj: &mut LoadedObject) {
+    eprintln!(
+        "Detaching {}...",
+        match backend.kind() {
+            BackendKind::Tracepoint => "tracepoints",
+            _ => "kprobes",
+        }
+    );
+    let pb = progress_bar(0, "Detaching");
+    backend.detach(obj, &pb);
+    pb.finish_and_clear();
+}
+
+/// Reads the ring buffer into `sink` until a signal, the sink says stop, or an error;
+/// returns the number of events the kernel could not queue.
+async fn event_loop(
+    obj: &mut LoadedObject,
+    sink: &mut dyn EventSink,
+    stop: &AtomicBool,
+    wake: &Notify,
+) -> Result<u64> {
+    let ring: RingBuf<MapData> = obj.take_ring_buf(maps::EVENTS)?;
+    // SAFETY: the AsyncFd owns the RingBuf, which owns the fd, so the fd stays open for
+    // as long as it is registered.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| anyhow!("polling the ring buffer: {e}"))?;
+    let stacks: Option<StackTraceMap<MapData>> = obj
+        .ebpf_mut()
+        .take_map(maps::STACKS)
+        .map(StackTraceMap::try_from)
+        .transpose()
+        .context("opening the stack map")?;
+    let lost_map: PerCpuArray<MapData, u64> = PerCpuArray::try_from(
+        obj.ebpf_mut()
+            .take_map(maps::LOST)
+            .ok_or_else(|| anyhow!("lost-events map missing"))?,
+    )?;
+    let mut lost = LostEvents::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut frames: Vec<u64> = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                let rb = guard.get_inner_mut();
+                while let Some(item) = rb.next() {
+                    let event = events::decode(&item)?;
+                    drop(item);
+                    frames.clear();
+                    if let (Some(id), Some(stacks)) = (event.stack_id, &stacks) {
+                        if let Ok(trace) = u32::try_from(id).map(|id| stacks.get(&id, 0)) {
+                            frames.extend(trace.iter().flat_map(|t| t.frames()).map(|f| f.ip).filter(|ip| *ip != 0));
+                        }
+                    }
+                    if sink.event(&event, Some(&frames))? == Flow::Stop {
+                        stop.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                }
+                guard.clear_ready();
+                sink.drained()?;
+            }
+            _ = tick.tick() => {
+                let newly = observe_lost(&lost_map, &mut lost);
+                sink.lost(newly, lost.total())?;
+            }
+            _ = wake.notified() => {}
+        }
+    }
+    let newly = observe_lost(&lost_map, &mut lost);
+    sink.lost(newly, lost.total())?;
+    sink.drained()?;
+    Ok(lost.total())
+}
+
+fn observe_lost(map: &PerCpuArray<MapData, u64>, lost: &mut LostEvents) -> u64 {
+    match map.get(&0, 0) {
+        Ok(values) => lost.observe(&values.iter().copied().collect::<Vec<u64>>()),
+        Err(_) => 0,
+    }
+}

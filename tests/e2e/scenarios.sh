@@ -1,0 +1,520 @@
+#!/bin/sh
+# scenarios.sh - end-to-end scenarios for a pwru binary, run as root inside the
+# test VM (POSIX sh). All traffic stays inside the VM, between two network
+# namespaces joined by a veth pair (or on lo):
+#
+#   ns1: veth1 10.0.0.1/24 fd00::1/64  <---- veth ---->  ns2: veth2 10.0.0.2/24 fd00::2/64
+#
+# Executed, it runs the whole suite (or $E2E_TESTS) and exits non-zero when a
+# test failed. Sourced, it only defines the e2e_* functions (e2e_main runs them).
+#
+# For each test: set up a firewall rule or listener, start
+#   $E2E_PWRU --output-tuple --output-file=LOG --ready-file=READY FLAGS... FILTER
+# wait for READY, generate traffic, send SIGINT, time the exit, grep -E the
+# expected pattern in LOG and check that nothing stays attached (kprobes,
+# ftrace entries, kprobe_events, BPF programs/links, pinned objects).
+#
+# Output: one "PASS name" / "FAIL name: why" / "SKIP name: why" line per test,
+# one "TIME name ready=S exit=S rc=N events=N" line per tracer run, and a final
+# "N passed, M failed, K skipped" line.
+#
+# Environment:
+#   E2E_PWRU           binary under test (default: pwru from PATH)
+#   E2E_TESTS          space separated test names to run (default: all)
+#   E2E_OUT            directory for logs (/tmp/e2e)
+#   E2E_READY_TIMEOUT  seconds to wait for the ready file (900)
+#   E2E_EXIT_TIMEOUT   seconds to wait for the exit after SIGINT (600)
+#   E2E_EXTRA_ARGS     extra flags for every tracer run (e.g. --filter-func '...')
+#   E2E_SCENARIO_ONLY=1  no tracer: check that the scenario's rules count drops
+#   E2E_VERBOSE=1      print every log, not only those of failed tests
+#   E2E_NS1, E2E_NS2   names of the two namespaces (ns1, ns2)
+#   E2E_GLOBAL_LEAK_CHECK=0  only check the BPF objects the tracer owned (for
+#                      hosts where other processes load BPF programs); the
+#                      default also compares system-wide counts before/after
+
+E2E_PWRU=${E2E_PWRU:-pwru}
+E2E_OUT=${E2E_OUT:-/tmp/e2e}
+E2E_TESTS=${E2E_TESTS:-all}
+E2E_READY_TIMEOUT=${E2E_READY_TIMEOUT:-900}
+E2E_EXIT_TIMEOUT=${E2E_EXIT_TIMEOUT:-600}
+E2E_EXTRA_ARGS=${E2E_EXTRA_ARGS:-}
+E2E_VERBOSE=${E2E_VERBOSE:-0}
+E2E_NS1=${E2E_NS1:-ns1}
+E2E_NS2=${E2E_NS2:-ns2}
+E2E_GLOBAL_LEAK_CHECK=${E2E_GLOBAL_LEAK_CHECK:-1}
+
+E2E_ALL_TESTS="basic-ipv4 basic-ipv6 advanced-ipv4 advanced-ipv6 pcap-filter-stack \
+filter-track-skb filter-arp filter-ifname filter-nomatch kprobe-multi-basic"
+
+# Tests for a host kernel without kprobes (tracepoint backend), run by
+# tests/e2e/host-suite.sh: the drop must carry its reason.
+E2E_HOST_TESTS="host-basic-ipv4 host-basic-ipv6 host-nomatch"
+
+# Functions through which a dropped skb leaves the stack (6.12 inlines
+# kfree_skb_reason into sk_skb_reason_drop).
+E2E_DROP_RE='(^|[^a-z_])(kfree_skb_reason|kfree_skb|sk_skb_reason_drop)([^a-z_]|$)'
+
+# Asynchronous commands of a non-interactive shell start with SIGINT and
+# SIGQUIT ignored; coreutils env resets them so that the tracer sees SIGINT
+# exactly as after a Ctrl-C in a terminal (run-in-vm.sh copies the host's env).
+E2E_LAUNCH=''
+if env --default-signal=INT,QUIT true 2>/dev/null; then E2E_LAUNCH='env --default-signal=INT,QUIT'; fi
+
+E2E_PASSED=0 E2E_FAILED=0 E2E_SKIPPED=0
+E2E_LOG='' E2E_WHY='' E2E_EVENTS=0 E2E_TRAFFIC_RAN=0
+
+e2e_now() { read -r _e2e_up _e2e_rest </proc/uptime; echo "$_e2e_up"; }
+e2e_sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+e2e_gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a > b) }'; }
+e2e_in() { _e2e_ns=$1; shift; ip netns exec "$_e2e_ns" "$@"; }
+
+e2e_pass() { E2E_PASSED=$((E2E_PASSED + 1)); echo "PASS $1"; }
+e2e_fail() { E2E_FAILED=$((E2E_FAILED + 1)); echo "FAIL $1: $2"; }
+e2e_skip() { E2E_SKIPPED=$((E2E_SKIPPED + 1)); echo "SKIP $1: $2"; }
+
+# --- topology -------------------------------------------------------------------
+e2e_net_up() {
+    ip netns add "$E2E_NS1" && ip netns add "$E2E_NS2" || return 1
+    ip link add veth1 netns "$E2E_NS1" type veth peer name veth2 netns "$E2E_NS2" || return 1
+    e2e_in "$E2E_NS1" ip addr add 10.0.0.1/24 dev veth1
+    e2e_in "$E2E_NS2" ip addr add 10.0.0.2/24 dev veth2
+    e2e_in "$E2E_NS1" ip addr add fd00::1/64 dev veth1 nodad
+    e2e_in "$E2E_NS2" ip addr add fd00::2/64 dev veth2 nodad
+    for _e2e_ns in "$E2E_NS1" "$E2E_NS2"; do e2e_in "$_e2e_ns" ip link set lo up; done
+    e2e_in "$E2E_NS1" ip link set veth1 up
+    e2e_in "$E2E_NS2" ip link set veth2 up
+    # Control: both address families reach ns2 before any rule exists.
+    e2e_in "$E2E_NS1" ping -c 1 -W 5 10.0.0.2 >/dev/null || { echo "setup: ping 10.0.0.2 failed"; return 1; }
+    e2e_in "$E2E_NS1" ping -6 -c 1 -W 5 fd00::2 >/dev/null || { echo "setup: ping fd00::2 failed"; return 1; }
+    _e2e_out=$(e2e_in "$E2E_NS1" timeout 10 nc -w 3 10.0.0.2 8080 </dev/null 2>&1)
+    case $_e2e_out in
+        *refused*) ;;
+        *) echo "setup: TCP to 10.0.0.2:8080 was not refused: $_e2e_out"; return 1 ;;
+    esac
+    echo "setup: $E2E_NS1 (10.0.0.1, fd00::1) <-> $E2E_NS2 (10.0.0.2, fd00::2) over veth1/veth2"
+}
+
+e2e_net_down() {
+    ip netns del "$E2E_NS1" 2>/dev/null
+    ip netns del "$E2E_NS2" 2>/dev/null
+    return 0
+}
+
+# e2e_fw_drop MATCH: nftables rule in ns1's output hook dropping MATCH.
+e2e_fw_drop() {
+    e2e_in "$E2E_NS1" nft -f - <<EOF
+table inet e2e {
+    chain output {
+        type filter hook output priority filter; policy accept;
+        $1 counter drop
+    }
+}
+EOF
+}
+
+# Packets counted by the rules of table inet e2e in ns1 (summed).
+e2e_fw_count() {
+    e2e_in "$E2E_NS1" nft list table inet e2e 2>/dev/null |
+        awk '{ for (i = 1; i < NF; i++) if ($i == "packets") n += $(i + 1) } END { print n + 0 }'
+}
+
+e2e_fw_clear() {
+    e2e_in "$E2E_NS1" nft delete table inet e2e 2>/dev/null
+    e2e_in "$E2E_NS1" nft delete table ip e2enat 2>/dev/null
+    return 0
+}
+
+# --- traffic --------------------------------------------------------------------
+# e2e_connect ADDR PORT: one TCP connection attempt from ns1 (1 s).
+e2e_connect() { e2e_in "$E2E_NS1" timeout 5 nc -w 1 "$1" "$2" </dev/null >/dev/null 2>&1; return 0; }
+
+# --- attachment state -----------------------------------------------------------
+e2e_count() { if [ -r "$1" ]; then grep -c . "$1"; else echo 0; fi; }
+e2e_bpftool_count() {
+    if command -v bpftool >/dev/null 2>&1; then
+        bpftool "$1" show 2>/dev/null | grep -c '^[0-9][0-9]*:'
+    else
+        echo n/a
+    fi
+}
+# One line describing everything a tracer may leave behind.
+e2e_attach_state() {
+    echo "kprobes=$(e2e_count /sys/kernel/debug/kprobes/list)" \
+         "ftrace=$(e2e_count /sys/kernel/tracing/enabled_functions)" \
+         "kprobe_events=$(e2e_count /sys/kernel/tracing/kprobe_events)" \
+         "uprobe_events=$(e2e_count /sys/kernel/tracing/uprobe_events)" \
+         "progs=$(e2e_bpftool_count prog)" \
+         "links=$(e2e_bpftool_count link)" \
+         "pinned=$(find /sys/fs/bpf -mindepth 1 2>/dev/null | grep -c .)"
+}
+
+# BPF objects (as "prog N", "link N", "map N") held open by process $1.
+e2e_owned_ids() {
+    for _e2e_f in /proc/"$1"/fdinfo/*; do
+        [ -r "$_e2e_f" ] && echo "$_e2e_f"
+    done | xargs -r grep -h -E '^(prog_id|link_id|map_id):' 2>/dev/null |
+        sed -E 's/^(prog|link|map)_id:[[:space:]]*([0-9]+).*/\1 \2/' | sort -u
+}
+
+# BPF objects that currently exist (same format); empty without bpftool.
+e2e_live_ids() {
+    command -v bpftool >/dev/null 2>&1 || return 0
+    for _e2e_k in prog link map; do
+        bpftool "$_e2e_k" show 2>/dev/null | sed -n -E "s/^([0-9]+):.*/$_e2e_k \\1/p"
+    done
+}
+
+# --- one tracer run -------------------------------------------------------------
+# e2e_trace NAME TRAFFIC_FN TRACER_ARGS...: run the tracer around TRAFFIC_FN.
+# Sets E2E_LOG (the --output-file), E2E_EVENTS (number of event lines) and
+# E2E_WHY (empty when the tracer's life cycle was correct).
+e2e_trace() {
+    _t_name=$1 _t_traffic=$2
+    shift 2
+    E2E_LOG=$E2E_OUT/$_t_name.log E2E_WHY='' E2E_EVENTS=0
+    _t_ready=$E2E_OUT/$_t_name.ready _t_err=$E2E_OUT/$_t_name.stderr
+    rm -f "$E2E_LOG" "$_t_ready" "$_t_err"
+    _t_before=''
+    if [ "$E2E_GLOBAL_LEAK_CHECK" = 1 ]; then _t_before=$(e2e_attach_state); fi
+    E2E_TRAFFIC_RAN=0
+
+    _t0=$(e2e_now)
+    # shellcheck disable=SC2086  # E2E_LAUNCH and E2E_EXTRA_ARGS hold several words
+    $E2E_LAUNCH "$E2E_PWRU" --output-tuple --output-file="$E2E_LOG" --ready-file="$_t_ready" \
+        $E2E_EXTRA_ARGS "$@" >"$_t_err" 2>&1 &
+    _t_pid=$!
+
+    _t_state=starting
+    while :; do
+        if [ -e "$_t_ready" ]; then _t_state=ready; break; fi
+        if e2e_exited "$_t_pid"; then _t_state=exited; break; fi
+        if e2e_gt "$(e2e_sub "$_t0" "$(e2e_now)")" "$E2E_READY_TIMEOUT"; then _t_state=timeout; break; fi
+        sleep 0.1
+    done
+    _t_ready_s=$(e2e_sub "$_t0" "$(e2e_now)")
+
+    _t_exit_s=n/a _t_owned=''
+    if [ "$_t_state" = ready ]; then
+        "$_t_traffic"
+        E2E_TRAFFIC_RAN=1
+        sleep 1                                   # let the events drain
+        _t_owned=$(e2e_owned_ids "$_t_pid" | tee "$E2E_OUT/$_t_name.owned")
+        _t_int=$(e2e_now)
+        kill -INT "$_t_pid" 2>/dev/null
+        while ! e2e_exited "$_t_pid"; do
+            if e2e_gt "$(e2e_sub "$_t_int" "$(e2e_now)")" "$E2E_EXIT_TIMEOUT"; then
+                E2E_WHY="no exit within ${E2E_EXIT_TIMEOUT}s of SIGINT"
+                kill -KILL "$_t_pid" 2>/dev/null
+                break
+            fi
+            sleep 0.1
+        done
+        _t_exit_s=$(e2e_sub "$_t_int" "$(e2e_now)")s
+    else
+        kill -KILL "$_t_pid" 2>/dev/null
+        case $_t_state in
+            exited) E2E_WHY="tracer exited before it was ready" ;;
+            timeout) E2E_WHY="no ready file after ${E2E_READY_TIMEOUT}s" ;;
+        esac
+    fi
+    wait "$_t_pid"
+    _t_rc=$?
+    if [ -z "$E2E_WHY" ] && [ "$_t_rc" -ne 0 ]; then E2E_WHY="exit status $_t_rc after SIGINT"; fi
+
+    # BPF objects are released asynchronously (RCU): allow a few seconds.
+    _t_tries=0
+    while :; do
+        _t_left=''
+        if [ -n "$_t_owned" ]; then
+            _t_left=$(e2e_live_ids | grep -Fx -f "$E2E_OUT/$_t_name.owned" | tr '\n' ' ')
+        fi
+        _t_after=$_t_before
+        if [ "$E2E_GLOBAL_LEAK_CHECK" = 1 ]; then _t_after=$(e2e_attach_state); fi
+        if [ -z "$_t_left" ] && [ "$_t_after" = "$_t_before" ]; then break; fi
+        if [ "$_t_tries" -ge 20 ]; then break; fi
+        sleep 0.5
+        _t_tries=$((_t_tries + 1))
+    done
+    if [ -z "$E2E_WHY" ] && [ -n "$_t_left" ]; then
+        E2E_WHY="BPF objects of the tracer still exist after its exit: $_t_left"
+    elif [ -z "$E2E_WHY" ] && [ "$_t_after" != "$_t_before" ]; then
+        E2E_WHY="left attached after exit: before [$_t_before] after [$_t_after]"
+    fi
+
+    if [ -r "$E2E_LOG" ]; then E2E_EVENTS=$(grep -c '^0x' "$E2E_LOG"); fi
+    echo "TIME $_t_name ready=${_t_ready_s}s exit=${_t_exit_s} rc=$_t_rc events=$E2E_EVENTS" \
+         "owned_bpf_objects=$(printf '%s' "$_t_owned" | grep -c .)"
+    if [ -n "$E2E_WHY" ] || [ "$E2E_VERBOSE" = 1 ]; then e2e_show_logs "$_t_name" "$_t_err"; fi
+    [ -z "$E2E_WHY" ]
+}
+
+# A child has exited when its /proc entry is gone or it is a zombie.
+e2e_exited() {
+    [ -r "/proc/$1/stat" ] || return 0
+    _e2e_st=$(sed 's/.*) \(.\).*/\1/' "/proc/$1/stat" 2>/dev/null)
+    [ "$_e2e_st" = Z ] || [ -z "$_e2e_st" ]
+}
+
+e2e_show_logs() {
+    echo "--- $1: tracer stdout+stderr (last 30 lines) ---"
+    tr '\r' '\n' <"$2" 2>/dev/null | tail -n 30
+    echo "--- $1: trace (last 40 lines of $E2E_LOG) ---"
+    tail -n 40 "$E2E_LOG" 2>/dev/null
+    echo "--- end of $1 ---"
+}
+
+# e2e_match REGEX...: some line of the trace matches every REGEX (in any
+# order on the line: the tuple column comes before or after the function).
+e2e_match() {
+    _e2e_m=$(grep -E -e "$1" "$E2E_LOG" 2>/dev/null)
+    shift
+    for _e2e_re in "$@"; do
+        _e2e_m=$(printf '%s\n' "$_e2e_m" | grep -E -e "$_e2e_re")
+    done
+    [ -n "$_e2e_m" ]
+}
+
+# e2e_verdict NAME REGEX...: PASS when the run was clean and a trace line
+# matches every REGEX.
+e2e_verdict() {
+    _e2e_name=$1; shift
+    if [ -n "$E2E_WHY" ]; then
+        e2e_fail "$_e2e_name" "$E2E_WHY"
+    elif e2e_match "$@"; then
+        e2e_pass "$_e2e_name"
+    else
+        e2e_fail "$_e2e_name" "no line matches all of: $* ($E2E_EVENTS event lines)"
+        [ "$E2E_VERBOSE" = 1 ] || tail -n 20 "$E2E_LOG" 2>/dev/null | sed 's/^/    /'
+    fi
+}
+
+# e2e_reason_verdict NAME: the drop line carries SKB_DROP_REASON_NETFILTER_DROP,
+# required when the kernel's BTF knows that reason.
+e2e_reason_verdict() {
+    if ! grep -q SKB_DROP_REASON_NETFILTER_DROP /sys/kernel/btf/vmlinux 2>/dev/null; then
+        e2e_skip "$1" "kernel BTF has no SKB_DROP_REASON_NETFILTER_DROP"
+    elif [ -n "$E2E_WHY" ]; then
+        e2e_fail "$1" "$E2E_WHY"
+    elif e2e_match "$E2E_DROP_RE" NETFILTER_DROP; then
+        e2e_pass "$1"
+    else
+        e2e_fail "$1" "no drop line with NETFILTER_DROP"
+    fi
+}
+
+# e2e_scenario_check NAME MIN: the firewall counted at least MIN packets
+# (else the scenario, not the tracer, is broken).
+e2e_scenario_check() {
+    [ "$E2E_TRAFFIC_RAN" = 1 ] || return 0
+    _e2e_n=$(e2e_fw_count)
+    if [ "$_e2e_n" -lt "$2" ]; then
+        E2E_WHY="${E2E_WHY:+$E2E_WHY; }scenario broken: firewall counted $_e2e_n packets"
+    fi
+}
+
+# --- the tests ------------------------------------------------------------------
+e2e_traffic_v4_8080() { e2e_connect 10.0.0.2 8080; }
+e2e_traffic_v6_8080() { e2e_connect fd00::2 8080; }
+e2e_traffic_v4_8082() { e2e_connect 10.0.0.2 8082; }
+e2e_traffic_v6_8083() { e2e_connect fd00::2 8083; }
+
+e2e_basic_v4() {
+    _name=$1; shift
+    e2e_fw_drop "ip daddr 10.0.0.2 tcp dport 8080" || { e2e_fail "$_name" "cannot install nft rule"; return; }
+    e2e_trace "$_name" e2e_traffic_v4_8080 "$@" 'dst host 10.0.0.2 and port 8080'
+    e2e_scenario_check "$_name" 1
+    e2e_verdict "$_name" "10\\.0\\.0\\.2:8080([^0-9]|$)" "$E2E_DROP_RE"
+    e2e_reason_verdict "$_name-drop-reason"
+    e2e_fw_clear
+}
+
+e2e_test_basic_ipv4() { e2e_basic_v4 basic-ipv4; }
+
+e2e_test_basic_ipv6() {
+    e2e_fw_drop "ip6 daddr fd00::2 tcp dport 8080" || { e2e_fail basic-ipv6 "cannot install nft rule"; return; }
+    e2e_trace basic-ipv6 e2e_traffic_v6_8080 'dst host fd00::2 and port 8080'
+    e2e_scenario_check basic-ipv6 1
+    e2e_verdict basic-ipv6 "\\[fd00::2\\]:8080([^0-9]|$)" "$E2E_DROP_RE"
+    e2e_reason_verdict basic-ipv6-drop-reason
+    e2e_fw_clear
+}
+
+e2e_test_advanced_ipv4() {
+    e2e_fw_drop "ip daddr 10.0.0.2 tcp dport 8082" || { e2e_fail advanced-ipv4 "cannot install nft rule"; return; }
+    e2e_trace advanced-ipv4 e2e_traffic_v4_8082 'tcp[tcpflags] = tcp-syn'
+    e2e_scenario_check advanced-ipv4 1
+    e2e_verdict advanced-ipv4 "10\\.0\\.0\\.2:8082([^0-9]|$)" "$E2E_DROP_RE"
+    e2e_fw_clear
+}
+
+e2e_test_advanced_ipv6() {
+    # IPv6 header (40 bytes) + TCP flags at offset 13: SYN only.
+    e2e_fw_drop "ip6 daddr fd00::2 tcp dport 8083" || { e2e_fail advanced-ipv6 "cannot install nft rule"; return; }
+    e2e_trace advanced-ipv6 e2e_traffic_v6_8083 'ip6[53] & 0x3f = 0x2'
+    e2e_scenario_check advanced-ipv6 1
+    e2e_verdict advanced-ipv6 "\\[fd00::2\\]:8083([^0-9]|$)" "$E2E_DROP_RE"
+    e2e_fw_clear
+}
+
+# A TCP segment with payload: listener in ns2 on port 80, client sends data.
+e2e_traffic_payload() {
+    e2e_in "$E2E_NS2" timeout 10 nc -l -p 80 >"$E2E_OUT/payload.received" 2>&1 &
+    _e2e_lpid=$!
+    sleep 1
+    echo "hello from ns1" | e2e_in "$E2E_NS1" timeout 5 nc -w 1 10.0.0.2 80 >/dev/null 2>&1
+    wait "$_e2e_lpid"
+}
+
+e2e_test_pcap_filter_stack() {
+    e2e_trace pcap-filter-stack e2e_traffic_payload \
+        '(((ip[2:2] - ((ip[0]&0xf)<<2)) - ((tcp[12]&0xf0)>>2)) != 0)'
+    if [ "$E2E_TRAFFIC_RAN" = 1 ] && ! grep -q 'hello from ns1' "$E2E_OUT/payload.received" 2>/dev/null; then
+        E2E_WHY="${E2E_WHY:+$E2E_WHY; }scenario broken: the listener received no data"
+    fi
+    e2e_verdict pcap-filter-stack '10\.0\.0\.2:80([^0-9]|$)'
+}
+
+# DNAT in ns1's output hook: 10.0.0.99:80 -> 10.0.0.2:80 (refused by ns2).
+e2e_test_filter_track_skb() {
+    if ! e2e_in "$E2E_NS1" nft -f - <<'EOF'
+table ip e2enat {
+    chain output {
+        type nat hook output priority -100; policy accept;
+        ip daddr 10.0.0.99 tcp dport 80 counter dnat to 10.0.0.2
+    }
+}
+EOF
+    then e2e_fail filter-track-skb "cannot install the DNAT rule"; return; fi
+    e2e_trace filter-track-skb e2e_traffic_dnat --filter-track-skb 'dst host 10.0.0.99'
+    _e2e_n=$(e2e_in "$E2E_NS1" nft list table ip e2enat | sed -n 's/.*packets \([0-9]*\).*/\1/p')
+    if [ "$E2E_TRAFFIC_RAN" = 1 ] && [ "${_e2e_n:-0}" -lt 1 ]; then E2E_WHY="${E2E_WHY:+$E2E_WHY; }scenario broken: DNAT rule counted 0"; fi
+    # The skb is still followed after its destination was rewritten.
+    e2e_verdict filter-track-skb '->10\.0\.0\.2:80([^0-9]|$)'
+    e2e_fw_clear
+}
+e2e_traffic_dnat() { e2e_connect 10.0.0.99 80; }
+
+# ARP request "who has 10.0.0.2" (op 1, target protocol address at offset 24).
+e2e_traffic_arp() {
+    e2e_in "$E2E_NS1" ip neigh flush dev veth1
+    e2e_in "$E2E_NS2" ip neigh flush dev veth2
+    e2e_in "$E2E_NS1" ping -c 1 -W 2 10.0.0.2 >/dev/null 2>&1
+    return 0
+}
+
+e2e_test_filter_arp() {
+    e2e_trace filter-arp e2e_traffic_arp \
+        'arp and arp[7] = 1 and arp[24] = 10 and arp[25] = 0 and arp[26] = 0 and arp[27] = 2'
+    e2e_verdict filter-arp 'arp_rcv'
+}
+
+e2e_traffic_ping_lo() { ping -c 1 -W 2 127.0.0.1 >/dev/null 2>&1; return 0; }
+
+e2e_test_filter_ifname() {
+    e2e_trace filter-ifname e2e_traffic_ping_lo --filter-ifname lo icmp
+    e2e_verdict filter-ifname '127\.0\.0\.1' 'icmp'
+}
+
+# A filter that matches none of the generated packets: no event at all.
+e2e_nomatch() {
+    e2e_fw_drop "ip daddr 10.0.0.2 tcp dport 8080" || { e2e_fail "$1" "cannot install nft rule"; return; }
+    e2e_trace "$1" e2e_traffic_v4_8080 'dst host 10.0.0.2 and udp port 9999'
+    e2e_scenario_check "$1" 1
+    if [ -n "$E2E_WHY" ]; then
+        e2e_fail "$1" "$E2E_WHY"
+    elif [ ! -e "$E2E_LOG" ]; then
+        e2e_fail "$1" "no output file written"
+    elif grep -qE '^0x|10\.0\.0\.|fd00:' "$E2E_LOG"; then
+        e2e_fail "$1" "$E2E_EVENTS events for a filter that matches nothing"
+    else
+        e2e_pass "$1"
+    fi
+    e2e_fw_clear
+}
+e2e_test_filter_nomatch() { e2e_nomatch filter-nomatch; }
+
+e2e_test_kprobe_multi_basic() {
+    if ! grep -q '^CONFIG_FPROBE=y' "/boot/config-$(uname -r)" 2>/dev/null; then
+        e2e_skip kprobe-multi-basic "kernel $(uname -r) has no CONFIG_FPROBE (no kprobe-multi)"
+        return
+    fi
+    e2e_basic_v4 kprobe-multi-basic --backend=kprobe-multi
+}
+
+# Host variants: the drop is reported with its reason (which function or
+# tracepoint reports it depends on the backend).
+e2e_test_host_basic_ipv4() {
+    e2e_fw_drop "ip daddr 10.0.0.2 tcp dport 8080" || { e2e_fail host-basic-ipv4 "cannot install nft rule"; return; }
+    e2e_trace host-basic-ipv4 e2e_traffic_v4_8080 'dst host 10.0.0.2 and port 8080'
+    e2e_scenario_check host-basic-ipv4 1
+    e2e_verdict host-basic-ipv4 '10\.0\.0\.2:8080([^0-9]|$)' 'NETFILTER_DROP'
+    e2e_fw_clear
+}
+
+e2e_test_host_basic_ipv6() {
+    e2e_fw_drop "ip6 daddr fd00::2 tcp dport 8080" || { e2e_fail host-basic-ipv6 "cannot install nft rule"; return; }
+    e2e_trace host-basic-ipv6 e2e_traffic_v6_8080 'dst host fd00::2 and port 8080'
+    e2e_scenario_check host-basic-ipv6 1
+    e2e_verdict host-basic-ipv6 '\[fd00::2\]:8080([^0-9]|$)' 'NETFILTER_DROP'
+    e2e_fw_clear
+}
+
+e2e_test_host_nomatch() { e2e_nomatch host-nomatch; }
+
+# Scenario self-check without a tracer: the rules count the generated drops.
+e2e_scenario_selftest() {
+    _e2e_rc=0
+    for _e2e_case in "ip daddr 10.0.0.2 tcp dport 8080|e2e_traffic_v4_8080" \
+                     "ip6 daddr fd00::2 tcp dport 8080|e2e_traffic_v6_8080"; do
+        e2e_fw_drop "${_e2e_case%%|*}" || { echo "FAIL scenario: cannot install nft rule"; return 1; }
+        "${_e2e_case#*|}"
+        _e2e_n=$(e2e_fw_count)
+        if [ "$_e2e_n" -ge 1 ]; then
+            echo "PASS scenario: '${_e2e_case%%|*} drop' counted $_e2e_n packet(s)"
+        else
+            echo "FAIL scenario: '${_e2e_case%%|*} drop' counted nothing"; _e2e_rc=1
+        fi
+        e2e_fw_clear
+    done
+    return "$_e2e_rc"
+}
+
+# --- driver ---------------------------------------------------------------------
+e2e_main() {
+    mkdir -p "$E2E_OUT"
+    if [ "${E2E_SCENARIO_ONLY:-0}" = 1 ]; then
+        e2e_net_up || { e2e_net_down; echo "FAIL scenario: network setup"; return 1; }
+        e2e_scenario_selftest
+        _e2e_rc=$?
+        e2e_net_down
+        return "$_e2e_rc"
+    fi
+    command -v "$E2E_PWRU" >/dev/null 2>&1 || { echo "FAIL setup: tracer '$E2E_PWRU' not found"; return 1; }
+    _e2e_list=$E2E_ALL_TESTS
+    if [ "$E2E_TESTS" != all ]; then
+        _e2e_list=$E2E_TESTS
+        for _e2e_t in $E2E_TESTS; do
+            case " $E2E_ALL_TESTS $E2E_HOST_TESTS " in
+                *" $_e2e_t "*) ;;
+                *) echo "FAIL setup: unknown test '$_e2e_t' (known: $E2E_ALL_TESTS $E2E_HOST_TESTS)"; return 1 ;;
+            esac
+        done
+    fi
+    echo "suite: $E2E_PWRU on $(uname -r), $(nproc) CPU(s); tests: $E2E_TESTS"
+    if ! command -v bpftool >/dev/null 2>&1; then echo "suite: no bpftool, BPF program/link leak checks disabled"; fi
+    if [ -z "$E2E_LAUNCH" ]; then echo "suite: no 'env --default-signal' (coreutils): the tracer starts with SIGINT ignored"; fi
+    e2e_net_up || { e2e_net_down; echo "FAIL setup: network scenario"; echo "0 passed, 1 failed, 0 skipped"; return 1; }
+    _e2e_t0=$(e2e_now)
+    for _e2e_test in $_e2e_list; do
+        echo "=== $_e2e_test"
+        "e2e_test_$(echo "$_e2e_test" | tr '-' '_')"
+    done
+    e2e_net_down
+    echo "suite time: $(e2e_sub "$_e2e_t0" "$(e2e_now)")s"
+    echo "$E2E_PASSED passed, $E2E_FAILED failed, $E2E_SKIPPED skipped"
+    [ "$E2E_FAILED" -eq 0 ] && [ "$E2E_PASSED" -gt 0 ]
+}
+
+case $0 in
+    *scenarios.sh) e2e_main; exit $? ;;
+esac

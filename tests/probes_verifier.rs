@@ -1,0 +1,163 @@
+//! Every probe program variant we generate (backends × options × filters) must pass the
+//! running kernel's verifier. Needs root and BTF; skips with a printed reason otherwise.
+
+use pwru::attach::{self, BackendKind, Target};
+use pwru::btf::{KernelBtf, Kmods, SkbLayout};
+use pwru::load::{self, LoadOptions, MapKind, MapSpec, ObjectSpec};
+use pwru::probes::{self, maps, Attachment, ProbeOptions};
+
+fn skip_reason() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root".into());
+    }
+    if !std::path::Path::new(pwru::btf::SYS_VMLINUX_BTF).exists() {
+        return Some("no /sys/kernel/btf/vmlinux".into());
+    }
+    None
+}
+
+fn all_maps() -> Vec<MapSpec> {
+    vec![
+        MapSpec::ring_buf(maps::EVENTS, 1 << 16),
+        MapSpec::new(maps::LOST, MapKind::PerCpuArray, 4, 8, 1),
+        MapSpec::new(maps::TRACKED_SKBS, MapKind::Hash, 8, 4, 64),
+        MapSpec::new(
+            maps::STACKS,
+            MapKind::StackTrace,
+            4,
+            maps::STACK_DEPTH * 8,
+            64,
+        ),
+    ]
+}
+
+fn option_sets() -> Vec<(&'static str, ProbeOptions)> {
+    let filter = |s: &str| pwru::pcapc::parse(s).expect("test filter parses");
+    let everything = ProbeOptions {
+        filter: filter("dst host 10.0.0.2 and tcp and dst port 8080"),
+        mark: Some((0xa00, 0xff00)),
+        netns: Some(4026531840),
+        ifindex: Some(1),
+        output_meta: true,
+        output_tuple: true,
+        output_stack: true,
+        output_caller: true,
+        output_skb_cb: true,
+        track_skb: true,
+        has_get_func_ip: true,
+    };
+    let mut sets = vec![
+        ("bare", ProbeOptions::default()),
+        ("everything", everything.clone()),
+        (
+            "no func ip",
+            ProbeOptions {
+                has_get_func_ip: false,
+                ..everything.clone()
+            },
+        ),
+    ];
+    for expr in [
+        "arp and arp[7] = 1",
+        "ip6 protochain 58",
+        "tcp[tcpflags] = tcp-syn",
+        "ip6[53] & 0x3f = 0x2",
+        "(((ip[2:2] - ((ip[0]&0xf)<<2)) - ((tcp[12]&0xf0)>>2)) != 0)",
+        "vlan 10 and ip and udp port 53",
+        "not (host 10.0.0.1 or net fd00::/64) and greater 100",
+    ] {
+        sets.push((
+            expr,
+            ProbeOptions {
+                filter: filter(expr),
+                output_meta: true,
+                output_tuple: true,
+                ..ProbeOptions::default()
+            },
+        ));
+    }
+    sets
+}
+
+#[test]
+fn every_probe_variant_passes_the_verifier() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let btf = KernelBtf::open_system(&Kmods::None).expect("open BTF");
+    let layout = SkbLayout::resolve(&btf).expect("layout");
+    let tracepoints: Vec<Target> =
+        attach::targets::select_tracepoints(&btf.skb_tracepoints().unwrap(), |_| true);
+    assert!(!tracepoints.is_empty());
+    let func_targets: Vec<Target> = (1..=5)
+        .map(|arg| Target {
+            name: format!("f{arg}"),
+            module: None,
+            skb_arg: arg,
+            drop_reason_arg: None,
+            nargs: 0,
+        })
+        .collect();
+    let mut loaded = 0;
+    for (label, opts) in option_sets() {
+        for kind in [
+            BackendKind::Kprobe,
+            BackendKind::KprobeMulti,
+            BackendKind::Tracepoint,
+        ] {
+            let backend = attach::backend(kind);
+            let targets = if kind == BackendKind::Tracepoint {
+                &tracepoints
+            } else {
+                &func_targets
+            };
+            let mut build = |a: &Attachment| probes::build(&layout, &opts, a);
+            let programs = backend
+                .programs(targets, &mut build)
+                .unwrap_or_else(|e| panic!("{label} / {}: build: {e}", kind.name()));
+            let n = programs.len();
+            let spec = ObjectSpec {
+                maps: all_maps(),
+                programs,
+            };
+            if let Err(e) = load::load(&spec, &LoadOptions::default()) {
+                panic!(
+                    "{label} / {}: the verifier rejected a program: {e}",
+                    kind.name()
+                );
+            }
+            loaded += n;
+        }
+    }
+    // The untrack programs too.
+    for a in [
+        Attachment::Kprobe {
+            skb_arg: 1,
+            multi: false,
+        },
+        Attachment::Tracepoint {
+            id: 0,
+            skb_arg: 0,
+            nargs: 1,
+            drop_reason_arg: None,
+        },
+    ] {
+        let kind = match a {
+            Attachment::Kprobe { .. } => load::ProgKind::KProbe,
+            Attachment::Tracepoint { .. } => load::ProgKind::RawTracepoint("kfree_skb".into()),
+        };
+        let spec = ObjectSpec {
+            maps: all_maps(),
+            programs: vec![load::ProgramSpec {
+                name: "untrack".into(),
+                kind,
+                program: probes::build_untrack(&a).unwrap(),
+            }],
+        };
+        load::load(&spec, &LoadOptions::default()).expect("untrack program loads");
+        loaded += 1;
+    }
+    eprintln!("{loaded} probe programs accepted by the verifier");
+}
