@@ -968,7 +968,7 @@ impl Emitter<'_> {
                         // (little-endian) load against byte-swapped constants.
                         let shape = raw_shape(&t.a).filter(|&(_, size, m)| {
                             matches!(t.op, TestOp::Eq | TestOp::Set)
-                                && (size == 4 || (*k <= 0xffff && m <= 0xffff))
+                                && (size == 4 || (*k <= 0xffff && (m == u32::MAX || m <= 0xffff)))
                         });
                         let raw = match (r0, shape) {
                             (Some((v, raw)), Some((_, size, _))) if *v == t.a => {
