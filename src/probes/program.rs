@@ -45,6 +45,12 @@ pub enum Attachment {
         nargs: u16,
         drop_reason_arg: Option<u16>,
     },
+    /// A `SCHED_CLS` program run with `BPF_PROG_TEST_RUN` (tests, benchmarks): the context
+    /// r1 IS the kernel's `struct sk_buff *` (the `__sk_buff` view is the real skb), so the
+    /// program reads it like any probed skb and runs the same filter chain and event code.
+    /// Events are reported as `Tracepoint` with id 0 and no arguments; `--output-stack`
+    /// is refused (`bpf_get_stackid` needs a `pt_regs` context).
+    SkbContext,
 }
 
 /// What the program filters on and what it records. Built from the CLI config.
@@ -75,6 +81,8 @@ pub enum ProbeError {
     Asm(#[from] AsmError),
     #[error("kernel layout not supported: {0}")]
     Layout(String),
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
 }
 
 /// Stack slots below r10 (negative offsets).
@@ -112,6 +120,11 @@ pub fn build(
     opts: &ProbeOptions,
     attach: &Attachment,
 ) -> Result<Program, ProbeError> {
+    if opts.output_stack && *attach == Attachment::SkbContext {
+        return Err(ProbeError::Unsupported(
+            "--output-stack on a SCHED_CLS (skb context) program: bpf_get_stackid needs pt_regs",
+        ));
+    }
     Gen::new(layout, opts, attach)?.emit()
 }
 
@@ -205,6 +218,9 @@ impl<'a> Gen<'a> {
             }
             Attachment::Tracepoint { skb_arg, .. } => {
                 self.a.ldx(Size::DW, R7, R6, (*skb_arg as i16) * 8);
+            }
+            Attachment::SkbContext => {
+                self.a.mov64(R7, R6);
             }
         }
         self.a.jmp(Cond::Eq, R7, 0, out);
@@ -459,6 +475,7 @@ impl<'a> Gen<'a> {
             Attachment::Kprobe { multi: true, .. } => (EventKind::KprobeMulti, FLAG_ARGS),
             Attachment::Kprobe { .. } => (EventKind::Kprobe, FLAG_ARGS),
             Attachment::Tracepoint { .. } => (EventKind::Tracepoint, FLAG_ARGS),
+            Attachment::SkbContext => (EventKind::Tracepoint, 0),
         };
         self.a.st(Size::H, R8, off::KIND as i16, kind as i32);
         self.a.stx(Size::DW, R8, off::SKB_ADDR as i16, R7);
@@ -508,6 +525,8 @@ impl<'a> Gen<'a> {
                     flags |= FLAG_DROP_REASON;
                 }
             }
+            // probe_addr stays 0: the record was zeroed.
+            Attachment::SkbContext => {}
         }
 
         if self.o.output_meta {
@@ -722,6 +741,8 @@ pub fn build_untrack(attach: &Attachment) -> Result<Program, ProbeError> {
         Attachment::Tracepoint { skb_arg, .. } => {
             a.ldx(Size::DW, R1, R1, (*skb_arg as i16) * 8);
         }
+        // r1 is the skb already.
+        Attachment::SkbContext => {}
     }
     a.jmp(Cond::Eq, R1, 0, out);
     a.stx(Size::DW, R10, SLOT_KEY, R1);
