@@ -93,12 +93,11 @@ const SLOT_MTU: i16 = -24;
 const SLOT_VALUE: i16 = -28;
 const SCRATCH_BYTES: i16 = 32;
 
-/// The contiguous part of `struct sk_buff` copied to the stack with one read.
+/// The stack image of the part of `struct sk_buff` the program reads; each field lives at
+/// its own offset, filled by the reads that need it (see `Gen::read_skb`).
 struct SkbWindow {
-    /// First byte of `sk_buff` copied.
+    /// First byte of `sk_buff` mirrored.
     lo: u32,
-    /// Bytes copied.
-    len: u32,
     /// Stack offset of the copy.
     stack: i16,
 }
@@ -107,6 +106,24 @@ impl SkbWindow {
     fn at(&self, f: &Field) -> i16 {
         self.stack + (f.offset_bytes() - self.lo) as i16
     }
+}
+
+/// The parts of byte range `a` outside `b` (at most two).
+fn subtract(a: Option<(u32, u32)>, b: Option<(u32, u32)>) -> Vec<(u32, u32)> {
+    let Some((alo, ahi)) = a else {
+        return Vec::new();
+    };
+    let Some((blo, bhi)) = b else {
+        return vec![(alo, ahi)];
+    };
+    let mut parts = Vec::new();
+    if alo < blo {
+        parts.push((alo, ahi.min(blo)));
+    }
+    if ahi > bhi {
+        parts.push((alo.max(bhi), ahi));
+    }
+    parts
 }
 
 fn size_of(f: &Field) -> Result<Size, ProbeError> {
@@ -177,7 +194,6 @@ impl<'a> Gen<'a> {
             at,
             win: SkbWindow {
                 lo,
-                len,
                 stack: -SCRATCH_BYTES - len as i16,
             },
             out,
@@ -225,16 +241,29 @@ impl<'a> Gen<'a> {
         }
         self.a.jmp(Cond::Eq, R7, 0, out);
 
+        // The non-matching path reads only what the filters need: the skb fields of the
+        // mark and pcap filters, then the packet window, then out. The fields the device
+        // filters and the event need are read once those filters passed.
+        let pre = self.span(&self.pre_filter_fields());
+        let post = self.span(&self.post_filter_fields());
         let emit_event = self.a.named_label("emit");
-        self.read_skb_window()?;
-        if self.o.track_skb {
-            let tracked = self.a.named_label("tracked");
+        let tracked = self.o.track_skb.then(|| self.a.named_label("tracked"));
+        if let Some(tracked) = tracked {
             self.a.stx(Size::DW, R10, SLOT_KEY, R7);
             self.a.ld_map(R1, maps::TRACKED_SKBS);
             self.a.mov64(R2, R10).add64(R2, SLOT_KEY as i32);
             self.a.call(Helper::MAP_LOOKUP_ELEM);
             self.a.jmp(Cond::Ne, R0, 0, tracked);
-            self.filter_chain()?;
+        }
+        if let Some(range) = pre {
+            self.read_skb(range);
+        }
+        self.pre_filters()?;
+        for range in subtract(post, pre) {
+            self.read_skb(range);
+        }
+        self.post_filters()?;
+        if let Some(tracked) = tracked {
             self.a.stx(Size::DW, R10, SLOT_KEY, R7);
             self.a.st(Size::W, R10, SLOT_VALUE, 1);
             self.a.ld_map(R1, maps::TRACKED_SKBS);
@@ -243,13 +272,14 @@ impl<'a> Gen<'a> {
             self.a.mov64(R4, 0);
             self.a.call(Helper::MAP_UPDATE_ELEM);
             self.a.ja(emit_event);
-            // A tracked skb skips the filters but still needs its device facts.
+            // A tracked skb skips the filters but still needs its fields and device facts.
             self.a.bind(tracked);
+            if let Some(range) = post {
+                self.read_skb(range);
+            }
             if self.o.output_meta {
                 self.device_meta()?;
             }
-        } else {
-            self.filter_chain()?;
         }
         self.a.bind(emit_event);
         self.event()?;
@@ -258,16 +288,57 @@ impl<'a> Gen<'a> {
         Ok(self.a.finish()?)
     }
 
-    fn read_skb_window(&mut self) -> Result<(), ProbeError> {
-        self.a.mov64(R3, R7).add64(R3, self.win.lo as i32);
-        let (stack, len) = (self.win.stack, self.win.len as i32);
-        self.read_to_stack(stack, len);
-        self.a.jmp(Cond::Ne, R0, 0, self.out);
-        Ok(())
+    /// skb fields the mark and pcap filters read.
+    fn pre_filter_fields(&self) -> Vec<Field> {
+        let s = &self.l.sk_buff;
+        let mut f = Vec::new();
+        if self.o.mark.is_some() {
+            f.push(s.mark);
+        }
+        if self.o.filter.is_some() {
+            f.extend([s.mac_len, s.mac_header, s.network_header, s.head, s.tail]);
+        }
+        f
     }
 
-    /// pcap filter, mark, netns, ifindex: any failing test jumps to `out`.
-    fn filter_chain(&mut self) -> Result<(), ProbeError> {
+    /// skb fields the device filters, the meta block and the tuple parser read.
+    fn post_filter_fields(&self) -> Vec<Field> {
+        let s = &self.l.sk_buff;
+        let o = self.o;
+        let mut f = Vec::new();
+        if o.netns.is_some() || o.ifindex.is_some() || o.output_meta {
+            f.extend([s.dev, s.sk]);
+            f.extend(s.skb_refdst);
+        }
+        if o.output_meta {
+            f.extend([s.mark, s.len, s.protocol, s.pkt_type]);
+        }
+        if o.output_tuple {
+            f.extend([s.head, s.network_header, s.tail]);
+        }
+        f
+    }
+
+    /// Byte range of `sk_buff` covering `fields`, `None` for none.
+    fn span(&self, fields: &[Field]) -> Option<(u32, u32)> {
+        let lo = fields.iter().map(|f| f.offset_bytes()).min()?;
+        let hi = fields
+            .iter()
+            .map(|f| f.offset_bytes() + f.size_bytes)
+            .max()?;
+        Some((lo, hi))
+    }
+
+    /// Copies `sk_buff` bytes `[lo, hi)` to their place in the stack window; out on failure.
+    fn read_skb(&mut self, (lo, hi): (u32, u32)) {
+        self.a.mov64(R3, R7).add64(R3, lo as i32);
+        let stack = self.win.stack + (lo - self.win.lo) as i16;
+        self.read_to_stack(stack, (hi - lo) as i32);
+        self.a.jmp(Cond::Ne, R0, 0, self.out);
+    }
+
+    /// mark and pcap filters: a failing test jumps to `out`.
+    fn pre_filters(&mut self) -> Result<(), ProbeError> {
         let out = self.out;
         if let Some((mark, mask)) = self.o.mark {
             let f = self.l.sk_buff.mark;
@@ -278,6 +349,12 @@ impl<'a> Gen<'a> {
         if let Some(expr) = &self.o.filter {
             self.pcap_filter(expr)?;
         }
+        Ok(())
+    }
+
+    /// Device facts, then the netns and ifindex filters.
+    fn post_filters(&mut self) -> Result<(), ProbeError> {
+        let out = self.out;
         if self.o.netns.is_some() || self.o.ifindex.is_some() || self.o.output_meta {
             self.device_meta()?;
         }
