@@ -800,3 +800,87 @@ fn output_stack_is_refused_on_skb_context() {
         other => panic!("expected Unsupported, got {other:?}"),
     }
 }
+
+/// The layout seen through `tail := mark`: test_run lets us set `skb->mark`, so the tuple
+/// parser's end of linear data becomes ours to place anywhere in the packet.
+fn tail_view(l: &SkbLayout) -> SkbLayout {
+    let mut t = l.clone();
+    t.sk_buff.tail = t.sk_buff.mark;
+    t
+}
+
+#[test]
+fn tuple_parsing_stops_at_tail() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let mut p = Probe::load(&tail_view(&layout()), &outputs(""));
+    let tuple_with_tail = |p: &mut Probe, frame: &[u8], tail: u32| {
+        let got = p.run_ctx(frame, Some(&skb_ctx(tail, 0)));
+        assert_eq!(got.len(), 1);
+        got[0].tuple
+    };
+    // Calibrate: the smallest tail giving an IPv4 tuple is network_header + 20.
+    let syn = v4_tcp_syn();
+    let nh = (0..1024)
+        .find(|&t| tuple_with_tail(&mut p, &syn, t).is_some())
+        .expect("some tail gives a tuple")
+        .checked_sub(20)
+        .expect("a tuple with fewer than 20 bytes before tail: the parser ignores tail");
+    let t4 = |sport, dport, tcp_flags| {
+        Some(events::Tuple {
+            l3_proto: ETH_P_IP,
+            saddr: v4(V4_SRC),
+            daddr: v4(V4_DST),
+            sport,
+            dport,
+            l4_proto: 6,
+            tcp_flags,
+        })
+    };
+    // (bytes after network_header, expected tuple)
+    for (avail, want) in [
+        (19, None),
+        (20, t4(0, 0, 0)),
+        (23, t4(0, 0, 0)),
+        (24, t4(40000, 8080, 0)),
+        (33, t4(40000, 8080, 0)),
+        (34, t4(40000, 8080, TCP_SYN)),
+    ] {
+        assert_eq!(
+            tuple_with_tail(&mut p, &syn, nh + avail),
+            want,
+            "v4, {avail} bytes"
+        );
+    }
+    let ext = v6_ext_udp();
+    let t6 = |l4_proto, sport, dport| {
+        Some(events::Tuple {
+            l3_proto: ETH_P_IPV6,
+            saddr: V6_SRC,
+            daddr: V6_DST,
+            sport,
+            dport,
+            l4_proto,
+            tcp_flags: 0,
+        })
+    };
+    // Header chain: IPv6 (40) hop-by-hop (8) routing (24) fragment (8) UDP.
+    for (avail, want) in [
+        (39, None),
+        (40, t6(0, 0, 0)),
+        (47, t6(0, 0, 0)),
+        (48, t6(43, 0, 0)),
+        (72, t6(44, 0, 0)),
+        (80, t6(17, 0, 0)),
+        (83, t6(17, 0, 0)),
+        (84, t6(17, 5353, 53)),
+    ] {
+        assert_eq!(
+            tuple_with_tail(&mut p, &ext, nh + avail),
+            want,
+            "v6, {avail} bytes"
+        );
+    }
+}

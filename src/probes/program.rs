@@ -91,6 +91,8 @@ const SLOT_NETNS: i16 = -16;
 const SLOT_IFINDEX: i16 = -20;
 const SLOT_MTU: i16 = -24;
 const SLOT_VALUE: i16 = -28;
+/// Linear bytes from `network_header` to `tail` (u32), for the tuple parser.
+const SLOT_L3_LEN: i16 = -32;
 const SCRATCH_BYTES: i16 = 32;
 
 /// The stack image of the part of `struct sk_buff` the program reads; each field lives at
@@ -672,7 +674,9 @@ impl<'a> Gen<'a> {
     }
 
     /// Parses the IPv4/IPv6 header at `head + network_header` and the TCP/UDP/SCTP ports.
-    /// Uses r9 for the L3 address and the stack below the skb window as a buffer.
+    /// Uses r9 for the L3 address and the stack below the skb window as a buffer. Nothing
+    /// past `tail` is used: a header cut there ends the parse (bytes beyond the linear
+    /// data are not the packet's).
     fn tuple(&mut self) -> Result<(), ProbeError> {
         let s = self.l.sk_buff.clone();
         let buf = self.filter_top() - TUPLE_L3_BYTES as i16 - 8;
@@ -680,10 +684,14 @@ impl<'a> Gen<'a> {
         let done = self.a.named_label("tuple_done");
         let v6 = self.a.named_label("tuple_v6");
         let ports = self.a.named_label("tuple_ports");
-        // r9 = head + network_header
+        // r9 = head + network_header; SLOT_L3_LEN = tail - network_header (>= 20)
         self.load_window(R1, &s.network_header)?;
         self.load_window(R9, &s.head)?;
         self.a.add64(R9, R1);
+        self.load_window(R2, &s.tail)?;
+        self.a.alu64(AluOp::Sub, R2, R1);
+        self.a.jmp(Cond::Slt, R2, 20, done);
+        self.a.stx(Size::W, R10, SLOT_L3_LEN, R2);
         self.a.mov64(R3, R9);
         self.read_to_stack(buf, TUPLE_L3_BYTES);
         self.a.jmp(Cond::Ne, R0, 0, done);
@@ -711,11 +719,14 @@ impl<'a> Gen<'a> {
         self.a.ldx(Size::B, R2, R10, buf);
         self.a.alu64(AluOp::And, R2, 0x0f);
         self.a.alu64(AluOp::Lsh, R2, 2);
+        self.a.jmp(Cond::Lt, R2, 20, done); // malformed IHL
         self.a.ldx(Size::B, R1, R10, buf + 9);
         self.a.ja(ports);
 
         // IPv6: r1 = next header, r2 = offset of the next header from r9
         self.a.bind(v6);
+        self.a.ldx(Size::W, R1, R10, SLOT_L3_LEN);
+        self.a.jmp(Cond::Lt, R1, 40, done);
         self.a.st(Size::H, R8, off::L3_PROTO as i16, 0x86dd);
         for i in 0..4 {
             self.a.ldx(Size::W, R1, R10, buf + 8 + 4 * i);
@@ -733,6 +744,10 @@ impl<'a> Gen<'a> {
             }
             self.a.ja(ports);
             self.a.bind(ext);
+            // An extension header cut at tail: stop here (its number becomes l4_proto).
+            self.a.mov64(R3, R2).add64(R3, 8);
+            self.a.ldx(Size::W, R4, R10, SLOT_L3_LEN);
+            self.a.jmp(Cond::Gt, R3, R4, ports);
             // Read the 8-byte extension header start at r9 + r2 into l4buf; keep r2 in slot.
             self.a.stx(Size::DW, R10, SLOT_KEY, R2);
             self.a.stx(Size::B, R10, l4buf + 15, R1);
@@ -781,7 +796,16 @@ impl<'a> Gen<'a> {
         }
         self.a.ja(done);
         self.a.bind(has_ports);
+        // Ports only when both are before tail; TCP flags only when byte 13 is.
+        self.a.ldx(Size::W, R4, R10, SLOT_L3_LEN);
+        self.a.mov64(R3, R2).add64(R3, 4);
+        self.a.jmp(Cond::Gt, R3, R4, done);
         self.a.stx(Size::B, R10, l4buf + 15, R1);
+        let flags_in = self.a.label();
+        self.a.add64(R3, 10);
+        self.a.jmp(Cond::Le, R3, R4, flags_in);
+        self.a.st(Size::B, R10, l4buf + 15, 0); // not TCP for the flags test below
+        self.a.bind(flags_in);
         self.a.mov64(R3, R9).add64(R3, R2);
         self.read_to_stack(l4buf, 14);
         self.a.jmp(Cond::Ne, R0, 0, done);
