@@ -143,8 +143,11 @@ fn run() -> Result<(), String> {
     let syn = frame([10, 0, 0, 2], 6, 8080);
     let udp_other_host = frame([10, 0, 0, 9], 17, 53);
     let tcp_other_port = frame([10, 0, 0, 2], 6, 9090);
+    // A full-size frame: the filter's packet read is its whole 96-byte window.
+    let mut big_other_host = frame([10, 0, 0, 9], 17, 53);
+    big_other_host.resize(1514, 0);
     let bare = ProbeOptions::default();
-    let cases: [(&str, Option<&ProbeOptions>, &[u8]); 5] = [
+    let cases: [(&str, Option<&ProbeOptions>, &[u8]); 6] = [
         (
             "empty program (r0 = 0; exit): test_run's own cost",
             None,
@@ -164,6 +167,11 @@ fn run() -> Result<(), String> {
             "filter+meta+tuple, miss at dst port (tcp :9090)",
             Some(&filtered),
             &tcp_other_port,
+        ),
+        (
+            "filter+meta+tuple, miss at dst host, 1514 bytes",
+            Some(&filtered),
+            &big_other_host,
         ),
         (
             "filter+meta+tuple, match (tcp syn 10.0.0.2:8080)",
