@@ -1,6 +1,7 @@
 //! The per-hit probe program, generated with our assembler from BTF offsets: find the skb,
 //! run the filter chain (pcap filter on the L2 or L3 start, mark, netns, ifindex, tracking),
-//! then write one fixed-size event (see `event`) to the ring buffer.
+//! then write one fixed-size event (see `event`) to the ring buffer. A miss costs one read
+//! of the skb fields the filters need, one read of the packet window, and the exit.
 
 use crate::asm::{AluOp, Asm, AsmError, Cond, Helper, Label, Program, Reg, Size};
 use crate::btf::{Field, SkbLayout};
