@@ -884,3 +884,43 @@ fn tuple_parsing_stops_at_tail() {
         );
     }
 }
+
+/// `__sk_buff.cb`: test_run copies it into `qdisc_skb_cb.data`, what `--output-skb-cb` reads.
+const SKB_CTX_CB: usize = 48;
+
+#[test]
+fn every_option_together() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let opts = ProbeOptions {
+        mark: Some((0xa00, 0xff00)),
+        netns: Some(netns_inode()),
+        ifindex: Some(1),
+        output_skb_cb: true,
+        track_skb: true,
+        ..outputs("dst host 10.0.0.2 and tcp and dst port 8080")
+    };
+    let mut p = Probe::load(&layout(), &opts);
+    let cb = [1u32, 2, 3, 0xdead_beef, 5];
+    let mut ctx = vec![0u8; SKB_CTX_CB + 20];
+    ctx[SKB_CTX_MARK..SKB_CTX_MARK + 4].copy_from_slice(&0xa42u32.to_ne_bytes());
+    for (i, v) in cb.iter().enumerate() {
+        ctx[SKB_CTX_CB + 4 * i..SKB_CTX_CB + 4 * i + 4].copy_from_slice(&v.to_ne_bytes());
+    }
+    let got = p.run_ctx(&v4_tcp_syn(), Some(&ctx));
+    assert_eq!(got.len(), 1);
+    let e = &got[0];
+    assert_eq!(e.cb, Some(cb));
+    assert_eq!(e.tuple, expected_tuple("syn4"));
+    let m = e.meta.expect("meta");
+    assert_eq!((m.mark, m.ifindex, m.netns), (0xa42, 1, netns_inode()));
+    // The mark filter still rejects an untracked skb with another mark.
+    ctx[SKB_CTX_MARK..SKB_CTX_MARK + 4].copy_from_slice(&0xb00u32.to_ne_bytes());
+    let other = p.run_ctx(&v4_tcp_syn(), Some(&ctx));
+    assert!(
+        other.iter().all(|o| o.skb_addr == e.skb_addr),
+        "only a tracked skb passes"
+    );
+}
