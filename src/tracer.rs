@@ -24,7 +24,7 @@ use crate::events::{self, EventSink, Flow, LostEvents};
 use crate::load::{
     self, LoadOptions, LoadedObject, MapKind, MapSpec, ObjectSpec, ProgKind, ProgramSpec,
 };
-use crate::output::{IfaceNames, Ksyms, Names, Output, OutputOptions, OutputTarget};
+use crate::output::{IfaceNames, Ksyms, Names, NetnsNames, Output, OutputOptions, OutputTarget};
 use crate::pcapc::ast::Expr;
 use crate::probes::{self, maps, Attachment, ProbeOptions};
 
@@ -46,7 +46,7 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
             .then_some((config.filter_mark.mark, config.filter_mark.mask)),
         netns: netns_filter(config)?,
         ifindex: ifindex_filter(config)?,
-        output_meta: config.output_meta,
+        output_meta: config.output_meta || config.output_netns_names,
         output_tuple: config.output_tuple,
         output_stack: config.output_stack,
         output_caller: config.output_caller,
@@ -116,6 +116,13 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
     }
     if config.output_meta {
         names.ifaces = IfaceNames::scan().0;
+    }
+    if config.output_netns_names {
+        let (netns, warnings) = NetnsNames::scan();
+        warnings
+            .iter()
+            .for_each(|w| eprintln!("pwru: warning: {w}"));
+        names.netns = netns;
     }
     let mut output = Output::new(
         OutputOptions::from_config(config),
