@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use pwru::cli::TimestampMode;
 use pwru::events::{Event, EventKind, NextArgs, SkbMeta, Tuple, ETH_P_IP, ETH_P_IPV6};
-use pwru::output::{Ksyms, Names, Output, OutputOptions, OutputTarget};
+use pwru::output::{Ksyms, Names, Output, OutputOptions, OutputTarget, RotationPolicy};
 
 const NETNS: u32 = 4026531840;
 const BASE: u64 = 0xffff_ffff_8100_0000;
@@ -37,6 +37,7 @@ fn names() -> Names {
             .ifaces
             .insert(NETNS, ifindex, &format!("eth{ifindex}"));
     }
+    names.netns.insert(NETNS, "bench-netns");
     names
 }
 
@@ -177,6 +178,12 @@ fn main() -> io::Result<()> {
         json: true,
         ..table.clone()
     };
+    let named = OutputOptions {
+        netns_names: Some(16),
+        ..table.clone()
+    };
+    let rotate_dir = std::env::temp_dir().join(format!("pwru-bench-rotate-{}", std::process::id()));
+    std::fs::create_dir_all(&rotate_dir)?;
     let file = std::env::temp_dir().join(format!("pwru-bench-output-{}.log", std::process::id()));
     let open = || -> io::Result<OutputTarget> {
         let f = std::fs::File::create(&file)?;
@@ -198,6 +205,20 @@ fn main() -> io::Result<()> {
         &events,
     )?;
     run(
+        "table +netns-name -> file rotated at 16 MB",
+        named,
+        OutputTarget::File(
+            rotate_dir.join("pwru.log"),
+            RotationPolicy {
+                max_size: 16 << 20,
+                max_backups: 2,
+                ..RotationPolicy::default()
+            },
+        ),
+        n,
+        &events,
+    )?;
+    run(
         "table +timestamp+tcp-flags+caller -> sink",
         wide,
         OutputTarget::Writer(Box::new(io::sink())),
@@ -212,5 +233,6 @@ fn main() -> io::Result<()> {
         &events,
     )?;
     std::fs::remove_file(&file)?;
+    std::fs::remove_dir_all(&rotate_dir)?;
     Ok(())
 }

@@ -24,7 +24,9 @@ use crate::events::{self, EventSink, Flow, LostEvents};
 use crate::load::{
     self, LoadOptions, LoadedObject, MapKind, MapSpec, ObjectSpec, ProgKind, ProgramSpec,
 };
-use crate::output::{IfaceNames, Ksyms, MetadataField, Names, Output, OutputOptions, OutputTarget};
+use crate::output::{
+    IfaceNames, Ksyms, MetadataField, Names, NetnsNames, Output, OutputOptions, OutputTarget,
+};
 use crate::pcapc::ast::Expr;
 use crate::probes::skb_dump::SkbDump;
 use crate::probes::{self, maps, skb_expr, Attachment, ProbeOptions};
@@ -47,7 +49,7 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
             .then_some((config.filter_mark.mark, config.filter_mark.mask)),
         netns: netns_filter(config)?,
         ifindex: ifindex_filter(config)?,
-        output_meta: config.output_meta,
+        output_meta: config.output_meta || config.output_netns_names,
         output_tuple: config.output_tuple,
         output_stack: config.output_stack,
         output_caller: config.output_caller,
@@ -128,6 +130,13 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
     }
     if config.output_meta {
         names.ifaces = IfaceNames::scan().0;
+    }
+    if config.output_netns_names {
+        let (netns, warnings) = NetnsNames::scan();
+        warnings
+            .iter()
+            .for_each(|w| eprintln!("pwru: warning: {w}"));
+        names.netns = netns;
     }
     let mut output_opts = OutputOptions::from_config(config);
     output_opts.skb_metadata = opts

@@ -5,6 +5,7 @@
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use pwru::load::{self, LoadOptions, ObjectSpec, ProgKind, ProgramSpec};
+use pwru::pcapc::ast::*;
 use pwru::pcapc::compile::{compile_program, FilterEnv, LinkType, ProgramKind};
 use pwru::pcapc::run::UserspaceFilter;
 
@@ -30,9 +31,13 @@ fn kernel_test_run_agrees_with_userspace() {
     let env = FilterEnv::default();
     let (mut exprs, mut runs, mut refused) = (0, 0, 0);
     let mut attempts = 0;
-    while exprs < 60 && attempts < 2000 {
+    let fixed = fixed_corpus();
+    while exprs < 60 + fixed.len() && attempts < 2000 {
         attempts += 1;
-        let e = expr().new_tree(&mut runner).unwrap().current();
+        let e = match fixed.get(attempts - 1) {
+            Some(e) => e.clone(),
+            None => expr().new_tree(&mut runner).unwrap().current(),
+        };
         for link in [LinkType::Ethernet, LinkType::RawIp] {
             let Ok(direct) = compile_program(&e, link, ProgramKind::SchedClsDirect) else {
                 continue;
@@ -116,4 +121,78 @@ fn kernel_test_run_agrees_with_userspace() {
         exprs >= 40 && runs >= 500,
         "only {exprs} filters / {runs} runs"
     );
+}
+
+/// Common filters (transport ports and flags through variable offsets, VLAN, MPLS,
+/// protochain, arithmetic) that must always pass the verifier.
+fn fixed_corpus() -> Vec<Expr> {
+    let p = Expr::Prim;
+    let and = |a, b| Expr::And(Box::new(a), Box::new(b));
+    let ld = |proto, off, size| Arith::Load {
+        proto,
+        offset: Box::new(Arith::Num(off)),
+        size,
+    };
+    let flags = Expr::Rel {
+        op: RelOp::Ne,
+        lhs: Arith::Bin {
+            op: ArithOp::And,
+            lhs: Box::new(ld(Proto::Tcp, 13, 1)),
+            rhs: Box::new(Arith::Num(2)),
+        },
+        rhs: Arith::Num(0),
+    };
+    vec![
+        p(Prim::Port {
+            proto: None,
+            dir: Dir::SrcOrDst,
+            port: 53,
+        }),
+        p(Prim::PortRange {
+            proto: Some(Proto::Tcp),
+            dir: Dir::Dst,
+            lo: 1000,
+            hi: 2000,
+        }),
+        and(p(Prim::Proto(Proto::Tcp)), flags),
+        and(
+            p(Prim::Vlan(Some(10))),
+            p(Prim::Port {
+                proto: Some(Proto::Udp),
+                dir: Dir::Dst,
+                port: 4789,
+            }),
+        ),
+        and(
+            p(Prim::Mpls(None)),
+            p(Prim::Host4 {
+                proto: None,
+                dir: Dir::Src,
+                addr: 0x0a00_0001,
+            }),
+        ),
+        p(Prim::Protochain {
+            under: None,
+            proto: 17,
+        }),
+        Expr::Rel {
+            op: RelOp::Gt,
+            lhs: ld(Proto::Udp, 4, 2),
+            rhs: ld(Proto::Tcp, 2, 2),
+        },
+        Expr::Rel {
+            op: RelOp::Eq,
+            lhs: ld(Proto::Icmp6, 0, 1),
+            rhs: Arith::Num(135),
+        },
+        Expr::Rel {
+            op: RelOp::Eq,
+            lhs: Arith::Load {
+                proto: Proto::Ip,
+                offset: Box::new(ld(Proto::Ether, 0, 4)),
+                size: 4,
+            },
+            rhs: Arith::Num(1),
+        },
+    ]
 }

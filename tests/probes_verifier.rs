@@ -165,6 +165,24 @@ fn every_probe_variant_passes_the_verifier() {
             }
             loaded += n;
         }
+        // The BPF_PROG_TEST_RUN variant (SCHED_CLS, r1 = skb); it refuses --output-stack.
+        let skb_opts = ProbeOptions {
+            output_stack: false,
+            ..opts.clone()
+        };
+        let spec = ObjectSpec {
+            maps: all_maps(),
+            programs: vec![load::ProgramSpec {
+                name: "skb_ctx".into(),
+                kind: load::ProgKind::SchedCls,
+                program: probes::build(&layout, &skb_opts, &Attachment::SkbContext)
+                    .unwrap_or_else(|e| panic!("{label} / skb context: build: {e}")),
+            }],
+        };
+        if let Err(e) = load::load(&spec, &LoadOptions::default()) {
+            panic!("{label} / skb context: the verifier rejected the program: {e}");
+        }
+        loaded += 1;
     }
     // The untrack programs too.
     for a in [
@@ -178,10 +196,12 @@ fn every_probe_variant_passes_the_verifier() {
             nargs: 1,
             drop_reason_arg: None,
         },
+        Attachment::SkbContext,
     ] {
         let kind = match a {
             Attachment::Kprobe { .. } => load::ProgKind::KProbe,
             Attachment::Tracepoint { .. } => load::ProgKind::RawTracepoint("kfree_skb".into()),
+            Attachment::SkbContext => load::ProgKind::SchedCls,
         };
         let spec = ObjectSpec {
             maps: all_maps(),

@@ -169,11 +169,11 @@ pub struct Config {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true", value_parser = parse_go_bool, value_name = "BOOL", help_heading = "Output")]
     pub output_meta: bool,
 
-    /// Print a NETNS NAME column from /run/netns names
+    /// Print a NETNS NAME column: the /run/netns name of the packet's netns (blank when unnamed); collects meta even with --output-meta=false
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
     pub output_netns_names: bool,
 
-    /// Width of the NETNS NAME column (at least 10)
+    /// Width of the NETNS NAME column (at least 10); longer names print as ~ and their tail
     #[arg(long, default_value = "16", value_name = "N", help_heading = "Output")]
     pub netns_names_max_length: u8,
 
@@ -225,11 +225,11 @@ pub struct Config {
     #[arg(long, value_delimiter = ',', action = ArgAction::Append, value_name = "FIELD,...", help_heading = "Output")]
     pub output_xdp_metadata: Vec<String>,
 
-    /// Write the trace to this file instead of stdout (appends)
+    /// Write the trace to this file instead of stdout (appends; rotated as set by --output-file-max-*)
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub output_file: Option<PathBuf>,
 
-    /// Rotate --output-file after this many MB
+    /// Rotate --output-file before it passes this many MB (0 = 100); the old file becomes NAME-<local time>.EXT
     #[arg(
         long,
         default_value = "100",
@@ -238,11 +238,11 @@ pub struct Config {
     )]
     pub output_file_max_size: i64,
 
-    /// Rotated files to keep (0 = all)
+    /// Rotated --output-file files to keep, newest first (0 = all)
     #[arg(long, default_value = "0", value_name = "N", help_heading = "Output")]
     pub output_file_max_backups: i64,
 
-    /// Days to keep rotated files (0 = forever)
+    /// Days to keep rotated --output-file files, by the time in their name (0 = forever)
     #[arg(
         long,
         default_value = "0",
@@ -251,7 +251,7 @@ pub struct Config {
     )]
     pub output_file_max_age: i64,
 
-    /// gzip rotated files
+    /// gzip rotated --output-file files (to NAME-<time>.EXT.gz)
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
     pub output_file_compress: bool,
 
@@ -305,6 +305,8 @@ pub enum ConfigError {
         "--list-funcs, --dump-filter and --filter-check are separate modes; use one at a time"
     )]
     ConflictingModes,
+    #[error("{flag} cannot be negative, got {value}")]
+    Negative { flag: &'static str, value: i64 },
     #[error("the following flags are not supported yet by this pwru: {0}; drop them")]
     Unsupported(String),
 }
@@ -361,26 +363,6 @@ const PENDING_FLAGS: &[PendingFlag] = &[
         name: "--output-bpfmap",
         is_set: |c| c.output_bpfmap,
     },
-    PendingFlag {
-        name: "--output-netns-names",
-        is_set: |c| c.output_netns_names,
-    },
-    PendingFlag {
-        name: "--output-file-max-size",
-        is_set: |c| c.output_file_max_size != 100,
-    },
-    PendingFlag {
-        name: "--output-file-max-backups",
-        is_set: |c| c.output_file_max_backups != 0,
-    },
-    PendingFlag {
-        name: "--output-file-max-age",
-        is_set: |c| c.output_file_max_age != 0,
-    },
-    PendingFlag {
-        name: "--output-file-compress",
-        is_set: |c| c.output_file_compress,
-    },
 ];
 
 impl Config {
@@ -428,6 +410,15 @@ impl Config {
                     flag,
                     count: fields.len(),
                 });
+            }
+        }
+        for (flag, value) in [
+            ("--output-file-max-size", self.output_file_max_size),
+            ("--output-file-max-backups", self.output_file_max_backups),
+            ("--output-file-max-age", self.output_file_max_age),
+        ] {
+            if value < 0 {
+                return Err(ConfigError::Negative { flag, value });
             }
         }
         let modes = [

@@ -424,15 +424,18 @@ fn unsupported_flags_are_reported_not_ignored() {
                 "--filter-track-skb-by-stackid",
             ],
         ),
-        (&["--output-netns-names"], &["--output-netns-names"]),
         (
-            &["--output-file-max-size", "5"],
-            &["--output-file-max-size"],
-        ),
-        (&["--output-file-compress"], &["--output-file-compress"]),
-        (
-            &["--output-file-max-age=3", "--output-file-max-backups=2"],
-            &["--output-file-max-backups", "--output-file-max-age"],
+            &[
+                "--output-netns-names",
+                "--netns-names-max-length=12",
+                "--output-file=/tmp/x",
+                "--output-file-max-size",
+                "5",
+                "--output-file-compress",
+                "--output-file-max-age=3",
+                "--output-file-max-backups=2",
+            ],
+            &[],
         ),
         (
             &[
@@ -453,6 +456,26 @@ fn unsupported_flags_are_reported_not_ignored() {
             Err(e) => assert_eq!(e, ConfigError::Unsupported(want.join(", "))),
         }
     }
+}
+
+#[test]
+fn negative_rotation_values_are_rejected() {
+    for (args, flag, value) in [
+        (&["--output-file-max-size=-1"], "--output-file-max-size", -1),
+        (
+            &["--output-file-max-backups=-2"],
+            "--output-file-max-backups",
+            -2,
+        ),
+        (&["--output-file-max-age=-3"], "--output-file-max-age", -3),
+    ] {
+        assert_eq!(
+            ok(&args[..]).check(),
+            Err(ConfigError::Negative { flag, value }),
+            "{args:?}"
+        );
+    }
+    assert_eq!(ok(&["--output-file-max-size=0"]).check(), Ok(()));
 }
 
 #[test]

@@ -56,6 +56,8 @@ pub struct JsonEvent<'a> {
     pub time: Option<JsonTime<'a>>,
     #[serde(skip_serializing_if = "is_zero_u32")]
     pub netns: u32,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub netns_name: &'a str,
     #[serde(skip_serializing_if = "is_zero_u32")]
     pub mark: u32,
     #[serde(skip_serializing_if = "str::is_empty")]

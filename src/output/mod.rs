@@ -5,11 +5,12 @@ mod fasthash;
 pub mod iface;
 mod json;
 pub mod ksyms;
+pub mod netns;
 pub mod process;
+pub mod rotate;
 pub mod text;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::OpenOptions;
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -19,7 +20,9 @@ use crate::events::{Event, EventKind, EventSink, Flow, SkbMeta, Tuple};
 
 pub use iface::IfaceNames;
 pub use ksyms::{Ksym, Ksyms, KsymsError};
+pub use netns::NetnsNames;
 pub use process::ProcessNames;
+pub use rotate::{RotatingFile, RotationPolicy};
 use text::{
     pad_ascii_from, pad_from, push_centered, push_dec, push_hex, push_hex_digits,
     push_hex_prefixed, push_tuple, WallClock,
@@ -37,6 +40,8 @@ pub struct OutputOptions {
     /// The `__sk_buff->cb[]` column (`--output-skb-cb` or `--filter-trace-tc`).
     pub cb: bool,
     pub json: bool,
+    /// The NETNS NAME column and its width (`--output-netns-names`, `--netns-names-max-length`).
+    pub netns_names: Option<usize>,
     /// Stop after this many events (0 = no limit).
     pub limit_lines: u64,
     /// `--output-skb-metadata` fields, printed as ` name=value` after FUNC (not in JSON).
@@ -73,6 +78,9 @@ impl OutputOptions {
             stack: config.output_stack,
             cb: config.shows_cb(),
             json: config.output_json,
+            netns_names: config.output_netns_names.then(|| {
+                usize::from(config.netns_names_max_length).max(netns::MIN_NETNS_NAME_WIDTH)
+            }),
             limit_lines: config.output_limit_lines,
             // Typed from BTF by the tracer.
             skb_metadata: Vec::new(),
@@ -93,6 +101,8 @@ pub struct Names {
     pub probe_names: HashMap<u64, String>,
     pub processes: ProcessNames,
     pub ifaces: IfaceNames,
+    /// `/run/netns` names for the NETNS NAME column.
+    pub netns: NetnsNames,
 }
 
 impl Names {
@@ -126,8 +136,8 @@ impl Names {
 /// Where the trace goes.
 pub enum OutputTarget {
     Stdout,
-    /// Appends to this file (created if missing).
-    File(PathBuf),
+    /// Appends to this file (created if missing), rotating it by the policy.
+    File(PathBuf, RotationPolicy),
     /// Any writer (tests, benches).
     Writer(Box<dyn Write + Send>),
 }
@@ -136,7 +146,7 @@ impl OutputTarget {
     /// `--output-file` or stdout.
     pub fn from_config(config: &Config) -> Self {
         match &config.output_file {
-            Some(path) => Self::File(path.clone()),
+            Some(path) => Self::File(path.clone(), RotationPolicy::from_config(config)),
             None => Self::Stdout,
         }
     }
@@ -168,18 +178,8 @@ impl Output {
     pub fn new(opts: OutputOptions, names: Names, target: OutputTarget) -> io::Result<Self> {
         let (writer, line_buffered): (Box<dyn Write + Send>, bool) = match target {
             OutputTarget::Stdout => (Box::new(io::stdout()), io::stdout().is_terminal()),
-            OutputTarget::File(path) => {
-                let file = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .map_err(|e| {
-                        io::Error::new(
-                            e.kind(),
-                            format!("opening --output-file {}: {e}", path.display()),
-                        )
-                    })?;
-                (Box::new(file), false)
+            OutputTarget::File(path, policy) => {
+                (Box::new(RotatingFile::open(&path, policy)?), false)
             }
             OutputTarget::Writer(w) => (w, false),
         };
@@ -360,6 +360,12 @@ impl Output {
                 push_cb(line, &ev.cb.unwrap_or_default());
             }
         }
+        if let Some(width) = opts.netns_names {
+            line.push(' ');
+            names
+                .netns
+                .push_cell(line, ev.meta.unwrap_or_default().netns, width);
+        }
         if opts.tuple {
             line.push(' ');
             let start = line.len();
@@ -457,6 +463,11 @@ impl Output {
             caller_func: &caller,
             time,
             netns: meta.netns,
+            netns_name: if opts.netns_names.is_some() {
+                names.netns.get(ev.meta.unwrap_or_default().netns)
+            } else {
+                ""
+            },
             mark: meta.mark,
             iface: &iface,
             proto: meta.protocol,
@@ -543,6 +554,10 @@ pub fn header_line(opts: &OutputOptions) -> String {
             h.push(' ');
             col(&mut h, "__sk_buff->cb[]", 56);
         }
+    }
+    if let Some(width) = opts.netns_names {
+        h.push(' ');
+        col(&mut h, "NETNS NAME", width);
     }
     if opts.tuple {
         h.push_str(" TUPLE");

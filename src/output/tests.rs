@@ -562,7 +562,7 @@ fn output_file_is_appended() {
         let mut out = Output::new(
             OutputOptions::default(),
             names(),
-            OutputTarget::File(path.clone()),
+            OutputTarget::File(path.clone(), RotationPolicy::default()),
         )
         .unwrap();
         out.print_header().unwrap();
@@ -577,7 +577,7 @@ fn output_file_is_appended() {
     let err = Output::new(
         OutputOptions::default(),
         names(),
-        OutputTarget::File("/nonexistent/dir/x".into()),
+        OutputTarget::File("/nonexistent/dir/x".into(), RotationPolicy::default()),
     )
     .err()
     .unwrap();
@@ -611,6 +611,7 @@ fn options_from_config() {
             stack: false,
             cb: true,
             json: true,
+            netns_names: None,
             limit_lines: 5,
             skb_metadata: Vec::new(),
         }
@@ -640,4 +641,143 @@ fn names_from_this_system() {
         }
         Err(e) => eprintln!("skipped: kallsyms unusable here: {e}"),
     }
+}
+
+#[test]
+fn netns_name_column_header_table_and_json() {
+    const BLUE: u32 = 4026532001;
+    let named = |opts: OutputOptions| {
+        let mut names = names();
+        names.netns.insert(NETNS, "host");
+        names.netns.insert(BLUE, "a-rather-long-netns-name");
+        Output::new(opts, names, OutputTarget::Writer(Box::new(io::sink()))).unwrap()
+    };
+    let opts = OutputOptions {
+        netns_names: Some(10),
+        ..table_opts()
+    };
+    assert_eq!(
+        header_line(&opts),
+        "SKB                CPU PROCESS          NETNS      MARK/x        IFACE       PROTO  MTU   LEN   NETNS NAME TUPLE FUNC\n"
+    );
+    assert_eq!(
+        header_line(&OutputOptions {
+            netns_names: Some(16),
+            ..OutputOptions::default()
+        }),
+        "SKB                CPU PROCESS          NETNS NAME       FUNC\n"
+    );
+    let mut in_blue = ipv4_event(0xffffffff81a00000);
+    in_blue.meta = Some(SkbMeta {
+        netns: BLUE,
+        ..in_blue.meta.unwrap()
+    });
+    let mut unnamed = ipv4_event(0xffffffff81a00000);
+    unnamed.meta = Some(SkbMeta {
+        netns: 7,
+        ..unnamed.meta.unwrap()
+    });
+    let mut out = named(opts.clone());
+    assert_eq!(
+        lines(&mut out, &[ipv4_event(0xffffffff81a00000), in_blue.clone(), unnamed.clone()]),
+        [
+            "0xffff8881052b6ee8 1   ~/bin/curl:12345 4026531840 0             eth0:2      0x0800 1500  60    host       10.0.2.15:43216->1.0.0.1:8080(tcp) nf_hook_slow\n",
+            "0xffff8881052b6ee8 1   ~/bin/curl:12345 4026532001 0               2         0x0800 1500  60    ~etns-name 10.0.2.15:43216->1.0.0.1:8080(tcp) nf_hook_slow\n",
+            "0xffff8881052b6ee8 1   ~/bin/curl:12345 7          0               2         0x0800 1500  60               10.0.2.15:43216->1.0.0.1:8080(tcp) nf_hook_slow\n",
+        ]
+    );
+    // Without the meta columns the name still shows (its netns comes from meta collection).
+    let mut out = named(OutputOptions {
+        netns_names: Some(10),
+        ..OutputOptions::default()
+    });
+    assert_eq!(
+        lines(&mut out, &[in_blue.clone()]),
+        ["0xffff8881052b6ee8 1   ~/bin/curl:12345 ~etns-name nf_hook_slow\n"]
+    );
+    // JSON: full name under netns_name, right after netns; omitted when unnamed or off.
+    let mut out = named(OutputOptions { json: true, ..opts });
+    let json = lines(&mut out, &[in_blue.clone(), unnamed]);
+    assert!(
+        json[0]
+            .contains(r#""netns":4026532001,"netns_name":"a-rather-long-netns-name","iface":"2""#),
+        "{}",
+        json[0]
+    );
+    assert!(!json[1].contains("netns_name"), "{}", json[1]);
+    let mut out = named(OutputOptions {
+        json: true,
+        ..table_opts()
+    });
+    assert!(!lines(&mut out, &[in_blue])[0].contains("netns_name"));
+}
+
+#[test]
+fn netns_name_options_from_config() {
+    let parse = |args: &[&str]| {
+        let mut all = vec!["pwru"];
+        all.extend_from_slice(args);
+        OutputOptions::from_config(&Config::try_parse_args(all).unwrap()).netns_names
+    };
+    assert_eq!(parse(&[]), None);
+    assert_eq!(parse(&["--output-netns-names"]), Some(16));
+    assert_eq!(
+        parse(&["--output-netns-names", "--netns-names-max-length=3"]),
+        Some(10)
+    );
+    assert_eq!(
+        parse(&["--output-netns-names", "--netns-names-max-length=40"]),
+        Some(40)
+    );
+}
+
+#[test]
+fn output_file_rotates_without_losing_or_splitting_lines() {
+    let dir = std::env::temp_dir().join(format!("pwru-output-rotate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("trace.log");
+    let policy = RotationPolicy {
+        max_size: 1000,
+        ..RotationPolicy::default()
+    };
+    let mut want = String::new();
+    {
+        let mut out = Output::new(
+            table_opts(),
+            names(),
+            OutputTarget::File(path.clone(), policy),
+        )
+        .unwrap();
+        out.print_header().unwrap();
+        want.push_str(&header_line(&table_opts()));
+        for i in 0..200u64 {
+            let mut ev = ipv4_event(0xffffffff81a00000);
+            ev.skb_addr = SKB + i;
+            want.push_str(&out.format_event(&ev, &[]).unwrap());
+            out.print(&ev).unwrap();
+            if i % 50 == 0 {
+                out.flush().unwrap();
+            }
+        }
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    // Backups (`trace-<time>.log`) sort in rotation order; the current file comes last.
+    files.sort_by_key(|p| (p == &path, p.clone()));
+    assert!(files.len() > 20, "{files:?}");
+    let mut got = String::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(
+            text.len() <= 1000 && text.ends_with('\n'),
+            "{}",
+            file.display()
+        );
+        got.push_str(&text);
+    }
+    assert_eq!(got, want);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

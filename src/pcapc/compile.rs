@@ -4,7 +4,19 @@
 //! Register/stack contract of [`emit_filter`]: it clobbers R0–R5 and the
 //! [`stack_bytes`] bytes just below `env.stack_top` (relative to R10); R6–R9 are
 //! preserved. The packet source registers must be among R6–R9 (they survive the
-//! `bpf_probe_read_kernel` calls of the kernel-memory back end).
+//! `bpf_probe_read_kernel` calls of the kernel-memory back end). Stack layout, downwards
+//! from `stack_top`: 8 spill slots (64 B), an 8-byte read-on-demand slot, 3 protochain
+//! slots (24 B), then (kernel memory only) 8 B pad and the window buffer.
+//!
+//! Semantics are libpcap 1.10's unoptimized code: a load past the packet end or a
+//! division by zero rejects the whole filter, `len` is the packet length. Where
+//! libpcap's optimizer changes the verdict on short packets (it drops loads whose
+//! outcome it proves irrelevant) we keep the load. We report "rejects all packets"
+//! with libpcap's jump-threading rules, path-sensitively; we prove a few more filters
+//! unsatisfiable than libpcap does (constant relations, contradictions its optimizer
+//! misses). Limits: loads must end within [`DIRECT_MAX_END`] bytes (direct back end),
+//! `protochain` walks at most [`PROTOCHAIN_MAX_HEADERS`] headers, `geneve` is
+//! unsupported (variable offsets) and `vxlan` is not in libpcap 1.10.
 
 use std::collections::HashMap;
 
@@ -167,6 +179,8 @@ struct Dag {
     tinfo: Vec<(u32, TestOp, bool)>,
     /// Folding results by the address of the lowered test.
     folded: HashMap<usize, Folded>,
+    /// Test nodes by (test id, yes, no).
+    test_nodes: HashMap<(u32, NodeId, NodeId), NodeId>,
 }
 
 /// True when evaluating `v` certainly rejects the packet: a constant-offset load past
@@ -330,6 +344,21 @@ impl Dag {
         id
     }
 
+    /// `mk` for an interned test (cheap key).
+    fn mk_test(&mut self, tid: u32, yes: NodeId, no: NodeId) -> NodeId {
+        if let Some(&id) = self.test_nodes.get(&(tid, yes, no)) {
+            return id;
+        }
+        self.nodes.push(Node::Test {
+            t: self.tests[tid as usize].clone(),
+            yes,
+            no,
+        });
+        let id = self.nodes.len() - 1;
+        self.test_nodes.insert((tid, yes, no), id);
+        id
+    }
+
     fn fold(&self, v: &V) -> Result<V, CompileError> {
         Ok(match v {
             V::K(_) | V::Len => v.clone(),
@@ -417,10 +446,7 @@ impl Dag {
                 Folded::Id(id) => match self.known(id, facts) {
                     Some(true) => yes,
                     Some(false) => no,
-                    None => {
-                        let t = self.tests[id as usize].clone();
-                        self.mk(Node::Test { t, yes, no })
-                    }
+                    None => self.mk_test(id, yes, no),
                 },
             },
             B::Protochain { v6, nl, proto } => self.mk(Node::Chain {
@@ -434,20 +460,25 @@ impl Dag {
     }
 }
 
-/// A continuation: what to evaluate next. Interned by structure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Kont {
+/// A continuation: what to evaluate next, with the values its tests read (a bitset of
+/// value ids: facts about other values can't matter to it).
+struct Kont<'b> {
+    what: KontKind<'b>,
+    vids: Vec<u64>,
+}
+
+enum KontKind<'b> {
     Done(NodeId),
-    /// Evaluate the `B` at this address, then continue with the two continuations.
-    Eval(usize, usize, usize),
+    /// Evaluate this `B`, then continue with the two continuations.
+    Eval(&'b B, usize, usize),
 }
 
 /// Path-sensitive generation: each continuation is generated under the facts of the
 /// path that reaches it (like libpcap's jump threading over dominating edges, to
-/// fixpoint), memoized on (continuation, facts). Gives up past a step budget.
+/// fixpoint), memoized on (continuation, relevant facts). Gives up past a step budget.
 struct PathGen<'b> {
-    konts: Vec<(Kont, Option<&'b B>)>,
-    kont_ids: HashMap<Kont, usize>,
+    konts: Vec<Kont<'b>>,
+    kont_ids: HashMap<(usize, usize, usize), usize>,
     memo: HashMap<(usize, Facts), NodeId>,
     steps: usize,
 }
@@ -456,13 +487,62 @@ const PATH_BUDGET: usize = 20_000;
 
 struct OverBudget;
 
+fn set_bit(bits: &mut Vec<u64>, i: u32) {
+    let w = (i / 64) as usize;
+    if bits.len() <= w {
+        bits.resize(w + 1, 0);
+    }
+    bits[w] |= 1 << (i % 64);
+}
+
+fn has_bit(bits: &[u64], i: u32) -> bool {
+    bits.get((i / 64) as usize)
+        .is_some_and(|w| w & (1 << (i % 64)) != 0)
+}
+
 impl<'b> PathGen<'b> {
-    fn kont(&mut self, k: Kont, b: Option<&'b B>) -> usize {
-        if let Some(&id) = self.kont_ids.get(&k) {
+    fn done(&mut self, n: NodeId) -> usize {
+        self.konts.push(Kont {
+            what: KontKind::Done(n),
+            vids: vec![],
+        });
+        self.konts.len() - 1
+    }
+
+    fn collect_vids(dag: &mut Dag, b: &B, bits: &mut Vec<u64>) {
+        match b {
+            B::Test(t) => {
+                if let Ok(Folded::Id(id)) = dag.ftest(t) {
+                    set_bit(bits, dag.tinfo[id as usize].0);
+                }
+            }
+            B::And(x, y) | B::Or(x, y) => {
+                Self::collect_vids(dag, x, bits);
+                Self::collect_vids(dag, y, bits);
+            }
+            B::Not(x) => Self::collect_vids(dag, x, bits),
+            B::Const(_) | B::Protochain { .. } => {}
+        }
+    }
+
+    fn kont(&mut self, dag: &mut Dag, b: &'b B, yes: usize, no: usize) -> usize {
+        let key = (b as *const B as usize, yes, no);
+        if let Some(&id) = self.kont_ids.get(&key) {
             return id;
         }
-        self.konts.push((k, b));
-        self.kont_ids.insert(k, self.konts.len() - 1);
+        let mut vids = self.konts[yes].vids.clone();
+        for (i, w) in self.konts[no].vids.iter().enumerate() {
+            if vids.len() <= i {
+                vids.push(0);
+            }
+            vids[i] |= w;
+        }
+        Self::collect_vids(dag, b, &mut vids);
+        self.konts.push(Kont {
+            what: KontKind::Eval(b, yes, no),
+            vids,
+        });
+        self.kont_ids.insert(key, self.konts.len() - 1);
         self.konts.len() - 1
     }
 
@@ -472,20 +552,25 @@ impl<'b> PathGen<'b> {
         k: usize,
         facts: &Facts,
     ) -> Result<Result<NodeId, OverBudget>, CompileError> {
-        match self.konts[k] {
-            (Kont::Done(n), _) => Ok(Ok(n)),
-            (Kont::Eval(_, y, n), Some(b)) => {
-                if let Some(&id) = self.memo.get(&(k, facts.clone())) {
-                    return Ok(Ok(id));
-                }
-                let r = self.gen(dag, b, y, n, facts)?;
-                if let Ok(id) = r {
-                    self.memo.insert((k, facts.clone()), id);
-                }
-                Ok(r)
-            }
-            (Kont::Eval(..), None) => unreachable!("Eval continuations carry their B"),
+        let (b, y, n) = match self.konts[k].what {
+            KontKind::Done(n) => return Ok(Ok(n)),
+            KontKind::Eval(b, y, n) => (b, y, n),
+        };
+        let vids = &self.konts[k].vids;
+        let relevant: Facts = facts
+            .iter()
+            .copied()
+            .filter(|&(t, _)| has_bit(vids, dag.tinfo[t as usize].0))
+            .collect();
+        let key = (k, relevant);
+        if let Some(&id) = self.memo.get(&key) {
+            return Ok(Ok(id));
         }
+        let r = self.gen(dag, b, y, n, &key.1)?;
+        if let Ok(id) = r {
+            self.memo.insert(key, id);
+        }
+        Ok(r)
     }
 
     fn gen(
@@ -505,11 +590,11 @@ impl<'b> PathGen<'b> {
             B::Const(false) => self.resolve(dag, no, facts),
             B::Not(x) => self.gen(dag, x, no, yes, facts),
             B::And(x, y) => {
-                let k = self.kont(Kont::Eval(&**y as *const B as usize, yes, no), Some(y));
+                let k = self.kont(dag, y, yes, no);
                 self.gen(dag, x, k, no, facts)
             }
             B::Or(x, y) => {
-                let k = self.kont(Kont::Eval(&**y as *const B as usize, yes, no), Some(y));
+                let k = self.kont(dag, y, yes, no);
                 self.gen(dag, x, yes, k, facts)
             }
             B::Test(t) => {
@@ -533,8 +618,7 @@ impl<'b> PathGen<'b> {
                     Ok(n) => n,
                     Err(e) => return Ok(Err(e)),
                 };
-                let t = dag.tests[id as usize].clone();
-                Ok(Ok(dag.mk(Node::Test { t, yes: ny, no: nn })))
+                Ok(Ok(dag.mk_test(id, ny, nn)))
             }
             B::Protochain { v6, nl, proto } => {
                 let ny = match self.resolve(dag, yes, facts)? {
@@ -606,6 +690,7 @@ fn plan(expr: &Expr, link: LinkType, env: &FilterEnv, max_end: u64) -> Result<Pl
         val_ids: HashMap::new(),
         tinfo: vec![],
         folded: HashMap::new(),
+        test_nodes: HashMap::new(),
     };
     let mut pg = PathGen {
         konts: vec![],
@@ -613,8 +698,8 @@ fn plan(expr: &Expr, link: LinkType, env: &FilterEnv, max_end: u64) -> Result<Pl
         memo: HashMap::new(),
         steps: 0,
     };
-    let km = pg.kont(Kont::Done(MATCH), None);
-    let kr = pg.kont(Kont::Done(REJECT), None);
+    let km = pg.done(MATCH);
+    let kr = pg.done(REJECT);
     let root = match pg.gen(&mut dag, &b, km, kr, &Vec::new())? {
         Ok(root) => root,
         Err(OverBudget) => {
@@ -622,6 +707,7 @@ fn plan(expr: &Expr, link: LinkType, env: &FilterEnv, max_end: u64) -> Result<Pl
             // hold on every path into it.
             dag.nodes.truncate(2);
             dag.intern.clear();
+            dag.test_nodes.clear();
             dag.gen(&b, MATCH, REJECT, &Vec::new())?
         }
     };
@@ -882,7 +968,7 @@ impl Emitter<'_> {
                         // (little-endian) load against byte-swapped constants.
                         let shape = raw_shape(&t.a).filter(|&(_, size, m)| {
                             matches!(t.op, TestOp::Eq | TestOp::Set)
-                                && (size == 4 || (*k <= 0xffff && m <= 0xffff))
+                                && (size == 4 || (*k <= 0xffff && (m == u32::MAX || m <= 0xffff)))
                         });
                         let raw = match (r0, shape) {
                             (Some((v, raw)), Some((_, size, _))) if *v == t.a => {
@@ -986,7 +1072,7 @@ impl Emitter<'_> {
                 }
                 Some(i) => {
                     self.eval(i, d)?;
-                    self.load_var(*k, *size);
+                    self.load_var(*k, *size, verifier_bound(i));
                 }
             },
             V::Neg(a) => {
@@ -1109,6 +1195,15 @@ impl Emitter<'_> {
                         self.asm.ldx(size_of(size), Reg::R0, Reg::R10, off as i16);
                         return true;
                     }
+                    if want_raw && size == 4 && off.rem_euclid(2) == 0 {
+                        // the raw little-endian word from two aligned halves
+                        let a = &mut *self.asm;
+                        a.ldx(Size::H, Reg::R0, Reg::R10, off as i16);
+                        a.ldx(Size::H, Reg::R2, Reg::R10, off as i16 + 2);
+                        a.alu32(crate::asm::AluOp::Lsh, Reg::R2, 16);
+                        a.alu32(crate::asm::AluOp::Or, Reg::R0, Reg::R2);
+                        return true;
+                    }
                     self.aligned_from_stack(off as i16, size);
                 } else {
                     self.asm.mov64(Reg::R3, base);
@@ -1121,8 +1216,11 @@ impl Emitter<'_> {
     }
 
     /// R0 = big-endian load at `R0 + k` (R0 a zero-extended u32; no wrap).
-    fn load_var(&mut self, k: u32, size: u8) {
+    /// `bound`: an upper bound of R0 that the verifier also derives (lets us drop the
+    /// range check, and in kernel memory the read-on-demand path).
+    fn load_var(&mut self, k: u32, size: u8, bound: Option<u64>) {
         let rej = self.on_reject;
+        let end_bound = bound.map(|b| b + k as u64 + size as u64);
         let a = &mut *self.asm;
         if k > i32::MAX as u32 {
             a.mov32(Reg::R1, k as i32);
@@ -1132,7 +1230,9 @@ impl Emitter<'_> {
         }
         match self.src {
             PacketSource::Direct { start, end } => {
-                a.jmp(Cond::Gt, Reg::R0, DIRECT_MAX_END - size as i32, rej);
+                if end_bound.is_none_or(|b| b > DIRECT_MAX_END as u64) {
+                    a.jmp(Cond::Gt, Reg::R0, DIRECT_MAX_END - size as i32, rej);
+                }
                 a.mov64(Reg::R4, start);
                 a.add64(Reg::R4, Reg::R0);
                 a.add64(Reg::R4, size as i32);
@@ -1146,6 +1246,14 @@ impl Emitter<'_> {
                 a.mov64(Reg::R1, Reg::R0);
                 a.add64(Reg::R1, size as i32);
                 a.jmp(Cond::Gt, Reg::R1, len, rej);
+                if end_bound.is_some_and(|b| b <= window as u64) {
+                    // always inside the window
+                    a.mov64(Reg::R1, Reg::R10);
+                    a.add64(Reg::R1, Reg::R0);
+                    let off = self.buf_off();
+                    self.bytes_from(Reg::R1, off, size);
+                    return;
+                }
                 a.jmp(Cond::Gt, Reg::R0, window as i32 - size as i32, slow);
                 a.mov64(Reg::R1, Reg::R10);
                 a.add64(Reg::R1, Reg::R0);
@@ -1259,10 +1367,10 @@ impl Emitter<'_> {
             a.bind(adv);
             // A = P[nl + X]; X = (P[nl + X + 1] + 1) * 8 + X
             a.ldx(Size::DW, Reg::R0, Reg::R10, px);
-            self.load_var(nl, 1);
+            self.load_var(nl, 1, None);
             self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
             self.asm.ldx(Size::DW, Reg::R0, Reg::R10, px);
-            self.load_var(nl + 1, 1);
+            self.load_var(nl + 1, 1, None);
             let a = &mut *self.asm;
             a.alu32(A::Add, Reg::R0, 1);
             a.alu32(A::Mul, Reg::R0, 8);
@@ -1276,11 +1384,11 @@ impl Emitter<'_> {
         a.jmp(Cond::Ne, Reg::R0, 51, ln);
         // AH, as libpcap does it: A = P[nl + X]; X = (P[nl + (X + 1)] + 2) * 4
         a.ldx(Size::DW, Reg::R0, Reg::R10, px);
-        self.load_var(nl, 1);
+        self.load_var(nl, 1, None);
         self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
         self.asm.ldx(Size::DW, Reg::R0, Reg::R10, px);
         self.asm.alu32(A::Add, Reg::R0, 1);
-        self.load_var(nl, 1);
+        self.load_var(nl, 1, None);
         let a = &mut *self.asm;
         a.alu32(A::Add, Reg::R0, 2);
         a.alu32(A::Mul, Reg::R0, 4);
@@ -1289,6 +1397,35 @@ impl Emitter<'_> {
         let _ = next;
         Ok(())
     }
+}
+
+/// An upper bound of `v` that the kernel verifier's range tracking also finds (only
+/// loads, constants, `&`, `|`, `+` and constant shifts, without 32-bit wrap-around).
+fn verifier_bound(v: &V) -> Option<u64> {
+    let b = match v {
+        V::K(k) => *k as u64,
+        V::Load { size, .. } => (1u64 << (8 * *size as u32)) - 1,
+        V::Alu(ArithOp::And, a, b) => match (verifier_bound(a), verifier_bound(b)) {
+            (Some(x), Some(y)) => x.min(y),
+            (Some(x), None) | (None, Some(x)) => x,
+            (None, None) => return None,
+        },
+        V::Alu(ArithOp::Or, a, b) => {
+            let m = verifier_bound(a)?.max(verifier_bound(b)?);
+            m.checked_next_power_of_two()?.saturating_mul(2) - 1
+        }
+        V::Alu(ArithOp::Add, a, b) => verifier_bound(a)? + verifier_bound(b)?,
+        V::Alu(ArithOp::Lsh, a, b) => match **b {
+            V::K(s) if s < 32 => verifier_bound(a)? << s,
+            _ => return None,
+        },
+        V::Alu(ArithOp::Rsh, a, b) => match **b {
+            V::K(_) => verifier_bound(a)?,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    (b <= u32::MAX as u64).then_some(b)
 }
 
 /// `(offset, size, mask)` of a test value that is a constant-offset 2/4-byte load,

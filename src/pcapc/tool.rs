@@ -28,8 +28,9 @@ fn link_name(link: LinkType) -> &'static str {
     }
 }
 
-/// Prints the program the probes run for `expr`: the kernel-memory back end on an
-/// Ethernet start, or a raw-IP start with `l3`.
+/// Prints the filter as the probes run it (the kernel-memory back end: one
+/// `bpf_probe_read_kernel` of the header window, then bounded loads), wrapped in a
+/// prologue taking the packet start and end from `r1`; an Ethernet start, or raw IP with `l3`.
 pub fn dump_filter(expr: &str, l3: bool, out: &mut dyn Write) -> Result<()> {
     let e = parse_required(expr)?;
     let link = if l3 {
@@ -37,7 +38,7 @@ pub fn dump_filter(expr: &str, l3: bool, out: &mut dyn Write) -> Result<()> {
     } else {
         LinkType::Ethernet
     };
-    let program = compile_program(&e, link, ProgramKind::SchedClsKernelMemory)
+    let program = compile_program(&e, link, ProgramKind::UserKernelMemory)
         .map_err(|err| anyhow!("{err} ({})", link_name(link)))?;
     writeln!(
         out,

@@ -26,7 +26,7 @@
 //! |    102 |    1 | `pkt_type`     | `skb->pkt_type`                                              |
 //! |    103 |    1 | reserved       | zero                                                         |
 //! |    104 |    2 | `l3_proto`     | EtherType in host order: 0x0800, 0x86dd (`FLAG_TUPLE`)       |
-//! |    106 |    1 | `l4_proto`     | IP protocol number (IPv6: first next-header)                 |
+//! |    106 |    1 | `l4_proto`     | IP protocol (IPv6: after up to 4 extension headers)          |
 //! |    107 |    1 | `tcp_flags`    | TCP header byte 13 (FIN=0x01 .. CWR=0x80)                    |
 //! |    108 |    2 | `sport`        | bytes as in the packet (network order)                       |
 //! |    110 |    2 | `dport`        | bytes as in the packet (network order)                       |

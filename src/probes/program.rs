@@ -1,6 +1,7 @@
 //! The per-hit probe program, generated with our assembler from BTF offsets: find the skb,
 //! run the filter chain (pcap filter on the L2 or L3 start, mark, netns, ifindex, tracking),
-//! then write one fixed-size event (see `event`) to the ring buffer.
+//! then write one fixed-size event (see `event`) to the ring buffer. A miss costs one read
+//! of the skb fields the filters need, one read of the packet window, and the exit.
 
 use crate::asm::{AluOp, Asm, AsmError, Cond, Helper, Label, Program, Reg, Size};
 use crate::btf::{Field, FieldPath, SkbLayout};
@@ -47,6 +48,12 @@ pub enum Attachment {
         nargs: u16,
         drop_reason_arg: Option<u16>,
     },
+    /// A `SCHED_CLS` program run with `BPF_PROG_TEST_RUN` (tests, benchmarks): the context
+    /// r1 IS the kernel's `struct sk_buff *` (the `__sk_buff` view is the real skb), so the
+    /// program reads it like any probed skb and runs the same filter chain and event code.
+    /// Events are reported as `Tracepoint` with id 0 and no arguments; `--output-stack`
+    /// is refused (`bpf_get_stackid` needs a `pt_regs` context).
+    SkbContext,
 }
 
 /// What the program filters on and what it records. Built from the CLI config.
@@ -83,6 +90,8 @@ pub enum ProbeError {
     Asm(#[from] AsmError),
     #[error("kernel layout not supported: {0}")]
     Layout(String),
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
 }
 
 /// Stack slots below r10 (negative offsets).
@@ -91,14 +100,15 @@ const SLOT_NETNS: i16 = -16;
 const SLOT_IFINDEX: i16 = -20;
 const SLOT_MTU: i16 = -24;
 const SLOT_VALUE: i16 = -28;
+/// Linear bytes from `network_header` to `tail` (u32), for the tuple parser.
+const SLOT_L3_LEN: i16 = -32;
 const SCRATCH_BYTES: i16 = 32;
 
-/// The contiguous part of `struct sk_buff` copied to the stack with one read.
+/// The stack image of the part of `struct sk_buff` the program reads; each field lives at
+/// its own offset, filled by the reads that need it (see `Gen::read_skb`).
 struct SkbWindow {
-    /// First byte of `sk_buff` copied.
+    /// First byte of `sk_buff` mirrored.
     lo: u32,
-    /// Bytes copied.
-    len: u32,
     /// Stack offset of the copy.
     stack: i16,
 }
@@ -107,6 +117,24 @@ impl SkbWindow {
     fn at(&self, f: &Field) -> i16 {
         self.stack + (f.offset_bytes() - self.lo) as i16
     }
+}
+
+/// The parts of byte range `a` outside `b` (at most two).
+fn subtract(a: Option<(u32, u32)>, b: Option<(u32, u32)>) -> Vec<(u32, u32)> {
+    let Some((alo, ahi)) = a else {
+        return Vec::new();
+    };
+    let Some((blo, bhi)) = b else {
+        return vec![(alo, ahi)];
+    };
+    let mut parts = Vec::new();
+    if alo < blo {
+        parts.push((alo, ahi.min(blo)));
+    }
+    if ahi > bhi {
+        parts.push((alo.max(bhi), ahi));
+    }
+    parts
 }
 
 fn size_of(f: &Field) -> Result<Size, ProbeError> {
@@ -120,6 +148,11 @@ pub fn build(
     opts: &ProbeOptions,
     attach: &Attachment,
 ) -> Result<Program, ProbeError> {
+    if opts.output_stack && *attach == Attachment::SkbContext {
+        return Err(ProbeError::Unsupported(
+            "--output-stack on a SCHED_CLS (skb context) program: bpf_get_stackid needs pt_regs",
+        ));
+    }
     Gen::new(layout, opts, attach)?.emit()
 }
 
@@ -172,7 +205,6 @@ impl<'a> Gen<'a> {
             at,
             win: SkbWindow {
                 lo,
-                len,
                 stack: -SCRATCH_BYTES - len as i16,
             },
             out,
@@ -214,19 +246,35 @@ impl<'a> Gen<'a> {
             Attachment::Tracepoint { skb_arg, .. } => {
                 self.a.ldx(Size::DW, R7, R6, (*skb_arg as i16) * 8);
             }
+            Attachment::SkbContext => {
+                self.a.mov64(R7, R6);
+            }
         }
         self.a.jmp(Cond::Eq, R7, 0, out);
 
+        // The non-matching path reads only what the filters need: the skb fields of the
+        // mark and pcap filters, then the packet window, then out. The fields the device
+        // filters and the event need are read once those filters passed.
+        let pre = self.span(&self.pre_filter_fields());
+        let post = self.span(&self.post_filter_fields());
         let emit_event = self.a.named_label("emit");
-        self.read_skb_window()?;
-        if self.o.track_skb {
-            let tracked = self.a.named_label("tracked");
+        let tracked = self.o.track_skb.then(|| self.a.named_label("tracked"));
+        if let Some(tracked) = tracked {
             self.a.stx(Size::DW, R10, SLOT_KEY, R7);
             self.a.ld_map(R1, maps::TRACKED_SKBS);
             self.a.mov64(R2, R10).add64(R2, SLOT_KEY as i32);
             self.a.call(Helper::MAP_LOOKUP_ELEM);
             self.a.jmp(Cond::Ne, R0, 0, tracked);
-            self.filter_chain()?;
+        }
+        if let Some(range) = pre {
+            self.read_skb(range);
+        }
+        self.pre_filters()?;
+        for range in subtract(post, pre) {
+            self.read_skb(range);
+        }
+        self.post_filters()?;
+        if let Some(tracked) = tracked {
             self.a.stx(Size::DW, R10, SLOT_KEY, R7);
             self.a.st(Size::W, R10, SLOT_VALUE, 1);
             self.a.ld_map(R1, maps::TRACKED_SKBS);
@@ -235,13 +283,14 @@ impl<'a> Gen<'a> {
             self.a.mov64(R4, 0);
             self.a.call(Helper::MAP_UPDATE_ELEM);
             self.a.ja(emit_event);
-            // A tracked skb skips the filters but still needs its device facts.
+            // A tracked skb skips the filters but still needs its fields and device facts.
             self.a.bind(tracked);
+            if let Some(range) = post {
+                self.read_skb(range);
+            }
             if self.o.output_meta {
                 self.device_meta()?;
             }
-        } else {
-            self.filter_chain()?;
         }
         self.a.bind(emit_event);
         self.event()?;
@@ -250,16 +299,57 @@ impl<'a> Gen<'a> {
         Ok(self.a.finish()?)
     }
 
-    fn read_skb_window(&mut self) -> Result<(), ProbeError> {
-        self.a.mov64(R3, R7).add64(R3, self.win.lo as i32);
-        let (stack, len) = (self.win.stack, self.win.len as i32);
-        self.read_to_stack(stack, len);
-        self.a.jmp(Cond::Ne, R0, 0, self.out);
-        Ok(())
+    /// skb fields the mark and pcap filters read.
+    fn pre_filter_fields(&self) -> Vec<Field> {
+        let s = &self.l.sk_buff;
+        let mut f = Vec::new();
+        if self.o.mark.is_some() {
+            f.push(s.mark);
+        }
+        if self.o.filter.is_some() {
+            f.extend([s.mac_len, s.mac_header, s.network_header, s.head, s.tail]);
+        }
+        f
     }
 
-    /// pcap filter, mark, netns, ifindex: any failing test jumps to `out`.
-    fn filter_chain(&mut self) -> Result<(), ProbeError> {
+    /// skb fields the device filters, the meta block and the tuple parser read.
+    fn post_filter_fields(&self) -> Vec<Field> {
+        let s = &self.l.sk_buff;
+        let o = self.o;
+        let mut f = Vec::new();
+        if o.netns.is_some() || o.ifindex.is_some() || o.output_meta {
+            f.extend([s.dev, s.sk]);
+            f.extend(s.skb_refdst);
+        }
+        if o.output_meta {
+            f.extend([s.mark, s.len, s.protocol, s.pkt_type]);
+        }
+        if o.output_tuple {
+            f.extend([s.head, s.network_header, s.tail]);
+        }
+        f
+    }
+
+    /// Byte range of `sk_buff` covering `fields`, `None` for none.
+    fn span(&self, fields: &[Field]) -> Option<(u32, u32)> {
+        let lo = fields.iter().map(|f| f.offset_bytes()).min()?;
+        let hi = fields
+            .iter()
+            .map(|f| f.offset_bytes() + f.size_bytes)
+            .max()?;
+        Some((lo, hi))
+    }
+
+    /// Copies `sk_buff` bytes `[lo, hi)` to their place in the stack window; out on failure.
+    fn read_skb(&mut self, (lo, hi): (u32, u32)) {
+        self.a.mov64(R3, R7).add64(R3, lo as i32);
+        let stack = self.win.stack + (lo - self.win.lo) as i16;
+        self.read_to_stack(stack, (hi - lo) as i32);
+        self.a.jmp(Cond::Ne, R0, 0, self.out);
+    }
+
+    /// mark and pcap filters: a failing test jumps to `out`.
+    fn pre_filters(&mut self) -> Result<(), ProbeError> {
         let out = self.out;
         if let Some((mark, mask)) = self.o.mark {
             let f = self.l.sk_buff.mark;
@@ -270,6 +360,12 @@ impl<'a> Gen<'a> {
         if let Some(expr) = &self.o.filter {
             self.pcap_filter(expr)?;
         }
+        Ok(())
+    }
+
+    /// Device facts, then the netns and ifindex filters.
+    fn post_filters(&mut self) -> Result<(), ProbeError> {
+        let out = self.out;
         if self.o.netns.is_some() || self.o.ifindex.is_some() || self.o.output_meta {
             self.device_meta()?;
         }
@@ -471,6 +567,7 @@ impl<'a> Gen<'a> {
             Attachment::Kprobe { multi: true, .. } => (EventKind::KprobeMulti, FLAG_ARGS),
             Attachment::Kprobe { .. } => (EventKind::Kprobe, FLAG_ARGS),
             Attachment::Tracepoint { .. } => (EventKind::Tracepoint, FLAG_ARGS),
+            Attachment::SkbContext => (EventKind::Tracepoint, 0),
         };
         self.a.st(Size::H, R8, off::KIND as i16, kind as i32);
         self.a.stx(Size::DW, R8, off::SKB_ADDR as i16, R7);
@@ -520,6 +617,8 @@ impl<'a> Gen<'a> {
                     flags |= FLAG_DROP_REASON;
                 }
             }
+            // probe_addr stays 0: the record was zeroed.
+            Attachment::SkbContext => {}
         }
 
         if self.o.output_meta {
@@ -601,7 +700,9 @@ impl<'a> Gen<'a> {
     }
 
     /// Parses the IPv4/IPv6 header at `head + network_header` and the TCP/UDP/SCTP ports.
-    /// Uses r9 for the L3 address and the stack below the skb window as a buffer.
+    /// Uses r9 for the L3 address and the stack below the skb window as a buffer. Nothing
+    /// past `tail` is used: a header cut there ends the parse (bytes beyond the linear
+    /// data are not the packet's).
     fn tuple(&mut self) -> Result<(), ProbeError> {
         let s = self.l.sk_buff.clone();
         let buf = self.filter_top() - TUPLE_L3_BYTES as i16 - 8;
@@ -609,10 +710,14 @@ impl<'a> Gen<'a> {
         let done = self.a.named_label("tuple_done");
         let v6 = self.a.named_label("tuple_v6");
         let ports = self.a.named_label("tuple_ports");
-        // r9 = head + network_header
+        // r9 = head + network_header; SLOT_L3_LEN = tail - network_header (>= 20)
         self.load_window(R1, &s.network_header)?;
         self.load_window(R9, &s.head)?;
         self.a.add64(R9, R1);
+        self.load_window(R2, &s.tail)?;
+        self.a.alu64(AluOp::Sub, R2, R1);
+        self.a.jmp(Cond::Slt, R2, 20, done);
+        self.a.stx(Size::W, R10, SLOT_L3_LEN, R2);
         self.a.mov64(R3, R9);
         self.read_to_stack(buf, TUPLE_L3_BYTES);
         self.a.jmp(Cond::Ne, R0, 0, done);
@@ -640,11 +745,14 @@ impl<'a> Gen<'a> {
         self.a.ldx(Size::B, R2, R10, buf);
         self.a.alu64(AluOp::And, R2, 0x0f);
         self.a.alu64(AluOp::Lsh, R2, 2);
+        self.a.jmp(Cond::Lt, R2, 20, done); // malformed IHL
         self.a.ldx(Size::B, R1, R10, buf + 9);
         self.a.ja(ports);
 
         // IPv6: r1 = next header, r2 = offset of the next header from r9
         self.a.bind(v6);
+        self.a.ldx(Size::W, R1, R10, SLOT_L3_LEN);
+        self.a.jmp(Cond::Lt, R1, 40, done);
         self.a.st(Size::H, R8, off::L3_PROTO as i16, 0x86dd);
         for i in 0..4 {
             self.a.ldx(Size::W, R1, R10, buf + 8 + 4 * i);
@@ -662,6 +770,10 @@ impl<'a> Gen<'a> {
             }
             self.a.ja(ports);
             self.a.bind(ext);
+            // An extension header cut at tail: stop here (its number becomes l4_proto).
+            self.a.mov64(R3, R2).add64(R3, 8);
+            self.a.ldx(Size::W, R4, R10, SLOT_L3_LEN);
+            self.a.jmp(Cond::Gt, R3, R4, ports);
             // Read the 8-byte extension header start at r9 + r2 into l4buf; keep r2 in slot.
             self.a.stx(Size::DW, R10, SLOT_KEY, R2);
             self.a.stx(Size::B, R10, l4buf + 15, R1);
@@ -710,7 +822,16 @@ impl<'a> Gen<'a> {
         }
         self.a.ja(done);
         self.a.bind(has_ports);
+        // Ports only when both are before tail; TCP flags only when byte 13 is.
+        self.a.ldx(Size::W, R4, R10, SLOT_L3_LEN);
+        self.a.mov64(R3, R2).add64(R3, 4);
+        self.a.jmp(Cond::Gt, R3, R4, done);
         self.a.stx(Size::B, R10, l4buf + 15, R1);
+        let flags_in = self.a.label();
+        self.a.add64(R3, 10);
+        self.a.jmp(Cond::Le, R3, R4, flags_in);
+        self.a.st(Size::B, R10, l4buf + 15, 0); // not TCP for the flags test below
+        self.a.bind(flags_in);
         self.a.mov64(R3, R9).add64(R3, R2);
         self.read_to_stack(l4buf, 14);
         self.a.jmp(Cond::Ne, R0, 0, done);
@@ -747,6 +868,8 @@ pub fn build_untrack(attach: &Attachment) -> Result<Program, ProbeError> {
         Attachment::Tracepoint { skb_arg, .. } => {
             a.ldx(Size::DW, R1, R1, (*skb_arg as i16) * 8);
         }
+        // r1 is the skb already.
+        Attachment::SkbContext => {}
     }
     a.jmp(Cond::Eq, R1, 0, out);
     a.stx(Size::DW, R10, SLOT_KEY, R1);

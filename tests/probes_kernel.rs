@@ -1,0 +1,926 @@
+//! The real probe program on real kernel `sk_buff`s: `Attachment::SkbContext` programs run
+//! under `BPF_PROG_TEST_RUN` on crafted frames; we check filter verdicts and decoded events.
+//! Needs root and kernel BTF; skips with a printed reason otherwise.
+
+use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
+use pwru::btf::{KernelBtf, Kmods, SkbLayout};
+use pwru::events::{self, Event, EventKind, ETH_P_IP, ETH_P_IPV6};
+use pwru::load::{self, LoadOptions, LoadedObject, MapKind, MapSpec, ObjectSpec, ProgKind};
+use pwru::probes::{self, maps, Attachment, ProbeError, ProbeOptions};
+
+fn skip_reason() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root (BPF_PROG_TEST_RUN needs CAP_BPF + CAP_PERFMON)".into());
+    }
+    if !std::path::Path::new(pwru::btf::SYS_VMLINUX_BTF).exists() {
+        return Some("no /sys/kernel/btf/vmlinux".into());
+    }
+    None
+}
+
+fn layout() -> SkbLayout {
+    let btf = KernelBtf::open_system(&Kmods::None).expect("open BTF");
+    SkbLayout::resolve(&btf).expect("sk_buff layout")
+}
+
+fn filter(s: &str) -> Option<pwru::pcapc::ast::Expr> {
+    pwru::pcapc::parse(s).unwrap_or_else(|e| panic!("filter {s:?}: {e}"))
+}
+
+/// Default outputs of the CLI: meta and tuple.
+fn outputs(f: &str) -> ProbeOptions {
+    ProbeOptions {
+        filter: filter(f),
+        output_meta: true,
+        output_tuple: true,
+        ..ProbeOptions::default()
+    }
+}
+
+/// `__sk_buff.mark` offset: the only field before `priority` that test_run's ctx_in may set.
+const SKB_CTX_MARK: usize = 8;
+/// `__sk_buff.ifindex`: test_run puts the skb on this device when it is > 1.
+const SKB_CTX_IFINDEX: usize = 40;
+
+/// One loaded SkbContext probe with its maps.
+struct Probe {
+    obj: LoadedObject,
+    ring: aya::maps::RingBuf<aya::maps::MapData>,
+}
+
+const PROG: &str = "probe";
+
+impl Probe {
+    fn load(layout: &SkbLayout, opts: &ProbeOptions) -> Probe {
+        let program = probes::build(layout, opts, &Attachment::SkbContext)
+            .unwrap_or_else(|e| panic!("build {opts:?}: {e}"));
+        let spec = ObjectSpec {
+            maps: vec![
+                MapSpec::ring_buf(maps::EVENTS, 1 << 16),
+                MapSpec::new(maps::LOST, MapKind::PerCpuArray, 4, 8, 1),
+                MapSpec::new(maps::TRACKED_SKBS, MapKind::Hash, 8, 4, 64),
+            ],
+            programs: vec![load::ProgramSpec {
+                name: PROG.into(),
+                kind: ProgKind::SchedCls,
+                program,
+            }],
+        };
+        let mut obj = load::load(&spec, &LoadOptions::default())
+            .unwrap_or_else(|e| panic!("load {opts:?}: {e}"));
+        let ring = obj.take_ring_buf(maps::EVENTS).expect("events ring");
+        Probe { obj, ring }
+    }
+
+    /// Runs the program once on `frame` with `ctx` as `__sk_buff` input; returns the
+    /// events it wrote (decoded).
+    fn run_ctx(&mut self, frame: &[u8], ctx: Option<&[u8]>) -> Vec<Event> {
+        let prog: &mut SchedClassifier = self
+            .obj
+            .ebpf_mut()
+            .program_mut(PROG)
+            .expect("program")
+            .try_into()
+            .expect("sched_cls");
+        let res = prog
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                ctx_in: ctx,
+                ..TestRunOptions::new()
+            })
+            .unwrap_or_else(|e| panic!("test_run on {frame:02x?}: {e:?}"));
+        assert_eq!(res.return_value, 0, "the probe always returns 0");
+        let mut out = Vec::new();
+        while let Some(item) = self.ring.next() {
+            out.push(events::decode(&item).expect("event decodes"));
+        }
+        out
+    }
+
+    fn run(&mut self, frame: &[u8]) -> Vec<Event> {
+        self.run_ctx(frame, None)
+    }
+}
+
+// ---- frame builders -------------------------------------------------------------------
+
+const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
+const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
+const V4_SRC: [u8; 4] = [10, 0, 0, 1];
+const V4_DST: [u8; 4] = [10, 0, 0, 2];
+const V6_SRC: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const V6_DST: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+const TCP_SYN: u8 = 0x02;
+
+fn ether(ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&DST_MAC);
+    f.extend_from_slice(&SRC_MAC);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+fn vlan(id: u16, ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut inner = id.to_be_bytes().to_vec();
+    inner.extend_from_slice(&ethertype.to_be_bytes());
+    inner.extend_from_slice(payload);
+    ether(0x8100, &inner)
+}
+
+fn tcp(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
+    let mut h = vec![0u8; 20];
+    h[0..2].copy_from_slice(&sport.to_be_bytes());
+    h[2..4].copy_from_slice(&dport.to_be_bytes());
+    h[12] = 5 << 4;
+    h[13] = flags;
+    h[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    h
+}
+
+fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut h = vec![0u8; 8];
+    h[0..2].copy_from_slice(&sport.to_be_bytes());
+    h[2..4].copy_from_slice(&dport.to_be_bytes());
+    h[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    h.extend_from_slice(payload);
+    h
+}
+
+/// IPv4 header (with `options`, a multiple of 4 bytes) + `l4`; `frag` is the
+/// flags/fragment-offset field.
+fn ipv4(proto: u8, options: &[u8], frag: u16, l4: &[u8]) -> Vec<u8> {
+    let ihl = 20 + options.len();
+    let mut h = vec![0u8; 20];
+    h[0] = 0x40 | (ihl / 4) as u8;
+    h[2..4].copy_from_slice(&((ihl + l4.len()) as u16).to_be_bytes());
+    h[6..8].copy_from_slice(&frag.to_be_bytes());
+    h[8] = 64;
+    h[9] = proto;
+    h[12..16].copy_from_slice(&V4_SRC);
+    h[16..20].copy_from_slice(&V4_DST);
+    h.extend_from_slice(options);
+    h.extend_from_slice(l4);
+    h
+}
+
+fn ipv6(next: u8, payload: &[u8]) -> Vec<u8> {
+    let mut h = vec![0u8; 40];
+    h[0] = 0x60;
+    h[4..6].copy_from_slice(&(payload.len() as u16).to_be_bytes());
+    h[6] = next;
+    h[7] = 64;
+    h[8..24].copy_from_slice(&V6_SRC);
+    h[24..40].copy_from_slice(&V6_DST);
+    h.extend_from_slice(payload);
+    h
+}
+
+fn arp_request() -> Vec<u8> {
+    let mut a = vec![0, 1, 0x08, 0, 6, 4, 0, 1];
+    a.extend_from_slice(&SRC_MAC);
+    a.extend_from_slice(&V4_SRC);
+    a.extend_from_slice(&[0; 6]);
+    a.extend_from_slice(&V4_DST);
+    ether(0x0806, &a)
+}
+
+fn v4_tcp_syn() -> Vec<u8> {
+    ether(0x0800, &ipv4(6, &[], 0, &tcp(40000, 8080, TCP_SYN)))
+}
+
+fn v4_tcp_ack_other_port() -> Vec<u8> {
+    ether(0x0800, &ipv4(6, &[], 0, &tcp(40000, 9090, 0x10)))
+}
+
+fn v4_udp() -> Vec<u8> {
+    ether(0x0800, &ipv4(17, &[], 0, &udp(5353, 53, b"query")))
+}
+
+/// IPv4 with 8 bytes of options (NOP NOP + a 4-byte router alert + padding) and TCP.
+fn v4_options_tcp() -> Vec<u8> {
+    let opts = [1, 1, 148, 4, 0, 0, 0, 0];
+    ether(0x0800, &ipv4(6, &opts, 0, &tcp(40000, 8080, TCP_SYN)))
+}
+
+/// A non-first fragment (offset 185 * 8) of a UDP datagram: its payload is no header.
+fn v4_non_first_fragment() -> Vec<u8> {
+    let payload = [0xaa; 32];
+    ether(0x0800, &ipv4(17, &[], 185, &payload))
+}
+
+fn v6_tcp_syn() -> Vec<u8> {
+    ether(0x86dd, &ipv6(6, &tcp(40000, 8080, TCP_SYN)))
+}
+
+/// IPv6 with hop-by-hop (8 bytes), routing (24 bytes) and a first-fragment header, then UDP.
+fn v6_ext_udp() -> Vec<u8> {
+    let mut p = vec![43, 0, 5, 2, 0, 0, 0, 0]; // hop-by-hop: next routing, PadN
+    let mut rh = vec![44, 2, 0, 0, 0, 0, 0, 0]; // routing: next fragment, len 2 (24 bytes)
+    rh.extend_from_slice(&[0; 16]);
+    p.extend_from_slice(&rh);
+    p.extend_from_slice(&[17, 0, 0, 1, 0, 0, 0, 7]); // fragment: offset 0, M=1
+    p.extend_from_slice(&udp(5353, 53, b"query"));
+    ether(0x86dd, &ipv6(0, &p))
+}
+
+/// Same chain, but a non-first fragment (offset 8 * 8): no ports.
+fn v6_ext_non_first_fragment() -> Vec<u8> {
+    let mut p = vec![44, 0, 1, 4, 0, 0, 0, 0]; // hop-by-hop: next fragment, PadN
+    p.extend_from_slice(&[17, 0, 0, 64, 0, 0, 0, 7]); // fragment: offset 8, M=0
+    p.extend_from_slice(&[0xbb; 16]);
+    ether(0x86dd, &ipv6(0, &p))
+}
+
+fn vlan_v4_udp() -> Vec<u8> {
+    vlan(10, 0x0800, &ipv4(17, &[], 0, &udp(5353, 53, b"query")))
+}
+
+// test_run refuses frames shorter than 34 bytes (Ethernet + 20) and cut IPv6 headers, so
+// the truncated frames lose their L4 header.
+
+/// IPv4 header only: the TCP header is missing.
+fn v4_truncated_l4() -> Vec<u8> {
+    let mut f = v4_tcp_syn();
+    f.truncate(14 + 20);
+    f
+}
+
+/// IPv4 + the first 10 bytes of TCP: ports, but no flags byte.
+fn v4_truncated_tcp() -> Vec<u8> {
+    let mut f = v4_tcp_syn();
+    f.truncate(14 + 20 + 10);
+    f
+}
+
+/// IPv6 header alone, next header TCP (test_run refuses a cut IPv6 header).
+fn v6_truncated_l4() -> Vec<u8> {
+    let mut f = v6_tcp_syn();
+    f.truncate(14 + 40);
+    f
+}
+
+/// Every test frame by name.
+fn frames() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("syn4", v4_tcp_syn()),
+        ("ack4", v4_tcp_ack_other_port()),
+        ("udp4", v4_udp()),
+        ("opt4", v4_options_tcp()),
+        ("frag4", v4_non_first_fragment()),
+        ("syn6", v6_tcp_syn()),
+        ("ext6", v6_ext_udp()),
+        ("frag6", v6_ext_non_first_fragment()),
+        ("arp", arp_request()),
+        ("vlan4", vlan_v4_udp()),
+        ("trunc_l4", v4_truncated_l4()),
+        ("trunc_tcp", v4_truncated_tcp()),
+        ("trunc6", v6_truncated_l4()),
+    ]
+}
+
+const ALL: &[&str] = &[
+    "syn4",
+    "ack4",
+    "udp4",
+    "opt4",
+    "frag4",
+    "syn6",
+    "ext6",
+    "frag6",
+    "arp",
+    "vlan4",
+    "trunc_l4",
+    "trunc_tcp",
+    "trunc6",
+];
+
+/// `(filter, frames matched with the filter at the L2 start, at the L3 start)`.
+/// Both columns were checked against `tcpdump -r` on the same frames (as DLT_EN10MB, and
+/// as DLT_RAW from `network_header`).
+fn verdict_table() -> Vec<(&'static str, Vec<&'static str>, Vec<&'static str>)> {
+    let v = |s: &[&'static str]| s.to_vec();
+    vec![
+        ("", v(ALL), v(ALL)),
+        (
+            "dst host 10.0.0.2 and tcp and dst port 8080",
+            v(&["syn4", "opt4", "trunc_tcp"]),
+            v(&["syn4", "opt4", "trunc_tcp"]),
+        ),
+        (
+            "tcp[tcpflags] = tcp-syn",
+            v(&["syn4", "opt4"]),
+            v(&["syn4", "opt4"]),
+        ),
+        (
+            "ip6 protochain 17",
+            v(&["ext6", "frag6"]),
+            v(&["ext6", "frag6"]),
+        ),
+        // L2-only: never matches at an L3 start.
+        ("arp", v(&["arp"]), v(&[])),
+        (
+            "not udp",
+            v(&[
+                "syn4",
+                "ack4",
+                "opt4",
+                "syn6",
+                "ext6",
+                "frag6",
+                "arp",
+                "vlan4",
+                "trunc_l4",
+                "trunc_tcp",
+                "trunc6",
+            ]),
+            // At L3, ARP and the VLAN tag are neither IPv4 nor IPv6, so "not udp" holds.
+            v(&[
+                "syn4",
+                "ack4",
+                "opt4",
+                "syn6",
+                "ext6",
+                "frag6",
+                "arp",
+                "vlan4",
+                "trunc_l4",
+                "trunc_tcp",
+                "trunc6",
+            ]),
+        ),
+        // Non-first fragments carry no ports.
+        ("ip and udp port 53", v(&["udp4"]), v(&["udp4"])),
+        ("ip6 and tcp dst port 8080", v(&["syn6"]), v(&["syn6"])),
+        ("vlan 10 and udp port 53", v(&["vlan4"]), v(&[])),
+        ("ether src 02:00:00:00:00:01", v(&ALL[..ALL.len()]), v(&[])),
+        ("ip[0] & 0xf > 5", v(&["opt4"]), v(&["opt4"])),
+        ("icmp or icmp6", v(&[]), v(&[])),
+        ("ip[6:2] & 0x1fff != 0", v(&["frag4"]), v(&["frag4"])),
+    ]
+}
+
+/// The layout seen through `mac_len := mac_header`: under `BPF_PROG_TEST_RUN` the kernel
+/// leaves `skb->mac_len` at 0 (`eth_type_trans` does not set it), so the probe takes the
+/// L3 path; aliasing `mac_len` to the (non-zero) `mac_header` makes it take the L2 path on
+/// the same skb.
+fn l2_view(l: &SkbLayout) -> SkbLayout {
+    let mut l2 = l.clone();
+    l2.sk_buff.mac_len = l2.sk_buff.mac_header;
+    l2
+}
+
+fn check_verdicts(l: &SkbLayout, l2_start: bool) {
+    let mut failures = Vec::new();
+    for (f, l2_matches, l3_matches) in verdict_table() {
+        let want = if l2_start { l2_matches } else { l3_matches };
+        let mut p = Probe::load(l, &outputs(f));
+        for (name, frame) in frames() {
+            let got = p.run(&frame);
+            assert!(got.len() <= 1, "{f:?} on {name}: {} events", got.len());
+            if got.len() == 1 && got[0].meta.map(|m| m.len) != Some(frame.len() as u32) {
+                failures.push(format!("{f:?} on {name}: wrong meta {:?}", got[0].meta));
+            }
+            if want.contains(&name) != (got.len() == 1) {
+                failures.push(format!(
+                    "{f:?} on {name}: {} (expected {})",
+                    if got.is_empty() { "no event" } else { "event" },
+                    if want.contains(&name) {
+                        "event"
+                    } else {
+                        "none"
+                    },
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn filter_verdicts_at_the_l3_start() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    check_verdicts(&layout(), false);
+}
+
+#[test]
+fn filter_verdicts_at_the_l2_start() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    check_verdicts(&l2_view(&layout()), true);
+}
+
+fn netns_inode() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/net")
+        .expect("stat /proc/self/ns/net")
+        .ino() as u32
+}
+
+fn sysfs_u32(path: &str) -> u32 {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn v4(a: [u8; 4]) -> [u8; 16] {
+    let mut b = [0; 16];
+    b[..4].copy_from_slice(&a);
+    b
+}
+
+/// The tuple the probe must report for each frame (`None`: no IPv4/IPv6 header parsed).
+fn expected_tuple(name: &str) -> Option<events::Tuple> {
+    let t4 = |l4_proto, sport, dport, tcp_flags| events::Tuple {
+        l3_proto: ETH_P_IP,
+        saddr: v4(V4_SRC),
+        daddr: v4(V4_DST),
+        sport,
+        dport,
+        l4_proto,
+        tcp_flags,
+    };
+    let t6 = |l4_proto, sport, dport, tcp_flags| events::Tuple {
+        l3_proto: ETH_P_IPV6,
+        saddr: V6_SRC,
+        daddr: V6_DST,
+        sport,
+        dport,
+        l4_proto,
+        tcp_flags,
+    };
+    Some(match name {
+        "syn4" | "opt4" => t4(6, 40000, 8080, TCP_SYN),
+        "ack4" => t4(6, 40000, 9090, 0x10),
+        "udp4" => t4(17, 5353, 53, 0),
+        // Non-first fragment: protocol, no ports.
+        "frag4" => t4(17, 0, 0, 0),
+        "syn6" => t6(6, 40000, 8080, TCP_SYN),
+        // The protocol after the extension headers.
+        "ext6" => t6(17, 5353, 53, 0),
+        "frag6" => t6(17, 0, 0, 0),
+        // Addresses and protocol, but the TCP header is past the packet end.
+        "trunc_l4" => t4(6, 0, 0, 0),
+        // Ports, but the flags byte is past the packet end.
+        "trunc_tcp" => t4(6, 40000, 8080, 0),
+        "trunc6" => t6(6, 0, 0, 0),
+        // The VLAN tag sits at network_header (test_run does not untag): not IP.
+        "arp" | "vlan4" => return None,
+        other => panic!("no expectation for {other}"),
+    })
+}
+
+fn expected_protocol(name: &str) -> u16 {
+    match name {
+        "syn6" | "ext6" | "frag6" | "trunc6" => ETH_P_IPV6,
+        "arp" => 0x0806,
+        "vlan4" => 0x8100,
+        _ => ETH_P_IP,
+    }
+}
+
+#[test]
+fn meta_and_tuple_of_every_frame() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let l = layout();
+    let lo_mtu = sysfs_u32("/sys/class/net/lo/mtu");
+    for (view, layout) in [("l3", l.clone()), ("l2", l2_view(&l))] {
+        let mut p = Probe::load(&layout, &outputs(""));
+        for (name, frame) in frames() {
+            let got = p.run(&frame);
+            assert_eq!(got.len(), 1, "{view} {name}: one event");
+            let e = &got[0];
+            assert_eq!(e.kind, EventKind::Tracepoint, "{name}");
+            assert_eq!(e.probe_addr, 0, "{name}: SkbContext reports id 0");
+            assert_eq!(e.args, None, "{name}: no arguments");
+            assert_eq!(e.drop_reason, None);
+            assert_eq!(e.stack_id, None);
+            assert_ne!(e.skb_addr, 0);
+            assert_ne!(e.ktime_ns, 0);
+            assert_eq!(e.pid as i32, std::process::id() as i32, "{name}: our tgid");
+            let m = e.meta.unwrap_or_else(|| panic!("{view} {name}: meta"));
+            assert_eq!(m.len, frame.len() as u32, "{view} {name}: len");
+            assert_eq!(
+                m.protocol,
+                expected_protocol(name),
+                "{view} {name}: protocol"
+            );
+            assert_eq!(m.mark, 0, "{name}: mark");
+            // test_run's skb->dev is the loopback device of our netns.
+            assert_eq!(m.ifindex, 1, "{name}: ifindex");
+            assert_eq!(m.netns, netns_inode(), "{name}: netns");
+            assert_eq!(m.mtu, lo_mtu, "{name}: no route, so the device MTU");
+            // eth_type_trans: the destination MAC is not lo's, so PACKET_OTHERHOST.
+            assert_eq!(m.pkt_type, 3, "{name}: pkt_type");
+            assert_eq!(e.tuple, expected_tuple(name), "{view} {name}: tuple");
+        }
+    }
+}
+
+#[test]
+fn pkt_type_from_the_destination_mac() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let mut p = Probe::load(&layout(), &outputs(""));
+    // lo's address (and broadcast address) is all zeroes: PACKET_HOST; a group bit set:
+    // PACKET_MULTICAST; anything else PACKET_OTHERHOST (the bitfield's values 0, 2, 3).
+    for (dst, want) in [([0; 6], 0u8), ([0x33, 0x33, 0, 0, 0, 1], 2), (DST_MAC, 3)] {
+        let mut f = arp_request();
+        f[..6].copy_from_slice(&dst);
+        let got = p.run(&f);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].meta.map(|m| m.pkt_type), Some(want), "dst {dst:x?}");
+    }
+}
+
+/// `__sk_buff` input for test_run: only `mark` and `ifindex` set.
+fn skb_ctx(mark: u32, ifindex: u32) -> Vec<u8> {
+    let mut c = vec![0u8; SKB_CTX_IFINDEX + 4];
+    c[SKB_CTX_MARK..SKB_CTX_MARK + 4].copy_from_slice(&mark.to_ne_bytes());
+    c[SKB_CTX_IFINDEX..SKB_CTX_IFINDEX + 4].copy_from_slice(&ifindex.to_ne_bytes());
+    c
+}
+
+#[test]
+fn mark_filter_uses_skb_mark() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let l = layout();
+    let frame = v4_tcp_syn();
+    // (filter mark, mask, skb mark, expect an event)
+    let table = [
+        (0xa00, 0xff00, 0xa00, true),
+        (0xa00, 0xff00, 0xa3f, true),
+        (0xa00, 0xff00, 0xb00, false),
+        (0xa00, 0xffff_ffff, 0, false),
+        (0, 0xffff_ffff, 0, true),
+        (0xdead_beef, 0xffff_ffff, 0xdead_beef, true),
+        (0xdead_beef, 0xffff_ffff, 0xdead_beee, false),
+    ];
+    for (mark, mask, skb_mark, want) in table {
+        let opts = ProbeOptions {
+            mark: Some((mark, mask)),
+            ..outputs("tcp")
+        };
+        let mut p = Probe::load(&l, &opts);
+        let got = p.run_ctx(&frame, Some(&skb_ctx(skb_mark, 0)));
+        assert_eq!(
+            got.len(),
+            want as usize,
+            "--filter-mark {mark:#x}/{mask:#x} on skb->mark {skb_mark:#x}"
+        );
+        if want {
+            assert_eq!(got[0].meta.map(|m| m.mark), Some(skb_mark));
+        }
+        // The pcap filter still applies.
+        assert!(p.run_ctx(&v4_udp(), Some(&skb_ctx(skb_mark, 0))).is_empty());
+    }
+}
+
+/// A device other than lo (ifindex > 1) and its MTU, for test_run's `ctx.ifindex`.
+fn other_device() -> Option<(String, u32, u32)> {
+    let mut devs: Vec<_> = std::fs::read_dir("/sys/class/net")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lo")
+        .collect();
+    devs.sort();
+    let name = devs.into_iter().next()?;
+    let ifindex = sysfs_u32(&format!("/sys/class/net/{name}/ifindex"));
+    let mtu = sysfs_u32(&format!("/sys/class/net/{name}/mtu"));
+    Some((name, ifindex, mtu))
+}
+
+#[test]
+fn ifindex_and_netns_filters() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let l = layout();
+    let ns = netns_inode();
+    let frame = v4_tcp_syn();
+    // (ifindex filter, netns filter, expect an event) on lo.
+    let table = [
+        (Some(1), None, true),
+        (Some(2), None, false),
+        (None, Some(ns), true),
+        (None, Some(ns ^ 1), false),
+        (Some(1), Some(ns), true),
+        (Some(1), Some(ns ^ 1), false),
+        (Some(7), Some(ns), false),
+    ];
+    for (ifindex, netns, want) in table {
+        for meta in [false, true] {
+            let opts = ProbeOptions {
+                ifindex,
+                netns,
+                output_meta: meta,
+                ..outputs("tcp")
+            };
+            let mut p = Probe::load(&l, &opts);
+            let got = p.run(&frame);
+            assert_eq!(
+                got.len(),
+                want as usize,
+                "ifindex {ifindex:?} netns {netns:?} meta {meta}"
+            );
+            assert_eq!(got.first().map(|e| e.meta.is_some()), want.then_some(meta));
+        }
+    }
+    // test_run puts the skb on the device `ctx.ifindex` names when it is above 1.
+    let Some((dev, ifindex, mtu)) = other_device() else {
+        eprintln!("no device besides lo: the ifindex > 1 case is not covered");
+        return;
+    };
+    let ctx = skb_ctx(0, ifindex);
+    for (filter_ifindex, want) in [(ifindex, true), (1, false)] {
+        let opts = ProbeOptions {
+            ifindex: Some(filter_ifindex),
+            netns: Some(ns),
+            ..outputs("tcp")
+        };
+        let mut p = Probe::load(&l, &opts);
+        let got = p.run_ctx(&frame, Some(&ctx));
+        assert_eq!(
+            got.len(),
+            want as usize,
+            "{dev} ({ifindex}), filter {filter_ifindex}"
+        );
+        if want {
+            let m = got[0].meta.expect("meta");
+            assert_eq!((m.ifindex, m.mtu, m.netns), (ifindex, mtu, ns), "{dev}");
+        }
+    }
+}
+
+/// Pins the calling thread to one CPU so freed skbs come back from the same slab cache.
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: cpu_set_t is plain data; sched_setaffinity reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+#[test]
+fn track_skb_follows_a_matched_skb_until_untracked() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let l = layout();
+    let opts = ProbeOptions {
+        track_skb: true,
+        ..outputs("dst host 10.0.0.2 and tcp and dst port 8080")
+    };
+    let program = probes::build(&l, &opts, &Attachment::SkbContext).expect("build");
+    let untrack = probes::build_untrack(&Attachment::SkbContext).expect("build untrack");
+    let spec = ObjectSpec {
+        maps: vec![
+            MapSpec::ring_buf(maps::EVENTS, 1 << 16),
+            MapSpec::new(maps::LOST, MapKind::PerCpuArray, 4, 8, 1),
+            MapSpec::new(maps::TRACKED_SKBS, MapKind::Hash, 8, 4, 64),
+        ],
+        programs: vec![
+            load::ProgramSpec {
+                name: PROG.into(),
+                kind: ProgKind::SchedCls,
+                program,
+            },
+            load::ProgramSpec {
+                name: "untrack".into(),
+                kind: ProgKind::SchedCls,
+                program: untrack,
+            },
+        ],
+    };
+    let mut obj = load::load(&spec, &LoadOptions::default()).expect("load");
+    let ring = obj.take_ring_buf(maps::EVENTS).expect("ring");
+    let mut p = Probe { obj, ring };
+    let tracked = |p: &mut Probe| -> Vec<u64> {
+        let m = p
+            .obj
+            .hash_map_mut::<u64, u32>(maps::TRACKED_SKBS)
+            .expect("tracked map");
+        let mut keys: Vec<u64> = m.keys().map(|k| k.expect("key")).collect();
+        for k in &keys {
+            assert_eq!(m.get(k, 0).expect("value"), 1);
+        }
+        keys.sort();
+        keys
+    };
+    pin_to_cpu(0);
+
+    // Not matching, not tracked: nothing, and nothing tracked.
+    assert!(p.run(&v4_udp()).is_empty());
+    assert!(tracked(&mut p).is_empty());
+    // A match tracks the skb.
+    let first = p.run(&v4_tcp_syn());
+    assert_eq!(first.len(), 1);
+    let addr = first[0].skb_addr;
+    assert_eq!(tracked(&mut p), [addr]);
+
+    // test_run frees its skb after each run; pinned to one CPU the slab hands the same
+    // object back, so a non-matching frame now arrives in a tracked skb.
+    let mut follow = 0;
+    for _ in 0..20 {
+        for e in p.run(&v4_udp()) {
+            assert_eq!(e.skb_addr, addr, "only the tracked skb passes unfiltered");
+            let m = e.meta.expect("a tracked skb still gets its device facts");
+            assert_eq!((m.ifindex, m.netns), (1, netns_inode()));
+            assert_eq!(e.tuple.map(|t| t.l4_proto), Some(17));
+            follow += 1;
+        }
+    }
+    assert!(
+        follow > 0,
+        "the skb allocator never reused the tracked skb in 20 runs"
+    );
+
+    // The untrack program (kfree_skbmem's role) forgets it.
+    let mut forgot = false;
+    for _ in 0..20 {
+        let prog: &mut SchedClassifier = p
+            .obj
+            .ebpf_mut()
+            .program_mut("untrack")
+            .expect("untrack")
+            .try_into()
+            .expect("sched_cls");
+        prog.test_run(TestRunOptions {
+            data_in: Some(&v4_udp()),
+            ..TestRunOptions::new()
+        })
+        .expect("untrack run");
+        if tracked(&mut p).is_empty() {
+            forgot = true;
+            break;
+        }
+    }
+    assert!(forgot, "untrack never saw the tracked skb");
+    for _ in 0..20 {
+        assert!(p.run(&v4_udp()).is_empty(), "untracked: filtered again");
+    }
+}
+
+#[test]
+fn output_stack_is_refused_on_skb_context() {
+    let opts = ProbeOptions {
+        output_stack: true,
+        ..ProbeOptions::default()
+    };
+    // No kernel needed: the generator refuses before reading the layout's offsets.
+    let l = match KernelBtf::open_system(&Kmods::None).and_then(|b| SkbLayout::resolve(&b)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("skipped: no kernel BTF ({e})");
+            return;
+        }
+    };
+    match probes::build(&l, &opts, &Attachment::SkbContext) {
+        Err(ProbeError::Unsupported(what)) => assert!(what.contains("output-stack")),
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+}
+
+/// The layout seen through `tail := mark`: test_run lets us set `skb->mark`, so the tuple
+/// parser's end of linear data becomes ours to place anywhere in the packet.
+fn tail_view(l: &SkbLayout) -> SkbLayout {
+    let mut t = l.clone();
+    t.sk_buff.tail = t.sk_buff.mark;
+    t
+}
+
+#[test]
+fn tuple_parsing_stops_at_tail() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let mut p = Probe::load(&tail_view(&layout()), &outputs(""));
+    let tuple_with_tail = |p: &mut Probe, frame: &[u8], tail: u32| {
+        let got = p.run_ctx(frame, Some(&skb_ctx(tail, 0)));
+        assert_eq!(got.len(), 1);
+        got[0].tuple
+    };
+    // Calibrate: the smallest tail giving an IPv4 tuple is network_header + 20.
+    let syn = v4_tcp_syn();
+    let nh = (0..1024)
+        .find(|&t| tuple_with_tail(&mut p, &syn, t).is_some())
+        .expect("some tail gives a tuple")
+        .checked_sub(20)
+        .expect("a tuple with fewer than 20 bytes before tail: the parser ignores tail");
+    let t4 = |sport, dport, tcp_flags| {
+        Some(events::Tuple {
+            l3_proto: ETH_P_IP,
+            saddr: v4(V4_SRC),
+            daddr: v4(V4_DST),
+            sport,
+            dport,
+            l4_proto: 6,
+            tcp_flags,
+        })
+    };
+    // (bytes after network_header, expected tuple)
+    for (avail, want) in [
+        (19, None),
+        (20, t4(0, 0, 0)),
+        (23, t4(0, 0, 0)),
+        (24, t4(40000, 8080, 0)),
+        (33, t4(40000, 8080, 0)),
+        (34, t4(40000, 8080, TCP_SYN)),
+    ] {
+        assert_eq!(
+            tuple_with_tail(&mut p, &syn, nh + avail),
+            want,
+            "v4, {avail} bytes"
+        );
+    }
+    let ext = v6_ext_udp();
+    let t6 = |l4_proto, sport, dport| {
+        Some(events::Tuple {
+            l3_proto: ETH_P_IPV6,
+            saddr: V6_SRC,
+            daddr: V6_DST,
+            sport,
+            dport,
+            l4_proto,
+            tcp_flags: 0,
+        })
+    };
+    // Header chain: IPv6 (40) hop-by-hop (8) routing (24) fragment (8) UDP.
+    for (avail, want) in [
+        (39, None),
+        (40, t6(0, 0, 0)),
+        (47, t6(0, 0, 0)),
+        (48, t6(43, 0, 0)),
+        (72, t6(44, 0, 0)),
+        (80, t6(17, 0, 0)),
+        (83, t6(17, 0, 0)),
+        (84, t6(17, 5353, 53)),
+    ] {
+        assert_eq!(
+            tuple_with_tail(&mut p, &ext, nh + avail),
+            want,
+            "v6, {avail} bytes"
+        );
+    }
+}
+
+/// `__sk_buff.cb`: test_run copies it into `qdisc_skb_cb.data`, what `--output-skb-cb` reads.
+const SKB_CTX_CB: usize = 48;
+
+#[test]
+fn every_option_together() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let opts = ProbeOptions {
+        mark: Some((0xa00, 0xff00)),
+        netns: Some(netns_inode()),
+        ifindex: Some(1),
+        output_skb_cb: true,
+        track_skb: true,
+        ..outputs("dst host 10.0.0.2 and tcp and dst port 8080")
+    };
+    let mut p = Probe::load(&layout(), &opts);
+    let cb = [1u32, 2, 3, 0xdead_beef, 5];
+    let mut ctx = vec![0u8; SKB_CTX_CB + 20];
+    ctx[SKB_CTX_MARK..SKB_CTX_MARK + 4].copy_from_slice(&0xa42u32.to_ne_bytes());
+    for (i, v) in cb.iter().enumerate() {
+        ctx[SKB_CTX_CB + 4 * i..SKB_CTX_CB + 4 * i + 4].copy_from_slice(&v.to_ne_bytes());
+    }
+    let got = p.run_ctx(&v4_tcp_syn(), Some(&ctx));
+    assert_eq!(got.len(), 1);
+    let e = &got[0];
+    assert_eq!(e.cb, Some(cb));
+    assert_eq!(e.tuple, expected_tuple("syn4"));
+    let m = e.meta.expect("meta");
+    assert_eq!((m.mark, m.ifindex, m.netns), (0xa42, 1, netns_inode()));
+    // The mark filter still rejects an untracked skb with another mark.
+    ctx[SKB_CTX_MARK..SKB_CTX_MARK + 4].copy_from_slice(&0xb00u32.to_ne_bytes());
+    let other = p.run_ctx(&v4_tcp_syn(), Some(&ctx));
+    assert!(
+        other.iter().all(|o| o.skb_addr == e.skb_addr),
+        "only a tracked skb passes"
+    );
+}
