@@ -924,3 +924,62 @@ fn every_option_together() {
         "only a tracked skb passes"
     );
 }
+
+/// `--filter-skb-expr` verdicts and `--output-skb-metadata` values on real kernel skbs
+/// (fields resolved through the running kernel's BTF: pointer chain, bitfield, mask).
+#[test]
+fn skb_expressions_and_metadata_on_real_skbs() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    use pwru::probes::skb_expr;
+    let btf = KernelBtf::open_system(&Kmods::None).expect("open BTF");
+    let l = SkbLayout::resolve(&btf).expect("sk_buff layout");
+    let frame = v4_udp();
+    let len = frame.len();
+    let ctx = skb_ctx(0x12a, 0);
+    let table: Vec<(String, bool)> = vec![
+        (format!("skb->len == {len}"), true),
+        (format!("skb->len != {len}"), false),
+        (
+            format!("skb->len > {} && skb->len < {}", len - 1, len + 1),
+            true,
+        ),
+        ("skb->dev->ifindex == 1".into(), true),
+        ("skb->dev->ifindex == 2".into(), false),
+        ("skb->dev->ifindex > -1".into(), true),
+        // eth_type_trans: PACKET_OTHERHOST (a bitfield).
+        ("skb->pkt_type == 3".into(), true),
+        ("skb->pkt_type != 3".into(), false),
+        ("skb->mark & 0xff == 0x2a".into(), true),
+        ("skb->mark & 0xf00 == 0x200".into(), false),
+        ("!skb->mark".into(), false),
+        ("skb->mark == 1 || skb->dev->ifindex == 1".into(), true),
+    ];
+    for (expr, matches) in &table {
+        let opts = ProbeOptions {
+            skb_expr: Some(skb_expr::compile_filter(&btf, expr).expect("expression resolves")),
+            ..outputs("")
+        };
+        let mut p = Probe::load(&l, &opts);
+        let got = p.run_ctx(&frame, Some(&ctx));
+        assert_eq!(got.len(), usize::from(*matches), "{expr}");
+    }
+    let fields: Vec<String> = [
+        "skb->len",
+        "skb->mark",
+        "skb->dev->ifindex",
+        "skb->pkt_type",
+    ]
+    .map(String::from)
+    .to_vec();
+    let opts = ProbeOptions {
+        skb_metadata: skb_expr::compile_metadata(&btf, &fields).expect("fields resolve"),
+        ..outputs("")
+    };
+    let mut p = Probe::load(&l, &opts);
+    let got = p.run_ctx(&frame, Some(&ctx));
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].skb_metadata, Some([len as u64, 0x12a, 1, 3]));
+}
