@@ -983,3 +983,49 @@ fn skb_expressions_and_metadata_on_real_skbs() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].skb_metadata, Some([len as u64, 0x12a, 1, 3]));
 }
+
+/// `--output-skb` / `--output-skb-shared-info`: `bpf_snprintf_btf` text after the record.
+#[test]
+fn skb_and_shared_info_dumps_on_real_skbs() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    use pwru::probes::skb_dump::SkbDump;
+    let btf = KernelBtf::open_system(&Kmods::None).expect("open BTF");
+    let l = SkbLayout::resolve(&btf).expect("sk_buff layout");
+    let skb = btf.vmlinux_struct_id("sk_buff").expect("sk_buff id");
+    let shinfo = btf.vmlinux_struct_id("skb_shared_info").expect("shinfo id");
+    let frame = v4_udp();
+    for (skb_id, shinfo_id) in [
+        (Some(skb), Some(shinfo)),
+        (None, Some(shinfo)),
+        (Some(skb), None),
+    ] {
+        let opts = ProbeOptions {
+            skb_dump: SkbDump::new(skb_id, shinfo_id, 4096),
+            ..outputs("")
+        };
+        let mut p = Probe::load(&l, &opts);
+        let got = p.run_ctx(&frame, Some(&skb_ctx(0x12a, 0)));
+        assert_eq!(got.len(), 1);
+        let e = &got[0];
+        match &e.skb_dump {
+            Some(text) if skb_id.is_some() => {
+                assert!(text.starts_with("(struct sk_buff){"), "{text}");
+                let len = format!(".len = (unsigned int){},", frame.len());
+                assert!(text.contains(&len), "{text}");
+                assert!(text.contains(".mark = (__u32)298,"), "{text}");
+            }
+            None if skb_id.is_none() => {}
+            other => panic!("skb dump {other:?} for {skb_id:?}"),
+        }
+        match &e.shinfo_dump {
+            Some(text) if shinfo_id.is_some() => {
+                assert!(text.starts_with("(struct skb_shared_info){"), "{text}");
+            }
+            None if shinfo_id.is_none() => {}
+            other => panic!("shinfo dump {other:?} for {shinfo_id:?}"),
+        }
+    }
+}
