@@ -57,7 +57,8 @@ pub fn trace(config: &Config) -> Result<()> {
             && load::func_ip_available().unwrap_or(false),
     };
 
-    let mut backend = attach::backend(kind);
+    let backend_opts = backend_options(config, &targets);
+    let mut backend = attach::backend_with(kind, backend_opts.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(Notify::new());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -76,13 +77,13 @@ pub fn trace(config: &Config) -> Result<()> {
                     && config.backend == BackendChoice::Auto =>
             {
                 eprintln!("kprobe-multi links are refused by this kernel; falling back to kprobes");
-                backend = attach::backend(BackendKind::Kprobe);
+                backend = attach::backend_with(BackendKind::Kprobe, backend_opts);
                 load_and_attach(config, &layout, &opts, backend.as_mut(), &targets, &stop)?
             }
             Err(e) => return Err(e),
         };
     if stop.load(Ordering::Relaxed) {
-        detach(backend.as_mut(), &mut obj);
+        detach(backend.as_mut(), &mut obj, config.debug);
         eprintln!("Received signal, exiting program..");
         return Ok(());
     }
@@ -127,7 +128,7 @@ pub fn trace(config: &Config) -> Result<()> {
 
     let result = rt.block_on(event_loop(&mut obj, &mut output, &stop, &wake));
     output.flush().ok();
-    detach(backend.as_mut(), &mut obj);
+    detach(backend.as_mut(), &mut obj, config.debug);
     let lost = result?;
     if lost > 0 {
         eprintln!("warning: {lost} events were lost: the ring buffer was full");
@@ -141,6 +142,34 @@ pub fn trace(config: &Config) -> Result<()> {
         eprintln!("Received signal, exiting program..");
     }
     Ok(())
+}
+
+/// Backend settings from the command line (and, for now, PWRU_EXP_* experiment knobs).
+fn backend_options(config: &Config, targets: &[Target]) -> attach::BackendOptions {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
+    let mut o = attach::BackendOptions {
+        kprobe_batch: config.filter_kprobe_batch as usize,
+        ..Default::default()
+    };
+    if let Some(n) = env("PWRU_EXP_ATTACH_THREADS") {
+        o.attach_threads = n;
+    }
+    if let Some(n) = env("PWRU_EXP_DETACH_THREADS") {
+        o.detach_threads = n;
+    }
+    if env("PWRU_EXP_ADDR") == Some(1) {
+        let t = Instant::now();
+        let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+        if let Ok(text) = fs::read_to_string("/proc/kallsyms") {
+            o.addresses = attach::unique_addresses(&text, &names);
+        }
+        eprintln!(
+            "exp: {} unique addresses in {:.3}s",
+            o.addresses.len(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    o
 }
 
 fn is_multi_unsupported(e: &anyhow::Error) -> bool {
@@ -401,7 +430,15 @@ fn load_and_attach(
     };
     eprintln!("Attaching {what} (via {})...", backend.kind().name());
     let pb = progress_bar(targets.len() as u64, "Attaching");
-    let summary = match backend.attach(&mut obj, targets, &pb, stop) {
+    let attach_started = Instant::now();
+    let attached = backend.attach(&mut obj, targets, &pb, stop);
+    if config.debug {
+        eprintln!(
+            "attaching took {:.3}s",
+            attach_started.elapsed().as_secs_f64()
+        );
+    }
+    let summary = match attached {
         Ok(s) => s,
         Err(AttachError::Interrupted) => {
             pb.finish_and_clear();
@@ -409,13 +446,13 @@ fn load_and_attach(
         }
         Err(e) => {
             pb.finish_and_clear();
-            detach(backend, &mut obj);
+            detach(backend, &mut obj, config.debug);
             return Err(e.into());
         }
     };
     pb.finish_and_clear();
     if summary.attached == 0 {
-        detach(backend, &mut obj);
+        detach(backend, &mut obj, config.debug);
         return Err(AttachError::NothingAttached(summary.ignored).into());
     }
     for (p, function) in &untrack {
@@ -427,11 +464,11 @@ fn load_and_attach(
             eprintln!("warning: --filter-track-skb cannot see skbs being freed: {e}");
         }
     }
-    let _ = config;
     Ok((obj, summary))
 }
 
-fn detach(backend: &mut dyn Backend, obj: &mut LoadedObject) {
+fn detach(backend: &mut dyn Backend, obj: &mut LoadedObject, debug: bool) {
+    let started = Instant::now();
     eprintln!(
         "Detaching {}...",
         match backend.kind() {
@@ -442,6 +479,9 @@ fn detach(backend: &mut dyn Backend, obj: &mut LoadedObject) {
     let pb = progress_bar(0, "Detaching");
     backend.detach(obj, &pb);
     pb.finish_and_clear();
+    if debug {
+        eprintln!("detaching took {:.3}s", started.elapsed().as_secs_f64());
+    }
 }
 
 /// Reads the ring buffer until a signal, `--output-limit-lines`, or an error; returns the
