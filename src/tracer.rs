@@ -57,7 +57,7 @@ pub fn trace(config: &Config) -> Result<()> {
             && load::func_ip_available().unwrap_or(false),
     };
 
-    let backend_opts = backend_options(config, &targets);
+    let backend_opts = backend_options(config);
     let mut backend = attach::backend_with(kind, backend_opts.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(Notify::new());
@@ -145,7 +145,7 @@ pub fn trace(config: &Config) -> Result<()> {
 }
 
 /// Backend settings from the command line (and, for now, PWRU_EXP_* experiment knobs).
-fn backend_options(config: &Config, targets: &[Target]) -> attach::BackendOptions {
+fn backend_options(config: &Config) -> attach::BackendOptions {
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
     let mut o = attach::BackendOptions {
         kprobe_batch: config.filter_kprobe_batch as usize,
@@ -157,18 +157,7 @@ fn backend_options(config: &Config, targets: &[Target]) -> attach::BackendOption
     if let Some(n) = env("PWRU_EXP_DETACH_THREADS") {
         o.detach_threads = n;
     }
-    if env("PWRU_EXP_ADDR") == Some(1) {
-        let t = Instant::now();
-        let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
-        if let Ok(text) = fs::read_to_string("/proc/kallsyms") {
-            o.addresses = attach::unique_addresses(&text, &names);
-        }
-        eprintln!(
-            "exp: {} unique addresses in {:.3}s",
-            o.addresses.len(),
-            t.elapsed().as_secs_f64()
-        );
-    }
+    o.disable_first = env("PWRU_EXP_DISABLE_FIRST") == Some(1);
     o
 }
 

@@ -98,8 +98,8 @@ pub fn backend(kind: BackendKind) -> Box<dyn Backend> {
 pub struct BackendOptions {
     /// Functions per attach chunk of the kprobe backend (`--filter-kprobe-batch`).
     pub kprobe_batch: usize,
-    /// Unique addresses of target functions (see [`KprobeBackend::with_addresses`]).
-    pub addresses: HashMap<String, u64>,
+    /// Experiment knob (temporary): PERF_EVENT_IOC_DISABLE every event before closing.
+    pub disable_first: bool,
     pub attach_threads: usize,
     pub detach_threads: usize,
 }
@@ -108,7 +108,7 @@ impl Default for BackendOptions {
     fn default() -> Self {
         BackendOptions {
             kprobe_batch: 10,
-            addresses: HashMap::new(),
+            disable_first: false,
             attach_threads: KPROBE_ATTACH_THREADS,
             detach_threads: KPROBE_DETACH_THREADS,
         }
@@ -121,41 +121,11 @@ pub fn backend_with(kind: BackendKind, opts: BackendOptions) -> Box<dyn Backend>
         BackendKind::KprobeMulti => Box::new(KprobeMultiBackend::default()),
         BackendKind::Kprobe => Box::new(
             KprobeBackend::new(opts.kprobe_batch)
-                .with_addresses(opts.addresses)
+                .with_disable_first(opts.disable_first)
                 .with_threads(opts.attach_threads, opts.detach_threads),
         ),
         BackendKind::Tracepoint => Box::new(TracepointBackend::default()),
     }
-}
-
-/// The unique address of each of `names` in kallsyms text (`addr type name [module]`
-/// lines); names that appear more than once, or not at all, are left out.
-pub fn unique_addresses(kallsyms: &str, names: &[&str]) -> HashMap<String, u64> {
-    let wanted: std::collections::HashSet<&str> = names.iter().copied().collect();
-    let mut seen: HashMap<&str, Option<u64>> = HashMap::new();
-    for line in kallsyms.lines() {
-        let mut fields = line.split_ascii_whitespace();
-        let (Some(addr), Some(_kind), Some(name)) = (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        let Some(&name) = wanted.get(name) else {
-            continue;
-        };
-        let Ok(addr) = u64::from_str_radix(addr, 16) else {
-            continue;
-        };
-        seen.entry(name)
-            .and_modify(|a| {
-                if *a != Some(addr) {
-                    *a = None
-                }
-            })
-            .or_insert(Some(addr));
-    }
-    seen.into_iter()
-        .filter_map(|(name, addr)| Some((name.to_string(), addr.filter(|&a| a != 0)?)))
-        .collect()
 }
 
 fn kprobe_program_name(multi: bool, arg: u16) -> String {
@@ -293,11 +263,11 @@ impl Backend for KprobeMultiBackend {
     }
 
     fn detach(&mut self, _obj: &mut LoadedObject, progress: &ProgressBar) {
-        progress.set_length(self.links.len() as u64);
-        for link in self.links.drain(..) {
-            drop(link);
-            progress.inc(1);
-        }
+        // One link per skb position (a handful): each close waits for its own grace
+        // periods, so close them side by side.
+        let links = std::mem::take(&mut self.links);
+        progress.set_length(links.len() as u64);
+        close_in_parallel(links, KPROBE_DETACH_THREADS, progress);
     }
 }
 
@@ -317,9 +287,7 @@ pub struct KprobeBackend {
     batch: usize,
     attach_threads: usize,
     detach_threads: usize,
-    /// Unique kernel addresses of target functions: those are probed by address, which
-    /// spares the kernel a kallsyms name search per probe. Others go by name.
-    addresses: HashMap<String, u64>,
+    disable_first: bool,
 }
 
 impl Default for KprobeBackend {
@@ -336,14 +304,13 @@ impl KprobeBackend {
             batch: batch.max(1),
             attach_threads: KPROBE_ATTACH_THREADS,
             detach_threads: KPROBE_DETACH_THREADS,
-            addresses: HashMap::new(),
+            disable_first: false,
         }
     }
 
-    /// Probe these functions at these addresses (only names with one address in kallsyms
-    /// belong here: the kernel refuses an ambiguous name, and so do we by using it).
-    pub fn with_addresses(mut self, addresses: HashMap<String, u64>) -> Self {
-        self.addresses = addresses;
+    /// Experiment knob (temporary): disable every event before closing them.
+    pub fn with_disable_first(mut self, on: bool) -> Self {
+        self.disable_first = on;
         self
     }
 
@@ -360,15 +327,11 @@ impl KprobeBackend {
     }
 
     /// Opens the kprobe of one target and hooks `prog` to it.
-    fn attach_one(&self, pmu: u32, prog: BorrowedFd<'_>, t: &Target) -> io::Result<OwnedFd> {
-        let event = match self.addresses.get(&t.name) {
-            Some(&addr) => perf::open_kprobe(pmu, KprobePoint::Address(addr))?,
-            None => {
-                let name = CString::new(t.name.as_str())
-                    .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-                perf::open_kprobe(pmu, KprobePoint::Symbol(&name))?
-            }
-        };
+    fn attach_one(pmu: u32, prog: BorrowedFd<'_>, t: &Target) -> io::Result<OwnedFd> {
+        // A name with a NUL cannot be a kernel symbol: refused like an unknown one.
+        let name = CString::new(t.name.as_str())
+            .map_err(|_| io::Error::from_raw_os_error(libc::ENOENT))?;
+        let event = perf::open_kprobe(pmu, KprobePoint::Symbol(&name))?;
         perf::attach_bpf(event.as_fd(), prog)?;
         Ok(event)
     }
@@ -449,7 +412,9 @@ impl Backend for KprobeBackend {
         let next = AtomicUsize::new(0);
         let abort = AtomicBool::new(false);
         let threads = self.attach_threads.clamp(1, chunks.len().max(1));
-        let this = &*self;
+        // Each kprobe's teardown on a failed attach, and each RCU wait while registering,
+        // is a grace period: expedite them for the duration.
+        let _rcu = perf::ExpeditedRcu::enable();
         let worker = || {
             let mut out = WorkerResult::default();
             while !stop.load(Ordering::Relaxed) && !abort.load(Ordering::Relaxed) {
@@ -457,7 +422,11 @@ impl Backend for KprobeBackend {
                     break;
                 };
                 for t in *chunk {
-                    match this.attach_one(pmu, programs[&t.skb_arg], t) {
+                    // Ctrl-C should not wait for the rest of a chunk (tens of ms per kprobe).
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    match Self::attach_one(pmu, programs[&t.skb_arg], t) {
                         Ok(fd) => out.events.push(fd),
                         Err(e) if kprobe_error_is_fatal(&e) => {
                             out.fatal = Some((t.name.clone(), e));
@@ -466,8 +435,8 @@ impl Backend for KprobeBackend {
                         }
                         Err(_) => out.ignored += 1,
                     }
+                    progress.inc(1);
                 }
-                progress.inc(chunk.len() as u64);
             }
             out
         };
@@ -505,6 +474,15 @@ impl Backend for KprobeBackend {
     fn detach(&mut self, _obj: &mut LoadedObject, progress: &ProgressBar) {
         let events = std::mem::take(&mut self.events);
         progress.set_length(events.len() as u64);
+        // Closing a perf kprobe waits for RCU grace periods while holding the kernel's
+        // event_mutex, one kprobe after the other: expedited grace periods and parallel
+        // closes (which overlap the waits outside that mutex) more than halve the time.
+        let _rcu = perf::ExpeditedRcu::enable();
+        if self.disable_first {
+            for e in &events {
+                let _ = perf::disable(e.as_fd());
+            }
+        }
         close_in_parallel(events, self.detach_threads, progress);
     }
 }
@@ -618,32 +596,6 @@ mod tests {
                     skb_arg: 3,
                     multi: false
                 }
-            ]
-        );
-    }
-
-    #[test]
-    fn unique_addresses_skip_repeated_and_missing_names() {
-        let kallsyms = "ffffffff81000010 T ip_rcv\n\
-                        ffffffff81000020 t dup_fn\n\
-                        ffffffff81000030 t dup_fn\n\
-                        ffffffff81000040 T alias_same\n\
-                        ffffffff81000040 T alias_same\n\
-                        ffffffffc0001000 t nft_do_chain\t[nf_tables]\n\
-                        ffffffff81000050 T unrelated\n\
-                        garbage\n";
-        let got = unique_addresses(
-            kallsyms,
-            &["ip_rcv", "dup_fn", "alias_same", "nft_do_chain", "absent"],
-        );
-        let mut got: Vec<_> = got.into_iter().collect();
-        got.sort();
-        assert_eq!(
-            got,
-            [
-                ("alias_same".to_string(), 0xffffffff81000040),
-                ("ip_rcv".to_string(), 0xffffffff81000010),
-                ("nft_do_chain".to_string(), 0xffffffffc0001000),
             ]
         );
     }
