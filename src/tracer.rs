@@ -144,21 +144,12 @@ pub fn trace(config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Backend settings from the command line (and, for now, PWRU_EXP_* experiment knobs).
+/// Backend settings from the command line.
 fn backend_options(config: &Config) -> attach::BackendOptions {
-    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
-    let mut o = attach::BackendOptions {
+    attach::BackendOptions {
         kprobe_batch: config.filter_kprobe_batch as usize,
         ..Default::default()
-    };
-    if let Some(n) = env("PWRU_EXP_ATTACH_THREADS") {
-        o.attach_threads = n;
     }
-    if let Some(n) = env("PWRU_EXP_DETACH_THREADS") {
-        o.detach_threads = n;
-    }
-    o.disable_first = env("PWRU_EXP_DISABLE_FIRST") == Some(1);
-    o
 }
 
 fn is_multi_unsupported(e: &anyhow::Error) -> bool {
