@@ -267,8 +267,8 @@ impl Backend for KprobeMultiBackend {
     }
 }
 
-/// Default number of threads that open kprobes; the kernel serializes registration on a
-/// mutex, so more threads only overlap the perf/BPF parts and the RCU waits.
+/// Default number of threads that open kprobes; the kernel serializes registration on its
+/// mutexes, so more threads only overlap the perf/BPF parts (no gain measured on 1 vCPU).
 pub const KPROBE_ATTACH_THREADS: usize = 4;
 /// Threads that close kprobe events at detach: each close waits for RCU grace periods
 /// outside the kernel's locks, so many closers share the same grace periods.
@@ -279,7 +279,8 @@ pub const KPROBE_DETACH_THREADS: usize = 64;
 pub struct KprobeBackend {
     /// The open kprobe events; closing one unregisters its kprobe.
     events: Vec<OwnedFd>,
-    /// Targets per chunk (`--filter-kprobe-batch`); `stop` is checked between chunks.
+    /// Targets per chunk (`--filter-kprobe-batch`), the unit threads take work in; `stop`
+    /// is checked between chunks and before each kprobe.
     batch: usize,
     attach_threads: usize,
     detach_threads: usize,
