@@ -70,7 +70,8 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
         skb_dump: skb_dump_options(config, &btf)?,
     };
 
-    let mut backend = attach::backend(kind);
+    let backend_opts = backend_options(config);
+    let mut backend = attach::backend_with(kind, backend_opts.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(Notify::new());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -81,7 +82,7 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
     rt.spawn(watch_signals(stop.clone(), wake.clone()));
 
     let (mut obj, summary) =
-        match load_and_attach(&layout, &opts, backend.as_mut(), &targets, &stop) {
+        match load_and_attach(config, &layout, &opts, backend.as_mut(), &targets, &stop) {
             Ok(v) => v,
             Err(e)
                 if kind == BackendKind::KprobeMulti
@@ -89,13 +90,13 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
                     && config.backend == BackendChoice::Auto =>
             {
                 eprintln!("kprobe-multi links are refused by this kernel; falling back to kprobes");
-                backend = attach::backend(BackendKind::Kprobe);
-                load_and_attach(&layout, &opts, backend.as_mut(), &targets, &stop)?
+                backend = attach::backend_with(BackendKind::Kprobe, backend_opts);
+                load_and_attach(config, &layout, &opts, backend.as_mut(), &targets, &stop)?
             }
             Err(e) => return Err(e),
         };
     if stop.load(Ordering::Relaxed) {
-        detach(backend.as_mut(), &mut obj);
+        detach(backend.as_mut(), &mut obj, config.debug);
         eprintln!("Received signal, exiting program..");
         return Ok(());
     }
@@ -158,7 +159,7 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
 
     let result = rt.block_on(event_loop(&mut obj, &mut output, &stop, &wake));
     output.flush().ok();
-    detach(backend.as_mut(), &mut obj);
+    detach(backend.as_mut(), &mut obj, config.debug);
     let lost = result?;
     if lost > 0 {
         eprintln!("warning: {lost} events in all were lost: the ring buffer was full");
@@ -204,6 +205,14 @@ fn skb_dump_options(config: &Config, btf: &KernelBtf) -> Result<Option<SkbDump>>
                 probes::skb_dump::MAX_DUMP_BYTES
             )
         })
+}
+
+/// Backend settings from the command line.
+fn backend_options(config: &Config) -> attach::BackendOptions {
+    attach::BackendOptions {
+        kprobe_batch: config.filter_kprobe_batch as usize,
+        ..Default::default()
+    }
 }
 
 fn is_multi_unsupported(e: &anyhow::Error) -> bool {
@@ -438,6 +447,7 @@ fn progress_bar(len: u64, message: &str) -> ProgressBar {
 }
 
 fn load_and_attach(
+    config: &Config,
     layout: &SkbLayout,
     opts: &ProbeOptions,
     backend: &mut dyn Backend,
@@ -463,7 +473,15 @@ fn load_and_attach(
     };
     eprintln!("Attaching {what} (via {})...", backend.kind().name());
     let pb = progress_bar(targets.len() as u64, "Attaching");
-    let summary = match backend.attach(&mut obj, targets, &pb, stop) {
+    let attach_started = Instant::now();
+    let attached = backend.attach(&mut obj, targets, &pb, stop);
+    if config.debug {
+        eprintln!(
+            "attaching took {:.3}s",
+            attach_started.elapsed().as_secs_f64()
+        );
+    }
+    let summary = match attached {
         Ok(s) => s,
         Err(AttachError::Interrupted) => {
             pb.finish_and_clear();
@@ -471,13 +489,13 @@ fn load_and_attach(
         }
         Err(e) => {
             pb.finish_and_clear();
-            detach(backend, &mut obj);
+            detach(backend, &mut obj, config.debug);
             return Err(e.into());
         }
     };
     pb.finish_and_clear();
     if summary.attached == 0 {
-        detach(backend, &mut obj);
+        detach(backend, &mut obj, config.debug);
         return Err(AttachError::NothingAttached(summary.ignored).into());
     }
     for (p, function) in &untrack {
@@ -492,7 +510,8 @@ fn load_and_attach(
     Ok((obj, summary))
 }
 
-fn detach(backend: &mut dyn Backend, obj: &mut LoadedObject) {
+fn detach(backend: &mut dyn Backend, obj: &mut LoadedObject, debug: bool) {
+    let started = Instant::now();
     eprintln!(
         "Detaching {}...",
         match backend.kind() {
@@ -503,6 +522,9 @@ fn detach(backend: &mut dyn Backend, obj: &mut LoadedObject) {
     let pb = progress_bar(0, "Detaching");
     backend.detach(obj, &pb);
     pb.finish_and_clear();
+    if debug {
+        eprintln!("detaching took {:.3}s", started.elapsed().as_secs_f64());
+    }
 }
 
 /// Reads the ring buffer into `sink` until a signal, the sink says stop, or an error;

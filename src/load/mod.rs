@@ -9,6 +9,7 @@
 mod attach;
 pub mod elf;
 mod info;
+pub mod perf;
 mod sys;
 
 use std::collections::HashMap;
