@@ -54,6 +54,9 @@ OUT=/tmp/bench
 LAUNCH=''
 if env --default-signal=INT,QUIT true 2>/dev/null; then LAUNCH='env --default-signal=INT,QUIT'; fi
 
+# Non-empty lines of a file, 0 when missing or empty (grep -c exits 1 on no match).
+count_lines() { local n; n=$(grep -c . "$1" 2>/dev/null) || true; echo "${n:-0}"; }
+
 now() { local up rest; read -r up rest </proc/uptime; echo "$up"; }
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
@@ -154,14 +157,14 @@ run_tool() {
         pps_nomatch=$(flood 5002)
         read -r -a s1 <<<"$(bpf_stats "$ids")"
         local lines0
-        lines0=$(grep -c . "$trace" 2>/dev/null || echo 0)
+        lines0=$(count_lines "$trace")
         t_m0=$(now)
         pps_match=$(flood 5001)
         read -r -a s2 <<<"$(bpf_stats "$ids")"
         # Drain: wait until the trace stops growing (or DRAIN_SECS).
         local prev=-1 cur waited=0
         while :; do
-            cur=$(grep -c . "$trace" 2>/dev/null || echo 0)
+            cur=$(count_lines "$trace")
             if (( cur == prev || waited >= DRAIN_SECS * 2 )); then break; fi
             prev=$cur; sleep 0.5; waited=$((waited + 1))
         done
@@ -170,7 +173,7 @@ run_tool() {
         hits_nomatch=$((s1[1] - s0[1]))
         ns_match=$(per_hit $((s2[0] - s1[0])) $((s2[1] - s1[1])))
         hits_match=$((s2[1] - s1[1]))
-        events=$(( $(grep -c . "$trace" 2>/dev/null || echo 0) - lines0 ))
+        events=$(( $(count_lines "$trace") - lines0 ))
         events_per_s=$(awk -v e="$events" -v d="$(sub "$t_m0" "$t_m1")" 'BEGIN { if (d > 0) printf "%.0f", e / d; else print "n/a" }')
         seen=$(tail -n +"$((lines0 + 1))" "$trace" | awk -v f="$COUNT_FUNC" '
             { for (i = 1; i <= NF; i++) { t = $i; sub(/\(.*$/, "", t); if (t == f) { n++; next } } }
