@@ -211,7 +211,7 @@ impl Composite<'_> {
 
 /// Picks the smallest naturally aligned 1/2/4/8-byte unit, no smaller than the
 /// declared type, that holds bits `[abs, abs + bits)`.
-fn bitfield_field(abs: u32, bits: u32, type_size: u32) -> Option<Field> {
+pub(super) fn bitfield_field(abs: u32, bits: u32, type_size: u32) -> Option<Field> {
     [1u32, 2, 4, 8]
         .into_iter()
         .filter(|&unit| unit >= type_size.min(8))

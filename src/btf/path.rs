@@ -5,7 +5,7 @@ use btf_rs::{BtfType, Struct, Type};
 
 use super::error::BtfError;
 use super::kernel::{strip_modifiers, KernelBtf, MAX_CHAIN, POINTER_SIZE};
-use super::layout::{Bitfield, Field};
+use super::layout::{bitfield_field, Field};
 
 /// How one path segment is reached from the value before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,7 +232,7 @@ impl KernelBtf {
                 size_bytes: size,
                 bitfield: None,
             },
-            Some(bits) => bitfield_unit(offset_bits, bits, size).ok_or(PathError::TooBig {
+            Some(bits) => bitfield_field(offset_bits, bits, size).ok_or(PathError::TooBig {
                 path: path.clone(),
                 size,
             })?,
@@ -302,25 +302,6 @@ impl KernelBtf {
         }
         Ok(None)
     }
-}
-
-/// Smallest naturally aligned 1/2/4/8-byte unit holding bits `[abs, abs + bits)`.
-fn bitfield_unit(abs: u32, bits: u32, type_size: u32) -> Option<Field> {
-    [1u32, 2, 4, 8]
-        .into_iter()
-        .filter(|&unit| unit >= type_size.min(8))
-        .find_map(|unit| {
-            let unit_bits = unit * 8;
-            let start = abs / unit_bits * unit_bits;
-            (abs.checked_add(bits)? <= start.checked_add(unit_bits)?).then_some(Field {
-                offset_bits: start,
-                size_bytes: unit,
-                bitfield: Some(Bitfield {
-                    bit_offset: abs - start,
-                    bit_size: bits,
-                }),
-            })
-        })
 }
 
 /// Splits `skb->a.b->c` after the root name into segments; `None` when malformed.
