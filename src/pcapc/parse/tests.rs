@@ -13,11 +13,12 @@ fn parse_test(expr: &str) -> Result<Option<Expr>, ParseError> {
     parse_with(expr, &opts)
 }
 
+/// A hosts file for the tests, written once per process (tests run in parallel).
 fn hosts_file() -> PathBuf {
-    let path = std::env::temp_dir().join(format!("pwru-pcapc-hosts-{}", std::process::id()));
-    if !path.exists() {
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp).unwrap();
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = std::env::temp_dir().join(format!("pwru-pcapc-hosts-{}", std::process::id()));
+        let mut f = std::fs::File::create(&path).unwrap();
         writeln!(
             f,
             "127.0.0.1 localhost\n::1 localhost ip6-localhost\n\
@@ -25,9 +26,9 @@ fn hosts_file() -> PathBuf {
              2001:db8::7 v6only"
         )
         .unwrap();
-        std::fs::rename(&tmp, &path).unwrap();
-    }
-    path
+        path
+    })
+    .clone()
 }
 
 /// Expressions and the fully parenthesised AST `Display` they must produce.
