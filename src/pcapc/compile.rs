@@ -267,39 +267,25 @@ impl Dag {
                 Folded::Rejects => None,
             },
             B::Not(x) => self.static_eval(x, facts).map(|v| !v),
-            B::And(x, y) => match self.static_eval(x, facts) {
-                Some(false) => Some(false),
-                Some(true) => {
-                    let mut f = facts.clone();
-                    self.facts_of(x, true, &mut f);
-                    self.static_eval(y, &f)
-                }
-                None => {
-                    let mut f = facts.clone();
-                    self.facts_of(x, true, &mut f);
-                    match self.static_eval(y, &f) {
-                        Some(false) => Some(false),
-                        _ => None,
-                    }
-                }
-            },
-            B::Or(x, y) => match self.static_eval(x, facts) {
-                Some(true) => Some(true),
-                Some(false) => {
-                    let mut f = facts.clone();
-                    self.facts_of(x, false, &mut f);
-                    self.static_eval(y, &f)
-                }
-                None => {
-                    let mut f = facts.clone();
-                    self.facts_of(x, false, &mut f);
-                    match self.static_eval(y, &f) {
-                        Some(true) => Some(true),
-                        _ => None,
-                    }
-                }
-            },
+            B::And(x, y) => self.static_eval_binary(x, y, false, facts),
+            B::Or(x, y) => self.static_eval_binary(x, y, true, facts),
             B::Protochain { .. } => None,
+        }
+    }
+
+    /// `x and y` (`short` = false) or `x or y` (`short` = true): `x == short` decides
+    /// alone; otherwise `y` is evaluated knowing what `x` being `!short` implies.
+    fn static_eval_binary(&mut self, x: &B, y: &B, short: bool, facts: &Facts) -> Option<bool> {
+        let left = self.static_eval(x, facts);
+        if left == Some(short) {
+            return Some(short);
+        }
+        let mut f = facts.clone();
+        self.facts_of(x, !short, &mut f);
+        let right = self.static_eval(y, &f);
+        match left {
+            Some(_) => right,
+            None => (right == Some(short)).then_some(short),
         }
     }
 
