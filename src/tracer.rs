@@ -40,6 +40,9 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
     let kallsyms = Ksyms::load().context("reading /proc/kallsyms")?;
 
     let kind = choose_backend(config, &kallsyms)?;
+    if config.output_caller && kind == BackendKind::Tracepoint {
+        bail!("--output-caller is not supported with the tracepoint backend (a tracepoint has no caller frame to read); use --backend kprobe or kprobe-multi");
+    }
     let targets = select_targets(config, &btf, kind)?;
     let opts = ProbeOptions {
         filter,
