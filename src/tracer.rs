@@ -29,7 +29,9 @@ use crate::output::{
 };
 use crate::pcapc::ast::Expr;
 use crate::probes::skb_dump::SkbDump;
-use crate::probes::{self, maps, skb_expr, Attachment, ProbeOptions};
+use crate::probes::{
+    self, maps, skb_expr, Attachment, ProbeOptions, StackTracking, UntrackOptions, NON_SKB,
+};
 
 /// Entry point of a tracing run (not the `--list-funcs`/filter tools).
 /// `filter` is the parsed pcap filter (`None`: every packet).
@@ -42,6 +44,12 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
     let kind = choose_backend(config, &kallsyms)?;
     if config.output_caller && kind == BackendKind::Tracepoint {
         bail!("--output-caller is not supported with the tracepoint backend (a tracepoint has no caller frame to read); use --backend kprobe or kprobe-multi");
+    }
+    if !config.filter_non_skb_funcs.is_empty() && kind == BackendKind::Tracepoint {
+        bail!("--filter-non-skb-funcs needs a kprobe backend (it probes functions by name); the tracepoint backend has none: use --backend kprobe or kprobe-multi");
+    }
+    if config.filter_track_skb && kind == BackendKind::Tracepoint {
+        eprintln!("note: with the tracepoint backend, --filter-track-skb does not follow clones and copies (skb_clone, skb_copy need kprobes)");
     }
     let targets = select_targets(config, &btf, kind)?;
     let opts = ProbeOptions {
@@ -58,6 +66,9 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
         output_caller: config.output_caller,
         output_skb_cb: config.shows_cb(),
         track_skb: config.filter_track_skb,
+        track_stackid: config
+            .filter_track_skb_by_stackid
+            .then(|| stack_tracking(&btf)),
         has_get_func_ip: kind != BackendKind::Tracepoint
             && load::func_ip_available().unwrap_or(false),
         skb_expr: match config
@@ -369,7 +380,18 @@ fn ifindex_in_netns(name: &str, netns: Option<PathBuf>) -> Result<u32> {
         .map_err(|_| anyhow!("interface lookup thread panicked"))?
 }
 
-fn map_specs(opts: &ProbeOptions) -> Vec<MapSpec> {
+/// How the programs name the kernel stack they run on (`task_struct.stack` from BTF).
+fn stack_tracking(btf: &KernelBtf) -> StackTracking {
+    StackTracking {
+        task_stack_offset: btf
+            .optional_member("task_struct", "stack")
+            .ok()
+            .flatten()
+            .map(|f| f.offset_bytes()),
+    }
+}
+
+fn map_specs(opts: &ProbeOptions, kind: BackendKind) -> Vec<MapSpec> {
     let mut m = vec![
         MapSpec::ring_buf(maps::EVENTS, maps::EVENTS_BYTES),
         MapSpec::new(maps::LOST, MapKind::PerCpuArray, 4, 8, 1),
@@ -381,6 +403,26 @@ fn map_specs(opts: &ProbeOptions) -> Vec<MapSpec> {
             8,
             4,
             maps::TRACKED_SKBS_ENTRIES,
+        ));
+    }
+    if opts.track_stackid.is_some() {
+        for name in [maps::STACKID_SKB, maps::SKB_STACKID] {
+            m.push(MapSpec::new(
+                name,
+                MapKind::Hash,
+                8,
+                8,
+                maps::STACKID_ENTRIES,
+            ));
+        }
+    }
+    if follows_clones(opts, kind) {
+        m.push(MapSpec::new(
+            maps::CLONE_STASH,
+            MapKind::Hash,
+            8,
+            8,
+            maps::CLONE_STASH_ENTRIES,
         ));
     }
     if opts.output_stack {
@@ -395,44 +437,185 @@ fn map_specs(opts: &ProbeOptions) -> Vec<MapSpec> {
     m
 }
 
-/// Programs that forget a tracked skb when the kernel frees it.
-fn untrack_programs(kind: BackendKind) -> Result<Vec<(ProgramSpec, Option<&'static str>)>> {
+/// Whether clones and copies of tracked skbs are followed (kprobe + kretprobe pairs).
+fn follows_clones(opts: &ProbeOptions, kind: BackendKind) -> bool {
+    opts.track_skb && kind != BackendKind::Tracepoint
+}
+
+/// Functions whose return value is a clone or copy of their first argument.
+const CLONE_FUNCS: [&str; 3] = ["skb_clone", "skb_copy", "__pskb_copy_fclone"];
+
+/// What a helper program is for, which says how its attach failures are reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// Forgets freed skbs (`--filter-track-skb`, `--filter-track-skb-by-stackid`).
+    Untrack,
+    /// Clone following, entry or return half.
+    Clone,
+    /// `--filter-non-skb-funcs`.
+    NonSkb,
+}
+
+/// A program besides the backend's, and where it goes.
+struct Extra {
+    spec: ProgramSpec,
+    role: Role,
+    /// Kernel functions for a (ret)kprobe program; empty for a raw tracepoint.
+    functions: Vec<String>,
+}
+
+/// The `--filter-non-skb-funcs` functions to probe: sorted, deduplicated, without the
+/// ones already probed as skb functions and without BPF programs (`[bpf]`), which are
+/// counted as ignored like pwru does.
+fn non_skb_functions(config: &Config, targets: &[Target]) -> (Vec<String>, usize) {
+    let mut funcs: Vec<String> = config
+        .filter_non_skb_funcs
+        .iter()
+        .map(|f| f.trim().to_string())
+        .filter(|f| !f.is_empty())
+        .collect();
+    funcs.sort();
+    funcs.dedup();
+    let before = funcs.len();
+    funcs.retain(|f| !f.ends_with("[bpf]") && !targets.iter().any(|t| t.name == *f));
+    let skipped = before - funcs.len();
+    (funcs, skipped)
+}
+
+/// Programs that forget freed skbs, follow clones and probe the non-skb functions.
+fn extra_programs(
+    layout: &SkbLayout,
+    opts: &ProbeOptions,
+    kind: BackendKind,
+    non_skb: &[String],
+) -> Result<Vec<Extra>> {
     let mut v = Vec::new();
-    match kind {
-        BackendKind::Tracepoint => {
-            for (i, tp) in ["kfree_skb", "consume_skb"].into_iter().enumerate() {
-                let program = probes::build_untrack(&Attachment::Tracepoint {
-                    id: 0,
-                    skb_arg: 0,
-                    nargs: 1,
-                    drop_reason_arg: None,
-                })?;
-                v.push((
-                    ProgramSpec {
-                        name: format!("untrack_{i}"),
-                        kind: ProgKind::RawTracepoint(tp.into()),
+    let untrack = UntrackOptions {
+        track_skb: opts.track_skb,
+        track_stackid: opts.track_stackid.is_some(),
+    };
+    if untrack.track_skb || untrack.track_stackid {
+        match kind {
+            BackendKind::Tracepoint => {
+                for (i, tp) in ["kfree_skb", "consume_skb"].into_iter().enumerate() {
+                    let program = probes::build_untrack_with(
+                        &Attachment::Tracepoint {
+                            id: 0,
+                            skb_arg: 0,
+                            nargs: 1,
+                            drop_reason_arg: None,
+                        },
+                        untrack,
+                    )?;
+                    v.push(Extra {
+                        spec: ProgramSpec {
+                            name: format!("untrack_{i}"),
+                            kind: ProgKind::RawTracepoint(tp.into()),
+                            program,
+                        },
+                        role: Role::Untrack,
+                        functions: Vec::new(),
+                    });
+                }
+            }
+            _ => {
+                let program = probes::build_untrack_with(
+                    &Attachment::Kprobe {
+                        skb_arg: 1,
+                        multi: false,
+                    },
+                    untrack,
+                )?;
+                v.push(Extra {
+                    spec: ProgramSpec {
+                        name: "untrack".into(),
+                        kind: ProgKind::KProbe,
                         program,
                     },
-                    None,
-                ));
+                    role: Role::Untrack,
+                    functions: vec!["kfree_skbmem".into()],
+                });
             }
         }
-        _ => {
-            let program = probes::build_untrack(&Attachment::Kprobe {
-                skb_arg: 1,
+    }
+    if follows_clones(opts, kind) {
+        let functions: Vec<String> = CLONE_FUNCS.iter().map(|f| f.to_string()).collect();
+        v.push(Extra {
+            spec: ProgramSpec {
+                name: "clone_entry".into(),
+                kind: ProgKind::KProbe,
+                program: probes::build_clone_entry()?,
+            },
+            role: Role::Clone,
+            functions: functions.clone(),
+        });
+        v.push(Extra {
+            spec: ProgramSpec {
+                name: "clone_return".into(),
+                kind: ProgKind::KRetProbe,
+                program: probes::build_clone_return()?,
+            },
+            role: Role::Clone,
+            functions,
+        });
+    }
+    if !non_skb.is_empty() {
+        let program = probes::build(
+            layout,
+            opts,
+            &Attachment::Kprobe {
+                skb_arg: NON_SKB,
                 multi: false,
-            })?;
-            v.push((
-                ProgramSpec {
-                    name: "untrack".into(),
-                    kind: ProgKind::KProbe,
-                    program,
-                },
-                Some("kfree_skbmem"),
-            ));
-        }
+            },
+        )?;
+        v.push(Extra {
+            spec: ProgramSpec {
+                name: "non_skb".into(),
+                kind: ProgKind::KProbe,
+                program,
+            },
+            role: Role::NonSkb,
+            functions: non_skb.to_vec(),
+        });
     }
     Ok(v)
+}
+
+/// Attaches the helper programs; returns (attached, ignored) non-skb functions.
+fn attach_extras(obj: &mut LoadedObject, extras: &[Extra]) -> (usize, usize) {
+    let (mut attached, mut ignored) = (0, 0);
+    let mut clone_errors = Vec::new();
+    let mut clone_ok = 0;
+    for x in extras {
+        let name = &x.spec.name;
+        if x.functions.is_empty() {
+            if let Err(e) = obj.attach_raw_tp(name) {
+                eprintln!("warning: tracked skbs cannot be forgotten when freed: {e}");
+            }
+            continue;
+        }
+        for f in &x.functions {
+            match (obj.attach_kprobe(name, f), x.role) {
+                (Ok(_), Role::NonSkb) => attached += 1,
+                (Ok(_), Role::Clone) => clone_ok += 1,
+                (Ok(_), Role::Untrack) => {}
+                (Err(e), Role::Untrack) => {
+                    eprintln!("warning: tracked skbs cannot be forgotten when freed: {e}")
+                }
+                (Err(e), Role::Clone) => clone_errors.push(e),
+                (Err(e), Role::NonSkb) => {
+                    ignored += 1;
+                    eprintln!("warning: --filter-non-skb-funcs: {e}");
+                }
+            }
+        }
+    }
+    if clone_ok == 0 {
+        if let Some(e) = clone_errors.first() {
+            eprintln!("warning: --filter-track-skb cannot follow clones and copies: {e}");
+        }
+    }
+    (attached, ignored)
 }
 
 fn progress_bar(len: u64, message: &str) -> ProgressBar {
@@ -459,14 +642,11 @@ fn load_and_attach(
 ) -> Result<(LoadedObject, attach::AttachSummary)> {
     let mut build = |a: &Attachment| probes::build(layout, opts, a);
     let mut programs = backend.programs(targets, &mut build)?;
-    let untrack = if opts.track_skb {
-        untrack_programs(backend.kind())?
-    } else {
-        Vec::new()
-    };
-    programs.extend(untrack.iter().map(|(p, _)| p.clone()));
+    let (non_skb, skipped) = non_skb_functions(config, targets);
+    let extras = extra_programs(layout, opts, backend.kind(), &non_skb)?;
+    programs.extend(extras.iter().map(|x| x.spec.clone()));
     let spec = ObjectSpec {
-        maps: map_specs(opts),
+        maps: map_specs(opts, backend.kind()),
         programs,
     };
     let mut obj = load::load(&spec, &LoadOptions::default()).map_err(|e| anyhow!("{e}"))?;
@@ -501,15 +681,11 @@ fn load_and_attach(
         detach(backend, &mut obj, config.debug);
         return Err(AttachError::NothingAttached(summary.ignored).into());
     }
-    for (p, function) in &untrack {
-        let attached = match function {
-            Some(f) => obj.attach_kprobe(&p.name, f).map(|_| ()),
-            None => obj.attach_raw_tp(&p.name).map(|_| ()),
-        };
-        if let Err(e) = attached {
-            eprintln!("warning: --filter-track-skb cannot see skbs being freed: {e}");
-        }
-    }
+    let (attached, ignored) = attach_extras(&mut obj, &extras);
+    let summary = attach::AttachSummary {
+        attached: summary.attached + attached,
+        ignored: summary.ignored + ignored + skipped,
+    };
     Ok((obj, summary))
 }
 

@@ -5,7 +5,9 @@ use pwru::attach::{self, BackendKind, Target};
 use pwru::btf::{KernelBtf, Kmods, SkbLayout};
 use pwru::load::{self, LoadOptions, MapKind, MapSpec, ObjectSpec};
 use pwru::probes::skb_dump::SkbDump;
-use pwru::probes::{self, maps, skb_expr, Attachment, ProbeOptions};
+use pwru::probes::{
+    self, maps, skb_expr, Attachment, ProbeOptions, StackTracking, UntrackOptions, NON_SKB,
+};
 
 fn skip_reason() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
@@ -23,6 +25,9 @@ fn all_maps() -> Vec<MapSpec> {
         MapSpec::ring_buf(maps::EVENTS, 1 << 16),
         MapSpec::new(maps::LOST, MapKind::PerCpuArray, 4, 8, 1),
         MapSpec::new(maps::TRACKED_SKBS, MapKind::Hash, 8, 4, 64),
+        MapSpec::new(maps::STACKID_SKB, MapKind::Hash, 8, 8, 64),
+        MapSpec::new(maps::SKB_STACKID, MapKind::Hash, 8, 8, 64),
+        MapSpec::new(maps::CLONE_STASH, MapKind::Hash, 8, 8, 64),
         MapSpec::new(
             maps::STACKS,
             MapKind::StackTrace,
@@ -57,6 +62,13 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
         .vmlinux_struct_id("skb_shared_info")
         .expect("skb_shared_info id");
     let skb_dump = SkbDump::new(Some(skb_id), Some(shinfo_id), 4096);
+    let task_stack = btf
+        .optional_member("task_struct", "stack")
+        .expect("BTF readable")
+        .expect("task_struct.stack in BTF");
+    let by_stack = StackTracking {
+        task_stack_offset: Some(task_stack.offset_bytes()),
+    };
     let everything = ProbeOptions {
         filter: filter("dst host 10.0.0.2 and tcp and dst port 8080"),
         mark: Some((0xa00, 0xff00)),
@@ -68,6 +80,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
         output_caller: true,
         output_skb_cb: true,
         track_skb: true,
+        track_stackid: Some(by_stack),
         has_get_func_ip: true,
         skb_expr: Some(skb_expr.clone()),
         skb_metadata: skb_metadata.clone(),
@@ -81,6 +94,22 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
             ProbeOptions {
                 has_get_func_ip: false,
                 ..everything.clone()
+            },
+        ),
+        (
+            "by stackid only, no task_struct.stack",
+            ProbeOptions {
+                track_stackid: Some(StackTracking::default()),
+                ..ProbeOptions::default()
+            },
+        ),
+        (
+            "by stackid and a filter, no skb tracking",
+            ProbeOptions {
+                filter: filter("icmp"),
+                track_stackid: Some(by_stack),
+                output_meta: true,
+                ..ProbeOptions::default()
             },
         ),
         (
@@ -149,9 +178,22 @@ fn every_probe_variant_passes_the_verifier() {
                 &func_targets
             };
             let mut build = |a: &Attachment| probes::build(&layout, &opts, a);
-            let programs = backend
+            let mut programs = backend
                 .programs(targets, &mut build)
                 .unwrap_or_else(|e| panic!("{label} / {}: build: {e}", kind.name()));
+            // --filter-non-skb-funcs: the by-stackid kprobe program.
+            if opts.track_stackid.is_some() && kind != BackendKind::Tracepoint {
+                let at = Attachment::Kprobe {
+                    skb_arg: NON_SKB,
+                    multi: false,
+                };
+                programs.push(load::ProgramSpec {
+                    name: "non_skb".into(),
+                    kind: load::ProgKind::KProbe,
+                    program: probes::build(&layout, &opts, &at)
+                        .unwrap_or_else(|e| panic!("{label} / non-skb: build: {e}")),
+                });
+            }
             let n = programs.len();
             let spec = ObjectSpec {
                 maps: all_maps(),
@@ -184,7 +226,7 @@ fn every_probe_variant_passes_the_verifier() {
         }
         loaded += 1;
     }
-    // The untrack programs too.
+    // The untrack programs too, for each set of maps they clean.
     for a in [
         Attachment::Kprobe {
             skb_arg: 1,
@@ -203,16 +245,41 @@ fn every_probe_variant_passes_the_verifier() {
             Attachment::Tracepoint { .. } => load::ProgKind::RawTracepoint("kfree_skb".into()),
             Attachment::SkbContext => load::ProgKind::SchedCls,
         };
-        let spec = ObjectSpec {
-            maps: all_maps(),
-            programs: vec![load::ProgramSpec {
-                name: "untrack".into(),
-                kind,
-                program: probes::build_untrack(&a).unwrap(),
-            }],
-        };
-        load::load(&spec, &LoadOptions::default()).expect("untrack program loads");
-        loaded += 1;
+        for (track_skb, track_stackid) in [(true, false), (false, true), (true, true)] {
+            let opts = UntrackOptions {
+                track_skb,
+                track_stackid,
+            };
+            let spec = ObjectSpec {
+                maps: all_maps(),
+                programs: vec![load::ProgramSpec {
+                    name: "untrack".into(),
+                    kind: kind.clone(),
+                    program: probes::build_untrack_with(&a, opts).unwrap(),
+                }],
+            };
+            load::load(&spec, &LoadOptions::default())
+                .unwrap_or_else(|e| panic!("untrack {a:?} {opts:?}: {e}"));
+            loaded += 1;
+        }
     }
+    // Clone following: the kprobe and the kretprobe on skb_clone and friends.
+    let spec = ObjectSpec {
+        maps: all_maps(),
+        programs: vec![
+            load::ProgramSpec {
+                name: "clone_entry".into(),
+                kind: load::ProgKind::KProbe,
+                program: probes::build_clone_entry().unwrap(),
+            },
+            load::ProgramSpec {
+                name: "clone_return".into(),
+                kind: load::ProgKind::KRetProbe,
+                program: probes::build_clone_return().unwrap(),
+            },
+        ],
+    };
+    load::load(&spec, &LoadOptions::default()).expect("clone programs load");
+    loaded += 2;
     eprintln!("{loaded} probe programs accepted by the verifier");
 }

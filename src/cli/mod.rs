@@ -332,14 +332,6 @@ const PENDING_FLAGS: &[PendingFlag] = &[
         is_set: |c| c.filter_track_bpf_helpers,
     },
     PendingFlag {
-        name: "--filter-track-skb-by-stackid",
-        is_set: |c| c.filter_track_skb_by_stackid,
-    },
-    PendingFlag {
-        name: "--filter-non-skb-funcs",
-        is_set: |c| !c.filter_non_skb_funcs.is_empty(),
-    },
-    PendingFlag {
         name: "--filter-xdp-expr",
         is_set: |c| c.filter_xdp_expr.is_some(),
     },

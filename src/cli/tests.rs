@@ -311,6 +311,9 @@ fn implied_settings() {
     assert!(ok(&["--filter-non-skb-funcs", "foo"]).filter_track_skb_by_stackid);
     assert!(ok(&["--filter-track-bpf-helpers"]).filter_track_skb_by_stackid);
     assert!(!ok(&[]).filter_track_skb_by_stackid);
+    // Comma-separated and repeatable, like pwru's string slice.
+    let c = ok(&["--filter-non-skb-funcs", "a,b", "--filter-non-skb-funcs=c"]);
+    assert_eq!(c.filter_non_skb_funcs, ["a", "b", "c"]);
     assert_eq!(
         ok(&["--netns-names-max-length", "3"]).netns_names_max_length,
         10
@@ -419,10 +422,12 @@ fn unsupported_flags_are_reported_not_ignored() {
         (&["--output-tunnel"], &["--output-tunnel"]),
         (
             &["--filter-track-bpf-helpers"],
-            &[
-                "--filter-track-bpf-helpers",
-                "--filter-track-skb-by-stackid",
-            ],
+            &["--filter-track-bpf-helpers"],
+        ),
+        (&["--filter-track-skb-by-stackid"], &[]),
+        (
+            &["--filter-non-skb-funcs", "a,b", "--filter-non-skb-funcs=c"],
+            &[],
         ),
         (
             &[

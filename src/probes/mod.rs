@@ -8,4 +8,7 @@ pub mod program;
 pub mod skb_dump;
 pub mod skb_expr;
 
-pub use program::{build, build_untrack, Attachment, ProbeError, ProbeOptions};
+pub use program::{
+    build, build_clone_entry, build_clone_return, build_untrack, build_untrack_with, Attachment,
+    ProbeError, ProbeOptions, StackTracking, UntrackOptions, NON_SKB,
+};

@@ -40,6 +40,9 @@ const FILTER_WINDOW: u16 = 96;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Attachment {
     /// A perf-event kprobe or a kprobe-multi link; the skb is argument `skb_arg` (1..=5).
+    /// `skb_arg` 0 (`NON_SKB`) is a function that takes no skb (`--filter-non-skb-funcs`):
+    /// the skb is the one recorded for the kernel stack the hit runs on (see
+    /// [`StackTracking`]), and the program needs `ProbeOptions::track_stackid`.
     Kprobe { skb_arg: u8, multi: bool },
     /// A raw tracepoint; `id` is reported as the probe address so userspace knows which.
     Tracepoint {
@@ -54,6 +57,36 @@ pub enum Attachment {
     /// Events are reported as `Tracepoint` with id 0 and no arguments; `--output-stack`
     /// is refused (`bpf_get_stackid` needs a `pt_regs` context).
     SkbContext,
+}
+
+/// `skb_arg` of an [`Attachment::Kprobe`] on a function that takes no skb.
+pub const NON_SKB: u8 = 0;
+
+/// `THREAD_SIZE` of x86-64 kernels without KASAN: task stacks are this big and aligned.
+pub const THREAD_SIZE: i32 = 16 << 10;
+
+/// `--filter-track-skb-by-stackid`: a hit is attributed to the skb last recorded for the
+/// kernel stack it runs on (maps `stackid_skb`/`skb_stackid`).
+///
+/// The original pwru names a stack by walking the frame-pointer chain from `pt_regs->bp`
+/// to its outermost frame; on kernels built without frame pointers (ORC, e.g. Debian's)
+/// `bp` is a general register and the walk reads arbitrary values. We name the stack
+/// itself instead, from an address known to lie on it: `pt_regs->sp` for kprobes and
+/// kprobe-multi, the address of the raw tracepoint's argument array (built on the stack
+/// by `bpf_trace_run<N>`) for tracepoints, the program's own frame for `SCHED_CLS` test
+/// runs. (`r10` is not used for tracing programs: since 6.13 the x86-64 JIT may give them
+/// a per-CPU private stack.) That address rounded down to `THREAD_SIZE` is the base of
+/// the task stack when it equals `current->stack`; otherwise the hit runs on the CPU's
+/// interrupt stack (softirq, hardirq), which is only page-aligned under `VMAP_STACK`, so
+/// its identity is `cpu + 1` (one interrupt stack per CPU; kernel addresses are never that
+/// small). Like the original's outermost frame, the identity of a task stack outlives
+/// one system call; unlike it, it never depends on frame pointers. Caveat: kernels with
+/// KASAN (32 KiB stacks) see the upper half of a task stack as "interrupt stack".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackTracking {
+    /// Byte offset of `task_struct.stack` (BTF). Without it the identity is the address
+    /// rounded down to `THREAD_SIZE`, which can split an interrupt stack in two.
+    pub task_stack_offset: Option<u32>,
 }
 
 /// What the program filters on and what it records. Built from the CLI config.
@@ -71,6 +104,8 @@ pub struct ProbeOptions {
     pub output_skb_cb: bool,
     /// Keep following an skb once it matched (`--filter-track-skb`).
     pub track_skb: bool,
+    /// `--filter-track-skb-by-stackid` (also implied by `--filter-non-skb-funcs`).
+    pub track_stackid: Option<StackTracking>,
     /// The kernel has `bpf_get_func_ip` for this program type.
     pub has_get_func_ip: bool,
     /// `--filter-skb-expr`, resolved through BTF; runs after the other filters.
@@ -102,7 +137,11 @@ const SLOT_MTU: i16 = -24;
 const SLOT_VALUE: i16 = -28;
 /// Linear bytes from `network_header` to `tail` (u32), for the tuple parser.
 const SLOT_L3_LEN: i16 = -32;
-const SCRATCH_BYTES: i16 = 32;
+/// The stack identity of this hit (u64), with `--filter-track-skb-by-stackid`.
+const SLOT_STACKID: i16 = -40;
+/// Scratch u64 of the stack identity code.
+const SLOT_AUX: i16 = -48;
+const SCRATCH_BYTES: i16 = 48;
 
 /// The stack image of the part of `struct sk_buff` the program reads; each field lives at
 /// its own offset, filled by the reads that need it (see `Gen::read_skb`).
@@ -152,6 +191,16 @@ pub fn build(
         return Err(ProbeError::Unsupported(
             "--output-stack on a SCHED_CLS (skb context) program: bpf_get_stackid needs pt_regs",
         ));
+    }
+    if let Attachment::Kprobe {
+        skb_arg: NON_SKB, ..
+    } = attach
+    {
+        if opts.track_stackid.is_none() {
+            return Err(ProbeError::Unsupported(
+                "a probe on a function without an skb needs --filter-track-skb-by-stackid",
+            ));
+        }
     }
     Gen::new(layout, opts, attach)?.emit()
 }
@@ -238,7 +287,32 @@ impl<'a> Gen<'a> {
         let out = self.out;
         // r6 = ctx, r7 = skb
         self.a.mov64(R6, R1);
+        let non_skb = matches!(
+            self.at,
+            Attachment::Kprobe {
+                skb_arg: NON_SKB,
+                ..
+            }
+        );
+        let by_stack = self.o.track_stackid.map(|st| {
+            emit_stack_identity(&mut self.a, self.at, st, SLOT_STACKID, SLOT_AUX);
+            self.a.named_label("by_stack")
+        });
         match self.at {
+            Attachment::Kprobe {
+                skb_arg: NON_SKB, ..
+            } => {
+                // The skb recorded for this stack, if any; it skips the filters.
+                if by_stack.is_none() {
+                    return Err(ProbeError::Unsupported(
+                        "a non-skb function without stack tracking",
+                    ));
+                }
+                lookup(&mut self.a, maps::STACKID_SKB, SLOT_STACKID);
+                self.a.jmp(Cond::Eq, R0, 0, out);
+                self.a.ldx(Size::DW, R7, R0, 0);
+                self.a.jmp(Cond::Eq, R7, 0, out);
+            }
             Attachment::Kprobe { skb_arg, .. } => {
                 let i = (*skb_arg as usize).clamp(1, 5) - 1;
                 self.a.ldx(Size::DW, R7, R6, PT_REGS_ARGS[i]);
@@ -250,41 +324,67 @@ impl<'a> Gen<'a> {
                 self.a.mov64(R7, R6);
             }
         }
-        self.a.jmp(Cond::Eq, R7, 0, out);
-
-        // The non-matching path reads only what the filters need: the skb fields of the
-        // mark and pcap filters, then the packet window, then out. The fields the device
-        // filters and the event need are read once those filters passed.
         let pre = self.span(&self.pre_filter_fields());
         let post = self.span(&self.post_filter_fields());
         let emit_event = self.a.named_label("emit");
-        let tracked = self.o.track_skb.then(|| self.a.named_label("tracked"));
-        if let Some(tracked) = tracked {
-            self.a.stx(Size::DW, R10, SLOT_KEY, R7);
-            self.a.ld_map(R1, maps::TRACKED_SKBS);
-            self.a.mov64(R2, R10).add64(R2, SLOT_KEY as i32);
-            self.a.call(Helper::MAP_LOOKUP_ELEM);
-            self.a.jmp(Cond::Ne, R0, 0, tracked);
-        }
-        if let Some(range) = pre {
-            self.read_skb(range);
-        }
-        self.pre_filters()?;
-        for range in subtract(post, pre) {
-            self.read_skb(range);
-        }
-        self.post_filters()?;
-        if let Some(tracked) = tracked {
-            self.a.stx(Size::DW, R10, SLOT_KEY, R7);
-            self.a.st(Size::W, R10, SLOT_VALUE, 1);
-            self.a.ld_map(R1, maps::TRACKED_SKBS);
-            self.a.mov64(R2, R10).add64(R2, SLOT_KEY as i32);
-            self.a.mov64(R3, R10).add64(R3, SLOT_VALUE as i32);
-            self.a.mov64(R4, 0);
-            self.a.call(Helper::MAP_UPDATE_ELEM);
-            self.a.ja(emit_event);
+        // A non-skb function has no skb of its own to filter: only the stack's.
+        if !non_skb {
+            self.a.jmp(Cond::Eq, R7, 0, out);
+
+            // The non-matching path reads only what the filters need: the skb fields of the
+            // mark and pcap filters, then the packet window, then out. The fields the device
+            // filters and the event need are read once those filters passed.
+            let tracked = self.o.track_skb.then(|| self.a.named_label("tracked"));
+            if let Some(tracked) = tracked {
+                self.a.stx(Size::DW, R10, SLOT_KEY, R7);
+                lookup(&mut self.a, maps::TRACKED_SKBS, SLOT_KEY);
+                self.a.jmp(Cond::Ne, R0, 0, tracked);
+            }
+            if let Some(by_stack) = by_stack {
+                lookup(&mut self.a, maps::STACKID_SKB, SLOT_STACKID);
+                self.a.jmp(Cond::Ne, R0, 0, by_stack);
+            }
+            if let Some(range) = pre {
+                self.read_skb(range);
+            }
+            self.pre_filters()?;
+            for range in subtract(post, pre) {
+                self.read_skb(range);
+            }
+            self.post_filters()?;
+            if tracked.is_some() {
+                self.a.stx(Size::DW, R10, SLOT_KEY, R7);
+                self.a.st(Size::W, R10, SLOT_VALUE, 1);
+                self.a.ld_map(R1, maps::TRACKED_SKBS);
+                self.a.mov64(R2, R10).add64(R2, SLOT_KEY as i32);
+                self.a.mov64(R3, R10).add64(R3, SLOT_VALUE as i32);
+                self.a.mov64(R4, 0);
+                self.a.call(Helper::MAP_UPDATE_ELEM);
+            }
+            if by_stack.is_some() {
+                self.record_stack();
+            }
+            if tracked.is_some() || by_stack.is_some() {
+                self.a.ja(emit_event);
+            }
             // A tracked skb skips the filters but still needs its fields and device facts.
-            self.a.bind(tracked);
+            if let Some(tracked) = tracked {
+                self.a.bind(tracked);
+                if let Some(range) = post {
+                    self.read_skb(range);
+                }
+                if self.o.output_meta {
+                    self.device_meta()?;
+                }
+                if by_stack.is_some() {
+                    self.record_stack();
+                }
+                self.a.ja(emit_event);
+            }
+        }
+        // An skb attributed by its stack: like a tracked one, but it records nothing.
+        if let Some(by_stack) = by_stack {
+            self.a.bind(by_stack);
             if let Some(range) = post {
                 self.read_skb(range);
             }
@@ -297,6 +397,31 @@ impl<'a> Gen<'a> {
         self.a.bind(out);
         self.a.mov64(R0, 0).exit();
         Ok(self.a.finish()?)
+    }
+
+    /// Records `stack identity <-> r7` (pwru's handle_everything): drops the skb's mapping
+    /// from its previous stack when that stack still points at it, then sets both maps.
+    /// Clobbers r0-r5 and r9.
+    fn record_stack(&mut self) {
+        let update = self.a.label();
+        self.a.stx(Size::DW, R10, SLOT_KEY, R7);
+        lookup(&mut self.a, maps::SKB_STACKID, SLOT_KEY);
+        self.a.jmp(Cond::Eq, R0, 0, update);
+        self.a.ldx(Size::DW, R1, R0, 0);
+        self.a.ldx(Size::DW, R2, R10, SLOT_STACKID);
+        self.a.jmp(Cond::Eq, R1, R2, update);
+        forget_stack(&mut self.a, R0, update);
+        self.a.bind(update);
+        self.a.ld_map(R1, maps::STACKID_SKB);
+        self.a.mov64(R2, R10).add64(R2, SLOT_STACKID as i32);
+        self.a.mov64(R3, R10).add64(R3, SLOT_KEY as i32);
+        self.a.mov64(R4, 0);
+        self.a.call(Helper::MAP_UPDATE_ELEM);
+        self.a.ld_map(R1, maps::SKB_STACKID);
+        self.a.mov64(R2, R10).add64(R2, SLOT_KEY as i32);
+        self.a.mov64(R3, R10).add64(R3, SLOT_STACKID as i32);
+        self.a.mov64(R4, 0);
+        self.a.call(Helper::MAP_UPDATE_ELEM);
     }
 
     /// skb fields the mark and pcap filters read.
@@ -855,9 +980,98 @@ impl<'a> Gen<'a> {
     }
 }
 
+/// `r1 = map[r10 + slot]` lookup; the result in r0.
+fn lookup(a: &mut Asm, map: &str, slot: i16) {
+    a.ld_map(R1, map);
+    a.mov64(R2, R10).add64(R2, slot as i32);
+    a.call(Helper::MAP_LOOKUP_ELEM);
+}
+
+/// `key` points at a stack identity (a map value of `skb_stackid`): deletes
+/// `stackid_skb[*key]` when it still names the skb at `r10 + SLOT_KEY`. Moves `key` to
+/// r9; clobbers r0-r5; falls through (or jumps to `done`) when finished.
+fn forget_stack(a: &mut Asm, key: Reg, done: Label) {
+    a.mov64(R9, key);
+    a.ld_map(R1, maps::STACKID_SKB);
+    a.mov64(R2, R9);
+    a.call(Helper::MAP_LOOKUP_ELEM);
+    a.jmp(Cond::Eq, R0, 0, done);
+    a.ldx(Size::DW, R1, R0, 0);
+    a.ldx(Size::DW, R2, R10, SLOT_KEY);
+    a.jmp(Cond::Ne, R1, R2, done);
+    a.ld_map(R1, maps::STACKID_SKB);
+    a.mov64(R2, R9);
+    a.call(Helper::MAP_DELETE_ELEM);
+}
+
+/// Writes the identity of the kernel stack the program runs on (see [`StackTracking`])
+/// as a u64 to `r10 + slot`; `r6` must hold the context. Clobbers r0-r5 and `aux`.
+pub fn emit_stack_identity(a: &mut Asm, at: &Attachment, st: StackTracking, slot: i16, aux: i16) {
+    match at {
+        Attachment::Kprobe { .. } => {
+            a.ldx(Size::DW, R1, R6, PT_REGS_SP);
+            a.stx(Size::DW, R10, slot, R1);
+        }
+        // A pointer cannot be masked; reading its spilled copy back gives its value.
+        Attachment::Tracepoint { .. } | Attachment::SkbContext => {
+            let on_stack = if *at == Attachment::SkbContext {
+                R10
+            } else {
+                R6
+            };
+            a.stx(Size::DW, R10, aux, on_stack);
+            a.mov64(R1, R10).add64(R1, slot as i32).mov64(R2, 8);
+            a.mov64(R3, R10).add64(R3, aux as i32);
+            a.call(Helper::PROBE_READ_KERNEL);
+        }
+    }
+    a.ldx(Size::DW, R1, R10, slot);
+    a.alu64(AluOp::And, R1, -THREAD_SIZE);
+    if let Some(off) = st.task_stack_offset {
+        let done = a.label();
+        a.stx(Size::DW, R10, slot, R1);
+        a.call(Helper::GET_CURRENT_TASK);
+        a.mov64(R3, R0).add64(R3, off as i32);
+        a.mov64(R1, R10).add64(R1, aux as i32).mov64(R2, 8);
+        a.call(Helper::PROBE_READ_KERNEL);
+        a.ldx(Size::DW, R1, R10, slot);
+        a.ldx(Size::DW, R2, R10, aux);
+        a.jmp(Cond::Eq, R1, R2, done);
+        // Not the task's stack: this CPU's interrupt stack.
+        a.call(Helper::GET_SMP_PROCESSOR_ID);
+        a.mov64(R1, R0).add64(R1, 1);
+        a.bind(done);
+    }
+    a.stx(Size::DW, R10, slot, R1);
+}
+
+/// What the program run when the kernel frees an skb forgets about it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UntrackOptions {
+    /// `--filter-track-skb`: delete it from `tracked_skbs`.
+    pub track_skb: bool,
+    /// `--filter-track-skb-by-stackid`: delete `skb_stackid[skb]`, and
+    /// `stackid_skb[that stack]` when it still names this skb.
+    pub track_stackid: bool,
+}
+
 /// The tiny program that forgets a tracked skb when the kernel frees it
 /// (`kfree_skbmem(skb)`, or the `kfree_skb`/`consume_skb` tracepoints).
 pub fn build_untrack(attach: &Attachment) -> Result<Program, ProbeError> {
+    build_untrack_with(
+        attach,
+        UntrackOptions {
+            track_skb: true,
+            track_stackid: false,
+        },
+    )
+}
+
+/// [`build_untrack`] for the maps `opts` names.
+pub fn build_untrack_with(
+    attach: &Attachment,
+    opts: UntrackOptions,
+) -> Result<Program, ProbeError> {
     let mut a = Asm::new();
     let out = a.label();
     match attach {
@@ -873,8 +1087,76 @@ pub fn build_untrack(attach: &Attachment) -> Result<Program, ProbeError> {
     }
     a.jmp(Cond::Eq, R1, 0, out);
     a.stx(Size::DW, R10, SLOT_KEY, R1);
+    if opts.track_skb {
+        a.ld_map(R1, maps::TRACKED_SKBS);
+        a.mov64(R2, R10).add64(R2, SLOT_KEY as i32);
+        a.call(Helper::MAP_DELETE_ELEM);
+    }
+    if opts.track_stackid {
+        let delete = a.label();
+        lookup(&mut a, maps::SKB_STACKID, SLOT_KEY);
+        a.jmp(Cond::Eq, R0, 0, out);
+        forget_stack(&mut a, R0, delete);
+        a.bind(delete);
+        a.ld_map(R1, maps::SKB_STACKID);
+        a.mov64(R2, R10).add64(R2, SLOT_KEY as i32);
+        a.call(Helper::MAP_DELETE_ELEM);
+    }
+    a.bind(out);
+    a.mov64(R0, 0).exit();
+    Ok(a.finish()?)
+}
+
+/// `pt_regs.ax` on x86-64: the return value at a kretprobe.
+const PT_REGS_RC: i16 = 80;
+
+/// Clone following, entry half: a kprobe on `skb_clone`/`skb_copy`/`__pskb_copy_fclone`
+/// (the source skb is argument 1) that stashes the source by `pid_tgid` when it is
+/// tracked. Returns in [`build_clone_return`] pick it up; fexit would do both at once,
+/// but kernels deny fexit where kprobes work (and the reverse).
+pub fn build_clone_entry() -> Result<Program, ProbeError> {
+    let mut a = Asm::new();
+    let out = a.label();
+    a.ldx(Size::DW, R1, R1, PT_REGS_ARGS[0]);
+    a.jmp(Cond::Eq, R1, 0, out);
+    a.stx(Size::DW, R10, SLOT_KEY, R1);
+    lookup(&mut a, maps::TRACKED_SKBS, SLOT_KEY);
+    a.jmp(Cond::Eq, R0, 0, out);
+    a.call(Helper::GET_CURRENT_PID_TGID);
+    a.stx(Size::DW, R10, SLOT_AUX, R0);
+    a.ld_map(R1, maps::CLONE_STASH);
+    a.mov64(R2, R10).add64(R2, SLOT_AUX as i32);
+    a.mov64(R3, R10).add64(R3, SLOT_KEY as i32);
+    a.mov64(R4, 0);
+    a.call(Helper::MAP_UPDATE_ELEM);
+    a.bind(out);
+    a.mov64(R0, 0).exit();
+    Ok(a.finish()?)
+}
+
+/// Clone following, return half: a kretprobe on the same functions that marks the new
+/// skb (the return value) tracked when this task stashed a tracked source.
+pub fn build_clone_return() -> Result<Program, ProbeError> {
+    let mut a = Asm::new();
+    let out = a.label();
+    let forget = a.label();
+    a.mov64(R6, R1);
+    a.call(Helper::GET_CURRENT_PID_TGID);
+    a.stx(Size::DW, R10, SLOT_AUX, R0);
+    lookup(&mut a, maps::CLONE_STASH, SLOT_AUX);
+    a.jmp(Cond::Eq, R0, 0, out);
+    a.ldx(Size::DW, R1, R6, PT_REGS_RC);
+    a.jmp(Cond::Eq, R1, 0, forget);
+    a.stx(Size::DW, R10, SLOT_KEY, R1);
+    a.st(Size::W, R10, SLOT_VALUE, 1);
     a.ld_map(R1, maps::TRACKED_SKBS);
     a.mov64(R2, R10).add64(R2, SLOT_KEY as i32);
+    a.mov64(R3, R10).add64(R3, SLOT_VALUE as i32);
+    a.mov64(R4, 0);
+    a.call(Helper::MAP_UPDATE_ELEM);
+    a.bind(forget);
+    a.ld_map(R1, maps::CLONE_STASH);
+    a.mov64(R2, R10).add64(R2, SLOT_AUX as i32);
     a.call(Helper::MAP_DELETE_ELEM);
     a.bind(out);
     a.mov64(R0, 0).exit();
