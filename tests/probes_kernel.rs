@@ -1029,3 +1029,269 @@ fn skb_and_shared_info_dumps_on_real_skbs() {
         }
     }
 }
+
+/// Lowest x86-64 kernel address: a stack identity that is a stack base lies above.
+const KERNEL_SPACE: u64 = 0xffff_8000_0000_0000;
+
+/// `(stackid_skb, skb_stackid)` contents, sorted.
+fn stack_maps(p: &mut Probe) -> (Vec<(u64, u64)>, Vec<(u64, u64)>) {
+    let mut read = |name: &str| {
+        let m = p.obj.hash_map_mut::<u64, u64>(name).expect("stack map");
+        let mut v: Vec<(u64, u64)> = m.iter().map(|kv| kv.expect("entry")).collect();
+        v.sort();
+        v
+    };
+    (read(maps::STACKID_SKB), read(maps::SKB_STACKID))
+}
+
+fn stackid_probe(l: &SkbLayout, task_stack_offset: Option<u32>) -> Probe {
+    let opts = ProbeOptions {
+        track_stackid: Some(probes::StackTracking { task_stack_offset }),
+        ..outputs("dst host 10.0.0.2 and tcp and dst port 8080")
+    };
+    let program = probes::build(l, &opts, &Attachment::SkbContext).expect("build");
+    let untrack = probes::build_untrack_with(
+        &Attachment::SkbContext,
+        probes::UntrackOptions {
+            track_skb: false,
+            track_stackid: true,
+        },
+    )
+    .expect("build untrack");
+    let spec = ObjectSpec {
+        maps: vec![
+            MapSpec::ring_buf(maps::EVENTS, 1 << 16),
+            MapSpec::new(maps::LOST, MapKind::PerCpuArray, 4, 8, 1),
+            MapSpec::new(maps::STACKID_SKB, MapKind::Hash, 8, 8, 64),
+            MapSpec::new(maps::SKB_STACKID, MapKind::Hash, 8, 8, 64),
+        ],
+        programs: vec![
+            load::ProgramSpec {
+                name: PROG.into(),
+                kind: ProgKind::SchedCls,
+                program,
+            },
+            load::ProgramSpec {
+                name: "untrack".into(),
+                kind: ProgKind::SchedCls,
+                program: untrack,
+            },
+        ],
+    };
+    let mut obj = load::load(&spec, &LoadOptions::default()).expect("load");
+    let ring = obj.take_ring_buf(maps::EVENTS).expect("ring");
+    Probe { obj, ring }
+}
+
+/// Runs the probe on `frame` from a new thread (another task stack); returns how many
+/// events it wrote (read back here: the ring buffer stays with this thread).
+fn run_on_other_thread(p: &mut Probe, frame: &[u8]) -> usize {
+    let obj = &mut p.obj;
+    std::thread::scope(|s| {
+        s.spawn(|| obj.test_run(PROG, frame).expect("test_run"))
+            .join()
+            .expect("thread")
+    });
+    let mut n = 0;
+    while let Some(item) = p.ring.next() {
+        events::decode(&item).expect("event decodes");
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn track_by_stackid_attributes_hits_on_the_recorded_stack() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let l = layout();
+    let btf = KernelBtf::open_system(&Kmods::None).expect("open BTF");
+    let task_stack = btf
+        .optional_member("task_struct", "stack")
+        .expect("BTF")
+        .map(|f| f.offset_bytes());
+    assert!(task_stack.is_some(), "task_struct.stack is in every BTF");
+    pin_to_cpu(0);
+
+    // The same thread gives the same identity with and without the task_struct.stack
+    // check: BPF_PROG_TEST_RUN runs on this thread's task stack, THREAD_SIZE-aligned, so
+    // the address rounded down IS current->stack (not the per-CPU interrupt fallback).
+    let mut ids = Vec::new();
+    for offset in [task_stack, None] {
+        let mut p = stackid_probe(&l, offset);
+        let first = p.run(&v4_tcp_syn());
+        assert_eq!(first.len(), 1);
+        let (by_stack, by_skb) = stack_maps(&mut p);
+        assert_eq!(by_stack.len(), 1, "{by_stack:x?}");
+        let (id, skb) = by_stack[0];
+        assert_eq!(skb, first[0].skb_addr);
+        assert_eq!(by_skb, [(skb, id)]);
+        assert!(
+            id >= KERNEL_SPACE,
+            "a stack base, not a CPU number: {id:#x}"
+        );
+        assert_eq!(id % probes::program::THREAD_SIZE as u64, 0, "{id:#x}");
+        ids.push(id);
+    }
+    assert_eq!(ids[0], ids[1], "{ids:x?}");
+
+    let mut p = stackid_probe(&l, task_stack);
+    // Nothing recorded: a non-matching skb is filtered.
+    assert!(p.run(&v4_udp()).is_empty());
+    assert_eq!(stack_maps(&mut p), (vec![], vec![]));
+    // A match records this stack -> skb.
+    let first = p.run(&v4_tcp_syn());
+    assert_eq!(first.len(), 1);
+    let a = first[0].skb_addr;
+    let (by_stack, _) = stack_maps(&mut p);
+    let s = by_stack[0].0;
+    assert_eq!(by_stack, [(s, a)]);
+    // A non-matching skb on the same stack is attributed to it (and records nothing).
+    for _ in 0..3 {
+        let ev = p.run(&v4_udp());
+        assert_eq!(ev.len(), 1, "attributed by stack");
+        assert_eq!(ev[0].tuple.map(|t| t.l4_proto), Some(17));
+        assert!(ev[0].meta.is_some(), "device facts like any event");
+        assert_eq!(stack_maps(&mut p), (vec![(s, a)], vec![(a, s)]));
+    }
+    // Another thread runs on another stack: not attributed.
+    assert_eq!(run_on_other_thread(&mut p, &v4_udp()), 0);
+    // A match there records its own stack; an skb re-recorded elsewhere leaves its old
+    // stack (the slab on this pinned CPU usually hands back the same skb).
+    assert_eq!(run_on_other_thread(&mut p, &v4_tcp_syn()), 1);
+    let (by_stack, by_skb) = stack_maps(&mut p);
+    let other: Vec<_> = by_stack.iter().filter(|(id, _)| *id != s).collect();
+    assert_eq!(other.len(), 1, "{by_stack:x?}");
+    let (s2, b) = *other[0];
+    assert!(s2 >= KERNEL_SPACE && s2 % probes::program::THREAD_SIZE as u64 == 0);
+    eprintln!(
+        "stacks {s:#x} and {s2:#x}; the other thread's skb was the same: {}",
+        b == a
+    );
+    if b == a {
+        assert_eq!(by_stack, [(s2, a)], "moved: the old stack forgot it");
+        assert_eq!(by_skb, [(a, s2)]);
+        assert!(
+            p.run(&v4_udp()).is_empty(),
+            "this stack no longer attributes"
+        );
+    } else {
+        let mut want = vec![(s, a), (s2, b)];
+        want.sort();
+        assert_eq!(by_stack, want);
+        assert_eq!(p.run(&v4_udp()).len(), 1);
+    }
+
+    // The untrack program (kfree_skbmem's role) forgets a freed skb on both sides.
+    let mut forgot = false;
+    for _ in 0..20 {
+        let ev = p.run(&v4_tcp_syn());
+        let x = ev.first().map(|e| e.skb_addr);
+        p.obj.test_run("untrack", &v4_udp()).expect("untrack run");
+        let (by_stack, by_skb) = stack_maps(&mut p);
+        if by_skb.iter().all(|(skb, _)| Some(*skb) != x) {
+            assert!(
+                by_stack.iter().all(|(_, skb)| Some(*skb) != x),
+                "{by_stack:x?}"
+            );
+            forgot = true;
+            break;
+        }
+    }
+    assert!(forgot, "untrack never saw the recorded skb");
+}
+
+/// Loads a by-stackid probe on raw tracepoint `tp` (skb = argument 0), attaches it, sends
+/// one UDP datagram over loopback from this thread, and returns `stackid_skb`.
+fn stack_ids_seen_at(l: &SkbLayout, tp: &str, port: u16) -> Vec<(u64, u64)> {
+    let btf = KernelBtf::open_system(&Kmods::None).expect("open BTF");
+    let task_stack_offset = btf
+        .optional_member("task_struct", "stack")
+        .expect("BTF")
+        .map(|f| f.offset_bytes());
+    let opts = ProbeOptions {
+        track_stackid: Some(probes::StackTracking { task_stack_offset }),
+        ..outputs(&format!("udp and dst port {port}"))
+    };
+    let at = Attachment::Tracepoint {
+        id: 0,
+        skb_arg: 0,
+        nargs: 1,
+        drop_reason_arg: None,
+    };
+    let spec = ObjectSpec {
+        maps: vec![
+            MapSpec::ring_buf(maps::EVENTS, 1 << 16),
+            MapSpec::new(maps::LOST, MapKind::PerCpuArray, 4, 8, 1),
+            MapSpec::new(maps::STACKID_SKB, MapKind::Hash, 8, 8, 64),
+            MapSpec::new(maps::SKB_STACKID, MapKind::Hash, 8, 8, 64),
+        ],
+        programs: vec![load::ProgramSpec {
+            name: "tp".into(),
+            kind: ProgKind::RawTracepoint(tp.into()),
+            program: probes::build(l, &opts, &at).expect("build"),
+        }],
+    };
+    let mut obj = load::load(&spec, &LoadOptions::default()).expect("load");
+    let link = obj.attach_raw_tp("tp").expect("attach raw tracepoint");
+    let rx = std::net::UdpSocket::bind(("127.0.0.1", port)).expect("bind receiver");
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind sender");
+    tx.send_to(b"pwru stack identity", ("127.0.0.1", port))
+        .expect("send");
+    let mut buf = [0u8; 64];
+    rx.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .unwrap();
+    rx.recv(&mut buf).expect("datagram arrives");
+    obj.detach_raw_tp("tp", link).expect("detach");
+    let m = obj
+        .hash_map_mut::<u64, u64>(maps::STACKID_SKB)
+        .expect("map");
+    let mut v: Vec<(u64, u64)> = m.iter().map(|kv| kv.expect("entry")).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn stack_identity_of_raw_tracepoints_matches_the_task_stack() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let l = layout();
+    pin_to_cpu(0);
+    // This thread's task stack, as the SCHED_CLS test run names it.
+    let btf = KernelBtf::open_system(&Kmods::None).expect("open BTF");
+    let task_stack_offset = btf
+        .optional_member("task_struct", "stack")
+        .expect("BTF")
+        .map(|f| f.offset_bytes());
+    let mut p = stackid_probe(&l, task_stack_offset);
+    assert_eq!(p.run(&v4_tcp_syn()).len(), 1);
+    let (by_stack, _) = stack_maps(&mut p);
+    let task = by_stack[0].0;
+
+    // net_dev_queue fires in dev_queue_xmit, in this thread's sendto: the same identity,
+    // read from the address of the tracepoint's argument array.
+    let tx = stack_ids_seen_at(&l, "net_dev_queue", 47931);
+    assert_eq!(tx.len(), 1, "{tx:x?}");
+    assert_eq!(
+        tx[0].0, task,
+        "net_dev_queue: {:#x} vs task stack {task:#x}",
+        tx[0].0
+    );
+
+    // netif_receive_skb runs in the NET_RX softirq that loopback raised: on x86-64 the
+    // softirq runs on this CPU's interrupt stack (identity cpu + 1), or in ksoftirqd
+    // (another task stack); never on this thread's stack.
+    let rx = stack_ids_seen_at(&l, "netif_receive_skb", 47932);
+    assert_eq!(rx.len(), 1, "{rx:x?}");
+    let id = rx[0].0;
+    eprintln!("netif_receive_skb stack identity: {id:#x} (this task's: {task:#x})");
+    assert_ne!(id, task);
+    assert!(
+        id == 1 || (id >= KERNEL_SPACE && id % probes::program::THREAD_SIZE as u64 == 0),
+        "{id:#x}"
+    );
+}
