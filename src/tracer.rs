@@ -46,7 +46,8 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
         bail!("--output-caller is not supported with the tracepoint backend (a tracepoint has no caller frame to read); use --backend kprobe or kprobe-multi");
     }
     if !config.filter_non_skb_funcs.is_empty() && kind == BackendKind::Tracepoint {
-        bail!("--filter-non-skb-funcs needs a kprobe backend (it probes functions by name); the tracepoint backend has none: use --backend kprobe or kprobe-multi");
+        // `--backend tracepoint` was refused by `Config::validate`; this is `auto`.
+        bail!("--filter-non-skb-funcs needs a kprobe backend (it probes functions by name), and this kernel has no kprobes (CONFIG_KPROBES): the tracepoint backend cannot run it");
     }
     if config.filter_track_skb && kind == BackendKind::Tracepoint {
         eprintln!("note: with the tracepoint backend, --filter-track-skb does not follow clones and copies (skb_clone, skb_copy need kprobes)");

@@ -45,6 +45,16 @@ fn usage_errors_exit_2() {
         (&["--timestamp", "yesterday"], &["yesterday"]),
         (&["--output-tunnel", "icmp"], &["--output-tunnel"]),
         (&["--filter-trace-tc"], &["--filter-trace-tc"]),
+        (
+            &[
+                "--backend",
+                "tracepoint",
+                "--filter-non-skb-funcs",
+                "f",
+                "icmp",
+            ],
+            &["--filter-non-skb-funcs", "kprobe"],
+        ),
     ];
     for (args, needles) in table {
         assert_error(&pwru(args), 2, needles);
@@ -152,6 +162,12 @@ fn environment_errors_as_root() {
             &pwru(&["--backend", "kprobe-multi", "icmp"]),
             1,
             &["kprobe-multi"],
+        );
+        // auto picks the tracepoint backend here, which cannot probe non-skb functions.
+        assert_error(
+            &pwru(&["--filter-non-skb-funcs", "ip_rcv_core", "icmp"]),
+            1,
+            &["--filter-non-skb-funcs", "kprobe"],
         );
     }
 }

@@ -98,7 +98,7 @@ pub struct Config {
     #[arg(long, value_parser = parse_func_filter, value_name = "REGEX", help_heading = "Filters")]
     pub filter_func: Option<FuncFilter>,
 
-    /// Also probe these functions that take no skb (forces --filter-track-skb-by-stackid)
+    /// Also probe these functions that take no skb, reporting the skb last seen on the same kernel stack (kprobe backends; forces --filter-track-skb-by-stackid)
     #[arg(long, value_delimiter = ',', action = ArgAction::Append, value_name = "FUNC,...", help_heading = "Filters")]
     pub filter_non_skb_funcs: Vec<String>,
 
@@ -110,11 +110,11 @@ pub struct Config {
     #[arg(long, value_parser = parse_mark, default_value = "0x0/0x0", value_name = "mark[/mask]", help_heading = "Filters")]
     pub filter_mark: MarkFilter,
 
-    /// Keep tracing a packet after it first matched, even if it stops matching (NAT, decapsulation)
+    /// Keep tracing a packet after it first matched, even if it stops matching (NAT, decapsulation), and its clones and copies (kprobe backends)
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Filters")]
     pub filter_track_skb: bool,
 
-    /// Keep tracing a packet even after it is freed and rebuilt (e.g. through a bridge)
+    /// Also trace any packet on the kernel stack where a traced packet was last seen (follows a packet freed and rebuilt, e.g. through a bridge)
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Filters")]
     pub filter_track_skb_by_stackid: bool,
 
@@ -307,6 +307,8 @@ pub enum ConfigError {
     ConflictingModes,
     #[error("{flag} cannot be negative, got {value}")]
     Negative { flag: &'static str, value: i64 },
+    #[error("--filter-non-skb-funcs needs a kprobe backend (it probes functions by name); the tracepoint backend has none: use --backend kprobe or kprobe-multi")]
+    NonSkbFuncsWithTracepoints,
     #[error("the following flags are not supported yet by this pwru: {0}; drop them")]
     Unsupported(String),
 }
@@ -420,6 +422,9 @@ impl Config {
         ];
         if modes.iter().filter(|m| **m).count() > 1 {
             return Err(ConfigError::ConflictingModes);
+        }
+        if !self.filter_non_skb_funcs.is_empty() && self.backend == Backend::Tracepoint {
+            return Err(ConfigError::NonSkbFuncsWithTracepoints);
         }
         if self.l3 && !self.dump_filter && self.filter_check.is_none() {
             return Err(ConfigError::L3WithoutFilterTool);

@@ -374,6 +374,14 @@ fn validation() {
             Err(ConfigError::ConflictingModes),
         ),
         (&["--list-funcs"], Ok(())),
+        (
+            &["--backend", "tracepoint", "--filter-non-skb-funcs", "f"],
+            Err(ConfigError::NonSkbFuncsWithTracepoints),
+        ),
+        (
+            &["--backend", "kprobe", "--filter-non-skb-funcs", "f"],
+            Ok(()),
+        ),
     ];
     for (args, want) in table {
         assert_eq!(ok(args).validate(), *want, "{args:?}");

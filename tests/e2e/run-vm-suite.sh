@@ -47,6 +47,10 @@ for v in E2E_TESTS E2E_EXTRA_ARGS E2E_READY_TIMEOUT E2E_EXIT_TIMEOUT E2E_VERBOSE
     [[ -n ${!v+set} ]] || PWRU_VM_ENV=${PWRU_VM_ENV/ $v/}
 done
 
+# tcpdump (when the host has it) for the packet-socket clone scenario.
+extra_files=()
+if command -v tcpdump >/dev/null 2>&1; then extra_files+=("$(command -v tcpdump)"); fi
+
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/pwru-vm-suite.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
@@ -57,7 +61,7 @@ run_kernel() {
         export E2E_TESTS=${!per_kernel}
         [[ " $PWRU_VM_ENV " == *" E2E_TESTS "* ]] || PWRU_VM_ENV+=" E2E_TESTS"
     fi
-    "$RUN_IN_VM" "$k" "$HERE/scenarios.sh" "$pwru:/files/pwru" >>"$tmp/$k.out" 2>&1 || rc=$?
+    "$RUN_IN_VM" "$k" "$HERE/scenarios.sh" "$pwru:/files/pwru" "${extra_files[@]}" >>"$tmp/$k.out" 2>&1 || rc=$?
     echo "$rc" >"$tmp/$k.rc"
 }
 

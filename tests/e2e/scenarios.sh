@@ -44,7 +44,8 @@ E2E_NS2=${E2E_NS2:-ns2}
 E2E_GLOBAL_LEAK_CHECK=${E2E_GLOBAL_LEAK_CHECK:-1}
 
 E2E_ALL_TESTS="basic-ipv4 basic-ipv6 advanced-ipv4 advanced-ipv6 pcap-filter-stack \
-filter-track-skb filter-arp filter-ifname filter-nomatch kprobe-multi-basic"
+filter-track-skb filter-track-skb-clones filter-non-skb-funcs filter-arp filter-ifname \
+filter-nomatch kprobe-multi-basic"
 
 # Tests for a host kernel without kprobes (tracepoint backend), run by
 # tests/e2e/host-suite.sh: the drop must carry its reason.
@@ -393,6 +394,59 @@ EOF
     e2e_fw_clear
 }
 e2e_traffic_dnat() { e2e_connect 10.0.0.99 80; }
+
+# The DNAT scenario with a packet socket (tcpdump) on veth1: dev_queue_xmit_nit
+# hands tpacket_rcv/packet_rcv an skb_clone of the tracked skb. The clone's
+# destination is 10.0.0.2, which the filter does not match: it shows up only
+# when --filter-track-skb follows clones (kprobe + kretprobe on skb_clone).
+e2e_test_filter_track_skb_clones() {
+    if ! command -v tcpdump >/dev/null 2>&1; then
+        e2e_skip filter-track-skb-clones "no tcpdump in the guest (install it on the host)"
+        return
+    fi
+    if ! e2e_in "$E2E_NS1" nft -f - <<'EOF'
+table ip e2enat {
+    chain output {
+        type nat hook output priority -100; policy accept;
+        ip daddr 10.0.0.99 tcp dport 80 counter dnat to 10.0.0.2
+    }
+}
+EOF
+    then e2e_fail filter-track-skb-clones "cannot install the DNAT rule"; return; fi
+    e2e_trace filter-track-skb-clones e2e_traffic_dnat_tapped --filter-track-skb 'dst host 10.0.0.99'
+    if [ "$E2E_TRAFFIC_RAN" = 1 ] && ! grep -q 'captured' "$E2E_OUT/tcpdump.err" 2>/dev/null; then
+        E2E_WHY="${E2E_WHY:+$E2E_WHY; }scenario broken: tcpdump did not run: $(tail -n 3 "$E2E_OUT/tcpdump.err" 2>/dev/null)"
+    fi
+    e2e_verdict filter-track-skb-clones '(^|[^a-z_])t?packet_rcv([^a-z_]|$)' '->10\.0\.0\.2:80([^0-9]|$)'
+    e2e_fw_clear
+}
+e2e_traffic_dnat_tapped() {
+    e2e_in "$E2E_NS1" tcpdump -Z root -n -i veth1 -w /dev/null tcp >/dev/null 2>"$E2E_OUT/tcpdump.err" &
+    _e2e_tpid=$!
+    # tcpdump says "listening on" once its socket is bound.
+    for _e2e_i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+        grep -q 'listening on' "$E2E_OUT/tcpdump.err" 2>/dev/null && break
+        sleep 0.5
+    done
+    e2e_connect 10.0.0.99 80
+    sleep 1
+    # SIGTERM: a background job of a non-interactive shell ignores SIGINT.
+    kill -TERM "$_e2e_tpid" 2>/dev/null
+    wait "$_e2e_tpid"
+    return 0
+}
+
+# --filter-non-skb-funcs: __inet_lookup_established takes no skb; tcp_v4_rcv
+# calls it for the SYN on the stack that just recorded the SYN, so the hit is
+# reported with the SYN's tuple (no listener: the connection is refused). An
+# unknown function is only counted as ignored, like pwru.
+e2e_test_filter_non_skb_funcs() {
+    e2e_trace filter-non-skb-funcs e2e_traffic_v4_8080 \
+        --filter-non-skb-funcs __inet_lookup_established,pwru_no_such_function \
+        'dst host 10.0.0.2 and port 8080'
+    e2e_verdict filter-non-skb-funcs '(^|[^a-z_])__inet_lookup_established([^a-z_]|$)' \
+        '10\.0\.0\.2:8080([^0-9]|$)'
+}
 
 # ARP request "who has 10.0.0.2" (op 1, target protocol address at offset 24).
 e2e_traffic_arp() {
