@@ -493,9 +493,9 @@ fn extra_programs(
     let mut v = Vec::new();
     let untrack = UntrackOptions {
         track_skb: opts.track_skb,
-        track_stackid: opts.track_stackid.is_some(),
+        track_stackid: opts.track_stackid,
     };
-    if untrack.track_skb || untrack.track_stackid {
+    if untrack.track_skb || untrack.track_stackid.is_some() {
         match kind {
             BackendKind::Tracepoint => {
                 for (i, tp) in ["kfree_skb", "consume_skb"].into_iter().enumerate() {
@@ -606,7 +606,7 @@ fn attach_extras(obj: &mut LoadedObject, extras: &[Extra]) -> (usize, usize) {
                 (Err(e), Role::Clone) => clone_errors.push(e),
                 (Err(e), Role::NonSkb) => {
                     ignored += 1;
-                    eprintln!("warning: --filter-non-skb-funcs: {e}");
+                    eprintln!("warning: --filter-non-skb-funcs: cannot probe {f}: {e}");
                 }
             }
         }

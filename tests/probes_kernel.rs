@@ -1033,8 +1033,11 @@ fn skb_and_shared_info_dumps_on_real_skbs() {
 /// Lowest x86-64 kernel address: a stack identity that is a stack base lies above.
 const KERNEL_SPACE: u64 = 0xffff_8000_0000_0000;
 
+/// Sorted `(key, value)` pairs of a `u64 -> u64` map.
+type Pairs = Vec<(u64, u64)>;
+
 /// `(stackid_skb, skb_stackid)` contents, sorted.
-fn stack_maps(p: &mut Probe) -> (Vec<(u64, u64)>, Vec<(u64, u64)>) {
+fn stack_maps(p: &mut Probe) -> (Pairs, Pairs) {
     let mut read = |name: &str| {
         let m = p.obj.hash_map_mut::<u64, u64>(name).expect("stack map");
         let mut v: Vec<(u64, u64)> = m.iter().map(|kv| kv.expect("entry")).collect();
@@ -1054,7 +1057,7 @@ fn stackid_probe(l: &SkbLayout, task_stack_offset: Option<u32>) -> Probe {
         &Attachment::SkbContext,
         probes::UntrackOptions {
             track_skb: false,
-            track_stackid: true,
+            track_stackid: Some(probes::StackTracking { task_stack_offset }),
         },
     )
     .expect("build untrack");
@@ -1165,7 +1168,7 @@ fn track_by_stackid_attributes_hits_on_the_recorded_stack() {
     let other: Vec<_> = by_stack.iter().filter(|(id, _)| *id != s).collect();
     assert_eq!(other.len(), 1, "{by_stack:x?}");
     let (s2, b) = *other[0];
-    assert!(s2 >= KERNEL_SPACE && s2 % probes::program::THREAD_SIZE as u64 == 0);
+    assert!(s2 >= KERNEL_SPACE && s2.is_multiple_of(probes::program::THREAD_SIZE as u64));
     eprintln!(
         "stacks {s:#x} and {s2:#x}; the other thread's skb was the same: {}",
         b == a
@@ -1184,13 +1187,16 @@ fn track_by_stackid_attributes_hits_on_the_recorded_stack() {
         assert_eq!(p.run(&v4_udp()).len(), 1);
     }
 
-    // The untrack program (kfree_skbmem's role) forgets a freed skb on both sides.
+    // The untrack program (kfree_skbmem's role): any skb freed on a stack ends that
+    // stack's attribution (like pwru), and the freed skb is forgotten on both sides.
     let mut forgot = false;
     for _ in 0..20 {
         let ev = p.run(&v4_tcp_syn());
         let x = ev.first().map(|e| e.skb_addr);
+        assert!(stack_maps(&mut p).0.iter().any(|(id, _)| *id == s));
         p.obj.test_run("untrack", &v4_udp()).expect("untrack run");
         let (by_stack, by_skb) = stack_maps(&mut p);
+        assert!(by_stack.iter().all(|(id, _)| *id != s), "{by_stack:x?}");
         if by_skb.iter().all(|(skb, _)| Some(*skb) != x) {
             assert!(
                 by_stack.iter().all(|(_, skb)| Some(*skb) != x),
@@ -1291,7 +1297,7 @@ fn stack_identity_of_raw_tracepoints_matches_the_task_stack() {
     eprintln!("netif_receive_skb stack identity: {id:#x} (this task's: {task:#x})");
     assert_ne!(id, task);
     assert!(
-        id == 1 || (id >= KERNEL_SPACE && id % probes::program::THREAD_SIZE as u64 == 0),
+        id == 1 || (id >= KERNEL_SPACE && id.is_multiple_of(probes::program::THREAD_SIZE as u64)),
         "{id:#x}"
     );
 }

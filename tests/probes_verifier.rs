@@ -245,7 +245,18 @@ fn every_probe_variant_passes_the_verifier() {
             Attachment::Tracepoint { .. } => load::ProgKind::RawTracepoint("kfree_skb".into()),
             Attachment::SkbContext => load::ProgKind::SchedCls,
         };
-        for (track_skb, track_stackid) in [(true, false), (false, true), (true, true)] {
+        let task_stack_offset = btf
+            .optional_member("task_struct", "stack")
+            .expect("BTF readable")
+            .map(|f| f.offset_bytes());
+        let by_stack = Some(StackTracking { task_stack_offset });
+        let no_task = Some(StackTracking::default());
+        for (track_skb, track_stackid) in [
+            (true, None),
+            (false, by_stack),
+            (true, by_stack),
+            (false, no_task),
+        ] {
             let opts = UntrackOptions {
                 track_skb,
                 track_stackid,

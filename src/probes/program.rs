@@ -1050,9 +1050,10 @@ pub fn emit_stack_identity(a: &mut Asm, at: &Attachment, st: StackTracking, slot
 pub struct UntrackOptions {
     /// `--filter-track-skb`: delete it from `tracked_skbs`.
     pub track_skb: bool,
-    /// `--filter-track-skb-by-stackid`: delete `skb_stackid[skb]`, and
-    /// `stackid_skb[that stack]` when it still names this skb.
-    pub track_stackid: bool,
+    /// `--filter-track-skb-by-stackid`: like pwru, forget the mapping of the stack the
+    /// skb is freed on and `skb_stackid[skb]`; also `stackid_skb[skb_stackid[skb]]`
+    /// when that stack still names this skb (it was recorded on another stack).
+    pub track_stackid: Option<StackTracking>,
 }
 
 /// The tiny program that forgets a tracked skb when the kernel frees it
@@ -1062,7 +1063,7 @@ pub fn build_untrack(attach: &Attachment) -> Result<Program, ProbeError> {
         attach,
         UntrackOptions {
             track_skb: true,
-            track_stackid: false,
+            track_stackid: None,
         },
     )
 }
@@ -1074,6 +1075,7 @@ pub fn build_untrack_with(
 ) -> Result<Program, ProbeError> {
     let mut a = Asm::new();
     let out = a.label();
+    a.mov64(R6, R1);
     match attach {
         Attachment::Kprobe { skb_arg, .. } => {
             let i = (*skb_arg as usize).clamp(1, 5) - 1;
@@ -1092,8 +1094,13 @@ pub fn build_untrack_with(
         a.mov64(R2, R10).add64(R2, SLOT_KEY as i32);
         a.call(Helper::MAP_DELETE_ELEM);
     }
-    if opts.track_stackid {
+    if let Some(st) = opts.track_stackid {
         let delete = a.label();
+        // pwru: an skb freed on a stack ends that stack's attribution.
+        emit_stack_identity(&mut a, attach, st, SLOT_STACKID, SLOT_AUX);
+        a.ld_map(R1, maps::STACKID_SKB);
+        a.mov64(R2, R10).add64(R2, SLOT_STACKID as i32);
+        a.call(Helper::MAP_DELETE_ELEM);
         lookup(&mut a, maps::SKB_STACKID, SLOT_KEY);
         a.jmp(Cond::Eq, R0, 0, out);
         forget_stack(&mut a, R0, delete);

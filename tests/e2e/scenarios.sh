@@ -414,7 +414,7 @@ table ip e2enat {
 EOF
     then e2e_fail filter-track-skb-clones "cannot install the DNAT rule"; return; fi
     e2e_trace filter-track-skb-clones e2e_traffic_dnat_tapped --filter-track-skb 'dst host 10.0.0.99'
-    if [ "$E2E_TRAFFIC_RAN" = 1 ] && ! grep -q 'captured' "$E2E_OUT/tcpdump.err" 2>/dev/null; then
+    if [ "$E2E_TRAFFIC_RAN" = 1 ] && ! grep -q 'listening on' "$E2E_OUT/tcpdump.err" 2>/dev/null; then
         E2E_WHY="${E2E_WHY:+$E2E_WHY; }scenario broken: tcpdump did not run: $(tail -n 3 "$E2E_OUT/tcpdump.err" 2>/dev/null)"
     fi
     e2e_verdict filter-track-skb-clones '(^|[^a-z_])t?packet_rcv([^a-z_]|$)' '->10\.0\.0\.2:80([^0-9]|$)'
