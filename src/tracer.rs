@@ -775,3 +775,76 @@ fn observe_lost(map: &PerCpuArray<MapData, u64>, lost: &mut LostEvents) -> u64 {
         Err(_) => 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn target(name: &str) -> Target {
+        Target {
+            name: name.into(),
+            module: None,
+            skb_arg: 1,
+            drop_reason_arg: None,
+            nargs: 0,
+        }
+    }
+
+    #[test]
+    fn non_skb_functions_skip_skb_functions_and_bpf_programs() {
+        let config = Config::try_parse_from([
+            "pwru",
+            "--filter-non-skb-funcs",
+            "b,a,ip_rcv",
+            "--filter-non-skb-funcs=a,bpf_prog_x_f[bpf],,c",
+        ])
+        .unwrap();
+        let (funcs, skipped) = non_skb_functions(&config, &[target("ip_rcv")]);
+        assert_eq!(funcs, ["a", "b", "c"]);
+        // ip_rcv is probed as an skb function already; the [bpf] name is a program.
+        assert_eq!(skipped, 2);
+    }
+
+    #[test]
+    fn extra_programs_per_backend_and_options() {
+        let extras = |kind, opts: &ProbeOptions| -> Vec<(String, Role, Vec<String>)> {
+            let l = crate::btf::SkbLayout::resolve(
+                &crate::btf::KernelBtf::open_system(&crate::btf::Kmods::None)
+                    .expect("kernel BTF for the layout"),
+            )
+            .expect("layout");
+            extra_programs(&l, opts, kind, &[])
+                .unwrap()
+                .into_iter()
+                .map(|x| (x.spec.name, x.role, x.functions))
+                .collect()
+        };
+        if !std::path::Path::new(crate::btf::SYS_VMLINUX_BTF).exists() {
+            eprintln!("skipped: no kernel BTF");
+            return;
+        }
+        let track = ProbeOptions {
+            track_skb: true,
+            ..ProbeOptions::default()
+        };
+        let kprobe = extras(BackendKind::Kprobe, &track);
+        let names: Vec<&str> = kprobe.iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(names, ["untrack", "clone_entry", "clone_return"]);
+        assert_eq!(kprobe[0].2, ["kfree_skbmem"]);
+        assert_eq!(kprobe[1].2, CLONE_FUNCS);
+        // Tracepoints: the two free tracepoints, no clone following.
+        let tp = extras(BackendKind::Tracepoint, &track);
+        let names: Vec<&str> = tp.iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(names, ["untrack_0", "untrack_1"]);
+        // By-stackid alone still needs the untrack program, but no clone following.
+        let stackid = ProbeOptions {
+            track_stackid: Some(StackTracking::default()),
+            ..ProbeOptions::default()
+        };
+        let multi = extras(BackendKind::KprobeMulti, &stackid);
+        assert_eq!(multi.len(), 1);
+        assert_eq!(multi[0].1, Role::Untrack);
+        assert!(extras(BackendKind::Kprobe, &ProbeOptions::default()).is_empty());
+    }
+}
