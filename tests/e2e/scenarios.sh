@@ -49,7 +49,8 @@ filter-nomatch kprobe-multi-basic"
 
 # Tests for a host kernel without kprobes (tracepoint backend), run by
 # tests/e2e/host-suite.sh: the drop must carry its reason.
-E2E_HOST_TESTS="host-basic-ipv4 host-basic-ipv6 host-nomatch host-skb-expr host-skb-expr-nomatch host-output-skb"
+E2E_HOST_TESTS="host-basic-ipv4 host-basic-ipv6 host-nomatch host-skb-expr host-skb-expr-nomatch host-output-skb \
+host-track-by-stackid"
 
 # Functions through which a dropped skb leaves the stack (6.12 inlines
 # kfree_skb_reason into sk_skb_reason_drop).
@@ -538,6 +539,21 @@ e2e_test_host_output_skb() {
         E2E_WHY="no struct skb_shared_info dump"
     fi
     e2e_verdict host-output-skb '^\(struct sk_buff\)\{$'
+    e2e_fw_clear
+}
+
+# Tracking on the tracepoint backend: by skb and by stack identity (named from
+# the address of the tracepoint's argument array on the kernel stack). Clones
+# are not followed there, and the tracer says so at start.
+e2e_test_host_track_by_stackid() {
+    e2e_fw_drop "ip daddr 10.0.0.2 tcp dport 8080" || { e2e_fail host-track-by-stackid "cannot install nft rule"; return; }
+    e2e_trace host-track-by-stackid e2e_traffic_v4_8080 --filter-track-skb \
+        --filter-track-skb-by-stackid 'dst host 10.0.0.2 and port 8080'
+    e2e_scenario_check host-track-by-stackid 1
+    if [ -z "$E2E_WHY" ] && ! grep -q 'does not follow clones' "$E2E_OUT/host-track-by-stackid.stderr"; then
+        E2E_WHY="no note that clones are not followed on the tracepoint backend"
+    fi
+    e2e_verdict host-track-by-stackid '10\.0\.0\.2:8080([^0-9]|$)' 'NETFILTER_DROP'
     e2e_fw_clear
 }
 
