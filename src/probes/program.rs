@@ -77,9 +77,9 @@ pub const THREAD_SIZE: i32 = 16 << 10;
 /// runs. (`r10` is not used for tracing programs: since 6.13 the x86-64 JIT may give them
 /// a per-CPU private stack.) That address rounded down to `THREAD_SIZE` is the base of
 /// the task stack when it equals `current->stack`; otherwise the hit runs on the CPU's
-/// interrupt stack (softirq, hardirq), which is only page-aligned under `VMAP_STACK`, so
-/// its identity is `cpu + 1` (one interrupt stack per CPU; kernel addresses are never that
-/// small). Like the original's outermost frame, the identity of a task stack outlives
+/// interrupt stack (softirq, hardirq), which is only page-aligned (a `vmap` of per-CPU
+/// pages under `VMAP_STACK`), so rounding could split it: its identity is `cpu + 1`
+/// instead (one interrupt stack per CPU; kernel addresses are never that small). Like the original's outermost frame, the identity of a task stack outlives
 /// one system call; unlike it, it never depends on frame pointers. Caveat: kernels with
 /// KASAN (32 KiB stacks) see the upper half of a task stack as "interrupt stack".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
