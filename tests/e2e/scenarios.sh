@@ -44,7 +44,8 @@ E2E_NS2=${E2E_NS2:-ns2}
 E2E_GLOBAL_LEAK_CHECK=${E2E_GLOBAL_LEAK_CHECK:-1}
 
 E2E_ALL_TESTS="basic-ipv4 basic-ipv6 advanced-ipv4 advanced-ipv6 pcap-filter-stack \
-filter-track-skb filter-track-skb-clones filter-non-skb-funcs filter-arp filter-ifname \
+filter-track-skb filter-track-skb-clones filter-track-skb-by-stackid filter-non-skb-funcs \
+filter-arp filter-ifname \
 filter-nomatch kprobe-multi-basic"
 
 # Tests for a host kernel without kprobes (tracepoint backend), run by
@@ -435,6 +436,16 @@ e2e_traffic_dnat_tapped() {
     kill -TERM "$_e2e_tpid" 2>/dev/null
     wait "$_e2e_tpid"
     return 0
+}
+
+# --filter-track-skb-by-stackid: the RST that tcp_v4_send_reset builds for the
+# refused SYN is a new skb going the other way (the filter does not match it),
+# created and sent on the stack where the SYN was recorded while the SYN is
+# still alive: it is attributed to that stack.
+e2e_test_filter_track_skb_by_stackid() {
+    e2e_trace filter-track-skb-by-stackid e2e_traffic_v4_8080 --filter-track-skb-by-stackid \
+        'dst host 10.0.0.2 and tcp dst port 8080'
+    e2e_verdict filter-track-skb-by-stackid '10\.0\.0\.2:8080->10\.0\.0\.1:[0-9]+\(tcp\)'
 }
 
 # --filter-non-skb-funcs: __inet_lookup_established takes no skb; tcp_v4_rcv
