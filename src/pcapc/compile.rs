@@ -11,7 +11,9 @@
 //! Semantics are libpcap 1.10's unoptimized code: a load past the packet end or a
 //! division by zero rejects the whole filter, `len` is the packet length. Where
 //! libpcap's optimizer changes the verdict on short packets (it drops loads whose
-//! outcome it proves irrelevant) we keep the load. We report "rejects all packets"
+//! outcome it proves irrelevant) we keep the load, except where its constant folding
+//! removes the load (`x * 0`, `0 * x`, `x & 0`, `0 / x`, ...: we fold the same
+//! operations). We report "rejects all packets"
 //! with libpcap's jump-threading rules, path-sensitively; we prove a few more filters
 //! unsatisfiable than libpcap does (constant relations, contradictions its optimizer
 //! misses). Limits: loads must end within [`DIRECT_MAX_END`] bytes (direct back end),
@@ -181,6 +183,8 @@ struct Dag {
     folded: HashMap<usize, Folded>,
     /// Test nodes by (test id, yes, no).
     test_nodes: HashMap<(u32, NodeId, NodeId), NodeId>,
+    /// Tests whose folding hit an optimizer error.
+    test_errors: HashMap<u32, CompileError>,
 }
 
 /// True when evaluating `v` certainly rejects the packet: a constant-offset load past
@@ -215,28 +219,77 @@ impl Dag {
         if let Some(f) = self.folded.get(&key) {
             return Ok(f.clone());
         }
+        let mut err = None;
         let ft = Test {
-            a: self.fold(&t.a)?,
+            a: self.fold(&t.a, &mut err),
             op: t.op,
-            b: self.fold(&t.b)?,
+            b: self.fold(&t.b, &mut err),
         };
-        let f = if let (V::K(a), V::K(b)) = (&ft.a, &ft.b) {
+        let f = if let Some(e) = err {
+            // An error of libpcap's optimizer: raised only if the test stays reachable
+            // (see `optimizer_error`), so the test is kept as it is.
+            let id = self.intern_test(ft);
+            self.test_errors.insert(id, e);
+            Folded::Id(id)
+        } else if let (V::K(a), V::K(b)) = (&ft.a, &ft.b) {
             Folded::Const(eval_op(ft.op, *a, *b))
         } else if always_rejects(&ft.a, self.max_end) || always_rejects(&ft.b, self.max_end) {
             Folded::Rejects
-        } else if let Some(&id) = self.test_ids.get(&ft) {
-            Folded::Id(id)
         } else {
-            let n = self.val_ids.len() as u32;
-            let a_id = *self.val_ids.entry(ft.a.clone()).or_insert(n);
-            let id = self.tests.len() as u32;
-            self.tinfo.push((a_id, ft.op, matches!(ft.b, V::K(_))));
-            self.test_ids.insert(ft.clone(), id);
-            self.tests.push(ft);
-            Folded::Id(id)
+            Folded::Id(self.intern_test(ft))
         };
         self.folded.insert(key, f.clone());
         Ok(f)
+    }
+
+    fn intern_test(&mut self, ft: Test) -> u32 {
+        if let Some(&id) = self.test_ids.get(&ft) {
+            return id;
+        }
+        let n = self.val_ids.len() as u32;
+        let a_id = *self.val_ids.entry(ft.a.clone()).or_insert(n);
+        let id = self.tests.len() as u32;
+        self.tinfo.push((a_id, ft.op, matches!(ft.b, V::K(_))));
+        self.test_ids.insert(ft.clone(), id);
+        self.tests.push(ft);
+        id
+    }
+
+    /// The error libpcap's optimizer reports while folding the statements of the tests
+    /// that survive its jump threading (a shift by a computed constant above 31, a
+    /// division by a computed zero): the tests reachable from `root` whose two branches
+    /// differ (a test with equal branches is bypassed before statements are folded).
+    fn optimizer_error(&self, root: NodeId) -> Option<CompileError> {
+        if self.test_errors.is_empty() {
+            return None;
+        }
+        let mut seen = vec![false; self.nodes.len()];
+        let mut stack = vec![root];
+        while let Some(n) = stack.pop() {
+            if n <= REJECT || seen[n] {
+                continue;
+            }
+            seen[n] = true;
+            match &self.nodes[n] {
+                Node::Test { t, yes, no } => {
+                    if yes != no {
+                        if let Some(e) =
+                            self.test_ids.get(t).and_then(|id| self.test_errors.get(id))
+                        {
+                            return Some(e.clone());
+                        }
+                    }
+                    stack.push(*yes);
+                    stack.push(*no);
+                }
+                Node::Chain { yes, no, .. } => {
+                    stack.push(*yes);
+                    stack.push(*no);
+                }
+                Node::Match | Node::Reject => {}
+            }
+        }
+        None
     }
 
     /// What the facts say about test `t`, with exactly libpcap's jump-threading rules
@@ -345,35 +398,38 @@ impl Dag {
         id
     }
 
-    fn fold(&self, v: &V) -> Result<V, CompileError> {
-        Ok(match v {
+    /// Constant folding as libpcap's optimizer does it; its errors go to `err` (the
+    /// first one) and leave the operation unfolded.
+    fn fold(&self, v: &V, err: &mut Option<CompileError>) -> V {
+        match v {
             V::K(_) | V::Len => v.clone(),
             V::Load { idx, k, size } => V::Load {
-                idx: match idx {
-                    Some(i) => Some(Box::new(self.fold(i)?)),
-                    None => None,
-                },
+                idx: idx.as_ref().map(|i| Box::new(self.fold(i, err))),
                 k: *k,
                 size: *size,
             },
-            V::Neg(a) => match self.fold(a)? {
+            V::Neg(a) => match self.fold(a, err) {
                 V::K(x) => V::K(x.wrapping_neg()),
                 a => V::Neg(Box::new(a)),
             },
             V::Alu(o, a, b) => {
-                let a = self.fold(a)?;
-                let b = self.fold(b)?;
+                let a = self.fold(a, err);
+                let b = self.fold(b, err);
+                let keep = |err: &mut Option<CompileError>, e: CompileError| {
+                    err.get_or_insert(e);
+                    V::Alu(*o, Box::new(a.clone()), Box::new(b.clone()))
+                };
                 if let V::K(y) = b {
                     if self.optimize {
                         match (o, y) {
-                            (ArithOp::Div, 0) => return Err(CompileError::DivisionByZero),
-                            (ArithOp::Mod, 0) => return Err(CompileError::ModulusByZero),
+                            (ArithOp::Div, 0) => return keep(err, CompileError::DivisionByZero),
+                            (ArithOp::Mod, 0) => return keep(err, CompileError::ModulusByZero),
                             (ArithOp::Lsh | ArithOp::Rsh, y) if y > 31 && !matches!(a, V::K(_)) => {
-                                return Err(CompileError::ShiftTooLarge)
+                                return keep(err, CompileError::ShiftTooLarge)
                             }
                             // libpcap's optimizer turns `mul #0` / `and #0` into `ld #0`
                             // (dropping the operand's loads); so do we.
-                            (ArithOp::Mul | ArithOp::And, 0) => return Ok(V::K(0)),
+                            (ArithOp::Mul | ArithOp::And, 0) => return V::K(0),
                             (
                                 ArithOp::Add
                                 | ArithOp::Sub
@@ -382,19 +438,34 @@ impl Dag {
                                 | ArithOp::Lsh
                                 | ArithOp::Rsh,
                                 0,
-                            ) => return Ok(a),
+                            ) => return a,
                             _ => {}
                         }
                     }
                     if let V::K(x) = a {
                         if let Some(r) = alu_const(*o, x, y) {
-                            return Ok(V::K(r));
+                            return V::K(r);
                         }
+                    }
+                } else if self.optimize && a == V::K(0) {
+                    // optimize.c opt_stmt on `A op X` with A a constant 0 and X not a
+                    // constant: `add/or/xor` become `tax`, `mul/div/mod/and/lsh/rsh`
+                    // become `ld #0` (so X's loads, and a runtime division by zero,
+                    // are gone); `sub` stays.
+                    match o {
+                        ArithOp::Add | ArithOp::Or | ArithOp::Xor => return b,
+                        ArithOp::Mul
+                        | ArithOp::Div
+                        | ArithOp::Mod
+                        | ArithOp::And
+                        | ArithOp::Lsh
+                        | ArithOp::Rsh => return V::K(0),
+                        ArithOp::Sub => {}
                     }
                 }
                 V::Alu(*o, Box::new(a), Box::new(b))
             }
-        })
+        }
     }
 
     fn gen(
@@ -677,6 +748,7 @@ fn plan(expr: &Expr, link: LinkType, env: &FilterEnv, max_end: u64) -> Result<Pl
         tinfo: vec![],
         folded: HashMap::new(),
         test_nodes: HashMap::new(),
+        test_errors: HashMap::new(),
     };
     let mut pg = PathGen {
         konts: vec![],
@@ -700,6 +772,9 @@ fn plan(expr: &Expr, link: LinkType, env: &FilterEnv, max_end: u64) -> Result<Pl
     // libpcap's optimizer reports a program that can only reach `ret #0`. (We keep
     // tests whose outcomes are irrelevant, like libpcap's unoptimized code, because
     // their loads can still reject a short packet.)
+    if let Some(e) = dag.optimizer_error(root) {
+        return Err(e);
+    }
     if optimize && !reaches_match(&dag, root) {
         return Err(CompileError::RejectsAll);
     }
