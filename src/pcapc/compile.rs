@@ -856,9 +856,11 @@ fn emit_inner(
         on_reject,
         labels: HashMap::new(),
         proven: 0,
+        need: 0,
     };
     e.prologue();
     let order = reachable_order(&p.dag, p.root);
+    let need = need_lengths(&p.dag, &order, max_end);
     // Per node, over all its predecessors: the packet length already proven (bounds
     // checks to skip) and the value R0 certainly holds on entry (a load to skip).
     let mut proven_in: HashMap<NodeId, u64> = HashMap::new();
@@ -868,6 +870,7 @@ fn emit_inner(
     for (i, &n) in order.iter().enumerate() {
         let next = order.get(i + 1).copied().or(fall);
         e.proven = proven_in.get(&n).copied().unwrap_or(0);
+        e.need = need.get(&n).copied().unwrap_or(0);
         let r0 = r0_in.get(&n).cloned().flatten();
         let out_r0 = e.node(&p.dag.nodes[n], n, next, r0.as_ref())?;
         let succ = match &p.dag.nodes[n] {
@@ -905,6 +908,42 @@ fn emit_inner(
         uses_match: reaches(MATCH),
         uses_reject: reaches(REJECT) || rejects_at_runtime,
     })
+}
+
+/// The packet length each node's bounds check may demand: the largest `n` such that every
+/// path from the node to a match loads byte `n - 1` or beyond. A shorter packet can
+/// only be rejected from there (by that load, if not before), so checking `n` up front
+/// gives the same verdict and spares the later checks.
+fn need_lengths(dag: &Dag, order: &[NodeId], max_end: u64) -> HashMap<NodeId, u64> {
+    fn ends(v: &V) -> u64 {
+        match v {
+            V::K(_) | V::Len => 0,
+            V::Load { idx, k, size } => {
+                let own = *k as u64 + *size as u64;
+                own.max(idx.as_deref().map_or(0, ends))
+            }
+            V::Alu(_, a, b) => ends(a).max(ends(b)),
+            V::Neg(a) => ends(a),
+        }
+    }
+    let mut need: HashMap<NodeId, u64> = HashMap::new();
+    let get = |need: &HashMap<NodeId, u64>, n: NodeId| match n {
+        MATCH => 0,
+        REJECT => u64::MAX,
+        n => need.get(&n).copied().unwrap_or(0),
+    };
+    for &n in order.iter().rev() {
+        let (own, yes, no) = match &dag.nodes[n] {
+            Node::Test { t, yes, no } => (ends(&t.a).max(ends(&t.b)), *yes, *no),
+            Node::Chain {
+                v6, nl, yes, no, ..
+            } => (*nl as u64 + if *v6 { 7 } else { 10 }, *yes, *no),
+            Node::Match | Node::Reject => continue,
+        };
+        let after = get(&need, yes).min(get(&need, no));
+        need.insert(n, own.max(after).min(max_end));
+    }
+    need
 }
 
 fn reaches_match(dag: &Dag, root: NodeId) -> bool {
@@ -955,6 +994,9 @@ struct Emitter<'a> {
     labels: HashMap<NodeId, Label>,
     /// Packet bytes proven present on every path to here (bounds checks to skip).
     proven: u64,
+    /// Packet bytes every path from this node to a match loads (see [`need_lengths`]):
+    /// a bounds check here may as well check that many.
+    need: u64,
 }
 
 fn cond_of(op: TestOp) -> Cond {
@@ -1027,26 +1069,36 @@ impl Emitter<'_> {
                     V::K(k) => {
                         // Equality and bit tests of 2/4-byte fields compare the raw
                         // (little-endian) load against byte-swapped constants.
+                        let eq_or_set = matches!(t.op, TestOp::Eq | TestOp::Set);
                         let shape = raw_shape(&t.a).filter(|&(_, size, m)| {
-                            matches!(t.op, TestOp::Eq | TestOp::Set)
+                            eq_or_set
                                 && (size == 4 || (*k <= 0xffff && (m == u32::MAX || m <= 0xffff)))
                         });
-                        let raw = match (r0, shape) {
-                            (Some((v, raw)), Some((_, size, _))) if *v == t.a => {
-                                if !*raw {
-                                    swap(self.asm, size);
-                                }
-                                true
+                        let var_raw = match &t.a {
+                            V::Load {
+                                idx: Some(_), size, ..
+                            } if *size > 1 && eq_or_set && (*size == 4 || *k <= 0xffff) => {
+                                Some(*size)
                             }
-                            (Some((v, raw)), None) if *v == t.a => {
-                                if *raw {
-                                    if let Some((_, size, _)) = raw_shape(&t.a) {
+                            _ => None,
+                        };
+                        let want = shape.map(|(_, size, _)| size).or(var_raw);
+                        let raw = match (r0, shape, &t.a) {
+                            (Some((v, raw)), _, _) if *v == t.a => match (want, *raw) {
+                                (Some(size), false) => {
+                                    swap(self.asm, size);
+                                    true
+                                }
+                                (Some(_), true) => true,
+                                (None, true) => {
+                                    if let Some(size) = raw_size(&t.a) {
                                         swap(self.asm, size);
                                     }
+                                    false
                                 }
-                                false
-                            }
-                            (_, Some((k0, size, m))) => {
+                                (None, false) => false,
+                            },
+                            (_, Some((k0, size, m)), _) => {
                                 let raw = self.load_const(k0, size, true);
                                 if m != u32::MAX {
                                     let mm = if raw { swap_k(m, size) } else { m };
@@ -1054,13 +1106,25 @@ impl Emitter<'_> {
                                 }
                                 raw
                             }
+                            (
+                                _,
+                                None,
+                                V::Load {
+                                    idx: Some(i),
+                                    k: k0,
+                                    size,
+                                },
+                            ) if var_raw.is_some() => {
+                                self.eval(i, 0)?;
+                                self.load_var(*k0, *size, verifier_bound(i), true)
+                            }
                             _ => {
                                 self.eval(&t.a, 0)?;
                                 false
                             }
                         };
-                        let kk = match shape {
-                            Some((_, size, _)) if raw => swap_k(*k, size),
+                        let kk = match want {
+                            Some(size) if raw => swap_k(*k, size),
                             _ => *k,
                         };
                         self.branch(c, Reg::R0, (kk as i32).into(), *yes, *no, next);
@@ -1133,7 +1197,7 @@ impl Emitter<'_> {
                 }
                 Some(i) => {
                     self.eval(i, d)?;
-                    self.load_var(*k, *size, verifier_bound(i));
+                    self.load_var(*k, *size, verifier_bound(i), false);
                 }
             },
             V::Neg(a) => {
@@ -1229,11 +1293,20 @@ impl Emitter<'_> {
                 if end_off <= self.proven && k <= i16::MAX as u32 {
                     a.ldx(size_of(size), Reg::R0, start, k as i16);
                 } else {
+                    // check the length every path to a match needs anyway
+                    let mut n = self.need.clamp(end_off, DIRECT_MAX_END as u64);
+                    if n - k as u64 > i16::MAX as u64 && k > i16::MAX as u32 {
+                        n = end_off;
+                    }
                     a.mov64(Reg::R4, start);
-                    a.add64(Reg::R4, end_off as i32);
+                    a.add64(Reg::R4, n as i32);
                     a.jmp(Cond::Gt, Reg::R4, end, rej);
-                    a.ldx(size_of(size), Reg::R0, Reg::R4, -(size as i16));
-                    self.proven = self.proven.max(end_off);
+                    if k <= i16::MAX as u32 {
+                        a.ldx(size_of(size), Reg::R0, start, k as i16);
+                    } else {
+                        a.ldx(size_of(size), Reg::R0, Reg::R4, -((n - k as u64) as i16));
+                    }
+                    self.proven = self.proven.max(n);
                 }
                 if want_raw && size > 1 {
                     return true;
@@ -1247,8 +1320,9 @@ impl Emitter<'_> {
                     return false;
                 }
                 if end_off > self.proven {
-                    self.asm.jmp(Cond::Lt, len, end_off as i32, rej);
-                    self.proven = end_off;
+                    let n = self.need.clamp(end_off, 0x7fff_ffff);
+                    self.asm.jmp(Cond::Lt, len, n as i32, rej);
+                    self.proven = n;
                 }
                 if end_off <= window as u64 {
                     let off = self.buf_off() as i32 + k as i32;
@@ -1276,12 +1350,48 @@ impl Emitter<'_> {
         }
     }
 
-    /// R0 = big-endian load at `R0 + k` (R0 a zero-extended u32; no wrap).
-    /// `bound`: an upper bound of R0 that the verifier also derives (lets us drop the
-    /// range check, and in kernel memory the read-on-demand path).
-    fn load_var(&mut self, k: u32, size: u8, bound: Option<u64>) {
+    /// R0 = big-endian load at `R0 + k` (R0 a zero-extended u32; no wrap), or the raw
+    /// little-endian value when `want_raw` and the back end loads it in one go (returns
+    /// whether it did). `bound`: an upper bound of R0 that the verifier also derives
+    /// (lets us drop the range check, and in kernel memory the read-on-demand path).
+    fn load_var(&mut self, k: u32, size: u8, bound: Option<u64>, want_raw: bool) -> bool {
         let rej = self.on_reject;
-        let end_bound = bound.map(|b| b + k as u64 + size as u64);
+        // `k + size` in one constant (the packet pointer's fixed offset, or added to
+        // R0 at once) where it fits
+        let ks = k as u64 + size as u64;
+        let end_bound = bound.map(|b| b + ks);
+        match self.src {
+            PacketSource::Direct { start, end } if ks <= i16::MAX as u64 => {
+                let a = &mut *self.asm;
+                if end_bound.is_none_or(|b| b > DIRECT_MAX_END as u64) {
+                    a.jmp(Cond::Gt, Reg::R0, DIRECT_MAX_END - ks as i32, rej);
+                }
+                a.mov64(Reg::R4, start);
+                a.add64(Reg::R4, Reg::R0);
+                a.add64(Reg::R4, ks as i32);
+                a.jmp(Cond::Gt, Reg::R4, end, rej);
+                a.ldx(size_of(size), Reg::R0, Reg::R4, -(size as i16));
+                if want_raw && size > 1 {
+                    return true;
+                }
+                swap(a, size);
+                return false;
+            }
+            PacketSource::KernelMemory { len, window, .. }
+                if end_bound.is_some_and(|b| b <= window as u64) =>
+            {
+                // always inside the window
+                let a = &mut *self.asm;
+                a.add64(Reg::R0, ks as i32);
+                a.jmp(Cond::Gt, Reg::R0, len, rej);
+                a.mov64(Reg::R1, Reg::R10);
+                a.add64(Reg::R1, Reg::R0);
+                let off = self.buf_off() - size as i16;
+                self.bytes_from(Reg::R1, off, size);
+                return false;
+            }
+            _ => {}
+        }
         let a = &mut *self.asm;
         if k > i32::MAX as u32 {
             a.mov32(Reg::R1, k as i32);
@@ -1307,14 +1417,6 @@ impl Emitter<'_> {
                 a.mov64(Reg::R1, Reg::R0);
                 a.add64(Reg::R1, size as i32);
                 a.jmp(Cond::Gt, Reg::R1, len, rej);
-                if end_bound.is_some_and(|b| b <= window as u64) {
-                    // always inside the window
-                    a.mov64(Reg::R1, Reg::R10);
-                    a.add64(Reg::R1, Reg::R0);
-                    let off = self.buf_off();
-                    self.bytes_from(Reg::R1, off, size);
-                    return;
-                }
                 a.jmp(Cond::Gt, Reg::R0, window as i32 - size as i32, slow);
                 a.mov64(Reg::R1, Reg::R10);
                 a.add64(Reg::R1, Reg::R0);
@@ -1329,6 +1431,7 @@ impl Emitter<'_> {
                 self.asm.bind(done);
             }
         }
+        false
     }
 
     /// probe_read_kernel(tmp, size, R3) and load it big-endian into R0.
@@ -1428,10 +1531,10 @@ impl Emitter<'_> {
             a.bind(adv);
             // A = P[nl + X]; X = (P[nl + X + 1] + 1) * 8 + X
             a.ldx(Size::DW, Reg::R0, Reg::R10, px);
-            self.load_var(nl, 1, None);
+            self.load_var(nl, 1, None, false);
             self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
             self.asm.ldx(Size::DW, Reg::R0, Reg::R10, px);
-            self.load_var(nl + 1, 1, None);
+            self.load_var(nl + 1, 1, None, false);
             let a = &mut *self.asm;
             a.alu32(A::Add, Reg::R0, 1);
             a.alu32(A::Mul, Reg::R0, 8);
@@ -1445,11 +1548,11 @@ impl Emitter<'_> {
         a.jmp(Cond::Ne, Reg::R0, 51, ln);
         // AH, as libpcap does it: A = P[nl + X]; X = (P[nl + (X + 1)] + 2) * 4
         a.ldx(Size::DW, Reg::R0, Reg::R10, px);
-        self.load_var(nl, 1, None);
+        self.load_var(nl, 1, None, false);
         self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
         self.asm.ldx(Size::DW, Reg::R0, Reg::R10, px);
         self.asm.alu32(A::Add, Reg::R0, 1);
-        self.load_var(nl, 1, None);
+        self.load_var(nl, 1, None, false);
         let a = &mut *self.asm;
         a.alu32(A::Add, Reg::R0, 2);
         a.alu32(A::Mul, Reg::R0, 4);
@@ -1487,6 +1590,24 @@ fn verifier_bound(v: &V) -> Option<u64> {
         _ => return None,
     };
     (b <= u32::MAX as u64).then_some(b)
+}
+
+/// The size of a 2/4-byte load a test value is (possibly masked), whose raw
+/// little-endian form a register may hold.
+fn raw_size(v: &V) -> Option<u8> {
+    match v {
+        V::Load { size, .. } if *size > 1 => Some(*size),
+        V::Alu(ArithOp::And, a, m) => match (&**a, &**m) {
+            (
+                V::Load {
+                    idx: None, size, ..
+                },
+                V::K(_),
+            ) if *size > 1 => Some(*size),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// `(offset, size, mask)` of a test value that is a constant-offset 2/4-byte load,
