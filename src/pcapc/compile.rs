@@ -857,6 +857,7 @@ fn emit_inner(
         labels: HashMap::new(),
         proven: 0,
         need: 0,
+        r4: None,
     };
     e.prologue();
     let order = reachable_order(&p.dag, p.root);
@@ -865,6 +866,8 @@ fn emit_inner(
     // checks to skip) and the value R0 certainly holds on entry (a load to skip).
     let mut proven_in: HashMap<NodeId, u64> = HashMap::new();
     let mut r0_in: HashMap<NodeId, Option<(V, bool)>> = HashMap::new();
+    // and what R4 holds (direct back end: a checked packet pointer)
+    let mut r4_in: HashMap<NodeId, Option<PktPtr>> = HashMap::new();
     proven_in.insert(p.root, 0);
     r0_in.insert(p.root, None);
     for (i, &n) in order.iter().enumerate() {
@@ -872,6 +875,7 @@ fn emit_inner(
         e.proven = proven_in.get(&n).copied().unwrap_or(0);
         e.need = need.get(&n).copied().unwrap_or(0);
         let r0 = r0_in.get(&n).cloned().flatten();
+        e.r4 = r4_in.get(&n).cloned().flatten();
         let out_r0 = e.node(&p.dag.nodes[n], n, next, r0.as_ref())?;
         let succ = match &p.dag.nodes[n] {
             Node::Test { yes, no, .. } | Node::Chain { yes, no, .. } => vec![*yes, *no],
@@ -883,6 +887,10 @@ fn emit_inner(
             let rv = r0_in.entry(c).or_insert_with(|| out_r0.clone());
             if *rv != out_r0 {
                 *rv = None;
+            }
+            let r4 = r4_in.entry(c).or_insert_with(|| e.r4.clone());
+            if *r4 != e.r4 {
+                *r4 = None;
             }
         }
     }
@@ -997,6 +1005,16 @@ struct Emitter<'a> {
     /// Packet bytes every path from this node to a match loads (see [`need_lengths`]):
     /// a bounds check here may as well check that many.
     need: u64,
+    /// What R4 holds here, if known.
+    r4: Option<PktPtr>,
+}
+
+/// Direct back end: R4 = `start + idx + off`, already checked against `end` (so bytes
+/// below it may be loaded).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PktPtr {
+    idx: Option<V>,
+    off: u64,
 }
 
 fn cond_of(op: TestOp) -> Cond {
@@ -1114,10 +1132,7 @@ impl Emitter<'_> {
                                     k: k0,
                                     size,
                                 },
-                            ) if var_raw.is_some() => {
-                                self.eval(i, 0)?;
-                                self.load_var(*k0, *size, verifier_bound(i), true)
-                            }
+                            ) if var_raw.is_some() => self.load_at(i, *k0, *size, 0, true)?,
                             _ => {
                                 self.eval(&t.a, 0)?;
                                 false
@@ -1196,8 +1211,7 @@ impl Emitter<'_> {
                     self.load_const(*k, *size, false);
                 }
                 Some(i) => {
-                    self.eval(i, d)?;
-                    self.load_var(*k, *size, verifier_bound(i), false);
+                    self.load_at(i, *k, *size, d, false)?;
                 }
             },
             V::Neg(a) => {
@@ -1298,9 +1312,17 @@ impl Emitter<'_> {
                     if n - k as u64 > i16::MAX as u64 && k > i16::MAX as u32 {
                         n = end_off;
                     }
-                    a.mov64(Reg::R4, start);
-                    a.add64(Reg::R4, n as i32);
+                    match &self.r4 {
+                        Some(PktPtr { idx: None, off }) if *off < n => {
+                            a.add64(Reg::R4, (n - off) as i32);
+                        }
+                        _ => {
+                            a.mov64(Reg::R4, start);
+                            a.add64(Reg::R4, n as i32);
+                        }
+                    }
                     a.jmp(Cond::Gt, Reg::R4, end, rej);
+                    self.r4 = Some(PktPtr { idx: None, off: n });
                     if k <= i16::MAX as u32 {
                         a.ldx(size_of(size), Reg::R0, start, k as i16);
                     } else {
@@ -1356,6 +1378,7 @@ impl Emitter<'_> {
     /// (lets us drop the range check, and in kernel memory the read-on-demand path).
     fn load_var(&mut self, k: u32, size: u8, bound: Option<u64>, want_raw: bool) -> bool {
         let rej = self.on_reject;
+        self.r4 = None;
         // `k + size` in one constant (the packet pointer's fixed offset, or added to
         // R0 at once) where it fits
         let ks = k as u64 + size as u64;
@@ -1434,6 +1457,58 @@ impl Emitter<'_> {
         false
     }
 
+    /// R0 = the load at `i + k` ([`Self::load_var`]), reusing R4 where it already
+    /// points at `start + i` plus a checked offset (`d`: the first free spill slot).
+    fn load_at(
+        &mut self,
+        i: &V,
+        k: u32,
+        size: u8,
+        d: usize,
+        want_raw: bool,
+    ) -> Result<bool, CompileError> {
+        let bound = verifier_bound(i);
+        let ks = k as u64 + size as u64;
+        let fits = bound.is_some_and(|b| b + ks <= DIRECT_MAX_END as u64) && ks <= i16::MAX as u64;
+        if let (PacketSource::Direct { end, .. }, Some(PktPtr { idx: Some(pi), off }), true) =
+            (self.src, self.r4.clone(), fits)
+        {
+            if pi == *i {
+                let rej = self.on_reject;
+                let a = &mut *self.asm;
+                let top = off.max(ks);
+                if ks > off {
+                    a.add64(Reg::R4, (ks - off) as i32);
+                    a.jmp(Cond::Gt, Reg::R4, end, rej);
+                }
+                a.ldx(
+                    size_of(size),
+                    Reg::R0,
+                    Reg::R4,
+                    (k as i64 - top as i64) as i16,
+                );
+                self.r4 = Some(PktPtr {
+                    idx: Some(pi),
+                    off: top,
+                });
+                if want_raw && size > 1 {
+                    return Ok(true);
+                }
+                swap(a, size);
+                return Ok(false);
+            }
+        }
+        self.eval(i, d)?;
+        let raw = self.load_var(k, size, bound, want_raw);
+        if matches!(self.src, PacketSource::Direct { .. }) && fits {
+            self.r4 = Some(PktPtr {
+                idx: Some(i.clone()),
+                off: ks,
+            });
+        }
+        Ok(raw)
+    }
+
     /// probe_read_kernel(tmp, size, R3) and load it big-endian into R0.
     fn slow_read(&mut self, size: u8) {
         let tmp = self.tmp_off();
@@ -1496,6 +1571,7 @@ impl Emitter<'_> {
         next: Option<NodeId>,
     ) -> Result<(), CompileError> {
         use crate::asm::AluOp as A;
+        self.r4 = None;
         let (pa, px, pc) = (self.chain_off(0), self.chain_off(1), self.chain_off(2));
         let (ly, ln, rej) = (self.target(yes), self.target(no), self.on_reject);
         if v6 {
@@ -1559,6 +1635,7 @@ impl Emitter<'_> {
         a.stx(Size::DW, Reg::R10, px, Reg::R0);
         a.ja(again);
         let _ = next;
+        self.r4 = None;
         Ok(())
     }
 }
