@@ -6,7 +6,8 @@
 //! preserved. The packet source registers must be among R6–R9 (they survive the
 //! `bpf_probe_read_kernel` calls of the kernel-memory back end). Stack layout, downwards
 //! from `stack_top`: 8 spill slots (64 B), an 8-byte read-on-demand slot, 3 protochain
-//! slots (24 B), then (kernel memory only) 8 B pad and the window buffer.
+//! slots (24 B), then (kernel memory only) 8 B pad and the window buffer (moved up by
+//! 0-3 bytes into the pad so that the network header is 4-byte aligned).
 //!
 //! Semantics are libpcap 1.10's unoptimized code: a load past the packet end or a
 //! division by zero rejects the whole filter, `len` is the packet length. Where
@@ -20,7 +21,7 @@
 //! `protochain` walks at most [`PROTOCHAIN_MAX_HEADERS`] headers, `geneve` is
 //! unsupported (variable offsets) and `vxlan` is not in libpcap 1.10.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::ast::{ArithOp, Expr};
 use super::lower::{Lowering, Test, TestOp, B, V};
@@ -858,10 +859,20 @@ fn emit_inner(
         proven: 0,
         need: 0,
         r4: None,
+        buf_shift: 0,
+        multi_idx: HashSet::new(),
     };
+    // Kernel memory: place the window (inside its 8-byte pad) so that the network
+    // header starts 4-byte aligned: IPv4/IPv6 address words then load in one go.
+    let net = match link {
+        LinkType::Ethernet => 14,
+        LinkType::RawIp => 0,
+    };
+    e.buf_shift = (-(e.buf_off() as i32 + net)).rem_euclid(4) as i16;
     e.prologue();
     let order = reachable_order(&p.dag, p.root);
     let need = need_lengths(&p.dag, &order, max_end);
+    e.multi_idx = repeated_indexes(&p.dag, &order);
     // Per node, over all its predecessors: the packet length already proven (bounds
     // checks to skip) and the value R0 certainly holds on entry (a load to skip).
     let mut proven_in: HashMap<NodeId, u64> = HashMap::new();
@@ -954,6 +965,36 @@ fn need_lengths(dag: &Dag, order: &[NodeId], max_end: u64) -> HashMap<NodeId, u6
     need
 }
 
+/// The variable load indexes that the reachable tests use more than once.
+fn repeated_indexes(dag: &Dag, order: &[NodeId]) -> HashSet<V> {
+    fn walk(v: &V, seen: &mut HashSet<V>, multi: &mut HashSet<V>) {
+        match v {
+            V::K(_) | V::Len => {}
+            V::Load { idx, .. } => {
+                if let Some(i) = idx.as_deref() {
+                    if !seen.insert(i.clone()) {
+                        multi.insert(i.clone());
+                    }
+                    walk(i, seen, multi);
+                }
+            }
+            V::Alu(_, a, b) => {
+                walk(a, seen, multi);
+                walk(b, seen, multi);
+            }
+            V::Neg(a) => walk(a, seen, multi),
+        }
+    }
+    let (mut seen, mut multi) = (HashSet::new(), HashSet::new());
+    for &n in order {
+        if let Node::Test { t, .. } = &dag.nodes[n] {
+            walk(&t.a, &mut seen, &mut multi);
+            walk(&t.b, &mut seen, &mut multi);
+        }
+    }
+    multi
+}
+
 fn reaches_match(dag: &Dag, root: NodeId) -> bool {
     let mut seen = vec![false; dag.nodes.len()];
     let mut stack = vec![root];
@@ -1005,12 +1046,17 @@ struct Emitter<'a> {
     /// Packet bytes every path from this node to a match loads (see [`need_lengths`]):
     /// a bounds check here may as well check that many.
     need: u64,
-    /// What R4 holds here, if known.
+    /// What R4 (direct back end) or R5 (kernel memory) holds here, if known.
     r4: Option<PktPtr>,
+    /// Kernel memory: variable indexes loaded more than once (worth keeping in R5).
+    multi_idx: HashSet<V>,
+    /// Bytes (0-3, inside the pad above it) the kernel-memory window is moved up by.
+    buf_shift: i16,
 }
 
 /// Direct back end: R4 = `start + idx + off`, already checked against `end` (so bytes
-/// below it may be loaded).
+/// below it may be loaded). Kernel memory: R5 = `idx + off` (a scalar), already
+/// checked against the length and inside the window.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct PktPtr {
     idx: Option<V>,
@@ -1039,7 +1085,9 @@ impl Emitter<'_> {
     }
     fn buf_off(&self) -> i16 {
         match self.src {
-            PacketSource::KernelMemory { .. } => (self.top - stack_bytes(&self.src) as i32) as i16,
+            PacketSource::KernelMemory { .. } => {
+                (self.top - stack_bytes(&self.src) as i32) as i16 + self.buf_shift
+            }
             PacketSource::Direct { .. } => 0,
         }
     }
@@ -1498,6 +1546,46 @@ impl Emitter<'_> {
                 return Ok(false);
             }
         }
+        if let PacketSource::KernelMemory { len, window, .. } = self.src {
+            if bound.is_some_and(|b| b + ks <= window as u64) {
+                let rej = self.on_reject;
+                let buf = self.buf_off();
+                match self.r4.clone() {
+                    Some(PktPtr { idx: Some(pi), off }) if pi == *i => {
+                        let a = &mut *self.asm;
+                        if ks > off {
+                            a.add64(Reg::R5, (ks - off) as i32);
+                            a.jmp(Cond::Gt, Reg::R5, len, rej);
+                        }
+                        let top = off.max(ks);
+                        a.mov64(Reg::R1, Reg::R10);
+                        a.add64(Reg::R1, Reg::R5);
+                        self.bytes_from(Reg::R1, buf + k as i16 - top as i16, size);
+                        self.r4 = Some(PktPtr {
+                            idx: Some(pi),
+                            off: top,
+                        });
+                        return Ok(false);
+                    }
+                    _ if self.multi_idx.contains(i) => {
+                        self.eval(i, d)?;
+                        let a = &mut *self.asm;
+                        a.add64(Reg::R0, ks as i32);
+                        a.jmp(Cond::Gt, Reg::R0, len, rej);
+                        a.mov64(Reg::R5, Reg::R0);
+                        a.mov64(Reg::R1, Reg::R10);
+                        a.add64(Reg::R1, Reg::R0);
+                        self.bytes_from(Reg::R1, buf - size as i16, size);
+                        self.r4 = Some(PktPtr {
+                            idx: Some(i.clone()),
+                            off: ks,
+                        });
+                        return Ok(false);
+                    }
+                    _ => {}
+                }
+            }
+        }
         self.eval(i, d)?;
         let raw = self.load_var(k, size, bound, want_raw);
         if matches!(self.src, PacketSource::Direct { .. }) && fits {
@@ -1511,6 +1599,8 @@ impl Emitter<'_> {
 
     /// probe_read_kernel(tmp, size, R3) and load it big-endian into R0.
     fn slow_read(&mut self, size: u8) {
+        // the helper call clobbers R1-R5
+        self.r4 = None;
         let tmp = self.tmp_off();
         let rej = self.on_reject;
         let a = &mut *self.asm;
