@@ -1284,13 +1284,19 @@ impl Emitter<'_> {
 
     fn alu_imm(&mut self, o: ArithOp, y: u32) {
         use crate::asm::AluOp as A;
+        if matches!(o, ArithOp::Div | ArithOp::Mod) && y == 0 {
+            // (a kept test libpcap's optimizer would have refused): reject through the
+            // runtime check, so that no instruction after it is unreachable
+            self.asm.mov32(Reg::R1, 0);
+            self.alu_reg(o);
+            return;
+        }
         let a = &mut *self.asm;
         let k = y as i32;
         match o {
             ArithOp::Add => a.alu32(A::Add, Reg::R0, k),
             ArithOp::Sub => a.alu32(A::Sub, Reg::R0, k),
             ArithOp::Mul => a.alu32(A::Mul, Reg::R0, k),
-            ArithOp::Div | ArithOp::Mod if y == 0 => a.ja(self.on_reject),
             ArithOp::Div => a.alu32(A::Div, Reg::R0, k),
             ArithOp::Mod => a.alu32(A::Mod, Reg::R0, k),
             ArithOp::And => a.alu32(A::And, Reg::R0, k),
