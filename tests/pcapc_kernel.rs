@@ -142,7 +142,13 @@ fn fixed_corpus() -> Vec<Expr> {
         },
         rhs: Arith::Num(0),
     };
+    let parse = |s: &str| pwru::pcapc::parse(s).unwrap().unwrap();
     vec![
+        // tests libpcap's optimizer would refuse, kept where their outcome is irrelevant
+        parse("(igmp[46:1] / (ip[2] * 0) != 3) or ip"),
+        parse("(igmp[46:1] >> (ip[2] * 0 + 40) != 3) or ip"),
+        // the checked pointer/index reused across tests
+        parse("src or dst port 53 and tcp[13] & 2 != 0"),
         p(Prim::Port {
             proto: None,
             dir: Dir::SrcOrDst,

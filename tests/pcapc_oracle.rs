@@ -35,10 +35,7 @@ fn ours_agree_with_libpcap() {
         failure_persistence: None,
         ..Config::default()
     };
-    // CI explores a fixed, reproducible sample; PCAPC_ORACLE_RANDOM=1 explores new ones
-    // (known open case: libpcap's optimizer folds `0 * ip[32:4]` and then proves
-    // `... or not ((-62 != 0 * ip[32:4]) or pppoed)` rejects all on raw IP; we do not fold
-    // multiplications by zero over packet loads yet).
+    // CI explores a fixed, reproducible sample; PCAPC_ORACLE_RANDOM=1 explores new ones.
     let mut runner = if std::env::var_os("PCAPC_ORACLE_RANDOM").is_some() {
         TestRunner::new(config)
     } else {

@@ -385,3 +385,139 @@ fn acceptance_regressions() {
         Err(CompileError::RejectsAll)
     );
 }
+
+/// libpcap's optimizer folds arithmetic on a constant 0 (`0 * x`, `x & 0`, `0 / x`, ...)
+/// to `ld #0` and then drops the now dead loads of `x`: that decides both acceptance
+/// ("expression rejects all packets") and, on short packets, the verdict.
+#[test]
+fn zero_folds() {
+    let env = FilterEnv::default();
+    let parse = |s: &str| pwru::pcapc::parse(s).unwrap().unwrap();
+    let rejects = [
+        (
+            "(pppoes 7 and ether proto 2054) or (not ((-62 != 0*ip[32:4]) or pppoed))",
+            LinkType::RawIp,
+        ),
+        ("not (0 * ip[32:4] = 0)", LinkType::RawIp),
+        ("not (0 & tcp[2:2] = 0)", LinkType::Ethernet),
+        ("0 / ip[3] != 0", LinkType::RawIp),
+        ("0 % (ip[3] + 1) = 1", LinkType::Ethernet),
+        ("(0 << ip[3]) + (0 >> ip[4]) = 7", LinkType::RawIp),
+    ];
+    for (s, link) in rejects {
+        assert_eq!(
+            check(&parse(s), link, &env),
+            Err(CompileError::RejectsAll),
+            "`{s}` on {link:?}"
+        );
+    }
+    // (expression, link, packet, verdict): the folded loads no longer reject short
+    // packets, the ones kept still do.
+    let verdicts = [
+        ("0 * ip[32:4] = 0", LinkType::RawIp, vec![0x45], true),
+        ("ip[32:4] * 0 = 0", LinkType::RawIp, vec![0x45], true),
+        ("ip[32:4] * 0 = 0", LinkType::RawIp, vec![0x65], false),
+        ("0 / ip[40] = 0", LinkType::RawIp, vec![0x45, 0], true),
+        ("0 + ip[40] = 0", LinkType::RawIp, vec![0x45, 0], false),
+        ("0 - ip[40] = 0", LinkType::RawIp, vec![0x45, 0], false),
+        ("0 - ip[1] = 0", LinkType::RawIp, vec![0x45, 0], true),
+        ("0 ^ ip[1] = 3", LinkType::RawIp, vec![0x45, 3], true),
+        (
+            "(0 * ip[40]) / ip[1] = 0",
+            LinkType::RawIp,
+            vec![0x45, 0],
+            true,
+        ),
+    ];
+    for (s, link, pkt, want) in verdicts {
+        let e = parse(s);
+        assert_eq!(
+            verdict(&e, link, &pkt),
+            want,
+            "`{s}` on {link:?} {pkt:02x?}"
+        );
+        #[cfg(feature = "oracle")]
+        {
+            let lt = match link {
+                LinkType::Ethernet => pcap::Linktype::ETHERNET,
+                LinkType::RawIp => pcap::Linktype(12),
+            };
+            let cap = pcap::Capture::dead(lt).unwrap();
+            assert_eq!(
+                cap.compile(s, true).unwrap().filter(&pkt),
+                want,
+                "libpcap `{s}`"
+            );
+        }
+    }
+    #[cfg(feature = "oracle")]
+    for (s, link) in rejects {
+        let lt = match link {
+            LinkType::Ethernet => pcap::Linktype::ETHERNET,
+            LinkType::RawIp => pcap::Linktype(12),
+        };
+        let cap = pcap::Capture::dead(lt).unwrap();
+        assert!(cap.compile(s, true).is_err(), "libpcap accepts `{s}`");
+    }
+}
+
+/// libpcap's optimizer reports a shift by a computed constant above 31 (or a division
+/// by a computed zero) only for tests its jump threading keeps: here the relation's
+/// outcome does not matter on the paths that reach it, so libpcap compiles the filter.
+#[test]
+fn optimizer_errors_only_on_reachable_tests() {
+    let env = FilterEnv::default();
+    let parse = |s: &str| pwru::pcapc::parse(s).unwrap().unwrap();
+    let accepted = [
+        "((pppoes or (((21 - ip[35:1]) >> (-16)) != (igmp[46:1] | ip6[0:2]))) or (not mpls 100))",
+        "(not (((26 << sctp[29:1]) <= ((-tcp[8:2]) << (-18))) and ip proto 1))",
+        "(((udp[28:2] << (-14)) <= (-ip[18:1])) or (not ip6 src and dst host 2001:db8::1))",
+        "(((27 > (sctp[2:2] >> (23 ^ 53))) and (igmp[udp[len:1]:2] >= (len / (-40)))) or (((-tcp[3:2]) < icmp[(-udp[18:4]):2]) or vrrp))",
+        "(igmp[46:1] >> (ip[2] * 0 + 40) != 3) or ip",
+        "(igmp[46:1] / (ip[2] * 0) != 3) or ip",
+    ];
+    let errors = [
+        (
+            "(pppoes or (((21 - ip[35:1]) >> (-16)) != (igmp[46:1] | ip6[0:2])))",
+            CompileError::ShiftTooLarge,
+        ),
+        (
+            "ip[35:1] >> (20 + 20) != 3 or tcp",
+            CompileError::ShiftTooLarge,
+        ),
+        (
+            "(igmp[46:1] >> (ip[2] * 0 + 40) != 3) or tcp",
+            CompileError::ShiftTooLarge,
+        ),
+        (
+            "(igmp[46:1] / (ip[2] * 0) != 3) or tcp",
+            CompileError::DivisionByZero,
+        ),
+    ];
+    for link in [LinkType::Ethernet, LinkType::RawIp] {
+        for s in accepted {
+            assert_eq!(check(&parse(s), link, &env), Ok(()), "`{s}` on {link:?}");
+        }
+        for (s, err) in &errors {
+            assert_eq!(
+                check(&parse(s), link, &env).as_ref(),
+                Err(err),
+                "`{s}` on {link:?}"
+            );
+        }
+        #[cfg(feature = "oracle")]
+        {
+            let lt = match link {
+                LinkType::Ethernet => pcap::Linktype::ETHERNET,
+                LinkType::RawIp => pcap::Linktype(12),
+            };
+            let cap = pcap::Capture::dead(lt).unwrap();
+            for s in accepted {
+                assert!(cap.compile(s, true).is_ok(), "libpcap rejects `{s}`");
+            }
+            for (s, _) in &errors {
+                assert!(cap.compile(s, true).is_err(), "libpcap accepts `{s}`");
+            }
+        }
+    }
+}

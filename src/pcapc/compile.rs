@@ -6,19 +6,22 @@
 //! preserved. The packet source registers must be among R6–R9 (they survive the
 //! `bpf_probe_read_kernel` calls of the kernel-memory back end). Stack layout, downwards
 //! from `stack_top`: 8 spill slots (64 B), an 8-byte read-on-demand slot, 3 protochain
-//! slots (24 B), then (kernel memory only) 8 B pad and the window buffer.
+//! slots (24 B), then (kernel memory only) 8 B pad and the window buffer (moved up by
+//! 0-3 bytes into the pad so that the network header is 4-byte aligned).
 //!
 //! Semantics are libpcap 1.10's unoptimized code: a load past the packet end or a
 //! division by zero rejects the whole filter, `len` is the packet length. Where
 //! libpcap's optimizer changes the verdict on short packets (it drops loads whose
-//! outcome it proves irrelevant) we keep the load. We report "rejects all packets"
+//! outcome it proves irrelevant) we keep the load, except where its constant folding
+//! removes the load (`x * 0`, `0 * x`, `x & 0`, `0 / x`, ...: we fold the same
+//! operations). We report "rejects all packets"
 //! with libpcap's jump-threading rules, path-sensitively; we prove a few more filters
 //! unsatisfiable than libpcap does (constant relations, contradictions its optimizer
 //! misses). Limits: loads must end within [`DIRECT_MAX_END`] bytes (direct back end),
 //! `protochain` walks at most [`PROTOCHAIN_MAX_HEADERS`] headers, `geneve` is
 //! unsupported (variable offsets) and `vxlan` is not in libpcap 1.10.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::ast::{ArithOp, Expr};
 use super::lower::{Lowering, Test, TestOp, B, V};
@@ -181,6 +184,8 @@ struct Dag {
     folded: HashMap<usize, Folded>,
     /// Test nodes by (test id, yes, no).
     test_nodes: HashMap<(u32, NodeId, NodeId), NodeId>,
+    /// Tests whose folding hit an optimizer error.
+    test_errors: HashMap<u32, CompileError>,
 }
 
 /// True when evaluating `v` certainly rejects the packet: a constant-offset load past
@@ -215,28 +220,77 @@ impl Dag {
         if let Some(f) = self.folded.get(&key) {
             return Ok(f.clone());
         }
+        let mut err = None;
         let ft = Test {
-            a: self.fold(&t.a)?,
+            a: self.fold(&t.a, &mut err),
             op: t.op,
-            b: self.fold(&t.b)?,
+            b: self.fold(&t.b, &mut err),
         };
-        let f = if let (V::K(a), V::K(b)) = (&ft.a, &ft.b) {
+        let f = if let Some(e) = err {
+            // An error of libpcap's optimizer: raised only if the test stays reachable
+            // (see `optimizer_error`), so the test is kept as it is.
+            let id = self.intern_test(ft);
+            self.test_errors.insert(id, e);
+            Folded::Id(id)
+        } else if let (V::K(a), V::K(b)) = (&ft.a, &ft.b) {
             Folded::Const(eval_op(ft.op, *a, *b))
         } else if always_rejects(&ft.a, self.max_end) || always_rejects(&ft.b, self.max_end) {
             Folded::Rejects
-        } else if let Some(&id) = self.test_ids.get(&ft) {
-            Folded::Id(id)
         } else {
-            let n = self.val_ids.len() as u32;
-            let a_id = *self.val_ids.entry(ft.a.clone()).or_insert(n);
-            let id = self.tests.len() as u32;
-            self.tinfo.push((a_id, ft.op, matches!(ft.b, V::K(_))));
-            self.test_ids.insert(ft.clone(), id);
-            self.tests.push(ft);
-            Folded::Id(id)
+            Folded::Id(self.intern_test(ft))
         };
         self.folded.insert(key, f.clone());
         Ok(f)
+    }
+
+    fn intern_test(&mut self, ft: Test) -> u32 {
+        if let Some(&id) = self.test_ids.get(&ft) {
+            return id;
+        }
+        let n = self.val_ids.len() as u32;
+        let a_id = *self.val_ids.entry(ft.a.clone()).or_insert(n);
+        let id = self.tests.len() as u32;
+        self.tinfo.push((a_id, ft.op, matches!(ft.b, V::K(_))));
+        self.test_ids.insert(ft.clone(), id);
+        self.tests.push(ft);
+        id
+    }
+
+    /// The error libpcap's optimizer reports while folding the statements of the tests
+    /// that survive its jump threading (a shift by a computed constant above 31, a
+    /// division by a computed zero): the tests reachable from `root` whose two branches
+    /// differ (a test with equal branches is bypassed before statements are folded).
+    fn optimizer_error(&self, root: NodeId) -> Option<CompileError> {
+        if self.test_errors.is_empty() {
+            return None;
+        }
+        let mut seen = vec![false; self.nodes.len()];
+        let mut stack = vec![root];
+        while let Some(n) = stack.pop() {
+            if n <= REJECT || seen[n] {
+                continue;
+            }
+            seen[n] = true;
+            match &self.nodes[n] {
+                Node::Test { t, yes, no } => {
+                    if yes != no {
+                        if let Some(e) =
+                            self.test_ids.get(t).and_then(|id| self.test_errors.get(id))
+                        {
+                            return Some(e.clone());
+                        }
+                    }
+                    stack.push(*yes);
+                    stack.push(*no);
+                }
+                Node::Chain { yes, no, .. } => {
+                    stack.push(*yes);
+                    stack.push(*no);
+                }
+                Node::Match | Node::Reject => {}
+            }
+        }
+        None
     }
 
     /// What the facts say about test `t`, with exactly libpcap's jump-threading rules
@@ -345,35 +399,38 @@ impl Dag {
         id
     }
 
-    fn fold(&self, v: &V) -> Result<V, CompileError> {
-        Ok(match v {
+    /// Constant folding as libpcap's optimizer does it; its errors go to `err` (the
+    /// first one) and leave the operation unfolded.
+    fn fold(&self, v: &V, err: &mut Option<CompileError>) -> V {
+        match v {
             V::K(_) | V::Len => v.clone(),
             V::Load { idx, k, size } => V::Load {
-                idx: match idx {
-                    Some(i) => Some(Box::new(self.fold(i)?)),
-                    None => None,
-                },
+                idx: idx.as_ref().map(|i| Box::new(self.fold(i, err))),
                 k: *k,
                 size: *size,
             },
-            V::Neg(a) => match self.fold(a)? {
+            V::Neg(a) => match self.fold(a, err) {
                 V::K(x) => V::K(x.wrapping_neg()),
                 a => V::Neg(Box::new(a)),
             },
             V::Alu(o, a, b) => {
-                let a = self.fold(a)?;
-                let b = self.fold(b)?;
+                let a = self.fold(a, err);
+                let b = self.fold(b, err);
+                let keep = |err: &mut Option<CompileError>, e: CompileError| {
+                    err.get_or_insert(e);
+                    V::Alu(*o, Box::new(a.clone()), Box::new(b.clone()))
+                };
                 if let V::K(y) = b {
                     if self.optimize {
                         match (o, y) {
-                            (ArithOp::Div, 0) => return Err(CompileError::DivisionByZero),
-                            (ArithOp::Mod, 0) => return Err(CompileError::ModulusByZero),
+                            (ArithOp::Div, 0) => return keep(err, CompileError::DivisionByZero),
+                            (ArithOp::Mod, 0) => return keep(err, CompileError::ModulusByZero),
                             (ArithOp::Lsh | ArithOp::Rsh, y) if y > 31 && !matches!(a, V::K(_)) => {
-                                return Err(CompileError::ShiftTooLarge)
+                                return keep(err, CompileError::ShiftTooLarge)
                             }
                             // libpcap's optimizer turns `mul #0` / `and #0` into `ld #0`
                             // (dropping the operand's loads); so do we.
-                            (ArithOp::Mul | ArithOp::And, 0) => return Ok(V::K(0)),
+                            (ArithOp::Mul | ArithOp::And, 0) => return V::K(0),
                             (
                                 ArithOp::Add
                                 | ArithOp::Sub
@@ -382,19 +439,34 @@ impl Dag {
                                 | ArithOp::Lsh
                                 | ArithOp::Rsh,
                                 0,
-                            ) => return Ok(a),
+                            ) => return a,
                             _ => {}
                         }
                     }
                     if let V::K(x) = a {
                         if let Some(r) = alu_const(*o, x, y) {
-                            return Ok(V::K(r));
+                            return V::K(r);
                         }
+                    }
+                } else if self.optimize && a == V::K(0) {
+                    // optimize.c opt_stmt on `A op X` with A a constant 0 and X not a
+                    // constant: `add/or/xor` become `tax`, `mul/div/mod/and/lsh/rsh`
+                    // become `ld #0` (so X's loads, and a runtime division by zero,
+                    // are gone); `sub` stays.
+                    match o {
+                        ArithOp::Add | ArithOp::Or | ArithOp::Xor => return b,
+                        ArithOp::Mul
+                        | ArithOp::Div
+                        | ArithOp::Mod
+                        | ArithOp::And
+                        | ArithOp::Lsh
+                        | ArithOp::Rsh => return V::K(0),
+                        ArithOp::Sub => {}
                     }
                 }
                 V::Alu(*o, Box::new(a), Box::new(b))
             }
-        })
+        }
     }
 
     fn gen(
@@ -677,6 +749,7 @@ fn plan(expr: &Expr, link: LinkType, env: &FilterEnv, max_end: u64) -> Result<Pl
         tinfo: vec![],
         folded: HashMap::new(),
         test_nodes: HashMap::new(),
+        test_errors: HashMap::new(),
     };
     let mut pg = PathGen {
         konts: vec![],
@@ -700,6 +773,9 @@ fn plan(expr: &Expr, link: LinkType, env: &FilterEnv, max_end: u64) -> Result<Pl
     // libpcap's optimizer reports a program that can only reach `ret #0`. (We keep
     // tests whose outcomes are irrelevant, like libpcap's unoptimized code, because
     // their loads can still reject a short packet.)
+    if let Some(e) = dag.optimizer_error(root) {
+        return Err(e);
+    }
     if optimize && !reaches_match(&dag, root) {
         return Err(CompileError::RejectsAll);
     }
@@ -781,19 +857,36 @@ fn emit_inner(
         on_reject,
         labels: HashMap::new(),
         proven: 0,
+        need: 0,
+        r4: None,
+        buf_shift: 0,
+        multi_idx: HashSet::new(),
     };
+    // Kernel memory: place the window (inside its 8-byte pad) so that the network
+    // header starts 4-byte aligned: IPv4/IPv6 address words then load in one go.
+    let net = match link {
+        LinkType::Ethernet => 14,
+        LinkType::RawIp => 0,
+    };
+    e.buf_shift = (-(e.buf_off() as i32 + net)).rem_euclid(4) as i16;
     e.prologue();
     let order = reachable_order(&p.dag, p.root);
+    let need = need_lengths(&p.dag, &order, max_end);
+    e.multi_idx = repeated_indexes(&p.dag, &order);
     // Per node, over all its predecessors: the packet length already proven (bounds
     // checks to skip) and the value R0 certainly holds on entry (a load to skip).
     let mut proven_in: HashMap<NodeId, u64> = HashMap::new();
     let mut r0_in: HashMap<NodeId, Option<(V, bool)>> = HashMap::new();
+    // and what R4 holds (direct back end: a checked packet pointer)
+    let mut r4_in: HashMap<NodeId, Option<PktPtr>> = HashMap::new();
     proven_in.insert(p.root, 0);
     r0_in.insert(p.root, None);
     for (i, &n) in order.iter().enumerate() {
         let next = order.get(i + 1).copied().or(fall);
         e.proven = proven_in.get(&n).copied().unwrap_or(0);
+        e.need = need.get(&n).copied().unwrap_or(0);
         let r0 = r0_in.get(&n).cloned().flatten();
+        e.r4 = r4_in.get(&n).cloned().flatten();
         let out_r0 = e.node(&p.dag.nodes[n], n, next, r0.as_ref())?;
         let succ = match &p.dag.nodes[n] {
             Node::Test { yes, no, .. } | Node::Chain { yes, no, .. } => vec![*yes, *no],
@@ -805,6 +898,10 @@ fn emit_inner(
             let rv = r0_in.entry(c).or_insert_with(|| out_r0.clone());
             if *rv != out_r0 {
                 *rv = None;
+            }
+            let r4 = r4_in.entry(c).or_insert_with(|| e.r4.clone());
+            if *r4 != e.r4 {
+                *r4 = None;
             }
         }
     }
@@ -830,6 +927,72 @@ fn emit_inner(
         uses_match: reaches(MATCH),
         uses_reject: reaches(REJECT) || rejects_at_runtime,
     })
+}
+
+/// The packet length each node's bounds check may demand: the largest `n` such that every
+/// path from the node to a match loads byte `n - 1` or beyond. A shorter packet can
+/// only be rejected from there (by that load, if not before), so checking `n` up front
+/// gives the same verdict and spares the later checks.
+fn need_lengths(dag: &Dag, order: &[NodeId], max_end: u64) -> HashMap<NodeId, u64> {
+    fn ends(v: &V) -> u64 {
+        match v {
+            V::K(_) | V::Len => 0,
+            V::Load { idx, k, size } => {
+                let own = *k as u64 + *size as u64;
+                own.max(idx.as_deref().map_or(0, ends))
+            }
+            V::Alu(_, a, b) => ends(a).max(ends(b)),
+            V::Neg(a) => ends(a),
+        }
+    }
+    let mut need: HashMap<NodeId, u64> = HashMap::new();
+    let get = |need: &HashMap<NodeId, u64>, n: NodeId| match n {
+        MATCH => 0,
+        REJECT => u64::MAX,
+        n => need.get(&n).copied().unwrap_or(0),
+    };
+    for &n in order.iter().rev() {
+        let (own, yes, no) = match &dag.nodes[n] {
+            Node::Test { t, yes, no } => (ends(&t.a).max(ends(&t.b)), *yes, *no),
+            Node::Chain {
+                v6, nl, yes, no, ..
+            } => (*nl as u64 + if *v6 { 7 } else { 10 }, *yes, *no),
+            Node::Match | Node::Reject => continue,
+        };
+        let after = get(&need, yes).min(get(&need, no));
+        need.insert(n, own.max(after).min(max_end));
+    }
+    need
+}
+
+/// The variable load indexes that the reachable tests use more than once.
+fn repeated_indexes(dag: &Dag, order: &[NodeId]) -> HashSet<V> {
+    fn walk(v: &V, seen: &mut HashSet<V>, multi: &mut HashSet<V>) {
+        match v {
+            V::K(_) | V::Len => {}
+            V::Load { idx, .. } => {
+                if let Some(i) = idx.as_deref() {
+                    if !seen.insert(i.clone()) {
+                        multi.insert(i.clone());
+                    }
+                    walk(i, seen, multi);
+                }
+            }
+            V::Alu(_, a, b) => {
+                walk(a, seen, multi);
+                walk(b, seen, multi);
+            }
+            V::Neg(a) => walk(a, seen, multi),
+        }
+    }
+    let (mut seen, mut multi) = (HashSet::new(), HashSet::new());
+    for &n in order {
+        if let Node::Test { t, .. } = &dag.nodes[n] {
+            walk(&t.a, &mut seen, &mut multi);
+            walk(&t.b, &mut seen, &mut multi);
+        }
+    }
+    multi
 }
 
 fn reaches_match(dag: &Dag, root: NodeId) -> bool {
@@ -880,6 +1043,24 @@ struct Emitter<'a> {
     labels: HashMap<NodeId, Label>,
     /// Packet bytes proven present on every path to here (bounds checks to skip).
     proven: u64,
+    /// Packet bytes every path from this node to a match loads (see [`need_lengths`]):
+    /// a bounds check here may as well check that many.
+    need: u64,
+    /// What R4 (direct back end) or R5 (kernel memory) holds here, if known.
+    r4: Option<PktPtr>,
+    /// Kernel memory: variable indexes loaded more than once (worth keeping in R5).
+    multi_idx: HashSet<V>,
+    /// Bytes (0-3, inside the pad above it) the kernel-memory window is moved up by.
+    buf_shift: i16,
+}
+
+/// Direct back end: R4 = `start + idx + off`, already checked against `end` (so bytes
+/// below it may be loaded). Kernel memory: R5 = `idx + off` (a scalar), already
+/// checked against the length and inside the window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PktPtr {
+    idx: Option<V>,
+    off: u64,
 }
 
 fn cond_of(op: TestOp) -> Cond {
@@ -904,7 +1085,9 @@ impl Emitter<'_> {
     }
     fn buf_off(&self) -> i16 {
         match self.src {
-            PacketSource::KernelMemory { .. } => (self.top - stack_bytes(&self.src) as i32) as i16,
+            PacketSource::KernelMemory { .. } => {
+                (self.top - stack_bytes(&self.src) as i32) as i16 + self.buf_shift
+            }
             PacketSource::Direct { .. } => 0,
         }
     }
@@ -952,26 +1135,36 @@ impl Emitter<'_> {
                     V::K(k) => {
                         // Equality and bit tests of 2/4-byte fields compare the raw
                         // (little-endian) load against byte-swapped constants.
+                        let eq_or_set = matches!(t.op, TestOp::Eq | TestOp::Set);
                         let shape = raw_shape(&t.a).filter(|&(_, size, m)| {
-                            matches!(t.op, TestOp::Eq | TestOp::Set)
+                            eq_or_set
                                 && (size == 4 || (*k <= 0xffff && (m == u32::MAX || m <= 0xffff)))
                         });
-                        let raw = match (r0, shape) {
-                            (Some((v, raw)), Some((_, size, _))) if *v == t.a => {
-                                if !*raw {
-                                    swap(self.asm, size);
-                                }
-                                true
+                        let var_raw = match &t.a {
+                            V::Load {
+                                idx: Some(_), size, ..
+                            } if *size > 1 && eq_or_set && (*size == 4 || *k <= 0xffff) => {
+                                Some(*size)
                             }
-                            (Some((v, raw)), None) if *v == t.a => {
-                                if *raw {
-                                    if let Some((_, size, _)) = raw_shape(&t.a) {
+                            _ => None,
+                        };
+                        let want = shape.map(|(_, size, _)| size).or(var_raw);
+                        let raw = match (r0, shape, &t.a) {
+                            (Some((v, raw)), _, _) if *v == t.a => match (want, *raw) {
+                                (Some(size), false) => {
+                                    swap(self.asm, size);
+                                    true
+                                }
+                                (Some(_), true) => true,
+                                (None, true) => {
+                                    if let Some(size) = raw_size(&t.a) {
                                         swap(self.asm, size);
                                     }
+                                    false
                                 }
-                                false
-                            }
-                            (_, Some((k0, size, m))) => {
+                                (None, false) => false,
+                            },
+                            (_, Some((k0, size, m)), _) => {
                                 let raw = self.load_const(k0, size, true);
                                 if m != u32::MAX {
                                     let mm = if raw { swap_k(m, size) } else { m };
@@ -979,13 +1172,22 @@ impl Emitter<'_> {
                                 }
                                 raw
                             }
+                            (
+                                _,
+                                None,
+                                V::Load {
+                                    idx: Some(i),
+                                    k: k0,
+                                    size,
+                                },
+                            ) if var_raw.is_some() => self.load_at(i, *k0, *size, 0, true)?,
                             _ => {
                                 self.eval(&t.a, 0)?;
                                 false
                             }
                         };
-                        let kk = match shape {
-                            Some((_, size, _)) if raw => swap_k(*k, size),
+                        let kk = match want {
+                            Some(size) if raw => swap_k(*k, size),
                             _ => *k,
                         };
                         self.branch(c, Reg::R0, (kk as i32).into(), *yes, *no, next);
@@ -1057,8 +1259,7 @@ impl Emitter<'_> {
                     self.load_const(*k, *size, false);
                 }
                 Some(i) => {
-                    self.eval(i, d)?;
-                    self.load_var(*k, *size, verifier_bound(i));
+                    self.load_at(i, *k, *size, d, false)?;
                 }
             },
             V::Neg(a) => {
@@ -1083,13 +1284,19 @@ impl Emitter<'_> {
 
     fn alu_imm(&mut self, o: ArithOp, y: u32) {
         use crate::asm::AluOp as A;
+        if matches!(o, ArithOp::Div | ArithOp::Mod) && y == 0 {
+            // (a kept test libpcap's optimizer would have refused): reject through the
+            // runtime check, so that no instruction after it is unreachable
+            self.asm.mov32(Reg::R1, 0);
+            self.alu_reg(o);
+            return;
+        }
         let a = &mut *self.asm;
         let k = y as i32;
         match o {
             ArithOp::Add => a.alu32(A::Add, Reg::R0, k),
             ArithOp::Sub => a.alu32(A::Sub, Reg::R0, k),
             ArithOp::Mul => a.alu32(A::Mul, Reg::R0, k),
-            ArithOp::Div | ArithOp::Mod if y == 0 => a.ja(self.on_reject),
             ArithOp::Div => a.alu32(A::Div, Reg::R0, k),
             ArithOp::Mod => a.alu32(A::Mod, Reg::R0, k),
             ArithOp::And => a.alu32(A::And, Reg::R0, k),
@@ -1154,11 +1361,28 @@ impl Emitter<'_> {
                 if end_off <= self.proven && k <= i16::MAX as u32 {
                     a.ldx(size_of(size), Reg::R0, start, k as i16);
                 } else {
-                    a.mov64(Reg::R4, start);
-                    a.add64(Reg::R4, end_off as i32);
+                    // check the length every path to a match needs anyway
+                    let mut n = self.need.clamp(end_off, DIRECT_MAX_END as u64);
+                    if n - k as u64 > i16::MAX as u64 && k > i16::MAX as u32 {
+                        n = end_off;
+                    }
+                    match &self.r4 {
+                        Some(PktPtr { idx: None, off }) if *off < n => {
+                            a.add64(Reg::R4, (n - off) as i32);
+                        }
+                        _ => {
+                            a.mov64(Reg::R4, start);
+                            a.add64(Reg::R4, n as i32);
+                        }
+                    }
                     a.jmp(Cond::Gt, Reg::R4, end, rej);
-                    a.ldx(size_of(size), Reg::R0, Reg::R4, -(size as i16));
-                    self.proven = self.proven.max(end_off);
+                    self.r4 = Some(PktPtr { idx: None, off: n });
+                    if k <= i16::MAX as u32 {
+                        a.ldx(size_of(size), Reg::R0, start, k as i16);
+                    } else {
+                        a.ldx(size_of(size), Reg::R0, Reg::R4, -((n - k as u64) as i16));
+                    }
+                    self.proven = self.proven.max(n);
                 }
                 if want_raw && size > 1 {
                     return true;
@@ -1172,8 +1396,9 @@ impl Emitter<'_> {
                     return false;
                 }
                 if end_off > self.proven {
-                    self.asm.jmp(Cond::Lt, len, end_off as i32, rej);
-                    self.proven = end_off;
+                    let n = self.need.clamp(end_off, 0x7fff_ffff);
+                    self.asm.jmp(Cond::Lt, len, n as i32, rej);
+                    self.proven = n;
                 }
                 if end_off <= window as u64 {
                     let off = self.buf_off() as i32 + k as i32;
@@ -1201,12 +1426,49 @@ impl Emitter<'_> {
         }
     }
 
-    /// R0 = big-endian load at `R0 + k` (R0 a zero-extended u32; no wrap).
-    /// `bound`: an upper bound of R0 that the verifier also derives (lets us drop the
-    /// range check, and in kernel memory the read-on-demand path).
-    fn load_var(&mut self, k: u32, size: u8, bound: Option<u64>) {
+    /// R0 = big-endian load at `R0 + k` (R0 a zero-extended u32; no wrap), or the raw
+    /// little-endian value when `want_raw` and the back end loads it in one go (returns
+    /// whether it did). `bound`: an upper bound of R0 that the verifier also derives
+    /// (lets us drop the range check, and in kernel memory the read-on-demand path).
+    fn load_var(&mut self, k: u32, size: u8, bound: Option<u64>, want_raw: bool) -> bool {
         let rej = self.on_reject;
-        let end_bound = bound.map(|b| b + k as u64 + size as u64);
+        self.r4 = None;
+        // `k + size` in one constant (the packet pointer's fixed offset, or added to
+        // R0 at once) where it fits
+        let ks = k as u64 + size as u64;
+        let end_bound = bound.map(|b| b + ks);
+        match self.src {
+            PacketSource::Direct { start, end } if ks <= i16::MAX as u64 => {
+                let a = &mut *self.asm;
+                if end_bound.is_none_or(|b| b > DIRECT_MAX_END as u64) {
+                    a.jmp(Cond::Gt, Reg::R0, DIRECT_MAX_END - ks as i32, rej);
+                }
+                a.mov64(Reg::R4, start);
+                a.add64(Reg::R4, Reg::R0);
+                a.add64(Reg::R4, ks as i32);
+                a.jmp(Cond::Gt, Reg::R4, end, rej);
+                a.ldx(size_of(size), Reg::R0, Reg::R4, -(size as i16));
+                if want_raw && size > 1 {
+                    return true;
+                }
+                swap(a, size);
+                return false;
+            }
+            PacketSource::KernelMemory { len, window, .. }
+                if end_bound.is_some_and(|b| b <= window as u64) =>
+            {
+                // always inside the window
+                let a = &mut *self.asm;
+                a.add64(Reg::R0, ks as i32);
+                a.jmp(Cond::Gt, Reg::R0, len, rej);
+                a.mov64(Reg::R1, Reg::R10);
+                a.add64(Reg::R1, Reg::R0);
+                let off = self.buf_off() - size as i16;
+                self.bytes_from(Reg::R1, off, size);
+                return false;
+            }
+            _ => {}
+        }
         let a = &mut *self.asm;
         if k > i32::MAX as u32 {
             a.mov32(Reg::R1, k as i32);
@@ -1232,14 +1494,6 @@ impl Emitter<'_> {
                 a.mov64(Reg::R1, Reg::R0);
                 a.add64(Reg::R1, size as i32);
                 a.jmp(Cond::Gt, Reg::R1, len, rej);
-                if end_bound.is_some_and(|b| b <= window as u64) {
-                    // always inside the window
-                    a.mov64(Reg::R1, Reg::R10);
-                    a.add64(Reg::R1, Reg::R0);
-                    let off = self.buf_off();
-                    self.bytes_from(Reg::R1, off, size);
-                    return;
-                }
                 a.jmp(Cond::Gt, Reg::R0, window as i32 - size as i32, slow);
                 a.mov64(Reg::R1, Reg::R10);
                 a.add64(Reg::R1, Reg::R0);
@@ -1254,10 +1508,105 @@ impl Emitter<'_> {
                 self.asm.bind(done);
             }
         }
+        false
+    }
+
+    /// R0 = the load at `i + k` ([`Self::load_var`]), reusing R4 where it already
+    /// points at `start + i` plus a checked offset (`d`: the first free spill slot).
+    fn load_at(
+        &mut self,
+        i: &V,
+        k: u32,
+        size: u8,
+        d: usize,
+        want_raw: bool,
+    ) -> Result<bool, CompileError> {
+        let bound = verifier_bound(i);
+        let ks = k as u64 + size as u64;
+        let fits = bound.is_some_and(|b| b + ks <= DIRECT_MAX_END as u64) && ks <= i16::MAX as u64;
+        if let (PacketSource::Direct { end, .. }, Some(PktPtr { idx: Some(pi), off }), true) =
+            (self.src, self.r4.clone(), fits)
+        {
+            if pi == *i {
+                let rej = self.on_reject;
+                let a = &mut *self.asm;
+                let top = off.max(ks);
+                if ks > off {
+                    a.add64(Reg::R4, (ks - off) as i32);
+                    a.jmp(Cond::Gt, Reg::R4, end, rej);
+                }
+                a.ldx(
+                    size_of(size),
+                    Reg::R0,
+                    Reg::R4,
+                    (k as i64 - top as i64) as i16,
+                );
+                self.r4 = Some(PktPtr {
+                    idx: Some(pi),
+                    off: top,
+                });
+                if want_raw && size > 1 {
+                    return Ok(true);
+                }
+                swap(a, size);
+                return Ok(false);
+            }
+        }
+        if let PacketSource::KernelMemory { len, window, .. } = self.src {
+            if bound.is_some_and(|b| b + ks <= window as u64) {
+                let rej = self.on_reject;
+                let buf = self.buf_off();
+                match self.r4.clone() {
+                    Some(PktPtr { idx: Some(pi), off }) if pi == *i => {
+                        let a = &mut *self.asm;
+                        if ks > off {
+                            a.add64(Reg::R5, (ks - off) as i32);
+                            a.jmp(Cond::Gt, Reg::R5, len, rej);
+                        }
+                        let top = off.max(ks);
+                        a.mov64(Reg::R1, Reg::R10);
+                        a.add64(Reg::R1, Reg::R5);
+                        self.bytes_from(Reg::R1, buf + k as i16 - top as i16, size);
+                        self.r4 = Some(PktPtr {
+                            idx: Some(pi),
+                            off: top,
+                        });
+                        return Ok(false);
+                    }
+                    _ if self.multi_idx.contains(i) => {
+                        self.eval(i, d)?;
+                        let a = &mut *self.asm;
+                        a.add64(Reg::R0, ks as i32);
+                        a.jmp(Cond::Gt, Reg::R0, len, rej);
+                        a.mov64(Reg::R5, Reg::R0);
+                        a.mov64(Reg::R1, Reg::R10);
+                        a.add64(Reg::R1, Reg::R0);
+                        self.bytes_from(Reg::R1, buf - size as i16, size);
+                        self.r4 = Some(PktPtr {
+                            idx: Some(i.clone()),
+                            off: ks,
+                        });
+                        return Ok(false);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.eval(i, d)?;
+        let raw = self.load_var(k, size, bound, want_raw);
+        if matches!(self.src, PacketSource::Direct { .. }) && fits {
+            self.r4 = Some(PktPtr {
+                idx: Some(i.clone()),
+                off: ks,
+            });
+        }
+        Ok(raw)
     }
 
     /// probe_read_kernel(tmp, size, R3) and load it big-endian into R0.
     fn slow_read(&mut self, size: u8) {
+        // the helper call clobbers R1-R5
+        self.r4 = None;
         let tmp = self.tmp_off();
         let rej = self.on_reject;
         let a = &mut *self.asm;
@@ -1318,6 +1667,7 @@ impl Emitter<'_> {
         next: Option<NodeId>,
     ) -> Result<(), CompileError> {
         use crate::asm::AluOp as A;
+        self.r4 = None;
         let (pa, px, pc) = (self.chain_off(0), self.chain_off(1), self.chain_off(2));
         let (ly, ln, rej) = (self.target(yes), self.target(no), self.on_reject);
         if v6 {
@@ -1353,10 +1703,10 @@ impl Emitter<'_> {
             a.bind(adv);
             // A = P[nl + X]; X = (P[nl + X + 1] + 1) * 8 + X
             a.ldx(Size::DW, Reg::R0, Reg::R10, px);
-            self.load_var(nl, 1, None);
+            self.load_var(nl, 1, None, false);
             self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
             self.asm.ldx(Size::DW, Reg::R0, Reg::R10, px);
-            self.load_var(nl + 1, 1, None);
+            self.load_var(nl + 1, 1, None, false);
             let a = &mut *self.asm;
             a.alu32(A::Add, Reg::R0, 1);
             a.alu32(A::Mul, Reg::R0, 8);
@@ -1370,17 +1720,18 @@ impl Emitter<'_> {
         a.jmp(Cond::Ne, Reg::R0, 51, ln);
         // AH, as libpcap does it: A = P[nl + X]; X = (P[nl + (X + 1)] + 2) * 4
         a.ldx(Size::DW, Reg::R0, Reg::R10, px);
-        self.load_var(nl, 1, None);
+        self.load_var(nl, 1, None, false);
         self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
         self.asm.ldx(Size::DW, Reg::R0, Reg::R10, px);
         self.asm.alu32(A::Add, Reg::R0, 1);
-        self.load_var(nl, 1, None);
+        self.load_var(nl, 1, None, false);
         let a = &mut *self.asm;
         a.alu32(A::Add, Reg::R0, 2);
         a.alu32(A::Mul, Reg::R0, 4);
         a.stx(Size::DW, Reg::R10, px, Reg::R0);
         a.ja(again);
         let _ = next;
+        self.r4 = None;
         Ok(())
     }
 }
@@ -1412,6 +1763,24 @@ fn verifier_bound(v: &V) -> Option<u64> {
         _ => return None,
     };
     (b <= u32::MAX as u64).then_some(b)
+}
+
+/// The size of a 2/4-byte load a test value is (possibly masked), whose raw
+/// little-endian form a register may hold.
+fn raw_size(v: &V) -> Option<u8> {
+    match v {
+        V::Load { size, .. } if *size > 1 => Some(*size),
+        V::Alu(ArithOp::And, a, m) => match (&**a, &**m) {
+            (
+                V::Load {
+                    idx: None, size, ..
+                },
+                V::K(_),
+            ) if *size > 1 => Some(*size),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// `(offset, size, mask)` of a test value that is a constant-offset 2/4-byte load,
