@@ -16,6 +16,9 @@
 #   ready_s        start -> "Listening for events" on stderr
 #   attach_s       first line matching $BENCH_ATTACH_RE -> "Listening" (n/a if absent)
 #   exit_s         SIGINT -> process exit
+#   detached_s     SIGINT -> every kprobe gone: the exit of the background
+#                  detacher the tracer names on stderr ("... in the background
+#                  (pid N)"), else exit_s
 #   hwm_kb         VmHWM before SIGINT
 #   idle_cpu_pct   user+sys CPU of the tracer during the idle phase
 #   ns_hit_nomatch, ns_hit_match
@@ -127,7 +130,7 @@ run_tool() {
     local name=$1 bin=$2 run=$3
     local log=$OUT/$name.$run.err trace=$OUT/$name.$run.trace ids=$OUT/$name.$run.ids
     local pid t0 t_attach='' t_ready='' state=starting ready_s=n/a attach_s=n/a exit_s=n/a
-    local idle_cpu=n/a hwm=n/a c0 c1 s0 s1 s2 pps_none pps_nomatch=n/a pps_match=n/a
+    local detached_s=n/a idle_cpu=n/a hwm=n/a c0 c1 s0 s1 s2 pps_none pps_nomatch=n/a pps_match=n/a
     local ns_nomatch=n/a ns_match=n/a hits_nomatch=n/a hits_match=n/a
     local events=n/a events_per_s=n/a seen=n/a loss=n/a t_m0 t_m1 rc
 
@@ -193,6 +196,18 @@ run_tool() {
         wait "$pid"
         rc=$?
         exit_s=$(sub "$t_int" "$(now)")
+        # A background kprobe detacher (ours, kprobe backend): wait for it, so that the
+        # next run starts on a quiet kernel, and report when the kprobes were gone.
+        local dpid
+        dpid=$(sed -n 's/.*in the background (pid \([0-9][0-9]*\)).*/\1/p' "$log" | head -n 1)
+        if [[ -n $dpid ]]; then
+            while [[ -r /proc/$dpid/stat ]] && [[ $(awk '{ print $3 }' "/proc/$dpid/stat" 2>/dev/null) != Z ]]; do
+                sleep 0.1
+            done
+            detached_s=$(sub "$t_int" "$(now)")
+        else
+            detached_s=$exit_s
+        fi
     else
         kill -KILL "$pid" 2>/dev/null
         wait "$pid"
@@ -201,7 +216,7 @@ run_tool() {
         tr '\r' '\n' <"$log" | tail -n 20
     fi
     echo "METRIC kernel=$KERNEL tool=$name run=$run state=$state ready_s=$ready_s attach_s=$attach_s" \
-         "exit_s=$exit_s rc=$rc hwm_kb=$hwm idle_cpu_pct=$idle_cpu ns_hit_nomatch=$ns_nomatch" \
+         "exit_s=$exit_s detached_s=$detached_s rc=$rc hwm_kb=$hwm idle_cpu_pct=$idle_cpu ns_hit_nomatch=$ns_nomatch" \
          "ns_hit_match=$ns_match hits_nomatch=$hits_nomatch hits_match=$hits_match pps_none=$pps_none" \
          "pps_nomatch=$pps_nomatch pps_match=$pps_match events=$events events_per_s=$events_per_s" \
          "pkts_seen=$seen loss_pct=$loss tput_nomatch_pct=$(pct "$pps_nomatch" "$pps_none")" \

@@ -48,7 +48,7 @@ for v in BENCH_PAIRS BENCH_PACKETS BENCH_IDLE_SECS BENCH_ARGS BENCH_ATTACH_RE \
 done
 export PWRU_VM_ENV
 
-readonly METRICS="ready_s attach_s exit_s hwm_kb idle_cpu_pct ns_hit_nomatch ns_hit_match
+readonly METRICS="ready_s attach_s exit_s detached_s hwm_kb idle_cpu_pct ns_hit_nomatch ns_hit_match
     hits_nomatch hits_match pps_none pps_nomatch pps_match tput_nomatch_pct tput_match_pct
     events events_per_s pkts_seen loss_pct"
 

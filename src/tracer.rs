@@ -17,7 +17,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::Notify;
 
-use crate::attach::{self, AttachError, Backend, BackendKind, Probeable, Target};
+use crate::attach::{self, background, AttachError, Backend, BackendKind, Probeable, Target};
 use crate::btf::{KernelBtf, Kmods, SkbLayout};
 use crate::cli::{Backend as BackendChoice, Config, NetnsSpec};
 use crate::events::{self, EventSink, Flow, LostEvents};
@@ -99,7 +99,7 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
             Err(e) => return Err(e),
         };
     if stop.load(Ordering::Relaxed) {
-        detach(backend.as_mut(), &mut obj, config.debug);
+        detach(backend.as_mut(), &mut obj, config);
         eprintln!("Received signal, exiting program..");
         return Ok(());
     }
@@ -162,7 +162,7 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
 
     let result = rt.block_on(event_loop(&mut obj, &mut output, &stop, &wake));
     output.flush().ok();
-    detach(backend.as_mut(), &mut obj, config.debug);
+    detach(backend.as_mut(), &mut obj, config);
     let lost = result?;
     if lost > 0 {
         eprintln!("warning: {lost} events in all were lost: the ring buffer was full");
@@ -492,13 +492,13 @@ fn load_and_attach(
         }
         Err(e) => {
             pb.finish_and_clear();
-            detach(backend, &mut obj, config.debug);
+            detach(backend, &mut obj, config);
             return Err(e.into());
         }
     };
     pb.finish_and_clear();
     if summary.attached == 0 {
-        detach(backend, &mut obj, config.debug);
+        detach(backend, &mut obj, config);
         return Err(AttachError::NothingAttached(summary.ignored).into());
     }
     for (p, function) in &untrack {
@@ -513,19 +513,46 @@ fn load_and_attach(
     Ok((obj, summary))
 }
 
-fn detach(backend: &mut dyn Backend, obj: &mut LoadedObject, debug: bool) {
+fn detach(backend: &mut dyn Backend, obj: &mut LoadedObject, config: &Config) {
     let started = Instant::now();
-    eprintln!(
-        "Detaching {}...",
-        match backend.kind() {
-            BackendKind::Tracepoint => "tracepoints",
-            _ => "kprobes",
-        }
-    );
+    // A large kprobe set takes the kernel many seconds to unregister: unless asked to
+    // wait, hand it to a detacher process and give the prompt back now.
+    let mut events = if config.detach_wait {
+        Vec::new()
+    } else {
+        backend.take_kprobe_events()
+    };
+    let mut handed_off = false;
+    if events.len() >= background::BACKGROUND_MIN_KPROBES {
+        events = match background::hand_off(events) {
+            Ok(h) => {
+                eprintln!(
+                    "Detaching {} kprobes in the background (pid {}); they are gone when it exits.",
+                    h.count, h.pid
+                );
+                handed_off = true;
+                Vec::new()
+            }
+            Err((e, events)) => {
+                eprintln!("pwru: warning: detaching in the foreground: {e}");
+                events
+            }
+        };
+    }
     let pb = progress_bar(0, "Detaching");
+    if !handed_off {
+        eprintln!(
+            "Detaching {}...",
+            match backend.kind() {
+                BackendKind::Tracepoint => "tracepoints",
+                _ => "kprobes",
+            }
+        );
+    }
+    attach::close_kprobes(events, attach::KPROBE_DETACH_THREADS, &pb);
     backend.detach(obj, &pb);
     pb.finish_and_clear();
-    if debug {
+    if config.debug {
         eprintln!("detaching took {:.3}s", started.elapsed().as_secs_f64());
     }
 }
