@@ -12,16 +12,18 @@
 # 3. ours again, restricted with --filter-func to the original's set;
 # 4. /files/kprobe_floor (examples/kprobe_floor.rs) on our function set and on
 #    the original's: the bare kernel cost of the same perf kprobes with a
-#    trivial program, for each mode of $FLOOR_MODES.
+#    trivial program, for each mode of $FLOOR_MODES (see the example).
 # Prints "FLOORRUN tool=... functions=N ready_s=S attach_s=S exit_s=S detached_s=S",
 # "SETDIFF ..." and "FLOOR ..." lines.
 #
-# Environment: FLOOR_MODES ("1:1 4:64:exp"), FLOOR_SKIP_PEER=1, FLOOR_STEPS
+# Environment: FLOOR_MODES ("1:1 4:64:exp 4:64:exp:addr"), FLOOR_MODES_ORIG (on the
+# original's function set: "4:64:exp:addr"), FLOOR_SKIP_PEER=1, FLOOR_STEPS
 # ("tracers diff restricted floor").
 
 set -u
 export LC_ALL=C
-MODES=${FLOOR_MODES:-1:1 4:64:exp}
+MODES=${FLOOR_MODES:-1:1 4:64:exp 4:64:exp:addr}
+MODES_ORIG=${FLOOR_MODES_ORIG:-4:64:exp:addr}
 STEPS=${FLOOR_STEPS:-tracers diff restricted floor}
 OUT=/tmp/floor
 FILTER='dst host 10.0.0.2 and udp dst port 5001'
@@ -138,7 +140,7 @@ if has_step floor; then
     /files/kprobe_floor $MODES 2>&1 | sed 's/^FLOOR /FLOOR set=ours /'
     if [[ -r $OUT/original.names ]]; then
         # shellcheck disable=SC2086
-        /files/kprobe_floor --names "$OUT/original.names" $MODES 2>&1 | sed 's/^FLOOR /FLOOR set=original /'
+        /files/kprobe_floor --names "$OUT/original.names" $MODES_ORIG 2>&1 | sed 's/^FLOOR /FLOOR set=original /'
     fi
 fi
 echo "floor: left attached at the end: $(grep -c . "$LIST") kprobes"

@@ -13,7 +13,7 @@
 # original's set, and FLOOR lines: attach/close times of the same kprobes with a
 # trivial program (modes: ATTACH_THREADS:CLOSE_THREADS[:exp], see the example).
 #
-# Environment: FLOOR_MODES, FLOOR_STEPS, FLOOR_SKIP_PEER (see the guest script),
+# Environment: FLOOR_MODES, FLOOR_MODES_ORIG, FLOOR_STEPS, FLOOR_SKIP_PEER (see the guest script),
 #   FLOOR_KERNEL (6.1), FLOOR_OUT (save the output there), PWRU_VM_* of
 #   tests/vm/run-in-vm.sh.
 
@@ -29,7 +29,7 @@ files=("$ours:/files/pwru" "$floor:/files/kprobe_floor")
 if [[ -n $orig ]]; then files+=("$orig:/files/peer"); fi
 export PWRU_VM_TIMEOUT=${PWRU_VM_TIMEOUT:-3600}
 PWRU_VM_ENV=''
-for v in FLOOR_MODES FLOOR_STEPS FLOOR_SKIP_PEER; do
+for v in FLOOR_MODES FLOOR_MODES_ORIG FLOOR_STEPS FLOOR_SKIP_PEER; do
     if [[ -n ${!v+set} ]]; then PWRU_VM_ENV+=" $v"; fi
 done
 export PWRU_VM_ENV

@@ -13,14 +13,15 @@
 //! was attached). One trivial kprobe program (`r0 = 0; exit`) is loaded once; each MODE
 //! `A:C[:exp]` then opens one perf kprobe per function with it from A threads, closes them
 //! all from C threads, with `/sys/kernel/rcu_expedited` = 1 throughout when `:exp` is
-//! given, and prints
+//! given, by kernel text address instead of by name when `:addr` is given (functions whose
+//! kallsyms name is unique, as the tracer does), and prints
 //!
 //! ```text
 //! FLOOR mode=A:C[:exp] functions=N attached=N refused=N attach_s=S close_s=S
 //! ```
 //!
-//! `1:1` is the kernel's own cost of one-by-one registration (what a simple tracer pays),
-//! `4:64:exp` the settings of our kprobe backend.
+//! `1:1` is the kernel's own cost of one-by-one registration by name (what a simple tracer
+//! pays), `4:64:exp:addr` the settings of our kprobe backend.
 
 use std::collections::HashSet;
 use std::ffi::CString;
@@ -43,21 +44,29 @@ struct Mode {
     attach_threads: usize,
     close_threads: usize,
     expedite: bool,
+    by_address: bool,
 }
 
 fn parse_mode(text: &str) -> Result<Mode> {
-    let parts: Vec<&str> = text.split(':').collect();
-    let (a, c, exp) = match parts.as_slice() {
-        [a, c] => (a, c, false),
-        [a, c, "exp"] => (a, c, true),
-        _ => bail!("mode {text:?}: want ATTACH_THREADS:CLOSE_THREADS[:exp]"),
+    let mut parts = text.split(':');
+    let (Some(a), Some(c)) = (parts.next(), parts.next()) else {
+        bail!("mode {text:?}: want ATTACH_THREADS:CLOSE_THREADS[:exp][:addr]");
     };
-    Ok(Mode {
+    let mut mode = Mode {
         text: text.to_string(),
         attach_threads: a.parse::<usize>().context("attach threads")?.max(1),
         close_threads: c.parse::<usize>().context("close threads")?.max(1),
-        expedite: exp,
-    })
+        expedite: false,
+        by_address: false,
+    };
+    for p in parts {
+        match p {
+            "exp" => mode.expedite = true,
+            "addr" => mode.by_address = true,
+            _ => bail!("mode {text:?}: unknown option {p:?} (exp, addr)"),
+        }
+    }
+    Ok(mode)
 }
 
 /// Runs `work(i)` for every i in 0..n from `threads` threads.
@@ -124,6 +133,12 @@ fn run() -> Result<()> {
             .collect();
         targets.retain(|t| names.contains(t.name.as_str()));
     }
+    let ksyms = pwru::output::Ksyms::load()?;
+    let addresses = ksyms.unique_addresses(targets.iter().map(|t| t.name.as_str()));
+    let addrs: Vec<Option<u64>> = targets
+        .iter()
+        .map(|t| addresses.get(&t.name).copied())
+        .collect();
     let names: Vec<CString> = targets
         .iter()
         .map(|t| CString::new(t.name.as_str()))
@@ -143,8 +158,9 @@ fn run() -> Result<()> {
     let prog = obj.program_fd("floor")?;
     let pmu = perf::kprobe_pmu_type().context("kprobe PMU")?;
     eprintln!(
-        "kprobe_floor: {} functions, kernel {}",
+        "kprobe_floor: {} functions ({} with a unique address), kernel {}",
         names.len(),
+        addresses.len(),
         std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
             .trim()
@@ -156,7 +172,11 @@ fn run() -> Result<()> {
         let refused = AtomicUsize::new(0);
         let t0 = Instant::now();
         parallel(names.len(), mode.attach_threads, |i| {
-            let opened = perf::open_kprobe(pmu, KprobePoint::Symbol(&names[i])).and_then(|ev| {
+            let point = match addrs[i] {
+                Some(a) if mode.by_address => KprobePoint::Address(a),
+                _ => KprobePoint::Symbol(&names[i]),
+            };
+            let opened = perf::open_kprobe(pmu, point).and_then(|ev| {
                 perf::attach_bpf(ev.as_fd(), prog)?;
                 Ok(ev)
             });
