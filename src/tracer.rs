@@ -73,11 +73,7 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
         skb_dump: skb_dump_options(config, &btf)?,
     };
 
-    let mut backend_opts = backend_options(config);
-    let kprobe_addresses = || kallsyms.unique_addresses(targets.iter().map(|t| t.name.as_str()));
-    if kind == BackendKind::Kprobe {
-        backend_opts.kprobe_addresses = kprobe_addresses();
-    }
+    let backend_opts = backend_options(config);
     let mut backend = attach::backend_with(kind, backend_opts.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(Notify::new());
@@ -97,7 +93,6 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
                     && config.backend == BackendChoice::Auto =>
             {
                 eprintln!("kprobe-multi links are refused by this kernel; falling back to kprobes");
-                backend_opts.kprobe_addresses = kprobe_addresses();
                 backend = attach::backend_with(BackendKind::Kprobe, backend_opts);
                 load_and_attach(config, &layout, &opts, backend.as_mut(), &targets, &stop)?
             }

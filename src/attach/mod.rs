@@ -107,10 +107,6 @@ pub struct BackendOptions {
     pub kprobe_batch: usize,
     pub attach_threads: usize,
     pub detach_threads: usize,
-    /// Kernel text address of target functions whose kallsyms name is unique: the kprobe
-    /// backend opens those kprobes by address, which spares the kernel its symbol lookups
-    /// (a scan of every kallsyms name per lookup before Linux 6.2, several per kprobe).
-    pub kprobe_addresses: HashMap<String, u64>,
 }
 
 impl Default for BackendOptions {
@@ -119,7 +115,6 @@ impl Default for BackendOptions {
             kprobe_batch: 10,
             attach_threads: KPROBE_ATTACH_THREADS,
             detach_threads: KPROBE_DETACH_THREADS,
-            kprobe_addresses: HashMap::new(),
         }
     }
 }
@@ -130,8 +125,7 @@ pub fn backend_with(kind: BackendKind, opts: BackendOptions) -> Box<dyn Backend>
         BackendKind::KprobeMulti => Box::new(KprobeMultiBackend::default()),
         BackendKind::Kprobe => Box::new(
             KprobeBackend::new(opts.kprobe_batch)
-                .with_threads(opts.attach_threads, opts.detach_threads)
-                .with_addresses(opts.kprobe_addresses),
+                .with_threads(opts.attach_threads, opts.detach_threads),
         ),
         BackendKind::Tracepoint => Box::new(TracepointBackend::default()),
     }
@@ -297,8 +291,6 @@ pub struct KprobeBackend {
     batch: usize,
     attach_threads: usize,
     detach_threads: usize,
-    /// Functions opened by address rather than by name.
-    addresses: HashMap<String, u64>,
 }
 
 impl Default for KprobeBackend {
@@ -315,15 +307,7 @@ impl KprobeBackend {
             batch: batch.max(1),
             attach_threads: KPROBE_ATTACH_THREADS,
             detach_threads: KPROBE_DETACH_THREADS,
-            addresses: HashMap::new(),
         }
-    }
-
-    /// Opens the kprobes of these functions at these kernel text addresses (the others by
-    /// name).
-    pub fn with_addresses(mut self, addresses: HashMap<String, u64>) -> Self {
-        self.addresses = addresses;
-        self
     }
 
     /// Threads used to attach and to detach (at least 1 each).
@@ -338,24 +322,8 @@ impl KprobeBackend {
         self.events.len()
     }
 
-    /// Opens the kprobe of one target and hooks `prog` to it: at its address when known
-    /// (no symbol lookup in the kernel), else (or if the kernel refuses the address) by name.
-    fn attach_one(
-        pmu: u32,
-        prog: BorrowedFd<'_>,
-        t: &Target,
-        addr: Option<u64>,
-    ) -> io::Result<OwnedFd> {
-        if let Some(addr) = addr {
-            match perf::open_kprobe(pmu, KprobePoint::Address(addr)) {
-                Ok(event) => {
-                    perf::attach_bpf(event.as_fd(), prog)?;
-                    return Ok(event);
-                }
-                Err(e) if kprobe_error_is_fatal(&e) => return Err(e),
-                Err(_) => {}
-            }
-        }
+    /// Opens the kprobe of one target and hooks `prog` to it.
+    fn attach_one(pmu: u32, prog: BorrowedFd<'_>, t: &Target) -> io::Result<OwnedFd> {
         // A name with a NUL cannot be a kernel symbol: refused like an unknown one.
         let name = CString::new(t.name.as_str())
             .map_err(|_| io::Error::from_raw_os_error(libc::ENOENT))?;
@@ -454,8 +422,7 @@ impl Backend for KprobeBackend {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    let addr = self.addresses.get(&t.name).copied();
-                    match Self::attach_one(pmu, programs[&t.skb_arg], t, addr) {
+                    match Self::attach_one(pmu, programs[&t.skb_arg], t) {
                         Ok(fd) => out.events.push(fd),
                         Err(e) if kprobe_error_is_fatal(&e) => {
                             out.fatal = Some((t.name.clone(), e));
