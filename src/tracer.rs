@@ -583,28 +583,23 @@ async fn event_loop(
     )?;
     let mut lost = LostEvents::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Probes wake us only once a batch is waiting (maps::EVENTS_WAKEUP_BYTES): collect
+    // the rest on this timer.
+    let mut poll = tokio::time::interval(RING_POLL_INTERVAL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut frames: Vec<u64> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                let rb = guard.get_inner_mut();
-                while let Some(item) = rb.next() {
-                    let event = events::decode(&item)?;
-                    drop(item);
-                    frames.clear();
-                    if let (Some(id), Some(stacks)) = (event.stack_id, &stacks) {
-                        if let Ok(trace) = u32::try_from(id).map(|id| stacks.get(&id, 0)) {
-                            frames.extend(trace.iter().flat_map(|t| t.frames()).map(|f| f.ip).filter(|ip| *ip != 0));
-                        }
-                    }
-                    if sink.event(&event, Some(&frames))? == Flow::Stop {
-                        stop.store(true, Ordering::Relaxed);
-                        break;
-                    }
-                }
+                drain_ring(guard.get_inner_mut(), stacks.as_ref(), &mut frames, sink, stop)?;
                 guard.clear_ready();
                 sink.drained()?;
+            }
+            _ = poll.tick() => {
+                if drain_ring(ring.get_mut(), stacks.as_ref(), &mut frames, sink, stop)? > 0 {
+                    sink.drained()?;
+                }
             }
             _ = tick.tick() => {
                 let newly = observe_lost(&lost_map, &mut lost);
@@ -613,10 +608,49 @@ async fn event_loop(
             _ = wake.notified() => {}
         }
     }
+    // What the probes wrote since the last poll.
+    drain_ring(ring.get_mut(), stacks.as_ref(), &mut frames, sink, stop)?;
     let newly = observe_lost(&lost_map, &mut lost);
     sink.lost(newly, lost.total())?;
     sink.drained()?;
     Ok(lost.total())
+}
+
+/// How often the event loop reads the ring buffer without being woken up.
+pub const RING_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Hands every record in the ring buffer to `sink` (until it says stop); returns how
+/// many were read.
+fn drain_ring(
+    rb: &mut RingBuf<MapData>,
+    stacks: Option<&StackTraceMap<MapData>>,
+    frames: &mut Vec<u64>,
+    sink: &mut dyn EventSink,
+    stop: &AtomicBool,
+) -> Result<usize> {
+    let mut n = 0;
+    while let Some(item) = rb.next() {
+        let event = events::decode(&item)?;
+        drop(item);
+        n += 1;
+        frames.clear();
+        if let (Some(id), Some(stacks)) = (event.stack_id, stacks) {
+            if let Ok(trace) = u32::try_from(id).map(|id| stacks.get(&id, 0)) {
+                frames.extend(
+                    trace
+                        .iter()
+                        .flat_map(|t| t.frames())
+                        .map(|f| f.ip)
+                        .filter(|ip| *ip != 0),
+                );
+            }
+        }
+        if sink.event(&event, Some(frames))? == Flow::Stop {
+            stop.store(true, Ordering::Relaxed);
+            break;
+        }
+    }
+    Ok(n)
 }
 
 fn observe_lost(map: &PerCpuArray<MapData, u64>, lost: &mut LostEvents) -> u64 {
