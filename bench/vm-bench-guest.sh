@@ -16,6 +16,9 @@
 #   ready_s        start -> "Listening for events" on stderr
 #   attach_s       first line matching $BENCH_ATTACH_RE -> "Listening" (n/a if absent)
 #   exit_s         SIGINT -> process exit
+#   detached_s     SIGINT -> every kprobe gone: the exit of the background
+#                  detacher the tracer names on stderr ("... in the background
+#                  (pid N)"), else exit_s
 #   hwm_kb         VmHWM before SIGINT
 #   idle_cpu_pct   user+sys CPU of the tracer during the idle phase
 #   ns_hit_nomatch, ns_hit_match
@@ -31,7 +34,8 @@
 #   loss_pct       100 * (1 - pkts_seen / packets sent)
 #
 # Environment: BENCH_PAIRS (3), BENCH_PACKETS (5000), BENCH_IDLE_SECS (5),
-# BENCH_ARGS (extra tracer flags, default --output-tuple), BENCH_NAME_A/B,
+# BENCH_ARGS (extra tracer flags, default --output-tuple), BENCH_ARGS_A/B (the
+# same for one tool only, default BENCH_ARGS), BENCH_NAME_A/B,
 # BENCH_ATTACH_RE ("Attaching"), BENCH_COUNT_FUNC (ip_send_skb: once per UDP packet),
 # BENCH_READY_TIMEOUT (1800), BENCH_DRAIN_SECS (10).
 
@@ -42,6 +46,9 @@ PAIRS=${BENCH_PAIRS:-3}
 PACKETS=${BENCH_PACKETS:-5000}
 IDLE_SECS=${BENCH_IDLE_SECS:-5}
 ARGS=${BENCH_ARGS:---output-tuple}
+# Per-tool overrides (e.g. to compare our own flag variants side by side).
+ARGS_A=${BENCH_ARGS_A:-$ARGS}
+ARGS_B=${BENCH_ARGS_B:-$ARGS}
 NAME_A=${BENCH_NAME_A:-ours}
 NAME_B=${BENCH_NAME_B:-original}
 ATTACH_RE=${BENCH_ATTACH_RE:-Attaching}
@@ -124,10 +131,10 @@ per_hit() { awk -v t="$1" -v c="$2" 'BEGIN { if (c > 0) printf "%.0f", t / c; el
 
 # run_tool TOOL_NAME BINARY RUN_NUMBER
 run_tool() {
-    local name=$1 bin=$2 run=$3
+    local name=$1 bin=$2 run=$3 args=$4
     local log=$OUT/$name.$run.err trace=$OUT/$name.$run.trace ids=$OUT/$name.$run.ids
     local pid t0 t_attach='' t_ready='' state=starting ready_s=n/a attach_s=n/a exit_s=n/a
-    local idle_cpu=n/a hwm=n/a c0 c1 s0 s1 s2 pps_none pps_nomatch=n/a pps_match=n/a
+    local detached_s=n/a idle_cpu=n/a hwm=n/a c0 c1 s0 s1 s2 pps_none pps_nomatch=n/a pps_match=n/a
     local ns_nomatch=n/a ns_match=n/a hits_nomatch=n/a hits_match=n/a
     local events=n/a events_per_s=n/a seen=n/a loss=n/a t_m0 t_m1 rc
 
@@ -135,8 +142,8 @@ run_tool() {
     t0=$(now)
     # SIGINT/SIGQUIT back to their defaults (background jobs start with them
     # ignored), as for a Ctrl-C in a terminal.
-    # shellcheck disable=SC2086  # ARGS holds several flags
-    $LAUNCH "$bin" $ARGS --output-file="$trace" "$FILTER" >"$log" 2>&1 &
+    # shellcheck disable=SC2086  # args holds several flags
+    $LAUNCH "$bin" $args --output-file="$trace" "$FILTER" >"$log" 2>&1 &
     pid=$!
     while :; do
         if [[ -z $t_attach ]] && grep -qE "$ATTACH_RE" "$log"; then t_attach=$(now); fi
@@ -193,6 +200,18 @@ run_tool() {
         wait "$pid"
         rc=$?
         exit_s=$(sub "$t_int" "$(now)")
+        # A background kprobe detacher (ours, kprobe backend): wait for it, so that the
+        # next run starts on a quiet kernel, and report when the kprobes were gone.
+        local dpid
+        dpid=$(sed -n 's/.*in the background (pid \([0-9][0-9]*\)).*/\1/p' "$log" | head -n 1)
+        if [[ -n $dpid ]]; then
+            while [[ -r /proc/$dpid/stat ]] && [[ $(awk '{ print $3 }' "/proc/$dpid/stat" 2>/dev/null) != Z ]]; do
+                sleep 0.1
+            done
+            detached_s=$(sub "$t_int" "$(now)")
+        else
+            detached_s=$exit_s
+        fi
     else
         kill -KILL "$pid" 2>/dev/null
         wait "$pid"
@@ -201,7 +220,7 @@ run_tool() {
         tr '\r' '\n' <"$log" | tail -n 20
     fi
     echo "METRIC kernel=$KERNEL tool=$name run=$run state=$state ready_s=$ready_s attach_s=$attach_s" \
-         "exit_s=$exit_s rc=$rc hwm_kb=$hwm idle_cpu_pct=$idle_cpu ns_hit_nomatch=$ns_nomatch" \
+         "exit_s=$exit_s detached_s=$detached_s rc=$rc hwm_kb=$hwm idle_cpu_pct=$idle_cpu ns_hit_nomatch=$ns_nomatch" \
          "ns_hit_match=$ns_match hits_nomatch=$hits_nomatch hits_match=$hits_match pps_none=$pps_none" \
          "pps_nomatch=$pps_nomatch pps_match=$pps_match events=$events events_per_s=$events_per_s" \
          "pkts_seen=$seen loss_pct=$loss tput_nomatch_pct=$(pct "$pps_nomatch" "$pps_none")" \
@@ -216,7 +235,7 @@ setup || { echo "bench: scenario setup failed"; exit 1; }
 # Warm-up: the first flood of a boot is slow (cold TCG translation cache).
 echo "bench: warm-up flood: $(flood 5001) packets/s"
 for ((pair = 1; pair <= PAIRS; pair++)); do
-    run_tool "$NAME_A" /files/bench-a "$pair"
-    run_tool "$NAME_B" /files/bench-b "$pair"
+    run_tool "$NAME_A" /files/bench-a "$pair" "$ARGS_A"
+    run_tool "$NAME_B" /files/bench-b "$pair" "$ARGS_B"
 done
 echo "bench: done"

@@ -13,7 +13,8 @@
 # bench/vm-bench-guest.sh for the metrics and the scenario).
 #
 # Environment: BENCH_PAIRS (3), BENCH_PACKETS (5000), BENCH_IDLE_SECS (5),
-#   BENCH_ARGS, BENCH_ATTACH_RE, BENCH_COUNT_FUNC, BENCH_READY_TIMEOUT,
+#   BENCH_ARGS, BENCH_ARGS_A / BENCH_ARGS_B (per tool), BENCH_NAME_A / BENCH_NAME_B
+#   (labels, default ours / original; the table's ratio is A/B), BENCH_ATTACH_RE, BENCH_COUNT_FUNC, BENCH_READY_TIMEOUT,
 #   BENCH_DRAIN_SECS (passed to the guest), BENCH_OUT (save raw outputs
 #   there), PWRU_VM_TIMEOUT (per boot, default 5400) and the other PWRU_VM_*
 #   variables of tests/vm/run-in-vm.sh.
@@ -40,25 +41,25 @@ for b in "$ours" "$orig"; do
 done
 
 export PWRU_VM_TIMEOUT=${PWRU_VM_TIMEOUT:-5400}
-export BENCH_NAME_A=ours BENCH_NAME_B=original
+export BENCH_NAME_A=${BENCH_NAME_A:-ours} BENCH_NAME_B=${BENCH_NAME_B:-original}
 PWRU_VM_ENV="BENCH_NAME_A BENCH_NAME_B"
-for v in BENCH_PAIRS BENCH_PACKETS BENCH_IDLE_SECS BENCH_ARGS BENCH_ATTACH_RE \
+for v in BENCH_PAIRS BENCH_PACKETS BENCH_IDLE_SECS BENCH_ARGS BENCH_ARGS_A BENCH_ARGS_B BENCH_ATTACH_RE \
          BENCH_COUNT_FUNC BENCH_READY_TIMEOUT BENCH_DRAIN_SECS; do
     if [[ -n ${!v+set} ]]; then PWRU_VM_ENV+=" $v"; fi
 done
 export PWRU_VM_ENV
 
-readonly METRICS="ready_s attach_s exit_s hwm_kb idle_cpu_pct ns_hit_nomatch ns_hit_match
+readonly METRICS="ready_s attach_s exit_s detached_s hwm_kb idle_cpu_pct ns_hit_nomatch ns_hit_match
     hits_nomatch hits_match pps_none pps_nomatch pps_match tput_nomatch_pct tput_match_pct
     events events_per_s pkts_seen loss_pct"
 
 # table FILE KERNEL: medians per tool and ratio ours/original.
 table() {
     local file=$1 kernel=$2
-    printf '\n== kernel %s: medians over the runs (ratio = ours / original) ==\n' "$kernel"
-    printf '%-16s %14s %14s %10s\n' metric ours original ratio
+    printf '\n== kernel %s: medians over the runs (ratio = %s / %s) ==\n' "$kernel" "$BENCH_NAME_A" "$BENCH_NAME_B"
+    printf '%-16s %14s %14s %10s\n' metric "$BENCH_NAME_A" "$BENCH_NAME_B" ratio
     for m in $METRICS; do
-        awk -v m="$m" '
+        awk -v m="$m" -v na_="$BENCH_NAME_A" -v nb_="$BENCH_NAME_B" '
             function median(arr, n,   i, j, t) {
                 for (i = 2; i <= n; i++) for (j = i; j > 1 && arr[j - 1] > arr[j]; j--) {
                     t = arr[j]; arr[j] = arr[j - 1]; arr[j - 1] = t
@@ -73,8 +74,8 @@ table() {
                     if (kv[1] == m) v = kv[2]
                 }
                 if (v ~ /^-?[0-9.]+$/) {
-                    if (tool == "ours") a[++na] = v + 0
-                    else if (tool == "original") b[++nb] = v + 0
+                    if (tool == na_) a[++na] = v + 0
+                    else if (tool == nb_) b[++nb] = v + 0
                 }
             }
             END {

@@ -6,7 +6,19 @@ use std::process::ExitCode;
 use pwru::cli::Config;
 
 fn main() -> ExitCode {
-    let config = match Config::try_parse_args(std::env::args_os()) {
+    // The background kprobe detacher the tracer starts on exit (not a user command).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == pwru::attach::background::DETACHER_ARG)
+    {
+        let rest: Vec<String> = args[2..]
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        return pwru::attach::background::detacher_main(&rest);
+    }
+    let config = match Config::try_parse_args(args) {
         Ok(config) => config,
         Err(e) => e.exit(),
     };

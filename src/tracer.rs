@@ -17,7 +17,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::Notify;
 
-use crate::attach::{self, AttachError, Backend, BackendKind, Probeable, Target};
+use crate::attach::{self, background, AttachError, Backend, BackendKind, Probeable, Target};
 use crate::btf::{KernelBtf, Kmods, SkbLayout};
 use crate::cli::{Backend as BackendChoice, Config, NetnsSpec};
 use crate::events::{self, EventSink, Flow, LostEvents};
@@ -111,7 +111,7 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
             Err(e) => return Err(e),
         };
     if stop.load(Ordering::Relaxed) {
-        detach(backend.as_mut(), &mut obj, config.debug);
+        detach(backend.as_mut(), &mut obj, config);
         eprintln!("Received signal, exiting program..");
         return Ok(());
     }
@@ -174,7 +174,7 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
 
     let result = rt.block_on(event_loop(&mut obj, &mut output, &stop, &wake));
     output.flush().ok();
-    detach(backend.as_mut(), &mut obj, config.debug);
+    detach(backend.as_mut(), &mut obj, config);
     let lost = result?;
     if lost > 0 {
         eprintln!("warning: {lost} events in all were lost: the ring buffer was full");
@@ -673,13 +673,13 @@ fn load_and_attach(
         }
         Err(e) => {
             pb.finish_and_clear();
-            detach(backend, &mut obj, config.debug);
+            detach(backend, &mut obj, config);
             return Err(e.into());
         }
     };
     pb.finish_and_clear();
     if summary.attached == 0 {
-        detach(backend, &mut obj, config.debug);
+        detach(backend, &mut obj, config);
         return Err(AttachError::NothingAttached(summary.ignored).into());
     }
     let (attached, ignored) = attach_extras(&mut obj, &extras);
@@ -690,19 +690,46 @@ fn load_and_attach(
     Ok((obj, summary))
 }
 
-fn detach(backend: &mut dyn Backend, obj: &mut LoadedObject, debug: bool) {
+fn detach(backend: &mut dyn Backend, obj: &mut LoadedObject, config: &Config) {
     let started = Instant::now();
-    eprintln!(
-        "Detaching {}...",
-        match backend.kind() {
-            BackendKind::Tracepoint => "tracepoints",
-            _ => "kprobes",
-        }
-    );
+    // A large kprobe set takes the kernel many seconds to unregister: unless asked to
+    // wait, hand it to a detacher process and give the prompt back now.
+    let mut events = if config.detach_wait {
+        Vec::new()
+    } else {
+        backend.take_kprobe_events()
+    };
+    let mut handed_off = false;
+    if events.len() >= background::BACKGROUND_MIN_KPROBES {
+        events = match background::hand_off(events) {
+            Ok(h) => {
+                eprintln!(
+                    "Detaching {} kprobes in the background (pid {}); they are gone when it exits.",
+                    h.count, h.pid
+                );
+                handed_off = true;
+                Vec::new()
+            }
+            Err((e, events)) => {
+                eprintln!("pwru: warning: detaching in the foreground: {e}");
+                events
+            }
+        };
+    }
     let pb = progress_bar(0, "Detaching");
+    if !handed_off {
+        eprintln!(
+            "Detaching {}...",
+            match backend.kind() {
+                BackendKind::Tracepoint => "tracepoints",
+                _ => "kprobes",
+            }
+        );
+    }
+    attach::close_kprobes(events, attach::KPROBE_DETACH_THREADS, &pb);
     backend.detach(obj, &pb);
     pb.finish_and_clear();
-    if debug {
+    if config.debug {
         eprintln!("detaching took {:.3}s", started.elapsed().as_secs_f64());
     }
 }
@@ -733,28 +760,23 @@ async fn event_loop(
     )?;
     let mut lost = LostEvents::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    // Probes wake us only once a batch is waiting (maps::EVENTS_WAKEUP_BYTES): collect
+    // the rest on this timer.
+    let mut poll = tokio::time::interval(RING_POLL_INTERVAL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut frames: Vec<u64> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                let rb = guard.get_inner_mut();
-                while let Some(item) = rb.next() {
-                    let event = events::decode(&item)?;
-                    drop(item);
-                    frames.clear();
-                    if let (Some(id), Some(stacks)) = (event.stack_id, &stacks) {
-                        if let Ok(trace) = u32::try_from(id).map(|id| stacks.get(&id, 0)) {
-                            frames.extend(trace.iter().flat_map(|t| t.frames()).map(|f| f.ip).filter(|ip| *ip != 0));
-                        }
-                    }
-                    if sink.event(&event, Some(&frames))? == Flow::Stop {
-                        stop.store(true, Ordering::Relaxed);
-                        break;
-                    }
-                }
+                drain_ring(guard.get_inner_mut(), stacks.as_ref(), &mut frames, sink, stop)?;
                 guard.clear_ready();
                 sink.drained()?;
+            }
+            _ = poll.tick() => {
+                if drain_ring(ring.get_mut(), stacks.as_ref(), &mut frames, sink, stop)? > 0 {
+                    sink.drained()?;
+                }
             }
             _ = tick.tick() => {
                 let newly = observe_lost(&lost_map, &mut lost);
@@ -763,10 +785,49 @@ async fn event_loop(
             _ = wake.notified() => {}
         }
     }
+    // What the probes wrote since the last poll.
+    drain_ring(ring.get_mut(), stacks.as_ref(), &mut frames, sink, stop)?;
     let newly = observe_lost(&lost_map, &mut lost);
     sink.lost(newly, lost.total())?;
     sink.drained()?;
     Ok(lost.total())
+}
+
+/// How often the event loop reads the ring buffer without being woken up.
+pub const RING_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Hands every record in the ring buffer to `sink` (until it says stop); returns how
+/// many were read.
+fn drain_ring(
+    rb: &mut RingBuf<MapData>,
+    stacks: Option<&StackTraceMap<MapData>>,
+    frames: &mut Vec<u64>,
+    sink: &mut dyn EventSink,
+    stop: &AtomicBool,
+) -> Result<usize> {
+    let mut n = 0;
+    while let Some(item) = rb.next() {
+        let event = events::decode(&item)?;
+        drop(item);
+        n += 1;
+        frames.clear();
+        if let (Some(id), Some(stacks)) = (event.stack_id, stacks) {
+            if let Ok(trace) = u32::try_from(id).map(|id| stacks.get(&id, 0)) {
+                frames.extend(
+                    trace
+                        .iter()
+                        .flat_map(|t| t.frames())
+                        .map(|f| f.ip)
+                        .filter(|ip| *ip != 0),
+                );
+            }
+        }
+        if sink.event(&event, Some(frames))? == Flow::Stop {
+            stop.store(true, Ordering::Relaxed);
+            break;
+        }
+    }
+    Ok(n)
 }
 
 fn observe_lost(map: &PerCpuArray<MapData, u64>, lost: &mut LostEvents) -> u64 {

@@ -239,6 +239,7 @@ impl Helper {
     pub const RINGBUF_RESERVE: Helper = Helper(131);
     pub const RINGBUF_SUBMIT: Helper = Helper(132);
     pub const RINGBUF_DISCARD: Helper = Helper(133);
+    pub const RINGBUF_QUERY: Helper = Helper(134);
     pub const SNPRINTF_BTF: Helper = Helper(149);
     pub const GET_FUNC_IP: Helper = Helper(173);
     pub const GET_ATTACH_COOKIE: Helper = Helper(174);

@@ -1,6 +1,7 @@
 //! Attaching the generated programs: one trait, three backends (kprobe-multi links,
 //! per-function perf-event kprobes, raw tracepoints), and the choice `auto` makes.
 
+pub mod background;
 pub mod targets;
 
 use std::collections::HashMap;
@@ -86,6 +87,12 @@ pub trait Backend {
     ) -> Result<AttachSummary, AttachError>;
     /// Detaches everything `attach` attached.
     fn detach(&mut self, obj: &mut LoadedObject, progress: &ProgressBar);
+    /// Takes the attached per-function kprobe events out of the backend, for a caller that
+    /// closes them elsewhere ([`background::hand_off`]); backends whose links are few and
+    /// fast to close keep them and return none.
+    fn take_kprobe_events(&mut self) -> Vec<OwnedFd> {
+        Vec::new()
+    }
 }
 
 /// Makes the backend of `kind` with default settings.
@@ -345,7 +352,7 @@ struct WorkerResult {
 }
 
 /// Closes `fds` from up to `threads` threads, counting each on `progress`.
-fn close_in_parallel(mut fds: Vec<OwnedFd>, threads: usize, progress: &ProgressBar) {
+pub(crate) fn close_in_parallel(mut fds: Vec<OwnedFd>, threads: usize, progress: &ProgressBar) {
     let threads = threads.clamp(1, fds.len().max(1));
     let per_thread = fds.len().div_ceil(threads).max(1);
     let mut parts = Vec::with_capacity(threads);
@@ -460,8 +467,22 @@ impl Backend for KprobeBackend {
         Ok(summary)
     }
 
+    fn take_kprobe_events(&mut self) -> Vec<OwnedFd> {
+        std::mem::take(&mut self.events)
+    }
+
     fn detach(&mut self, _obj: &mut LoadedObject, progress: &ProgressBar) {
         let events = std::mem::take(&mut self.events);
+        close_kprobes(events, self.detach_threads, progress);
+    }
+}
+
+/// Closes perf kprobe events from `threads` threads with expedited RCU grace periods.
+pub fn close_kprobes(events: Vec<OwnedFd>, threads: usize, progress: &ProgressBar) {
+    if events.is_empty() {
+        return;
+    }
+    {
         progress.set_length(events.len() as u64);
         // Closing a perf kprobe waits for RCU grace periods while holding the kernel's
         // event_mutex, one kprobe after the other: expedited grace periods and parallel
@@ -469,7 +490,7 @@ impl Backend for KprobeBackend {
         // (PERF_EVENT_IOC_DISABLE first was measured: no faster, and BPF programs on
         // kprobe events keep running while disabled, so it buys nothing.)
         let _rcu = perf::ExpeditedRcu::enable();
-        close_in_parallel(events, self.detach_threads, progress);
+        close_in_parallel(events, threads, progress);
     }
 }
 

@@ -285,6 +285,10 @@ pub struct Config {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "pwru-rs extras")]
     pub l3: bool,
 
+    /// Kprobe backend: on exit, wait until every kprobe is detached instead of leaving that to a background process (the default for 100 kprobes or more)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "pwru-rs extras")]
+    pub detach_wait: bool,
+
     /// pcap-filter expression (see `man 7 pcap-filter`); the words are joined with spaces
     #[arg(value_name = "PCAP-FILTER")]
     pub filter_words: Vec<String>,

@@ -161,6 +161,17 @@ impl ExpeditedRcu {
         self.restore
     }
 
+    /// Gives up the restore: another process (the background detacher) does it.
+    pub fn hand_over(mut self) {
+        self.restore = false;
+    }
+
+    /// A guard for a switch that another process turned on and handed over: dropping it
+    /// writes 0.
+    pub fn take_over() -> Self {
+        ExpeditedRcu { restore: true }
+    }
+
     fn restore_at(&mut self, path: &str) {
         if std::mem::take(&mut self.restore) {
             let _ = fs::write(path, b"0");

@@ -129,6 +129,30 @@ impl Ksyms {
     }
 
     /// Every address of the symbols named `name` (static functions may repeat).
+    /// The address of each of `names` that names exactly one text symbol (a name found
+    /// twice, e.g. static functions of two files or of a module and vmlinux, is left out).
+    /// One pass over the symbols.
+    pub fn unique_addresses<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> std::collections::HashMap<String, u64> {
+        use std::collections::HashMap;
+        let mut found: HashMap<&str, Option<u64>> = names.into_iter().map(|n| (n, None)).collect();
+        let mut twice = std::collections::HashSet::new();
+        for s in &self.syms {
+            if let Some(slot) = found.get_mut(&*s.name) {
+                if slot.replace(s.addr).is_some() {
+                    twice.insert(&*s.name);
+                }
+            }
+        }
+        found
+            .into_iter()
+            .filter(|(n, _)| !twice.contains(n))
+            .filter_map(|(n, a)| Some((n.to_string(), a?)))
+            .collect()
+    }
+
     pub fn addresses_of(&self, name: &str) -> Vec<u64> {
         self.syms
             .iter()
@@ -141,6 +165,16 @@ impl Ksyms {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unique_addresses_leave_out_names_found_twice() {
+        let text = "ffffffff81000100 T ip_rcv\nffffffff81000200 t dup\nffffffff81000300 t dup\nffffffffc0000100 t veth_xmit\t[veth]\nffffffff81000400 D data_sym\n";
+        let k = Ksyms::parse(text.as_bytes()).unwrap();
+        let a = k.unique_addresses(["ip_rcv", "dup", "veth_xmit", "data_sym", "missing"]);
+        assert_eq!(a.len(), 2, "{a:?}");
+        assert_eq!(a["ip_rcv"], 0xffffffff81000100);
+        assert_eq!(a["veth_xmit"], 0xffffffffc0000100);
+    }
 
     const SAMPLE: &str = "\
 ffffffff81000000 T _stext

@@ -805,10 +805,28 @@ impl<'a> Gen<'a> {
         self.a.ldx(Size::H, R1, R8, off::FLAGS as i16);
         self.a.alu32(AluOp::Or, R1, flags as i32);
         self.a.stx(Size::H, R8, off::FLAGS as i16, R1);
-        self.a.mov64(R1, R8).mov64(R2, 0);
-        self.a.call(Helper::RINGBUF_SUBMIT);
+        self.submit_batched();
         self.a.ja(out);
         Ok(())
+    }
+
+    /// `bpf_ringbuf_submit(r8, flags)`: no wakeup unless `EVENTS_WAKEUP_BYTES` are waiting
+    /// (`bpf_ringbuf_query(BPF_RB_AVAIL_DATA)`), then a forced one.
+    fn submit_batched(&mut self) {
+        const BPF_RB_NO_WAKEUP: i32 = 1;
+        const BPF_RB_FORCE_WAKEUP: i32 = 2;
+        const BPF_RB_AVAIL_DATA: i32 = 0;
+        let submit = self.a.label();
+        self.a.ld_map(R1, maps::EVENTS);
+        self.a.mov64(R2, BPF_RB_AVAIL_DATA);
+        self.a.call(Helper::RINGBUF_QUERY);
+        self.a.mov64(R2, BPF_RB_NO_WAKEUP);
+        self.a
+            .jmp(Cond::Lt, R0, maps::EVENTS_WAKEUP_BYTES as i32, submit);
+        self.a.mov64(R2, BPF_RB_FORCE_WAKEUP);
+        self.a.bind(submit);
+        self.a.mov64(R1, R8);
+        self.a.call(Helper::RINGBUF_SUBMIT);
     }
 
     fn count_lost(&mut self) {

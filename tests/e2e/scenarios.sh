@@ -15,7 +15,9 @@
 # ftrace entries, kprobe_events, BPF programs/links, pinned objects).
 #
 # Output: one "PASS name" / "FAIL name: why" / "SKIP name: why" line per test,
-# one "TIME name ready=S exit=S rc=N events=N" line per tracer run, and a final
+# one "TIME name ready=S exit=S detached=S rc=N events=N" line per tracer run
+# (detached: SIGINT -> exit of the background kprobe detacher, n/a without
+# one; the leak checks run after it has exited), and a final
 # "N passed, M failed, K skipped" line.
 #
 # Environment:
@@ -196,7 +198,7 @@ e2e_trace() {
     done
     _t_ready_s=$(e2e_sub "$_t0" "$(e2e_now)")
 
-    _t_exit_s=n/a _t_owned=''
+    _t_exit_s=n/a _t_owned='' _t_int=$(e2e_now)
     if [ "$_t_state" = ready ]; then
         "$_t_traffic"
         E2E_TRAFFIC_RAN=1
@@ -224,6 +226,22 @@ e2e_trace() {
     _t_rc=$?
     if [ -z "$E2E_WHY" ] && [ "$_t_rc" -ne 0 ]; then E2E_WHY="exit status $_t_rc after SIGINT"; fi
 
+    # With the kprobe backend the tracer may leave the kprobes to a background
+    # detacher ("Detaching N kprobes in the background (pid P)..."): everything
+    # must be gone once that process has exited (bounded wait).
+    _t_detached_s=n/a
+    _t_dpid=$(sed -n 's/.*in the background (pid \([0-9][0-9]*\)).*/\1/p' "$_t_err" 2>/dev/null | head -n 1)
+    if [ -n "$_t_dpid" ]; then
+        while ! e2e_exited "$_t_dpid"; do
+            if e2e_gt "$(e2e_sub "$_t_int" "$(e2e_now)")" "$E2E_EXIT_TIMEOUT"; then
+                E2E_WHY="${E2E_WHY:+$E2E_WHY; }background detacher $_t_dpid still running ${E2E_EXIT_TIMEOUT}s after SIGINT"
+                break
+            fi
+            sleep 0.1
+        done
+        _t_detached_s=$(e2e_sub "$_t_int" "$(e2e_now)")s
+    fi
+
     # BPF objects are released asynchronously (RCU): allow a few seconds.
     _t_tries=0
     while :; do
@@ -245,7 +263,7 @@ e2e_trace() {
     fi
 
     if [ -r "$E2E_LOG" ]; then E2E_EVENTS=$(grep -c '^0x' "$E2E_LOG"); fi
-    echo "TIME $_t_name ready=${_t_ready_s}s exit=${_t_exit_s} rc=$_t_rc events=$E2E_EVENTS" \
+    echo "TIME $_t_name ready=${_t_ready_s}s exit=${_t_exit_s} detached=${_t_detached_s} rc=$_t_rc events=$E2E_EVENTS" \
          "owned_bpf_objects=$(printf '%s' "$_t_owned" | grep -c .)"
     if [ -n "$E2E_WHY" ] || [ "$E2E_VERBOSE" = 1 ]; then e2e_show_logs "$_t_name" "$_t_err"; fi
     [ -z "$E2E_WHY" ]

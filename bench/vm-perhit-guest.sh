@@ -1,0 +1,109 @@
+#!/bin/bash
+# vm-perhit-guest.sh - guest side of bench/vm-perhit.sh (runs as root in the VM).
+#
+# Per-hit BPF cost of two tracers attached AT THE SAME TIME to the same
+# functions: every probed function runs both programs back to back on each
+# packet, so host scheduling noise (TCG on a shared host) hits both alike,
+# which alternating runs cannot promise. Scenario as bench/vm-bench-guest.sh:
+# ns1 10.0.0.1 -> ns2 10.0.0.2, UDP to port 5002 (filter does not match)
+# then 5001 (matches), $PERHIT_ROUNDS rounds of $PERHIT_PACKETS each.
+# Prints per round and tool:
+#   PERHIT round=N tool=T ns_nomatch=NS ns_match=NS hits_nomatch=N hits_match=N
+# and the median per tool. Binaries /files/tool-a and /files/tool-b, flags
+# PERHIT_ARGS_A / PERHIT_ARGS_B, names PERHIT_NAME_A / PERHIT_NAME_B.
+
+set -u
+export LC_ALL=C
+ROUNDS=${PERHIT_ROUNDS:-5}
+PACKETS=${PERHIT_PACKETS:-2000}
+NAME_A=${PERHIT_NAME_A:-a}
+NAME_B=${PERHIT_NAME_B:-b}
+ARGS_A=${PERHIT_ARGS_A:---output-tuple}
+ARGS_B=${PERHIT_ARGS_B:---output-tuple}
+FILTER='dst host 10.0.0.2 and udp dst port 5001'
+OUT=/tmp/perhit
+LAUNCH=''
+if env --default-signal=INT,QUIT true 2>/dev/null; then LAUNCH='env --default-signal=INT,QUIT'; fi
+mkdir -p "$OUT"
+
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+setup() {
+    ip netns add ns1 && ip netns add ns2 || return 1
+    ip link add veth1 netns ns1 type veth peer name veth2 netns ns2 || return 1
+    in_ns ns1 ip addr add 10.0.0.1/24 dev veth1
+    in_ns ns2 ip addr add 10.0.0.2/24 dev veth2
+    in_ns ns1 ip link set veth1 up
+    in_ns ns2 ip link set veth2 up
+    in_ns ns1 ip link set lo up
+    in_ns ns2 ip link set lo up
+    in_ns ns2 nft -f - <<'NFT' || return 1
+table inet bench {
+    chain input {
+        type filter hook input priority filter; policy accept;
+        udp dport { 5001, 5002 } counter drop
+    }
+}
+NFT
+    in_ns ns1 ping -c 1 -W 5 10.0.0.2 >/dev/null
+}
+flood() {
+    # shellcheck disable=SC2016  # expanded by the inner bash
+    in_ns ns1 bash -c 'exec 3>/dev/udp/10.0.0.2/'"$1"'; for ((i = 0; i < '"$PACKETS"'; i++)); do printf x >&3; done' 2>/dev/null
+}
+prog_ids() { grep -h '^prog_id:' /proc/"$1"/fdinfo/* 2>/dev/null | awk '{ print $2 }' | sort -un; }
+bpf_stats() {
+    local id rt=0 rc=0 line
+    while read -r id; do
+        line=$(bpftool prog show id "$id" 2>/dev/null | head -n 1)
+        [[ $line =~ run_time_ns\ ([0-9]+)\ run_cnt\ ([0-9]+) ]] || continue
+        rt=$((rt + BASH_REMATCH[1])) rc=$((rc + BASH_REMATCH[2]))
+    done <"$1"
+    echo "$rt $rc"
+}
+per_hit() { awk -v t="$1" -v c="$2" 'BEGIN { if (c > 0) printf "%.0f", t / c; else print "n/a" }'; }
+
+# start NAME BINARY ARGS: start a tracer, wait until it listens; echo its pid.
+start() {
+    local name=$1 bin=$2 args=$3 pid
+    # shellcheck disable=SC2086  # args holds several flags
+    $LAUNCH "$bin" $args --output-file="$OUT/$name.trace" "$FILTER" >"$OUT/$name.err" 2>&1 &
+    pid=$!
+    until grep -q 'Listening for events' "$OUT/$name.err"; do
+        if ! kill -0 "$pid" 2>/dev/null; then echo "perhit: $name exited:" >&2; tail -n 5 "$OUT/$name.err" >&2; return 1; fi
+        sleep 0.2
+    done
+    prog_ids "$pid" >"$OUT/$name.ids"
+    echo "$pid"
+}
+stop() {
+    local pid=$1 log=$2 dpid
+    kill -INT "$pid"
+    # Started from a command substitution: not our child, so no `wait`.
+    while [[ -r /proc/$pid/stat ]] && [[ $(awk '{ print $3 }' "/proc/$pid/stat") != Z ]]; do sleep 0.1; done
+    dpid=$(sed -n 's/.*in the background (pid \([0-9][0-9]*\)).*/\1/p' "$log" | head -n 1)
+    if [[ -n $dpid ]]; then
+        while [[ -r /proc/$dpid/stat ]] && [[ $(awk '{ print $3 }' "/proc/$dpid/stat") != Z ]]; do sleep 0.2; done
+    fi
+}
+
+echo 1 >/proc/sys/kernel/bpf_stats_enabled
+setup || { echo "perhit: setup failed"; exit 1; }
+flood 5001   # warm-up
+pa=$(start "$NAME_A" /files/tool-a "$ARGS_A") || exit 1
+pb=$(start "$NAME_B" /files/tool-b "$ARGS_B") || exit 1
+echo "perhit: kernel $(uname -r); $NAME_A [$ARGS_A] and $NAME_B [$ARGS_B] attached together; $ROUNDS rounds of $PACKETS packets"
+for ((r = 1; r <= ROUNDS; r++)); do
+    read -r -a a0 <<<"$(bpf_stats "$OUT/$NAME_A.ids")"; read -r -a b0 <<<"$(bpf_stats "$OUT/$NAME_B.ids")"
+    flood 5002
+    read -r -a a1 <<<"$(bpf_stats "$OUT/$NAME_A.ids")"; read -r -a b1 <<<"$(bpf_stats "$OUT/$NAME_B.ids")"
+    flood 5001
+    sleep 1
+    read -r -a a2 <<<"$(bpf_stats "$OUT/$NAME_A.ids")"; read -r -a b2 <<<"$(bpf_stats "$OUT/$NAME_B.ids")"
+    echo "PERHIT round=$r tool=$NAME_A ns_nomatch=$(per_hit $((a1[0] - a0[0])) $((a1[1] - a0[1])))" \
+         "ns_match=$(per_hit $((a2[0] - a1[0])) $((a2[1] - a1[1]))) hits_nomatch=$((a1[1] - a0[1])) hits_match=$((a2[1] - a1[1]))"
+    echo "PERHIT round=$r tool=$NAME_B ns_nomatch=$(per_hit $((b1[0] - b0[0])) $((b1[1] - b0[1])))" \
+         "ns_match=$(per_hit $((b2[0] - b1[0])) $((b2[1] - b1[1]))) hits_nomatch=$((b1[1] - b0[1])) hits_match=$((b2[1] - b1[1]))"
+done
+stop "$pb" "$OUT/$NAME_B.err"
+stop "$pa" "$OUT/$NAME_A.err"
+echo "perhit: events written: $NAME_A $(grep -c '^0x' "$OUT/$NAME_A.trace") $NAME_B $(grep -c '^0x' "$OUT/$NAME_B.trace")"

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# vm-perhit.sh - per-hit BPF cost of two tracers attached together in the VM
+# (bench/vm-perhit-guest.sh): same packets, same functions, same moment.
+#
+# Usage: vm-perhit.sh KERNEL A B
+#
+# Environment: PERHIT_ARGS_A, PERHIT_ARGS_B (flags, default --output-tuple;
+#   add the same --filter-func to both to compare the same function set),
+#   PERHIT_NAME_A, PERHIT_NAME_B, PERHIT_ROUNDS (5), PERHIT_PACKETS (2000),
+#   PERHIT_OUT (save the output there), PWRU_VM_* of tests/vm/run-in-vm.sh.
+# Prints the PERHIT lines and the median per tool and metric.
+
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly HERE
+if (( $# != 3 )); then sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0" >&2; exit 2; fi
+export PWRU_VM_TIMEOUT=${PWRU_VM_TIMEOUT:-3600}
+PWRU_VM_ENV=''
+for v in PERHIT_ARGS_A PERHIT_ARGS_B PERHIT_NAME_A PERHIT_NAME_B PERHIT_ROUNDS PERHIT_PACKETS; do
+    if [[ -n ${!v+set} ]]; then PWRU_VM_ENV+=" $v"; fi
+done
+export PWRU_VM_ENV
+out=$("$HERE/../tests/vm/run-in-vm.sh" "$1" "$HERE/vm-perhit-guest.sh" "$2:/files/tool-a" "$3:/files/tool-b" 2>&1 | tee /dev/stderr)
+if [[ -n ${PERHIT_OUT:-} ]]; then mkdir -p "$PERHIT_OUT"; printf '%s\n' "$out" >"$PERHIT_OUT/vm-perhit-$1.txt"; fi
+echo "== medians per tool (ns per program run) =="
+printf '%s\n' "$out" | awk '/^PERHIT / {
+        for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+        t = f["tool"]; tools[t] = 1; n[t]++; nm[t, n[t]] = f["ns_nomatch"]; m[t, n[t]] = f["ns_match"]
+    }
+    function med(arr, t, k,   a, i, j, x) {
+        for (i = 1; i <= k; i++) a[i] = arr[t, i] + 0
+        for (i = 2; i <= k; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { x = a[j]; a[j] = a[j - 1]; a[j - 1] = x }
+        return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+    }
+    END { for (t in tools) printf "%-12s ns_nomatch=%s ns_match=%s (rounds=%d)\n", t, med(nm, t, n[t]), med(m, t, n[t]), n[t] }'
