@@ -67,52 +67,16 @@ count_lines() { local n; n=$(grep -c . "$1" 2>/dev/null) || true; echo "${n:-0}"
 now() { local up rest; read -r up rest </proc/uptime; echo "$up"; }
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-
-setup() {
-    ip netns add ns1 && ip netns add ns2 || return 1
-    ip link add veth1 netns ns1 type veth peer name veth2 netns ns2 || return 1
-    in_ns ns1 ip addr add 10.0.0.1/24 dev veth1
-    in_ns ns2 ip addr add 10.0.0.2/24 dev veth2
-    in_ns ns1 ip link set veth1 up
-    in_ns ns2 ip link set veth2 up
-    in_ns ns1 ip link set lo up
-    in_ns ns2 ip link set lo up
-    in_ns ns2 nft -f - <<'EOF' || return 1
-table inet bench {
-    chain input {
-        type filter hook input priority filter; policy accept;
-        udp dport { 5001, 5002 } counter drop
-    }
-}
-EOF
-    in_ns ns1 ping -c 1 -W 5 10.0.0.2 >/dev/null || return 1
-}
+# shellcheck source=bench/vm-guest-lib.sh
+. /files/vm-guest-lib.sh
 
 # flood PORT: send $PACKETS one-byte UDP datagrams from ns1; print packets/s.
 flood() {
     local port=$1 t0 t1
     t0=$(now)
-    # shellcheck disable=SC2016  # expanded by the inner bash
-    in_ns ns1 bash -c 'exec 3>/dev/udp/10.0.0.2/'"$port"'; for ((i = 0; i < '"$PACKETS"'; i++)); do printf x >&3; done' 2>/dev/null
+    send_udp "$port"
     t1=$(now)
     awk -v n="$PACKETS" -v d="$(sub "$t0" "$t1")" 'BEGIN { if (d > 0) printf "%.0f", n / d; else print "n/a" }'
-}
-
-# BPF program ids held by process $1.
-prog_ids() {
-    grep -h '^prog_id:' /proc/"$1"/fdinfo/* 2>/dev/null | awk '{ print $2 }' | sort -un
-}
-
-# "run_time_ns run_cnt" summed over the programs listed in file $1.
-bpf_stats() {
-    local id rt=0 rc=0 line
-    while read -r id; do
-        line=$(bpftool prog show id "$id" 2>/dev/null | head -n 1)
-        [[ $line =~ run_time_ns\ ([0-9]+)\ run_cnt\ ([0-9]+) ]] || continue
-        rt=$((rt + BASH_REMATCH[1])) rc=$((rc + BASH_REMATCH[2]))
-    done <"$1"
-    echo "$rt $rc"
 }
 
 # "name=count" of the 12 most frequent kernel functions in a trace on stdin:
@@ -126,8 +90,6 @@ func_histogram() {
 
 # pct A B: 100 * A / B, or n/a.
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b > 0) printf "%.0f", 100 * a / b; else print "n/a" }'; }
-
-per_hit() { awk -v t="$1" -v c="$2" 'BEGIN { if (c > 0) printf "%.0f", t / c; else print "n/a" }'; }
 
 # run_tool TOOL_NAME BINARY RUN_NUMBER
 run_tool() {

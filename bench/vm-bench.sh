@@ -91,7 +91,7 @@ trap 'rm -rf "$tmp"' EXIT
 status=0
 for k in "${kernels[@]}"; do
     rc=0
-    "$RUN_IN_VM" "$k" "$HERE/vm-bench-guest.sh" "$ours:/files/bench-a" "$orig:/files/bench-b" |
+    "$RUN_IN_VM" "$k" "$HERE/vm-bench-guest.sh" "$HERE/vm-guest-lib.sh" "$ours:/files/bench-a" "$orig:/files/bench-b" |
         tee "$tmp/$k.out" || rc=$?
     if [[ -n ${BENCH_OUT:-} ]]; then
         mkdir -p "$BENCH_OUT"

@@ -3,6 +3,7 @@
 //! Needs root and kernel BTF; skips with a printed reason otherwise.
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
+use pwru::asm::Program;
 use pwru::btf::{KernelBtf, Kmods, SkbLayout};
 use pwru::events::{self, Event, EventKind, ETH_P_IP, ETH_P_IPV6};
 use pwru::load::{self, LoadOptions, LoadedObject, MapKind, MapSpec, ObjectSpec, ProgKind};
@@ -55,20 +56,34 @@ impl Probe {
     fn load(layout: &SkbLayout, opts: &ProbeOptions) -> Probe {
         let program = probes::build(layout, opts, &Attachment::SkbContext)
             .unwrap_or_else(|e| panic!("build {opts:?}: {e}"));
+        let tracked = MapSpec::new(maps::TRACKED_SKBS, MapKind::Hash, 8, 4, 64);
+        Probe::load_with(program, None, vec![tracked])
+    }
+
+    /// Loads `program` (as `PROG`) and, when given, `untrack` (as "untrack") with the
+    /// event ring, the lost-event counter and `maps`.
+    fn load_with(program: Program, untrack: Option<Program>, maps: Vec<MapSpec>) -> Probe {
+        let mut programs = vec![load::ProgramSpec {
+            name: PROG.into(),
+            kind: ProgKind::SchedCls,
+            program,
+        }];
+        programs.extend(untrack.map(|program| load::ProgramSpec {
+            name: "untrack".into(),
+            kind: ProgKind::SchedCls,
+            program,
+        }));
+        let mut all_maps = vec![
+            MapSpec::ring_buf(maps::EVENTS, 1 << 16),
+            MapSpec::new(maps::LOST, MapKind::PerCpuArray, 4, 8, 1),
+        ];
+        all_maps.extend(maps);
         let spec = ObjectSpec {
-            maps: vec![
-                MapSpec::ring_buf(maps::EVENTS, 1 << 16),
-                MapSpec::new(maps::LOST, MapKind::PerCpuArray, 4, 8, 1),
-                MapSpec::new(maps::TRACKED_SKBS, MapKind::Hash, 8, 4, 64),
-            ],
-            programs: vec![load::ProgramSpec {
-                name: PROG.into(),
-                kind: ProgKind::SchedCls,
-                program,
-            }],
+            maps: all_maps,
+            programs,
         };
-        let mut obj = load::load(&spec, &LoadOptions::default())
-            .unwrap_or_else(|e| panic!("load {opts:?}: {e}"));
+        let mut obj =
+            load::load(&spec, &LoadOptions::default()).unwrap_or_else(|e| panic!("load: {e}"));
         let ring = obj.take_ring_buf(maps::EVENTS).expect("events ring");
         Probe { obj, ring }
     }
@@ -693,28 +708,8 @@ fn track_skb_follows_a_matched_skb_until_untracked() {
     };
     let program = probes::build(&l, &opts, &Attachment::SkbContext).expect("build");
     let untrack = probes::build_untrack(&Attachment::SkbContext).expect("build untrack");
-    let spec = ObjectSpec {
-        maps: vec![
-            MapSpec::ring_buf(maps::EVENTS, 1 << 16),
-            MapSpec::new(maps::LOST, MapKind::PerCpuArray, 4, 8, 1),
-            MapSpec::new(maps::TRACKED_SKBS, MapKind::Hash, 8, 4, 64),
-        ],
-        programs: vec![
-            load::ProgramSpec {
-                name: PROG.into(),
-                kind: ProgKind::SchedCls,
-                program,
-            },
-            load::ProgramSpec {
-                name: "untrack".into(),
-                kind: ProgKind::SchedCls,
-                program: untrack,
-            },
-        ],
-    };
-    let mut obj = load::load(&spec, &LoadOptions::default()).expect("load");
-    let ring = obj.take_ring_buf(maps::EVENTS).expect("ring");
-    let mut p = Probe { obj, ring };
+    let tracked_map = MapSpec::new(maps::TRACKED_SKBS, MapKind::Hash, 8, 4, 64);
+    let mut p = Probe::load_with(program, Some(untrack), vec![tracked_map]);
     let tracked = |p: &mut Probe| -> Vec<u64> {
         let m = p
             .obj
@@ -1061,29 +1056,11 @@ fn stackid_probe(l: &SkbLayout, task_stack_offset: Option<u32>) -> Probe {
         },
     )
     .expect("build untrack");
-    let spec = ObjectSpec {
-        maps: vec![
-            MapSpec::ring_buf(maps::EVENTS, 1 << 16),
-            MapSpec::new(maps::LOST, MapKind::PerCpuArray, 4, 8, 1),
-            MapSpec::new(maps::STACKID_SKB, MapKind::Hash, 8, 8, 64),
-            MapSpec::new(maps::SKB_STACKID, MapKind::Hash, 8, 8, 64),
-        ],
-        programs: vec![
-            load::ProgramSpec {
-                name: PROG.into(),
-                kind: ProgKind::SchedCls,
-                program,
-            },
-            load::ProgramSpec {
-                name: "untrack".into(),
-                kind: ProgKind::SchedCls,
-                program: untrack,
-            },
-        ],
-    };
-    let mut obj = load::load(&spec, &LoadOptions::default()).expect("load");
-    let ring = obj.take_ring_buf(maps::EVENTS).expect("ring");
-    Probe { obj, ring }
+    let stack_maps = vec![
+        MapSpec::new(maps::STACKID_SKB, MapKind::Hash, 8, 8, 64),
+        MapSpec::new(maps::SKB_STACKID, MapKind::Hash, 8, 8, 64),
+    ];
+    Probe::load_with(program, Some(untrack), stack_maps)
 }
 
 /// Runs the probe on `frame` from a new thread (another task stack); returns how many
