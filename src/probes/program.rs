@@ -370,12 +370,7 @@ impl<'a> Gen<'a> {
             // A tracked skb skips the filters but still needs its fields and device facts.
             if let Some(tracked) = tracked {
                 self.a.bind(tracked);
-                if let Some(range) = post {
-                    self.read_skb(range);
-                }
-                if self.o.output_meta {
-                    self.device_meta()?;
-                }
+                self.unfiltered_skb(post)?;
                 if by_stack.is_some() {
                     self.record_stack();
                 }
@@ -385,12 +380,7 @@ impl<'a> Gen<'a> {
         // An skb attributed by its stack: like a tracked one, but it records nothing.
         if let Some(by_stack) = by_stack {
             self.a.bind(by_stack);
-            if let Some(range) = post {
-                self.read_skb(range);
-            }
-            if self.o.output_meta {
-                self.device_meta()?;
-            }
+            self.unfiltered_skb(post)?;
         }
         self.a.bind(emit_event);
         self.event()?;
@@ -425,6 +415,18 @@ impl<'a> Gen<'a> {
     }
 
     /// skb fields the mark and pcap filters read.
+    /// What an skb that skipped the filters (tracked, or attributed by its stack) still
+    /// needs before its event: the skb fields read after the filters, and its device facts.
+    fn unfiltered_skb(&mut self, post: Option<(u32, u32)>) -> Result<(), ProbeError> {
+        if let Some(range) = post {
+            self.read_skb(range);
+        }
+        if self.o.output_meta {
+            self.device_meta()?;
+        }
+        Ok(())
+    }
+
     fn pre_filter_fields(&self) -> Vec<Field> {
         let s = &self.l.sk_buff;
         let mut f = Vec::new();
@@ -1005,6 +1007,13 @@ fn lookup(a: &mut Asm, map: &str, slot: i16) {
     a.call(Helper::MAP_LOOKUP_ELEM);
 }
 
+/// `delete map[r10 + slot]`.
+fn delete_elem(a: &mut Asm, map: &str, slot: i16) {
+    a.ld_map(R1, map);
+    a.mov64(R2, R10).add64(R2, slot as i32);
+    a.call(Helper::MAP_DELETE_ELEM);
+}
+
 /// `key` points at a stack identity (a map value of `skb_stackid`): deletes
 /// `stackid_skb[*key]` when it still names the skb at `r10 + SLOT_KEY`. Moves `key` to
 /// r9; clobbers r0-r5; falls through (or jumps to `done`) when finished.
@@ -1108,24 +1117,18 @@ pub fn build_untrack_with(
     a.jmp(Cond::Eq, R1, 0, out);
     a.stx(Size::DW, R10, SLOT_KEY, R1);
     if opts.track_skb {
-        a.ld_map(R1, maps::TRACKED_SKBS);
-        a.mov64(R2, R10).add64(R2, SLOT_KEY as i32);
-        a.call(Helper::MAP_DELETE_ELEM);
+        delete_elem(&mut a, maps::TRACKED_SKBS, SLOT_KEY);
     }
     if let Some(st) = opts.track_stackid {
         let delete = a.label();
         // pwru: an skb freed on a stack ends that stack's attribution.
         emit_stack_identity(&mut a, attach, st, SLOT_STACKID, SLOT_AUX);
-        a.ld_map(R1, maps::STACKID_SKB);
-        a.mov64(R2, R10).add64(R2, SLOT_STACKID as i32);
-        a.call(Helper::MAP_DELETE_ELEM);
+        delete_elem(&mut a, maps::STACKID_SKB, SLOT_STACKID);
         lookup(&mut a, maps::SKB_STACKID, SLOT_KEY);
         a.jmp(Cond::Eq, R0, 0, out);
         forget_stack(&mut a, R0, delete);
         a.bind(delete);
-        a.ld_map(R1, maps::SKB_STACKID);
-        a.mov64(R2, R10).add64(R2, SLOT_KEY as i32);
-        a.call(Helper::MAP_DELETE_ELEM);
+        delete_elem(&mut a, maps::SKB_STACKID, SLOT_KEY);
     }
     a.bind(out);
     a.mov64(R0, 0).exit();
@@ -1180,9 +1183,7 @@ pub fn build_clone_return() -> Result<Program, ProbeError> {
     a.mov64(R4, 0);
     a.call(Helper::MAP_UPDATE_ELEM);
     a.bind(forget);
-    a.ld_map(R1, maps::CLONE_STASH);
-    a.mov64(R2, R10).add64(R2, SLOT_AUX as i32);
-    a.call(Helper::MAP_DELETE_ELEM);
+    delete_elem(&mut a, maps::CLONE_STASH, SLOT_AUX);
     a.bind(out);
     a.mov64(R0, 0).exit();
     Ok(a.finish()?)

@@ -396,8 +396,8 @@ e2e_test_pcap_filter_stack() {
 }
 
 # DNAT in ns1's output hook: 10.0.0.99:80 -> 10.0.0.2:80 (refused by ns2).
-e2e_test_filter_track_skb() {
-    if ! e2e_in "$E2E_NS1" nft -f - <<'EOF'
+e2e_install_dnat() {
+    e2e_in "$E2E_NS1" nft -f - <<'EOF'
 table ip e2enat {
     chain output {
         type nat hook output priority -100; policy accept;
@@ -405,7 +405,9 @@ table ip e2enat {
     }
 }
 EOF
-    then e2e_fail filter-track-skb "cannot install the DNAT rule"; return; fi
+}
+e2e_test_filter_track_skb() {
+    if ! e2e_install_dnat; then e2e_fail filter-track-skb "cannot install the DNAT rule"; return; fi
     e2e_trace filter-track-skb e2e_traffic_dnat --filter-track-skb 'dst host 10.0.0.99'
     _e2e_n=$(e2e_in "$E2E_NS1" nft list table ip e2enat | sed -n 's/.*packets \([0-9]*\).*/\1/p')
     if [ "$E2E_TRAFFIC_RAN" = 1 ] && [ "${_e2e_n:-0}" -lt 1 ]; then E2E_WHY="${E2E_WHY:+$E2E_WHY; }scenario broken: DNAT rule counted 0"; fi
@@ -424,15 +426,7 @@ e2e_test_filter_track_skb_clones() {
         e2e_skip filter-track-skb-clones "no tcpdump in the guest (install it on the host)"
         return
     fi
-    if ! e2e_in "$E2E_NS1" nft -f - <<'EOF'
-table ip e2enat {
-    chain output {
-        type nat hook output priority -100; policy accept;
-        ip daddr 10.0.0.99 tcp dport 80 counter dnat to 10.0.0.2
-    }
-}
-EOF
-    then e2e_fail filter-track-skb-clones "cannot install the DNAT rule"; return; fi
+    if ! e2e_install_dnat; then e2e_fail filter-track-skb-clones "cannot install the DNAT rule"; return; fi
     e2e_trace filter-track-skb-clones e2e_traffic_dnat_tapped --filter-track-skb 'dst host 10.0.0.99'
     if [ "$E2E_TRAFFIC_RAN" = 1 ] && ! grep -q 'listening on' "$E2E_OUT/tcpdump.err" 2>/dev/null; then
         E2E_WHY="${E2E_WHY:+$E2E_WHY; }scenario broken: tcpdump did not run: $(tail -n 3 "$E2E_OUT/tcpdump.err" 2>/dev/null)"
