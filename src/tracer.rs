@@ -701,6 +701,8 @@ fn detach(backend: &mut dyn Backend, obj: &mut LoadedObject, config: &Config) {
     };
     let mut handed_off = false;
     if events.len() >= background::BACKGROUND_MIN_KPROBES {
+        let helpers = background::other_perf_events(&events);
+        events.extend(helpers);
         events = match background::hand_off(events) {
             Ok(h) => {
                 eprintln!(

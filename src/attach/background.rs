@@ -105,6 +105,46 @@ pub fn hand_off_to(
     }
 }
 
+/// Duplicates of this process's other open perf-event and BPF-link fds (those not in
+/// `taken`): the kprobes of the tracer's helper programs (skb free, clone following,
+/// non-skb functions), which the loader holds as perf links (a BPF link keeps its perf
+/// event, and so its kprobe, alive). Handed off with the backend's, their last close (and
+/// so the kernel's unregistration) happens in the detacher; the loader's close is cheap.
+pub fn other_perf_events(taken: &[OwnedFd]) -> Vec<OwnedFd> {
+    let taken: Vec<RawFd> = taken.iter().map(|f| f.as_raw_fd()).collect();
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    let mut fds = Vec::new();
+    for entry in dir.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<RawFd>().ok())
+        else {
+            continue;
+        };
+        if taken.contains(&fd) {
+            continue;
+        }
+        let is_perf = std::fs::read_link(entry.path()).is_ok_and(|target| {
+            target.as_os_str() == "anon_inode:[perf_event]"
+                || target.as_os_str() == "anon_inode:bpf_link"
+        });
+        if !is_perf {
+            continue;
+        }
+        // SAFETY: F_DUPFD_CLOEXEC on an fd number read from /proc/self/fd; a failure (the
+        // fd closed meanwhile) returns -1 and is skipped. The new fd is ours alone.
+        let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+        if dup >= 0 {
+            // SAFETY: `dup` is a fresh descriptor nothing else owns.
+            fds.push(unsafe { OwnedFd::from_raw_fd(dup) });
+        }
+    }
+    fds
+}
+
 fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: `fds` has room for the two descriptors socketpair writes.
@@ -421,6 +461,69 @@ mod tests {
             writers.push(w);
         }
         (readers, writers)
+    }
+
+    /// A software perf event (cpu-clock, this task): a perf-event fd without kprobes.
+    fn software_perf_event() -> Option<OwnedFd> {
+        #[repr(C)]
+        #[derive(Default)]
+        struct Attr {
+            type_: u32,
+            size: u32,
+            config: u64,
+            rest: [u64; 14],
+        }
+        let attr = Attr {
+            type_: 1, // PERF_TYPE_SOFTWARE; config 0 = PERF_COUNT_SW_CPU_CLOCK
+            size: std::mem::size_of::<Attr>() as u32,
+            ..Default::default()
+        };
+        // SAFETY: a zeroed perf_event_attr prefix of its own size; pid 0, cpu -1.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_perf_event_open,
+                &attr as *const Attr,
+                0,
+                -1,
+                -1,
+                0,
+            )
+        };
+        // SAFETY: a fresh fd from perf_event_open.
+        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    }
+
+    #[test]
+    fn other_perf_events_finds_perf_fds_not_already_taken() {
+        let Some(event) = software_perf_event() else {
+            eprintln!(
+                "skipped: perf_event_open refused here: {}",
+                io::Error::last_os_error()
+            );
+            return;
+        };
+        // O_NONBLOCK is a flag of the open file description, so dups share it: it marks
+        // `event`'s dups among any other perf fds of this (multi-threaded) test process.
+        // SAFETY: fcntl on an fd we own.
+        let marked = |fd: &OwnedFd| unsafe {
+            libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) & libc::O_NONBLOCK != 0
+        };
+        // SAFETY: fcntl on an fd we own.
+        assert_eq!(
+            unsafe { libc::fcntl(event.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) },
+            0
+        );
+        let (pipes, _w) = pipes(1);
+        let found = other_perf_events(&pipes);
+        assert!(found.iter().any(marked), "the open perf event is found");
+        assert!(
+            found.iter().all(|f| f.as_raw_fd() != event.as_raw_fd()),
+            "dups, not the fd"
+        );
+        drop(found);
+        let taken = vec![event];
+        let again = other_perf_events(&taken);
+        assert!(!again.iter().any(marked), "a taken fd is not duplicated");
     }
 
     #[test]
