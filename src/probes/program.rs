@@ -355,11 +355,7 @@ impl<'a> Gen<'a> {
             if tracked.is_some() {
                 self.a.stx(Size::DW, R10, SLOT_KEY, R7);
                 self.a.st(Size::W, R10, SLOT_VALUE, 1);
-                self.a.ld_map(R1, maps::TRACKED_SKBS);
-                self.a.mov64(R2, R10).add64(R2, SLOT_KEY as i32);
-                self.a.mov64(R3, R10).add64(R3, SLOT_VALUE as i32);
-                self.a.mov64(R4, 0);
-                self.a.call(Helper::MAP_UPDATE_ELEM);
+                update_elem(&mut self.a, maps::TRACKED_SKBS, SLOT_KEY, SLOT_VALUE);
             }
             if by_stack.is_some() {
                 self.record_stack();
@@ -402,16 +398,8 @@ impl<'a> Gen<'a> {
         self.a.jmp(Cond::Eq, R1, R2, update);
         forget_stack(&mut self.a, R0, update);
         self.a.bind(update);
-        self.a.ld_map(R1, maps::STACKID_SKB);
-        self.a.mov64(R2, R10).add64(R2, SLOT_STACKID as i32);
-        self.a.mov64(R3, R10).add64(R3, SLOT_KEY as i32);
-        self.a.mov64(R4, 0);
-        self.a.call(Helper::MAP_UPDATE_ELEM);
-        self.a.ld_map(R1, maps::SKB_STACKID);
-        self.a.mov64(R2, R10).add64(R2, SLOT_KEY as i32);
-        self.a.mov64(R3, R10).add64(R3, SLOT_STACKID as i32);
-        self.a.mov64(R4, 0);
-        self.a.call(Helper::MAP_UPDATE_ELEM);
+        update_elem(&mut self.a, maps::STACKID_SKB, SLOT_STACKID, SLOT_KEY);
+        update_elem(&mut self.a, maps::SKB_STACKID, SLOT_KEY, SLOT_STACKID);
     }
 
     /// skb fields the mark and pcap filters read.
@@ -1007,6 +995,15 @@ fn lookup(a: &mut Asm, map: &str, slot: i16) {
     a.call(Helper::MAP_LOOKUP_ELEM);
 }
 
+/// `map[r10 + key] = r10 + value` (BPF_ANY).
+fn update_elem(a: &mut Asm, map: &str, key: i16, value: i16) {
+    a.ld_map(R1, map);
+    a.mov64(R2, R10).add64(R2, key as i32);
+    a.mov64(R3, R10).add64(R3, value as i32);
+    a.mov64(R4, 0);
+    a.call(Helper::MAP_UPDATE_ELEM);
+}
+
 /// `delete map[r10 + slot]`.
 fn delete_elem(a: &mut Asm, map: &str, slot: i16) {
     a.ld_map(R1, map);
@@ -1152,11 +1149,7 @@ pub fn build_clone_entry() -> Result<Program, ProbeError> {
     a.jmp(Cond::Eq, R0, 0, out);
     a.call(Helper::GET_CURRENT_PID_TGID);
     a.stx(Size::DW, R10, SLOT_AUX, R0);
-    a.ld_map(R1, maps::CLONE_STASH);
-    a.mov64(R2, R10).add64(R2, SLOT_AUX as i32);
-    a.mov64(R3, R10).add64(R3, SLOT_KEY as i32);
-    a.mov64(R4, 0);
-    a.call(Helper::MAP_UPDATE_ELEM);
+    update_elem(&mut a, maps::CLONE_STASH, SLOT_AUX, SLOT_KEY);
     a.bind(out);
     a.mov64(R0, 0).exit();
     Ok(a.finish()?)
@@ -1177,11 +1170,7 @@ pub fn build_clone_return() -> Result<Program, ProbeError> {
     a.jmp(Cond::Eq, R1, 0, forget);
     a.stx(Size::DW, R10, SLOT_KEY, R1);
     a.st(Size::W, R10, SLOT_VALUE, 1);
-    a.ld_map(R1, maps::TRACKED_SKBS);
-    a.mov64(R2, R10).add64(R2, SLOT_KEY as i32);
-    a.mov64(R3, R10).add64(R3, SLOT_VALUE as i32);
-    a.mov64(R4, 0);
-    a.call(Helper::MAP_UPDATE_ELEM);
+    update_elem(&mut a, maps::TRACKED_SKBS, SLOT_KEY, SLOT_VALUE);
     a.bind(forget);
     delete_elem(&mut a, maps::CLONE_STASH, SLOT_AUX);
     a.bind(out);
