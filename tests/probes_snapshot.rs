@@ -1,0 +1,310 @@
+//! Disassembly snapshots of every probe program variant (attachments × options × filters),
+//! generated from a fixed kernel BTF so that a rewrite of the generator shows every change.
+//!
+//! The BTF is `tests/data/vmlinux-6.18.btf.gz` (Debian-built 6.18 x86-64 `vmlinux` BTF), so
+//! the listings do not depend on the machine. Listings live in `tests/snapshots/probes/`;
+//! `PWRU_BLESS=1 cargo test --test probes_snapshot` rewrites them after an intended change.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use pwru::asm::{disassemble_program, Program};
+use pwru::btf::{KernelBtf, Kmods, SkbLayout};
+use pwru::probes::skb_dump::SkbDump;
+use pwru::probes::{
+    self, build_clone_entry, build_clone_return, build_untrack_with, skb_expr, Attachment,
+    ProbeOptions, StackTracking, UntrackOptions, NON_SKB,
+};
+
+/// Opens the fixture BTF (decompressed into a temporary file once per test process).
+fn fixture_btf() -> KernelBtf {
+    let gz = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/vmlinux-6.18.btf.gz");
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&gz).expect("fixture BTF present"))
+        .read_to_end(&mut raw)
+        .expect("fixture BTF decompresses");
+    let dir = std::env::temp_dir().join(format!("pwru-snapshot-btf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("vmlinux");
+    std::fs::write(&path, raw).expect("write fixture BTF");
+    let btf = KernelBtf::open(&path, &dir, &Kmods::None).expect("fixture BTF parses");
+    std::fs::remove_dir_all(&dir).ok();
+    btf
+}
+
+const SKB_EXPR: &str = "skb->dev->ifindex == 9 && !(skb->mark & 0xff) \
+    || skb->len > 0x100000000 || skb->pkt_type == 3 \
+    || skb->sk->__sk_common.skc_family == 10 || skb->dev";
+
+/// Named option sets: the ones the verifier suite loads, plus filters of each kind.
+fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
+    let filter = |s: &str| pwru::pcapc::parse(s).expect("test filter parses");
+    let skb_expr = skb_expr::compile_filter(btf, SKB_EXPR).expect("skb expression resolves");
+    let metadata: Vec<String> = ["skb->hash", "skb->dev->ifindex", "skb->pkt_type"]
+        .map(String::from)
+        .to_vec();
+    let skb_metadata = skb_expr::compile_metadata(btf, &metadata).expect("metadata resolves");
+    let skb_id = btf.vmlinux_struct_id("sk_buff").expect("sk_buff id");
+    let shinfo_id = btf
+        .vmlinux_struct_id("skb_shared_info")
+        .expect("skb_shared_info id");
+    let task_stack = btf
+        .optional_member("task_struct", "stack")
+        .expect("BTF readable")
+        .expect("task_struct.stack");
+    let by_stack = StackTracking {
+        task_stack_offset: Some(task_stack.offset_bytes()),
+    };
+    let everything = ProbeOptions {
+        filter: filter("dst host 10.0.0.2 and tcp and dst port 8080"),
+        mark: Some((0xa00, 0xff00)),
+        netns: Some(4026531840),
+        ifindex: Some(1),
+        output_meta: true,
+        output_tuple: true,
+        output_stack: true,
+        output_caller: true,
+        output_skb_cb: true,
+        track_skb: true,
+        track_stackid: Some(by_stack),
+        has_get_func_ip: true,
+        skb_expr: Some(skb_expr.clone()),
+        skb_metadata: skb_metadata.clone(),
+        skb_dump: SkbDump::new(Some(skb_id), Some(shinfo_id), 4096),
+    };
+    let mut sets = vec![
+        ("bare", ProbeOptions::default()),
+        (
+            "defaults",
+            ProbeOptions {
+                output_meta: true,
+                output_tuple: true,
+                has_get_func_ip: true,
+                ..ProbeOptions::default()
+            },
+        ),
+        ("everything", everything.clone()),
+        (
+            "everything-no-func-ip",
+            ProbeOptions {
+                has_get_func_ip: false,
+                ..everything.clone()
+            },
+        ),
+        (
+            "track-skb",
+            ProbeOptions {
+                filter: filter("icmp"),
+                track_skb: true,
+                output_meta: true,
+                output_tuple: true,
+                ..ProbeOptions::default()
+            },
+        ),
+        (
+            "stackid-no-task-stack",
+            ProbeOptions {
+                track_stackid: Some(StackTracking::default()),
+                ..ProbeOptions::default()
+            },
+        ),
+        (
+            "stackid-filter",
+            ProbeOptions {
+                filter: filter("icmp"),
+                track_stackid: Some(by_stack),
+                output_meta: true,
+                ..ProbeOptions::default()
+            },
+        ),
+        (
+            "skb-expr-metadata-dump",
+            ProbeOptions {
+                skb_expr: Some(skb_expr),
+                skb_metadata,
+                skb_dump: SkbDump::new(None, Some(shinfo_id), 100),
+                ..ProbeOptions::default()
+            },
+        ),
+        (
+            "stack-caller-cb",
+            ProbeOptions {
+                output_stack: true,
+                output_caller: true,
+                output_skb_cb: true,
+                ..ProbeOptions::default()
+            },
+        ),
+    ];
+    for (name, expr) in [
+        ("filter-arp", "arp and arp[7] = 1"),
+        ("filter-protochain", "ip6 protochain 58"),
+        ("filter-tcpflags", "tcp[tcpflags] = tcp-syn"),
+        ("filter-vlan", "vlan 10 and ip and udp port 53"),
+        (
+            "filter-not-net",
+            "not (host 10.0.0.1 or net fd00::/64) and greater 100",
+        ),
+    ] {
+        sets.push((
+            name,
+            ProbeOptions {
+                filter: filter(expr),
+                output_meta: true,
+                output_tuple: true,
+                ..ProbeOptions::default()
+            },
+        ));
+    }
+    sets
+}
+
+/// Attachments: kprobe arguments 1 and 3, kprobe-multi argument 2, a tracepoint with a drop
+/// reason and one without, the skb-context (test-run) program and a non-skb kprobe.
+fn attachments() -> Vec<(&'static str, Attachment)> {
+    vec![
+        (
+            "kprobe1",
+            Attachment::Kprobe {
+                skb_arg: 1,
+                multi: false,
+            },
+        ),
+        (
+            "kprobe3",
+            Attachment::Kprobe {
+                skb_arg: 3,
+                multi: false,
+            },
+        ),
+        (
+            "kpm2",
+            Attachment::Kprobe {
+                skb_arg: 2,
+                multi: true,
+            },
+        ),
+        (
+            "tp-drop",
+            Attachment::Tracepoint {
+                id: 7,
+                skb_arg: 0,
+                nargs: 4,
+                drop_reason_arg: Some(2),
+            },
+        ),
+        (
+            "tp",
+            Attachment::Tracepoint {
+                id: 3,
+                skb_arg: 1,
+                nargs: 2,
+                drop_reason_arg: None,
+            },
+        ),
+        ("skbctx", Attachment::SkbContext),
+        (
+            "nonskb",
+            Attachment::Kprobe {
+                skb_arg: NON_SKB,
+                multi: false,
+            },
+        ),
+    ]
+}
+
+/// Every (snapshot name, program) pair.
+fn variants() -> Vec<(String, Program)> {
+    let btf = fixture_btf();
+    let layout = SkbLayout::resolve(&btf).expect("layout");
+    let mut out = Vec::new();
+    for (set, opts) in option_sets(&btf) {
+        for (at_name, at) in attachments() {
+            let refused = (at == Attachment::SkbContext && opts.output_stack)
+                || (matches!(
+                    at,
+                    Attachment::Kprobe {
+                        skb_arg: NON_SKB,
+                        ..
+                    }
+                ) && opts.track_stackid.is_none());
+            match probes::build(&layout, &opts, &at) {
+                Ok(p) => {
+                    assert!(!refused, "{set}/{at_name}: expected a refusal");
+                    out.push((format!("probe-{set}-{at_name}"), p));
+                }
+                Err(e) => assert!(refused, "{set}/{at_name}: build failed: {e}"),
+            }
+        }
+    }
+    let stack = StackTracking {
+        task_stack_offset: Some(32),
+    };
+    for (at_name, at) in attachments().into_iter().take(6) {
+        for (opt_name, opts) in [
+            ("skb", (true, None)),
+            ("stackid", (false, Some(stack))),
+            ("both", (true, Some(stack))),
+            ("stackid-no-task", (false, Some(StackTracking::default()))),
+        ] {
+            let opts = UntrackOptions {
+                track_skb: opts.0,
+                track_stackid: opts.1,
+            };
+            let p = build_untrack_with(&at, opts).expect("untrack builds");
+            out.push((format!("untrack-{opt_name}-{at_name}"), p));
+        }
+    }
+    out.push(("clone-entry".into(), build_clone_entry().unwrap()));
+    out.push(("clone-return".into(), build_clone_return().unwrap()));
+    out
+}
+
+fn snapshot_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/probes")
+}
+
+#[test]
+fn probe_programs_match_their_snapshots() {
+    let bless = std::env::var_os("PWRU_BLESS").is_some();
+    let dir = snapshot_dir();
+    let mut mismatched = Vec::new();
+    let mut names = Vec::new();
+    for (name, program) in variants() {
+        let listing = disassemble_program(&program);
+        let path = dir.join(format!("{name}.txt"));
+        names.push(format!("{name}.txt"));
+        if bless {
+            std::fs::write(&path, &listing).expect("write snapshot");
+            continue;
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(want) if want == listing => {}
+            Ok(_) => mismatched.push(format!("{name} (differs)")),
+            Err(_) => mismatched.push(format!("{name} (no snapshot)")),
+        }
+    }
+    // No stale snapshot files either.
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .expect("snapshot dir")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    names.sort();
+    if bless {
+        for stale in on_disk.iter().filter(|f| !names.contains(f)) {
+            std::fs::remove_file(dir.join(stale)).ok();
+        }
+        return;
+    }
+    let stale: Vec<&String> = on_disk.iter().filter(|f| !names.contains(f)).collect();
+    assert!(stale.is_empty(), "stale snapshots: {stale:?}");
+    assert!(
+        mismatched.is_empty(),
+        "{} of {} probe listings differ from tests/snapshots/probes (diff the files after \
+         PWRU_BLESS=1 to see how; explain every difference): {mismatched:?}",
+        mismatched.len(),
+        names.len()
+    );
+    eprintln!("{} probe listings match their snapshots", names.len());
+}
