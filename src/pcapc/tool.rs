@@ -8,8 +8,9 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Context, Result};
 
 use super::ast::Expr;
-use super::compile::{compile_program, LinkType, ProgramKind};
+use super::compile::compile_program;
 use super::run::UserspaceFilter;
+use super::types::{LinkType, ProgramKind};
 use crate::asm::disassemble_program;
 use crate::capture::{self, LinkType as FileLinkType};
 
