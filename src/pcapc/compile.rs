@@ -24,7 +24,8 @@
 use std::collections::{HashMap, HashSet};
 
 use super::ast::{ArithOp, Expr};
-use super::lower::{Lowering, Test, TestOp, B, V};
+use super::dag::{reachable_order, reaches_match, Dag, Facts, Folded, Node, NodeId, MATCH, REJECT};
+use super::lower::{Lowering, TestOp, B, V};
 use crate::asm::{Asm, Cond, Helper, Label, Program, Reg, Size};
 
 // The shared types, also under their old `pcapc::compile::` paths.
@@ -39,390 +40,6 @@ fn has_div(v: &V) -> bool {
         V::Load { idx, .. } => idx.as_deref().is_some_and(has_div),
         V::Neg(a) => has_div(a),
         V::Alu(o, a, b) => matches!(o, ArithOp::Div | ArithOp::Mod) || has_div(a) || has_div(b),
-    }
-}
-
-type NodeId = usize;
-const MATCH: NodeId = 0;
-const REJECT: NodeId = 1;
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum Node {
-    Match,
-    Reject,
-    Test {
-        t: Test,
-        yes: NodeId,
-        no: NodeId,
-    },
-    Chain {
-        v6: bool,
-        nl: u32,
-        proto: u8,
-        yes: NodeId,
-        no: NodeId,
-    },
-}
-
-/// Known outcomes of tests on the current path, by interned test id.
-type Facts = Vec<(u32, bool)>;
-
-/// A test after constant folding.
-#[derive(Clone, Debug)]
-enum Folded {
-    Const(bool),
-    /// Interned test id.
-    Id(u32),
-    /// Always rejects the packet (a load past the back end's limit, ...).
-    Rejects,
-}
-
-struct Dag {
-    nodes: Vec<Node>,
-    intern: HashMap<Node, NodeId>,
-    optimize: bool,
-    /// Constant loads ending past this offset always reject (back-end limit).
-    max_end: u64,
-    /// Interned folded tests and, per test, (value id of `a`, op, `b` is a constant).
-    tests: Vec<Test>,
-    test_ids: HashMap<Test, u32>,
-    val_ids: HashMap<V, u32>,
-    tinfo: Vec<(u32, TestOp, bool)>,
-    /// Folding results by the address of the lowered test.
-    folded: HashMap<usize, Folded>,
-    /// Test nodes by (test id, yes, no).
-    test_nodes: HashMap<(u32, NodeId, NodeId), NodeId>,
-    /// Tests whose folding hit an optimizer error.
-    test_errors: HashMap<u32, CompileError>,
-}
-
-/// True when evaluating `v` certainly rejects the packet: a constant-offset load past
-/// the back end's limit, or a division by a constant zero (unoptimized filters).
-fn always_rejects(v: &V, max_end: u64) -> bool {
-    match v {
-        V::K(_) | V::Len => false,
-        V::Load { idx: None, k, size } => *k as u64 + *size as u64 > max_end,
-        V::Load { idx: Some(i), .. } => always_rejects(i, max_end),
-        V::Neg(a) => always_rejects(a, max_end),
-        V::Alu(o, a, b) => {
-            always_rejects(a, max_end)
-                || always_rejects(b, max_end)
-                || (matches!(o, ArithOp::Div | ArithOp::Mod) && **b == V::K(0))
-        }
-    }
-}
-
-fn eval_op(op: TestOp, a: u32, b: u32) -> bool {
-    match op {
-        TestOp::Eq => a == b,
-        TestOp::Gt => a > b,
-        TestOp::Ge => a >= b,
-        TestOp::Set => a & b != 0,
-    }
-}
-
-impl Dag {
-    /// Fold and intern a lowered test (cached by its address).
-    fn ftest(&mut self, t: &Test) -> Result<Folded, CompileError> {
-        let key = t as *const Test as usize;
-        if let Some(f) = self.folded.get(&key) {
-            return Ok(f.clone());
-        }
-        let mut err = None;
-        let ft = Test {
-            a: self.fold(&t.a, &mut err),
-            op: t.op,
-            b: self.fold(&t.b, &mut err),
-        };
-        let f = if let Some(e) = err {
-            // An error of libpcap's optimizer: raised only if the test stays reachable
-            // (see `optimizer_error`), so the test is kept as it is.
-            let id = self.intern_test(ft);
-            self.test_errors.insert(id, e);
-            Folded::Id(id)
-        } else if let (V::K(a), V::K(b)) = (&ft.a, &ft.b) {
-            Folded::Const(eval_op(ft.op, *a, *b))
-        } else if always_rejects(&ft.a, self.max_end) || always_rejects(&ft.b, self.max_end) {
-            Folded::Rejects
-        } else {
-            Folded::Id(self.intern_test(ft))
-        };
-        self.folded.insert(key, f.clone());
-        Ok(f)
-    }
-
-    fn intern_test(&mut self, ft: Test) -> u32 {
-        if let Some(&id) = self.test_ids.get(&ft) {
-            return id;
-        }
-        let n = self.val_ids.len() as u32;
-        let a_id = *self.val_ids.entry(ft.a.clone()).or_insert(n);
-        let id = self.tests.len() as u32;
-        self.tinfo.push((a_id, ft.op, matches!(ft.b, V::K(_))));
-        self.test_ids.insert(ft.clone(), id);
-        self.tests.push(ft);
-        id
-    }
-
-    /// The error libpcap's optimizer reports while folding the statements of the tests
-    /// that survive its jump threading (a shift by a computed constant above 31, a
-    /// division by a computed zero): the tests reachable from `root` whose two branches
-    /// differ (a test with equal branches is bypassed before statements are folded).
-    fn optimizer_error(&self, root: NodeId) -> Option<CompileError> {
-        if self.test_errors.is_empty() {
-            return None;
-        }
-        let mut seen = vec![false; self.nodes.len()];
-        let mut stack = vec![root];
-        while let Some(n) = stack.pop() {
-            if n <= REJECT || seen[n] {
-                continue;
-            }
-            seen[n] = true;
-            match &self.nodes[n] {
-                Node::Test { t, yes, no } => {
-                    if yes != no {
-                        if let Some(e) =
-                            self.test_ids.get(t).and_then(|id| self.test_errors.get(id))
-                        {
-                            return Some(e.clone());
-                        }
-                    }
-                    stack.push(*yes);
-                    stack.push(*no);
-                }
-                Node::Chain { yes, no, .. } => {
-                    stack.push(*yes);
-                    stack.push(*no);
-                }
-                Node::Match | Node::Reject => {}
-            }
-        }
-        None
-    }
-
-    /// What the facts say about test `t`, with exactly libpcap's jump-threading rules
-    /// (optimize.c `fold_edge`): the same test on the same value has the same outcome,
-    /// and after `v == c` held, `v == k` (k != c) is false. Nothing else (no ranges),
-    /// so that "expression rejects all packets" is reported where libpcap reports it.
-    fn known(&self, t: u32, facts: &Facts) -> Option<bool> {
-        let (a, op, bk) = self.tinfo[t as usize];
-        for &(f, out) in facts.iter().rev() {
-            if f == t {
-                return Some(out);
-            }
-            let (fa, fop, fbk) = self.tinfo[f as usize];
-            if out && fop == TestOp::Eq && op == TestOp::Eq && fa == a && fbk && bk {
-                return Some(false);
-            }
-        }
-        None
-    }
-
-    /// What is known about `b` given `facts` (three-valued).
-    fn static_eval(&mut self, b: &B, facts: &Facts) -> Option<bool> {
-        match b {
-            B::Const(c) => Some(*c),
-            B::Test(t) => match self.ftest(t).ok()? {
-                Folded::Const(c) => Some(c),
-                Folded::Id(id) => self.known(id, facts),
-                Folded::Rejects => None,
-            },
-            B::Not(x) => self.static_eval(x, facts).map(|v| !v),
-            B::And(x, y) => self.static_eval_binary(x, y, false, facts),
-            B::Or(x, y) => self.static_eval_binary(x, y, true, facts),
-            B::Protochain { .. } => None,
-        }
-    }
-
-    /// `x and y` (`short` = false) or `x or y` (`short` = true): `x == short` decides
-    /// alone; otherwise `y` is evaluated knowing what `x` being `!short` implies.
-    fn static_eval_binary(&mut self, x: &B, y: &B, short: bool, facts: &Facts) -> Option<bool> {
-        let left = self.static_eval(x, facts);
-        if left == Some(short) {
-            return Some(short);
-        }
-        let mut f = facts.clone();
-        self.facts_of(x, !short, &mut f);
-        let right = self.static_eval(y, &f);
-        match left {
-            Some(_) => right,
-            None => (right == Some(short)).then_some(short),
-        }
-    }
-
-    /// Append to `facts` what holds when `b` evaluates to `truth` (given `facts`).
-    fn facts_of(&mut self, b: &B, truth: bool, facts: &mut Facts) {
-        match b {
-            B::Test(t) => {
-                if let Ok(Folded::Id(id)) = self.ftest(t) {
-                    facts.push((id, truth));
-                }
-            }
-            B::Not(x) => self.facts_of(x, !truth, facts),
-            B::And(x, y) | B::Or(x, y) => {
-                let is_and = matches!(b, B::And(..));
-                if is_and == truth {
-                    // both operands have this truth value
-                    self.facts_of(x, truth, facts);
-                    self.facts_of(y, truth, facts);
-                } else {
-                    // one of them decided it: if the other one can't, it is that one
-                    let mut fx = facts.clone();
-                    self.facts_of(x, !truth, &mut fx);
-                    if self.static_eval(x, facts) == Some(!truth) {
-                        self.facts_of(y, truth, &mut fx);
-                        *facts = fx;
-                    } else if self.static_eval(y, &fx) == Some(!truth) {
-                        self.facts_of(x, truth, facts);
-                    }
-                }
-            }
-            B::Const(_) | B::Protochain { .. } => {}
-        }
-    }
-
-    fn mk(&mut self, n: Node) -> NodeId {
-        if let Some(&id) = self.intern.get(&n) {
-            return id;
-        }
-        self.nodes.push(n.clone());
-        let id = self.nodes.len() - 1;
-        self.intern.insert(n, id);
-        id
-    }
-
-    /// `mk` for an interned test (cheap key).
-    fn mk_test(&mut self, tid: u32, yes: NodeId, no: NodeId) -> NodeId {
-        if let Some(&id) = self.test_nodes.get(&(tid, yes, no)) {
-            return id;
-        }
-        self.nodes.push(Node::Test {
-            t: self.tests[tid as usize].clone(),
-            yes,
-            no,
-        });
-        let id = self.nodes.len() - 1;
-        self.test_nodes.insert((tid, yes, no), id);
-        id
-    }
-
-    /// Constant folding as libpcap's optimizer does it; its errors go to `err` (the
-    /// first one) and leave the operation unfolded.
-    fn fold(&self, v: &V, err: &mut Option<CompileError>) -> V {
-        match v {
-            V::K(_) | V::Len => v.clone(),
-            V::Load { idx, k, size } => V::Load {
-                idx: idx.as_ref().map(|i| Box::new(self.fold(i, err))),
-                k: *k,
-                size: *size,
-            },
-            V::Neg(a) => match self.fold(a, err) {
-                V::K(x) => V::K(x.wrapping_neg()),
-                a => V::Neg(Box::new(a)),
-            },
-            V::Alu(o, a, b) => {
-                let a = self.fold(a, err);
-                let b = self.fold(b, err);
-                let keep = |err: &mut Option<CompileError>, e: CompileError| {
-                    err.get_or_insert(e);
-                    V::Alu(*o, Box::new(a.clone()), Box::new(b.clone()))
-                };
-                if let V::K(y) = b {
-                    if self.optimize {
-                        match (o, y) {
-                            (ArithOp::Div, 0) => return keep(err, CompileError::DivisionByZero),
-                            (ArithOp::Mod, 0) => return keep(err, CompileError::ModulusByZero),
-                            (ArithOp::Lsh | ArithOp::Rsh, y) if y > 31 && !matches!(a, V::K(_)) => {
-                                return keep(err, CompileError::ShiftTooLarge)
-                            }
-                            // libpcap's optimizer turns `mul #0` / `and #0` into `ld #0`
-                            // (dropping the operand's loads); so do we.
-                            (ArithOp::Mul | ArithOp::And, 0) => return V::K(0),
-                            (
-                                ArithOp::Add
-                                | ArithOp::Sub
-                                | ArithOp::Or
-                                | ArithOp::Xor
-                                | ArithOp::Lsh
-                                | ArithOp::Rsh,
-                                0,
-                            ) => return a,
-                            _ => {}
-                        }
-                    }
-                    if let V::K(x) = a {
-                        if let Some(r) = alu_const(*o, x, y) {
-                            return V::K(r);
-                        }
-                    }
-                } else if self.optimize && a == V::K(0) {
-                    // optimize.c opt_stmt on `A op X` with A a constant 0 and X not a
-                    // constant: `add/or/xor` become `tax`, `mul/div/mod/and/lsh/rsh`
-                    // become `ld #0` (so X's loads, and a runtime division by zero,
-                    // are gone); `sub` stays.
-                    match o {
-                        ArithOp::Add | ArithOp::Or | ArithOp::Xor => return b,
-                        ArithOp::Mul
-                        | ArithOp::Div
-                        | ArithOp::Mod
-                        | ArithOp::And
-                        | ArithOp::Lsh
-                        | ArithOp::Rsh => return V::K(0),
-                        ArithOp::Sub => {}
-                    }
-                }
-                V::Alu(*o, Box::new(a), Box::new(b))
-            }
-        }
-    }
-
-    fn gen(
-        &mut self,
-        b: &B,
-        yes: NodeId,
-        no: NodeId,
-        facts: &Facts,
-    ) -> Result<NodeId, CompileError> {
-        Ok(match b {
-            B::Const(true) => yes,
-            B::Const(false) => no,
-            B::Not(x) => self.gen(x, no, yes, facts)?,
-            B::And(x, y) => {
-                let mut f2 = facts.clone();
-                self.facts_of(x, true, &mut f2);
-                let ny = self.gen(y, yes, no, &f2)?;
-                self.gen(x, ny, no, facts)?
-            }
-            B::Or(x, y) => {
-                let mut f2 = facts.clone();
-                self.facts_of(x, false, &mut f2);
-                let ny = self.gen(y, yes, no, &f2)?;
-                self.gen(x, yes, ny, facts)?
-            }
-            B::Test(t) => match self.ftest(t)? {
-                Folded::Const(c) => {
-                    if c {
-                        yes
-                    } else {
-                        no
-                    }
-                }
-                Folded::Rejects => REJECT,
-                Folded::Id(id) => match self.known(id, facts) {
-                    Some(true) => yes,
-                    Some(false) => no,
-                    None => self.mk_test(id, yes, no),
-                },
-            },
-            B::Protochain { v6, nl, proto } => self.mk(Node::Chain {
-                v6: *v6,
-                nl: *nl,
-                proto: *proto,
-                yes,
-                no,
-            }),
-        })
     }
 }
 
@@ -479,7 +96,7 @@ impl<'b> PathGen<'b> {
         match b {
             B::Test(t) => {
                 if let Ok(Folded::Id(id)) = dag.ftest(t) {
-                    set_bit(bits, dag.tinfo[id as usize].0);
+                    set_bit(bits, dag.value_id(id));
                 }
             }
             B::And(x, y) | B::Or(x, y) => {
@@ -526,7 +143,7 @@ impl<'b> PathGen<'b> {
         let relevant: Facts = facts
             .iter()
             .copied()
-            .filter(|&(t, _)| has_bit(vids, dag.tinfo[t as usize].0))
+            .filter(|&(t, _)| has_bit(vids, dag.value_id(t)))
             .collect();
         let key = (k, relevant);
         if let Some(&id) = self.memo.get(&key) {
@@ -607,34 +224,6 @@ impl<'b> PathGen<'b> {
     }
 }
 
-/// Constant arithmetic with classic BPF semantics; `None` for a runtime division by zero.
-fn alu_const(o: ArithOp, x: u32, y: u32) -> Option<u32> {
-    Some(match o {
-        ArithOp::Add => x.wrapping_add(y),
-        ArithOp::Sub => x.wrapping_sub(y),
-        ArithOp::Mul => x.wrapping_mul(y),
-        ArithOp::Div => x.checked_div(y)?,
-        ArithOp::Mod => x.checked_rem(y)?,
-        ArithOp::And => x & y,
-        ArithOp::Or => x | y,
-        ArithOp::Xor => x ^ y,
-        ArithOp::Lsh => {
-            if y < 32 {
-                x << y
-            } else {
-                0
-            }
-        }
-        ArithOp::Rsh => {
-            if y < 32 {
-                x >> y
-            } else {
-                0
-            }
-        }
-    })
-}
-
 /// A compiled decision DAG, before emission.
 struct Plan {
     dag: Dag,
@@ -646,19 +235,7 @@ fn plan(expr: &Expr, link: LinkType, env: &FilterEnv, max_end: u64) -> Result<Pl
     let b = lw.expr(expr)?;
     // libpcap turns its optimizer off when `protochain` is used.
     let optimize = !lw.uses_protochain;
-    let mut dag = Dag {
-        nodes: vec![Node::Match, Node::Reject],
-        intern: HashMap::new(),
-        optimize,
-        max_end,
-        tests: vec![],
-        test_ids: HashMap::new(),
-        val_ids: HashMap::new(),
-        tinfo: vec![],
-        folded: HashMap::new(),
-        test_nodes: HashMap::new(),
-        test_errors: HashMap::new(),
-    };
+    let mut dag = Dag::new(optimize, max_end);
     let mut pg = PathGen {
         konts: vec![],
         kont_ids: HashMap::new(),
@@ -672,9 +249,7 @@ fn plan(expr: &Expr, link: LinkType, env: &FilterEnv, max_end: u64) -> Result<Pl
         Err(OverBudget) => {
             // Too many paths: generate each continuation once, with the facts that
             // hold on every path into it.
-            dag.nodes.truncate(2);
-            dag.intern.clear();
-            dag.test_nodes.clear();
+            dag.clear_nodes();
             dag.gen(&b, MATCH, REJECT, &Vec::new())?
         }
     };
@@ -795,8 +370,8 @@ fn emit_inner(
         e.need = need.get(&n).copied().unwrap_or(0);
         let r0 = r0_in.get(&n).cloned().flatten();
         e.r4 = r4_in.get(&n).cloned().flatten();
-        let out_r0 = e.node(&p.dag.nodes[n], n, next, r0.as_ref())?;
-        let succ = match &p.dag.nodes[n] {
+        let out_r0 = e.node(p.dag.node(n), n, next, r0.as_ref())?;
+        let succ = match p.dag.node(n) {
             Node::Test { yes, no, .. } | Node::Chain { yes, no, .. } => vec![*yes, *no],
             _ => vec![],
         };
@@ -819,7 +394,7 @@ fn emit_inner(
     }
     let reaches = |target: NodeId| {
         p.root == target
-            || order.iter().any(|&n| match &p.dag.nodes[n] {
+            || order.iter().any(|&n| match p.dag.node(n) {
                 Node::Test { yes, no, .. } => *yes == target || *no == target,
                 Node::Chain { yes, no, .. } => *yes == target || *no == target,
                 _ => false,
@@ -828,7 +403,7 @@ fn emit_inner(
     let rejects_at_runtime = matches!(src, PacketSource::KernelMemory { .. })
         || order
             .iter()
-            .any(|&n| !matches!(&p.dag.nodes[n], Node::Test { t, .. } if !t.a.has_load() && !t.b.has_load() && !has_div(&t.a) && !has_div(&t.b)));
+            .any(|&n| !matches!(p.dag.node(n), Node::Test { t, .. } if !t.a.has_load() && !t.b.has_load() && !has_div(&t.a) && !has_div(&t.b)));
     Ok(FilterStats {
         nodes: order.len(),
         insns: e.asm.pos() - start,
@@ -860,7 +435,7 @@ fn need_lengths(dag: &Dag, order: &[NodeId], max_end: u64) -> HashMap<NodeId, u6
         n => need.get(&n).copied().unwrap_or(0),
     };
     for &n in order.iter().rev() {
-        let (own, yes, no) = match &dag.nodes[n] {
+        let (own, yes, no) = match dag.node(n) {
             Node::Test { t, yes, no } => (ends(&t.a).max(ends(&t.b)), *yes, *no),
             Node::Chain {
                 v6, nl, yes, no, ..
@@ -895,51 +470,12 @@ fn repeated_indexes(dag: &Dag, order: &[NodeId]) -> HashSet<V> {
     }
     let (mut seen, mut multi) = (HashSet::new(), HashSet::new());
     for &n in order {
-        if let Node::Test { t, .. } = &dag.nodes[n] {
+        if let Node::Test { t, .. } = dag.node(n) {
             walk(&t.a, &mut seen, &mut multi);
             walk(&t.b, &mut seen, &mut multi);
         }
     }
     multi
-}
-
-fn reaches_match(dag: &Dag, root: NodeId) -> bool {
-    let mut seen = vec![false; dag.nodes.len()];
-    let mut stack = vec![root];
-    while let Some(n) = stack.pop() {
-        if n == MATCH {
-            return true;
-        }
-        if n == REJECT || seen[n] {
-            continue;
-        }
-        seen[n] = true;
-        if let Node::Test { yes, no, .. } | Node::Chain { yes, no, .. } = &dag.nodes[n] {
-            stack.push(*yes);
-            stack.push(*no);
-        }
-    }
-    false
-}
-
-/// Nodes reachable from `root`, parents before children (descending creation order).
-fn reachable_order(dag: &Dag, root: NodeId) -> Vec<NodeId> {
-    let mut seen = vec![false; dag.nodes.len()];
-    let mut stack = vec![root];
-    while let Some(n) = stack.pop() {
-        if n <= REJECT || seen[n] {
-            continue;
-        }
-        seen[n] = true;
-        match &dag.nodes[n] {
-            Node::Test { yes, no, .. } | Node::Chain { yes, no, .. } => {
-                stack.push(*yes);
-                stack.push(*no);
-            }
-            _ => {}
-        }
-    }
-    (2..dag.nodes.len()).rev().filter(|&n| seen[n]).collect()
 }
 
 struct Emitter<'a> {

@@ -3,6 +3,7 @@
 
 pub mod ast;
 pub mod compile;
+mod dag;
 pub mod lower;
 pub mod names;
 pub mod parse;
