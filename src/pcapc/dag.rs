@@ -377,54 +377,6 @@ impl Dag {
             }
         }
     }
-
-    pub(super) fn gen(
-        &mut self,
-        b: &B,
-        yes: NodeId,
-        no: NodeId,
-        facts: &Facts,
-    ) -> Result<NodeId, CompileError> {
-        Ok(match b {
-            B::Const(true) => yes,
-            B::Const(false) => no,
-            B::Not(x) => self.gen(x, no, yes, facts)?,
-            B::And(x, y) => {
-                let mut f2 = facts.clone();
-                self.facts_of(x, true, &mut f2);
-                let ny = self.gen(y, yes, no, &f2)?;
-                self.gen(x, ny, no, facts)?
-            }
-            B::Or(x, y) => {
-                let mut f2 = facts.clone();
-                self.facts_of(x, false, &mut f2);
-                let ny = self.gen(y, yes, no, &f2)?;
-                self.gen(x, yes, ny, facts)?
-            }
-            B::Test(t) => match self.ftest(t)? {
-                Folded::Const(c) => {
-                    if c {
-                        yes
-                    } else {
-                        no
-                    }
-                }
-                Folded::Rejects => REJECT,
-                Folded::Id(id) => match self.known(id, facts) {
-                    Some(true) => yes,
-                    Some(false) => no,
-                    None => self.mk_test(id, yes, no),
-                },
-            },
-            B::Protochain { v6, nl, proto } => self.mk(Node::Chain {
-                v6: *v6,
-                nl: *nl,
-                proto: *proto,
-                yes,
-                no,
-            }),
-        })
-    }
 }
 
 /// Constant arithmetic with classic BPF semantics; `None` for a runtime division by zero.

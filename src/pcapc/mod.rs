@@ -7,6 +7,7 @@ mod dag;
 pub mod lower;
 pub mod names;
 pub mod parse;
+mod paths;
 pub mod run;
 pub mod tool;
 pub mod types;
