@@ -4,6 +4,7 @@
 pub mod ast;
 pub mod compile;
 mod dag;
+mod emit;
 pub mod lower;
 pub mod names;
 pub mod parse;

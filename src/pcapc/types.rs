@@ -116,3 +116,27 @@ pub enum ProgramKind {
     /// Userspace: same mbuff, kernel-memory back end through a probe_read helper.
     UserKernelMemory,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_footprint_follows_the_layout() {
+        // 8 spill slots, the read-on-demand slot, 3 protochain slots
+        let direct = PacketSource::Direct {
+            start: Reg::R6,
+            end: Reg::R7,
+        };
+        assert_eq!(stack_bytes(&direct), 64 + 8 + 24);
+        // kernel memory adds the 8-byte pad and the window, rounded up to 8 bytes
+        for (window, bytes) in [(DEFAULT_WINDOW, 128), (64, 64), (13, 16)] {
+            let km = PacketSource::KernelMemory {
+                base: Reg::R6,
+                len: Reg::R7,
+                window,
+            };
+            assert_eq!(stack_bytes(&km), 64 + 8 + 24 + 8 + bytes, "window {window}");
+        }
+    }
+}
