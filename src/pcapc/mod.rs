@@ -10,7 +10,6 @@ pub mod names;
 pub mod parse;
 mod paths;
 pub mod run;
-pub mod tool;
 pub mod types;
 
 pub use compile::{

@@ -7,15 +7,14 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::ast::Expr;
-use super::compile::compile_program;
-use super::run::UserspaceFilter;
-use super::types::{LinkType, ProgramKind};
 use crate::asm::disassemble_program;
 use crate::capture::{self, LinkType as FileLinkType};
+use crate::pcapc::ast::Expr;
+use crate::pcapc::run::UserspaceFilter;
+use crate::pcapc::{compile_program, LinkType, ProgramKind};
 
 fn parse_required(expr: &str) -> Result<Expr> {
-    match super::parse(expr) {
+    match crate::pcapc::parse(expr) {
         Ok(Some(e)) => Ok(e),
         Ok(None) => bail!("the filter expression is empty"),
         Err(e) => bail!("{e}"),
