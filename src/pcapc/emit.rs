@@ -1008,7 +1008,24 @@ mod tests {
     use crate::asm::insn::op;
     use crate::asm::Program;
     use crate::pcapc::ast::{Dir, Prim, Proto};
-    use crate::pcapc::compile::{emit_filter, emit_filter_with_stats};
+
+    /// `expr` on Ethernet packets from `src`, leaving through `on_match` / `on_reject`.
+    fn ethernet<'e>(
+        expr: &'e Expr,
+        src: PacketSource,
+        env: FilterEnv,
+        (on_match, on_reject): (Label, Label),
+    ) -> FilterSpec<'e> {
+        FilterSpec {
+            expr,
+            link: LinkType::Ethernet,
+            src,
+            env,
+            on_match,
+            on_reject,
+            reject_follows: false,
+        }
+    }
 
     fn port_or_vlan() -> Expr {
         Expr::Or(
@@ -1027,23 +1044,14 @@ mod tests {
         )
     }
 
-    fn emit(src: PacketSource, top: i16) -> (Program, FilterStats) {
+    fn emit_port_or_vlan(src: PacketSource, top: i16) -> (Program, FilterStats) {
         let mut a = Asm::new();
         let (m, r) = (a.label(), a.label());
         let env = FilterEnv {
             stack_top: top,
             netmask: None,
         };
-        let st = emit_filter_with_stats(
-            &mut a,
-            &port_or_vlan(),
-            LinkType::Ethernet,
-            &src,
-            &env,
-            m,
-            r,
-        )
-        .unwrap();
+        let st = emit(&mut a, &ethernet(&port_or_vlan(), src, env, (m, r))).unwrap();
         a.bind(m);
         a.exit();
         a.bind(r);
@@ -1066,7 +1074,7 @@ mod tests {
         ];
         for src in srcs {
             let top = -40;
-            let (p, st) = emit(src, top);
+            let (p, st) = emit_port_or_vlan(src, top);
             assert!(st.insns > 0 && st.nodes > 0);
             let lo = top as i32 - stack_bytes(&src) as i32;
             let mut i = 0;
@@ -1103,15 +1111,7 @@ mod tests {
         };
         let e = Expr::Prim(Prim::Proto(Proto::Ip));
         assert!(matches!(
-            emit_filter(
-                &mut a,
-                &e,
-                LinkType::Ethernet,
-                &bad,
-                &FilterEnv::default(),
-                m,
-                r
-            ),
+            emit(&mut a, &ethernet(&e, bad, FilterEnv::default(), (m, r))),
             Err(CompileError::BadRegisters(_))
         ));
         let ok = PacketSource::KernelMemory {
@@ -1124,7 +1124,7 @@ mod tests {
             netmask: None,
         };
         assert!(matches!(
-            emit_filter(&mut a, &e, LinkType::Ethernet, &ok, &env, m, r),
+            emit(&mut a, &ethernet(&e, ok, env, (m, r))),
             Err(CompileError::Stack(_))
         ));
     }
@@ -1142,16 +1142,7 @@ mod tests {
                 start: Reg::R6,
                 end: Reg::R7,
             };
-            let st = emit_filter_with_stats(
-                &mut a,
-                &e,
-                LinkType::Ethernet,
-                &src,
-                &FilterEnv::default(),
-                m,
-                r,
-            )
-            .unwrap();
+            let st = emit(&mut a, &ethernet(&e, src, FilterEnv::default(), (m, r))).unwrap();
             assert!(st.insns <= max, "`{e}`: {} insns", st.insns);
         }
     }

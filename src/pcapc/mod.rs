@@ -1,5 +1,12 @@
 //! pcapc: the pcap-filter language (tcpdump's filter syntax) parsed with pest and
 //! compiled straight to eBPF with our assembler, for Ethernet and raw-IP packet starts.
+//!
+//! The data flow: `parse` (text → `ast`) → `lower` (AST → tests on packet values) →
+//! `paths` (path-sensitive generation of a pruned `dag`) → `emit` (eBPF into an `Asm`).
+//! `compile` holds the entry points that tie them together, `types` the vocabulary they
+//! and the probes share, `run` the userspace runner. Each module imports only from the
+//! ones before it in this list (no cycle): ast, names, parse, types, lower, dag, paths,
+//! emit, compile, run.
 
 pub mod ast;
 pub mod compile;
