@@ -15,7 +15,7 @@ pub fn run(config: &Config) -> Result<()> {
         return list_funcs(config);
     }
     if config.dump_filter {
-        return crate::pcapc::tool::dump_filter(
+        return crate::cli::filter_tools::dump_filter(
             &config.pcap_filter(),
             config.l3,
             &mut std::io::stdout().lock(),
@@ -23,7 +23,7 @@ pub fn run(config: &Config) -> Result<()> {
     }
     if let Some(path) = &config.filter_check {
         let mut out = std::io::stdout().lock();
-        return crate::pcapc::tool::filter_check(path, &config.pcap_filter(), &mut out);
+        return crate::cli::filter_tools::filter_check(path, &config.pcap_filter(), &mut out);
     }
     // A bad filter is reported before anything needs privileges.
     let filter = crate::pcapc::parse(&config.pcap_filter())

@@ -1,6 +1,7 @@
 //! Command-line configuration: every flag of pwru 1.0.12 spelled as there (pflag-style
 //! booleans included), plus pwru-rs extras, parsed with clap and validated into one `Config`.
 
+pub mod filter_tools;
 mod values;
 
 use std::path::PathBuf;

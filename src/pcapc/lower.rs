@@ -2,7 +2,7 @@
 //! 1.10's gencode.c: the same tests in the same order, with its stateful offset shifts.
 
 use super::ast::{Arith, ArithOp, Dir, Expr, Llc, Prim, Proto, RelOp};
-use super::compile::{CompileError, LinkType};
+use super::types::{CompileError, LinkType};
 
 /// A 32-bit value computed from the packet (classic BPF semantics: unsigned, wrapping).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -4,7 +4,8 @@
 use std::cell::Cell;
 
 use super::ast::Expr;
-use super::compile::{compile_program_env, CompileError, FilterEnv, LinkType, ProgramKind};
+use super::compile::compile_program_env;
+use super::types::{CompileError, FilterEnv, LinkType, ProgramKind};
 use crate::asm::{Helper, Program};
 
 /// Failures while running a filter program.

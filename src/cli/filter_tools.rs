@@ -5,19 +5,19 @@ use std::collections::hash_map::{Entry, HashMap};
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 
-use super::ast::Expr;
-use super::compile::{compile_program, LinkType, ProgramKind};
-use super::run::UserspaceFilter;
 use crate::asm::disassemble_program;
 use crate::capture::{self, LinkType as FileLinkType};
+use crate::pcapc::ast::Expr;
+use crate::pcapc::run::UserspaceFilter;
+use crate::pcapc::{compile_program, LinkType, ProgramKind};
 
 fn parse_required(expr: &str) -> Result<Expr> {
-    match super::parse(expr) {
+    match crate::pcapc::parse(expr) {
         Ok(Some(e)) => Ok(e),
         Ok(None) => bail!("the filter expression is empty"),
-        Err(e) => bail!("{e}"),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -39,7 +39,7 @@ pub fn dump_filter(expr: &str, l3: bool, out: &mut dyn Write) -> Result<()> {
         LinkType::Ethernet
     };
     let program = compile_program(&e, link, ProgramKind::UserKernelMemory)
-        .map_err(|err| anyhow!("{err} ({})", link_name(link)))?;
+        .with_context(|| format!("compiling the filter for {}", link_name(link)))?;
     writeln!(
         out,
         "; {} for {}, {} instructions",
@@ -72,13 +72,13 @@ pub fn filter_check(path: &Path, expr: &str, out: &mut dyn Write) -> Result<()> 
                     ),
                 };
                 let program = compile_program(&e, link, ProgramKind::UserDirect)
-                    .map_err(|err| anyhow!("{err} ({})", link_name(link)))?;
+                    .with_context(|| format!("compiling the filter for {}", link_name(link)))?;
                 v.insert(UserspaceFilter::from_program(&program))
             }
         };
         if filter
             .matches(frame.data)
-            .map_err(|err| anyhow!("frame {}: {err}", i + 1))?
+            .with_context(|| format!("frame {}", i + 1))?
         {
             matched += 1;
             writeln!(out, "{} {} bytes", i + 1, frame.data.len())?;
@@ -86,4 +86,72 @@ pub fn filter_check(path: &Path, expr: &str, out: &mut dyn Write) -> Result<()> 
     }
     writeln!(out, "matched {matched} of {} frames", cap.frames.len())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name)
+    }
+
+    fn run(tool: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<String> {
+        let mut out = Vec::new();
+        tool(&mut out)?;
+        Ok(String::from_utf8(out).expect("the tools print text"))
+    }
+
+    #[test]
+    fn filter_check_lists_the_matching_frames() {
+        let udp = run(|out| filter_check(&data("lo_udp.pcap"), "udp", out)).unwrap();
+        assert_eq!(
+            udp,
+            "1 48 bytes\n2 48 bytes\n3 69 bytes\nmatched 3 of 3 frames\n"
+        );
+        let tcp = run(|out| filter_check(&data("lo_udp.pcap"), "tcp", out)).unwrap();
+        assert_eq!(tcp, "matched 0 of 3 frames\n");
+    }
+
+    #[test]
+    fn filter_check_refuses_other_link_types() {
+        let err = run(|out| filter_check(&data("any_udp_sll2.pcap"), "udp", out)).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "frame 1: link type 276 is not supported (only Ethernet and raw IP captures)"
+        );
+    }
+
+    #[test]
+    fn dump_filter_prints_a_header_and_the_listing() {
+        let listing = run(|out| dump_filter("ip", true, out)).unwrap();
+        let mut lines = listing.lines();
+        let header = lines.next().unwrap();
+        assert!(
+            header.starts_with("; ip for raw IP (DLT_RAW), ") && header.ends_with(" instructions"),
+            "{header}"
+        );
+        assert!(lines.next().unwrap().starts_with("   0: "), "{listing}");
+        assert!(listing.contains("exit"), "{listing}");
+    }
+
+    #[test]
+    fn bad_filters_say_why() {
+        let empty = run(|out| dump_filter("  ", false, out)).unwrap_err();
+        assert_eq!(format!("{empty:#}"), "the filter expression is empty");
+        let unparsable = run(|out| dump_filter("tcp port", false, out)).unwrap_err();
+        assert!(unparsable
+            .downcast_ref::<crate::pcapc::ParseError>()
+            .is_some());
+        let rejected = run(|out| dump_filter("arp", true, out)).unwrap_err();
+        assert_eq!(
+            format!("{rejected:#}"),
+            "compiling the filter for raw IP (DLT_RAW): expression rejects all packets"
+        );
+        assert!(rejected
+            .downcast_ref::<crate::pcapc::CompileError>()
+            .is_some());
+    }
 }

@@ -1,0 +1,1149 @@
+//! The emitter: walks a planned decision DAG and writes its tests as eBPF for either
+//! packet source (direct packet pointers, or kernel memory through a stack window).
+//!
+//! Stack layout, downwards from `env.stack_top`: 8 spill slots (64 B), an 8-byte
+//! read-on-demand slot, 3 protochain slots (24 B), then (kernel memory only) 8 B pad and
+//! the window buffer (moved up by 0-3 bytes into the pad so that the network header is
+//! 4-byte aligned). See [`stack_bytes`].
+
+use std::collections::{HashMap, HashSet};
+
+use super::ast::{ArithOp, Expr};
+use super::dag::{reachable_order, Dag, Node, NodeId, MATCH, REJECT};
+use super::lower::{TestOp, V};
+use super::paths::plan;
+use super::types::{
+    stack_bytes, CompileError, FilterEnv, FilterStats, LinkType, PacketSource, DIRECT_MAX_END,
+    PROTOCHAIN_MAX_HEADERS, SPILL_SLOTS,
+};
+use crate::asm::{Asm, Cond, Helper, Label, Reg, Size};
+
+/// One filter to emit: the expression and its link type, where its packet bytes come
+/// from, its stack area, and the labels control leaves through.
+pub(super) struct FilterSpec<'e> {
+    pub(super) expr: &'e Expr,
+    pub(super) link: LinkType,
+    pub(super) src: PacketSource,
+    pub(super) env: FilterEnv,
+    pub(super) on_match: Label,
+    pub(super) on_reject: Label,
+    /// The caller binds `on_reject` right after the filter (jumps to it are left out).
+    pub(super) reject_follows: bool,
+}
+
+/// Check the register and stack contract, plan the filter, and emit it into `asm`.
+pub(super) fn emit(asm: &mut Asm, spec: &FilterSpec) -> Result<FilterStats, CompileError> {
+    let (src, env) = (&spec.src, &spec.env);
+    let fall = spec.reject_follows.then_some(REJECT);
+    let callee_saved = |r: Reg| matches!(r, Reg::R6 | Reg::R7 | Reg::R8 | Reg::R9);
+    let (r1, r2) = match *src {
+        PacketSource::Direct { start, end } => (start, end),
+        PacketSource::KernelMemory { base, len, .. } => (base, len),
+    };
+    if !callee_saved(r1) || !callee_saved(r2) || r1 == r2 {
+        return Err(CompileError::BadRegisters(*src));
+    }
+    if env.stack_top > 0 || (env.stack_top as i32 - stack_bytes(src) as i32) < -512 {
+        return Err(CompileError::Stack(format!(
+            "{} bytes below r10{:+} exceed the 512-byte frame",
+            stack_bytes(src),
+            env.stack_top
+        )));
+    }
+    let max_end = match src {
+        PacketSource::Direct { .. } => DIRECT_MAX_END as u64,
+        PacketSource::KernelMemory { .. } => 0x7fff_ffff,
+    };
+    let p = plan(spec.expr, spec.link, env, max_end)?;
+    let start = asm.pos();
+    let mut e = Emitter {
+        asm,
+        src: *src,
+        top: env.stack_top as i32,
+        on_match: spec.on_match,
+        on_reject: spec.on_reject,
+        labels: HashMap::new(),
+        proven: 0,
+        need: 0,
+        r4: None,
+        buf_shift: 0,
+        multi_idx: HashSet::new(),
+    };
+    // Kernel memory: place the window (inside its 8-byte pad) so that the network
+    // header starts 4-byte aligned: IPv4/IPv6 address words then load in one go.
+    let net = match spec.link {
+        LinkType::Ethernet => 14,
+        LinkType::RawIp => 0,
+    };
+    e.buf_shift = (-(e.buf_off() as i32 + net)).rem_euclid(4) as i16;
+    e.prologue();
+    let order = reachable_order(&p.dag, p.root);
+    let need = need_lengths(&p.dag, &order, max_end);
+    e.multi_idx = repeated_indexes(&p.dag, &order);
+    // Per node, over all its predecessors: the packet length already proven (bounds
+    // checks to skip) and the value R0 certainly holds on entry (a load to skip).
+    let mut proven_in: HashMap<NodeId, u64> = HashMap::new();
+    let mut r0_in: HashMap<NodeId, Option<(V, bool)>> = HashMap::new();
+    // and what R4 holds (direct back end: a checked packet pointer)
+    let mut r4_in: HashMap<NodeId, Option<PktPtr>> = HashMap::new();
+    proven_in.insert(p.root, 0);
+    r0_in.insert(p.root, None);
+    for (i, &n) in order.iter().enumerate() {
+        let next = order.get(i + 1).copied().or(fall);
+        e.proven = proven_in.get(&n).copied().unwrap_or(0);
+        e.need = need.get(&n).copied().unwrap_or(0);
+        let r0 = r0_in.get(&n).cloned().flatten();
+        e.r4 = r4_in.get(&n).cloned().flatten();
+        let out_r0 = e.node(p.dag.node(n), n, next, r0.as_ref())?;
+        let succ = match p.dag.node(n) {
+            Node::Test { yes, no, .. } | Node::Chain { yes, no, .. } => vec![*yes, *no],
+            _ => vec![],
+        };
+        for c in succ {
+            let pv = proven_in.entry(c).or_insert(e.proven);
+            *pv = (*pv).min(e.proven);
+            let rv = r0_in.entry(c).or_insert_with(|| out_r0.clone());
+            if *rv != out_r0 {
+                *rv = None;
+            }
+            let r4 = r4_in.entry(c).or_insert_with(|| e.r4.clone());
+            if *r4 != e.r4 {
+                *r4 = None;
+            }
+        }
+    }
+    if order.is_empty() && Some(p.root) != fall {
+        let l = e.target(p.root);
+        e.asm.ja(l);
+    }
+    let reaches = |target: NodeId| {
+        p.root == target
+            || order.iter().any(|&n| match p.dag.node(n) {
+                Node::Test { yes, no, .. } => *yes == target || *no == target,
+                Node::Chain { yes, no, .. } => *yes == target || *no == target,
+                _ => false,
+            })
+    };
+    let rejects_at_runtime = matches!(src, PacketSource::KernelMemory { .. })
+        || order
+            .iter()
+            .any(|&n| !matches!(p.dag.node(n), Node::Test { t, .. } if !t.a.has_load() && !t.b.has_load() && !has_div(&t.a) && !has_div(&t.b)));
+    Ok(FilterStats {
+        nodes: order.len(),
+        insns: e.asm.pos() - start,
+        uses_match: reaches(MATCH),
+        uses_reject: reaches(REJECT) || rejects_at_runtime,
+    })
+}
+
+/// Whether `v` divides (at run time, a division by zero rejects the packet).
+fn has_div(v: &V) -> bool {
+    match v {
+        V::K(_) | V::Len => false,
+        V::Load { idx, .. } => idx.as_deref().is_some_and(has_div),
+        V::Neg(a) => has_div(a),
+        V::Alu(o, a, b) => matches!(o, ArithOp::Div | ArithOp::Mod) || has_div(a) || has_div(b),
+    }
+}
+
+/// The packet length each node's bounds check may demand: the largest `n` such that every
+/// path from the node to a match loads byte `n - 1` or beyond. A shorter packet can
+/// only be rejected from there (by that load, if not before), so checking `n` up front
+/// gives the same verdict and spares the later checks.
+fn need_lengths(dag: &Dag, order: &[NodeId], max_end: u64) -> HashMap<NodeId, u64> {
+    fn ends(v: &V) -> u64 {
+        match v {
+            V::K(_) | V::Len => 0,
+            V::Load { idx, k, size } => {
+                let own = *k as u64 + *size as u64;
+                own.max(idx.as_deref().map_or(0, ends))
+            }
+            V::Alu(_, a, b) => ends(a).max(ends(b)),
+            V::Neg(a) => ends(a),
+        }
+    }
+    let mut need: HashMap<NodeId, u64> = HashMap::new();
+    let get = |need: &HashMap<NodeId, u64>, n: NodeId| match n {
+        MATCH => 0,
+        REJECT => u64::MAX,
+        n => need.get(&n).copied().unwrap_or(0),
+    };
+    for &n in order.iter().rev() {
+        let (own, yes, no) = match dag.node(n) {
+            Node::Test { t, yes, no } => (ends(&t.a).max(ends(&t.b)), *yes, *no),
+            Node::Chain {
+                v6, nl, yes, no, ..
+            } => (*nl as u64 + if *v6 { 7 } else { 10 }, *yes, *no),
+            Node::Match | Node::Reject => continue,
+        };
+        let after = get(&need, yes).min(get(&need, no));
+        need.insert(n, own.max(after).min(max_end));
+    }
+    need
+}
+
+/// The variable load indexes that the reachable tests use more than once.
+fn repeated_indexes(dag: &Dag, order: &[NodeId]) -> HashSet<V> {
+    fn walk(v: &V, seen: &mut HashSet<V>, multi: &mut HashSet<V>) {
+        match v {
+            V::K(_) | V::Len => {}
+            V::Load { idx, .. } => {
+                if let Some(i) = idx.as_deref() {
+                    if !seen.insert(i.clone()) {
+                        multi.insert(i.clone());
+                    }
+                    walk(i, seen, multi);
+                }
+            }
+            V::Alu(_, a, b) => {
+                walk(a, seen, multi);
+                walk(b, seen, multi);
+            }
+            V::Neg(a) => walk(a, seen, multi),
+        }
+    }
+    let (mut seen, mut multi) = (HashSet::new(), HashSet::new());
+    for &n in order {
+        if let Node::Test { t, .. } = dag.node(n) {
+            walk(&t.a, &mut seen, &mut multi);
+            walk(&t.b, &mut seen, &mut multi);
+        }
+    }
+    multi
+}
+
+struct Emitter<'a> {
+    asm: &'a mut Asm,
+    src: PacketSource,
+    top: i32,
+    on_match: Label,
+    on_reject: Label,
+    labels: HashMap<NodeId, Label>,
+    /// Packet bytes proven present on every path to here (bounds checks to skip).
+    proven: u64,
+    /// Packet bytes every path from this node to a match loads (see [`need_lengths`]):
+    /// a bounds check here may as well check that many.
+    need: u64,
+    /// What R4 (direct back end) or R5 (kernel memory) holds here, if known.
+    r4: Option<PktPtr>,
+    /// Kernel memory: variable indexes loaded more than once (worth keeping in R5).
+    multi_idx: HashSet<V>,
+    /// Bytes (0-3, inside the pad above it) the kernel-memory window is moved up by.
+    buf_shift: i16,
+}
+
+/// Direct back end: R4 = `start + idx + off`, already checked against `end` (so bytes
+/// below it may be loaded). Kernel memory: R5 = `idx + off` (a scalar), already
+/// checked against the length and inside the window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PktPtr {
+    idx: Option<V>,
+    off: u64,
+}
+
+fn cond_of(op: TestOp) -> Cond {
+    match op {
+        TestOp::Eq => Cond::Eq,
+        TestOp::Gt => Cond::Gt,
+        TestOp::Ge => Cond::Ge,
+        TestOp::Set => Cond::Set,
+    }
+}
+
+impl Emitter<'_> {
+    fn slot(&self, i: usize) -> i16 {
+        (self.top - 8 * (i as i32 + 1)) as i16
+    }
+    fn tmp_off(&self) -> i16 {
+        (self.top - 8 * SPILL_SLOTS as i32 - 8) as i16
+    }
+    /// Protochain state: 0 = A, 1 = X, 2 = iteration count.
+    fn chain_off(&self, i: i32) -> i16 {
+        (self.top - 8 * SPILL_SLOTS as i32 - 16 - 8 * i) as i16
+    }
+    fn buf_off(&self) -> i16 {
+        match self.src {
+            PacketSource::KernelMemory { .. } => {
+                (self.top - stack_bytes(&self.src) as i32) as i16 + self.buf_shift
+            }
+            PacketSource::Direct { .. } => 0,
+        }
+    }
+
+    fn target(&mut self, n: NodeId) -> Label {
+        match n {
+            MATCH => self.on_match,
+            REJECT => self.on_reject,
+            n => *self.labels.entry(n).or_insert_with(|| self.asm.label()),
+        }
+    }
+
+    fn prologue(&mut self) {
+        if let PacketSource::KernelMemory { base, len, window } = self.src {
+            let buf = self.buf_off();
+            let a = &mut *self.asm;
+            let ok = a.label();
+            a.mov64(Reg::R1, Reg::R10);
+            a.add64(Reg::R1, buf as i32);
+            a.mov64(Reg::R2, len);
+            a.jmp(Cond::Le, Reg::R2, window as i32, ok);
+            a.mov64(Reg::R2, window as i32);
+            a.bind(ok);
+            a.mov64(Reg::R3, base);
+            a.call(Helper::PROBE_READ_KERNEL);
+            a.jmp(Cond::Ne, Reg::R0, 0, self.on_reject);
+        }
+    }
+
+    fn node(
+        &mut self,
+        n: &Node,
+        id: NodeId,
+        next: Option<NodeId>,
+        r0: Option<&(V, bool)>,
+    ) -> Result<Option<(V, bool)>, CompileError> {
+        let here = self.target(id);
+        self.asm.bind(here);
+        let mut out = None;
+        match n {
+            Node::Match | Node::Reject => {}
+            Node::Test { t, yes, no } => {
+                let c = cond_of(t.op);
+                match &t.b {
+                    V::K(k) => {
+                        // Equality and bit tests of 2/4-byte fields compare the raw
+                        // (little-endian) load against byte-swapped constants.
+                        let eq_or_set = matches!(t.op, TestOp::Eq | TestOp::Set);
+                        let shape = raw_shape(&t.a).filter(|&(_, size, m)| {
+                            eq_or_set
+                                && (size == 4 || (*k <= 0xffff && (m == u32::MAX || m <= 0xffff)))
+                        });
+                        let var_raw = match &t.a {
+                            V::Load {
+                                idx: Some(_), size, ..
+                            } if *size > 1 && eq_or_set && (*size == 4 || *k <= 0xffff) => {
+                                Some(*size)
+                            }
+                            _ => None,
+                        };
+                        let want = shape.map(|(_, size, _)| size).or(var_raw);
+                        let raw = match (r0, shape, &t.a) {
+                            (Some((v, raw)), _, _) if *v == t.a => match (want, *raw) {
+                                (Some(size), false) => {
+                                    swap(self.asm, size);
+                                    true
+                                }
+                                (Some(_), true) => true,
+                                (None, true) => {
+                                    if let Some(size) = raw_size(&t.a) {
+                                        swap(self.asm, size);
+                                    }
+                                    false
+                                }
+                                (None, false) => false,
+                            },
+                            (_, Some((k0, size, m)), _) => {
+                                let raw = self.load_const(k0, size, true);
+                                if m != u32::MAX {
+                                    let mm = if raw { swap_k(m, size) } else { m };
+                                    self.asm.alu32(crate::asm::AluOp::And, Reg::R0, mm as i32);
+                                }
+                                raw
+                            }
+                            (
+                                _,
+                                None,
+                                V::Load {
+                                    idx: Some(i),
+                                    k: k0,
+                                    size,
+                                },
+                            ) if var_raw.is_some() => self.load_at(i, *k0, *size, 0, true)?,
+                            _ => {
+                                self.eval(&t.a, 0)?;
+                                false
+                            }
+                        };
+                        let kk = match want {
+                            Some(size) if raw => swap_k(*k, size),
+                            _ => *k,
+                        };
+                        self.branch(c, Reg::R0, (kk as i32).into(), *yes, *no, next);
+                        out = Some((t.a.clone(), raw));
+                    }
+                    b => {
+                        self.eval(&t.a, 0)?;
+                        self.asm.stx(Size::DW, Reg::R10, self.slot(0), Reg::R0);
+                        self.eval(b, 1)?;
+                        self.asm.mov64(Reg::R1, Reg::R0);
+                        self.asm.ldx(Size::DW, Reg::R0, Reg::R10, self.slot(0));
+                        self.branch(c, Reg::R0, Reg::R1.into(), *yes, *no, next);
+                        out = Some((t.a.clone(), false));
+                    }
+                }
+            }
+            Node::Chain {
+                v6,
+                nl,
+                proto,
+                yes,
+                no,
+            } => self.protochain(*v6, *nl, *proto, *yes, *no, next)?,
+        }
+        Ok(out)
+    }
+
+    fn branch(
+        &mut self,
+        c: Cond,
+        r: Reg,
+        s: crate::asm::Src,
+        yes: NodeId,
+        no: NodeId,
+        next: Option<NodeId>,
+    ) {
+        let (ly, ln) = (self.target(yes), self.target(no));
+        if Some(no) == next {
+            self.asm.jmp32(c, r, s, ly);
+        } else if let (Some(inv), true) = (c.negate(), Some(yes) == next) {
+            self.asm.jmp32(inv, r, s, ln);
+        } else {
+            self.asm.jmp32(c, r, s, ly);
+            self.asm.ja(ln);
+        }
+    }
+
+    /// Evaluate `v` (u32, zero-extended) into R0. `d` is the first free spill slot.
+    fn eval(&mut self, v: &V, d: usize) -> Result<(), CompileError> {
+        if d >= SPILL_SLOTS {
+            return Err(CompileError::TooComplex(SPILL_SLOTS));
+        }
+        match v {
+            V::K(k) => {
+                self.asm.mov32(Reg::R0, *k as i32);
+            }
+            V::Len => match self.src {
+                PacketSource::Direct { start, end } => {
+                    self.asm.mov64(Reg::R0, end);
+                    self.asm.alu64(crate::asm::AluOp::Sub, Reg::R0, start);
+                    self.asm.mov32(Reg::R0, Reg::R0);
+                }
+                PacketSource::KernelMemory { len, .. } => {
+                    self.asm.mov32(Reg::R0, len);
+                }
+            },
+            V::Load { idx, k, size } => match idx {
+                None => {
+                    self.load_const(*k, *size, false);
+                }
+                Some(i) => {
+                    self.load_at(i, *k, *size, d, false)?;
+                }
+            },
+            V::Neg(a) => {
+                self.eval(a, d)?;
+                self.asm.neg32(Reg::R0);
+            }
+            V::Alu(o, a, b) => {
+                self.eval(a, d)?;
+                if let V::K(y) = **b {
+                    self.alu_imm(*o, y);
+                } else {
+                    self.asm.stx(Size::DW, Reg::R10, self.slot(d), Reg::R0);
+                    self.eval(b, d + 1)?;
+                    self.asm.mov64(Reg::R1, Reg::R0);
+                    self.asm.ldx(Size::DW, Reg::R0, Reg::R10, self.slot(d));
+                    self.alu_reg(*o);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn alu_imm(&mut self, o: ArithOp, y: u32) {
+        use crate::asm::AluOp as A;
+        if matches!(o, ArithOp::Div | ArithOp::Mod) && y == 0 {
+            // (a kept test libpcap's optimizer would have refused): reject through the
+            // runtime check, so that no instruction after it is unreachable
+            self.asm.mov32(Reg::R1, 0);
+            self.alu_reg(o);
+            return;
+        }
+        let a = &mut *self.asm;
+        let k = y as i32;
+        match o {
+            ArithOp::Add => a.alu32(A::Add, Reg::R0, k),
+            ArithOp::Sub => a.alu32(A::Sub, Reg::R0, k),
+            ArithOp::Mul => a.alu32(A::Mul, Reg::R0, k),
+            ArithOp::Div => a.alu32(A::Div, Reg::R0, k),
+            ArithOp::Mod => a.alu32(A::Mod, Reg::R0, k),
+            ArithOp::And => a.alu32(A::And, Reg::R0, k),
+            ArithOp::Or => a.alu32(A::Or, Reg::R0, k),
+            ArithOp::Xor => a.alu32(A::Xor, Reg::R0, k),
+            ArithOp::Lsh | ArithOp::Rsh if y > 31 => a.mov32(Reg::R0, 0),
+            ArithOp::Lsh => a.alu32(A::Lsh, Reg::R0, k),
+            ArithOp::Rsh => a.alu32(A::Rsh, Reg::R0, k),
+        };
+    }
+
+    /// R0 = R0 op R1 (32-bit, classic BPF semantics).
+    fn alu_reg(&mut self, o: ArithOp) {
+        use crate::asm::AluOp as A;
+        let rej = self.on_reject;
+        let a = &mut *self.asm;
+        let aop = match o {
+            ArithOp::Add => A::Add,
+            ArithOp::Sub => A::Sub,
+            ArithOp::Mul => A::Mul,
+            ArithOp::Div => A::Div,
+            ArithOp::Mod => A::Mod,
+            ArithOp::And => A::And,
+            ArithOp::Or => A::Or,
+            ArithOp::Xor => A::Xor,
+            ArithOp::Lsh => A::Lsh,
+            ArithOp::Rsh => A::Rsh,
+        };
+        match o {
+            ArithOp::Div | ArithOp::Mod => {
+                a.jmp32(Cond::Eq, Reg::R1, 0, rej);
+                a.alu32(aop, Reg::R0, Reg::R1);
+            }
+            ArithOp::Lsh | ArithOp::Rsh => {
+                let big = a.label();
+                let done = a.label();
+                a.jmp32(Cond::Gt, Reg::R1, 31, big);
+                a.alu32(aop, Reg::R0, Reg::R1);
+                a.ja(done);
+                a.bind(big);
+                a.mov32(Reg::R0, 0);
+                a.bind(done);
+            }
+            _ => {
+                a.alu32(aop, Reg::R0, Reg::R1);
+            }
+        }
+    }
+
+    /// R0 = load at constant offset `k`: big-endian, or the raw little-endian word when
+    /// `want_raw` and the back end can load it in one go (returns whether it did).
+    fn load_const(&mut self, k: u32, size: u8, want_raw: bool) -> bool {
+        let rej = self.on_reject;
+        let end_off = k as u64 + size as u64;
+        match self.src {
+            PacketSource::Direct { start, end } => {
+                if end_off > DIRECT_MAX_END as u64 {
+                    self.asm.ja(rej);
+                    return false;
+                }
+                let a = &mut *self.asm;
+                if end_off <= self.proven && k <= i16::MAX as u32 {
+                    a.ldx(size_of(size), Reg::R0, start, k as i16);
+                } else {
+                    // check the length every path to a match needs anyway
+                    let mut n = self.need.clamp(end_off, DIRECT_MAX_END as u64);
+                    if n - k as u64 > i16::MAX as u64 && k > i16::MAX as u32 {
+                        n = end_off;
+                    }
+                    match &self.r4 {
+                        Some(PktPtr { idx: None, off }) if *off < n => {
+                            a.add64(Reg::R4, (n - off) as i32);
+                        }
+                        _ => {
+                            a.mov64(Reg::R4, start);
+                            a.add64(Reg::R4, n as i32);
+                        }
+                    }
+                    a.jmp(Cond::Gt, Reg::R4, end, rej);
+                    self.r4 = Some(PktPtr { idx: None, off: n });
+                    if k <= i16::MAX as u32 {
+                        a.ldx(size_of(size), Reg::R0, start, k as i16);
+                    } else {
+                        a.ldx(size_of(size), Reg::R0, Reg::R4, -((n - k as u64) as i16));
+                    }
+                    self.proven = self.proven.max(n);
+                }
+                if want_raw && size > 1 {
+                    return true;
+                }
+                swap(a, size);
+                false
+            }
+            PacketSource::KernelMemory { base, len, window } => {
+                if end_off > 0x7fff_ffff {
+                    self.asm.ja(rej);
+                    return false;
+                }
+                if end_off > self.proven {
+                    let n = self.need.clamp(end_off, 0x7fff_ffff);
+                    self.asm.jmp(Cond::Lt, len, n as i32, rej);
+                    self.proven = n;
+                }
+                if end_off <= window as u64 {
+                    let off = self.buf_off() as i32 + k as i32;
+                    if want_raw && size > 1 && off.rem_euclid(size as i32) == 0 {
+                        self.asm.ldx(size_of(size), Reg::R0, Reg::R10, off as i16);
+                        return true;
+                    }
+                    if want_raw && size == 4 && off.rem_euclid(2) == 0 {
+                        // the raw little-endian word from two aligned halves
+                        let a = &mut *self.asm;
+                        a.ldx(Size::H, Reg::R0, Reg::R10, off as i16);
+                        a.ldx(Size::H, Reg::R2, Reg::R10, off as i16 + 2);
+                        a.alu32(crate::asm::AluOp::Lsh, Reg::R2, 16);
+                        a.alu32(crate::asm::AluOp::Or, Reg::R0, Reg::R2);
+                        return true;
+                    }
+                    self.aligned_from_stack(off as i16, size);
+                } else {
+                    self.asm.mov64(Reg::R3, base);
+                    self.asm.add64(Reg::R3, k as i32);
+                    self.slow_read(size);
+                }
+                false
+            }
+        }
+    }
+
+    /// R0 = big-endian load at `R0 + k` (R0 a zero-extended u32; no wrap), or the raw
+    /// little-endian value when `want_raw` and the back end loads it in one go (returns
+    /// whether it did). `bound`: an upper bound of R0 that the verifier also derives
+    /// (lets us drop the range check, and in kernel memory the read-on-demand path).
+    fn load_var(&mut self, k: u32, size: u8, bound: Option<u64>, want_raw: bool) -> bool {
+        let rej = self.on_reject;
+        self.r4 = None;
+        // `k + size` in one constant (the packet pointer's fixed offset, or added to
+        // R0 at once) where it fits
+        let ks = k as u64 + size as u64;
+        let end_bound = bound.map(|b| b + ks);
+        match self.src {
+            PacketSource::Direct { start, end } if ks <= i16::MAX as u64 => {
+                let a = &mut *self.asm;
+                if end_bound.is_none_or(|b| b > DIRECT_MAX_END as u64) {
+                    a.jmp(Cond::Gt, Reg::R0, DIRECT_MAX_END - ks as i32, rej);
+                }
+                a.mov64(Reg::R4, start);
+                a.add64(Reg::R4, Reg::R0);
+                a.add64(Reg::R4, ks as i32);
+                a.jmp(Cond::Gt, Reg::R4, end, rej);
+                a.ldx(size_of(size), Reg::R0, Reg::R4, -(size as i16));
+                if want_raw && size > 1 {
+                    return true;
+                }
+                swap(a, size);
+                return false;
+            }
+            PacketSource::KernelMemory { len, window, .. }
+                if end_bound.is_some_and(|b| b <= window as u64) =>
+            {
+                // always inside the window
+                let a = &mut *self.asm;
+                a.add64(Reg::R0, ks as i32);
+                a.jmp(Cond::Gt, Reg::R0, len, rej);
+                a.mov64(Reg::R1, Reg::R10);
+                a.add64(Reg::R1, Reg::R0);
+                let off = self.buf_off() - size as i16;
+                self.bytes_from(Reg::R1, off, size);
+                return false;
+            }
+            _ => {}
+        }
+        let a = &mut *self.asm;
+        if k > i32::MAX as u32 {
+            a.mov32(Reg::R1, k as i32);
+            a.add64(Reg::R0, Reg::R1);
+        } else if k != 0 {
+            a.add64(Reg::R0, k as i32);
+        }
+        match self.src {
+            PacketSource::Direct { start, end } => {
+                if end_bound.is_none_or(|b| b > DIRECT_MAX_END as u64) {
+                    a.jmp(Cond::Gt, Reg::R0, DIRECT_MAX_END - size as i32, rej);
+                }
+                a.mov64(Reg::R4, start);
+                a.add64(Reg::R4, Reg::R0);
+                a.add64(Reg::R4, size as i32);
+                a.jmp(Cond::Gt, Reg::R4, end, rej);
+                a.ldx(size_of(size), Reg::R0, Reg::R4, -(size as i16));
+                swap(a, size);
+            }
+            PacketSource::KernelMemory { base, len, window } => {
+                let slow = a.label();
+                let done = a.label();
+                a.mov64(Reg::R1, Reg::R0);
+                a.add64(Reg::R1, size as i32);
+                a.jmp(Cond::Gt, Reg::R1, len, rej);
+                a.jmp(Cond::Gt, Reg::R0, window as i32 - size as i32, slow);
+                a.mov64(Reg::R1, Reg::R10);
+                a.add64(Reg::R1, Reg::R0);
+                let off = self.buf_off();
+                self.bytes_from(Reg::R1, off, size);
+                let a = &mut *self.asm;
+                a.ja(done);
+                a.bind(slow);
+                a.mov64(Reg::R3, base);
+                a.add64(Reg::R3, Reg::R0);
+                self.slow_read(size);
+                self.asm.bind(done);
+            }
+        }
+        false
+    }
+
+    /// R0 = the load at `i + k` ([`Self::load_var`]), reusing R4 where it already
+    /// points at `start + i` plus a checked offset (`d`: the first free spill slot).
+    fn load_at(
+        &mut self,
+        i: &V,
+        k: u32,
+        size: u8,
+        d: usize,
+        want_raw: bool,
+    ) -> Result<bool, CompileError> {
+        let bound = verifier_bound(i);
+        let ks = k as u64 + size as u64;
+        let fits = bound.is_some_and(|b| b + ks <= DIRECT_MAX_END as u64) && ks <= i16::MAX as u64;
+        if let (PacketSource::Direct { end, .. }, Some(PktPtr { idx: Some(pi), off }), true) =
+            (self.src, self.r4.clone(), fits)
+        {
+            if pi == *i {
+                let rej = self.on_reject;
+                let a = &mut *self.asm;
+                let top = off.max(ks);
+                if ks > off {
+                    a.add64(Reg::R4, (ks - off) as i32);
+                    a.jmp(Cond::Gt, Reg::R4, end, rej);
+                }
+                a.ldx(
+                    size_of(size),
+                    Reg::R0,
+                    Reg::R4,
+                    (k as i64 - top as i64) as i16,
+                );
+                self.r4 = Some(PktPtr {
+                    idx: Some(pi),
+                    off: top,
+                });
+                if want_raw && size > 1 {
+                    return Ok(true);
+                }
+                swap(a, size);
+                return Ok(false);
+            }
+        }
+        if let PacketSource::KernelMemory { len, window, .. } = self.src {
+            if bound.is_some_and(|b| b + ks <= window as u64) {
+                let rej = self.on_reject;
+                let buf = self.buf_off();
+                match self.r4.clone() {
+                    Some(PktPtr { idx: Some(pi), off }) if pi == *i => {
+                        let a = &mut *self.asm;
+                        if ks > off {
+                            a.add64(Reg::R5, (ks - off) as i32);
+                            a.jmp(Cond::Gt, Reg::R5, len, rej);
+                        }
+                        let top = off.max(ks);
+                        a.mov64(Reg::R1, Reg::R10);
+                        a.add64(Reg::R1, Reg::R5);
+                        self.bytes_from(Reg::R1, buf + k as i16 - top as i16, size);
+                        self.r4 = Some(PktPtr {
+                            idx: Some(pi),
+                            off: top,
+                        });
+                        return Ok(false);
+                    }
+                    _ if self.multi_idx.contains(i) => {
+                        self.eval(i, d)?;
+                        let a = &mut *self.asm;
+                        a.add64(Reg::R0, ks as i32);
+                        a.jmp(Cond::Gt, Reg::R0, len, rej);
+                        a.mov64(Reg::R5, Reg::R0);
+                        a.mov64(Reg::R1, Reg::R10);
+                        a.add64(Reg::R1, Reg::R0);
+                        self.bytes_from(Reg::R1, buf - size as i16, size);
+                        self.r4 = Some(PktPtr {
+                            idx: Some(i.clone()),
+                            off: ks,
+                        });
+                        return Ok(false);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.eval(i, d)?;
+        let raw = self.load_var(k, size, bound, want_raw);
+        if matches!(self.src, PacketSource::Direct { .. }) && fits {
+            self.r4 = Some(PktPtr {
+                idx: Some(i.clone()),
+                off: ks,
+            });
+        }
+        Ok(raw)
+    }
+
+    /// probe_read_kernel(tmp, size, R3) and load it big-endian into R0.
+    fn slow_read(&mut self, size: u8) {
+        // the helper call clobbers R1-R5
+        self.r4 = None;
+        let tmp = self.tmp_off();
+        let rej = self.on_reject;
+        let a = &mut *self.asm;
+        a.mov64(Reg::R1, Reg::R10);
+        a.add64(Reg::R1, tmp as i32);
+        a.mov64(Reg::R2, size as i32);
+        a.call(Helper::PROBE_READ_KERNEL);
+        a.jmp(Cond::Ne, Reg::R0, 0, rej);
+        self.bytes_from(Reg::R10, tmp, size);
+    }
+
+    /// Big-endian value at `R10 + off`, with the widest loads the alignment allows
+    /// (the verifier rejects misaligned stack accesses). Uses R0 and R2.
+    fn aligned_from_stack(&mut self, off: i16, size: u8) {
+        use crate::asm::AluOp as A;
+        let a = &mut *self.asm;
+        let al = |n: i16| (off as i32).rem_euclid(n as i32) == 0;
+        match size {
+            2 if al(2) => {
+                a.ldx(Size::H, Reg::R0, Reg::R10, off);
+                a.to_be(Reg::R0, 16);
+            }
+            4 if al(4) => {
+                a.ldx(Size::W, Reg::R0, Reg::R10, off);
+                a.to_be(Reg::R0, 32);
+            }
+            4 if al(2) => {
+                a.ldx(Size::H, Reg::R0, Reg::R10, off);
+                a.to_be(Reg::R0, 16);
+                a.alu32(A::Lsh, Reg::R0, 16);
+                a.ldx(Size::H, Reg::R2, Reg::R10, off + 2);
+                a.to_be(Reg::R2, 16);
+                a.alu32(A::Or, Reg::R0, Reg::R2);
+            }
+            _ => self.bytes_from(Reg::R10, off, size),
+        }
+    }
+
+    /// Big-endian value of `size` bytes at `base + off`, read byte by byte (stack
+    /// accesses must be aligned for the verifier). Uses R0 and R2.
+    fn bytes_from(&mut self, base: Reg, off: i16, size: u8) {
+        let a = &mut *self.asm;
+        a.ldx(Size::B, Reg::R0, base, off);
+        for i in 1..size as i16 {
+            a.alu32(crate::asm::AluOp::Lsh, Reg::R0, 8);
+            a.ldx(Size::B, Reg::R2, base, off + i);
+            a.alu32(crate::asm::AluOp::Or, Reg::R0, Reg::R2);
+        }
+    }
+
+    fn protochain(
+        &mut self,
+        v6: bool,
+        nl: u32,
+        proto: u8,
+        yes: NodeId,
+        no: NodeId,
+        next: Option<NodeId>,
+    ) -> Result<(), CompileError> {
+        use crate::asm::AluOp as A;
+        self.r4 = None;
+        let (pa, px, pc) = (self.chain_off(0), self.chain_off(1), self.chain_off(2));
+        let (ly, ln, rej) = (self.target(yes), self.target(no), self.on_reject);
+        if v6 {
+            self.load_const(nl + 6, 1, false);
+            self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
+            self.asm.st(Size::DW, Reg::R10, px, 40);
+        } else {
+            self.load_const(nl + 9, 1, false);
+            self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
+            self.load_const(nl, 1, false);
+            self.alu_imm(ArithOp::And, 0xf);
+            self.alu_imm(ArithOp::Lsh, 2);
+            self.asm.stx(Size::DW, Reg::R10, px, Reg::R0);
+        }
+        self.asm.st(Size::DW, Reg::R10, pc, 0);
+        let again = self.asm.label();
+        let ah = self.asm.label();
+        self.asm.bind(again);
+        let a = &mut *self.asm;
+        a.ldx(Size::DW, Reg::R0, Reg::R10, pc);
+        a.jmp(Cond::Ge, Reg::R0, PROTOCHAIN_MAX_HEADERS, rej);
+        a.add64(Reg::R0, 1);
+        a.stx(Size::DW, Reg::R10, pc, Reg::R0);
+        a.ldx(Size::DW, Reg::R0, Reg::R10, pa);
+        a.jmp(Cond::Eq, Reg::R0, proto as i32, ly);
+        a.jmp(Cond::Eq, Reg::R0, 59, ln);
+        if v6 {
+            let adv = a.label();
+            for h in [0, 60, 43] {
+                a.jmp(Cond::Eq, Reg::R0, h, adv);
+            }
+            a.jmp(Cond::Ne, Reg::R0, 44, ah);
+            a.bind(adv);
+            // A = P[nl + X]; X = (P[nl + X + 1] + 1) * 8 + X
+            a.ldx(Size::DW, Reg::R0, Reg::R10, px);
+            self.load_var(nl, 1, None, false);
+            self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
+            self.asm.ldx(Size::DW, Reg::R0, Reg::R10, px);
+            self.load_var(nl + 1, 1, None, false);
+            let a = &mut *self.asm;
+            a.alu32(A::Add, Reg::R0, 1);
+            a.alu32(A::Mul, Reg::R0, 8);
+            a.ldx(Size::DW, Reg::R1, Reg::R10, px);
+            a.alu32(A::Add, Reg::R0, Reg::R1);
+            a.stx(Size::DW, Reg::R10, px, Reg::R0);
+            a.ja(again);
+        }
+        let a = &mut *self.asm;
+        a.bind(ah);
+        a.jmp(Cond::Ne, Reg::R0, 51, ln);
+        // AH, as libpcap does it: A = P[nl + X]; X = (P[nl + (X + 1)] + 2) * 4
+        a.ldx(Size::DW, Reg::R0, Reg::R10, px);
+        self.load_var(nl, 1, None, false);
+        self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
+        self.asm.ldx(Size::DW, Reg::R0, Reg::R10, px);
+        self.asm.alu32(A::Add, Reg::R0, 1);
+        self.load_var(nl, 1, None, false);
+        let a = &mut *self.asm;
+        a.alu32(A::Add, Reg::R0, 2);
+        a.alu32(A::Mul, Reg::R0, 4);
+        a.stx(Size::DW, Reg::R10, px, Reg::R0);
+        a.ja(again);
+        let _ = next;
+        self.r4 = None;
+        Ok(())
+    }
+}
+
+/// An upper bound of `v` that the kernel verifier's range tracking also finds (only
+/// loads, constants, `&`, `|`, `+` and constant shifts, without 32-bit wrap-around).
+fn verifier_bound(v: &V) -> Option<u64> {
+    let b = match v {
+        V::K(k) => *k as u64,
+        V::Load { size, .. } => (1u64 << (8 * *size as u32)) - 1,
+        V::Alu(ArithOp::And, a, b) => match (verifier_bound(a), verifier_bound(b)) {
+            (Some(x), Some(y)) => x.min(y),
+            (Some(x), None) | (None, Some(x)) => x,
+            (None, None) => return None,
+        },
+        V::Alu(ArithOp::Or, a, b) => {
+            let m = verifier_bound(a)?.max(verifier_bound(b)?);
+            m.checked_next_power_of_two()?.saturating_mul(2) - 1
+        }
+        V::Alu(ArithOp::Add, a, b) => verifier_bound(a)? + verifier_bound(b)?,
+        V::Alu(ArithOp::Lsh, a, b) => match **b {
+            V::K(s) if s < 32 => verifier_bound(a)? << s,
+            _ => return None,
+        },
+        V::Alu(ArithOp::Rsh, a, b) => match **b {
+            V::K(_) => verifier_bound(a)?,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    (b <= u32::MAX as u64).then_some(b)
+}
+
+/// The size of a 2/4-byte load a test value is (possibly masked), whose raw
+/// little-endian form a register may hold.
+fn raw_size(v: &V) -> Option<u8> {
+    match v {
+        V::Load { size, .. } if *size > 1 => Some(*size),
+        V::Alu(ArithOp::And, a, m) => match (&**a, &**m) {
+            (
+                V::Load {
+                    idx: None, size, ..
+                },
+                V::K(_),
+            ) if *size > 1 => Some(*size),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `(offset, size, mask)` of a test value that is a constant-offset 2/4-byte load,
+/// possibly masked (`u32::MAX` = no mask).
+fn raw_shape(v: &V) -> Option<(u32, u8, u32)> {
+    match v {
+        V::Load { idx: None, k, size } if *size > 1 => Some((*k, *size, u32::MAX)),
+        V::Alu(ArithOp::And, a, m) => match (&**a, &**m) {
+            (V::Load { idx: None, k, size }, V::K(m)) if *size > 1 => Some((*k, *size, *m)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn swap_k(k: u32, size: u8) -> u32 {
+    if size == 2 {
+        (k as u16).swap_bytes() as u32
+    } else {
+        k.swap_bytes()
+    }
+}
+
+fn size_of(size: u8) -> Size {
+    match size {
+        1 => Size::B,
+        2 => Size::H,
+        _ => Size::W,
+    }
+}
+
+fn swap(a: &mut Asm, size: u8) {
+    match size {
+        2 => {
+            a.to_be(Reg::R0, 16);
+        }
+        4 => {
+            a.to_be(Reg::R0, 32);
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asm::insn::op;
+    use crate::asm::Program;
+    use crate::pcapc::ast::{Dir, Prim, Proto};
+
+    /// `expr` on Ethernet packets from `src`, leaving through `on_match` / `on_reject`.
+    fn ethernet<'e>(
+        expr: &'e Expr,
+        src: PacketSource,
+        env: FilterEnv,
+        (on_match, on_reject): (Label, Label),
+    ) -> FilterSpec<'e> {
+        FilterSpec {
+            expr,
+            link: LinkType::Ethernet,
+            src,
+            env,
+            on_match,
+            on_reject,
+            reject_follows: false,
+        }
+    }
+
+    fn port_or_vlan() -> Expr {
+        Expr::Or(
+            Box::new(Expr::Prim(Prim::Port {
+                proto: None,
+                dir: Dir::SrcOrDst,
+                port: 53,
+            })),
+            Box::new(Expr::And(
+                Box::new(Expr::Prim(Prim::Vlan(Some(5)))),
+                Box::new(Expr::Prim(Prim::Protochain {
+                    under: None,
+                    proto: 6,
+                })),
+            )),
+        )
+    }
+
+    fn emit_port_or_vlan(src: PacketSource, top: i16) -> (Program, FilterStats) {
+        let mut a = Asm::new();
+        let (m, r) = (a.label(), a.label());
+        let env = FilterEnv {
+            stack_top: top,
+            netmask: None,
+        };
+        let st = emit(&mut a, &ethernet(&port_or_vlan(), src, env, (m, r))).unwrap();
+        a.bind(m);
+        a.exit();
+        a.bind(r);
+        a.exit();
+        (a.finish().unwrap(), st)
+    }
+
+    #[test]
+    fn honours_the_register_and_stack_contract() {
+        let srcs = [
+            PacketSource::Direct {
+                start: Reg::R8,
+                end: Reg::R9,
+            },
+            PacketSource::KernelMemory {
+                base: Reg::R6,
+                len: Reg::R7,
+                window: 64,
+            },
+        ];
+        for src in srcs {
+            let top = -40;
+            let (p, st) = emit_port_or_vlan(src, top);
+            assert!(st.insns > 0 && st.nodes > 0);
+            let lo = top as i32 - stack_bytes(&src) as i32;
+            let mut i = 0;
+            while i < p.insns.len() {
+                let x = p.insns[i];
+                let class = x.class();
+                let writes_dst = matches!(class, op::ALU | op::ALU64 | op::LDX) || x.is_ld_imm64();
+                assert!(
+                    !(writes_dst && (6..=9).contains(&x.dst)),
+                    "insn {i} writes r{} ({src:?})",
+                    x.dst
+                );
+                let stack_ref = (matches!(class, op::STX | op::ST) && x.dst == 10)
+                    || (class == op::LDX && x.src == 10);
+                if stack_ref {
+                    let off = x.off as i32;
+                    assert!(
+                        off >= lo && off < top as i32,
+                        "insn {i}: r10{off:+} outside [{lo}, {top})"
+                    );
+                }
+                i += if x.is_ld_imm64() { 2 } else { 1 };
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_bad_operands() {
+        let mut a = Asm::new();
+        let (m, r) = (a.label(), a.label());
+        let bad = PacketSource::Direct {
+            start: Reg::R1,
+            end: Reg::R7,
+        };
+        let e = Expr::Prim(Prim::Proto(Proto::Ip));
+        assert!(matches!(
+            emit(&mut a, &ethernet(&e, bad, FilterEnv::default(), (m, r))),
+            Err(CompileError::BadRegisters(_))
+        ));
+        let ok = PacketSource::KernelMemory {
+            base: Reg::R6,
+            len: Reg::R7,
+            window: 128,
+        };
+        let env = FilterEnv {
+            stack_top: -400,
+            netmask: None,
+        };
+        assert!(matches!(
+            emit(&mut a, &ethernet(&e, ok, env, (m, r))),
+            Err(CompileError::Stack(_))
+        ));
+    }
+
+    #[test]
+    fn small_filters_stay_small() {
+        let cases = [
+            (Expr::Prim(Prim::Proto(Proto::Ip)), 7),
+            (Expr::Prim(Prim::Proto(Proto::Tcp)), 26),
+        ];
+        for (e, max) in cases {
+            let mut a = Asm::new();
+            let (m, r) = (a.label(), a.label());
+            let src = PacketSource::Direct {
+                start: Reg::R6,
+                end: Reg::R7,
+            };
+            let st = emit(&mut a, &ethernet(&e, src, FilterEnv::default(), (m, r))).unwrap();
+            assert!(st.insns <= max, "`{e}`: {} insns", st.insns);
+        }
+    }
+}

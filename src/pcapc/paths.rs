@@ -1,0 +1,333 @@
+//! From the lowered boolean IR to a pruned decision DAG: path-sensitive generation (each
+//! continuation under the facts of the paths into it), within a step budget, then checks.
+
+use std::collections::HashMap;
+
+use super::ast::Expr;
+use super::dag::{reaches_match, Dag, Facts, Folded, Node, NodeId, MATCH, REJECT};
+use super::lower::{Lowering, B};
+use super::types::{CompileError, FilterEnv, LinkType};
+
+/// A continuation: what to evaluate next, with the values its tests read (a bitset of
+/// value ids: facts about other values can't matter to it).
+struct Kont<'b> {
+    what: KontKind<'b>,
+    vids: Vec<u64>,
+}
+
+enum KontKind<'b> {
+    Done(NodeId),
+    /// Evaluate this `B`, then continue with the two continuations.
+    Eval(&'b B, usize, usize),
+}
+
+/// Path-sensitive generation: each continuation is generated under the facts of the
+/// path that reaches it (like libpcap's jump threading over dominating edges, to
+/// fixpoint), memoized on (continuation, relevant facts). Gives up past a step budget.
+struct PathGen<'b> {
+    konts: Vec<Kont<'b>>,
+    kont_ids: HashMap<(usize, usize, usize), usize>,
+    memo: HashMap<(usize, Facts), NodeId>,
+    steps: usize,
+}
+
+const PATH_BUDGET: usize = 20_000;
+
+struct OverBudget;
+
+fn set_bit(bits: &mut Vec<u64>, i: u32) {
+    let w = (i / 64) as usize;
+    if bits.len() <= w {
+        bits.resize(w + 1, 0);
+    }
+    bits[w] |= 1 << (i % 64);
+}
+
+fn has_bit(bits: &[u64], i: u32) -> bool {
+    bits.get((i / 64) as usize)
+        .is_some_and(|w| w & (1 << (i % 64)) != 0)
+}
+
+impl<'b> PathGen<'b> {
+    fn done(&mut self, n: NodeId) -> usize {
+        self.konts.push(Kont {
+            what: KontKind::Done(n),
+            vids: vec![],
+        });
+        self.konts.len() - 1
+    }
+
+    fn collect_vids(dag: &mut Dag, b: &B, bits: &mut Vec<u64>) {
+        match b {
+            B::Test(t) => {
+                if let Ok(Folded::Id(id)) = dag.ftest(t) {
+                    set_bit(bits, dag.value_id(id));
+                }
+            }
+            B::And(x, y) | B::Or(x, y) => {
+                Self::collect_vids(dag, x, bits);
+                Self::collect_vids(dag, y, bits);
+            }
+            B::Not(x) => Self::collect_vids(dag, x, bits),
+            B::Const(_) | B::Protochain { .. } => {}
+        }
+    }
+
+    fn kont(&mut self, dag: &mut Dag, b: &'b B, yes: usize, no: usize) -> usize {
+        let key = (b as *const B as usize, yes, no);
+        if let Some(&id) = self.kont_ids.get(&key) {
+            return id;
+        }
+        let mut vids = self.konts[yes].vids.clone();
+        for (i, w) in self.konts[no].vids.iter().enumerate() {
+            if vids.len() <= i {
+                vids.push(0);
+            }
+            vids[i] |= w;
+        }
+        Self::collect_vids(dag, b, &mut vids);
+        self.konts.push(Kont {
+            what: KontKind::Eval(b, yes, no),
+            vids,
+        });
+        self.kont_ids.insert(key, self.konts.len() - 1);
+        self.konts.len() - 1
+    }
+
+    fn resolve(
+        &mut self,
+        dag: &mut Dag,
+        k: usize,
+        facts: &Facts,
+    ) -> Result<Result<NodeId, OverBudget>, CompileError> {
+        let (b, y, n) = match self.konts[k].what {
+            KontKind::Done(n) => return Ok(Ok(n)),
+            KontKind::Eval(b, y, n) => (b, y, n),
+        };
+        let vids = &self.konts[k].vids;
+        let relevant: Facts = facts
+            .iter()
+            .copied()
+            .filter(|&(t, _)| has_bit(vids, dag.value_id(t)))
+            .collect();
+        let key = (k, relevant);
+        if let Some(&id) = self.memo.get(&key) {
+            return Ok(Ok(id));
+        }
+        let r = self.gen(dag, b, y, n, &key.1)?;
+        if let Ok(id) = r {
+            self.memo.insert(key, id);
+        }
+        Ok(r)
+    }
+
+    fn gen(
+        &mut self,
+        dag: &mut Dag,
+        b: &'b B,
+        yes: usize,
+        no: usize,
+        facts: &Facts,
+    ) -> Result<Result<NodeId, OverBudget>, CompileError> {
+        self.steps += 1;
+        if self.steps > PATH_BUDGET {
+            return Ok(Err(OverBudget));
+        }
+        match b {
+            B::Const(true) => self.resolve(dag, yes, facts),
+            B::Const(false) => self.resolve(dag, no, facts),
+            B::Not(x) => self.gen(dag, x, no, yes, facts),
+            B::And(x, y) => {
+                let k = self.kont(dag, y, yes, no);
+                self.gen(dag, x, k, no, facts)
+            }
+            B::Or(x, y) => {
+                let k = self.kont(dag, y, yes, no);
+                self.gen(dag, x, yes, k, facts)
+            }
+            B::Test(t) => {
+                let id = match dag.ftest(t)? {
+                    Folded::Const(c) => return self.resolve(dag, if c { yes } else { no }, facts),
+                    Folded::Rejects => return Ok(Ok(REJECT)),
+                    Folded::Id(id) => id,
+                };
+                if let Some(v) = dag.known(id, facts) {
+                    return self.resolve(dag, if v { yes } else { no }, facts);
+                }
+                let mut fy = facts.clone();
+                fy.push((id, true));
+                let ny = match self.resolve(dag, yes, &fy)? {
+                    Ok(n) => n,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let mut fno = facts.clone();
+                fno.push((id, false));
+                let nn = match self.resolve(dag, no, &fno)? {
+                    Ok(n) => n,
+                    Err(e) => return Ok(Err(e)),
+                };
+                Ok(Ok(dag.mk_test(id, ny, nn)))
+            }
+            B::Protochain { v6, nl, proto } => {
+                let ny = match self.resolve(dag, yes, facts)? {
+                    Ok(n) => n,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let nn = match self.resolve(dag, no, facts)? {
+                    Ok(n) => n,
+                    Err(e) => return Ok(Err(e)),
+                };
+                Ok(Ok(dag.mk(Node::Chain {
+                    v6: *v6,
+                    nl: *nl,
+                    proto: *proto,
+                    yes: ny,
+                    no: nn,
+                })))
+            }
+        }
+    }
+}
+
+/// Past the budget: each sub-expression generated once, with the facts that hold on
+/// every path into it.
+fn gen_shared(
+    dag: &mut Dag,
+    b: &B,
+    yes: NodeId,
+    no: NodeId,
+    facts: &Facts,
+) -> Result<NodeId, CompileError> {
+    Ok(match b {
+        B::Const(true) => yes,
+        B::Const(false) => no,
+        B::Not(x) => gen_shared(dag, x, no, yes, facts)?,
+        B::And(x, y) => {
+            let mut f2 = facts.clone();
+            dag.facts_of(x, true, &mut f2);
+            let ny = gen_shared(dag, y, yes, no, &f2)?;
+            gen_shared(dag, x, ny, no, facts)?
+        }
+        B::Or(x, y) => {
+            let mut f2 = facts.clone();
+            dag.facts_of(x, false, &mut f2);
+            let ny = gen_shared(dag, y, yes, no, &f2)?;
+            gen_shared(dag, x, yes, ny, facts)?
+        }
+        B::Test(t) => match dag.ftest(t)? {
+            Folded::Const(c) => {
+                if c {
+                    yes
+                } else {
+                    no
+                }
+            }
+            Folded::Rejects => REJECT,
+            Folded::Id(id) => match dag.known(id, facts) {
+                Some(true) => yes,
+                Some(false) => no,
+                None => dag.mk_test(id, yes, no),
+            },
+        },
+        B::Protochain { v6, nl, proto } => dag.mk(Node::Chain {
+            v6: *v6,
+            nl: *nl,
+            proto: *proto,
+            yes,
+            no,
+        }),
+    })
+}
+
+/// A compiled decision DAG, before emission.
+pub(super) struct Plan {
+    pub(super) dag: Dag,
+    pub(super) root: NodeId,
+}
+
+/// Lower `expr`, then generate and prune its decision DAG; `max_end`: the back end's
+/// load limit. Fails where `pcap_compile` fails.
+pub(super) fn plan(
+    expr: &Expr,
+    link: LinkType,
+    env: &FilterEnv,
+    max_end: u64,
+) -> Result<Plan, CompileError> {
+    let mut lw = Lowering::new(link, env.netmask);
+    let b = lw.expr(expr)?;
+    // libpcap turns its optimizer off when `protochain` is used.
+    let optimize = !lw.uses_protochain;
+    let mut dag = Dag::new(optimize, max_end);
+    let mut pg = PathGen {
+        konts: vec![],
+        kont_ids: HashMap::new(),
+        memo: HashMap::new(),
+        steps: 0,
+    };
+    let km = pg.done(MATCH);
+    let kr = pg.done(REJECT);
+    let root = match pg.gen(&mut dag, &b, km, kr, &Vec::new())? {
+        Ok(root) => root,
+        Err(OverBudget) => {
+            // Too many paths: generate each continuation once, with the facts that
+            // hold on every path into it.
+            dag.clear_nodes();
+            gen_shared(&mut dag, &b, MATCH, REJECT, &Vec::new())?
+        }
+    };
+    // libpcap's optimizer reports a program that can only reach `ret #0`. (We keep
+    // tests whose outcomes are irrelevant, like libpcap's unoptimized code, because
+    // their loads can still reject a short packet.)
+    if let Some(e) = dag.optimizer_error(root) {
+        return Err(e);
+    }
+    if optimize && !reaches_match(&dag, root) {
+        return Err(CompileError::RejectsAll);
+    }
+    Ok(Plan { dag, root })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pcapc::dag::reachable_order;
+
+    fn parse(s: &str) -> Expr {
+        crate::pcapc::parse(s).unwrap().unwrap()
+    }
+
+    fn ethernet_plan(s: &str) -> Result<Plan, CompileError> {
+        plan(&parse(s), LinkType::Ethernet, &FilterEnv::default(), 0xffff)
+    }
+
+    #[test]
+    fn a_path_that_decides_a_test_skips_it() {
+        // after `ip` held, `ip` again is true; after `arp` held, `ip` is false
+        let s = "(ip or arp) and ip";
+        let p = ethernet_plan(s).unwrap();
+        assert_eq!(reachable_order(&p.dag, p.root).len(), 2);
+        // the fallback knows only the facts of every path into `ip`: it tests it again
+        let b = Lowering::new(LinkType::Ethernet, Some(0))
+            .expr(&parse(s))
+            .unwrap();
+        let mut dag = Dag::new(true, 0xffff);
+        let root = gen_shared(&mut dag, &b, MATCH, REJECT, &Vec::new()).unwrap();
+        assert_eq!(reachable_order(&dag, root).len(), 3);
+    }
+
+    #[test]
+    fn reports_what_pcap_compile_reports() {
+        assert!(matches!(
+            ethernet_plan("ip and arp"),
+            Err(CompileError::RejectsAll)
+        ));
+        // an optimizer error counts only on a test that stays reachable
+        assert!(matches!(
+            ethernet_plan("(igmp[46:1] / (ip[2] * 0) != 3) or tcp"),
+            Err(CompileError::DivisionByZero)
+        ));
+        assert!(ethernet_plan("(igmp[46:1] / (ip[2] * 0) != 3) or ip").is_ok());
+        // `protochain` turns libpcap's optimizer off, and with it the report
+        assert!(ethernet_plan("ip and arp and ip protochain 6").is_ok());
+    }
+}

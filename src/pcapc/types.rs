@@ -1,0 +1,142 @@
+//! The vocabulary shared by the filter compiler, its callers and the probes: link types,
+//! packet sources, the compile environment, errors, limits and the stack footprint.
+
+use crate::asm::{AsmError, Reg};
+
+/// The link layer at the packet start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkType {
+    /// `DLT_EN10MB`: the packet starts at the Ethernet header.
+    Ethernet,
+    /// `DLT_RAW`: the packet starts at an IPv4 or IPv6 header.
+    RawIp,
+}
+
+/// Where packet bytes come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PacketSource {
+    /// `start`/`end` pointers (tc packet pointers, or host pointers in the userspace
+    /// runner); every load is bounds-checked against `end`. `len` is `end - start`.
+    Direct { start: Reg, end: Reg },
+    /// `base` is a kernel address, `len` the packet length: one
+    /// `bpf_probe_read_kernel` of `min(len, window)` bytes into a stack buffer, and
+    /// loads past the window read on demand.
+    KernelMemory { base: Reg, len: Reg, window: u16 },
+}
+
+/// Compile-time environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FilterEnv {
+    /// The filter's stack area ends here (an offset from R10, `<= 0`).
+    pub stack_top: i16,
+    /// Netmask for `ip broadcast` (libpcap's `netmask` argument); `None` = unknown.
+    pub netmask: Option<u32>,
+}
+
+impl Default for FilterEnv {
+    fn default() -> Self {
+        FilterEnv {
+            stack_top: 0,
+            netmask: Some(0),
+        }
+    }
+}
+
+/// Why an expression can't be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    #[error("{what} is not supported on {link} packets")]
+    Unsupported { what: String, link: &'static str },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("expression rejects all packets")]
+    RejectsAll,
+    #[error("division by zero")]
+    DivisionByZero,
+    #[error("modulus by zero")]
+    ModulusByZero,
+    #[error("shift by more than 31 bits")]
+    ShiftTooLarge,
+    #[error("expression too complex: arithmetic nested deeper than {0} operands")]
+    TooComplex(usize),
+    #[error("packet source registers must be among r6-r9 and distinct, got {0:?}")]
+    BadRegisters(PacketSource),
+    #[error("stack area does not fit: {0}")]
+    Stack(String),
+    #[error("assembler: {0}")]
+    Asm(#[from] AsmError),
+}
+
+/// Spill slots for intermediate arithmetic values.
+pub const SPILL_SLOTS: usize = 8;
+/// Most extension headers `protochain` walks before giving up (rejecting); libpcap has
+/// no limit (and can loop forever on crafted AH headers).
+pub const PROTOCHAIN_MAX_HEADERS: i32 = 8;
+/// Direct back end: loads must end within this many bytes of `start` (else the filter
+/// rejects), so that the verifier's packet-range tracking (offsets below 64 KiB,
+/// `start` itself possibly offset) can prove every access.
+pub const DIRECT_MAX_END: i32 = 0xff00;
+/// Default kernel-memory window.
+pub const DEFAULT_WINDOW: u16 = 128;
+
+/// Stack bytes the filter uses below `env.stack_top`.
+pub fn stack_bytes(src: &PacketSource) -> usize {
+    let base = 8 * SPILL_SLOTS + 8 + 24;
+    match src {
+        PacketSource::Direct { .. } => base,
+        PacketSource::KernelMemory { window, .. } => base + 8 + (*window as usize).div_ceil(8) * 8,
+    }
+}
+
+/// What the compiler produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FilterStats {
+    /// Decision nodes after pruning.
+    pub nodes: usize,
+    /// Instruction slots emitted by `emit_filter`.
+    pub insns: usize,
+    /// Whether the code can jump to `on_match` / `on_reject` (the verifier refuses
+    /// unreachable instructions, so don't emit a block nobody jumps to).
+    pub uses_match: bool,
+    pub uses_reject: bool,
+}
+
+/// Standalone program shapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgramKind {
+    /// SCHED_CLS for BPF_PROG_TEST_RUN: direct access via `__sk_buff` data/data_end.
+    /// For [`LinkType::RawIp`] the packet starts after the 14-byte Ethernet header of
+    /// the test frame (the network header).
+    SchedClsDirect,
+    /// SCHED_CLS using the kernel-memory back end on `data` (`__sk_buff->len` as length;
+    /// RawIp skips 14 bytes as above).
+    SchedClsKernelMemory,
+    /// Userspace (rbpf `EbpfVmMbuff`): r1 = mbuff `{u64 start, u64 end}`, direct loads.
+    UserDirect,
+    /// Userspace: same mbuff, kernel-memory back end through a probe_read helper.
+    UserKernelMemory,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_footprint_follows_the_layout() {
+        // 8 spill slots, the read-on-demand slot, 3 protochain slots
+        let direct = PacketSource::Direct {
+            start: Reg::R6,
+            end: Reg::R7,
+        };
+        assert_eq!(stack_bytes(&direct), 64 + 8 + 24);
+        // kernel memory adds the 8-byte pad and the window, rounded up to 8 bytes
+        for (window, bytes) in [(DEFAULT_WINDOW, 128), (64, 64), (13, 16)] {
+            let km = PacketSource::KernelMemory {
+                base: Reg::R6,
+                len: Reg::R7,
+                window,
+            };
+            assert_eq!(stack_bytes(&km), 64 + 8 + 24 + 8 + bytes, "window {window}");
+        }
+    }
+}
