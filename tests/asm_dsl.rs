@@ -330,6 +330,23 @@ fn rust_value_forms_match_the_builder() {
             },
         ),
         (
+            "comparison as a value",
+            |a| {
+                let l = a.label();
+                for c in [Cond::Eq, Cond::Sgt, Cond::Set] {
+                    bpf!(into a; if r1 (c) r2 goto (l); if w1 (c) -3 goto (l););
+                }
+                bpf!(into a; (l): exit;);
+            },
+            |a| {
+                let l = a.label();
+                for c in [Cond::Eq, Cond::Sgt, Cond::Set] {
+                    a.jmp(c, R1, R2, l).jmp32(c, R1, -3, l);
+                }
+                a.bind(l).exit();
+            },
+        ),
+        (
             "fresh labels per loop iteration",
             |a| {
                 for k in 0..3 {

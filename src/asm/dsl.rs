@@ -39,6 +39,7 @@
 //! | `r1 = *(ty *)(r10 + at);` `*((w.ty) *)(r10 - 8) = r1;` | a [`MemType`] or [`Size`] as the access type |
 //! | `r1 = map[maps::EVENTS];` `r1 = map[(name)];` | anything `AsRef<str>`: a typed map constant (`probes::maps::MapDef`), `&str`, `String` |
 //! | `call (Helper::LOOP);` `call (id);` `call (name);` | a [`Helper`], an `i32` id, a name looked up when built |
+//! | `if r1 (cond) r2 goto l;` `if w1 (cond) 5 goto (l);` | a [`Cond`] as the comparison |
 //!
 //! `bpf! { ... }` returns `Result<Program, AsmError>`; `bpf!(into asm; ...)` appends to an
 //! existing `&mut Asm` and errors come back from `asm.finish()`. Named labels are shared by
@@ -1136,6 +1137,10 @@ macro_rules! __bpf_cond {
     };
     (&) => {
         $crate::asm::Cond::Set
+    };
+    // A `Cond` value: `if r1 (cond) r2 goto l;`
+    ($c:tt) => {
+        $c
     };
 }
 
