@@ -278,8 +278,12 @@ impl<'a> Gen<'a> {
 
     /// `bpf_probe_read_kernel(r8 + dst, size, r3)` into the event record.
     fn read_to_event(&mut self, dst: usize, size: i32) {
-        self.a.mov64(R1, R8).add64(R1, dst as i32).mov64(R2, size);
-        self.a.call(Helper::PROBE_READ_KERNEL);
+        bpf!(into &mut self.a;
+            r1 = r8;
+            r1 += dst;
+            r2 = size;
+            call probe_read_kernel;
+        );
     }
 
     /// Where field `f` sits in the skb window: its access type and stack offset, so that
