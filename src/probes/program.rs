@@ -622,7 +622,6 @@ impl<'a> Gen<'a> {
         let d = &self.l.net_device;
         let (dev, dev_at) = self.window(&s.dev)?;
         let no_dev = self.a.label();
-        let sk_netns = self.a.label();
         let done_ns = self.a.label();
         bpf!(into &mut self.a;
             *(u32 *)(r10 + SLOT_NETNS) = 0;
@@ -659,14 +658,13 @@ impl<'a> Gen<'a> {
                 r1 = *(u32 *)(r10 + SLOT_NETNS);
                 if r1 != 0 goto (done_ns);
               (no_dev):
-              (sk_netns):
                 r3 = *(sk *)(r10 + sk_at);
                 if r3 == 0 goto (done_ns);
                 r3 += sk_net;
             );
             self.read_net_inum(&ns.net_ns_inum, done_ns);
         } else {
-            bpf!(into &mut self.a; (no_dev): (sk_netns):);
+            bpf!(into &mut self.a; (no_dev):);
         }
         bpf!(into &mut self.a; (done_ns):);
         self.route_mtu()?;
