@@ -115,7 +115,8 @@ fn run() -> Result<()> {
     }
     let config = Config::try_parse_args(&pwru_args).map_err(|e| anyhow!("{e}"))?;
     let btf = pwru::tracer::open_btf(&config)?;
-    let mut targets = pwru::tracer::select_targets(&config, &btf, BackendKind::Kprobe)?;
+    let backend = pwru::attach::backend(BackendKind::Kprobe);
+    let mut targets = pwru::tracer::select_targets(&config, &btf, backend.as_ref())?;
     if let Some(path) = names_file {
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
         // kprobes/list lines: "ADDR  k  FUNCTION+0x0    [FTRACE]"; plain lists: "FUNCTION".

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anyhow::{anyhow, Context, Result};
 
-use crate::attach::BackendKind;
+use crate::attach;
 use crate::cli::Config;
 use crate::tracer;
 
@@ -55,11 +55,15 @@ fn require_root() -> Result<()> {
 fn list_funcs(config: &Config) -> Result<()> {
     let btf = tracer::open_btf(config)?;
     let mut out = std::io::stdout().lock();
-    for (kind, label) in [
-        (BackendKind::KprobeMulti, "function"),
-        (BackendKind::Tracepoint, "tracepoint"),
-    ] {
-        let targets = match tracer::select_targets(config, &btf, kind) {
+    // One list per kind of target: the kprobe backends share theirs.
+    let mut listed: Vec<&str> = Vec::new();
+    for backend in attach::all_backends() {
+        let label = backend.target_noun();
+        if listed.contains(&label) {
+            continue;
+        }
+        listed.push(label);
+        let targets = match tracer::select_targets(config, &btf, backend.as_ref()) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("{e:#}");

@@ -1,7 +1,6 @@
 //! The tracer run: config → BTF facts → filter → probe programs → load → attach →
 //! ring-buffer events → output, and the teardown that leaves nothing attached.
 
-use std::collections::HashMap;
 use std::fs;
 use std::io::IsTerminal;
 use std::os::fd::AsRawFd;
@@ -17,20 +16,20 @@ use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::Notify;
 
-use crate::attach::{self, background, AttachError, Backend, BackendKind, Probeable, Target};
+use crate::attach::{
+    self, AttachError, Backend, BackendKind, Feature, HelperNeeds, KernelSupport, Pick, Target,
+};
 use crate::btf::{KernelBtf, Kmods, SkbLayout};
 use crate::cli::{Backend as BackendChoice, Config, NetnsSpec};
 use crate::events::{self, EventSink, Flow, LostEvents};
-use crate::load::{
-    self, LoadOptions, LoadedObject, MapKind, MapSpec, ObjectSpec, ProgKind, ProgramSpec,
-};
+use crate::load::{self, LoadOptions, LoadedObject, MapKind, MapSpec, ObjectSpec};
 use crate::output::{
     IfaceNames, Ksyms, MetadataField, Names, NetnsNames, Output, OutputOptions, OutputTarget,
 };
 use crate::pcapc::ast::Expr;
 use crate::probes::skb_dump::SkbDump;
 use crate::probes::{
-    self, maps, skb_expr, Attachment, ProbeOptions, StackTracking, UntrackOptions, NON_SKB,
+    self, maps, skb_expr, Attachment, ProbeOptions, StackTracking, UntrackOptions,
 };
 
 /// Entry point of a tracing run (not the `--list-funcs`/filter tools).
@@ -41,18 +40,17 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
     let layout = SkbLayout::resolve(&btf).context("reading sk_buff layout from BTF")?;
     let kallsyms = Ksyms::load().context("reading /proc/kallsyms")?;
 
-    let kind = choose_backend(config, &kallsyms)?;
-    if config.output_caller && kind == BackendKind::Tracepoint {
-        bail!("--output-caller is not supported with the tracepoint backend (a tracepoint has no caller frame to read); use --backend kprobe or kprobe-multi");
+    let pick = choose_backend(config, &kallsyms)?;
+    let backend_opts = backend_options(config);
+    let mut backend = attach::backend_with(pick.kind, backend_opts.clone());
+    for note in attach::check_features(
+        backend.as_ref(),
+        &wanted_features(config),
+        pick.passed_over.as_ref(),
+    )? {
+        eprintln!("note: {note}");
     }
-    if !config.filter_non_skb_funcs.is_empty() && kind == BackendKind::Tracepoint {
-        // `--backend tracepoint` was refused by `Config::validate`; this is `auto`.
-        bail!("--filter-non-skb-funcs needs a kprobe backend (it probes functions by name), and this kernel has no kprobes (CONFIG_KPROBES): the tracepoint backend cannot run it");
-    }
-    if config.filter_track_skb && kind == BackendKind::Tracepoint {
-        eprintln!("note: with the tracepoint backend, --filter-track-skb does not follow clones and copies (skb_clone, skb_copy need kprobes)");
-    }
-    let targets = select_targets(config, &btf, kind)?;
+    let targets = select_targets(config, &btf, backend.as_ref())?;
     let opts = ProbeOptions {
         filter,
         mark: config
@@ -70,7 +68,7 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
         track_stackid: config
             .filter_track_skb_by_stackid
             .then(|| stack_tracking(&btf)),
-        has_get_func_ip: kind != BackendKind::Tracepoint
+        has_get_func_ip: backend.supports(Feature::FuncIp)
             && load::func_ip_available().unwrap_or(false),
         skb_expr: match config
             .filter_skb_expr
@@ -85,8 +83,6 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
         skb_dump: skb_dump_options(config, &btf)?,
     };
 
-    let backend_opts = backend_options(config);
-    let mut backend = attach::backend_with(kind, backend_opts.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(Notify::new());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -99,13 +95,16 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
     let (mut obj, summary) =
         match load_and_attach(config, &layout, &opts, backend.as_mut(), &targets, &stop) {
             Ok(v) => v,
-            Err(e)
-                if kind == BackendKind::KprobeMulti
-                    && is_multi_unsupported(&e)
-                    && config.backend == BackendChoice::Auto =>
-            {
-                eprintln!("kprobe-multi links are refused by this kernel; falling back to kprobes");
-                backend = attach::backend_with(BackendKind::Kprobe, backend_opts);
+            Err(e) if pick.auto_reason.is_some() && is_link_kind_refused(&e) => {
+                let Some(fallback) = backend.fallback() else {
+                    return Err(e);
+                };
+                let previous = backend.name();
+                backend = attach::backend_with(fallback, backend_opts);
+                eprintln!(
+                    "{previous} links are refused by this kernel; falling back to {}",
+                    backend.noun()
+                );
                 load_and_attach(config, &layout, &opts, backend.as_mut(), &targets, &stop)?
             }
             Err(e) => return Err(e),
@@ -128,22 +127,11 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
             .into_iter()
             .map(|(v, n)| (v as u64, n))
             .collect(),
-        probe_names: HashMap::new(),
         ..Names::default()
     };
-    if kind != BackendKind::Tracepoint {
-        names.drop_reason_args = targets
-            .iter()
-            .filter_map(|t| Some((t.name.clone(), t.drop_reason_arg?)))
-            .collect();
-    }
-    if kind == BackendKind::Tracepoint {
-        names.probe_names = targets
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (i as u64, t.name.clone()))
-            .collect();
-    }
+    let target_names = backend.target_names(&targets);
+    names.probe_names = target_names.probe_names;
+    names.drop_reason_args = target_names.drop_reason_args;
     if config.output_meta {
         names.ifaces = IfaceNames::scan().0;
     }
@@ -226,17 +214,30 @@ fn skb_dump_options(config: &Config, btf: &KernelBtf) -> Result<Option<SkbDump>>
 fn backend_options(config: &Config) -> attach::BackendOptions {
     attach::BackendOptions {
         kprobe_batch: config.filter_kprobe_batch as usize,
+        detach_wait: config.detach_wait,
         ..Default::default()
     }
 }
 
-fn is_multi_unsupported(e: &anyhow::Error) -> bool {
-    matches!(
-        e.downcast_ref::<AttachError>(),
-        Some(AttachError::Object(
-            load::ObjectError::KprobeMultiUnsupported { .. }
-        ))
-    )
+/// The backend features the command line asks for.
+fn wanted_features(config: &Config) -> Vec<Feature> {
+    let mut wanted = Vec::new();
+    if config.output_caller {
+        wanted.push(Feature::Caller);
+    }
+    if !config.filter_non_skb_funcs.is_empty() {
+        wanted.push(Feature::NonSkbFunctions);
+    }
+    if config.filter_track_skb {
+        wanted.push(Feature::CloneFollowing);
+    }
+    wanted
+}
+
+/// Whether the kernel refused the backend's kind of link (the typed error, kept to here).
+fn is_link_kind_refused(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<AttachError>()
+        .is_some_and(AttachError::is_link_kind_refused)
 }
 
 async fn watch_signals(stop: Arc<AtomicBool>, wake: Arc<Notify>) {
@@ -271,63 +272,38 @@ pub fn open_btf(config: &Config) -> Result<KernelBtf> {
     )
 }
 
-/// `auto`: kprobe-multi where the kernel has fprobe, else kprobes, else tracepoints.
-fn choose_backend(config: &Config, kallsyms: &Ksyms) -> Result<BackendKind> {
-    let kprobes = attach::kprobes_available();
-    let fprobe = !kallsyms.addresses_of("register_fprobe").is_empty();
-    let kind = match config.backend {
-        BackendChoice::KprobeMulti | BackendChoice::Kprobe if !kprobes => bail!(
-            "backend {} is not available: this kernel has no kprobes (CONFIG_KPROBES); use --backend tracepoint",
-            config.backend.as_str()
-        ),
-        BackendChoice::KprobeMulti if !fprobe => bail!(
-            "backend kprobe-multi is not available: this kernel has no fprobe (CONFIG_FPROBE, kernel 5.18+); use --backend kprobe"
-        ),
-        BackendChoice::KprobeMulti => BackendKind::KprobeMulti,
-        BackendChoice::Kprobe => BackendKind::Kprobe,
-        BackendChoice::Tracepoint => BackendKind::Tracepoint,
-        BackendChoice::Auto => {
-            let (kind, why) = if kprobes && fprobe {
-                (BackendKind::KprobeMulti, "kprobes and fprobe available")
-            } else if kprobes {
-                (BackendKind::Kprobe, "no fprobe (CONFIG_FPROBE) for kprobe-multi")
-            } else {
-                (BackendKind::Tracepoint, "no kprobes on this kernel (CONFIG_KPROBES)")
-            };
-            eprintln!("Backend: {} (auto: {why})", kind.name());
-            kind
-        }
+/// `--backend`, or the best backend this kernel runs; `auto` says which and why.
+fn choose_backend(config: &Config, kallsyms: &Ksyms) -> Result<Pick> {
+    let kernel = KernelSupport {
+        kprobes: attach::kprobes_available(),
+        fprobe: !kallsyms.addresses_of("register_fprobe").is_empty(),
     };
-    Ok(kind)
+    let named = match config.backend {
+        BackendChoice::Auto => None,
+        BackendChoice::KprobeMulti => Some(BackendKind::KprobeMulti),
+        BackendChoice::Kprobe => Some(BackendKind::Kprobe),
+        BackendChoice::Tracepoint => Some(BackendKind::Tracepoint),
+    };
+    let pick = attach::choose(named, &kernel)?;
+    if let Some(why) = pick.auto_reason {
+        eprintln!("Backend: {} (auto: {why})", pick.kind.name());
+    }
+    Ok(pick)
 }
 
-/// Functions (kprobe backends) or tracepoints (tracepoint backend) to probe.
-pub fn select_targets(config: &Config, btf: &KernelBtf, kind: BackendKind) -> Result<Vec<Target>> {
+/// The functions or tracepoints `backend` probes, narrowed by `--filter-func`.
+pub fn select_targets(
+    config: &Config,
+    btf: &KernelBtf,
+    backend: &dyn Backend,
+) -> Result<Vec<Target>> {
     let keep = |name: &str| config.filter_func.as_ref().is_none_or(|f| f.is_match(name));
-    let targets = match kind {
-        BackendKind::Tracepoint => {
-            let tps = btf
-                .skb_tracepoints()
-                .context("scanning BTF for skb tracepoints")?;
-            attach::targets::select_tracepoints(&tps, keep)
-        }
-        _ => {
-            let funcs = btf
-                .skb_functions()
-                .context("scanning BTF for skb functions")?;
-            let probeable = Probeable::discover();
-            attach::targets::select_functions(&funcs, &probeable, keep)
-        }
-    };
+    let targets = backend.targets(btf, &keep)?;
     if targets.is_empty() {
         match &config.filter_func {
             Some(f) => bail!(
-                "no {} matches --filter-func {:?}; see `pwru --list-funcs`",
-                if kind == BackendKind::Tracepoint {
-                    "skb tracepoint"
-                } else {
-                    "skb function"
-                },
+                "no skb {} matches --filter-func {:?}; see `pwru --list-funcs`",
+                backend.target_noun(),
                 f.pattern
             ),
             None => bail!("cannot find a kernel function or tracepoint to probe"),
@@ -392,7 +368,8 @@ fn stack_tracking(btf: &KernelBtf) -> StackTracking {
     }
 }
 
-fn map_specs(opts: &ProbeOptions, kind: BackendKind) -> Vec<MapSpec> {
+/// The maps the programs share; `follows_clones`: the clone stash of the clone probes.
+fn map_specs(opts: &ProbeOptions, follows_clones: bool) -> Vec<MapSpec> {
     let mut m = vec![
         MapSpec::ring_buf(maps::EVENTS, maps::EVENTS_BYTES),
         MapSpec::new(maps::LOST, MapKind::PerCpuArray, 4, 8, 1),
@@ -417,7 +394,7 @@ fn map_specs(opts: &ProbeOptions, kind: BackendKind) -> Vec<MapSpec> {
             ));
         }
     }
-    if follows_clones(opts, kind) {
+    if follows_clones {
         m.push(MapSpec::new(
             maps::CLONE_STASH,
             MapKind::Hash,
@@ -438,33 +415,6 @@ fn map_specs(opts: &ProbeOptions, kind: BackendKind) -> Vec<MapSpec> {
     m
 }
 
-/// Whether clones and copies of tracked skbs are followed (kprobe + kretprobe pairs).
-fn follows_clones(opts: &ProbeOptions, kind: BackendKind) -> bool {
-    opts.track_skb && kind != BackendKind::Tracepoint
-}
-
-/// Functions whose return value is a clone or copy of their first argument.
-const CLONE_FUNCS: [&str; 3] = ["skb_clone", "skb_copy", "__pskb_copy_fclone"];
-
-/// What a helper program is for, which says how its attach failures are reported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Role {
-    /// Forgets freed skbs (`--filter-track-skb`, `--filter-track-skb-by-stackid`).
-    Untrack,
-    /// Clone following, entry or return half.
-    Clone,
-    /// `--filter-non-skb-funcs`.
-    NonSkb,
-}
-
-/// A program besides the backend's, and where it goes.
-struct Extra {
-    spec: ProgramSpec,
-    role: Role,
-    /// Kernel functions for a (ret)kprobe program; empty for a raw tracepoint.
-    functions: Vec<String>,
-}
-
 /// The `--filter-non-skb-funcs` functions to probe: sorted, deduplicated, without the
 /// ones already probed as skb functions and without BPF programs (`[bpf]`), which are
 /// counted as ignored like pwru does.
@@ -483,143 +433,19 @@ fn non_skb_functions(config: &Config, targets: &[Target]) -> (Vec<String>, usize
     (funcs, skipped)
 }
 
-/// Programs that forget freed skbs, follow clones and probe the non-skb functions.
-fn extra_programs(
-    layout: &SkbLayout,
-    opts: &ProbeOptions,
-    kind: BackendKind,
-    non_skb: &[String],
-) -> Result<Vec<Extra>> {
-    let mut v = Vec::new();
-    let untrack = UntrackOptions {
-        track_skb: opts.track_skb,
-        track_stackid: opts.track_stackid,
-    };
-    if untrack.track_skb || untrack.track_stackid.is_some() {
-        match kind {
-            BackendKind::Tracepoint => {
-                for (i, tp) in ["kfree_skb", "consume_skb"].into_iter().enumerate() {
-                    let program = probes::build_untrack_with(
-                        &Attachment::Tracepoint {
-                            id: 0,
-                            skb_arg: 0,
-                            nargs: 1,
-                            drop_reason_arg: None,
-                        },
-                        untrack,
-                    )?;
-                    v.push(Extra {
-                        spec: ProgramSpec {
-                            name: format!("untrack_{i}"),
-                            kind: ProgKind::RawTracepoint(tp.into()),
-                            program,
-                        },
-                        role: Role::Untrack,
-                        functions: Vec::new(),
-                    });
-                }
-            }
-            _ => {
-                let program = probes::build_untrack_with(
-                    &Attachment::Kprobe {
-                        skb_arg: 1,
-                        multi: false,
-                    },
-                    untrack,
-                )?;
-                v.push(Extra {
-                    spec: ProgramSpec {
-                        name: "untrack".into(),
-                        kind: ProgKind::KProbe,
-                        program,
-                    },
-                    role: Role::Untrack,
-                    functions: vec!["kfree_skbmem".into()],
-                });
-            }
-        }
+/// The attach and detach progress, drawn on a terminal.
+struct Bar(ProgressBar);
+
+impl attach::Progress for Bar {
+    fn set_length(&self, len: u64) {
+        self.0.set_length(len);
     }
-    if follows_clones(opts, kind) {
-        let functions: Vec<String> = CLONE_FUNCS.iter().map(|f| f.to_string()).collect();
-        v.push(Extra {
-            spec: ProgramSpec {
-                name: "clone_entry".into(),
-                kind: ProgKind::KProbe,
-                program: probes::build_clone_entry()?,
-            },
-            role: Role::Clone,
-            functions: functions.clone(),
-        });
-        v.push(Extra {
-            spec: ProgramSpec {
-                name: "clone_return".into(),
-                kind: ProgKind::KRetProbe,
-                program: probes::build_clone_return()?,
-            },
-            role: Role::Clone,
-            functions,
-        });
+    fn inc(&self, n: u64) {
+        self.0.inc(n);
     }
-    if !non_skb.is_empty() {
-        let program = probes::build(
-            layout,
-            opts,
-            &Attachment::Kprobe {
-                skb_arg: NON_SKB,
-                multi: false,
-            },
-        )?;
-        v.push(Extra {
-            spec: ProgramSpec {
-                name: "non_skb".into(),
-                kind: ProgKind::KProbe,
-                program,
-            },
-            role: Role::NonSkb,
-            functions: non_skb.to_vec(),
-        });
-    }
-    Ok(v)
 }
 
-/// Attaches the helper programs; returns (attached, ignored) non-skb functions.
-fn attach_extras(obj: &mut LoadedObject, extras: &[Extra]) -> (usize, usize) {
-    let (mut attached, mut ignored) = (0, 0);
-    let mut clone_errors = Vec::new();
-    let mut clone_ok = 0;
-    for x in extras {
-        let name = &x.spec.name;
-        if x.functions.is_empty() {
-            if let Err(e) = obj.attach_raw_tp(name) {
-                eprintln!("warning: tracked skbs cannot be forgotten when freed: {e}");
-            }
-            continue;
-        }
-        for f in &x.functions {
-            match (obj.attach_kprobe(name, f), x.role) {
-                (Ok(_), Role::NonSkb) => attached += 1,
-                (Ok(_), Role::Clone) => clone_ok += 1,
-                (Ok(_), Role::Untrack) => {}
-                (Err(e), Role::Untrack) => {
-                    eprintln!("warning: tracked skbs cannot be forgotten when freed: {e}")
-                }
-                (Err(e), Role::Clone) => clone_errors.push(e),
-                (Err(e), Role::NonSkb) => {
-                    ignored += 1;
-                    eprintln!("warning: --filter-non-skb-funcs: cannot probe {f}: {e}");
-                }
-            }
-        }
-    }
-    if clone_ok == 0 {
-        if let Some(e) = clone_errors.first() {
-            eprintln!("warning: --filter-track-skb cannot follow clones and copies: {e}");
-        }
-    }
-    (attached, ignored)
-}
-
-fn progress_bar(len: u64, message: &str) -> ProgressBar {
+fn progress_bar(len: u64, message: &str) -> Bar {
     let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     if std::io::stderr().is_terminal() {
         pb.set_style(
@@ -630,7 +456,7 @@ fn progress_bar(len: u64, message: &str) -> ProgressBar {
         pb.set_draw_target(ProgressDrawTarget::hidden());
     }
     pb.set_message(message.to_string());
-    pb
+    Bar(pb)
 }
 
 fn load_and_attach(
@@ -644,18 +470,24 @@ fn load_and_attach(
     let mut build = |a: &Attachment| probes::build(layout, opts, a);
     let mut programs = backend.programs(targets, &mut build)?;
     let (non_skb, skipped) = non_skb_functions(config, targets);
-    let extras = extra_programs(layout, opts, backend.kind(), &non_skb)?;
-    programs.extend(extras.iter().map(|x| x.spec.clone()));
+    let needs = HelperNeeds {
+        untrack: UntrackOptions {
+            track_skb: opts.track_skb,
+            track_stackid: opts.track_stackid,
+        },
+        non_skb: &non_skb,
+    };
+    let helpers = attach::helper_programs(backend, &needs, &mut build)?;
+    programs.extend(helpers.iter().map(|x| x.spec.clone()));
     let spec = ObjectSpec {
-        maps: map_specs(opts, backend.kind()),
+        maps: map_specs(
+            opts,
+            opts.track_skb && backend.supports(Feature::CloneFollowing),
+        ),
         programs,
     };
     let mut obj = load::load(&spec, &LoadOptions::default()).map_err(|e| anyhow!("{e}"))?;
-    let what = match backend.kind() {
-        BackendKind::Tracepoint => "tracepoints",
-        _ => "kprobes",
-    };
-    eprintln!("Attaching {what} (via {})...", backend.kind().name());
+    eprintln!("Attaching {} (via {})...", backend.noun(), backend.name());
     let pb = progress_bar(targets.len() as u64, "Attaching");
     let attach_started = Instant::now();
     let attached = backend.attach(&mut obj, targets, &pb, stop);
@@ -668,69 +500,48 @@ fn load_and_attach(
     let summary = match attached {
         Ok(s) => s,
         Err(AttachError::Interrupted) => {
-            pb.finish_and_clear();
+            pb.0.finish_and_clear();
             return Ok((obj, attach::AttachSummary::default()));
         }
         Err(e) => {
-            pb.finish_and_clear();
+            pb.0.finish_and_clear();
             detach(backend, &mut obj, config);
             return Err(e.into());
         }
     };
-    pb.finish_and_clear();
+    pb.0.finish_and_clear();
     if summary.attached == 0 {
         detach(backend, &mut obj, config);
         return Err(AttachError::NothingAttached(summary.ignored).into());
     }
-    let (attached, ignored) = attach_extras(&mut obj, &extras);
+    let helpers = attach::attach_helpers(&mut obj, &helpers);
+    for w in &helpers.warnings {
+        eprintln!("warning: {w}");
+    }
     let summary = attach::AttachSummary {
-        attached: summary.attached + attached,
-        ignored: summary.ignored + ignored + skipped,
+        attached: summary.attached + helpers.attached,
+        ignored: summary.ignored + helpers.ignored + skipped,
     };
     Ok((obj, summary))
 }
 
+/// Detaches everything, in the background when the backend's policy says so.
 fn detach(backend: &mut dyn Backend, obj: &mut LoadedObject, config: &Config) {
     let started = Instant::now();
-    // A large kprobe set takes the kernel many seconds to unregister: unless asked to
-    // wait, hand it to a detacher process and give the prompt back now.
-    let mut events = if config.detach_wait {
-        Vec::new()
-    } else {
-        backend.take_kprobe_events()
-    };
-    let mut handed_off = false;
-    if events.len() >= background::BACKGROUND_MIN_KPROBES {
-        let helpers = background::other_perf_events(&events);
-        events.extend(helpers);
-        events = match background::hand_off(events) {
-            Ok(h) => {
-                eprintln!(
-                    "Detaching {} kprobes in the background (pid {}); they are gone when it exits.",
-                    h.count, h.pid
-                );
-                handed_off = true;
-                Vec::new()
-            }
-            Err((e, events)) => {
-                eprintln!("pwru: warning: detaching in the foreground: {e}");
-                events
-            }
-        };
+    match backend.hand_off() {
+        Some(Ok(h)) => eprintln!(
+            "Detaching {} kprobes in the background (pid {}); they are gone when it exits.",
+            h.count, h.pid
+        ),
+        Some(Err(e)) => {
+            eprintln!("pwru: warning: detaching in the foreground: {e}");
+            eprintln!("Detaching {}...", backend.noun());
+        }
+        None => eprintln!("Detaching {}...", backend.noun()),
     }
     let pb = progress_bar(0, "Detaching");
-    if !handed_off {
-        eprintln!(
-            "Detaching {}...",
-            match backend.kind() {
-                BackendKind::Tracepoint => "tracepoints",
-                _ => "kprobes",
-            }
-        );
-    }
-    attach::close_kprobes(events, attach::KPROBE_DETACH_THREADS, &pb);
     backend.detach(obj, &pb);
-    pb.finish_and_clear();
+    pb.0.finish_and_clear();
     if config.debug {
         eprintln!("detaching took {:.3}s", started.elapsed().as_secs_f64());
     }
@@ -867,47 +678,5 @@ mod tests {
         assert_eq!(funcs, ["a", "b", "c"]);
         // ip_rcv is probed as an skb function already; the [bpf] name is a program.
         assert_eq!(skipped, 2);
-    }
-
-    #[test]
-    fn extra_programs_per_backend_and_options() {
-        let extras = |kind, opts: &ProbeOptions| -> Vec<(String, Role, Vec<String>)> {
-            let l = crate::btf::SkbLayout::resolve(
-                &crate::btf::KernelBtf::open_system(&crate::btf::Kmods::None)
-                    .expect("kernel BTF for the layout"),
-            )
-            .expect("layout");
-            extra_programs(&l, opts, kind, &[])
-                .unwrap()
-                .into_iter()
-                .map(|x| (x.spec.name, x.role, x.functions))
-                .collect()
-        };
-        if !std::path::Path::new(crate::btf::SYS_VMLINUX_BTF).exists() {
-            eprintln!("skipped: no kernel BTF");
-            return;
-        }
-        let track = ProbeOptions {
-            track_skb: true,
-            ..ProbeOptions::default()
-        };
-        let kprobe = extras(BackendKind::Kprobe, &track);
-        let names: Vec<&str> = kprobe.iter().map(|(n, _, _)| n.as_str()).collect();
-        assert_eq!(names, ["untrack", "clone_entry", "clone_return"]);
-        assert_eq!(kprobe[0].2, ["kfree_skbmem"]);
-        assert_eq!(kprobe[1].2, CLONE_FUNCS);
-        // Tracepoints: the two free tracepoints, no clone following.
-        let tp = extras(BackendKind::Tracepoint, &track);
-        let names: Vec<&str> = tp.iter().map(|(n, _, _)| n.as_str()).collect();
-        assert_eq!(names, ["untrack_0", "untrack_1"]);
-        // By-stackid alone still needs the untrack program, but no clone following.
-        let stackid = ProbeOptions {
-            track_stackid: Some(StackTracking::default()),
-            ..ProbeOptions::default()
-        };
-        let multi = extras(BackendKind::KprobeMulti, &stackid);
-        assert_eq!(multi.len(), 1);
-        assert_eq!(multi[0].1, Role::Untrack);
-        assert!(extras(BackendKind::Kprobe, &ProbeOptions::default()).is_empty());
     }
 }
