@@ -1,10 +1,11 @@
-//! The tracer run: config → BTF facts → filter → probe programs → load → attach →
-//! ring-buffer events → output, and the teardown that leaves nothing attached.
+//! The tracing run as a sequence: settings → BTF facts → backend and targets → probe
+//! programs → load and attach → events → output → detach. Each step is a call into the
+//! module that owns it; this file only orders them and reports progress.
+
+mod probe_setup;
 
 use std::fs;
 use std::io::IsTerminal;
-use std::os::fd::AsRawFd;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,72 +18,44 @@ use tokio::io::Interest;
 use tokio::sync::Notify;
 
 use crate::attach::{
-    self, AttachError, Backend, BackendKind, Feature, HelperNeeds, KernelSupport, Pick, Target,
+    self, AttachError, AttachSummary, Backend, BackendOptions, Feature, HelperNeeds, Pick, Target,
+    TargetNames,
 };
-use crate::btf::{KernelBtf, Kmods, SkbLayout};
-use crate::cli::{Backend as BackendChoice, Config, NetnsSpec};
+use crate::btf::{KernelBtf, SkbLayout};
 use crate::events::{self, EventSink, Flow, LostEvents};
-use crate::load::{self, LoadOptions, LoadedObject, MapKind, MapSpec, ObjectSpec};
+use crate::host;
+use crate::load::{self, LoadOptions, LoadedObject, ObjectSpec};
 use crate::output::{
     IfaceNames, Ksyms, MetadataField, Names, NetnsNames, Output, OutputOptions, OutputTarget,
 };
 use crate::pcapc::ast::Expr;
-use crate::probes::skb_dump::SkbDump;
-use crate::probes::{
-    self, maps, skb_expr, Attachment, ProbeOptions, StackTracking, UntrackOptions,
+use crate::probes::{self, maps, Attachment, ProbeOptions, UntrackOptions};
+use crate::settings::{
+    BackendChoice, BackendSettings, FuncFilter, KernelSettings, OutputSettings, TraceSettings,
 };
 
-/// Entry point of a tracing run (not the `--list-funcs`/filter tools).
-/// `filter` is the parsed pcap filter (`None`: every packet).
-pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
+/// A tracing run (not the `--list-funcs`/filter tools), from resolved settings and the
+/// parsed pcap filter (`None`: every packet), until a signal or the line limit.
+pub fn trace(settings: &TraceSettings, filter: Option<Expr>) -> Result<()> {
     let started = Instant::now();
-    let btf = open_btf(config)?;
+    // What the kernel is.
+    let btf = open_btf(&settings.kernel)?;
     let layout = SkbLayout::resolve(&btf).context("reading sk_buff layout from BTF")?;
     let kallsyms = Ksyms::load().context("reading /proc/kallsyms")?;
 
-    let pick = choose_backend(config, &kallsyms)?;
-    let backend_opts = backend_options(config);
-    let mut backend = attach::backend_with(pick.kind, backend_opts.clone());
-    for note in attach::check_features(
-        backend.as_ref(),
-        &wanted_features(config),
-        pick.passed_over.as_ref(),
-    )? {
+    // Which backend probes what, and whether it can do what the settings ask.
+    let pick = choose_backend(&settings.backend, &kallsyms)?;
+    let mut backend = attach::backend_with(pick.kind, backend_options(&settings.backend));
+    let wanted = settings.wanted_features();
+    for note in attach::check_features(backend.as_ref(), &wanted, pick.passed_over.as_ref())? {
         eprintln!("note: {note}");
     }
-    let targets = select_targets(config, &btf, backend.as_ref())?;
-    let opts = ProbeOptions {
-        filter,
-        mark: config
-            .filter_mark
-            .is_active()
-            .then_some((config.filter_mark.mark, config.filter_mark.mask)),
-        netns: netns_filter(config)?,
-        ifindex: ifindex_filter(config)?,
-        output_meta: config.output_meta || config.output_netns_names,
-        output_tuple: config.output_tuple,
-        output_stack: config.output_stack,
-        output_caller: config.output_caller,
-        output_skb_cb: config.shows_cb(),
-        track_skb: config.filter_track_skb,
-        track_stackid: config
-            .filter_track_skb_by_stackid
-            .then(|| stack_tracking(&btf)),
-        has_get_func_ip: backend.supports(Feature::FuncIp)
-            && load::func_ip_available().unwrap_or(false),
-        skb_expr: match config
-            .filter_skb_expr
-            .as_deref()
-            .filter(|e| !e.trim().is_empty())
-        {
-            Some(text) => Some(skb_expr::compile_filter(&btf, text).context("--filter-skb-expr")?),
-            None => None,
-        },
-        skb_metadata: skb_expr::compile_metadata(&btf, &config.output_skb_metadata)
-            .context("--output-skb-metadata")?,
-        skb_dump: skb_dump_options(config, &btf)?,
-    };
+    let targets = select_targets(settings.filter.func.as_ref(), &btf, backend.as_ref())?;
 
+    // The probe programs' input.
+    let opts = probe_setup::probe_options(settings, filter, &btf, backend.as_ref())?;
+
+    // Load and attach; a signal from here on ends the run.
     let stop = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(Notify::new());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -91,78 +64,56 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
         .build()
         .context("starting the event loop")?;
     rt.spawn(watch_signals(stop.clone(), wake.clone()));
-
-    let (mut obj, summary) =
-        match load_and_attach(config, &layout, &opts, backend.as_mut(), &targets, &stop) {
-            Ok(v) => v,
-            Err(e) if pick.auto_reason.is_some() && is_link_kind_refused(&e) => {
-                let Some(fallback) = backend.fallback() else {
-                    return Err(e);
-                };
-                let previous = backend.name();
-                backend = attach::backend_with(fallback, backend_opts);
-                eprintln!(
-                    "{previous} links are refused by this kernel; falling back to {}",
-                    backend.noun()
-                );
-                load_and_attach(config, &layout, &opts, backend.as_mut(), &targets, &stop)?
-            }
-            Err(e) => return Err(e),
-        };
+    let run = Attach {
+        settings,
+        layout: &layout,
+        opts: &opts,
+        targets: &targets,
+        stop: &stop,
+    };
+    let (mut obj, summary) = match run.load_and_attach(backend.as_mut()) {
+        Ok(v) => v,
+        Err(e) if pick.auto_reason.is_some() && is_link_kind_refused(&e) => {
+            let Some(fallback) = backend.fallback() else {
+                return Err(e);
+            };
+            let refused = backend.name();
+            backend = attach::backend_with(fallback, backend_options(&settings.backend));
+            eprintln!(
+                "{refused} links are refused by this kernel; falling back to {}",
+                backend.noun()
+            );
+            run.load_and_attach(backend.as_mut())?
+        }
+        Err(e) => return Err(e),
+    };
     if stop.load(Ordering::Relaxed) {
-        detach(backend.as_mut(), &mut obj, config);
+        detach(backend.as_mut(), &mut obj, settings.debug);
         eprintln!("Received signal, exiting program..");
         return Ok(());
     }
     eprintln!("Attached (ignored {})", summary.ignored);
-    if config.debug {
+    if settings.debug {
         eprintln!("start-up took {:.3}s", started.elapsed().as_secs_f64());
     }
 
-    let mut names = Names {
-        ksyms: kallsyms,
-        drop_reasons: btf
-            .enum_values("skb_drop_reason")
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(v, n)| (v as u64, n))
-            .collect(),
-        ..Names::default()
-    };
-    let target_names = backend.target_names(&targets);
-    names.probe_names = target_names.probe_names;
-    names.drop_reason_args = target_names.drop_reason_args;
-    if config.output_meta {
-        names.ifaces = IfaceNames::scan().0;
-    }
-    if config.output_netns_names {
-        let (netns, warnings) = NetnsNames::scan();
-        warnings
-            .iter()
-            .for_each(|w| eprintln!("pwru: warning: {w}"));
-        names.netns = netns;
-    }
-    let mut output_opts = OutputOptions::from_config(config);
-    output_opts.skb_metadata = opts
-        .skb_metadata
-        .iter()
-        .map(|p| MetadataField {
-            name: p.text.clone(),
-            kind: p.kind,
-        })
-        .collect();
-    let mut output = Output::new(output_opts, names, OutputTarget::from_config(config))
-        .context("opening the output")?;
+    // Events to output, until a signal or the line limit; then detach.
+    let names = output_names(
+        &settings.output,
+        kallsyms,
+        &btf,
+        backend.target_names(&targets),
+    );
+    let mut output = open_output(&settings.output, &opts, names)?;
     eprintln!("Listening for events..");
-    if let Some(path) = &config.ready_file {
+    if let Some(path) = &settings.ready_file {
         fs::write(path, b"")
             .with_context(|| format!("creating --ready-file {}", path.display()))?;
     }
     output.print_header()?;
-
     let result = rt.block_on(event_loop(&mut obj, &mut output, &stop, &wake));
     output.flush().ok();
-    detach(backend.as_mut(), &mut obj, config);
+    detach(backend.as_mut(), &mut obj, settings.debug);
     let lost = result?;
     if lost > 0 {
         eprintln!("warning: {lost} events in all were lost: the ring buffer was full");
@@ -178,66 +129,205 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
     Ok(())
 }
 
-/// `--output-skb`/`--output-skb-shared-info`: the BTF ids of the structs to render and
-/// the `--set-percpu-buf` text size.
-fn skb_dump_options(config: &Config, btf: &KernelBtf) -> Result<Option<SkbDump>> {
-    if !config.output_skb && !config.output_shinfo {
-        return Ok(None);
-    }
-    let id = |wanted: bool, name: &str, flag: &str| -> Result<Option<u32>> {
-        if !wanted {
-            return Ok(None);
-        }
-        btf.vmlinux_struct_id(name)
-            .map(Some)
-            .with_context(|| format!("{flag} needs struct {name} in the kernel BTF"))
+/// Opens `--kernel-btf` or the running kernel's BTF, plus `--kmods`/`--all-kmods` modules.
+pub fn open_btf(kernel: &KernelSettings) -> Result<KernelBtf> {
+    let btf = match &kernel.btf {
+        Some(path) => KernelBtf::open(
+            path,
+            std::path::Path::new(crate::btf::SYS_BTF_DIR),
+            &kernel.kmods,
+        ),
+        None => KernelBtf::open_system(&kernel.kmods),
     };
-    let skb = id(config.output_skb, "sk_buff", "--output-skb")?;
-    let shinfo = id(
-        config.output_shinfo,
-        "skb_shared_info",
-        "--output-skb-shared-info",
-    )?;
-    SkbDump::new(skb, shinfo, config.set_percpu_buf)
-        .map(Some)
-        .ok_or_else(|| {
-            anyhow!(
-                "--set-percpu-buf {} is out of range ({}..={} bytes)",
-                config.set_percpu_buf,
-                probes::skb_dump::MIN_DUMP_BYTES,
-                probes::skb_dump::MAX_DUMP_BYTES
-            )
-        })
+    btf.context(
+        "opening kernel BTF (pass --kernel-btf FILE on kernels without /sys/kernel/btf/vmlinux)",
+    )
 }
 
-/// Backend settings from the command line.
-fn backend_options(config: &Config) -> attach::BackendOptions {
-    attach::BackendOptions {
-        kprobe_batch: config.filter_kprobe_batch as usize,
-        detach_wait: config.detach_wait,
-        ..Default::default()
+/// `--backend`, or the best backend this kernel runs; `auto` says which and why.
+fn choose_backend(backend: &BackendSettings, kallsyms: &Ksyms) -> Result<Pick> {
+    let named = match backend.choice {
+        BackendChoice::Auto => None,
+        BackendChoice::Named(kind) => Some(kind),
+    };
+    let pick = attach::choose(named, &host::kernel_support(kallsyms))?;
+    if let Some(why) = pick.auto_reason {
+        eprintln!("Backend: {} (auto: {why})", pick.kind.name());
+    }
+    Ok(pick)
+}
+
+fn backend_options(backend: &BackendSettings) -> BackendOptions {
+    BackendOptions {
+        kprobe_batch: backend.kprobe_batch,
+        detach_wait: backend.detach_wait,
+        ..BackendOptions::default()
     }
 }
 
-/// The backend features the command line asks for.
-fn wanted_features(config: &Config) -> Vec<Feature> {
-    let mut wanted = Vec::new();
-    if config.output_caller {
-        wanted.push(Feature::Caller);
+/// The functions or tracepoints `backend` probes, narrowed by `--filter-func`.
+pub fn select_targets(
+    func: Option<&FuncFilter>,
+    btf: &KernelBtf,
+    backend: &dyn Backend,
+) -> Result<Vec<Target>> {
+    let keep = |name: &str| func.is_none_or(|f| f.is_match(name));
+    let targets = backend.targets(btf, &keep)?;
+    if targets.is_empty() {
+        match func {
+            Some(f) => bail!(
+                "no skb {} matches --filter-func {:?}; see `pwru --list-funcs`",
+                backend.target_noun(),
+                f.pattern
+            ),
+            None => bail!("cannot find a kernel function or tracepoint to probe"),
+        }
     }
-    if !config.filter_non_skb_funcs.is_empty() {
-        wanted.push(Feature::NonSkbFunctions);
-    }
-    if config.filter_track_skb {
-        wanted.push(Feature::CloneFollowing);
-    }
-    wanted
+    Ok(targets)
 }
 
 /// Whether the kernel refused the backend's kind of link (the typed error, kept to here).
 fn is_link_kind_refused(e: &anyhow::Error) -> bool {
     e.downcast_ref::<AttachError>()
         .is_some_and(AttachError::is_link_kind_refused)
+}
+
+/// What loading and attaching a backend's programs needs.
+struct Attach<'a> {
+    settings: &'a TraceSettings,
+    layout: &'a SkbLayout,
+    opts: &'a ProbeOptions,
+    targets: &'a [Target],
+    stop: &'a AtomicBool,
+}
+
+impl Attach<'_> {
+    /// Builds the backend's programs and the helper programs, loads them with their maps,
+    /// and attaches them; on failure nothing stays attached.
+    fn load_and_attach(&self, backend: &mut dyn Backend) -> Result<(LoadedObject, AttachSummary)> {
+        let mut build = |a: &Attachment| probes::build(self.layout, self.opts, a);
+        let mut programs = backend.programs(self.targets, &mut build)?;
+        let (non_skb, skipped) =
+            probe_setup::non_skb_functions(&self.settings.filter, self.targets);
+        let needs = HelperNeeds {
+            untrack: UntrackOptions {
+                track_skb: self.opts.track_skb,
+                track_stackid: self.opts.track_stackid,
+            },
+            non_skb: &non_skb,
+        };
+        let helpers = attach::helper_programs(backend, &needs, &mut build)?;
+        programs.extend(helpers.iter().map(|x| x.spec.clone()));
+        let follows_clones = self.opts.track_skb && backend.supports(Feature::CloneFollowing);
+        let spec = ObjectSpec {
+            maps: probe_setup::map_specs(self.opts, follows_clones),
+            programs,
+        };
+        let mut obj = load::load(&spec, &LoadOptions::default()).map_err(|e| anyhow!("{e}"))?;
+
+        eprintln!("Attaching {} (via {})...", backend.noun(), backend.name());
+        let bar = progress_bar(self.targets.len() as u64, "Attaching");
+        let attach_started = Instant::now();
+        let attached = backend.attach(&mut obj, self.targets, &bar, self.stop);
+        bar.0.finish_and_clear();
+        if self.settings.debug {
+            eprintln!(
+                "attaching took {:.3}s",
+                attach_started.elapsed().as_secs_f64()
+            );
+        }
+        let summary = match attached {
+            Ok(s) => s,
+            Err(AttachError::Interrupted) => return Ok((obj, AttachSummary::default())),
+            Err(e) => {
+                detach(backend, &mut obj, self.settings.debug);
+                return Err(e.into());
+            }
+        };
+        if summary.attached == 0 {
+            detach(backend, &mut obj, self.settings.debug);
+            return Err(AttachError::NothingAttached(summary.ignored).into());
+        }
+        let helpers = attach::attach_helpers(&mut obj, &helpers);
+        for w in &helpers.warnings {
+            eprintln!("warning: {w}");
+        }
+        let summary = AttachSummary {
+            attached: summary.attached + helpers.attached,
+            ignored: summary.ignored + helpers.ignored + skipped,
+        };
+        Ok((obj, summary))
+    }
+}
+
+/// Detaches everything, handing slow probes to a background process when the backend's
+/// policy says so.
+fn detach(backend: &mut dyn Backend, obj: &mut LoadedObject, debug: bool) {
+    let started = Instant::now();
+    match backend.hand_off() {
+        Some(Ok(h)) => eprintln!(
+            "Detaching {} kprobes in the background (pid {}); they are gone when it exits.",
+            h.count, h.pid
+        ),
+        Some(Err(e)) => {
+            eprintln!("pwru: warning: detaching in the foreground: {e}");
+            eprintln!("Detaching {}...", backend.noun());
+        }
+        None => eprintln!("Detaching {}...", backend.noun()),
+    }
+    let bar = progress_bar(0, "Detaching");
+    backend.detach(obj, &bar);
+    bar.0.finish_and_clear();
+    if debug {
+        eprintln!("detaching took {:.3}s", started.elapsed().as_secs_f64());
+    }
+}
+
+/// The name sources of the output: kernel symbols, drop reasons from BTF, the backend's
+/// probe names, and the interfaces and netns names the columns need.
+fn output_names(
+    out: &OutputSettings,
+    ksyms: Ksyms,
+    btf: &KernelBtf,
+    targets: TargetNames,
+) -> Names {
+    let mut names = Names {
+        ksyms,
+        drop_reasons: btf
+            .enum_values("skb_drop_reason")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(v, n)| (v as u64, n))
+            .collect(),
+        probe_names: targets.probe_names,
+        drop_reason_args: targets.drop_reason_args,
+        ..Names::default()
+    };
+    if out.meta {
+        names.ifaces = IfaceNames::scan().0;
+    }
+    if out.netns_names.is_some() {
+        let (netns, warnings) = NetnsNames::scan();
+        warnings
+            .iter()
+            .for_each(|w| eprintln!("pwru: warning: {w}"));
+        names.netns = netns;
+    }
+    names
+}
+
+/// The output the settings ask for, with the `--output-skb-metadata` fields as BTF typed them.
+fn open_output(out: &OutputSettings, opts: &ProbeOptions, names: Names) -> Result<Output> {
+    let mut output_opts = OutputOptions::from_settings(out);
+    output_opts.skb_metadata = opts
+        .skb_metadata
+        .iter()
+        .map(|p| MetadataField {
+            name: p.text.clone(),
+            kind: p.kind,
+        })
+        .collect();
+    Output::new(output_opts, names, OutputTarget::from_settings(out)).context("opening the output")
 }
 
 async fn watch_signals(stop: Arc<AtomicBool>, wake: Arc<Notify>) {
@@ -254,183 +344,6 @@ async fn watch_signals(stop: Arc<AtomicBool>, wake: Arc<Notify>) {
     }
     stop.store(true, Ordering::Relaxed);
     wake.notify_one();
-}
-
-/// Opens `--kernel-btf` or the running kernel's BTF, plus `--kmods`/`--all-kmods` modules.
-pub fn open_btf(config: &Config) -> Result<KernelBtf> {
-    let kmods = if config.all_kmods {
-        Kmods::All
-    } else {
-        Kmods::Named(config.kmods.clone())
-    };
-    let btf = match &config.kernel_btf {
-        Some(path) => KernelBtf::open(path, std::path::Path::new(crate::btf::SYS_BTF_DIR), &kmods),
-        None => KernelBtf::open_system(&kmods),
-    };
-    btf.context(
-        "opening kernel BTF (pass --kernel-btf FILE on kernels without /sys/kernel/btf/vmlinux)",
-    )
-}
-
-/// `--backend`, or the best backend this kernel runs; `auto` says which and why.
-fn choose_backend(config: &Config, kallsyms: &Ksyms) -> Result<Pick> {
-    let kernel = KernelSupport {
-        kprobes: attach::kprobes_available(),
-        fprobe: !kallsyms.addresses_of("register_fprobe").is_empty(),
-    };
-    let named = match config.backend {
-        BackendChoice::Auto => None,
-        BackendChoice::KprobeMulti => Some(BackendKind::KprobeMulti),
-        BackendChoice::Kprobe => Some(BackendKind::Kprobe),
-        BackendChoice::Tracepoint => Some(BackendKind::Tracepoint),
-    };
-    let pick = attach::choose(named, &kernel)?;
-    if let Some(why) = pick.auto_reason {
-        eprintln!("Backend: {} (auto: {why})", pick.kind.name());
-    }
-    Ok(pick)
-}
-
-/// The functions or tracepoints `backend` probes, narrowed by `--filter-func`.
-pub fn select_targets(
-    config: &Config,
-    btf: &KernelBtf,
-    backend: &dyn Backend,
-) -> Result<Vec<Target>> {
-    let keep = |name: &str| config.filter_func.as_ref().is_none_or(|f| f.is_match(name));
-    let targets = backend.targets(btf, &keep)?;
-    if targets.is_empty() {
-        match &config.filter_func {
-            Some(f) => bail!(
-                "no skb {} matches --filter-func {:?}; see `pwru --list-funcs`",
-                backend.target_noun(),
-                f.pattern
-            ),
-            None => bail!("cannot find a kernel function or tracepoint to probe"),
-        }
-    }
-    Ok(targets)
-}
-
-fn netns_filter(config: &Config) -> Result<Option<u32>> {
-    config
-        .filter_netns
-        .as_ref()
-        .map(|ns| ns.inode().with_context(|| format!("--filter-netns {ns:?}")))
-        .transpose()
-}
-
-/// `--filter-ifname`, resolved to an ifindex inside `--filter-netns` (or ours).
-fn ifindex_filter(config: &Config) -> Result<Option<u32>> {
-    let Some(name) = &config.filter_ifname else {
-        return Ok(None);
-    };
-    let netns = match &config.filter_netns {
-        Some(NetnsSpec::Path(p)) => Some(p.clone()),
-        _ => None,
-    };
-    let index = ifindex_in_netns(name, netns)?;
-    Ok(Some(index))
-}
-
-fn ifindex_in_netns(name: &str, netns: Option<PathBuf>) -> Result<u32> {
-    let cname = std::ffi::CString::new(name)
-        .map_err(|_| anyhow!("--filter-ifname {name:?} contains NUL"))?;
-    let name = name.to_string();
-    let lookup = move || -> Result<u32> {
-        if let Some(path) = &netns {
-            let f = fs::File::open(path)
-                .with_context(|| format!("opening netns {}", path.display()))?;
-            // SAFETY: setns on a valid fd in a thread of our own that does nothing else.
-            if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error()).context("entering --filter-netns");
-            }
-        }
-        // SAFETY: cname is a valid NUL-terminated string.
-        match unsafe { libc::if_nametoindex(cname.as_ptr()) } {
-            0 => bail!("--filter-ifname: no interface {name:?} in that network namespace"),
-            i => Ok(i),
-        }
-    };
-    std::thread::spawn(lookup)
-        .join()
-        .map_err(|_| anyhow!("interface lookup thread panicked"))?
-}
-
-/// How the programs name the kernel stack they run on (`task_struct.stack` from BTF).
-fn stack_tracking(btf: &KernelBtf) -> StackTracking {
-    StackTracking {
-        task_stack_offset: btf
-            .optional_member("task_struct", "stack")
-            .ok()
-            .flatten()
-            .map(|f| f.offset_bytes()),
-    }
-}
-
-/// The maps the programs share; `follows_clones`: the clone stash of the clone probes.
-fn map_specs(opts: &ProbeOptions, follows_clones: bool) -> Vec<MapSpec> {
-    let mut m = vec![
-        MapSpec::ring_buf(maps::EVENTS, maps::EVENTS_BYTES),
-        MapSpec::new(maps::LOST, MapKind::PerCpuArray, 4, 8, 1),
-    ];
-    if opts.track_skb {
-        m.push(MapSpec::new(
-            maps::TRACKED_SKBS,
-            MapKind::Hash,
-            8,
-            4,
-            maps::TRACKED_SKBS_ENTRIES,
-        ));
-    }
-    if opts.track_stackid.is_some() {
-        for name in [maps::STACKID_SKB, maps::SKB_STACKID] {
-            m.push(MapSpec::new(
-                name,
-                MapKind::Hash,
-                8,
-                8,
-                maps::STACKID_ENTRIES,
-            ));
-        }
-    }
-    if follows_clones {
-        m.push(MapSpec::new(
-            maps::CLONE_STASH,
-            MapKind::Hash,
-            8,
-            8,
-            maps::CLONE_STASH_ENTRIES,
-        ));
-    }
-    if opts.output_stack {
-        m.push(MapSpec::new(
-            maps::STACKS,
-            MapKind::StackTrace,
-            4,
-            maps::STACK_DEPTH * 8,
-            maps::STACKS_ENTRIES,
-        ));
-    }
-    m
-}
-
-/// The `--filter-non-skb-funcs` functions to probe: sorted, deduplicated, without the
-/// ones already probed as skb functions and without BPF programs (`[bpf]`), which are
-/// counted as ignored like pwru does.
-fn non_skb_functions(config: &Config, targets: &[Target]) -> (Vec<String>, usize) {
-    let mut funcs: Vec<String> = config
-        .filter_non_skb_funcs
-        .iter()
-        .map(|f| f.trim().to_string())
-        .filter(|f| !f.is_empty())
-        .collect();
-    funcs.sort();
-    funcs.dedup();
-    let before = funcs.len();
-    funcs.retain(|f| !f.ends_with("[bpf]") && !targets.iter().any(|t| t.name == *f));
-    let skipped = before - funcs.len();
-    (funcs, skipped)
 }
 
 /// The attach and detach progress, drawn on a terminal.
@@ -457,94 +370,6 @@ fn progress_bar(len: u64, message: &str) -> Bar {
     }
     pb.set_message(message.to_string());
     Bar(pb)
-}
-
-fn load_and_attach(
-    config: &Config,
-    layout: &SkbLayout,
-    opts: &ProbeOptions,
-    backend: &mut dyn Backend,
-    targets: &[Target],
-    stop: &AtomicBool,
-) -> Result<(LoadedObject, attach::AttachSummary)> {
-    let mut build = |a: &Attachment| probes::build(layout, opts, a);
-    let mut programs = backend.programs(targets, &mut build)?;
-    let (non_skb, skipped) = non_skb_functions(config, targets);
-    let needs = HelperNeeds {
-        untrack: UntrackOptions {
-            track_skb: opts.track_skb,
-            track_stackid: opts.track_stackid,
-        },
-        non_skb: &non_skb,
-    };
-    let helpers = attach::helper_programs(backend, &needs, &mut build)?;
-    programs.extend(helpers.iter().map(|x| x.spec.clone()));
-    let spec = ObjectSpec {
-        maps: map_specs(
-            opts,
-            opts.track_skb && backend.supports(Feature::CloneFollowing),
-        ),
-        programs,
-    };
-    let mut obj = load::load(&spec, &LoadOptions::default()).map_err(|e| anyhow!("{e}"))?;
-    eprintln!("Attaching {} (via {})...", backend.noun(), backend.name());
-    let pb = progress_bar(targets.len() as u64, "Attaching");
-    let attach_started = Instant::now();
-    let attached = backend.attach(&mut obj, targets, &pb, stop);
-    if config.debug {
-        eprintln!(
-            "attaching took {:.3}s",
-            attach_started.elapsed().as_secs_f64()
-        );
-    }
-    let summary = match attached {
-        Ok(s) => s,
-        Err(AttachError::Interrupted) => {
-            pb.0.finish_and_clear();
-            return Ok((obj, attach::AttachSummary::default()));
-        }
-        Err(e) => {
-            pb.0.finish_and_clear();
-            detach(backend, &mut obj, config);
-            return Err(e.into());
-        }
-    };
-    pb.0.finish_and_clear();
-    if summary.attached == 0 {
-        detach(backend, &mut obj, config);
-        return Err(AttachError::NothingAttached(summary.ignored).into());
-    }
-    let helpers = attach::attach_helpers(&mut obj, &helpers);
-    for w in &helpers.warnings {
-        eprintln!("warning: {w}");
-    }
-    let summary = attach::AttachSummary {
-        attached: summary.attached + helpers.attached,
-        ignored: summary.ignored + helpers.ignored + skipped,
-    };
-    Ok((obj, summary))
-}
-
-/// Detaches everything, in the background when the backend's policy says so.
-fn detach(backend: &mut dyn Backend, obj: &mut LoadedObject, config: &Config) {
-    let started = Instant::now();
-    match backend.hand_off() {
-        Some(Ok(h)) => eprintln!(
-            "Detaching {} kprobes in the background (pid {}); they are gone when it exits.",
-            h.count, h.pid
-        ),
-        Some(Err(e)) => {
-            eprintln!("pwru: warning: detaching in the foreground: {e}");
-            eprintln!("Detaching {}...", backend.noun());
-        }
-        None => eprintln!("Detaching {}...", backend.noun()),
-    }
-    let pb = progress_bar(0, "Detaching");
-    backend.detach(obj, &pb);
-    pb.0.finish_and_clear();
-    if config.debug {
-        eprintln!("detaching took {:.3}s", started.elapsed().as_secs_f64());
-    }
 }
 
 /// Reads the ring buffer into `sink` until a signal, the sink says stop, or an error;
@@ -647,36 +472,5 @@ fn observe_lost(map: &PerCpuArray<MapData, u64>, lost: &mut LostEvents) -> u64 {
     match map.get(&0, 0) {
         Ok(values) => lost.observe(&values.iter().copied().collect::<Vec<u64>>()),
         Err(_) => 0,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    fn target(name: &str) -> Target {
-        Target {
-            name: name.into(),
-            module: None,
-            skb_arg: 1,
-            drop_reason_arg: None,
-            nargs: 0,
-        }
-    }
-
-    #[test]
-    fn non_skb_functions_skip_skb_functions_and_bpf_programs() {
-        let config = Config::try_parse_from([
-            "pwru",
-            "--filter-non-skb-funcs",
-            "b,a,ip_rcv",
-            "--filter-non-skb-funcs=a,bpf_prog_x_f[bpf],,c",
-        ])
-        .unwrap();
-        let (funcs, skipped) = non_skb_functions(&config, &[target("ip_rcv")]);
-        assert_eq!(funcs, ["a", "b", "c"]);
-        // ip_rcv is probed as an skb function already; the [bpf] name is a program.
-        assert_eq!(skipped, 2);
     }
 }
