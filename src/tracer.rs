@@ -3,18 +3,14 @@
 //! module that owns it; this file only orders them and reports progress.
 
 mod probe_setup;
+mod progress;
 
 use std::fs;
-use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
-use aya::maps::{MapData, PerCpuArray, RingBuf, StackTraceMap};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
 use tokio::sync::Notify;
 
 use crate::attach::{
@@ -22,14 +18,14 @@ use crate::attach::{
     TargetNames,
 };
 use crate::btf::{KernelBtf, SkbLayout};
-use crate::events::{self, EventSink, Flow, LostEvents};
+use crate::events::ring;
 use crate::host;
 use crate::load::{self, LoadOptions, LoadedObject, ObjectSpec};
 use crate::output::{
     IfaceNames, Ksyms, MetadataField, Names, NetnsNames, Output, OutputOptions, OutputTarget,
 };
 use crate::pcapc::ast::Expr;
-use crate::probes::{self, maps, Attachment, ProbeOptions, UntrackOptions};
+use crate::probes::{self, Attachment, ProbeOptions, UntrackOptions};
 use crate::settings::{
     BackendChoice, BackendSettings, FuncFilter, KernelSettings, OutputSettings, TraceSettings,
 };
@@ -64,7 +60,7 @@ pub fn trace(settings: &TraceSettings, filter: Option<Expr>) -> Result<()> {
         .build()
         .context("starting the event loop")?;
     rt.spawn(watch_signals(stop.clone(), wake.clone()));
-    let run = Attach {
+    let run = Loader {
         settings,
         layout: &layout,
         opts: &opts,
@@ -111,7 +107,7 @@ pub fn trace(settings: &TraceSettings, filter: Option<Expr>) -> Result<()> {
             .with_context(|| format!("creating --ready-file {}", path.display()))?;
     }
     output.print_header()?;
-    let result = rt.block_on(event_loop(&mut obj, &mut output, &stop, &wake));
+    let result = rt.block_on(ring::event_loop(&mut obj, &mut output, &stop, &wake));
     output.flush().ok();
     detach(backend.as_mut(), &mut obj, settings.debug);
     let lost = result?;
@@ -193,7 +189,7 @@ fn is_link_kind_refused(e: &anyhow::Error) -> bool {
 }
 
 /// What loading and attaching a backend's programs needs.
-struct Attach<'a> {
+struct Loader<'a> {
     settings: &'a TraceSettings,
     layout: &'a SkbLayout,
     opts: &'a ProbeOptions,
@@ -201,7 +197,7 @@ struct Attach<'a> {
     stop: &'a AtomicBool,
 }
 
-impl Attach<'_> {
+impl Loader<'_> {
     /// Builds the backend's programs and the helper programs, loads them with their maps,
     /// and attaches them; on failure nothing stays attached.
     fn load_and_attach(&self, backend: &mut dyn Backend) -> Result<(LoadedObject, AttachSummary)> {
@@ -226,10 +222,10 @@ impl Attach<'_> {
         let mut obj = load::load(&spec, &LoadOptions::default()).map_err(|e| anyhow!("{e}"))?;
 
         eprintln!("Attaching {} (via {})...", backend.noun(), backend.name());
-        let bar = progress_bar(self.targets.len() as u64, "Attaching");
+        let bar = progress::bar(self.targets.len() as u64, "Attaching");
         let attach_started = Instant::now();
         let attached = backend.attach(&mut obj, self.targets, &bar, self.stop);
-        bar.0.finish_and_clear();
+        bar.finish();
         if self.settings.debug {
             eprintln!(
                 "attaching took {:.3}s",
@@ -275,9 +271,9 @@ fn detach(backend: &mut dyn Backend, obj: &mut LoadedObject, debug: bool) {
         }
         None => eprintln!("Detaching {}...", backend.noun()),
     }
-    let bar = progress_bar(0, "Detaching");
+    let bar = progress::bar(0, "Detaching");
     backend.detach(obj, &bar);
-    bar.0.finish_and_clear();
+    bar.finish();
     if debug {
         eprintln!("detaching took {:.3}s", started.elapsed().as_secs_f64());
     }
@@ -344,133 +340,4 @@ async fn watch_signals(stop: Arc<AtomicBool>, wake: Arc<Notify>) {
     }
     stop.store(true, Ordering::Relaxed);
     wake.notify_one();
-}
-
-/// The attach and detach progress, drawn on a terminal.
-struct Bar(ProgressBar);
-
-impl attach::Progress for Bar {
-    fn set_length(&self, len: u64) {
-        self.0.set_length(len);
-    }
-    fn inc(&self, n: u64) {
-        self.0.inc(n);
-    }
-}
-
-fn progress_bar(len: u64, message: &str) -> Bar {
-    let pb = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    if std::io::stderr().is_terminal() {
-        pb.set_style(
-            ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} {per_sec}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-    } else {
-        pb.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    pb.set_message(message.to_string());
-    Bar(pb)
-}
-
-/// Reads the ring buffer into `sink` until a signal, the sink says stop, or an error;
-/// returns the number of events the kernel could not queue.
-async fn event_loop(
-    obj: &mut LoadedObject,
-    sink: &mut dyn EventSink,
-    stop: &AtomicBool,
-    wake: &Notify,
-) -> Result<u64> {
-    let ring: RingBuf<MapData> = obj.take_ring_buf(maps::EVENTS)?;
-    // SAFETY: the AsyncFd owns the RingBuf, which owns the fd, so the fd stays open for
-    // as long as it is registered.
-    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
-        .map_err(|e| anyhow!("polling the ring buffer: {e}"))?;
-    let stacks: Option<StackTraceMap<MapData>> = obj
-        .ebpf_mut()
-        .take_map(maps::STACKS)
-        .map(StackTraceMap::try_from)
-        .transpose()
-        .context("opening the stack map")?;
-    let lost_map: PerCpuArray<MapData, u64> = PerCpuArray::try_from(
-        obj.ebpf_mut()
-            .take_map(maps::LOST)
-            .ok_or_else(|| anyhow!("lost-events map missing"))?,
-    )?;
-    let mut lost = LostEvents::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    // Probes wake us only once a batch is waiting (maps::EVENTS_WAKEUP_BYTES): collect
-    // the rest on this timer.
-    let mut poll = tokio::time::interval(RING_POLL_INTERVAL);
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut frames: Vec<u64> = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        tokio::select! {
-            guard = ring.readable_mut() => {
-                let mut guard = guard?;
-                drain_ring(guard.get_inner_mut(), stacks.as_ref(), &mut frames, sink, stop)?;
-                guard.clear_ready();
-                sink.drained()?;
-            }
-            _ = poll.tick() => {
-                if drain_ring(ring.get_mut(), stacks.as_ref(), &mut frames, sink, stop)? > 0 {
-                    sink.drained()?;
-                }
-            }
-            _ = tick.tick() => {
-                let newly = observe_lost(&lost_map, &mut lost);
-                sink.lost(newly, lost.total())?;
-            }
-            _ = wake.notified() => {}
-        }
-    }
-    // What the probes wrote since the last poll.
-    drain_ring(ring.get_mut(), stacks.as_ref(), &mut frames, sink, stop)?;
-    let newly = observe_lost(&lost_map, &mut lost);
-    sink.lost(newly, lost.total())?;
-    sink.drained()?;
-    Ok(lost.total())
-}
-
-/// How often the event loop reads the ring buffer without being woken up.
-pub const RING_POLL_INTERVAL: Duration = Duration::from_millis(100);
-
-/// Hands every record in the ring buffer to `sink` (until it says stop); returns how
-/// many were read.
-fn drain_ring(
-    rb: &mut RingBuf<MapData>,
-    stacks: Option<&StackTraceMap<MapData>>,
-    frames: &mut Vec<u64>,
-    sink: &mut dyn EventSink,
-    stop: &AtomicBool,
-) -> Result<usize> {
-    let mut n = 0;
-    while let Some(item) = rb.next() {
-        let event = events::decode(&item)?;
-        drop(item);
-        n += 1;
-        frames.clear();
-        if let (Some(id), Some(stacks)) = (event.stack_id, stacks) {
-            if let Ok(trace) = u32::try_from(id).map(|id| stacks.get(&id, 0)) {
-                frames.extend(
-                    trace
-                        .iter()
-                        .flat_map(|t| t.frames())
-                        .map(|f| f.ip)
-                        .filter(|ip| *ip != 0),
-                );
-            }
-        }
-        if sink.event(&event, Some(frames))? == Flow::Stop {
-            stop.store(true, Ordering::Relaxed);
-            break;
-        }
-    }
-    Ok(n)
-}
-
-fn observe_lost(map: &PerCpuArray<MapData, u64>, lost: &mut LostEvents) -> u64 {
-    match map.get(&0, 0) {
-        Ok(values) => lost.observe(&values.iter().copied().collect::<Vec<u64>>()),
-        Err(_) => 0,
-    }
 }
