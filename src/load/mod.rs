@@ -6,7 +6,7 @@
 //!            \--kprobe_multi programs, map fds patched in--> sys::prog_load
 //! ```
 
-mod attach;
+mod links;
 pub mod elf;
 mod info;
 pub mod perf;
@@ -23,7 +23,7 @@ use aya::{Ebpf, EbpfError, EbpfLoader, Pod};
 
 use crate::asm::Program;
 
-pub use attach::{KprobeMultiOptions, ObjectError};
+pub use links::{KprobeMultiOptions, ObjectError};
 pub use aya::VerifierLogLevel;
 pub use elf::ElfError;
 pub use info::{enable_run_time_stats, func_ip_available, prog_info, ProgInfo};
@@ -225,7 +225,7 @@ impl fmt::Display for VerifierLog {
 pub enum LoadError {
     #[error("invalid object spec: {0}")]
     Spec(#[from] ElfError),
-    #[error("loading the object (maps, relocations) failed: {}", attach::chain(.0.as_ref()))]
+    #[error("loading the object (maps, relocations) failed: {}", links::chain(.0.as_ref()))]
     Object(#[source] Box<EbpfError>),
     #[error("reading kernel BTF (needed for tp_btf programs) failed: {0}")]
     Btf(#[source] aya::BtfError),
@@ -239,7 +239,7 @@ pub enum LoadError {
     NotInObject(String),
     #[error("tp_btf program `{0}` needs kernel BTF and none was given")]
     NoBtf(String),
-    #[error("loading program `{program}` failed: {}", attach::chain(source.as_ref()))]
+    #[error("loading program `{program}` failed: {}", links::chain(source.as_ref()))]
     Program {
         program: String,
         #[source]
