@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::attach;
 use crate::host;
@@ -27,10 +27,9 @@ pub fn run(mode: Mode) -> Result<()> {
 
 /// A bad filter is reported before anything needs privileges.
 fn trace(settings: &TraceSettings) -> Result<()> {
-    let filter = crate::pcapc::parse(&settings.filter.pcap)
-        .map_err(|e| anyhow!("invalid pcap filter: {e}"))?;
+    let filter = crate::pcapc::parse(&settings.filter.pcap).context("invalid pcap filter")?;
     if let Some(expr) = &settings.filter.skb_expr {
-        crate::probes::skb_expr::parse(expr).map_err(|e| anyhow!("--filter-skb-expr: {e}"))?;
+        crate::probes::skb_expr::parse(expr).context("--filter-skb-expr")?;
     }
     host::require_root()?;
     tracer::trace(settings, filter)

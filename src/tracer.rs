@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use tokio::sync::Notify;
 
 use crate::attach::{
@@ -219,7 +219,7 @@ impl Loader<'_> {
             maps: probe_setup::map_specs(self.opts, follows_clones),
             programs,
         };
-        let mut obj = load::load(&spec, &LoadOptions::default()).map_err(|e| anyhow!("{e}"))?;
+        let mut obj = load::load(&spec, &LoadOptions::default()).map_err(AttachError::Load)?;
 
         eprintln!("Attaching {} (via {})...", backend.noun(), backend.name());
         let bar = progress::bar(self.targets.len() as u64, "Attaching");
@@ -340,4 +340,21 @@ async fn watch_signals(stop: Arc<AtomicBool>, wake: Arc<Notify>) {
     }
     stop.store(true, Ordering::Relaxed);
     wake.notify_one();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::ObjectError;
+
+    #[test]
+    fn the_multi_link_refusal_stays_typed_to_the_fallback() {
+        let refused = anyhow::Error::from(AttachError::from(ObjectError::KprobeMultiUnsupported {
+            program: "kpm_skb_1".into(),
+        }));
+        assert!(is_link_kind_refused(&refused));
+        assert!(!is_link_kind_refused(&anyhow::Error::from(
+            AttachError::NothingAttached(1)
+        )));
+    }
 }

@@ -189,24 +189,25 @@ pub struct AttachSummary {
     pub ignored: usize,
 }
 
+/// Why attaching failed. The edge prints an error with its chain of sources (`{:#}`):
+/// an `io::Error` is a source, not part of the message; the probe, load and object errors
+/// already carry their causes in their own message, so they are shown, not chained (that
+/// would print each cause twice). Either way the typed error stays reachable.
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
     #[error("interrupted while attaching")]
     Interrupted,
     #[error("building the probe program: {0}")]
-    Probe(#[from] ProbeError),
-    /// Load errors already carry their causes in their message, so they are not repeated
-    /// as a source (the edge prints the whole chain).
+    Probe(ProbeError),
     #[error("{0}")]
     Load(LoadError),
-    /// Like [`AttachError::Load`]: the message carries the causes.
     #[error("{0}")]
     Object(ObjectError),
     #[error("no probe could be attached ({0} refused by the kernel)")]
     NothingAttached(usize),
-    #[error("the kprobe PMU is unavailable (needs kernel 4.17+ with CONFIG_KPROBE_EVENTS): {0}")]
+    #[error("the kprobe PMU is unavailable (needs kernel 4.17+ with CONFIG_KPROBE_EVENTS)")]
     KprobePmu(#[source] io::Error),
-    #[error("attaching a kprobe to `{function}` failed, giving up: {source}")]
+    #[error("attaching a kprobe to `{function}` failed, giving up")]
     Kprobe {
         function: String,
         #[source]
@@ -225,6 +226,12 @@ pub enum AttachError {
     },
     #[error("no tracing backend can run on this kernel")]
     NoBackend,
+}
+
+impl From<ProbeError> for AttachError {
+    fn from(e: ProbeError) -> Self {
+        AttachError::Probe(e)
+    }
 }
 
 impl From<LoadError> for AttachError {
@@ -658,6 +665,31 @@ pub(crate) mod tests {
             Some(BackendKind::Kprobe)
         );
         assert_eq!(backend(BackendKind::Kprobe).fallback(), None);
+    }
+
+    #[test]
+    fn the_edge_prints_each_cause_once() {
+        let chain = |e: AttachError| format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(
+            chain(AttachError::Kprobe {
+                function: "ip_rcv".into(),
+                source: io::Error::from_raw_os_error(libc::EMFILE),
+            }),
+            "attaching a kprobe to `ip_rcv` failed, giving up: Too many open files (os error 24)"
+        );
+        assert_eq!(
+            chain(AttachError::KprobePmu(io::Error::from_raw_os_error(libc::ENOENT))),
+            "the kprobe PMU is unavailable (needs kernel 4.17+ with CONFIG_KPROBE_EVENTS): No such file or directory (os error 2)"
+        );
+        assert_eq!(
+            chain(AttachError::from(ProbeError::Unsupported("x"))),
+            "building the probe program: not supported: x"
+        );
+        let load = AttachError::from(LoadError::NotInObject("p".into()));
+        assert_eq!(
+            chain(load),
+            "program `p` is missing from the object aya parsed (internal error)"
+        );
     }
 
     #[test]

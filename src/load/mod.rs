@@ -6,9 +6,9 @@
 //!            \--kprobe_multi programs, map fds patched in--> sys::prog_load
 //! ```
 
-mod links;
 pub mod elf;
 mod info;
+mod links;
 pub mod perf;
 mod sys;
 
@@ -23,10 +23,10 @@ use aya::{Ebpf, EbpfError, EbpfLoader, Pod};
 
 use crate::asm::Program;
 
-pub use links::{KprobeMultiOptions, ObjectError};
 pub use aya::VerifierLogLevel;
 pub use elf::ElfError;
 pub use info::{enable_run_time_stats, func_ip_available, prog_info, ProgInfo};
+pub use links::{KprobeMultiOptions, ObjectError};
 
 /// Kinds of maps a spec can declare (legacy `bpf_map_def` types).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
