@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::io;
 use std::time::Instant;
 
-use pwru::cli::TimestampMode;
 use pwru::events::{Event, EventKind, NextArgs, SkbMeta, Tuple, ETH_P_IP, ETH_P_IPV6};
 use pwru::output::{Ksyms, Names, Output, OutputOptions, OutputTarget, RotationPolicy};
+use pwru::settings::TimestampMode;
 
 const NETNS: u32 = 4026531840;
 const BASE: u64 = 0xffff_ffff_8100_0000;

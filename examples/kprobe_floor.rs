@@ -35,9 +35,10 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use pwru::asm::{Asm, Reg};
 use pwru::attach::BackendKind;
-use pwru::cli::Config;
+use pwru::btf::Kmods;
 use pwru::load::perf::{self, ExpeditedRcu, KprobePoint};
 use pwru::load::{self, LoadOptions, ObjectSpec, ProgKind, ProgramSpec};
+use pwru::settings::{FuncFilter, KernelSettings};
 
 struct Mode {
     text: String,
@@ -96,7 +97,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<()> {
-    let mut pwru_args = vec!["pwru".to_string()];
+    let mut func = None;
     let mut names_file = None;
     let mut modes = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -104,7 +105,7 @@ fn run() -> Result<()> {
         match arg.as_str() {
             "--filter-func" => {
                 let re = args.next().ok_or_else(|| anyhow!("--filter-func REGEX"))?;
-                pwru_args.push(format!("--filter-func={re}"));
+                func = Some(FuncFilter::new(&re).with_context(|| format!("--filter-func {re:?}"))?);
             }
             "--names" => names_file = Some(args.next().ok_or_else(|| anyhow!("--names FILE"))?),
             _ => modes.push(parse_mode(&arg)?),
@@ -113,9 +114,12 @@ fn run() -> Result<()> {
     if modes.is_empty() {
         bail!("usage: kprobe_floor [--filter-func REGEX] [--names FILE] A:C[:exp]...");
     }
-    let config = Config::try_parse_args(&pwru_args).map_err(|e| anyhow!("{e}"))?;
-    let btf = pwru::tracer::open_btf(&config)?;
-    let mut targets = pwru::tracer::select_targets(&config, &btf, BackendKind::Kprobe)?;
+    let btf = pwru::tracer::open_btf(&KernelSettings {
+        btf: None,
+        kmods: Kmods::Named(Vec::new()),
+    })?;
+    let backend = pwru::attach::backend(BackendKind::Kprobe);
+    let mut targets = pwru::tracer::select_targets(func.as_ref(), &btf, backend.as_ref())?;
     if let Some(path) = names_file {
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
         // kprobes/list lines: "ADDR  k  FUNCTION+0x0    [FTRACE]"; plain lists: "FUNCTION".

@@ -1,9 +1,9 @@
-//! pwru command-line entry: parses and validates the configuration (exit code 2 on usage
-//! errors), then runs the tracer or one of the tools; any failure is one line, exit code 1.
+//! pwru command-line entry: parses the flags and resolves them into the run's settings (exit
+//! code 2 on usage errors), then runs the mode they select; any failure is one line, exit 1.
 
 use std::process::ExitCode;
 
-use pwru::cli::Config;
+use pwru::cli::Args;
 
 fn main() -> ExitCode {
     // The background kprobe detacher the tracer starts on exit (not a user command).
@@ -18,15 +18,18 @@ fn main() -> ExitCode {
             .collect();
         return pwru::attach::background::detacher_main(&rest);
     }
-    let config = match Config::try_parse_args(args) {
-        Ok(config) => config,
+    let args = match Args::try_parse_args(args) {
+        Ok(args) => args,
         Err(e) => e.exit(),
     };
-    if let Err(e) = config.check() {
-        eprintln!("pwru: error: {e}");
-        return ExitCode::from(2);
-    }
-    match pwru::app::run(&config) {
+    let mode = match args.resolve() {
+        Ok(mode) => mode,
+        Err(e) => {
+            eprintln!("pwru: error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match pwru::app::run(mode) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pwru: error: {e:#}");

@@ -33,9 +33,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Duration;
 
-use indicatif::ProgressBar;
-
-use super::{close_in_parallel, KPROBE_DETACH_THREADS};
+use super::{close_in_parallel, NoProgress, KPROBE_DETACH_THREADS};
 use crate::load::perf::ExpeditedRcu;
 
 /// The first argument that makes the `pwru` binary run as the detacher (not a flag: it is
@@ -439,7 +437,7 @@ pub fn detacher_main(args: &[String]) -> ExitCode {
     }
     // The parent restores rcu_expedited itself unless the hand-off was confirmed.
     let rcu = (confirmed && restore_requested).then(ExpeditedRcu::take_over);
-    close_in_parallel(fds, KPROBE_DETACH_THREADS, &ProgressBar::hidden());
+    close_in_parallel(fds, KPROBE_DETACH_THREADS, &NoProgress);
     drop(rcu);
     if confirmed {
         ExitCode::SUCCESS
@@ -542,7 +540,7 @@ mod tests {
             assert!(confirmed);
             assert_eq!(fds.len(), n);
             // The read ends are open only in `fds` now: closing them breaks every pipe.
-            close_in_parallel(fds, 8, &ProgressBar::hidden());
+            close_in_parallel(fds, 8, &NoProgress);
             for w in &mut writers {
                 let err = std::io::Write::write(w, b"x").unwrap_err();
                 assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);

@@ -1,24 +1,39 @@
-//! Attaching the generated programs: one trait, three backends (kprobe-multi links,
-//! per-function perf-event kprobes, raw tracepoints), and the choice `auto` makes.
+//! Attaching the generated programs: the `Backend` trait, the registry of backends (one file
+//! each), the choice `auto` makes, feature checks, and the helper programs every run shares.
+//!
+//! A backend answers everything the tracer would otherwise decide by matching on its kind:
+//! what the kernel must have for it, which features it offers, what it probes (BTF skb
+//! functions or skb tracepoints), the programs for its targets, where the helper program
+//! that forgets freed skbs goes, how events name their probe, and how it detaches.
+//! A new backend is one file implementing [`Backend`], a [`BackendKind`] variant and one
+//! [`REGISTRY`] line.
 
 pub mod background;
+pub mod helpers;
+pub mod kprobe;
+pub mod kprobe_multi;
 pub mod targets;
+pub mod tracepoint;
 
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-use aya::programs::raw_trace_point::RawTracePointLinkId;
-use indicatif::ProgressBar;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::asm::Program;
-use crate::load::perf::{self, KprobePoint};
-use crate::load::{KprobeMultiOptions, LoadedObject, ObjectError, ProgKind, ProgramSpec};
+use crate::btf::{BtfError, KernelBtf};
+use crate::load::{LoadError, LoadedObject, ObjectError, ProgramSpec};
 use crate::probes::{Attachment, ProbeError};
 
+pub use background::{Handoff, HandoffError};
+pub use helpers::{
+    attach_helpers, helper_programs, HelperAttach, HelperNeeds, HelperProgram, HelperWarning, Role,
+    UntrackPoint, CLONE_FUNCS,
+};
+pub use kprobe::{close_kprobes, KprobeBackend};
+pub use kprobe_multi::KprobeMultiBackend;
 pub use targets::{kprobes_available, Probeable, ProbeableSource, Target};
+pub use tracepoint::{tracepoint_program_name, TracepointBackend};
 
 /// The attach mechanisms we have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +44,7 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
+    /// The name `--backend` takes and messages use.
     pub fn name(self) -> &'static str {
         match self {
             BackendKind::KprobeMulti => "kprobe-multi",
@@ -36,68 +52,45 @@ impl BackendKind {
             BackendKind::Tracepoint => "tracepoint",
         }
     }
-}
 
-/// How many targets were attached and how many the kernel refused.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct AttachSummary {
-    pub attached: usize,
-    pub ignored: usize,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AttachError {
-    #[error("interrupted while attaching")]
-    Interrupted,
-    #[error("building the probe program: {0}")]
-    Probe(#[from] ProbeError),
-    #[error("{0}")]
-    Object(#[from] ObjectError),
-    #[error("no probe could be attached ({0} refused by the kernel)")]
-    NothingAttached(usize),
-    #[error("the kprobe PMU is unavailable (needs kernel 4.17+ with CONFIG_KPROBE_EVENTS): {0}")]
-    KprobePmu(#[source] io::Error),
-    #[error("attaching a kprobe to `{function}` failed, giving up: {source}")]
-    Kprobe {
-        function: String,
-        #[source]
-        source: io::Error,
-    },
-}
-
-/// Builds the probe program for one attachment point.
-pub type BuildFn<'a> = dyn FnMut(&Attachment) -> Result<Program, ProbeError> + 'a;
-
-/// One way of hooking the probe programs into the kernel.
-pub trait Backend {
-    fn kind(&self) -> BackendKind;
-    /// The programs to load for `targets` (their names are what `attach` uses).
-    fn programs(
-        &self,
-        targets: &[Target],
-        build: &mut BuildFn<'_>,
-    ) -> Result<Vec<ProgramSpec>, AttachError>;
-    /// Attaches every target; refusals are counted, not fatal. Checks `stop` often.
-    fn attach(
-        &mut self,
-        obj: &mut LoadedObject,
-        targets: &[Target],
-        progress: &ProgressBar,
-        stop: &AtomicBool,
-    ) -> Result<AttachSummary, AttachError>;
-    /// Detaches everything `attach` attached.
-    fn detach(&mut self, obj: &mut LoadedObject, progress: &ProgressBar);
-    /// Takes the attached per-function kprobe events out of the backend, for a caller that
-    /// closes them elsewhere ([`background::hand_off`]); backends whose links are few and
-    /// fast to close keep them and return none.
-    fn take_kprobe_events(&mut self) -> Vec<OwnedFd> {
-        Vec::new()
+    /// The backend named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        REGISTRY
+            .iter()
+            .map(|(kind, _)| *kind)
+            .find(|k| k.name() == name)
     }
 }
+
+/// Makes a backend with the command line's settings.
+pub type CreateBackend = fn(&BackendOptions) -> Box<dyn Backend>;
+
+/// Every backend, best first (`auto` takes the first this kernel can run): one line each.
+pub const REGISTRY: &[(BackendKind, CreateBackend)] = &[
+    (BackendKind::KprobeMulti, KprobeMultiBackend::create),
+    (BackendKind::Kprobe, KprobeBackend::create),
+    (BackendKind::Tracepoint, TracepointBackend::create),
+];
 
 /// Makes the backend of `kind` with default settings.
 pub fn backend(kind: BackendKind) -> Box<dyn Backend> {
     backend_with(kind, BackendOptions::default())
+}
+
+/// Makes the backend of `kind` with `opts`.
+pub fn backend_with(kind: BackendKind, opts: BackendOptions) -> Box<dyn Backend> {
+    let (_, create) = REGISTRY
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .expect("every BackendKind has a REGISTRY line");
+    create(&opts)
+}
+
+/// Every backend, in registry order, with default settings.
+pub fn all_backends() -> impl Iterator<Item = Box<dyn Backend>> {
+    REGISTRY
+        .iter()
+        .map(|(_, create)| create(&BackendOptions::default()))
 }
 
 /// Settings of the backends that the command line controls.
@@ -107,6 +100,8 @@ pub struct BackendOptions {
     pub kprobe_batch: usize,
     pub attach_threads: usize,
     pub detach_threads: usize,
+    /// Never hand probes to a background detacher (`--detach-wait`).
+    pub detach_wait: bool,
 }
 
 impl Default for BackendOptions {
@@ -115,162 +110,8 @@ impl Default for BackendOptions {
             kprobe_batch: 10,
             attach_threads: KPROBE_ATTACH_THREADS,
             detach_threads: KPROBE_DETACH_THREADS,
+            detach_wait: false,
         }
-    }
-}
-
-/// Makes the backend of `kind` with `opts`.
-pub fn backend_with(kind: BackendKind, opts: BackendOptions) -> Box<dyn Backend> {
-    match kind {
-        BackendKind::KprobeMulti => Box::new(KprobeMultiBackend::default()),
-        BackendKind::Kprobe => Box::new(
-            KprobeBackend::new(opts.kprobe_batch)
-                .with_threads(opts.attach_threads, opts.detach_threads),
-        ),
-        BackendKind::Tracepoint => Box::new(TracepointBackend::default()),
-    }
-}
-
-fn kprobe_program_name(multi: bool, arg: u16) -> String {
-    if multi {
-        format!("kpm_skb_{arg}")
-    } else {
-        format!("kprobe_skb_{arg}")
-    }
-}
-
-/// Distinct skb argument positions among the targets, in order.
-fn positions(targets: &[Target]) -> Vec<u16> {
-    let mut p: Vec<u16> = targets.iter().map(|t| t.skb_arg).collect();
-    p.sort_unstable();
-    p.dedup();
-    p
-}
-
-fn kprobe_programs(
-    multi: bool,
-    targets: &[Target],
-    build: &mut BuildFn<'_>,
-) -> Result<Vec<ProgramSpec>, AttachError> {
-    positions(targets)
-        .into_iter()
-        .map(|arg| {
-            let program = build(&Attachment::Kprobe {
-                skb_arg: arg as u8,
-                multi,
-            })?;
-            Ok(ProgramSpec {
-                name: kprobe_program_name(multi, arg),
-                kind: if multi {
-                    ProgKind::KProbeMulti
-                } else {
-                    ProgKind::KProbe
-                },
-                program,
-            })
-        })
-        .collect()
-}
-
-fn check_stop(stop: &AtomicBool) -> Result<(), AttachError> {
-    if stop.load(Ordering::Relaxed) {
-        Err(AttachError::Interrupted)
-    } else {
-        Ok(())
-    }
-}
-
-/// One kprobe_multi link per skb argument position, over all its functions.
-#[derive(Default)]
-pub struct KprobeMultiBackend {
-    links: Vec<OwnedFd>,
-}
-
-impl KprobeMultiBackend {
-    /// Creates a link for `symbols`; when the kernel refuses the set (one function it will
-    /// not probe spoils the whole link), halves it to isolate and skip the refused ones.
-    fn attach_set(
-        &mut self,
-        obj: &LoadedObject,
-        program: &str,
-        symbols: &[String],
-        summary: &mut AttachSummary,
-        progress: &ProgressBar,
-        stop: &AtomicBool,
-    ) -> Result<(), AttachError> {
-        check_stop(stop)?;
-        let opts = KprobeMultiOptions {
-            symbols: symbols.to_vec(),
-            cookies: Vec::new(),
-            retprobe: false,
-        };
-        match obj.attach_kprobe_multi(program, &opts) {
-            Ok(link) => {
-                self.links.push(link);
-                summary.attached += symbols.len();
-                progress.inc(symbols.len() as u64);
-                Ok(())
-            }
-            Err(e @ ObjectError::KprobeMultiUnsupported { .. }) => Err(e.into()),
-            Err(_) if symbols.len() == 1 => {
-                summary.ignored += 1;
-                progress.inc(1);
-                Ok(())
-            }
-            Err(_) => {
-                let (a, b) = symbols.split_at(symbols.len() / 2);
-                self.attach_set(obj, program, a, summary, progress, stop)?;
-                self.attach_set(obj, program, b, summary, progress, stop)
-            }
-        }
-    }
-}
-
-impl Backend for KprobeMultiBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::KprobeMulti
-    }
-
-    fn programs(
-        &self,
-        targets: &[Target],
-        build: &mut BuildFn<'_>,
-    ) -> Result<Vec<ProgramSpec>, AttachError> {
-        kprobe_programs(true, targets, build)
-    }
-
-    fn attach(
-        &mut self,
-        obj: &mut LoadedObject,
-        targets: &[Target],
-        progress: &ProgressBar,
-        stop: &AtomicBool,
-    ) -> Result<AttachSummary, AttachError> {
-        let mut summary = AttachSummary::default();
-        for arg in positions(targets) {
-            let symbols: Vec<String> = targets
-                .iter()
-                .filter(|t| t.skb_arg == arg)
-                .map(|t| t.name.clone())
-                .collect();
-            self.attach_set(
-                obj,
-                &kprobe_program_name(true, arg),
-                &symbols,
-                &mut summary,
-                progress,
-                stop,
-            )?;
-        }
-        Ok(summary)
-    }
-
-    fn detach(&mut self, _obj: &mut LoadedObject, progress: &ProgressBar) {
-        // One link per skb position (a handful): each close waits for its own grace
-        // periods, so close them side by side.
-        let links = std::mem::take(&mut self.links);
-        progress.set_length(links.len() as u64);
-        close_in_parallel(links, KPROBE_DETACH_THREADS, progress);
     }
 }
 
@@ -281,78 +122,368 @@ pub const KPROBE_ATTACH_THREADS: usize = 4;
 /// outside the kernel's locks, so many closers share the same grace periods.
 pub const KPROBE_DETACH_THREADS: usize = 64;
 
-/// One perf-event kprobe per function (raw `perf_event_open` on the kprobe PMU with the
-/// program set by `PERF_EVENT_IOC_SET_BPF`), opened in parallel chunks.
-pub struct KprobeBackend {
-    /// The open kprobe events; closing one unregisters its kprobe.
-    events: Vec<OwnedFd>,
-    /// Targets per chunk (`--filter-kprobe-batch`), the unit threads take work in; `stop`
-    /// is checked between chunks and before each kprobe.
-    batch: usize,
-    attach_threads: usize,
-    detach_threads: usize,
+/// Where attaching and detaching report progress: a progress bar at the edge, a counter in
+/// tests. Workers on several threads report through the same value.
+pub trait Progress: Sync {
+    /// The number of steps of the current phase.
+    fn set_length(&self, len: u64);
+    /// `n` more steps are done.
+    fn inc(&self, n: u64);
 }
 
-impl Default for KprobeBackend {
-    fn default() -> Self {
-        KprobeBackend::new(10)
+/// Progress nobody watches.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn set_length(&self, _len: u64) {}
+    fn inc(&self, _n: u64) {}
+}
+
+/// What the running kernel offers the backends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelSupport {
+    /// A kprobe PMU (`CONFIG_KPROBES` with perf events).
+    pub kprobes: bool,
+    /// fprobe (`CONFIG_FPROBE`), which kprobe_multi links need.
+    pub fprobe: bool,
+}
+
+/// Why this kernel cannot run a backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unavailable {
+    /// What is missing, e.g. "this kernel has no kprobes (CONFIG_KPROBES)".
+    pub kernel_lacks: &'static str,
+    /// What to use instead, e.g. "use --backend tracepoint".
+    pub hint: &'static str,
+    /// The same, in the words of `auto` when it passes this backend over.
+    pub auto_reason: &'static str,
+}
+
+/// A feature a run can ask of a backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feature {
+    /// `--output-caller`: the address the probed function returns to.
+    Caller,
+    /// `--filter-non-skb-funcs`: probes on functions that take no skb, by name.
+    NonSkbFunctions,
+    /// `--filter-track-skb` also follows clones and copies (a kprobe and kretprobe pair);
+    /// without it tracking still works, so its absence is a note, not an error.
+    CloneFollowing,
+    /// `bpf_get_func_ip` names the probed function (no flag asks for it).
+    FuncIp,
+}
+
+/// How the output names the probe of an event and finds its drop reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TargetNames {
+    /// Probe ids that are not kernel text addresses (e.g. tracepoint indexes) -> name.
+    pub probe_names: HashMap<u64, String>,
+    /// Function name -> 1-based position of its `enum skb_drop_reason` parameter.
+    pub drop_reason_args: HashMap<String, u16>,
+}
+
+/// How many targets were attached and how many the kernel refused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttachSummary {
+    pub attached: usize,
+    pub ignored: usize,
+}
+
+/// Why attaching failed. The edge prints an error with its chain of sources (`{:#}`):
+/// an `io::Error` is a source, not part of the message; the probe, load and object errors
+/// already carry their causes in their own message, so they are shown, not chained (that
+/// would print each cause twice). Either way the typed error stays reachable.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("interrupted while attaching")]
+    Interrupted,
+    #[error("building the probe program: {0}")]
+    Probe(ProbeError),
+    #[error("{0}")]
+    Load(LoadError),
+    #[error("{0}")]
+    Object(ObjectError),
+    #[error("no probe could be attached ({0} refused by the kernel)")]
+    NothingAttached(usize),
+    #[error("the kprobe PMU is unavailable (needs kernel 4.17+ with CONFIG_KPROBE_EVENTS)")]
+    KprobePmu(#[source] io::Error),
+    #[error("attaching a kprobe to `{function}` failed, giving up")]
+    Kprobe {
+        function: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("scanning BTF for skb {what}")]
+    Btf {
+        what: &'static str,
+        #[source]
+        source: BtfError,
+    },
+    #[error("backend {backend} is not available: {}; {}", why.kernel_lacks, why.hint)]
+    Unavailable {
+        backend: &'static str,
+        why: Unavailable,
+    },
+    #[error("no tracing backend can run on this kernel")]
+    NoBackend,
+}
+
+impl From<ProbeError> for AttachError {
+    fn from(e: ProbeError) -> Self {
+        AttachError::Probe(e)
     }
 }
 
-impl KprobeBackend {
-    /// A backend attaching `batch` functions per chunk.
-    pub fn new(batch: usize) -> Self {
-        KprobeBackend {
-            events: Vec::new(),
-            batch: batch.max(1),
-            attach_threads: KPROBE_ATTACH_THREADS,
-            detach_threads: KPROBE_DETACH_THREADS,
+impl From<LoadError> for AttachError {
+    fn from(e: LoadError) -> Self {
+        AttachError::Load(e)
+    }
+}
+
+impl From<ObjectError> for AttachError {
+    fn from(e: ObjectError) -> Self {
+        AttachError::Object(e)
+    }
+}
+
+impl AttachError {
+    /// Whether the kernel refused the backend's kind of link altogether (not one target):
+    /// `auto` then falls back to [`Backend::fallback`].
+    pub fn is_link_kind_refused(&self) -> bool {
+        matches!(
+            self,
+            AttachError::Object(ObjectError::KprobeMultiUnsupported { .. })
+        )
+    }
+}
+
+/// Builds the probe program for one attachment point.
+pub type BuildFn<'a> = dyn FnMut(&Attachment) -> Result<Program, ProbeError> + 'a;
+
+/// One way of hooking the probe programs into the kernel.
+pub trait Backend {
+    fn kind(&self) -> BackendKind;
+
+    /// The backend's name, as `--backend` takes it.
+    fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// Its probes in messages, plural: "kprobes", "tracepoints".
+    fn noun(&self) -> &'static str;
+
+    /// What one target is, in messages and `--list-funcs`: "function", "tracepoint".
+    fn target_noun(&self) -> &'static str;
+
+    /// Why `auto` takes this backend when it is the first in [`REGISTRY`] the kernel can
+    /// run: what it found ("kprobes and fprobe available").
+    fn auto_reason(&self) -> &'static str;
+
+    /// Whether this kernel can run the backend.
+    fn available(&self, kernel: &KernelSupport) -> Result<(), Unavailable>;
+
+    /// Why the backend cannot provide `feature`, or `None` when it can.
+    fn lacks(&self, feature: Feature) -> Option<&'static str>;
+
+    /// Whether the backend provides `feature`.
+    fn supports(&self, feature: Feature) -> bool {
+        self.lacks(feature).is_none()
+    }
+
+    /// The backend `auto` falls back to when the kernel refuses this one's kind of link
+    /// at attach time ([`AttachError::is_link_kind_refused`]).
+    fn fallback(&self) -> Option<BackendKind> {
+        None
+    }
+
+    /// Its probe targets in the kernel's BTF that `keep` accepts.
+    fn targets(
+        &self,
+        btf: &KernelBtf,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<Target>, AttachError>;
+
+    /// How the output names the probe of an event from these targets.
+    fn target_names(&self, targets: &[Target]) -> TargetNames;
+
+    /// Where the program that forgets freed skbs attaches (with skb tracking).
+    fn untrack_points(&self) -> &'static [UntrackPoint];
+
+    /// The programs to load for `targets` (their names are what `attach` uses).
+    fn programs(
+        &self,
+        targets: &[Target],
+        build: &mut BuildFn<'_>,
+    ) -> Result<Vec<ProgramSpec>, AttachError>;
+
+    /// Attaches every target; refusals are counted, not fatal. Checks `stop` often.
+    fn attach(
+        &mut self,
+        obj: &mut LoadedObject,
+        targets: &[Target],
+        progress: &dyn Progress,
+        stop: &AtomicBool,
+    ) -> Result<AttachSummary, AttachError>;
+
+    /// The detach policy: hands the attached probes (and the helper programs' kprobes) to
+    /// a background process when closing them here would keep the user waiting
+    /// ([`background`]). `None`: nothing was handed off, [`Backend::detach`] closes all.
+    /// On an error the probes stay with the backend.
+    fn hand_off(&mut self) -> Option<Result<Handoff, HandoffError>> {
+        None
+    }
+
+    /// Detaches everything `attach` attached and did not hand off.
+    fn detach(&mut self, obj: &mut LoadedObject, progress: &dyn Progress);
+}
+
+/// The backend to use, and why `auto` picked it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pick {
+    pub kind: BackendKind,
+    /// Set when `auto` picked it: the reason, for the "Backend: ..." line.
+    pub auto_reason: Option<&'static str>,
+    /// What the kernel lacks for the better backends `auto` passed over.
+    pub passed_over: Option<Unavailable>,
+}
+
+/// The backend `named` (`None`: `auto`, the first in [`REGISTRY`] this kernel can run).
+pub fn choose(named: Option<BackendKind>, kernel: &KernelSupport) -> Result<Pick, AttachError> {
+    if let Some(kind) = named {
+        let b = backend(kind);
+        b.available(kernel)
+            .map_err(|why| AttachError::Unavailable {
+                backend: b.name(),
+                why,
+            })?;
+        return Ok(Pick {
+            kind,
+            auto_reason: None,
+            passed_over: None,
+        });
+    }
+    let mut passed_over: Option<Unavailable> = None;
+    for b in all_backends() {
+        match b.available(kernel) {
+            Ok(()) => {
+                return Ok(Pick {
+                    kind: b.kind(),
+                    auto_reason: Some(match &passed_over {
+                        Some(why) => why.auto_reason,
+                        None => b.auto_reason(),
+                    }),
+                    passed_over,
+                })
+            }
+            Err(why) => passed_over = Some(why),
         }
     }
-
-    /// Threads used to attach and to detach (at least 1 each).
-    pub fn with_threads(mut self, attach: usize, detach: usize) -> Self {
-        self.attach_threads = attach.max(1);
-        self.detach_threads = detach.max(1);
-        self
-    }
-
-    /// Number of kprobe events currently open.
-    pub fn attached(&self) -> usize {
-        self.events.len()
-    }
-
-    /// Opens the kprobe of one target and hooks `prog` to it.
-    fn attach_one(pmu: u32, prog: BorrowedFd<'_>, t: &Target) -> io::Result<OwnedFd> {
-        // A name with a NUL cannot be a kernel symbol: refused like an unknown one.
-        let name = CString::new(t.name.as_str())
-            .map_err(|_| io::Error::from_raw_os_error(libc::ENOENT))?;
-        let event = perf::open_kprobe(pmu, KprobePoint::Symbol(&name))?;
-        perf::attach_bpf(event.as_fd(), prog)?;
-        Ok(event)
-    }
+    Err(AttachError::NoBackend)
 }
 
-/// Errors that stop attaching altogether: the process or the kernel ran out of something,
-/// so later kprobes would fail the same way. Everything else (ENOENT, EADDRNOTAVAIL,
-/// EINVAL for blacklisted functions, EBUSY ...) skips one function.
-fn kprobe_error_is_fatal(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM)
-    )
+/// A feature the run asks for that its backend cannot provide.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FeatureError {
+    #[error("--output-caller is not supported with the {backend} backend ({reason}); use --backend {alternatives}")]
+    Caller {
+        backend: &'static str,
+        reason: &'static str,
+        alternatives: String,
+    },
+    #[error("--filter-non-skb-funcs needs a kprobe backend (it probes functions by name); the {backend} backend has none: use --backend {alternatives}")]
+    NonSkbFunctions {
+        backend: &'static str,
+        alternatives: String,
+    },
+    #[error("--filter-non-skb-funcs needs a kprobe backend (it probes functions by name), and {kernel_lacks}: the {backend} backend cannot run it")]
+    NonSkbFunctionsOnThisKernel {
+        backend: &'static str,
+        kernel_lacks: &'static str,
+    },
 }
 
-/// What one attach worker did.
-#[derive(Default)]
-struct WorkerResult {
-    events: Vec<OwnedFd>,
-    ignored: usize,
-    fatal: Option<(String, io::Error)>,
+/// A feature the run asks for that its backend provides only in part; printed as a note.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FeatureNote {
+    #[error("with the {backend} backend, --filter-track-skb does not follow clones and copies ({reason})")]
+    NoCloneFollowing {
+        backend: &'static str,
+        reason: &'static str,
+    },
+}
+
+/// Checks the features `wanted` against `backend`: the first one the run cannot do without
+/// is an error, the ones it runs without are notes. `passed_over` is what the kernel lacks
+/// for the backends `auto` passed over (`None` when `--backend` named this one).
+pub fn check_features(
+    backend: &dyn Backend,
+    wanted: &[Feature],
+    passed_over: Option<&Unavailable>,
+) -> Result<Vec<FeatureNote>, FeatureError> {
+    let mut notes = Vec::new();
+    for &feature in wanted {
+        let Some(reason) = backend.lacks(feature) else {
+            continue;
+        };
+        let name = backend.name();
+        match feature {
+            Feature::Caller => {
+                return Err(FeatureError::Caller {
+                    backend: name,
+                    reason,
+                    alternatives: alternatives(feature),
+                })
+            }
+            Feature::NonSkbFunctions => {
+                return Err(match passed_over {
+                    Some(why) => FeatureError::NonSkbFunctionsOnThisKernel {
+                        backend: name,
+                        kernel_lacks: why.kernel_lacks,
+                    },
+                    None => FeatureError::NonSkbFunctions {
+                        backend: name,
+                        alternatives: alternatives(feature),
+                    },
+                })
+            }
+            Feature::CloneFollowing => notes.push(FeatureNote::NoCloneFollowing {
+                backend: name,
+                reason,
+            }),
+            Feature::FuncIp => {}
+        }
+    }
+    Ok(notes)
+}
+
+/// The backends that provide `feature`, as `--backend` values: "kprobe or kprobe-multi".
+fn alternatives(feature: Feature) -> String {
+    let mut names: Vec<&str> = all_backends()
+        .filter(|b| b.supports(feature))
+        .map(|b| b.name())
+        .collect();
+    names.sort_unstable();
+    names.join(" or ")
+}
+
+/// Distinct skb argument positions among the targets, in order.
+fn positions(targets: &[Target]) -> Vec<u16> {
+    let mut p: Vec<u16> = targets.iter().map(|t| t.skb_arg).collect();
+    p.sort_unstable();
+    p.dedup();
+    p
+}
+
+fn check_stop(stop: &AtomicBool) -> Result<(), AttachError> {
+    if stop.load(Ordering::Relaxed) {
+        Err(AttachError::Interrupted)
+    } else {
+        Ok(())
+    }
 }
 
 /// Closes `fds` from up to `threads` threads, counting each on `progress`.
-pub(crate) fn close_in_parallel(mut fds: Vec<OwnedFd>, threads: usize, progress: &ProgressBar) {
+pub(crate) fn close_in_parallel(mut fds: Vec<OwnedFd>, threads: usize, progress: &dyn Progress) {
     let threads = threads.clamp(1, fds.len().max(1));
     let per_thread = fds.len().div_ceil(threads).max(1);
     let mut parts = Vec::with_capacity(threads);
@@ -378,199 +509,29 @@ pub(crate) fn close_in_parallel(mut fds: Vec<OwnedFd>, threads: usize, progress:
     });
 }
 
-impl Backend for KprobeBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Kprobe
-    }
-
-    fn programs(
-        &self,
-        targets: &[Target],
-        build: &mut BuildFn<'_>,
-    ) -> Result<Vec<ProgramSpec>, AttachError> {
-        kprobe_programs(false, targets, build)
-    }
-
-    fn attach(
-        &mut self,
-        obj: &mut LoadedObject,
-        targets: &[Target],
-        progress: &ProgressBar,
-        stop: &AtomicBool,
-    ) -> Result<AttachSummary, AttachError> {
-        check_stop(stop)?;
-        let pmu = perf::kprobe_pmu_type().map_err(AttachError::KprobePmu)?;
-        let mut programs: HashMap<u16, BorrowedFd<'_>> = HashMap::new();
-        for arg in positions(targets) {
-            programs.insert(arg, obj.program_fd(&kprobe_program_name(false, arg))?);
-        }
-        let chunks: Vec<&[Target]> = targets.chunks(self.batch).collect();
-        let next = AtomicUsize::new(0);
-        let abort = AtomicBool::new(false);
-        let threads = self.attach_threads.clamp(1, chunks.len().max(1));
-        // Each kprobe's teardown on a failed attach, and each RCU wait while registering,
-        // is a grace period: expedite them for the duration.
-        let _rcu = perf::ExpeditedRcu::enable();
-        let worker = || {
-            let mut out = WorkerResult::default();
-            while !stop.load(Ordering::Relaxed) && !abort.load(Ordering::Relaxed) {
-                let Some(chunk) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                    break;
-                };
-                for t in *chunk {
-                    // Ctrl-C should not wait for the rest of a chunk (tens of ms per kprobe).
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    match Self::attach_one(pmu, programs[&t.skb_arg], t) {
-                        Ok(fd) => out.events.push(fd),
-                        Err(e) if kprobe_error_is_fatal(&e) => {
-                            out.fatal = Some((t.name.clone(), e));
-                            abort.store(true, Ordering::Relaxed);
-                            break;
-                        }
-                        Err(_) => out.ignored += 1,
-                    }
-                    progress.inc(1);
-                }
-            }
-            out
-        };
-        let results: Vec<WorkerResult> = std::thread::scope(|s| {
-            let handles: Vec<_> = (1..threads)
-                .filter_map(|_| {
-                    std::thread::Builder::new()
-                        .name("pwru-attach".into())
-                        .spawn_scoped(s, worker)
-                        .ok()
-                })
-                .collect();
-            // This thread works too, so a failed spawn only means fewer helpers.
-            let mut all = vec![worker()];
-            for h in handles {
-                all.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-            }
-            all
-        });
-        let mut summary = AttachSummary::default();
-        let mut fatal = None;
-        for r in results {
-            summary.attached += r.events.len();
-            summary.ignored += r.ignored;
-            self.events.extend(r.events);
-            fatal = fatal.or(r.fatal);
-        }
-        if let Some((function, source)) = fatal {
-            return Err(AttachError::Kprobe { function, source });
-        }
-        check_stop(stop)?;
-        Ok(summary)
-    }
-
-    fn take_kprobe_events(&mut self) -> Vec<OwnedFd> {
-        std::mem::take(&mut self.events)
-    }
-
-    fn detach(&mut self, _obj: &mut LoadedObject, progress: &ProgressBar) {
-        let events = std::mem::take(&mut self.events);
-        close_kprobes(events, self.detach_threads, progress);
-    }
-}
-
-/// Closes perf kprobe events from `threads` threads with expedited RCU grace periods.
-pub fn close_kprobes(events: Vec<OwnedFd>, threads: usize, progress: &ProgressBar) {
-    if events.is_empty() {
-        return;
-    }
-    {
-        progress.set_length(events.len() as u64);
-        // Closing a perf kprobe waits for RCU grace periods while holding the kernel's
-        // event_mutex, one kprobe after the other: expedited grace periods and parallel
-        // closes (which overlap the waits outside that mutex) more than halve the time.
-        // (PERF_EVENT_IOC_DISABLE first was measured: no faster, and BPF programs on
-        // kprobe events keep running while disabled, so it buys nothing.)
-        let _rcu = perf::ExpeditedRcu::enable();
-        close_in_parallel(events, threads, progress);
-    }
-}
-
-/// One raw tracepoint program per tracepoint that carries an skb.
-#[derive(Default)]
-pub struct TracepointBackend {
-    links: Vec<(String, RawTracePointLinkId)>,
-}
-
-/// Program name of the tracepoint target at `index` (the event's probe id).
-pub fn tracepoint_program_name(index: usize) -> String {
-    format!("tp_skb_{index}")
-}
-
-impl Backend for TracepointBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Tracepoint
-    }
-
-    fn programs(
-        &self,
-        targets: &[Target],
-        build: &mut BuildFn<'_>,
-    ) -> Result<Vec<ProgramSpec>, AttachError> {
-        targets
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let program = build(&Attachment::Tracepoint {
-                    id: i as u32,
-                    skb_arg: t.skb_arg,
-                    nargs: t.nargs,
-                    drop_reason_arg: t.drop_reason_arg,
-                })?;
-                Ok(ProgramSpec {
-                    name: tracepoint_program_name(i),
-                    kind: ProgKind::RawTracepoint(t.name.clone()),
-                    program,
-                })
-            })
-            .collect()
-    }
-
-    fn attach(
-        &mut self,
-        obj: &mut LoadedObject,
-        targets: &[Target],
-        progress: &ProgressBar,
-        stop: &AtomicBool,
-    ) -> Result<AttachSummary, AttachError> {
-        let mut summary = AttachSummary::default();
-        for i in 0..targets.len() {
-            check_stop(stop)?;
-            let program = tracepoint_program_name(i);
-            match obj.attach_raw_tp(&program) {
-                Ok(id) => {
-                    self.links.push((program, id));
-                    summary.attached += 1;
-                }
-                Err(_) => summary.ignored += 1,
-            }
-            progress.inc(1);
-        }
-        Ok(summary)
-    }
-
-    fn detach(&mut self, obj: &mut LoadedObject, progress: &ProgressBar) {
-        progress.set_length(self.links.len() as u64);
-        for (program, id) in self.links.drain(..) {
-            let _ = obj.detach_raw_tp(&program, id);
-            progress.inc(1);
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::sync::atomic::AtomicU64;
+
     use super::*;
 
-    fn target(name: &str, arg: u16) -> Target {
+    /// Progress that counts, for asserting what was reported.
+    #[derive(Default)]
+    pub(crate) struct CountingProgress {
+        pub len: AtomicU64,
+        pub done: AtomicU64,
+    }
+
+    impl Progress for CountingProgress {
+        fn set_length(&self, len: u64) {
+            self.len.store(len, Ordering::Relaxed);
+        }
+        fn inc(&self, n: u64) {
+            self.done.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn target(name: &str, arg: u16) -> Target {
         Target {
             name: name.into(),
             module: None,
@@ -581,47 +542,154 @@ mod tests {
     }
 
     #[test]
-    fn one_kprobe_program_per_argument_position() {
-        let targets = [target("a", 1), target("b", 3), target("c", 1)];
-        let mut built = Vec::new();
-        let specs = KprobeBackend::default()
-            .programs(&targets, &mut |a: &Attachment| {
-                built.push(a.clone());
-                Ok(Program::default())
-            })
-            .unwrap();
-        let names: Vec<_> = specs.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["kprobe_skb_1", "kprobe_skb_3"]);
-        assert_eq!(
-            built,
-            [
-                Attachment::Kprobe {
-                    skb_arg: 1,
-                    multi: false
-                },
-                Attachment::Kprobe {
-                    skb_arg: 3,
-                    multi: false
-                }
-            ]
-        );
+    fn registry_has_every_kind_once_and_names_round_trip() {
+        for kind in [
+            BackendKind::KprobeMulti,
+            BackendKind::Kprobe,
+            BackendKind::Tracepoint,
+        ] {
+            assert_eq!(REGISTRY.iter().filter(|(k, _)| *k == kind).count(), 1);
+            assert_eq!(backend(kind).kind(), kind);
+            assert_eq!(BackendKind::from_name(kind.name()), Some(kind));
+        }
+        assert_eq!(BackendKind::from_name("fentry"), None);
     }
 
     #[test]
-    fn resource_exhaustion_stops_attaching_other_errors_skip_a_function() {
-        for (errno, fatal) in [
-            (libc::EMFILE, true),
-            (libc::ENFILE, true),
-            (libc::ENOMEM, true),
-            (libc::ENOENT, false),
-            (libc::EADDRNOTAVAIL, false),
-            (libc::EINVAL, false),
-            (libc::EBUSY, false),
-            (libc::EEXIST, false),
+    fn auto_takes_the_best_backend_this_kernel_runs() {
+        let kernel = |kprobes, fprobe| KernelSupport { kprobes, fprobe };
+        let pick = choose(None, &kernel(true, true)).unwrap();
+        assert_eq!(
+            (pick.kind, pick.auto_reason),
+            (
+                BackendKind::KprobeMulti,
+                Some("kprobes and fprobe available")
+            )
+        );
+        let pick = choose(None, &kernel(true, false)).unwrap();
+        assert_eq!(
+            (pick.kind, pick.auto_reason),
+            (
+                BackendKind::Kprobe,
+                Some("no fprobe (CONFIG_FPROBE) for kprobe-multi")
+            )
+        );
+        let pick = choose(None, &kernel(false, false)).unwrap();
+        assert_eq!(
+            (pick.kind, pick.auto_reason),
+            (
+                BackendKind::Tracepoint,
+                Some("no kprobes on this kernel (CONFIG_KPROBES)")
+            )
+        );
+        let named = choose(Some(BackendKind::Kprobe), &kernel(true, false)).unwrap();
+        assert_eq!((named.kind, named.auto_reason), (BackendKind::Kprobe, None));
+    }
+
+    #[test]
+    fn a_named_backend_this_kernel_cannot_run_says_what_is_missing() {
+        let none = KernelSupport {
+            kprobes: false,
+            fprobe: false,
+        };
+        for (kind, want) in [
+            (BackendKind::Kprobe, "backend kprobe is not available: this kernel has no kprobes (CONFIG_KPROBES); use --backend tracepoint"),
+            (BackendKind::KprobeMulti, "backend kprobe-multi is not available: this kernel has no kprobes (CONFIG_KPROBES); use --backend tracepoint"),
         ] {
-            let e = io::Error::from_raw_os_error(errno);
-            assert_eq!(kprobe_error_is_fatal(&e), fatal, "{e}");
+            assert_eq!(choose(Some(kind), &none).unwrap_err().to_string(), want);
         }
+        let no_fprobe = KernelSupport {
+            kprobes: true,
+            fprobe: false,
+        };
+        assert_eq!(
+            choose(Some(BackendKind::KprobeMulti), &no_fprobe).unwrap_err().to_string(),
+            "backend kprobe-multi is not available: this kernel has no fprobe (CONFIG_FPROBE, kernel 5.18+); use --backend kprobe"
+        );
+        assert!(choose(Some(BackendKind::Tracepoint), &none).is_ok());
+    }
+
+    #[test]
+    fn feature_checks_name_the_flag() {
+        let tp = backend(BackendKind::Tracepoint);
+        assert_eq!(
+            check_features(tp.as_ref(), &[Feature::Caller], None).unwrap_err().to_string(),
+            "--output-caller is not supported with the tracepoint backend (a tracepoint has no caller frame to read); use --backend kprobe or kprobe-multi"
+        );
+        assert_eq!(
+            check_features(tp.as_ref(), &[Feature::NonSkbFunctions], None).unwrap_err().to_string(),
+            "--filter-non-skb-funcs needs a kprobe backend (it probes functions by name); the tracepoint backend has none: use --backend kprobe or kprobe-multi"
+        );
+        let no_kprobes = choose(
+            None,
+            &KernelSupport {
+                kprobes: false,
+                fprobe: false,
+            },
+        )
+        .unwrap()
+        .passed_over;
+        assert_eq!(
+            check_features(tp.as_ref(), &[Feature::NonSkbFunctions], no_kprobes.as_ref()).unwrap_err().to_string(),
+            "--filter-non-skb-funcs needs a kprobe backend (it probes functions by name), and this kernel has no kprobes (CONFIG_KPROBES): the tracepoint backend cannot run it"
+        );
+        let notes = check_features(tp.as_ref(), &[Feature::CloneFollowing], None).unwrap();
+        assert_eq!(
+            notes.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            ["with the tracepoint backend, --filter-track-skb does not follow clones and copies (skb_clone, skb_copy need kprobes)"]
+        );
+        for kind in [BackendKind::Kprobe, BackendKind::KprobeMulti] {
+            let all = [
+                Feature::Caller,
+                Feature::NonSkbFunctions,
+                Feature::CloneFollowing,
+                Feature::FuncIp,
+            ];
+            assert_eq!(
+                check_features(backend(kind).as_ref(), &all, None),
+                Ok(vec![])
+            );
+        }
+        assert!(!tp.supports(Feature::FuncIp));
+    }
+
+    #[test]
+    fn only_the_multi_link_refusal_falls_back() {
+        let refused = AttachError::from(ObjectError::KprobeMultiUnsupported {
+            program: "kpm_skb_1".into(),
+        });
+        assert!(refused.is_link_kind_refused());
+        assert!(!AttachError::NothingAttached(3).is_link_kind_refused());
+        assert_eq!(
+            backend(BackendKind::KprobeMulti).fallback(),
+            Some(BackendKind::Kprobe)
+        );
+        assert_eq!(backend(BackendKind::Kprobe).fallback(), None);
+    }
+
+    #[test]
+    fn the_edge_prints_each_cause_once() {
+        let chain = |e: AttachError| format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(
+            chain(AttachError::Kprobe {
+                function: "ip_rcv".into(),
+                source: io::Error::from_raw_os_error(libc::EMFILE),
+            }),
+            "attaching a kprobe to `ip_rcv` failed, giving up: Too many open files (os error 24)"
+        );
+        assert_eq!(
+            chain(AttachError::KprobePmu(io::Error::from_raw_os_error(libc::ENOENT))),
+            "the kprobe PMU is unavailable (needs kernel 4.17+ with CONFIG_KPROBE_EVENTS): No such file or directory (os error 2)"
+        );
+        assert_eq!(
+            chain(AttachError::from(ProbeError::Unsupported("x"))),
+            "building the probe program: not supported: x"
+        );
+        let load = AttachError::from(LoadError::NotInObject("p".into()));
+        assert_eq!(
+            chain(load),
+            "program `p` is missing from the object aya parsed (internal error)"
+        );
     }
 
     #[test]
@@ -634,33 +702,14 @@ mod tests {
                 readers.push(OwnedFd::from(r));
                 writers.push(w);
             }
-            let pb = ProgressBar::hidden();
-            close_in_parallel(readers, threads, &pb);
-            assert_eq!(pb.position(), count as u64);
+            let progress = CountingProgress::default();
+            close_in_parallel(readers, threads, &progress);
+            assert_eq!(progress.done.load(Ordering::Relaxed), count as u64);
             for mut w in writers {
                 // Every read end is closed: writing fails with EPIPE (SIGPIPE is ignored).
                 let err = std::io::Write::write(&mut w, b"x").unwrap_err();
                 assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
             }
         }
-    }
-
-    #[test]
-    fn kprobe_backend_settings() {
-        let b = KprobeBackend::new(0).with_threads(0, 0);
-        assert_eq!((b.batch, b.attach_threads, b.detach_threads), (1, 1, 1));
-        let b = KprobeBackend::default();
-        assert_eq!(b.batch, 10);
-        assert_eq!(b.attached(), 0);
-    }
-
-    #[test]
-    fn one_tracepoint_program_per_tracepoint() {
-        let targets = [target("kfree_skb", 0), target("consume_skb", 0)];
-        let specs = TracepointBackend::default()
-            .programs(&targets, &mut |_: &Attachment| Ok(Program::default()))
-            .unwrap();
-        assert_eq!(specs[1].name, "tp_skb_1");
-        assert_eq!(specs[1].kind, ProgKind::RawTracepoint("consume_skb".into()));
     }
 }

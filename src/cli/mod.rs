@@ -1,20 +1,20 @@
-//! Command-line configuration: every flag of pwru 1.0.12 spelled as there (pflag-style
-//! booleans included), plus pwru-rs extras, parsed with clap and validated into one `Config`.
+//! The command line: every flag of pwru 1.0.12 spelled as there (pflag-style booleans
+//! included), plus pwru-rs extras, parsed with clap into `Args` and resolved once into `Settings`.
 
 pub mod filter_tools;
+mod resolve;
 mod values;
 
 use std::path::PathBuf;
 
 use clap::{ArgAction, Parser};
 
-pub use values::{
-    parse_backend, parse_batch, parse_func_filter, parse_go_bool, parse_mark, parse_netns, Backend,
-    FuncFilter, MarkFilter, NetnsSpec, TimestampMode,
-};
+use crate::settings::{BackendChoice, FuncFilter, MarkFilter, NetnsSpec, TimestampMode};
 
-/// Most `--output-skb-metadata` / `--output-xdp-metadata` fields pwru accepts.
-pub const MAX_METADATA_FIELDS: usize = 4;
+pub use resolve::{ConfigError, MAX_METADATA_FIELDS};
+pub use values::{
+    parse_backend, parse_batch, parse_func_filter, parse_go_bool, parse_mark, parse_netns,
+};
 
 const ABOUT: &str =
     "pwru: packet, where are you? Traces every kernel function an sk_buff passes through.";
@@ -55,7 +55,8 @@ Examples:
   pwru --dump-filter --l3 'tcp port 443'
   pwru --filter-check capture.pcap 'udp and port 53'";
 
-/// Everything the command line says. Field names follow pwru's flag names.
+/// Everything the command line says, as parsed. Field names follow pwru's flag names;
+/// [`Args::resolve`] checks them together and turns them into the run's settings.
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "pwru",
@@ -68,7 +69,7 @@ Examples:
     args_override_self = true,
     max_term_width = 110
 )]
-pub struct Config {
+pub struct Args {
     // ---- Kernel and backend ----
     /// Load kernel BTF from this file instead of /sys/kernel/btf/vmlinux (e.g. a btfhub file)
     #[arg(long, value_name = "FILE", help_heading = "Kernel")]
@@ -84,7 +85,7 @@ pub struct Config {
 
     /// Tracing backend: auto, kprobe-multi, kprobe or tracepoint (empty = auto-detect)
     #[arg(long, default_value = "", value_parser = parse_backend, hide_default_value = true, value_name = "BACKEND", help_heading = "Kernel")]
-    pub backend: Backend,
+    pub backend: BackendChoice,
 
     /// Enable debug logging
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Kernel")]
@@ -295,174 +296,14 @@ pub struct Config {
     pub filter_words: Vec<String>,
 }
 
-/// A cross-flag problem found by [`Config::validate`]. Messages are one line and say what to do.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    #[error("--filter-ifname cannot be used with --filter-netns inode:<n>; give the netns as a path such as /proc/<pid>/ns/net")]
-    IfnameWithInodeNetns,
-    #[error("{flag} accepts at most {MAX_METADATA_FIELDS} fields, got {count}; drop some")]
-    TooManyMetadataFields { flag: &'static str, count: usize },
-    #[error("--l3 only applies to --dump-filter and --filter-check; add one of them or drop --l3")]
-    L3WithoutFilterTool,
-    #[error("{0} needs a pcap-filter expression after the options, e.g. `pwru {0} 'tcp port 80'`")]
-    MissingFilter(&'static str),
-    #[error(
-        "--list-funcs, --dump-filter and --filter-check are separate modes; use one at a time"
-    )]
-    ConflictingModes,
-    #[error("{flag} cannot be negative, got {value}")]
-    Negative { flag: &'static str, value: i64 },
-    #[error("--filter-non-skb-funcs needs a kprobe backend (it probes functions by name); the tracepoint backend has none: use --backend kprobe or kprobe-multi")]
-    NonSkbFuncsWithTracepoints,
-    #[error("the following flags are not supported yet by this pwru: {0}; drop them")]
-    Unsupported(String),
-}
-
-/// A flag pwru has that this build does not implement yet, and how to tell it was set.
-struct PendingFlag {
-    name: &'static str,
-    is_set: fn(&Config) -> bool,
-}
-
-/// Flags parsed for compatibility but not implemented yet. Edit this list as features land.
-const PENDING_FLAGS: &[PendingFlag] = &[
-    PendingFlag {
-        name: "--filter-trace-tc",
-        is_set: |c| c.filter_trace_tc,
-    },
-    PendingFlag {
-        name: "--filter-trace-xdp",
-        is_set: |c| c.filter_trace_xdp,
-    },
-    PendingFlag {
-        name: "--filter-track-bpf-helpers",
-        is_set: |c| c.filter_track_bpf_helpers,
-    },
-    PendingFlag {
-        name: "--filter-xdp-expr",
-        is_set: |c| c.filter_xdp_expr.is_some(),
-    },
-    PendingFlag {
-        name: "--filter-tunnel-pcap-l2",
-        is_set: |c| c.filter_tunnel_pcap_l2.is_some(),
-    },
-    PendingFlag {
-        name: "--filter-tunnel-pcap-l3",
-        is_set: |c| c.filter_tunnel_pcap_l3.is_some(),
-    },
-    PendingFlag {
-        name: "--output-tunnel",
-        is_set: |c| c.output_tunnel,
-    },
-    PendingFlag {
-        name: "--output-xdp-metadata",
-        is_set: |c| !c.output_xdp_metadata.is_empty(),
-    },
-    PendingFlag {
-        name: "--output-bpfmap",
-        is_set: |c| c.output_bpfmap,
-    },
-];
-
-impl Config {
-    /// Parses `args` (including the program name) and applies pwru's implied settings.
+impl Args {
+    /// Parses `args` (including the program name).
     pub fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
     where
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let mut config = Self::try_parse_from(args)?;
-        config.apply_implied();
-        Ok(config)
-    }
-
-    /// pwru's implied settings: non-skb funcs and helper tracking need by-stackid tracking;
-    /// the netns-name column is at least 10 wide.
-    fn apply_implied(&mut self) {
-        if !self.filter_non_skb_funcs.is_empty() || self.filter_track_bpf_helpers {
-            self.filter_track_skb_by_stackid = true;
-        }
-        self.netns_names_max_length = self.netns_names_max_length.max(10);
-    }
-
-    /// The pcap-filter expression: the positional words joined with spaces ("" = everything).
-    pub fn pcap_filter(&self) -> String {
-        self.filter_words.join(" ")
-    }
-
-    /// Whether the `__sk_buff->cb[]` column is shown (pwru: with tc tracing or --output-skb-cb).
-    pub fn shows_cb(&self) -> bool {
-        self.filter_trace_tc || self.output_skb_cb
-    }
-
-    /// Cross-flag checks that clap cannot express.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.filter_ifname.is_some() && matches!(self.filter_netns, Some(NetnsSpec::Inode(_))) {
-            return Err(ConfigError::IfnameWithInodeNetns);
-        }
-        for (flag, fields) in [
-            ("--output-skb-metadata", &self.output_skb_metadata),
-            ("--output-xdp-metadata", &self.output_xdp_metadata),
-        ] {
-            if fields.len() > MAX_METADATA_FIELDS {
-                return Err(ConfigError::TooManyMetadataFields {
-                    flag,
-                    count: fields.len(),
-                });
-            }
-        }
-        for (flag, value) in [
-            ("--output-file-max-size", self.output_file_max_size),
-            ("--output-file-max-backups", self.output_file_max_backups),
-            ("--output-file-max-age", self.output_file_max_age),
-        ] {
-            if value < 0 {
-                return Err(ConfigError::Negative { flag, value });
-            }
-        }
-        let modes = [
-            self.list_funcs,
-            self.dump_filter,
-            self.filter_check.is_some(),
-        ];
-        if modes.iter().filter(|m| **m).count() > 1 {
-            return Err(ConfigError::ConflictingModes);
-        }
-        if !self.filter_non_skb_funcs.is_empty() && self.backend == Backend::Tracepoint {
-            return Err(ConfigError::NonSkbFuncsWithTracepoints);
-        }
-        if self.l3 && !self.dump_filter && self.filter_check.is_none() {
-            return Err(ConfigError::L3WithoutFilterTool);
-        }
-        if self.filter_words.is_empty() {
-            if self.dump_filter {
-                return Err(ConfigError::MissingFilter("--dump-filter"));
-            }
-            if self.filter_check.is_some() {
-                return Err(ConfigError::MissingFilter("--filter-check"));
-            }
-        }
-        Ok(())
-    }
-
-    /// The pwru flags set on this command line that this build does not implement yet.
-    pub fn unsupported_flags(&self) -> Vec<&'static str> {
-        PENDING_FLAGS
-            .iter()
-            .filter(|f| (f.is_set)(self))
-            .map(|f| f.name)
-            .collect()
-    }
-
-    /// [`Config::validate`], then an error naming every set-but-unsupported flag.
-    pub fn check(&self) -> Result<(), ConfigError> {
-        self.validate()?;
-        let pending = self.unsupported_flags();
-        if pending.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError::Unsupported(pending.join(", ")))
-        }
+        Self::try_parse_from(args)
     }
 }
 

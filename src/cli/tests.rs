@@ -1,14 +1,32 @@
 //! Parsing rules of the command line, as tables of arguments and expected results.
 
 use super::*;
+use crate::attach::{BackendKind, FeatureError};
+use crate::btf::Kmods;
+use crate::output::{OutputOptions, OutputTarget, RotationPolicy};
+use crate::settings::BackendSettings;
+use crate::settings::Mode;
 use clap::error::ErrorKind;
 
-fn parse(args: &[&str]) -> Result<Config, clap::Error> {
-    Config::try_parse_args(std::iter::once("pwru").chain(args.iter().copied()))
+fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+    Args::try_parse_args(std::iter::once("pwru").chain(args.iter().copied()))
 }
 
-fn ok(args: &[&str]) -> Config {
+fn ok(args: &[&str]) -> Args {
     parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// Parses and resolves `args`, which must be a valid tracing command line.
+fn trace(args: &[&str]) -> crate::settings::TraceSettings {
+    match ok(args).resolve() {
+        Ok(Mode::Trace(t)) => *t,
+        other => panic!("{args:?}: not a trace: {other:?}"),
+    }
+}
+
+/// Whether `args` resolve, or the usage error.
+fn check(args: &[&str]) -> Result<(), ConfigError> {
+    ok(args).resolve().map(|_| ())
 }
 
 #[test]
@@ -16,7 +34,7 @@ fn defaults_match_pwru() {
     let c = ok(&[]);
     assert_eq!(c.kernel_btf, None);
     assert!(c.kmods.is_empty() && !c.all_kmods);
-    assert_eq!(c.backend, Backend::Auto);
+    assert_eq!(c.backend, BackendChoice::Auto);
     assert!(c.filter_func.is_none());
     assert_eq!(c.filter_mark, MarkFilter { mark: 0, mask: 0 });
     assert!(!c.filter_mark.is_active());
@@ -30,12 +48,12 @@ fn defaults_match_pwru() {
     assert_eq!(c.output_file_max_size, 100);
     assert_eq!(c.pcap_filter(), "");
     assert!(c.unsupported_flags().is_empty());
-    assert_eq!(c.check(), Ok(()));
+    assert_eq!(check(&[]), Ok(()));
 }
 
 #[test]
 fn booleans_follow_pflag() {
-    type Get = fn(&Config) -> bool;
+    type Get = fn(&Args) -> bool;
     let table: &[(&[&str], Get, bool)] = &[
         (&["--output-meta=false"], |c| c.output_meta, false),
         (&["--output-meta"], |c| c.output_meta, true),
@@ -135,10 +153,6 @@ fn netns_parsing() {
             *want
         );
     }
-    assert_eq!(NetnsSpec::Inode(7).inode().unwrap(), 7);
-    let own = NetnsSpec::Path("/proc/self/ns/net".into()).inode().unwrap();
-    assert!(own > 0);
-    assert!(NetnsSpec::Path("/nonexistent/ns".into()).inode().is_err());
 }
 
 #[test]
@@ -167,11 +181,17 @@ fn timestamp_modes() {
 #[test]
 fn backends() {
     let table = [
-        ("", Some(Backend::Auto)),
-        ("auto", Some(Backend::Auto)),
-        ("kprobe-multi", Some(Backend::KprobeMulti)),
-        ("kprobe", Some(Backend::Kprobe)),
-        ("tracepoint", Some(Backend::Tracepoint)),
+        ("", Some(BackendChoice::Auto)),
+        ("auto", Some(BackendChoice::Auto)),
+        (
+            "kprobe-multi",
+            Some(BackendChoice::Named(BackendKind::KprobeMulti)),
+        ),
+        ("kprobe", Some(BackendChoice::Named(BackendKind::Kprobe))),
+        (
+            "tracepoint",
+            Some(BackendChoice::Named(BackendKind::Tracepoint)),
+        ),
         ("fentry", None),
         ("KPROBE", None),
     ];
@@ -308,23 +328,172 @@ fn scalar_flags() {
 
 #[test]
 fn implied_settings() {
-    assert!(ok(&["--filter-non-skb-funcs", "foo"]).filter_track_skb_by_stackid);
-    assert!(ok(&["--filter-track-bpf-helpers"]).filter_track_skb_by_stackid);
-    assert!(!ok(&[]).filter_track_skb_by_stackid);
+    assert!(
+        trace(&["--filter-non-skb-funcs", "foo"])
+            .filter
+            .track_by_stackid
+    );
+    // A pending flag: resolve refuses it, but the implication holds.
+    assert!(
+        ok(&["--filter-track-bpf-helpers"])
+            .filter_settings()
+            .track_by_stackid
+    );
+    assert!(!trace(&[]).filter.track_by_stackid);
+    assert!(
+        trace(&["--filter-track-skb-by-stackid"])
+            .filter
+            .track_by_stackid
+    );
     // Comma-separated and repeatable, like pwru's string slice.
-    let c = ok(&["--filter-non-skb-funcs", "a,b", "--filter-non-skb-funcs=c"]);
-    assert_eq!(c.filter_non_skb_funcs, ["a", "b", "c"]);
+    let t = trace(&["--filter-non-skb-funcs", "a,b", "--filter-non-skb-funcs=c"]);
+    assert_eq!(t.filter.non_skb_funcs, ["a", "b", "c"]);
+    let width = |n: &str| {
+        trace(&["--output-netns-names", "--netns-names-max-length", n])
+            .output
+            .netns_names
+    };
+    assert_eq!(width("3"), Some(10));
+    assert_eq!(width("20"), Some(20));
     assert_eq!(
-        ok(&["--netns-names-max-length", "3"]).netns_names_max_length,
-        10
+        trace(&["--netns-names-max-length", "20"])
+            .output
+            .netns_names,
+        None
+    );
+    assert!(ok(&["--filter-trace-tc"]).output_settings().skb_cb);
+    assert!(trace(&["--output-skb-cb"]).output.skb_cb);
+    assert!(!trace(&[]).output.skb_cb);
+    // The empty skb expression is no filter, and mark 0/0 no mark filter.
+    assert_eq!(trace(&["--filter-skb-expr", " "]).filter.skb_expr, None);
+    assert_eq!(trace(&["--filter-mark", "0/0"]).filter.mark, None);
+    assert_eq!(
+        trace(&["--filter-mark", "0x1/0x3"]).filter.mark,
+        Some(MarkFilter { mark: 1, mask: 3 })
+    );
+}
+
+#[test]
+fn modes() {
+    assert!(matches!(
+        ok(&["--list-funcs"]).resolve(),
+        Ok(Mode::ListFuncs(_))
+    ));
+    assert_eq!(
+        ok(&["--dump-filter", "--l3", "tcp", "port", "80"]).resolve(),
+        Ok(Mode::DumpFilter {
+            filter: "tcp port 80".into(),
+            l3: true
+        })
     );
     assert_eq!(
-        ok(&["--netns-names-max-length", "20"]).netns_names_max_length,
-        20
+        ok(&["--filter-check", "a.pcap", "udp"]).resolve(),
+        Ok(Mode::FilterCheck {
+            capture: "a.pcap".into(),
+            filter: "udp".into(),
+        })
     );
-    assert!(ok(&["--filter-trace-tc"]).shows_cb());
-    assert!(ok(&["--output-skb-cb"]).shows_cb());
-    assert!(!ok(&[]).shows_cb());
+    let t = trace(&[
+        "--backend",
+        "kprobe",
+        "--filter-kprobe-batch",
+        "7",
+        "--detach-wait",
+        "--kmods",
+        "veth",
+        "--debug",
+        "icmp",
+    ]);
+    assert_eq!(
+        t.backend,
+        BackendSettings {
+            choice: BackendChoice::Named(BackendKind::Kprobe),
+            kprobe_batch: 7,
+            detach_wait: true
+        }
+    );
+    assert_eq!(t.kernel.kmods, Kmods::Named(vec!["veth".into()]));
+    assert_eq!(trace(&["--all-kmods"]).kernel.kmods, Kmods::All);
+    assert_eq!(t.filter.pcap, "icmp");
+    assert!(t.debug);
+}
+
+#[test]
+fn output_options_from_flags() {
+    let t = trace(&[
+        "--output-json",
+        "--output-skb-cb",
+        "--timestamp",
+        "relative",
+        "--output-limit-lines",
+        "5",
+    ]);
+    assert_eq!(
+        OutputOptions::from_settings(&t.output),
+        OutputOptions {
+            timestamp: TimestampMode::Relative,
+            meta: true,
+            tuple: true,
+            tcp_flags: false,
+            caller: false,
+            stack: false,
+            cb: true,
+            json: true,
+            netns_names: None,
+            limit_lines: 5,
+            skb_metadata: Vec::new(),
+        }
+    );
+    assert!(matches!(
+        OutputTarget::from_settings(&t.output),
+        OutputTarget::Stdout
+    ));
+    let netns_names = |args: &[&str]| OutputOptions::from_settings(&trace(args).output).netns_names;
+    assert_eq!(netns_names(&[]), None);
+    assert_eq!(netns_names(&["--output-netns-names"]), Some(16));
+    assert_eq!(
+        netns_names(&["--output-netns-names", "--netns-names-max-length=3"]),
+        Some(10)
+    );
+    assert_eq!(
+        netns_names(&["--output-netns-names", "--netns-names-max-length=40"]),
+        Some(40)
+    );
+}
+
+#[test]
+fn rotation_policy_from_flags() {
+    const MEGABYTE: u64 = 1024 * 1024;
+    let policy = |args: &[&str]| {
+        let mut all = vec!["--output-file", "/tmp/pwru.log"];
+        all.extend_from_slice(args);
+        match OutputTarget::from_settings(&trace(&all).output) {
+            OutputTarget::File(path, policy) => {
+                assert_eq!(path, std::path::Path::new("/tmp/pwru.log"));
+                policy
+            }
+            _ => panic!("{args:?}: not a file target"),
+        }
+    };
+    assert_eq!(policy(&[]), RotationPolicy::default());
+    assert_eq!(
+        policy(&[
+            "--output-file-max-size=3",
+            "--output-file-max-backups=2",
+            "--output-file-max-age=7",
+            "--output-file-compress"
+        ]),
+        RotationPolicy {
+            max_size: 3 * MEGABYTE,
+            max_backups: 2,
+            max_age_days: 7,
+            compress: true
+        }
+    );
+    assert_eq!(
+        policy(&["--output-file-max-size=0"]).max_size,
+        100 * MEGABYTE
+    );
 }
 
 #[test]
@@ -376,8 +545,22 @@ fn validation() {
         (&["--list-funcs"], Ok(())),
         (
             &["--backend", "tracepoint", "--filter-non-skb-funcs", "f"],
-            Err(ConfigError::NonSkbFuncsWithTracepoints),
+            Err(ConfigError::Backend(FeatureError::NonSkbFunctions {
+                backend: "tracepoint",
+                alternatives: "kprobe or kprobe-multi".into(),
+            })),
         ),
+        (
+            &["--backend", "tracepoint", "--output-caller"],
+            Err(ConfigError::Backend(FeatureError::Caller {
+                backend: "tracepoint",
+                reason: "a tracepoint has no caller frame to read",
+                alternatives: "kprobe or kprobe-multi".into(),
+            })),
+        ),
+        // Without clone following, tracking still works: not an error.
+        (&["--backend", "tracepoint", "--filter-track-skb"], Ok(())),
+        (&["--output-caller", "--filter-non-skb-funcs", "f"], Ok(())),
         (
             &["--backend", "kprobe", "--filter-non-skb-funcs", "f"],
             Ok(()),
@@ -464,7 +647,7 @@ fn unsupported_flags_are_reported_not_ignored() {
     for (args, want) in table {
         let c = ok(args);
         assert_eq!(c.unsupported_flags(), *want, "{args:?}");
-        match c.check() {
+        match c.resolve().map(|_| ()) {
             Ok(()) => assert!(want.is_empty()),
             Err(e) => assert_eq!(e, ConfigError::Unsupported(want.join(", "))),
         }
@@ -483,12 +666,12 @@ fn negative_rotation_values_are_rejected() {
         (&["--output-file-max-age=-3"], "--output-file-max-age", -3),
     ] {
         assert_eq!(
-            ok(&args[..]).check(),
+            check(&args[..]),
             Err(ConfigError::Negative { flag, value }),
             "{args:?}"
         );
     }
-    assert_eq!(ok(&["--output-file-max-size=0"]).check(), Ok(()));
+    assert_eq!(check(&["--output-file-max-size=0"]), Ok(()));
 }
 
 #[test]

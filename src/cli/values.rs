@@ -1,35 +1,13 @@
-//! Value types and parsers for flags with their own syntax (mark[/mask], netns, timestamp,
-//! backend, function regex, Go-style booleans), written to accept what pwru accepts.
+//! Parsers for flags with their own syntax (mark[/mask], netns, timestamp,
+//! backend, function regex, Go-style booleans), written to accept what pwru accepts; the
+//! values are the clap-free types of `settings`.
 
-use std::fmt;
 use std::path::PathBuf;
 
-use regex::Regex;
+use clap::builder::PossibleValue;
 
-/// `--filter-mark mark[/mask]`: keep packets where `(skb->mark & mask) == (mark & mask)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct MarkFilter {
-    pub mark: u32,
-    /// 0 means "no mark filtering" (the default).
-    pub mask: u32,
-}
-
-impl MarkFilter {
-    /// Whether this filter restricts anything.
-    pub fn is_active(&self) -> bool {
-        self.mask != 0
-    }
-    /// Whether a packet with `mark` passes.
-    pub fn matches(&self, mark: u32) -> bool {
-        mark & self.mask == self.mark & self.mask
-    }
-}
-
-impl fmt::Display for MarkFilter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#x}/{:#x}", self.mark, self.mask)
-    }
-}
+use crate::attach::BackendKind;
+use crate::settings::{BackendChoice, FuncFilter, MarkFilter, NetnsSpec, TimestampMode};
 
 fn parse_u32_hex_or_dec(s: &str, what: &str) -> Result<u32, String> {
     let (digits, radix) = match s.get(..2) {
@@ -62,37 +40,6 @@ pub fn parse_mark(s: &str) -> Result<MarkFilter, String> {
     Ok(MarkFilter { mark, mask })
 }
 
-/// `--filter-netns`: a netns file path or a bare inode number.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NetnsSpec {
-    /// Any netns path such as `/proc/<pid>/ns/net` or `/run/netns/<name>`.
-    Path(PathBuf),
-    /// `inode:<n>`.
-    Inode(u32),
-}
-
-impl NetnsSpec {
-    /// The netns inode: stat of the path, or the given inode.
-    pub fn inode(&self) -> std::io::Result<u32> {
-        match self {
-            Self::Inode(n) => Ok(*n),
-            Self::Path(p) => {
-                use std::os::unix::fs::MetadataExt;
-                let ino = std::fs::metadata(p)?.ino();
-                u32::try_from(ino).map_err(|_| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!(
-                            "netns inode {ino} of {} does not fit in 32 bits",
-                            p.display()
-                        ),
-                    )
-                })
-            }
-        }
-    }
-}
-
 /// Parses `/path/to/netns` or `inode:<n>`.
 pub fn parse_netns(s: &str) -> Result<NetnsSpec, String> {
     if let Some(n) = s.strip_prefix("inode:") {
@@ -108,85 +55,48 @@ pub fn parse_netns(s: &str) -> Result<NetnsSpec, String> {
     ))
 }
 
-/// `--timestamp`: which time columns to print.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum TimestampMode {
-    /// No time column.
-    #[default]
-    None,
-    /// TIMESTAMP: monotonic ns since boot (bpf_ktime_get_ns).
-    Current,
-    /// TIMESTAMP: ns since the previous event of the same skb (0 for the first).
-    Relative,
-    /// TIME: wall clock at print time, plus TIMESTAMP.
-    Absolute,
-}
+/// `--timestamp` values, with the help text of each.
+impl clap::ValueEnum for TimestampMode {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            TimestampMode::None,
+            TimestampMode::Current,
+            TimestampMode::Relative,
+            TimestampMode::Absolute,
+        ]
+    }
 
-/// `--backend`: how probes attach.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Backend {
-    /// Pick the best available (also spelled as the empty string).
-    #[default]
-    Auto,
-    KprobeMulti,
-    Kprobe,
-    Tracepoint,
-}
-
-impl Backend {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::KprobeMulti => "kprobe-multi",
-            Self::Kprobe => "kprobe",
-            Self::Tracepoint => "tracepoint",
-        }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            TimestampMode::None => PossibleValue::new("none").help("No time column"),
+            TimestampMode::Current => PossibleValue::new("current")
+                .help("TIMESTAMP: monotonic ns since boot (bpf_ktime_get_ns)"),
+            TimestampMode::Relative => PossibleValue::new("relative")
+                .help("TIMESTAMP: ns since the previous event of the same skb (0 for the first)"),
+            TimestampMode::Absolute => PossibleValue::new("absolute")
+                .help("TIME: wall clock at print time, plus TIMESTAMP"),
+        })
     }
 }
 
 /// Parses a backend name; `""` means auto.
-pub fn parse_backend(s: &str) -> Result<Backend, String> {
-    Ok(match s {
-        "" | "auto" => Backend::Auto,
-        "kprobe-multi" => Backend::KprobeMulti,
-        "kprobe" => Backend::Kprobe,
-        "tracepoint" => Backend::Tracepoint,
-        _ => {
-            return Err(format!(
-                "invalid tracing backend {s:?}: use auto, kprobe-multi, kprobe or tracepoint"
-            ))
-        }
-    })
-}
-
-/// `--filter-func`: a regex that must match the whole function name.
-#[derive(Debug, Clone)]
-pub struct FuncFilter {
-    /// The pattern as given.
-    pub pattern: String,
-    anchored: Regex,
-}
-
-impl FuncFilter {
-    /// Whether `name` matches the pattern as a whole.
-    pub fn is_match(&self, name: &str) -> bool {
-        self.anchored.is_match(name)
-    }
-}
-
-impl PartialEq for FuncFilter {
-    fn eq(&self, other: &Self) -> bool {
-        self.pattern == other.pattern
+pub fn parse_backend(s: &str) -> Result<BackendChoice, String> {
+    match s {
+        "" | "auto" => Ok(BackendChoice::Auto),
+        _ => BackendKind::from_name(s)
+            .map(BackendChoice::Named)
+            .ok_or_else(|| {
+                format!(
+                    "invalid tracing backend {s:?}: use auto, kprobe-multi, kprobe or tracepoint"
+                )
+            }),
     }
 }
 
 /// Compiles a `--filter-func` pattern anchored at both ends; errors are one line.
 pub fn parse_func_filter(s: &str) -> Result<FuncFilter, String> {
-    match Regex::new(&format!("^(?:{s})$")) {
-        Ok(anchored) => Ok(FuncFilter {
-            pattern: s.to_string(),
-            anchored,
-        }),
+    match FuncFilter::new(s) {
+        Ok(filter) => Ok(filter),
         Err(e) => {
             let text = e.to_string();
             let reason = text

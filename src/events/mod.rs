@@ -1,6 +1,8 @@
 //! Typed events decoded from ring-buffer records, the lost-event counter, and the
 //! `EventSink` interface the reading loop feeds (output formatting implements it).
 
+pub mod ring;
+
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

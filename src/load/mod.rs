@@ -6,9 +6,9 @@
 //!            \--kprobe_multi programs, map fds patched in--> sys::prog_load
 //! ```
 
-mod attach;
 pub mod elf;
 mod info;
+mod links;
 pub mod perf;
 mod sys;
 
@@ -23,10 +23,10 @@ use aya::{Ebpf, EbpfError, EbpfLoader, Pod};
 
 use crate::asm::Program;
 
-pub use attach::{KprobeMultiOptions, ObjectError};
 pub use aya::VerifierLogLevel;
 pub use elf::ElfError;
 pub use info::{enable_run_time_stats, func_ip_available, prog_info, ProgInfo};
+pub use links::{KprobeMultiOptions, ObjectError};
 
 /// Kinds of maps a spec can declare (legacy `bpf_map_def` types).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -225,7 +225,7 @@ impl fmt::Display for VerifierLog {
 pub enum LoadError {
     #[error("invalid object spec: {0}")]
     Spec(#[from] ElfError),
-    #[error("loading the object (maps, relocations) failed: {}", attach::chain(.0.as_ref()))]
+    #[error("loading the object (maps, relocations) failed: {}", links::chain(.0.as_ref()))]
     Object(#[source] Box<EbpfError>),
     #[error("reading kernel BTF (needed for tp_btf programs) failed: {0}")]
     Btf(#[source] aya::BtfError),
@@ -239,7 +239,7 @@ pub enum LoadError {
     NotInObject(String),
     #[error("tp_btf program `{0}` needs kernel BTF and none was given")]
     NoBtf(String),
-    #[error("loading program `{program}` failed: {}", attach::chain(source.as_ref()))]
+    #[error("loading program `{program}` failed: {}", links::chain(source.as_ref()))]
     Program {
         program: String,
         #[source]

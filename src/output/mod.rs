@@ -15,8 +15,8 @@ use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 
 use crate::btf::ScalarKind;
-use crate::cli::{Config, TimestampMode};
 use crate::events::{Event, EventKind, EventSink, Flow, SkbMeta, Tuple};
+use crate::settings::{OutputSettings, TimestampMode};
 
 pub use iface::IfaceNames;
 pub use ksyms::{Ksym, Ksyms, KsymsError};
@@ -68,20 +68,20 @@ fn push_metadata(buf: &mut String, fields: &[MetadataField], values: &[u64; 4]) 
 }
 
 impl OutputOptions {
-    pub fn from_config(config: &Config) -> Self {
+    pub fn from_settings(settings: &OutputSettings) -> Self {
         Self {
-            timestamp: config.timestamp,
-            meta: config.output_meta,
-            tuple: config.output_tuple,
-            tcp_flags: config.output_tcp_flags,
-            caller: config.output_caller,
-            stack: config.output_stack,
-            cb: config.shows_cb(),
-            json: config.output_json,
-            netns_names: config.output_netns_names.then(|| {
-                usize::from(config.netns_names_max_length).max(netns::MIN_NETNS_NAME_WIDTH)
-            }),
-            limit_lines: config.output_limit_lines,
+            timestamp: settings.timestamp,
+            meta: settings.meta,
+            tuple: settings.tuple,
+            tcp_flags: settings.tcp_flags,
+            caller: settings.caller,
+            stack: settings.stack,
+            cb: settings.skb_cb,
+            json: settings.json,
+            netns_names: settings
+                .netns_names
+                .map(|width| width.max(netns::MIN_NETNS_NAME_WIDTH)),
+            limit_lines: settings.limit_lines,
             // Typed from BTF by the tracer.
             skb_metadata: Vec::new(),
         }
@@ -144,9 +144,9 @@ pub enum OutputTarget {
 
 impl OutputTarget {
     /// `--output-file` or stdout.
-    pub fn from_config(config: &Config) -> Self {
-        match &config.output_file {
-            Some(path) => Self::File(path.clone(), RotationPolicy::from_config(config)),
+    pub fn from_settings(settings: &OutputSettings) -> Self {
+        match &settings.file {
+            Some(file) => Self::File(file.path.clone(), RotationPolicy::from_settings(file)),
             None => Self::Stdout,
         }
     }

@@ -11,7 +11,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 
 use super::text::WallClock;
-use crate::cli::Config;
+use crate::settings::OutputFile;
 
 /// One megabyte as lumberjack counts it.
 const MEGABYTE: u64 = 1024 * 1024;
@@ -45,18 +45,18 @@ impl Default for RotationPolicy {
 }
 
 impl RotationPolicy {
-    /// The `--output-file-*` flags (negative values count as 0; a max size of 0 means the
-    /// 100 MB default, as in lumberjack). `Config::validate` rejects negatives earlier.
-    pub fn from_config(config: &Config) -> Self {
-        let max_size = match u64::try_from(config.output_file_max_size) {
-            Ok(0) | Err(_) => Self::default().max_size,
-            Ok(mb) => mb.saturating_mul(MEGABYTE),
+    /// The `--output-file-*` settings (a max size of 0 means the 100 MB default, as in
+    /// lumberjack).
+    pub fn from_settings(file: &OutputFile) -> Self {
+        let max_size = match file.max_size_mb {
+            0 => Self::default().max_size,
+            mb => mb.saturating_mul(MEGABYTE),
         };
         Self {
             max_size,
-            max_backups: usize::try_from(config.output_file_max_backups).unwrap_or(0),
-            max_age_days: u64::try_from(config.output_file_max_age).unwrap_or(0),
-            compress: config.output_file_compress,
+            max_backups: usize::try_from(file.max_backups).unwrap_or(usize::MAX),
+            max_age_days: file.max_age_days,
+            compress: file.compress,
         }
     }
 }
@@ -446,34 +446,6 @@ mod tests {
         }
         let s = local_stamp(&mut WallClock::default(), SystemTime::now());
         assert!(is_stamp(&s), "{s}");
-    }
-
-    #[test]
-    fn policy_from_flags() {
-        let parse = |args: &[&str]| {
-            let mut all = vec!["pwru"];
-            all.extend_from_slice(args);
-            RotationPolicy::from_config(&Config::try_parse_args(all).unwrap())
-        };
-        assert_eq!(parse(&[]), RotationPolicy::default());
-        assert_eq!(
-            parse(&[
-                "--output-file-max-size=3",
-                "--output-file-max-backups=2",
-                "--output-file-max-age=7",
-                "--output-file-compress"
-            ]),
-            RotationPolicy {
-                max_size: 3 * MEGABYTE,
-                max_backups: 2,
-                max_age_days: 7,
-                compress: true
-            }
-        );
-        assert_eq!(
-            parse(&["--output-file-max-size=0"]).max_size,
-            100 * MEGABYTE
-        );
     }
 
     #[test]

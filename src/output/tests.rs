@@ -588,41 +588,6 @@ fn output_file_is_appended() {
 }
 
 #[test]
-fn options_from_config() {
-    let c = Config::try_parse_args([
-        "pwru",
-        "--output-json",
-        "--output-skb-cb",
-        "--timestamp",
-        "relative",
-        "--output-limit-lines",
-        "5",
-    ])
-    .unwrap();
-    let o = OutputOptions::from_config(&c);
-    assert_eq!(
-        o,
-        OutputOptions {
-            timestamp: TimestampMode::Relative,
-            meta: true,
-            tuple: true,
-            tcp_flags: false,
-            caller: false,
-            stack: false,
-            cb: true,
-            json: true,
-            netns_names: None,
-            limit_lines: 5,
-            skb_metadata: Vec::new(),
-        }
-    );
-    assert!(matches!(
-        OutputTarget::from_config(&c),
-        OutputTarget::Stdout
-    ));
-}
-
-#[test]
 fn names_from_this_system() {
     match Names::from_system(true) {
         Ok((names, warnings)) => {
@@ -710,25 +675,6 @@ fn netns_name_column_header_table_and_json() {
         ..table_opts()
     });
     assert!(!lines(&mut out, &[in_blue])[0].contains("netns_name"));
-}
-
-#[test]
-fn netns_name_options_from_config() {
-    let parse = |args: &[&str]| {
-        let mut all = vec!["pwru"];
-        all.extend_from_slice(args);
-        OutputOptions::from_config(&Config::try_parse_args(all).unwrap()).netns_names
-    };
-    assert_eq!(parse(&[]), None);
-    assert_eq!(parse(&["--output-netns-names"]), Some(16));
-    assert_eq!(
-        parse(&["--output-netns-names", "--netns-names-max-length=3"]),
-        Some(10)
-    );
-    assert_eq!(
-        parse(&["--output-netns-names", "--netns-names-max-length=40"]),
-        Some(40)
-    );
 }
 
 #[test]

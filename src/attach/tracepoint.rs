@@ -1,0 +1,178 @@
+//! The tracepoint backend: one raw tracepoint program per tracepoint that carries an skb;
+//! it runs on kernels without kprobes, with no caller, no clone following, no non-skb funcs.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+
+use aya::programs::raw_trace_point::RawTracePointLinkId;
+
+use crate::btf::KernelBtf;
+use crate::load::{LoadedObject, ProgKind, ProgramSpec};
+use crate::probes::Attachment;
+
+use super::{
+    check_stop, AttachError, AttachSummary, Backend, BackendKind, BackendOptions, BuildFn, Feature,
+    KernelSupport, Progress, Target, TargetNames, Unavailable, UntrackPoint,
+};
+
+/// One raw tracepoint program per tracepoint that carries an skb.
+#[derive(Default)]
+pub struct TracepointBackend {
+    links: Vec<(String, RawTracePointLinkId)>,
+}
+
+impl TracepointBackend {
+    /// The registry's constructor (no settings).
+    pub fn create(_opts: &BackendOptions) -> Box<dyn Backend> {
+        Box::new(TracepointBackend::default())
+    }
+}
+
+/// Program name of the tracepoint target at `index` (the event's probe id).
+pub fn tracepoint_program_name(index: usize) -> String {
+    format!("tp_skb_{index}")
+}
+
+impl Backend for TracepointBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Tracepoint
+    }
+
+    fn noun(&self) -> &'static str {
+        "tracepoints"
+    }
+
+    fn target_noun(&self) -> &'static str {
+        "tracepoint"
+    }
+
+    fn auto_reason(&self) -> &'static str {
+        "tracepoints available"
+    }
+
+    fn available(&self, _kernel: &KernelSupport) -> Result<(), Unavailable> {
+        Ok(())
+    }
+
+    fn lacks(&self, feature: Feature) -> Option<&'static str> {
+        match feature {
+            Feature::Caller => Some("a tracepoint has no caller frame to read"),
+            Feature::NonSkbFunctions => Some("it probes no function by name"),
+            Feature::CloneFollowing => Some("skb_clone, skb_copy need kprobes"),
+            Feature::FuncIp => Some("a raw tracepoint has no function ip"),
+        }
+    }
+
+    fn targets(
+        &self,
+        btf: &KernelBtf,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<Target>, AttachError> {
+        let tps = btf.skb_tracepoints().map_err(|source| AttachError::Btf {
+            what: "tracepoints",
+            source,
+        })?;
+        Ok(super::targets::select_tracepoints(&tps, keep))
+    }
+
+    /// Events carry the tracepoint's index as probe id; the programs read drop reasons
+    /// themselves.
+    fn target_names(&self, targets: &[Target]) -> TargetNames {
+        TargetNames {
+            probe_names: targets
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (i as u64, t.name.clone()))
+                .collect(),
+            drop_reason_args: HashMap::new(),
+        }
+    }
+
+    /// Every skb ends in one of these two.
+    fn untrack_points(&self) -> &'static [UntrackPoint] {
+        &[
+            UntrackPoint::RawTracepoint("kfree_skb"),
+            UntrackPoint::RawTracepoint("consume_skb"),
+        ]
+    }
+
+    fn programs(
+        &self,
+        targets: &[Target],
+        build: &mut BuildFn<'_>,
+    ) -> Result<Vec<ProgramSpec>, AttachError> {
+        targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let program = build(&Attachment::Tracepoint {
+                    id: i as u32,
+                    skb_arg: t.skb_arg,
+                    nargs: t.nargs,
+                    drop_reason_arg: t.drop_reason_arg,
+                })?;
+                Ok(ProgramSpec {
+                    name: tracepoint_program_name(i),
+                    kind: ProgKind::RawTracepoint(t.name.clone()),
+                    program,
+                })
+            })
+            .collect()
+    }
+
+    fn attach(
+        &mut self,
+        obj: &mut LoadedObject,
+        targets: &[Target],
+        progress: &dyn Progress,
+        stop: &AtomicBool,
+    ) -> Result<AttachSummary, AttachError> {
+        let mut summary = AttachSummary::default();
+        for i in 0..targets.len() {
+            check_stop(stop)?;
+            let program = tracepoint_program_name(i);
+            match obj.attach_raw_tp(&program) {
+                Ok(id) => {
+                    self.links.push((program, id));
+                    summary.attached += 1;
+                }
+                Err(_) => summary.ignored += 1,
+            }
+            progress.inc(1);
+        }
+        Ok(summary)
+    }
+
+    fn detach(&mut self, obj: &mut LoadedObject, progress: &dyn Progress) {
+        progress.set_length(self.links.len() as u64);
+        for (program, id) in self.links.drain(..) {
+            let _ = obj.detach_raw_tp(&program, id);
+            progress.inc(1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asm::Program;
+    use crate::attach::tests::target;
+
+    #[test]
+    fn one_tracepoint_program_per_tracepoint() {
+        let targets = [target("kfree_skb", 0), target("consume_skb", 0)];
+        let specs = TracepointBackend::default()
+            .programs(&targets, &mut |_: &Attachment| Ok(Program::default()))
+            .unwrap();
+        assert_eq!(specs[1].name, "tp_skb_1");
+        assert_eq!(specs[1].kind, ProgKind::RawTracepoint("consume_skb".into()));
+    }
+
+    #[test]
+    fn events_name_their_tracepoint_by_index() {
+        let names = TracepointBackend::default()
+            .target_names(&[target("kfree_skb", 0), target("consume_skb", 0)]);
+        assert_eq!(names.probe_names[&1], "consume_skb");
+        assert!(names.drop_reason_args.is_empty());
+    }
+}

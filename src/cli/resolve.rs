@@ -1,0 +1,263 @@
+//! From parsed flags to the run's settings, once: the cross-flag checks clap cannot express,
+//! the flags not implemented yet, pwru's implied settings, and the `Mode` the run executes.
+
+use crate::attach::{self, FeatureError};
+use crate::btf::Kmods;
+use crate::settings::{
+    self, BackendChoice, BackendSettings, FilterSettings, KernelSettings, ListSettings, Mode,
+    NetnsSpec, OutputFile, OutputSettings, TraceSettings,
+};
+
+use super::Args;
+
+/// Most `--output-skb-metadata` / `--output-xdp-metadata` fields pwru accepts.
+pub const MAX_METADATA_FIELDS: usize = 4;
+
+/// A usage problem found by [`Args::resolve`]. Messages are one line and say what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--filter-ifname cannot be used with --filter-netns inode:<n>; give the netns as a path such as /proc/<pid>/ns/net")]
+    IfnameWithInodeNetns,
+    #[error("{flag} accepts at most {MAX_METADATA_FIELDS} fields, got {count}; drop some")]
+    TooManyMetadataFields { flag: &'static str, count: usize },
+    #[error("--l3 only applies to --dump-filter and --filter-check; add one of them or drop --l3")]
+    L3WithoutFilterTool,
+    #[error("{0} needs a pcap-filter expression after the options, e.g. `pwru {0} 'tcp port 80'`")]
+    MissingFilter(&'static str),
+    #[error(
+        "--list-funcs, --dump-filter and --filter-check are separate modes; use one at a time"
+    )]
+    ConflictingModes,
+    #[error("{flag} cannot be negative, got {value}")]
+    Negative { flag: &'static str, value: i64 },
+    /// `--backend` names a backend without a feature the flags ask for.
+    #[error(transparent)]
+    Backend(#[from] FeatureError),
+    #[error("the following flags are not supported yet by this pwru: {0}; drop them")]
+    Unsupported(String),
+}
+
+/// A flag pwru has that this build does not implement yet, and how to tell it was set.
+struct PendingFlag {
+    name: &'static str,
+    is_set: fn(&Args) -> bool,
+}
+
+/// Flags parsed for compatibility but not implemented yet. Edit this list as features land.
+const PENDING_FLAGS: &[PendingFlag] = &[
+    PendingFlag {
+        name: "--filter-trace-tc",
+        is_set: |c| c.filter_trace_tc,
+    },
+    PendingFlag {
+        name: "--filter-trace-xdp",
+        is_set: |c| c.filter_trace_xdp,
+    },
+    PendingFlag {
+        name: "--filter-track-bpf-helpers",
+        is_set: |c| c.filter_track_bpf_helpers,
+    },
+    PendingFlag {
+        name: "--filter-xdp-expr",
+        is_set: |c| c.filter_xdp_expr.is_some(),
+    },
+    PendingFlag {
+        name: "--filter-tunnel-pcap-l2",
+        is_set: |c| c.filter_tunnel_pcap_l2.is_some(),
+    },
+    PendingFlag {
+        name: "--filter-tunnel-pcap-l3",
+        is_set: |c| c.filter_tunnel_pcap_l3.is_some(),
+    },
+    PendingFlag {
+        name: "--output-tunnel",
+        is_set: |c| c.output_tunnel,
+    },
+    PendingFlag {
+        name: "--output-xdp-metadata",
+        is_set: |c| !c.output_xdp_metadata.is_empty(),
+    },
+    PendingFlag {
+        name: "--output-bpfmap",
+        is_set: |c| c.output_bpfmap,
+    },
+];
+
+impl Args {
+    /// Checks the flags together and resolves them into the mode to run: every usage
+    /// error is found here (the caller exits with code 2).
+    pub fn resolve(self) -> Result<Mode, ConfigError> {
+        self.validate()?;
+        let pending = self.unsupported_flags();
+        if !pending.is_empty() {
+            return Err(ConfigError::Unsupported(pending.join(", ")));
+        }
+        Ok(self.into_mode())
+    }
+
+    /// Cross-flag checks that clap cannot express, the first problem first.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.filter_ifname.is_some() && matches!(self.filter_netns, Some(NetnsSpec::Inode(_))) {
+            return Err(ConfigError::IfnameWithInodeNetns);
+        }
+        for (flag, fields) in [
+            ("--output-skb-metadata", &self.output_skb_metadata),
+            ("--output-xdp-metadata", &self.output_xdp_metadata),
+        ] {
+            if fields.len() > MAX_METADATA_FIELDS {
+                return Err(ConfigError::TooManyMetadataFields {
+                    flag,
+                    count: fields.len(),
+                });
+            }
+        }
+        for (flag, value) in [
+            ("--output-file-max-size", self.output_file_max_size),
+            ("--output-file-max-backups", self.output_file_max_backups),
+            ("--output-file-max-age", self.output_file_max_age),
+        ] {
+            if value < 0 {
+                return Err(ConfigError::Negative { flag, value });
+            }
+        }
+        let modes = [
+            self.list_funcs,
+            self.dump_filter,
+            self.filter_check.is_some(),
+        ];
+        if modes.iter().filter(|m| **m).count() > 1 {
+            return Err(ConfigError::ConflictingModes);
+        }
+        // A named backend must offer what the flags ask of it (`auto` is checked once the
+        // kernel has said which backend it runs).
+        if let BackendChoice::Named(kind) = self.backend {
+            let wanted =
+                settings::wanted_features(&self.filter_settings(), &self.output_settings());
+            attach::check_features(attach::backend(kind).as_ref(), &wanted, None)?;
+        }
+        if self.l3 && !self.dump_filter && self.filter_check.is_none() {
+            return Err(ConfigError::L3WithoutFilterTool);
+        }
+        if self.filter_words.is_empty() {
+            if self.dump_filter {
+                return Err(ConfigError::MissingFilter("--dump-filter"));
+            }
+            if self.filter_check.is_some() {
+                return Err(ConfigError::MissingFilter("--filter-check"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The pwru flags set on this command line that this build does not implement yet.
+    pub fn unsupported_flags(&self) -> Vec<&'static str> {
+        PENDING_FLAGS
+            .iter()
+            .filter(|f| (f.is_set)(self))
+            .map(|f| f.name)
+            .collect()
+    }
+
+    /// The pcap-filter expression: the positional words joined with spaces ("" = everything).
+    pub fn pcap_filter(&self) -> String {
+        self.filter_words.join(" ")
+    }
+
+    fn into_mode(self) -> Mode {
+        if self.list_funcs {
+            return Mode::ListFuncs(ListSettings {
+                kernel: self.kernel_settings(),
+                func: self.filter_func,
+            });
+        }
+        if self.dump_filter {
+            return Mode::DumpFilter {
+                filter: self.pcap_filter(),
+                l3: self.l3,
+            };
+        }
+        if let Some(capture) = &self.filter_check {
+            return Mode::FilterCheck {
+                capture: capture.clone(),
+                filter: self.pcap_filter(),
+            };
+        }
+        Mode::Trace(Box::new(TraceSettings {
+            kernel: self.kernel_settings(),
+            backend: BackendSettings {
+                choice: self.backend,
+                kprobe_batch: self.filter_kprobe_batch as usize,
+                detach_wait: self.detach_wait,
+            },
+            filter: self.filter_settings(),
+            output: self.output_settings(),
+            debug: self.debug,
+            ready_file: self.ready_file,
+        }))
+    }
+
+    pub(super) fn kernel_settings(&self) -> KernelSettings {
+        KernelSettings {
+            btf: self.kernel_btf.clone(),
+            kmods: if self.all_kmods {
+                Kmods::All
+            } else {
+                Kmods::Named(self.kmods.clone())
+            },
+        }
+    }
+
+    /// With pwru's implied settings: non-skb funcs and helper tracking need by-stackid
+    /// tracking.
+    pub(super) fn filter_settings(&self) -> FilterSettings {
+        FilterSettings {
+            pcap: self.pcap_filter(),
+            func: self.filter_func.clone(),
+            mark: self.filter_mark.is_active().then_some(self.filter_mark),
+            netns: self.filter_netns.clone(),
+            ifname: self.filter_ifname.clone(),
+            track_skb: self.filter_track_skb,
+            track_by_stackid: self.filter_track_skb_by_stackid
+                || !self.filter_non_skb_funcs.is_empty()
+                || self.filter_track_bpf_helpers,
+            non_skb_funcs: self.filter_non_skb_funcs.clone(),
+            // pwru's default is the empty expression: no filter.
+            skb_expr: self
+                .filter_skb_expr
+                .clone()
+                .filter(|e| !e.trim().is_empty()),
+        }
+    }
+
+    /// With pwru's implied settings: the netns-name column is at least 10 wide, and the
+    /// `__sk_buff->cb[]` column shows with tc tracing too.
+    pub(super) fn output_settings(&self) -> OutputSettings {
+        // `validate` refused negative rotation values.
+        let non_negative = |v: i64| u64::try_from(v).unwrap_or(0);
+        OutputSettings {
+            timestamp: self.timestamp,
+            meta: self.output_meta,
+            netns_names: self
+                .output_netns_names
+                .then(|| usize::from(self.netns_names_max_length.max(10))),
+            tuple: self.output_tuple,
+            tcp_flags: self.output_tcp_flags,
+            caller: self.output_caller,
+            stack: self.output_stack,
+            skb_cb: self.filter_trace_tc || self.output_skb_cb,
+            json: self.output_json,
+            limit_lines: self.output_limit_lines,
+            skb_metadata: self.output_skb_metadata.clone(),
+            skb_dump: self.output_skb,
+            shinfo_dump: self.output_shinfo,
+            dump_bytes: self.set_percpu_buf,
+            file: self.output_file.as_ref().map(|path| OutputFile {
+                path: path.clone(),
+                max_size_mb: non_negative(self.output_file_max_size),
+                max_backups: non_negative(self.output_file_max_backups),
+                max_age_days: non_negative(self.output_file_max_age),
+                compress: self.output_file_compress,
+            }),
+        }
+    }
+}

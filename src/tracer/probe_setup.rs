@@ -1,0 +1,198 @@
+//! The probe generator's input for a run: `ProbeOptions` from the settings, BTF facts and
+//! host facts, the maps the programs share, and the non-skb functions to probe.
+
+use anyhow::{anyhow, Context, Result};
+
+use crate::attach::{Backend, Feature, Target};
+use crate::btf::KernelBtf;
+use crate::host;
+use crate::load::{self, MapKind, MapSpec};
+use crate::pcapc::ast::Expr;
+use crate::probes::skb_dump::{self, SkbDump};
+use crate::probes::{maps, skb_expr, ProbeOptions, StackTracking};
+use crate::settings::{FilterSettings, NetnsSpec, OutputSettings, TraceSettings};
+
+/// What the probe programs filter on and record: the settings resolved against this
+/// kernel (BTF offsets and types) and host (netns inode, ifindex) for `backend`.
+pub fn probe_options(
+    settings: &TraceSettings,
+    filter: Option<Expr>,
+    btf: &KernelBtf,
+    backend: &dyn Backend,
+) -> Result<ProbeOptions> {
+    let (f, out) = (&settings.filter, &settings.output);
+    Ok(ProbeOptions {
+        filter,
+        mark: f.mark.map(|m| (m.mark, m.mask)),
+        netns: f.netns.as_ref().map(host::netns_inode).transpose()?,
+        ifindex: ifindex_filter(f)?,
+        output_meta: out.meta || out.netns_names.is_some(),
+        output_tuple: out.tuple,
+        output_stack: out.stack,
+        output_caller: out.caller,
+        output_skb_cb: out.skb_cb,
+        track_skb: f.track_skb,
+        track_stackid: f.track_by_stackid.then(|| stack_tracking(btf)),
+        has_get_func_ip: backend.supports(Feature::FuncIp)
+            && load::func_ip_available().unwrap_or(false),
+        skb_expr: match &f.skb_expr {
+            Some(text) => Some(skb_expr::compile_filter(btf, text).context("--filter-skb-expr")?),
+            None => None,
+        },
+        skb_metadata: skb_expr::compile_metadata(btf, &out.skb_metadata)
+            .context("--output-skb-metadata")?,
+        skb_dump: skb_dump_options(out, btf)?,
+    })
+}
+
+/// `--filter-ifname`, resolved to an ifindex inside `--filter-netns` (or ours).
+fn ifindex_filter(f: &FilterSettings) -> Result<Option<u32>> {
+    let Some(name) = &f.ifname else {
+        return Ok(None);
+    };
+    let netns = match &f.netns {
+        Some(NetnsSpec::Path(p)) => Some(p.clone()),
+        _ => None,
+    };
+    Ok(Some(host::ifindex_in_netns(name, netns)?))
+}
+
+/// How the programs name the kernel stack they run on (`task_struct.stack` from BTF).
+fn stack_tracking(btf: &KernelBtf) -> StackTracking {
+    StackTracking {
+        task_stack_offset: btf
+            .optional_member("task_struct", "stack")
+            .ok()
+            .flatten()
+            .map(|f| f.offset_bytes()),
+    }
+}
+
+/// `--output-skb`/`--output-skb-shared-info`: the BTF ids of the structs to render and
+/// the `--set-percpu-buf` text size.
+fn skb_dump_options(out: &OutputSettings, btf: &KernelBtf) -> Result<Option<SkbDump>> {
+    if !out.skb_dump && !out.shinfo_dump {
+        return Ok(None);
+    }
+    let id = |wanted: bool, name: &str, flag: &str| -> Result<Option<u32>> {
+        if !wanted {
+            return Ok(None);
+        }
+        btf.vmlinux_struct_id(name)
+            .map(Some)
+            .with_context(|| format!("{flag} needs struct {name} in the kernel BTF"))
+    };
+    let skb = id(out.skb_dump, "sk_buff", "--output-skb")?;
+    let shinfo = id(
+        out.shinfo_dump,
+        "skb_shared_info",
+        "--output-skb-shared-info",
+    )?;
+    SkbDump::new(skb, shinfo, out.dump_bytes)
+        .map(Some)
+        .ok_or_else(|| {
+            anyhow!(
+                "--set-percpu-buf {} is out of range ({}..={} bytes)",
+                out.dump_bytes,
+                skb_dump::MIN_DUMP_BYTES,
+                skb_dump::MAX_DUMP_BYTES
+            )
+        })
+}
+
+/// The maps the programs share; `follows_clones`: the clone stash of the clone probes.
+pub fn map_specs(opts: &ProbeOptions, follows_clones: bool) -> Vec<MapSpec> {
+    let mut m = vec![maps::EVENTS, maps::LOST];
+    if opts.track_skb {
+        m.push(maps::TRACKED_SKBS);
+    }
+    if opts.track_stackid.is_some() {
+        m.extend([maps::STACKID_SKB, maps::SKB_STACKID]);
+    }
+    if follows_clones {
+        m.push(maps::CLONE_STASH);
+    }
+    if opts.output_stack {
+        m.push(maps::STACKS);
+    }
+    m.into_iter().map(MapSpec::from).collect()
+}
+
+/// The `--filter-non-skb-funcs` functions to probe: sorted, deduplicated, without the
+/// ones already probed as skb functions and without BPF programs (`[bpf]`), which are
+/// counted as ignored like pwru does. Returns them and the ignored count.
+pub fn non_skb_functions(f: &FilterSettings, targets: &[Target]) -> (Vec<String>, usize) {
+    let mut funcs: Vec<String> = f
+        .non_skb_funcs
+        .iter()
+        .map(|f| f.trim().to_string())
+        .filter(|f| !f.is_empty())
+        .collect();
+    funcs.sort();
+    funcs.dedup();
+    let before = funcs.len();
+    funcs.retain(|f| !f.ends_with("[bpf]") && !targets.iter().any(|t| t.name == *f));
+    let skipped = before - funcs.len();
+    (funcs, skipped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(name: &str) -> Target {
+        Target {
+            name: name.into(),
+            module: None,
+            skb_arg: 1,
+            drop_reason_arg: None,
+            nargs: 0,
+        }
+    }
+
+    #[test]
+    fn non_skb_functions_skip_skb_functions_and_bpf_programs() {
+        let filter = FilterSettings {
+            non_skb_funcs: ["b", "a", "ip_rcv", "a", "bpf_prog_x_f[bpf]", "", "c"]
+                .map(String::from)
+                .to_vec(),
+            ..FilterSettings::default()
+        };
+        let (funcs, skipped) = non_skb_functions(&filter, &[target("ip_rcv")]);
+        assert_eq!(funcs, ["a", "b", "c"]);
+        // ip_rcv is probed as an skb function already; the [bpf] name is a program.
+        assert_eq!(skipped, 2);
+    }
+
+    #[test]
+    fn maps_follow_the_options() {
+        let names = |opts: &ProbeOptions, clones| -> Vec<String> {
+            map_specs(opts, clones)
+                .into_iter()
+                .map(|m| m.name)
+                .collect()
+        };
+        assert_eq!(
+            names(&ProbeOptions::default(), false),
+            [maps::EVENTS.name, maps::LOST.name]
+        );
+        let all = ProbeOptions {
+            track_skb: true,
+            track_stackid: Some(StackTracking::default()),
+            output_stack: true,
+            ..ProbeOptions::default()
+        };
+        assert_eq!(
+            names(&all, true),
+            [
+                maps::EVENTS.name,
+                maps::LOST.name,
+                maps::TRACKED_SKBS.name,
+                maps::STACKID_SKB.name,
+                maps::SKB_STACKID.name,
+                maps::CLONE_STASH.name,
+                maps::STACKS.name
+            ]
+        );
+    }
+}
