@@ -1,7 +1,7 @@
 //! The kernel's floor for the kprobe backend: how long registering and unregistering the
 //! same perf kprobes as the tracer takes when user space does nothing else.
 //!
-//! Run as root on a kernel with kprobes (in the VM: `bench/vm-floor.sh`):
+//! Run as root on a kernel with kprobes (in the VM: `bench/vm/vm-floor.sh`):
 //!
 //! ```text
 //! kprobe_floor [--filter-func REGEX] [--names FILE] MODE...

@@ -10,7 +10,7 @@
 #              (kprobe-multi works)
 #   all        both kernels (the default)
 #   peer-pwru  Debian's package of the original pwru, unpacked to
-#              $CACHE/peer/pwru; only a comparison peer for bench/vm-bench.sh
+#              $CACHE/peer/pwru; only a comparison peer for bench/vm/vm-bench.sh
 #   --update   refresh the private apt lists and re-resolve the newest package
 #   --force    unpack again even if the kernel is already present
 #

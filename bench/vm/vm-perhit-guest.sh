@@ -1,10 +1,10 @@
 #!/bin/bash
-# vm-perhit-guest.sh - guest side of bench/vm-perhit.sh (runs as root in the VM).
+# vm-perhit-guest.sh - guest side of bench/vm/vm-perhit.sh (runs as root in the VM).
 #
 # Per-hit BPF cost of two tracers attached AT THE SAME TIME to the same
 # functions: every probed function runs both programs back to back on each
 # packet, so host scheduling noise (TCG on a shared host) hits both alike,
-# which alternating runs cannot promise. Scenario as bench/vm-bench-guest.sh:
+# which alternating runs cannot promise. Scenario as bench/vm/vm-bench-guest.sh:
 # ns1 10.0.0.1 -> ns2 10.0.0.2, UDP to port 5002 (filter does not match)
 # then 5001 (matches), $PERHIT_ROUNDS rounds of $PERHIT_PACKETS each.
 # Prints per round and tool:
@@ -26,7 +26,7 @@ LAUNCH=''
 if env --default-signal=INT,QUIT true 2>/dev/null; then LAUNCH='env --default-signal=INT,QUIT'; fi
 mkdir -p "$OUT"
 
-# shellcheck source=bench/vm-guest-lib.sh
+# shellcheck source=bench/vm/vm-guest-lib.sh
 . /files/vm-guest-lib.sh
 flood() { send_udp "$1"; }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # vm-perhit.sh - per-hit BPF cost of two tracers attached together in the VM
-# (bench/vm-perhit-guest.sh): same packets, same functions, same moment.
+# (bench/vm/vm-perhit-guest.sh): same packets, same functions, same moment.
 #
 # Usage: vm-perhit.sh KERNEL A B
 #
@@ -20,7 +20,7 @@ for v in PERHIT_ARGS_A PERHIT_ARGS_B PERHIT_NAME_A PERHIT_NAME_B PERHIT_ROUNDS P
     if [[ -n ${!v+set} ]]; then PWRU_VM_ENV+=" $v"; fi
 done
 export PWRU_VM_ENV
-out=$("$HERE/../tests/vm/run-in-vm.sh" "$1" "$HERE/vm-perhit-guest.sh" "$HERE/vm-guest-lib.sh" "$2:/files/tool-a" "$3:/files/tool-b" 2>&1 | tee /dev/stderr)
+out=$("$HERE/../../tests/vm/run-in-vm.sh" "$1" "$HERE/vm-perhit-guest.sh" "$HERE/vm-guest-lib.sh" "$2:/files/tool-a" "$3:/files/tool-b" 2>&1 | tee /dev/stderr)
 if [[ -n ${PERHIT_OUT:-} ]]; then mkdir -p "$PERHIT_OUT"; printf '%s\n' "$out" >"$PERHIT_OUT/vm-perhit-$1.txt"; fi
 echo "== medians per tool (ns per program run) =="
 printf '%s\n' "$out" | awk '/^PERHIT / {

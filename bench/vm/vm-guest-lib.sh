@@ -1,5 +1,5 @@
 # vm-guest-lib.sh - the benchmark scenario and BPF statistics shared by the
-# guest scripts (bench/vm-bench-guest.sh, bench/vm-perhit-guest.sh). Sourced
+# guest scripts (bench/vm/vm-bench-guest.sh, bench/vm/vm-perhit-guest.sh). Sourced
 # from /files in the VM; needs bash and $PACKETS.
 # shellcheck shell=bash
 

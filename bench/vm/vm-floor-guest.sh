@@ -1,5 +1,5 @@
 #!/bin/bash
-# vm-floor-guest.sh - guest side of bench/vm-floor.sh (runs as root in the VM).
+# vm-floor-guest.sh - guest side of bench/vm/vm-floor.sh (runs as root in the VM).
 #
 # 1. each tracer (/files/pwru = ours, /files/peer = the original, when present)
 #    once with the default function set: start -> "Listening", a copy of

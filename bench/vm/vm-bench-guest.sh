@@ -1,5 +1,5 @@
 #!/bin/bash
-# vm-bench-guest.sh - guest side of bench/vm-bench.sh (runs as root in the VM).
+# vm-bench-guest.sh - guest side of bench/vm/vm-bench.sh (runs as root in the VM).
 #
 # Runs two tracers alternately, A B A B ... ($BENCH_PAIRS pairs), on the same
 # scenario and prints one "METRIC kernel=K tool=T run=N key=value..." line per
@@ -67,7 +67,7 @@ count_lines() { local n; n=$(grep -c . "$1" 2>/dev/null) || true; echo "${n:-0}"
 now() { local up rest; read -r up rest </proc/uptime; echo "$up"; }
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
-# shellcheck source=bench/vm-guest-lib.sh
+# shellcheck source=bench/vm/vm-guest-lib.sh
 . /files/vm-guest-lib.sh
 
 # flood PORT: send $PACKETS one-byte UDP datagrams from ns1; print packets/s.

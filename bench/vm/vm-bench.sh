@@ -10,7 +10,7 @@
 #
 # Prints the guest's METRIC lines and, per kernel, a table of the median of
 # each metric for both tools and the ratio ours/original (see
-# bench/vm-bench-guest.sh for the metrics and the scenario).
+# bench/vm/vm-bench-guest.sh for the metrics and the scenario).
 #
 # Environment: BENCH_PAIRS (3), BENCH_PACKETS (5000), BENCH_IDLE_SECS (5),
 #   BENCH_ARGS, BENCH_ARGS_A / BENCH_ARGS_B (per tool), BENCH_NAME_A / BENCH_NAME_B
@@ -24,7 +24,7 @@ export LC_ALL=C
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly HERE
-readonly RUN_IN_VM=$HERE/../tests/vm/run-in-vm.sh
+readonly RUN_IN_VM=$HERE/../../tests/vm/run-in-vm.sh
 
 usage() { sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0"; }
 
