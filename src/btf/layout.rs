@@ -72,7 +72,7 @@ impl KernelBtf {
 
     /// The first struct/union named `name` (or typedef of one), vmlinux first.
     /// Name lookups scan the whole BTF, so look a struct up once and reuse it.
-    fn find_composite(&self, name: &str) -> Result<Composite<'_>, BtfError> {
+    pub(super) fn find_composite(&self, name: &str) -> Result<Composite<'_>, BtfError> {
         for src in self.sources() {
             for id in self.ids_by_name(src.btf, name)? {
                 match strip_modifiers(src.btf, self.origin(), id)?.1 {
@@ -96,7 +96,7 @@ impl KernelBtf {
 }
 
 /// A struct or union found by name, ready for member lookups.
-struct Composite<'a> {
+pub(super) struct Composite<'a> {
     kernel: &'a KernelBtf,
     btf: &'a Btf,
     name: String,
@@ -104,7 +104,7 @@ struct Composite<'a> {
 }
 
 impl Composite<'_> {
-    fn member(&self, path: &str) -> Result<Field, BtfError> {
+    pub(super) fn member(&self, path: &str) -> Result<Field, BtfError> {
         let origin = self.kernel.origin();
         let struct_name = self.name.as_str();
         let btf = self.btf;
@@ -152,7 +152,7 @@ impl Composite<'_> {
     }
 
     /// `Ok(None)` when the field is absent.
-    fn optional_member(&self, path: &str) -> Result<Option<Field>, BtfError> {
+    pub(super) fn optional_member(&self, path: &str) -> Result<Option<Field>, BtfError> {
         match self.member(path) {
             Ok(field) => Ok(Some(field)),
             Err(BtfError::NoSuchField { .. }) => Ok(None),

@@ -1,8 +1,10 @@
-//! Kernel BTF facts (built on btf-rs): which functions and tracepoints take an
-//! `sk_buff`, field offsets the probes read, enum values such as drop reasons.
+//! Kernel BTF facts (built on btf-rs): which functions and tracepoints take an `sk_buff`, field
+//! offsets the probes read, enum values such as drop reasons, `pt_regs` registers and stack size.
 
+mod arch;
 mod error;
 mod funcs;
+mod kconfig;
 mod kernel;
 mod layout;
 mod path;
@@ -11,8 +13,10 @@ mod testenc;
 #[cfg(test)]
 mod tests;
 
+pub use arch::{ArchError, ArchFacts, KernelArch, PtRegsLayout, ARG_REGS};
 pub use error::BtfError;
 pub use funcs::{SkbFunc, SkbFuncScan, SkbTracepoint, MAX_PROBE_ARG};
+pub use kconfig::{thread_size, KernelConfig, PROC_CONFIG_GZ};
 pub use kernel::{KernelBtf, Kmods, SYS_BTF_DIR, SYS_VMLINUX_BTF};
 pub use layout::{
     Bitfield, DstEntryLayout, Field, NetDeviceLayout, NetnsLayout, SkBuffLayout, SkbLayout,
