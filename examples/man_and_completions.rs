@@ -23,7 +23,7 @@ use clap_mangen::Man;
 
 /// The only place this generator names the command line's definition.
 fn pwru_command() -> Command {
-    pwru::cli::Config::command()
+    pwru::cli::Args::command()
 }
 
 /// Section 8: pwru is a system administration tool that needs root.

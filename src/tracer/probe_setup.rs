@@ -6,7 +6,7 @@ use anyhow::{anyhow, Context, Result};
 use crate::attach::{Backend, Feature, Target};
 use crate::btf::KernelBtf;
 use crate::host;
-use crate::load::{self, MapKind, MapSpec};
+use crate::load::{self, MapSpec};
 use crate::pcapc::ast::Expr;
 use crate::probes::skb_dump::{self, SkbDump};
 use crate::probes::{maps, skb_expr, ProbeOptions, StackTracking};
