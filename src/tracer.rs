@@ -24,11 +24,10 @@ use crate::events::{self, EventSink, Flow, LostEvents};
 use crate::load::{
     self, LoadOptions, LoadedObject, MapKind, MapSpec, ObjectSpec, ProgKind, ProgramSpec,
 };
-use crate::output::{
-    IfaceNames, Ksyms, MetadataField, Names, NetnsNames, Output, OutputOptions, OutputTarget,
-};
+use crate::output::sections::skb_dump::{self, SkbDump};
+use crate::output::sections::{self, stack::StackId};
+use crate::output::{IfaceNames, Ksyms, Names, NetnsNames, Output, OutputOptions, OutputTarget};
 use crate::pcapc::ast::Expr;
-use crate::probes::skb_dump::SkbDump;
 use crate::probes::{
     self, maps, skb_expr, Attachment, ProbeOptions, StackTracking, UntrackOptions, NON_SKB,
 };
@@ -53,6 +52,10 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
         eprintln!("note: with the tracepoint backend, --filter-track-skb does not follow clones and copies (skb_clone, skb_copy need kprobes)");
     }
     let targets = select_targets(config, &btf, kind)?;
+    let mut output_opts = OutputOptions::from_config(config);
+    output_opts.skb_metadata = skb_expr::compile_metadata(&btf, &config.output_skb_metadata)
+        .context("--output-skb-metadata")?;
+    output_opts.skb_dump = skb_dump_options(config, &btf)?;
     let opts = ProbeOptions {
         filter,
         mark: config
@@ -61,11 +64,6 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
             .then_some((config.filter_mark.mark, config.filter_mark.mask)),
         netns: netns_filter(config)?,
         ifindex: ifindex_filter(config)?,
-        output_meta: config.output_meta || config.output_netns_names,
-        output_tuple: config.output_tuple,
-        output_stack: config.output_stack,
-        output_caller: config.output_caller,
-        output_skb_cb: config.shows_cb(),
         track_skb: config.filter_track_skb,
         track_stackid: config
             .filter_track_skb_by_stackid
@@ -80,9 +78,7 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
             Some(text) => Some(skb_expr::compile_filter(&btf, text).context("--filter-skb-expr")?),
             None => None,
         },
-        skb_metadata: skb_expr::compile_metadata(&btf, &config.output_skb_metadata)
-            .context("--output-skb-metadata")?,
-        skb_dump: skb_dump_options(config, &btf)?,
+        sections: sections::record_sections(&output_opts),
     };
 
     let backend_opts = backend_options(config);
@@ -154,15 +150,6 @@ pub fn trace(config: &Config, filter: Option<Expr>) -> Result<()> {
             .for_each(|w| eprintln!("pwru: warning: {w}"));
         names.netns = netns;
     }
-    let mut output_opts = OutputOptions::from_config(config);
-    output_opts.skb_metadata = opts
-        .skb_metadata
-        .iter()
-        .map(|p| MetadataField {
-            name: p.text.clone(),
-            kind: p.kind,
-        })
-        .collect();
     let mut output = Output::new(output_opts, names, OutputTarget::from_config(config))
         .context("opening the output")?;
     eprintln!("Listening for events..");
@@ -216,8 +203,8 @@ fn skb_dump_options(config: &Config, btf: &KernelBtf) -> Result<Option<SkbDump>>
             anyhow!(
                 "--set-percpu-buf {} is out of range ({}..={} bytes)",
                 config.set_percpu_buf,
-                probes::skb_dump::MIN_DUMP_BYTES,
-                probes::skb_dump::MAX_DUMP_BYTES
+                skb_dump::MIN_DUMP_BYTES,
+                skb_dump::MAX_DUMP_BYTES
             )
         })
 }
@@ -426,15 +413,7 @@ fn map_specs(opts: &ProbeOptions, kind: BackendKind) -> Vec<MapSpec> {
             maps::CLONE_STASH_ENTRIES,
         ));
     }
-    if opts.output_stack {
-        m.push(MapSpec::new(
-            maps::STACKS,
-            MapKind::StackTrace,
-            4,
-            maps::STACK_DEPTH * 8,
-            maps::STACKS_ENTRIES,
-        ));
-    }
+    m.extend(opts.sections.iter().flat_map(|s| s.maps()));
     m
 }
 
@@ -813,7 +792,7 @@ fn drain_ring(
         drop(item);
         n += 1;
         frames.clear();
-        if let (Some(id), Some(stacks)) = (event.stack_id, stacks) {
+        if let (Some(id), Some(stacks)) = (event.get::<StackId>().map(|s| s.0), stacks) {
             if let Ok(trace) = u32::try_from(id).map(|id| stacks.get(&id, 0)) {
                 frames.extend(
                     trace
