@@ -26,7 +26,7 @@ pub use netns::NetnsNames;
 pub use process::ProcessNames;
 pub use rotate::{RotatingFile, RotationPolicy};
 use sections::skb_dump::SkbDump;
-use sections::{Cx, JsonAt, Sections, TableAt};
+use sections::{Cx, JsonAt, Placed, Sections, TableAt};
 use text::{pad_ascii_from, pad_from, push_dec, push_hex_prefixed, WallClock};
 
 /// What to print, taken from the command line; the sections (`sections::REGISTRY`) turn
@@ -49,8 +49,7 @@ pub struct OutputOptions {
     /// `--output-skb-metadata` fields resolved through BTF, printed as ` name=value`
     /// after FUNC (not in JSON).
     pub skb_metadata: Vec<FieldPath>,
-    /// `--output-skb`/`--output-skb-shared-info`: what the probe renders (the texts print
-    /// whenever an event carries them).
+    /// `--output-skb`/`--output-skb-shared-info`: what the probe renders as text.
     pub skb_dump: Option<SkbDump>,
 }
 
@@ -158,16 +157,13 @@ pub struct Output {
     clock: WallClock,
 }
 
-/// The options, the name sources and the active sections with their state.
+/// The options, the name sources and the active sections at each place.
 struct Printer {
     opts: OutputOptions,
     names: Names,
-    sections: Sections,
-    /// Indexes of the sections printing at each [`TableAt`] / [`JsonAt`] (by discriminant).
-    table: [Vec<usize>; 4],
-    json: [Vec<usize>; 5],
-    /// Each section's running column width.
-    widths: Vec<usize>,
+    /// The sections printing at each [`TableAt`] / [`JsonAt`] (by discriminant).
+    table: [Vec<Placed>; 4],
+    json: [Vec<Placed>; 5],
     scratch: String,
 }
 
@@ -189,14 +185,11 @@ impl Printer {
             JsonAt::Text,
         ]
         .map(|at| sections.json_at(at));
-        let widths = vec![0; sections.len()];
         Self {
             opts,
             names,
-            sections,
             table,
             json,
-            widths,
             scratch: String::with_capacity(256),
         }
     }
@@ -213,24 +206,22 @@ impl Printer {
         let Self {
             opts,
             names,
-            sections,
             table,
-            widths,
             scratch,
             ..
         } = self;
-        for &i in &table[at as usize] {
+        for p in &mut table[at as usize] {
             scratch.clear();
             let mut cx = Cx {
                 opts,
                 names,
-                width: &mut widths[i],
+                width: &mut p.width,
                 func_start,
                 frames,
-                tail_at: sections.tail_at(i),
+                tail_at: p.tail_at,
                 scratch,
             };
-            sections.get(i).table(at, &mut cx, ev, line);
+            p.section.table(at, &mut cx, ev, line);
         }
     }
 
@@ -239,24 +230,22 @@ impl Printer {
         let Self {
             opts,
             names,
-            sections,
             json,
-            widths,
             scratch,
             ..
         } = self;
-        for &i in &json[at as usize] {
+        for p in &mut json[at as usize] {
             scratch.clear();
             let mut cx = Cx {
                 opts,
                 names,
-                width: &mut widths[i],
+                width: &mut p.width,
                 func_start: 0,
                 frames,
-                tail_at: sections.tail_at(i),
+                tail_at: p.tail_at,
                 scratch,
             };
-            sections.get(i).json(at, &mut cx, ev, obj);
+            p.section.json(at, &mut cx, ev, obj);
         }
     }
 
@@ -280,8 +269,8 @@ impl Printer {
             push_hex_prefixed(buf, ev.probe_addr);
             ""
         };
-        for &i in &self.table[TableAt::Func as usize] {
-            self.sections.get(i).func(names, ev, key, buf);
+        for p in &self.table[TableAt::Func as usize] {
+            p.section.func(names, ev, key, buf);
         }
         match ev.kind {
             EventKind::Tc => buf.push_str("(tc)"),

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use super::sections::caller::CallerAddr;
 use super::sections::drop_reason::DropReason;
 use super::sections::skb_cb::SkbCb;
-use super::sections::skb_dump::set_texts;
+use super::sections::skb_dump::{set_texts, SkbDump};
 use super::sections::skb_metadata::SkbMetadata;
 use super::sections::{SkbMeta, Tuple};
 use super::*;
@@ -402,8 +402,10 @@ fn dumps_follow_the_line_and_have_their_json_keys() {
         Some("(struct sk_buff){\n .len = (unsigned int)60,\n}"),
         Some("(struct skb_shared_info){\n .nr_frags = (__u8)1,\n}\n"),
     );
+    let skb_dump = SkbDump::new(Some(1), Some(2), 4096);
     let (mut out, _) = output(OutputOptions {
         stack: true,
+        skb_dump,
         ..OutputOptions::default()
     });
     assert_eq!(
@@ -414,6 +416,7 @@ fn dumps_follow_the_line_and_have_their_json_keys() {
     );
     let (mut out, _) = output(OutputOptions {
         json: true,
+        skb_dump,
         ..OutputOptions::default()
     });
     assert_eq!(

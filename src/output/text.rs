@@ -4,6 +4,7 @@
 use crate::events::{ETH_P_IP, ETH_P_IPV6};
 
 /// Appends `v` in decimal.
+#[inline]
 pub fn push_dec(buf: &mut String, v: impl itoa::Integer) {
     buf.push_str(itoa::Buffer::new().format(v));
 }
@@ -55,6 +56,7 @@ fn push_repeated(buf: &mut String, fill: &str, mut n: usize) {
 }
 
 /// Pads ASCII text written since byte `start` with spaces to `width` bytes.
+#[inline]
 pub fn pad_ascii_from(buf: &mut String, start: usize, width: usize) {
     push_spaces(buf, width.saturating_sub(buf.len() - start));
 }

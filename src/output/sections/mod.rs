@@ -175,33 +175,37 @@ impl Sections {
             .collect()
     }
 
-    /// Indexes of the sections printing at `at`.
-    pub(crate) fn table_at(&self, at: TableAt) -> Vec<usize> {
-        self.positions(|s| s.table_at().contains(&at))
+    /// The sections printing at table place `at`.
+    pub(crate) fn table_at(&self, at: TableAt) -> Vec<Placed> {
+        self.placed(|s| s.table_at().contains(&at))
     }
 
-    /// Indexes of the sections writing JSON keys at `at`.
-    pub(crate) fn json_at(&self, at: JsonAt) -> Vec<usize> {
-        self.positions(|s| s.json_at().contains(&at))
+    /// The sections writing JSON keys at `at`.
+    pub(crate) fn json_at(&self, at: JsonAt) -> Vec<Placed> {
+        self.placed(|s| s.json_at().contains(&at))
     }
 
-    fn positions(&self, wanted: impl Fn(&dyn Section) -> bool) -> Vec<usize> {
-        (0..self.active.len())
-            .filter(|&i| wanted(&*self.active[i]))
+    fn placed(&self, wanted: impl Fn(&dyn Section) -> bool) -> Vec<Placed> {
+        self.active
+            .iter()
+            .zip(&self.tail_at)
+            .filter(|(s, _)| wanted(&***s))
+            .map(|(s, &tail_at)| Placed {
+                section: Arc::clone(s),
+                tail_at,
+                width: 0,
+            })
             .collect()
     }
+}
 
-    pub(crate) fn get(&self, i: usize) -> &dyn Section {
-        &*self.active[i]
-    }
-
-    pub(crate) fn tail_at(&self, i: usize) -> usize {
-        self.tail_at[i]
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.active.len()
-    }
+/// A section at one print place, with its state there.
+pub(crate) struct Placed {
+    pub section: Arc<dyn Section>,
+    /// Record offset of its bytes after the fixed record.
+    pub tail_at: usize,
+    /// Its running column width.
+    pub width: usize,
 }
 
 /// A header title after a space, padded to `width` characters.

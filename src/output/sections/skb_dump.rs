@@ -119,43 +119,34 @@ pub fn set_texts(ev: &mut Event, skb: Option<&str>, shinfo: Option<&str>) {
     ev.record.set_tail(tail);
 }
 
-/// The section: always on for printing (an event carries a dump only when asked for);
-/// records when `dump` is set.
+/// The section (on with either flag).
 #[derive(Debug)]
 pub struct SkbDumpSection {
-    dump: Option<SkbDump>,
+    dump: SkbDump,
 }
 
 impl RecordSection for SkbDumpSection {
     fn tail_bytes(&self) -> usize {
-        self.dump.map_or(0, |d| d.area_bytes())
+        self.dump.area_bytes()
     }
 
     /// Each dump sets its flag when `bpf_snprintf_btf` succeeded. The 16 bytes of the
     /// device-facts slots (copied out by the meta section) hold the `btf_ptr`.
     fn emit(&self, r: &mut RecordStage<'_>) -> Result<(), ProbeError> {
-        let Some(dump) = &self.dump else {
-            return Ok(());
-        };
         let s = &r.layout.sk_buff;
         let fields = ShinfoFields {
             head: &s.head,
             end: &s.end,
         };
         let (ptr_slot, scratch) = (r.frame.device.mtu, r.frame.scratch);
-        emit_dump(r.a, dump, r.tail_at, R7, &fields, ptr_slot, scratch);
+        emit_dump(r.a, &self.dump, r.tail_at, R7, &fields, ptr_slot, scratch);
         Ok(())
     }
 }
 
 impl Section for SkbDumpSection {
     fn from_options(opts: &OutputOptions) -> Option<Self> {
-        Some(SkbDumpSection {
-            dump: opts.skb_dump,
-        })
-    }
-    fn records(&self) -> bool {
-        self.dump.is_some()
+        opts.skb_dump.map(|dump| SkbDumpSection { dump })
     }
     fn table_at(&self) -> &'static [TableAt] {
         &[TableAt::Lines]
