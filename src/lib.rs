@@ -5,6 +5,10 @@
 //! → `load` / `attach` (into the kernel) → `events` (ring buffer) → `output` (text).
 //! `app` and `tracer` tie the stages together for a command line; `capture` reads pcap
 //! files for the filter tools.
+
+// `bpf!` recurses once per statement; see `asm::dsl` ("Length").
+#![recursion_limit = "1024"]
+
 pub mod app;
 pub mod asm;
 pub mod attach;

@@ -1,9 +1,11 @@
 //! The `bpf!` macro: every statement form against the builder call it stands for, Rust
 //! expressions interpolated, the `into` form, and errors surfacing from `finish`.
 
-use pwru::asm::builder::{AluOp, Asm, AtomicOp, Cond, Reg::*, Size};
-use pwru::asm::{assemble, disassemble_program, AsmError, Helper};
+use pwru::asm::builder::{AluOp, Asm, AtomicOp, Cond, Reg, Reg::*, Size};
+use pwru::asm::dsl::{MemType, Operand};
+use pwru::asm::{assemble, disassemble_program, AsmError, Helper, Program};
 use pwru::bpf;
+use pwru::probes::maps;
 
 fn built(f: impl FnOnce(&mut Asm)) -> Vec<pwru::asm::Insn> {
     let mut a = Asm::new();
@@ -244,7 +246,9 @@ fn errors_come_back_from_finish() {
         bpf! { r1 = (big); },
         bpf! { r1 = *(u32 *)(r6 + 40000); },
         bpf! { *(u32 *)(r6 + 0) = w1; },
-        bpf! { call no_such_helper; },
+        // `call no_such_helper;` does not compile (see the `bpf!` docs); a name given as a
+        // run-time string is looked up when the program is built.
+        bpf! { call ("no_such_helper"); },
         bpf! { r1 = -r2; },
         bpf! { r1 = be16 r2; },
         bpf! { r1 = be8 r1; },
@@ -289,4 +293,227 @@ fn dsl_listing_round_trips_through_text() {
     }
     .unwrap();
     assert_eq!(assemble(&disassemble_program(&p)).unwrap(), p);
+}
+
+fn finished(f: impl FnOnce(&mut Asm)) -> Program {
+    let mut a = Asm::new();
+    f(&mut a);
+    a.finish().unwrap()
+}
+
+/// Each form that takes a Rust value, next to the builder calls it stands for.
+#[test]
+fn rust_value_forms_match_the_builder() {
+    type Emit = fn(&mut Asm);
+    let table: &[(&str, Emit, Emit)] = &[
+        (
+            "label value: bind and goto",
+            |a| {
+                let l = a.label();
+                bpf!(into a; goto (l); r0 = 0; (l): exit;);
+            },
+            |a| {
+                let l = a.label();
+                a.ja(l).mov64(R0, 0).bind(l).exit();
+            },
+        ),
+        (
+            "label value: conditional jump with an expression immediate, gotol",
+            |a| {
+                let (l, k) = (a.label(), 7u32);
+                bpf!(into a; (l): if r1 == (k) goto (l); if w1 s< (k + 1) goto (l); gotol (l););
+            },
+            |a| {
+                let l = a.label();
+                a.bind(l).jmp(Cond::Eq, R1, 7, l);
+                a.jmp32(Cond::Slt, R1, 8, l).ja_long(l);
+            },
+        ),
+        (
+            "comparison as a value",
+            |a| {
+                let l = a.label();
+                for c in [Cond::Eq, Cond::Sgt, Cond::Set] {
+                    bpf!(into a; if r1 (c) r2 goto (l); if w1 (c) -3 goto (l););
+                }
+                bpf!(into a; (l): exit;);
+            },
+            |a| {
+                let l = a.label();
+                for c in [Cond::Eq, Cond::Sgt, Cond::Set] {
+                    a.jmp(c, R1, R2, l).jmp32(c, R1, -3, l);
+                }
+                a.bind(l).exit();
+            },
+        ),
+        (
+            "fresh labels per loop iteration",
+            |a| {
+                for k in 0..3 {
+                    let skip = a.label();
+                    bpf!(into a; if r1 != (k) goto (skip); r0 += 1; (skip):);
+                }
+                bpf!(into a; exit;);
+            },
+            |a| {
+                for k in 0..3 {
+                    let skip = a.label();
+                    a.jmp(Cond::Ne, R1, k, skip).add64(R0, 1).bind(skip);
+                }
+                a.exit();
+            },
+        ),
+        (
+            "expression offsets: parenthesized, bare variable, everything after +",
+            |a| {
+                let slot = -16i16;
+                mod off {
+                    pub const KIND: usize = 4;
+                }
+                bpf!(into a;
+                    *(u64 *)(r10 + (slot)) = r1;
+                    r2 = *(u64 *)(r10 + slot);
+                    *(u16 *)(r8 + off::KIND) = 3;
+                    r3 = *(u8 *)(r10 + slot + 9);
+                    r4 = *(u32 *)(r10 - (slot + 20));
+                );
+            },
+            |a| {
+                a.stx(Size::DW, R10, -16, R1).ldx(Size::DW, R2, R10, -16);
+                a.st(Size::H, R8, 4, 3).ldx(Size::B, R3, R10, -7);
+                a.ldx(Size::W, R4, R10, -4);
+            },
+        ),
+        (
+            "expression immediates in ALU and stores",
+            |a| {
+                let (off, mask) = (24i32, 0xff00_0000u32);
+                bpf!(into a;
+                    r1 += (off);
+                    r1 -= off;
+                    w2 &= (mask);
+                    r3 = {off * 2};
+                    *(u32 *)(r10 - 4) = (mask);
+                );
+            },
+            |a| {
+                a.add64(R1, 24).alu64(AluOp::Sub, R1, 24);
+                a.alu32(AluOp::And, R2, 0xff00_0000u32 as i32).mov64(R3, 48);
+                a.st(Size::W, R10, -4, 0xff00_0000u32 as i32);
+            },
+        ),
+        (
+            "register values as destination, source, base and comparison operand",
+            |a| {
+                let (dst, base, key): (Reg, Reg, Reg) = (R7, R6, R0);
+                bpf!(into a;
+                    (dst) = *(u64 *)((base) + 8);
+                    *(u32 *)((base) - 4) = (dst);
+                    r9 = (key);
+                    (dst) += 1;
+                    if (dst) == (key) goto out;
+                    (dst) = -(dst);
+                    w1 = (Operand::R32(R2));
+                  out:
+                );
+            },
+            |a| {
+                let out = a.label();
+                a.ldx(Size::DW, R7, R6, 8).stx(Size::W, R6, -4, R7);
+                a.mov64(R9, R0).add64(R7, 1).jmp(Cond::Eq, R7, R0, out);
+                a.neg64(R7).mov32(R1, R2).bind(out);
+            },
+        ),
+        (
+            "access type as a value: MemType, Size, expression",
+            |a| {
+                struct Win {
+                    ty: Size,
+                    at: i16,
+                }
+                let (ty, w) = (
+                    MemType::U16,
+                    Win {
+                        ty: Size::W,
+                        at: -40,
+                    },
+                );
+                let sty = MemType::S8;
+                bpf!(into a;
+                    r1 = *(ty *)(r10 - 2);
+                    r2 = *((w.ty) *)(r10 + (w.at));
+                    *((w.ty) *)(r10 + (w.at)) = r2;
+                    r3 = *(sty *)(r1 + 0);
+                    lock *((Size::DW) *)(r1 + 0) += r2;
+                );
+            },
+            |a| {
+                a.ldx(Size::H, R1, R10, -2).ldx(Size::W, R2, R10, -40);
+                a.stx(Size::W, R10, -40, R2).ldxs(Size::B, R3, R1, 0);
+                a.atomic(AtomicOp::Add, Size::DW, R1, 0, R2);
+            },
+        ),
+        (
+            "typed maps by path and by expression",
+            |a| {
+                let def = maps::TRACKED_SKBS;
+                bpf!(into a; r1 = map[maps::EVENTS]; r2 = map[(def)]; r3 = map[def.name];);
+            },
+            |a| {
+                a.ld_map(R1, "events")
+                    .ld_map(R2, "tracked_skbs")
+                    .ld_map(R3, "tracked_skbs");
+            },
+        ),
+        (
+            "helpers: compile-time names, Helper values, ids, run-time names",
+            |a| {
+                let name = "get_current_pid_tgid";
+                bpf!(into a;
+                    call map_lookup_elem;
+                    call bpf_get_smp_processor_id;
+                    call (Helper::RINGBUF_RESERVE);
+                    call (Helper::PROBE_READ_KERNEL.id());
+                    call (name);
+                );
+            },
+            |a| {
+                a.call(Helper::MAP_LOOKUP_ELEM)
+                    .call(Helper::GET_SMP_PROCESSOR_ID)
+                    .call(Helper::RINGBUF_RESERVE)
+                    .call(Helper::PROBE_READ_KERNEL)
+                    .call(Helper::GET_CURRENT_PID_TGID);
+            },
+        ),
+    ];
+    for (name, dsl, builder) in table {
+        assert_eq!(finished(*dsl), finished(*builder), "{name}");
+    }
+}
+
+#[test]
+fn named_labels_in_a_loop_bind_twice_label_values_do_not() {
+    let mut a = Asm::new();
+    for _ in 0..2 {
+        bpf!(into &mut a; if r1 == 0 goto skip; r0 = 1; skip:);
+    }
+    bpf!(into &mut a; exit;);
+    assert_eq!(a.finish(), Err(AsmError::LabelRebound("skip".into())));
+    let mut a = Asm::new();
+    let l = a.label();
+    bpf!(into &mut a; (l): (l): exit;);
+    assert!(matches!(a.finish(), Err(AsmError::LabelRebound(_))));
+}
+
+#[test]
+fn typed_values_report_bad_operands() {
+    let base = R10;
+    let bad: Vec<Result<_, AsmError>> = vec![
+        bpf! { (base) = 1; },
+        bpf! { r1 = *(u64 *)((Operand::R32(R1)) + 0); },
+        bpf! { w1 = (R2); },
+    ];
+    for (n, r) in bad.into_iter().enumerate() {
+        assert!(matches!(r, Err(AsmError::BadOperand(_))), "case {n}: {r:?}");
+    }
 }

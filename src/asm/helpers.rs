@@ -264,12 +264,55 @@ impl Helper {
     }
 
     /// Look a helper up by name, with or without the `bpf_` prefix.
-    pub fn by_name(name: &str) -> Option<Helper> {
-        let n = name.strip_prefix("bpf_").unwrap_or(name);
-        HELPER_NAMES
-            .iter()
-            .position(|h| *h == n && *h != "unspec")
-            .map(|i| Helper(i as i32))
+    pub const fn by_name(name: &str) -> Option<Helper> {
+        let mut n = name.as_bytes();
+        if let Some(rest) = strip_prefix(n, b"bpf_") {
+            n = rest;
+        }
+        // Index 0 is `unspec`, not a helper.
+        let mut i = 1;
+        while i < HELPER_NAMES.len() {
+            if bytes_eq(HELPER_NAMES[i].as_bytes(), n) {
+                return Some(Helper(i as i32));
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// The helper called `name` (see [`Helper::by_name`]); panics on an unknown name.
+    /// `bpf!` evaluates it in a `const` block, so `call no_such_helper;` fails to compile.
+    pub const fn named(name: &str) -> Helper {
+        match Helper::by_name(name) {
+            Some(h) => h,
+            None => panic!("unknown BPF helper name (see asm::helpers::HELPER_NAMES)"),
+        }
+    }
+}
+
+const fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+const fn strip_prefix<'a>(s: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    if s.len() < prefix.len() {
+        return None;
+    }
+    let (head, rest) = s.split_at(prefix.len());
+    if bytes_eq(head, prefix) {
+        Some(rest)
+    } else {
+        None
     }
 }
 
@@ -285,5 +328,9 @@ mod tests {
         assert_eq!(Helper::by_name("bpf_get_stackid"), Some(Helper(27)));
         assert_eq!(Helper(131).name(), Some("ringbuf_reserve"));
         assert_eq!(Helper::by_name("no_such_helper"), None);
+        assert_eq!(Helper::by_name("unspec"), None);
+        assert_eq!(Helper::by_name("ktime_get_ns"), Some(Helper::KTIME_GET_NS));
+        const LOOKED_UP: Helper = Helper::named("bpf_map_lookup_elem");
+        assert_eq!(LOOKED_UP, Helper::MAP_LOOKUP_ELEM);
     }
 }

@@ -3,14 +3,15 @@
 //! then write one fixed-size event (see `event`) to the ring buffer. A miss costs one read
 //! of the skb fields the filters need, one read of the packet window, and the exit.
 
-use crate::asm::{AluOp, Asm, AsmError, Cond, Helper, Label, Program, Reg, Size};
+use crate::asm::{Asm, AsmError, Label, Program, Reg, Size};
+use crate::bpf;
 use crate::btf::{Field, SkbLayout};
 use crate::pcapc::ast::Expr;
 use crate::pcapc::compile::{
     emit_filter, stack_bytes, CompileError, FilterEnv, LinkType, PacketSource,
 };
 
-use super::maps;
+use super::maps::{self, MapDef};
 use super::record::{self, DeviceSlots, Frame, RecordEnv, RecordSections};
 use super::skb_expr::{self, SkbFilter};
 
@@ -252,22 +253,16 @@ impl<'a> Gen<'a> {
         self.win.stack
     }
 
-    /// `bpf_probe_read_kernel(r10 + dst, size, r3)`: the source address must be in r3.
-    fn read_to_stack(&mut self, dst: i16, size: i32) {
-        self.a.mov64(R1, R10).add64(R1, dst as i32).mov64(R2, size);
-        self.a.call(Helper::PROBE_READ_KERNEL);
-    }
-
-    fn load_window(&mut self, dst: Reg, f: &Field) -> Result<(), ProbeError> {
-        let at = self.win.at(f);
-        self.a.ldx(size_of(f)?, dst, R10, at);
-        Ok(())
+    /// Where field `f` sits in the skb window: its access type and stack offset, so that
+    /// `r1 = *(ty *)(r10 + at)` loads it.
+    fn window(&self, f: &Field) -> Result<(Size, i16), ProbeError> {
+        Ok((size_of(f)?, self.win.at(f)))
     }
 
     fn emit(mut self) -> Result<Program, ProbeError> {
         let out = self.out;
         // r6 = ctx, r7 = skb
-        self.a.mov64(R6, R1);
+        bpf!(into &mut self.a; r6 = r1;);
         let non_skb = matches!(
             self.at,
             Attachment::Kprobe {
@@ -290,40 +285,41 @@ impl<'a> Gen<'a> {
                     ));
                 }
                 lookup(&mut self.a, maps::STACKID_SKB, SLOT_STACKID);
-                self.a.jmp(Cond::Eq, R0, 0, out);
-                self.a.ldx(Size::DW, R7, R0, 0);
-                self.a.jmp(Cond::Eq, R7, 0, out);
+                bpf!(into &mut self.a;
+                    if r0 == 0 goto (out);
+                    r7 = *(u64 *)(r0 + 0);
+                    if r7 == 0 goto (out);
+                );
             }
             Attachment::Kprobe { skb_arg, .. } => {
-                let i = (*skb_arg as usize).clamp(1, 5) - 1;
-                self.a.ldx(Size::DW, R7, R6, PT_REGS_ARGS[i]);
+                let arg = PT_REGS_ARGS[(*skb_arg as usize).clamp(1, 5) - 1];
+                bpf!(into &mut self.a; r7 = *(u64 *)(r6 + arg););
             }
             Attachment::Tracepoint { skb_arg, .. } => {
-                self.a.ldx(Size::DW, R7, R6, (*skb_arg as i16) * 8);
+                let arg = *skb_arg as i16 * 8;
+                bpf!(into &mut self.a; r7 = *(u64 *)(r6 + arg););
             }
-            Attachment::SkbContext => {
-                self.a.mov64(R7, R6);
-            }
+            Attachment::SkbContext => bpf!(into &mut self.a; r7 = r6;),
         }
         let pre = self.span(&self.pre_filter_fields());
         let post = self.span(&self.post_filter_fields());
         let emit_event = self.a.named_label("emit");
         // A non-skb function has no skb of its own to filter: only the stack's.
         if !non_skb {
-            self.a.jmp(Cond::Eq, R7, 0, out);
+            bpf!(into &mut self.a; if r7 == 0 goto (out););
 
             // The non-matching path reads only what the filters need: the skb fields of the
             // mark and pcap filters, then the packet window, then out. The fields the device
             // filters and the event need are read once those filters passed.
             let tracked = self.o.track_skb.then(|| self.a.named_label("tracked"));
             if let Some(tracked) = tracked {
-                self.a.stx(Size::DW, R10, SLOT_KEY, R7);
+                bpf!(into &mut self.a; *(u64 *)(r10 + SLOT_KEY) = r7;);
                 lookup(&mut self.a, maps::TRACKED_SKBS, SLOT_KEY);
-                self.a.jmp(Cond::Ne, R0, 0, tracked);
+                bpf!(into &mut self.a; if r0 != 0 goto (tracked););
             }
             if let Some(by_stack) = by_stack {
                 lookup(&mut self.a, maps::STACKID_SKB, SLOT_STACKID);
-                self.a.jmp(Cond::Ne, R0, 0, by_stack);
+                bpf!(into &mut self.a; if r0 != 0 goto (by_stack););
             }
             if let Some(range) = pre {
                 self.read_skb(range);
@@ -334,35 +330,40 @@ impl<'a> Gen<'a> {
             }
             self.post_filters()?;
             if tracked.is_some() {
-                self.a.stx(Size::DW, R10, SLOT_KEY, R7);
-                self.a.st(Size::W, R10, SLOT_VALUE, 1);
+                bpf!(into &mut self.a;
+                    *(u64 *)(r10 + SLOT_KEY) = r7;
+                    *(u32 *)(r10 + SLOT_VALUE) = 1;
+                );
                 update_elem(&mut self.a, maps::TRACKED_SKBS, SLOT_KEY, SLOT_VALUE);
             }
             if by_stack.is_some() {
                 self.record_stack();
             }
             if tracked.is_some() || by_stack.is_some() {
-                self.a.ja(emit_event);
+                bpf!(into &mut self.a; goto (emit_event););
             }
             // A tracked skb skips the filters but still needs its fields and device facts.
             if let Some(tracked) = tracked {
-                self.a.bind(tracked);
+                bpf!(into &mut self.a; (tracked):);
                 self.unfiltered_skb(post)?;
                 if by_stack.is_some() {
                     self.record_stack();
                 }
-                self.a.ja(emit_event);
+                bpf!(into &mut self.a; goto (emit_event););
             }
         }
         // An skb attributed by its stack: like a tracked one, but it records nothing.
         if let Some(by_stack) = by_stack {
-            self.a.bind(by_stack);
+            bpf!(into &mut self.a; (by_stack):);
             self.unfiltered_skb(post)?;
         }
-        self.a.bind(emit_event);
+        bpf!(into &mut self.a; (emit_event):);
         self.event()?;
-        self.a.bind(out);
-        self.a.mov64(R0, 0).exit();
+        bpf!(into &mut self.a;
+          (out):
+            r0 = 0;
+            exit;
+        );
         Ok(self.a.finish()?)
     }
 
@@ -370,20 +371,22 @@ impl<'a> Gen<'a> {
     /// from its previous stack when that stack still points at it, then sets both maps.
     /// Clobbers r0-r5 and r9.
     fn record_stack(&mut self) {
-        let update = self.a.label();
-        self.a.stx(Size::DW, R10, SLOT_KEY, R7);
-        lookup(&mut self.a, maps::SKB_STACKID, SLOT_KEY);
-        self.a.jmp(Cond::Eq, R0, 0, update);
-        self.a.ldx(Size::DW, R1, R0, 0);
-        self.a.ldx(Size::DW, R2, R10, SLOT_STACKID);
-        self.a.jmp(Cond::Eq, R1, R2, update);
-        forget_stack(&mut self.a, R0, update);
-        self.a.bind(update);
-        update_elem(&mut self.a, maps::STACKID_SKB, SLOT_STACKID, SLOT_KEY);
-        update_elem(&mut self.a, maps::SKB_STACKID, SLOT_KEY, SLOT_STACKID);
+        let a = &mut self.a;
+        let update = a.label();
+        bpf!(into a; *(u64 *)(r10 + SLOT_KEY) = r7;);
+        lookup(a, maps::SKB_STACKID, SLOT_KEY);
+        bpf!(into a;
+            if r0 == 0 goto (update);
+            r1 = *(u64 *)(r0 + 0);
+            r2 = *(u64 *)(r10 + SLOT_STACKID);
+            if r1 == r2 goto (update);
+        );
+        forget_stack(a, R0, update);
+        bpf!(into a; (update):);
+        update_elem(a, maps::STACKID_SKB, SLOT_STACKID, SLOT_KEY);
+        update_elem(a, maps::SKB_STACKID, SLOT_KEY, SLOT_STACKID);
     }
 
-    /// skb fields the mark and pcap filters read.
     /// What an skb that skipped the filters (tracked, or attributed by its stack) still
     /// needs before its event: the skb fields read after the filters, and its device facts.
     fn unfiltered_skb(&mut self, post: Option<(u32, u32)>) -> Result<(), ProbeError> {
@@ -396,6 +399,7 @@ impl<'a> Gen<'a> {
         Ok(())
     }
 
+    /// skb fields the mark and pcap filters read.
     fn pre_filter_fields(&self) -> Vec<Field> {
         let s = &self.l.sk_buff;
         let mut f = Vec::new();
@@ -433,20 +437,30 @@ impl<'a> Gen<'a> {
 
     /// Copies `sk_buff` bytes `[lo, hi)` to their place in the stack window; out on failure.
     fn read_skb(&mut self, (lo, hi): (u32, u32)) {
-        self.a.mov64(R3, R7).add64(R3, lo as i32);
+        let out = self.out;
         let stack = self.win.stack + (lo - self.win.lo) as i16;
-        self.read_to_stack(stack, (hi - lo) as i32);
-        self.a.jmp(Cond::Ne, R0, 0, self.out);
+        let len = hi - lo;
+        bpf!(into &mut self.a;
+            r3 = r7;
+            r3 += lo;
+            r1 = r10;
+            r1 += stack;
+            r2 = len;
+            call probe_read_kernel;
+            if r0 != 0 goto (out);
+        );
     }
 
     /// mark and pcap filters: a failing test jumps to `out`.
     fn pre_filters(&mut self) -> Result<(), ProbeError> {
         let out = self.out;
         if let Some((mark, mask)) = self.o.mark {
-            let f = self.l.sk_buff.mark;
-            self.load_window(R1, &f)?;
-            self.a.alu32(AluOp::And, R1, mask as i32);
-            self.a.jmp32(Cond::Ne, R1, (mark & mask) as i32, out);
+            let (mark_ty, mark_at) = self.window(&self.l.sk_buff.mark)?;
+            bpf!(into &mut self.a;
+                r1 = *(mark_ty *)(r10 + mark_at);
+                w1 &= mask;
+                if w1 != (mark & mask) goto (out);
+            );
         }
         if let Some(expr) = &self.o.filter {
             self.pcap_filter(expr)?;
@@ -460,13 +474,17 @@ impl<'a> Gen<'a> {
         if self.o.netns.is_some() || self.o.ifindex.is_some() || self.o.device_facts() {
             self.device_meta()?;
         }
-        if let Some(ns) = self.o.netns {
-            self.a.ldx(Size::W, R1, R10, SLOT_NETNS);
-            self.a.jmp32(Cond::Ne, R1, ns as i32, out);
+        if let Some(netns) = self.o.netns {
+            bpf!(into &mut self.a;
+                r1 = *(u32 *)(r10 + SLOT_NETNS);
+                if w1 != netns goto (out);
+            );
         }
         if let Some(ifindex) = self.o.ifindex {
-            self.a.ldx(Size::W, R1, R10, SLOT_IFINDEX);
-            self.a.jmp32(Cond::Ne, R1, ifindex as i32, out);
+            bpf!(into &mut self.a;
+                r1 = *(u32 *)(r10 + SLOT_IFINDEX);
+                if w1 != ifindex goto (out);
+            );
         }
         if let Some(expr) = &self.o.skb_expr {
             skb_expr::emit_filter(&mut self.a, expr, R7, SLOT_KEY, out);
@@ -478,7 +496,7 @@ impl<'a> Gen<'a> {
     /// raw-IP filter runs at `network_header`; otherwise the Ethernet filter at `mac_header`.
     fn pcap_filter(&mut self, expr: &Expr) -> Result<(), ProbeError> {
         let out = self.out;
-        let s = self.l.sk_buff.clone();
+        let s = &self.l.sk_buff;
         let l3 = self.a.named_label("filter_l3");
         let matched = self.a.named_label("filter_matched");
         let env = FilterEnv {
@@ -497,10 +515,14 @@ impl<'a> Gen<'a> {
                 stack_bytes(&src)
             )));
         }
-        self.load_window(R1, &s.mac_len)?;
-        self.a.jmp(Cond::Eq, R1, 0, l3);
+        let (mac_len, mac_len_at) = self.window(&s.mac_len)?;
+        bpf!(into &mut self.a;
+            r1 = *(mac_len *)(r10 + mac_len_at);
+            if r1 == 0 goto (l3);
+        );
         // L2: base = head + mac_header, len = tail - mac_header
         self.packet_bounds(&s.mac_header)?;
+        // The pcap compiler walks the filter's tree with the builder (it is not a listing).
         match emit_filter(
             &mut self.a,
             expr,
@@ -512,129 +534,165 @@ impl<'a> Gen<'a> {
         ) {
             Ok(_) => {}
             Err(CompileError::RejectsAll) | Err(CompileError::Unsupported { .. }) => {
-                self.a.ja(out);
+                bpf!(into &mut self.a; goto (out););
             }
             Err(e) => return Err(e.into()),
         }
-        self.a.bind(l3);
+        bpf!(into &mut self.a; (l3):);
         self.packet_bounds(&s.network_header)?;
         match emit_filter(&mut self.a, expr, LinkType::RawIp, &src, &env, matched, out) {
             Ok(_) => {}
             // L2-only expressions (arp, ether host ...) can never match an L3 start.
             Err(CompileError::RejectsAll) | Err(CompileError::Unsupported { .. }) => {
-                self.a.ja(out);
+                bpf!(into &mut self.a; goto (out););
             }
             Err(e) => return Err(e.into()),
         }
-        self.a.bind(matched);
+        bpf!(into &mut self.a; (matched):);
         Ok(())
     }
 
     /// r8 = head + header offset, r9 = tail - header offset (0 when negative).
     fn packet_bounds(&mut self, header: &Field) -> Result<(), ProbeError> {
-        let s = self.l.sk_buff.clone();
-        self.load_window(R1, header)?;
-        self.load_window(R8, &s.head)?;
-        self.a.add64(R8, R1);
-        self.load_window(R9, &s.tail)?;
-        self.a.alu64(AluOp::Sub, R9, R1);
+        let s = &self.l.sk_buff;
+        let (hdr, hdr_at) = self.window(header)?;
+        let (head, head_at) = self.window(&s.head)?;
+        let (tail, tail_at) = self.window(&s.tail)?;
         let ok = self.a.label();
-        self.a.jmp(Cond::Sge, R9, 0, ok);
-        self.a.mov64(R9, 0);
-        self.a.bind(ok);
+        bpf!(into &mut self.a;
+            r1 = *(hdr *)(r10 + hdr_at);
+            r8 = *(head *)(r10 + head_at);
+            r8 += r1;
+            r9 = *(tail *)(r10 + tail_at);
+            r9 -= r1;
+            if r9 s>= 0 goto (ok);
+            r9 = 0;
+          (ok):
+        );
         Ok(())
     }
 
     /// netns inode, ifindex and MTU into their stack slots.
     fn device_meta(&mut self) -> Result<(), ProbeError> {
-        let s = self.l.sk_buff.clone();
-        let d = self.l.net_device.clone();
-        for slot in [SLOT_NETNS, SLOT_IFINDEX, SLOT_MTU] {
-            self.a.st(Size::W, R10, slot, 0);
-        }
+        let s = &self.l.sk_buff;
+        let d = &self.l.net_device;
+        let (dev, dev_at) = self.window(&s.dev)?;
         let no_dev = self.a.label();
-        let sk_netns = self.a.label();
         let done_ns = self.a.label();
-        self.load_window(R9, &s.dev)?;
-        self.a.jmp(Cond::Eq, R9, 0, no_dev);
-        // ifindex, mtu
-        self.a
-            .mov64(R3, R9)
-            .add64(R3, d.ifindex.offset_bytes() as i32);
-        self.read_to_stack(SLOT_IFINDEX, 4);
-        self.a.mov64(R3, R9).add64(R3, d.mtu.offset_bytes() as i32);
-        self.read_to_stack(SLOT_MTU, 4);
-        if let Some(ns) = self.l.netns.clone() {
+        bpf!(into &mut self.a;
+            *(u32 *)(r10 + SLOT_NETNS) = 0;
+            *(u32 *)(r10 + SLOT_IFINDEX) = 0;
+            *(u32 *)(r10 + SLOT_MTU) = 0;
+            r9 = *(dev *)(r10 + dev_at);
+            if r9 == 0 goto (no_dev);
+            // dev->ifindex, dev->mtu
+            r3 = r9;
+            r3 += (d.ifindex.offset_bytes());
+            r1 = r10;
+            r1 += SLOT_IFINDEX;
+            r2 = 4;
+            call probe_read_kernel;
+            r3 = r9;
+            r3 += (d.mtu.offset_bytes());
+            r1 = r10;
+            r1 += SLOT_MTU;
+            r2 = 4;
+            call probe_read_kernel;
+        );
+        if let Some(ns) = &self.l.netns {
             // dev->nd_net.net->ns.inum
             let net_at = d.nd_net.offset_bytes() + ns.possible_net_net.offset_bytes();
-            self.a.mov64(R3, R9).add64(R3, net_at as i32);
+            bpf!(into &mut self.a;
+                r3 = r9;
+                r3 += net_at;
+            );
             self.read_net_inum(&ns.net_ns_inum, done_ns);
-            self.a.ldx(Size::W, R1, R10, SLOT_NETNS);
-            self.a.jmp(Cond::Ne, R1, 0, done_ns);
-            self.a.bind(no_dev);
-            self.a.bind(sk_netns);
             // skb->sk->__sk_common.skc_net.net->ns.inum
-            self.load_window(R3, &s.sk)?;
-            self.a.jmp(Cond::Eq, R3, 0, done_ns);
-            self.a.add64(
-                R3,
-                (ns.sock_skc_net.offset_bytes() + ns.possible_net_net.offset_bytes()) as i32,
+            let (sk, sk_at) = self.window(&s.sk)?;
+            let sk_net = ns.sock_skc_net.offset_bytes() + ns.possible_net_net.offset_bytes();
+            bpf!(into &mut self.a;
+                r1 = *(u32 *)(r10 + SLOT_NETNS);
+                if r1 != 0 goto (done_ns);
+              (no_dev):
+                r3 = *(sk *)(r10 + sk_at);
+                if r3 == 0 goto (done_ns);
+                r3 += sk_net;
             );
             self.read_net_inum(&ns.net_ns_inum, done_ns);
         } else {
-            self.a.bind(no_dev);
-            self.a.bind(sk_netns);
+            bpf!(into &mut self.a; (no_dev):);
         }
-        self.a.bind(done_ns);
+        bpf!(into &mut self.a; (done_ns):);
         self.route_mtu()?;
         Ok(())
     }
 
     /// r3 = address of a `struct net *`: reads it, then `net->ns.inum` into SLOT_NETNS.
     fn read_net_inum(&mut self, inum: &Field, fail: Label) {
-        self.read_to_stack(SLOT_KEY, 8);
-        self.a.ldx(Size::DW, R3, R10, SLOT_KEY);
-        self.a.jmp(Cond::Eq, R3, 0, fail);
-        self.a.add64(R3, inum.offset_bytes() as i32);
-        self.read_to_stack(SLOT_NETNS, 4);
+        bpf!(into &mut self.a;
+            r1 = r10;
+            r1 += SLOT_KEY;
+            r2 = 8;
+            call probe_read_kernel;
+            r3 = *(u64 *)(r10 + SLOT_KEY);
+            if r3 == 0 goto (fail);
+            r3 += (inum.offset_bytes());
+            r1 = r10;
+            r1 += SLOT_NETNS;
+            r2 = 4;
+            call probe_read_kernel;
+        );
     }
 
     /// pwru's MTU: the route's RTAX_MTU metric when the skb has a dst and it is set.
     fn route_mtu(&mut self) -> Result<(), ProbeError> {
-        let (Some(refdst), Some(dst)) = (self.l.sk_buff.skb_refdst, self.l.dst_entry.clone())
-        else {
+        let (Some(refdst), Some(dst)) = (&self.l.sk_buff.skb_refdst, &self.l.dst_entry) else {
             return Ok(());
         };
+        let (refdst, refdst_at) = self.window(refdst)?;
+        let dev_mtu_at = self.l.net_device.mtu.offset_bytes();
         let done = self.a.label();
         let dev_mtu = self.a.label();
-        self.load_window(R9, &refdst)?;
-        self.a.alu64(AluOp::And, R9, -2); // clear SKB_DST_NOREF
-        self.a.jmp(Cond::Eq, R9, 0, done);
-        self.a
-            .mov64(R3, R9)
-            .add64(R3, dst.metrics.offset_bytes() as i32);
-        self.read_to_stack(SLOT_KEY, 8);
-        self.a.ldx(Size::DW, R3, R10, SLOT_KEY);
-        self.a.alu64(AluOp::And, R3, -4); // DST_METRICS_FLAGS
-        self.a.jmp(Cond::Eq, R3, 0, dev_mtu);
-        self.a.add64(R3, RTAX_MTU_INDEX * 4);
-        self.read_to_stack(SLOT_KEY, 4);
-        self.a.ldx(Size::W, R1, R10, SLOT_KEY);
-        self.a.jmp32(Cond::Eq, R1, 0, dev_mtu);
-        self.a.stx(Size::W, R10, SLOT_MTU, R1);
-        self.a.ja(done);
-        // No MTU metric on the route: the route device's MTU.
-        self.a.bind(dev_mtu);
-        self.a
-            .mov64(R3, R9)
-            .add64(R3, dst.dev.offset_bytes() as i32);
-        self.read_to_stack(SLOT_KEY, 8);
-        self.a.ldx(Size::DW, R3, R10, SLOT_KEY);
-        self.a.jmp(Cond::Eq, R3, 0, done);
-        self.a
-            .add64(R3, self.l.net_device.mtu.offset_bytes() as i32);
-        self.read_to_stack(SLOT_MTU, 4);
-        self.a.bind(done);
+        bpf!(into &mut self.a;
+            r9 = *(refdst *)(r10 + refdst_at);
+            r9 &= -2; // clear SKB_DST_NOREF
+            if r9 == 0 goto (done);
+            // dst->_metrics
+            r3 = r9;
+            r3 += (dst.metrics.offset_bytes());
+            r1 = r10;
+            r1 += SLOT_KEY;
+            r2 = 8;
+            call probe_read_kernel;
+            r3 = *(u64 *)(r10 + SLOT_KEY);
+            r3 &= -4; // DST_METRICS_FLAGS
+            if r3 == 0 goto (dev_mtu);
+            r3 += (RTAX_MTU_INDEX * 4);
+            r1 = r10;
+            r1 += SLOT_KEY;
+            r2 = 4;
+            call probe_read_kernel;
+            r1 = *(u32 *)(r10 + SLOT_KEY);
+            if w1 == 0 goto (dev_mtu);
+            *(u32 *)(r10 + SLOT_MTU) = r1;
+            goto (done);
+            // No MTU metric on the route: the route device's MTU.
+          (dev_mtu):
+            r3 = r9;
+            r3 += (dst.dev.offset_bytes());
+            r1 = r10;
+            r1 += SLOT_KEY;
+            r2 = 8;
+            call probe_read_kernel;
+            r3 = *(u64 *)(r10 + SLOT_KEY);
+            if r3 == 0 goto (done);
+            r3 += dev_mtu_at;
+            r1 = r10;
+            r1 += SLOT_MTU;
+            r2 = 4;
+            call probe_read_kernel;
+          (done):
+        );
         Ok(())
     }
 
@@ -664,54 +722,66 @@ impl<'a> Gen<'a> {
     }
 }
 
-/// `r1 = map[r10 + slot]` lookup; the result in r0.
-fn lookup(a: &mut Asm, map: &str, slot: i16) {
-    a.ld_map(R1, map);
-    a.mov64(R2, R10).add64(R2, slot as i32);
-    a.call(Helper::MAP_LOOKUP_ELEM);
+/// `r0 = bpf_map_lookup_elem(map, r10 + key)`.
+fn lookup(a: &mut Asm, map: &MapDef, key: i16) {
+    bpf!(into a;
+        r1 = map[(map)];
+        r2 = r10;
+        r2 += key;
+        call map_lookup_elem;
+    );
 }
 
 /// `map[r10 + key] = r10 + value` (BPF_ANY).
-fn update_elem(a: &mut Asm, map: &str, key: i16, value: i16) {
-    a.ld_map(R1, map);
-    a.mov64(R2, R10).add64(R2, key as i32);
-    a.mov64(R3, R10).add64(R3, value as i32);
-    a.mov64(R4, 0);
-    a.call(Helper::MAP_UPDATE_ELEM);
+fn update_elem(a: &mut Asm, map: &MapDef, key: i16, value: i16) {
+    bpf!(into a;
+        r1 = map[(map)];
+        r2 = r10;
+        r2 += key;
+        r3 = r10;
+        r3 += value;
+        r4 = 0;
+        call map_update_elem;
+    );
 }
 
-/// `delete map[r10 + slot]`.
-fn delete_elem(a: &mut Asm, map: &str, slot: i16) {
-    a.ld_map(R1, map);
-    a.mov64(R2, R10).add64(R2, slot as i32);
-    a.call(Helper::MAP_DELETE_ELEM);
+/// `delete map[r10 + key]`.
+fn delete_elem(a: &mut Asm, map: &MapDef, key: i16) {
+    bpf!(into a;
+        r1 = map[(map)];
+        r2 = r10;
+        r2 += key;
+        call map_delete_elem;
+    );
 }
 
 /// `key` points at a stack identity (a map value of `skb_stackid`): deletes
 /// `stackid_skb[*key]` when it still names the skb at `r10 + SLOT_KEY`. Moves `key` to
 /// r9; clobbers r0-r5; falls through (or jumps to `done`) when finished.
 fn forget_stack(a: &mut Asm, key: Reg, done: Label) {
-    a.mov64(R9, key);
-    a.ld_map(R1, maps::STACKID_SKB);
-    a.mov64(R2, R9);
-    a.call(Helper::MAP_LOOKUP_ELEM);
-    a.jmp(Cond::Eq, R0, 0, done);
-    a.ldx(Size::DW, R1, R0, 0);
-    a.ldx(Size::DW, R2, R10, SLOT_KEY);
-    a.jmp(Cond::Ne, R1, R2, done);
-    a.ld_map(R1, maps::STACKID_SKB);
-    a.mov64(R2, R9);
-    a.call(Helper::MAP_DELETE_ELEM);
+    bpf!(into a;
+        r9 = (key);
+        r1 = map[maps::STACKID_SKB];
+        r2 = r9;
+        call map_lookup_elem;
+        if r0 == 0 goto (done);
+        r1 = *(u64 *)(r0 + 0);
+        r2 = *(u64 *)(r10 + SLOT_KEY);
+        if r1 != r2 goto (done);
+        r1 = map[maps::STACKID_SKB];
+        r2 = r9;
+        call map_delete_elem;
+    );
 }
 
 /// Writes the identity of the kernel stack the program runs on (see [`StackTracking`])
 /// as a u64 to `r10 + slot`; `r6` must hold the context. Clobbers r0-r5 and `aux`.
 pub fn emit_stack_identity(a: &mut Asm, at: &Attachment, st: StackTracking, slot: i16, aux: i16) {
     match at {
-        Attachment::Kprobe { .. } => {
-            a.ldx(Size::DW, R1, R6, PT_REGS_SP);
-            a.stx(Size::DW, R10, slot, R1);
-        }
+        Attachment::Kprobe { .. } => bpf!(into a;
+            r1 = *(u64 *)(r6 + PT_REGS_SP);
+            *(u64 *)(r10 + slot) = r1;
+        ),
         // A pointer cannot be masked; reading its spilled copy back gives its value.
         Attachment::Tracepoint { .. } | Attachment::SkbContext => {
             let on_stack = if *at == Attachment::SkbContext {
@@ -719,30 +789,43 @@ pub fn emit_stack_identity(a: &mut Asm, at: &Attachment, st: StackTracking, slot
             } else {
                 R6
             };
-            a.stx(Size::DW, R10, aux, on_stack);
-            a.mov64(R1, R10).add64(R1, slot as i32).mov64(R2, 8);
-            a.mov64(R3, R10).add64(R3, aux as i32);
-            a.call(Helper::PROBE_READ_KERNEL);
+            bpf!(into a;
+                *(u64 *)(r10 + aux) = (on_stack);
+                r1 = r10;
+                r1 += slot;
+                r2 = 8;
+                r3 = r10;
+                r3 += aux;
+                call probe_read_kernel;
+            );
         }
     }
-    a.ldx(Size::DW, R1, R10, slot);
-    a.alu64(AluOp::And, R1, -THREAD_SIZE);
+    bpf!(into a;
+        r1 = *(u64 *)(r10 + slot);
+        r1 &= -THREAD_SIZE;
+    );
     if let Some(off) = st.task_stack_offset {
         let done = a.label();
-        a.stx(Size::DW, R10, slot, R1);
-        a.call(Helper::GET_CURRENT_TASK);
-        a.mov64(R3, R0).add64(R3, off as i32);
-        a.mov64(R1, R10).add64(R1, aux as i32).mov64(R2, 8);
-        a.call(Helper::PROBE_READ_KERNEL);
-        a.ldx(Size::DW, R1, R10, slot);
-        a.ldx(Size::DW, R2, R10, aux);
-        a.jmp(Cond::Eq, R1, R2, done);
-        // Not the task's stack: this CPU's interrupt stack.
-        a.call(Helper::GET_SMP_PROCESSOR_ID);
-        a.mov64(R1, R0).add64(R1, 1);
-        a.bind(done);
+        bpf!(into a;
+            *(u64 *)(r10 + slot) = r1;
+            call get_current_task;
+            r3 = r0;
+            r3 += off;
+            r1 = r10;
+            r1 += aux;
+            r2 = 8;
+            call probe_read_kernel;
+            r1 = *(u64 *)(r10 + slot);
+            r2 = *(u64 *)(r10 + aux);
+            if r1 == r2 goto (done);
+            // Not the task's stack: this CPU's interrupt stack.
+            call get_smp_processor_id;
+            r1 = r0;
+            r1 += 1;
+          (done):
+        );
     }
-    a.stx(Size::DW, R10, slot, R1);
+    bpf!(into a; *(u64 *)(r10 + slot) = r1;);
 }
 
 /// What the program run when the kernel frees an skb forgets about it.
@@ -773,39 +856,46 @@ pub fn build_untrack_with(
     attach: &Attachment,
     opts: UntrackOptions,
 ) -> Result<Program, ProbeError> {
-    let mut a = Asm::new();
+    let mut asm = Asm::new();
+    let a = &mut asm;
     let out = a.label();
-    a.mov64(R6, R1);
+    bpf!(into a; r6 = r1;);
     match attach {
         Attachment::Kprobe { skb_arg, .. } => {
-            let i = (*skb_arg as usize).clamp(1, 5) - 1;
-            a.ldx(Size::DW, R1, R1, PT_REGS_ARGS[i]);
+            let arg = PT_REGS_ARGS[(*skb_arg as usize).clamp(1, 5) - 1];
+            bpf!(into a; r1 = *(u64 *)(r1 + arg););
         }
         Attachment::Tracepoint { skb_arg, .. } => {
-            a.ldx(Size::DW, R1, R1, (*skb_arg as i16) * 8);
+            let arg = *skb_arg as i16 * 8;
+            bpf!(into a; r1 = *(u64 *)(r1 + arg););
         }
         // r1 is the skb already.
         Attachment::SkbContext => {}
     }
-    a.jmp(Cond::Eq, R1, 0, out);
-    a.stx(Size::DW, R10, SLOT_KEY, R1);
+    bpf!(into a;
+        if r1 == 0 goto (out);
+        *(u64 *)(r10 + SLOT_KEY) = r1;
+    );
     if opts.track_skb {
-        delete_elem(&mut a, maps::TRACKED_SKBS, SLOT_KEY);
+        delete_elem(a, maps::TRACKED_SKBS, SLOT_KEY);
     }
     if let Some(st) = opts.track_stackid {
         let delete = a.label();
         // pwru: an skb freed on a stack ends that stack's attribution.
-        emit_stack_identity(&mut a, attach, st, SLOT_STACKID, SLOT_AUX);
-        delete_elem(&mut a, maps::STACKID_SKB, SLOT_STACKID);
-        lookup(&mut a, maps::SKB_STACKID, SLOT_KEY);
-        a.jmp(Cond::Eq, R0, 0, out);
-        forget_stack(&mut a, R0, delete);
-        a.bind(delete);
-        delete_elem(&mut a, maps::SKB_STACKID, SLOT_KEY);
+        emit_stack_identity(a, attach, st, SLOT_STACKID, SLOT_AUX);
+        delete_elem(a, maps::STACKID_SKB, SLOT_STACKID);
+        lookup(a, maps::SKB_STACKID, SLOT_KEY);
+        bpf!(into a; if r0 == 0 goto (out););
+        forget_stack(a, R0, delete);
+        bpf!(into a; (delete):);
+        delete_elem(a, maps::SKB_STACKID, SLOT_KEY);
     }
-    a.bind(out);
-    a.mov64(R0, 0).exit();
-    Ok(a.finish()?)
+    bpf!(into a;
+      (out):
+        r0 = 0;
+        exit;
+    );
+    Ok(asm.finish()?)
 }
 
 /// `pt_regs.ax` on x86-64: the return value at a kretprobe.
@@ -816,40 +906,57 @@ const PT_REGS_RC: i16 = 80;
 /// tracked. Returns in [`build_clone_return`] pick it up; fexit would do both at once,
 /// but kernels deny fexit where kprobes work (and the reverse).
 pub fn build_clone_entry() -> Result<Program, ProbeError> {
-    let mut a = Asm::new();
+    let mut asm = Asm::new();
+    let a = &mut asm;
     let out = a.label();
-    a.ldx(Size::DW, R1, R1, PT_REGS_ARGS[0]);
-    a.jmp(Cond::Eq, R1, 0, out);
-    a.stx(Size::DW, R10, SLOT_KEY, R1);
-    lookup(&mut a, maps::TRACKED_SKBS, SLOT_KEY);
-    a.jmp(Cond::Eq, R0, 0, out);
-    a.call(Helper::GET_CURRENT_PID_TGID);
-    a.stx(Size::DW, R10, SLOT_AUX, R0);
-    update_elem(&mut a, maps::CLONE_STASH, SLOT_AUX, SLOT_KEY);
-    a.bind(out);
-    a.mov64(R0, 0).exit();
-    Ok(a.finish()?)
+    let skb = PT_REGS_ARGS[0];
+    bpf!(into a;
+        r1 = *(u64 *)(r1 + skb);
+        if r1 == 0 goto (out);
+        *(u64 *)(r10 + SLOT_KEY) = r1;
+    );
+    lookup(a, maps::TRACKED_SKBS, SLOT_KEY);
+    bpf!(into a;
+        if r0 == 0 goto (out);
+        call get_current_pid_tgid;
+        *(u64 *)(r10 + SLOT_AUX) = r0;
+    );
+    update_elem(a, maps::CLONE_STASH, SLOT_AUX, SLOT_KEY);
+    bpf!(into a;
+      (out):
+        r0 = 0;
+        exit;
+    );
+    Ok(asm.finish()?)
 }
 
 /// Clone following, return half: a kretprobe on the same functions that marks the new
 /// skb (the return value) tracked when this task stashed a tracked source.
 pub fn build_clone_return() -> Result<Program, ProbeError> {
-    let mut a = Asm::new();
+    let mut asm = Asm::new();
+    let a = &mut asm;
     let out = a.label();
     let forget = a.label();
-    a.mov64(R6, R1);
-    a.call(Helper::GET_CURRENT_PID_TGID);
-    a.stx(Size::DW, R10, SLOT_AUX, R0);
-    lookup(&mut a, maps::CLONE_STASH, SLOT_AUX);
-    a.jmp(Cond::Eq, R0, 0, out);
-    a.ldx(Size::DW, R1, R6, PT_REGS_RC);
-    a.jmp(Cond::Eq, R1, 0, forget);
-    a.stx(Size::DW, R10, SLOT_KEY, R1);
-    a.st(Size::W, R10, SLOT_VALUE, 1);
-    update_elem(&mut a, maps::TRACKED_SKBS, SLOT_KEY, SLOT_VALUE);
-    a.bind(forget);
-    delete_elem(&mut a, maps::CLONE_STASH, SLOT_AUX);
-    a.bind(out);
-    a.mov64(R0, 0).exit();
-    Ok(a.finish()?)
+    bpf!(into a;
+        r6 = r1;
+        call get_current_pid_tgid;
+        *(u64 *)(r10 + SLOT_AUX) = r0;
+    );
+    lookup(a, maps::CLONE_STASH, SLOT_AUX);
+    bpf!(into a;
+        if r0 == 0 goto (out);
+        r1 = *(u64 *)(r6 + PT_REGS_RC);
+        if r1 == 0 goto (forget);
+        *(u64 *)(r10 + SLOT_KEY) = r1;
+        *(u32 *)(r10 + SLOT_VALUE) = 1;
+    );
+    update_elem(a, maps::TRACKED_SKBS, SLOT_KEY, SLOT_VALUE);
+    bpf!(into a; (forget):);
+    delete_elem(a, maps::CLONE_STASH, SLOT_AUX);
+    bpf!(into a;
+      (out):
+        r0 = 0;
+        exit;
+    );
+    Ok(asm.finish()?)
 }

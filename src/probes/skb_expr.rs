@@ -10,7 +10,8 @@ use nom::multi::many0;
 use nom::sequence::{delimited, pair, preceded, terminated};
 use nom::{IResult, Parser};
 
-use crate::asm::{AluOp, Asm, Cond, Helper, Label, Reg, Size};
+use crate::asm::{Asm, Cond, Label, Reg, Size};
+use crate::bpf;
 use crate::btf::{split_path, FieldPath, KernelBtf, PathError, ScalarKind};
 
 use Reg::*;
@@ -248,41 +249,50 @@ pub fn compile_metadata(
 /// from the pointer in `root`. A NULL pointer or failed read jumps to `fail`.
 /// Clobbers r0-r5 and the 8-byte stack slot at `r10 + slot`.
 pub fn emit_load(a: &mut Asm, path: &FieldPath, root: Reg, slot: i16, fail: Label) {
-    let read = |a: &mut Asm, size: i32| {
-        a.mov64(R1, R10).add64(R1, slot as i32).mov64(R2, size);
-        a.call(Helper::PROBE_READ_KERNEL);
-        a.jmp(Cond::Ne, R0, 0, fail);
-    };
-    a.mov64(R3, root);
+    bpf!(into a; r3 = (root););
     for &off in &path.derefs {
-        a.add64(R3, off as i32);
-        read(a, 8);
-        a.ldx(Size::DW, R3, R10, slot);
-        a.jmp(Cond::Eq, R3, 0, fail);
+        bpf!(into a;
+            r3 += off;
+            r1 = r10;
+            r1 += slot;
+            r2 = 8;
+            call probe_read_kernel;
+            if r0 != 0 goto (fail);
+            r3 = *(u64 *)(r10 + slot);
+            if r3 == 0 goto (fail);
+        );
     }
     let f = path.field;
-    a.add64(R3, f.offset_bytes() as i32);
-    read(a, f.size_bytes as i32);
-    let size = Size::from_bytes(f.size_bytes as usize).unwrap_or(Size::DW);
-    a.ldx(size, R1, R10, slot);
+    let ty = Size::from_bytes(f.size_bytes as usize).unwrap_or(Size::DW);
+    bpf!(into a;
+        r3 += (f.offset_bytes());
+        r1 = r10;
+        r1 += slot;
+        r2 = (f.size_bytes);
+        call probe_read_kernel;
+        if r0 != 0 goto (fail);
+        r1 = *(ty *)(r10 + slot);
+    );
     let signed = path.kind == ScalarKind::Signed;
-    let shift_op = if signed { AluOp::Arsh } else { AluOp::Rsh };
-    match f.bitfield {
-        Some(b) => {
-            let left = 64 - b.bit_offset as i32 - b.bit_size as i32;
-            if left > 0 {
-                a.alu64(AluOp::Lsh, R1, left);
-            }
-            if b.bit_size < 64 {
-                a.alu64(shift_op, R1, 64 - b.bit_size as i32);
-            }
-        }
+    // Shift the field to the top of r1, then back down, extending its sign if it has one.
+    let (left, right) = match f.bitfield {
+        Some(b) => (
+            64 - b.bit_offset as i32 - b.bit_size as i32,
+            64 - b.bit_size as i32,
+        ),
         None if signed && f.size_bytes < 8 => {
             let bits = 64 - 8 * f.size_bytes as i32;
-            a.alu64(AluOp::Lsh, R1, bits);
-            a.alu64(AluOp::Arsh, R1, bits);
+            (bits, bits)
         }
-        None => {}
+        None => (0, 0),
+    };
+    if left > 0 {
+        bpf!(into a; r1 <<= left;);
+    }
+    match (right > 0, signed) {
+        (true, true) => bpf!(into a; r1 s>>= right;),
+        (true, false) => bpf!(into a; r1 >>= right;),
+        (false, _) => {}
     }
 }
 
@@ -292,7 +302,7 @@ pub fn emit_load(a: &mut Asm, path: &FieldPath, root: Reg, slot: i16, fail: Labe
 pub fn emit_filter(a: &mut Asm, expr: &SkbFilter, root: Reg, slot: i16, fail: Label) {
     let matched = a.label();
     emit_branch(a, expr, root, slot, matched, fail, fail);
-    a.bind(matched);
+    bpf!(into a; (matched):);
 }
 
 fn emit_branch(
@@ -308,13 +318,13 @@ fn emit_branch(
         SkbExpr::Or(l, r) => {
             let next = a.label();
             emit_branch(a, l, root, slot, yes, next, null);
-            a.bind(next);
+            bpf!(into a; (next):);
             emit_branch(a, r, root, slot, yes, no, null);
         }
         SkbExpr::And(l, r) => {
             let next = a.label();
             emit_branch(a, l, root, slot, next, no, null);
-            a.bind(next);
+            bpf!(into a; (next):);
             emit_branch(a, r, root, slot, yes, no, null);
         }
         SkbExpr::Not(inner) => emit_branch(a, inner, root, slot, no, yes, null),
@@ -325,12 +335,13 @@ fn emit_branch(
             value,
         } => {
             emit_load(a, field, root, slot, null);
-            if let Some(m) = mask {
-                if let Some(imm) = fits_imm(*m) {
-                    a.alu64(AluOp::And, R1, imm);
-                } else {
-                    a.ld_imm64(R2, *m);
-                    a.alu64(AluOp::And, R1, R2);
+            if let Some(m) = *mask {
+                match fits_imm(m) {
+                    Some(imm) => bpf!(into a; r1 &= imm;),
+                    None => bpf!(into a;
+                        r2 = m ll;
+                        r1 &= r2;
+                    ),
                 }
             }
             let signed = field.kind == ScalarKind::Signed;
@@ -346,14 +357,15 @@ fn emit_branch(
                 (CmpOp::Gt, true) => Cond::Sgt,
                 (CmpOp::Ge, true) => Cond::Sge,
             };
-            match fits_imm(*value) {
-                Some(imm) => a.jmp(cond, R1, imm, yes),
-                None => {
-                    a.ld_imm64(R2, *value);
-                    a.jmp(cond, R1, R2, yes)
-                }
-            };
-            a.ja(no);
+            let value = *value;
+            match fits_imm(value) {
+                Some(imm) => bpf!(into a; if r1 (cond) imm goto (yes);),
+                None => bpf!(into a;
+                    r2 = value ll;
+                    if r1 (cond) r2 goto (yes);
+                ),
+            }
+            bpf!(into a; goto (no););
         }
     }
 }
@@ -544,6 +556,7 @@ mod tests {
     mod interpreted {
         //! The generated code run in rbpf over a fake `sk_buff` with hand-made paths.
         use super::super::*;
+        use crate::asm::Helper;
         use crate::btf::{Bitfield, Field};
         use std::cell::Cell;
 
