@@ -413,7 +413,12 @@ fn map_specs(opts: &ProbeOptions, kind: BackendKind) -> Vec<MapSpec> {
             maps::CLONE_STASH_ENTRIES,
         ));
     }
-    m.extend(opts.sections.iter().flat_map(|s| s.maps()));
+    m.extend(
+        opts.sections
+            .iter()
+            .flat_map(|s| s.maps())
+            .map(MapSpec::from),
+    );
     m
 }
 

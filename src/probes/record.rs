@@ -5,12 +5,13 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::asm::{AluOp, Asm, Cond, Helper, Label, Reg, Size};
+use crate::asm::dsl::Operand;
+use crate::asm::{Asm, Label, Reg, Size};
+use crate::bpf;
 use crate::btf::{Field, SkBuffLayout, SkbLayout};
-use crate::load::MapSpec;
 
 use super::event::{off, EventKind, EVENT_SIZE, FLAG_ARGS, FLAG_DROP_REASON};
-use super::maps;
+use super::maps::{self, MapDef};
 use super::program::{Attachment, ProbeError, PT_REGS_ARGS, PT_REGS_IP};
 
 use Reg::*;
@@ -23,11 +24,11 @@ pub trait RecordSection: fmt::Debug + Send + Sync {
     fn check(&self, _at: &Attachment) -> Result<(), ProbeError> {
         Ok(())
     }
-    /// The maps its code references, with their shapes for the loader.
-    fn maps(&self) -> Vec<MapSpec> {
+    /// The maps its code references (their shapes give the loader's specs).
+    fn maps(&self) -> Vec<&'static MapDef> {
         Vec::new()
     }
-    /// `sk_buff` fields it reads from the program's copy of the skb ([`RecordStage::load_skb`]).
+    /// `sk_buff` fields it reads from the program's copy of the skb ([`RecordStage::skb_field`]).
     fn skb_fields(&self, _skb: &SkBuffLayout) -> Vec<Field> {
         Vec::new()
     }
@@ -113,12 +114,12 @@ pub struct RecordStage<'a> {
 }
 
 impl RecordStage<'_> {
-    /// Loads `f` (one of the section's [`RecordSection::skb_fields`]) from the skb copy.
-    pub fn load_skb(&mut self, dst: Reg, f: &Field) -> Result<(), ProbeError> {
+    /// Where `f` (one of the section's [`RecordSection::skb_fields`]) sits in the skb copy:
+    /// its access type and stack offset, so that `r1 = *(ty *)(r10 + at)` loads it.
+    pub fn skb_field(&self, f: &Field) -> Result<(Size, i16), ProbeError> {
         let size = Size::from_bytes(f.size_bytes as usize)
             .ok_or_else(|| ProbeError::Layout(format!("field of {} bytes", f.size_bytes)))?;
-        self.a.ldx(size, dst, R10, self.window.at(f));
-        Ok(())
+        Ok((size, self.window.at(f)))
     }
 
     /// Every record of this probe gets `flag` (the section always fills its part).
@@ -131,25 +132,16 @@ impl RecordStage<'_> {
     pub fn emit_set_flag(&mut self, flag: u16) {
         emit_or_flags(self.a, R0, flag);
     }
-
-    /// `bpf_probe_read_kernel(r8 + at, size, r3)`: the source address must be in r3.
-    pub fn read_to_record(&mut self, at: usize, size: i32) {
-        self.a.mov64(R1, R8).add64(R1, at as i32).mov64(R2, size);
-        self.a.call(Helper::PROBE_READ_KERNEL);
-    }
-
-    /// `bpf_probe_read_kernel(r10 + at, size, r3)`: the source address must be in r3.
-    pub fn read_to_stack(&mut self, at: i16, size: i32) {
-        self.a.mov64(R1, R10).add64(R1, at as i32).mov64(R2, size);
-        self.a.call(Helper::PROBE_READ_KERNEL);
-    }
 }
 
 /// `flags |= flag` in the record at r8, through `tmp`.
 fn emit_or_flags(a: &mut Asm, tmp: Reg, flag: u16) {
-    a.ldx(Size::H, tmp, R8, off::FLAGS as i16);
-    a.alu32(AluOp::Or, tmp, flag as i32);
-    a.stx(Size::H, R8, off::FLAGS as i16, tmp);
+    let tmp32 = Operand::R32(tmp);
+    bpf!(into a;
+        (tmp) = *(u16 *)(r8 + off::FLAGS);
+        (tmp32) |= flag;
+        *(u16 *)(r8 + off::FLAGS) = (tmp);
+    );
 }
 
 /// Size of the records a probe with `sections` submits.
@@ -165,17 +157,23 @@ pub fn emit(
     sections: &[Arc<dyn RecordSection>],
 ) -> Result<(), ProbeError> {
     let out = env.out;
-    a.ld_map(R1, maps::EVENTS);
-    a.mov64(R2, record_bytes(sections) as i32).mov64(R3, 0);
-    a.call(Helper::RINGBUF_RESERVE);
+    let bytes = record_bytes(sections);
     let reserved = a.label();
-    a.jmp(Cond::Ne, R0, 0, reserved);
+    bpf!(into a;
+        r1 = map[maps::EVENTS];
+        r2 = bytes;
+        r3 = 0;
+        call ringbuf_reserve;
+        if r0 != 0 goto (reserved);
+    );
     count_lost(a, env.frame.scratch);
-    a.ja(out);
-    a.bind(reserved);
-    a.mov64(R8, R0);
-    for i in (0..EVENT_SIZE).step_by(8) {
-        a.st(Size::DW, R8, i as i16, 0);
+    bpf!(into a;
+        goto (out);
+      (reserved):
+        r8 = r0;
+    );
+    for at in (0..EVENT_SIZE).step_by(8) {
+        bpf!(into a; *(u64 *)(r8 + at) = 0;);
     }
     let flags = header(a, env);
     let mut stage = RecordStage {
@@ -196,7 +194,7 @@ pub fn emit(
     // Sections that fill their part on some paths only set their bit themselves.
     emit_or_flags(a, R1, flags);
     submit_batched(a);
-    a.ja(out);
+    bpf!(into a; goto (out););
     Ok(())
 }
 
@@ -209,28 +207,38 @@ fn header(a: &mut Asm, env: &RecordEnv<'_>) -> u16 {
         Attachment::Tracepoint { .. } => (EventKind::Tracepoint, FLAG_ARGS),
         Attachment::SkbContext => (EventKind::Tracepoint, 0),
     };
-    a.st(Size::H, R8, off::KIND as i16, kind as i32);
-    a.stx(Size::DW, R8, off::SKB_ADDR as i16, R7);
-    a.call(Helper::GET_SMP_PROCESSOR_ID);
-    a.stx(Size::W, R8, off::CPU as i16, R0);
-    a.call(Helper::GET_CURRENT_PID_TGID);
-    a.stx(Size::DW, R8, off::PID_TGID as i16, R0);
-    a.call(Helper::KTIME_GET_NS);
-    a.stx(Size::DW, R8, off::KTIME_NS as i16, R0);
+    let kind = kind as u16;
+    bpf!(into a;
+        *(u16 *)(r8 + off::KIND) = kind;
+        *(u64 *)(r8 + off::SKB_ADDR) = r7;
+        call get_smp_processor_id;
+        *(u32 *)(r8 + off::CPU) = r0;
+        call get_current_pid_tgid;
+        *(u64 *)(r8 + off::PID_TGID) = r0;
+        call ktime_get_ns;
+        *(u64 *)(r8 + off::KTIME_NS) = r0;
+    );
     match env.attach {
         Attachment::Kprobe { .. } => {
             if env.has_get_func_ip {
-                a.mov64(R1, R6).call(Helper::GET_FUNC_IP);
+                bpf!(into a;
+                    r1 = r6;
+                    call get_func_ip;
+                );
             } else {
                 // After the int3 of a kprobe, ip points one byte past the function start.
-                a.ldx(Size::DW, R0, R6, PT_REGS_IP);
-                a.add64(R0, -1);
+                bpf!(into a;
+                    r0 = *(u64 *)(r6 + PT_REGS_IP);
+                    r0 += -1;
+                );
             }
-            a.stx(Size::DW, R8, off::PROBE_ADDR as i16, R0);
-            a.ldx(Size::DW, R1, R6, PT_REGS_ARGS[1]);
-            a.stx(Size::DW, R8, off::PARAM_SECOND as i16, R1);
-            a.ldx(Size::DW, R1, R6, PT_REGS_ARGS[2]);
-            a.stx(Size::DW, R8, off::PARAM_THIRD as i16, R1);
+            bpf!(into a;
+                *(u64 *)(r8 + off::PROBE_ADDR) = r0;
+                r1 = *(u64 *)(r6 + PT_REGS_ARGS[1]);
+                *(u64 *)(r8 + off::PARAM_SECOND) = r1;
+                r1 = *(u64 *)(r6 + PT_REGS_ARGS[2]);
+                *(u64 *)(r8 + off::PARAM_THIRD) = r1;
+            );
         }
         Attachment::Tracepoint {
             id,
@@ -238,18 +246,22 @@ fn header(a: &mut Asm, env: &RecordEnv<'_>) -> u16 {
             drop_reason_arg,
             ..
         } => {
-            a.st(Size::DW, R8, off::PROBE_ADDR as i16, *id as i32);
+            bpf!(into a; *(u64 *)(r8 + off::PROBE_ADDR) = (*id as i32););
             for (arg, field) in [(1u16, off::PARAM_SECOND), (2, off::PARAM_THIRD)] {
                 if arg < *nargs {
-                    a.ldx(Size::DW, R1, R6, arg as i16 * 8);
-                    a.stx(Size::DW, R8, field as i16, R1);
+                    bpf!(into a;
+                        r1 = *(u64 *)(r6 + arg as i16 * 8);
+                        *(u64 *)(r8 + field) = r1;
+                    );
                 }
             }
             // Part of the header: every event of a tracepoint with a reason has it
             // (`output::sections::drop_reason` prints it).
             if let Some(r) = drop_reason_arg {
-                a.ldx(Size::DW, R1, R6, *r as i16 * 8);
-                a.stx(Size::DW, R8, off::DROP_REASON as i16, R1);
+                bpf!(into a;
+                    r1 = *(u64 *)(r6 + *r as i16 * 8);
+                    *(u64 *)(r8 + off::DROP_REASON) = r1;
+                );
                 return flags | FLAG_DROP_REASON;
             }
         }
@@ -266,27 +278,32 @@ fn submit_batched(a: &mut Asm) {
     const BPF_RB_FORCE_WAKEUP: i32 = 2;
     const BPF_RB_AVAIL_DATA: i32 = 0;
     let submit = a.label();
-    a.ld_map(R1, maps::EVENTS);
-    a.mov64(R2, BPF_RB_AVAIL_DATA);
-    a.call(Helper::RINGBUF_QUERY);
-    a.mov64(R2, BPF_RB_NO_WAKEUP);
-    a.jmp(Cond::Lt, R0, maps::EVENTS_WAKEUP_BYTES as i32, submit);
-    a.mov64(R2, BPF_RB_FORCE_WAKEUP);
-    a.bind(submit);
-    a.mov64(R1, R8);
-    a.call(Helper::RINGBUF_SUBMIT);
+    bpf!(into a;
+        r1 = map[maps::EVENTS];
+        r2 = BPF_RB_AVAIL_DATA;
+        call ringbuf_query;
+        r2 = BPF_RB_NO_WAKEUP;
+        if r0 < (maps::EVENTS_WAKEUP_BYTES) goto (submit);
+        r2 = BPF_RB_FORCE_WAKEUP;
+      (submit):
+        r1 = r8;
+        call ringbuf_submit;
+    );
 }
 
 /// `lost[0] += 1` (per-CPU), using the 8-byte stack slot `key`.
 fn count_lost(a: &mut Asm, key: i16) {
     let done = a.label();
-    a.st(Size::W, R10, key, 0);
-    a.ld_map(R1, maps::LOST);
-    a.mov64(R2, R10).add64(R2, key as i32);
-    a.call(Helper::MAP_LOOKUP_ELEM);
-    a.jmp(Cond::Eq, R0, 0, done);
-    a.ldx(Size::DW, R1, R0, 0);
-    a.add64(R1, 1);
-    a.stx(Size::DW, R0, 0, R1);
-    a.bind(done);
+    bpf!(into a;
+        *(u32 *)(r10 + key) = 0;
+        r1 = map[maps::LOST];
+        r2 = r10;
+        r2 += key;
+        call map_lookup_elem;
+        if r0 == 0 goto (done);
+        r1 = *(u64 *)(r0 + 0);
+        r1 += 1;
+        *(u64 *)(r0 + 0) = r1;
+      (done):
+    );
 }

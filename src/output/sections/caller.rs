@@ -1,7 +1,7 @@
 //! `--output-caller`: the return address at the probed function's entry (kprobes only),
 //! printed as the CALLER column after FUNC and the JSON `caller_func`.
 
-use crate::asm::{Reg::*, Size};
+use crate::bpf;
 use crate::events::{Event, RecordPart};
 use crate::output::json::JsonObject;
 use crate::output::text::pad_ascii_from;
@@ -39,8 +39,13 @@ impl RecordSection for CallerSection {
     /// have no caller frame to read (the tracepoint backend refuses the flag).
     fn emit(&self, r: &mut RecordStage<'_>) -> Result<(), ProbeError> {
         if let Attachment::Kprobe { .. } = r.attach {
-            r.a.ldx(Size::DW, R3, R6, PT_REGS_SP);
-            r.read_to_record(off::CALLER_ADDR, 8);
+            bpf!(into r.a;
+                r3 = *(u64 *)(r6 + PT_REGS_SP);
+                r1 = r8;
+                r1 += (off::CALLER_ADDR);
+                r2 = 8;
+                call probe_read_kernel;
+            );
             r.set_flag(FLAG_CALLER);
         }
         Ok(())

@@ -2,7 +2,7 @@
 //! NETNS .. LEN columns, JSON `netns` .. `len`). The probe copies them from its skb window
 //! and from the device facts the filter chain computes.
 
-use crate::asm::{AluOp, Reg::*, Size};
+use crate::bpf;
 use crate::btf::{Field, SkBuffLayout};
 use crate::events::{Event, RecordPart};
 use crate::output::json::JsonObject;
@@ -74,27 +74,36 @@ impl RecordSection for MetaSection {
         let layout = r.layout;
         let s = &layout.sk_buff;
         r.set_flag(FLAG_META);
-        r.load_skb(R1, &s.mark)?;
-        r.a.stx(Size::W, R8, off::MARK as i16, R1);
-        r.load_skb(R1, &s.len)?;
-        r.a.stx(Size::W, R8, off::LEN as i16, R1);
-        r.load_skb(R1, &s.protocol)?;
-        r.a.stx(Size::H, R8, off::PROTOCOL as i16, R1);
-        r.load_skb(R1, &s.pkt_type)?;
+        let (mark, mark_at) = r.skb_field(&s.mark)?;
+        let (len, len_at) = r.skb_field(&s.len)?;
+        let (proto, proto_at) = r.skb_field(&s.protocol)?;
+        let (pkt_type, pkt_type_at) = r.skb_field(&s.pkt_type)?;
+        bpf!(into r.a;
+            r1 = *(mark *)(r10 + mark_at);
+            *(u32 *)(r8 + off::MARK) = r1;
+            r1 = *(len *)(r10 + len_at);
+            *(u32 *)(r8 + off::LEN) = r1;
+            r1 = *(proto *)(r10 + proto_at);
+            *(u16 *)(r8 + off::PROTOCOL) = r1;
+            r1 = *(pkt_type *)(r10 + pkt_type_at);
+        );
         if let Some(b) = s.pkt_type.bitfield {
-            r.a.alu64(AluOp::Rsh, R1, b.bit_offset as i32);
-            r.a.alu64(AluOp::And, R1, ((1u32 << b.bit_size) - 1) as i32);
+            let mask = (1u32 << b.bit_size) - 1;
+            bpf!(into r.a;
+                r1 >>= (b.bit_offset);
+                r1 &= mask;
+            );
         }
-        r.a.stx(Size::B, R8, off::PKT_TYPE as i16, R1);
         let d = r.frame.device;
-        for (slot, field) in [
-            (d.netns, off::NETNS),
-            (d.ifindex, off::IFINDEX),
-            (d.mtu, off::MTU),
-        ] {
-            r.a.ldx(Size::W, R1, R10, slot);
-            r.a.stx(Size::W, R8, field as i16, R1);
-        }
+        bpf!(into r.a;
+            *(u8 *)(r8 + off::PKT_TYPE) = r1;
+            r1 = *(u32 *)(r10 + d.netns);
+            *(u32 *)(r8 + off::NETNS) = r1;
+            r1 = *(u32 *)(r10 + d.ifindex);
+            *(u32 *)(r8 + off::IFINDEX) = r1;
+            r1 = *(u32 *)(r10 + d.mtu);
+            *(u32 *)(r8 + off::MTU) = r1;
+        );
         Ok(())
     }
 }

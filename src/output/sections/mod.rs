@@ -27,8 +27,8 @@ use std::sync::Arc;
 use super::json::JsonObject;
 use super::{Names, OutputOptions};
 use crate::events::Event;
-use crate::load::MapSpec;
 use crate::probes::event::EVENT_SIZE;
+use crate::probes::maps::MapDef;
 pub use crate::probes::record::{RecordSection, RecordSections, RecordStage};
 
 pub use meta::SkbMeta;
@@ -167,7 +167,7 @@ impl Sections {
     }
 
     /// The maps the recording sections use.
-    pub fn maps(&self) -> Vec<MapSpec> {
+    pub fn maps(&self) -> Vec<&'static MapDef> {
         self.active
             .iter()
             .filter(|s| s.records())

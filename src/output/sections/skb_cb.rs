@@ -2,7 +2,7 @@
 //! program sees as `__sk_buff->cb[]`. Printed inside the meta block, as pwru does: the
 //! column after LEN and the JSON `cb` after `len`, both only with `--output-meta`.
 
-use crate::asm::Reg::*;
+use crate::bpf;
 use crate::events::{Event, RecordPart};
 use crate::output::json::JsonObject;
 use crate::output::text::push_hex_digits;
@@ -45,8 +45,14 @@ impl RecordSection for SkbCbSection {
     fn emit(&self, r: &mut RecordStage<'_>) -> Result<(), ProbeError> {
         let cb = r.layout.sk_buff.cb.offset_bytes() as i32;
         r.set_flag(FLAG_CB);
-        r.a.mov64(R3, R7).add64(R3, cb + QDISC_CB_DATA);
-        r.read_to_record(off::CB, 20);
+        bpf!(into r.a;
+            r3 = r7;
+            r3 += (cb + QDISC_CB_DATA);
+            r1 = r8;
+            r1 += (off::CB);
+            r2 = 20;
+            call probe_read_kernel;
+        );
         Ok(())
     }
 }

@@ -5,7 +5,8 @@
 
 use std::borrow::Cow;
 
-use crate::asm::{AluOp, Asm, Cond, Helper, Label, Reg, Reg::*, Size};
+use crate::asm::{Asm, Label, Reg, Reg::*, Size};
+use crate::bpf;
 use crate::btf::Field;
 use crate::events::Event;
 use crate::output::json::JsonObject;
@@ -194,15 +195,15 @@ fn emit_dump(
     scratch: i16,
 ) {
     if let Some(id) = dump.skb_btf_id {
-        a.stx(Size::DW, R10, ptr_slot, skb);
+        bpf!(into a; *(u64 *)(r10 + ptr_slot) = (skb););
         snprintf_btf(a, id, dump.bytes, area, ptr_slot, FLAG_SKB_DUMP);
     }
     if let Some(id) = dump.shinfo_btf_id {
         let done = a.label();
         let text = area + dump.shinfo_text();
-        a.st(Size::W, R8, off::SHINFO_TEXT as i16, text as i32);
-        // r9 = skb->end (an offset from head on 64-bit kernels), then head + end.
         let end_size = Size::from_bytes(fields.end.size_bytes as usize).unwrap_or(Size::W);
+        // r9 = skb->end (an offset from head on 64-bit kernels), then head + end.
+        bpf!(into a; *(u32 *)(r8 + off::SHINFO_TEXT) = text;);
         read(
             a,
             skb,
@@ -211,25 +212,30 @@ fn emit_dump(
             scratch,
             done,
         );
-        a.ldx(end_size, R9, R10, scratch);
+        bpf!(into a; r9 = *(end_size *)(r10 + scratch););
         read(a, skb, fields.head.offset_bytes(), 8, scratch, done);
-        a.ldx(Size::DW, R1, R10, scratch);
-        a.jmp(Cond::Eq, R1, 0, done);
-        a.add64(R1, R9);
-        a.stx(Size::DW, R10, ptr_slot, R1);
+        bpf!(into a;
+            r1 = *(u64 *)(r10 + scratch);
+            if r1 == 0 goto (done);
+            r1 += r9;
+            *(u64 *)(r10 + ptr_slot) = r1;
+        );
         snprintf_btf(a, id, dump.bytes, text, ptr_slot, FLAG_SHINFO_DUMP);
-        a.bind(done);
+        bpf!(into a; (done):);
     }
 }
 
 /// `bpf_probe_read_kernel(r10 + slot, size, base + offset)`; jumps to `fail` on error.
 fn read(a: &mut Asm, base: Reg, offset: u32, size: u32, slot: i16, fail: Label) {
-    a.mov64(R3, base).add64(R3, offset as i32);
-    a.mov64(R1, R10)
-        .add64(R1, slot as i32)
-        .mov64(R2, size as i32);
-    a.call(Helper::PROBE_READ_KERNEL);
-    a.jmp(Cond::Ne, R0, 0, fail);
+    bpf!(into a;
+        r3 = (base);
+        r3 += offset;
+        r1 = r10;
+        r1 += slot;
+        r2 = size;
+        call probe_read_kernel;
+        if r0 != 0 goto (fail);
+    );
 }
 
 /// `bpf_snprintf_btf(r8 + text, bytes, &{[ptr_slot], btf_id, 0}, 16, 0)`, then `flag` on
@@ -237,18 +243,23 @@ fn read(a: &mut Asm, base: Reg, offset: u32, size: u32, slot: i16, fail: Label) 
 fn snprintf_btf(a: &mut Asm, btf_id: u32, bytes: u32, text: usize, ptr_slot: i16, flag: u16) {
     let done = a.label();
     // struct btf_ptr { void *ptr; u32 type_id; u32 flags; }
-    a.st(Size::W, R10, ptr_slot + 8, btf_id as i32);
-    a.st(Size::W, R10, ptr_slot + 12, 0);
-    a.mov64(R1, R8).add64(R1, text as i32);
-    a.mov64(R2, bytes as i32);
-    a.mov64(R3, R10).add64(R3, ptr_slot as i32);
-    a.mov64(R4, 16).mov64(R5, 0);
-    a.call(Helper::SNPRINTF_BTF);
-    a.jmp(Cond::Slt, R0, 0, done);
-    a.ldx(Size::H, R0, R8, off::FLAGS as i16);
-    a.alu32(AluOp::Or, R0, flag as i32);
-    a.stx(Size::H, R8, off::FLAGS as i16, R0);
-    a.bind(done);
+    bpf!(into a;
+        *(u32 *)(r10 + ptr_slot + 8) = (btf_id as i32);
+        *(u32 *)(r10 + ptr_slot + 12) = 0;
+        r1 = r8;
+        r1 += text;
+        r2 = bytes;
+        r3 = r10;
+        r3 += ptr_slot;
+        r4 = 16;
+        r5 = 0;
+        call snprintf_btf;
+        if r0 s< 0 goto (done);
+        r0 = *(u16 *)(r8 + off::FLAGS);
+        w0 |= flag;
+        *(u16 *)(r8 + off::FLAGS) = r0;
+      (done):
+    );
 }
 
 #[cfg(test)]

@@ -2,13 +2,13 @@
 //! (`bpf_get_stackid`); the reader looks the frames up and they print as one symbol a
 //! line after the event (JSON `stack`).
 
-use crate::asm::{Helper, Reg::*, Size};
+use crate::bpf;
 use crate::events::{Event, RecordPart};
-use crate::load::{MapKind, MapSpec};
 use crate::output::json::JsonObject;
 use crate::output::{push_nearest, OutputOptions};
 use crate::probes::event::{off, EVENT_SIZE, FLAG_STACK};
-use crate::probes::{maps, Attachment, ProbeError};
+use crate::probes::maps::{self, MapDef};
+use crate::probes::{Attachment, ProbeError};
 
 use super::{Cx, JsonAt, RecordSection, RecordStage, Section, TableAt};
 
@@ -43,22 +43,18 @@ impl RecordSection for StackSection {
         }
         Ok(())
     }
-    fn maps(&self) -> Vec<MapSpec> {
-        vec![MapSpec::new(
-            maps::STACKS,
-            MapKind::StackTrace,
-            4,
-            maps::STACK_DEPTH * 8,
-            maps::STACKS_ENTRIES,
-        )]
+    fn maps(&self) -> Vec<&'static MapDef> {
+        vec![maps::STACKS]
     }
     fn emit(&self, r: &mut RecordStage<'_>) -> Result<(), ProbeError> {
         r.set_flag(FLAG_STACK);
-        r.a.mov64(R1, R6);
-        r.a.ld_map(R2, maps::STACKS);
-        r.a.mov64(R3, 0);
-        r.a.call(Helper::GET_STACKID);
-        r.a.stx(Size::DW, R8, off::STACK_ID as i16, R0);
+        bpf!(into r.a;
+            r1 = r6;
+            r2 = map[maps::STACKS];
+            r3 = 0;
+            call get_stackid;
+            *(u64 *)(r8 + off::STACK_ID) = r0;
+        );
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! from the packet's IPv4/IPv6 header by the probe, printed as the TUPLE column
 //! `saddr:sport->daddr:dport(proto[:FLAGS])` and the JSON `tuple` object.
 
-use crate::asm::{AluOp, Cond, Reg::*, Size};
+use crate::bpf;
 use crate::btf::{Field, SkBuffLayout};
 use crate::events::{Event, RecordPart, ETH_P_IP, ETH_P_IPV6};
 use crate::output::json::JsonObject;
@@ -100,143 +100,168 @@ impl RecordSection for TupleSection {
         let (l3_len, scratch) = (r.frame.spare, r.frame.scratch);
         let buf = r.frame.below - TUPLE_L3_BYTES as i16 - 8;
         let l4buf = buf - 16;
-        let done = r.a.named_label("tuple_done");
-        let v6 = r.a.named_label("tuple_v6");
-        let ports = r.a.named_label("tuple_ports");
-        // r9 = head + network_header; l3_len = tail - network_header (>= 20)
-        r.load_skb(R1, &s.network_header)?;
-        r.load_skb(R9, &s.head)?;
-        r.a.add64(R9, R1);
-        r.load_skb(R2, &s.tail)?;
-        r.a.alu64(AluOp::Sub, R2, R1);
-        r.a.jmp(Cond::Slt, R2, 20, done);
-        r.a.stx(Size::W, R10, l3_len, R2);
-        r.a.mov64(R3, R9);
-        r.read_to_stack(buf, TUPLE_L3_BYTES);
-        r.a.jmp(Cond::Ne, R0, 0, done);
-        r.a.ldx(Size::B, R1, R10, buf);
-        r.a.alu64(AluOp::Rsh, R1, 4);
-        r.a.jmp(Cond::Eq, R1, 6, v6);
-        r.a.jmp(Cond::Ne, R1, 4, done);
-        // IPv4
-        r.a.st(Size::H, R8, off::L3_PROTO as i16, 0x0800);
-        r.a.ldx(Size::B, R1, R10, buf + 9);
-        r.a.stx(Size::B, R8, off::L4_PROTO as i16, R1);
-        r.a.ldx(Size::W, R1, R10, buf + 12);
-        r.a.stx(Size::W, R8, off::SADDR as i16, R1);
-        r.a.ldx(Size::W, R1, R10, buf + 16);
-        r.a.stx(Size::W, R8, off::DADDR as i16, R1);
-        // Only the first fragment carries ports.
-        r.a.ldx(Size::H, R1, R10, buf + 6);
-        r.a.to_be(R1, 16);
-        r.a.alu64(AluOp::And, R1, 0x1fff);
-        let v4_ports = r.a.label();
-        r.a.jmp(Cond::Eq, R1, 0, v4_ports);
+        let [done, v6, ports, v4_ports] = [(); 4].map(|_| r.a.label());
+        let (nh, nh_at) = r.skb_field(&s.network_header)?;
+        let (head, head_at) = r.skb_field(&s.head)?;
+        let (tail, tail_at) = r.skb_field(&s.tail)?;
+        bpf!(into r.a;
+            // r9 = head + network_header; l3_len = tail - network_header (>= 20)
+            r1 = *(nh *)(r10 + nh_at);
+            r9 = *(head *)(r10 + head_at);
+            r9 += r1;
+            r2 = *(tail *)(r10 + tail_at);
+            r2 -= r1;
+            if r2 s< 20 goto (done);
+            *(u32 *)(r10 + l3_len) = r2;
+            r3 = r9;
+            r1 = r10;
+            r1 += buf;
+            r2 = TUPLE_L3_BYTES;
+            call probe_read_kernel;
+            if r0 != 0 goto (done);
+            r1 = *(u8 *)(r10 + buf);
+            r1 >>= 4;
+            if r1 == 6 goto (v6);
+            if r1 != 4 goto (done);
+            // IPv4
+            *(u16 *)(r8 + off::L3_PROTO) = 0x0800;
+            r1 = *(u8 *)(r10 + buf + 9);
+            *(u8 *)(r8 + off::L4_PROTO) = r1;
+            r1 = *(u32 *)(r10 + buf + 12);
+            *(u32 *)(r8 + off::SADDR) = r1;
+            r1 = *(u32 *)(r10 + buf + 16);
+            *(u32 *)(r8 + off::DADDR) = r1;
+            // Only the first fragment carries ports.
+            r1 = *(u16 *)(r10 + buf + 6);
+            r1 = be16 r1;
+            r1 &= 0x1fff;
+            if r1 == 0 goto (v4_ports);
+        );
         r.emit_set_flag(FLAG_TUPLE);
-        r.a.ja(done);
-        r.a.bind(v4_ports);
-        r.a.ldx(Size::B, R2, R10, buf);
-        r.a.alu64(AluOp::And, R2, 0x0f);
-        r.a.alu64(AluOp::Lsh, R2, 2);
-        r.a.jmp(Cond::Lt, R2, 20, done); // malformed IHL
-        r.a.ldx(Size::B, R1, R10, buf + 9);
-        r.a.ja(ports);
+        bpf!(into r.a;
+            goto (done);
+          (v4_ports):
+            r2 = *(u8 *)(r10 + buf);
+            r2 &= 0x0f;
+            r2 <<= 2;
+            if r2 < 20 goto (done); // malformed IHL
+            r1 = *(u8 *)(r10 + buf + 9);
+            goto (ports);
 
-        // IPv6: r1 = next header, r2 = offset of the next header from r9
-        r.a.bind(v6);
-        r.a.ldx(Size::W, R1, R10, l3_len);
-        r.a.jmp(Cond::Lt, R1, 40, done);
-        r.a.st(Size::H, R8, off::L3_PROTO as i16, 0x86dd);
+            // IPv6: r1 = next header, r2 = offset of the next header from r9
+          (v6):
+            r1 = *(u32 *)(r10 + l3_len);
+            if r1 < 40 goto (done);
+            *(u16 *)(r8 + off::L3_PROTO) = 0x86dd;
+        );
         for i in 0..4 {
-            r.a.ldx(Size::W, R1, R10, buf + 8 + 4 * i);
-            r.a.stx(Size::W, R8, off::SADDR as i16 + 4 * i, R1);
-            r.a.ldx(Size::W, R1, R10, buf + 24 + 4 * i);
-            r.a.stx(Size::W, R8, off::DADDR as i16 + 4 * i, R1);
+            bpf!(into r.a;
+                r1 = *(u32 *)(r10 + buf + 8 + 4 * i);
+                *(u32 *)(r8 + off::SADDR as i16 + 4 * i) = r1;
+                r1 = *(u32 *)(r10 + buf + 24 + 4 * i);
+                *(u32 *)(r8 + off::DADDR as i16 + 4 * i) = r1;
+            );
         }
-        r.a.ldx(Size::B, R1, R10, buf + 6);
-        r.a.mov64(R2, 40);
+        bpf!(into r.a;
+            r1 = *(u8 *)(r10 + buf + 6);
+            r2 = 40;
+        );
         for _ in 0..IPV6_EXT_MAX {
-            let ext = r.a.label();
-            let next = r.a.label();
+            let [ext, next, not_frag, not_ah] = [(); 4].map(|_| r.a.label());
             for h in [0, 43, 60, 51, 44] {
-                r.a.jmp(Cond::Eq, R1, h, ext);
+                bpf!(into r.a; if r1 == h goto (ext););
             }
-            r.a.ja(ports);
-            r.a.bind(ext);
-            // An extension header cut at tail: stop here (its number becomes l4_proto).
-            r.a.mov64(R3, R2).add64(R3, 8);
-            r.a.ldx(Size::W, R4, R10, l3_len);
-            r.a.jmp(Cond::Gt, R3, R4, ports);
-            // Read the 8-byte extension header start at r9 + r2 into l4buf; keep r2 in slot.
-            r.a.stx(Size::DW, R10, scratch, R2);
-            r.a.stx(Size::B, R10, l4buf + 15, R1);
-            r.a.mov64(R3, R9).add64(R3, R2);
-            r.read_to_stack(l4buf, 8);
-            r.a.jmp(Cond::Ne, R0, 0, done);
-            r.a.ldx(Size::DW, R2, R10, scratch);
-            r.a.ldx(Size::B, R4, R10, l4buf + 15);
-            r.a.ldx(Size::B, R1, R10, l4buf); // next header
-            r.a.ldx(Size::B, R3, R10, l4buf + 1); // length field
-            let not_frag = r.a.label();
-            let not_ah = r.a.label();
-            r.a.jmp(Cond::Ne, R4, 44, not_frag);
-            // Fragment header: fixed 8 bytes; a non-first fragment has no ports.
-            r.a.ldx(Size::H, R3, R10, l4buf + 2);
-            r.a.to_be(R3, 16);
-            r.a.alu64(AluOp::And, R3, 0xfff8);
-            r.a.add64(R2, 8);
-            r.a.jmp(Cond::Eq, R3, 0, next);
-            r.a.stx(Size::B, R8, off::L4_PROTO as i16, R1);
+            bpf!(into r.a;
+                goto (ports);
+              (ext):
+                // An extension header cut at tail: stop here (its number becomes l4_proto).
+                r3 = r2;
+                r3 += 8;
+                r4 = *(u32 *)(r10 + l3_len);
+                if r3 > r4 goto (ports);
+                // Read the 8-byte extension header start at r9 + r2 into l4buf; keep r2.
+                *(u64 *)(r10 + scratch) = r2;
+                *(u8 *)(r10 + l4buf + 15) = r1;
+                r3 = r9;
+                r3 += r2;
+                r1 = r10;
+                r1 += l4buf;
+                r2 = 8;
+                call probe_read_kernel;
+                if r0 != 0 goto (done);
+                r2 = *(u64 *)(r10 + scratch);
+                r4 = *(u8 *)(r10 + l4buf + 15);
+                r1 = *(u8 *)(r10 + l4buf); // next header
+                r3 = *(u8 *)(r10 + l4buf + 1); // length field
+                if r4 != 44 goto (not_frag);
+                // Fragment header: fixed 8 bytes; a non-first fragment has no ports.
+                r3 = *(u16 *)(r10 + l4buf + 2);
+                r3 = be16 r3;
+                r3 &= 0xfff8;
+                r2 += 8;
+                if r3 == 0 goto (next);
+                *(u8 *)(r8 + off::L4_PROTO) = r1;
+            );
             r.emit_set_flag(FLAG_TUPLE);
-            r.a.ja(done);
-            r.a.bind(not_frag);
-            r.a.jmp(Cond::Ne, R4, 51, not_ah);
-            // AH: (len + 2) * 4 bytes
-            r.a.add64(R3, 2);
-            r.a.alu64(AluOp::Lsh, R3, 2);
-            r.a.add64(R2, R3);
-            r.a.ja(next);
-            r.a.bind(not_ah);
-            // (len + 1) * 8 bytes
-            r.a.add64(R3, 1);
-            r.a.alu64(AluOp::Lsh, R3, 3);
-            r.a.add64(R2, R3);
-            r.a.bind(next);
+            bpf!(into r.a;
+                goto (done);
+              (not_frag):
+                if r4 != 51 goto (not_ah);
+                // AH: (len + 2) * 4 bytes
+                r3 += 2;
+                r3 <<= 2;
+                r2 += r3;
+                goto (next);
+              (not_ah):
+                // (len + 1) * 8 bytes
+                r3 += 1;
+                r3 <<= 3;
+                r2 += r3;
+              (next):
+            );
         }
         // Too many extension headers: record addresses only.
 
         // r1 = L4 protocol, r2 = L4 offset from r9
-        r.a.bind(ports);
-        r.a.stx(Size::B, R8, off::L4_PROTO as i16, R1);
+        bpf!(into r.a;
+          (ports):
+            *(u8 *)(r8 + off::L4_PROTO) = r1;
+        );
         r.emit_set_flag(FLAG_TUPLE);
-        let has_ports = r.a.label();
+        let [has_ports, flags_in] = [(); 2].map(|_| r.a.label());
         for p in [6, 17, 132, 136] {
-            r.a.jmp(Cond::Eq, R1, p, has_ports);
+            bpf!(into r.a; if r1 == p goto (has_ports););
         }
-        r.a.ja(done);
-        r.a.bind(has_ports);
-        // Ports only when both are before tail; TCP flags only when byte 13 is.
-        r.a.ldx(Size::W, R4, R10, l3_len);
-        r.a.mov64(R3, R2).add64(R3, 4);
-        r.a.jmp(Cond::Gt, R3, R4, done);
-        r.a.stx(Size::B, R10, l4buf + 15, R1);
-        let flags_in = r.a.label();
-        r.a.add64(R3, 10);
-        r.a.jmp(Cond::Le, R3, R4, flags_in);
-        r.a.st(Size::B, R10, l4buf + 15, 0); // not TCP for the flags test below
-        r.a.bind(flags_in);
-        r.a.mov64(R3, R9).add64(R3, R2);
-        r.read_to_stack(l4buf, 14);
-        r.a.jmp(Cond::Ne, R0, 0, done);
-        r.a.ldx(Size::H, R1, R10, l4buf);
-        r.a.stx(Size::H, R8, off::SPORT as i16, R1);
-        r.a.ldx(Size::H, R1, R10, l4buf + 2);
-        r.a.stx(Size::H, R8, off::DPORT as i16, R1);
-        r.a.ldx(Size::B, R1, R10, l4buf + 15);
-        r.a.jmp(Cond::Ne, R1, 6, done);
-        r.a.ldx(Size::B, R1, R10, l4buf + 13);
-        r.a.stx(Size::B, R8, off::TCP_FLAGS as i16, R1);
-        r.a.bind(done);
+        bpf!(into r.a;
+            goto (done);
+          (has_ports):
+            // Ports only when both are before tail; TCP flags only when byte 13 is.
+            r4 = *(u32 *)(r10 + l3_len);
+            r3 = r2;
+            r3 += 4;
+            if r3 > r4 goto (done);
+            *(u8 *)(r10 + l4buf + 15) = r1;
+            r3 += 10;
+            if r3 <= r4 goto (flags_in);
+            *(u8 *)(r10 + l4buf + 15) = 0; // not TCP for the flags test below
+          (flags_in):
+            r3 = r9;
+            r3 += r2;
+            r1 = r10;
+            r1 += l4buf;
+            r2 = 14;
+            call probe_read_kernel;
+            if r0 != 0 goto (done);
+            r1 = *(u16 *)(r10 + l4buf);
+            *(u16 *)(r8 + off::SPORT) = r1;
+            r1 = *(u16 *)(r10 + l4buf + 2);
+            *(u16 *)(r8 + off::DPORT) = r1;
+            r1 = *(u8 *)(r10 + l4buf + 15);
+            if r1 != 6 goto (done);
+            r1 = *(u8 *)(r10 + l4buf + 13);
+            *(u8 *)(r8 + off::TCP_FLAGS) = r1;
+          (done):
+        );
         Ok(())
     }
 }
