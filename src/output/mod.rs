@@ -204,7 +204,6 @@ impl Printer {
         line: &mut String,
     ) {
         let Self {
-            opts,
             names,
             table,
             scratch,
@@ -213,7 +212,6 @@ impl Printer {
         for p in &mut table[at as usize] {
             scratch.clear();
             let mut cx = Cx {
-                opts,
                 names,
                 width: &mut p.width,
                 func_start,
@@ -228,7 +226,6 @@ impl Printer {
     /// The sections' keys at `at` of a JSON object.
     fn json(&mut self, at: JsonAt, ev: &Event, frames: &[u64], obj: &mut JsonObject<'_>) {
         let Self {
-            opts,
             names,
             json,
             scratch,
@@ -237,7 +234,6 @@ impl Printer {
         for p in &mut json[at as usize] {
             scratch.clear();
             let mut cx = Cx {
-                opts,
                 names,
                 width: &mut p.width,
                 func_start: 0,
@@ -536,7 +532,7 @@ pub fn header_line(opts: &OutputOptions) -> String {
             h.push_str(" FUNC");
         }
         for s in sections.iter().filter(|s| s.table_at().contains(&at)) {
-            s.header(at, opts, &mut h);
+            s.header(at, &mut h);
         }
     }
     h.push('\n');

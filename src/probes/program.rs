@@ -12,7 +12,7 @@ use crate::pcapc::compile::{
 };
 
 use super::maps::{self, MapDef};
-use super::record::{self, DeviceSlots, Frame, RecordEnv, RecordSections};
+use super::record::{self, DeviceSlots, Frame, RecordEnv, RecordSections, SkbWindow};
 use super::skb_expr::{self, SkbFilter};
 
 use Reg::*;
@@ -133,21 +133,6 @@ const SLOT_STACKID: i16 = -40;
 /// Scratch u64 of the stack identity code.
 const SLOT_AUX: i16 = -48;
 const SCRATCH_BYTES: i16 = 48;
-
-/// The stack image of the part of `struct sk_buff` the program reads; each field lives at
-/// its own offset, filled by the reads that need it (see `Gen::read_skb`).
-struct SkbWindow {
-    /// First byte of `sk_buff` mirrored.
-    lo: u32,
-    /// Stack offset of the copy.
-    stack: i16,
-}
-
-impl SkbWindow {
-    fn at(&self, f: &Field) -> i16 {
-        self.stack + (f.offset_bytes() - self.lo) as i16
-    }
-}
 
 /// The parts of byte range `a` outside `b` (at most two).
 fn subtract(a: Option<(u32, u32)>, b: Option<(u32, u32)>) -> Vec<(u32, u32)> {
@@ -702,10 +687,7 @@ impl<'a> Gen<'a> {
             layout: self.l,
             attach: self.at,
             has_get_func_ip: self.o.has_get_func_ip,
-            window: record::SkbWindow {
-                lo: self.win.lo,
-                stack: self.win.stack,
-            },
+            window: self.win,
             frame: Frame {
                 scratch: SLOT_KEY,
                 device: DeviceSlots {

@@ -47,11 +47,13 @@ pub trait RecordSection: fmt::Debug + Send + Sync {
 /// The active sections of a probe, in the order they emit (see `output::sections`).
 pub type RecordSections = Vec<Arc<dyn RecordSection>>;
 
-/// The probe's copy of part of `struct sk_buff` on its stack: byte `lo` of the skb is at
-/// stack offset `stack`.
+/// The stack image of the part of `struct sk_buff` the program reads; each field lives at
+/// its own offset, filled by the reads that need it.
 #[derive(Clone, Copy, Debug)]
 pub struct SkbWindow {
+    /// First byte of `sk_buff` mirrored.
     pub lo: u32,
+    /// Stack offset of the copy.
     pub stack: i16,
 }
 

@@ -62,7 +62,7 @@ impl Section for CallerSection {
     fn json_at(&self) -> &'static [JsonAt] {
         &[JsonAt::Func]
     }
-    fn header(&self, _at: TableAt, _opts: &OutputOptions, h: &mut String) {
+    fn header(&self, _at: TableAt, h: &mut String) {
         h.push_str(" CALLER");
     }
     /// FUNC becomes a column as wide as the widest seen, then the caller's symbol.

@@ -126,7 +126,7 @@ impl Section for MetaSection {
             &[]
         }
     }
-    fn header(&self, _at: TableAt, _opts: &OutputOptions, h: &mut String) {
+    fn header(&self, _at: TableAt, h: &mut String) {
         push_title(h, "NETNS", 10);
         push_title(h, "MARK/x", 8);
         h.push(' ');

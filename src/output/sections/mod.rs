@@ -84,9 +84,9 @@ pub enum JsonAt {
     Text,
 }
 
-/// What a section's print hooks get besides the event.
+/// What a section's print hooks get besides the event (its settings it took in
+/// [`Section::from_options`]).
 pub struct Cx<'a> {
-    pub opts: &'a OutputOptions,
     pub names: &'a mut Names,
     /// This section's running column width (a column that grows to the widest value seen).
     pub width: &'a mut usize,
@@ -119,7 +119,7 @@ pub trait Section: RecordSection {
         &[]
     }
     /// Its header titles at `at` (`Columns`, `AfterFunc`), each after a space.
-    fn header(&self, _at: TableAt, _opts: &OutputOptions, _h: &mut String) {}
+    fn header(&self, _at: TableAt, _h: &mut String) {}
     /// Its text at `at` (not `Func`).
     fn table(&self, _at: TableAt, _cx: &mut Cx<'_>, _ev: &Event, _line: &mut String) {}
     /// Appends to FUNC; `name` is the function's name (for BTF facts about it).

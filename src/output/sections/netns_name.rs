@@ -39,7 +39,7 @@ impl Section for NetnsNameSection {
     fn json_at(&self) -> &'static [JsonAt] {
         &[JsonAt::Netns]
     }
-    fn header(&self, _at: TableAt, _opts: &OutputOptions, h: &mut String) {
+    fn header(&self, _at: TableAt, h: &mut String) {
         push_title(h, "NETNS NAME", self.width);
     }
     fn table(&self, _at: TableAt, cx: &mut Cx<'_>, ev: &Event, line: &mut String) {

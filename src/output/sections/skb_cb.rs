@@ -75,7 +75,7 @@ impl Section for SkbCbSection {
             &[]
         }
     }
-    fn header(&self, _at: TableAt, _opts: &OutputOptions, h: &mut String) {
+    fn header(&self, _at: TableAt, h: &mut String) {
         push_title(h, "__sk_buff->cb[]", 56);
     }
     /// `[0x%08X,...]`.

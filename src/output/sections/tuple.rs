@@ -278,7 +278,7 @@ impl Section for TupleSection {
     fn json_at(&self) -> &'static [JsonAt] {
         &[JsonAt::Packet]
     }
-    fn header(&self, _at: TableAt, _opts: &OutputOptions, h: &mut String) {
+    fn header(&self, _at: TableAt, h: &mut String) {
         h.push_str(" TUPLE");
     }
     /// As wide as the widest tuple seen.
