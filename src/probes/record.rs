@@ -36,7 +36,9 @@ pub trait RecordSection: fmt::Debug + Send + Sync {
     fn device_facts(&self) -> bool {
         false
     }
-    /// Bytes it writes after the fixed record (at [`RecordStage::tail_at`]).
+    /// Bytes it writes after the fixed record (at [`RecordStage::tail_at`]). The ring
+    /// buffer does not zero them: the section writes what it reads back, or a marker first
+    /// (the fixed record's flag bits all belong to today's sections, see `event`).
     fn tail_bytes(&self) -> usize {
         0
     }
