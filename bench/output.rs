@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::io;
 use std::time::Instant;
 
-use pwru::events::{Event, EventKind, NextArgs, SkbMeta, Tuple, ETH_P_IP, ETH_P_IPV6};
+use pwru::events::{Event, EventKind, NextArgs, ETH_P_IP, ETH_P_IPV6};
+use pwru::output::sections::caller::CallerAddr;
+use pwru::output::sections::{SkbMeta, Tuple};
 use pwru::output::{Ksyms, Names, Output, OutputOptions, OutputTarget, RotationPolicy};
 use pwru::settings::TimestampMode;
 
@@ -92,28 +94,23 @@ fn events() -> Vec<Event> {
                 },
                 skb_addr: 0xffff_8881_0000_0000 + (i % 512) * 0x100,
                 ktime_ns: 1_000_000_000 + i * 1000,
-                caller_addr: Some(BASE + ((i * 7) % 20_000) * 0x100 + 0x42),
-                stack_id: None,
                 args: Some(NextArgs {
                     second: 6,
                     third: 0,
                 }),
-                drop_reason: None,
-                meta: Some(SkbMeta {
-                    netns: NETNS,
-                    mark: (i % 3) as u32 * 0xa00,
-                    ifindex: (i % 8) as u32,
-                    len: 60 + (i % 1400) as u32,
-                    mtu: 1500,
-                    protocol: if v6 { ETH_P_IPV6 } else { ETH_P_IP },
-                    pkt_type: 0,
-                }),
-                tuple: Some(t),
-                cb: None,
-                skb_metadata: None,
-                skb_dump: None,
-                shinfo_dump: None,
+                ..Event::default()
             }
+            .with(CallerAddr(BASE + ((i * 7) % 20_000) * 0x100 + 0x42))
+            .with(SkbMeta {
+                netns: NETNS,
+                mark: (i % 3) as u32 * 0xa00,
+                ifindex: (i % 8) as u32,
+                len: 60 + (i % 1400) as u32,
+                mtu: 1500,
+                protocol: if v6 { ETH_P_IPV6 } else { ETH_P_IP },
+                pkt_type: 0,
+            })
+            .with(t)
         })
         .collect()
 }

@@ -7,7 +7,13 @@ use aya::maps::PerCpuArray;
 use pwru::asm::{Asm, Reg};
 use pwru::btf::{KernelBtf, Kmods, SkbLayout, SYS_VMLINUX_BTF};
 use pwru::load::{self, LoadOptions, LoadedObject, MapKind, MapSpec, ObjectSpec, ProgKind};
-use pwru::probes::{self, maps, Attachment, ProbeOptions};
+use pwru::output::OutputOptions;
+use pwru::probes::{self, maps, Attachment, ProbeOptions, RecordSections};
+
+/// What the probe records for these output options.
+fn sections(opts: OutputOptions) -> RecordSections {
+    pwru::output::sections::record_sections(&opts)
+}
 
 /// Runs per `BPF_PROG_TEST_RUN` call.
 const BATCH: u32 = 10_000;
@@ -136,8 +142,11 @@ fn run() -> Result<(), String> {
     let layout = SkbLayout::resolve(&btf).map_err(|e| e.to_string())?;
     let filtered = ProbeOptions {
         filter: pwru::pcapc::parse(FILTER).map_err(|e| e.to_string())?,
-        output_meta: true,
-        output_tuple: true,
+        sections: sections(OutputOptions {
+            meta: true,
+            tuple: true,
+            ..OutputOptions::default()
+        }),
         ..ProbeOptions::default()
     };
     let syn = frame([10, 0, 0, 2], 6, 8080);

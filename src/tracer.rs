@@ -21,9 +21,7 @@ use crate::btf::{KernelBtf, SkbLayout};
 use crate::events::ring;
 use crate::host;
 use crate::load::{self, LoadOptions, LoadedObject, ObjectSpec};
-use crate::output::{
-    IfaceNames, Ksyms, MetadataField, Names, NetnsNames, Output, OutputOptions, OutputTarget,
-};
+use crate::output::{IfaceNames, Ksyms, Names, NetnsNames, Output, OutputOptions, OutputTarget};
 use crate::pcapc::ast::Expr;
 use crate::probes::{self, Attachment, ProbeOptions, UntrackOptions};
 use crate::settings::{
@@ -49,7 +47,8 @@ pub fn trace(settings: &TraceSettings, filter: Option<Expr>) -> Result<()> {
     let targets = select_targets(settings.filter.func.as_ref(), &btf, backend.as_ref())?;
 
     // The probe programs' input.
-    let opts = probe_setup::probe_options(settings, filter, &btf, backend.as_ref())?;
+    let output_opts = probe_setup::output_options(&settings.output, &btf)?;
+    let opts = probe_setup::probe_options(settings, filter, &btf, backend.as_ref(), &output_opts)?;
 
     // Load and attach; a signal from here on ends the run.
     let stop = Arc::new(AtomicBool::new(false));
@@ -100,7 +99,7 @@ pub fn trace(settings: &TraceSettings, filter: Option<Expr>) -> Result<()> {
         &btf,
         backend.target_names(&targets),
     );
-    let mut output = open_output(&settings.output, &opts, names)?;
+    let mut output = open_output(&settings.output, output_opts, names)?;
     eprintln!("Listening for events..");
     if let Some(path) = &settings.ready_file {
         fs::write(path, b"")
@@ -312,18 +311,9 @@ fn output_names(
     names
 }
 
-/// The output the settings ask for, with the `--output-skb-metadata` fields as BTF typed them.
-fn open_output(out: &OutputSettings, opts: &ProbeOptions, names: Names) -> Result<Output> {
-    let mut output_opts = OutputOptions::from_settings(out);
-    output_opts.skb_metadata = opts
-        .skb_metadata
-        .iter()
-        .map(|p| MetadataField {
-            name: p.text.clone(),
-            kind: p.kind,
-        })
-        .collect();
-    Output::new(output_opts, names, OutputTarget::from_settings(out)).context("opening the output")
+/// The output the settings ask for.
+fn open_output(out: &OutputSettings, opts: OutputOptions, names: Names) -> Result<Output> {
+    Output::new(opts, names, OutputTarget::from_settings(out)).context("opening the output")
 }
 
 async fn watch_signals(stop: Arc<AtomicBool>, wake: Arc<Notify>) {

@@ -7,7 +7,18 @@ use pwru::asm::Program;
 use pwru::btf::{KernelBtf, Kmods, SkbLayout};
 use pwru::events::{self, Event, EventKind, ETH_P_IP, ETH_P_IPV6};
 use pwru::load::{self, LoadOptions, LoadedObject, MapKind, MapSpec, ObjectSpec, ProgKind};
-use pwru::probes::{self, maps, Attachment, ProbeError, ProbeOptions};
+use pwru::output::sections::drop_reason::DropReason;
+use pwru::output::sections::skb_cb::SkbCb;
+use pwru::output::sections::skb_metadata::SkbMetadata;
+use pwru::output::sections::stack::StackId;
+use pwru::output::sections::{SkbMeta, Tuple};
+use pwru::output::OutputOptions;
+use pwru::probes::{self, maps, Attachment, ProbeError, ProbeOptions, RecordSections};
+
+/// What the probe records for these output options.
+fn sections(opts: OutputOptions) -> RecordSections {
+    pwru::output::sections::record_sections(&opts)
+}
 
 fn skip_reason() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
@@ -30,11 +41,19 @@ fn filter(s: &str) -> Option<pwru::pcapc::ast::Expr> {
 }
 
 /// Default outputs of the CLI: meta and tuple.
+fn default_outputs() -> OutputOptions {
+    OutputOptions {
+        meta: true,
+        tuple: true,
+        ..OutputOptions::default()
+    }
+}
+
+/// The CLI's default outputs and the pcap filter `f`.
 fn outputs(f: &str) -> ProbeOptions {
     ProbeOptions {
         filter: filter(f),
-        output_meta: true,
-        output_tuple: true,
+        sections: sections(default_outputs()),
         ..ProbeOptions::default()
     }
 }
@@ -394,8 +413,12 @@ fn check_verdicts(l: &SkbLayout, l2_start: bool) {
         for (name, frame) in frames() {
             let got = p.run(&frame);
             assert!(got.len() <= 1, "{f:?} on {name}: {} events", got.len());
-            if got.len() == 1 && got[0].meta.map(|m| m.len) != Some(frame.len() as u32) {
-                failures.push(format!("{f:?} on {name}: wrong meta {:?}", got[0].meta));
+            if got.len() == 1 && got[0].get::<SkbMeta>().map(|m| m.len) != Some(frame.len() as u32)
+            {
+                failures.push(format!(
+                    "{f:?} on {name}: wrong meta {:?}",
+                    got[0].get::<SkbMeta>()
+                ));
             }
             if want.contains(&name) != (got.len() == 1) {
                 failures.push(format!(
@@ -453,8 +476,8 @@ fn v4(a: [u8; 4]) -> [u8; 16] {
 }
 
 /// The tuple the probe must report for each frame (`None`: no IPv4/IPv6 header parsed).
-fn expected_tuple(name: &str) -> Option<events::Tuple> {
-    let t4 = |l4_proto, sport, dport, tcp_flags| events::Tuple {
+fn expected_tuple(name: &str) -> Option<Tuple> {
+    let t4 = |l4_proto, sport, dport, tcp_flags| Tuple {
         l3_proto: ETH_P_IP,
         saddr: v4(V4_SRC),
         daddr: v4(V4_DST),
@@ -463,7 +486,7 @@ fn expected_tuple(name: &str) -> Option<events::Tuple> {
         l4_proto,
         tcp_flags,
     };
-    let t6 = |l4_proto, sport, dport, tcp_flags| events::Tuple {
+    let t6 = |l4_proto, sport, dport, tcp_flags| Tuple {
         l3_proto: ETH_P_IPV6,
         saddr: V6_SRC,
         daddr: V6_DST,
@@ -519,12 +542,14 @@ fn meta_and_tuple_of_every_frame() {
             assert_eq!(e.kind, EventKind::Tracepoint, "{name}");
             assert_eq!(e.probe_addr, 0, "{name}: SkbContext reports id 0");
             assert_eq!(e.args, None, "{name}: no arguments");
-            assert_eq!(e.drop_reason, None);
-            assert_eq!(e.stack_id, None);
+            assert_eq!(e.get::<DropReason>(), None);
+            assert_eq!(e.get::<StackId>(), None);
             assert_ne!(e.skb_addr, 0);
             assert_ne!(e.ktime_ns, 0);
             assert_eq!(e.pid as i32, std::process::id() as i32, "{name}: our tgid");
-            let m = e.meta.unwrap_or_else(|| panic!("{view} {name}: meta"));
+            let m = e
+                .get::<SkbMeta>()
+                .unwrap_or_else(|| panic!("{view} {name}: meta"));
             assert_eq!(m.len, frame.len() as u32, "{view} {name}: len");
             assert_eq!(
                 m.protocol,
@@ -538,7 +563,11 @@ fn meta_and_tuple_of_every_frame() {
             assert_eq!(m.mtu, lo_mtu, "{name}: no route, so the device MTU");
             // eth_type_trans: the destination MAC is not lo's, so PACKET_OTHERHOST.
             assert_eq!(m.pkt_type, 3, "{name}: pkt_type");
-            assert_eq!(e.tuple, expected_tuple(name), "{view} {name}: tuple");
+            assert_eq!(
+                e.get::<Tuple>(),
+                expected_tuple(name),
+                "{view} {name}: tuple"
+            );
         }
     }
 }
@@ -557,7 +586,11 @@ fn pkt_type_from_the_destination_mac() {
         f[..6].copy_from_slice(&dst);
         let got = p.run(&f);
         assert_eq!(got.len(), 1);
-        assert_eq!(got[0].meta.map(|m| m.pkt_type), Some(want), "dst {dst:x?}");
+        assert_eq!(
+            got[0].get::<SkbMeta>().map(|m| m.pkt_type),
+            Some(want),
+            "dst {dst:x?}"
+        );
     }
 }
 
@@ -600,7 +633,7 @@ fn mark_filter_uses_skb_mark() {
             "--filter-mark {mark:#x}/{mask:#x} on skb->mark {skb_mark:#x}"
         );
         if want {
-            assert_eq!(got[0].meta.map(|m| m.mark), Some(skb_mark));
+            assert_eq!(got[0].get::<SkbMeta>().map(|m| m.mark), Some(skb_mark));
         }
         // The pcap filter still applies.
         assert!(p.run_ctx(&v4_udp(), Some(&skb_ctx(skb_mark, 0))).is_empty());
@@ -646,7 +679,10 @@ fn ifindex_and_netns_filters() {
             let opts = ProbeOptions {
                 ifindex,
                 netns,
-                output_meta: meta,
+                sections: sections(OutputOptions {
+                    meta,
+                    ..default_outputs()
+                }),
                 ..outputs("tcp")
             };
             let mut p = Probe::load(&l, &opts);
@@ -656,7 +692,10 @@ fn ifindex_and_netns_filters() {
                 want as usize,
                 "ifindex {ifindex:?} netns {netns:?} meta {meta}"
             );
-            assert_eq!(got.first().map(|e| e.meta.is_some()), want.then_some(meta));
+            assert_eq!(
+                got.first().map(|e| e.get::<SkbMeta>().is_some()),
+                want.then_some(meta)
+            );
         }
     }
     // test_run puts the skb on the device `ctx.ifindex` names when it is above 1.
@@ -679,7 +718,7 @@ fn ifindex_and_netns_filters() {
             "{dev} ({ifindex}), filter {filter_ifindex}"
         );
         if want {
-            let m = got[0].meta.expect("meta");
+            let m = got[0].get::<SkbMeta>().expect("meta");
             assert_eq!((m.ifindex, m.mtu, m.netns), (ifindex, mtu, ns), "{dev}");
         }
     }
@@ -739,9 +778,11 @@ fn track_skb_follows_a_matched_skb_until_untracked() {
     for _ in 0..20 {
         for e in p.run(&v4_udp()) {
             assert_eq!(e.skb_addr, addr, "only the tracked skb passes unfiltered");
-            let m = e.meta.expect("a tracked skb still gets its device facts");
+            let m = e
+                .get::<SkbMeta>()
+                .expect("a tracked skb still gets its device facts");
             assert_eq!((m.ifindex, m.netns), (1, netns_inode()));
-            assert_eq!(e.tuple.map(|t| t.l4_proto), Some(17));
+            assert_eq!(e.get::<Tuple>().map(|t| t.l4_proto), Some(17));
             follow += 1;
         }
     }
@@ -779,7 +820,10 @@ fn track_skb_follows_a_matched_skb_until_untracked() {
 #[test]
 fn output_stack_is_refused_on_skb_context() {
     let opts = ProbeOptions {
-        output_stack: true,
+        sections: sections(OutputOptions {
+            stack: true,
+            ..OutputOptions::default()
+        }),
         ..ProbeOptions::default()
     };
     // No kernel needed: the generator refuses before reading the layout's offsets.
@@ -814,7 +858,7 @@ fn tuple_parsing_stops_at_tail() {
     let tuple_with_tail = |p: &mut Probe, frame: &[u8], tail: u32| {
         let got = p.run_ctx(frame, Some(&skb_ctx(tail, 0)));
         assert_eq!(got.len(), 1);
-        got[0].tuple
+        got[0].get::<Tuple>()
     };
     // Calibrate: the smallest tail giving an IPv4 tuple is network_header + 20.
     let syn = v4_tcp_syn();
@@ -824,7 +868,7 @@ fn tuple_parsing_stops_at_tail() {
         .checked_sub(20)
         .expect("a tuple with fewer than 20 bytes before tail: the parser ignores tail");
     let t4 = |sport, dport, tcp_flags| {
-        Some(events::Tuple {
+        Some(Tuple {
             l3_proto: ETH_P_IP,
             saddr: v4(V4_SRC),
             daddr: v4(V4_DST),
@@ -851,7 +895,7 @@ fn tuple_parsing_stops_at_tail() {
     }
     let ext = v6_ext_udp();
     let t6 = |l4_proto, sport, dport| {
-        Some(events::Tuple {
+        Some(Tuple {
             l3_proto: ETH_P_IPV6,
             saddr: V6_SRC,
             daddr: V6_DST,
@@ -893,8 +937,11 @@ fn every_option_together() {
         mark: Some((0xa00, 0xff00)),
         netns: Some(netns_inode()),
         ifindex: Some(1),
-        output_skb_cb: true,
         track_skb: true,
+        sections: sections(OutputOptions {
+            cb: true,
+            ..default_outputs()
+        }),
         ..outputs("dst host 10.0.0.2 and tcp and dst port 8080")
     };
     let mut p = Probe::load(&layout(), &opts);
@@ -907,9 +954,9 @@ fn every_option_together() {
     let got = p.run_ctx(&v4_tcp_syn(), Some(&ctx));
     assert_eq!(got.len(), 1);
     let e = &got[0];
-    assert_eq!(e.cb, Some(cb));
-    assert_eq!(e.tuple, expected_tuple("syn4"));
-    let m = e.meta.expect("meta");
+    assert_eq!(e.get::<SkbCb>().map(|c| c.0), Some(cb));
+    assert_eq!(e.get::<Tuple>(), expected_tuple("syn4"));
+    let m = e.get::<SkbMeta>().expect("meta");
     assert_eq!((m.mark, m.ifindex, m.netns), (0xa42, 1, netns_inode()));
     // The mark filter still rejects an untracked skb with another mark.
     ctx[SKB_CTX_MARK..SKB_CTX_MARK + 4].copy_from_slice(&0xb00u32.to_ne_bytes());
@@ -970,13 +1017,19 @@ fn skb_expressions_and_metadata_on_real_skbs() {
     .map(String::from)
     .to_vec();
     let opts = ProbeOptions {
-        skb_metadata: skb_expr::compile_metadata(&btf, &fields).expect("fields resolve"),
+        sections: sections(OutputOptions {
+            skb_metadata: skb_expr::compile_metadata(&btf, &fields).expect("fields resolve"),
+            ..default_outputs()
+        }),
         ..outputs("")
     };
     let mut p = Probe::load(&l, &opts);
     let got = p.run_ctx(&frame, Some(&ctx));
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].skb_metadata, Some([len as u64, 0x12a, 1, 3]));
+    assert_eq!(
+        got[0].get::<SkbMetadata>().map(|m| m.0),
+        Some([len as u64, 0x12a, 1, 3])
+    );
 }
 
 /// `--output-skb` / `--output-skb-shared-info`: `bpf_snprintf_btf` text after the record.
@@ -986,7 +1039,7 @@ fn skb_and_shared_info_dumps_on_real_skbs() {
         eprintln!("skipped: {why}");
         return;
     }
-    use pwru::probes::skb_dump::SkbDump;
+    use pwru::output::sections::skb_dump::{self, SkbDump};
     let btf = KernelBtf::open_system(&Kmods::None).expect("open BTF");
     let l = SkbLayout::resolve(&btf).expect("sk_buff layout");
     let skb = btf.vmlinux_struct_id("sk_buff").expect("sk_buff id");
@@ -998,14 +1051,17 @@ fn skb_and_shared_info_dumps_on_real_skbs() {
         (Some(skb), None),
     ] {
         let opts = ProbeOptions {
-            skb_dump: SkbDump::new(skb_id, shinfo_id, 4096),
+            sections: sections(OutputOptions {
+                skb_dump: SkbDump::new(skb_id, shinfo_id, 4096),
+                ..default_outputs()
+            }),
             ..outputs("")
         };
         let mut p = Probe::load(&l, &opts);
         let got = p.run_ctx(&frame, Some(&skb_ctx(0x12a, 0)));
         assert_eq!(got.len(), 1);
         let e = &got[0];
-        match &e.skb_dump {
+        match skb_dump::skb_text(e, pwru::probes::event::EVENT_SIZE) {
             Some(text) if skb_id.is_some() => {
                 assert!(text.starts_with("(struct sk_buff){"), "{text}");
                 let len = format!(".len = (unsigned int){},", frame.len());
@@ -1015,7 +1071,7 @@ fn skb_and_shared_info_dumps_on_real_skbs() {
             None if skb_id.is_none() => {}
             other => panic!("skb dump {other:?} for {skb_id:?}"),
         }
-        match &e.shinfo_dump {
+        match skb_dump::shinfo_text(e) {
             Some(text) if shinfo_id.is_some() => {
                 assert!(text.starts_with("(struct skb_shared_info){"), "{text}");
             }
@@ -1132,8 +1188,11 @@ fn track_by_stackid_attributes_hits_on_the_recorded_stack() {
     for _ in 0..3 {
         let ev = p.run(&v4_udp());
         assert_eq!(ev.len(), 1, "attributed by stack");
-        assert_eq!(ev[0].tuple.map(|t| t.l4_proto), Some(17));
-        assert!(ev[0].meta.is_some(), "device facts like any event");
+        assert_eq!(ev[0].get::<Tuple>().map(|t| t.l4_proto), Some(17));
+        assert!(
+            ev[0].get::<SkbMeta>().is_some(),
+            "device facts like any event"
+        );
         assert_eq!(stack_maps(&mut p), (vec![(s, a)], vec![(a, s)]));
     }
     // Another thread runs on another stack: not attributed.

@@ -10,11 +10,17 @@ use std::path::{Path, PathBuf};
 
 use pwru::asm::{disassemble_program, Program};
 use pwru::btf::{KernelBtf, Kmods, SkbLayout};
-use pwru::probes::skb_dump::SkbDump;
+use pwru::output::sections::skb_dump::SkbDump;
+use pwru::output::OutputOptions;
 use pwru::probes::{
     self, build_clone_entry, build_clone_return, build_untrack_with, skb_expr, Attachment,
-    ProbeOptions, StackTracking, UntrackOptions, NON_SKB,
+    ProbeOptions, RecordSections, StackTracking, UntrackOptions, NON_SKB,
 };
+
+/// What the probe records for these output options.
+fn sections(opts: OutputOptions) -> RecordSections {
+    pwru::output::sections::record_sections(&opts)
+}
 
 /// Opens the fixture BTF (decompressed into a temporary file once per test process).
 fn fixture_btf() -> KernelBtf {
@@ -60,26 +66,32 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
         mark: Some((0xa00, 0xff00)),
         netns: Some(4026531840),
         ifindex: Some(1),
-        output_meta: true,
-        output_tuple: true,
-        output_stack: true,
-        output_caller: true,
-        output_skb_cb: true,
         track_skb: true,
         track_stackid: Some(by_stack),
         has_get_func_ip: true,
         skb_expr: Some(skb_expr.clone()),
-        skb_metadata: skb_metadata.clone(),
-        skb_dump: SkbDump::new(Some(skb_id), Some(shinfo_id), 4096),
+        sections: sections(OutputOptions {
+            meta: true,
+            tuple: true,
+            stack: true,
+            caller: true,
+            cb: true,
+            skb_metadata: skb_metadata.clone(),
+            skb_dump: SkbDump::new(Some(skb_id), Some(shinfo_id), 4096),
+            ..OutputOptions::default()
+        }),
     };
     let mut sets = vec![
         ("bare", ProbeOptions::default()),
         (
             "defaults",
             ProbeOptions {
-                output_meta: true,
-                output_tuple: true,
                 has_get_func_ip: true,
+                sections: sections(OutputOptions {
+                    meta: true,
+                    tuple: true,
+                    ..OutputOptions::default()
+                }),
                 ..ProbeOptions::default()
             },
         ),
@@ -96,8 +108,11 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
             ProbeOptions {
                 filter: filter("icmp"),
                 track_skb: true,
-                output_meta: true,
-                output_tuple: true,
+                sections: sections(OutputOptions {
+                    meta: true,
+                    tuple: true,
+                    ..OutputOptions::default()
+                }),
                 ..ProbeOptions::default()
             },
         ),
@@ -113,7 +128,10 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
             ProbeOptions {
                 filter: filter("icmp"),
                 track_stackid: Some(by_stack),
-                output_meta: true,
+                sections: sections(OutputOptions {
+                    meta: true,
+                    ..OutputOptions::default()
+                }),
                 ..ProbeOptions::default()
             },
         ),
@@ -121,17 +139,23 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
             "skb-expr-metadata-dump",
             ProbeOptions {
                 skb_expr: Some(skb_expr),
-                skb_metadata,
-                skb_dump: SkbDump::new(None, Some(shinfo_id), 100),
+                sections: sections(OutputOptions {
+                    skb_metadata,
+                    skb_dump: SkbDump::new(None, Some(shinfo_id), 100),
+                    ..OutputOptions::default()
+                }),
                 ..ProbeOptions::default()
             },
         ),
         (
             "stack-caller-cb",
             ProbeOptions {
-                output_stack: true,
-                output_caller: true,
-                output_skb_cb: true,
+                sections: sections(OutputOptions {
+                    stack: true,
+                    caller: true,
+                    cb: true,
+                    ..OutputOptions::default()
+                }),
                 ..ProbeOptions::default()
             },
         ),
@@ -150,8 +174,11 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
             name,
             ProbeOptions {
                 filter: filter(expr),
-                output_meta: true,
-                output_tuple: true,
+                sections: sections(OutputOptions {
+                    meta: true,
+                    tuple: true,
+                    ..OutputOptions::default()
+                }),
                 ..ProbeOptions::default()
             },
         ));
@@ -220,7 +247,7 @@ fn variants() -> Vec<(String, Program)> {
     let mut out = Vec::new();
     for (set, opts) in option_sets(&btf) {
         for (at_name, at) in attachments() {
-            let refused = (at == Attachment::SkbContext && opts.output_stack)
+            let refused = opts.sections.iter().any(|s| s.check(&at).is_err())
                 || (matches!(
                     at,
                     Attachment::Kprobe {

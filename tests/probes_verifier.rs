@@ -4,10 +4,17 @@
 use pwru::attach::{self, BackendKind, Target};
 use pwru::btf::{KernelBtf, Kmods, SkbLayout};
 use pwru::load::{self, LoadOptions, MapKind, MapSpec, ObjectSpec};
-use pwru::probes::skb_dump::SkbDump;
+use pwru::output::sections::skb_dump::SkbDump;
+use pwru::output::OutputOptions;
 use pwru::probes::{
-    self, maps, skb_expr, Attachment, ProbeOptions, StackTracking, UntrackOptions, NON_SKB,
+    self, maps, skb_expr, Attachment, ProbeOptions, RecordSections, StackTracking, UntrackOptions,
+    NON_SKB,
 };
+
+/// What the probe records for these output options.
+fn sections(opts: OutputOptions) -> RecordSections {
+    pwru::output::sections::record_sections(&opts)
+}
 
 fn skip_reason() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
@@ -74,17 +81,20 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
         mark: Some((0xa00, 0xff00)),
         netns: Some(4026531840),
         ifindex: Some(1),
-        output_meta: true,
-        output_tuple: true,
-        output_stack: true,
-        output_caller: true,
-        output_skb_cb: true,
         track_skb: true,
         track_stackid: Some(by_stack),
         has_get_func_ip: true,
         skb_expr: Some(skb_expr.clone()),
-        skb_metadata: skb_metadata.clone(),
-        skb_dump,
+        sections: sections(OutputOptions {
+            meta: true,
+            tuple: true,
+            stack: true,
+            caller: true,
+            cb: true,
+            skb_metadata: skb_metadata.clone(),
+            skb_dump,
+            ..OutputOptions::default()
+        }),
     };
     let mut sets = vec![
         ("bare", ProbeOptions::default()),
@@ -108,7 +118,10 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
             ProbeOptions {
                 filter: filter("icmp"),
                 track_stackid: Some(by_stack),
-                output_meta: true,
+                sections: sections(OutputOptions {
+                    meta: true,
+                    ..OutputOptions::default()
+                }),
                 ..ProbeOptions::default()
             },
         ),
@@ -116,8 +129,11 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
             "skb expr, metadata and dump only",
             ProbeOptions {
                 skb_expr: Some(skb_expr),
-                skb_metadata,
-                skb_dump: SkbDump::new(None, Some(shinfo_id), 100),
+                sections: sections(OutputOptions {
+                    skb_metadata,
+                    skb_dump: SkbDump::new(None, Some(shinfo_id), 100),
+                    ..OutputOptions::default()
+                }),
                 ..ProbeOptions::default()
             },
         ),
@@ -135,8 +151,11 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
             expr,
             ProbeOptions {
                 filter: filter(expr),
-                output_meta: true,
-                output_tuple: true,
+                sections: sections(OutputOptions {
+                    meta: true,
+                    tuple: true,
+                    ..OutputOptions::default()
+                }),
                 ..ProbeOptions::default()
             },
         ));
@@ -209,7 +228,12 @@ fn every_probe_variant_passes_the_verifier() {
         }
         // The BPF_PROG_TEST_RUN variant (SCHED_CLS, r1 = skb); it refuses --output-stack.
         let skb_opts = ProbeOptions {
-            output_stack: false,
+            sections: opts
+                .sections
+                .iter()
+                .filter(|s| s.check(&Attachment::SkbContext).is_ok())
+                .cloned()
+                .collect(),
             ..opts.clone()
         };
         let spec = ObjectSpec {

@@ -442,6 +442,7 @@ fn output_options_from_flags() {
             netns_names: None,
             limit_lines: 5,
             skb_metadata: Vec::new(),
+            skb_dump: None,
         }
     );
     assert!(matches!(

@@ -1,24 +1,22 @@
-//! Typed events decoded from ring-buffer records, the lost-event counter, and the
-//! `EventSink` interface the reading loop feeds (output formatting implements it).
+//! Events read from the ring buffer: the header every record has, decoded, plus the record
+//! bytes the output sections read their parts from; the lost-event counter; `EventSink`.
+//!
+//! A section's part of the record is a [`RecordPart`] (its type lives with the section, in
+//! `output::sections`): `event.get::<Tuple>()` reads it when the probe set its flag bit.
 
 pub mod ring;
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub use crate::probes::event::EventKind;
-use crate::probes::event::{
-    RawEvent, EVENT_SIZE, FLAGS_ALL, FLAG_ARGS, FLAG_CALLER, FLAG_CB, FLAG_DROP_REASON, FLAG_META,
-    FLAG_SHINFO_DUMP, FLAG_SKB_DUMP, FLAG_SKB_METADATA, FLAG_STACK, FLAG_TUPLE,
-};
-use crate::probes::skb_dump::dump_text;
+use crate::probes::event::{off, EVENT_SIZE, FLAGS_ALL, FLAG_ARGS};
 
-/// EtherType of IPv4, as found in [`Tuple::l3_proto`] and [`SkbMeta::protocol`].
+/// EtherType of IPv4, as found in the tuple's `l3_proto` and the meta's `protocol`.
 pub const ETH_P_IP: u16 = 0x0800;
 /// EtherType of IPv6.
 pub const ETH_P_IPV6: u16 = 0x86dd;
 
-/// One decoded probe hit.
+/// One probe hit: the header fields every record carries, and the record itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub kind: EventKind,
@@ -31,72 +29,150 @@ pub struct Event {
     pub probe_addr: u64,
     pub skb_addr: u64,
     pub ktime_ns: u64,
-    pub caller_addr: Option<u64>,
-    pub stack_id: Option<i64>,
+    /// The 2nd and 3rd arguments of the probed function (drop reasons live there).
     pub args: Option<NextArgs>,
-    /// Drop reason read by the program itself (tracepoints); see [`Event::drop_reason_for`].
-    pub drop_reason: Option<u64>,
-    pub meta: Option<SkbMeta>,
-    pub tuple: Option<Tuple>,
-    pub cb: Option<[u32; 5]>,
-    /// `--output-skb-metadata` values in the order of the flag's fields (unused slots 0).
-    pub skb_metadata: Option<[u64; 4]>,
-    /// `--output-skb` text of `struct sk_buff` (carried after the record, see [`decode`]).
-    pub skb_dump: Option<String>,
-    /// `--output-skb-shared-info` text of `struct skb_shared_info` (also after the record).
-    pub shinfo_dump: Option<String>,
+    /// The record as the probe wrote it; the sections' parts are read from it.
+    pub record: Record,
 }
 
-/// The 2nd and 3rd arguments of the probed function (drop reasons live there).
+impl Default for Event {
+    fn default() -> Self {
+        Self {
+            kind: EventKind::Kprobe,
+            cpu: 0,
+            pid: 0,
+            tid: 0,
+            probe_addr: 0,
+            skb_addr: 0,
+            ktime_ns: 0,
+            args: None,
+            record: Record::default(),
+        }
+    }
+}
+
+/// The 2nd and 3rd arguments of the probed function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct NextArgs {
     pub second: u64,
     pub third: u64,
 }
 
-/// Per-skb metadata (the NETNS .. LEN columns).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SkbMeta {
-    pub netns: u32,
-    pub mark: u32,
-    pub ifindex: u32,
-    pub len: u32,
-    pub mtu: u32,
-    /// `skb->protocol` converted to host order (0x0800 for IPv4).
-    pub protocol: u16,
-    pub pkt_type: u8,
+/// The bytes of one ring-buffer record: the fixed part (`probes::event`) and whatever a
+/// section wrote after it (`RecordSection::tail_bytes`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Record {
+    fixed: [u8; EVENT_SIZE],
+    tail: Vec<u8>,
 }
 
-/// The L3/L4 tuple parsed from the packet headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Tuple {
-    /// [`ETH_P_IP`], [`ETH_P_IPV6`], or another value when no address was parsed.
-    pub l3_proto: u16,
-    pub saddr: [u8; 16],
-    pub daddr: [u8; 16],
-    /// Host order.
-    pub sport: u16,
-    /// Host order.
-    pub dport: u16,
-    pub l4_proto: u8,
-    pub tcp_flags: u8,
-}
-
-impl Tuple {
-    fn ip(&self, bytes: &[u8; 16]) -> Option<IpAddr> {
-        match self.l3_proto {
-            ETH_P_IP => Some(IpAddr::V4(Ipv4Addr::new(
-                bytes[0], bytes[1], bytes[2], bytes[3],
-            ))),
-            ETH_P_IPV6 => Some(IpAddr::V6(Ipv6Addr::from(*bytes))),
-            _ => None,
+impl Default for Record {
+    fn default() -> Self {
+        Self {
+            fixed: [0; EVENT_SIZE],
+            tail: Vec::new(),
         }
     }
-    pub fn src_ip(&self) -> Option<IpAddr> {
-        self.ip(&self.saddr)
+}
+
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Record")
+            .field("flags", &format_args!("{:#x}", self.flags()))
+            .field("tail_bytes", &self.tail.len())
+            .finish()
     }
-    pub fn dst_ip(&self) -> Option<IpAddr> {
-        self.ip(&self.daddr)
+}
+
+impl Record {
+    /// The fixed part.
+    pub fn fixed(&self) -> &[u8; EVENT_SIZE] {
+        &self.fixed
+    }
+
+    /// The record's bytes from offset `at` (`>= EVENT_SIZE`, past the fixed part) to its
+    /// end; `None` when `at` is inside the fixed part or past the end.
+    pub fn after(&self, at: usize) -> Option<&[u8]> {
+        self.tail.get(at.checked_sub(EVENT_SIZE)?..)
+    }
+
+    /// The `flags` field: which parts the probe filled.
+    pub fn flags(&self) -> u16 {
+        u16::from_ne_bytes([self.fixed[off::FLAGS], self.fixed[off::FLAGS + 1]])
+    }
+
+    fn set_flags(&mut self, flags: u16) {
+        self.fixed[off::FLAGS..off::FLAGS + 2].copy_from_slice(&flags.to_ne_bytes());
+    }
+
+    /// Replaces the bytes after the fixed part (tests, replay).
+    pub fn set_tail(&mut self, tail: Vec<u8>) {
+        self.tail = tail;
+    }
+
+    /// Sets or clears `flag` (tests, replay; a section's part sets its own via
+    /// [`Event::set`]).
+    pub fn set_flag(&mut self, flag: u16, on: bool) {
+        let flags = self.flags();
+        self.set_flags(if on { flags | flag } else { flags & !flag });
+    }
+
+    /// Writes `bytes` into the fixed part at `at` (tests, replay).
+    pub fn put(&mut self, at: usize, bytes: &[u8]) {
+        self.fixed[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+}
+
+/// A section's typed part of the fixed record, present when its flag bit is set.
+pub trait RecordPart: Sized {
+    /// The `flags` bit the probe sets when it filled the part.
+    const FLAG: u16;
+    /// Reads the part from the fixed record (its flag is set).
+    fn read(fixed: &[u8; EVENT_SIZE]) -> Self;
+    /// Writes the part where the probe would (tests, benches, replay).
+    fn write(&self, fixed: &mut [u8; EVENT_SIZE]);
+}
+
+impl Event {
+    /// The part `P` when the probe filled it.
+    pub fn get<P: RecordPart>(&self) -> Option<P> {
+        (self.record.flags() & P::FLAG != 0).then(|| P::read(&self.record.fixed))
+    }
+
+    /// Writes part `P` and sets its flag, or clears the flag for `None`.
+    pub fn set<P: RecordPart>(&mut self, part: Option<P>) {
+        if let Some(p) = &part {
+            p.write(&mut self.record.fixed);
+        }
+        self.record.set_flag(P::FLAG, part.is_some());
+    }
+
+    /// [`Event::set`] by value, for building events.
+    pub fn with<P: RecordPart>(mut self, part: P) -> Self {
+        self.set(Some(part));
+        self
+    }
+
+    /// The record bytes a BPF program would write for this event (tests, benches, replay).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut fixed = self.record.fixed;
+        let mut put = |o: usize, v: &[u8]| fixed[o..o + v.len()].copy_from_slice(v);
+        put(off::KIND, &(self.kind as u16).to_ne_bytes());
+        put(off::CPU, &self.cpu.to_ne_bytes());
+        let pid_tgid = (u64::from(self.pid) << 32) | u64::from(self.tid);
+        put(off::PID_TGID, &pid_tgid.to_ne_bytes());
+        put(off::PROBE_ADDR, &self.probe_addr.to_ne_bytes());
+        put(off::SKB_ADDR, &self.skb_addr.to_ne_bytes());
+        put(off::KTIME_NS, &self.ktime_ns.to_ne_bytes());
+        let a = self.args.unwrap_or_default();
+        put(off::PARAM_SECOND, &a.second.to_ne_bytes());
+        put(off::PARAM_THIRD, &a.third.to_ne_bytes());
+        let flags =
+            self.record.flags() & !FLAG_ARGS | if self.args.is_some() { FLAG_ARGS } else { 0 };
+        put(off::FLAGS, &flags.to_ne_bytes());
+        let mut bytes = fixed.to_vec();
+        bytes.extend_from_slice(&self.record.tail);
+        bytes
     }
 }
 
@@ -111,162 +187,47 @@ pub enum DecodeError {
     UnknownFlags(u16),
 }
 
-/// Decodes one ring-buffer record (trailing padding is ignored).
-pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
-    let raw = RawEvent::from_bytes(bytes).ok_or(DecodeError::Short(bytes.len()))?;
-    let mut event = Event::from_raw(&raw)?;
-    if raw.flags & FLAG_SKB_DUMP != 0 {
-        event.skb_dump = dump_text(bytes, EVENT_SIZE);
-    }
-    if raw.flags & FLAG_SHINFO_DUMP != 0 {
-        let start = raw.shinfo_text as usize;
-        event.shinfo_dump = (start >= EVENT_SIZE)
-            .then(|| dump_text(bytes, start))
-            .flatten();
-    }
-    Ok(event)
+fn u32_at(b: &[u8; EVENT_SIZE], o: usize) -> u32 {
+    u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
 }
 
-impl Event {
-    /// Converts the raw record into a typed event.
-    pub fn from_raw(raw: &RawEvent) -> Result<Self, DecodeError> {
-        let kind = EventKind::from_raw(raw.kind).ok_or(DecodeError::UnknownKind(raw.kind))?;
-        if raw.flags & !FLAGS_ALL != 0 {
-            return Err(DecodeError::UnknownFlags(raw.flags & !FLAGS_ALL));
-        }
-        let has = |bit: u16| raw.flags & bit != 0;
-        Ok(Self {
-            kind,
-            cpu: raw.cpu,
-            pid: (raw.pid_tgid >> 32) as u32,
-            tid: raw.pid_tgid as u32,
-            probe_addr: raw.probe_addr,
-            skb_addr: raw.skb_addr,
-            ktime_ns: raw.ktime_ns,
-            caller_addr: has(FLAG_CALLER).then_some(raw.caller_addr),
-            stack_id: has(FLAG_STACK).then_some(raw.stack_id),
-            args: has(FLAG_ARGS).then_some(NextArgs {
-                second: raw.param_second,
-                third: raw.param_third,
-            }),
-            drop_reason: has(FLAG_DROP_REASON).then_some(raw.drop_reason),
-            meta: has(FLAG_META).then_some(SkbMeta {
-                netns: raw.netns,
-                mark: raw.mark,
-                ifindex: raw.ifindex,
-                len: raw.len,
-                mtu: raw.mtu,
-                protocol: u16::from_be_bytes(raw.protocol),
-                pkt_type: raw.pkt_type,
-            }),
-            tuple: has(FLAG_TUPLE).then_some(Tuple {
-                l3_proto: raw.l3_proto,
-                saddr: raw.saddr,
-                daddr: raw.daddr,
-                sport: u16::from_be_bytes(raw.sport),
-                dport: u16::from_be_bytes(raw.dport),
-                l4_proto: raw.l4_proto,
-                tcp_flags: raw.tcp_flags,
-            }),
-            cb: has(FLAG_CB).then_some(raw.cb),
-            skb_metadata: has(FLAG_SKB_METADATA).then_some(raw.skb_metadata),
-            // Only [`decode`] sees the bytes after the record.
-            skb_dump: has(FLAG_SKB_DUMP).then(String::new),
-            shinfo_dump: has(FLAG_SHINFO_DUMP).then(String::new),
-        })
-    }
+fn u64_at(b: &[u8; EVENT_SIZE], o: usize) -> u64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[o..o + 8]);
+    u64::from_ne_bytes(v)
+}
 
-    /// The raw record a BPF program would write for this event (tests, benches, replay);
-    /// the `--output-skb` text is not part of it.
-    pub fn to_raw(&self) -> RawEvent {
-        let mut raw = RawEvent {
-            kind: self.kind as u16,
-            cpu: self.cpu,
-            pid_tgid: (u64::from(self.pid) << 32) | u64::from(self.tid),
-            probe_addr: self.probe_addr,
-            skb_addr: self.skb_addr,
-            ktime_ns: self.ktime_ns,
-            ..RawEvent::default()
-        };
-        if let Some(a) = self.caller_addr {
-            raw.flags |= FLAG_CALLER;
-            raw.caller_addr = a;
-        }
-        if let Some(id) = self.stack_id {
-            raw.flags |= FLAG_STACK;
-            raw.stack_id = id;
-        }
-        if let Some(a) = self.args {
-            raw.flags |= FLAG_ARGS;
-            raw.param_second = a.second;
-            raw.param_third = a.third;
-        }
-        if let Some(r) = self.drop_reason {
-            raw.flags |= FLAG_DROP_REASON;
-            raw.drop_reason = r;
-        }
-        if let Some(m) = self.meta {
-            raw.flags |= FLAG_META;
-            raw.netns = m.netns;
-            raw.mark = m.mark;
-            raw.ifindex = m.ifindex;
-            raw.len = m.len;
-            raw.mtu = m.mtu;
-            raw.protocol = m.protocol.to_be_bytes();
-            raw.pkt_type = m.pkt_type;
-        }
-        if let Some(t) = self.tuple {
-            raw.flags |= FLAG_TUPLE;
-            raw.l3_proto = t.l3_proto;
-            raw.saddr = t.saddr;
-            raw.daddr = t.daddr;
-            raw.sport = t.sport.to_be_bytes();
-            raw.dport = t.dport.to_be_bytes();
-            raw.l4_proto = t.l4_proto;
-            raw.tcp_flags = t.tcp_flags;
-        }
-        if let Some(cb) = self.cb {
-            raw.flags |= FLAG_CB;
-            raw.cb = cb;
-        }
-        if self.skb_dump.is_some() {
-            raw.flags |= FLAG_SKB_DUMP;
-        }
-        if self.shinfo_dump.is_some() {
-            raw.flags |= FLAG_SHINFO_DUMP;
-            raw.shinfo_text = EVENT_SIZE as u32;
-        }
-        if let Some(values) = self.skb_metadata {
-            raw.flags |= FLAG_SKB_METADATA;
-            raw.skb_metadata = values;
-        }
-        raw
+/// Decodes one ring-buffer record: the header; the rest stays bytes for the sections.
+pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    let (head, tail) = bytes
+        .split_first_chunk::<EVENT_SIZE>()
+        .ok_or(DecodeError::Short(bytes.len()))?;
+    let record = Record {
+        fixed: *head,
+        tail: tail.to_vec(),
+    };
+    let b = &record.fixed;
+    let raw_kind = u16::from_ne_bytes([b[off::KIND], b[off::KIND + 1]]);
+    let kind = EventKind::from_raw(raw_kind).ok_or(DecodeError::UnknownKind(raw_kind))?;
+    let flags = record.flags();
+    if flags & !FLAGS_ALL != 0 {
+        return Err(DecodeError::UnknownFlags(flags & !FLAGS_ALL));
     }
-
-    /// The record bytes for this event.
-    pub fn encode(&self) -> [u8; EVENT_SIZE] {
-        self.to_raw().to_bytes()
-    }
-
-    /// The drop reason to show for this event when its function is `func`, whose
-    /// `enum skb_drop_reason` parameter (from BTF) is at `reason_arg` (1-based): the reason
-    /// the program read itself, else the 2nd or 3rd argument it recorded. Without BTF
-    /// knowledge, pwru's two functions: `kfree_skb_reason` (2nd) and `sk_skb_reason_drop` (3rd).
-    pub fn drop_reason_for(&self, func: &str, reason_arg: Option<u16>) -> Option<u64> {
-        if self.drop_reason.is_some() {
-            return self.drop_reason;
-        }
-        let arg = reason_arg.or(match func {
-            "kfree_skb_reason" => Some(2),
-            "sk_skb_reason_drop" => Some(3),
-            _ => None,
-        });
-        match arg {
-            Some(2) => self.args.map(|a| a.second),
-            Some(3) => self.args.map(|a| a.third),
-            _ => None,
-        }
-    }
+    let pid_tgid = u64_at(b, off::PID_TGID);
+    Ok(Event {
+        kind,
+        cpu: u32_at(b, off::CPU),
+        pid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        probe_addr: u64_at(b, off::PROBE_ADDR),
+        skb_addr: u64_at(b, off::SKB_ADDR),
+        ktime_ns: u64_at(b, off::KTIME_NS),
+        args: (flags & FLAG_ARGS != 0).then(|| NextArgs {
+            second: u64_at(b, off::PARAM_SECOND),
+            third: u64_at(b, off::PARAM_THIRD),
+        }),
+        record,
+    })
 }
 
 /// Sums a per-CPU array of lost-event counters and reports how many were lost since the
@@ -318,11 +279,22 @@ pub trait EventSink {
 mod tests {
     use super::*;
 
+    /// A part at a fixed offset, to test the record plumbing without a real section.
+    #[derive(Debug, PartialEq)]
+    struct Cb([u32; 5]);
+    impl RecordPart for Cb {
+        const FLAG: u16 = crate::probes::event::FLAG_CB;
+        fn read(fixed: &[u8; EVENT_SIZE]) -> Self {
+            Cb(std::array::from_fn(|i| u32_at(fixed, off::CB + 4 * i)))
+        }
+        fn write(&self, fixed: &mut [u8; EVENT_SIZE]) {
+            for (i, v) in self.0.iter().enumerate() {
+                fixed[off::CB + 4 * i..off::CB + 4 * i + 4].copy_from_slice(&v.to_ne_bytes());
+            }
+        }
+    }
+
     fn sample() -> Event {
-        let mut saddr = [0u8; 16];
-        saddr[..4].copy_from_slice(&[10, 0, 2, 15]);
-        let mut daddr = [0u8; 16];
-        daddr[..4].copy_from_slice(&[1, 0, 0, 1]);
         Event {
             kind: EventKind::KprobeMulti,
             cpu: 3,
@@ -331,122 +303,75 @@ mod tests {
             probe_addr: 0xffff_ffff_8100_0000,
             skb_addr: 0xffff_8881_052b_6ee8,
             ktime_ns: 123_456_789,
-            caller_addr: Some(0xffff_ffff_8100_0040),
-            stack_id: Some(7),
             args: Some(NextArgs {
                 second: 2,
                 third: 3,
             }),
-            drop_reason: None,
-            meta: Some(SkbMeta {
-                netns: 4026531840,
-                mark: 0xa00,
-                ifindex: 2,
-                len: 60,
-                mtu: 1500,
-                protocol: ETH_P_IP,
-                pkt_type: 4,
-            }),
-            tuple: Some(Tuple {
-                l3_proto: ETH_P_IP,
-                saddr,
-                daddr,
-                sport: 43216,
-                dport: 8080,
-                l4_proto: 6,
-                tcp_flags: 0x12,
-            }),
-            cb: Some([1, 2, 3, 4, 5]),
-            skb_metadata: Some([1, u64::MAX, 0, 7]),
-            skb_dump: None,
-            shinfo_dump: None,
+            ..Event::default()
         }
-    }
-
-    #[test]
-    fn skb_dump_text_follows_the_record() {
-        let mut ev = sample();
-        ev.skb_dump = Some(String::new());
-        let mut bytes = ev.encode().to_vec();
-        assert_eq!(decode(&bytes), Ok(ev.clone()), "flag set, no text");
-        bytes.extend_from_slice(b"(struct sk_buff){\n .len = (unsigned int)60,\n}\0\0\0");
-        ev.skb_dump = Some("(struct sk_buff){\n .len = (unsigned int)60,\n}".into());
-        assert_eq!(decode(&bytes), Ok(ev));
-        let mut both = sample();
-        both.skb_dump = Some(String::new());
-        both.shinfo_dump = Some(String::new());
-        let mut raw = both.to_raw();
-        raw.shinfo_text = (EVENT_SIZE + 8) as u32;
-        let mut bytes = raw.to_bytes().to_vec();
-        bytes.extend_from_slice(b"skb\0\0\0\0\0shinfo\0");
-        both.skb_dump = Some("skb".into());
-        both.shinfo_dump = Some("shinfo".into());
-        assert_eq!(decode(&bytes), Ok(both));
-        raw.shinfo_text = 12; // inside the event: not trusted
-        assert_eq!(decode(&raw.to_bytes()).unwrap().shinfo_dump, None);
-        let mut plain = sample().encode().to_vec();
-        plain.extend_from_slice(b"ignored without the flag\0");
-        assert_eq!(decode(&plain).unwrap().skb_dump, None);
+        .with(Cb([1, 2, 3, 4, 5]))
     }
 
     #[test]
     fn encode_decode_round_trip() {
         let ev = sample();
         let bytes = ev.encode();
-        assert_eq!(decode(&bytes), Ok(ev.clone()));
-        // Network-order fields are stored as packet bytes.
-        use crate::probes::event::off;
-        assert_eq!(&bytes[off::PROTOCOL..off::PROTOCOL + 2], &[0x08, 0x00]);
-        assert_eq!(&bytes[off::DPORT..off::DPORT + 2], &[0x1f, 0x90]);
+        assert_eq!(bytes.len(), EVENT_SIZE);
+        let back = decode(&bytes).unwrap();
+        assert_eq!(back.get::<Cb>(), Some(Cb([1, 2, 3, 4, 5])));
+        assert_eq!(back.encode(), bytes);
         assert_eq!(
-            ev.tuple.unwrap().src_ip(),
-            Some("10.0.2.15".parse().unwrap())
+            (back.kind, back.cpu, back.pid, back.tid, back.args),
+            (ev.kind, ev.cpu, ev.pid, ev.tid, ev.args)
+        );
+        assert_eq!(
+            (back.probe_addr, back.skb_addr, back.ktime_ns),
+            (ev.probe_addr, ev.skb_addr, ev.ktime_ns)
+        );
+        // The header sits at its documented offsets.
+        assert_eq!(&bytes[off::CPU..off::CPU + 4], &3u32.to_ne_bytes());
+        assert_eq!(
+            &bytes[off::PID_TGID..off::PID_TGID + 8],
+            &((1234u64 << 32) | 1240).to_ne_bytes()
         );
     }
 
     #[test]
     fn optional_parts_follow_flags() {
         let mut ev = sample();
-        ev.meta = None;
-        ev.tuple = None;
-        ev.caller_addr = None;
-        ev.stack_id = None;
         ev.args = None;
-        ev.cb = None;
+        ev.set::<Cb>(None);
         let back = decode(&ev.encode()).unwrap();
-        assert_eq!(back, ev);
+        assert_eq!(back.args, None);
+        assert_eq!(
+            back.get::<Cb>(),
+            None,
+            "the bytes stay, the flag says absent"
+        );
+        assert_eq!(back, decode(&back.encode()).unwrap());
+    }
+
+    #[test]
+    fn bytes_after_the_fixed_record_are_kept() {
+        let mut bytes = sample().encode();
+        bytes.extend_from_slice(b"text\0");
+        let ev = decode(&bytes).unwrap();
+        assert_eq!(ev.record.after(EVENT_SIZE), Some(&b"text\0"[..]));
+        assert_eq!(ev.record.after(EVENT_SIZE + 2), Some(&b"xt\0"[..]));
+        assert_eq!(ev.record.after(EVENT_SIZE + 6), None);
+        assert_eq!(ev.record.after(off::CPU), None, "inside the fixed part");
+        assert_eq!(ev.encode(), bytes);
     }
 
     #[test]
     fn bad_records_are_typed_errors() {
         assert_eq!(decode(&[0u8; 10]), Err(DecodeError::Short(10)));
-        let mut raw = sample().to_raw();
-        raw.kind = 99;
-        assert_eq!(decode(&raw.to_bytes()), Err(DecodeError::UnknownKind(99)));
-        let mut raw = sample().to_raw();
-        raw.flags |= 0x8000;
-        assert_eq!(
-            decode(&raw.to_bytes()),
-            Err(DecodeError::UnknownFlags(0x8000))
-        );
-    }
-
-    #[test]
-    fn drop_reason_source_depends_on_function() {
+        let mut bytes = sample().encode();
+        bytes[off::KIND..off::KIND + 2].copy_from_slice(&99u16.to_ne_bytes());
+        assert_eq!(decode(&bytes), Err(DecodeError::UnknownKind(99)));
         let mut ev = sample();
-        let table = [
-            ("kfree_skb_reason", Some(2)),
-            ("sk_skb_reason_drop", Some(3)),
-            ("ip_rcv", None),
-        ];
-        for (func, want) in table {
-            assert_eq!(ev.drop_reason_for(func, None), want, "{func}");
-        }
-        // BTF knowledge wins: a function with its reason as 3rd argument.
-        assert_eq!(ev.drop_reason_for("tcp_drop_reason", Some(3)), Some(3));
-        assert_eq!(ev.drop_reason_for("ip_rcv", Some(5)), None);
-        ev.drop_reason = Some(9);
-        assert_eq!(ev.drop_reason_for("skb:kfree_skb", None), Some(9));
+        ev.record.set_flag(0x8000, true);
+        assert_eq!(decode(&ev.encode()), Err(DecodeError::UnknownFlags(0x8000)));
     }
 
     #[test]

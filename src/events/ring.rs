@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aya::maps::{MapData, MapError, PerCpuArray, RingBuf, StackTraceMap};
+
+use crate::output::sections::stack::StackId;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::Notify;
@@ -111,7 +113,7 @@ fn drain_ring(
         drop(item);
         n += 1;
         frames.clear();
-        if let (Some(id), Some(stacks)) = (event.stack_id, stacks) {
+        if let (Some(id), Some(stacks)) = (event.get::<StackId>().map(|s| s.0), stacks) {
             if let Ok(trace) = u32::try_from(id).map(|id| stacks.get(&id, 0)) {
                 frames.extend(
                     trace

@@ -1,80 +1,144 @@
-//! `--output-json` records: one object per line with pwru's keys, order and omitempty rules
-//! (zero numbers and empty strings are left out; `tuple` is present whenever tuples are on).
+//! `--output-json` records: one object per line, written key by key straight into the
+//! output buffer, with pwru's omitempty rules (zero numbers and empty strings are left out).
 
-use serde::Serialize;
-
-fn is_zero_u32(v: &u32) -> bool {
-    *v == 0
-}
-fn is_zero_u16(v: &u16) -> bool {
-    *v == 0
-}
-fn is_zero_u8(v: &u8) -> bool {
-    *v == 0
+/// Writes the keys of one JSON object into a string; `end` closes it.
+pub struct JsonObject<'a> {
+    buf: &'a mut String,
+    empty: bool,
 }
 
-/// The `time` value: a string for absolute time, a number for current/relative.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-pub enum JsonTime<'a> {
-    Text(&'a str),
-    Nanos(u64),
+impl<'a> JsonObject<'a> {
+    /// Opens an object at the end of `buf`.
+    pub fn begin(buf: &'a mut String) -> Self {
+        buf.push('{');
+        Self { buf, empty: true }
+    }
+
+    fn key(&mut self, key: &str) {
+        if !self.empty {
+            self.buf.push(',');
+        }
+        self.empty = false;
+        push_str(self.buf, key);
+        self.buf.push(':');
+    }
+
+    /// `"key":"value"`, left out when `value` is empty.
+    pub fn str(&mut self, key: &str, value: &str) {
+        if !value.is_empty() {
+            self.key(key);
+            push_str(self.buf, value);
+        }
+    }
+
+    /// `"key":value`, left out when zero.
+    pub fn num(&mut self, key: &str, value: impl itoa::Integer + Default + PartialEq) {
+        if value != Default::default() {
+            self.always_num(key, value);
+        }
+    }
+
+    /// `"key":value`, even when zero.
+    pub fn always_num(&mut self, key: &str, value: impl itoa::Integer) {
+        self.key(key);
+        super::text::push_dec(self.buf, value);
+    }
+
+    /// `"key":[a,b,...]`.
+    pub fn nums<T: itoa::Integer + Copy>(&mut self, key: &str, values: &[T]) {
+        self.key(key);
+        self.buf.push('[');
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                self.buf.push(',');
+            }
+            super::text::push_dec(self.buf, *v);
+        }
+        self.buf.push(']');
+    }
+
+    /// `"key":{...}` (present even when empty); close it with [`JsonObject::end`].
+    pub fn object(&mut self, key: &str) -> JsonObject<'_> {
+        self.key(key);
+        JsonObject::begin(self.buf)
+    }
+
+    /// Closes the object.
+    pub fn end(self) {
+        self.buf.push('}');
+    }
 }
 
-#[derive(Debug, Serialize)]
-pub struct JsonTuple {
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub saddr: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub daddr: String,
-    #[serde(skip_serializing_if = "is_zero_u16")]
-    pub sport: u16,
-    #[serde(skip_serializing_if = "is_zero_u16")]
-    pub dport: u16,
-    #[serde(skip_serializing_if = "is_zero_u8")]
-    pub proto: u8,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub flags: String,
+/// Appends `s` as a JSON string, escaped as serde_json does (`\"`, `\\`, `\b \f \n \r \t`,
+/// other control characters as `\u00XX`; everything else as is).
+pub fn push_str(buf: &mut String, s: &str) {
+    buf.push('"');
+    let mut plain = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        buf.push_str(&s[plain..i]);
+        plain = i + 1;
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            buf.push_str("\\u00");
+            buf.push(HEX[usize::from(b >> 4)] as char);
+            buf.push(HEX[usize::from(b & 0xf)] as char);
+        } else {
+            buf.push_str(escape);
+        }
+    }
+    buf.push_str(&s[plain..]);
+    buf.push('"');
 }
 
-#[derive(Debug, Serialize)]
-pub struct JsonEvent<'a> {
-    #[serde(skip_serializing_if = "str::is_empty")]
-    pub skb: &'a str,
-    /// The `--output-skb-shared-info` dump.
-    #[serde(skip_serializing_if = "str::is_empty")]
-    pub skb_shared_info: &'a str,
-    #[serde(skip_serializing_if = "is_zero_u32")]
-    pub cpu: u32,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    pub process: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    pub func: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    pub caller_func: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub time: Option<JsonTime<'a>>,
-    #[serde(skip_serializing_if = "is_zero_u32")]
-    pub netns: u32,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    pub netns_name: &'a str,
-    #[serde(skip_serializing_if = "is_zero_u32")]
-    pub mark: u32,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    pub iface: &'a str,
-    #[serde(skip_serializing_if = "is_zero_u16")]
-    pub proto: u16,
-    #[serde(skip_serializing_if = "is_zero_u32")]
-    pub mtu: u32,
-    #[serde(skip_serializing_if = "is_zero_u32")]
-    pub len: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cb: Option<[u32; 5]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tuple: Option<JsonTuple>,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    pub stack: &'a str,
-    /// The `--output-skb` dump (pwru's key name).
-    #[serde(skip_serializing_if = "str::is_empty")]
-    pub skb_metadata: &'a str,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_escaped_like_serde_json() {
+        let mut samples: Vec<String> = vec![
+            String::new(),
+            "plain".into(),
+            "quote \" and \\ backslash".into(),
+            "(struct sk_buff){\n\t.len = 60,\r\n}".into(),
+            "ü → 😀 \u{7f} \u{2028}".into(),
+        ];
+        samples.push((0u8..0x80).map(char::from).collect());
+        for s in samples {
+            let mut ours = String::new();
+            push_str(&mut ours, &s);
+            assert_eq!(ours, serde_json::to_string(&s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn objects_leave_out_empty_values() {
+        let mut buf = String::from("x");
+        let mut obj = JsonObject::begin(&mut buf);
+        obj.str("a", "");
+        obj.num("n", 0u32);
+        obj.str("s", "v");
+        obj.always_num("t", 0u64);
+        obj.nums("cb", &[0u32, 7]);
+        obj.object("empty").end();
+        let mut inner = obj.object("tuple");
+        inner.num("sport", 80u16);
+        inner.end();
+        obj.end();
+        assert_eq!(
+            buf,
+            r#"x{"s":"v","t":0,"cb":[0,7],"empty":{},"tuple":{"sport":80}}"#
+        );
+    }
 }

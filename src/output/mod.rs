@@ -3,32 +3,34 @@
 
 mod fasthash;
 pub mod iface;
-mod json;
+pub mod json;
 pub mod ksyms;
 pub mod netns;
 pub mod process;
 pub mod rotate;
+pub mod sections;
 pub mod text;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 
-use crate::btf::ScalarKind;
-use crate::events::{Event, EventKind, EventSink, Flow, SkbMeta, Tuple};
+use crate::btf::FieldPath;
+use crate::events::{Event, EventKind, EventSink, Flow};
 use crate::settings::{OutputSettings, TimestampMode};
 
 pub use iface::IfaceNames;
+use json::JsonObject;
 pub use ksyms::{Ksym, Ksyms, KsymsError};
 pub use netns::NetnsNames;
 pub use process::ProcessNames;
 pub use rotate::{RotatingFile, RotationPolicy};
-use text::{
-    pad_ascii_from, pad_from, push_centered, push_dec, push_hex, push_hex_digits,
-    push_hex_prefixed, push_tuple, WallClock,
-};
+use sections::skb_dump::SkbDump;
+use sections::{Cx, JsonAt, Placed, Sections, TableAt};
+use text::{pad_ascii_from, pad_from, push_dec, push_hex_prefixed, WallClock};
 
-/// What to print, taken from the command line.
+/// What to print, taken from the command line; the sections (`sections::REGISTRY`) turn
+/// on from it, and so decide what the probes record as well.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OutputOptions {
     pub timestamp: TimestampMode,
@@ -44,27 +46,11 @@ pub struct OutputOptions {
     pub netns_names: Option<usize>,
     /// Stop after this many events (0 = no limit).
     pub limit_lines: u64,
-    /// `--output-skb-metadata` fields, printed as ` name=value` after FUNC (not in JSON).
-    pub skb_metadata: Vec<MetadataField>,
-}
-
-/// One `--output-skb-metadata` field: its name as written and how its value prints.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetadataField {
-    pub name: String,
-    pub kind: ScalarKind,
-}
-
-/// ` name=value` for each metadata field: decimal (signed when the BTF type is), pointers in hex.
-fn push_metadata(buf: &mut String, fields: &[MetadataField], values: &[u64; 4]) {
-    use std::fmt::Write as _;
-    for (f, &raw) in fields.iter().zip(values.iter()) {
-        let _ = match f.kind {
-            ScalarKind::Pointer => write!(buf, " {}={raw:#x}", f.name),
-            ScalarKind::Signed => write!(buf, " {}={}", f.name, raw as i64),
-            ScalarKind::Unsigned => write!(buf, " {}={raw}", f.name),
-        };
-    }
+    /// `--output-skb-metadata` fields resolved through BTF, printed as ` name=value`
+    /// after FUNC (not in JSON).
+    pub skb_metadata: Vec<FieldPath>,
+    /// `--output-skb`/`--output-skb-shared-info`: what the probe renders as text.
+    pub skb_dump: Option<SkbDump>,
 }
 
 impl OutputOptions {
@@ -84,6 +70,7 @@ impl OutputOptions {
             limit_lines: settings.limit_lines,
             // Typed from BTF by the tracer.
             skb_metadata: Vec::new(),
+            skb_dump: None,
         }
     }
 }
@@ -159,18 +146,152 @@ const PENDING_LIMIT: usize = 1 << 16;
 /// written out when it fills, after every line when stdout is a terminal, and on
 /// [`Output::flush`] (call it, or [`EventSink::drained`], when the ring buffer is drained).
 pub struct Output {
-    opts: OutputOptions,
-    names: Names,
+    printer: Printer,
     out: Box<dyn Write + Send>,
     line_buffered: bool,
     /// Formatted lines not yet written.
     line: String,
     func: String,
     last_seen: fasthash::FastMap<u64, u64>,
-    max_tuple: usize,
-    max_func: usize,
     printed: u64,
     clock: WallClock,
+}
+
+/// The options, the name sources and the active sections at each place.
+struct Printer {
+    opts: OutputOptions,
+    names: Names,
+    /// The sections printing at each [`TableAt`] / [`JsonAt`] (by discriminant).
+    table: [Vec<Placed>; 4],
+    json: [Vec<Placed>; 5],
+    scratch: String,
+}
+
+impl Printer {
+    fn new(opts: OutputOptions, names: Names) -> Self {
+        let sections = Sections::new(&opts);
+        let table = [
+            TableAt::Columns,
+            TableAt::Func,
+            TableAt::AfterFunc,
+            TableAt::Lines,
+        ]
+        .map(|at| sections.table_at(at));
+        let json = [
+            JsonAt::Head,
+            JsonAt::Func,
+            JsonAt::Netns,
+            JsonAt::Packet,
+            JsonAt::Text,
+        ]
+        .map(|at| sections.json_at(at));
+        Self {
+            opts,
+            names,
+            table,
+            json,
+            scratch: String::with_capacity(256),
+        }
+    }
+
+    /// The sections' text at `at` of a table line.
+    #[inline(always)]
+    fn table(
+        &mut self,
+        at: TableAt,
+        ev: &Event,
+        frames: &[u64],
+        func_start: usize,
+        line: &mut String,
+    ) {
+        let Self {
+            names,
+            table,
+            scratch,
+            ..
+        } = self;
+        each(&mut table[at as usize], |p| {
+            scratch.clear();
+            let mut cx = Cx {
+                names,
+                width: &mut p.width,
+                func_start,
+                frames,
+                tail_at: p.tail_at,
+                scratch,
+            };
+            p.section.table(at, &mut cx, ev, line);
+        });
+    }
+
+    /// The sections' keys at `at` of a JSON object.
+    #[inline(always)]
+    fn json(&mut self, at: JsonAt, ev: &Event, frames: &[u64], obj: &mut JsonObject<'_>) {
+        let Self {
+            names,
+            json,
+            scratch,
+            ..
+        } = self;
+        each(&mut json[at as usize], |p| {
+            scratch.clear();
+            let mut cx = Cx {
+                names,
+                width: &mut p.width,
+                func_start: 0,
+                frames,
+                tail_at: p.tail_at,
+                scratch,
+            };
+            p.section.json(at, &mut cx, ev, obj);
+        });
+    }
+
+    /// FUNC: probe name or kallsyms symbol (else `0x<addr>`), what the sections append
+    /// (the drop reason), then `(tc)` / `(xdp)` for BPF-program events.
+    fn func(&self, ev: &Event, buf: &mut String) {
+        let names = &self.names;
+        buf.clear();
+        let probe_name = if names.probe_names.is_empty() {
+            None
+        } else {
+            names.probe_names.get(&ev.probe_addr)
+        };
+        let key: &str = if let Some(name) = probe_name {
+            buf.push_str(name);
+            name
+        } else if let Some(sym) = names.ksyms.exact(ev.probe_addr) {
+            sym.push_to(buf);
+            &sym.name
+        } else {
+            push_hex_prefixed(buf, ev.probe_addr);
+            ""
+        };
+        for p in &self.table[TableAt::Func as usize] {
+            p.section.func(names, ev, key, buf);
+        }
+        match ev.kind {
+            EventKind::Tc => buf.push_str("(tc)"),
+            EventKind::Xdp => buf.push_str("(xdp)"),
+            EventKind::Kprobe | EventKind::KprobeMulti | EventKind::Tracepoint => {}
+        }
+    }
+}
+
+/// Calls `one` for each section at a place, the first two from call sites of their own.
+/// A place calls the same sections on every line; through one call site the virtual call
+/// would alternate between them (meta, tuple) and be mispredicted each time on simple
+/// predictors (callgrind, table with tuple and caller: 7 indirect mispredictions a line
+/// before, 1 after).
+#[inline(always)]
+fn each(list: &mut [Placed], mut one: impl FnMut(&mut Placed)) {
+    if let [first, rest @ ..] = list {
+        one(first);
+        if let [second, rest @ ..] = rest {
+            one(second);
+            rest.iter_mut().for_each(one);
+        }
+    }
 }
 
 impl Output {
@@ -184,15 +305,12 @@ impl Output {
             OutputTarget::Writer(w) => (w, false),
         };
         Ok(Self {
-            opts,
-            names,
+            printer: Printer::new(opts, names),
             out: writer,
             line_buffered,
             line: String::with_capacity(PENDING_LIMIT + 4096),
             func: String::with_capacity(128),
             last_seen: fasthash::FastMap::default(),
-            max_tuple: 0,
-            max_func: 0,
             printed: 0,
             clock: WallClock::default(),
         })
@@ -200,15 +318,15 @@ impl Output {
 
     /// The name sources (e.g. to add interfaces or drop reasons after start).
     pub fn names_mut(&mut self) -> &mut Names {
-        &mut self.names
+        &mut self.printer.names
     }
 
     /// Writes the header line (table output only).
     pub fn print_header(&mut self) -> io::Result<()> {
-        if self.opts.json {
+        if self.printer.opts.json {
             return Ok(());
         }
-        self.line.push_str(&header_line(&self.opts));
+        self.line.push_str(&header_line(&self.printer.opts));
         self.after_line()
     }
 
@@ -222,7 +340,7 @@ impl Output {
         if self.limit_reached() {
             return Ok(());
         }
-        self.append_event(event, frames)?;
+        self.append_event(event, frames);
         self.printed += 1;
         self.after_line()
     }
@@ -231,25 +349,19 @@ impl Output {
     /// without writing it (updates the same state: column widths, relative timestamps).
     pub fn format_event(&mut self, event: &Event, frames: &[u64]) -> io::Result<String> {
         let keep = self.line.len();
-        self.append_event(event, frames)?;
+        self.append_event(event, frames);
         let text = self.line[keep..].to_string();
         self.line.truncate(keep);
         Ok(text)
     }
 
     /// Formats `event` at the end of the pending buffer.
-    fn append_event(&mut self, event: &Event, frames: &[u64]) -> io::Result<()> {
-        let start = self.line.len();
-        let result = if self.opts.json {
-            self.format_json(event, frames)
+    fn append_event(&mut self, event: &Event, frames: &[u64]) {
+        if self.printer.opts.json {
+            self.format_json(event, frames);
         } else {
             self.format_table(event, frames);
-            Ok(())
-        };
-        if result.is_err() {
-            self.line.truncate(start);
         }
-        result
     }
 
     /// Writes the pending lines to the target.
@@ -269,7 +381,8 @@ impl Output {
 
     /// Whether `--output-limit-lines` events have been printed.
     pub fn limit_reached(&self) -> bool {
-        self.opts.limit_lines != 0 && self.printed >= self.opts.limit_lines
+        let limit = self.printer.opts.limit_lines;
+        limit != 0 && self.printed >= limit
     }
 
     /// Writes out buffered lines.
@@ -290,7 +403,7 @@ impl Output {
 
     /// TIMESTAMP value: ktime, or ns since this skb's previous event (0 for the first).
     fn timestamp(&mut self, event: &Event) -> u64 {
-        match self.opts.timestamp {
+        match self.printer.opts.timestamp {
             TimestampMode::Relative => {
                 let prev = self.last_seen.insert(event.skb_addr, event.ktime_ns);
                 prev.map_or(0, |p| event.ktime_ns.wrapping_sub(p))
@@ -299,20 +412,19 @@ impl Output {
         }
     }
 
+    /// `[TIME] SKB CPU PROCESS [TIMESTAMP] <columns> FUNC <after func>`, then lines.
     fn format_table(&mut self, ev: &Event, frames: &[u64]) {
         let ts = self.timestamp(ev);
-        push_func(&self.names, ev, &mut self.func);
         let Self {
-            opts,
-            names,
+            printer,
             line,
             func,
             clock,
-            max_tuple,
-            max_func,
             ..
         } = self;
-        if opts.timestamp == TimestampMode::Absolute {
+        printer.func(ev, func);
+        let timestamp = printer.opts.timestamp;
+        if timestamp == TimestampMode::Absolute {
             clock.push_now(line);
             line.push(' ');
         }
@@ -325,163 +437,58 @@ impl Output {
         pad_ascii_from(line, start, 3);
         line.push(' ');
         let start = line.len();
-        line.push_str(names.processes.get(ev.pid));
+        line.push_str(printer.names.processes.get(ev.pid));
         pad_from(line, start, 16);
-        if opts.timestamp != TimestampMode::None {
+        if timestamp != TimestampMode::None {
             line.push(' ');
             let start = line.len();
             push_dec(line, ts);
             pad_ascii_from(line, start, 16);
         }
-        if opts.meta {
-            let m = ev.meta.unwrap_or_default();
-            line.push(' ');
-            let start = line.len();
-            push_dec(line, m.netns);
-            pad_ascii_from(line, start, 10);
-            line.push(' ');
-            let start = line.len();
-            push_hex(line, u64::from(m.mark));
-            pad_ascii_from(line, start, 8);
-            line.push(' ');
-            line.push_str(names.ifaces.centered(m.netns, m.ifindex));
-            line.push_str(" 0x");
-            push_hex_digits(line, u64::from(m.protocol), 4, false);
-            line.push(' ');
-            let start = line.len();
-            push_dec(line, m.mtu);
-            pad_ascii_from(line, start, 5);
-            line.push(' ');
-            let start = line.len();
-            push_dec(line, m.len);
-            pad_ascii_from(line, start, 5);
-            if opts.cb {
-                line.push(' ');
-                push_cb(line, &ev.cb.unwrap_or_default());
-            }
-        }
-        if let Some(width) = opts.netns_names {
-            line.push(' ');
-            names
-                .netns
-                .push_cell(line, ev.meta.unwrap_or_default().netns, width);
-        }
-        if opts.tuple {
-            line.push(' ');
-            let start = line.len();
-            push_tuple(line, &ev.tuple.unwrap_or_default(), opts.tcp_flags);
-            *max_tuple = (*max_tuple).max(line.len() - start);
-            pad_ascii_from(line, start, *max_tuple);
-        }
+        printer.table(TableAt::Columns, ev, frames, 0, line);
         line.push(' ');
-        if opts.caller {
-            let start = line.len();
-            line.push_str(func);
-            *max_func = (*max_func).max(func.len());
-            pad_ascii_from(line, start, *max_func);
-            line.push(' ');
-            push_nearest(&names.ksyms, ev.caller_addr.unwrap_or(0), line);
-        } else {
-            line.push_str(func);
-        }
-        if !opts.skb_metadata.is_empty() {
-            push_metadata(
-                line,
-                &opts.skb_metadata,
-                &ev.skb_metadata.unwrap_or_default(),
-            );
-        }
-        if opts.stack {
-            for &frame in frames.iter().filter(|f| **f != 0) {
-                line.push('\n');
-                push_nearest(&names.ksyms, frame, line);
-            }
-        }
-        if let Some(dump) = &ev.skb_dump {
-            // The kernel's text ends with a newline; the line's own ends it instead.
-            line.push('\n');
-            line.push_str(dump.trim_end_matches('\n'));
-        }
-        if let Some(dump) = &ev.shinfo_dump {
-            line.push('\n');
-            line.push_str(dump.trim_end_matches('\n'));
-        }
+        let func_start = line.len();
+        line.push_str(func);
+        printer.table(TableAt::AfterFunc, ev, frames, func_start, line);
+        printer.table(TableAt::Lines, ev, frames, func_start, line);
         line.push('\n');
     }
 
-    fn format_json(&mut self, ev: &Event, frames: &[u64]) -> io::Result<()> {
+    /// pwru's keys: `skb`, <head>, `cpu`, `process`, `func`, <func>, `time`, <netns>,
+    /// <packet>, <text> (the sections' places).
+    fn format_json(&mut self, ev: &Event, frames: &[u64]) {
         let ts = self.timestamp(ev);
-        push_func(&self.names, ev, &mut self.func);
         let Self {
-            opts,
-            names,
+            printer,
             line,
             func,
             clock,
             ..
         } = self;
-        let skb = format!("{:#x}", ev.skb_addr);
-        let mut caller = String::new();
-        if opts.caller {
-            push_nearest(&names.ksyms, ev.caller_addr.unwrap_or(0), &mut caller);
-        }
-        let mut wall = String::new();
-        let time = match opts.timestamp {
-            TimestampMode::None => None,
+        printer.func(ev, func);
+        let mut obj = JsonObject::begin(line);
+        printer.scratch.clear();
+        push_hex_prefixed(&mut printer.scratch, ev.skb_addr);
+        obj.str("skb", &printer.scratch);
+        printer.json(JsonAt::Head, ev, frames, &mut obj);
+        obj.num("cpu", ev.cpu);
+        obj.str("process", printer.names.processes.get(ev.pid));
+        obj.str("func", func);
+        printer.json(JsonAt::Func, ev, frames, &mut obj);
+        match printer.opts.timestamp {
+            TimestampMode::None => {}
             TimestampMode::Absolute => {
-                clock.push_now(&mut wall);
-                Some(json::JsonTime::Text(&wall))
+                printer.scratch.clear();
+                clock.push_now(&mut printer.scratch);
+                obj.str("time", &printer.scratch);
             }
-            TimestampMode::Current | TimestampMode::Relative => Some(json::JsonTime::Nanos(ts)),
-        };
-        let meta = if opts.meta {
-            ev.meta.unwrap_or_default()
-        } else {
-            SkbMeta::default()
-        };
-        let iface = if opts.meta {
-            names.ifaces.label(meta.netns, meta.ifindex)
-        } else {
-            String::new()
-        };
-        let mut stack = String::new();
-        if opts.stack {
-            for &frame in frames.iter().filter(|f| **f != 0) {
-                stack.push('\n');
-                push_nearest(&names.ksyms, frame, &mut stack);
-            }
+            TimestampMode::Current | TimestampMode::Relative => obj.always_num("time", ts),
         }
-        let tuple = opts
-            .tuple
-            .then(|| json_tuple(&ev.tuple.unwrap_or_default(), opts.tcp_flags));
-        let record = json::JsonEvent {
-            skb: &skb,
-            skb_shared_info: ev.shinfo_dump.as_deref().unwrap_or_default(),
-            cpu: ev.cpu,
-            process: names.processes.get(ev.pid),
-            func,
-            caller_func: &caller,
-            time,
-            netns: meta.netns,
-            netns_name: if opts.netns_names.is_some() {
-                names.netns.get(ev.meta.unwrap_or_default().netns)
-            } else {
-                ""
-            },
-            mark: meta.mark,
-            iface: &iface,
-            proto: meta.protocol,
-            mtu: meta.mtu,
-            len: meta.len,
-            cb: (opts.meta && opts.cb).then(|| ev.cb.unwrap_or_default()),
-            tuple,
-            stack: &stack,
-            skb_metadata: ev.skb_dump.as_deref().unwrap_or_default(),
-        };
-        let text = serde_json::to_string(&record).map_err(io::Error::other)?;
-        line.push_str(&text);
+        printer.json(JsonAt::Netns, ev, frames, &mut obj);
+        printer.json(JsonAt::Packet, ev, frames, &mut obj);
+        printer.json(JsonAt::Text, ev, frames, &mut obj);
+        obj.end();
         line.push('\n');
-        Ok(())
     }
 }
 
@@ -537,117 +544,24 @@ pub fn header_line(opts: &OutputOptions) -> String {
         h.push(' ');
         col(&mut h, "TIMESTAMP", 16);
     }
-    if opts.meta {
-        h.push(' ');
-        col(&mut h, "NETNS", 10);
-        h.push(' ');
-        col(&mut h, "MARK/x", 8);
-        h.push(' ');
-        push_centered(&mut h, "IFACE", 16);
-        h.push(' ');
-        col(&mut h, "PROTO", 6);
-        h.push(' ');
-        col(&mut h, "MTU", 5);
-        h.push(' ');
-        col(&mut h, "LEN", 5);
-        if opts.cb {
-            h.push(' ');
-            col(&mut h, "__sk_buff->cb[]", 56);
+    let sections = Sections::new(opts);
+    for at in [TableAt::Columns, TableAt::AfterFunc] {
+        if at == TableAt::AfterFunc {
+            h.push_str(" FUNC");
         }
-    }
-    if let Some(width) = opts.netns_names {
-        h.push(' ');
-        col(&mut h, "NETNS NAME", width);
-    }
-    if opts.tuple {
-        h.push_str(" TUPLE");
-    }
-    h.push_str(" FUNC");
-    if opts.caller {
-        h.push_str(" CALLER");
+        for s in sections.iter().filter(|s| s.table_at().contains(&at)) {
+            s.header(at, &mut h);
+        }
     }
     h.push('\n');
     h
 }
 
-/// FUNC: probe name or kallsyms symbol (else `0x<addr>`), the drop reason when there is one
-/// (`kfree_skb_reason(SKB_DROP_REASON_X)`, or `kfree_skb_reason (N)` when unnamed), then
-/// `(tc)` / `(xdp)` for BPF-program events.
-fn push_func(names: &Names, ev: &Event, buf: &mut String) {
-    buf.clear();
-    let probe_name = if names.probe_names.is_empty() {
-        None
-    } else {
-        names.probe_names.get(&ev.probe_addr)
-    };
-    let key: &str = if let Some(name) = probe_name {
-        buf.push_str(name);
-        name
-    } else if let Some(sym) = names.ksyms.exact(ev.probe_addr) {
-        sym.push_to(buf);
-        &sym.name
-    } else {
-        push_hex_prefixed(buf, ev.probe_addr);
-        ""
-    };
-    if let Some(reason) = ev.drop_reason_for(key, names.drop_reason_args.get(key).copied()) {
-        match names.drop_reasons.get(&reason) {
-            Some(name) => {
-                buf.push('(');
-                buf.push_str(name);
-                buf.push(')');
-            }
-            None => {
-                buf.push_str(" (");
-                push_dec(buf, reason);
-                buf.push(')');
-            }
-        }
-    }
-    match ev.kind {
-        EventKind::Tc => buf.push_str("(tc)"),
-        EventKind::Xdp => buf.push_str("(xdp)"),
-        EventKind::Kprobe | EventKind::KprobeMulti | EventKind::Tracepoint => {}
-    }
-}
-
 /// The symbol containing `addr`, or `0x<addr>` when below every symbol.
-fn push_nearest(ksyms: &Ksyms, addr: u64, buf: &mut String) {
+pub(crate) fn push_nearest(ksyms: &Ksyms, addr: u64, buf: &mut String) {
     match ksyms.nearest(addr) {
         Some(sym) => sym.push_to(buf),
         None => push_hex_prefixed(buf, addr),
-    }
-}
-
-/// `[0x%08X,...]` of the five cb words.
-fn push_cb(buf: &mut String, cb: &[u32; 5]) {
-    buf.push('[');
-    for (i, v) in cb.iter().enumerate() {
-        if i > 0 {
-            buf.push(',');
-        }
-        buf.push_str("0x");
-        push_hex_digits(buf, u64::from(*v), 8, true);
-    }
-    buf.push(']');
-}
-
-fn json_tuple(t: &Tuple, tcp_flags: bool) -> json::JsonTuple {
-    let mut saddr = String::new();
-    text::push_addr(&mut saddr, t.l3_proto, &t.saddr);
-    let mut daddr = String::new();
-    text::push_addr(&mut daddr, t.l3_proto, &t.daddr);
-    let mut flags = String::new();
-    if tcp_flags {
-        text::push_tcp_flags(&mut flags, t.tcp_flags);
-    }
-    json::JsonTuple {
-        saddr,
-        daddr,
-        sport: t.sport,
-        dport: t.dport,
-        proto: t.l4_proto,
-        flags,
     }
 }
 

@@ -2,7 +2,14 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::sections::caller::CallerAddr;
+use super::sections::drop_reason::DropReason;
+use super::sections::skb_cb::SkbCb;
+use super::sections::skb_dump::{set_texts, SkbDump};
+use super::sections::skb_metadata::SkbMetadata;
+use super::sections::{SkbMeta, Tuple};
 use super::*;
+use crate::btf::{Field, ScalarKind};
 use crate::events::{NextArgs, ETH_P_IP, ETH_P_IPV6};
 
 const KALLSYMS: &str = "\
@@ -109,7 +116,7 @@ fn meta(ifindex: u32, mark: u32, protocol: u16, mtu: u32, len: u32) -> Option<Sk
 }
 
 fn event(func: u64, tuple: Option<Tuple>, meta: Option<SkbMeta>) -> Event {
-    Event {
+    let mut ev = Event {
         kind: EventKind::KprobeMulti,
         cpu: 1,
         pid: CURL,
@@ -117,20 +124,15 @@ fn event(func: u64, tuple: Option<Tuple>, meta: Option<SkbMeta>) -> Event {
         probe_addr: func,
         skb_addr: SKB,
         ktime_ns: 12345678901234,
-        caller_addr: None,
-        stack_id: None,
         args: Some(NextArgs {
             second: 0,
             third: 0,
         }),
-        drop_reason: None,
-        meta,
-        tuple,
-        cb: None,
-        skb_metadata: None,
-        skb_dump: None,
-        shinfo_dump: None,
-    }
+        ..Event::default()
+    };
+    ev.set(meta);
+    ev.set(tuple);
+    ev
 }
 
 fn ipv4_event(func: u64) -> Event {
@@ -200,7 +202,7 @@ fn table_lines() {
     });
     let mut tracepoint = ipv4_event(7);
     tracepoint.kind = EventKind::Tracepoint;
-    tracepoint.drop_reason = Some(6);
+    tracepoint.set(Some(DropReason(6)));
     let mut tc = ipv4_event(0xffffffffc0a01000);
     tc.kind = EventKind::Tc;
     let mut softirq = event(0xffffffff81a05000, None, meta(1, 0xa00, 0x0806, 65536, 28));
@@ -301,8 +303,8 @@ fn tcp_flags_caller_stack_and_cb() {
         Some(v4_tuple([10, 0, 2, 15], [1, 0, 0, 1], 43216, 8080, 6, 0x12)),
         meta(2, 0, ETH_P_IP, 1500, 60),
     );
-    ev.caller_addr = Some(0xffffffff81a04010);
-    ev.cb = Some([1, 0xdeadbeef, 0, 0, 0xffffffff]);
+    ev.set(Some(CallerAddr(0xffffffff81a04010)));
+    ev.set(Some(SkbCb([1, 0xdeadbeef, 0, 0, 0xffffffff])));
     let opts = OutputOptions {
         tcp_flags: true,
         caller: true,
@@ -341,10 +343,21 @@ fn tcp_flags_caller_stack_and_cb() {
 #[test]
 fn skb_metadata_follows_func_and_caller_in_table_only() {
     let mut ev = event(0xffffffff81a00000, None, None);
-    ev.caller_addr = Some(0xffffffff81a04010);
-    ev.skb_metadata = Some([0x1234abcd, u64::MAX, 0xffff888000001000, 0]);
-    let field = |name: &str, kind| MetadataField {
-        name: name.to_string(),
+    ev.set(Some(CallerAddr(0xffffffff81a04010)));
+    ev.set(Some(SkbMetadata([
+        0x1234abcd,
+        u64::MAX,
+        0xffff888000001000,
+        0,
+    ])));
+    let field = |name: &str, kind| FieldPath {
+        text: name.to_string(),
+        derefs: Vec::new(),
+        field: Field {
+            offset_bits: 0,
+            size_bytes: 8,
+            bitfield: None,
+        },
         kind,
     };
     let skb_metadata = vec![
@@ -363,8 +376,8 @@ fn skb_metadata_follows_func_and_caller_in_table_only() {
          skb->hash=305441741 skb->dev->ifindex=-1 skb->dev=0xffff888000001000\n"
     );
     // An event without recorded values prints zeros; JSON leaves them out (as pwru).
-    ev.skb_metadata = None;
-    ev.caller_addr = None;
+    ev.set::<SkbMetadata>(None);
+    ev.set::<CallerAddr>(None);
     let (mut out, _) = output(OutputOptions {
         skb_metadata: skb_metadata.clone(),
         ..OutputOptions::default()
@@ -384,10 +397,15 @@ fn skb_metadata_follows_func_and_caller_in_table_only() {
 #[test]
 fn dumps_follow_the_line_and_have_their_json_keys() {
     let mut ev = event(0xffffffff81a00000, None, None);
-    ev.skb_dump = Some("(struct sk_buff){\n .len = (unsigned int)60,\n}".into());
-    ev.shinfo_dump = Some("(struct skb_shared_info){\n .nr_frags = (__u8)1,\n}\n".into());
+    set_texts(
+        &mut ev,
+        Some("(struct sk_buff){\n .len = (unsigned int)60,\n}"),
+        Some("(struct skb_shared_info){\n .nr_frags = (__u8)1,\n}\n"),
+    );
+    let skb_dump = SkbDump::new(Some(1), Some(2), 4096);
     let (mut out, _) = output(OutputOptions {
         stack: true,
+        skb_dump,
         ..OutputOptions::default()
     });
     assert_eq!(
@@ -398,6 +416,7 @@ fn dumps_follow_the_line_and_have_their_json_keys() {
     );
     let (mut out, _) = output(OutputOptions {
         json: true,
+        skb_dump,
         ..OutputOptions::default()
     });
     assert_eq!(
@@ -496,7 +515,7 @@ fn json_lines() {
     }
     // Caller and stack keys.
     let mut ev = drop;
-    ev.caller_addr = Some(0xffffffff81a04010);
+    ev.set(Some(CallerAddr(0xffffffff81a04010)));
     let (mut out, _) = output(OutputOptions {
         json: true,
         caller: true,
@@ -633,15 +652,15 @@ fn netns_name_column_header_table_and_json() {
         "SKB                CPU PROCESS          NETNS NAME       FUNC\n"
     );
     let mut in_blue = ipv4_event(0xffffffff81a00000);
-    in_blue.meta = Some(SkbMeta {
+    in_blue.set(Some(SkbMeta {
         netns: BLUE,
-        ..in_blue.meta.unwrap()
-    });
+        ..in_blue.get::<SkbMeta>().unwrap()
+    }));
     let mut unnamed = ipv4_event(0xffffffff81a00000);
-    unnamed.meta = Some(SkbMeta {
+    unnamed.set(Some(SkbMeta {
         netns: 7,
-        ..unnamed.meta.unwrap()
-    });
+        ..unnamed.get::<SkbMeta>().unwrap()
+    }));
     let mut out = named(opts.clone());
     assert_eq!(
         lines(&mut out, &[ipv4_event(0xffffffff81a00000), in_blue.clone(), unnamed.clone()]),

@@ -1,9 +1,10 @@
 //! Allocation-free text building blocks for output lines: decimal/hex numbers, padding,
-//! centring, IP addresses as Go prints them, TCP flag names and the wall-clock TIME column.
+//! centring, IP addresses as Go prints them and the wall-clock TIME column.
 
-use crate::events::{Tuple, ETH_P_IP, ETH_P_IPV6};
+use crate::events::{ETH_P_IP, ETH_P_IPV6};
 
 /// Appends `v` in decimal.
+#[inline]
 pub fn push_dec(buf: &mut String, v: impl itoa::Integer) {
     buf.push_str(itoa::Buffer::new().format(v));
 }
@@ -55,6 +56,7 @@ fn push_repeated(buf: &mut String, fill: &str, mut n: usize) {
 }
 
 /// Pads ASCII text written since byte `start` with spaces to `width` bytes.
+#[inline]
 pub fn pad_ascii_from(buf: &mut String, start: usize, width: usize) {
     push_spaces(buf, width.saturating_sub(buf.len() - start));
 }
@@ -168,51 +170,6 @@ fn push_ipv4(buf: &mut String, o: &[u8]) {
         }
         push_dec(buf, *b);
     }
-}
-
-/// pwru's name for an L4 protocol number (`""` for others).
-pub fn l4_name(proto: u8) -> &'static str {
-    match proto {
-        6 => "tcp",
-        17 => "udp",
-        1 => "icmp",
-        58 => "icmp6",
-        _ => "",
-    }
-}
-
-const TCP_FLAG_NAMES: [&str; 8] = ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR"];
-
-/// Appends TCP flags as `SYN|ACK` (lowest bit first, as pwru).
-pub fn push_tcp_flags(buf: &mut String, flags: u8) {
-    let mut first = true;
-    for (i, name) in TCP_FLAG_NAMES.iter().enumerate() {
-        if flags & (1 << i) != 0 {
-            if !first {
-                buf.push('|');
-            }
-            buf.push_str(name);
-            first = false;
-        }
-    }
-}
-
-/// Appends `saddr:sport->daddr:dport(proto)`, with `(tcp:SYN|ACK)` when `tcp_flags` is set.
-pub fn push_tuple(buf: &mut String, t: &Tuple, tcp_flags: bool) {
-    push_addr(buf, t.l3_proto, &t.saddr);
-    buf.push(':');
-    push_dec(buf, t.sport);
-    buf.push_str("->");
-    push_addr(buf, t.l3_proto, &t.daddr);
-    buf.push(':');
-    push_dec(buf, t.dport);
-    buf.push('(');
-    buf.push_str(l4_name(t.l4_proto));
-    if tcp_flags && t.l4_proto == 6 && t.tcp_flags != 0 {
-        buf.push(':');
-        push_tcp_flags(buf, t.tcp_flags);
-    }
-    buf.push(')');
 }
 
 /// Local wall-clock time as `2006-01-02T15:04:05.000`, with the date/time part cached per second.
@@ -351,98 +308,6 @@ mod tests {
         for (s, want) in table {
             assert_eq!(tail_with_tilde(s, 16), *want, "{s:?}");
         }
-    }
-
-    fn tuple(l3: u16, s: &[u8], d: &[u8], sport: u16, dport: u16, l4: u8, flags: u8) -> Tuple {
-        let mut t = Tuple {
-            l3_proto: l3,
-            sport,
-            dport,
-            l4_proto: l4,
-            tcp_flags: flags,
-            ..Tuple::default()
-        };
-        t.saddr[..s.len()].copy_from_slice(s);
-        t.daddr[..d.len()].copy_from_slice(d);
-        t
-    }
-
-    #[test]
-    fn tuples() {
-        let v6a: [u8; 16] = "fd00::1".parse::<Ipv6Addr>().unwrap().octets();
-        let v6b: [u8; 16] = "2606:4700:4700::1001".parse::<Ipv6Addr>().unwrap().octets();
-        let mapped: [u8; 16] = "::ffff:10.0.0.1".parse::<Ipv6Addr>().unwrap().octets();
-        let table: Vec<(Tuple, bool, &str)> = vec![
-            (
-                tuple(
-                    ETH_P_IP,
-                    &[10, 0, 2, 15],
-                    &[1, 0, 0, 1],
-                    43216,
-                    8080,
-                    6,
-                    0x02,
-                ),
-                false,
-                "10.0.2.15:43216->1.0.0.1:8080(tcp)",
-            ),
-            (
-                tuple(
-                    ETH_P_IP,
-                    &[10, 0, 2, 15],
-                    &[1, 0, 0, 1],
-                    43216,
-                    8080,
-                    6,
-                    0x12,
-                ),
-                true,
-                "10.0.2.15:43216->1.0.0.1:8080(tcp:SYN|ACK)",
-            ),
-            (
-                tuple(ETH_P_IP, &[10, 0, 2, 15], &[1, 0, 0, 1], 43216, 8080, 6, 0),
-                true,
-                "10.0.2.15:43216->1.0.0.1:8080(tcp)",
-            ),
-            (
-                tuple(ETH_P_IP, &[10, 0, 0, 1], &[10, 0, 0, 2], 53, 5353, 17, 0xff),
-                true,
-                "10.0.0.1:53->10.0.0.2:5353(udp)",
-            ),
-            (
-                tuple(ETH_P_IP, &[127, 0, 0, 1], &[127, 0, 0, 1], 0, 0, 1, 0),
-                false,
-                "127.0.0.1:0->127.0.0.1:0(icmp)",
-            ),
-            (
-                tuple(ETH_P_IPV6, &v6a, &v6b, 51234, 8080, 6, 0),
-                false,
-                "[fd00::1]:51234->[2606:4700:4700::1001]:8080(tcp)",
-            ),
-            (
-                tuple(ETH_P_IPV6, &v6a, &v6b, 0, 0, 58, 0),
-                false,
-                "[fd00::1]:0->[2606:4700:4700::1001]:0(icmp6)",
-            ),
-            (
-                tuple(ETH_P_IPV6, &mapped, &v6a, 1, 2, 132, 0),
-                false,
-                "[10.0.0.1]:1->[fd00::1]:2()",
-            ),
-            (Tuple::default(), true, ":0->:0()"),
-            (
-                tuple(0x0806, &[1, 2, 3, 4], &[5, 6, 7, 8], 0, 0, 0, 0),
-                false,
-                ":0->:0()",
-            ),
-        ];
-        for (t, flags, want) in table {
-            assert_eq!(with(|b| push_tuple(b, &t, flags)), want);
-        }
-        assert_eq!(
-            with(|b| push_tcp_flags(b, 0xff)),
-            "FIN|SYN|RST|PSH|ACK|URG|ECE|CWR"
-        );
     }
 
     #[test]

@@ -37,7 +37,10 @@
 //! |    168 |   32 | `skb_metadata` | 4 x u64 `--output-skb-metadata` values (`FLAG_SKB_METADATA`) |
 //!
 //! With `FLAG_SKB_DUMP` the record continues with the `--output-skb` text at 200; with
-//! `FLAG_SHINFO_DUMP` the `--output-skb-shared-info` text is at `shinfo_text` (see `skb_dump`).
+//! `FLAG_SHINFO_DUMP` the `--output-skb-shared-info` text is at `shinfo_text` (see
+//! `output::sections::skb_dump`). The fixed part is complete: a section added later puts
+//! its bytes after it (`probes::record::RecordSection::tail_bytes`), each section's area
+//! following the previous one's in registry order.
 
 /// Size in bytes of one event record.
 pub const EVENT_SIZE: usize = 200;

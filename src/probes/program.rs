@@ -3,37 +3,27 @@
 //! then write one fixed-size event (see `event`) to the ring buffer. A miss costs one read
 //! of the skb fields the filters need, one read of the packet window, and the exit.
 
-use crate::asm::{AluOp, Asm, AsmError, Cond, Helper, Label, Program, Reg, Size};
+use crate::asm::{Asm, AsmError, Label, Program, Reg, Size};
 use crate::bpf;
-use crate::btf::{Field, FieldPath, SkbLayout};
+use crate::btf::{Field, SkbLayout};
 use crate::pcapc::ast::Expr;
 use crate::pcapc::compile::{
     emit_filter, stack_bytes, CompileError, FilterEnv, LinkType, PacketSource,
 };
 
-use super::event::{
-    off, EventKind, EVENT_SIZE, FLAG_ARGS, FLAG_CALLER, FLAG_CB, FLAG_DROP_REASON, FLAG_META,
-    FLAG_SKB_METADATA, FLAG_STACK, FLAG_TUPLE,
-};
 use super::maps::{self, MapDef};
-use super::skb_dump::{self, SkbDump};
+use super::record::{self, DeviceSlots, Frame, RecordEnv, RecordSections, SkbWindow};
 use super::skb_expr::{self, SkbFilter};
 
 use Reg::*;
 
 /// Byte offsets of the argument registers in x86-64 `struct pt_regs` (di, si, dx, cx, r8).
-const PT_REGS_ARGS: [i16; 5] = [112, 104, 96, 88, 72];
+pub const PT_REGS_ARGS: [i16; 5] = [112, 104, 96, 88, 72];
 /// `pt_regs.ip` and `pt_regs.sp` on x86-64.
-const PT_REGS_IP: i16 = 128;
-const PT_REGS_SP: i16 = 152;
-/// `struct qdisc_skb_cb.data` sits after an 8-byte header inside `skb->cb`.
-const QDISC_CB_DATA: i32 = 8;
+pub const PT_REGS_IP: i16 = 128;
+pub const PT_REGS_SP: i16 = 152;
 /// `RTAX_MTU - 1`: index of the MTU metric in a dst's metrics array (u32 each).
 const RTAX_MTU_INDEX: i32 = 1;
-/// Bytes of the L3 header copied to parse the tuple (IPv6 fixed header + slack).
-const TUPLE_L3_BYTES: i32 = 40;
-/// IPv6 extension headers walked to find the L4 header.
-const IPV6_EXT_MAX: usize = 4;
 /// Packet bytes the filter reads in one `bpf_probe_read_kernel`.
 const FILTER_WINDOW: u16 = 96;
 
@@ -98,11 +88,6 @@ pub struct ProbeOptions {
     pub mark: Option<(u32, u32)>,
     pub netns: Option<u32>,
     pub ifindex: Option<u32>,
-    pub output_meta: bool,
-    pub output_tuple: bool,
-    pub output_stack: bool,
-    pub output_caller: bool,
-    pub output_skb_cb: bool,
     /// Keep following an skb once it matched (`--filter-track-skb`).
     pub track_skb: bool,
     /// `--filter-track-skb-by-stackid` (also implied by `--filter-non-skb-funcs`).
@@ -111,10 +96,15 @@ pub struct ProbeOptions {
     pub has_get_func_ip: bool,
     /// `--filter-skb-expr`, resolved through BTF; runs after the other filters.
     pub skb_expr: Option<SkbFilter>,
-    /// `--output-skb-metadata` fields (at most 4), recorded as u64s in the event.
-    pub skb_metadata: Vec<FieldPath>,
-    /// `--output-skb`/`--output-skb-shared-info`: text after the event in the same record.
-    pub skb_dump: Option<SkbDump>,
+    /// What each event records besides its header, in emit order (`output::sections`).
+    pub sections: RecordSections,
+}
+
+impl ProbeOptions {
+    /// Whether a section reads the device facts (netns inode, ifindex, MTU).
+    fn device_facts(&self) -> bool {
+        self.sections.iter().any(|s| s.device_facts())
+    }
 }
 
 /// Errors generating a probe program.
@@ -143,21 +133,6 @@ const SLOT_STACKID: i16 = -40;
 /// Scratch u64 of the stack identity code.
 const SLOT_AUX: i16 = -48;
 const SCRATCH_BYTES: i16 = 48;
-
-/// The stack image of the part of `struct sk_buff` the program reads; each field lives at
-/// its own offset, filled by the reads that need it (see `Gen::read_skb`).
-struct SkbWindow {
-    /// First byte of `sk_buff` mirrored.
-    lo: u32,
-    /// Stack offset of the copy.
-    stack: i16,
-}
-
-impl SkbWindow {
-    fn at(&self, f: &Field) -> i16 {
-        self.stack + (f.offset_bytes() - self.lo) as i16
-    }
-}
 
 /// The parts of byte range `a` outside `b` (at most two).
 fn subtract(a: Option<(u32, u32)>, b: Option<(u32, u32)>) -> Vec<(u32, u32)> {
@@ -188,10 +163,8 @@ pub fn build(
     opts: &ProbeOptions,
     attach: &Attachment,
 ) -> Result<Program, ProbeError> {
-    if opts.output_stack && *attach == Attachment::SkbContext {
-        return Err(ProbeError::Unsupported(
-            "--output-stack on a SCHED_CLS (skb context) program: bpf_get_stackid needs pt_regs",
-        ));
+    for section in &opts.sections {
+        section.check(attach)?;
     }
     if let Attachment::Kprobe {
         skb_arg: NON_SKB, ..
@@ -219,21 +192,20 @@ impl<'a> Gen<'a> {
     fn new(l: &'a SkbLayout, o: &'a ProbeOptions, at: &'a Attachment) -> Result<Self, ProbeError> {
         let s = &l.sk_buff;
         let mut fields = vec![
-            &s.head,
-            &s.len,
-            &s.mark,
-            &s.protocol,
-            &s.dev,
-            &s.sk,
-            &s.mac_header,
-            &s.network_header,
-            &s.mac_len,
-            &s.tail,
-            &s.pkt_type,
+            s.head,
+            s.len,
+            s.mark,
+            s.protocol,
+            s.dev,
+            s.sk,
+            s.mac_header,
+            s.network_header,
+            s.mac_len,
+            s.tail,
+            s.pkt_type,
         ];
-        if let Some(f) = &s.skb_refdst {
-            fields.push(f);
-        }
+        fields.extend(s.skb_refdst);
+        fields.extend(o.sections.iter().flat_map(|r| r.skb_fields(s)));
         let lo = fields.iter().map(|f| f.offset_bytes()).min().unwrap_or(0) & !7;
         let hi = fields
             .iter()
@@ -266,36 +238,10 @@ impl<'a> Gen<'a> {
         self.win.stack
     }
 
-    /// `bpf_probe_read_kernel(r10 + dst, size, r3)`: the source address must be in r3.
-    fn read_to_stack(&mut self, dst: i16, size: i32) {
-        bpf!(into &mut self.a;
-            r1 = r10;
-            r1 += dst;
-            r2 = size;
-            call probe_read_kernel;
-        );
-    }
-
-    /// `bpf_probe_read_kernel(r8 + dst, size, r3)` into the event record.
-    fn read_to_event(&mut self, dst: usize, size: i32) {
-        bpf!(into &mut self.a;
-            r1 = r8;
-            r1 += dst;
-            r2 = size;
-            call probe_read_kernel;
-        );
-    }
-
     /// Where field `f` sits in the skb window: its access type and stack offset, so that
     /// `r1 = *(ty *)(r10 + at)` loads it.
     fn window(&self, f: &Field) -> Result<(Size, i16), ProbeError> {
         Ok((size_of(f)?, self.win.at(f)))
-    }
-
-    fn load_window(&mut self, dst: Reg, f: &Field) -> Result<(), ProbeError> {
-        let (ty, at) = self.window(f)?;
-        bpf!(into &mut self.a; (dst) = *(ty *)(r10 + at););
-        Ok(())
     }
 
     fn emit(mut self) -> Result<Program, ProbeError> {
@@ -432,7 +378,7 @@ impl<'a> Gen<'a> {
         if let Some(range) = post {
             self.read_skb(range);
         }
-        if self.o.output_meta {
+        if self.o.device_facts() {
             self.device_meta()?;
         }
         Ok(())
@@ -451,21 +397,16 @@ impl<'a> Gen<'a> {
         f
     }
 
-    /// skb fields the device filters, the meta block and the tuple parser read.
+    /// skb fields the device filters, the device facts and the record sections read.
     fn post_filter_fields(&self) -> Vec<Field> {
         let s = &self.l.sk_buff;
         let o = self.o;
         let mut f = Vec::new();
-        if o.netns.is_some() || o.ifindex.is_some() || o.output_meta {
+        if o.netns.is_some() || o.ifindex.is_some() || o.device_facts() {
             f.extend([s.dev, s.sk]);
             f.extend(s.skb_refdst);
         }
-        if o.output_meta {
-            f.extend([s.mark, s.len, s.protocol, s.pkt_type]);
-        }
-        if o.output_tuple {
-            f.extend([s.head, s.network_header, s.tail]);
-        }
+        f.extend(o.sections.iter().flat_map(|r| r.skb_fields(s)));
         f
     }
 
@@ -515,7 +456,7 @@ impl<'a> Gen<'a> {
     /// Device facts, then the netns and ifindex filters.
     fn post_filters(&mut self) -> Result<(), ProbeError> {
         let out = self.out;
-        if self.o.netns.is_some() || self.o.ifindex.is_some() || self.o.output_meta {
+        if self.o.netns.is_some() || self.o.ifindex.is_some() || self.o.device_facts() {
             self.device_meta()?;
         }
         if let Some(netns) = self.o.netns {
@@ -740,329 +681,26 @@ impl<'a> Gen<'a> {
         Ok(())
     }
 
+    /// The event record: header, the sections' parts, submit (see `record`).
     fn event(&mut self) -> Result<(), ProbeError> {
-        let out = self.out;
-        let s = self.l.sk_buff.clone();
-        self.a.ld_map(R1, maps::EVENTS);
-        let record_bytes = self.o.skb_dump.map_or(EVENT_SIZE, |d| d.record_bytes());
-        self.a.mov64(R2, record_bytes as i32).mov64(R3, 0);
-        self.a.call(Helper::RINGBUF_RESERVE);
-        let reserved = self.a.label();
-        self.a.jmp(Cond::Ne, R0, 0, reserved);
-        self.count_lost();
-        self.a.ja(out);
-        self.a.bind(reserved);
-        self.a.mov64(R8, R0);
-        for i in (0..EVENT_SIZE).step_by(8) {
-            self.a.st(Size::DW, R8, i as i16, 0);
-        }
-        let (kind, mut flags) = match self.at {
-            Attachment::Kprobe { multi: true, .. } => (EventKind::KprobeMulti, FLAG_ARGS),
-            Attachment::Kprobe { .. } => (EventKind::Kprobe, FLAG_ARGS),
-            Attachment::Tracepoint { .. } => (EventKind::Tracepoint, FLAG_ARGS),
-            Attachment::SkbContext => (EventKind::Tracepoint, 0),
+        let env = RecordEnv {
+            layout: self.l,
+            attach: self.at,
+            has_get_func_ip: self.o.has_get_func_ip,
+            window: self.win,
+            frame: Frame {
+                scratch: SLOT_KEY,
+                device: DeviceSlots {
+                    netns: SLOT_NETNS,
+                    ifindex: SLOT_IFINDEX,
+                    mtu: SLOT_MTU,
+                },
+                spare: SLOT_L3_LEN,
+                below: self.filter_top(),
+            },
+            out: self.out,
         };
-        self.a.st(Size::H, R8, off::KIND as i16, kind as i32);
-        self.a.stx(Size::DW, R8, off::SKB_ADDR as i16, R7);
-        self.a.call(Helper::GET_SMP_PROCESSOR_ID);
-        self.a.stx(Size::W, R8, off::CPU as i16, R0);
-        self.a.call(Helper::GET_CURRENT_PID_TGID);
-        self.a.stx(Size::DW, R8, off::PID_TGID as i16, R0);
-        self.a.call(Helper::KTIME_GET_NS);
-        self.a.stx(Size::DW, R8, off::KTIME_NS as i16, R0);
-
-        match self.at.clone() {
-            Attachment::Kprobe { .. } => {
-                if self.o.has_get_func_ip {
-                    self.a.mov64(R1, R6).call(Helper::GET_FUNC_IP);
-                } else {
-                    // After the int3 of a kprobe, ip points one byte past the function start.
-                    self.a.ldx(Size::DW, R0, R6, PT_REGS_IP);
-                    self.a.add64(R0, -1);
-                }
-                self.a.stx(Size::DW, R8, off::PROBE_ADDR as i16, R0);
-                self.a.ldx(Size::DW, R1, R6, PT_REGS_ARGS[1]);
-                self.a.stx(Size::DW, R8, off::PARAM_SECOND as i16, R1);
-                self.a.ldx(Size::DW, R1, R6, PT_REGS_ARGS[2]);
-                self.a.stx(Size::DW, R8, off::PARAM_THIRD as i16, R1);
-                if self.o.output_caller {
-                    self.a.ldx(Size::DW, R3, R6, PT_REGS_SP);
-                    self.read_to_event(off::CALLER_ADDR, 8);
-                    flags |= FLAG_CALLER;
-                }
-            }
-            Attachment::Tracepoint {
-                id,
-                nargs,
-                drop_reason_arg,
-                ..
-            } => {
-                self.a.st(Size::DW, R8, off::PROBE_ADDR as i16, id as i32);
-                for (arg, field) in [(1u16, off::PARAM_SECOND), (2, off::PARAM_THIRD)] {
-                    if arg < nargs {
-                        self.a.ldx(Size::DW, R1, R6, arg as i16 * 8);
-                        self.a.stx(Size::DW, R8, field as i16, R1);
-                    }
-                }
-                if let Some(r) = drop_reason_arg {
-                    self.a.ldx(Size::DW, R1, R6, r as i16 * 8);
-                    self.a.stx(Size::DW, R8, off::DROP_REASON as i16, R1);
-                    flags |= FLAG_DROP_REASON;
-                }
-            }
-            // probe_addr stays 0: the record was zeroed.
-            Attachment::SkbContext => {}
-        }
-
-        if self.o.output_meta {
-            flags |= FLAG_META;
-            self.load_window(R1, &s.mark)?;
-            self.a.stx(Size::W, R8, off::MARK as i16, R1);
-            self.load_window(R1, &s.len)?;
-            self.a.stx(Size::W, R8, off::LEN as i16, R1);
-            self.load_window(R1, &s.protocol)?;
-            self.a.stx(Size::H, R8, off::PROTOCOL as i16, R1);
-            self.load_window(R1, &s.pkt_type)?;
-            if let Some(b) = s.pkt_type.bitfield {
-                self.a.alu64(AluOp::Rsh, R1, b.bit_offset as i32);
-                self.a
-                    .alu64(AluOp::And, R1, ((1u32 << b.bit_size) - 1) as i32);
-            }
-            self.a.stx(Size::B, R8, off::PKT_TYPE as i16, R1);
-            for (slot, field) in [
-                (SLOT_NETNS, off::NETNS),
-                (SLOT_IFINDEX, off::IFINDEX),
-                (SLOT_MTU, off::MTU),
-            ] {
-                self.a.ldx(Size::W, R1, R10, slot);
-                self.a.stx(Size::W, R8, field as i16, R1);
-            }
-        }
-        if self.o.output_skb_cb {
-            flags |= FLAG_CB;
-            self.a
-                .mov64(R3, R7)
-                .add64(R3, s.cb.offset_bytes() as i32 + QDISC_CB_DATA);
-            self.read_to_event(off::CB, 20);
-        }
-        if self.o.output_stack {
-            flags |= FLAG_STACK;
-            self.a.mov64(R1, R6);
-            self.a.ld_map(R2, maps::STACKS);
-            self.a.mov64(R3, 0);
-            self.a.call(Helper::GET_STACKID);
-            self.a.stx(Size::DW, R8, off::STACK_ID as i16, R0);
-        }
-        if !self.o.skb_metadata.is_empty() {
-            flags |= FLAG_SKB_METADATA;
-            let fields = &self.o.skb_metadata;
-            skb_expr::emit_metadata(&mut self.a, fields, R7, SLOT_KEY, off::SKB_METADATA);
-        }
-        if self.o.output_tuple {
-            self.tuple()?;
-        }
-        if let Some(dump) = &self.o.skb_dump {
-            // The meta slots were copied out above: their 16 bytes hold the `btf_ptr`.
-            let fields = skb_dump::ShinfoFields {
-                head: &s.head,
-                end: &s.end,
-            };
-            skb_dump::emit_dump(&mut self.a, dump, R7, &fields, SLOT_MTU, SLOT_KEY);
-        }
-        // flags: the tuple parser ORs FLAG_TUPLE in itself.
-        self.a.ldx(Size::H, R1, R8, off::FLAGS as i16);
-        self.a.alu32(AluOp::Or, R1, flags as i32);
-        self.a.stx(Size::H, R8, off::FLAGS as i16, R1);
-        self.submit_batched();
-        self.a.ja(out);
-        Ok(())
-    }
-
-    /// `bpf_ringbuf_submit(r8, flags)`: no wakeup unless `EVENTS_WAKEUP_BYTES` are waiting
-    /// (`bpf_ringbuf_query(BPF_RB_AVAIL_DATA)`), then a forced one.
-    fn submit_batched(&mut self) {
-        const BPF_RB_NO_WAKEUP: i32 = 1;
-        const BPF_RB_FORCE_WAKEUP: i32 = 2;
-        const BPF_RB_AVAIL_DATA: i32 = 0;
-        let submit = self.a.label();
-        self.a.ld_map(R1, maps::EVENTS);
-        self.a.mov64(R2, BPF_RB_AVAIL_DATA);
-        self.a.call(Helper::RINGBUF_QUERY);
-        self.a.mov64(R2, BPF_RB_NO_WAKEUP);
-        self.a
-            .jmp(Cond::Lt, R0, maps::EVENTS_WAKEUP_BYTES as i32, submit);
-        self.a.mov64(R2, BPF_RB_FORCE_WAKEUP);
-        self.a.bind(submit);
-        self.a.mov64(R1, R8);
-        self.a.call(Helper::RINGBUF_SUBMIT);
-    }
-
-    fn count_lost(&mut self) {
-        let done = self.a.label();
-        self.a.st(Size::W, R10, SLOT_KEY, 0);
-        self.a.ld_map(R1, maps::LOST);
-        self.a.mov64(R2, R10).add64(R2, SLOT_KEY as i32);
-        self.a.call(Helper::MAP_LOOKUP_ELEM);
-        self.a.jmp(Cond::Eq, R0, 0, done);
-        self.a.ldx(Size::DW, R1, R0, 0);
-        self.a.add64(R1, 1);
-        self.a.stx(Size::DW, R0, 0, R1);
-        self.a.bind(done);
-    }
-
-    /// Parses the IPv4/IPv6 header at `head + network_header` and the TCP/UDP/SCTP ports.
-    /// Uses r9 for the L3 address and the stack below the skb window as a buffer. Nothing
-    /// past `tail` is used: a header cut there ends the parse (bytes beyond the linear
-    /// data are not the packet's).
-    fn tuple(&mut self) -> Result<(), ProbeError> {
-        let s = self.l.sk_buff.clone();
-        let buf = self.filter_top() - TUPLE_L3_BYTES as i16 - 8;
-        let l4buf = buf - 16;
-        let done = self.a.named_label("tuple_done");
-        let v6 = self.a.named_label("tuple_v6");
-        let ports = self.a.named_label("tuple_ports");
-        // r9 = head + network_header; SLOT_L3_LEN = tail - network_header (>= 20)
-        self.load_window(R1, &s.network_header)?;
-        self.load_window(R9, &s.head)?;
-        self.a.add64(R9, R1);
-        self.load_window(R2, &s.tail)?;
-        self.a.alu64(AluOp::Sub, R2, R1);
-        self.a.jmp(Cond::Slt, R2, 20, done);
-        self.a.stx(Size::W, R10, SLOT_L3_LEN, R2);
-        self.a.mov64(R3, R9);
-        self.read_to_stack(buf, TUPLE_L3_BYTES);
-        self.a.jmp(Cond::Ne, R0, 0, done);
-        self.a.ldx(Size::B, R1, R10, buf);
-        self.a.alu64(AluOp::Rsh, R1, 4);
-        self.a.jmp(Cond::Eq, R1, 6, v6);
-        self.a.jmp(Cond::Ne, R1, 4, done);
-        // IPv4
-        self.a.st(Size::H, R8, off::L3_PROTO as i16, 0x0800);
-        self.a.ldx(Size::B, R1, R10, buf + 9);
-        self.a.stx(Size::B, R8, off::L4_PROTO as i16, R1);
-        self.a.ldx(Size::W, R1, R10, buf + 12);
-        self.a.stx(Size::W, R8, off::SADDR as i16, R1);
-        self.a.ldx(Size::W, R1, R10, buf + 16);
-        self.a.stx(Size::W, R8, off::DADDR as i16, R1);
-        // Only the first fragment carries ports.
-        self.a.ldx(Size::H, R1, R10, buf + 6);
-        self.a.to_be(R1, 16);
-        self.a.alu64(AluOp::And, R1, 0x1fff);
-        let v4_ports = self.a.label();
-        self.a.jmp(Cond::Eq, R1, 0, v4_ports);
-        self.set_tuple_flag();
-        self.a.ja(done);
-        self.a.bind(v4_ports);
-        self.a.ldx(Size::B, R2, R10, buf);
-        self.a.alu64(AluOp::And, R2, 0x0f);
-        self.a.alu64(AluOp::Lsh, R2, 2);
-        self.a.jmp(Cond::Lt, R2, 20, done); // malformed IHL
-        self.a.ldx(Size::B, R1, R10, buf + 9);
-        self.a.ja(ports);
-
-        // IPv6: r1 = next header, r2 = offset of the next header from r9
-        self.a.bind(v6);
-        self.a.ldx(Size::W, R1, R10, SLOT_L3_LEN);
-        self.a.jmp(Cond::Lt, R1, 40, done);
-        self.a.st(Size::H, R8, off::L3_PROTO as i16, 0x86dd);
-        for i in 0..4 {
-            self.a.ldx(Size::W, R1, R10, buf + 8 + 4 * i);
-            self.a.stx(Size::W, R8, off::SADDR as i16 + 4 * i, R1);
-            self.a.ldx(Size::W, R1, R10, buf + 24 + 4 * i);
-            self.a.stx(Size::W, R8, off::DADDR as i16 + 4 * i, R1);
-        }
-        self.a.ldx(Size::B, R1, R10, buf + 6);
-        self.a.mov64(R2, 40);
-        for _ in 0..IPV6_EXT_MAX {
-            let ext = self.a.label();
-            let next = self.a.label();
-            for h in [0, 43, 60, 51, 44] {
-                self.a.jmp(Cond::Eq, R1, h, ext);
-            }
-            self.a.ja(ports);
-            self.a.bind(ext);
-            // An extension header cut at tail: stop here (its number becomes l4_proto).
-            self.a.mov64(R3, R2).add64(R3, 8);
-            self.a.ldx(Size::W, R4, R10, SLOT_L3_LEN);
-            self.a.jmp(Cond::Gt, R3, R4, ports);
-            // Read the 8-byte extension header start at r9 + r2 into l4buf; keep r2 in slot.
-            self.a.stx(Size::DW, R10, SLOT_KEY, R2);
-            self.a.stx(Size::B, R10, l4buf + 15, R1);
-            self.a.mov64(R3, R9).add64(R3, R2);
-            self.read_to_stack(l4buf, 8);
-            self.a.jmp(Cond::Ne, R0, 0, done);
-            self.a.ldx(Size::DW, R2, R10, SLOT_KEY);
-            self.a.ldx(Size::B, R4, R10, l4buf + 15);
-            self.a.ldx(Size::B, R1, R10, l4buf); // next header
-            self.a.ldx(Size::B, R3, R10, l4buf + 1); // length field
-            let not_frag = self.a.label();
-            let not_ah = self.a.label();
-            self.a.jmp(Cond::Ne, R4, 44, not_frag);
-            // Fragment header: fixed 8 bytes; a non-first fragment has no ports.
-            self.a.ldx(Size::H, R3, R10, l4buf + 2);
-            self.a.to_be(R3, 16);
-            self.a.alu64(AluOp::And, R3, 0xfff8);
-            self.a.add64(R2, 8);
-            self.a.jmp(Cond::Eq, R3, 0, next);
-            self.a.stx(Size::B, R8, off::L4_PROTO as i16, R1);
-            self.set_tuple_flag();
-            self.a.ja(done);
-            self.a.bind(not_frag);
-            self.a.jmp(Cond::Ne, R4, 51, not_ah);
-            // AH: (len + 2) * 4 bytes
-            self.a.add64(R3, 2);
-            self.a.alu64(AluOp::Lsh, R3, 2);
-            self.a.add64(R2, R3);
-            self.a.ja(next);
-            self.a.bind(not_ah);
-            // (len + 1) * 8 bytes
-            self.a.add64(R3, 1);
-            self.a.alu64(AluOp::Lsh, R3, 3);
-            self.a.add64(R2, R3);
-            self.a.bind(next);
-        }
-        // Too many extension headers: record addresses only.
-
-        // r1 = L4 protocol, r2 = L4 offset from r9
-        self.a.bind(ports);
-        self.a.stx(Size::B, R8, off::L4_PROTO as i16, R1);
-        self.set_tuple_flag();
-        let has_ports = self.a.label();
-        for p in [6, 17, 132, 136] {
-            self.a.jmp(Cond::Eq, R1, p, has_ports);
-        }
-        self.a.ja(done);
-        self.a.bind(has_ports);
-        // Ports only when both are before tail; TCP flags only when byte 13 is.
-        self.a.ldx(Size::W, R4, R10, SLOT_L3_LEN);
-        self.a.mov64(R3, R2).add64(R3, 4);
-        self.a.jmp(Cond::Gt, R3, R4, done);
-        self.a.stx(Size::B, R10, l4buf + 15, R1);
-        let flags_in = self.a.label();
-        self.a.add64(R3, 10);
-        self.a.jmp(Cond::Le, R3, R4, flags_in);
-        self.a.st(Size::B, R10, l4buf + 15, 0); // not TCP for the flags test below
-        self.a.bind(flags_in);
-        self.a.mov64(R3, R9).add64(R3, R2);
-        self.read_to_stack(l4buf, 14);
-        self.a.jmp(Cond::Ne, R0, 0, done);
-        self.a.ldx(Size::H, R1, R10, l4buf);
-        self.a.stx(Size::H, R8, off::SPORT as i16, R1);
-        self.a.ldx(Size::H, R1, R10, l4buf + 2);
-        self.a.stx(Size::H, R8, off::DPORT as i16, R1);
-        self.a.ldx(Size::B, R1, R10, l4buf + 15);
-        self.a.jmp(Cond::Ne, R1, 6, done);
-        self.a.ldx(Size::B, R1, R10, l4buf + 13);
-        self.a.stx(Size::B, R8, off::TCP_FLAGS as i16, R1);
-        self.a.bind(done);
-        Ok(())
-    }
-
-    /// Sets FLAG_TUPLE; clobbers only r0.
-    fn set_tuple_flag(&mut self) {
-        self.a.ldx(Size::H, R0, R8, off::FLAGS as i16);
-        self.a.alu32(AluOp::Or, R0, FLAG_TUPLE as i32);
-        self.a.stx(Size::H, R8, off::FLAGS as i16, R0);
+        record::emit(&mut self.a, &env, &self.o.sections)
     }
 }
 

@@ -14,8 +14,6 @@ use crate::asm::{Asm, Cond, Label, Reg, Size};
 use crate::bpf;
 use crate::btf::{split_path, FieldPath, KernelBtf, PathError, ScalarKind};
 
-use Reg::*;
-
 /// The struct the expression's root pointer points to, and the root's name.
 const ROOT_STRUCT: &str = "sk_buff";
 const ROOT_NAME: &str = "skb";
@@ -383,8 +381,11 @@ pub fn emit_metadata(a: &mut Asm, fields: &[FieldPath], root: Reg, slot: i16, ev
     for (i, path) in fields.iter().take(MAX_METADATA).enumerate() {
         let skip = a.label();
         emit_load(a, path, root, slot, skip);
-        a.stx(Size::DW, R8, (event_off + 8 * i) as i16, R1);
-        a.bind(skip);
+        let at = event_off + 8 * i;
+        bpf!(into a;
+            *(u64 *)(r8 + at) = r1;
+          (skip):
+        );
     }
 }
 
@@ -557,6 +558,7 @@ mod tests {
         //! The generated code run in rbpf over a fake `sk_buff` with hand-made paths.
         use super::super::*;
         use crate::asm::Helper;
+        use crate::asm::Reg::*;
         use crate::btf::{Bitfield, Field};
         use std::cell::Cell;
 

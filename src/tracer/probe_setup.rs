@@ -7,8 +7,9 @@ use crate::attach::{Backend, Feature, Target};
 use crate::btf::KernelBtf;
 use crate::host;
 use crate::load::{self, MapSpec};
+use crate::output::sections::skb_dump::{self, SkbDump};
+use crate::output::{sections, OutputOptions};
 use crate::pcapc::ast::Expr;
-use crate::probes::skb_dump::{self, SkbDump};
 use crate::probes::{maps, skb_expr, ProbeOptions, StackTracking};
 use crate::settings::{FilterSettings, NetnsSpec, OutputSettings, TraceSettings};
 
@@ -19,18 +20,14 @@ pub fn probe_options(
     filter: Option<Expr>,
     btf: &KernelBtf,
     backend: &dyn Backend,
+    output: &OutputOptions,
 ) -> Result<ProbeOptions> {
-    let (f, out) = (&settings.filter, &settings.output);
+    let f = &settings.filter;
     Ok(ProbeOptions {
         filter,
         mark: f.mark.map(|m| (m.mark, m.mask)),
         netns: f.netns.as_ref().map(host::netns_inode).transpose()?,
         ifindex: ifindex_filter(f)?,
-        output_meta: out.meta || out.netns_names.is_some(),
-        output_tuple: out.tuple,
-        output_stack: out.stack,
-        output_caller: out.caller,
-        output_skb_cb: out.skb_cb,
         track_skb: f.track_skb,
         track_stackid: f.track_by_stackid.then(|| stack_tracking(btf)),
         has_get_func_ip: backend.supports(Feature::FuncIp)
@@ -39,10 +36,19 @@ pub fn probe_options(
             Some(text) => Some(skb_expr::compile_filter(btf, text).context("--filter-skb-expr")?),
             None => None,
         },
-        skb_metadata: skb_expr::compile_metadata(btf, &out.skb_metadata)
-            .context("--output-skb-metadata")?,
-        skb_dump: skb_dump_options(out, btf)?,
+        sections: sections::record_sections(output),
     })
+}
+
+/// What the output prints, with the `--output-skb-metadata` fields and the
+/// `--output-skb`/`--output-skb-shared-info` dumps resolved through BTF; the probe's
+/// record sections follow from it.
+pub fn output_options(out: &OutputSettings, btf: &KernelBtf) -> Result<OutputOptions> {
+    let mut opts = OutputOptions::from_settings(out);
+    opts.skb_metadata =
+        skb_expr::compile_metadata(btf, &out.skb_metadata).context("--output-skb-metadata")?;
+    opts.skb_dump = skb_dump_options(out, btf)?;
+    Ok(opts)
 }
 
 /// `--filter-ifname`, resolved to an ifindex inside `--filter-netns` (or ours).
@@ -112,9 +118,7 @@ pub fn map_specs(opts: &ProbeOptions, follows_clones: bool) -> Vec<MapSpec> {
     if follows_clones {
         m.push(maps::CLONE_STASH);
     }
-    if opts.output_stack {
-        m.push(maps::STACKS);
-    }
+    m.extend(opts.sections.iter().flat_map(|s| s.maps()));
     m.into_iter().map(MapSpec::from).collect()
 }
 
@@ -179,7 +183,10 @@ mod tests {
         let all = ProbeOptions {
             track_skb: true,
             track_stackid: Some(StackTracking::default()),
-            output_stack: true,
+            sections: crate::output::sections::record_sections(&OutputOptions {
+                stack: true,
+                ..OutputOptions::default()
+            }),
             ..ProbeOptions::default()
         };
         assert_eq!(

@@ -1,0 +1,165 @@
+//! The registry as a whole: what turns each section on, that the probe gets the recording
+//! ones in registry order, and that their flag bits and record areas do not collide.
+
+use super::*;
+use crate::btf::{Field, FieldPath, ScalarKind};
+
+fn everything() -> OutputOptions {
+    let path = FieldPath {
+        text: "skb->len".into(),
+        derefs: Vec::new(),
+        field: Field {
+            offset_bits: 0,
+            size_bytes: 4,
+            bitfield: None,
+        },
+        kind: ScalarKind::Unsigned,
+    };
+    OutputOptions {
+        meta: true,
+        tuple: true,
+        tcp_flags: true,
+        caller: true,
+        stack: true,
+        cb: true,
+        netns_names: Some(16),
+        skb_metadata: vec![path],
+        skb_dump: skb_dump::SkbDump::new(Some(1), Some(2), 4096),
+        ..OutputOptions::default()
+    }
+}
+
+fn names(sections: &Sections) -> Vec<String> {
+    sections
+        .iter()
+        .map(|s| {
+            let debug = format!("{s:?}");
+            debug
+                .split([' ', '{'])
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn every_section_turns_on_and_records_in_registry_order() {
+    let all = Sections::new(&everything());
+    assert_eq!(all.iter().count(), REGISTRY.len(), "{:?}", names(&all));
+    assert_eq!(
+        names(&all),
+        [
+            "CallerSection",
+            "DropReasonSection",
+            "MetaSection",
+            "SkbCbSection",
+            "NetnsNameSection",
+            "StackSection",
+            "SkbMetadataSection",
+            "TupleSection",
+            "SkbDumpSection",
+        ]
+    );
+    let record: Vec<String> = all.record().iter().map(|s| format!("{s:?}")).collect();
+    assert_eq!(record.len(), 7, "{record:?}: not the print-only ones");
+    assert_eq!(all.maps().len(), 1, "the stack map");
+    let dump = all.iter().last().unwrap();
+    assert_eq!(dump.tail_bytes(), 2 * 4096);
+    let lines = all.table_at(TableAt::Lines);
+    assert_eq!(lines.len(), 2, "stack, dump");
+    assert_eq!(
+        lines[1].tail_at, EVENT_SIZE,
+        "the only area after the fixed record"
+    );
+}
+
+#[test]
+fn defaults_print_the_drop_reason_only() {
+    let none = Sections::new(&OutputOptions::default());
+    assert_eq!(names(&none), ["DropReasonSection"]);
+    assert!(none.record().is_empty(), "nothing for the probe to record");
+    assert!(none.maps().is_empty());
+    // The NETNS NAME column needs the meta record, not its columns.
+    let named = Sections::new(&OutputOptions {
+        netns_names: Some(16),
+        ..OutputOptions::default()
+    });
+    assert_eq!(
+        names(&named),
+        ["DropReasonSection", "MetaSection", "NetnsNameSection"]
+    );
+    assert_eq!(named.record().len(), 1);
+    let meta = named.iter().nth(1).unwrap();
+    assert!(meta.table_at().is_empty() && meta.json_at().is_empty());
+}
+
+#[test]
+fn parts_use_distinct_flag_bits_inside_the_fixed_record() {
+    use crate::events::RecordPart;
+    use crate::probes::event::{FLAGS_ALL, FLAG_ARGS, FLAG_SHINFO_DUMP, FLAG_SKB_DUMP};
+    let flags = [
+        caller::CallerAddr::FLAG,
+        drop_reason::DropReason::FLAG,
+        meta::SkbMeta::FLAG,
+        skb_cb::SkbCb::FLAG,
+        stack::StackId::FLAG,
+        skb_metadata::SkbMetadata::FLAG,
+        tuple::Tuple::FLAG,
+        FLAG_SKB_DUMP,
+        FLAG_SHINFO_DUMP,
+        FLAG_ARGS,
+    ];
+    let mut seen = 0u16;
+    for f in flags {
+        assert_eq!(f.count_ones(), 1, "{f:#x}");
+        assert_eq!(seen & f, 0, "{f:#x} used twice");
+        seen |= f;
+    }
+    assert_eq!(seen, FLAGS_ALL);
+}
+
+#[test]
+fn parts_round_trip_through_the_record() {
+    use crate::events::{decode, ETH_P_IP};
+    let mut t = Tuple {
+        l3_proto: ETH_P_IP,
+        sport: 43216,
+        dport: 8080,
+        l4_proto: 6,
+        tcp_flags: 0x12,
+        ..Tuple::default()
+    };
+    t.saddr[..4].copy_from_slice(&[10, 0, 2, 15]);
+    let m = SkbMeta {
+        netns: 4026531840,
+        mark: 0xa00,
+        ifindex: 2,
+        len: 60,
+        mtu: 1500,
+        protocol: ETH_P_IP,
+        pkt_type: 4,
+    };
+    let ev = Event::default()
+        .with(t)
+        .with(m)
+        .with(caller::CallerAddr(0xffff_ffff_8100_0040))
+        .with(stack::StackId(-14))
+        .with(skb_cb::SkbCb([1, 2, 3, 4, 5]))
+        .with(skb_metadata::SkbMetadata([1, u64::MAX, 0, 7]))
+        .with(drop_reason::DropReason(6));
+    let bytes = ev.encode();
+    // Network-order fields are stored as packet bytes.
+    use crate::probes::event::off;
+    assert_eq!(&bytes[off::PROTOCOL..off::PROTOCOL + 2], &[0x08, 0x00]);
+    assert_eq!(&bytes[off::DPORT..off::DPORT + 2], &[0x1f, 0x90]);
+    let back = decode(&bytes).unwrap();
+    assert_eq!(back, ev);
+    assert_eq!(back.get::<Tuple>(), Some(t));
+    assert_eq!(back.get::<SkbMeta>(), Some(m));
+    assert_eq!(back.get::<stack::StackId>(), Some(stack::StackId(-14)));
+    assert_eq!(
+        back.get::<Tuple>().unwrap().src_ip(),
+        Some("10.0.2.15".parse().unwrap())
+    );
+}

@@ -1,0 +1,313 @@
+//! The event-record stage of a probe: reserve a record, write the header every event has,
+//! let each active [`RecordSection`] add its part, then submit. The sections themselves
+//! live with their output (`output::sections`); probes only know this trait.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::asm::dsl::Operand;
+use crate::asm::{Asm, Label, Reg, Size};
+use crate::bpf;
+use crate::btf::{Field, SkBuffLayout, SkbLayout};
+
+use super::event::{off, EventKind, EVENT_SIZE, FLAG_ARGS, FLAG_DROP_REASON};
+use super::maps::{self, MapDef};
+use super::program::{Attachment, ProbeError, PT_REGS_ARGS, PT_REGS_IP};
+
+use Reg::*;
+
+/// One optional part of the event record, as the probe sees it: what it needs from the
+/// rest of the program and the code that fills it. Registers during [`RecordSection::emit`]:
+/// r6 = the program's context, r7 = the skb, r8 = the record; r0-r5 and r9 are free.
+pub trait RecordSection: fmt::Debug + Send + Sync {
+    /// Refuses an attachment the section cannot record on.
+    fn check(&self, _at: &Attachment) -> Result<(), ProbeError> {
+        Ok(())
+    }
+    /// The maps its code references (their shapes give the loader's specs).
+    fn maps(&self) -> Vec<&'static MapDef> {
+        Vec::new()
+    }
+    /// `sk_buff` fields it reads from the program's copy of the skb ([`RecordStage::skb_field`]).
+    fn skb_fields(&self, _skb: &SkBuffLayout) -> Vec<Field> {
+        Vec::new()
+    }
+    /// Whether it reads the device facts ([`Frame::device`]) the filter chain computes.
+    fn device_facts(&self) -> bool {
+        false
+    }
+    /// Bytes it writes after the fixed record (at [`RecordStage::tail_at`]). The ring
+    /// buffer does not zero them: the section writes what it reads back, or a marker first
+    /// (the fixed record's flag bits all belong to today's sections, see `event`).
+    fn tail_bytes(&self) -> usize {
+        0
+    }
+    /// Emits the code that fills its part of the record at r8.
+    fn emit(&self, r: &mut RecordStage<'_>) -> Result<(), ProbeError>;
+}
+
+/// The active sections of a probe, in the order they emit (see `output::sections`).
+pub type RecordSections = Vec<Arc<dyn RecordSection>>;
+
+/// The stack image of the part of `struct sk_buff` the program reads; each field lives at
+/// its own offset, filled by the reads that need it.
+#[derive(Clone, Copy, Debug)]
+pub struct SkbWindow {
+    /// First byte of `sk_buff` mirrored.
+    pub lo: u32,
+    /// Stack offset of the copy.
+    pub stack: i16,
+}
+
+impl SkbWindow {
+    /// Stack offset of `f` inside the window.
+    pub fn at(&self, f: &Field) -> i16 {
+        self.stack + (f.offset_bytes() - self.lo) as i16
+    }
+}
+
+/// The device facts the filter chain leaves in u32 stack slots (zero when unknown).
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceSlots {
+    /// netns inode.
+    pub netns: i16,
+    pub ifindex: i16,
+    /// Route MTU, else the device's.
+    pub mtu: i16,
+}
+
+/// The probe's stack as the record stage may use it.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame {
+    /// A free 8-byte slot.
+    pub scratch: i16,
+    /// The device facts; the 16 bytes from `device.mtu` up to `scratch` are free once the
+    /// meta section (which emits before the others that use them) copied the facts.
+    pub device: DeviceSlots,
+    /// A free 4-byte slot.
+    pub spare: i16,
+    /// Everything below this offset (down to -512) is free.
+    pub below: i16,
+}
+
+/// What the record stage needs from the probe generator.
+pub struct RecordEnv<'a> {
+    pub layout: &'a SkbLayout,
+    pub attach: &'a Attachment,
+    /// The kernel has `bpf_get_func_ip` for this program type.
+    pub has_get_func_ip: bool,
+    pub window: SkbWindow,
+    pub frame: Frame,
+    /// Where the program exits.
+    pub out: Label,
+}
+
+/// The state one section emits into.
+pub struct RecordStage<'a> {
+    pub a: &'a mut Asm,
+    pub layout: &'a SkbLayout,
+    pub attach: &'a Attachment,
+    pub frame: Frame,
+    /// Where the program exits.
+    pub out: Label,
+    /// Record offset of this section's bytes after the fixed record.
+    pub tail_at: usize,
+    window: SkbWindow,
+    /// Flag bits set for every record (ORed into `flags` before submit).
+    flags: u16,
+}
+
+impl RecordStage<'_> {
+    /// Where `f` (one of the section's [`RecordSection::skb_fields`]) sits in the skb copy:
+    /// its access type and stack offset, so that `r1 = *(ty *)(r10 + at)` loads it.
+    pub fn skb_field(&self, f: &Field) -> Result<(Size, i16), ProbeError> {
+        let size = Size::from_bytes(f.size_bytes as usize)
+            .ok_or_else(|| ProbeError::Layout(format!("field of {} bytes", f.size_bytes)))?;
+        Ok((size, self.window.at(f)))
+    }
+
+    /// Every record of this probe gets `flag` (the section always fills its part).
+    pub fn set_flag(&mut self, flag: u16) {
+        self.flags |= flag;
+    }
+
+    /// Emits code setting `flag` in this record (a part filled only on some paths);
+    /// clobbers r0.
+    pub fn emit_set_flag(&mut self, flag: u16) {
+        emit_or_flags(self.a, R0, flag);
+    }
+}
+
+/// `flags |= flag` in the record at r8, through `tmp`.
+fn emit_or_flags(a: &mut Asm, tmp: Reg, flag: u16) {
+    let tmp32 = Operand::R32(tmp);
+    bpf!(into a;
+        (tmp) = *(u16 *)(r8 + off::FLAGS);
+        (tmp32) |= flag;
+        *(u16 *)(r8 + off::FLAGS) = (tmp);
+    );
+}
+
+/// Size of the records a probe with `sections` submits.
+pub fn record_bytes(sections: &[Arc<dyn RecordSection>]) -> usize {
+    EVENT_SIZE + sections.iter().map(|s| s.tail_bytes()).sum::<usize>()
+}
+
+/// Emits the record stage: reserve (count a loss and exit when the ring buffer is full),
+/// zero, header, each section, flags, submit; then jumps to `env.out`.
+pub fn emit(
+    a: &mut Asm,
+    env: &RecordEnv<'_>,
+    sections: &[Arc<dyn RecordSection>],
+) -> Result<(), ProbeError> {
+    let out = env.out;
+    let bytes = record_bytes(sections);
+    let reserved = a.label();
+    bpf!(into a;
+        r1 = map[maps::EVENTS];
+        r2 = bytes;
+        r3 = 0;
+        call ringbuf_reserve;
+        if r0 != 0 goto (reserved);
+    );
+    count_lost(a, env.frame.scratch);
+    bpf!(into a;
+        goto (out);
+      (reserved):
+        r8 = r0;
+    );
+    for at in (0..EVENT_SIZE).step_by(8) {
+        bpf!(into a; *(u64 *)(r8 + at) = 0;);
+    }
+    let flags = header(a, env);
+    let mut stage = RecordStage {
+        a,
+        layout: env.layout,
+        attach: env.attach,
+        frame: env.frame,
+        out,
+        tail_at: EVENT_SIZE,
+        window: env.window,
+        flags,
+    };
+    for section in sections {
+        section.emit(&mut stage)?;
+        stage.tail_at += section.tail_bytes();
+    }
+    let flags = stage.flags;
+    // Sections that fill their part on some paths only set their bit themselves.
+    emit_or_flags(a, R1, flags);
+    submit_batched(a);
+    bpf!(into a; goto (out););
+    Ok(())
+}
+
+/// Kind, skb, CPU, task, time, probe address, the next two arguments and a tracepoint's
+/// drop reason; returns the flag bits every record of this probe has.
+fn header(a: &mut Asm, env: &RecordEnv<'_>) -> u16 {
+    let (kind, flags) = match env.attach {
+        Attachment::Kprobe { multi: true, .. } => (EventKind::KprobeMulti, FLAG_ARGS),
+        Attachment::Kprobe { .. } => (EventKind::Kprobe, FLAG_ARGS),
+        Attachment::Tracepoint { .. } => (EventKind::Tracepoint, FLAG_ARGS),
+        Attachment::SkbContext => (EventKind::Tracepoint, 0),
+    };
+    let kind = kind as u16;
+    bpf!(into a;
+        *(u16 *)(r8 + off::KIND) = kind;
+        *(u64 *)(r8 + off::SKB_ADDR) = r7;
+        call get_smp_processor_id;
+        *(u32 *)(r8 + off::CPU) = r0;
+        call get_current_pid_tgid;
+        *(u64 *)(r8 + off::PID_TGID) = r0;
+        call ktime_get_ns;
+        *(u64 *)(r8 + off::KTIME_NS) = r0;
+    );
+    match env.attach {
+        Attachment::Kprobe { .. } => {
+            if env.has_get_func_ip {
+                bpf!(into a;
+                    r1 = r6;
+                    call get_func_ip;
+                );
+            } else {
+                // After the int3 of a kprobe, ip points one byte past the function start.
+                bpf!(into a;
+                    r0 = *(u64 *)(r6 + PT_REGS_IP);
+                    r0 += -1;
+                );
+            }
+            bpf!(into a;
+                *(u64 *)(r8 + off::PROBE_ADDR) = r0;
+                r1 = *(u64 *)(r6 + PT_REGS_ARGS[1]);
+                *(u64 *)(r8 + off::PARAM_SECOND) = r1;
+                r1 = *(u64 *)(r6 + PT_REGS_ARGS[2]);
+                *(u64 *)(r8 + off::PARAM_THIRD) = r1;
+            );
+        }
+        Attachment::Tracepoint {
+            id,
+            nargs,
+            drop_reason_arg,
+            ..
+        } => {
+            bpf!(into a; *(u64 *)(r8 + off::PROBE_ADDR) = (*id as i32););
+            for (arg, field) in [(1u16, off::PARAM_SECOND), (2, off::PARAM_THIRD)] {
+                if arg < *nargs {
+                    bpf!(into a;
+                        r1 = *(u64 *)(r6 + arg as i16 * 8);
+                        *(u64 *)(r8 + field) = r1;
+                    );
+                }
+            }
+            // Part of the header: every event of a tracepoint with a reason has it
+            // (`output::sections::drop_reason` prints it).
+            if let Some(r) = drop_reason_arg {
+                bpf!(into a;
+                    r1 = *(u64 *)(r6 + *r as i16 * 8);
+                    *(u64 *)(r8 + off::DROP_REASON) = r1;
+                );
+                return flags | FLAG_DROP_REASON;
+            }
+        }
+        // probe_addr stays 0: the record was zeroed.
+        Attachment::SkbContext => {}
+    }
+    flags
+}
+
+/// `bpf_ringbuf_submit(r8, flags)`: no wakeup unless `EVENTS_WAKEUP_BYTES` are waiting
+/// (`bpf_ringbuf_query(BPF_RB_AVAIL_DATA)`), then a forced one.
+fn submit_batched(a: &mut Asm) {
+    const BPF_RB_NO_WAKEUP: i32 = 1;
+    const BPF_RB_FORCE_WAKEUP: i32 = 2;
+    const BPF_RB_AVAIL_DATA: i32 = 0;
+    let submit = a.label();
+    bpf!(into a;
+        r1 = map[maps::EVENTS];
+        r2 = BPF_RB_AVAIL_DATA;
+        call ringbuf_query;
+        r2 = BPF_RB_NO_WAKEUP;
+        if r0 < (maps::EVENTS_WAKEUP_BYTES) goto (submit);
+        r2 = BPF_RB_FORCE_WAKEUP;
+      (submit):
+        r1 = r8;
+        call ringbuf_submit;
+    );
+}
+
+/// `lost[0] += 1` (per-CPU), using the 8-byte stack slot `key`.
+fn count_lost(a: &mut Asm, key: i16) {
+    let done = a.label();
+    bpf!(into a;
+        *(u32 *)(r10 + key) = 0;
+        r1 = map[maps::LOST];
+        r2 = r10;
+        r2 += key;
+        call map_lookup_elem;
+        if r0 == 0 goto (done);
+        r1 = *(u64 *)(r0 + 0);
+        r1 += 1;
+        *(u64 *)(r0 + 0) = r1;
+      (done):
+    );
+}
