@@ -38,7 +38,12 @@ fn kernel_test_run_agrees_with_userspace() {
             Some(e) => e.clone(),
             None => expr().new_tree(&mut runner).unwrap().current(),
         };
-        for link in [LinkType::Ethernet, LinkType::RawIp] {
+        for link in [
+            LinkType::Ethernet,
+            LinkType::RawIp,
+            LinkType::LinuxSll,
+            LinkType::LinuxSll2,
+        ] {
             let Ok(direct) = compile_program(&e, link, ProgramKind::SchedClsDirect) else {
                 continue;
             };
@@ -68,6 +73,8 @@ fn kernel_test_run_agrees_with_userspace() {
                 let lt = match link {
                     LinkType::Ethernet => pcap::Linktype::ETHERNET,
                     LinkType::RawIp => pcap::Linktype(12),
+                    LinkType::LinuxSll => pcap::Linktype(113),
+                    LinkType::LinuxSll2 => pcap::Linktype(276),
                 };
                 pcap::Capture::dead(lt)
                     .unwrap()
@@ -81,14 +88,14 @@ fn kernel_test_run_agrees_with_userspace() {
                 // test_run wants at least an Ethernet header; raw-IP packets go after a
                 // 14-byte header that the program skips.
                 let frame = match link {
-                    LinkType::Ethernet if pkt.len() >= 14 => pkt.clone(),
-                    LinkType::Ethernet => continue,
                     LinkType::RawIp => {
                         let mut f = vec![0u8; 12];
                         f.extend_from_slice(&[0x08, 0x00]);
                         f.extend_from_slice(&pkt);
                         f
                     }
+                    _ if pkt.len() >= 14 => pkt.clone(),
+                    _ => continue,
                 };
                 let want = user.matches(&pkt).unwrap();
                 let d = match loaded.test_run("f_direct", &frame) {
@@ -144,6 +151,15 @@ fn fixed_corpus() -> Vec<Expr> {
     };
     let parse = |s: &str| pwru::pcapc::parse(s).unwrap().unwrap();
     vec![
+        // Geneve: inner offsets computed from the outer IP version, the options length
+        // and the encapsulated protocol
+        parse("geneve and tcp port 80"),
+        parse("geneve 7 and ether host 00:01:02:03:04:05 and ip"),
+        parse("not (udp and geneve and vlan and ip6 and udp port 53)"),
+        parse("geneve and geneve and tcp[13] & 2 != 0"),
+        // LLC, OSI, DECnet, AppleTalk
+        parse("l1 or l2 or decnet host 1.2 or stp or atalk or ipx"),
+        parse("vlan and (isis proto 15 or iso proto 0x81 or netbeui)"),
         // tests libpcap's optimizer would refuse, kept where their outcome is irrelevant
         parse("(igmp[46:1] / (ip[2] * 0) != 3) or ip"),
         parse("(igmp[46:1] >> (ip[2] * 0 + 40) != 3) or ip"),

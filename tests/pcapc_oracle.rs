@@ -16,6 +16,8 @@ fn libpcap(link: LinkType) -> pcap::Capture<pcap::Dead> {
     let lt = match link {
         LinkType::Ethernet => pcap::Linktype::ETHERNET,
         LinkType::RawIp => pcap::Linktype(12),
+        LinkType::LinuxSll => pcap::Linktype(113),
+        LinkType::LinuxSll2 => pcap::Linktype(276),
     };
     pcap::Capture::dead(lt).unwrap()
 }

@@ -71,6 +71,9 @@ fn always_rejects(v: &V, max_end: u64) -> bool {
         V::Load { idx: None, k, size } => *k as u64 + *size as u64 > max_end,
         V::Load { idx: Some(i), .. } => always_rejects(i, max_end),
         V::Neg(a) => always_rejects(a, max_end),
+        V::Select { cond, .. } => {
+            always_rejects(&cond.a, max_end) || always_rejects(&cond.b, max_end)
+        }
         V::Alu(o, a, b) => {
             always_rejects(a, max_end)
                 || always_rejects(b, max_end)
@@ -322,6 +325,21 @@ impl Dag {
                 V::K(x) => V::K(x.wrapping_neg()),
                 a => V::Neg(Box::new(a)),
             },
+            V::Select { cond, then, other } => {
+                let (a, b) = (self.fold(&cond.a, err), self.fold(&cond.b, err));
+                if let (V::K(x), V::K(y)) = (&a, &b) {
+                    return if eval_op(cond.op, *x, *y) {
+                        self.fold(then, err)
+                    } else {
+                        self.fold(other, err)
+                    };
+                }
+                V::Select {
+                    cond: Box::new(Test { a, op: cond.op, b }),
+                    then: Box::new(self.fold(then, err)),
+                    other: Box::new(self.fold(other, err)),
+                }
+            }
             V::Alu(o, a, b) => {
                 let a = self.fold(a, err);
                 let b = self.fold(b, err);

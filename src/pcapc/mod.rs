@@ -20,10 +20,11 @@ pub mod run;
 pub mod types;
 
 pub use compile::{
-    check, compile_program, compile_program_env, emit_filter, emit_filter_with_stats,
+    check, compile_program, compile_program_env, compile_program_opt, emit_filter,
+    emit_filter_with_stats,
 };
 pub use parse::{parse, parse_with, ParseError, ParseErrorKind, ParseOptions};
 pub use types::{
     stack_bytes, CompileError, FilterEnv, FilterStats, LinkType, PacketSource, ProgramKind,
-    DEFAULT_WINDOW, DIRECT_MAX_END, PROTOCHAIN_MAX_HEADERS, SPILL_SLOTS,
+    WireLength, DEFAULT_WINDOW, DIRECT_MAX_END, PROTOCHAIN_MAX_HEADERS, SPILL_SLOTS,
 };

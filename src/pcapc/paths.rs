@@ -248,15 +248,19 @@ pub(super) struct Plan {
 /// Lower `expr`, then generate and prune its decision DAG; `max_end`: the back end's
 /// load limit. Fails where `pcap_compile` fails.
 pub(super) fn plan(
-    expr: &Expr,
+    expr: Option<&Expr>,
     link: LinkType,
     env: &FilterEnv,
     max_end: u64,
 ) -> Result<Plan, CompileError> {
     let mut lw = Lowering::new(link, env.netmask);
-    let b = lw.expr(expr)?;
-    // libpcap turns its optimizer off when `protochain` is used.
-    let optimize = !lw.uses_protochain;
+    let b = match expr {
+        Some(e) => lw.expr(e)?,
+        // the empty expression matches every packet
+        None => B::Const(true),
+    };
+    // libpcap turns its optimizer off when `protochain` or `geneve` is used.
+    let optimize = !lw.no_optimize;
     let mut dag = Dag::new(optimize, max_end);
     let mut pg = PathGen {
         konts: vec![],
@@ -297,7 +301,12 @@ mod tests {
     }
 
     fn ethernet_plan(s: &str) -> Result<Plan, CompileError> {
-        plan(&parse(s), LinkType::Ethernet, &FilterEnv::default(), 0xffff)
+        plan(
+            Some(&parse(s)),
+            LinkType::Ethernet,
+            &FilterEnv::default(),
+            0xffff,
+        )
     }
 
     #[test]

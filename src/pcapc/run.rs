@@ -4,7 +4,7 @@
 use std::cell::Cell;
 
 use super::ast::Expr;
-use super::compile::compile_program_env;
+use super::compile::compile_program_opt;
 use super::types::{CompileError, FilterEnv, LinkType, ProgramKind};
 use crate::asm::{Helper, Program};
 
@@ -58,7 +58,18 @@ impl UserspaceFilter {
         kind: ProgramKind,
         env: &FilterEnv,
     ) -> Result<Self, CompileError> {
-        let p = compile_program_env(expr, link, kind, env)?;
+        Self::for_filter(Some(expr), link, kind, env)
+    }
+
+    /// [`Self::new`] for a filter that may be the empty expression (`None`: matches
+    /// every packet).
+    pub fn for_filter(
+        expr: Option<&Expr>,
+        link: LinkType,
+        kind: ProgramKind,
+        env: &FilterEnv,
+    ) -> Result<Self, CompileError> {
+        let p = compile_program_opt(expr, link, kind, env)?;
         Ok(Self::from_program(&p))
     }
 
@@ -78,17 +89,25 @@ impl UserspaceFilter {
         self.insns == 0
     }
 
-    /// Run on one packet (`len` = `pkt.len()`); true when the filter matches.
+    /// Run on one packet, whole (its wire length is `pkt.len()`); true when the filter
+    /// matches.
     pub fn matches(&self, pkt: &[u8]) -> Result<bool, RunError> {
+        self.matches_wire(pkt, pkt.len() as u32)
+    }
+
+    /// Run on the captured bytes `pkt` of a packet `wire_len` bytes long on the wire
+    /// (`len`, `greater` and `less` use `wire_len`; loads past `pkt` reject).
+    pub fn matches_wire(&self, pkt: &[u8], wire_len: u32) -> Result<bool, RunError> {
         let mut vm = rbpf::EbpfVmMbuff::new(Some(&self.bytecode))
             .map_err(|e| RunError::Vm(e.to_string()))?;
         vm.register_helper(Helper::PROBE_READ_KERNEL.id() as u32, fake_probe_read)
             .map_err(|e| RunError::Vm(e.to_string()))?;
         let start = pkt.as_ptr() as u64;
         let end = start + pkt.len() as u64;
-        let mut mbuff = [0u8; 16];
+        let mut mbuff = [0u8; 24];
         mbuff[..8].copy_from_slice(&start.to_le_bytes());
-        mbuff[8..].copy_from_slice(&end.to_le_bytes());
+        mbuff[8..16].copy_from_slice(&end.to_le_bytes());
+        mbuff[16..].copy_from_slice(&u64::from(wire_len).to_le_bytes());
         READABLE.with(|r| r.set((start, end)));
         let res = vm.execute_program(pkt, &mbuff);
         READABLE.with(|r| r.set((0, 0)));
