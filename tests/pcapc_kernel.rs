@@ -218,3 +218,63 @@ fn fixed_corpus() -> Vec<Expr> {
         },
     ]
 }
+
+/// An allow-list of 3000 hosts (over 32767 instructions: islands of jumps) passes the
+/// verifier on both back ends and finds its hosts.
+#[test]
+fn large_allow_lists_load_and_run() {
+    if !is_root() {
+        eprintln!("skipped: BPF_PROG_LOAD/BPF_PROG_TEST_RUN need root");
+        return;
+    }
+    let _ = load::raise_rlimits();
+    let text = (0..3000u32)
+        .map(|i| format!("host 10.{}.{}.{}", i >> 16, (i >> 8) & 0xff, i & 0xff))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let e = pwru::pcapc::parse(&text).unwrap().unwrap();
+    let programs = [
+        ("f_direct", ProgramKind::SchedClsDirect),
+        ("f_kmem", ProgramKind::SchedClsKernelMemory),
+    ]
+    .map(|(name, kind)| {
+        let program = compile_program(&e, LinkType::Ethernet, kind).unwrap();
+        assert!(
+            program.len() > 32767,
+            "{name}: {} instructions",
+            program.len()
+        );
+        ProgramSpec {
+            name: name.into(),
+            kind: ProgKind::SchedCls,
+            program,
+        }
+    });
+    let obj = ObjectSpec {
+        maps: vec![],
+        programs: programs.into(),
+    };
+    let mut loaded = load::load(&obj, &LoadOptions::default())
+        .unwrap_or_else(|err| panic!("verifier rejected the allow-list: {err}"));
+    let frame = |src: [u8; 4], dst: [u8; 4]| {
+        let mut f = vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 8, 0];
+        f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&[0; 20]);
+        f
+    };
+    for (src, dst, want) in [
+        ([10, 0, 0, 0], [192, 168, 0, 1], 1),
+        ([192, 168, 0, 1], [10, 0, 11, 183], 1),
+        ([192, 168, 0, 1], [10, 0, 11, 184], 0),
+    ] {
+        for name in ["f_direct", "f_kmem"] {
+            assert_eq!(
+                loaded.test_run(name, &frame(src, dst)).unwrap(),
+                want,
+                "{name} {src:?} -> {dst:?}"
+            );
+        }
+    }
+}

@@ -32,6 +32,17 @@ fn or(a: Expr, b: Expr) -> Expr {
     Expr::Or(Box::new(a), Box::new(b))
 }
 
+/// libpcap's link-layer type for ours.
+#[cfg(feature = "oracle")]
+fn dlt(link: LinkType) -> pcap::Linktype {
+    pcap::Linktype(match link {
+        LinkType::Ethernet => 1,
+        LinkType::RawIp => 12,
+        LinkType::LinuxSll => 113,
+        LinkType::LinuxSll2 => 276,
+    })
+}
+
 fn verdict(e: &Expr, link: LinkType, pkt: &[u8]) -> bool {
     let env = FilterEnv::default();
     let d = UserspaceFilter::new(e, link, ProgramKind::UserDirect, &env).unwrap();
@@ -282,10 +293,7 @@ fn oracle_regressions() {
         assert_eq!(verdict(&e, link, &pkt), want, "`{e}` on {link:?}");
         #[cfg(feature = "oracle")]
         {
-            let lt = match link {
-                LinkType::Ethernet => pcap::Linktype::ETHERNET,
-                LinkType::RawIp => pcap::Linktype(12),
-            };
+            let lt = dlt(link);
             let cap = pcap::Capture::dead(lt).unwrap();
             let unopt = cap.compile(&e.to_string(), false).unwrap().filter(&pkt);
             assert_eq!(unopt, want, "libpcap unoptimized `{e}`");
@@ -438,10 +446,7 @@ fn zero_folds() {
         );
         #[cfg(feature = "oracle")]
         {
-            let lt = match link {
-                LinkType::Ethernet => pcap::Linktype::ETHERNET,
-                LinkType::RawIp => pcap::Linktype(12),
-            };
+            let lt = dlt(link);
             let cap = pcap::Capture::dead(lt).unwrap();
             assert_eq!(
                 cap.compile(s, true).unwrap().filter(&pkt),
@@ -452,10 +457,7 @@ fn zero_folds() {
     }
     #[cfg(feature = "oracle")]
     for (s, link) in rejects {
-        let lt = match link {
-            LinkType::Ethernet => pcap::Linktype::ETHERNET,
-            LinkType::RawIp => pcap::Linktype(12),
-        };
+        let lt = dlt(link);
         let cap = pcap::Capture::dead(lt).unwrap();
         assert!(cap.compile(s, true).is_err(), "libpcap accepts `{s}`");
     }
@@ -507,10 +509,7 @@ fn optimizer_errors_only_on_reachable_tests() {
         }
         #[cfg(feature = "oracle")]
         {
-            let lt = match link {
-                LinkType::Ethernet => pcap::Linktype::ETHERNET,
-                LinkType::RawIp => pcap::Linktype(12),
-            };
+            let lt = dlt(link);
             let cap = pcap::Capture::dead(lt).unwrap();
             for s in accepted {
                 assert!(cap.compile(s, true).is_ok(), "libpcap rejects `{s}`");
@@ -519,5 +518,36 @@ fn optimizer_errors_only_on_reachable_tests() {
                 assert!(cap.compile(s, true).is_err(), "libpcap accepts `{s}`");
             }
         }
+    }
+}
+
+/// `host A or host B or ...` as people generate allow-lists: 3000 alternatives compile
+/// (far jumps go through islands), and the program finds the first, the last and no
+/// host on both back ends.
+#[test]
+fn large_allow_lists_compile_and_run() {
+    let hosts: Vec<String> = (0..3000u32)
+        .map(|i| format!("host 10.{}.{}.{}", i >> 16, (i >> 8) & 0xff, i & 0xff))
+        .collect();
+    let text = hosts.join(" or ");
+    let e = pwru::pcapc::parse(&text).unwrap().unwrap();
+    let pkt = |dst: [u8; 4]| {
+        let mut ip = ipv4_tcp(1, 80);
+        ip[16..20].copy_from_slice(&dst);
+        eth(0x0800, &ip)
+    };
+    let env = FilterEnv::default();
+    for kind in [ProgramKind::UserDirect, ProgramKind::UserKernelMemory] {
+        let f = UserspaceFilter::new(&e, LinkType::Ethernet, kind, &env).unwrap();
+        assert!(f.len() > 32767, "{} instructions", f.len());
+        // 10.0.0.1 is the packet's source: every packet matches through it
+        assert!(f.matches(&pkt([10, 0, 11, 183])).unwrap());
+        let mut other = pkt([10, 0, 11, 183]);
+        other[26..30].copy_from_slice(&[192, 168, 0, 1]);
+        assert!(f.matches(&other).unwrap(), "the last host");
+        other[30..34].copy_from_slice(&[192, 168, 0, 2]);
+        assert!(!f.matches(&other).unwrap(), "no host");
+        other[30..34].copy_from_slice(&[10, 0, 0, 0]);
+        assert!(f.matches(&other).unwrap(), "the first host");
     }
 }

@@ -121,6 +121,13 @@ impl Dag {
         self.test_nodes.clear();
     }
 
+    /// Whether a true outcome of test `t` decides other tests on its value (`v == c`
+    /// makes `v == k` false), the only use [`Self::known`] makes of other tests' facts.
+    pub(super) fn decides_others(&self, t: u32) -> bool {
+        let (_, op, b_const) = self.tinfo[t as usize];
+        op == TestOp::Eq && b_const
+    }
+
     /// The value id of the left-hand side of interned test `t`.
     pub(super) fn value_id(&self, t: u32) -> u32 {
         self.tinfo[t as usize].0

@@ -37,6 +37,12 @@ pub(super) struct FilterSpec<'e> {
 /// [`ISLAND_SPACING`] instructions.
 const JUMP_RANGE: usize = i16::MAX as usize;
 const ISLAND_SPACING: usize = JUMP_RANGE - 4096;
+/// The verifier follows one path at a time and keeps the other side of each branch on
+/// a stack of at most 8192 (`BPF_COMPLEXITY_LIMIT_JMP_SEQ`). In a filter longer than
+/// this many instructions, a test with an exit on one side jumps to its other side and
+/// falls through to a `ja` to the exit, so the verifier finishes the short side first
+/// and the stack stays shallow along a long chain of alternatives.
+const EXITS_FIRST_FROM: usize = 8192;
 /// Filters with fewer decision nodes are always short enough not to need islands.
 const SHORT_FILTER_NODES: usize = 64;
 /// The most instructions the kernel loads in one program (`BPF_COMPLEXITY_LIMIT_INSNS`).
@@ -83,12 +89,26 @@ pub(super) fn emit(asm: &mut Asm, spec: &FilterSpec) -> Result<FilterStats, Comp
     };
     let p = plan(spec.expr, spec.link, env, max_end)?;
     let order = reachable_order(&p.dag, p.root);
-    let long = order.len() >= SHORT_FILTER_NODES && {
+    let layout = if order.len() < SHORT_FILTER_NODES {
+        Layout::default()
+    } else {
         let mut scratch = Asm::new();
         let exits = (scratch.label(), scratch.label());
-        emit_plan(&mut scratch, &p, &order, spec, exits, false)?.insns > ISLAND_SPACING
+        let st = emit_plan(&mut scratch, &p, &order, spec, exits, Layout::default())?;
+        // laying exits out first adds at most a `ja` per node
+        Layout {
+            islands: st.insns + order.len() > ISLAND_SPACING,
+            exits_first: st.insns > EXITS_FIRST_FROM,
+        }
     };
-    let st = emit_plan(asm, &p, &order, spec, (spec.on_match, spec.on_reject), long)?;
+    let st = emit_plan(
+        asm,
+        &p,
+        &order,
+        spec,
+        (spec.on_match, spec.on_reject),
+        layout,
+    )?;
     if st.insns > KERNEL_MAX_INSNS {
         return Err(CompileError::TooLarge {
             insns: st.insns,
@@ -98,15 +118,25 @@ pub(super) fn emit(asm: &mut Asm, spec: &FilterSpec) -> Result<FilterStats, Comp
     Ok(st)
 }
 
-/// Emit a planned filter; `long`: route far jumps through islands.
+/// How long filters are laid out (short ones: neither).
+#[derive(Clone, Copy, Debug, Default)]
+struct Layout {
+    /// Far jumps go through islands (see [`ISLAND_SPACING`]).
+    islands: bool,
+    /// Exits are reached by falling through (see [`EXITS_FIRST_FROM`]).
+    exits_first: bool,
+}
+
+/// Emit a planned filter laid out as `layout` says.
 fn emit_plan(
     asm: &mut Asm,
     p: &Plan,
     order: &[NodeId],
     spec: &FilterSpec,
     (on_match, on_reject): (Label, Label),
-    long: bool,
+    layout: Layout,
 ) -> Result<FilterStats, CompileError> {
+    let long = layout.islands;
     let (src, env) = (&spec.src, &spec.env);
     let max_end = match src {
         PacketSource::Direct { .. } => DIRECT_MAX_END as u64,
@@ -126,6 +156,7 @@ fn emit_plan(
         first_use: HashMap::new(),
         used: HashSet::new(),
         long,
+        exits_first: layout.exits_first,
         falls_through: false,
         proven: 0,
         need: 0,
@@ -310,6 +341,8 @@ struct Emitter<'a> {
     used: HashSet<NodeId>,
     /// Far jumps go through islands (see [`ISLAND_SPACING`]).
     long: bool,
+    /// Tests with an exit on one side fall through to it (see [`EXITS_FIRST_FROM`]).
+    exits_first: bool,
     /// Whether the code emitted last falls through to what comes next.
     falls_through: bool,
     /// Packet bytes proven present on every path to here (bounds checks to skip).
@@ -539,7 +572,20 @@ impl Emitter<'_> {
         no: NodeId,
         next: Option<NodeId>,
     ) {
-        if Some(no) == next {
+        let is_exit = |n: NodeId| n == MATCH || n == REJECT;
+        if self.exits_first && is_exit(yes) != is_exit(no) {
+            // jump to the continuation, fall through to the exit (a `jset` toward an
+            // exit, which has no inverse, jumps to the exit instead)
+            let (cond, jump_to, then) = match c.negate() {
+                Some(inv) if is_exit(yes) => (inv, no, yes),
+                _ => (c, yes, no),
+            };
+            let lj = self.target(jump_to);
+            self.asm.jmp32(cond, r, s, lj);
+            let lt = self.target(then);
+            self.asm.ja(lt);
+            self.falls_through = false;
+        } else if Some(no) == next {
             let ly = self.target(yes);
             self.asm.jmp32(c, r, s, ly);
             self.falls_through = true;

@@ -4,14 +4,15 @@
 //! The data flow: `parse` (text → `ast`) → `lower` (AST → tests on packet values) →
 //! `paths` (path-sensitive generation of a pruned `dag`) → `emit` (eBPF into an `Asm`).
 //! `compile` holds the entry points that tie them together, `types` the vocabulary they
-//! and the probes share, `run` the userspace runner. Each module imports only from the
-//! ones before it in this list (no cycle): ast, names, parse, types, lower, dag, paths,
-//! emit, compile, run.
+//! and the probes share, `run` the userspace runner on `interp`, an eBPF interpreter.
+//! Each module imports only from the ones before it in this list (no cycle): ast, names,
+//! parse, types, lower, dag, paths, emit, compile, interp, run.
 
 pub mod ast;
 pub mod compile;
 mod dag;
 mod emit;
+pub mod interp;
 pub mod lower;
 pub mod names;
 pub mod parse;

@@ -147,8 +147,8 @@ pub enum ProgramKind {
     /// SCHED_CLS using the kernel-memory back end on `data` (`__sk_buff->len` as length;
     /// RawIp skips 14 bytes as above).
     SchedClsKernelMemory,
-    /// Userspace (rbpf `EbpfVmMbuff`): r1 = mbuff `{u64 start, u64 end, u64 wire_len}`,
-    /// direct loads.
+    /// Userspace ([`crate::pcapc::interp`]): r1 = mbuff `{u64 start, u64 end, u64
+    /// wire_len}`, direct loads.
     UserDirect,
     /// Userspace: same mbuff, kernel-memory back end through a probe_read helper.
     UserKernelMemory,
