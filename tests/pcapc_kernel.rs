@@ -157,6 +157,8 @@ fn fixed_corpus() -> Vec<Expr> {
         parse("geneve 7 and ether host 00:01:02:03:04:05 and ip"),
         parse("not (udp and geneve and vlan and ip6 and udp port 53)"),
         parse("geneve and geneve and tcp[13] & 2 != 0"),
+        // four protochain walks share the step budget; the verifier follows them all
+        parse("protochain 6 or protochain 17"),
         // LLC, OSI, DECnet, AppleTalk
         parse("l1 or l2 or decnet host 1.2 or stp or atalk or ipx"),
         parse("vlan and (isis proto 15 or iso proto 0x81 or netbeui)"),

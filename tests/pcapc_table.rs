@@ -551,3 +551,35 @@ fn large_allow_lists_compile_and_run() {
         assert!(f.matches(&other).unwrap(), "the first host");
     }
 }
+
+/// `protochain` walks as far as the packet goes, up to its documented step budget.
+#[test]
+fn protochain_walks_long_header_chains() {
+    // IPv6, `n` hop-by-hop/destination-options headers (8 bytes each), then TCP
+    let chain = |n: usize| {
+        let mut p = vec![0x60, 0, 0, 0, 0, 0, 0, 64];
+        p.extend_from_slice(&[0; 32]);
+        for i in 0..n {
+            let next = if i + 1 == n { 6 } else { 60 };
+            p.extend_from_slice(&[next, 0, 0, 0, 0, 0, 0, 0]);
+        }
+        p.extend_from_slice(&[0; 20]);
+        p
+    };
+    let e = pwru::pcapc::parse("ip6 protochain 6").unwrap().unwrap();
+    let limit = pwru::pcapc::PROTOCHAIN_MAX_HEADERS as usize;
+    for (n, want) in [
+        (1, true),
+        (300, true),
+        (limit - 1, true),
+        (limit + 10, false),
+    ] {
+        assert_eq!(verdict(&e, LinkType::RawIp, &chain(n)), want, "{n} headers");
+    }
+    // two walks share the budget
+    let two = pwru::pcapc::parse("ip6 protochain 6 or ip6 protochain 17")
+        .unwrap()
+        .unwrap();
+    assert!(verdict(&two, LinkType::RawIp, &chain(limit / 2 - 1)));
+    assert!(!verdict(&two, LinkType::RawIp, &chain(limit / 2 + 10)));
+}

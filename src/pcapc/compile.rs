@@ -30,7 +30,8 @@ use crate::asm::{Asm, Label, Program, Reg, Size};
 // The shared types, also under their old `pcapc::compile::` paths.
 pub use super::types::{
     stack_bytes, CompileError, FilterEnv, FilterStats, LinkType, PacketSource, ProgramKind,
-    WireLength, DEFAULT_WINDOW, DIRECT_MAX_END, PROTOCHAIN_MAX_HEADERS, SPILL_SLOTS,
+    WireLength, DEFAULT_WINDOW, DIRECT_MAX_END, PROTOCHAIN_MAX_HEADERS, PROTOCHAIN_MIN_HEADERS,
+    SPILL_SLOTS,
 };
 
 /// Check an expression the way `pcap_compile` does (errors only, no code).

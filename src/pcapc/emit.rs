@@ -14,7 +14,7 @@ use super::lower::{TestOp, V};
 use super::paths::{plan, Plan};
 use super::types::{
     stack_bytes, CompileError, FilterEnv, FilterStats, LinkType, PacketSource, WireLength,
-    DIRECT_MAX_END, PROTOCHAIN_MAX_HEADERS, SPILL_SLOTS,
+    DIRECT_MAX_END, PROTOCHAIN_MAX_HEADERS, PROTOCHAIN_MIN_HEADERS, SPILL_SLOTS,
 };
 use crate::asm::{Asm, Cond, Helper, Label, Reg, Size};
 
@@ -158,6 +158,14 @@ fn emit_plan(
         long,
         exits_first: layout.exits_first,
         falls_through: false,
+        chain_steps: {
+            let walks = order
+                .iter()
+                .filter(|&&n| matches!(p.dag.node(n), Node::Chain { .. }))
+                .count()
+                .max(1) as i32;
+            (PROTOCHAIN_MAX_HEADERS / walks).max(PROTOCHAIN_MIN_HEADERS)
+        },
         proven: 0,
         need: 0,
         r4: None,
@@ -345,6 +353,8 @@ struct Emitter<'a> {
     exits_first: bool,
     /// Whether the code emitted last falls through to what comes next.
     falls_through: bool,
+    /// Steps each `protochain` walk may take (see [`PROTOCHAIN_MAX_HEADERS`]).
+    chain_steps: i32,
     /// Packet bytes proven present on every path to here (bounds checks to skip).
     proven: u64,
     /// Packet bytes every path from this node to a match loads (see [`need_lengths`]):
@@ -558,7 +568,7 @@ impl Emitter<'_> {
                 proto,
                 yes,
                 no,
-            } => self.protochain(*v6, *nl, *proto, *yes, *no, next)?,
+            } => self.protochain(*v6, *nl, *proto, *yes, *no)?,
         }
         Ok(out)
     }
@@ -1080,6 +1090,16 @@ impl Emitter<'_> {
         }
     }
 
+    /// `protochain`: libpcap's walk over the IPv6 extension headers (hop-by-hop,
+    /// routing, fragment, destination options) and AH headers, until the protocol
+    /// (`yes`), no next header or another protocol (`no`), a load past the packet
+    /// (reject), or its share of [`PROTOCHAIN_MAX_HEADERS`] steps (reject).
+    ///
+    /// The verifier follows every iteration, so the loop body has exactly one way
+    /// back and its exits fall through (the pending branches stay few): the header
+    /// class is computed without branches, both next-header and length bytes are read
+    /// with one check, and the kernel-memory back end reads them with
+    /// `bpf_probe_read_kernel` (no window/slow-path split to double the paths).
     fn protochain(
         &mut self,
         v6: bool,
@@ -1087,12 +1107,11 @@ impl Emitter<'_> {
         proto: u8,
         yes: NodeId,
         no: NodeId,
-        next: Option<NodeId>,
     ) -> Result<(), CompileError> {
         use crate::asm::AluOp as A;
         self.r4 = None;
         let (pa, px, pc) = (self.chain_off(0), self.chain_off(1), self.chain_off(2));
-        let (ly, ln, rej) = (self.target(yes), self.target(no), self.rej());
+        let (ext_slot, ah_slot) = (self.slot(0), self.slot(1));
         if v6 {
             self.load_const(nl + 6, 1, false);
             self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
@@ -1107,54 +1126,116 @@ impl Emitter<'_> {
         }
         self.asm.st(Size::DW, Reg::R10, pc, 0);
         let again = self.asm.label();
-        let ah = self.asm.label();
         self.asm.bind(again);
+        // the step count, then the protocol and the end of the chain
+        self.asm.ldx(Size::DW, Reg::R0, Reg::R10, pc);
+        self.exit_unless(Cond::Lt, Reg::R0, self.chain_steps, REJECT);
+        self.asm.add64(Reg::R0, 1);
+        self.asm.stx(Size::DW, Reg::R10, pc, Reg::R0);
+        self.asm.ldx(Size::DW, Reg::R0, Reg::R10, pa);
+        self.exit_unless(Cond::Ne, Reg::R0, proto as i32, yes);
+        self.exit_unless(Cond::Ne, Reg::R0, 59, no);
+        // R1 = an IPv6 extension header (0, 43, 44, 60), R2 = AH (51): x == k is
+        // ((x ^ k) - 1) >> 63 for a byte x
+        let is = |a: &mut Asm, dst: Reg, k: i32| {
+            a.mov64(dst, Reg::R0);
+            a.alu64(A::Xor, dst, k);
+            a.alu64(A::Sub, dst, 1);
+            a.alu64(A::Rsh, dst, 63);
+        };
         let a = &mut *self.asm;
-        a.ldx(Size::DW, Reg::R0, Reg::R10, pc);
-        a.jmp(Cond::Ge, Reg::R0, PROTOCHAIN_MAX_HEADERS, rej);
-        a.add64(Reg::R0, 1);
-        a.stx(Size::DW, Reg::R10, pc, Reg::R0);
-        a.ldx(Size::DW, Reg::R0, Reg::R10, pa);
-        a.jmp(Cond::Eq, Reg::R0, proto as i32, ly);
-        a.jmp(Cond::Eq, Reg::R0, 59, ln);
+        a.mov64(Reg::R1, 0);
         if v6 {
-            let adv = a.label();
-            for h in [0, 60, 43] {
-                a.jmp(Cond::Eq, Reg::R0, h, adv);
+            for k in [0, 43, 44, 60] {
+                is(a, Reg::R3, k);
+                a.alu64(A::Or, Reg::R1, Reg::R3);
             }
-            a.jmp(Cond::Ne, Reg::R0, 44, ah);
-            a.bind(adv);
-            // A = P[nl + X]; X = (P[nl + X + 1] + 1) * 8 + X
-            a.ldx(Size::DW, Reg::R0, Reg::R10, px);
-            self.load_var(nl, 1, None, false);
-            self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
-            self.asm.ldx(Size::DW, Reg::R0, Reg::R10, px);
-            self.load_var(nl + 1, 1, None, false);
-            let a = &mut *self.asm;
-            a.alu32(A::Add, Reg::R0, 1);
-            a.alu32(A::Mul, Reg::R0, 8);
-            a.ldx(Size::DW, Reg::R1, Reg::R10, px);
-            a.alu32(A::Add, Reg::R0, Reg::R1);
-            a.stx(Size::DW, Reg::R10, px, Reg::R0);
-            a.ja(again);
         }
+        is(a, Reg::R2, 51);
+        a.stx(Size::DW, Reg::R10, ext_slot, Reg::R1);
+        a.stx(Size::DW, Reg::R10, ah_slot, Reg::R2);
+        a.alu64(A::Or, Reg::R1, Reg::R2);
+        self.exit_unless(Cond::Ne, Reg::R1, 0, no);
+        // R1 = P[nl + X] (the next header), R2 = P[nl + X + 1] (the length)
+        self.chain_bytes(nl, px)?;
+        self.asm.stx(Size::DW, Reg::R10, pa, Reg::R1);
+        // X = ext * ((len + 1) * 8 + X) + ah * ((len + 2) * 4), as libpcap (AH's X is
+        // not relative: libpcap's, and its loops, are kept)
         let a = &mut *self.asm;
-        a.bind(ah);
-        a.jmp(Cond::Ne, Reg::R0, 51, ln);
-        // AH, as libpcap does it: A = P[nl + X]; X = (P[nl + (X + 1)] + 2) * 4
+        a.mov32(Reg::R3, Reg::R2);
+        a.alu32(A::Add, Reg::R3, 1);
+        a.alu32(A::Mul, Reg::R3, 8);
         a.ldx(Size::DW, Reg::R0, Reg::R10, px);
-        self.load_var(nl, 1, None, false);
-        self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
-        self.asm.ldx(Size::DW, Reg::R0, Reg::R10, px);
-        self.asm.alu32(A::Add, Reg::R0, 1);
-        self.load_var(nl, 1, None, false);
-        let a = &mut *self.asm;
-        a.alu32(A::Add, Reg::R0, 2);
-        a.alu32(A::Mul, Reg::R0, 4);
-        a.stx(Size::DW, Reg::R10, px, Reg::R0);
+        a.alu32(A::Add, Reg::R3, Reg::R0);
+        a.ldx(Size::DW, Reg::R0, Reg::R10, ext_slot);
+        a.alu32(A::Mul, Reg::R3, Reg::R0);
+        a.alu32(A::Add, Reg::R2, 2);
+        a.alu32(A::Mul, Reg::R2, 4);
+        a.ldx(Size::DW, Reg::R0, Reg::R10, ah_slot);
+        a.alu32(A::Mul, Reg::R2, Reg::R0);
+        a.alu32(A::Add, Reg::R3, Reg::R2);
+        a.stx(Size::DW, Reg::R10, px, Reg::R3);
         a.ja(again);
-        let _ = next;
+        self.falls_through = false;
         self.r4 = None;
+        Ok(())
+    }
+
+    /// `if !(reg cond k) goto exit`, laid out as a jump over a `ja` to the exit (the
+    /// verifier explores the exit first and keeps only the way on pending).
+    fn exit_unless(&mut self, cond: Cond, reg: Reg, k: i32, exit: NodeId) {
+        let on = self.asm.label();
+        self.asm.jmp(cond, reg, k, on);
+        let l = self.target(exit);
+        self.asm.ja(l);
+        self.asm.bind(on);
+    }
+
+    /// Protochain: R1 = P[nl + X], R2 = P[nl + X + 1] (X in the stack slot `px`); past
+    /// the packet rejects.
+    fn chain_bytes(&mut self, nl: u32, px: i16) -> Result<(), CompileError> {
+        let ks = nl as i32 + 2;
+        self.asm.ldx(Size::DW, Reg::R0, Reg::R10, px);
+        match self.src {
+            PacketSource::Direct { start, end } => {
+                self.exit_unless(Cond::Le, Reg::R0, DIRECT_MAX_END - ks, REJECT);
+                let a = &mut *self.asm;
+                a.mov64(Reg::R4, start);
+                a.add64(Reg::R4, Reg::R0);
+                a.add64(Reg::R4, ks);
+                let ok = a.label();
+                a.jmp(Cond::Le, Reg::R4, end, ok);
+                let rej = self.rej();
+                self.asm.ja(rej);
+                let a = &mut *self.asm;
+                a.bind(ok);
+                a.ldx(Size::B, Reg::R1, Reg::R4, -2);
+                a.ldx(Size::B, Reg::R2, Reg::R4, -1);
+            }
+            PacketSource::KernelMemory { base, len, .. } => {
+                let tmp = self.tmp_off();
+                let a = &mut *self.asm;
+                a.mov64(Reg::R1, Reg::R0);
+                a.add64(Reg::R1, ks);
+                let ok = a.label();
+                a.jmp(Cond::Le, Reg::R1, len, ok);
+                let rej = self.rej();
+                self.asm.ja(rej);
+                let a = &mut *self.asm;
+                a.bind(ok);
+                a.mov64(Reg::R3, base);
+                a.add64(Reg::R3, Reg::R0);
+                a.add64(Reg::R3, ks - 2);
+                a.mov64(Reg::R1, Reg::R10);
+                a.add64(Reg::R1, tmp as i32);
+                a.mov64(Reg::R2, 2);
+                a.call(Helper::PROBE_READ_KERNEL);
+                self.exit_unless(Cond::Eq, Reg::R0, 0, REJECT);
+                let a = &mut *self.asm;
+                a.ldx(Size::B, Reg::R1, Reg::R10, tmp);
+                a.ldx(Size::B, Reg::R2, Reg::R10, tmp + 1);
+            }
+        }
         Ok(())
     }
 }

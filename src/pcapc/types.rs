@@ -105,9 +105,15 @@ pub enum CompileError {
 
 /// Spill slots for intermediate arithmetic values.
 pub const SPILL_SLOTS: usize = 8;
-/// Most extension headers `protochain` walks before giving up (rejecting); libpcap has
-/// no limit (and can loop forever on crafted AH headers).
-pub const PROTOCHAIN_MAX_HEADERS: i32 = 8;
+/// Most headers the `protochain` walks of one filter step over, shared evenly among
+/// its walks (each gets at least [`PROTOCHAIN_MIN_HEADERS`]); a walk that would go
+/// further rejects the packet. libpcap has no limit (and loops forever on some AH
+/// headers); the kernel verifier follows every step of every walk within its budget of
+/// 1,000,000 instructions, and a probe holds the filter twice (from the MAC and from
+/// the network header).
+pub const PROTOCHAIN_MAX_HEADERS: i32 = 2048;
+/// The fewest headers one `protochain` walk steps over before giving up.
+pub const PROTOCHAIN_MIN_HEADERS: i32 = 16;
 /// Direct back end: loads must end within this many bytes of `start` (else the filter
 /// rejects), so that the verifier's packet-range tracking (offsets below 64 KiB,
 /// `start` itself possibly offset) can prove every access.
