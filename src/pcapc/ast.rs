@@ -195,7 +195,7 @@ pub enum Prim {
     Proto(Proto),
     /// `ip proto N`, `ip6 proto N`, or `proto N` (`under: None`: IPv4 or IPv6); also
     /// `iso proto N` (the OSI NLPID) and `isis proto N` (the IS-IS PDU type).
-    IpProto { under: Option<Proto>, proto: u8 },
+    IpProto { under: Option<Proto>, proto: u32 },
     /// `decnet [dir] host AREA.NODE` (the 16-bit DECnet address `area << 10 | node`).
     DecnetHost { dir: Dir, addr: u16 },
     /// `inbound` (`false`) or `outbound` (`true`): the capture direction of Linux
@@ -204,9 +204,9 @@ pub enum Prim {
     /// `ifindex N`: the interface index of Linux cooked v2 captures.
     Ifindex(u32),
     /// `ip protochain N`, `ip6 protochain N`, `protochain N`.
-    Protochain { under: Option<Proto>, proto: u8 },
+    Protochain { under: Option<Proto>, proto: u32 },
     /// `ether proto N` (and `ether proto \ip`, ...).
-    EtherProto(u16),
+    EtherProto(u32),
     /// `ether broadcast`, `ip broadcast` (`broadcast` alone is `ether broadcast`).
     Broadcast(Proto),
     /// `ether multicast`, `ip multicast`, `ip6 multicast` (`multicast` alone is ether).

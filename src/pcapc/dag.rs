@@ -24,7 +24,7 @@ pub(super) enum Node {
     Chain {
         v6: bool,
         nl: u32,
-        proto: u8,
+        proto: u32,
         yes: NodeId,
         no: NodeId,
     },

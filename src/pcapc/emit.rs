@@ -1104,7 +1104,7 @@ impl Emitter<'_> {
         &mut self,
         v6: bool,
         nl: u32,
-        proto: u8,
+        proto: u32,
         yes: NodeId,
         no: NodeId,
     ) -> Result<(), CompileError> {

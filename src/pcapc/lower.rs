@@ -84,7 +84,7 @@ pub enum B {
     And(Box<B>, Box<B>),
     Or(Box<B>, Box<B>),
     Not(Box<B>),
-    Protochain { v6: bool, nl: u32, proto: u8 },
+    Protochain { v6: bool, nl: u32, proto: u32 },
 }
 
 fn and(a: B, b: B) -> B {
@@ -878,9 +878,9 @@ impl Lowering {
                 Ok(or(b6, b4))
             }
             Prim::Proto(p) => self.proto_abbrev(*p),
-            Prim::IpProto { under, proto } => self.gen_proto(*proto as u32, *under),
+            Prim::IpProto { under, proto } => self.gen_proto(*proto, *under),
             Prim::Protochain { under, proto } => self.protochain(*proto, *under),
-            Prim::EtherProto(p) => self.linktype(*p as u32),
+            Prim::EtherProto(p) => self.linktype(*p),
             Prim::Broadcast(p) => match p {
                 Proto::Ether => {
                     self.require_ether("'broadcast' (not a broadcast link)")?;
@@ -1119,7 +1119,7 @@ impl Lowering {
         Ok(b)
     }
 
-    fn protochain(&mut self, proto: u8, under: Option<Proto>) -> R<B> {
+    fn protochain(&mut self, proto: u32, under: Option<Proto>) -> R<B> {
         match under {
             None => {
                 let a = self.protochain(proto, Some(Proto::Ip))?;

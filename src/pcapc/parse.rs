@@ -936,18 +936,11 @@ impl<'a> Cx<'a> {
 
     fn proto_prim(&self, p: &Pair<Rule>, under: Option<Proto>, v: u32) -> Res<Prim> {
         match under {
-            None | Some(Proto::Ip) | Some(Proto::Ip6) => {
-                let proto = u8::try_from(v).map_err(|_| self.proto_range(p, v, 255))?;
-                Ok(Prim::IpProto { under, proto })
+            // (numbers past the field's width never match, as in libpcap)
+            None | Some(Proto::Ip | Proto::Ip6 | Proto::Iso | Proto::Isis) => {
+                Ok(Prim::IpProto { under, proto: v })
             }
-            Some(Proto::Ether) => {
-                let t = u16::try_from(v).map_err(|_| self.proto_range(p, v, 65535))?;
-                Ok(Prim::EtherProto(t))
-            }
-            Some(Proto::Iso) | Some(Proto::Isis) => {
-                let proto = u8::try_from(v).map_err(|_| self.proto_range(p, v, 255))?;
-                Ok(Prim::IpProto { under, proto })
-            }
+            Some(Proto::Ether) => Ok(Prim::EtherProto(v)),
             Some(Proto::Arp) | Some(Proto::Rarp) => Err(self.invalid(
                 p,
                 format!(
@@ -971,21 +964,9 @@ impl<'a> Cx<'a> {
         }
     }
 
-    /// libpcap accepts protocol numbers that can never match; we refuse them.
-    fn proto_range(&self, p: &Pair<Rule>, v: u32, max: u32) -> ParseError {
-        self.unsupported(
-            p,
-            &v.to_string(),
-            &format!("protocol number above {max} can never match a packet"),
-        )
-    }
-
     fn protochain_prim(&self, p: &Pair<Rule>, under: Option<Proto>, v: u32) -> Res<Prim> {
         match under {
-            None | Some(Proto::Ip) | Some(Proto::Ip6) => {
-                let proto = u8::try_from(v).map_err(|_| self.proto_range(p, v, 255))?;
-                Ok(Prim::Protochain { under, proto })
-            }
+            None | Some(Proto::Ip) | Some(Proto::Ip6) => Ok(Prim::Protochain { under, proto: v }),
             _ => Err(self.invalid(p, "bad protocol applied for 'protochain'")),
         }
     }

@@ -159,16 +159,16 @@ pub fn prim() -> impl Strategy<Value = Prim> {
         .prop_map(Prim::Proto),
         (
             prop_oneof![Just(None), Just(Some(Proto::Ip)), Just(Some(Proto::Ip6))],
-            prop_oneof![Just(6u8), Just(17), Just(1), Just(58), Just(44)]
+            prop_oneof![Just(6u32), Just(17), Just(1), Just(58), Just(44), Just(256)]
         )
             .prop_map(|(under, proto)| Prim::IpProto { under, proto }),
         (
             prop_oneof![Just(None), Just(Some(Proto::Ip)), Just(Some(Proto::Ip6))],
-            prop_oneof![Just(6u8), Just(17), Just(58)]
+            prop_oneof![Just(6u32), Just(17), Just(58)]
         )
             .prop_map(|(under, proto)| Prim::Protochain { under, proto }),
         prop_oneof![
-            Just(0x0800u16),
+            Just(0x0800u32),
             Just(0x86dd),
             Just(0x0806),
             Just(0x8100),
@@ -203,11 +203,11 @@ pub fn prim() -> impl Strategy<Value = Prim> {
         prop_oneof![
             (
                 Just(Proto::Iso),
-                prop_oneof![Just(0x81u8), Just(0x82), Just(0x83)]
+                prop_oneof![Just(0x81u32), Just(0x82), Just(0x83)]
             ),
             (
                 Just(Proto::Isis),
-                prop_oneof![Just(15u8), Just(18), Just(20), Just(24)]
+                prop_oneof![Just(15u32), Just(18), Just(20), Just(24)]
             ),
         ]
         .prop_map(|(p, proto)| Prim::IpProto {
