@@ -160,6 +160,11 @@ pub enum ProgramKind {
     UserKernelMemory,
 }
 
+impl ProgramKind {
+    /// Both userspace back ends.
+    pub const USER: [ProgramKind; 2] = [ProgramKind::UserDirect, ProgramKind::UserKernelMemory];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

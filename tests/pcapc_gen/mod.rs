@@ -640,3 +640,49 @@ pub fn packet_wire(r: &mut Rng, link: LinkType) -> (Vec<u8>, u32) {
     }
     (p, wire)
 }
+
+/// libpcap's `struct bpf_insn` (what `pcap::BpfInstruction` wraps).
+#[cfg(feature = "oracle")]
+#[repr(C)]
+struct BpfInsn {
+    code: u16,
+    jt: u8,
+    jf: u8,
+    k: u32,
+}
+
+#[cfg(feature = "oracle")]
+extern "C" {
+    /// libpcap's interpreter: the program on `buflen` captured bytes of a packet that
+    /// was `wirelen` bytes long; non-zero when it matches.
+    fn bpf_filter(pc: *const BpfInsn, pkt: *const u8, wirelen: u32, buflen: u32) -> u32;
+}
+
+/// libpcap's verdict on `pkt`, captured from a packet `wire` bytes long.
+#[cfg(feature = "oracle")]
+pub fn libpcap_matches(prog: &pcap::BpfProgram, pkt: &[u8], wire: u32) -> bool {
+    let insns = prog.get_instructions();
+    // SAFETY: `pcap::BpfInstruction` is `repr(transparent)` over libpcap's
+    // `struct bpf_insn`, which `BpfInsn` mirrors field for field; the program (and so
+    // `insns`) outlives the call, ends with a return as pcap_compile makes it, and
+    // `pkt` is valid for `pkt.len()` bytes, the length passed as `buflen`.
+    unsafe {
+        bpf_filter(
+            insns.as_ptr() as *const BpfInsn,
+            pkt.as_ptr(),
+            wire,
+            pkt.len() as u32,
+        ) != 0
+    }
+}
+
+/// libpcap's link-layer type for ours.
+#[cfg(feature = "oracle")]
+pub fn dlt(link: LinkType) -> pcap::Linktype {
+    pcap::Linktype(match link {
+        LinkType::Ethernet => 1,
+        LinkType::RawIp => 12,
+        LinkType::LinuxSll => 113,
+        LinkType::LinuxSll2 => 276,
+    })
+}
