@@ -37,7 +37,7 @@ enum Known {
     /// `inbound`, `outbound` and `ifindex` where the link layer has no such field:
     /// libpcap on a Linux handle that is not a savefile (`pcap_open_dead` is one)
     /// compiles them to loads of the kernel's packet metadata (SKF_AD_PKTTYPE,
-    /// SKF_AD_IFINDEX), which no packet holds; we refuse them (Unsupported).
+    /// SKF_AD_IFINDEX), which no packet holds; we refuse them.
     KernelMetadata,
     /// `byte N & V` and `byte N | V`: libpcap 1.10.3 never loads the byte (it tests the
     /// accumulator, whatever it holds); later libpcap loads it (commit 82724cc7) and so
@@ -141,8 +141,8 @@ fn compare(
             t.known(Known::ProvenUnsatisfiable);
             return;
         }
-        (Ok(_), Err(CompileError::Unsupported { what, .. }))
-            if reads_direction(e) && what.contains("only Linux cooked") =>
+        (Ok(_), Err(CompileError::Invalid(why)))
+            if reads_direction(e) && why.contains("only Linux cooked") =>
         {
             t.known(Known::KernelMetadata);
             return;

@@ -196,7 +196,7 @@ mod tests {
             run(|out| filter_check(&data("veth_sll_snap90.pcap"), "ifindex 12", out)).unwrap_err();
         assert_eq!(
             format!("{err:#}"),
-            "compiling the filter for Linux cooked v1 (DLT_LINUX_SLL): 'ifindex' (only Linux cooked v2 captures record the interface) is not supported on Linux cooked v1 packets"
+            "compiling the filter for Linux cooked v1 (DLT_LINUX_SLL): 'ifindex' is not supported on Linux cooked v1 packets: only Linux cooked v2 captures record the interface"
         );
     }
 

@@ -10,17 +10,19 @@
 //! Semantics are libpcap 1.10's unoptimized code: a load past the captured bytes or a
 //! division by zero rejects the whole filter, `len` is the packet's length on the wire
 //! ([`FilterEnv::wire_len`]; the captured length unless given). The empty expression
-//! matches every packet. Where
-//! libpcap's optimizer changes the verdict on short packets (it drops loads whose
-//! outcome it proves irrelevant) we keep the load, except where its constant folding
-//! removes the load (`x * 0`, `0 * x`, `x & 0`, `0 / x`, ...: we fold the same
-//! operations). We report "rejects all packets"
-//! with libpcap's jump-threading rules, path-sensitively; we prove a few more filters
-//! unsatisfiable than libpcap does (constant relations, contradictions its optimizer
-//! misses). Limits: loads must end within [`DIRECT_MAX_END`] bytes (direct back end),
-//! `protochain` walks at most [`PROTOCHAIN_MAX_HEADERS`] headers (the verifier follows
-//! every iteration of the walk), a program holds at most 1,000,000 instructions (the
-//! kernel's limit), and `vxlan` is not in libpcap 1.10.
+//! matches every packet. Where libpcap's optimizer changes the verdict on short
+//! packets (it drops loads whose outcome it proves irrelevant) we keep the load, except
+//! where its constant folding removes the load (`x * 0`, `0 * x`, `x & 0`, `0 / x`,
+//! ...: we fold the same operations). We report "rejects all packets" with libpcap's
+//! jump-threading rules, path-sensitively; we prove a few more filters unsatisfiable
+//! than libpcap does (constant relations, contradictions its optimizer misses).
+//!
+//! Limits: loads must end within [`DIRECT_MAX_END`] bytes (direct back end); the
+//! `protochain` walks of a filter share [`PROTOCHAIN_MAX_HEADERS`] steps (the verifier
+//! follows every step); a program holds at most 1,000,000 instructions (the kernel's
+//! limit; the error says so). Filters past 8192 instructions are laid out for the
+//! verifier's 8192 pending branches, past 28671 with islands for far jumps. `vxlan` is
+//! not in libpcap 1.10.
 
 use super::ast::Expr;
 use super::emit::{emit, FilterSpec};

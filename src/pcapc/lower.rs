@@ -928,16 +928,23 @@ impl Lowering {
                 let b = match self.cur {
                     Link::Sll => Self::cmp(self.linkhdr(0, 2), SLL_OUTGOING),
                     Link::Sll2 => Self::cmp(self.linkhdr(10, 1), SLL_OUTGOING),
-                    _ => return Err(self.unsupported(
-                        "'inbound'/'outbound' (only Linux cooked captures record the direction)",
-                    )),
+                    // (an error, not Unsupported: the probes take Unsupported for
+                    // "never matches at this start", and tracing nothing helps nobody)
+                    _ => {
+                        return Err(CompileError::Invalid(format!(
+                            "'inbound'/'outbound' are not supported on {} packets: only Linux cooked captures record the direction",
+                            self.cur_name()
+                        )))
+                    }
                 };
                 Ok(if *out { b } else { not(b) })
             }
             Prim::Ifindex(i) => match self.cur {
                 Link::Sll2 => Ok(Self::cmp(self.linkhdr(4, 4), *i)),
-                _ => Err(self
-                    .unsupported("'ifindex' (only Linux cooked v2 captures record the interface)")),
+                _ => Err(CompileError::Invalid(format!(
+                    "'ifindex' is not supported on {} packets: only Linux cooked v2 captures record the interface",
+                    self.cur_name()
+                ))),
             },
             Prim::Vlan(id) => self.vlan(*id),
             Prim::Mpls(label) => self.mpls(*label),
