@@ -38,7 +38,12 @@ fn kernel_test_run_agrees_with_userspace() {
             Some(e) => e.clone(),
             None => expr().new_tree(&mut runner).unwrap().current(),
         };
-        for link in [LinkType::Ethernet, LinkType::RawIp] {
+        for link in [
+            LinkType::Ethernet,
+            LinkType::RawIp,
+            LinkType::LinuxSll,
+            LinkType::LinuxSll2,
+        ] {
             let Ok(direct) = compile_program(&e, link, ProgramKind::SchedClsDirect) else {
                 continue;
             };
@@ -68,6 +73,8 @@ fn kernel_test_run_agrees_with_userspace() {
                 let lt = match link {
                     LinkType::Ethernet => pcap::Linktype::ETHERNET,
                     LinkType::RawIp => pcap::Linktype(12),
+                    LinkType::LinuxSll => pcap::Linktype(113),
+                    LinkType::LinuxSll2 => pcap::Linktype(276),
                 };
                 pcap::Capture::dead(lt)
                     .unwrap()
@@ -81,14 +88,14 @@ fn kernel_test_run_agrees_with_userspace() {
                 // test_run wants at least an Ethernet header; raw-IP packets go after a
                 // 14-byte header that the program skips.
                 let frame = match link {
-                    LinkType::Ethernet if pkt.len() >= 14 => pkt.clone(),
-                    LinkType::Ethernet => continue,
                     LinkType::RawIp => {
                         let mut f = vec![0u8; 12];
                         f.extend_from_slice(&[0x08, 0x00]);
                         f.extend_from_slice(&pkt);
                         f
                     }
+                    _ if pkt.len() >= 14 => pkt.clone(),
+                    _ => continue,
                 };
                 let want = user.matches(&pkt).unwrap();
                 let d = match loaded.test_run("f_direct", &frame) {
@@ -144,6 +151,17 @@ fn fixed_corpus() -> Vec<Expr> {
     };
     let parse = |s: &str| pwru::pcapc::parse(s).unwrap().unwrap();
     vec![
+        // Geneve: inner offsets computed from the outer IP version, the options length
+        // and the encapsulated protocol
+        parse("geneve and tcp port 80"),
+        parse("geneve 7 and ether host 00:01:02:03:04:05 and ip"),
+        parse("not (udp and geneve and vlan and ip6 and udp port 53)"),
+        parse("geneve and geneve and tcp[13] & 2 != 0"),
+        // four protochain walks share the step budget; the verifier follows them all
+        parse("protochain 6 or protochain 17"),
+        // LLC, OSI, DECnet, AppleTalk
+        parse("l1 or l2 or decnet host 1.2 or stp or atalk or ipx"),
+        parse("vlan and (isis proto 15 or iso proto 0x81 or netbeui)"),
         // tests libpcap's optimizer would refuse, kept where their outcome is irrelevant
         parse("(igmp[46:1] / (ip[2] * 0) != 3) or ip"),
         parse("(igmp[46:1] >> (ip[2] * 0 + 40) != 3) or ip"),
@@ -201,4 +219,64 @@ fn fixed_corpus() -> Vec<Expr> {
             rhs: Arith::Num(1),
         },
     ]
+}
+
+/// An allow-list of 3000 hosts (over 32767 instructions: islands of jumps) passes the
+/// verifier on both back ends and finds its hosts.
+#[test]
+fn large_allow_lists_load_and_run() {
+    if !is_root() {
+        eprintln!("skipped: BPF_PROG_LOAD/BPF_PROG_TEST_RUN need root");
+        return;
+    }
+    let _ = load::raise_rlimits();
+    let text = (0..3000u32)
+        .map(|i| format!("host 10.{}.{}.{}", i >> 16, (i >> 8) & 0xff, i & 0xff))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let e = pwru::pcapc::parse(&text).unwrap().unwrap();
+    let programs = [
+        ("f_direct", ProgramKind::SchedClsDirect),
+        ("f_kmem", ProgramKind::SchedClsKernelMemory),
+    ]
+    .map(|(name, kind)| {
+        let program = compile_program(&e, LinkType::Ethernet, kind).unwrap();
+        assert!(
+            program.len() > 32767,
+            "{name}: {} instructions",
+            program.len()
+        );
+        ProgramSpec {
+            name: name.into(),
+            kind: ProgKind::SchedCls,
+            program,
+        }
+    });
+    let obj = ObjectSpec {
+        maps: vec![],
+        programs: programs.into(),
+    };
+    let mut loaded = load::load(&obj, &LoadOptions::default())
+        .unwrap_or_else(|err| panic!("verifier rejected the allow-list: {err}"));
+    let frame = |src: [u8; 4], dst: [u8; 4]| {
+        let mut f = vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 8, 0];
+        f.extend_from_slice(&[0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&[0; 20]);
+        f
+    };
+    for (src, dst, want) in [
+        ([10, 0, 0, 0], [192, 168, 0, 1], 1),
+        ([192, 168, 0, 1], [10, 0, 11, 183], 1),
+        ([192, 168, 0, 1], [10, 0, 11, 184], 0),
+    ] {
+        for name in ["f_direct", "f_kmem"] {
+            assert_eq!(
+                loaded.test_run(name, &frame(src, dst)).unwrap(),
+                want,
+                "{name} {src:?} -> {dst:?}"
+            );
+        }
+    }
 }

@@ -5,6 +5,9 @@ use pwru::pcapc::ast::*;
 use pwru::pcapc::compile::{check, CompileError, FilterEnv, LinkType, ProgramKind};
 use pwru::pcapc::run::UserspaceFilter;
 
+#[cfg(feature = "oracle")]
+mod pcapc_gen;
+
 fn eth(et: u16, payload: &[u8]) -> Vec<u8> {
     let mut p = vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
     p.extend_from_slice(&et.to_be_bytes());
@@ -31,6 +34,9 @@ fn and(a: Expr, b: Expr) -> Expr {
 fn or(a: Expr, b: Expr) -> Expr {
     Expr::Or(Box::new(a), Box::new(b))
 }
+
+#[cfg(feature = "oracle")]
+use pcapc_gen::dlt;
 
 fn verdict(e: &Expr, link: LinkType, pkt: &[u8]) -> bool {
     let env = FilterEnv::default();
@@ -282,10 +288,7 @@ fn oracle_regressions() {
         assert_eq!(verdict(&e, link, &pkt), want, "`{e}` on {link:?}");
         #[cfg(feature = "oracle")]
         {
-            let lt = match link {
-                LinkType::Ethernet => pcap::Linktype::ETHERNET,
-                LinkType::RawIp => pcap::Linktype(12),
-            };
+            let lt = dlt(link);
             let cap = pcap::Capture::dead(lt).unwrap();
             let unopt = cap.compile(&e.to_string(), false).unwrap().filter(&pkt);
             assert_eq!(unopt, want, "libpcap unoptimized `{e}`");
@@ -438,10 +441,7 @@ fn zero_folds() {
         );
         #[cfg(feature = "oracle")]
         {
-            let lt = match link {
-                LinkType::Ethernet => pcap::Linktype::ETHERNET,
-                LinkType::RawIp => pcap::Linktype(12),
-            };
+            let lt = dlt(link);
             let cap = pcap::Capture::dead(lt).unwrap();
             assert_eq!(
                 cap.compile(s, true).unwrap().filter(&pkt),
@@ -452,10 +452,7 @@ fn zero_folds() {
     }
     #[cfg(feature = "oracle")]
     for (s, link) in rejects {
-        let lt = match link {
-            LinkType::Ethernet => pcap::Linktype::ETHERNET,
-            LinkType::RawIp => pcap::Linktype(12),
-        };
+        let lt = dlt(link);
         let cap = pcap::Capture::dead(lt).unwrap();
         assert!(cap.compile(s, true).is_err(), "libpcap accepts `{s}`");
     }
@@ -507,10 +504,7 @@ fn optimizer_errors_only_on_reachable_tests() {
         }
         #[cfg(feature = "oracle")]
         {
-            let lt = match link {
-                LinkType::Ethernet => pcap::Linktype::ETHERNET,
-                LinkType::RawIp => pcap::Linktype(12),
-            };
+            let lt = dlt(link);
             let cap = pcap::Capture::dead(lt).unwrap();
             for s in accepted {
                 assert!(cap.compile(s, true).is_ok(), "libpcap rejects `{s}`");
@@ -518,6 +512,462 @@ fn optimizer_errors_only_on_reachable_tests() {
             for (s, _) in &errors {
                 assert!(cap.compile(s, true).is_err(), "libpcap accepts `{s}`");
             }
+        }
+    }
+}
+
+/// `host A or host B or ...` as people generate allow-lists: 3000 alternatives compile
+/// (far jumps go through islands), and the program finds the first, the last and no
+/// host on both back ends.
+#[test]
+fn large_allow_lists_compile_and_run() {
+    let hosts: Vec<String> = (0..3000u32)
+        .map(|i| format!("host 10.{}.{}.{}", i >> 16, (i >> 8) & 0xff, i & 0xff))
+        .collect();
+    let text = hosts.join(" or ");
+    let e = pwru::pcapc::parse(&text).unwrap().unwrap();
+    let pkt = |dst: [u8; 4]| {
+        let mut ip = ipv4_tcp(1, 80);
+        ip[16..20].copy_from_slice(&dst);
+        eth(0x0800, &ip)
+    };
+    let env = FilterEnv::default();
+    for kind in [ProgramKind::UserDirect, ProgramKind::UserKernelMemory] {
+        let f = UserspaceFilter::new(&e, LinkType::Ethernet, kind, &env).unwrap();
+        assert!(f.len() > 32767, "{} instructions", f.len());
+        // 10.0.0.1 is the packet's source: every packet matches through it
+        assert!(f.matches(&pkt([10, 0, 11, 183])).unwrap());
+        let mut other = pkt([10, 0, 11, 183]);
+        other[26..30].copy_from_slice(&[192, 168, 0, 1]);
+        assert!(f.matches(&other).unwrap(), "the last host");
+        other[30..34].copy_from_slice(&[192, 168, 0, 2]);
+        assert!(!f.matches(&other).unwrap(), "no host");
+        other[30..34].copy_from_slice(&[10, 0, 0, 0]);
+        assert!(f.matches(&other).unwrap(), "the first host");
+    }
+}
+
+/// `protochain` walks as far as the packet goes, up to its documented step budget.
+#[test]
+fn protochain_walks_long_header_chains() {
+    // IPv6, `n` hop-by-hop/destination-options headers (8 bytes each), then TCP
+    let chain = |n: usize| {
+        let mut p = vec![0x60, 0, 0, 0, 0, 0, 0, 64];
+        p.extend_from_slice(&[0; 32]);
+        for i in 0..n {
+            let next = if i + 1 == n { 6 } else { 60 };
+            p.extend_from_slice(&[next, 0, 0, 0, 0, 0, 0, 0]);
+        }
+        p.extend_from_slice(&[0; 20]);
+        p
+    };
+    let e = pwru::pcapc::parse("ip6 protochain 6").unwrap().unwrap();
+    let limit = pwru::pcapc::PROTOCHAIN_MAX_HEADERS as usize;
+    for (n, want) in [
+        (1, true),
+        (300, true),
+        (limit - 1, true),
+        (limit + 10, false),
+    ] {
+        assert_eq!(verdict(&e, LinkType::RawIp, &chain(n)), want, "{n} headers");
+    }
+    // two walks share the budget
+    let two = pwru::pcapc::parse("ip6 protochain 6 or ip6 protochain 17")
+        .unwrap()
+        .unwrap();
+    assert!(verdict(&two, LinkType::RawIp, &chain(limit / 2 - 1)));
+    assert!(!verdict(&two, LinkType::RawIp, &chain(limit / 2 + 10)));
+}
+
+/// 802.3 frame with an 802.2 payload (the length field is the payload's length).
+fn dot3(payload: &[u8]) -> Vec<u8> {
+    eth(payload.len() as u16, payload)
+}
+
+/// An IS-IS PDU of `pdu` type over 802.2 (OSI SAPs, UI), after `nlpid`.
+fn osi(nlpid: u8, pdu: u8) -> Vec<u8> {
+    dot3(&[
+        0xfe, 0xfe, 0x03, nlpid, 27, 1, 0, pdu, 1, 0, 0, 0, 0, 0, 0, 0,
+    ])
+}
+
+/// SNAP: organisation code and type.
+fn snap(org: u32, ty: u16) -> Vec<u8> {
+    let mut p = vec![0xaa, 0xaa, 0x03];
+    p.extend_from_slice(&org.to_be_bytes()[1..]);
+    p.extend_from_slice(&ty.to_be_bytes());
+    p.extend_from_slice(&[0; 12]);
+    dot3(&p)
+}
+
+/// A DECnet data packet: routing flags `flags` (0x06 long, 0x02 short), with a pad
+/// byte first when `pad`, from `src` to `dst` (AREA << 10 | NODE, little-endian).
+fn decnet(flags: u8, pad: bool, src: u16, dst: u16) -> Vec<u8> {
+    let mut p = vec![30, 0];
+    if pad {
+        p.push(0x81);
+    }
+    p.push(flags);
+    if flags & 7 == 6 {
+        for a in [dst, src] {
+            p.extend_from_slice(&[0, 0, 0xaa, 0, 4, 0]);
+            p.extend_from_slice(&a.to_le_bytes());
+        }
+        p.extend_from_slice(&[0, 0, 0]);
+    } else {
+        p.extend_from_slice(&dst.to_le_bytes());
+        p.extend_from_slice(&src.to_le_bytes());
+        p.push(0);
+    }
+    p.extend_from_slice(&[0; 8]);
+    eth(0x6003, &p)
+}
+
+/// IPv4 UDP from port 1234 to `dport` carrying `payload`.
+fn ipv4_udp(dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![
+        0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
+    p.extend_from_slice(&1234u16.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, 0]);
+    p.extend_from_slice(payload);
+    p
+}
+
+/// IPv6 UDP to `dport` carrying `payload`.
+fn ipv6_udp(dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x60, 0, 0, 0, 0, 0, 17, 64];
+    p.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    p.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    p.extend_from_slice(&1234u16.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, 0]);
+    p.extend_from_slice(payload);
+    p
+}
+
+/// A Geneve header (VNI, `opt_words` 4-byte option words, protocol) and `inner`.
+fn geneve(vni: u32, opt_words: u8, proto: u16, inner: &[u8]) -> Vec<u8> {
+    let mut g = vec![opt_words, 0];
+    g.extend_from_slice(&proto.to_be_bytes());
+    g.extend_from_slice(&(vni << 8).to_be_bytes());
+    g.extend(std::iter::repeat_n(0xee, 4 * opt_words as usize));
+    g.extend_from_slice(inner);
+    g
+}
+
+/// A Linux cooked v1 frame: packet type, protocol, payload.
+fn sll(pkttype: u16, proto: u16, payload: &[u8]) -> Vec<u8> {
+    let mut p = pkttype.to_be_bytes().to_vec();
+    p.extend_from_slice(&[0, 1, 0, 6, 2, 2, 2, 2, 2, 2, 0, 0]);
+    p.extend_from_slice(&proto.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// A Linux cooked v2 frame: packet type, interface index, protocol, payload.
+fn sll2(pkttype: u8, ifindex: u32, proto: u16, payload: &[u8]) -> Vec<u8> {
+    let mut p = proto.to_be_bytes().to_vec();
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(&ifindex.to_be_bytes());
+    p.extend_from_slice(&[0, 1, pkttype, 6, 2, 2, 2, 2, 2, 2, 0, 0]);
+    p.extend_from_slice(payload);
+    p
+}
+
+/// Every keyword this compiler learned, on packets built for it: the expected verdicts
+/// are libpcap's (checked against its C `bpf_filter` with the `oracle` feature).
+#[test]
+fn keywords_on_known_packets() {
+    use LinkType::*;
+    let dn = |area: u16, node: u16| (area << 10) | node;
+    let tcp = eth(0x0800, &ipv4_tcp(1, 80));
+    let inner_tcp = {
+        let mut f = vec![0, 1, 2, 3, 4, 5, 0xa, 0xb, 0xc, 0xd, 0xe, 0xf, 0x08, 0x00];
+        f.extend_from_slice(&ipv4_tcp(1, 8080));
+        f
+    };
+    let g_teb = eth(0x0800, &ipv4_udp(6081, &geneve(7, 2, 0x6558, &inner_tcp)));
+    let g_ip = eth(
+        0x0800,
+        &ipv4_udp(6081, &geneve(9, 0, 0x0800, &ipv4_tcp(1, 22))),
+    );
+    let g6 = eth(0x86dd, &ipv6_udp(6081, &geneve(7, 1, 0x6558, &inner_tcp)));
+    let raw_g = ipv4_udp(6081, &geneve(7, 0, 0x6558, &inner_tcp));
+    let udp_not_geneve = eth(0x0800, &ipv4_udp(6082, &geneve(7, 0, 0x6558, &inner_tcp)));
+    let vlan_stp = {
+        let mut f = dot3(&[0x42, 0x42, 0x03, 0, 0, 0, 0, 0]);
+        f.splice(12..12, [0x81, 0x00, 0x00, 0x0a]);
+        f
+    };
+    let cases: Vec<(&str, LinkType, Vec<u8>, bool)> = vec![
+        // link-layer synonyms
+        ("fddi host 06:07:08:09:0a:0b", Ethernet, tcp.clone(), true),
+        ("tr dst host 00:01:02:03:04:05", Ethernet, tcp.clone(), true),
+        ("wlan src 00:01:02:03:04:05", Ethernet, tcp.clone(), false),
+        ("ppp proto 0x800", Ethernet, tcp.clone(), true),
+        ("slip[12:2] = 0x800", Ethernet, tcp.clone(), true),
+        // 802.2 LLC protocols
+        ("stp", Ethernet, dot3(&[0x42, 0x42, 0x03, 0, 0]), true),
+        ("stp", Ethernet, tcp.clone(), false),
+        ("vlan and stp", Ethernet, vlan_stp.clone(), true),
+        ("stp", Ethernet, vlan_stp, false),
+        ("netbeui", Ethernet, dot3(&[0xf0, 0xf0, 0x03, 0]), true),
+        ("netbeui", Ethernet, dot3(&[0xf0, 0x42, 0x03, 0]), false),
+        ("ipx", Ethernet, eth(0x8137, &[0; 30]), true),
+        (
+            "ipx",
+            Ethernet,
+            dot3(&[0xff, 0xff, 0, 30, 0, 0, 0, 0, 0, 0]),
+            true,
+        ),
+        // (the SNAP test comes first: a frame too short for it rejects)
+        ("ipx", Ethernet, dot3(&[0xff, 0xff, 0, 30]), false),
+        (
+            "ipx",
+            Ethernet,
+            dot3(&[0xe0, 0xe0, 0x03, 0, 0, 0, 0, 0]),
+            true,
+        ),
+        ("ipx", Ethernet, snap(0, 0x8137), true),
+        ("ipx", Ethernet, snap(0x080007, 0x8137), false),
+        // OSI
+        ("iso", Ethernet, osi(0x83, 15), true),
+        ("isis", Ethernet, osi(0x83, 15), true),
+        ("clnp", Ethernet, osi(0x81, 0), true),
+        ("esis or es-is", Ethernet, osi(0x82, 0), true),
+        ("clnp or esis", Ethernet, osi(0x83, 15), false),
+        ("l1", Ethernet, osi(0x83, 15), true),
+        ("l1", Ethernet, osi(0x83, 16), false),
+        ("l2", Ethernet, osi(0x83, 16), true),
+        ("l1 and l2", Ethernet, osi(0x83, 17), true),
+        ("iih", Ethernet, osi(0x83, 17), true),
+        ("lsp", Ethernet, osi(0x83, 20), true),
+        ("snp", Ethernet, osi(0x83, 26), true),
+        ("csnp", Ethernet, osi(0x83, 25), true),
+        ("psnp", Ethernet, osi(0x83, 25), false),
+        ("psnp", Ethernet, osi(0x83, 27), true),
+        ("isis proto 24", Ethernet, osi(0x83, 24), true),
+        ("iso proto \\clnp", Ethernet, osi(0x81, 0), true),
+        ("iso proto 0x82", Ethernet, osi(0x81, 0), false),
+        // DECnet: long and short route headers, with and without the pad byte
+        (
+            "decnet",
+            Ethernet,
+            decnet(0x06, false, dn(1, 2), dn(1, 5)),
+            true,
+        ),
+        (
+            "decnet src 1.2",
+            Ethernet,
+            decnet(0x06, false, dn(1, 2), dn(1, 5)),
+            true,
+        ),
+        (
+            "decnet dst 1.2",
+            Ethernet,
+            decnet(0x06, false, dn(1, 2), dn(1, 5)),
+            false,
+        ),
+        (
+            "decnet dst 1.5",
+            Ethernet,
+            decnet(0x06, true, dn(1, 2), dn(1, 5)),
+            true,
+        ),
+        (
+            "decnet host 63.1023",
+            Ethernet,
+            decnet(0x02, false, dn(63, 1023), dn(1, 5)),
+            true,
+        ),
+        (
+            "decnet src 1.2 and decnet dst 1.5",
+            Ethernet,
+            decnet(0x02, true, dn(1, 2), dn(1, 5)),
+            true,
+        ),
+        (
+            "decnet src and dst 1.2",
+            Ethernet,
+            decnet(0x02, true, dn(1, 2), dn(1, 5)),
+            false,
+        ),
+        ("decnet host 1.2", Ethernet, tcp.clone(), false),
+        // AppleTalk and DEC's other protocols
+        ("atalk", Ethernet, eth(0x809b, &[0; 20]), true),
+        ("atalk", Ethernet, snap(0x080007, 0x809b), true),
+        ("atalk", Ethernet, snap(0, 0x809b), false),
+        ("aarp", Ethernet, snap(0, 0x80f3), true),
+        ("aarp", Ethernet, eth(0x80f3, &[0; 20]), true),
+        ("lat", Ethernet, eth(0x6004, &[0; 20]), true),
+        ("sca", Ethernet, eth(0x6007, &[0; 20]), true),
+        ("mopdl", Ethernet, eth(0x6001, &[0; 20]), true),
+        ("moprc", Ethernet, eth(0x6002, &[0; 20]), true),
+        (
+            "moprc or lat or sca",
+            Ethernet,
+            eth(0x6001, &[0; 20]),
+            false,
+        ),
+        ("atalk[0] = 1", Ethernet, eth(0x809b, &[1; 20]), true),
+        // Geneve: options, inner Ethernet (0x6558) or IP, IPv6 outside, raw IP outside
+        ("geneve", Ethernet, g_teb.clone(), true),
+        ("geneve", Ethernet, udp_not_geneve, false),
+        (
+            "geneve 7 and tcp dst port 8080",
+            Ethernet,
+            g_teb.clone(),
+            true,
+        ),
+        (
+            "geneve 8 and tcp dst port 8080",
+            Ethernet,
+            g_teb.clone(),
+            false,
+        ),
+        ("geneve and tcp dst port 80", Ethernet, g_teb.clone(), false),
+        (
+            "geneve and ether src 0a:0b:0c:0d:0e:0f",
+            Ethernet,
+            g_teb.clone(),
+            true,
+        ),
+        (
+            "geneve and ether src 0a:0b:0c:0d:0e:0f",
+            Ethernet,
+            g_ip.clone(),
+            false,
+        ),
+        ("geneve 9 and tcp port 22", Ethernet, g_ip.clone(), true),
+        ("geneve and ip6", Ethernet, g_ip.clone(), false),
+        ("geneve 7 and tcp port 8080", Ethernet, g6.clone(), true),
+        ("geneve and tcp port 8080", RawIp, raw_g.clone(), true),
+        (
+            "udp and geneve and ip and ether[6] = 0xa",
+            RawIp,
+            raw_g,
+            true,
+        ),
+        (
+            "not (geneve and tcp port 8080)",
+            Ethernet,
+            g_teb.clone(),
+            false,
+        ),
+        (
+            "not (geneve and tcp port 8080)",
+            Ethernet,
+            tcp.clone(),
+            true,
+        ),
+        // Linux cooked captures: direction, interface, 802.2 frames
+        ("outbound", LinuxSll, sll(4, 0x0800, &ipv4_tcp(1, 80)), true),
+        ("inbound", LinuxSll, sll(0, 0x0800, &ipv4_tcp(1, 80)), true),
+        (
+            "inbound and tcp port 80",
+            LinuxSll,
+            sll(4, 0x0800, &ipv4_tcp(1, 80)),
+            false,
+        ),
+        (
+            "outbound and tcp port 80",
+            LinuxSll2,
+            sll2(4, 3, 0x0800, &ipv4_tcp(1, 80)),
+            true,
+        ),
+        (
+            "ifindex 3",
+            LinuxSll2,
+            sll2(0, 3, 0x0800, &ipv4_tcp(1, 80)),
+            true,
+        ),
+        (
+            "ifindex 4",
+            LinuxSll2,
+            sll2(0, 3, 0x0800, &ipv4_tcp(1, 80)),
+            false,
+        ),
+        ("stp", LinuxSll, sll(0, 4, &[0x42, 0x42, 0x03, 0, 0]), true),
+        ("ipx", LinuxSll, sll(0, 1, &[0xff, 0xff, 0, 30]), true),
+        (
+            "iso",
+            LinuxSll,
+            sll(0, 4, &[0xfe, 0xfe, 0x03, 0x83, 27, 1]),
+            true,
+        ),
+        (
+            "ip6",
+            LinuxSll2,
+            sll2(0, 3, 0x86dd, &ipv6_udp(53, &[])),
+            true,
+        ),
+        // the empty expression and out-of-range protocol numbers
+        ("", Ethernet, tcp.clone(), true),
+        ("", RawIp, vec![], true),
+        ("ip proto 256", Ethernet, tcp.clone(), false),
+        ("ether proto 65536", Ethernet, tcp.clone(), false),
+    ];
+    let env = FilterEnv::default();
+    for (text, link, pkt, want) in cases {
+        let e = pwru::pcapc::parse(text).unwrap();
+        let got = ProgramKind::USER.map(|kind| {
+            UserspaceFilter::for_filter(e.as_ref(), link, kind, &env)
+                .unwrap_or_else(|err| panic!("`{text}` on {link:?}: {err}"))
+                .matches(&pkt)
+                .unwrap()
+        });
+        assert_eq!(got, [want; 2], "`{text}` on {link:?}: {pkt:02x?}");
+        #[cfg(feature = "oracle")]
+        {
+            let cap = pcap::Capture::dead(dlt(link)).unwrap();
+            let bpf = cap.compile(text, true).unwrap();
+            let theirs = pcapc_gen::libpcap_matches(&bpf, &pkt, pkt.len() as u32);
+            assert_eq!(theirs, want, "libpcap `{text}` on {link:?}: {pkt:02x?}");
+        }
+    }
+}
+
+/// `len`, `greater` and `less` see the wire length; loads past the captured bytes
+/// reject, even under `not`.
+#[test]
+fn wire_length_and_captured_bytes() {
+    let full = eth(0x0800, &ipv4_tcp(1, 80));
+    let cut = &full[..40];
+    let cases: &[(&str, &[u8], u32, bool)] = &[
+        ("greater 1000", cut, 1514, true),
+        ("greater 1000", &full, 54, false),
+        ("less 60", cut, 1514, false),
+        ("len = 1514", cut, 1514, true),
+        ("len = 40", cut, 1514, false),
+        // the TCP ports are captured, the flags (byte 47) are not
+        ("tcp port 80", cut, 1514, true),
+        ("tcp[13] & 2 != 0", cut, 1514, false),
+        ("not tcp[13] & 2 != 0", cut, 1514, false),
+        ("not tcp[13] & 2 != 0", &full, 54, true),
+        ("tcp port 80 and greater 1000", cut, 1514, true),
+    ];
+    let env = FilterEnv::default();
+    for (text, pkt, wire, want) in cases {
+        let e = pwru::pcapc::parse(text).unwrap().unwrap();
+        for kind in ProgramKind::USER {
+            let f = UserspaceFilter::new(&e, LinkType::Ethernet, kind, &env).unwrap();
+            assert_eq!(
+                f.matches_wire(pkt, *wire).unwrap(),
+                *want,
+                "`{text}` {kind:?}"
+            );
+        }
+        #[cfg(feature = "oracle")]
+        {
+            let cap = pcap::Capture::dead(dlt(LinkType::Ethernet)).unwrap();
+            let bpf = cap.compile(text, true).unwrap();
+            assert_eq!(
+                pcapc_gen::libpcap_matches(&bpf, pkt, *wire),
+                *want,
+                "libpcap `{text}`"
+            );
         }
     }
 }

@@ -11,39 +11,51 @@ use crate::asm::disassemble_program;
 use crate::capture::{self, LinkType as FileLinkType};
 use crate::pcapc::ast::Expr;
 use crate::pcapc::run::UserspaceFilter;
-use crate::pcapc::{compile_program, LinkType, ProgramKind};
+use crate::pcapc::{compile_program_opt, FilterEnv, LinkType, ProgramKind};
 
-fn parse_required(expr: &str) -> Result<Expr> {
-    match crate::pcapc::parse(expr) {
-        Ok(Some(e)) => Ok(e),
-        Ok(None) => bail!("the filter expression is empty"),
-        Err(e) => Err(e.into()),
-    }
+/// The filter, `None` for the empty expression (which matches every packet).
+fn parse_filter(expr: &str) -> Result<Option<Expr>> {
+    Ok(crate::pcapc::parse(expr)?)
 }
 
 fn link_name(link: LinkType) -> &'static str {
     match link {
         LinkType::Ethernet => "Ethernet (DLT_EN10MB)",
         LinkType::RawIp => "raw IP (DLT_RAW)",
+        LinkType::LinuxSll => "Linux cooked v1 (DLT_LINUX_SLL)",
+        LinkType::LinuxSll2 => "Linux cooked v2 (DLT_LINUX_SLL2)",
     }
 }
 
 /// Prints the filter as the probes run it (the kernel-memory back end: one
 /// `bpf_probe_read_kernel` of the header window, then bounded loads), wrapped in a
-/// prologue taking the packet start and end from `r1`; an Ethernet start, or raw IP with `l3`.
+/// prologue taking the packet start, end and wire length from `r1`; an Ethernet start,
+/// or raw IP with `l3`.
 pub fn dump_filter(expr: &str, l3: bool, out: &mut dyn Write) -> Result<()> {
-    let e = parse_required(expr)?;
     let link = if l3 {
         LinkType::RawIp
     } else {
         LinkType::Ethernet
     };
-    let program = compile_program(&e, link, ProgramKind::UserKernelMemory)
-        .with_context(|| format!("compiling the filter for {}", link_name(link)))?;
+    dump_filter_for(expr, link, out)
+}
+
+/// [`dump_filter`] for packets of any link type the compiler knows (Linux cooked
+/// captures too).
+pub fn dump_filter_for(expr: &str, link: LinkType, out: &mut dyn Write) -> Result<()> {
+    let e = parse_filter(expr)?;
+    let program = compile_program_opt(
+        e.as_ref(),
+        link,
+        ProgramKind::UserKernelMemory,
+        &FilterEnv::default(),
+    )
+    .with_context(|| format!("compiling the filter for {}", link_name(link)))?;
+    let shown = e.map_or_else(|| "(empty: every packet)".to_string(), |e| e.to_string());
     writeln!(
         out,
         "; {} for {}, {} instructions",
-        e,
+        shown,
         link_name(link),
         program.len()
     )?;
@@ -51,10 +63,23 @@ pub fn dump_filter(expr: &str, l3: bool, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-/// Runs `expr` over every frame of a pcap or pcap-ng file: prints `N len` for each matching
-/// frame (N is its 1-based position), then a summary line.
+/// The compiler's link type for a capture's, if it has one.
+fn filter_link(t: FileLinkType) -> Option<LinkType> {
+    match t {
+        FileLinkType::ETHERNET => Some(LinkType::Ethernet),
+        FileLinkType::LINUX_SLL => Some(LinkType::LinuxSll),
+        FileLinkType::LINUX_SLL2 => Some(LinkType::LinuxSll2),
+        t if t.is_raw_ip() => Some(LinkType::RawIp),
+        _ => None,
+    }
+}
+
+/// Runs `expr` over every frame of a pcap or pcap-ng file: prints `N len bytes` for each
+/// matching frame (N is its 1-based position, len its captured length, followed by
+/// `of W` when the frame was W bytes on the wire), then a summary line. `len`,
+/// `greater` and `less` see the wire length; loads past the captured bytes reject.
 pub fn filter_check(path: &Path, expr: &str, out: &mut dyn Write) -> Result<()> {
-    let e = parse_required(expr)?;
+    let e = parse_filter(expr)?;
     let bytes = capture::read_file(path)?;
     let cap = capture::parse(&bytes).with_context(|| format!("reading {}", path.display()))?;
     let mut filters: HashMap<FileLinkType, UserspaceFilter> = HashMap::new();
@@ -63,25 +88,35 @@ pub fn filter_check(path: &Path, expr: &str, out: &mut dyn Write) -> Result<()> 
         let filter = match filters.entry(frame.link_type) {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => {
-                let link = match frame.link_type {
-                    FileLinkType::ETHERNET => LinkType::Ethernet,
-                    t if t.is_raw_ip() => LinkType::RawIp,
-                    FileLinkType(t) => bail!(
-                        "frame {}: link type {t} is not supported (only Ethernet and raw IP captures)",
-                        i + 1
-                    ),
+                let Some(link) = filter_link(frame.link_type) else {
+                    bail!(
+                        "frame {}: link type {} is not supported (only Ethernet, raw IP and Linux cooked captures)",
+                        i + 1,
+                        frame.link_type.0
+                    );
                 };
-                let program = compile_program(&e, link, ProgramKind::UserDirect)
-                    .with_context(|| format!("compiling the filter for {}", link_name(link)))?;
+                let program = compile_program_opt(
+                    e.as_ref(),
+                    link,
+                    ProgramKind::UserDirect,
+                    &FilterEnv::default(),
+                )
+                .with_context(|| format!("compiling the filter for {}", link_name(link)))?;
                 v.insert(UserspaceFilter::from_program(&program))
             }
         };
+        // a capture never holds more than the packet, whatever its header says
+        let wire = frame.orig_len.max(frame.data.len() as u32);
         if filter
-            .matches(frame.data)
+            .matches_wire(frame.data, wire)
             .with_context(|| format!("frame {}", i + 1))?
         {
             matched += 1;
-            writeln!(out, "{} {} bytes", i + 1, frame.data.len())?;
+            if wire as usize == frame.data.len() {
+                writeln!(out, "{} {} bytes", i + 1, frame.data.len())?;
+            } else {
+                writeln!(out, "{} {} of {} bytes", i + 1, frame.data.len(), wire)?;
+            }
         }
     }
     writeln!(out, "matched {matched} of {} frames", cap.frames.len())?;
@@ -115,12 +150,85 @@ mod tests {
         assert_eq!(tcp, "matched 0 of 3 frames\n");
     }
 
+    /// The 1-based numbers of the frames `filter_check` lists.
+    fn matching(file: &str, expr: &str) -> Vec<usize> {
+        let text = run(|out| filter_check(&data(file), expr, out)).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        let summary = lines.pop().unwrap();
+        assert!(summary.starts_with("matched "), "{summary}");
+        lines
+            .iter()
+            .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+            .collect()
+    }
+
     #[test]
-    fn filter_check_refuses_other_link_types() {
-        let err = run(|out| filter_check(&data("any_udp_sll2.pcap"), "udp", out)).unwrap_err();
+    fn filter_check_reads_linux_cooked_captures() {
+        // `tcpdump -i any -y LINUX_SLL[2] -s 90` of a veth: ARP, UDP to a closed port
+        // (one 344 bytes long on the wire), their ICMP errors, IPv6 and a TCP SYN/RST.
+        // The expected frames are tcpdump's (libpcap 1.10.3) on the same files.
+        let cases: &[(&str, &[usize])] = &[
+            ("outbound", &[1, 3, 5, 8, 10]),
+            ("inbound", &[2, 4, 6, 7, 9, 11]),
+            ("udp", &[3, 5, 8]),
+            ("greater 100", &[5, 6, 9]),
+            ("less 60", &[1, 2, 3, 11]),
+            ("len > 300", &[5, 6]),
+            ("icmp and inbound", &[4, 6]),
+            ("ip6", &[7, 8, 9]),
+            ("arp", &[1, 2]),
+            ("ether proto 0x806", &[1, 2]),
+            ("tcp[13] & 2 != 0", &[10]),
+            ("not ip[300] = 0", &[1, 2, 7, 8, 9]),
+            ("udp[8:4] = 0x78787878", &[5]),
+            ("ip6 and outbound", &[8]),
+            ("", &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]),
+        ];
+        for file in ["veth_sll_snap90.pcap", "veth_sll2_snap90.pcap"] {
+            for (expr, want) in cases {
+                assert_eq!(matching(file, expr), *want, "{file} `{expr}`");
+            }
+        }
+        let all: Vec<usize> = (1..=11).collect();
+        assert_eq!(matching("veth_sll2_snap90.pcap", "ifindex 12"), all);
+        assert!(matching("veth_sll2_snap90.pcap", "ifindex 13").is_empty());
+        let err =
+            run(|out| filter_check(&data("veth_sll_snap90.pcap"), "ifindex 12", out)).unwrap_err();
         assert_eq!(
             format!("{err:#}"),
-            "frame 1: link type 276 is not supported (only Ethernet and raw IP captures)"
+            "compiling the filter for Linux cooked v1 (DLT_LINUX_SLL): 'ifindex' is not supported on Linux cooked v1 packets: only Linux cooked v2 captures record the interface"
+        );
+    }
+
+    #[test]
+    fn filter_check_shows_wire_lengths_of_truncated_frames() {
+        let text = run(|out| filter_check(&data("veth_sll_snap90.pcap"), "len > 300", out));
+        assert_eq!(
+            text.unwrap(),
+            "5 90 of 344 bytes\n6 90 of 372 bytes\nmatched 2 of 11 frames\n"
+        );
+    }
+
+    #[test]
+    fn filter_check_refuses_other_link_types() {
+        // a classic pcap of one 802.11 frame (link type 105)
+        let mut file = Vec::new();
+        for word in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65535, 105] {
+            file.extend_from_slice(&word.to_le_bytes());
+        }
+        file.truncate(20);
+        file.extend_from_slice(&105u32.to_le_bytes());
+        for word in [0u32, 0, 4, 4] {
+            file.extend_from_slice(&word.to_le_bytes());
+        }
+        file.extend_from_slice(&[0x80, 0, 0, 0]);
+        let path = std::env::temp_dir().join(format!("pwru-80211-{}.pcap", std::process::id()));
+        std::fs::write(&path, &file).unwrap();
+        let err = run(|out| filter_check(&path, "udp", out)).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            format!("{err:#}"),
+            "frame 1: link type 105 is not supported (only Ethernet, raw IP and Linux cooked captures)"
         );
     }
 
@@ -138,9 +246,32 @@ mod tests {
     }
 
     #[test]
+    fn the_empty_filter_matches_every_packet() {
+        let all = run(|out| filter_check(&data("lo_udp.pcap"), " ", out)).unwrap();
+        assert_eq!(
+            all,
+            "1 48 bytes\n2 48 bytes\n3 69 bytes\nmatched 3 of 3 frames\n"
+        );
+        let listing = run(|out| dump_filter("", false, out)).unwrap();
+        assert!(
+            listing.starts_with("; (empty: every packet) for Ethernet (DLT_EN10MB), "),
+            "{listing}"
+        );
+        assert!(listing.contains("r0 = 1"), "{listing}");
+        assert!(!listing.contains("r0 = 0"), "{listing}");
+    }
+
+    #[test]
+    fn dump_filter_knows_linux_cooked_captures() {
+        let listing = run(|out| dump_filter_for("outbound", LinkType::LinuxSll2, out)).unwrap();
+        assert!(
+            listing.starts_with("; outbound for Linux cooked v2 (DLT_LINUX_SLL2), "),
+            "{listing}"
+        );
+    }
+
+    #[test]
     fn bad_filters_say_why() {
-        let empty = run(|out| dump_filter("  ", false, out)).unwrap_err();
-        assert_eq!(format!("{empty:#}"), "the filter expression is empty");
         let unparsable = run(|out| dump_filter("tcp port", false, out)).unwrap_err();
         assert!(unparsable
             .downcast_ref::<crate::pcapc::ParseError>()

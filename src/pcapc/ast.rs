@@ -50,6 +50,32 @@ pub enum Proto {
     Carp,
     Ah,
     Esp,
+    /// AppleTalk (`atalk`) and its ARP (`aarp`).
+    Atalk,
+    Aarp,
+    /// DECnet Phase IV (`decnet`) and DEC's LAT, SCA, MOP dump/load and remote console.
+    Decnet,
+    Lat,
+    Sca,
+    Mopdl,
+    Moprc,
+    /// OSI: `iso` (802.2 SAP 0xfe), its network protocols `clnp`, `esis`, `isis`, and the
+    /// IS-IS PDU groups `l1`, `l2`, `iih`, `lsp`, `snp`, `csnp`, `psnp`.
+    Iso,
+    Clnp,
+    Esis,
+    Isis,
+    IsisL1,
+    IsisL2,
+    IsisIih,
+    IsisLsp,
+    IsisSnp,
+    IsisCsnp,
+    IsisPsnp,
+    /// 802.2 LLC protocols: spanning tree, IPX, NetBEUI.
+    Stp,
+    Ipx,
+    Netbeui,
 }
 
 impl Proto {
@@ -72,6 +98,27 @@ impl Proto {
             Proto::Carp => "carp",
             Proto::Ah => "ah",
             Proto::Esp => "esp",
+            Proto::Atalk => "atalk",
+            Proto::Aarp => "aarp",
+            Proto::Decnet => "decnet",
+            Proto::Lat => "lat",
+            Proto::Sca => "sca",
+            Proto::Mopdl => "mopdl",
+            Proto::Moprc => "moprc",
+            Proto::Iso => "iso",
+            Proto::Clnp => "clnp",
+            Proto::Esis => "esis",
+            Proto::Isis => "isis",
+            Proto::IsisL1 => "l1",
+            Proto::IsisL2 => "l2",
+            Proto::IsisIih => "iih",
+            Proto::IsisLsp => "lsp",
+            Proto::IsisSnp => "snp",
+            Proto::IsisCsnp => "csnp",
+            Proto::IsisPsnp => "psnp",
+            Proto::Stp => "stp",
+            Proto::Ipx => "ipx",
+            Proto::Netbeui => "netbeui",
         }
     }
 }
@@ -143,14 +190,23 @@ pub enum Prim {
         lo: u16,
         hi: u16,
     },
-    /// A bare protocol: `ip`, `ip6`, `arp`, `rarp`, `tcp`, `udp`, `icmp`, ..., `ether` is not one.
+    /// A bare protocol: `ip`, `ip6`, `arp`, `rarp`, `tcp`, `udp`, `icmp`, `decnet`,
+    /// `stp`, `isis`, ...; `ether` is not one.
     Proto(Proto),
-    /// `ip proto N`, `ip6 proto N`, or `proto N` (`under: None`: IPv4 or IPv6).
-    IpProto { under: Option<Proto>, proto: u8 },
+    /// `ip proto N`, `ip6 proto N`, or `proto N` (`under: None`: IPv4 or IPv6); also
+    /// `iso proto N` (the OSI NLPID) and `isis proto N` (the IS-IS PDU type).
+    IpProto { under: Option<Proto>, proto: u32 },
+    /// `decnet [dir] host AREA.NODE` (the 16-bit DECnet address `area << 10 | node`).
+    DecnetHost { dir: Dir, addr: u16 },
+    /// `inbound` (`false`) or `outbound` (`true`): the capture direction of Linux
+    /// cooked captures.
+    Outbound(bool),
+    /// `ifindex N`: the interface index of Linux cooked v2 captures.
+    Ifindex(u32),
     /// `ip protochain N`, `ip6 protochain N`, `protochain N`.
-    Protochain { under: Option<Proto>, proto: u8 },
+    Protochain { under: Option<Proto>, proto: u32 },
     /// `ether proto N` (and `ether proto \ip`, ...).
-    EtherProto(u16),
+    EtherProto(u32),
     /// `ether broadcast`, `ip broadcast` (`broadcast` alone is `ether broadcast`).
     Broadcast(Proto),
     /// `ether multicast`, `ip multicast`, `ip6 multicast` (`multicast` alone is ether).
@@ -302,6 +358,12 @@ impl fmt::Display for Prim {
             }
             Prim::Proto(p) => write!(f, "{}", p.keyword()),
             Prim::IpProto { under, proto } => write!(f, "{}proto {proto}", pq(under)),
+            Prim::DecnetHost { dir, addr } => {
+                write!(f, "decnet {dir} host {}.{}", addr >> 10, addr & 0x3ff)
+            }
+            Prim::Outbound(false) => write!(f, "inbound"),
+            Prim::Outbound(true) => write!(f, "outbound"),
+            Prim::Ifindex(i) => write!(f, "ifindex {i}"),
             Prim::Protochain { under, proto } => write!(f, "{}protochain {proto}", pq(under)),
             Prim::EtherProto(p) => write!(f, "ether proto {p}"),
             Prim::Broadcast(p) => write!(f, "{} broadcast", p.keyword()),

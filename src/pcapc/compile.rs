@@ -7,17 +7,22 @@
 //! `bpf_probe_read_kernel` calls of the kernel-memory back end). The stack layout is
 //! described in `emit.rs`.
 //!
-//! Semantics are libpcap 1.10's unoptimized code: a load past the packet end or a
-//! division by zero rejects the whole filter, `len` is the packet length. Where
-//! libpcap's optimizer changes the verdict on short packets (it drops loads whose
-//! outcome it proves irrelevant) we keep the load, except where its constant folding
-//! removes the load (`x * 0`, `0 * x`, `x & 0`, `0 / x`, ...: we fold the same
-//! operations). We report "rejects all packets"
-//! with libpcap's jump-threading rules, path-sensitively; we prove a few more filters
-//! unsatisfiable than libpcap does (constant relations, contradictions its optimizer
-//! misses). Limits: loads must end within [`DIRECT_MAX_END`] bytes (direct back end),
-//! `protochain` walks at most [`PROTOCHAIN_MAX_HEADERS`] headers, `geneve` is
-//! unsupported (variable offsets) and `vxlan` is not in libpcap 1.10.
+//! Semantics are libpcap 1.10's unoptimized code: a load past the captured bytes or a
+//! division by zero rejects the whole filter, `len` is the packet's length on the wire
+//! ([`FilterEnv::wire_len`]; the captured length unless given). The empty expression
+//! matches every packet. Where libpcap's optimizer changes the verdict on short
+//! packets (it drops loads whose outcome it proves irrelevant) we keep the load, except
+//! where its constant folding removes the load (`x * 0`, `0 * x`, `x & 0`, `0 / x`,
+//! ...: we fold the same operations). We report "rejects all packets" with libpcap's
+//! jump-threading rules, path-sensitively; we prove a few more filters unsatisfiable
+//! than libpcap does (constant relations, contradictions its optimizer misses).
+//!
+//! Limits: loads must end within [`DIRECT_MAX_END`] bytes (direct back end); the
+//! `protochain` walks of a filter share [`PROTOCHAIN_MAX_HEADERS`] steps (the verifier
+//! follows every step); a program holds at most 1,000,000 instructions (the kernel's
+//! limit; the error says so). Filters past 8192 instructions are laid out for the
+//! verifier's 8192 pending branches, past 28671 with islands for far jumps. `vxlan` is
+//! not in libpcap 1.10.
 
 use super::ast::Expr;
 use super::emit::{emit, FilterSpec};
@@ -27,12 +32,13 @@ use crate::asm::{Asm, Label, Program, Reg, Size};
 // The shared types, also under their old `pcapc::compile::` paths.
 pub use super::types::{
     stack_bytes, CompileError, FilterEnv, FilterStats, LinkType, PacketSource, ProgramKind,
-    DEFAULT_WINDOW, DIRECT_MAX_END, PROTOCHAIN_MAX_HEADERS, SPILL_SLOTS,
+    WireLength, DEFAULT_WINDOW, DIRECT_MAX_END, PROTOCHAIN_MAX_HEADERS, PROTOCHAIN_MIN_HEADERS,
+    SPILL_SLOTS,
 };
 
 /// Check an expression the way `pcap_compile` does (errors only, no code).
 pub fn check(expr: &Expr, link: LinkType, env: &FilterEnv) -> Result<(), CompileError> {
-    plan(expr, link, env, u32::MAX as u64 + 4).map(|_| ())
+    plan(Some(expr), link, env, u32::MAX as u64 + 4).map(|_| ())
 }
 
 /// Emit the filter for `expr` into `asm`; control leaves through `on_match` or
@@ -63,7 +69,7 @@ pub fn emit_filter_with_stats(
     emit(
         asm,
         &FilterSpec {
-            expr,
+            expr: Some(expr),
             link,
             src: *src,
             env: *env,
@@ -90,14 +96,33 @@ pub fn compile_program_env(
     kind: ProgramKind,
     env: &FilterEnv,
 ) -> Result<Program, CompileError> {
+    compile_program_opt(Some(expr), link, kind, env)
+}
+
+/// [`compile_program_env`] for a filter that may be the empty expression (`None`),
+/// which matches every packet (what [`crate::pcapc::parse`] returns for blank text).
+/// The userspace kinds take the wire length from the third word of their mbuff, the
+/// direct SCHED_CLS kind from `__sk_buff->len`; `env.wire_len` is set accordingly.
+pub fn compile_program_opt(
+    expr: Option<&Expr>,
+    link: LinkType,
+    kind: ProgramKind,
+    env: &FilterEnv,
+) -> Result<Program, CompileError> {
     let mut a = Asm::new();
+    let mut env = *env;
+    // raw IP programs on a test frame start after its 14-byte Ethernet header
+    let skip = if link == LinkType::RawIp { 14 } else { 0 };
     let src = match kind {
         ProgramKind::SchedClsDirect => {
             a.ldx(Size::W, Reg::R6, Reg::R1, 76);
             a.ldx(Size::W, Reg::R7, Reg::R1, 80);
-            if link == LinkType::RawIp {
-                a.add64(Reg::R6, 14);
+            a.ldx(Size::W, Reg::R8, Reg::R1, 0);
+            if skip > 0 {
+                a.add64(Reg::R6, skip);
+                a.add64(Reg::R8, -skip);
             }
+            env.wire_len = WireLength::Reg(Reg::R8);
             PacketSource::Direct {
                 start: Reg::R6,
                 end: Reg::R7,
@@ -119,6 +144,8 @@ pub fn compile_program_env(
         ProgramKind::UserDirect => {
             a.ldx(Size::DW, Reg::R6, Reg::R1, 0);
             a.ldx(Size::DW, Reg::R7, Reg::R1, 8);
+            a.ldx(Size::W, Reg::R8, Reg::R1, 16);
+            env.wire_len = WireLength::Reg(Reg::R8);
             PacketSource::Direct {
                 start: Reg::R6,
                 end: Reg::R7,
@@ -127,6 +154,8 @@ pub fn compile_program_env(
         ProgramKind::UserKernelMemory => {
             a.ldx(Size::DW, Reg::R6, Reg::R1, 0);
             a.ldx(Size::DW, Reg::R7, Reg::R1, 8);
+            a.ldx(Size::W, Reg::R8, Reg::R1, 16);
+            env.wire_len = WireLength::Reg(Reg::R8);
             a.alu64(crate::asm::AluOp::Sub, Reg::R7, Reg::R6);
             PacketSource::KernelMemory {
                 base: Reg::R6,
@@ -143,7 +172,7 @@ pub fn compile_program_env(
             expr,
             link,
             src,
-            env: *env,
+            env,
             on_match: m,
             on_reject: r,
             reject_follows: true,

@@ -24,7 +24,7 @@ pub(super) enum Node {
     Chain {
         v6: bool,
         nl: u32,
-        proto: u8,
+        proto: u32,
         yes: NodeId,
         no: NodeId,
     },
@@ -71,6 +71,9 @@ fn always_rejects(v: &V, max_end: u64) -> bool {
         V::Load { idx: None, k, size } => *k as u64 + *size as u64 > max_end,
         V::Load { idx: Some(i), .. } => always_rejects(i, max_end),
         V::Neg(a) => always_rejects(a, max_end),
+        V::Select { cond, .. } => {
+            always_rejects(&cond.a, max_end) || always_rejects(&cond.b, max_end)
+        }
         V::Alu(o, a, b) => {
             always_rejects(a, max_end)
                 || always_rejects(b, max_end)
@@ -116,6 +119,13 @@ impl Dag {
         self.nodes.truncate(2);
         self.intern.clear();
         self.test_nodes.clear();
+    }
+
+    /// Whether a true outcome of test `t` decides other tests on its value (`v == c`
+    /// makes `v == k` false), the only use [`Self::known`] makes of other tests' facts.
+    pub(super) fn decides_others(&self, t: u32) -> bool {
+        let (_, op, b_const) = self.tinfo[t as usize];
+        op == TestOp::Eq && b_const
     }
 
     /// The value id of the left-hand side of interned test `t`.
@@ -322,6 +332,21 @@ impl Dag {
                 V::K(x) => V::K(x.wrapping_neg()),
                 a => V::Neg(Box::new(a)),
             },
+            V::Select { cond, then, other } => {
+                let (a, b) = (self.fold(&cond.a, err), self.fold(&cond.b, err));
+                if let (V::K(x), V::K(y)) = (&a, &b) {
+                    return if eval_op(cond.op, *x, *y) {
+                        self.fold(then, err)
+                    } else {
+                        self.fold(other, err)
+                    };
+                }
+                V::Select {
+                    cond: Box::new(Test { a, op: cond.op, b }),
+                    then: Box::new(self.fold(then, err)),
+                    other: Box::new(self.fold(other, err)),
+                }
+            }
             V::Alu(o, a, b) => {
                 let a = self.fold(a, err);
                 let b = self.fold(b, err);

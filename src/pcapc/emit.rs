@@ -11,17 +11,18 @@ use std::collections::{HashMap, HashSet};
 use super::ast::{ArithOp, Expr};
 use super::dag::{reachable_order, Dag, Node, NodeId, MATCH, REJECT};
 use super::lower::{TestOp, V};
-use super::paths::plan;
+use super::paths::{plan, Plan};
 use super::types::{
-    stack_bytes, CompileError, FilterEnv, FilterStats, LinkType, PacketSource, DIRECT_MAX_END,
-    PROTOCHAIN_MAX_HEADERS, SPILL_SLOTS,
+    stack_bytes, CompileError, FilterEnv, FilterStats, LinkType, PacketSource, WireLength,
+    DIRECT_MAX_END, PROTOCHAIN_MAX_HEADERS, PROTOCHAIN_MIN_HEADERS, SPILL_SLOTS,
 };
 use crate::asm::{Asm, Cond, Helper, Label, Reg, Size};
 
 /// One filter to emit: the expression and its link type, where its packet bytes come
 /// from, its stack area, and the labels control leaves through.
 pub(super) struct FilterSpec<'e> {
-    pub(super) expr: &'e Expr,
+    /// `None`: the empty expression, which matches every packet.
+    pub(super) expr: Option<&'e Expr>,
     pub(super) link: LinkType,
     pub(super) src: PacketSource,
     pub(super) env: FilterEnv,
@@ -31,17 +32,49 @@ pub(super) struct FilterSpec<'e> {
     pub(super) reject_follows: bool,
 }
 
+/// Jumps reach 32767 instructions forward. A filter longer than this (a dry run
+/// says) routes its far jumps through islands of `ja`s placed every
+/// [`ISLAND_SPACING`] instructions.
+const JUMP_RANGE: usize = i16::MAX as usize;
+const ISLAND_SPACING: usize = JUMP_RANGE - 4096;
+/// The verifier follows one path at a time and keeps the other side of each branch on
+/// a stack of at most 8192 (`BPF_COMPLEXITY_LIMIT_JMP_SEQ`). In a filter longer than
+/// this many instructions, a test with an exit on one side jumps to its other side and
+/// falls through to a `ja` to the exit, so the verifier finishes the short side first
+/// and the stack stays shallow along a long chain of alternatives.
+const EXITS_FIRST_FROM: usize = 8192;
+/// Filters with fewer decision nodes are always short enough not to need islands.
+const SHORT_FILTER_NODES: usize = 64;
+/// The most instructions the kernel loads in one program (`BPF_COMPLEXITY_LIMIT_INSNS`).
+pub(super) const KERNEL_MAX_INSNS: usize = 1_000_000;
+
+fn describe(src: &PacketSource) -> String {
+    match src {
+        PacketSource::Direct { start, end } => format!("start {start:?}, end {end:?}"),
+        PacketSource::KernelMemory { base, len, .. } => format!("base {base:?}, length {len:?}"),
+    }
+    .to_lowercase()
+}
+
 /// Check the register and stack contract, plan the filter, and emit it into `asm`.
 pub(super) fn emit(asm: &mut Asm, spec: &FilterSpec) -> Result<FilterStats, CompileError> {
     let (src, env) = (&spec.src, &spec.env);
-    let fall = spec.reject_follows.then_some(REJECT);
     let callee_saved = |r: Reg| matches!(r, Reg::R6 | Reg::R7 | Reg::R8 | Reg::R9);
     let (r1, r2) = match *src {
         PacketSource::Direct { start, end } => (start, end),
         PacketSource::KernelMemory { base, len, .. } => (base, len),
     };
     if !callee_saved(r1) || !callee_saved(r2) || r1 == r2 {
-        return Err(CompileError::BadRegisters(*src));
+        return Err(CompileError::BadRegisters(describe(src)));
+    }
+    if let WireLength::Reg(w) = env.wire_len {
+        if !callee_saved(w) || w == r1 || w == r2 {
+            return Err(CompileError::BadRegisters(format!(
+                "{}, wire length {}",
+                describe(src),
+                format!("{w:?}").to_lowercase()
+            )));
+        }
     }
     if env.stack_top > 0 || (env.stack_top as i32 - stack_bytes(src) as i32) < -512 {
         return Err(CompileError::Stack(format!(
@@ -55,14 +88,84 @@ pub(super) fn emit(asm: &mut Asm, spec: &FilterSpec) -> Result<FilterStats, Comp
         PacketSource::KernelMemory { .. } => 0x7fff_ffff,
     };
     let p = plan(spec.expr, spec.link, env, max_end)?;
+    let order = reachable_order(&p.dag, p.root);
+    let layout = if order.len() < SHORT_FILTER_NODES {
+        Layout::default()
+    } else {
+        let mut scratch = Asm::new();
+        let exits = (scratch.label(), scratch.label());
+        let st = emit_plan(&mut scratch, &p, &order, spec, exits, Layout::default())?;
+        // laying exits out first adds at most a `ja` per node
+        Layout {
+            islands: st.insns + order.len() > ISLAND_SPACING,
+            exits_first: st.insns > EXITS_FIRST_FROM,
+        }
+    };
+    let st = emit_plan(
+        asm,
+        &p,
+        &order,
+        spec,
+        (spec.on_match, spec.on_reject),
+        layout,
+    )?;
+    if st.insns > KERNEL_MAX_INSNS {
+        return Err(CompileError::TooLarge {
+            insns: st.insns,
+            limit: KERNEL_MAX_INSNS,
+        });
+    }
+    Ok(st)
+}
+
+/// How long filters are laid out (short ones: neither).
+#[derive(Clone, Copy, Debug, Default)]
+struct Layout {
+    /// Far jumps go through islands (see [`ISLAND_SPACING`]).
+    islands: bool,
+    /// Exits are reached by falling through (see [`EXITS_FIRST_FROM`]).
+    exits_first: bool,
+}
+
+/// Emit a planned filter laid out as `layout` says.
+fn emit_plan(
+    asm: &mut Asm,
+    p: &Plan,
+    order: &[NodeId],
+    spec: &FilterSpec,
+    (on_match, on_reject): (Label, Label),
+    layout: Layout,
+) -> Result<FilterStats, CompileError> {
+    let long = layout.islands;
+    let (src, env) = (&spec.src, &spec.env);
+    let max_end = match src {
+        PacketSource::Direct { .. } => DIRECT_MAX_END as u64,
+        PacketSource::KernelMemory { .. } => 0x7fff_ffff,
+    };
+    // With islands the exits are reached through trampolines after the last node.
+    let fall = (spec.reject_follows && !long).then_some(REJECT);
     let start = asm.pos();
+    let exit_alias = |asm: &mut Asm, l: Label| if long { asm.label() } else { l };
+    let (match_alias, reject_alias) = (exit_alias(asm, on_match), exit_alias(asm, on_reject));
     let mut e = Emitter {
         asm,
         src: *src,
+        wire_len: env.wire_len,
         top: env.stack_top as i32,
-        on_match: spec.on_match,
-        on_reject: spec.on_reject,
-        labels: HashMap::new(),
+        labels: HashMap::from([(MATCH, match_alias), (REJECT, reject_alias)]),
+        first_use: HashMap::new(),
+        used: HashSet::new(),
+        long,
+        exits_first: layout.exits_first,
+        falls_through: false,
+        chain_steps: {
+            let walks = order
+                .iter()
+                .filter(|&&n| matches!(p.dag.node(n), Node::Chain { .. }))
+                .count()
+                .max(1) as i32;
+            (PROTOCHAIN_MAX_HEADERS / walks).max(PROTOCHAIN_MIN_HEADERS)
+        },
         proven: 0,
         need: 0,
         r4: None,
@@ -74,12 +177,15 @@ pub(super) fn emit(asm: &mut Asm, spec: &FilterSpec) -> Result<FilterStats, Comp
     let net = match spec.link {
         LinkType::Ethernet => 14,
         LinkType::RawIp => 0,
+        LinkType::LinuxSll => 16,
+        LinkType::LinuxSll2 => 20,
     };
     e.buf_shift = (-(e.buf_off() as i32 + net)).rem_euclid(4) as i16;
-    e.prologue();
-    let order = reachable_order(&p.dag, p.root);
-    let need = need_lengths(&p.dag, &order, max_end);
-    e.multi_idx = repeated_indexes(&p.dag, &order);
+    if !order.is_empty() {
+        e.prologue();
+    }
+    let need = need_lengths(&p.dag, order, max_end);
+    e.multi_idx = repeated_indexes(&p.dag, order);
     // Per node, over all its predecessors: the packet length already proven (bounds
     // checks to skip) and the value R0 certainly holds on entry (a load to skip).
     let mut proven_in: HashMap<NodeId, u64> = HashMap::new();
@@ -89,6 +195,9 @@ pub(super) fn emit(asm: &mut Asm, spec: &FilterSpec) -> Result<FilterStats, Comp
     proven_in.insert(p.root, 0);
     r0_in.insert(p.root, None);
     for (i, &n) in order.iter().enumerate() {
+        if long {
+            e.island_if_due();
+        }
         let next = order.get(i + 1).copied().or(fall);
         e.proven = proven_in.get(&n).copied().unwrap_or(0);
         e.need = need.get(&n).copied().unwrap_or(0);
@@ -124,26 +233,31 @@ pub(super) fn emit(asm: &mut Asm, spec: &FilterSpec) -> Result<FilterStats, Comp
                 _ => false,
             })
     };
-    let rejects_at_runtime = matches!(src, PacketSource::KernelMemory { .. })
-        || order
-            .iter()
-            .any(|&n| !matches!(p.dag.node(n), Node::Test { t, .. } if !t.a.has_load() && !t.b.has_load() && !has_div(&t.a) && !has_div(&t.b)));
+    let jumped_to = |e: &Emitter, target: NodeId| e.used.contains(&target);
+    let (uses_match, uses_reject) = if long {
+        // the trampolines to the exits that something jumped to
+        let used: Vec<(NodeId, Label)> = [(MATCH, on_match), (REJECT, on_reject)]
+            .into_iter()
+            .filter(|(n, _)| jumped_to(&e, *n))
+            .collect();
+        for &(n, exit) in &used {
+            let alias = e.labels[&n];
+            e.asm.bind(alias);
+            e.asm.ja(exit);
+        }
+        (jumped_to(&e, MATCH), jumped_to(&e, REJECT))
+    } else {
+        (
+            reaches(MATCH) || jumped_to(&e, MATCH),
+            (fall == Some(REJECT) && reaches(REJECT)) || jumped_to(&e, REJECT),
+        )
+    };
     Ok(FilterStats {
         nodes: order.len(),
         insns: e.asm.pos() - start,
-        uses_match: reaches(MATCH),
-        uses_reject: reaches(REJECT) || rejects_at_runtime,
+        uses_match,
+        uses_reject,
     })
-}
-
-/// Whether `v` divides (at run time, a division by zero rejects the packet).
-fn has_div(v: &V) -> bool {
-    match v {
-        V::K(_) | V::Len => false,
-        V::Load { idx, .. } => idx.as_deref().is_some_and(has_div),
-        V::Neg(a) => has_div(a),
-        V::Alu(o, a, b) => matches!(o, ArithOp::Div | ArithOp::Mod) || has_div(a) || has_div(b),
-    }
 }
 
 /// The packet length each node's bounds check may demand: the largest `n` such that every
@@ -160,6 +274,9 @@ fn need_lengths(dag: &Dag, order: &[NodeId], max_end: u64) -> HashMap<NodeId, u6
             }
             V::Alu(_, a, b) => ends(a).max(ends(b)),
             V::Neg(a) => ends(a),
+            V::Select { cond, then, other } => ends(&cond.a)
+                .max(ends(&cond.b))
+                .max(ends(then).min(ends(other))),
         }
     }
     let mut need: HashMap<NodeId, u64> = HashMap::new();
@@ -200,6 +317,12 @@ fn repeated_indexes(dag: &Dag, order: &[NodeId]) -> HashSet<V> {
                 walk(b, seen, multi);
             }
             V::Neg(a) => walk(a, seen, multi),
+            V::Select { cond, then, other } => {
+                walk(&cond.a, seen, multi);
+                walk(&cond.b, seen, multi);
+                walk(then, seen, multi);
+                walk(other, seen, multi);
+            }
         }
     }
     let (mut seen, mut multi) = (HashSet::new(), HashSet::new());
@@ -215,10 +338,23 @@ fn repeated_indexes(dag: &Dag, order: &[NodeId]) -> HashSet<V> {
 struct Emitter<'a> {
     asm: &'a mut Asm,
     src: PacketSource,
+    wire_len: WireLength,
     top: i32,
-    on_match: Label,
-    on_reject: Label,
+    /// The label jumps to a node (or an exit) use now: the node's own, or with
+    /// islands, the next island's entry for it.
     labels: HashMap<NodeId, Label>,
+    /// With islands: where the first jump to each node's current label was emitted.
+    first_use: HashMap<NodeId, usize>,
+    /// The nodes and exits something jumped to.
+    used: HashSet<NodeId>,
+    /// Far jumps go through islands (see [`ISLAND_SPACING`]).
+    long: bool,
+    /// Tests with an exit on one side fall through to it (see [`EXITS_FIRST_FROM`]).
+    exits_first: bool,
+    /// Whether the code emitted last falls through to what comes next.
+    falls_through: bool,
+    /// Steps each `protochain` walk may take (see [`PROTOCHAIN_MAX_HEADERS`]).
+    chain_steps: i32,
     /// Packet bytes proven present on every path to here (bounds checks to skip).
     proven: u64,
     /// Packet bytes every path from this node to a match loads (see [`need_lengths`]):
@@ -270,12 +406,56 @@ impl Emitter<'_> {
         }
     }
 
+    /// The label to jump to node `n` (or an exit) with a jump emitted next.
     fn target(&mut self, n: NodeId) -> Label {
-        match n {
-            MATCH => self.on_match,
-            REJECT => self.on_reject,
-            n => *self.labels.entry(n).or_insert_with(|| self.asm.label()),
+        self.used.insert(n);
+        if self.long {
+            let pos = self.asm.pos();
+            self.first_use.entry(n).or_insert(pos);
         }
+        *self.labels.entry(n).or_insert_with(|| self.asm.label())
+    }
+
+    /// The label of the reject exit, for a jump emitted next.
+    fn rej(&mut self) -> Label {
+        self.target(REJECT)
+    }
+
+    /// Binds node `n`'s label here (its jumps are resolved).
+    fn bind_node(&mut self, n: NodeId) {
+        let l = *self.labels.entry(n).or_insert_with(|| self.asm.label());
+        self.asm.bind(l);
+        self.first_use.remove(&n);
+    }
+
+    /// With islands: when a pending jump is getting out of range, an island of
+    /// `ja`s (one per pending target, each to the target's next label) that the code
+    /// before jumps over.
+    fn island_if_due(&mut self) {
+        let pos = self.asm.pos();
+        if !self
+            .first_use
+            .values()
+            .any(|&first| pos - first > ISLAND_SPACING)
+        {
+            return;
+        }
+        let mut pending: Vec<NodeId> = self.first_use.keys().copied().collect();
+        pending.sort_unstable();
+        self.first_use.clear();
+        let skip = self.asm.label();
+        if self.falls_through {
+            self.asm.ja(skip);
+        }
+        for n in pending {
+            let entry = self.labels[&n];
+            self.asm.bind(entry);
+            let next = self.asm.label();
+            self.labels.insert(n, next);
+            let l = self.target(n);
+            self.asm.ja(l);
+        }
+        self.asm.bind(skip);
     }
 
     fn prologue(&mut self) {
@@ -291,7 +471,8 @@ impl Emitter<'_> {
             a.bind(ok);
             a.mov64(Reg::R3, base);
             a.call(Helper::PROBE_READ_KERNEL);
-            a.jmp(Cond::Ne, Reg::R0, 0, self.on_reject);
+            let rej = self.rej();
+            self.asm.jmp(Cond::Ne, Reg::R0, 0, rej);
         }
     }
 
@@ -302,8 +483,7 @@ impl Emitter<'_> {
         next: Option<NodeId>,
         r0: Option<&(V, bool)>,
     ) -> Result<Option<(V, bool)>, CompileError> {
-        let here = self.target(id);
-        self.asm.bind(here);
+        self.bind_node(id);
         let mut out = None;
         match n {
             Node::Match | Node::Reject => {}
@@ -388,7 +568,7 @@ impl Emitter<'_> {
                 proto,
                 yes,
                 no,
-            } => self.protochain(*v6, *nl, *proto, *yes, *no, next)?,
+            } => self.protochain(*v6, *nl, *proto, *yes, *no)?,
         }
         Ok(out)
     }
@@ -402,14 +582,33 @@ impl Emitter<'_> {
         no: NodeId,
         next: Option<NodeId>,
     ) {
-        let (ly, ln) = (self.target(yes), self.target(no));
-        if Some(no) == next {
+        let is_exit = |n: NodeId| n == MATCH || n == REJECT;
+        if self.exits_first && is_exit(yes) != is_exit(no) {
+            // jump to the continuation, fall through to the exit (a `jset` toward an
+            // exit, which has no inverse, jumps to the exit instead)
+            let (cond, jump_to, then) = match c.negate() {
+                Some(inv) if is_exit(yes) => (inv, no, yes),
+                _ => (c, yes, no),
+            };
+            let lj = self.target(jump_to);
+            self.asm.jmp32(cond, r, s, lj);
+            let lt = self.target(then);
+            self.asm.ja(lt);
+            self.falls_through = false;
+        } else if Some(no) == next {
+            let ly = self.target(yes);
             self.asm.jmp32(c, r, s, ly);
+            self.falls_through = true;
         } else if let (Some(inv), true) = (c.negate(), Some(yes) == next) {
+            let ln = self.target(no);
             self.asm.jmp32(inv, r, s, ln);
+            self.falls_through = true;
         } else {
+            let ly = self.target(yes);
             self.asm.jmp32(c, r, s, ly);
+            let ln = self.target(no);
             self.asm.ja(ln);
+            self.falls_through = false;
         }
     }
 
@@ -422,16 +621,67 @@ impl Emitter<'_> {
             V::K(k) => {
                 self.asm.mov32(Reg::R0, *k as i32);
             }
-            V::Len => match self.src {
-                PacketSource::Direct { start, end } => {
+            V::Len => match (self.wire_len, self.src) {
+                (WireLength::Reg(w), _) => {
+                    self.asm.mov32(Reg::R0, w);
+                }
+                (WireLength::Stack(off), _) => {
+                    self.asm.ldx(Size::W, Reg::R0, Reg::R10, off);
+                }
+                (WireLength::Captured, PacketSource::Direct { start, end }) => {
                     self.asm.mov64(Reg::R0, end);
                     self.asm.alu64(crate::asm::AluOp::Sub, Reg::R0, start);
                     self.asm.mov32(Reg::R0, Reg::R0);
                 }
-                PacketSource::KernelMemory { len, .. } => {
+                (WireLength::Captured, PacketSource::KernelMemory { len, .. }) => {
                     self.asm.mov32(Reg::R0, len);
                 }
             },
+            V::Select { cond, then, other } => {
+                // both branches start from what is proven here, and what is proven
+                // after is what both prove; R4/R5 are not tracked across them
+                let (other_l, done) = (self.asm.label(), self.asm.label());
+                self.eval(&cond.a, d)?;
+                let c = cond_of(cond.op);
+                match &cond.b {
+                    V::K(k) => {
+                        let inv = c.negate();
+                        match inv {
+                            Some(inv) => {
+                                self.asm.jmp32(inv, Reg::R0, *k as i32, other_l);
+                            }
+                            None => {
+                                let then_l = self.asm.label();
+                                self.asm.jmp32(c, Reg::R0, *k as i32, then_l);
+                                self.asm.ja(other_l);
+                                self.asm.bind(then_l);
+                            }
+                        }
+                    }
+                    b => {
+                        self.asm.stx(Size::DW, Reg::R10, self.slot(d), Reg::R0);
+                        self.eval(b, d + 1)?;
+                        self.asm.mov64(Reg::R1, Reg::R0);
+                        self.asm.ldx(Size::DW, Reg::R0, Reg::R10, self.slot(d));
+                        let then_l = self.asm.label();
+                        self.asm.jmp32(c, Reg::R0, Reg::R1, then_l);
+                        self.asm.ja(other_l);
+                        self.asm.bind(then_l);
+                    }
+                }
+                let before = self.proven;
+                self.r4 = None;
+                self.eval(then, d)?;
+                self.asm.ja(done);
+                let after_then = self.proven;
+                self.proven = before;
+                self.r4 = None;
+                self.asm.bind(other_l);
+                self.eval(other, d)?;
+                self.asm.bind(done);
+                self.proven = self.proven.min(after_then);
+                self.r4 = None;
+            }
             V::Load { idx, k, size } => match idx {
                 None => {
                     self.load_const(*k, *size, false);
@@ -489,8 +739,6 @@ impl Emitter<'_> {
     /// R0 = R0 op R1 (32-bit, classic BPF semantics).
     fn alu_reg(&mut self, o: ArithOp) {
         use crate::asm::AluOp as A;
-        let rej = self.on_reject;
-        let a = &mut *self.asm;
         let aop = match o {
             ArithOp::Add => A::Add,
             ArithOp::Sub => A::Sub,
@@ -505,10 +753,12 @@ impl Emitter<'_> {
         };
         match o {
             ArithOp::Div | ArithOp::Mod => {
-                a.jmp32(Cond::Eq, Reg::R1, 0, rej);
-                a.alu32(aop, Reg::R0, Reg::R1);
+                let rej = self.rej();
+                self.asm.jmp32(Cond::Eq, Reg::R1, 0, rej);
+                self.asm.alu32(aop, Reg::R0, Reg::R1);
             }
             ArithOp::Lsh | ArithOp::Rsh => {
+                let a = &mut *self.asm;
                 let big = a.label();
                 let done = a.label();
                 a.jmp32(Cond::Gt, Reg::R1, 31, big);
@@ -519,7 +769,7 @@ impl Emitter<'_> {
                 a.bind(done);
             }
             _ => {
-                a.alu32(aop, Reg::R0, Reg::R1);
+                self.asm.alu32(aop, Reg::R0, Reg::R1);
             }
         }
     }
@@ -527,18 +777,19 @@ impl Emitter<'_> {
     /// R0 = load at constant offset `k`: big-endian, or the raw little-endian word when
     /// `want_raw` and the back end can load it in one go (returns whether it did).
     fn load_const(&mut self, k: u32, size: u8, want_raw: bool) -> bool {
-        let rej = self.on_reject;
         let end_off = k as u64 + size as u64;
         match self.src {
             PacketSource::Direct { start, end } => {
                 if end_off > DIRECT_MAX_END as u64 {
+                    let rej = self.rej();
                     self.asm.ja(rej);
                     return false;
                 }
-                let a = &mut *self.asm;
                 if end_off <= self.proven && k <= i16::MAX as u32 {
-                    a.ldx(size_of(size), Reg::R0, start, k as i16);
+                    self.asm.ldx(size_of(size), Reg::R0, start, k as i16);
                 } else {
+                    let rej = self.rej();
+                    let a = &mut *self.asm;
                     // check the length every path to a match needs anyway
                     let mut n = self.need.clamp(end_off, DIRECT_MAX_END as u64);
                     if n - k as u64 > i16::MAX as u64 && k > i16::MAX as u32 {
@@ -565,16 +816,18 @@ impl Emitter<'_> {
                 if want_raw && size > 1 {
                     return true;
                 }
-                swap(a, size);
+                swap(self.asm, size);
                 false
             }
             PacketSource::KernelMemory { base, len, window } => {
                 if end_off > 0x7fff_ffff {
+                    let rej = self.rej();
                     self.asm.ja(rej);
                     return false;
                 }
                 if end_off > self.proven {
                     let n = self.need.clamp(end_off, 0x7fff_ffff);
+                    let rej = self.rej();
                     self.asm.jmp(Cond::Lt, len, n as i32, rej);
                     self.proven = n;
                 }
@@ -609,7 +862,8 @@ impl Emitter<'_> {
     /// whether it did). `bound`: an upper bound of R0 that the verifier also derives
     /// (lets us drop the range check, and in kernel memory the read-on-demand path).
     fn load_var(&mut self, k: u32, size: u8, bound: Option<u64>, want_raw: bool) -> bool {
-        let rej = self.on_reject;
+        // every way below checks the packet length
+        let rej = self.rej();
         self.r4 = None;
         // `k + size` in one constant (the packet pointer's fixed offset, or added to
         // R0 at once) where it fits
@@ -706,10 +960,10 @@ impl Emitter<'_> {
             (self.src, self.r4.clone(), fits)
         {
             if pi == *i {
-                let rej = self.on_reject;
+                let rej = (ks > off).then(|| self.rej());
                 let a = &mut *self.asm;
                 let top = off.max(ks);
-                if ks > off {
+                if let Some(rej) = rej {
                     a.add64(Reg::R4, (ks - off) as i32);
                     a.jmp(Cond::Gt, Reg::R4, end, rej);
                 }
@@ -732,12 +986,12 @@ impl Emitter<'_> {
         }
         if let PacketSource::KernelMemory { len, window, .. } = self.src {
             if bound.is_some_and(|b| b + ks <= window as u64) {
-                let rej = self.on_reject;
                 let buf = self.buf_off();
                 match self.r4.clone() {
                     Some(PktPtr { idx: Some(pi), off }) if pi == *i => {
+                        let rej = (ks > off).then(|| self.rej());
                         let a = &mut *self.asm;
-                        if ks > off {
+                        if let Some(rej) = rej {
                             a.add64(Reg::R5, (ks - off) as i32);
                             a.jmp(Cond::Gt, Reg::R5, len, rej);
                         }
@@ -753,6 +1007,7 @@ impl Emitter<'_> {
                     }
                     _ if self.multi_idx.contains(i) => {
                         self.eval(i, d)?;
+                        let rej = self.rej();
                         let a = &mut *self.asm;
                         a.add64(Reg::R0, ks as i32);
                         a.jmp(Cond::Gt, Reg::R0, len, rej);
@@ -786,7 +1041,7 @@ impl Emitter<'_> {
         // the helper call clobbers R1-R5
         self.r4 = None;
         let tmp = self.tmp_off();
-        let rej = self.on_reject;
+        let rej = self.rej();
         let a = &mut *self.asm;
         a.mov64(Reg::R1, Reg::R10);
         a.add64(Reg::R1, tmp as i32);
@@ -835,19 +1090,28 @@ impl Emitter<'_> {
         }
     }
 
+    /// `protochain`: libpcap's walk over the IPv6 extension headers (hop-by-hop,
+    /// routing, fragment, destination options) and AH headers, until the protocol
+    /// (`yes`), no next header or another protocol (`no`), a load past the packet
+    /// (reject), or its share of [`PROTOCHAIN_MAX_HEADERS`] steps (reject).
+    ///
+    /// The verifier follows every iteration, so the loop body has exactly one way
+    /// back and its exits fall through (the pending branches stay few): the header
+    /// class is computed without branches, both next-header and length bytes are read
+    /// with one check, and the kernel-memory back end reads them with
+    /// `bpf_probe_read_kernel` (no window/slow-path split to double the paths).
     fn protochain(
         &mut self,
         v6: bool,
         nl: u32,
-        proto: u8,
+        proto: u32,
         yes: NodeId,
         no: NodeId,
-        next: Option<NodeId>,
     ) -> Result<(), CompileError> {
         use crate::asm::AluOp as A;
         self.r4 = None;
         let (pa, px, pc) = (self.chain_off(0), self.chain_off(1), self.chain_off(2));
-        let (ly, ln, rej) = (self.target(yes), self.target(no), self.on_reject);
+        let (ext_slot, ah_slot) = (self.slot(0), self.slot(1));
         if v6 {
             self.load_const(nl + 6, 1, false);
             self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
@@ -862,54 +1126,116 @@ impl Emitter<'_> {
         }
         self.asm.st(Size::DW, Reg::R10, pc, 0);
         let again = self.asm.label();
-        let ah = self.asm.label();
         self.asm.bind(again);
+        // the step count, then the protocol and the end of the chain
+        self.asm.ldx(Size::DW, Reg::R0, Reg::R10, pc);
+        self.exit_unless(Cond::Lt, Reg::R0, self.chain_steps, REJECT);
+        self.asm.add64(Reg::R0, 1);
+        self.asm.stx(Size::DW, Reg::R10, pc, Reg::R0);
+        self.asm.ldx(Size::DW, Reg::R0, Reg::R10, pa);
+        self.exit_unless(Cond::Ne, Reg::R0, proto as i32, yes);
+        self.exit_unless(Cond::Ne, Reg::R0, 59, no);
+        // R1 = an IPv6 extension header (0, 43, 44, 60), R2 = AH (51): x == k is
+        // ((x ^ k) - 1) >> 63 for a byte x
+        let is = |a: &mut Asm, dst: Reg, k: i32| {
+            a.mov64(dst, Reg::R0);
+            a.alu64(A::Xor, dst, k);
+            a.alu64(A::Sub, dst, 1);
+            a.alu64(A::Rsh, dst, 63);
+        };
         let a = &mut *self.asm;
-        a.ldx(Size::DW, Reg::R0, Reg::R10, pc);
-        a.jmp(Cond::Ge, Reg::R0, PROTOCHAIN_MAX_HEADERS, rej);
-        a.add64(Reg::R0, 1);
-        a.stx(Size::DW, Reg::R10, pc, Reg::R0);
-        a.ldx(Size::DW, Reg::R0, Reg::R10, pa);
-        a.jmp(Cond::Eq, Reg::R0, proto as i32, ly);
-        a.jmp(Cond::Eq, Reg::R0, 59, ln);
+        a.mov64(Reg::R1, 0);
         if v6 {
-            let adv = a.label();
-            for h in [0, 60, 43] {
-                a.jmp(Cond::Eq, Reg::R0, h, adv);
+            for k in [0, 43, 44, 60] {
+                is(a, Reg::R3, k);
+                a.alu64(A::Or, Reg::R1, Reg::R3);
             }
-            a.jmp(Cond::Ne, Reg::R0, 44, ah);
-            a.bind(adv);
-            // A = P[nl + X]; X = (P[nl + X + 1] + 1) * 8 + X
-            a.ldx(Size::DW, Reg::R0, Reg::R10, px);
-            self.load_var(nl, 1, None, false);
-            self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
-            self.asm.ldx(Size::DW, Reg::R0, Reg::R10, px);
-            self.load_var(nl + 1, 1, None, false);
-            let a = &mut *self.asm;
-            a.alu32(A::Add, Reg::R0, 1);
-            a.alu32(A::Mul, Reg::R0, 8);
-            a.ldx(Size::DW, Reg::R1, Reg::R10, px);
-            a.alu32(A::Add, Reg::R0, Reg::R1);
-            a.stx(Size::DW, Reg::R10, px, Reg::R0);
-            a.ja(again);
         }
+        is(a, Reg::R2, 51);
+        a.stx(Size::DW, Reg::R10, ext_slot, Reg::R1);
+        a.stx(Size::DW, Reg::R10, ah_slot, Reg::R2);
+        a.alu64(A::Or, Reg::R1, Reg::R2);
+        self.exit_unless(Cond::Ne, Reg::R1, 0, no);
+        // R1 = P[nl + X] (the next header), R2 = P[nl + X + 1] (the length)
+        self.chain_bytes(nl, px)?;
+        self.asm.stx(Size::DW, Reg::R10, pa, Reg::R1);
+        // X = ext * ((len + 1) * 8 + X) + ah * ((len + 2) * 4), as libpcap (AH's X is
+        // not relative: libpcap's, and its loops, are kept)
         let a = &mut *self.asm;
-        a.bind(ah);
-        a.jmp(Cond::Ne, Reg::R0, 51, ln);
-        // AH, as libpcap does it: A = P[nl + X]; X = (P[nl + (X + 1)] + 2) * 4
+        a.mov32(Reg::R3, Reg::R2);
+        a.alu32(A::Add, Reg::R3, 1);
+        a.alu32(A::Mul, Reg::R3, 8);
         a.ldx(Size::DW, Reg::R0, Reg::R10, px);
-        self.load_var(nl, 1, None, false);
-        self.asm.stx(Size::DW, Reg::R10, pa, Reg::R0);
-        self.asm.ldx(Size::DW, Reg::R0, Reg::R10, px);
-        self.asm.alu32(A::Add, Reg::R0, 1);
-        self.load_var(nl, 1, None, false);
-        let a = &mut *self.asm;
-        a.alu32(A::Add, Reg::R0, 2);
-        a.alu32(A::Mul, Reg::R0, 4);
-        a.stx(Size::DW, Reg::R10, px, Reg::R0);
+        a.alu32(A::Add, Reg::R3, Reg::R0);
+        a.ldx(Size::DW, Reg::R0, Reg::R10, ext_slot);
+        a.alu32(A::Mul, Reg::R3, Reg::R0);
+        a.alu32(A::Add, Reg::R2, 2);
+        a.alu32(A::Mul, Reg::R2, 4);
+        a.ldx(Size::DW, Reg::R0, Reg::R10, ah_slot);
+        a.alu32(A::Mul, Reg::R2, Reg::R0);
+        a.alu32(A::Add, Reg::R3, Reg::R2);
+        a.stx(Size::DW, Reg::R10, px, Reg::R3);
         a.ja(again);
-        let _ = next;
+        self.falls_through = false;
         self.r4 = None;
+        Ok(())
+    }
+
+    /// `if !(reg cond k) goto exit`, laid out as a jump over a `ja` to the exit (the
+    /// verifier explores the exit first and keeps only the way on pending).
+    fn exit_unless(&mut self, cond: Cond, reg: Reg, k: i32, exit: NodeId) {
+        let on = self.asm.label();
+        self.asm.jmp(cond, reg, k, on);
+        let l = self.target(exit);
+        self.asm.ja(l);
+        self.asm.bind(on);
+    }
+
+    /// Protochain: R1 = P[nl + X], R2 = P[nl + X + 1] (X in the stack slot `px`); past
+    /// the packet rejects.
+    fn chain_bytes(&mut self, nl: u32, px: i16) -> Result<(), CompileError> {
+        let ks = nl as i32 + 2;
+        self.asm.ldx(Size::DW, Reg::R0, Reg::R10, px);
+        match self.src {
+            PacketSource::Direct { start, end } => {
+                self.exit_unless(Cond::Le, Reg::R0, DIRECT_MAX_END - ks, REJECT);
+                let a = &mut *self.asm;
+                a.mov64(Reg::R4, start);
+                a.add64(Reg::R4, Reg::R0);
+                a.add64(Reg::R4, ks);
+                let ok = a.label();
+                a.jmp(Cond::Le, Reg::R4, end, ok);
+                let rej = self.rej();
+                self.asm.ja(rej);
+                let a = &mut *self.asm;
+                a.bind(ok);
+                a.ldx(Size::B, Reg::R1, Reg::R4, -2);
+                a.ldx(Size::B, Reg::R2, Reg::R4, -1);
+            }
+            PacketSource::KernelMemory { base, len, .. } => {
+                let tmp = self.tmp_off();
+                let a = &mut *self.asm;
+                a.mov64(Reg::R1, Reg::R0);
+                a.add64(Reg::R1, ks);
+                let ok = a.label();
+                a.jmp(Cond::Le, Reg::R1, len, ok);
+                let rej = self.rej();
+                self.asm.ja(rej);
+                let a = &mut *self.asm;
+                a.bind(ok);
+                a.mov64(Reg::R3, base);
+                a.add64(Reg::R3, Reg::R0);
+                a.add64(Reg::R3, ks - 2);
+                a.mov64(Reg::R1, Reg::R10);
+                a.add64(Reg::R1, tmp as i32);
+                a.mov64(Reg::R2, 2);
+                a.call(Helper::PROBE_READ_KERNEL);
+                self.exit_unless(Cond::Eq, Reg::R0, 0, REJECT);
+                let a = &mut *self.asm;
+                a.ldx(Size::B, Reg::R1, Reg::R10, tmp);
+                a.ldx(Size::B, Reg::R2, Reg::R10, tmp + 1);
+            }
+        }
         Ok(())
     }
 }
@@ -938,6 +1264,11 @@ fn verifier_bound(v: &V) -> Option<u64> {
             V::K(_) => verifier_bound(a)?,
             _ => return None,
         },
+        V::Alu(ArithOp::Mul, a, b) => match **b {
+            V::K(m) => verifier_bound(a)?.checked_mul(m as u64)?,
+            _ => return None,
+        },
+        V::Select { then, other, .. } => verifier_bound(then)?.max(verifier_bound(other)?),
         _ => return None,
     };
     (b <= u32::MAX as u64).then_some(b)
@@ -1017,7 +1348,7 @@ mod tests {
         (on_match, on_reject): (Label, Label),
     ) -> FilterSpec<'e> {
         FilterSpec {
-            expr,
+            expr: Some(expr),
             link: LinkType::Ethernet,
             src,
             env,
@@ -1050,6 +1381,7 @@ mod tests {
         let env = FilterEnv {
             stack_top: top,
             netmask: None,
+            ..FilterEnv::default()
         };
         let st = emit(&mut a, &ethernet(&port_or_vlan(), src, env, (m, r))).unwrap();
         a.bind(m);
@@ -1122,6 +1454,7 @@ mod tests {
         let env = FilterEnv {
             stack_top: -400,
             netmask: None,
+            ..FilterEnv::default()
         };
         assert!(matches!(
             emit(&mut a, &ethernet(&e, ok, env, (m, r))),

@@ -1,5 +1,11 @@
 //! Lowering of the pcap-filter AST to a boolean IR of packet tests, following libpcap
 //! 1.10's gencode.c: the same tests in the same order, with its stateful offset shifts.
+//!
+//! Offsets are libpcap's `bpf_abs_offset`s: a constant plus, after `geneve`, a variable
+//! part. libpcap keeps the variable part in a scratch register set where `geneve`
+//! matched; here it is the value itself (a [`V`] over packet bytes, with
+//! [`V::Select`] where it depends on the IP version or the encapsulated protocol),
+//! which the emitter recomputes where a load needs it. Both read the same bytes.
 
 use super::ast::{Arith, ArithOp, Dir, Expr, Llc, Prim, Proto, RelOp};
 use super::types::{CompileError, LinkType};
@@ -17,6 +23,13 @@ pub enum V {
     },
     Alu(ArithOp, Box<V>, Box<V>),
     Neg(Box<V>),
+    /// `then` when `cond` holds, else `other` (Geneve's inner offsets, which depend on
+    /// the outer IP version and on the encapsulated protocol).
+    Select {
+        cond: Box<Test>,
+        then: Box<V>,
+        other: Box<V>,
+    },
 }
 
 impl V {
@@ -30,10 +43,16 @@ impl V {
             V::Alu(ArithOp::And, Box::new(self), Box::new(V::K(m)))
         }
     }
+    fn add(self, k: u32) -> V {
+        V::Alu(ArithOp::Add, Box::new(self), Box::new(V::K(k)))
+    }
+    fn plus(self, other: V) -> V {
+        V::Alu(ArithOp::Add, Box::new(self), Box::new(other))
+    }
     pub fn has_load(&self) -> bool {
         match self {
             V::K(_) | V::Len => false,
-            V::Load { .. } => true,
+            V::Load { .. } | V::Select { .. } => true,
             V::Alu(_, a, b) => a.has_load() || b.has_load(),
             V::Neg(a) => a.has_load(),
         }
@@ -65,7 +84,7 @@ pub enum B {
     And(Box<B>, Box<B>),
     Or(Box<B>, Box<B>),
     Not(Box<B>),
-    Protochain { v6: bool, nl: u32, proto: u8 },
+    Protochain { v6: bool, nl: u32, proto: u32 },
 }
 
 fn and(a: B, b: B) -> B {
@@ -92,102 +111,215 @@ const ET_PPPOES: u32 = 0x8864;
 const ET_ATALK: u32 = 0x809b;
 const ET_AARP: u32 = 0x80f3;
 const ET_IPX: u32 = 0x8137;
+const ET_DN: u32 = 0x6003;
+const ET_LAT: u32 = 0x6004;
+const ET_SCA: u32 = 0x6007;
+const ET_MOPDL: u32 = 0x6001;
+const ET_MOPRC: u32 = 0x6002;
+const ET_NS: u32 = 0x0600;
+const ET_TEB: u32 = 0x6558;
+const LLCSAP_IP: u32 = 0x06;
+const LLCSAP_8021D: u32 = 0x42;
+const LLCSAP_IPX: u32 = 0xe0;
+const LLCSAP_NETBEUI: u32 = 0xf0;
+const LLCSAP_ISONS: u32 = 0xfe;
+const ISO8473_CLNP: u32 = 0x81;
+const ISO9542_ESIS: u32 = 0x82;
+const ISO10589_ISIS: u32 = 0x83;
+const ISIS_L1_LAN_IIH: u32 = 15;
+const ISIS_L2_LAN_IIH: u32 = 16;
+const ISIS_PTP_IIH: u32 = 17;
+const ISIS_L1_LSP: u32 = 18;
+const ISIS_L2_LSP: u32 = 20;
+const ISIS_L1_CSNP: u32 = 24;
+const ISIS_L2_CSNP: u32 = 25;
+const ISIS_L1_PSNP: u32 = 26;
+const ISIS_L2_PSNP: u32 = 27;
+/// Linux cooked captures: the protocol field's values for 802.3 and 802.2 frames, and
+/// the packet type of outgoing packets.
+const SLL_P_802_3: u32 = 0x0001;
+const SLL_P_802_2: u32 = 0x0004;
+const SLL_OUTGOING: u32 = 4;
+const GENEVE_PORT: u16 = 6081;
 
-/// libpcap's compiler state that primitives read and `vlan`/`mpls`/`pppoes` change.
+/// The link layer libpcap's code generator is looking at (`cstate->linktype`): the
+/// capture's, then PPP after `pppoes`, Ethernet after `geneve`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    Ether,
+    Raw,
+    Sll,
+    Sll2,
+    Ppp,
+}
+
+/// An absolute offset: `var` (a value computed from the packet, after `geneve`) plus `k`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Off {
+    var: Option<V>,
+    k: u32,
+}
+
+impl Off {
+    fn at(k: u32) -> Off {
+        Off { var: None, k }
+    }
+    /// The big-endian load of `size` bytes `off` bytes past this offset.
+    fn load(&self, off: u32, size: u8) -> V {
+        V::Load {
+            idx: self.var.clone().map(Box::new),
+            k: self.k.wrapping_add(off),
+            size,
+        }
+    }
+    /// The load at this offset plus a computed index `i` plus `off`.
+    fn load_indexed(&self, i: V, off: u32, size: u8) -> V {
+        let idx = match &self.var {
+            Some(v) => i.plus(v.clone()),
+            None => i,
+        };
+        V::Load {
+            idx: Some(Box::new(idx)),
+            k: self.k.wrapping_add(off),
+            size,
+        }
+    }
+    /// The offset as a value (variable part plus constant).
+    fn value(&self) -> V {
+        match &self.var {
+            Some(v) if self.k == 0 => v.clone(),
+            Some(v) => v.clone().add(self.k),
+            None => V::K(self.k),
+        }
+    }
+}
+
+/// libpcap's compiler state that primitives read and `vlan`/`mpls`/`pppoes`/`geneve`
+/// change.
 pub struct Lowering {
-    link: LinkType,
+    cur: Link,
     netmask: Option<u32>,
-    off_linkhdr: u32,
-    off_linktype: Option<u32>,
-    off_linkpl: u32,
+    off_linkhdr: Off,
+    off_linktype: Option<Off>,
+    off_linkpl: Off,
     off_nl: u32,
     off_nl_nosnap: u32,
     vlan_depth: u32,
     mpls_depth: u32,
-    /// After `pppoes`: the link layer is PPP (libpcap's PUSH_LINKHDR(DLT_PPP)).
-    ppp: bool,
-    pub uses_protochain: bool,
+    /// After `geneve` (and before the next link-layer push).
+    is_geneve: bool,
+    /// libpcap turns its optimizer off for `protochain` and `geneve`.
+    pub no_optimize: bool,
 }
 
 type R<T> = Result<T, CompileError>;
 
-fn link_name(l: LinkType) -> &'static str {
-    match l {
-        LinkType::Ethernet => "Ethernet",
-        LinkType::RawIp => "Raw IP",
-    }
-}
-
 impl Lowering {
     pub fn new(link: LinkType, netmask: Option<u32>) -> Self {
-        let (lt, pl, nosnap) = match link {
-            LinkType::Ethernet => (Some(12), 14, 3),
-            LinkType::RawIp => (None, 0, 0),
+        let (cur, lt, pl, nosnap) = match link {
+            LinkType::Ethernet => (Link::Ether, Some(12), 14, 3),
+            LinkType::RawIp => (Link::Raw, None, 0, 0),
+            LinkType::LinuxSll => (Link::Sll, Some(14), 16, 0),
+            LinkType::LinuxSll2 => (Link::Sll2, Some(0), 20, 0),
         };
         Lowering {
-            link,
+            cur,
             netmask,
-            off_linkhdr: 0,
-            off_linktype: lt,
-            off_linkpl: pl,
+            off_linkhdr: Off::at(0),
+            off_linktype: lt.map(Off::at),
+            off_linkpl: Off::at(pl),
             off_nl: 0,
             off_nl_nosnap: nosnap,
             vlan_depth: 0,
             mpls_depth: 0,
-            ppp: false,
-            uses_protochain: false,
+            is_geneve: false,
+            no_optimize: false,
         }
     }
 
     fn unsupported(&self, what: impl Into<String>) -> CompileError {
         CompileError::Unsupported {
             what: what.into(),
-            link: link_name(self.link),
+            link: self.cur_name(),
+        }
+    }
+
+    /// The name of the link type the generator is looking at.
+    fn cur_name(&self) -> &'static str {
+        match self.cur {
+            Link::Ether => LinkType::Ethernet.name(),
+            Link::Raw => LinkType::RawIp.name(),
+            Link::Sll => LinkType::LinuxSll.name(),
+            Link::Sll2 => LinkType::LinuxSll2.name(),
+            Link::Ppp => "PPP",
         }
     }
 
     // --- offsets (gen_load_a) ---
-    fn linkpl(&self, off: u32) -> u32 {
-        self.off_linkpl.wrapping_add(self.off_nl).wrapping_add(off)
+
+    /// OR_LINKPL: the network layer.
+    fn linkpl(&self, off: u32, size: u8) -> V {
+        self.off_linkpl.load(self.off_nl.wrapping_add(off), size)
     }
-    fn llc(&self, off: u32) -> u32 {
-        self.off_linkpl + off
+    /// OR_LINKPL_NOSNAP: the network layer of 802.2 frames without SNAP.
+    fn nosnap(&self, off: u32, size: u8) -> V {
+        self.off_linkpl
+            .load(self.off_nl_nosnap.wrapping_add(off), size)
+    }
+    /// OR_LLC: the link-layer payload.
+    fn llc(&self, off: u32, size: u8) -> V {
+        self.off_linkpl.load(off, size)
+    }
+    /// OR_LINKHDR: the link-layer header.
+    fn linkhdr(&self, off: u32, size: u8) -> V {
+        self.off_linkhdr.load(off, size)
+    }
+    fn linktype_off(&self) -> R<&Off> {
+        self.off_linktype
+            .as_ref()
+            .ok_or_else(|| self.unsupported("link-layer type test"))
     }
     fn cmp_linktype(&self, off: u32, size: u8, v: u32) -> R<B> {
-        let lt = self
-            .off_linktype
-            .ok_or_else(|| self.unsupported("link-layer type test"))?;
-        Ok(test(V::load(lt + off, size), TestOp::Eq, v))
+        Ok(test(self.linktype_off()?.load(off, size), TestOp::Eq, v))
     }
     fn linktype_gt_mtu(&self) -> R<B> {
-        let lt = self
-            .off_linktype
-            .ok_or_else(|| self.unsupported("link-layer type test"))?;
-        Ok(test(V::load(lt, 2), TestOp::Gt, ETHERMTU))
+        Ok(test(self.linktype_off()?.load(0, 2), TestOp::Gt, ETHERMTU))
     }
-    fn mcmp(&self, at: u32, size: u8, v: u32, mask: u32) -> B {
-        test(V::load(at, size).and(mask), TestOp::Eq, v)
+    fn mcmp(at: V, v: u32, mask: u32) -> B {
+        test(at.and(mask), TestOp::Eq, v)
     }
-    fn cmp(&self, at: u32, size: u8, v: u32) -> B {
-        test(V::load(at, size), TestOp::Eq, v)
+    fn cmp(at: V, v: u32) -> B {
+        test(at, TestOp::Eq, v)
     }
+    /// gen_loadx_iphdrlen: the IPv4 header length plus the variable part of the
+    /// network layer's offset.
     fn iphl(&self) -> V {
-        let b = V::load(self.linkpl(0), 1);
-        V::Alu(
+        let b = self.linkpl(0, 1);
+        let hl = V::Alu(
             ArithOp::Lsh,
             Box::new(V::Alu(ArithOp::And, Box::new(b), Box::new(V::K(0xf)))),
             Box::new(V::K(2)),
-        )
+        );
+        match &self.off_linkpl.var {
+            Some(v) => hl.plus(v.clone()),
+            None => hl,
+        }
     }
+    /// OR_TRAN_IPV4: past the IPv4 header (whose length the index holds).
     fn tran4(&self, off: u32, size: u8) -> V {
         V::Load {
             idx: Some(Box::new(self.iphl())),
-            k: self.linkpl(off),
+            k: self
+                .off_linkpl
+                .k
+                .wrapping_add(self.off_nl)
+                .wrapping_add(off),
             size,
         }
     }
+    /// OR_TRAN_IPV6: past the fixed IPv6 header.
     fn tran6(&self, off: u32, size: u8) -> V {
-        V::load(self.linkpl(40 + off), size)
+        self.linkpl(40 + off, size)
     }
 
     fn snap(&self, org: u32, ptype: u32) -> B {
@@ -201,11 +333,11 @@ impl Lowering {
             (ptype >> 8) as u8,
             ptype as u8,
         ];
-        self.bcmp(self.llc(0), &b)
+        self.bcmp(&self.off_linkpl, 0, &b)
     }
 
-    /// gen_bcmp: compare bytes, last word first.
-    fn bcmp(&self, at: u32, v: &[u8]) -> B {
+    /// gen_bcmp: compare bytes at `base + at`, last word first.
+    fn bcmp(&self, base: &Off, at: u32, v: &[u8]) -> B {
         let mut size = v.len();
         let mut out: Option<B> = None;
         let push = |t: B, out: &mut Option<B>| {
@@ -217,23 +349,17 @@ impl Lowering {
         while size >= 4 {
             let p = &v[size - 4..size];
             let k = u32::from_be_bytes([p[0], p[1], p[2], p[3]]);
-            push(self.cmp(at + size as u32 - 4, 4, k), &mut out);
+            push(Self::cmp(base.load(at + size as u32 - 4, 4), k), &mut out);
             size -= 4;
         }
         while size >= 2 {
             let p = &v[size - 2..size];
-            push(
-                self.cmp(
-                    at + size as u32 - 2,
-                    2,
-                    u16::from_be_bytes([p[0], p[1]]) as u32,
-                ),
-                &mut out,
-            );
+            let k = u16::from_be_bytes([p[0], p[1]]) as u32;
+            push(Self::cmp(base.load(at + size as u32 - 2, 2), k), &mut out);
             size -= 2;
         }
         if size > 0 {
-            push(self.cmp(at, 1, v[0] as u32), &mut out);
+            push(Self::cmp(base.load(at, 1), v[0] as u32), &mut out);
         }
         out.unwrap_or(B::Const(true))
     }
@@ -241,45 +367,51 @@ impl Lowering {
     /// gen_linktype.
     fn linktype(&self, proto: u32) -> R<B> {
         if self.mpls_depth > 0 {
-            let bos = self.mcmp(self.linkpl(0).wrapping_sub(2), 1, 1, 1);
+            let bos = Self::mcmp(self.linkpl(0u32.wrapping_sub(2), 1), 1, 1);
             return match proto {
-                ET_IP => Ok(and(bos, self.mcmp(self.linkpl(0), 1, 0x40, 0xf0))),
-                ET_IPV6 => Ok(and(bos, self.mcmp(self.linkpl(0), 1, 0x60, 0xf0))),
-                _ => Err(self.unsupported(format!("protocol {proto:#x} over MPLS"))),
+                ET_IP => Ok(and(bos, Self::mcmp(self.linkpl(0, 1), 0x40, 0xf0))),
+                ET_IPV6 => Ok(and(bos, Self::mcmp(self.linkpl(0, 1), 0x60, 0xf0))),
+                _ => Err(CompileError::Invalid(
+                    "unsupported protocol over mpls".into(),
+                )),
             };
         }
-        if self.ppp {
-            let p = match proto {
-                ET_IP => 0x0021,
-                ET_IPV6 => 0x0057,
-                0x6003 => 0x0027,
-                ET_ATALK => 0x0029,
-                0x0600 => 0x0025,
-                0xfe => 0x0023,
-                0x42 => 0x0201,
-                0xe0 => 0x002b,
-                p => p,
-            };
-            return self.cmp_linktype(0, 2, p);
-        }
-        match self.link {
-            LinkType::RawIp => Ok(match proto {
-                ET_IP => self.mcmp(0, 1, 0x40, 0xf0),
-                ET_IPV6 => self.mcmp(0, 1, 0x60, 0xf0),
+        match self.cur {
+            Link::Ppp => {
+                let p = match proto {
+                    ET_IP => 0x0021,
+                    ET_IPV6 => 0x0057,
+                    ET_DN => 0x0027,
+                    ET_ATALK => 0x0029,
+                    ET_NS => 0x0025,
+                    LLCSAP_ISONS => 0x0023,
+                    LLCSAP_8021D => 0x0201,
+                    LLCSAP_IPX => 0x002b,
+                    p => p,
+                };
+                self.cmp_linktype(0, 2, p)
+            }
+            Link::Raw => Ok(match proto {
+                ET_IP => Self::mcmp(self.linkhdr(0, 1), 0x40, 0xf0),
+                ET_IPV6 => Self::mcmp(self.linkhdr(0, 1), 0x60, 0xf0),
                 _ => B::Const(false),
             }),
-            LinkType::Ethernet => self.ether_linktype(proto),
+            Link::Ether => self.ether_linktype(proto),
+            Link::Sll => self.sll_linktype(proto),
+            Link::Sll2 => self.cmp_linktype(0, 2, proto),
         }
     }
 
     fn ether_linktype(&self, p: u32) -> R<B> {
         let le_mtu = || -> R<B> { Ok(not(self.linktype_gt_mtu()?)) };
         Ok(match p {
-            0xfe | 0x06 | 0xf0 => and(le_mtu()?, self.cmp(self.llc(0), 2, (p << 8) | p)),
-            0xe0 => {
+            LLCSAP_ISONS | LLCSAP_IP | LLCSAP_NETBEUI => {
+                and(le_mtu()?, Self::cmp(self.llc(0, 2), (p << 8) | p))
+            }
+            LLCSAP_IPX => {
                 let b1 = or(
-                    self.cmp(self.llc(0), 1, 0xe0),
-                    self.cmp(self.llc(0), 2, 0xffff),
+                    Self::cmp(self.llc(0, 1), LLCSAP_IPX),
+                    Self::cmp(self.llc(0, 2), 0xffff),
                 );
                 let b1 = or(self.snap(0, ET_IPX), b1);
                 let b1 = and(le_mtu()?, b1);
@@ -298,16 +430,87 @@ impl Lowering {
         })
     }
 
+    /// gen_linux_sll_linktype: 802.2 frames carry the protocol 4, Novell 802.3 ones 1.
+    fn sll_linktype(&self, p: u32) -> R<B> {
+        let lt = |v: u32| self.cmp_linktype(0, 2, v);
+        Ok(match p {
+            LLCSAP_ISONS | LLCSAP_IP | LLCSAP_NETBEUI => {
+                and(lt(SLL_P_802_2)?, Self::cmp(self.llc(0, 2), (p << 8) | p))
+            }
+            LLCSAP_IPX => {
+                let b1 = or(Self::cmp(self.llc(0, 1), LLCSAP_IPX), self.snap(0, ET_IPX));
+                let b1 = and(lt(SLL_P_802_2)?, b1);
+                let b1 = or(lt(SLL_P_802_3)?, b1);
+                or(lt(ET_IPX)?, b1)
+            }
+            ET_ATALK | ET_AARP => {
+                let s = if p == ET_ATALK {
+                    self.snap(0x080007, ET_ATALK)
+                } else {
+                    self.snap(0, ET_AARP)
+                };
+                or(lt(p)?, and(lt(SLL_P_802_2)?, s))
+            }
+            p if p <= ETHERMTU => and(
+                lt(SLL_P_802_2)?,
+                Self::cmp(self.linkhdr(self.off_linkpl.k, 1), p),
+            ),
+            p => lt(p)?,
+        })
+    }
+
+    /// The one test that tells IPv4 from IPv6 where `linktype(IP)` or
+    /// `linktype(IPv6)` held (the last test of `linktype(IP)`).
+    fn is_ipv4(&self) -> R<Test> {
+        fn last(b: B) -> Option<Test> {
+            match b {
+                B::Test(t) => Some(t),
+                B::And(_, y) => last(*y),
+                _ => None,
+            }
+        }
+        last(self.linktype(ET_IP)?)
+            .ok_or_else(|| CompileError::Invalid("no IPv4 test on this link type".into()))
+    }
+
+    /// The link layer must be Ethernet (libpcap's ethernet-only primitives).
     fn require_ether(&self, what: &str) -> R<()> {
-        if self.link != LinkType::Ethernet || self.ppp {
+        if self.cur != Link::Ether {
             return Err(self.unsupported(what));
         }
         Ok(())
     }
 
+    /// gen_prevlinkhdr_check: after `geneve`, Ethernet primitives need an inner
+    /// Ethernet header (the link header and payload offsets differ).
+    fn prevlinkhdr_check(&self, b: B) -> B {
+        if !self.is_geneve {
+            return b;
+        }
+        let same = B::Test(Test {
+            a: self.off_linkhdr.value(),
+            op: TestOp::Eq,
+            b: self.off_linkpl.value(),
+        });
+        and(not(same), b)
+    }
+
     /// gen_proto_abbrev for protocol keywords.
     fn proto_abbrev(&mut self, p: Proto) -> R<B> {
         use Proto::*;
+        let isis = |s: &mut Self, types: &[u32]| -> R<B> {
+            let mut acc: Option<B> = None;
+            for (i, &t) in types.iter().enumerate() {
+                let b = s.gen_proto(t, Some(Isis))?;
+                acc = Some(match acc {
+                    None => b,
+                    // libpcap ors the first two, then puts each next one in front
+                    Some(prev) if i == 1 => or(prev, b),
+                    Some(prev) => or(b, prev),
+                });
+            }
+            Ok(acc.unwrap_or(B::Const(false)))
+        };
         match p {
             Ip => self.linktype(ET_IP),
             Ip6 => self.linktype(ET_IPV6),
@@ -324,13 +527,55 @@ impl Lowering {
             Icmp6 => self.gen_proto(58, Some(Ip6)),
             Ah => self.gen_proto(51, None),
             Esp => self.gen_proto(50, None),
+            Atalk => self.linktype(ET_ATALK),
+            Aarp => self.linktype(ET_AARP),
+            Decnet => self.linktype(ET_DN),
+            Sca => self.linktype(ET_SCA),
+            Lat => self.linktype(ET_LAT),
+            Mopdl => self.linktype(ET_MOPDL),
+            Moprc => self.linktype(ET_MOPRC),
+            Iso => self.linktype(LLCSAP_ISONS),
+            Esis => self.gen_proto(ISO9542_ESIS, Some(Iso)),
+            Isis => self.gen_proto(ISO10589_ISIS, Some(Iso)),
+            Clnp => self.gen_proto(ISO8473_CLNP, Some(Iso)),
+            IsisL1 => isis(
+                self,
+                &[
+                    ISIS_L1_LAN_IIH,
+                    ISIS_PTP_IIH,
+                    ISIS_L1_LSP,
+                    ISIS_L1_CSNP,
+                    ISIS_L1_PSNP,
+                ],
+            ),
+            IsisL2 => isis(
+                self,
+                &[
+                    ISIS_L2_LAN_IIH,
+                    ISIS_PTP_IIH,
+                    ISIS_L2_LSP,
+                    ISIS_L2_CSNP,
+                    ISIS_L2_PSNP,
+                ],
+            ),
+            IsisIih => isis(self, &[ISIS_L1_LAN_IIH, ISIS_L2_LAN_IIH, ISIS_PTP_IIH]),
+            IsisLsp => isis(self, &[ISIS_L1_LSP, ISIS_L2_LSP]),
+            IsisSnp => isis(
+                self,
+                &[ISIS_L1_CSNP, ISIS_L2_CSNP, ISIS_L1_PSNP, ISIS_L2_PSNP],
+            ),
+            IsisCsnp => isis(self, &[ISIS_L1_CSNP, ISIS_L2_CSNP]),
+            IsisPsnp => isis(self, &[ISIS_L1_PSNP, ISIS_L2_PSNP]),
+            Stp => self.linktype(LLCSAP_8021D),
+            Ipx => self.linktype(LLCSAP_IPX),
+            Netbeui => self.linktype(LLCSAP_NETBEUI),
             Ether => Err(CompileError::Invalid(
                 "link layer applied in wrong context".into(),
             )),
         }
     }
 
-    /// gen_proto: `[ip|ip6] proto N`.
+    /// gen_proto: `[ip|ip6] proto N`, `iso proto N`, `isis proto N`.
     fn gen_proto(&mut self, v: u32, under: Option<Proto>) -> R<B> {
         match under {
             None => {
@@ -338,14 +583,22 @@ impl Lowering {
                 let b = self.gen_proto(v, Some(Proto::Ip6))?;
                 Ok(or(a, b))
             }
-            Some(Proto::Ip) => Ok(and(self.linktype(ET_IP)?, self.cmp(self.linkpl(9), 1, v))),
+            Some(Proto::Ip) => Ok(and(self.linktype(ET_IP)?, Self::cmp(self.linkpl(9, 1), v))),
             Some(Proto::Ip6) => {
                 let lt = self.linktype(ET_IPV6)?;
                 let frag = and(
-                    self.cmp(self.linkpl(6), 1, 44),
-                    self.cmp(self.linkpl(40), 1, v),
+                    Self::cmp(self.linkpl(6, 1), 44),
+                    Self::cmp(self.linkpl(40, 1), v),
                 );
-                Ok(and(lt, or(self.cmp(self.linkpl(6), 1, v), frag)))
+                Ok(and(lt, or(Self::cmp(self.linkpl(6, 1), v), frag)))
+            }
+            Some(Proto::Iso) => Ok(and(
+                self.linktype(LLCSAP_ISONS)?,
+                Self::cmp(self.nosnap(0, 1), v),
+            )),
+            Some(Proto::Isis) => {
+                let b0 = self.gen_proto(ISO10589_ISIS, Some(Proto::Iso))?;
+                Ok(and(b0, Self::cmp(self.nosnap(4, 1), v)))
             }
             Some(p) => Err(CompileError::Invalid(format!(
                 "'{}' proto is not supported by this compiler",
@@ -355,7 +608,7 @@ impl Lowering {
     }
 
     fn ipfrag(&self) -> B {
-        not(test(V::load(self.linkpl(6), 2), TestOp::Set, 0x1fff))
+        not(test(self.linkpl(6, 2), TestOp::Set, 0x1fff))
     }
 
     fn hostop(&self, addr: u32, mask: u32, dir: Dir, et: u32, src: u32, dst: u32) -> R<B> {
@@ -363,7 +616,7 @@ impl Lowering {
             Dir::Src | Dir::Dst => {
                 let off = if dir == Dir::Src { src } else { dst };
                 let lt = self.linktype(et)?;
-                Ok(and(lt, self.mcmp(self.linkpl(off), 4, addr, mask)))
+                Ok(and(lt, Self::mcmp(self.linkpl(off, 4), addr, mask)))
             }
             Dir::SrcAndDst => Ok(and(
                 self.hostop(addr, mask, Dir::Src, et, src, dst)?,
@@ -406,7 +659,12 @@ impl Lowering {
                 let mut words = [0u32; 4];
                 let mut masks = [0u32; 4];
                 for i in 0..4 {
-                    words[i] = u32::from_be_bytes(addr[4 * i..4 * i + 4].try_into().unwrap());
+                    words[i] = u32::from_be_bytes([
+                        addr[4 * i],
+                        addr[4 * i + 1],
+                        addr[4 * i + 2],
+                        addr[4 * i + 3],
+                    ]);
                     let bits = pfx.saturating_sub(32 * i as u32).min(32);
                     masks[i] = if bits == 0 {
                         0
@@ -414,10 +672,10 @@ impl Lowering {
                         u32::MAX << (32 - bits)
                     };
                 }
-                let mut b = self.mcmp(self.linkpl(off + 12), 4, words[3], masks[3]);
+                let mut b = Self::mcmp(self.linkpl(off + 12, 4), words[3], masks[3]);
                 for i in (0..3).rev() {
                     b = and(
-                        self.mcmp(self.linkpl(off + 4 * i as u32), 4, words[i], masks[i]),
+                        Self::mcmp(self.linkpl(off + 4 * i as u32, 4), words[i], masks[i]),
                         b,
                     );
                 }
@@ -434,13 +692,69 @@ impl Lowering {
         }
     }
 
+    /// gen_ehostop (with the inner-Ethernet check after `geneve`).
     fn ehost(&self, mac: &[u8; 6], dir: Dir) -> R<B> {
-        Ok(match dir {
-            Dir::Src => self.bcmp(6, mac),
-            Dir::Dst => self.bcmp(0, mac),
-            Dir::SrcAndDst => and(self.ehost(mac, Dir::Src)?, self.ehost(mac, Dir::Dst)?),
-            Dir::SrcOrDst => or(self.ehost(mac, Dir::Src)?, self.ehost(mac, Dir::Dst)?),
-        })
+        self.require_ether("ethernet addresses")?;
+        Ok(self.prevlinkhdr_check(self.ehostop(mac, dir)))
+    }
+
+    fn ehostop(&self, mac: &[u8; 6], dir: Dir) -> B {
+        let hdr = &self.off_linkhdr;
+        match dir {
+            Dir::Src => self.bcmp(hdr, 6, mac),
+            Dir::Dst => self.bcmp(hdr, 0, mac),
+            Dir::SrcAndDst => and(self.ehostop(mac, Dir::Src), self.ehostop(mac, Dir::Dst)),
+            Dir::SrcOrDst => or(self.ehostop(mac, Dir::Src), self.ehostop(mac, Dir::Dst)),
+        }
+    }
+
+    /// gen_dnhostop: a DECnet address behind the short or long route header, with or
+    /// without the pad byte. The address is little-endian on the wire; libpcap
+    /// compares it with `ntohs(addr)`, which swaps on the little-endian hosts pwru
+    /// runs on.
+    fn dnhost(&self, addr: u16, dir: Dir) -> R<B> {
+        let (sh, lh) = match dir {
+            Dir::Dst => (1, 7),
+            Dir::Src => (3, 15),
+            Dir::SrcAndDst => {
+                return Ok(and(
+                    self.dnhost(addr, Dir::Src)?,
+                    self.dnhost(addr, Dir::Dst)?,
+                ))
+            }
+            Dir::SrcOrDst => {
+                return Ok(or(
+                    self.dnhost(addr, Dir::Src)?,
+                    self.dnhost(addr, Dir::Dst)?,
+                ))
+            }
+        };
+        let a = addr.swap_bytes() as u32;
+        let b0 = self.linktype(ET_DN)?;
+        // pad = 1, long header
+        let b1 = and(
+            Self::mcmp(self.linkpl(2, 2), 0x8106, 0xff07),
+            Self::cmp(self.linkpl(2 + 1 + lh, 2), a),
+        );
+        // pad = 0, long header
+        let b2 = and(
+            Self::mcmp(self.linkpl(2, 1), 0x06, 0x07),
+            Self::cmp(self.linkpl(2 + lh, 2), a),
+        );
+        let b1 = or(b2, b1);
+        // pad = 1, short header
+        let b2 = and(
+            Self::mcmp(self.linkpl(2, 2), 0x8102, 0xff07),
+            Self::cmp(self.linkpl(2 + 1 + sh, 2), a),
+        );
+        let b1 = or(b2, b1);
+        // pad = 0, short header
+        let b2 = and(
+            Self::mcmp(self.linkpl(2, 1), 0x02, 0x07),
+            Self::cmp(self.linkpl(2 + sh, 2), a),
+        );
+        let b1 = or(b2, b1);
+        Ok(and(b0, b1))
     }
 
     /// Ports (and ranges, `lo..=hi`) over IPv4 (`v6 == false`) or IPv6.
@@ -469,9 +783,9 @@ impl Lowering {
             Dir::SrcOrDst => or(atom(0), atom(2)),
         };
         if v6 {
-            and(self.cmp(self.linkpl(6), 1, ipp), b1)
+            and(Self::cmp(self.linkpl(6, 1), ipp), b1)
         } else {
-            and(and(self.cmp(self.linkpl(9), 1, ipp), self.ipfrag()), b1)
+            and(and(Self::cmp(self.linkpl(9, 1), ipp), self.ipfrag()), b1)
         }
     }
 
@@ -499,12 +813,12 @@ impl Lowering {
     }
 
     fn llc_check(&self) -> R<B> {
-        if self.link != LinkType::Ethernet || self.ppp {
+        if self.cur != Link::Ether {
             return Err(self.unsupported("'llc'"));
         }
         Ok(and(
             not(self.linktype_gt_mtu()?),
-            not(self.cmp(self.llc(0), 2, 0xffff)),
+            not(Self::cmp(self.llc(0, 2), 0xffff)),
         ))
     }
 
@@ -550,12 +864,8 @@ impl Lowering {
                 }
                 self.host6(&net.addr, net.prefix, *dir)
             }
-            Prim::EtherHost { dir, mac } => {
-                if self.link != LinkType::Ethernet || self.ppp {
-                    return Err(self.unsupported("ethernet addresses"));
-                }
-                self.ehost(mac, *dir)
-            }
+            Prim::EtherHost { dir, mac } => self.ehost(mac, *dir),
+            Prim::DecnetHost { dir, addr } => self.dnhost(*addr, *dir),
             Prim::Port { proto, dir, port } => {
                 let b6 = self.port(*port, *port, *proto, *dir, true)?;
                 let b4 = self.port(*port, *port, *proto, *dir, false)?;
@@ -568,13 +878,13 @@ impl Lowering {
                 Ok(or(b6, b4))
             }
             Prim::Proto(p) => self.proto_abbrev(*p),
-            Prim::IpProto { under, proto } => self.gen_proto(*proto as u32, *under),
+            Prim::IpProto { under, proto } => self.gen_proto(*proto, *under),
             Prim::Protochain { under, proto } => self.protochain(*proto, *under),
-            Prim::EtherProto(p) => self.linktype(*p as u32),
+            Prim::EtherProto(p) => self.linktype(*p),
             Prim::Broadcast(p) => match p {
                 Proto::Ether => {
                     self.require_ether("'broadcast' (not a broadcast link)")?;
-                    self.ehost(&[0xff; 6], Dir::Dst)
+                    Ok(self.prevlinkhdr_check(self.ehostop(&[0xff; 6], Dir::Dst)))
                 }
                 Proto::Ip => {
                     let nm = self.netmask.ok_or_else(|| {
@@ -584,8 +894,8 @@ impl Lowering {
                     })?;
                     let hm = !nm;
                     let b0 = self.linktype(ET_IP)?;
-                    let b1 = self.mcmp(self.linkpl(16), 4, 0, hm);
-                    let b2 = self.mcmp(self.linkpl(16), 4, hm, hm);
+                    let b1 = Self::mcmp(self.linkpl(16, 4), 0, hm);
+                    let b2 = Self::mcmp(self.linkpl(16, 4), hm, hm);
                     Ok(and(b0, or(b1, b2)))
                 }
                 p => Err(CompileError::Invalid(format!(
@@ -596,15 +906,16 @@ impl Lowering {
             Prim::Multicast(p) => match p {
                 Proto::Ether => {
                     self.require_ether("link-layer multicast filters")?;
-                    Ok(test(V::load(0, 1), TestOp::Set, 1))
+                    let b = test(self.linkhdr(0, 1), TestOp::Set, 1);
+                    Ok(self.prevlinkhdr_check(b))
                 }
                 Proto::Ip => Ok(and(
                     self.linktype(ET_IP)?,
-                    test(V::load(self.linkpl(16), 1), TestOp::Ge, 224),
+                    test(self.linkpl(16, 1), TestOp::Ge, 224),
                 )),
                 Proto::Ip6 => Ok(and(
                     self.linktype(ET_IPV6)?,
-                    self.cmp(self.linkpl(24), 1, 255),
+                    Self::cmp(self.linkpl(24, 1), 255),
                 )),
                 p => Err(CompileError::Invalid(format!(
                     "'{}' multicast is not supported",
@@ -613,80 +924,39 @@ impl Lowering {
             },
             Prim::Less(n) => Ok(not(test(V::Len, TestOp::Gt, *n))),
             Prim::Greater(n) => Ok(test(V::Len, TestOp::Ge, *n)),
-            Prim::Vlan(id) => {
-                if self.mpls_depth > 0 {
-                    return Err(CompileError::Invalid("no VLAN match after MPLS".into()));
-                }
-                if self.link != LinkType::Ethernet || self.ppp {
-                    return Err(self.unsupported("VLAN"));
-                }
-                let mut b = or(
-                    or(self.linktype(0x8100)?, self.linktype(0x88a8)?),
-                    self.linktype(0x9100)?,
-                );
-                if let Some(id) = id {
-                    if *id > 0x0fff {
+            Prim::Outbound(out) => {
+                let b = match self.cur {
+                    Link::Sll => Self::cmp(self.linkhdr(0, 2), SLL_OUTGOING),
+                    Link::Sll2 => Self::cmp(self.linkhdr(10, 1), SLL_OUTGOING),
+                    // (an error, not Unsupported: the probes take Unsupported for
+                    // "never matches at this start", and tracing nothing helps nobody)
+                    _ => {
                         return Err(CompileError::Invalid(format!(
-                            "VLAN tag {id} greater than maximum 4095"
-                        )));
-                    }
-                    b = and(b, self.mcmp(self.linkpl(0), 2, *id as u32, 0x0fff));
-                }
-                self.off_linkpl += 4;
-                self.off_linktype = self.off_linktype.map(|o| o + 4);
-                self.vlan_depth += 1;
-                Ok(b)
-            }
-            Prim::Mpls(label) => {
-                let mut b = if self.mpls_depth > 0 {
-                    self.mcmp(self.linkpl(0).wrapping_sub(4).wrapping_add(2), 1, 0, 1)
-                } else {
-                    if self.ppp {
-                        self.cmp_linktype(0, 2, 0x0281)?
-                    } else if self.link != LinkType::Ethernet {
-                        return Err(self.unsupported("MPLS"));
-                    } else {
-                        self.linktype(ET_MPLS)?
+                            "'inbound'/'outbound' are not supported on {} packets: only Linux cooked captures record the direction",
+                            self.cur_name()
+                        )))
                     }
                 };
-                if let Some(l) = label {
-                    if *l > 0xfffff {
-                        return Err(CompileError::Invalid(format!(
-                            "MPLS label {l} greater than maximum 1048575"
-                        )));
-                    }
-                    b = and(b, self.mcmp(self.linkpl(0), 4, l << 12, 0xffff_f000));
-                }
-                self.off_nl_nosnap += 4;
-                self.off_nl += 4;
-                self.mpls_depth += 1;
-                Ok(b)
+                Ok(if *out { b } else { not(b) })
             }
+            Prim::Ifindex(i) => match self.cur {
+                Link::Sll2 => Ok(Self::cmp(self.linkhdr(4, 4), *i)),
+                _ => Err(CompileError::Invalid(format!(
+                    "'ifindex' is not supported on {} packets: only Linux cooked v2 captures record the interface",
+                    self.cur_name()
+                ))),
+            },
+            Prim::Vlan(id) => self.vlan(*id),
+            Prim::Mpls(label) => self.mpls(*label),
             Prim::Pppoed => self.linktype(ET_PPPOED),
-            Prim::Pppoes(sess) => {
-                let mut b = self.linktype(ET_PPPOES)?;
-                if let Some(s) = sess {
-                    b = and(b, self.mcmp(self.linkpl(0), 4, *s as u32, 0xffff));
-                }
-                // PUSH_LINKHDR(DLT_PPP): the PPP protocol field follows the
-                // 6-byte PPPoE header.
-                let hdr = self.linkpl(6);
-                self.off_linkhdr = hdr;
-                self.off_linktype = Some(hdr);
-                self.off_linkpl = hdr + 2;
-                self.off_nl = 0;
-                self.ppp = true;
-                Ok(b)
-            }
-            Prim::Geneve(_) => Err(self.unsupported(
-                "'geneve' (variable-length offsets are not implemented by this compiler)",
-            )),
+            Prim::Pppoes(sess) => self.pppoes(*sess),
+            Prim::Geneve(vni) => self.geneve(*vni),
             Prim::Vxlan(_) => Err(CompileError::Invalid(
                 "'vxlan' is not part of libpcap 1.10's filter language".into(),
             )),
             Prim::Llc(l) => {
                 let b0 = self.llc_check()?;
-                let ctl = V::load(self.llc(2), 1);
+                let ctl = self.llc(2, 1);
                 let b1 = match l {
                     Llc::Any => return Ok(b0),
                     Llc::I => not(test(ctl, TestOp::Set, 1)),
@@ -700,7 +970,163 @@ impl Lowering {
         }
     }
 
-    fn protochain(&mut self, proto: u8, under: Option<Proto>) -> R<B> {
+    fn vlan(&mut self, id: Option<u16>) -> R<B> {
+        if self.mpls_depth > 0 {
+            return Err(CompileError::Invalid("no VLAN match after MPLS".into()));
+        }
+        if self.cur != Link::Ether {
+            return Err(self.unsupported("VLAN"));
+        }
+        let mut b = or(
+            or(self.linktype(0x8100)?, self.linktype(0x88a8)?),
+            self.linktype(0x9100)?,
+        );
+        if let Some(id) = id {
+            if id > 0x0fff {
+                return Err(CompileError::Invalid(format!(
+                    "VLAN tag {id} greater than maximum 4095"
+                )));
+            }
+            b = and(b, Self::mcmp(self.linkpl(0, 2), id as u32, 0x0fff));
+        }
+        self.off_linkpl.k += 4;
+        if let Some(lt) = self.off_linktype.as_mut() {
+            lt.k += 4;
+        }
+        self.vlan_depth += 1;
+        Ok(b)
+    }
+
+    fn mpls(&mut self, label: Option<u32>) -> R<B> {
+        let mut b = if self.mpls_depth > 0 {
+            Self::mcmp(self.linkpl(0u32.wrapping_sub(4).wrapping_add(2), 1), 0, 1)
+        } else {
+            match self.cur {
+                Link::Ppp => self.cmp_linktype(0, 2, 0x0281)?,
+                Link::Ether => self.linktype(ET_MPLS)?,
+                _ => return Err(self.unsupported("MPLS")),
+            }
+        };
+        if let Some(l) = label {
+            if l > 0xfffff {
+                return Err(CompileError::Invalid(format!(
+                    "MPLS label {l} greater than maximum 1048575"
+                )));
+            }
+            b = and(b, Self::mcmp(self.linkpl(0, 4), l << 12, 0xffff_f000));
+        }
+        self.off_nl_nosnap += 4;
+        self.off_nl += 4;
+        self.mpls_depth += 1;
+        Ok(b)
+    }
+
+    fn pppoes(&mut self, sess: Option<u16>) -> R<B> {
+        let mut b = self.linktype(ET_PPPOES)?;
+        if let Some(s) = sess {
+            b = and(b, Self::mcmp(self.linkpl(0, 4), s as u32, 0xffff));
+        }
+        // PUSH_LINKHDR(DLT_PPP): the PPP protocol field follows the 6-byte PPPoE header.
+        let hdr = Off {
+            var: self.off_linkpl.var.clone(),
+            k: self.off_linkpl.k + self.off_nl + 6,
+        };
+        self.off_linktype = Some(hdr.clone());
+        self.off_linkpl = Off {
+            var: hdr.var.clone(),
+            k: hdr.k + 2,
+        };
+        self.off_linkhdr = hdr;
+        self.off_nl = 0;
+        self.off_nl_nosnap = 0;
+        self.cur = Link::Ppp;
+        self.is_geneve = false;
+        Ok(b)
+    }
+
+    /// gen_geneve: UDP to port 6081 over IPv4 or IPv6, version 0, the VNI if given;
+    /// then every later offset is the encapsulated frame's. Past the 8-byte Geneve
+    /// header and its options (4 * the low 6 bits of its first byte) comes an
+    /// Ethernet frame when the Geneve protocol is 0x6558, else the network layer
+    /// itself; the link type test reads the Geneve protocol field then.
+    fn geneve(&mut self, vni: Option<u32>) -> R<B> {
+        let check = |s: &Self, v6: bool| -> R<B> {
+            let tran = |off: u32, size: u8| {
+                if v6 {
+                    s.tran6(off, size)
+                } else {
+                    s.tran4(off, size)
+                }
+            };
+            let port = s.port(GENEVE_PORT, GENEVE_PORT, Some(Proto::Udp), Dir::Dst, v6)?;
+            let mut b = and(port, Self::mcmp(tran(8, 1), 0, 0xc0));
+            if let Some(vni) = vni {
+                if vni > 0xff_ffff {
+                    return Err(CompileError::Invalid(format!(
+                        "Geneve VNI {vni} greater than maximum 16777215"
+                    )));
+                }
+                b = and(b, Self::mcmp(tran(12, 4), vni << 8, 0xffff_ff00));
+            }
+            // libpcap then loads the Geneve protocol field (a short packet rejects)
+            Ok(and(b, test(tran(10, 2), TestOp::Ge, 0)))
+        };
+        let b = or(check(self, false)?, check(self, true)?);
+        // The Geneve header's offset: past the IPv4 header (its length, with the
+        // variable part of the network offset) or the 40-byte IPv6 header.
+        let v6_hdr = match &self.off_linkpl.var {
+            Some(v) => V::K(40).plus(v.clone()),
+            None => V::K(40),
+        };
+        let ip_hdr = V::Select {
+            cond: Box::new(self.is_ipv4()?),
+            then: Box::new(self.iphl()),
+            other: Box::new(v6_hdr),
+        };
+        let gh = ip_hdr.add(self.off_linkpl.k + self.off_nl + 8);
+        let opt_words = V::Load {
+            idx: Some(Box::new(gh.clone())),
+            k: 0,
+            size: 1,
+        }
+        .and(0x3f);
+        let gend = V::Alu(ArithOp::Mul, Box::new(opt_words), Box::new(V::K(4)))
+            .add(8)
+            .plus(gh.clone());
+        let teb = Test {
+            a: V::Load {
+                idx: Some(Box::new(gh.clone())),
+                k: 2,
+                size: 2,
+            },
+            op: TestOp::Eq,
+            b: V::K(ET_TEB),
+        };
+        let select = |then: V, other: V| V::Select {
+            cond: Box::new(teb.clone()),
+            then: Box::new(then),
+            other: Box::new(other),
+        };
+        self.off_linktype = Some(Off {
+            var: Some(select(gend.clone().add(12), gh.add(2))),
+            k: 0,
+        });
+        self.off_linkpl = Off {
+            var: Some(select(gend.clone().add(14), gend.clone())),
+            k: 0,
+        };
+        self.off_linkhdr = Off {
+            var: Some(gend),
+            k: 0,
+        };
+        self.off_nl = 0;
+        self.cur = Link::Ether;
+        self.is_geneve = true;
+        self.no_optimize = true;
+        Ok(b)
+    }
+
+    fn protochain(&mut self, proto: u32, under: Option<Proto>) -> R<B> {
         match under {
             None => {
                 let a = self.protochain(proto, Some(Proto::Ip))?;
@@ -708,14 +1134,19 @@ impl Lowering {
                 Ok(or(a, b))
             }
             Some(p @ (Proto::Ip | Proto::Ip6)) => {
-                self.uses_protochain = true;
+                if self.off_linkpl.var.is_some() {
+                    return Err(CompileError::Invalid(
+                        "'protochain' not supported with variable length headers".into(),
+                    ));
+                }
+                self.no_optimize = true;
                 let v6 = p == Proto::Ip6;
                 let lt = self.linktype(if v6 { ET_IPV6 } else { ET_IP })?;
                 Ok(and(
                     lt,
                     B::Protochain {
                         v6,
-                        nl: self.linkpl(0),
+                        nl: self.off_linkpl.k.wrapping_add(self.off_nl),
                         proto,
                     },
                 ))
@@ -738,31 +1169,16 @@ impl Lowering {
             None => b,
         };
         Ok(match proto {
-            Ether => (
-                V::Load {
-                    idx: Some(Box::new(iv)),
-                    k: self.off_linkhdr,
-                    size,
-                },
-                ib,
-            ),
-            Ip | Ip6 | Arp | Rarp => {
-                let v = V::Load {
-                    idx: Some(Box::new(iv)),
-                    k: self.linkpl(0),
-                    size,
-                };
+            Ether => (self.off_linkhdr.load_indexed(iv, 0, size), ib),
+            Ip | Ip6 | Arp | Rarp | Atalk | Decnet | Sca | Lat | Mopdl | Moprc => {
+                let v = self.off_linkpl.load_indexed(iv, self.off_nl, size);
                 let b = self.proto_abbrev(proto)?;
                 (v, Some(with(ib, b)))
             }
             Tcp | Udp | Sctp | Icmp | Igmp | Igrp | Pim | Vrrp | Carp => {
                 let v = V::Load {
-                    idx: Some(Box::new(V::Alu(
-                        ArithOp::Add,
-                        Box::new(iv),
-                        Box::new(self.iphl()),
-                    ))),
-                    k: self.linkpl(0),
+                    idx: Some(Box::new(iv.plus(self.iphl()))),
+                    k: self.off_linkpl.k.wrapping_add(self.off_nl),
                     size,
                 };
                 let pb = self.proto_abbrev(proto)?;
@@ -773,15 +1189,13 @@ impl Lowering {
             }
             Icmp6 => {
                 let b = with(ib, self.proto_abbrev(Ip6)?);
-                let b = and(b, self.cmp(self.linkpl(6), 1, 58));
-                let v = V::Load {
-                    idx: Some(Box::new(iv)),
-                    k: self.linkpl(40),
-                    size,
-                };
+                let b = and(b, Self::cmp(self.linkpl(6, 1), 58));
+                let v = self
+                    .off_linkpl
+                    .load_indexed(iv, self.off_nl.wrapping_add(40), size);
                 (v, Some(b))
             }
-            Ah | Esp => {
+            _ => {
                 return Err(CompileError::Invalid(format!(
                     "unsupported index operation on '{}'",
                     proto.keyword()

@@ -451,6 +451,12 @@ impl<'a> Cx<'a> {
             }
             Rule::v4_addr => {
                 self.reject_addr_on_port(&p, q, "IP address")?;
+                if q.proto == Some(Proto::Decnet) {
+                    return Ok(Expr::Prim(Prim::DecnetHost {
+                        dir: q.dir(),
+                        addr: self.decnet_addr(&p)?,
+                    }));
+                }
                 let (addr, mask) = self.dotted(&p)?;
                 self.host4(&p, q, addr, mask).map(Expr::Prim)
             }
@@ -517,9 +523,36 @@ impl<'a> Cx<'a> {
         Err(self.invalid(p, format!("'{kw}' modifier applied to {what}")))
     }
 
+    /// `AREA.NODE` as libpcap's `__pcap_atodn` reads it (`%d.%d`, the rest ignored):
+    /// `(area << 10) & 0xfc00 | node & 0x3ff`.
+    fn decnet_addr(&self, p: &Pair<Rule>) -> Res<u16> {
+        let s = p.as_str();
+        let mut parts = s.split('.');
+        let mut decimal = || -> Option<u32> {
+            let t = parts.next()?;
+            if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            Some(t.parse::<u32>().unwrap_or(u32::MAX))
+        };
+        match (decimal(), decimal()) {
+            (Some(area), Some(node)) => Ok((((area << 10) & 0xfc00) | (node & 0x3ff)) as u16),
+            _ => Err(self.invalid(p, format!("malformed decnet address '{s}'"))),
+        }
+    }
+
     /// A plain number under qualifiers (`host 10`, `port 80`, `proto 6`, `net 10`).
     fn number_value(&self, p: &Pair<Rule>, v: u32, q: Qual) -> Res<Expr> {
         let prim = match q.addr {
+            AddrQual::Default | AddrQual::Host | AddrQual::Net
+                if q.proto == Some(Proto::Decnet) =>
+            {
+                // a DECnet address as a number, cut to 16 bits
+                Prim::DecnetHost {
+                    dir: q.dir(),
+                    addr: v as u16,
+                }
+            }
             AddrQual::Default | AddrQual::Host | AddrQual::Net => {
                 if q.proto == Some(Proto::Ether) {
                     return Err(self.invalid(p, "illegal link layer address"));
@@ -614,6 +647,13 @@ impl<'a> Cx<'a> {
         }
         if q.addr != AddrQual::Net {
             return Err(self.invalid(&p, "Mask syntax for networks only"));
+        }
+        if q.proto == Some(Proto::Decnet) {
+            // libpcap takes the IPv4 number's low 16 bits as the DECnet address
+            return Ok(Expr::Prim(Prim::DecnetHost {
+                dir: q.dir(),
+                addr: addr as u16,
+            }));
         }
         Ok(Expr::Prim(self.net4_checked(&p, q, addr, mask)?))
     }
@@ -734,6 +774,12 @@ impl<'a> Cx<'a> {
                         "ethernet host names need /etc/ethers; write the MAC address",
                     ));
                 }
+                if q.proto == Some(Proto::Decnet) {
+                    return Err(self.invalid(
+                        p,
+                        format!("decnet name support not included, '{name}' cannot be translated"),
+                    ));
+                }
                 self.resolve_host(p, name, q)
             }
             AddrQual::Port => {
@@ -769,6 +815,12 @@ impl<'a> Cx<'a> {
                             .map(u32::from)
                             .ok_or_else(|| self.unknown(p, "ether proto", name, ""))?
                     }
+                    Some(Proto::Iso) if q.addr == AddrQual::Proto => match name {
+                        "esis" => 0x82,
+                        "isis" => 0x83,
+                        "clnp" => 0x81,
+                        _ => return Err(self.unknown(p, "osi proto", name, "")),
+                    },
                     _ => return Err(self.unknown(p, "protocol", name, "")),
                 };
                 let prim = if q.addr == AddrQual::Proto {
@@ -884,14 +936,11 @@ impl<'a> Cx<'a> {
 
     fn proto_prim(&self, p: &Pair<Rule>, under: Option<Proto>, v: u32) -> Res<Prim> {
         match under {
-            None | Some(Proto::Ip) | Some(Proto::Ip6) => {
-                let proto = u8::try_from(v).map_err(|_| self.proto_range(p, v, 255))?;
-                Ok(Prim::IpProto { under, proto })
+            // (numbers past the field's width never match, as in libpcap)
+            None | Some(Proto::Ip | Proto::Ip6 | Proto::Iso | Proto::Isis) => {
+                Ok(Prim::IpProto { under, proto: v })
             }
-            Some(Proto::Ether) => {
-                let t = u16::try_from(v).map_err(|_| self.proto_range(p, v, 65535))?;
-                Ok(Prim::EtherProto(t))
-            }
+            Some(Proto::Ether) => Ok(Prim::EtherProto(v)),
             Some(Proto::Arp) | Some(Proto::Rarp) => Err(self.invalid(
                 p,
                 format!(
@@ -899,36 +948,37 @@ impl<'a> Cx<'a> {
                     under.map_or("", |x| x.keyword())
                 ),
             )),
+            Some(Proto::Atalk) => {
+                Err(self.invalid(p, "AppleTalk encapsulation is not specifiable"))
+            }
+            Some(Proto::Decnet) => Err(self.invalid(p, "DECNET encapsulation is not specifiable")),
+            Some(x @ (Proto::Lat | Proto::Sca | Proto::Moprc | Proto::Mopdl)) => Err(self.invalid(
+                p,
+                format!(
+                    "{} does not encapsulate another protocol",
+                    x.keyword().to_ascii_uppercase()
+                ),
+            )),
+            Some(Proto::Clnp) => Err(self.invalid(p, "'clnp proto' is not supported")),
             Some(other) => Err(self.invalid(p, format!("'{} proto' is bogus", other.keyword()))),
         }
     }
 
-    /// libpcap accepts protocol numbers that can never match; we refuse them.
-    fn proto_range(&self, p: &Pair<Rule>, v: u32, max: u32) -> ParseError {
-        self.unsupported(
-            p,
-            &v.to_string(),
-            &format!("protocol number above {max} can never match a packet"),
-        )
-    }
-
     fn protochain_prim(&self, p: &Pair<Rule>, under: Option<Proto>, v: u32) -> Res<Prim> {
         match under {
-            None | Some(Proto::Ip) | Some(Proto::Ip6) => {
-                let proto = u8::try_from(v).map_err(|_| self.proto_range(p, v, 255))?;
-                Ok(Prim::Protochain { under, proto })
-            }
+            None | Some(Proto::Ip) | Some(Proto::Ip6) => Ok(Prim::Protochain { under, proto: v }),
             _ => Err(self.invalid(p, "bad protocol applied for 'protochain'")),
         }
     }
 
     // ---- protocol names and stand-alone primitives ----
 
-    /// A protocol keyword as an AST protocol; libpcap's others are refused by name.
+    /// A protocol keyword as an AST protocol (libpcap's scanner makes `ppp`, `slip`,
+    /// `fddi`, `tr` and `wlan` the same token as `ether` and `link`).
     fn proto(&self, p: &Pair<Rule>) -> Res<Proto> {
         let kw = p.as_str();
         Ok(match kw {
-            "ether" | "link" => Proto::Ether,
+            "ether" | "link" | "ppp" | "slip" | "fddi" | "tr" | "wlan" => Proto::Ether,
             "ip" => Proto::Ip,
             "ip6" => Proto::Ip6,
             "arp" => Proto::Arp,
@@ -945,7 +995,29 @@ impl<'a> Cx<'a> {
             "carp" => Proto::Carp,
             "ah" => Proto::Ah,
             "esp" => Proto::Esp,
-            _ => return Err(self.unsupported(p, kw, unsupported_proto_reason(kw))),
+            "atalk" => Proto::Atalk,
+            "aarp" => Proto::Aarp,
+            "decnet" => Proto::Decnet,
+            "lat" => Proto::Lat,
+            "sca" => Proto::Sca,
+            "mopdl" => Proto::Mopdl,
+            "moprc" => Proto::Moprc,
+            "iso" => Proto::Iso,
+            "clnp" => Proto::Clnp,
+            "esis" | "es-is" => Proto::Esis,
+            "isis" | "is-is" => Proto::Isis,
+            "l1" => Proto::IsisL1,
+            "l2" => Proto::IsisL2,
+            "iih" => Proto::IsisIih,
+            "lsp" => Proto::IsisLsp,
+            "snp" => Proto::IsisSnp,
+            "csnp" => Proto::IsisCsnp,
+            "psnp" => Proto::IsisPsnp,
+            "stp" => Proto::Stp,
+            "ipx" => Proto::Ipx,
+            "netbeui" => Proto::Netbeui,
+            // `radio`: 802.11 radio headers, which Ethernet and IP captures never have
+            _ => return Err(self.invalid(p, "'radio' is not a valid protocol type")),
         })
     }
 
@@ -1003,6 +1075,11 @@ impl<'a> Cx<'a> {
             ),
             Rule::geneve => Prim::Geneve(self.opt_limited(&p, 16_777_215, "Geneve VNI")?),
             Rule::llc => Prim::Llc(self.llc(p)?),
+            Rule::inbound => Prim::Outbound(false),
+            Rule::outbound => Prim::Outbound(true),
+            Rule::ifindex => {
+                Prim::Ifindex(self.num(&p.clone().into_inner().nth(1).expect("number"))?)
+            }
             Rule::unsupported_prim => {
                 let kw = p.into_inner().next().expect("keyword");
                 return Err(self.unsupported(
@@ -1419,26 +1496,9 @@ pub const NAMED_CONSTANTS: &[(&str, u32)] = &[
     ("tcp-cwr", 0x80),
 ];
 
-fn unsupported_proto_reason(kw: &str) -> &'static str {
-    match kw {
-        "ppp" | "slip" | "fddi" | "tr" | "wlan" => {
-            "it names another link type; pwru filters Ethernet or raw IP packets"
-        }
-        "radio" => "radiotap headers only exist in 802.11 captures",
-        "atalk" | "aarp" | "decnet" | "lat" | "sca" | "moprc" | "mopdl" => {
-            "legacy protocols (AppleTalk, DECnet) are not implemented"
-        }
-        "stp" | "ipx" | "netbeui" => {
-            "802.2 LLC protocols are not implemented; use 'llc' or 'ether proto \\NAME'"
-        }
-        _ => "OSI protocols (ISO, CLNP, ES-IS, IS-IS) are not implemented",
-    }
-}
-
 fn unsupported_keyword_reason(kw: &str) -> &'static str {
     match kw {
-        "inbound" | "outbound" => "capture direction has no meaning for a traced sk_buff",
-        "ifindex" | "ifname" | "on" => {
+        "ifname" | "on" => {
             "interface matching is pwru's --filter-ifname, not part of the packet filter"
         }
         "rset" | "ruleset" | "rnr" | "rulenum" | "srnr" | "subrulenum" | "reason" | "action" => {

@@ -29,9 +29,26 @@ struct PathGen<'b> {
     kont_ids: HashMap<(usize, usize, usize), usize>,
     memo: HashMap<(usize, Facts), NodeId>,
     steps: usize,
+    depth: usize,
+    max_depth: usize,
+    /// Test ids that occur more than once in the expression (a bitset): only their
+    /// outcomes can be asked again further down a path.
+    repeated: Vec<u64>,
 }
 
-const PATH_BUDGET: usize = 20_000;
+const PATH_BUDGET: usize = 400_000;
+/// Deepest recursion of the path-sensitive generation on the caller's thread (whose
+/// stack may be small); deeper gives up like the budget. Large expressions are planned
+/// on a thread of their own with [`BIG_STACK`] bytes of stack and no such limit.
+const PATH_DEPTH: usize = 1_500;
+/// Failed tests a continuation remembers (the latest ones).
+const FAILED_FACTS: usize = 32;
+/// Expressions with more AST nodes than this are planned on their own thread.
+const BIG_EXPR_NODES: usize = 256;
+const BIG_STACK: usize = 1 << 30;
+/// The fallback learns facts from sub-expressions up to this many nodes only (what a
+/// long chain of alternatives teaches its last one is not worth quadratic time).
+const FACTS_FROM_NODES: usize = 256;
 
 struct OverBudget;
 
@@ -105,11 +122,23 @@ impl<'b> PathGen<'b> {
             KontKind::Eval(b, y, n) => (b, y, n),
         };
         let vids = &self.konts[k].vids;
-        let relevant: Facts = facts
+        // what the continuation can use: facts on values it reads, about tests it may
+        // meet again, or that decide other tests on the value; of the failed tests, the
+        // latest few only (forgetting a fact is safe: the test is then made again)
+        let mut failed = 0;
+        let mut relevant: Facts = facts
             .iter()
+            .rev()
             .copied()
-            .filter(|&(t, _)| has_bit(vids, dag.value_id(t)))
+            .filter(|&(t, out)| {
+                let keep = has_bit(vids, dag.value_id(t))
+                    && ((out && dag.decides_others(t))
+                        || (has_bit(&self.repeated, t) && (out || failed < FAILED_FACTS)));
+                failed += usize::from(keep && !out);
+                keep
+            })
             .collect();
+        relevant.reverse();
         let key = (k, relevant);
         if let Some(&id) = self.memo.get(&key) {
             return Ok(Ok(id));
@@ -130,9 +159,23 @@ impl<'b> PathGen<'b> {
         facts: &Facts,
     ) -> Result<Result<NodeId, OverBudget>, CompileError> {
         self.steps += 1;
-        if self.steps > PATH_BUDGET {
+        if self.steps > PATH_BUDGET || self.depth >= self.max_depth {
             return Ok(Err(OverBudget));
         }
+        self.depth += 1;
+        let r = self.gen_here(dag, b, yes, no, facts);
+        self.depth -= 1;
+        r
+    }
+
+    fn gen_here(
+        &mut self,
+        dag: &mut Dag,
+        b: &'b B,
+        yes: usize,
+        no: usize,
+        facts: &Facts,
+    ) -> Result<Result<NodeId, OverBudget>, CompileError> {
         match b {
             B::Const(true) => self.resolve(dag, yes, facts),
             B::Const(false) => self.resolve(dag, no, facts),
@@ -204,13 +247,17 @@ fn gen_shared(
         B::Not(x) => gen_shared(dag, x, no, yes, facts)?,
         B::And(x, y) => {
             let mut f2 = facts.clone();
-            dag.facts_of(x, true, &mut f2);
+            if size_upto(x, FACTS_FROM_NODES) <= FACTS_FROM_NODES {
+                dag.facts_of(x, true, &mut f2);
+            }
             let ny = gen_shared(dag, y, yes, no, &f2)?;
             gen_shared(dag, x, ny, no, facts)?
         }
         B::Or(x, y) => {
             let mut f2 = facts.clone();
-            dag.facts_of(x, false, &mut f2);
+            if size_upto(x, FACTS_FROM_NODES) <= FACTS_FROM_NODES {
+                dag.facts_of(x, false, &mut f2);
+            }
             let ny = gen_shared(dag, y, yes, no, &f2)?;
             gen_shared(dag, x, yes, ny, facts)?
         }
@@ -239,6 +286,68 @@ fn gen_shared(
     })
 }
 
+/// The number of nodes of `b`, counted up to a little past `cap`.
+fn size_upto(b: &B, cap: usize) -> usize {
+    let mut n = 0;
+    let mut stack = vec![b];
+    while let Some(b) = stack.pop() {
+        n += 1;
+        if n > cap {
+            break;
+        }
+        match b {
+            B::And(x, y) | B::Or(x, y) => {
+                stack.push(x);
+                stack.push(y);
+            }
+            B::Not(x) => stack.push(x),
+            B::Const(_) | B::Test(_) | B::Protochain { .. } => {}
+        }
+    }
+    n
+}
+
+/// Chains of `and` (or of `or`) as balanced trees: the same tests in the same order
+/// (both operators are associative under short-circuit evaluation), recursion depth
+/// logarithmic in a chain's length (an allow-list of 3000 hosts is a 3000-deep chain).
+fn balance(b: B) -> B {
+    fn operands(b: B, and: bool, out: &mut Vec<B>) {
+        match b {
+            B::And(x, y) if and => {
+                operands(*x, and, out);
+                operands(*y, and, out);
+            }
+            B::Or(x, y) if !and => {
+                operands(*x, and, out);
+                operands(*y, and, out);
+            }
+            b => out.push(balance(b)),
+        }
+    }
+    fn build(mut items: Vec<B>, and: bool) -> B {
+        if items.len() == 1 {
+            return items.pop().expect("one operand");
+        }
+        let right = items.split_off(items.len() / 2);
+        let (x, y) = (Box::new(build(items, and)), Box::new(build(right, and)));
+        if and {
+            B::And(x, y)
+        } else {
+            B::Or(x, y)
+        }
+    }
+    match b {
+        B::And(..) | B::Or(..) => {
+            let and = matches!(b, B::And(..));
+            let mut items = Vec::new();
+            operands(b, and, &mut items);
+            build(items, and)
+        }
+        B::Not(x) => B::Not(Box::new(balance(*x))),
+        b => b,
+    }
+}
+
 /// A compiled decision DAG, before emission.
 pub(super) struct Plan {
     pub(super) dag: Dag,
@@ -248,21 +357,101 @@ pub(super) struct Plan {
 /// Lower `expr`, then generate and prune its decision DAG; `max_end`: the back end's
 /// load limit. Fails where `pcap_compile` fails.
 pub(super) fn plan(
-    expr: &Expr,
+    expr: Option<&Expr>,
     link: LinkType,
     env: &FilterEnv,
     max_end: u64,
 ) -> Result<Plan, CompileError> {
+    if expr.is_none_or(|e| ast_nodes_upto(e, BIG_EXPR_NODES) <= BIG_EXPR_NODES) {
+        return plan_here(expr, link, env, max_end, PATH_DEPTH);
+    }
+    // recursion over a long chain of alternatives goes deep: give it room
+    let planned = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("pcapc-plan".into())
+            .stack_size(BIG_STACK)
+            .spawn_scoped(scope, || plan_here(expr, link, env, max_end, usize::MAX))
+            .map(|planner| planner.join())
+    });
+    match planned {
+        Ok(Ok(plan)) => plan,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        // no thread to be had: plan here, within the depth limit of small expressions
+        Err(_no_thread) => plan_here(expr, link, env, max_end, PATH_DEPTH),
+    }
+}
+
+/// The number of nodes of `e`, counted up to a little past `cap`.
+fn ast_nodes_upto(e: &Expr, cap: usize) -> usize {
+    let mut n = 0;
+    let mut stack = vec![e];
+    while let Some(e) = stack.pop() {
+        n += 1;
+        if n > cap {
+            break;
+        }
+        match e {
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                stack.push(a);
+                stack.push(b);
+            }
+            Expr::Not(a) => stack.push(a),
+            Expr::Prim(_) | Expr::Rel { .. } => {}
+        }
+    }
+    n
+}
+
+/// The test ids that occur more than once in `b` (a bitset).
+fn repeated_tests(dag: &mut Dag, b: &B) -> Result<Vec<u64>, CompileError> {
+    let (mut seen, mut repeated) = (Vec::new(), Vec::new());
+    let mut stack = vec![b];
+    while let Some(b) = stack.pop() {
+        match b {
+            B::Test(t) => {
+                if let Folded::Id(id) = dag.ftest(t)? {
+                    if has_bit(&seen, id) {
+                        set_bit(&mut repeated, id);
+                    }
+                    set_bit(&mut seen, id);
+                }
+            }
+            B::And(x, y) | B::Or(x, y) => {
+                stack.push(x);
+                stack.push(y);
+            }
+            B::Not(x) => stack.push(x),
+            B::Const(_) | B::Protochain { .. } => {}
+        }
+    }
+    Ok(repeated)
+}
+
+fn plan_here(
+    expr: Option<&Expr>,
+    link: LinkType,
+    env: &FilterEnv,
+    max_end: u64,
+    max_depth: usize,
+) -> Result<Plan, CompileError> {
     let mut lw = Lowering::new(link, env.netmask);
-    let b = lw.expr(expr)?;
-    // libpcap turns its optimizer off when `protochain` is used.
-    let optimize = !lw.uses_protochain;
+    let b = match expr {
+        Some(e) => balance(lw.expr(e)?),
+        // the empty expression matches every packet
+        None => B::Const(true),
+    };
+    // libpcap turns its optimizer off when `protochain` or `geneve` is used.
+    let optimize = !lw.no_optimize;
     let mut dag = Dag::new(optimize, max_end);
+    let repeated = repeated_tests(&mut dag, &b)?;
     let mut pg = PathGen {
         konts: vec![],
         kont_ids: HashMap::new(),
         memo: HashMap::new(),
         steps: 0,
+        depth: 0,
+        max_depth,
+        repeated,
     };
     let km = pg.done(MATCH);
     let kr = pg.done(REJECT);
@@ -297,7 +486,12 @@ mod tests {
     }
 
     fn ethernet_plan(s: &str) -> Result<Plan, CompileError> {
-        plan(&parse(s), LinkType::Ethernet, &FilterEnv::default(), 0xffff)
+        plan(
+            Some(&parse(s)),
+            LinkType::Ethernet,
+            &FilterEnv::default(),
+            0xffff,
+        )
     }
 
     #[test]

@@ -10,6 +10,24 @@ pub enum LinkType {
     Ethernet,
     /// `DLT_RAW`: the packet starts at an IPv4 or IPv6 header.
     RawIp,
+    /// `DLT_LINUX_SLL`: Linux cooked capture v1 (`tcpdump -i any`), a 16-byte header
+    /// with the packet type at 0 and the protocol at 14.
+    LinuxSll,
+    /// `DLT_LINUX_SLL2`: Linux cooked capture v2, a 20-byte header with the protocol
+    /// at 0, the interface index at 4 and the packet type at 10.
+    LinuxSll2,
+}
+
+impl LinkType {
+    /// The name libpcap gives the link type in its messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkType::Ethernet => "Ethernet",
+            LinkType::RawIp => "Raw IP",
+            LinkType::LinuxSll => "Linux cooked v1",
+            LinkType::LinuxSll2 => "Linux cooked v2",
+        }
+    }
 }
 
 /// Where packet bytes come from.
@@ -24,6 +42,19 @@ pub enum PacketSource {
     KernelMemory { base: Reg, len: Reg, window: u16 },
 }
 
+/// Where `len`, `greater` and `less` find the packet's length on the wire, which can
+/// exceed the bytes the filter may load (a capture's snap length, an skb's paged data).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WireLength {
+    /// The wire length is the captured length of the [`PacketSource`].
+    #[default]
+    Captured,
+    /// A register (among R6-R9, distinct from the packet source's) holds it.
+    Reg(Reg),
+    /// A u32 at `R10 + offset`, outside the filter's stack area (4-byte aligned).
+    Stack(i16),
+}
+
 /// Compile-time environment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FilterEnv {
@@ -31,6 +62,8 @@ pub struct FilterEnv {
     pub stack_top: i16,
     /// Netmask for `ip broadcast` (libpcap's `netmask` argument); `None` = unknown.
     pub netmask: Option<u32>,
+    /// The packet's length on the wire (libpcap's `wirelen`, `skb->len`).
+    pub wire_len: WireLength,
 }
 
 impl Default for FilterEnv {
@@ -38,6 +71,7 @@ impl Default for FilterEnv {
         FilterEnv {
             stack_top: 0,
             netmask: Some(0),
+            wire_len: WireLength::Captured,
         }
     }
 }
@@ -59,19 +93,27 @@ pub enum CompileError {
     ShiftTooLarge,
     #[error("expression too complex: arithmetic nested deeper than {0} operands")]
     TooComplex(usize),
-    #[error("packet source registers must be among r6-r9 and distinct, got {0:?}")]
-    BadRegisters(PacketSource),
+    #[error("packet source registers must be among r6-r9 and distinct, got {0}")]
+    BadRegisters(String),
     #[error("stack area does not fit: {0}")]
     Stack(String),
+    #[error("the filter needs {insns} instructions, more than the kernel loads in one program (BPF_COMPLEXITY_LIMIT_INSNS = {limit})")]
+    TooLarge { insns: usize, limit: usize },
     #[error("assembler: {0}")]
     Asm(#[from] AsmError),
 }
 
 /// Spill slots for intermediate arithmetic values.
 pub const SPILL_SLOTS: usize = 8;
-/// Most extension headers `protochain` walks before giving up (rejecting); libpcap has
-/// no limit (and can loop forever on crafted AH headers).
-pub const PROTOCHAIN_MAX_HEADERS: i32 = 8;
+/// Most headers the `protochain` walks of one filter step over, shared evenly among
+/// its walks (each gets at least [`PROTOCHAIN_MIN_HEADERS`]); a walk that would go
+/// further rejects the packet. libpcap has no limit (and loops forever on some AH
+/// headers); the kernel verifier follows every step of every walk within its budget of
+/// 1,000,000 instructions, and a probe holds the filter twice (from the MAC and from
+/// the network header).
+pub const PROTOCHAIN_MAX_HEADERS: i32 = 2048;
+/// The fewest headers one `protochain` walk steps over before giving up.
+pub const PROTOCHAIN_MIN_HEADERS: i32 = 16;
 /// Direct back end: loads must end within this many bytes of `start` (else the filter
 /// rejects), so that the verifier's packet-range tracking (offsets below 64 KiB,
 /// `start` itself possibly offset) can prove every access.
@@ -106,15 +148,21 @@ pub struct FilterStats {
 pub enum ProgramKind {
     /// SCHED_CLS for BPF_PROG_TEST_RUN: direct access via `__sk_buff` data/data_end.
     /// For [`LinkType::RawIp`] the packet starts after the 14-byte Ethernet header of
-    /// the test frame (the network header).
+    /// the test frame (the network header). The wire length is `__sk_buff->len`.
     SchedClsDirect,
     /// SCHED_CLS using the kernel-memory back end on `data` (`__sk_buff->len` as length;
     /// RawIp skips 14 bytes as above).
     SchedClsKernelMemory,
-    /// Userspace (rbpf `EbpfVmMbuff`): r1 = mbuff `{u64 start, u64 end}`, direct loads.
+    /// Userspace ([`crate::pcapc::interp`]): r1 = mbuff `{u64 start, u64 end, u64
+    /// wire_len}`, direct loads.
     UserDirect,
     /// Userspace: same mbuff, kernel-memory back end through a probe_read helper.
     UserKernelMemory,
+}
+
+impl ProgramKind {
+    /// Both userspace back ends.
+    pub const USER: [ProgramKind; 2] = [ProgramKind::UserDirect, ProgramKind::UserKernelMemory];
 }
 
 #[cfg(test)]

@@ -266,6 +266,58 @@ const ACCEPTED: &[(&str, &str)] = &[
     ("llc S", "llc s"),
     ("llc rnr", "llc rnr"),
     ("llc xid", "llc xid"),
+    // libpcap's other link-layer names are `ether` on every link type
+    (
+        "fddi host aa:bb:cc:dd:ee:ff",
+        "ether src or dst host aa:bb:cc:dd:ee:ff",
+    ),
+    ("tr src 1:2:3:4:5:6", "ether src host 01:02:03:04:05:06"),
+    ("wlan[0] = 1", "(ether[0:1] = 1)"),
+    ("ppp proto 0x800", "ether proto 2048"),
+    ("slip broadcast", "ether broadcast"),
+    // LLC, OSI, DECnet, AppleTalk and DEC's protocols
+    ("stp or ipx or netbeui", "((stp or ipx) or netbeui)"),
+    ("vlan and stp", "(vlan and stp)"),
+    (
+        "iso or clnp or esis or es-is or isis or is-is",
+        "(((((iso or clnp) or esis) or esis) or isis) or isis)",
+    ),
+    ("l1 or l2 or iih or lsp", "(((l1 or l2) or iih) or lsp)"),
+    ("snp or csnp or psnp", "((snp or csnp) or psnp)"),
+    ("iso proto 0x83", "iso proto 131"),
+    // numbers past the field's width are accepted and never match, as in libpcap
+    ("ip proto 300", "ip proto 300"),
+    ("ether proto 0x10000", "ether proto 65536"),
+    ("protochain 256", "protochain 256"),
+    ("iso proto \\isis", "iso proto 131"),
+    ("isis proto 15", "isis proto 15"),
+    ("atalk or aarp", "(atalk or aarp)"),
+    (
+        "lat or sca or mopdl or moprc",
+        "(((lat or sca) or mopdl) or moprc)",
+    ),
+    ("decnet", "decnet"),
+    ("decnet host 1.2", "decnet src or dst host 1.2"),
+    ("decnet src 63.1023", "decnet src host 63.1023"),
+    // libpcap keeps the low bits of area and node
+    ("decnet dst 64.1025", "decnet dst host 0.1"),
+    (
+        "decnet src and dst host 1029",
+        "decnet src and dst host 1.5",
+    ),
+    (
+        "decnet host 1.2 or 1.3",
+        "(decnet src or dst host 1.2 or decnet src or dst host 1.3)",
+    ),
+    ("decnet net 10.0/16", "decnet src or dst host 0.0"),
+    (
+        "atalk[0] = 1 and decnet[2:2] = 3",
+        "((atalk[0:1] = 1) and (decnet[2:2] = 3))",
+    ),
+    // the direction and interface of Linux cooked captures
+    ("inbound", "inbound"),
+    ("tcp and outbound", "(tcp and outbound)"),
+    ("ifindex 3", "ifindex 3"),
     // whitespace, empty
     ("  tcp\n\tand\r udp ", "(tcp and udp)"),
 ];
@@ -521,9 +573,6 @@ const REJECTED: &[(&str, usize, &str, &str)] = &[
         "'gateway' is not supported",
     ),
     ("ether host foo", 12, "unsupported", "/etc/ethers"),
-    ("inbound", 1, "unsupported", "'inbound' is not supported"),
-    ("tcp and outbound", 9, "unsupported", "'outbound'"),
-    ("ifindex 1", 1, "unsupported", "'ifindex'"),
     ("ifname eth0", 1, "unsupported", "--filter-ifname"),
     ("on eth0", 1, "unsupported", "'on'"),
     ("rnr 1", 1, "unsupported", "pflog"),
@@ -531,17 +580,73 @@ const REJECTED: &[(&str, usize, &str, &str)] = &[
     ("type mgt subtype beacon", 1, "unsupported", "802.11"),
     ("ra 1.2.3.4", 1, "unsupported", "'ra' is not supported"),
     ("addr1 aa:bb:cc:dd:ee:ff", 1, "unsupported", "802.11"),
-    ("decnet host 1.2", 1, "unsupported", "'decnet'"),
-    ("iso", 1, "unsupported", "OSI"),
-    ("stp", 1, "unsupported", "'stp'"),
-    ("fddi host aa:bb:cc:dd:ee:ff", 1, "unsupported", "link type"),
-    ("ppp[0] = 1", 1, "unsupported", "'ppp'"),
-    ("radio[0] = 1", 1, "unsupported", "radiotap"),
+    // what libpcap refuses on Ethernet and raw IP, with its reason
+    (
+        "radio[0] = 1",
+        1,
+        "invalid",
+        "'radio' is not a valid protocol type",
+    ),
+    (
+        "decnet host foo",
+        13,
+        "invalid",
+        "decnet name support not included",
+    ),
+    (
+        "decnet host 1x.2",
+        13,
+        "invalid",
+        "decnet name support not included",
+    ),
+    (
+        "decnet proto 1",
+        14,
+        "invalid",
+        "DECNET encapsulation is not specifiable",
+    ),
+    (
+        "atalk proto 1",
+        13,
+        "invalid",
+        "AppleTalk encapsulation is not specifiable",
+    ),
+    (
+        "lat proto 1",
+        11,
+        "invalid",
+        "LAT does not encapsulate another protocol",
+    ),
+    (
+        "clnp proto 1",
+        12,
+        "invalid",
+        "'clnp proto' is not supported",
+    ),
+    ("stp proto 1", 11, "invalid", "'stp proto' is bogus"),
+    ("l1 proto 1", 10, "invalid", "'l1 proto' is bogus"),
+    ("iso proto \\foo", 11, "unknown", "unknown osi proto 'foo'"),
+    (
+        "iso protochain 1",
+        16,
+        "invalid",
+        "bad protocol applied for 'protochain'",
+    ),
+    (
+        "atalk host 1.2",
+        12,
+        "invalid",
+        "'atalk' modifier applied to host",
+    ),
+    (
+        "decnet port 1",
+        13,
+        "invalid",
+        "illegal qualifier of 'port'",
+    ),
     ("vpi 1", 1, "unsupported", "ATM"),
     ("sio 1", 1, "unsupported", "MTP"),
     ("host $ab", 6, "unsupported", "ARCnet"),
-    ("ip proto 300", 10, "unsupported", "can never match"),
-    ("ether proto 0x10000", 13, "unsupported", "can never match"),
 ];
 
 fn kind_name(k: &ParseErrorKind) -> &'static str {
