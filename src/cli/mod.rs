@@ -7,11 +7,11 @@ mod values;
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 
 use crate::settings::{BackendChoice, FuncFilter, MarkFilter, NetnsSpec, TimestampMode};
 
-pub use resolve::{ConfigError, MAX_METADATA_FIELDS};
+pub use resolve::{ConfigError, MAX_METADATA_FIELDS, PENDING_MARK};
 pub use values::{
     parse_backend, parse_batch, parse_func_filter, parse_go_bool, parse_mark, parse_netns,
 };
@@ -296,14 +296,22 @@ pub struct Args {
     pub filter_words: Vec<String>,
 }
 
+/// The command line as `--help`, the man page and the completions show it: the clap
+/// definition of [`Args`], with the flags not implemented yet marked so in their help.
+pub fn command() -> clap::Command {
+    resolve::mark_pending_flags(Args::command())
+}
+
 impl Args {
-    /// Parses `args` (including the program name).
+    /// Parses `args` (including the program name) with [`command`].
     pub fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
     where
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        Self::try_parse_from(args)
+        let mut cmd = command();
+        let matches = cmd.try_get_matches_from_mut(args)?;
+        Self::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
     }
 }
 

@@ -43,7 +43,11 @@ struct PendingFlag {
     is_set: fn(&Args) -> bool,
 }
 
-/// Flags parsed for compatibility but not implemented yet. Edit this list as features land.
+/// What `--help` writes before the help of a flag in [`PENDING_FLAGS`].
+pub const PENDING_MARK: &str = "[not supported yet]";
+
+/// Flags parsed for compatibility but not implemented yet. Edit this list as features land:
+/// `--help` marks each with [`PENDING_MARK`], and setting one is a usage error.
 const PENDING_FLAGS: &[PendingFlag] = &[
     PendingFlag {
         name: "--filter-trace-tc",
@@ -82,6 +86,29 @@ const PENDING_FLAGS: &[PendingFlag] = &[
         is_set: |c| c.output_bpfmap,
     },
 ];
+
+/// The names of the flags in [`PENDING_FLAGS`], e.g. `--filter-trace-tc`.
+#[cfg(test)]
+pub(super) fn pending_flag_names() -> Vec<&'static str> {
+    PENDING_FLAGS.iter().map(|f| f.name).collect()
+}
+
+/// `cmd` with the help of every flag in [`PENDING_FLAGS`] starting with [`PENDING_MARK`].
+pub(super) fn mark_pending_flags(mut cmd: clap::Command) -> clap::Command {
+    for flag in PENDING_FLAGS {
+        let long = flag.name.trim_start_matches("--");
+        let id = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .map(|a| a.get_id().clone())
+            .expect("every pending flag is a flag of Args");
+        cmd = cmd.mut_arg(id, |arg| {
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            arg.help(format!("{PENDING_MARK} {help}"))
+        });
+    }
+    cmd
+}
 
 impl Args {
     /// Checks the flags together and resolves them into the mode to run: every usage

@@ -698,3 +698,30 @@ fn version_and_help() {
     assert!(!help.contains("--ready-file"), "--ready-file stays hidden");
     assert_eq!(parse(&["-h"]).unwrap_err().kind(), ErrorKind::DisplayHelp);
 }
+
+/// Every flag that stops with "not supported yet" says so in its help, and no other flag
+/// does; both `--help` and `-h` show the mark.
+#[test]
+fn help_marks_the_flags_not_supported_yet() {
+    let pending = resolve::pending_flag_names();
+    let cmd = command();
+    for arg in cmd.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        let flag = format!("--{long}");
+        let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+        assert_eq!(
+            help.starts_with(PENDING_MARK),
+            pending.contains(&flag.as_str()),
+            "{flag}: {help}"
+        );
+    }
+    assert_eq!(pending.len(), 9);
+    assert_eq!(
+        ok(&["--filter-trace-tc"]).unsupported_flags(),
+        ["--filter-trace-tc"]
+    );
+    for help_flag in ["--help", "-h"] {
+        let text = parse(&[help_flag]).unwrap_err().to_string();
+        assert_eq!(text.matches(PENDING_MARK).count(), pending.len(), "{text}");
+    }
+}
