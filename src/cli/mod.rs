@@ -2,6 +2,7 @@
 //! included), plus pwru-rs extras, parsed with clap into `Args` and resolved once into `Settings`.
 
 pub mod filter_tools;
+mod legacy;
 mod resolve;
 mod values;
 
@@ -53,7 +54,12 @@ Examples:
   # Without tracing: list the probed functions, show the compiled filter, or test it on a capture
   pwru --list-funcs --filter-func '.*xmit.*'
   pwru --dump-filter --l3 'tcp port 443'
-  pwru --filter-check capture.pcap 'udp and port 53'";
+  pwru --filter-check capture.pcap 'udp and port 53'
+
+The original's first flags still work: --filter-src-ip/--filter-dst-ip ADDR,
+--filter-src-port/--filter-dst-port PORT and --filter-proto tcp|udp|icmp|icmp6 are joined
+with `and` to the pcap filter, --output-relative-timestamp is --timestamp relative, and Go's
+single dash (-filter-dst-ip) works for every long flag; pwru prints today's command.";
 
 /// Everything the command line says, as parsed. Field names follow pwru's flag names;
 /// [`Args::resolve`] checks them together and turns them into the run's settings.
@@ -294,6 +300,11 @@ pub struct Args {
     /// pcap-filter expression (see `man 7 pcap-filter`); the words are joined with spaces
     #[arg(value_name = "PCAP-FILTER")]
     pub filter_words: Vec<String>,
+
+    /// Set when the command line used the original's first flags or Go's single-dash
+    /// spelling: one line naming them and giving today's command (for stderr).
+    #[arg(skip)]
+    pub legacy_note: Option<String>,
 }
 
 /// The command line as `--help`, the man page and the completions show it: the clap
@@ -303,15 +314,23 @@ pub fn command() -> clap::Command {
 }
 
 impl Args {
-    /// Parses `args` (including the program name) with [`command`].
+    /// Parses `args` (including the program name) with [`command`], after translating
+    /// the original's first flags and Go's `-long-flag` spelling (see [`Args::legacy_note`]).
     pub fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
     where
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
         let mut cmd = command();
-        let matches = cmd.try_get_matches_from_mut(args)?;
-        Self::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let translated = legacy::translate(args, &cmd).map_err(|e| {
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, e.to_string())
+                .format(&mut cmd)
+        })?;
+        let matches = cmd.try_get_matches_from_mut(translated.args)?;
+        let mut parsed = Self::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
+        parsed.legacy_note = translated.note;
+        Ok(parsed)
     }
 }
 
