@@ -18,7 +18,7 @@ use crate::attach::{
     TargetNames,
 };
 use crate::btf::{KernelBtf, SkbLayout};
-use crate::events::ring;
+use crate::events::ring::{self, RingError};
 use crate::host;
 use crate::load::{self, LoadOptions, LoadedObject, ObjectSpec};
 use crate::output::{
@@ -51,6 +51,16 @@ pub fn trace(settings: &TraceSettings, filter: Option<Expr>) -> Result<()> {
     // The probe programs' input.
     let opts = probe_setup::probe_options(settings, filter, &btf, backend.as_ref())?;
 
+    // The output, before anything is attached: an --output-file that cannot be created
+    // fails here.
+    let names = output_names(
+        &settings.output,
+        kallsyms,
+        &btf,
+        backend.target_names(&targets),
+    );
+    let mut output = open_output(&settings.output, &opts, names)?;
+
     // Load and attach; a signal from here on ends the run.
     let stop = Arc::new(AtomicBool::new(false));
     let wake = Arc::new(Notify::new());
@@ -79,7 +89,12 @@ pub fn trace(settings: &TraceSettings, filter: Option<Expr>) -> Result<()> {
                 "{refused} links are refused by this kernel; falling back to {}",
                 backend.noun()
             );
-            run.load_and_attach(backend.as_mut())?
+            let attached = run.load_and_attach(backend.as_mut())?;
+            let fallback_names = backend.target_names(&targets);
+            let names = output.names_mut();
+            names.probe_names = fallback_names.probe_names;
+            names.drop_reason_args = fallback_names.drop_reason_args;
+            attached
         }
         Err(e) => return Err(e),
     };
@@ -93,21 +108,9 @@ pub fn trace(settings: &TraceSettings, filter: Option<Expr>) -> Result<()> {
         eprintln!("start-up took {:.3}s", started.elapsed().as_secs_f64());
     }
 
-    // Events to output, until a signal or the line limit; then detach.
-    let names = output_names(
-        &settings.output,
-        kallsyms,
-        &btf,
-        backend.target_names(&targets),
-    );
-    let mut output = open_output(&settings.output, &opts, names)?;
-    eprintln!("Listening for events..");
-    if let Some(path) = &settings.ready_file {
-        fs::write(path, b"")
-            .with_context(|| format!("creating --ready-file {}", path.display()))?;
-    }
-    output.print_header()?;
-    let result = rt.block_on(ring::event_loop(&mut obj, &mut output, &stop, &wake));
+    // Events to output, until a signal, the line limit or a closed output; then detach.
+    eprintln!("Listening for events.. (Ctrl-C to stop)");
+    let result = listen(settings, &rt, &mut obj, &mut output, &stop, &wake);
     output.flush().ok();
     detach(backend.as_mut(), &mut obj, settings.debug);
     let lost = result?;
@@ -125,6 +128,37 @@ pub fn trace(settings: &TraceSettings, filter: Option<Expr>) -> Result<()> {
     Ok(())
 }
 
+/// Announces readiness (`--ready-file`), prints the header, and runs the event loop;
+/// returns the number of events lost. Every error comes back here, with the probes still
+/// attached: the caller detaches them.
+fn listen(
+    settings: &TraceSettings,
+    rt: &tokio::runtime::Runtime,
+    obj: &mut LoadedObject,
+    output: &mut Output,
+    stop: &AtomicBool,
+    wake: &Notify,
+) -> Result<u64> {
+    if let Some(path) = &settings.ready_file {
+        fs::write(path, b"")
+            .with_context(|| format!("creating --ready-file {}", path.display()))?;
+    }
+    output.print_header().map_err(RingError::Io)?;
+    Ok(rt.block_on(ring::event_loop(obj, output, stop, wake))?)
+}
+
+/// Whether `e` comes from writing to a closed pipe (`pwru … | head` once head exited):
+/// the reader is gone, the run ends normally.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        let io = match cause.downcast_ref::<RingError>() {
+            Some(RingError::Io(io)) => Some(io),
+            _ => cause.downcast_ref::<std::io::Error>(),
+        };
+        io.is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Opens `--kernel-btf` or the running kernel's BTF, plus `--kmods`/`--all-kmods` modules.
 pub fn open_btf(kernel: &KernelSettings) -> Result<KernelBtf> {
     let btf = match &kernel.btf {
@@ -135,9 +169,8 @@ pub fn open_btf(kernel: &KernelSettings) -> Result<KernelBtf> {
         ),
         None => KernelBtf::open_system(&kernel.kmods),
     };
-    btf.context(
-        "opening kernel BTF (pass --kernel-btf FILE on kernels without /sys/kernel/btf/vmlinux)",
-    )
+    // The errors name the file or module; the one for a kernel without BTF says what to do.
+    btf.context("opening kernel BTF")
 }
 
 /// `--backend`, or the best backend this kernel runs; `auto` says which and why.

@@ -39,8 +39,8 @@ Examples:
   # Only functions whose whole name matches a regex, with TCP flags and stacks
   pwru --filter-func 'ip_.*|tcp_.*' --output-tcp-flags --output-stack 'tcp[tcpflags] & tcp-syn != 0'
 
-  # Packets with mark 0xa00 in the masked bits, in one network namespace
-  pwru --filter-mark 0xa00/0xf00 --filter-netns /run/netns/blue icmp
+  # Packets with mark 0xa00 in the masked bits, in the network namespace `ip netns` calls blue
+  pwru --filter-mark 0xa00/0xf00 --filter-netns blue icmp
 
   # Keep following a packet after NAT rewrote its address
   pwru --filter-track-skb 'dst host 10.10.20.99'
@@ -110,7 +110,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', action = ArgAction::Append, value_name = "FUNC,...", help_heading = "Filters")]
     pub filter_non_skb_funcs: Vec<String>,
 
-    /// Keep packets of one netns: a path like /proc/<pid>/ns/net or /run/netns/<name>, or inode:<n>
+    /// Keep packets of one netns: a name from `ip netns list` (/run/netns/NAME), a path like /proc/<pid>/ns/net, or inode:<n>
     #[arg(long, value_parser = parse_netns, value_name = "NETNS", help_heading = "Filters")]
     pub filter_netns: Option<NetnsSpec>,
 

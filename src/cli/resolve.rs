@@ -22,8 +22,11 @@ pub enum ConfigError {
     TooManyMetadataFields { flag: &'static str, count: usize },
     #[error("--l3 only applies to --dump-filter and --filter-check; add one of them or drop --l3")]
     L3WithoutFilterTool,
-    #[error("{0} needs a pcap-filter expression after the options, e.g. `pwru {0} 'tcp port 80'`")]
-    MissingFilter(&'static str),
+    #[error("--dump-filter needs a pcap-filter expression after the options, e.g. `pwru --dump-filter 'tcp port 80'`")]
+    MissingDumpFilter,
+    /// `--filter-check FILE` without an expression; holds FILE as given.
+    #[error("--filter-check needs a pcap-filter expression after the file, e.g. `pwru --filter-check {0} 'tcp port 80'`")]
+    MissingCheckFilter(String),
     #[error(
         "--list-funcs, --dump-filter and --filter-check are separate modes; use one at a time"
     )]
@@ -167,10 +170,10 @@ impl Args {
         }
         if self.filter_words.is_empty() {
             if self.dump_filter {
-                return Err(ConfigError::MissingFilter("--dump-filter"));
+                return Err(ConfigError::MissingDumpFilter);
             }
-            if self.filter_check.is_some() {
-                return Err(ConfigError::MissingFilter("--filter-check"));
+            if let Some(file) = &self.filter_check {
+                return Err(ConfigError::MissingCheckFilter(file.display().to_string()));
             }
         }
         Ok(())

@@ -127,6 +127,9 @@ fn mark_parsing() {
 
 #[test]
 fn netns_parsing() {
+    assert!(parse_netns("4026531840")
+        .unwrap_err()
+        .contains("inode:4026531840"));
     let table: &[(&str, Option<NetnsSpec>)] = &[
         (
             "/proc/1/ns/net",
@@ -143,6 +146,10 @@ fn netns_parsing() {
         ("inode:4294967296", None),
         ("proc/1/ns/net", None),
         ("4026531840", None),
+        ("blue", Some(NetnsSpec::Path("/run/netns/blue".into()))),
+        ("ns-1.a", Some(NetnsSpec::Path("/run/netns/ns-1.a".into()))),
+        ("", None),
+        ("..", None),
     ];
     for (text, want) in table {
         assert_eq!(parse_netns(text).ok(), *want, "{text:?}");
@@ -529,13 +536,10 @@ fn validation() {
         ),
         (&["--l3"], Err(ConfigError::L3WithoutFilterTool)),
         (&["--l3", "--dump-filter", "tcp"], Ok(())),
-        (
-            &["--dump-filter"],
-            Err(ConfigError::MissingFilter("--dump-filter")),
-        ),
+        (&["--dump-filter"], Err(ConfigError::MissingDumpFilter)),
         (
             &["--filter-check", "x.pcap"],
-            Err(ConfigError::MissingFilter("--filter-check")),
+            Err(ConfigError::MissingCheckFilter("x.pcap".into())),
         ),
         (&["--filter-check", "x.pcap", "--l3", "udp"], Ok(())),
         (
