@@ -10,8 +10,16 @@ use crate::host;
 use crate::settings::{ListSettings, Mode, TraceSettings};
 use crate::tracer;
 
-/// Runs the mode the settings select.
+/// Runs the mode the settings select. A closed stdout (`pwru --list-funcs | head`) ends the
+/// run normally: whoever read the output has what they wanted.
 pub fn run(mode: Mode) -> Result<()> {
+    match run_mode(mode) {
+        Err(e) if tracer::is_broken_pipe(&e) => Ok(()),
+        result => result,
+    }
+}
+
+fn run_mode(mode: Mode) -> Result<()> {
     match mode {
         Mode::ListFuncs(list) => list_funcs(&list),
         Mode::DumpFilter { filter, l3 } => {

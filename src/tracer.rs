@@ -4,6 +4,7 @@
 
 mod probe_setup;
 mod progress;
+mod signals;
 
 use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,7 +70,7 @@ pub fn trace(settings: &TraceSettings, filter: Option<Expr>) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the event loop")?;
-    rt.spawn(watch_signals(stop.clone(), wake.clone()));
+    rt.spawn(signals::watch_signals(stop.clone(), wake.clone()));
     let run = Loader {
         settings,
         layout: &layout,
@@ -143,7 +144,11 @@ fn listen(
         fs::write(path, b"")
             .with_context(|| format!("creating --ready-file {}", path.display()))?;
     }
-    output.print_header().map_err(RingError::Io)?;
+    // Out at once, so that a closed stdout shows before the first event.
+    output
+        .print_header()
+        .and_then(|()| output.flush())
+        .map_err(RingError::Io)?;
     Ok(rt.block_on(ring::event_loop(obj, output, stop, wake))?)
 }
 
@@ -357,22 +362,6 @@ fn open_output(out: &OutputSettings, opts: &ProbeOptions, names: Names) -> Resul
         })
         .collect();
     Output::new(output_opts, names, OutputTarget::from_settings(out)).context("opening the output")
-}
-
-async fn watch_signals(stop: Arc<AtomicBool>, wake: Arc<Notify>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return;
-    };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-    }
-    stop.store(true, Ordering::Relaxed);
-    wake.notify_one();
 }
 
 #[cfg(test)]

@@ -128,3 +128,154 @@ fn bad_legacy_values_are_usage_errors() {
         assert!(!stderr.contains("similar argument"), "{args:?}: {stderr}");
     }
 }
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs pwru with `args` and a stdout whose reader is already gone; returns the exit code
+/// and stderr.
+fn run_with_closed_stdout(args: &[&str]) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_pwru"))
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run pwru");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `pwru --list-funcs | head` and the like: a closed stdout ends the run with exit 0 and no
+/// error; a trace detaches its probes first.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let capture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/lo_udp.pcap");
+    let check = ["--filter-check", capture, "udp"];
+    let mut runs: Vec<&[&str]> = vec![
+        &["--help"],
+        &["--list-funcs"],
+        &["--dump-filter", "tcp port 80"],
+        &check,
+    ];
+    if is_root() {
+        runs.push(&["icmp"]);
+    }
+    for args in runs {
+        let (code, stderr) = run_with_closed_stdout(args);
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("error") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+        if args == ["icmp"] {
+            assert!(stderr.contains("Detaching"), "{stderr}");
+        }
+    }
+}
+
+/// Waits up to 60 s for `path` to exist.
+fn wait_for(path: &std::path::Path) -> bool {
+    let started = std::time::Instant::now();
+    while !path.exists() {
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    true
+}
+
+/// SIGHUP detaches like SIGINT and SIGTERM: exit 0 after "Detaching".
+#[test]
+fn sighup_sigint_and_sigterm_detach() {
+    if !is_root() {
+        eprintln!("skipped: tracing needs root");
+        return;
+    }
+    for signal in [libc::SIGHUP, libc::SIGINT, libc::SIGTERM] {
+        let ready =
+            std::env::temp_dir().join(format!("pwru-cli-ready-{}-{signal}", std::process::id()));
+        let _ = std::fs::remove_file(&ready);
+        let child = Command::new(env!("CARGO_BIN_EXE_pwru"))
+            .arg(format!("--ready-file={}", ready.display()))
+            .arg("icmp")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run pwru");
+        assert!(wait_for(&ready), "signal {signal}: pwru never got ready");
+        // SAFETY: kill on the pid of our own child.
+        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        let out = child.wait_with_output().expect("wait for pwru");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "signal {signal}: {stderr}");
+        assert!(
+            stderr.contains("Detaching") && stderr.contains("Received signal, exiting program.."),
+            "signal {signal}: {stderr}"
+        );
+        let _ = std::fs::remove_file(&ready);
+    }
+}
+
+/// The terminal pwru runs in is closed (its pseudo-terminal's other end goes away): the
+/// kernel sends SIGHUP, and pwru detaches and exits 0 although its stdout and stderr are
+/// now a hung-up terminal.
+#[test]
+fn closing_the_terminal_detaches() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt;
+    if !is_root() {
+        eprintln!("skipped: tracing needs root");
+        return;
+    }
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two fds into the ints we pass; the other arguments may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: openpty returned these fds, and nothing else owns them; pwru must not
+    // inherit the master (the terminal closes when its last master fd does).
+    let (master, slave) = unsafe {
+        libc::fcntl(master, libc::F_SETFD, libc::FD_CLOEXEC);
+        (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave))
+    };
+    let ready = std::env::temp_dir().join(format!("pwru-cli-tty-ready-{}", std::process::id()));
+    let _ = std::fs::remove_file(&ready);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pwru"));
+    cmd.arg(format!("--ready-file={}", ready.display()))
+        .arg("icmp")
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave.try_clone().unwrap());
+    // SAFETY: only async-signal-safe calls between fork and exec: a new session whose
+    // controlling terminal is the pseudo-terminal on stdin.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("run pwru on a pseudo-terminal");
+    drop(slave);
+    drop(cmd);
+    assert!(wait_for(&ready), "pwru never got ready");
+    drop(master);
+    let status = child.wait().expect("wait for pwru");
+    assert_eq!(status.code(), Some(0), "{status}");
+    let _ = std::fs::remove_file(&ready);
+}
