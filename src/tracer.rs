@@ -15,8 +15,8 @@ use anyhow::{bail, Context, Result};
 use tokio::sync::Notify;
 
 use crate::attach::{
-    self, AttachError, AttachSummary, Backend, BackendOptions, Feature, HelperNeeds, Pick, Target,
-    TargetNames,
+    self, AttachError, AttachSummary, Backend, BackendOptions, Feature, FeatureNote, HelperNeeds,
+    Pick, Target, TargetNames,
 };
 use crate::btf::{KernelBtf, SkbLayout};
 use crate::events::ring::{self, RingError};
@@ -41,13 +41,16 @@ pub fn trace(settings: &TraceSettings, filter: Option<Expr>) -> Result<()> {
     let kallsyms = Ksyms::load().context("reading /proc/kallsyms")?;
 
     // Which backend probes what, and whether it can do what the settings ask.
-    let pick = choose_backend(&settings.backend, &kallsyms)?;
+    let pick = choose_backend(settings.backend.choice, &kallsyms)?;
     let mut backend = attach::backend_with(pick.kind, backend_options(&settings.backend));
     let wanted = settings.wanted_features();
     for note in attach::check_features(backend.as_ref(), &wanted, pick.passed_over.as_ref())? {
-        eprintln!("note: {note}");
+        print_note(&note);
     }
     let targets = select_targets(settings.filter.func.as_ref(), &btf, backend.as_ref())?;
+    if let Some(coverage) = backend.coverage(&targets) {
+        eprintln!("Probing {coverage}");
+    }
 
     // The probe programs' input.
     let opts = probe_setup::probe_options(settings, filter, &btf, backend.as_ref())?;
@@ -178,9 +181,18 @@ pub fn open_btf(kernel: &KernelSettings) -> Result<KernelBtf> {
     btf.context("opening kernel BTF")
 }
 
+/// A feature note: a warning when a flag does not do what it says.
+pub fn print_note(note: &FeatureNote) {
+    if note.is_warning() {
+        eprintln!("pwru: warning: {note}");
+    } else {
+        eprintln!("note: {note}");
+    }
+}
+
 /// `--backend`, or the best backend this kernel runs; `auto` says which and why.
-fn choose_backend(backend: &BackendSettings, kallsyms: &Ksyms) -> Result<Pick> {
-    let named = match backend.choice {
+pub fn choose_backend(choice: BackendChoice, kallsyms: &Ksyms) -> Result<Pick> {
+    let named = match choice {
         BackendChoice::Auto => None,
         BackendChoice::Named(kind) => Some(kind),
     };

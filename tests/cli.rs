@@ -279,3 +279,110 @@ fn closing_the_terminal_detaches() {
     assert_eq!(status.code(), Some(0), "{status}");
     let _ = std::fs::remove_file(&ready);
 }
+
+/// Runs pwru and returns (exit code, stdout lines, stderr).
+fn lines(args: &[&str]) -> (i32, Vec<String>, String) {
+    let (code, stdout, stderr) = pwru(args);
+    (code, stdout.lines().map(String::from).collect(), stderr)
+}
+
+/// `--list-funcs` lists what the chosen backend probes: auto's choice, or `--backend`.
+#[test]
+fn list_funcs_lists_the_chosen_backends_targets() {
+    let kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists();
+    let (code, auto, stderr) = lines(&["--list-funcs"]);
+    assert_eq!(code, 0, "{stderr}");
+    let auto_kind = if kprobes { "function " } else { "tracepoint " };
+    assert!(
+        !auto.is_empty() && auto.iter().all(|l| l.starts_with(auto_kind)),
+        "{stderr}"
+    );
+
+    let (code, tracepoints, stderr) = lines(&["--list-funcs", "--backend", "tracepoint"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(tracepoints.iter().all(|l| l.starts_with("tracepoint ")));
+    assert!(tracepoints.contains(&"tracepoint kfree_skb skb-arg=0".to_string()));
+    assert!(
+        stderr.ends_with(&format!(
+            "{} tracepoints for the tracepoint backend\n",
+            tracepoints.len()
+        )),
+        "{stderr}"
+    );
+
+    // Listed even where this kernel cannot run the backend, with a note saying so.
+    let (code, functions, stderr) = lines(&[
+        "--list-funcs",
+        "--backend=kprobe",
+        "--filter-func",
+        "ip_rcv.*",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        functions.contains(&"function ip_rcv skb-arg=1".to_string()),
+        "{functions:?}"
+    );
+    assert!(functions.iter().all(|l| l.starts_with("function ip_rcv")));
+    assert_eq!(
+        stderr.contains("cannot run") || stderr.contains("not available"),
+        !kprobes,
+        "{stderr}"
+    );
+
+    // --all-kmods does not give the tracepoint backend the modules' functions: it says so.
+    let (code, _, stderr) = lines(&["--list-funcs", "--backend", "tracepoint", "--all-kmods"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(
+            "pwru: warning: --kmods and --all-kmods do not apply to the tracepoint backend"
+        ),
+        "{stderr}"
+    );
+}
+
+/// At start, the tracepoint backend says what its tracepoints cover, and that it is not
+/// every kernel function.
+#[test]
+fn the_tracepoint_backend_says_what_it_covers() {
+    if !is_root() {
+        eprintln!("skipped: tracing needs root");
+        return;
+    }
+    let ready = std::env::temp_dir().join(format!("pwru-cli-tp-ready-{}", std::process::id()));
+    let _ = std::fs::remove_file(&ready);
+    let child = Command::new(env!("CARGO_BIN_EXE_pwru"))
+        .args(["--backend", "tracepoint", "--all-kmods"])
+        .arg(format!("--ready-file={}", ready.display()))
+        .arg("icmp")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run pwru");
+    assert!(wait_for(&ready), "pwru never got ready");
+    // SAFETY: kill on the pid of our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let out = child.wait_with_output().expect("wait for pwru");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let coverage = stderr
+        .lines()
+        .find(|l| l.starts_with("Probing "))
+        .unwrap_or_else(|| panic!("no coverage line: {stderr}"));
+    for needle in [
+        " tracepoints: ",
+        " device",
+        " drop",
+        "not in every kernel function",
+    ] {
+        assert!(coverage.contains(needle), "{coverage}");
+    }
+    assert!(
+        stderr.contains("pwru: warning: --kmods and --all-kmods do not apply"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Listening for events.. (Ctrl-C to stop)"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_file(&ready);
+}

@@ -197,6 +197,7 @@ impl Args {
         if self.list_funcs {
             return Mode::ListFuncs(ListSettings {
                 kernel: self.kernel_settings(),
+                backend: self.backend,
                 func: self.filter_func,
             });
         }
