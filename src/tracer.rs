@@ -222,7 +222,7 @@ pub fn select_targets(
     if targets.is_empty() {
         match func {
             Some(f) => bail!(
-                "no skb {} matches --filter-func {:?}; see `pwru --list-funcs`",
+                "no skb {} matches --filter-func '{}'; see `pwru --list-funcs`",
                 backend.target_noun(),
                 f.pattern
             ),
