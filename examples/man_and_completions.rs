@@ -16,14 +16,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::{Command, CommandFactory};
+use clap::Command;
 use clap_complete::{Generator, Shell};
 use clap_mangen::roff::{roman, Roff};
 use clap_mangen::Man;
 
 /// The only place this generator names the command line's definition.
 fn pwru_command() -> Command {
-    pwru::cli::Args::command()
+    pwru::cli::command()
 }
 
 /// Section 8: pwru is a system administration tool that needs root.

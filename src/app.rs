@@ -5,13 +5,22 @@ use std::io::Write;
 
 use anyhow::{Context, Result};
 
-use crate::attach;
+use crate::attach::{self, Feature};
 use crate::host;
-use crate::settings::{ListSettings, Mode, TraceSettings};
+use crate::output::Ksyms;
+use crate::settings::{BackendChoice, ListSettings, Mode, TraceSettings};
 use crate::tracer;
 
-/// Runs the mode the settings select.
+/// Runs the mode the settings select. A closed stdout (`pwru --list-funcs | head`) ends the
+/// run normally: whoever read the output has what they wanted.
 pub fn run(mode: Mode) -> Result<()> {
+    match run_mode(mode) {
+        Err(e) if tracer::is_broken_pipe(&e) => Ok(()),
+        result => result,
+    }
+}
+
+fn run_mode(mode: Mode) -> Result<()> {
     match mode {
         Mode::ListFuncs(list) => list_funcs(&list),
         Mode::DumpFilter { filter, l3 } => {
@@ -35,36 +44,46 @@ fn trace(settings: &TraceSettings) -> Result<()> {
     tracer::trace(settings, filter)
 }
 
-/// `--list-funcs`: what would be probed, one `name skb-argument [module]` per line, for the
-/// kprobe backends and for the tracepoint backend.
+/// `--list-funcs`: what the chosen backend (`--backend`, or auto's choice) would probe, one
+/// `kind name skb-argument [module]` line per target.
 fn list_funcs(list: &ListSettings) -> Result<()> {
     let btf = tracer::open_btf(&list.kernel)?;
-    let mut out = std::io::stdout().lock();
-    // One list per kind of target: the kprobe backends share theirs.
-    let mut listed: Vec<&str> = Vec::new();
-    for backend in attach::all_backends() {
-        let label = backend.target_noun();
-        if listed.contains(&label) {
-            continue;
-        }
-        listed.push(label);
-        let targets = match tracer::select_targets(list.func.as_ref(), &btf, backend.as_ref()) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("{e:#}");
-                continue;
+    let kallsyms = Ksyms::load().context("reading /proc/kallsyms")?;
+    // A named backend is listed even where this kernel cannot run it (e.g. for the kernel
+    // of --kernel-btf), with a note.
+    let kind = match list.backend {
+        BackendChoice::Named(kind) => {
+            if let Err(e) = attach::choose(Some(kind), &host::kernel_support(&kallsyms)) {
+                eprintln!("note: {e}; listing what it would probe");
             }
-        };
-        for t in &targets {
-            let module = t
-                .module
-                .as_deref()
-                .map(|m| format!(" [{m}]"))
-                .unwrap_or_default();
-            writeln!(out, "{label} {} skb-arg={}{module}", t.name, t.skb_arg)
-                .context("writing the list")?;
+            kind
         }
-        eprintln!("{} {label}s", targets.len());
+        BackendChoice::Auto => tracer::choose_backend(BackendChoice::Auto, &kallsyms)?.kind,
+    };
+    let backend = attach::backend(kind);
+    if list.kernel.wants_modules() {
+        let wanted = [Feature::ModuleFunctions];
+        for note in attach::check_features(backend.as_ref(), &wanted, None)? {
+            tracer::print_note(&note);
+        }
     }
+    let targets = tracer::select_targets(list.func.as_ref(), &btf, backend.as_ref())?;
+    let label = backend.target_noun();
+    let mut out = std::io::stdout().lock();
+    for t in &targets {
+        let module = t
+            .module
+            .as_deref()
+            .map(|m| format!(" [{m}]"))
+            .unwrap_or_default();
+        writeln!(out, "{label} {} skb-arg={}{module}", t.name, t.skb_arg)
+            .context("writing the list")?;
+    }
+    out.flush().context("writing the list")?;
+    eprintln!(
+        "{} {label}s for the {} backend",
+        targets.len(),
+        backend.name()
+    );
     Ok(())
 }

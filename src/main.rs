@@ -22,6 +22,9 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(e) => e.exit(),
     };
+    if let Some(note) = &args.legacy_note {
+        eprintln!("{note}");
+    }
     let mode = match args.resolve() {
         Ok(mode) => mode,
         Err(e) => {

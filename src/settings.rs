@@ -27,10 +27,12 @@ pub enum Mode {
     FilterCheck { capture: PathBuf, filter: String },
 }
 
-/// `--list-funcs`: where the targets come from and which to keep.
+/// `--list-funcs`: where the targets come from, whose targets (`--backend`), and which to
+/// keep.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListSettings {
     pub kernel: KernelSettings,
+    pub backend: BackendChoice,
     pub func: Option<FuncFilter>,
 }
 
@@ -50,7 +52,11 @@ pub struct TraceSettings {
 impl TraceSettings {
     /// The backend features this run asks for (checked against the chosen backend).
     pub fn wanted_features(&self) -> Vec<Feature> {
-        wanted_features(&self.filter, &self.output)
+        let mut wanted = wanted_features(&self.filter, &self.output);
+        if self.kernel.wants_modules() {
+            wanted.push(Feature::ModuleFunctions);
+        }
+        wanted
     }
 }
 
@@ -76,6 +82,17 @@ pub struct KernelSettings {
     pub btf: Option<PathBuf>,
     /// `--kmods` / `--all-kmods`: the modules whose functions are probed too.
     pub kmods: Kmods,
+}
+
+impl KernelSettings {
+    /// Whether `--kmods` or `--all-kmods` asks for module functions.
+    pub fn wants_modules(&self) -> bool {
+        match &self.kmods {
+            Kmods::None => false,
+            Kmods::Named(names) => !names.is_empty(),
+            Kmods::All => true,
+        }
+    }
 }
 
 /// How the probes attach.

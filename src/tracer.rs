@@ -4,6 +4,7 @@
 
 mod probe_setup;
 mod progress;
+mod signals;
 
 use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,11 +15,11 @@ use anyhow::{bail, Context, Result};
 use tokio::sync::Notify;
 
 use crate::attach::{
-    self, AttachError, AttachSummary, Backend, BackendOptions, Feature, HelperNeeds, Pick, Target,
-    TargetNames,
+    self, AttachError, AttachSummary, Backend, BackendOptions, Feature, FeatureNote, HelperNeeds,
+    Pick, Target, TargetNames,
 };
 use crate::btf::{KernelBtf, SkbLayout};
-use crate::events::ring;
+use crate::events::ring::{self, RingError};
 use crate::host;
 use crate::load::{self, LoadOptions, LoadedObject, ObjectSpec};
 use crate::output::{IfaceNames, Ksyms, Names, NetnsNames, Output, OutputOptions, OutputTarget};
@@ -38,17 +39,30 @@ pub fn trace(settings: &TraceSettings, filter: Option<Expr>) -> Result<()> {
     let kallsyms = Ksyms::load().context("reading /proc/kallsyms")?;
 
     // Which backend probes what, and whether it can do what the settings ask.
-    let pick = choose_backend(&settings.backend, &kallsyms)?;
+    let pick = choose_backend(settings.backend.choice, &kallsyms)?;
     let mut backend = attach::backend_with(pick.kind, backend_options(&settings.backend));
     let wanted = settings.wanted_features();
     for note in attach::check_features(backend.as_ref(), &wanted, pick.passed_over.as_ref())? {
-        eprintln!("note: {note}");
+        print_note(&note);
     }
     let targets = select_targets(settings.filter.func.as_ref(), &btf, backend.as_ref())?;
+    if let Some(coverage) = backend.coverage(&targets) {
+        eprintln!("Probing {coverage}");
+    }
 
     // The probe programs' input.
     let output_opts = probe_setup::output_options(&settings.output, &btf)?;
     let opts = probe_setup::probe_options(settings, filter, &btf, backend.as_ref(), &output_opts)?;
+
+    // The output, before anything is attached: an --output-file that cannot be created
+    // fails here.
+    let names = output_names(
+        &settings.output,
+        kallsyms,
+        &btf,
+        backend.target_names(&targets),
+    );
+    let mut output = open_output(&settings.output, output_opts, names)?;
 
     // Load and attach; a signal from here on ends the run.
     let stop = Arc::new(AtomicBool::new(false));
@@ -58,7 +72,7 @@ pub fn trace(settings: &TraceSettings, filter: Option<Expr>) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the event loop")?;
-    rt.spawn(watch_signals(stop.clone(), wake.clone()));
+    rt.spawn(signals::watch_signals(stop.clone(), wake.clone()));
     let run = Loader {
         settings,
         layout: &layout,
@@ -78,7 +92,12 @@ pub fn trace(settings: &TraceSettings, filter: Option<Expr>) -> Result<()> {
                 "{refused} links are refused by this kernel; falling back to {}",
                 backend.noun()
             );
-            run.load_and_attach(backend.as_mut())?
+            let attached = run.load_and_attach(backend.as_mut())?;
+            let fallback_names = backend.target_names(&targets);
+            let names = output.names_mut();
+            names.probe_names = fallback_names.probe_names;
+            names.drop_reason_args = fallback_names.drop_reason_args;
+            attached
         }
         Err(e) => return Err(e),
     };
@@ -92,21 +111,9 @@ pub fn trace(settings: &TraceSettings, filter: Option<Expr>) -> Result<()> {
         eprintln!("start-up took {:.3}s", started.elapsed().as_secs_f64());
     }
 
-    // Events to output, until a signal or the line limit; then detach.
-    let names = output_names(
-        &settings.output,
-        kallsyms,
-        &btf,
-        backend.target_names(&targets),
-    );
-    let mut output = open_output(&settings.output, output_opts, names)?;
-    eprintln!("Listening for events..");
-    if let Some(path) = &settings.ready_file {
-        fs::write(path, b"")
-            .with_context(|| format!("creating --ready-file {}", path.display()))?;
-    }
-    output.print_header()?;
-    let result = rt.block_on(ring::event_loop(&mut obj, &mut output, &stop, &wake));
+    // Events to output, until a signal, the line limit or a closed output; then detach.
+    eprintln!("Listening for events.. (Ctrl-C to stop)");
+    let result = listen(settings, &rt, &mut obj, &mut output, &stop, &wake);
     output.flush().ok();
     detach(backend.as_mut(), &mut obj, settings.debug);
     let lost = result?;
@@ -124,6 +131,41 @@ pub fn trace(settings: &TraceSettings, filter: Option<Expr>) -> Result<()> {
     Ok(())
 }
 
+/// Announces readiness (`--ready-file`), prints the header, and runs the event loop;
+/// returns the number of events lost. Every error comes back here, with the probes still
+/// attached: the caller detaches them.
+fn listen(
+    settings: &TraceSettings,
+    rt: &tokio::runtime::Runtime,
+    obj: &mut LoadedObject,
+    output: &mut Output,
+    stop: &AtomicBool,
+    wake: &Notify,
+) -> Result<u64> {
+    if let Some(path) = &settings.ready_file {
+        fs::write(path, b"")
+            .with_context(|| format!("creating --ready-file {}", path.display()))?;
+    }
+    // Out at once, so that a closed stdout shows before the first event.
+    output
+        .print_header()
+        .and_then(|()| output.flush())
+        .map_err(RingError::Io)?;
+    Ok(rt.block_on(ring::event_loop(obj, output, stop, wake))?)
+}
+
+/// Whether `e` comes from writing to a closed pipe (`pwru … | head` once head exited):
+/// the reader is gone, the run ends normally.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        let io = match cause.downcast_ref::<RingError>() {
+            Some(RingError::Io(io)) => Some(io),
+            _ => cause.downcast_ref::<std::io::Error>(),
+        };
+        io.is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Opens `--kernel-btf` or the running kernel's BTF, plus `--kmods`/`--all-kmods` modules.
 pub fn open_btf(kernel: &KernelSettings) -> Result<KernelBtf> {
     let btf = match &kernel.btf {
@@ -134,14 +176,22 @@ pub fn open_btf(kernel: &KernelSettings) -> Result<KernelBtf> {
         ),
         None => KernelBtf::open_system(&kernel.kmods),
     };
-    btf.context(
-        "opening kernel BTF (pass --kernel-btf FILE on kernels without /sys/kernel/btf/vmlinux)",
-    )
+    // The errors name the file or module; the one for a kernel without BTF says what to do.
+    btf.context("opening kernel BTF")
+}
+
+/// A feature note: a warning when a flag does not do what it says.
+pub fn print_note(note: &FeatureNote) {
+    if note.is_warning() {
+        eprintln!("pwru: warning: {note}");
+    } else {
+        eprintln!("note: {note}");
+    }
 }
 
 /// `--backend`, or the best backend this kernel runs; `auto` says which and why.
-fn choose_backend(backend: &BackendSettings, kallsyms: &Ksyms) -> Result<Pick> {
-    let named = match backend.choice {
+pub fn choose_backend(choice: BackendChoice, kallsyms: &Ksyms) -> Result<Pick> {
+    let named = match choice {
         BackendChoice::Auto => None,
         BackendChoice::Named(kind) => Some(kind),
     };
@@ -171,7 +221,7 @@ pub fn select_targets(
     if targets.is_empty() {
         match func {
             Some(f) => bail!(
-                "no skb {} matches --filter-func {:?}; see `pwru --list-funcs`",
+                "no skb {} matches --filter-func '{}'; see `pwru --list-funcs`",
                 backend.target_noun(),
                 f.pattern
             ),
@@ -314,22 +364,6 @@ fn output_names(
 /// The output the settings ask for.
 fn open_output(out: &OutputSettings, opts: OutputOptions, names: Names) -> Result<Output> {
     Output::new(opts, names, OutputTarget::from_settings(out)).context("opening the output")
-}
-
-async fn watch_signals(stop: Arc<AtomicBool>, wake: Arc<Notify>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return;
-    };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-    }
-    stop.store(true, Ordering::Relaxed);
-    wake.notify_one();
 }
 
 #[cfg(test)]

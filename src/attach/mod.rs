@@ -171,6 +171,10 @@ pub enum Feature {
     CloneFollowing,
     /// `bpf_get_func_ip` names the probed function (no flag asks for it).
     FuncIp,
+    /// `--kmods` / `--all-kmods`: the skb functions of kernel modules are probed too;
+    /// without it only what else the backend finds in the modules is, so its absence is
+    /// a warning, not an error.
+    ModuleFunctions,
 }
 
 /// How the output names the probe of an event and finds its drop reason.
@@ -306,6 +310,12 @@ pub trait Backend {
     /// How the output names the probe of an event from these targets.
     fn target_names(&self, targets: &[Target]) -> TargetNames;
 
+    /// What probing `targets` shows and misses, said at start when it is less than every
+    /// kernel function a packet passes ("30 tracepoints: ..."); `None` otherwise.
+    fn coverage(&self, _targets: &[Target]) -> Option<String> {
+        None
+    }
+
     /// Where the program that forgets freed skbs attaches (with skb tracking).
     fn untrack_points(&self) -> &'static [UntrackPoint];
 
@@ -402,7 +412,8 @@ pub enum FeatureError {
     },
 }
 
-/// A feature the run asks for that its backend provides only in part; printed as a note.
+/// A feature the run asks for that its backend provides only in part; printed as a note
+/// or, when a flag does not do what it says, a warning ([`FeatureNote::is_warning`]).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FeatureNote {
     #[error("with the {backend} backend, --filter-track-skb does not follow clones and copies ({reason})")]
@@ -410,6 +421,18 @@ pub enum FeatureNote {
         backend: &'static str,
         reason: &'static str,
     },
+    #[error("--kmods and --all-kmods do not apply to the {backend} backend ({reason}): only skb tracepoints that the modules define are added, none of their functions")]
+    NoModuleFunctions {
+        backend: &'static str,
+        reason: &'static str,
+    },
+}
+
+impl FeatureNote {
+    /// Whether a flag of the command line is (mostly) ignored, rather than only weaker.
+    pub fn is_warning(&self) -> bool {
+        matches!(self, FeatureNote::NoModuleFunctions { .. })
+    }
 }
 
 /// Checks the features `wanted` against `backend`: the first one the run cannot do without
@@ -447,6 +470,10 @@ pub fn check_features(
                 })
             }
             Feature::CloneFollowing => notes.push(FeatureNote::NoCloneFollowing {
+                backend: name,
+                reason,
+            }),
+            Feature::ModuleFunctions => notes.push(FeatureNote::NoModuleFunctions {
                 backend: name,
                 reason,
             }),
@@ -638,12 +665,19 @@ pub(crate) mod tests {
             notes.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
             ["with the tracepoint backend, --filter-track-skb does not follow clones and copies (skb_clone, skb_copy need kprobes)"]
         );
+        let notes = check_features(tp.as_ref(), &[Feature::ModuleFunctions], None).unwrap();
+        assert_eq!(
+            notes.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            ["--kmods and --all-kmods do not apply to the tracepoint backend (it probes tracepoints, not functions; module functions need kprobes): only skb tracepoints that the modules define are added, none of their functions"]
+        );
+        assert!(notes[0].is_warning());
         for kind in [BackendKind::Kprobe, BackendKind::KprobeMulti] {
             let all = [
                 Feature::Caller,
                 Feature::NonSkbFunctions,
                 Feature::CloneFollowing,
                 Feature::FuncIp,
+                Feature::ModuleFunctions,
             ];
             assert_eq!(
                 check_features(backend(kind).as_ref(), &all, None),

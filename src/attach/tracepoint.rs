@@ -60,6 +60,9 @@ impl Backend for TracepointBackend {
             Feature::NonSkbFunctions => Some("it probes no function by name"),
             Feature::CloneFollowing => Some("skb_clone, skb_copy need kprobes"),
             Feature::FuncIp => Some("a raw tracepoint has no function ip"),
+            Feature::ModuleFunctions => {
+                Some("it probes tracepoints, not functions; module functions need kprobes")
+            }
         }
     }
 
@@ -86,6 +89,11 @@ impl Backend for TracepointBackend {
                 .collect(),
             drop_reason_args: HashMap::new(),
         }
+    }
+
+    /// How many tracepoints of each kind, and that they are not every function.
+    fn coverage(&self, targets: &[Target]) -> Option<String> {
+        Some(coverage_line(targets))
     }
 
     /// Every skb ends in one of these two.
@@ -152,6 +160,47 @@ impl Backend for TracepointBackend {
     }
 }
 
+/// The kinds of skb tracepoints, in the order the coverage line gives them.
+const TRACEPOINT_KINDS: [&str; 4] = ["device", "queueing", "drop", "socket and protocol"];
+
+/// The kind (an entry of [`TRACEPOINT_KINDS`]) of the tracepoint `name`.
+fn tracepoint_kind(name: &str) -> &'static str {
+    let device = ["net_dev_", "netif_", "napi_"];
+    let drop = ["fail", "bad_", "_full", "mismatch"];
+    if device.iter().any(|p| name.starts_with(p)) {
+        "device"
+    } else if name.starts_with("qdisc_") {
+        "queueing"
+    } else if matches!(name, "kfree_skb" | "consume_skb") || drop.iter().any(|d| name.contains(d)) {
+        "drop"
+    } else {
+        "socket and protocol"
+    }
+}
+
+/// "30 tracepoints: 9 device, 2 queueing, 5 drop, 14 socket and protocol events; a packet
+/// shows where it passes one of them, not in every kernel function (that needs kprobes)".
+fn coverage_line(targets: &[Target]) -> String {
+    let kinds: Vec<String> = TRACEPOINT_KINDS
+        .iter()
+        .map(|kind| {
+            let n = targets
+                .iter()
+                .filter(|t| tracepoint_kind(&t.name) == *kind)
+                .count();
+            (kind, n)
+        })
+        .filter(|(_, n)| *n > 0)
+        .map(|(kind, n)| format!("{n} {kind}"))
+        .collect();
+    format!(
+        "{} tracepoint{}: {} events; a packet shows where it passes one of them, not in every kernel function (that needs kprobes)",
+        targets.len(),
+        if targets.len() == 1 { "" } else { "s" },
+        kinds.join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +215,30 @@ mod tests {
             .unwrap();
         assert_eq!(specs[1].name, "tp_skb_1");
         assert_eq!(specs[1].kind, ProgKind::RawTracepoint("consume_skb".into()));
+    }
+
+    #[test]
+    fn the_coverage_line_counts_each_kind() {
+        let names = [
+            "net_dev_queue",
+            "netif_receive_skb",
+            "napi_gro_receive_entry",
+            "qdisc_enqueue",
+            "kfree_skb",
+            "consume_skb",
+            "udp_fail_queue_rcv_skb",
+            "tcp_bad_csum",
+            "sock_rcvqueue_full",
+            "tcp_hash_md5_mismatch",
+            "tcp_probe",
+            "skb_copy_datagram_iovec",
+        ];
+        let targets: Vec<Target> = names.iter().map(|n| target(n, 0)).collect();
+        assert_eq!(
+            TracepointBackend::default().coverage(&targets).unwrap(),
+            "12 tracepoints: 3 device, 1 queueing, 6 drop, 2 socket and protocol events; a packet shows where it passes one of them, not in every kernel function (that needs kprobes)"
+        );
+        assert!(coverage_line(&[target("kfree_skb", 0)]).starts_with("1 tracepoint: 1 drop events"));
     }
 
     #[test]

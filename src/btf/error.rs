@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
     /// The file could not be read.
-    #[error("cannot read BTF file {path}: {source}")]
+    #[error("cannot read BTF file {}", path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,

@@ -72,7 +72,7 @@ pub struct Capture<'a> {
 /// Why a capture could not be read. Offsets are byte positions in the file.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         path: String,
         #[source]

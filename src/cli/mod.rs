@@ -2,16 +2,17 @@
 //! included), plus pwru-rs extras, parsed with clap into `Args` and resolved once into `Settings`.
 
 pub mod filter_tools;
+mod legacy;
 mod resolve;
 mod values;
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 
 use crate::settings::{BackendChoice, FuncFilter, MarkFilter, NetnsSpec, TimestampMode};
 
-pub use resolve::{ConfigError, MAX_METADATA_FIELDS};
+pub use resolve::{ConfigError, MAX_METADATA_FIELDS, PENDING_MARK};
 pub use values::{
     parse_backend, parse_batch, parse_func_filter, parse_go_bool, parse_mark, parse_netns,
 };
@@ -38,8 +39,8 @@ Examples:
   # Only functions whose whole name matches a regex, with TCP flags and stacks
   pwru --filter-func 'ip_.*|tcp_.*' --output-tcp-flags --output-stack 'tcp[tcpflags] & tcp-syn != 0'
 
-  # Packets with mark 0xa00 in the masked bits, in one network namespace
-  pwru --filter-mark 0xa00/0xf00 --filter-netns /run/netns/blue icmp
+  # Packets with mark 0xa00 in the masked bits, in the network namespace `ip netns` calls blue
+  pwru --filter-mark 0xa00/0xf00 --filter-netns blue icmp
 
   # Keep following a packet after NAT rewrote its address
   pwru --filter-track-skb 'dst host 10.10.20.99'
@@ -53,7 +54,12 @@ Examples:
   # Without tracing: list the probed functions, show the compiled filter, or test it on a capture
   pwru --list-funcs --filter-func '.*xmit.*'
   pwru --dump-filter --l3 'tcp port 443'
-  pwru --filter-check capture.pcap 'udp and port 53'";
+  pwru --filter-check capture.pcap 'udp and port 53'
+
+The original's first flags still work: --filter-src-ip/--filter-dst-ip ADDR,
+--filter-src-port/--filter-dst-port PORT and --filter-proto tcp|udp|icmp|icmp6 are joined
+with `and` to the pcap filter, --output-relative-timestamp is --timestamp relative, and Go's
+single dash (-filter-dst-ip) works for every long flag; pwru prints today's command.";
 
 /// Everything the command line says, as parsed. Field names follow pwru's flag names;
 /// [`Args::resolve`] checks them together and turns them into the run's settings.
@@ -104,7 +110,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', action = ArgAction::Append, value_name = "FUNC,...", help_heading = "Filters")]
     pub filter_non_skb_funcs: Vec<String>,
 
-    /// Keep packets of one netns: a path like /proc/<pid>/ns/net or /run/netns/<name>, or inode:<n>
+    /// Keep packets of one netns: a name from `ip netns list` (/run/netns/NAME), a path like /proc/<pid>/ns/net, or inode:<n>
     #[arg(long, value_parser = parse_netns, value_name = "NETNS", help_heading = "Filters")]
     pub filter_netns: Option<NetnsSpec>,
 
@@ -294,16 +300,37 @@ pub struct Args {
     /// pcap-filter expression (see `man 7 pcap-filter`); the words are joined with spaces
     #[arg(value_name = "PCAP-FILTER")]
     pub filter_words: Vec<String>,
+
+    /// Set when the command line used the original's first flags or Go's single-dash
+    /// spelling: one line naming them and giving today's command (for stderr).
+    #[arg(skip)]
+    pub legacy_note: Option<String>,
+}
+
+/// The command line as `--help`, the man page and the completions show it: the clap
+/// definition of [`Args`], with the flags not implemented yet marked so in their help.
+pub fn command() -> clap::Command {
+    resolve::mark_pending_flags(Args::command())
 }
 
 impl Args {
-    /// Parses `args` (including the program name).
+    /// Parses `args` (including the program name) with [`command`], after translating
+    /// the original's first flags and Go's `-long-flag` spelling (see [`Args::legacy_note`]).
     pub fn try_parse_args<I, T>(args: I) -> Result<Self, clap::Error>
     where
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        Self::try_parse_from(args)
+        let mut cmd = command();
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let translated = legacy::translate(args, &cmd).map_err(|e| {
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, e.to_string())
+                .format(&mut cmd)
+        })?;
+        let matches = cmd.try_get_matches_from_mut(translated.args)?;
+        let mut parsed = Self::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
+        parsed.legacy_note = translated.note;
+        Ok(parsed)
     }
 }
 

@@ -22,8 +22,11 @@ pub enum ConfigError {
     TooManyMetadataFields { flag: &'static str, count: usize },
     #[error("--l3 only applies to --dump-filter and --filter-check; add one of them or drop --l3")]
     L3WithoutFilterTool,
-    #[error("{0} needs a pcap-filter expression after the options, e.g. `pwru {0} 'tcp port 80'`")]
-    MissingFilter(&'static str),
+    #[error("--dump-filter needs a pcap-filter expression after the options, e.g. `pwru --dump-filter 'tcp port 80'`")]
+    MissingDumpFilter,
+    /// `--filter-check FILE` without an expression; holds FILE as given.
+    #[error("--filter-check needs a pcap-filter expression after the file, e.g. `pwru --filter-check {0} 'tcp port 80'`")]
+    MissingCheckFilter(String),
     #[error(
         "--list-funcs, --dump-filter and --filter-check are separate modes; use one at a time"
     )]
@@ -43,7 +46,11 @@ struct PendingFlag {
     is_set: fn(&Args) -> bool,
 }
 
-/// Flags parsed for compatibility but not implemented yet. Edit this list as features land.
+/// What `--help` writes before the help of a flag in [`PENDING_FLAGS`].
+pub const PENDING_MARK: &str = "[not supported yet]";
+
+/// Flags parsed for compatibility but not implemented yet. Edit this list as features land:
+/// `--help` marks each with [`PENDING_MARK`], and setting one is a usage error.
 const PENDING_FLAGS: &[PendingFlag] = &[
     PendingFlag {
         name: "--filter-trace-tc",
@@ -82,6 +89,29 @@ const PENDING_FLAGS: &[PendingFlag] = &[
         is_set: |c| c.output_bpfmap,
     },
 ];
+
+/// The names of the flags in [`PENDING_FLAGS`], e.g. `--filter-trace-tc`.
+#[cfg(test)]
+pub(super) fn pending_flag_names() -> Vec<&'static str> {
+    PENDING_FLAGS.iter().map(|f| f.name).collect()
+}
+
+/// `cmd` with the help of every flag in [`PENDING_FLAGS`] starting with [`PENDING_MARK`].
+pub(super) fn mark_pending_flags(mut cmd: clap::Command) -> clap::Command {
+    for flag in PENDING_FLAGS {
+        let long = flag.name.trim_start_matches("--");
+        let id = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .map(|a| a.get_id().clone())
+            .expect("every pending flag is a flag of Args");
+        cmd = cmd.mut_arg(id, |arg| {
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            arg.help(format!("{PENDING_MARK} {help}"))
+        });
+    }
+    cmd
+}
 
 impl Args {
     /// Checks the flags together and resolves them into the mode to run: every usage
@@ -140,10 +170,10 @@ impl Args {
         }
         if self.filter_words.is_empty() {
             if self.dump_filter {
-                return Err(ConfigError::MissingFilter("--dump-filter"));
+                return Err(ConfigError::MissingDumpFilter);
             }
-            if self.filter_check.is_some() {
-                return Err(ConfigError::MissingFilter("--filter-check"));
+            if let Some(file) = &self.filter_check {
+                return Err(ConfigError::MissingCheckFilter(file.display().to_string()));
             }
         }
         Ok(())
@@ -167,6 +197,7 @@ impl Args {
         if self.list_funcs {
             return Mode::ListFuncs(ListSettings {
                 kernel: self.kernel_settings(),
+                backend: self.backend,
                 func: self.filter_func,
             });
         }

@@ -2,11 +2,12 @@
 //! backend, function regex, Go-style booleans), written to accept what pwru accepts; the
 //! values are the clap-free types of `settings`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::builder::PossibleValue;
 
 use crate::attach::BackendKind;
+use crate::output::netns::RUN_NETNS;
 use crate::settings::{BackendChoice, FuncFilter, MarkFilter, NetnsSpec, TimestampMode};
 
 fn parse_u32_hex_or_dec(s: &str, what: &str) -> Result<u32, String> {
@@ -40,19 +41,27 @@ pub fn parse_mark(s: &str) -> Result<MarkFilter, String> {
     Ok(MarkFilter { mark, mask })
 }
 
-/// Parses `/path/to/netns` or `inode:<n>`.
+/// Parses `/path/to/netns`, `inode:<n>`, or the NAME of `/run/netns/NAME` (as `ip netns`
+/// names it).
 pub fn parse_netns(s: &str) -> Result<NetnsSpec, String> {
     if let Some(n) = s.strip_prefix("inode:") {
         return n.parse::<u32>().map(NetnsSpec::Inode).map_err(|e| {
-            format!("invalid netns inode {n:?}: {e} (expected inode:<decimal number>)")
+            format!("invalid netns inode '{n}': {e} (expected inode:<decimal number>)")
         });
     }
     if s.starts_with('/') {
         return Ok(NetnsSpec::Path(PathBuf::from(s)));
     }
-    Err(format!(
-        "invalid netns specifier {s:?}: use a path such as /proc/<pid>/ns/net or inode:<n>"
-    ))
+    let usage = "use a name from `ip netns list`, a path such as /proc/<pid>/ns/net, or inode:<n>";
+    if s.is_empty() || s == "." || s == ".." || s.contains('/') {
+        return Err(format!("invalid netns '{s}': {usage}"));
+    }
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "invalid netns '{s}': write inode:{s} for a netns inode ({usage})"
+        ));
+    }
+    Ok(NetnsSpec::Path(Path::new(RUN_NETNS).join(s)))
 }
 
 /// `--timestamp` values, with the help text of each.

@@ -274,7 +274,7 @@ impl<'a> Cx<'a> {
             _ => "",
         };
         let found = format!("{found}{hint}");
-        let msg = match expected.len() {
+        let mut msg = match expected.len() {
             0 => found,
             1 => format!("{found}, expected {}", expected[0]),
             n => format!(
@@ -283,6 +283,18 @@ impl<'a> Cx<'a> {
                 expected[n - 1]
             ),
         };
+        // A typo of a keyword: the word here, or the one before (taken for a host name).
+        let here: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
+        let before = self.src[..pos.min(self.src.len())]
+            .split_whitespace()
+            .next_back()
+            .unwrap_or("");
+        if let Some((word, typo)) = [here.as_str(), before]
+            .into_iter()
+            .find_map(|w| suggest::keyword_hint(w).map(|h| (w, h)))
+        {
+            msg.push_str(&format!(" ('{word}': {typo})"));
+        }
         self.err_at(pos, ParseErrorKind::Syntax(msg))
     }
 
@@ -406,13 +418,14 @@ impl<'a> Cx<'a> {
             Rule::paren_pid => self.pid(p.into_inner().next().expect("pid"), q),
             _ => {
                 let Some(q) = q else {
+                    let word = p.as_str();
+                    let typo = suggest::keyword_hint(word)
+                        .map(|h| format!("; {h}"))
+                        .unwrap_or_default();
                     return Err(self.err(
                         &p,
                         ParseErrorKind::Syntax(format!(
-                            "'{}' has no qualifier to inherit (write e.g. 'host {}' or 'port {}')",
-                            p.as_str(),
-                            p.as_str(),
-                            p.as_str()
+                            "'{word}' has no qualifier to inherit (write e.g. 'host {word}' or 'port {word}'){typo}"
                         )),
                     ));
                 };
@@ -849,11 +862,14 @@ impl<'a> Cx<'a> {
                 )
             })?;
         if addrs.is_empty() {
+            let typo = suggest::keyword_hint(name)
+                .map(|h| format!("; {h}"))
+                .unwrap_or_default();
             return Err(self.unknown(
                 p,
                 "host",
                 name,
-                &format!(" (not in {}; DNS is not used)", path.display()),
+                &format!(" (not in {}; DNS is not used){typo}", path.display()),
             ));
         }
         let mut prims = Vec::new();
@@ -1539,6 +1555,8 @@ fn rule_description(r: Rule) -> &'static str {
         _ => "a token",
     }
 }
+
+mod suggest;
 
 #[cfg(test)]
 mod tests;

@@ -53,7 +53,7 @@ filter-nomatch kprobe-multi-basic"
 # Tests for a host kernel without kprobes (tracepoint backend), run by
 # tests/e2e/host-suite.sh: the drop must carry its reason.
 E2E_HOST_TESTS="host-basic-ipv4 host-basic-ipv6 host-nomatch host-skb-expr host-skb-expr-nomatch host-output-skb \
-host-track-by-stackid"
+host-track-by-stackid host-legacy-flags"
 
 # Functions through which a dropped skb leaves the stack (6.12 inlines
 # kfree_skb_reason into sk_skb_reason_drop).
@@ -577,6 +577,24 @@ e2e_test_host_track_by_stackid() {
         E2E_WHY="no note that clones are not followed on the tracepoint backend"
     fi
     e2e_verdict host-track-by-stackid '10\.0\.0\.2:8080([^0-9]|$)' 'NETFILTER_DROP'
+    e2e_fw_clear
+}
+
+# The original's first interface, as its scripts wrote it: Go's single-dash flags and
+# no pcap expression. The same drop is traced, with relative timestamps, and pwru names
+# today's command.
+e2e_test_host_legacy_flags() {
+    e2e_fw_drop "ip daddr 10.0.0.2 tcp dport 8080" || { e2e_fail host-legacy-flags "cannot install nft rule"; return; }
+    e2e_trace host-legacy-flags e2e_traffic_v4_8080 -filter-dst-ip 10.0.0.2 -filter-dst-port 8080 \
+        -filter-proto tcp -output-relative-timestamp
+    e2e_scenario_check host-legacy-flags 1
+    if [ -z "$E2E_WHY" ] && ! grep -q "today's command: pwru .*'dst host 10.0.0.2 and tcp and dst port 8080'" \
+        "$E2E_OUT/host-legacy-flags.stderr"; then
+        E2E_WHY="no note giving today's command"
+    elif [ -z "$E2E_WHY" ] && ! grep -q ' TIMESTAMP ' "$E2E_LOG"; then
+        E2E_WHY="-output-relative-timestamp: no TIMESTAMP column"
+    fi
+    e2e_verdict host-legacy-flags '10\.0\.0\.2:8080([^0-9]|$)' 'NETFILTER_DROP'
     e2e_fw_clear
 }
 
