@@ -173,6 +173,8 @@ pub struct OutputSettings {
     pub dump_bytes: u32,
     /// `--output-file` and its rotation; `None` is stdout.
     pub file: Option<OutputFile>,
+    /// `--summary`: drops by reason and function, and totals, at exit.
+    pub summary: bool,
 }
 
 /// `--output-file` and its `--output-file-max-*` rotation.

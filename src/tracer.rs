@@ -22,7 +22,9 @@ use crate::btf::{KernelBtf, SkbLayout};
 use crate::events::ring::{self, RingError};
 use crate::host;
 use crate::load::{self, LoadOptions, LoadedObject, ObjectSpec};
-use crate::output::{IfaceNames, Ksyms, Names, NetnsNames, Output, OutputOptions, OutputTarget};
+use crate::output::{
+    IfaceNames, KernelCounts, Ksyms, Names, NetnsNames, Output, OutputOptions, OutputTarget,
+};
 use crate::pcapc::ast::Expr;
 use crate::probes::{self, Attachment, ProbeOptions, UntrackOptions};
 use crate::settings::{
@@ -114,12 +116,19 @@ pub fn trace(settings: &TraceSettings, filter: Option<Expr>) -> Result<()> {
     // Events to output, until a signal, the line limit or a closed output; then detach.
     eprintln!("Listening for events.. (Ctrl-C to stop)");
     let result = listen(settings, &rt, &mut obj, &mut output, &stop, &wake);
+    let missed_hits = missed_hits(&obj);
     output.flush().ok();
     detach(backend.as_mut(), &mut obj, settings.debug);
     let lost = result?;
     if lost > 0 {
         eprintln!("warning: {lost} events in all were lost: the ring buffer was full");
     }
+    output
+        .print_summary(KernelCounts {
+            lost_events: lost,
+            missed_hits,
+        })
+        .map_err(RingError::Io)?;
     if output.limit_reached() {
         eprintln!(
             "Printed events, exiting program.. (count={})",
@@ -129,6 +138,16 @@ pub fn trace(settings: &TraceSettings, filter: Option<Expr>) -> Result<()> {
         eprintln!("Received signal, exiting program..");
     }
     Ok(())
+}
+
+/// Probe runs the kernel skipped because a BPF program was already running on that CPU
+/// (the sum of our programs' `recursion_misses`; 0 where the kernel does not count them).
+fn missed_hits(obj: &LoadedObject) -> u64 {
+    obj.ebpf()
+        .programs()
+        .filter_map(|(name, _)| obj.info(name).ok())
+        .map(|info| info.recursion_misses)
+        .sum()
 }
 
 /// Announces readiness (`--ready-file`), prints the header, and runs the event loop;

@@ -213,6 +213,10 @@ pub struct Args {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
     pub output_caller: bool,
 
+    /// At exit, print drops by reason and function with counts, and packets, events, lost events and missed hits (one JSON object with --output-json)
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
+    pub summary: bool,
+
     /// Exit after printing this many events (0 = no limit)
     #[arg(long, default_value = "0", value_name = "N", help_heading = "Output")]
     pub output_limit_lines: u64,

@@ -278,6 +278,7 @@ impl Args {
             skb_cb: self.filter_trace_tc || self.output_skb_cb,
             json: self.output_json,
             limit_lines: self.output_limit_lines,
+            summary: self.summary,
             skb_metadata: self.output_skb_metadata.clone(),
             skb_dump: self.output_skb,
             shinfo_dump: self.output_shinfo,

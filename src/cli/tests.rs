@@ -450,6 +450,7 @@ fn output_options_from_flags() {
             limit_lines: 5,
             skb_metadata: Vec::new(),
             skb_dump: None,
+            summary: false,
         }
     );
     assert!(matches!(
@@ -467,6 +468,11 @@ fn output_options_from_flags() {
         netns_names(&["--output-netns-names", "--netns-names-max-length=40"]),
         Some(40)
     );
+    let summary = |args: &[&str]| OutputOptions::from_settings(&trace(args).output).summary;
+    assert!(!summary(&[]));
+    assert!(summary(&["--summary"]));
+    assert!(summary(&["--summary=true", "--output-json"]));
+    assert!(!summary(&["-summary=false"]));
 }
 
 #[test]

@@ -63,9 +63,41 @@ impl<'a> JsonObject<'a> {
         JsonObject::begin(self.buf)
     }
 
+    /// `"key":[...]` (present even when empty); close it with [`JsonArray::end`].
+    pub fn array(&mut self, key: &str) -> JsonArray<'_> {
+        self.key(key);
+        self.buf.push('[');
+        JsonArray {
+            buf: self.buf,
+            empty: true,
+        }
+    }
+
     /// Closes the object.
     pub fn end(self) {
         self.buf.push('}');
+    }
+}
+
+/// Writes the elements of one JSON array of objects; `end` closes it.
+pub struct JsonArray<'a> {
+    buf: &'a mut String,
+    empty: bool,
+}
+
+impl JsonArray<'_> {
+    /// Opens the next element, an object; close it with [`JsonObject::end`].
+    pub fn object(&mut self) -> JsonObject<'_> {
+        if !self.empty {
+            self.buf.push(',');
+        }
+        self.empty = false;
+        JsonObject::begin(self.buf)
+    }
+
+    /// Closes the array.
+    pub fn end(self) {
+        self.buf.push(']');
     }
 }
 

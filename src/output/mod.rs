@@ -9,6 +9,7 @@ pub mod netns;
 pub mod process;
 pub mod rotate;
 pub mod sections;
+pub mod summary;
 pub mod text;
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,6 +28,8 @@ pub use process::ProcessNames;
 pub use rotate::{RotatingFile, RotationPolicy};
 use sections::skb_dump::SkbDump;
 use sections::{Cx, JsonAt, Placed, Sections, TableAt};
+pub use summary::KernelCounts;
+use summary::Summary;
 use text::{pad_ascii_from, pad_from, push_dec, push_hex_prefixed, WallClock};
 
 /// What to print, taken from the command line; the sections (`sections::REGISTRY`) turn
@@ -51,6 +54,8 @@ pub struct OutputOptions {
     pub skb_metadata: Vec<FieldPath>,
     /// `--output-skb`/`--output-skb-shared-info`: what the probe renders as text.
     pub skb_dump: Option<SkbDump>,
+    /// `--summary`: drops by reason and function, and totals, at exit.
+    pub summary: bool,
 }
 
 impl OutputOptions {
@@ -71,6 +76,7 @@ impl OutputOptions {
             // Typed from BTF by the tracer.
             skb_metadata: Vec::new(),
             skb_dump: None,
+            summary: settings.summary,
         }
     }
 }
@@ -93,6 +99,15 @@ pub struct Names {
 }
 
 impl Names {
+    /// The name a probe's drop-reason parameter is known by: its probe name (tracepoints)
+    /// or its kallsyms symbol.
+    pub fn probe_key(&self, addr: u64) -> Option<&str> {
+        self.probe_names
+            .get(&addr)
+            .map(String::as_str)
+            .or_else(|| self.ksyms.exact(addr).map(|sym| &*sym.name))
+    }
+
     /// Kallsyms plus, when `scan_ifaces` (the meta columns are on), the interface names of
     /// every netns. Returns the netns that could not be scanned as warnings (their interfaces
     /// print as bare ifindexes); add drop reasons and probe names afterwards.
@@ -155,6 +170,8 @@ pub struct Output {
     last_seen: fasthash::FastMap<u64, u64>,
     printed: u64,
     clock: WallClock,
+    /// `--summary`'s counts.
+    summary: Option<Summary>,
 }
 
 /// The options, the name sources and the active sections at each place.
@@ -297,6 +314,7 @@ fn each(list: &mut [Placed], mut one: impl FnMut(&mut Placed)) {
 impl Output {
     /// Opens the target (the file is opened for append).
     pub fn new(opts: OutputOptions, names: Names, target: OutputTarget) -> io::Result<Self> {
+        let opts_summary = opts.summary;
         let (writer, line_buffered): (Box<dyn Write + Send>, bool) = match target {
             OutputTarget::Stdout => (Box::new(io::stdout()), io::stdout().is_terminal()),
             OutputTarget::File(path, policy) => {
@@ -313,6 +331,7 @@ impl Output {
             last_seen: fasthash::FastMap::default(),
             printed: 0,
             clock: WallClock::default(),
+            summary: opts_summary.then(Summary::default),
         })
     }
 
@@ -342,7 +361,27 @@ impl Output {
         }
         self.append_event(event, frames);
         self.printed += 1;
+        if let Some(summary) = &mut self.summary {
+            let names = &self.printer.names;
+            let func = names.probe_key(event.probe_addr).unwrap_or("");
+            let reason_arg = names.drop_reason_args.get(func).copied();
+            let reason = sections::drop_reason::drop_reason_for(event, func, reason_arg);
+            summary.observe(names, event, func, reason);
+        }
         self.after_line()
+    }
+
+    /// Writes `--summary` (if on) after the events: a table, or one JSON object.
+    pub fn print_summary(&mut self, kernel: KernelCounts) -> io::Result<()> {
+        let Some(summary) = &self.summary else {
+            return Ok(());
+        };
+        if self.printer.opts.json {
+            summary.push_json(kernel, &mut self.line);
+        } else {
+            summary.push_table(kernel, &mut self.line);
+        }
+        self.flush()
     }
 
     /// The text [`Output::print_with_stack`] would write for `event`, newline included,

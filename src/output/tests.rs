@@ -571,6 +571,46 @@ fn limit_lines_and_sink_flow() {
     assert_eq!(sink.text().lines().count(), 2);
 }
 
+/// `--summary` counts what was printed (up to `--output-limit-lines`) and comes after
+/// the events, in the table and as one JSON object.
+#[test]
+fn summary_follows_the_printed_events() {
+    for json in [false, true] {
+        let (mut out, sink) = output(OutputOptions {
+            limit_lines: 2,
+            summary: true,
+            json,
+            ..OutputOptions::default()
+        });
+        let mut drop = event(7, None, None);
+        drop.set(Some(DropReason(6)));
+        for ev in [event(0xffffffff81a00000, None, None), drop.clone(), drop] {
+            out.event(&ev, None).unwrap();
+        }
+        out.print_summary(KernelCounts {
+            lost_events: 3,
+            missed_hits: 0,
+        })
+        .unwrap();
+        let text = sink.text();
+        let want = if json {
+            concat!(
+                r#"{"summary":{"packets":1,"events":2,"lost_events":3,"missed_hits":0,"drops":["#,
+                r#"{"reason":"SKB_DROP_REASON_NETFILTER_DROP","func":"skb:kfree_skb","count":1}]}}"#,
+                "\n"
+            )
+        } else {
+            "\nSummary:\n   DROPS  REASON                          FUNCTION\n       1  SKB_DROP_REASON_NETFILTER_DROP  skb:kfree_skb\n1 packets, 2 events, 1 drops, 3 lost events, 0 missed hits\n"
+        };
+        assert!(text.ends_with(want), "json={json}: {text}");
+        assert_eq!(
+            text.lines().count(),
+            2 + want.lines().count(),
+            "json={json}: {text}"
+        );
+    }
+}
+
 #[test]
 fn output_file_is_appended() {
     let dir = std::env::temp_dir().join(format!("pwru-output-test-{}", std::process::id()));

@@ -53,7 +53,7 @@ filter-nomatch kprobe-multi-basic"
 # Tests for a host kernel without kprobes (tracepoint backend), run by
 # tests/e2e/host-suite.sh: the drop must carry its reason.
 E2E_HOST_TESTS="host-basic-ipv4 host-basic-ipv6 host-nomatch host-skb-expr host-skb-expr-nomatch host-output-skb \
-host-track-by-stackid host-legacy-flags"
+host-track-by-stackid host-legacy-flags host-summary host-summary-json"
 
 # Functions through which a dropped skb leaves the stack (6.12 inlines
 # kfree_skb_reason into sk_skb_reason_drop).
@@ -595,6 +595,35 @@ e2e_test_host_legacy_flags() {
         E2E_WHY="-output-relative-timestamp: no TIMESTAMP column"
     fi
     e2e_verdict host-legacy-flags '10\.0\.0\.2:8080([^0-9]|$)' 'NETFILTER_DROP'
+    e2e_fw_clear
+}
+
+# --summary: after the events, a table of drops by reason and function whose
+# NETFILTER_DROP count is the number of packets the firewall dropped, then the totals.
+e2e_test_host_summary() {
+    e2e_fw_drop "ip daddr 10.0.0.2 tcp dport 8080" || { e2e_fail host-summary "cannot install nft rule"; return; }
+    e2e_trace host-summary e2e_traffic_v4_8080 --summary 'dst host 10.0.0.2 and port 8080'
+    e2e_scenario_check host-summary 1
+    _s_dropped=$(e2e_fw_count)
+    if [ -z "$E2E_WHY" ] && ! grep -qE '^Summary:$' "$E2E_LOG"; then
+        E2E_WHY="no Summary: block after the events"
+    elif [ -z "$E2E_WHY" ] && ! grep -qE "^ +$_s_dropped  SKB_DROP_REASON_NETFILTER_DROP +[a-z_:]+$" "$E2E_LOG"; then
+        E2E_WHY="no summary row '$_s_dropped  SKB_DROP_REASON_NETFILTER_DROP FUNCTION' (the firewall dropped $_s_dropped)"
+    fi
+    e2e_verdict host-summary '^[1-9][0-9]* packets, [1-9][0-9]* events, [1-9][0-9]* drops, 0 lost events, [0-9]+ missed hits$'
+    e2e_fw_clear
+}
+
+# --summary with --output-json: the last line is one JSON object with the drop row.
+e2e_test_host_summary_json() {
+    e2e_fw_drop "ip daddr 10.0.0.2 tcp dport 8080" || { e2e_fail host-summary-json "cannot install nft rule"; return; }
+    e2e_trace host-summary-json e2e_traffic_v4_8080 --summary --output-json 'dst host 10.0.0.2 and port 8080'
+    e2e_scenario_check host-summary-json 1
+    _s_dropped=$(e2e_fw_count)
+    if [ -z "$E2E_WHY" ] && ! tail -n 1 "$E2E_LOG" | grep -qE '^\{"summary":\{"packets":[1-9]'; then
+        E2E_WHY="the last line is not the summary object"
+    fi
+    e2e_verdict host-summary-json '^\{"summary":' "\"reason\":\"SKB_DROP_REASON_NETFILTER_DROP\",\"func\":\"[a-z_:]+\",\"count\":$_s_dropped\}"
     e2e_fw_clear
 }
 
