@@ -557,6 +557,15 @@ pub fn header_line(opts: &OutputOptions) -> String {
     h
 }
 
+/// The name FUNC starts with for probe address `addr` without its module suffix: the
+/// probe's own name (tracepoints), else the kallsyms symbol there; `""` when unknown.
+pub(crate) fn probe_key(names: &Names, addr: u64) -> &str {
+    if let Some(name) = names.probe_names.get(&addr) {
+        return name;
+    }
+    names.ksyms.exact(addr).map_or("", |sym| &sym.name)
+}
+
 /// The symbol containing `addr`, or `0x<addr>` when below every symbol.
 pub(crate) fn push_nearest(ksyms: &Ksyms, addr: u64, buf: &mut String) {
     match ksyms.nearest(addr) {

@@ -471,6 +471,14 @@ fn json_lines() {
         second: 6,
         third: 0,
     });
+    let mut drop_unknown = event(0xffffffff81a01000, None, None);
+    drop_unknown.args = Some(NextArgs {
+        second: 77,
+        third: 0,
+    });
+    let mut tracepoint = event(7, None, None);
+    tracepoint.kind = EventKind::Tracepoint;
+    tracepoint.set(Some(DropReason(6)));
     let mut softirq = event(0xffffffff81a05000, None, meta(0, 0, 0x0806, 0, 28));
     softirq.pid = 0;
     softirq.cpu = 0;
@@ -483,7 +491,7 @@ fn json_lines() {
         (
             table_opts(),
             drop.clone(),
-            r#"{"skb":"0xffff8881052b6ee8","cpu":1,"process":"~/bin/curl:12345","func":"kfree_skb_reason(SKB_DROP_REASON_NETFILTER_DROP)","netns":4026531840,"iface":"eth0:2","proto":2048,"mtu":1500,"len":60,"tuple":{"saddr":"10.0.2.15","daddr":"1.0.0.1","sport":43216,"dport":8080,"proto":6}}"#,
+            r#"{"skb":"0xffff8881052b6ee8","cpu":1,"process":"~/bin/curl:12345","func":"kfree_skb_reason(SKB_DROP_REASON_NETFILTER_DROP)","drop_reason":"SKB_DROP_REASON_NETFILTER_DROP","netns":4026531840,"iface":"eth0:2","proto":2048,"mtu":1500,"len":60,"tuple":{"saddr":"10.0.2.15","daddr":"1.0.0.1","sport":43216,"dport":8080,"proto":6}}"#,
         ),
         (
             table_opts(),
@@ -506,7 +514,19 @@ fn json_lines() {
                 ..OutputOptions::default()
             },
             drop.clone(),
-            r#"{"skb":"0xffff8881052b6ee8","cpu":1,"process":"~/bin/curl:12345","func":"kfree_skb_reason(SKB_DROP_REASON_NETFILTER_DROP)","time":0}"#,
+            r#"{"skb":"0xffff8881052b6ee8","cpu":1,"process":"~/bin/curl:12345","func":"kfree_skb_reason(SKB_DROP_REASON_NETFILTER_DROP)","drop_reason":"SKB_DROP_REASON_NETFILTER_DROP","time":0}"#,
+        ),
+        // A reason BTF does not name: its number, as FUNC shows it.
+        (
+            OutputOptions::default(),
+            drop_unknown,
+            r#"{"skb":"0xffff8881052b6ee8","cpu":1,"process":"~/bin/curl:12345","func":"kfree_skb_reason (77)","drop_reason":"77"}"#,
+        ),
+        // The tracepoint's own reason; `func` stays as the table prints it.
+        (
+            OutputOptions::default(),
+            tracepoint,
+            r#"{"skb":"0xffff8881052b6ee8","cpu":1,"process":"~/bin/curl:12345","func":"skb:kfree_skb(SKB_DROP_REASON_NETFILTER_DROP)","drop_reason":"SKB_DROP_REASON_NETFILTER_DROP"}"#,
         ),
     ];
     for (opts, ev, want) in table {
@@ -537,6 +557,7 @@ fn json_lines() {
         "process",
         "func",
         "caller_func",
+        "drop_reason",
         "netns",
         "iface",
         "proto",
