@@ -92,7 +92,13 @@ pub fn trace(settings: &TraceSettings, filter: Option<Expr>) -> Result<()> {
         eprintln!("start-up took {:.3}s", started.elapsed().as_secs_f64());
     }
 
-    // Events to output, until a signal or the line limit; then detach.
+    // Events to output, until a signal or the line limit; then detach. Stack frames in
+    // the programs just loaded resolve to their `[bpf]` symbols, read again now.
+    let kallsyms = if settings.output.stack {
+        Ksyms::load().unwrap_or(kallsyms)
+    } else {
+        kallsyms
+    };
     let names = output_names(
         &settings.output,
         kallsyms,
