@@ -161,7 +161,7 @@ ffffffffc0a02000 t nft_other\t[nf_tables]
         assert_eq!(frames_text(&[0xffffffffa0001234, 0xffffffffa0003000]), "");
         // An unknown first frame is not known to be ours: it prints as an address.
         assert_eq!(
-            frames_text(&[0xffffffff9000_0000, 0xffffffffa0001234]),
+            frames_text(&[0xffffffff90000000, 0xffffffffa0001234]),
             "\n0xffffffff90000000\nbpf_prog_6deef7357e7b4530_pwru_tp[bpf]"
         );
     }
