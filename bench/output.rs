@@ -32,7 +32,7 @@ fn names() -> Names {
         ..Names::default()
     };
     for pid in 0..64 {
-        names.processes.insert(pid, Some("/usr/bin/curl"));
+        names.processes.insert(pid, &[0; 16], Some("/usr/bin/curl"));
     }
     for ifindex in 1..8 {
         names

@@ -113,6 +113,14 @@ pub fn trace(settings: &TraceSettings, filter: Option<Expr>) -> Result<()> {
         eprintln!("start-up took {:.3}s", started.elapsed().as_secs_f64());
     }
 
+    // Stack frames in the programs just loaded resolve to their `[bpf]` symbols: kallsyms
+    // is read again now.
+    if settings.output.stack {
+        if let Ok(ksyms) = Ksyms::load() {
+            output.names_mut().ksyms = ksyms;
+        }
+    }
+
     // Events to output, until a signal, the line limit or a closed output; then detach.
     eprintln!("Listening for events.. (Ctrl-C to stop)");
     let result = listen(settings, &rt, &mut obj, &mut output, &stop, &wake);

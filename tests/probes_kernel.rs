@@ -547,6 +547,8 @@ fn meta_and_tuple_of_every_frame() {
             assert_ne!(e.skb_addr, 0);
             assert_ne!(e.ktime_ns, 0);
             assert_eq!(e.pid as i32, std::process::id() as i32, "{name}: our tgid");
+            // SCHED_CLS has no bpf_get_current_comm: the name is zeroed, not stale bytes.
+            assert_eq!(e.comm(), &[0u8; 16], "{name}: no comm");
             let m = e
                 .get::<SkbMeta>()
                 .unwrap_or_else(|| panic!("{view} {name}: meta"));

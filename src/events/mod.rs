@@ -9,7 +9,7 @@ pub mod ring;
 use std::io;
 
 pub use crate::probes::event::EventKind;
-use crate::probes::event::{off, EVENT_SIZE, FLAGS_ALL, FLAG_ARGS};
+use crate::probes::event::{off, COMM_LEN, EVENT_SIZE, FLAGS_ALL, FLAG_ARGS};
 
 /// EtherType of IPv4, as found in the tuple's `l3_proto` and the meta's `protocol`.
 pub const ETH_P_IP: u16 = 0x0800;
@@ -145,6 +145,22 @@ impl Event {
             p.write(&mut self.record.fixed);
         }
         self.record.set_flag(P::FLAG, part.is_some());
+    }
+
+    /// The task's name as the probe recorded it (`comm`, NUL-padded; all zero when the
+    /// program could not read it).
+    pub fn comm(&self) -> &[u8; COMM_LEN] {
+        self.record.fixed[off::COMM..off::COMM + COMM_LEN]
+            .try_into()
+            .expect("COMM_LEN bytes")
+    }
+
+    /// Sets the task's name (tests, benches, replay), cut to 15 bytes as the kernel does.
+    pub fn set_comm(&mut self, comm: &str) {
+        let mut raw = [0u8; COMM_LEN];
+        let len = comm.len().min(COMM_LEN - 1);
+        raw[..len].copy_from_slice(&comm.as_bytes()[..len]);
+        self.record.put(off::COMM, &raw);
     }
 
     /// [`Event::set`] by value, for building events.
@@ -334,6 +350,18 @@ mod tests {
             &bytes[off::PID_TGID..off::PID_TGID + 8],
             &((1234u64 << 32) | 1240).to_ne_bytes()
         );
+    }
+
+    #[test]
+    fn comm_is_carried_and_cut_like_the_kernels() {
+        let mut ev = sample();
+        assert_eq!(ev.comm(), &[0u8; COMM_LEN], "not recorded: zero");
+        ev.set_comm("ping");
+        let back = decode(&ev.encode()).unwrap();
+        assert_eq!(&back.comm()[..5], b"ping\0");
+        assert_eq!(&back.encode()[off::COMM..off::COMM + 4], b"ping");
+        ev.set_comm("a-very-long-thread-name");
+        assert_eq!(ev.comm(), b"a-very-long-thr\0");
     }
 
     #[test]

@@ -476,7 +476,8 @@ impl Output {
         pad_ascii_from(line, start, 3);
         line.push(' ');
         let start = line.len();
-        line.push_str(printer.names.processes.get(ev.pid));
+        let process = printer.names.processes.get(ev.pid, ev.tid, ev.comm());
+        line.push_str(&process.column);
         pad_from(line, start, 16);
         if timestamp != TimestampMode::None {
             line.push(' ');
@@ -511,7 +512,8 @@ impl Output {
         obj.str("skb", &printer.scratch);
         printer.json(JsonAt::Head, ev, frames, &mut obj);
         obj.num("cpu", ev.cpu);
-        obj.str("process", printer.names.processes.get(ev.pid));
+        let process = printer.names.processes.get(ev.pid, ev.tid, ev.comm());
+        obj.str("process", &process.full);
         obj.str("func", func);
         printer.json(JsonAt::Func, ev, frames, &mut obj);
         match printer.opts.timestamp {

@@ -11,6 +11,7 @@ use super::sections::{SkbMeta, Tuple};
 use super::*;
 use crate::btf::{Field, ScalarKind};
 use crate::events::{NextArgs, ETH_P_IP, ETH_P_IPV6};
+use crate::probes::event::COMM_LEN;
 
 const KALLSYMS: &str = "\
 ffffffff81a00000 T nf_hook_slow
@@ -32,8 +33,10 @@ fn names() -> Names {
         ksyms: Ksyms::parse(KALLSYMS.as_bytes()).unwrap(),
         ..Names::default()
     };
-    names.processes.insert(CURL, Some("/usr/bin/curl"));
-    names.processes.insert(0, None);
+    names
+        .processes
+        .insert(CURL, &[0; COMM_LEN], Some("/usr/bin/curl"));
+    names.processes.insert(0, &[0; COMM_LEN], None);
     names.ifaces.insert(NETNS, 2, "eth0");
     names.ifaces.insert(NETNS, 1, "lo");
     names
@@ -423,7 +426,7 @@ fn dumps_follow_the_line_and_have_their_json_keys() {
         out.format_event(&ev, &[]).unwrap(),
         "{\"skb\":\"0xffff8881052b6ee8\",\
          \"skb_shared_info\":\"(struct skb_shared_info){\\n .nr_frags = (__u8)1,\\n}\\n\",\
-         \"cpu\":1,\"process\":\"~/bin/curl:12345\",\"func\":\"nf_hook_slow\",\
+         \"cpu\":1,\"process\":\"/usr/bin/curl:12345\",\"func\":\"nf_hook_slow\",\
          \"skb_metadata\":\"(struct sk_buff){\\n .len = (unsigned int)60,\\n}\"}\n"
     );
 }
@@ -471,6 +474,14 @@ fn json_lines() {
         second: 6,
         third: 0,
     });
+    let mut drop_unknown = event(0xffffffff81a01000, None, None);
+    drop_unknown.args = Some(NextArgs {
+        second: 77,
+        third: 0,
+    });
+    let mut tracepoint = event(7, None, None);
+    tracepoint.kind = EventKind::Tracepoint;
+    tracepoint.set(Some(DropReason(6)));
     let mut softirq = event(0xffffffff81a05000, None, meta(0, 0, 0x0806, 0, 28));
     softirq.pid = 0;
     softirq.cpu = 0;
@@ -483,7 +494,7 @@ fn json_lines() {
         (
             table_opts(),
             drop.clone(),
-            r#"{"skb":"0xffff8881052b6ee8","cpu":1,"process":"~/bin/curl:12345","func":"kfree_skb_reason(SKB_DROP_REASON_NETFILTER_DROP)","netns":4026531840,"iface":"eth0:2","proto":2048,"mtu":1500,"len":60,"tuple":{"saddr":"10.0.2.15","daddr":"1.0.0.1","sport":43216,"dport":8080,"proto":6}}"#,
+            r#"{"skb":"0xffff8881052b6ee8","cpu":1,"process":"/usr/bin/curl:12345","func":"kfree_skb_reason(SKB_DROP_REASON_NETFILTER_DROP)","drop_reason":"SKB_DROP_REASON_NETFILTER_DROP","netns":4026531840,"iface":"eth0:2","proto":2048,"mtu":1500,"len":60,"tuple":{"saddr":"10.0.2.15","daddr":"1.0.0.1","sport":43216,"dport":8080,"proto":6}}"#,
         ),
         (
             table_opts(),
@@ -498,7 +509,7 @@ fn json_lines() {
                 ..table_opts()
             },
             v6,
-            r#"{"skb":"0xffff8881052b6ee8","cpu":1,"process":"~/bin/curl:12345","func":"ip6_output","time":12345678901234,"netns":4026531840,"mark":2560,"iface":"lo:1","proto":34525,"mtu":65536,"len":80,"cb":[0,0,0,0,0],"tuple":{"saddr":"[fd00::1]","daddr":"[2606:4700:4700::1001]","sport":51234,"dport":8080,"proto":6}}"#,
+            r#"{"skb":"0xffff8881052b6ee8","cpu":1,"process":"/usr/bin/curl:12345","func":"ip6_output","time":12345678901234,"netns":4026531840,"mark":2560,"iface":"lo:1","proto":34525,"mtu":65536,"len":80,"cb":[0,0,0,0,0],"tuple":{"saddr":"[fd00::1]","daddr":"[2606:4700:4700::1001]","sport":51234,"dport":8080,"proto":6}}"#,
         ),
         (
             OutputOptions {
@@ -506,7 +517,19 @@ fn json_lines() {
                 ..OutputOptions::default()
             },
             drop.clone(),
-            r#"{"skb":"0xffff8881052b6ee8","cpu":1,"process":"~/bin/curl:12345","func":"kfree_skb_reason(SKB_DROP_REASON_NETFILTER_DROP)","time":0}"#,
+            r#"{"skb":"0xffff8881052b6ee8","cpu":1,"process":"/usr/bin/curl:12345","func":"kfree_skb_reason(SKB_DROP_REASON_NETFILTER_DROP)","drop_reason":"SKB_DROP_REASON_NETFILTER_DROP","time":0}"#,
+        ),
+        // A reason BTF does not name: its number, as FUNC shows it.
+        (
+            OutputOptions::default(),
+            drop_unknown,
+            r#"{"skb":"0xffff8881052b6ee8","cpu":1,"process":"/usr/bin/curl:12345","func":"kfree_skb_reason (77)","drop_reason":"77"}"#,
+        ),
+        // The tracepoint's own reason; `func` stays as the table prints it.
+        (
+            OutputOptions::default(),
+            tracepoint,
+            r#"{"skb":"0xffff8881052b6ee8","cpu":1,"process":"/usr/bin/curl:12345","func":"skb:kfree_skb(SKB_DROP_REASON_NETFILTER_DROP)","drop_reason":"SKB_DROP_REASON_NETFILTER_DROP"}"#,
         ),
     ];
     for (opts, ev, want) in table {
@@ -537,6 +560,7 @@ fn json_lines() {
         "process",
         "func",
         "caller_func",
+        "drop_reason",
         "netns",
         "iface",
         "proto",
@@ -785,4 +809,51 @@ fn output_file_rotates_without_losing_or_splitting_lines() {
     }
     assert_eq!(got, want);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn process_named_by_recorded_comm_and_whole_in_json() {
+    // A process that exited before its line: the name the probe recorded.
+    let mut gone = event(0xffffffff81a00000, None, None);
+    gone.pid = 4194303;
+    gone.tid = 4194303;
+    gone.set_comm("ping");
+    // A long executable path: cut in the table, whole in JSON.
+    let mut long = event(0xffffffff81a00000, None, None);
+    long.pid = 4242;
+    long.tid = 4242;
+    long.set_comm("systemd-resolve");
+    let (mut table, _) = output(OutputOptions::default());
+    table.names_mut().processes.insert(
+        4242,
+        long.comm(),
+        Some("/usr/lib/systemd/systemd-resolved"),
+    );
+    assert_eq!(
+        table.format_event(&gone, &[]).unwrap(),
+        "0xffff8881052b6ee8 1   ping:4194303     nf_hook_slow\n"
+    );
+    assert_eq!(
+        table.format_event(&long, &[]).unwrap(),
+        "0xffff8881052b6ee8 1   ~d-resolved:4242 nf_hook_slow\n"
+    );
+    let (mut json, _) = output(OutputOptions {
+        json: true,
+        ..OutputOptions::default()
+    });
+    json.names_mut()
+        .processes
+        .insert(4242, long.comm(), Some("/usr/lib/systemd/systemd-resolved"));
+    assert_eq!(
+        json.format_event(&gone, &[]).unwrap(),
+        r#"{"skb":"0xffff8881052b6ee8","cpu":1,"process":"ping:4194303","func":"nf_hook_slow"}"#
+            .to_owned()
+            + "\n"
+    );
+    assert_eq!(
+        json.format_event(&long, &[]).unwrap(),
+        r#"{"skb":"0xffff8881052b6ee8","cpu":1,"process":"/usr/lib/systemd/systemd-resolved:4242","func":"nf_hook_slow"}"#
+            .to_owned()
+            + "\n"
+    );
 }

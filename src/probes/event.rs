@@ -1,7 +1,7 @@
 //! The fixed-size binary event record our BPF programs write to the ring buffer.
 //! Owns the byte layout (named offsets the probe generator stores at); `crate::events` decodes it.
 //!
-//! Layout (200 bytes, every field naturally aligned, host byte order unless noted):
+//! Layout (216 bytes, every field naturally aligned, host byte order unless noted):
 //!
 //! | offset | size | field          | notes                                                        |
 //! |-------:|-----:|----------------|--------------------------------------------------------------|
@@ -35,15 +35,20 @@
 //! |    144 |   20 | `cb`           | 5 x u32 `qdisc_skb_cb->data` (`FLAG_CB`)                     |
 //! |    164 |    4 | `shinfo_text`  | record offset of the shared-info text (`FLAG_SHINFO_DUMP`)   |
 //! |    168 |   32 | `skb_metadata` | 4 x u64 `--output-skb-metadata` values (`FLAG_SKB_METADATA`) |
+//! |    200 |   16 | `comm`         | `bpf_get_current_comm()`: the task's name, NUL-padded        |
 //!
-//! With `FLAG_SKB_DUMP` the record continues with the `--output-skb` text at 200; with
-//! `FLAG_SHINFO_DUMP` the `--output-skb-shared-info` text is at `shinfo_text` (see
-//! `output::sections::skb_dump`). The fixed part is complete: a section added later puts
+//! `comm` names the process even when it has exited before its events are printed (the
+//! PROCESS column). With `FLAG_SKB_DUMP` the record continues with the `--output-skb`
+//! text at 216; with `FLAG_SHINFO_DUMP` the `--output-skb-shared-info` text is at
+//! `shinfo_text` (see `output::sections::skb_dump`). The fixed part is complete: a section added later puts
 //! its bytes after it (`probes::record::RecordSection::tail_bytes`), each section's area
 //! following the previous one's in registry order.
 
 /// Size in bytes of one event record.
-pub const EVENT_SIZE: usize = 200;
+pub const EVENT_SIZE: usize = 216;
+
+/// Size of the `comm` field (the kernel's `TASK_COMM_LEN`).
+pub const COMM_LEN: usize = 16;
 
 /// Byte offsets of every field inside the record (see the module table).
 pub mod off {
@@ -76,6 +81,7 @@ pub mod off {
     pub const CB: usize = 144;
     pub const SHINFO_TEXT: usize = 164;
     pub const SKB_METADATA: usize = 168;
+    pub const COMM: usize = 200;
 }
 
 /// `flags` bit: the meta block (netns .. pkt_type) was filled.
@@ -178,6 +184,8 @@ pub struct RawEvent {
     pub shinfo_text: u32,
     /// `--output-skb-metadata` values, zero-/sign-extended to 64 bits.
     pub skb_metadata: [u64; 4],
+    /// The task's name, NUL-padded.
+    pub comm: [u8; COMM_LEN],
 }
 
 fn u16_at(b: &[u8], o: usize) -> u16 {
@@ -237,6 +245,7 @@ impl RawEvent {
             cb,
             shinfo_text: u32_at(b, off::SHINFO_TEXT),
             skb_metadata,
+            comm: arr(b, off::COMM),
         })
     }
 
@@ -277,6 +286,7 @@ impl RawEvent {
         for (i, v) in self.skb_metadata.iter().enumerate() {
             put(off::SKB_METADATA + 8 * i, &v.to_ne_bytes());
         }
+        put(off::COMM, &self.comm);
         b
     }
 }
@@ -318,6 +328,7 @@ mod tests {
             (off::CB, offset_of!(RawEvent, cb)),
             (off::SHINFO_TEXT, offset_of!(RawEvent, shinfo_text)),
             (off::SKB_METADATA, offset_of!(RawEvent, skb_metadata)),
+            (off::COMM, offset_of!(RawEvent, comm)),
         ];
         for (i, (ours, c)) in table.iter().enumerate() {
             assert_eq!(ours, c, "field #{i}");
@@ -347,6 +358,7 @@ mod tests {
         b[off::CB + 16..off::CB + 20].copy_from_slice(&7u32.to_ne_bytes());
         b[off::SKB_METADATA + 24..off::SKB_METADATA + 32].copy_from_slice(&9u64.to_ne_bytes());
         b[off::SHINFO_TEXT..off::SHINFO_TEXT + 4].copy_from_slice(&4296u32.to_ne_bytes());
+        b[off::COMM..off::COMM + 4].copy_from_slice(b"ping");
         let raw = RawEvent::from_bytes(&b).unwrap();
         assert_eq!(raw.kind, 2);
         assert_eq!(raw.flags, FLAG_META | FLAG_TUPLE);
@@ -359,6 +371,7 @@ mod tests {
         assert_eq!(raw.cb, [0, 0, 0, 0, 7]);
         assert_eq!(raw.skb_metadata, [0, 0, 0, 9]);
         assert_eq!(raw.shinfo_text, 4296);
+        assert_eq!(&raw.comm, b"ping\0\0\0\0\0\0\0\0\0\0\0\0");
         assert_eq!(raw.to_bytes(), b, "encode is the inverse of decode");
     }
 

@@ -65,7 +65,7 @@ impl Deref for MapDef {
     }
 }
 
-/// Default ring buffer size (bytes): about 40k events of 200 bytes.
+/// Default ring buffer size (bytes): about 37k events of 216 bytes.
 pub const EVENTS_BYTES: u32 = 8 << 20;
 /// Unread bytes in the event ring buffer from which a probe wakes the reader up; below,
 /// records are submitted without a wakeup and the reader collects them on its own timer

@@ -10,7 +10,7 @@ use crate::asm::{Asm, Label, Reg, Size};
 use crate::bpf;
 use crate::btf::{Field, SkBuffLayout, SkbLayout};
 
-use super::event::{off, EventKind, EVENT_SIZE, FLAG_ARGS, FLAG_DROP_REASON};
+use super::event::{off, EventKind, COMM_LEN, EVENT_SIZE, FLAG_ARGS, FLAG_DROP_REASON};
 use super::maps::{self, MapDef};
 use super::program::{Attachment, ProbeError, PT_REGS_ARGS, PT_REGS_IP};
 
@@ -176,7 +176,13 @@ pub fn emit(
       (reserved):
         r8 = r0;
     );
-    for at in (0..EVENT_SIZE).step_by(8) {
+    // bpf_get_current_comm writes (and NUL-pads) `comm` itself.
+    let zeroed = if reads_comm(env.attach) {
+        off::COMM
+    } else {
+        EVENT_SIZE
+    };
+    for at in (0..zeroed).step_by(8) {
         bpf!(into a; *(u64 *)(r8 + at) = 0;);
     }
     let flags = header(a, env);
@@ -202,7 +208,7 @@ pub fn emit(
     Ok(())
 }
 
-/// Kind, skb, CPU, task, time, probe address, the next two arguments and a tracepoint's
+/// Kind, skb, CPU, task (pid and name), time, probe address, the next two arguments and a tracepoint's
 /// drop reason; returns the flag bits every record of this probe has.
 fn header(a: &mut Asm, env: &RecordEnv<'_>) -> u16 {
     let (kind, flags) = match env.attach {
@@ -222,6 +228,15 @@ fn header(a: &mut Asm, env: &RecordEnv<'_>) -> u16 {
         call ktime_get_ns;
         *(u64 *)(r8 + off::KTIME_NS) = r0;
     );
+    // The task's name, so PROCESS names it even after it exited.
+    if reads_comm(env.attach) {
+        bpf!(into a;
+            r1 = r8;
+            r1 += (off::COMM);
+            r2 = (COMM_LEN);
+            call get_current_comm;
+        );
+    }
     match env.attach {
         Attachment::Kprobe { .. } => {
             if env.has_get_func_ip {
@@ -273,6 +288,12 @@ fn header(a: &mut Asm, env: &RecordEnv<'_>) -> u16 {
         Attachment::SkbContext => {}
     }
     flags
+}
+
+/// Whether the program records the task's name: SCHED_CLS programs have no
+/// `bpf_get_current_comm` (their `comm` is zeroed instead).
+fn reads_comm(at: &Attachment) -> bool {
+    *at != Attachment::SkbContext
 }
 
 /// `bpf_ringbuf_submit(r8, flags)`: no wakeup unless `EVENTS_WAKEUP_BYTES` are waiting

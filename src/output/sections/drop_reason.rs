@@ -1,14 +1,16 @@
 //! The drop reason of `kfree_skb_reason`-like functions and the `skb:kfree_skb` tracepoint,
-//! printed inside FUNC as `kfree_skb_reason(SKB_DROP_REASON_X)` (or `(N)` when unnamed).
-//! The probe header records it (the arguments, and a tracepoint's reason argument).
+//! printed inside FUNC as `kfree_skb_reason(SKB_DROP_REASON_X)` (or `(N)` when unnamed),
+//! and as JSON `drop_reason` besides `func`. The probe header records it (the arguments,
+//! and a tracepoint's reason argument).
 
 use crate::events::{Event, RecordPart};
+use crate::output::json::JsonObject;
 use crate::output::text::push_dec;
 use crate::output::{Names, OutputOptions};
 use crate::probes::event::{off, EVENT_SIZE, FLAG_DROP_REASON};
 use crate::probes::ProbeError;
 
-use super::{RecordSection, RecordStage, Section, TableAt};
+use super::{Cx, JsonAt, RecordSection, RecordStage, Section, TableAt};
 
 /// The `enum skb_drop_reason` a tracepoint program read itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,13 @@ pub fn drop_reason_for(ev: &Event, func: &str, reason_arg: Option<u16>) -> Optio
     }
 }
 
+/// The reason `ev` carries when its function (or tracepoint) is `name`, from the BTF facts
+/// in `names`.
+fn reason_of(names: &Names, ev: &Event, name: &str) -> Option<u64> {
+    let reason_arg = names.drop_reason_args.get(name).copied();
+    drop_reason_for(ev, name, reason_arg)
+}
+
 /// The section (always on).
 #[derive(Debug)]
 pub struct DropReasonSection;
@@ -69,9 +78,11 @@ impl Section for DropReasonSection {
     fn table_at(&self) -> &'static [TableAt] {
         &[TableAt::Func]
     }
+    fn json_at(&self) -> &'static [JsonAt] {
+        &[JsonAt::Func]
+    }
     fn func(&self, names: &Names, ev: &Event, name: &str, func: &mut String) {
-        let reason_arg = names.drop_reason_args.get(name).copied();
-        if let Some(reason) = drop_reason_for(ev, name, reason_arg) {
+        if let Some(reason) = reason_of(names, ev, name) {
             match names.drop_reasons.get(&reason) {
                 Some(reason) => {
                     func.push('(');
@@ -84,6 +95,30 @@ impl Section for DropReasonSection {
                     func.push(')');
                 }
             }
+        }
+    }
+    fn json(&self, _at: JsonAt, cx: &mut Cx<'_>, ev: &Event, obj: &mut JsonObject<'_>) {
+        let mut value = std::mem::take(cx.scratch);
+        Self::json_value(cx.names, ev, &mut value);
+        obj.str("drop_reason", &value);
+        *cx.scratch = value;
+    }
+}
+
+impl DropReasonSection {
+    /// `"drop_reason"`: the reason's name as FUNC shows it (`SKB_DROP_REASON_NETFILTER_DROP`),
+    /// or its number as a string when BTF does not name it; left out without a reason.
+    fn json_value(names: &Names, ev: &Event, out: &mut String) {
+        if ev.args.is_none() && ev.get::<DropReason>().is_none() {
+            return;
+        }
+        let Some(reason) = reason_of(names, ev, names.probe_key(ev.probe_addr).unwrap_or(""))
+        else {
+            return;
+        };
+        match names.drop_reasons.get(&reason) {
+            Some(name) => out.push_str(name),
+            None => push_dec(out, reason),
         }
     }
 }
@@ -115,5 +150,44 @@ mod tests {
         assert_eq!(drop_reason_for(&ev, "ip_rcv", Some(5)), None);
         ev.set(Some(DropReason(9)));
         assert_eq!(drop_reason_for(&ev, "skb:kfree_skb", None), Some(9));
+    }
+
+    #[test]
+    fn json_value_is_the_name_func_shows_or_the_number() {
+        let mut names = Names {
+            ksyms: crate::output::Ksyms::parse(
+                "ffffffff81a01000 T kfree_skb_reason\nffffffff81a02000 T ip_rcv\n".as_bytes(),
+            )
+            .unwrap(),
+            ..Names::default()
+        };
+        names
+            .drop_reasons
+            .insert(6, "SKB_DROP_REASON_NETFILTER_DROP".into());
+        names.probe_names.insert(7, "skb:kfree_skb".into());
+        let args = |second| Some(NextArgs { second, third: 0 });
+        let ev = |probe_addr, args| Event {
+            probe_addr,
+            args,
+            ..Event::default()
+        };
+        let tracepoint = ev(7, None).with(DropReason(6));
+        let table: &[(Event, &str)] = &[
+            (
+                ev(0xffffffff81a01000, args(6)),
+                "SKB_DROP_REASON_NETFILTER_DROP",
+            ),
+            (ev(0xffffffff81a01000, args(77)), "77"),
+            (tracepoint, "SKB_DROP_REASON_NETFILTER_DROP"),
+            // No reason: the key is left out.
+            (ev(0xffffffff81a02000, args(6)), ""),
+            (ev(0xffffffff81a01000, None), ""),
+            (ev(0xffffffff81ffff00, args(6)), ""),
+        ];
+        for (e, want) in table {
+            let mut got = String::new();
+            DropReasonSection::json_value(&names, e, &mut got);
+            assert_eq!(got, *want, "{:#x}", e.probe_addr);
+        }
     }
 }
