@@ -175,6 +175,8 @@ pub struct OutputSettings {
     pub file: Option<OutputFile>,
     /// `--summary`: drops by reason and function, and totals, at exit.
     pub summary: bool,
+    /// `--output-journey`: one block per packet, printed when its life ends.
+    pub journey: bool,
 }
 
 /// `--output-file` and its `--output-file-max-*` rotation.

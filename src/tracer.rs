@@ -132,7 +132,7 @@ pub fn trace(settings: &TraceSettings, filter: Option<Expr>) -> Result<()> {
         eprintln!("warning: {lost} events in all were lost: the ring buffer was full");
     }
     output
-        .print_summary(KernelCounts {
+        .finish(KernelCounts {
             lost_events: lost,
             missed_hits,
         })

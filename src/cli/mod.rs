@@ -213,6 +213,10 @@ pub struct Args {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
     pub output_caller: bool,
 
+    /// Group events by packet: print one block per skb when its life ends (its tuple, the functions in order with the time between steps, and how it ended: dropped with its reason, delivered, transmitted, freed); one JSON object per packet with --output-json
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
+    pub output_journey: bool,
+
     /// At exit, print drops by reason and function with counts, and packets, events, lost events and missed hits (one JSON object with --output-json)
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
     pub summary: bool,

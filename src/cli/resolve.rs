@@ -279,6 +279,7 @@ impl Args {
             json: self.output_json,
             limit_lines: self.output_limit_lines,
             summary: self.summary,
+            journey: self.output_journey,
             skb_metadata: self.output_skb_metadata.clone(),
             skb_dump: self.output_skb,
             shinfo_dump: self.output_shinfo,

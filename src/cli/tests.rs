@@ -451,6 +451,7 @@ fn output_options_from_flags() {
             skb_metadata: Vec::new(),
             skb_dump: None,
             summary: false,
+            journey: false,
         }
     );
     assert!(matches!(
@@ -473,6 +474,16 @@ fn output_options_from_flags() {
     assert!(summary(&["--summary"]));
     assert!(summary(&["--summary=true", "--output-json"]));
     assert!(!summary(&["-summary=false"]));
+    let journey = |args: &[&str]| {
+        let opts = OutputOptions::from_settings(&trace(args).output);
+        (opts.journey, opts.tuple)
+    };
+    assert_eq!(journey(&["--output-tuple=false"]), (false, false));
+    assert_eq!(
+        journey(&["--output-journey", "--output-tuple=false"]),
+        (true, true),
+        "a journey records the tuple"
+    );
 }
 
 #[test]

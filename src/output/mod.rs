@@ -3,6 +3,7 @@
 
 mod fasthash;
 pub mod iface;
+pub mod journey;
 pub mod json;
 pub mod ksyms;
 pub mod netns;
@@ -21,12 +22,14 @@ use crate::events::{Event, EventKind, EventSink, Flow};
 use crate::settings::{OutputSettings, TimestampMode};
 
 pub use iface::IfaceNames;
+use journey::Journeys;
 use json::JsonObject;
 pub use ksyms::{Ksym, Ksyms, KsymsError};
 pub use netns::NetnsNames;
 pub use process::ProcessNames;
 pub use rotate::{RotatingFile, RotationPolicy};
 use sections::skb_dump::SkbDump;
+use sections::tuple::{push_tuple, Tuple};
 use sections::{Cx, JsonAt, Placed, Sections, TableAt};
 pub use summary::KernelCounts;
 use summary::Summary;
@@ -56,6 +59,8 @@ pub struct OutputOptions {
     pub skb_dump: Option<SkbDump>,
     /// `--summary`: drops by reason and function, and totals, at exit.
     pub summary: bool,
+    /// `--output-journey`: one block (or JSON object) per packet instead of a line per event.
+    pub journey: bool,
 }
 
 impl OutputOptions {
@@ -63,7 +68,8 @@ impl OutputOptions {
         Self {
             timestamp: settings.timestamp,
             meta: settings.meta,
-            tuple: settings.tuple,
+            // A journey starts with the packet's tuple.
+            tuple: settings.tuple || settings.journey,
             tcp_flags: settings.tcp_flags,
             caller: settings.caller,
             stack: settings.stack,
@@ -77,6 +83,7 @@ impl OutputOptions {
             skb_metadata: Vec::new(),
             skb_dump: None,
             summary: settings.summary,
+            journey: settings.journey,
         }
     }
 }
@@ -106,6 +113,13 @@ impl Names {
             .get(&addr)
             .map(String::as_str)
             .or_else(|| self.ksyms.exact(addr).map(|sym| &*sym.name))
+    }
+
+    /// The `enum skb_drop_reason` value `ev` carries, when its function (`key`, from
+    /// [`Names::probe_key`]) has one.
+    pub fn drop_reason(&self, ev: &Event, key: &str) -> Option<u64> {
+        let reason_arg = self.drop_reason_args.get(key).copied();
+        sections::drop_reason::drop_reason_for(ev, key, reason_arg)
     }
 
     /// Kallsyms plus, when `scan_ifaces` (the meta columns are on), the interface names of
@@ -172,6 +186,8 @@ pub struct Output {
     clock: WallClock,
     /// `--summary`'s counts.
     summary: Option<Summary>,
+    /// `--output-journey`'s packets.
+    journeys: Option<Journeys>,
 }
 
 /// The options, the name sources and the active sections at each place.
@@ -315,6 +331,7 @@ impl Output {
     /// Opens the target (the file is opened for append).
     pub fn new(opts: OutputOptions, names: Names, target: OutputTarget) -> io::Result<Self> {
         let opts_summary = opts.summary;
+        let journeys = opts.journey.then(|| Journeys::new(opts.json));
         let (writer, line_buffered): (Box<dyn Write + Send>, bool) = match target {
             OutputTarget::Stdout => (Box::new(io::stdout()), io::stdout().is_terminal()),
             OutputTarget::File(path, policy) => {
@@ -332,6 +349,7 @@ impl Output {
             printed: 0,
             clock: WallClock::default(),
             summary: opts_summary.then(Summary::default),
+            journeys,
         })
     }
 
@@ -342,7 +360,7 @@ impl Output {
 
     /// Writes the header line (table output only).
     pub fn print_header(&mut self) -> io::Result<()> {
-        if self.printer.opts.json {
+        if self.printer.opts.json || self.printer.opts.journey {
             return Ok(());
         }
         self.line.push_str(&header_line(&self.printer.opts));
@@ -359,27 +377,67 @@ impl Output {
         if self.limit_reached() {
             return Ok(());
         }
-        self.append_event(event, frames);
+        if self.journeys.is_some() {
+            self.add_to_journey(event);
+        } else {
+            self.append_event(event, frames);
+        }
         self.printed += 1;
         if let Some(summary) = &mut self.summary {
             let names = &self.printer.names;
             let func = names.probe_key(event.probe_addr).unwrap_or("");
-            let reason_arg = names.drop_reason_args.get(func).copied();
-            let reason = sections::drop_reason::drop_reason_for(event, func, reason_arg);
-            summary.observe(names, event, func, reason);
+            summary.observe(names, event, func, names.drop_reason(event, func));
         }
         self.after_line()
     }
 
-    /// Writes `--summary` (if on) after the events: a table, or one JSON object.
-    pub fn print_summary(&mut self, kernel: KernelCounts) -> io::Result<()> {
-        let Some(summary) = &self.summary else {
-            return Ok(());
+    /// `--output-journey`: adds `event` to its packet's journey (writing a journey it ends).
+    fn add_to_journey(&mut self, event: &Event) {
+        let Self {
+            printer,
+            line,
+            func,
+            journeys,
+            ..
+        } = self;
+        let Some(journeys) = journeys else { return };
+        printer.func(event, func);
+        let names = &printer.names;
+        let key = names.probe_key(event.probe_addr).unwrap_or("");
+        let reason = names
+            .drop_reason(event, key)
+            .map(|r| match names.drop_reasons.get(&r) {
+                Some(name) => name.clone(),
+                None => r.to_string(),
+            });
+        let tuple = event.get::<Tuple>().map(|t| {
+            let mut text = String::with_capacity(64);
+            push_tuple(&mut text, &t, printer.opts.tcp_flags);
+            text
+        });
+        let step = journey::Step {
+            skb: event.skb_addr,
+            ktime_ns: event.ktime_ns,
+            key,
+            func,
+            reason: reason.as_deref(),
+            tuple: tuple.as_deref(),
         };
-        if self.printer.opts.json {
-            summary.push_json(kernel, &mut self.line);
-        } else {
-            summary.push_table(kernel, &mut self.line);
+        journeys.observe(step, line);
+    }
+
+    /// Writes what comes at exit: the journeys still open (`--output-journey`), then
+    /// `--summary` (a table, or one JSON object).
+    pub fn finish(&mut self, kernel: KernelCounts) -> io::Result<()> {
+        if let Some(journeys) = &mut self.journeys {
+            journeys.finish(&mut self.line);
+        }
+        if let Some(summary) = &self.summary {
+            if self.printer.opts.json {
+                summary.push_json(kernel, &mut self.line);
+            } else {
+                summary.push_table(kernel, &mut self.line);
+            }
         }
         self.flush()
     }
@@ -550,6 +608,9 @@ impl EventSink for Output {
     }
 
     fn drained(&mut self) -> io::Result<()> {
+        if let Some(journeys) = &mut self.journeys {
+            journeys.flush_ended(&mut self.line);
+        }
         self.flush()
     }
 

@@ -611,7 +611,7 @@ fn summary_follows_the_printed_events() {
         for ev in [event(0xffffffff81a00000, None, None), drop.clone(), drop] {
             out.event(&ev, None).unwrap();
         }
-        out.print_summary(KernelCounts {
+        out.finish(KernelCounts {
             lost_events: 3,
             missed_hits: 0,
         })

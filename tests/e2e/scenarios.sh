@@ -53,7 +53,7 @@ filter-nomatch kprobe-multi-basic"
 # Tests for a host kernel without kprobes (tracepoint backend), run by
 # tests/e2e/host-suite.sh: the drop must carry its reason.
 E2E_HOST_TESTS="host-basic-ipv4 host-basic-ipv6 host-nomatch host-skb-expr host-skb-expr-nomatch host-output-skb \
-host-track-by-stackid host-legacy-flags host-summary host-summary-json"
+host-track-by-stackid host-legacy-flags host-summary host-summary-json host-journey"
 
 # Functions through which a dropped skb leaves the stack (6.12 inlines
 # kfree_skb_reason into sk_skb_reason_drop).
@@ -624,6 +624,26 @@ e2e_test_host_summary_json() {
         E2E_WHY="the last line is not the summary object"
     fi
     e2e_verdict host-summary-json '^\{"summary":' "\"reason\":\"SKB_DROP_REASON_NETFILTER_DROP\",\"func\":\"[a-z_:]+\",\"count\":$_s_dropped\}"
+    e2e_fw_clear
+}
+
+# --output-journey: the dropped SYN is one block: its tuple, its steps, and the end
+# "dropped by FUNC: SKB_DROP_REASON_NETFILTER_DROP"; no per-event lines.
+e2e_test_host_journey() {
+    e2e_fw_drop "ip daddr 10.0.0.2 tcp dport 8080" || { e2e_fail host-journey "cannot install nft rule"; return; }
+    e2e_trace host-journey e2e_traffic_v4_8080 --output-journey 'dst host 10.0.0.2 and port 8080'
+    e2e_scenario_check host-journey 1
+    _j_blocks=$(grep -cE '^0x[0-9a-f]+ 10\.0\.0\.1:[0-9]+->10\.0\.0\.2:8080\(tcp\)$' "$E2E_LOG" 2>/dev/null || true)
+    _j_drops=$(grep -cE '^  dropped by [a-z_:]+: SKB_DROP_REASON_NETFILTER_DROP$' "$E2E_LOG" 2>/dev/null || true)
+    _s_dropped=$(e2e_fw_count)
+    if [ -z "$E2E_WHY" ] && [ "${_j_drops:-0}" != "$_s_dropped" ]; then
+        E2E_WHY="$_j_drops journeys end in the drop, the firewall dropped $_s_dropped"
+    elif [ -z "$E2E_WHY" ] && [ "${_j_blocks:-0}" -lt "$_s_dropped" ]; then
+        E2E_WHY="$_j_blocks journeys start with the SYN's tuple, the firewall dropped $_s_dropped"
+    elif [ -z "$E2E_WHY" ] && grep -q '^SKB ' "$E2E_LOG"; then
+        E2E_WHY="a table header in journey output"
+    fi
+    e2e_verdict host-journey '^ +\+[0-9]+\.[0-9]{3}us  [a-z_:]+\(SKB_DROP_REASON_NETFILTER_DROP\)$'
     e2e_fw_clear
 }
 

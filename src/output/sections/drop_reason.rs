@@ -50,13 +50,6 @@ pub fn drop_reason_for(ev: &Event, func: &str, reason_arg: Option<u16>) -> Optio
     }
 }
 
-/// The reason `ev` carries when its function (or tracepoint) is `name`, from the BTF facts
-/// in `names`.
-fn reason_of(names: &Names, ev: &Event, name: &str) -> Option<u64> {
-    let reason_arg = names.drop_reason_args.get(name).copied();
-    drop_reason_for(ev, name, reason_arg)
-}
-
 /// The section (always on).
 #[derive(Debug)]
 pub struct DropReasonSection;
@@ -82,7 +75,7 @@ impl Section for DropReasonSection {
         &[JsonAt::Func]
     }
     fn func(&self, names: &Names, ev: &Event, name: &str, func: &mut String) {
-        if let Some(reason) = reason_of(names, ev, name) {
+        if let Some(reason) = names.drop_reason(ev, name) {
             match names.drop_reasons.get(&reason) {
                 Some(reason) => {
                     func.push('(');
@@ -112,7 +105,7 @@ impl DropReasonSection {
         if ev.args.is_none() && ev.get::<DropReason>().is_none() {
             return;
         }
-        let Some(reason) = reason_of(names, ev, names.probe_key(ev.probe_addr).unwrap_or(""))
+        let Some(reason) = names.drop_reason(ev, names.probe_key(ev.probe_addr).unwrap_or(""))
         else {
             return;
         };
