@@ -121,46 +121,21 @@ impl Section for TunnelSection {
 mod tests {
     use super::*;
     use crate::events::{EventKind, ETH_P_IP, ETH_P_IPV6};
+    use crate::output::sections::tuple::tuple;
     use crate::output::sections::Sections;
     use crate::output::{header_line, Names, Output, OutputTarget};
     use crate::probes::event::EVENT_SIZE;
 
-    fn tuple(l3: u16, s: &[u8], d: &[u8], sport: u16, dport: u16, l4: u8, flags: u8) -> Tuple {
-        let mut t = Tuple {
-            l3_proto: l3,
-            sport,
-            dport,
-            l4_proto: l4,
-            tcp_flags: flags,
-            ..Tuple::default()
-        };
-        t.saddr[..s.len()].copy_from_slice(s);
-        t.daddr[..d.len()].copy_from_slice(d);
-        t
+    fn v4(s: [u8; 4], d: [u8; 4], (sport, dport): (u16, u16), l4: u8, flags: u8) -> Tuple {
+        tuple(ETH_P_IP, &s, &d, sport, dport, l4, flags)
     }
 
     fn outer() -> Tuple {
-        tuple(
-            ETH_P_IP,
-            &[192, 168, 1, 1],
-            &[192, 168, 1, 2],
-            40000,
-            4789,
-            17,
-            0,
-        )
+        v4([192, 168, 1, 1], [192, 168, 1, 2], (40000, 4789), 17, 0)
     }
 
     fn inner() -> Tuple {
-        tuple(
-            ETH_P_IP,
-            &[10, 1, 1, 1],
-            &[10, 1, 1, 2],
-            43216,
-            8080,
-            6,
-            0x02,
-        )
+        v4([10, 1, 1, 1], [10, 1, 1, 2], (43216, 8080), 6, 0x02)
     }
 
     fn opts(json: bool, tcp_flags: bool) -> OutputOptions {

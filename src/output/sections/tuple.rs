@@ -434,6 +434,30 @@ pub fn push_tuple(buf: &mut String, t: &Tuple, tcp_flags: bool) {
     buf.push(')');
 }
 
+/// A tuple from its parts (tests).
+#[cfg(test)]
+pub(crate) fn tuple(
+    l3: u16,
+    s: &[u8],
+    d: &[u8],
+    sport: u16,
+    dport: u16,
+    l4: u8,
+    flags: u8,
+) -> Tuple {
+    let mut t = Tuple {
+        l3_proto: l3,
+        sport,
+        dport,
+        l4_proto: l4,
+        tcp_flags: flags,
+        ..Tuple::default()
+    };
+    t.saddr[..s.len()].copy_from_slice(s);
+    t.daddr[..d.len()].copy_from_slice(d);
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,20 +467,6 @@ mod tests {
         let mut s = String::new();
         f(&mut s);
         s
-    }
-
-    fn tuple(l3: u16, s: &[u8], d: &[u8], sport: u16, dport: u16, l4: u8, flags: u8) -> Tuple {
-        let mut t = Tuple {
-            l3_proto: l3,
-            sport,
-            dport,
-            l4_proto: l4,
-            tcp_flags: flags,
-            ..Tuple::default()
-        };
-        t.saddr[..s.len()].copy_from_slice(s);
-        t.daddr[..d.len()].copy_from_slice(d);
-        t
     }
 
     #[test]
