@@ -36,12 +36,12 @@ fn run_mode(mode: Mode) -> Result<()> {
 
 /// A bad filter is reported before anything needs privileges.
 fn trace(settings: &TraceSettings) -> Result<()> {
-    let filter = crate::pcapc::parse(&settings.filter.pcap).context("invalid pcap filter")?;
+    let filters = tracer::parse_filters(&settings.filter)?;
     if let Some(expr) = &settings.filter.skb_expr {
         crate::probes::skb_expr::parse(expr).context("--filter-skb-expr")?;
     }
     host::require_root()?;
-    tracer::trace(settings, filter)
+    tracer::trace(settings, filters)
 }
 
 /// `--list-funcs`: what the chosen backend (`--backend`, or auto's choice) would probe, one

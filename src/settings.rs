@@ -144,6 +144,20 @@ pub struct FilterSettings {
     pub non_skb_funcs: Vec<String>,
     /// `--filter-skb-expr`, when not blank.
     pub skb_expr: Option<String>,
+    /// `--filter-tunnel-pcap-l2` / `-l3`: pcap expressions on the inner frame and the
+    /// inner packet of encapsulated traffic.
+    pub tunnel: TunnelFilterSettings,
+}
+
+/// `--filter-tunnel-pcap-l2` / `--filter-tunnel-pcap-l3`, when not blank (a blank one
+/// passes every packet, as pwru's empty expression does). They apply to skbs with inner
+/// headers (`inner_network_header != 0`, VXLAN and Geneve); other skbs pass them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TunnelFilterSettings {
+    /// On the inner Ethernet frame (from `inner_mac_header`).
+    pub l2: Option<String>,
+    /// On the inner IPv4/IPv6 packet (from `inner_network_header`).
+    pub l3: Option<String>,
 }
 
 /// What is printed, and where.
@@ -156,6 +170,8 @@ pub struct OutputSettings {
     pub netns_names: Option<usize>,
     pub tuple: bool,
     pub tcp_flags: bool,
+    /// The TUNNEL column: the inner tuple of encapsulated traffic (`--output-tunnel`).
+    pub tunnel: bool,
     pub caller: bool,
     pub stack: bool,
     /// The `__sk_buff->cb[]` column (`--output-skb-cb`).

@@ -6,6 +6,8 @@ mod probe_setup;
 mod progress;
 mod signals;
 
+pub use probe_setup::{parse_filters, PcapFilters};
+
 use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,15 +27,14 @@ use crate::load::{self, LoadOptions, LoadedObject, ObjectSpec};
 use crate::output::{
     IfaceNames, KernelCounts, Ksyms, Names, NetnsNames, Output, OutputOptions, OutputTarget,
 };
-use crate::pcapc::ast::Expr;
 use crate::probes::{self, Attachment, ProbeOptions, UntrackOptions};
 use crate::settings::{
     BackendChoice, BackendSettings, FuncFilter, KernelSettings, OutputSettings, TraceSettings,
 };
 
 /// A tracing run (not the `--list-funcs`/filter tools), from resolved settings and the
-/// parsed pcap filter (`None`: every packet), until a signal or the line limit.
-pub fn trace(settings: &TraceSettings, filter: Option<Expr>) -> Result<()> {
+/// parsed pcap filters ([`parse_filters`]), until a signal or the line limit.
+pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
     let started = Instant::now();
     // What the kernel is.
     let btf = open_btf(&settings.kernel)?;
@@ -54,7 +55,7 @@ pub fn trace(settings: &TraceSettings, filter: Option<Expr>) -> Result<()> {
 
     // The probe programs' input.
     let output_opts = probe_setup::output_options(&settings.output, &btf)?;
-    let opts = probe_setup::probe_options(settings, filter, &btf, backend.as_ref(), &output_opts)?;
+    let opts = probe_setup::probe_options(settings, filters, &btf, backend.as_ref(), &output_opts)?;
 
     // The output, before anything is attached: an --output-file that cannot be created
     // fails here.

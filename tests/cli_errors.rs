@@ -43,7 +43,7 @@ fn usage_errors_exit_2() {
         (&["--filter-kprobe-batch", "0"], &["batch"]),
         (&["--filter-netns", "relative/path"], &["netns"]),
         (&["--timestamp", "yesterday"], &["yesterday"]),
-        (&["--output-tunnel", "icmp"], &["--output-tunnel"]),
+        (&["--output-bpfmap", "icmp"], &["--output-bpfmap"]),
         (&["--filter-trace-tc"], &["--filter-trace-tc"]),
         (
             &[
@@ -75,6 +75,16 @@ fn bad_filters_are_rejected_before_anything_is_loaded() {
         &["rejects all packets"],
     );
     assert_error(&pwru(&["--dump-filter", "--l3", "arp"]), 1, &["raw IP"]);
+    assert_error(
+        &pwru(&["--filter-tunnel-pcap-l2", "tcp port", "udp"]),
+        1,
+        &["--filter-tunnel-pcap-l2", "column 9"],
+    );
+    assert_error(
+        &pwru(&["--filter-tunnel-pcap-l3", "ether host 1:2:3:4:5:6"]),
+        1,
+        &["--filter-tunnel-pcap-l3", "not supported"],
+    );
     assert_error(
         &pwru(&["--filter-skb-expr", "skb->len >", "icmp"]),
         1,

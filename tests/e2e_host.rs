@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use e2e_common::{e2e_enabled, pwru_binary, repo_path, run_script, ScriptOutcome};
 
 /// Drop of TCP to 10.0.0.2:8080 (IPv4 and IPv6) with its NETFILTER_DROP reason,
-/// a filter that must match nothing, and `--filter-skb-expr`/`--output-skb-metadata`.
+/// a filter that must match nothing, `--filter-skb-expr`/`--output-skb-metadata`, and a
+/// VXLAN overlay traced with `--filter-tunnel-pcap-l3` and `--output-tunnel`.
 #[test]
 fn host_suite_reports_netfilter_drops() {
     if let Err(reason) = e2e_enabled() {

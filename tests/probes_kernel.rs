@@ -1339,3 +1339,138 @@ fn stack_identity_of_raw_tracepoints_matches_the_task_stack() {
         "{id:#x}"
     );
 }
+
+/// `__sk_buff.priority`: test_run copies it into `skb->priority`.
+const SKB_CTX_PRIORITY: usize = 32;
+
+/// The layout seen through `inner_network_header := mark` and `inner_mac_header :=
+/// priority`: test_run builds skbs without inner headers, but lets us set those two
+/// fields, so the tunnel filters and the tunnel tuple see inner headers where we put them.
+fn inner_view() -> SkbLayout {
+    let btf = KernelBtf::open_system(&Kmods::None).expect("open BTF");
+    let mut v = SkbLayout::resolve(&btf).expect("sk_buff layout");
+    v.sk_buff.inner_network_header = Some(v.sk_buff.mark);
+    v.sk_buff.inner_mac_header = Some(btf.member("sk_buff", "priority").expect("skb->priority"));
+    v
+}
+
+const INNER_SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 3];
+const INNER_V4_SRC: [u8; 4] = [10, 42, 0, 1];
+const INNER_V4_DST: [u8; 4] = [10, 42, 0, 2];
+/// Where the inner frame and the inner IPv4 header start in [`vxlan_frame`].
+const VXLAN_INNER_MAC: u32 = 14 + 20 + 8 + 8;
+const VXLAN_INNER_IP: u32 = VXLAN_INNER_MAC + 14;
+
+/// 10.0.0.1 -> 10.0.0.2 UDP to 4789, VXLAN (VNI 42), then an Ethernet frame carrying a
+/// TCP packet 10.42.0.1:43216 -> 10.42.0.2:`dport`.
+fn vxlan_frame(dport: u16, flags: u8) -> Vec<u8> {
+    let mut inner_ip = ipv4(6, &[], 0, &tcp(43216, dport, flags));
+    inner_ip[12..16].copy_from_slice(&INNER_V4_SRC);
+    inner_ip[16..20].copy_from_slice(&INNER_V4_DST);
+    let mut vxlan = vec![0x08, 0, 0, 0, 0, 0, 42, 0];
+    vxlan.extend_from_slice(&DST_MAC);
+    vxlan.extend_from_slice(&INNER_SRC_MAC);
+    vxlan.extend_from_slice(&0x0800u16.to_be_bytes());
+    vxlan.extend_from_slice(&inner_ip);
+    ether(0x0800, &ipv4(17, &[], 0, &udp(40000, 4789, &vxlan)))
+}
+
+/// `__sk_buff` input placing the inner headers `inner_ip`/`inner_mac` bytes after `head`.
+fn inner_ctx(inner_ip: u32, inner_mac: u32) -> Vec<u8> {
+    let mut c = vec![0u8; SKB_CTX_PRIORITY + 4];
+    c[SKB_CTX_MARK..SKB_CTX_MARK + 4].copy_from_slice(&inner_ip.to_ne_bytes());
+    c[SKB_CTX_PRIORITY..SKB_CTX_PRIORITY + 4].copy_from_slice(&inner_mac.to_ne_bytes());
+    c
+}
+
+/// The tunnel filters and the tunnel tuple on a real VXLAN frame: each filter applies to
+/// its inner start and ANDs with the filter, and an skb without inner headers passes
+/// them (pwru's semantics) and records no inner tuple.
+#[test]
+fn tunnel_filters_and_tuple_on_a_vxlan_frame() {
+    use pwru::output::sections::tunnel::inner_tuple;
+    use pwru::probes::event::EVENT_SIZE;
+    use pwru::probes::TunnelFilters;
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let view = inner_view();
+    let with_tunnel = |f: &str, l2: &str, l3: &str| ProbeOptions {
+        tunnel: TunnelFilters {
+            l2: filter(l2),
+            l3: filter(l3),
+        },
+        sections: sections(OutputOptions {
+            tunnel: true,
+            tcp_flags: true,
+            ..default_outputs()
+        }),
+        ..outputs(f)
+    };
+    let inner = Tuple {
+        l3_proto: ETH_P_IP,
+        saddr: v4(INNER_V4_SRC),
+        daddr: v4(INNER_V4_DST),
+        sport: 43216,
+        dport: 8080,
+        l4_proto: 6,
+        tcp_flags: TCP_SYN,
+    };
+    // Calibrate: the one inner_network_header giving the inner tuple is the headroom
+    // (head to data) plus VXLAN_INNER_IP.
+    let frame = vxlan_frame(8080, TCP_SYN);
+    let mut p = Probe::load(&view, &with_tunnel("", "", ""));
+    let inner_ip = (0..1024u32)
+        .find(|&at| {
+            let got = p.run_ctx(&frame, Some(&inner_ctx(at, 0)));
+            got.len() == 1 && inner_tuple(&got[0], EVENT_SIZE) == Some(inner)
+        })
+        .expect("some inner_network_header gives the inner tuple");
+    let inner_mac = inner_ip - (VXLAN_INNER_IP - VXLAN_INNER_MAC);
+    let tunnelled = inner_ctx(inner_ip, inner_mac);
+    let plain = inner_ctx(0, 0);
+    let got = p.run_ctx(&frame, Some(&plain));
+    assert_eq!(got.len(), 1);
+    assert_eq!(inner_tuple(&got[0], EVENT_SIZE), None, "no inner headers");
+    assert_eq!(got[0].get::<Tuple>().map(|t| t.dport), Some(4789));
+
+    // (filter, tunnel l2, tunnel l3, event with inner headers, event without)
+    let table: &[(&str, &str, &str, bool, bool)] = &[
+        ("", "", "tcp and dst port 8080", true, true),
+        ("", "", "tcp and dst port 9090", false, true),
+        (
+            "",
+            "",
+            "tcp[tcpflags] = tcp-syn and src host 10.42.0.1",
+            true,
+            true,
+        ),
+        ("", "", "udp", false, true),
+        ("", "ether src 02:00:00:00:00:03 and ip", "", true, true),
+        ("", "ether src 02:00:00:00:00:01", "", false, true),
+        ("", "ip and tcp dst port 8080", "tcp", true, true),
+        ("", "ip and tcp dst port 8080", "udp", false, true),
+        ("udp and dst port 4789", "", "tcp dst port 8080", true, true),
+        ("tcp", "", "tcp dst port 8080", false, false),
+        // Never true of an IP packet: tunnel traffic never passes.
+        ("", "", "ip and ip6", false, true),
+    ];
+    let mut failures = Vec::new();
+    for &(f, l2, l3, tunnel_event, plain_event) in table {
+        let mut p = Probe::load(&view, &with_tunnel(f, l2, l3));
+        for (ctx, want, what) in [
+            (&tunnelled, tunnel_event, "inner headers"),
+            (&plain, plain_event, "no inner headers"),
+        ] {
+            let got = p.run_ctx(&frame, Some(ctx));
+            if (got.len() == 1) != want {
+                failures.push(format!(
+                    "{f:?} / l2 {l2:?} / l3 {l3:?}, {what}: {} events",
+                    got.len()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}

@@ -14,7 +14,7 @@ use pwru::output::sections::skb_dump::SkbDump;
 use pwru::output::OutputOptions;
 use pwru::probes::{
     self, build_clone_entry, build_clone_return, build_untrack_with, skb_expr, Attachment,
-    ProbeOptions, RecordSections, StackTracking, UntrackOptions, NON_SKB,
+    ProbeOptions, RecordSections, StackTracking, TunnelFilters, UntrackOptions, NON_SKB,
 };
 
 /// What the probe records for these output options.
@@ -63,6 +63,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
     };
     let everything = ProbeOptions {
         filter: filter("dst host 10.0.0.2 and tcp and dst port 8080"),
+        tunnel: TunnelFilters::default(),
         mark: Some((0xa00, 0xff00)),
         netns: Some(4026531840),
         ifindex: Some(1),
@@ -154,6 +155,37 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
                     stack: true,
                     caller: true,
                     cb: true,
+                    ..OutputOptions::default()
+                }),
+                ..ProbeOptions::default()
+            },
+        ),
+        (
+            "tunnel",
+            ProbeOptions {
+                filter: filter("udp and dst port 4789"),
+                tunnel: TunnelFilters {
+                    l2: filter("ether proto 0x0800"),
+                    l3: filter("tcp and dst port 8080"),
+                },
+                sections: sections(OutputOptions {
+                    meta: true,
+                    tuple: true,
+                    tunnel: true,
+                    ..OutputOptions::default()
+                }),
+                ..ProbeOptions::default()
+            },
+        ),
+        (
+            "tunnel-l3-only",
+            ProbeOptions {
+                tunnel: TunnelFilters {
+                    l2: None,
+                    l3: filter("ip6 and udp"),
+                },
+                sections: sections(OutputOptions {
+                    tunnel: true,
                     ..OutputOptions::default()
                 }),
                 ..ProbeOptions::default()

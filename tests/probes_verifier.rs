@@ -7,8 +7,8 @@ use pwru::load::{self, LoadOptions, MapKind, MapSpec, ObjectSpec};
 use pwru::output::sections::skb_dump::SkbDump;
 use pwru::output::OutputOptions;
 use pwru::probes::{
-    self, maps, skb_expr, Attachment, ProbeOptions, RecordSections, StackTracking, UntrackOptions,
-    NON_SKB,
+    self, maps, skb_expr, Attachment, ProbeOptions, RecordSections, StackTracking, TunnelFilters,
+    UntrackOptions, NON_SKB,
 };
 
 /// What the probe records for these output options.
@@ -76,8 +76,13 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
     let by_stack = StackTracking {
         task_stack_offset: Some(task_stack.offset_bytes()),
     };
+    let tunnel = TunnelFilters {
+        l2: filter("ether proto 0x0800 or vlan"),
+        l3: filter("tcp and dst port 8080 and tcp[tcpflags] & tcp-syn != 0"),
+    };
     let everything = ProbeOptions {
         filter: filter("dst host 10.0.0.2 and tcp and dst port 8080"),
+        tunnel: tunnel.clone(),
         mark: Some((0xa00, 0xff00)),
         netns: Some(4026531840),
         ifindex: Some(1),
@@ -88,6 +93,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
         sections: sections(OutputOptions {
             meta: true,
             tuple: true,
+            tunnel: true,
             stack: true,
             caller: true,
             cb: true,
@@ -134,6 +140,29 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
                     skb_dump: SkbDump::new(None, Some(shinfo_id), 100),
                     ..OutputOptions::default()
                 }),
+                ..ProbeOptions::default()
+            },
+        ),
+        (
+            "tunnel filters and output, no other filter",
+            ProbeOptions {
+                tunnel: TunnelFilters {
+                    l2: None,
+                    ..tunnel.clone()
+                },
+                sections: sections(OutputOptions {
+                    tunnel: true,
+                    tcp_flags: true,
+                    ..OutputOptions::default()
+                }),
+                ..ProbeOptions::default()
+            },
+        ),
+        (
+            "tunnel l2 filter with the filter",
+            ProbeOptions {
+                filter: filter("udp dst port 4789"),
+                tunnel: TunnelFilters { l3: None, ..tunnel },
                 ..ProbeOptions::default()
             },
         ),

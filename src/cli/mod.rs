@@ -138,11 +138,11 @@ pub struct Args {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Filters")]
     pub filter_track_bpf_helpers: bool,
 
-    /// pcap expression for the inner frame of VXLAN/Geneve traffic (from the inner MAC header)
+    /// pcap expression for the inner Ethernet frame of VXLAN/Geneve traffic (from skb->inner_mac_header); ANDed with the filter; skbs without inner headers pass it, as in pwru
     #[arg(long, value_name = "EXPR", help_heading = "Filters")]
     pub filter_tunnel_pcap_l2: Option<String>,
 
-    /// pcap expression for the inner packet of VXLAN/Geneve traffic (from the inner IP header)
+    /// pcap expression for the inner IP packet of VXLAN/Geneve traffic (from skb->inner_network_header); ANDed with the filter; skbs without inner headers pass it, as in pwru
     #[arg(long, value_name = "EXPR", help_heading = "Filters")]
     pub filter_tunnel_pcap_l3: Option<String>,
 
@@ -197,7 +197,7 @@ pub struct Args {
     #[arg(long = "output-skb-shared-info", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
     pub output_shinfo: bool,
 
-    /// Print a TUNNEL column with the inner tuple of encapsulated traffic
+    /// Print the inner tuple of encapsulated traffic (TUNNEL column, JSON tunnel_tuple)
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
     pub output_tunnel: bool,
 

@@ -5,7 +5,7 @@ use crate::attach::{self, FeatureError};
 use crate::btf::Kmods;
 use crate::settings::{
     self, BackendChoice, BackendSettings, FilterSettings, KernelSettings, ListSettings, Mode,
-    NetnsSpec, OutputFile, OutputSettings, TraceSettings,
+    NetnsSpec, OutputFile, OutputSettings, TraceSettings, TunnelFilterSettings,
 };
 
 use super::Args;
@@ -67,18 +67,6 @@ const PENDING_FLAGS: &[PendingFlag] = &[
     PendingFlag {
         name: "--filter-xdp-expr",
         is_set: |c| c.filter_xdp_expr.is_some(),
-    },
-    PendingFlag {
-        name: "--filter-tunnel-pcap-l2",
-        is_set: |c| c.filter_tunnel_pcap_l2.is_some(),
-    },
-    PendingFlag {
-        name: "--filter-tunnel-pcap-l3",
-        is_set: |c| c.filter_tunnel_pcap_l3.is_some(),
-    },
-    PendingFlag {
-        name: "--output-tunnel",
-        is_set: |c| c.output_tunnel,
     },
     PendingFlag {
         name: "--output-xdp-metadata",
@@ -253,10 +241,11 @@ impl Args {
                 || self.filter_track_bpf_helpers,
             non_skb_funcs: self.filter_non_skb_funcs.clone(),
             // pwru's default is the empty expression: no filter.
-            skb_expr: self
-                .filter_skb_expr
-                .clone()
-                .filter(|e| !e.trim().is_empty()),
+            skb_expr: not_blank(&self.filter_skb_expr),
+            tunnel: TunnelFilterSettings {
+                l2: not_blank(&self.filter_tunnel_pcap_l2),
+                l3: not_blank(&self.filter_tunnel_pcap_l3),
+            },
         }
     }
 
@@ -273,6 +262,7 @@ impl Args {
                 .then(|| usize::from(self.netns_names_max_length.max(10))),
             tuple: self.output_tuple,
             tcp_flags: self.output_tcp_flags,
+            tunnel: self.output_tunnel,
             caller: self.output_caller,
             stack: self.output_stack,
             skb_cb: self.filter_trace_tc || self.output_skb_cb,
@@ -293,4 +283,9 @@ impl Args {
             }),
         }
     }
+}
+
+/// A flag's expression unless it is blank (pwru's empty expression: no filter).
+fn not_blank(expr: &Option<String>) -> Option<String> {
+    expr.clone().filter(|e| !e.trim().is_empty())
 }

@@ -442,6 +442,7 @@ fn output_options_from_flags() {
             meta: true,
             tuple: true,
             tcp_flags: false,
+            tunnel: false,
             caller: false,
             stack: false,
             cb: true,
@@ -604,6 +605,12 @@ fn unsupported_flags_are_reported_not_ignored() {
         &["--filter-skb-expr", "skb->len > 0"][..],
         &["--output-skb-metadata", "skb->hash,skb->mark"][..],
         &["--output-skb", "--output-skb-shared-info"][..],
+        &[
+            "--filter-tunnel-pcap-l2",
+            "udp",
+            "--filter-tunnel-pcap-l3=tcp",
+            "--output-tunnel",
+        ][..],
     ] {
         assert!(
             ok(implemented).unsupported_flags().is_empty(),
@@ -624,15 +631,6 @@ fn unsupported_flags_are_reported_not_ignored() {
             &["--output-xdp-metadata", "xdp->rxq->queue_index"],
             &["--output-xdp-metadata"],
         ),
-        (
-            &["--filter-tunnel-pcap-l2", "udp"],
-            &["--filter-tunnel-pcap-l2"],
-        ),
-        (
-            &["--filter-tunnel-pcap-l3", "udp"],
-            &["--filter-tunnel-pcap-l3"],
-        ),
-        (&["--output-tunnel"], &["--output-tunnel"]),
         (
             &["--filter-track-bpf-helpers"],
             &["--filter-track-bpf-helpers"],
@@ -737,7 +735,7 @@ fn help_marks_the_flags_not_supported_yet() {
             "{flag}: {help}"
         );
     }
-    assert_eq!(pending.len(), 9);
+    assert_eq!(pending.len(), 6);
     assert_eq!(
         ok(&["--filter-trace-tc"]).unsupported_flags(),
         ["--filter-trace-tc"]
@@ -746,4 +744,28 @@ fn help_marks_the_flags_not_supported_yet() {
         let text = parse(&[help_flag]).unwrap_err().to_string();
         assert_eq!(text.matches(PENDING_MARK).count(), pending.len(), "{text}");
     }
+}
+
+#[test]
+fn tunnel_flags_resolve_to_settings() {
+    let c = ok(&[
+        "--filter-tunnel-pcap-l2",
+        "ether proto 0x0800",
+        "--filter-tunnel-pcap-l3= ",
+        "--output-tunnel",
+        "udp",
+    ]);
+    let Mode::Trace(t) = c.resolve().unwrap() else {
+        panic!("a trace")
+    };
+    assert_eq!(t.filter.tunnel.l2.as_deref(), Some("ether proto 0x0800"));
+    // A blank expression is no filter, like pwru's empty one.
+    assert_eq!(t.filter.tunnel.l3, None);
+    assert!(t.output.tunnel);
+    assert_eq!(t.filter.pcap, "udp");
+    let Mode::Trace(t) = ok(&[]).resolve().unwrap() else {
+        panic!("a trace")
+    };
+    assert_eq!(t.filter.tunnel, Default::default());
+    assert!(!t.output.tunnel);
 }

@@ -43,6 +43,8 @@ pub struct OutputOptions {
     pub meta: bool,
     pub tuple: bool,
     pub tcp_flags: bool,
+    /// The inner tuple of encapsulated traffic (`--output-tunnel`).
+    pub tunnel: bool,
     pub caller: bool,
     pub stack: bool,
     /// The `__sk_buff->cb[]` column (`--output-skb-cb` or `--filter-trace-tc`).
@@ -71,6 +73,7 @@ impl OutputOptions {
             // A journey starts with the packet's tuple.
             tuple: settings.tuple || settings.journey,
             tcp_flags: settings.tcp_flags,
+            tunnel: settings.tunnel,
             caller: settings.caller,
             stack: settings.stack,
             cb: settings.skb_cb,

@@ -17,6 +17,9 @@ use super::skb_expr::{self, SkbFilter};
 
 use Reg::*;
 
+mod tunnel;
+pub use tunnel::TunnelFilters;
+
 /// Byte offsets of the argument registers in x86-64 `struct pt_regs` (di, si, dx, cx, r8).
 pub const PT_REGS_ARGS: [i16; 5] = [112, 104, 96, 88, 72];
 /// `pt_regs.ip` and `pt_regs.sp` on x86-64.
@@ -84,6 +87,8 @@ pub struct StackTracking {
 #[derive(Clone, Debug, Default)]
 pub struct ProbeOptions {
     pub filter: Option<Expr>,
+    /// `--filter-tunnel-pcap-l2/-l3`: on the inner headers, where the skb has them.
+    pub tunnel: TunnelFilters,
     /// `(mark, mask)`: keep packets where `skb->mark & mask == mark & mask`.
     pub mark: Option<(u32, u32)>,
     pub netns: Option<u32>,
@@ -205,6 +210,7 @@ impl<'a> Gen<'a> {
             s.pkt_type,
         ];
         fields.extend(s.skb_refdst);
+        fields.extend(o.tunnel.skb_fields(s));
         fields.extend(o.sections.iter().flat_map(|r| r.skb_fields(s)));
         let lo = fields.iter().map(|f| f.offset_bytes()).min().unwrap_or(0) & !7;
         let hi = fields
@@ -394,6 +400,7 @@ impl<'a> Gen<'a> {
         if self.o.filter.is_some() {
             f.extend([s.mac_len, s.mac_header, s.network_header, s.head, s.tail]);
         }
+        f.extend(self.o.tunnel.skb_fields(s));
         f
     }
 
@@ -447,6 +454,7 @@ impl<'a> Gen<'a> {
                 if w1 != (mark & mask) goto (out);
             );
         }
+        self.tunnel_filters()?;
         if let Some(expr) = &self.o.filter {
             self.pcap_filter(expr)?;
         }
@@ -484,22 +492,7 @@ impl<'a> Gen<'a> {
         let s = &self.l.sk_buff;
         let l3 = self.a.named_label("filter_l3");
         let matched = self.a.named_label("filter_matched");
-        let env = FilterEnv {
-            stack_top: self.filter_top(),
-            ..FilterEnv::default()
-        };
-        let src = PacketSource::KernelMemory {
-            base: R8,
-            len: R9,
-            window: FILTER_WINDOW,
-        };
-        let room = 512 - (-(self.filter_top() as i32)) as usize;
-        if stack_bytes(&src) > room {
-            return Err(ProbeError::Layout(format!(
-                "the filter needs {} stack bytes, {room} left",
-                stack_bytes(&src)
-            )));
-        }
+        let (src, env) = self.pcap_source()?;
         let (mac_len, mac_len_at) = self.window(&s.mac_len)?;
         bpf!(into &mut self.a;
             r1 = *(mac_len *)(r10 + mac_len_at);
@@ -535,6 +528,28 @@ impl<'a> Gen<'a> {
         }
         bpf!(into &mut self.a; (matched):);
         Ok(())
+    }
+
+    /// Where a pcap filter finds its packet (r8, r9 from [`Gen::packet_bounds`]) and its
+    /// stack area.
+    fn pcap_source(&self) -> Result<(PacketSource, FilterEnv), ProbeError> {
+        let env = FilterEnv {
+            stack_top: self.filter_top(),
+            ..FilterEnv::default()
+        };
+        let src = PacketSource::KernelMemory {
+            base: R8,
+            len: R9,
+            window: FILTER_WINDOW,
+        };
+        let room = 512 - (-(self.filter_top() as i32)) as usize;
+        if stack_bytes(&src) > room {
+            return Err(ProbeError::Layout(format!(
+                "the filter needs {} stack bytes, {room} left",
+                stack_bytes(&src)
+            )));
+        }
+        Ok((src, env))
     }
 
     /// r8 = head + header offset, r9 = tail - header offset (0 when negative).

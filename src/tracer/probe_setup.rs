@@ -10,21 +10,56 @@ use crate::load::{self, MapSpec};
 use crate::output::sections::skb_dump::{self, SkbDump};
 use crate::output::{sections, OutputOptions};
 use crate::pcapc::ast::Expr;
-use crate::probes::{maps, skb_expr, ProbeOptions, StackTracking};
+use crate::pcapc::compile::{check, CompileError, FilterEnv, LinkType};
+use crate::probes::{maps, skb_expr, ProbeOptions, StackTracking, TunnelFilters};
 use crate::settings::{FilterSettings, NetnsSpec, OutputSettings, TraceSettings};
+
+/// A run's pcap filters, parsed: the filter (`None`: every packet) and the tunnel filters.
+#[derive(Debug, Clone, Default)]
+pub struct PcapFilters {
+    pub main: Option<Expr>,
+    pub tunnel: TunnelFilters,
+}
+
+/// Parses the filter and the tunnel filters; a tunnel filter must also compile for the
+/// inner packet's start (pwru refuses one libpcap cannot compile).
+pub fn parse_filters(f: &FilterSettings) -> Result<PcapFilters> {
+    let main = crate::pcapc::parse(&f.pcap).context("invalid pcap filter")?;
+    let tunnel = |text: &Option<String>, link: LinkType, flag: &str| -> Result<Option<Expr>> {
+        let Some(text) = text else {
+            return Ok(None);
+        };
+        let expr = crate::pcapc::parse(text).with_context(|| format!("invalid {flag}"))?;
+        if let Some(e) = &expr {
+            match check(e, link, &FilterEnv::default()) {
+                Ok(()) | Err(CompileError::RejectsAll) => {}
+                Err(err) => return Err(err).with_context(|| format!("invalid {flag}")),
+            }
+        }
+        Ok(expr)
+    };
+    Ok(PcapFilters {
+        main,
+        tunnel: TunnelFilters {
+            l2: tunnel(&f.tunnel.l2, LinkType::Ethernet, "--filter-tunnel-pcap-l2")?,
+            l3: tunnel(&f.tunnel.l3, LinkType::RawIp, "--filter-tunnel-pcap-l3")?,
+        },
+    })
+}
 
 /// What the probe programs filter on and record: the settings resolved against this
 /// kernel (BTF offsets and types) and host (netns inode, ifindex) for `backend`.
 pub fn probe_options(
     settings: &TraceSettings,
-    filter: Option<Expr>,
+    filters: PcapFilters,
     btf: &KernelBtf,
     backend: &dyn Backend,
     output: &OutputOptions,
 ) -> Result<ProbeOptions> {
     let f = &settings.filter;
     Ok(ProbeOptions {
-        filter,
+        filter: filters.main,
+        tunnel: filters.tunnel,
         mark: f.mark.map(|m| (m.mark, m.mask)),
         netns: f.netns.as_ref().map(host::netns_inode).transpose()?,
         ifindex: ifindex_filter(f)?,

@@ -48,12 +48,12 @@ E2E_GLOBAL_LEAK_CHECK=${E2E_GLOBAL_LEAK_CHECK:-1}
 E2E_ALL_TESTS="basic-ipv4 basic-ipv6 advanced-ipv4 advanced-ipv6 pcap-filter-stack \
 filter-track-skb filter-track-skb-clones filter-track-skb-by-stackid filter-non-skb-funcs \
 filter-arp filter-ifname \
-filter-nomatch kprobe-multi-basic"
+filter-nomatch kprobe-multi-basic tunnel-vxlan tunnel-geneve"
 
 # Tests for a host kernel without kprobes (tracepoint backend), run by
 # tests/e2e/host-suite.sh: the drop must carry its reason.
 E2E_HOST_TESTS="host-basic-ipv4 host-basic-ipv6 host-nomatch host-skb-expr host-skb-expr-nomatch host-output-skb \
-host-track-by-stackid host-legacy-flags host-summary host-summary-json host-journey"
+host-track-by-stackid host-legacy-flags host-summary host-summary-json host-journey host-tunnel-vxlan"
 
 # Functions through which a dropped skb leaves the stack (6.12 inlines
 # kfree_skb_reason into sk_skb_reason_drop).
@@ -663,6 +663,63 @@ e2e_test_host_skb_expr_nomatch() {
     fi
     e2e_fw_clear
 }
+
+# --- overlays ---------------------------------------------------------------------
+# e2e_overlay_up KIND PORT: a KIND (vxlan, geneve) overlay over the veth underlay,
+# ns1 tun1 10.42.0.1/24 <-> ns2 tun2 10.42.0.2/24, VNI 42, outer UDP port PORT.
+e2e_overlay_up() {
+    _e2e_opts="id 42 remote 10.0.0.2 dstport $2"
+    [ "$1" = vxlan ] && _e2e_opts="$_e2e_opts local 10.0.0.1 dev veth1"
+    # shellcheck disable=SC2086  # the options are several words
+    e2e_in "$E2E_NS1" ip link add tun1 type "$1" $_e2e_opts || return 1
+    _e2e_opts="id 42 remote 10.0.0.1 dstport $2"
+    [ "$1" = vxlan ] && _e2e_opts="$_e2e_opts local 10.0.0.2 dev veth2"
+    # shellcheck disable=SC2086
+    e2e_in "$E2E_NS2" ip link add tun2 type "$1" $_e2e_opts || return 1
+    e2e_in "$E2E_NS1" ip addr add 10.42.0.1/24 dev tun1
+    e2e_in "$E2E_NS2" ip addr add 10.42.0.2/24 dev tun2
+    e2e_in "$E2E_NS1" ip link set tun1 up
+    e2e_in "$E2E_NS2" ip link set tun2 up
+    # Control: the overlay carries traffic (this also resolves the inner ARP).
+    e2e_in "$E2E_NS1" ping -c 1 -W 5 10.42.0.2 >/dev/null || { echo "setup: ping 10.42.0.2 over $1 failed"; return 1; }
+}
+
+e2e_overlay_down() {
+    e2e_in "$E2E_NS1" ip link del tun1 2>/dev/null
+    e2e_in "$E2E_NS2" ip link del tun2 2>/dev/null
+    return 0
+}
+
+# A SYN to 10.42.0.2:8080 and one to 10.42.0.2:9090 across the overlay (both refused).
+e2e_traffic_overlay() { e2e_connect 10.42.0.2 8080; e2e_connect 10.42.0.2 9090; }
+
+# e2e_tunnel NAME KIND PORT: with the outer filter on the overlay's UDP port and the
+# inner one on TCP to 8080, the encapsulated SYN to 8080 shows with the outer tuple
+# (UDP to PORT) and the inner one in the TUNNEL text; the SYN to 9090, encapsulated
+# the same way, is not shown.
+e2e_tunnel() {
+    _name=$1 _kind=$2 _port=$3
+    shift 3
+    if ! e2e_overlay_up "$_kind" "$_port"; then
+        e2e_overlay_down
+        e2e_skip "$_name" "cannot set up a $_kind overlay on $(uname -r)"
+        return
+    fi
+    e2e_trace "$_name" e2e_traffic_overlay "$@" --output-tunnel \
+        --filter-tunnel-pcap-l3 'tcp and dst port 8080' "udp and dst port $_port"
+    if [ -z "$E2E_WHY" ] && grep -q '10\.42\.0\.2:9090' "$E2E_LOG"; then
+        E2E_WHY="the SYN to 9090 is shown: the tunnel filter did not apply"
+    elif [ -z "$E2E_WHY" ] && ! grep -q ' TUNNEL$' "$E2E_LOG"; then
+        E2E_WHY="no TUNNEL column in the header"
+    fi
+    e2e_verdict "$_name" "10\\.0\\.0\\.1:[0-9]+->10\\.0\\.0\\.2:$_port\\(udp\\)" \
+        ' 10\.42\.0\.1:[0-9]+->10\.42\.0\.2:8080\(tcp\)$'
+    e2e_overlay_down
+}
+
+e2e_test_tunnel_vxlan() { e2e_tunnel tunnel-vxlan vxlan 4789; }
+e2e_test_tunnel_geneve() { e2e_tunnel tunnel-geneve geneve 6081; }
+e2e_test_host_tunnel_vxlan() { e2e_tunnel host-tunnel-vxlan vxlan 4789; }
 
 # Scenario self-check without a tracer: the rules count the generated drops.
 e2e_scenario_selftest() {

@@ -20,6 +20,7 @@ pub mod skb_cb;
 pub mod skb_dump;
 pub mod skb_metadata;
 pub mod stack;
+pub mod tunnel;
 pub mod tuple;
 
 use std::sync::Arc;
@@ -47,6 +48,7 @@ pub const REGISTRY: &[Activate] = &[
     activate::<skb_metadata::SkbMetadataSection>,
     activate::<tuple::TupleSection>,
     activate::<skb_dump::SkbDumpSection>,
+    activate::<tunnel::TunnelSection>,
 ];
 
 /// A registry entry: the section when `opts` turn it on.

@@ -19,6 +19,7 @@ fn everything() -> OutputOptions {
         meta: true,
         tuple: true,
         tcp_flags: true,
+        tunnel: true,
         caller: true,
         stack: true,
         cb: true,
@@ -59,18 +60,24 @@ fn every_section_turns_on_and_records_in_registry_order() {
             "SkbMetadataSection",
             "TupleSection",
             "SkbDumpSection",
+            "TunnelSection",
         ]
     );
     let record: Vec<String> = all.record().iter().map(|s| format!("{s:?}")).collect();
-    assert_eq!(record.len(), 7, "{record:?}: not the print-only ones");
+    assert_eq!(record.len(), 8, "{record:?}: not the print-only ones");
     assert_eq!(all.maps().len(), 1, "the stack map");
-    let dump = all.iter().last().unwrap();
+    let dump = all.iter().nth(8).unwrap();
     assert_eq!(dump.tail_bytes(), 2 * 4096);
     let lines = all.table_at(TableAt::Lines);
-    assert_eq!(lines.len(), 2, "stack, dump");
+    assert_eq!(lines.len(), 3, "stack, dump, tunnel");
     assert_eq!(
         lines[1].tail_at, EVENT_SIZE,
-        "the only area after the fixed record"
+        "the first area after the fixed record"
+    );
+    assert_eq!(
+        lines[2].tail_at,
+        EVENT_SIZE + 2 * 4096,
+        "the tunnel's bytes follow the dumps'"
     );
 }
 
