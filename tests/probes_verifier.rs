@@ -2,7 +2,7 @@
 //! running kernel's verifier. Needs root and BTF; skips with a printed reason otherwise.
 
 use pwru::attach::{self, BackendKind, Target};
-use pwru::btf::{KernelBtf, Kmods, SkbLayout};
+use pwru::btf::{ArchFacts, KernelBtf, Kmods, SkbLayout};
 use pwru::load::{self, LoadOptions, MapKind, MapSpec, ObjectSpec};
 use pwru::output::sections::skb_dump::SkbDump;
 use pwru::output::OutputOptions;
@@ -53,6 +53,7 @@ const SKB_EXPR: &str = "skb->dev->ifindex == 9 && !(skb->mark & 0xff) \
     || skb->hash & 0xffffffff00 != 0 || skb->dev";
 
 fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
+    let none = ProbeOptions::new(ArchFacts::resolve(btf).expect("this kernel's pt_regs resolves"));
     let filter = |s: &str| pwru::pcapc::parse(s).expect("test filter parses");
     let skb_expr = skb_expr::compile_filter(btf, SKB_EXPR).expect("skb expression resolves");
     let metadata: Vec<String> = [
@@ -77,6 +78,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
         task_stack_offset: Some(task_stack.offset_bytes()),
     };
     let everything = ProbeOptions {
+        arch: none.arch.clone(),
         filter: filter("dst host 10.0.0.2 and tcp and dst port 8080"),
         mark: Some((0xa00, 0xff00)),
         netns: Some(4026531840),
@@ -97,7 +99,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
         }),
     };
     let mut sets = vec![
-        ("bare", ProbeOptions::default()),
+        ("bare", none.clone()),
         ("everything", everything.clone()),
         (
             "no func ip",
@@ -110,7 +112,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
             "by stackid only, no task_struct.stack",
             ProbeOptions {
                 track_stackid: Some(StackTracking::default()),
-                ..ProbeOptions::default()
+                ..none.clone()
             },
         ),
         (
@@ -122,7 +124,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
                     meta: true,
                     ..OutputOptions::default()
                 }),
-                ..ProbeOptions::default()
+                ..none.clone()
             },
         ),
         (
@@ -134,7 +136,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
                     skb_dump: SkbDump::new(None, Some(shinfo_id), 100),
                     ..OutputOptions::default()
                 }),
-                ..ProbeOptions::default()
+                ..none.clone()
             },
         ),
     ];
@@ -156,7 +158,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
                     tuple: true,
                     ..OutputOptions::default()
                 }),
-                ..ProbeOptions::default()
+                ..none.clone()
             },
         ));
     }
@@ -171,6 +173,7 @@ fn every_probe_variant_passes_the_verifier() {
     }
     let btf = KernelBtf::open_system(&Kmods::None).expect("open BTF");
     let layout = SkbLayout::resolve(&btf).expect("layout");
+    let arch = ArchFacts::resolve(&btf).expect("this kernel's pt_regs resolves");
     let tracepoints: Vec<Target> =
         attach::targets::select_tracepoints(&btf.skb_tracepoints().unwrap(), |_| true);
     assert!(!tracepoints.is_empty());
@@ -290,7 +293,7 @@ fn every_probe_variant_passes_the_verifier() {
                 programs: vec![load::ProgramSpec {
                     name: "untrack".into(),
                     kind: kind.clone(),
-                    program: probes::build_untrack_with(&a, opts).unwrap(),
+                    program: probes::build_untrack_with(&a, &arch, opts).unwrap(),
                 }],
             };
             load::load(&spec, &LoadOptions::default())
@@ -305,12 +308,12 @@ fn every_probe_variant_passes_the_verifier() {
             load::ProgramSpec {
                 name: "clone_entry".into(),
                 kind: load::ProgKind::KProbe,
-                program: probes::build_clone_entry().unwrap(),
+                program: probes::build_clone_entry(&arch.regs).unwrap(),
             },
             load::ProgramSpec {
                 name: "clone_return".into(),
                 kind: load::ProgKind::KRetProbe,
-                program: probes::build_clone_return().unwrap(),
+                program: probes::build_clone_return(&arch.regs).unwrap(),
             },
         ],
     };

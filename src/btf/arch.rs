@@ -326,6 +326,18 @@ pub enum ArchError {
     },
 }
 
+/// Facts resolved from a synthetic `struct pt_regs` of `arch` (the table tests' layouts),
+/// with 4 KiB pages and no configuration: for tests of the code that uses them.
+#[cfg(test)]
+pub(crate) fn test_facts(arch: KernelArch) -> ArchFacts {
+    let btf = match arch {
+        KernelArch::X86_64 => tests::x86_64_kernel(),
+        KernelArch::Arm64 => tests::arm64_kernel(),
+        KernelArch::Riscv64 => tests::riscv64_kernel(),
+    };
+    ArchFacts::resolve_with(&btf, 4096, None).expect("synthetic pt_regs resolves")
+}
+
 fn describe_lacking(lacking: &[(KernelArch, Vec<&'static str>)]) -> String {
     lacking
         .iter()
@@ -363,7 +375,7 @@ mod tests {
     }
 
     /// x86-64 `pt_regs` as in 6.x: `cs` and `ss` sit in anonymous unions (FRED).
-    fn x86_64_kernel() -> KernelBtf {
+    pub(super) fn x86_64_kernel() -> KernelBtf {
         kernel(|b, ulong| {
             let u16_t = b.int("short unsigned int", 2, false);
             let cs = b.union("", 8, &[M("cs", u16_t, 0, 0), M("csx", ulong, 0, 0)]);
@@ -385,7 +397,7 @@ mod tests {
 
     /// arm64 `pt_regs`: the registers behind an anonymous union and an anonymous struct,
     /// next to the named `user_regs` view of the same bytes.
-    fn arm64_kernel() -> KernelBtf {
+    pub(super) fn arm64_kernel() -> KernelBtf {
         kernel(|b, ulong| {
             let u64_t = b.typedef("u64", ulong);
             let int = b.int("int", 4, true);
@@ -428,7 +440,7 @@ mod tests {
     }
 
     /// riscv64 `pt_regs`: 36 named `unsigned long`s.
-    fn riscv64_kernel() -> KernelBtf {
+    pub(super) fn riscv64_kernel() -> KernelBtf {
         kernel(|b, ulong| {
             let names = [
                 "epc", "ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1", "a0", "a1", "a2",

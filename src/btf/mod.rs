@@ -13,6 +13,8 @@ mod testenc;
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+pub(crate) use arch::test_facts;
 pub use arch::{ArchError, ArchFacts, KernelArch, PtRegsLayout, ARG_REGS};
 pub use error::BtfError;
 pub use funcs::{SkbFunc, SkbFuncScan, SkbTracepoint, MAX_PROBE_ARG};

@@ -7,7 +7,6 @@ use crate::output::json::JsonObject;
 use crate::output::text::pad_ascii_from;
 use crate::output::{push_nearest, OutputOptions};
 use crate::probes::event::{off, EVENT_SIZE, FLAG_CALLER};
-use crate::probes::program::PT_REGS_SP;
 use crate::probes::{Attachment, ProbeError};
 
 use super::{Cx, JsonAt, RecordSection, RecordStage, Section, TableAt};
@@ -39,8 +38,9 @@ impl RecordSection for CallerSection {
     /// have no caller frame to read (the tracepoint backend refuses the flag).
     fn emit(&self, r: &mut RecordStage<'_>) -> Result<(), ProbeError> {
         if let Attachment::Kprobe { .. } = r.attach {
+            let sp = r.regs.sp;
             bpf!(into r.a;
-                r3 = *(u64 *)(r6 + PT_REGS_SP);
+                r3 = *(u64 *)(r6 + sp);
                 r1 = r8;
                 r1 += (off::CALLER_ADDR);
                 r2 = 8;
