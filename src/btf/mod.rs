@@ -15,7 +15,7 @@ mod tests;
 
 #[cfg(test)]
 pub(crate) use arch::test_facts;
-pub use arch::{ArchError, ArchFacts, KernelArch, PtRegsLayout, ARG_REGS};
+pub use arch::{ArchError, ArchFacts, KernelArch, PtRegsLayout, ReturnAddress, ARG_REGS};
 pub use error::BtfError;
 pub use funcs::{SkbFunc, SkbFuncScan, SkbTracepoint, MAX_PROBE_ARG};
 pub use kconfig::{thread_size, KernelConfig, PROC_CONFIG_GZ};
