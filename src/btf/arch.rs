@@ -36,6 +36,17 @@ impl KernelArch {
             KernelArch::Riscv64 => "riscv64",
         }
     }
+
+    /// How many bytes past the probed address a kprobe's `pt_regs` ip points when its
+    /// handler runs: x86-64 reports the address after the one-byte int3 (also when the
+    /// kprobe sits on ftrace, which emulates it); arm64's `brk` and riscv64's `ebreak`
+    /// (or ftrace call) leave pc at the probed instruction.
+    pub fn kprobe_ip_bias(self) -> u8 {
+        match self {
+            KernelArch::X86_64 => 1,
+            KernelArch::Arm64 | KernelArch::Riscv64 => 0,
+        }
+    }
 }
 
 impl fmt::Display for KernelArch {

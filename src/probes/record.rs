@@ -236,11 +236,12 @@ fn header(a: &mut Asm, env: &RecordEnv<'_>) -> u16 {
                     call get_func_ip;
                 );
             } else {
-                // After the int3 of a kprobe, ip points one byte past the function start.
-                bpf!(into a;
-                    r0 = *(u64 *)(r6 + (regs.ip));
-                    r0 += -1;
-                );
+                // The kprobe's ip, less what the breakpoint added (x86-64's int3: 1 byte).
+                bpf!(into a; r0 = *(u64 *)(r6 + (regs.ip)););
+                let bias = i32::from(regs.arch.kprobe_ip_bias());
+                if bias != 0 {
+                    bpf!(into a; r0 += -bias;);
+                }
             }
             bpf!(into a;
                 *(u64 *)(r8 + off::PROBE_ADDR) = r0;
