@@ -65,18 +65,19 @@ fn kprobe_arg(regs: &PtRegsLayout, skb_arg: u8) -> i16 {
 /// kprobe-multi, the address of the raw tracepoint's argument array (built on the stack
 /// by `bpf_trace_run<N>`) for tracepoints, the program's own frame for `SCHED_CLS` test
 /// runs. (`r10` is not used for tracing programs: since 6.13 the x86-64 JIT may give them
-/// a per-CPU private stack.) That address rounded down to the kernel's `THREAD_SIZE`
-/// ([`ArchFacts::thread_size`], task stacks are that big and aligned) is the base of
+/// a per-CPU private stack.) That address rounded down to the kernel's task stack size
+/// ([`ArchFacts::thread_size`]: task stacks are that big and aligned) is the base of
 /// the task stack when it equals `current->stack`; otherwise the hit runs on the CPU's
 /// interrupt stack (softirq, hardirq), which is only page-aligned (a `vmap` of per-CPU
 /// pages under `VMAP_STACK`), so rounding could split it: its identity is `cpu + 1`
 /// instead (one interrupt stack per CPU; kernel addresses are never that small). Like the original's outermost frame, the identity of a task stack outlives
-/// one system call; unlike it, it never depends on frame pointers. Caveat: kernels with
-/// KASAN (32 KiB stacks) see the upper half of a task stack as "interrupt stack".
+/// one system call; unlike it, it never depends on frame pointers. Caveat: when the
+/// kernel configuration is unreadable, a KASAN kernel's stacks are twice the size
+/// assumed, and the upper half of a task stack is taken for an interrupt stack.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StackTracking {
     /// Byte offset of `task_struct.stack` (BTF). Without it the identity is the address
-    /// rounded down to `THREAD_SIZE`, which can split an interrupt stack in two.
+    /// rounded down to the stack size, which can split an interrupt stack in two.
     pub task_stack_offset: Option<u32>,
 }
 
