@@ -5,7 +5,7 @@
 
 use aya::maps::PerCpuArray;
 use pwru::asm::{Asm, Reg};
-use pwru::btf::{KernelBtf, Kmods, SkbLayout, SYS_VMLINUX_BTF};
+use pwru::btf::{ArchFacts, KernelBtf, Kmods, SkbLayout, SYS_VMLINUX_BTF};
 use pwru::load::{self, LoadOptions, LoadedObject, MapKind, MapSpec, ObjectSpec, ProgKind};
 use pwru::output::OutputOptions;
 use pwru::probes::{self, maps, Attachment, ProbeOptions, RecordSections};
@@ -140,6 +140,7 @@ fn main() {
 fn run() -> Result<(), String> {
     let btf = KernelBtf::open_system(&Kmods::None).map_err(|e| e.to_string())?;
     let layout = SkbLayout::resolve(&btf).map_err(|e| e.to_string())?;
+    let bare = ProbeOptions::new(ArchFacts::resolve(&btf).map_err(|e| e.to_string())?);
     let filtered = ProbeOptions {
         filter: pwru::pcapc::parse(FILTER).map_err(|e| e.to_string())?,
         sections: sections(OutputOptions {
@@ -147,7 +148,7 @@ fn run() -> Result<(), String> {
             tuple: true,
             ..OutputOptions::default()
         }),
-        ..ProbeOptions::default()
+        ..bare.clone()
     };
     let syn = frame([10, 0, 0, 2], 6, 8080);
     let udp_other_host = frame([10, 0, 0, 9], 17, 53);
@@ -155,7 +156,6 @@ fn run() -> Result<(), String> {
     // A full-size frame: the filter's packet read is its whole 96-byte window.
     let mut big_other_host = frame([10, 0, 0, 9], 17, 53);
     big_other_host.resize(1514, 0);
-    let bare = ProbeOptions::default();
     let cases: [(&str, Option<&ProbeOptions>, &[u8]); 6] = [
         (
             "empty program (r0 = 0; exit): test_run's own cost",

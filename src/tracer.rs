@@ -283,6 +283,7 @@ impl Loader<'_> {
         let (non_skb, skipped) =
             probe_setup::non_skb_functions(&self.settings.filter, self.targets);
         let needs = HelperNeeds {
+            arch: &self.opts.arch,
             untrack: UntrackOptions {
                 track_skb: self.opts.track_skb,
                 track_stackid: self.opts.track_stackid,

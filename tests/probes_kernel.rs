@@ -4,7 +4,9 @@
 
 use aya::programs::{SchedClassifier, TestRun, TestRunOptions};
 use pwru::asm::Program;
-use pwru::btf::{KernelBtf, Kmods, SkbLayout};
+use std::sync::OnceLock;
+
+use pwru::btf::{ArchFacts, KernelBtf, Kmods, SkbLayout};
 use pwru::events::{self, Event, EventKind, ETH_P_IP, ETH_P_IPV6};
 use pwru::load::{self, LoadOptions, LoadedObject, MapKind, MapSpec, ObjectSpec, ProgKind};
 use pwru::output::sections::drop_reason::DropReason;
@@ -36,6 +38,16 @@ fn layout() -> SkbLayout {
     SkbLayout::resolve(&btf).expect("sk_buff layout")
 }
 
+/// This kernel's `pt_regs` layout and stack size (resolved once per test process).
+fn arch() -> ArchFacts {
+    static ARCH: OnceLock<ArchFacts> = OnceLock::new();
+    ARCH.get_or_init(|| {
+        let btf = KernelBtf::open_system(&Kmods::None).expect("open BTF");
+        ArchFacts::resolve(&btf).expect("this kernel's pt_regs resolves")
+    })
+    .clone()
+}
+
 fn filter(s: &str) -> Option<pwru::pcapc::ast::Expr> {
     pwru::pcapc::parse(s).unwrap_or_else(|e| panic!("filter {s:?}: {e}"))
 }
@@ -54,7 +66,7 @@ fn outputs(f: &str) -> ProbeOptions {
     ProbeOptions {
         filter: filter(f),
         sections: sections(default_outputs()),
-        ..ProbeOptions::default()
+        ..ProbeOptions::new(arch())
     }
 }
 
@@ -748,7 +760,8 @@ fn track_skb_follows_a_matched_skb_until_untracked() {
         ..outputs("dst host 10.0.0.2 and tcp and dst port 8080")
     };
     let program = probes::build(&l, &opts, &Attachment::SkbContext).expect("build");
-    let untrack = probes::build_untrack(&Attachment::SkbContext).expect("build untrack");
+    let untrack =
+        probes::build_untrack(&Attachment::SkbContext, &opts.arch).expect("build untrack");
     let tracked_map = MapSpec::new(maps::TRACKED_SKBS, MapKind::Hash, 8, 4, 64);
     let mut p = Probe::load_with(program, Some(untrack), vec![tracked_map]);
     let tracked = |p: &mut Probe| -> Vec<u64> {
@@ -821,20 +834,21 @@ fn track_skb_follows_a_matched_skb_until_untracked() {
 
 #[test]
 fn output_stack_is_refused_on_skb_context() {
+    // No kernel needed: the generator refuses before reading the layout's offsets.
+    let btf = match KernelBtf::open_system(&Kmods::None) {
+        Ok(btf) => btf,
+        Err(e) => {
+            eprintln!("skipped: no kernel BTF ({e})");
+            return;
+        }
+    };
+    let l = SkbLayout::resolve(&btf).expect("sk_buff layout");
     let opts = ProbeOptions {
         sections: sections(OutputOptions {
             stack: true,
             ..OutputOptions::default()
         }),
-        ..ProbeOptions::default()
-    };
-    // No kernel needed: the generator refuses before reading the layout's offsets.
-    let l = match KernelBtf::open_system(&Kmods::None).and_then(|b| SkbLayout::resolve(&b)) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("skipped: no kernel BTF ({e})");
-            return;
-        }
+        ..ProbeOptions::new(ArchFacts::resolve(&btf).expect("this kernel's pt_regs resolves"))
     };
     match probes::build(&l, &opts, &Attachment::SkbContext) {
         Err(ProbeError::Unsupported(what)) => assert!(what.contains("output-stack")),
@@ -1108,6 +1122,7 @@ fn stackid_probe(l: &SkbLayout, task_stack_offset: Option<u32>) -> Probe {
     let program = probes::build(l, &opts, &Attachment::SkbContext).expect("build");
     let untrack = probes::build_untrack_with(
         &Attachment::SkbContext,
+        &opts.arch,
         probes::UntrackOptions {
             track_skb: false,
             track_stackid: Some(probes::StackTracking { task_stack_offset }),
@@ -1152,6 +1167,7 @@ fn track_by_stackid_attributes_hits_on_the_recorded_stack() {
         .map(|f| f.offset_bytes());
     assert!(task_stack.is_some(), "task_struct.stack is in every BTF");
     pin_to_cpu(0);
+    let thread_size = u64::from(arch().thread_size);
 
     // The same thread gives the same identity with and without the task_struct.stack
     // check: BPF_PROG_TEST_RUN runs on this thread's task stack, THREAD_SIZE-aligned, so
@@ -1170,7 +1186,7 @@ fn track_by_stackid_attributes_hits_on_the_recorded_stack() {
             id >= KERNEL_SPACE,
             "a stack base, not a CPU number: {id:#x}"
         );
-        assert_eq!(id % probes::program::THREAD_SIZE as u64, 0, "{id:#x}");
+        assert_eq!(id % thread_size, 0, "{id:#x}");
         ids.push(id);
     }
     assert_eq!(ids[0], ids[1], "{ids:x?}");
@@ -1206,7 +1222,7 @@ fn track_by_stackid_attributes_hits_on_the_recorded_stack() {
     let other: Vec<_> = by_stack.iter().filter(|(id, _)| *id != s).collect();
     assert_eq!(other.len(), 1, "{by_stack:x?}");
     let (s2, b) = *other[0];
-    assert!(s2 >= KERNEL_SPACE && s2.is_multiple_of(probes::program::THREAD_SIZE as u64));
+    assert!(s2 >= KERNEL_SPACE && s2.is_multiple_of(thread_size));
     eprintln!(
         "stacks {s:#x} and {s2:#x}; the other thread's skb was the same: {}",
         b == a
@@ -1315,6 +1331,7 @@ fn stack_identity_of_raw_tracepoints_matches_the_task_stack() {
     assert_eq!(p.run(&v4_tcp_syn()).len(), 1);
     let (by_stack, _) = stack_maps(&mut p);
     let task = by_stack[0].0;
+    let thread_size = u64::from(arch().thread_size);
 
     // net_dev_queue fires in dev_queue_xmit, in this thread's sendto: the same identity,
     // read from the address of the tracepoint's argument array.
@@ -1335,7 +1352,7 @@ fn stack_identity_of_raw_tracepoints_matches_the_task_stack() {
     eprintln!("netif_receive_skb stack identity: {id:#x} (this task's: {task:#x})");
     assert_ne!(id, task);
     assert!(
-        id == 1 || (id >= KERNEL_SPACE && id.is_multiple_of(probes::program::THREAD_SIZE as u64)),
+        id == 1 || (id >= KERNEL_SPACE && id.is_multiple_of(thread_size)),
         "{id:#x}"
     );
 }

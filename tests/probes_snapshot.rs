@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use pwru::asm::{disassemble_program, Program};
-use pwru::btf::{KernelBtf, Kmods, SkbLayout};
+use pwru::btf::{ArchFacts, KernelBtf, Kmods, SkbLayout};
 use pwru::output::sections::skb_dump::SkbDump;
 use pwru::output::OutputOptions;
 use pwru::probes::{
@@ -38,12 +38,19 @@ fn fixture_btf() -> KernelBtf {
     btf
 }
 
+/// The fixture's `pt_regs` layout and stack size: x86-64 with 4 KiB pages and, without a
+/// kernel configuration, no KASAN (16 KiB stacks).
+fn fixture_arch(btf: &KernelBtf) -> ArchFacts {
+    ArchFacts::resolve_with(btf, 4096, None).expect("fixture pt_regs resolves")
+}
+
 const SKB_EXPR: &str = "skb->dev->ifindex == 9 && !(skb->mark & 0xff) \
     || skb->len > 0x100000000 || skb->pkt_type == 3 \
     || skb->sk->__sk_common.skc_family == 10 || skb->dev";
 
 /// Named option sets: the ones the verifier suite loads, plus filters of each kind.
 fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
+    let none = ProbeOptions::new(fixture_arch(btf));
     let filter = |s: &str| pwru::pcapc::parse(s).expect("test filter parses");
     let skb_expr = skb_expr::compile_filter(btf, SKB_EXPR).expect("skb expression resolves");
     let metadata: Vec<String> = ["skb->hash", "skb->dev->ifindex", "skb->pkt_type"]
@@ -62,6 +69,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
         task_stack_offset: Some(task_stack.offset_bytes()),
     };
     let everything = ProbeOptions {
+        arch: none.arch.clone(),
         filter: filter("dst host 10.0.0.2 and tcp and dst port 8080"),
         tunnel: TunnelFilters::default(),
         mark: Some((0xa00, 0xff00)),
@@ -83,7 +91,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
         }),
     };
     let mut sets = vec![
-        ("bare", ProbeOptions::default()),
+        ("bare", none.clone()),
         (
             "defaults",
             ProbeOptions {
@@ -93,7 +101,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
                     tuple: true,
                     ..OutputOptions::default()
                 }),
-                ..ProbeOptions::default()
+                ..none.clone()
             },
         ),
         ("everything", everything.clone()),
@@ -114,14 +122,14 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
                     tuple: true,
                     ..OutputOptions::default()
                 }),
-                ..ProbeOptions::default()
+                ..none.clone()
             },
         ),
         (
             "stackid-no-task-stack",
             ProbeOptions {
                 track_stackid: Some(StackTracking::default()),
-                ..ProbeOptions::default()
+                ..none.clone()
             },
         ),
         (
@@ -133,7 +141,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
                     meta: true,
                     ..OutputOptions::default()
                 }),
-                ..ProbeOptions::default()
+                ..none.clone()
             },
         ),
         (
@@ -145,7 +153,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
                     skb_dump: SkbDump::new(None, Some(shinfo_id), 100),
                     ..OutputOptions::default()
                 }),
-                ..ProbeOptions::default()
+                ..none.clone()
             },
         ),
         (
@@ -157,7 +165,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
                     cb: true,
                     ..OutputOptions::default()
                 }),
-                ..ProbeOptions::default()
+                ..none.clone()
             },
         ),
         (
@@ -174,7 +182,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
                     tunnel: true,
                     ..OutputOptions::default()
                 }),
-                ..ProbeOptions::default()
+                ..none.clone()
             },
         ),
         (
@@ -188,7 +196,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
                     tunnel: true,
                     ..OutputOptions::default()
                 }),
-                ..ProbeOptions::default()
+                ..none.clone()
             },
         ),
     ];
@@ -211,7 +219,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
                     tuple: true,
                     ..OutputOptions::default()
                 }),
-                ..ProbeOptions::default()
+                ..none.clone()
             },
         ));
     }
@@ -276,6 +284,7 @@ fn attachments() -> Vec<(&'static str, Attachment)> {
 fn variants() -> Vec<(String, Program)> {
     let btf = fixture_btf();
     let layout = SkbLayout::resolve(&btf).expect("layout");
+    let arch = fixture_arch(&btf);
     let mut out = Vec::new();
     for (set, opts) in option_sets(&btf) {
         for (at_name, at) in attachments() {
@@ -310,12 +319,15 @@ fn variants() -> Vec<(String, Program)> {
                 track_skb: opts.0,
                 track_stackid: opts.1,
             };
-            let p = build_untrack_with(&at, opts).expect("untrack builds");
+            let p = build_untrack_with(&at, &arch, opts).expect("untrack builds");
             out.push((format!("untrack-{opt_name}-{at_name}"), p));
         }
     }
-    out.push(("clone-entry".into(), build_clone_entry().unwrap()));
-    out.push(("clone-return".into(), build_clone_return().unwrap()));
+    out.push(("clone-entry".into(), build_clone_entry(&arch.regs).unwrap()));
+    out.push((
+        "clone-return".into(),
+        build_clone_return(&arch.regs).unwrap(),
+    ));
     out
 }
 

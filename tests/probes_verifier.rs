@@ -2,7 +2,7 @@
 //! running kernel's verifier. Needs root and BTF; skips with a printed reason otherwise.
 
 use pwru::attach::{self, BackendKind, Target};
-use pwru::btf::{KernelBtf, Kmods, SkbLayout};
+use pwru::btf::{ArchFacts, KernelBtf, Kmods, SkbLayout};
 use pwru::load::{self, LoadOptions, MapKind, MapSpec, ObjectSpec};
 use pwru::output::sections::skb_dump::SkbDump;
 use pwru::output::OutputOptions;
@@ -53,6 +53,7 @@ const SKB_EXPR: &str = "skb->dev->ifindex == 9 && !(skb->mark & 0xff) \
     || skb->hash & 0xffffffff00 != 0 || skb->dev";
 
 fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
+    let none = ProbeOptions::new(ArchFacts::resolve(btf).expect("this kernel's pt_regs resolves"));
     let filter = |s: &str| pwru::pcapc::parse(s).expect("test filter parses");
     let skb_expr = skb_expr::compile_filter(btf, SKB_EXPR).expect("skb expression resolves");
     let metadata: Vec<String> = [
@@ -81,6 +82,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
         l3: filter("tcp and dst port 8080 and tcp[tcpflags] & tcp-syn != 0"),
     };
     let everything = ProbeOptions {
+        arch: none.arch.clone(),
         filter: filter("dst host 10.0.0.2 and tcp and dst port 8080"),
         tunnel: tunnel.clone(),
         mark: Some((0xa00, 0xff00)),
@@ -103,7 +105,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
         }),
     };
     let mut sets = vec![
-        ("bare", ProbeOptions::default()),
+        ("bare", none.clone()),
         ("everything", everything.clone()),
         (
             "no func ip",
@@ -116,7 +118,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
             "by stackid only, no task_struct.stack",
             ProbeOptions {
                 track_stackid: Some(StackTracking::default()),
-                ..ProbeOptions::default()
+                ..none.clone()
             },
         ),
         (
@@ -128,7 +130,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
                     meta: true,
                     ..OutputOptions::default()
                 }),
-                ..ProbeOptions::default()
+                ..none.clone()
             },
         ),
         (
@@ -140,7 +142,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
                     skb_dump: SkbDump::new(None, Some(shinfo_id), 100),
                     ..OutputOptions::default()
                 }),
-                ..ProbeOptions::default()
+                ..none.clone()
             },
         ),
         (
@@ -155,7 +157,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
                     tcp_flags: true,
                     ..OutputOptions::default()
                 }),
-                ..ProbeOptions::default()
+                ..none.clone()
             },
         ),
         (
@@ -163,7 +165,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
             ProbeOptions {
                 filter: filter("udp dst port 4789"),
                 tunnel: TunnelFilters { l3: None, ..tunnel },
-                ..ProbeOptions::default()
+                ..none.clone()
             },
         ),
     ];
@@ -185,7 +187,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
                     tuple: true,
                     ..OutputOptions::default()
                 }),
-                ..ProbeOptions::default()
+                ..none.clone()
             },
         ));
     }
@@ -200,6 +202,7 @@ fn every_probe_variant_passes_the_verifier() {
     }
     let btf = KernelBtf::open_system(&Kmods::None).expect("open BTF");
     let layout = SkbLayout::resolve(&btf).expect("layout");
+    let arch = ArchFacts::resolve(&btf).expect("this kernel's pt_regs resolves");
     let tracepoints: Vec<Target> =
         attach::targets::select_tracepoints(&btf.skb_tracepoints().unwrap(), |_| true);
     assert!(!tracepoints.is_empty());
@@ -319,7 +322,7 @@ fn every_probe_variant_passes_the_verifier() {
                 programs: vec![load::ProgramSpec {
                     name: "untrack".into(),
                     kind: kind.clone(),
-                    program: probes::build_untrack_with(&a, opts).unwrap(),
+                    program: probes::build_untrack_with(&a, &arch, opts).unwrap(),
                 }],
             };
             load::load(&spec, &LoadOptions::default())
@@ -334,12 +337,12 @@ fn every_probe_variant_passes_the_verifier() {
             load::ProgramSpec {
                 name: "clone_entry".into(),
                 kind: load::ProgKind::KProbe,
-                program: probes::build_clone_entry().unwrap(),
+                program: probes::build_clone_entry(&arch.regs).unwrap(),
             },
             load::ProgramSpec {
                 name: "clone_return".into(),
                 kind: load::ProgKind::KRetProbe,
-                program: probes::build_clone_return().unwrap(),
+                program: probes::build_clone_return(&arch.regs).unwrap(),
             },
         ],
     };

@@ -1,6 +1,7 @@
 //! The helper programs a run loads besides the backend's per-target ones: forgetting freed
 //! skbs, following clones, probing the non-skb functions; the backend says which it can run.
 
+use crate::btf::ArchFacts;
 use crate::load::{LoadedObject, ObjectError, ProgKind, ProgramSpec};
 use crate::probes::{self, Attachment, UntrackOptions, NON_SKB};
 
@@ -19,8 +20,10 @@ pub enum UntrackPoint {
 }
 
 /// What the run needs helper programs for.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct HelperNeeds<'a> {
+    /// The kernel's `pt_regs` layout and stack size (`ProbeOptions::arch`).
+    pub arch: &'a ArchFacts,
     /// The tracking maps to clean when an skb is freed (no program when nothing tracks).
     pub untrack: UntrackOptions,
     /// `--filter-non-skb-funcs` functions to probe (see `tracer`'s selection).
@@ -74,6 +77,7 @@ pub fn helper_programs(
                                 skb_arg: 1,
                                 multi: false,
                             },
+                            needs.arch,
                             untrack,
                         )?,
                     },
@@ -91,6 +95,7 @@ pub fn helper_programs(
                                 nargs: 1,
                                 drop_reason_arg: None,
                             },
+                            needs.arch,
                             untrack,
                         )?,
                     },
@@ -106,7 +111,7 @@ pub fn helper_programs(
             spec: ProgramSpec {
                 name: "clone_entry".into(),
                 kind: ProgKind::KProbe,
-                program: probes::build_clone_entry()?,
+                program: probes::build_clone_entry(&needs.arch.regs)?,
             },
             role: Role::Clone,
             functions: functions.clone(),
@@ -115,7 +120,7 @@ pub fn helper_programs(
             spec: ProgramSpec {
                 name: "clone_return".into(),
                 kind: ProgKind::KRetProbe,
-                program: probes::build_clone_return()?,
+                program: probes::build_clone_return(&needs.arch.regs)?,
             },
             role: Role::Clone,
             functions,
@@ -206,6 +211,7 @@ pub fn attach_helpers(obj: &mut LoadedObject, helpers: &[HelperProgram]) -> Help
 mod tests {
     use super::*;
     use crate::attach::{backend, BackendKind};
+    use crate::btf::{test_facts, KernelArch};
     use crate::probes::StackTracking;
 
     fn helpers(
@@ -214,9 +220,14 @@ mod tests {
         non_skb: &[String],
     ) -> Vec<HelperProgram> {
         let mut build = |_: &Attachment| Ok(crate::asm::Program::default());
+        let arch = test_facts(KernelArch::X86_64);
         helper_programs(
             backend(kind).as_ref(),
-            &HelperNeeds { untrack, non_skb },
+            &HelperNeeds {
+                arch: &arch,
+                untrack,
+                non_skb,
+            },
             &mut build,
         )
         .unwrap()

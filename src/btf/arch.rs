@@ -36,6 +36,17 @@ impl KernelArch {
             KernelArch::Riscv64 => "riscv64",
         }
     }
+
+    /// How many bytes past the probed address a kprobe's `pt_regs` ip points when its
+    /// handler runs: x86-64 reports the address after the one-byte int3 (also when the
+    /// kprobe sits on ftrace, which emulates it); arm64's `brk` and riscv64's `ebreak`
+    /// (or ftrace call) leave pc at the probed instruction.
+    pub fn kprobe_ip_bias(self) -> u8 {
+        match self {
+            KernelArch::X86_64 => 1,
+            KernelArch::Arm64 | KernelArch::Riscv64 => 0,
+        }
+    }
 }
 
 impl fmt::Display for KernelArch {
@@ -60,6 +71,17 @@ pub struct PtRegsLayout {
     pub sp: i16,
     /// The function's return value at a kretprobe: x86-64 `ax`, arm64 x0, riscv64 a0.
     pub return_value: i16,
+    /// Where a kprobe on a function's first instruction finds its caller.
+    pub return_address: ReturnAddress,
+}
+
+/// Where the return address of a just-entered function is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReturnAddress {
+    /// In memory, at the address in `sp`: x86-64's `call` pushed it.
+    AtStackPointer,
+    /// In the link register at this `pt_regs` offset: arm64 x30, riscv64 `ra`.
+    Register(i16),
 }
 
 /// How one architecture names its registers in `struct pt_regs`.
@@ -76,10 +98,16 @@ enum ArgRegs {
     Named {
         args: [&'static str; ARG_REGS],
         return_value: &'static str,
+        /// The link register; `None`: the call pushes the return address at `sp`.
+        link: Option<&'static str>,
     },
     /// `u64 <field>[len]`, the general registers x0, x1, ...: arguments from x0 on, the
-    /// return value in x0.
-    Array { field: &'static str, len: u32 },
+    /// return value in x0, the return address in x<link> (`link < len`).
+    Array {
+        field: &'static str,
+        len: u32,
+        link: u32,
+    },
 }
 
 /// The `pt_regs` shapes pwru knows, with the kernel header each comes from.
@@ -90,28 +118,33 @@ const SHAPES: [RegsShape; 3] = [
         args: ArgRegs::Named {
             args: ["di", "si", "dx", "cx", "r8", "r9"],
             return_value: "ax",
+            link: None,
         },
         ip: "ip",
         sp: "sp",
     },
     // arch/arm64/include/asm/ptrace.h: an anonymous union of `struct user_pt_regs
     // user_regs` and an anonymous struct { u64 regs[31]; u64 sp; u64 pc; u64 pstate; };
-    // AAPCS64 passes arguments in x0..x7 and returns in x0.
+    // AAPCS64 passes arguments in x0..x7, returns in x0, and `bl` leaves the return
+    // address in x30.
     RegsShape {
         arch: KernelArch::Arm64,
         args: ArgRegs::Array {
             field: "regs",
             len: 31,
+            link: 30,
         },
         ip: "pc",
         sp: "sp",
     },
-    // arch/riscv/include/asm/ptrace.h; RISC-V psABI: arguments in a0..a7, return in a0.
+    // arch/riscv/include/asm/ptrace.h; RISC-V psABI: arguments in a0..a7, return in a0,
+    // return address in ra.
     RegsShape {
         arch: KernelArch::Riscv64,
         args: ArgRegs::Named {
             args: ["a0", "a1", "a2", "a3", "a4", "a5"],
             return_value: "a0",
+            link: Some("ra"),
         },
         ip: "epc",
         sp: "sp",
@@ -122,9 +155,14 @@ impl RegsShape {
     /// Every member this shape needs, each once.
     fn members(&self) -> Vec<&'static str> {
         let mut members = match &self.args {
-            ArgRegs::Named { args, return_value } => {
+            ArgRegs::Named {
+                args,
+                return_value,
+                link,
+            } => {
                 let mut names = args.to_vec();
                 names.push(return_value);
+                names.extend(link);
                 names
             }
             ArgRegs::Array { field, .. } => vec![*field],
@@ -142,22 +180,32 @@ impl RegsShape {
     /// The layout, once every member is known to exist.
     fn layout(&self, pt_regs: &Composite<'_>, origin: &str) -> Result<PtRegsLayout, ArchError> {
         let scalar = |name: &str| register(pt_regs, origin, name, 1);
-        let (args, return_value) = match &self.args {
-            ArgRegs::Named { args, return_value } => {
+        let (args, return_value, return_address) = match &self.args {
+            ArgRegs::Named {
+                args,
+                return_value,
+                link,
+            } => {
                 let mut offsets = [0i16; ARG_REGS];
                 for (offset, name) in offsets.iter_mut().zip(args) {
                     *offset = scalar(name)?;
                 }
-                (offsets, scalar(return_value)?)
+                let return_address = match link {
+                    Some(link) => ReturnAddress::Register(scalar(link)?),
+                    None => ReturnAddress::AtStackPointer,
+                };
+                (offsets, scalar(return_value)?, return_address)
             }
-            ArgRegs::Array { field, len } => {
+            ArgRegs::Array { field, len, link } => {
                 let x0 = register(pt_regs, origin, field, *len)?;
+                // In range: `register` checked the whole array ends below i16::MAX, and
+                // the registers read (arguments, link) lie in it.
+                let x = |n: u32| x0 + (n * REG_BYTES) as i16;
                 let mut offsets = [0i16; ARG_REGS];
                 for (n, offset) in offsets.iter_mut().enumerate() {
-                    // In range: `register` checked the whole array ends below i16::MAX.
-                    *offset = x0 + (n as i16) * REG_BYTES as i16;
+                    *offset = x(n as u32);
                 }
-                (offsets, x0)
+                (offsets, x0, ReturnAddress::Register(x(*link)))
             }
         };
         Ok(PtRegsLayout {
@@ -166,6 +214,7 @@ impl RegsShape {
             ip: scalar(self.ip)?,
             sp: scalar(self.sp)?,
             return_value,
+            return_address,
         })
     }
 }
@@ -326,6 +375,18 @@ pub enum ArchError {
     },
 }
 
+/// Facts resolved from a synthetic `struct pt_regs` of `arch` (the table tests' layouts),
+/// with 4 KiB pages and no configuration: for tests of the code that uses them.
+#[cfg(test)]
+pub(crate) fn test_facts(arch: KernelArch) -> ArchFacts {
+    let btf = match arch {
+        KernelArch::X86_64 => tests::x86_64_kernel(),
+        KernelArch::Arm64 => tests::arm64_kernel(),
+        KernelArch::Riscv64 => tests::riscv64_kernel(),
+    };
+    ArchFacts::resolve_with(&btf, 4096, None).expect("synthetic pt_regs resolves")
+}
+
 fn describe_lacking(lacking: &[(KernelArch, Vec<&'static str>)]) -> String {
     lacking
         .iter()
@@ -363,7 +424,7 @@ mod tests {
     }
 
     /// x86-64 `pt_regs` as in 6.x: `cs` and `ss` sit in anonymous unions (FRED).
-    fn x86_64_kernel() -> KernelBtf {
+    pub(super) fn x86_64_kernel() -> KernelBtf {
         kernel(|b, ulong| {
             let u16_t = b.int("short unsigned int", 2, false);
             let cs = b.union("", 8, &[M("cs", u16_t, 0, 0), M("csx", ulong, 0, 0)]);
@@ -385,7 +446,7 @@ mod tests {
 
     /// arm64 `pt_regs`: the registers behind an anonymous union and an anonymous struct,
     /// next to the named `user_regs` view of the same bytes.
-    fn arm64_kernel() -> KernelBtf {
+    pub(super) fn arm64_kernel() -> KernelBtf {
         kernel(|b, ulong| {
             let u64_t = b.typedef("u64", ulong);
             let int = b.int("int", 4, true);
@@ -428,7 +489,7 @@ mod tests {
     }
 
     /// riscv64 `pt_regs`: 36 named `unsigned long`s.
-    fn riscv64_kernel() -> KernelBtf {
+    pub(super) fn riscv64_kernel() -> KernelBtf {
         kernel(|b, ulong| {
             let names = [
                 "epc", "ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1", "a0", "a1", "a2",
@@ -450,6 +511,7 @@ mod tests {
                     ip: 128,
                     sp: 152,
                     return_value: 80,
+                    return_address: ReturnAddress::AtStackPointer,
                 },
             ),
             (
@@ -460,6 +522,7 @@ mod tests {
                     ip: 256,
                     sp: 248,
                     return_value: 0,
+                    return_address: ReturnAddress::Register(240),
                 },
             ),
             (
@@ -470,6 +533,7 @@ mod tests {
                     ip: 0,
                     sp: 16,
                     return_value: 80,
+                    return_address: ReturnAddress::Register(8),
                 },
             ),
         ];
@@ -496,9 +560,19 @@ mod tests {
         assert_eq!(facts.regs.ip, 128);
         assert_eq!(facts.regs.sp, 152);
         assert_eq!(facts.regs.return_value, 80);
+        assert_eq!(facts.regs.return_address, ReturnAddress::AtStackPointer);
         assert_eq!(facts.thread_size, 16 << 10);
         assert_eq!(facts.stack_base_mask(), -(16 << 10));
         assert_eq!(facts.config_origin, None);
+    }
+
+    #[test]
+    fn every_register_file_holds_the_registers_read_from_it() {
+        for shape in &SHAPES {
+            if let ArgRegs::Array { len, link, .. } = shape.args {
+                assert!(ARG_REGS as u32 <= len && link < len, "{}", shape.arch);
+            }
+        }
     }
 
     #[test]
@@ -626,7 +700,7 @@ mod tests {
         let btf = kernel(|b, ulong| {
             let u32_t = b.int("unsigned int", 4, false);
             let pad = b.array(ulong, u32_t, 4096);
-            let names = ["epc", "sp", "a0", "a1", "a2", "a3", "a4", "a5"];
+            let names = ["epc", "sp", "a0", "a1", "a2", "a3", "a4", "a5", "ra"];
             let mut members = vec![M("pad", pad, 0, 0)];
             members.extend(
                 names
@@ -634,7 +708,7 @@ mod tests {
                     .enumerate()
                     .map(|(i, name)| M(name, ulong, (4096 + i as u32) * 64, 0)),
             );
-            b.structure("pt_regs", 4104 * 8, &members);
+            b.structure("pt_regs", 4105 * 8, &members);
         });
         let msg = PtRegsLayout::resolve(&btf)
             .expect_err("too far")

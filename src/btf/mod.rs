@@ -13,7 +13,9 @@ mod testenc;
 #[cfg(test)]
 mod tests;
 
-pub use arch::{ArchError, ArchFacts, KernelArch, PtRegsLayout, ARG_REGS};
+#[cfg(test)]
+pub(crate) use arch::test_facts;
+pub use arch::{ArchError, ArchFacts, KernelArch, PtRegsLayout, ReturnAddress, ARG_REGS};
 pub use error::BtfError;
 pub use funcs::{SkbFunc, SkbFuncScan, SkbTracepoint, MAX_PROBE_ARG};
 pub use kconfig::{thread_size, KernelConfig, PROC_CONFIG_GZ};

@@ -74,7 +74,7 @@ pub const EVENTS_BYTES: u32 = 8 << 20;
 /// the rest of the program under emulation (BENCHMARKS.md).
 pub const EVENTS_WAKEUP_BYTES: u32 = 256 << 10;
 /// Entries of the tracked-skb hash (pwru: 1024).
-pub const TRACKED_SKBS_ENTRIES: u32 = 16384;
+pub const TRACKED_SKBS_ENTRIES: u32 = 16 << 10;
 /// Entries and depth of the stack map.
 pub const STACKS_ENTRIES: u32 = 4096;
 pub const STACK_DEPTH: u32 = 127;

@@ -5,7 +5,7 @@
 
 use crate::asm::{Asm, AsmError, Label, Program, Reg, Size};
 use crate::bpf;
-use crate::btf::{Field, SkbLayout};
+use crate::btf::{ArchFacts, Field, PtRegsLayout, SkbLayout, MAX_PROBE_ARG};
 use crate::pcapc::ast::Expr;
 use crate::pcapc::compile::{
     emit_filter, stack_bytes, CompileError, FilterEnv, LinkType, PacketSource,
@@ -20,11 +20,6 @@ use Reg::*;
 mod tunnel;
 pub use tunnel::TunnelFilters;
 
-/// Byte offsets of the argument registers in x86-64 `struct pt_regs` (di, si, dx, cx, r8).
-pub const PT_REGS_ARGS: [i16; 5] = [112, 104, 96, 88, 72];
-/// `pt_regs.ip` and `pt_regs.sp` on x86-64.
-pub const PT_REGS_IP: i16 = 128;
-pub const PT_REGS_SP: i16 = 152;
 /// `RTAX_MTU - 1`: index of the MTU metric in a dst's metrics array (u32 each).
 const RTAX_MTU_INDEX: i32 = 1;
 /// Packet bytes the filter reads in one `bpf_probe_read_kernel`.
@@ -33,7 +28,8 @@ const FILTER_WINDOW: u16 = 96;
 /// Where the program is attached, which decides how it finds its arguments.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Attachment {
-    /// A perf-event kprobe or a kprobe-multi link; the skb is argument `skb_arg` (1..=5).
+    /// A perf-event kprobe or a kprobe-multi link; the skb is argument `skb_arg`
+    /// (1..=[`MAX_PROBE_ARG`]), read from its register in `struct pt_regs`.
     /// `skb_arg` 0 (`NON_SKB`) is a function that takes no skb (`--filter-non-skb-funcs`):
     /// the skb is the one recorded for the kernel stack the hit runs on (see
     /// [`StackTracking`]), and the program needs `ProbeOptions::track_stackid`.
@@ -56,8 +52,11 @@ pub enum Attachment {
 /// `skb_arg` of an [`Attachment::Kprobe`] on a function that takes no skb.
 pub const NON_SKB: u8 = 0;
 
-/// `THREAD_SIZE` of x86-64 kernels without KASAN: task stacks are this big and aligned.
-pub const THREAD_SIZE: i32 = 16 << 10;
+/// Offset in `struct pt_regs` of the register holding kprobe argument `skb_arg`
+/// (1..=[`MAX_PROBE_ARG`]; out-of-range values are clamped into it).
+fn kprobe_arg(regs: &PtRegsLayout, skb_arg: u8) -> i16 {
+    regs.args[(skb_arg as usize).clamp(1, MAX_PROBE_ARG as usize) - 1]
+}
 
 /// `--filter-track-skb-by-stackid`: a hit is attributed to the skb last recorded for the
 /// kernel stack it runs on (maps `stackid_skb`/`skb_stackid`).
@@ -69,23 +68,28 @@ pub const THREAD_SIZE: i32 = 16 << 10;
 /// kprobe-multi, the address of the raw tracepoint's argument array (built on the stack
 /// by `bpf_trace_run<N>`) for tracepoints, the program's own frame for `SCHED_CLS` test
 /// runs. (`r10` is not used for tracing programs: since 6.13 the x86-64 JIT may give them
-/// a per-CPU private stack.) That address rounded down to `THREAD_SIZE` is the base of
+/// a per-CPU private stack.) That address rounded down to the kernel's task stack size
+/// ([`ArchFacts::thread_size`]: task stacks are that big and aligned) is the base of
 /// the task stack when it equals `current->stack`; otherwise the hit runs on the CPU's
 /// interrupt stack (softirq, hardirq), which is only page-aligned (a `vmap` of per-CPU
 /// pages under `VMAP_STACK`), so rounding could split it: its identity is `cpu + 1`
 /// instead (one interrupt stack per CPU; kernel addresses are never that small). Like the original's outermost frame, the identity of a task stack outlives
-/// one system call; unlike it, it never depends on frame pointers. Caveat: kernels with
-/// KASAN (32 KiB stacks) see the upper half of a task stack as "interrupt stack".
+/// one system call; unlike it, it never depends on frame pointers. Caveat: when the
+/// kernel configuration is unreadable, a KASAN kernel's stacks are twice the size
+/// assumed, and the upper half of a task stack is taken for an interrupt stack.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StackTracking {
     /// Byte offset of `task_struct.stack` (BTF). Without it the identity is the address
-    /// rounded down to `THREAD_SIZE`, which can split an interrupt stack in two.
+    /// rounded down to the stack size, which can split an interrupt stack in two.
     pub task_stack_offset: Option<u32>,
 }
 
 /// What the program filters on and what it records. Built from the CLI config.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ProbeOptions {
+    /// Where `struct pt_regs` keeps the registers read and the kernel stack size, resolved
+    /// from the kernel's BTF (`btf::arch`); every generator takes them from here.
+    pub arch: ArchFacts,
     pub filter: Option<Expr>,
     /// `--filter-tunnel-pcap-l2/-l3`: on the inner headers, where the skb has them.
     pub tunnel: TunnelFilters,
@@ -106,6 +110,23 @@ pub struct ProbeOptions {
 }
 
 impl ProbeOptions {
+    /// Options for a kernel of `arch` that filter nothing and record only the header.
+    pub fn new(arch: ArchFacts) -> Self {
+        ProbeOptions {
+            arch,
+            filter: None,
+            tunnel: TunnelFilters::default(),
+            mark: None,
+            netns: None,
+            ifindex: None,
+            track_skb: false,
+            track_stackid: None,
+            has_get_func_ip: false,
+            skb_expr: None,
+            sections: RecordSections::new(),
+        }
+    }
+
     /// Whether a section reads the device facts (netns inode, ifindex, MTU).
     fn device_facts(&self) -> bool {
         self.sections.iter().any(|s| s.device_facts())
@@ -262,7 +283,14 @@ impl<'a> Gen<'a> {
             }
         );
         let by_stack = self.o.track_stackid.map(|st| {
-            emit_stack_identity(&mut self.a, self.at, st, SLOT_STACKID, SLOT_AUX);
+            emit_stack_identity(
+                &mut self.a,
+                self.at,
+                &self.o.arch,
+                st,
+                SLOT_STACKID,
+                SLOT_AUX,
+            );
             self.a.named_label("by_stack")
         });
         match self.at {
@@ -283,7 +311,7 @@ impl<'a> Gen<'a> {
                 );
             }
             Attachment::Kprobe { skb_arg, .. } => {
-                let arg = PT_REGS_ARGS[(*skb_arg as usize).clamp(1, 5) - 1];
+                let arg = kprobe_arg(&self.o.arch.regs, *skb_arg);
                 bpf!(into &mut self.a; r7 = *(u64 *)(r6 + arg););
             }
             Attachment::Tracepoint { skb_arg, .. } => {
@@ -701,6 +729,7 @@ impl<'a> Gen<'a> {
         let env = RecordEnv {
             layout: self.l,
             attach: self.at,
+            regs: &self.o.arch.regs,
             has_get_func_ip: self.o.has_get_func_ip,
             window: self.win,
             frame: Frame {
@@ -773,10 +802,19 @@ fn forget_stack(a: &mut Asm, key: Reg, done: Label) {
 
 /// Writes the identity of the kernel stack the program runs on (see [`StackTracking`])
 /// as a u64 to `r10 + slot`; `r6` must hold the context. Clobbers r0-r5 and `aux`.
-pub fn emit_stack_identity(a: &mut Asm, at: &Attachment, st: StackTracking, slot: i16, aux: i16) {
+pub fn emit_stack_identity(
+    a: &mut Asm,
+    at: &Attachment,
+    arch: &ArchFacts,
+    st: StackTracking,
+    slot: i16,
+    aux: i16,
+) {
+    let sp = arch.regs.sp;
+    let stack_base = arch.stack_base_mask();
     match at {
         Attachment::Kprobe { .. } => bpf!(into a;
-            r1 = *(u64 *)(r6 + PT_REGS_SP);
+            r1 = *(u64 *)(r6 + sp);
             *(u64 *)(r10 + slot) = r1;
         ),
         // A pointer cannot be masked; reading its spilled copy back gives its value.
@@ -799,7 +837,7 @@ pub fn emit_stack_identity(a: &mut Asm, at: &Attachment, st: StackTracking, slot
     }
     bpf!(into a;
         r1 = *(u64 *)(r10 + slot);
-        r1 &= -THREAD_SIZE;
+        r1 &= stack_base;
     );
     if let Some(off) = st.task_stack_offset {
         let done = a.label();
@@ -838,9 +876,10 @@ pub struct UntrackOptions {
 
 /// The tiny program that forgets a tracked skb when the kernel frees it
 /// (`kfree_skbmem(skb)`, or the `kfree_skb`/`consume_skb` tracepoints).
-pub fn build_untrack(attach: &Attachment) -> Result<Program, ProbeError> {
+pub fn build_untrack(attach: &Attachment, arch: &ArchFacts) -> Result<Program, ProbeError> {
     build_untrack_with(
         attach,
+        arch,
         UntrackOptions {
             track_skb: true,
             track_stackid: None,
@@ -851,6 +890,7 @@ pub fn build_untrack(attach: &Attachment) -> Result<Program, ProbeError> {
 /// [`build_untrack`] for the maps `opts` names.
 pub fn build_untrack_with(
     attach: &Attachment,
+    arch: &ArchFacts,
     opts: UntrackOptions,
 ) -> Result<Program, ProbeError> {
     let mut asm = Asm::new();
@@ -859,7 +899,7 @@ pub fn build_untrack_with(
     bpf!(into a; r6 = r1;);
     match attach {
         Attachment::Kprobe { skb_arg, .. } => {
-            let arg = PT_REGS_ARGS[(*skb_arg as usize).clamp(1, 5) - 1];
+            let arg = kprobe_arg(&arch.regs, *skb_arg);
             bpf!(into a; r1 = *(u64 *)(r1 + arg););
         }
         Attachment::Tracepoint { skb_arg, .. } => {
@@ -879,7 +919,7 @@ pub fn build_untrack_with(
     if let Some(st) = opts.track_stackid {
         let delete = a.label();
         // pwru: an skb freed on a stack ends that stack's attribution.
-        emit_stack_identity(a, attach, st, SLOT_STACKID, SLOT_AUX);
+        emit_stack_identity(a, attach, arch, st, SLOT_STACKID, SLOT_AUX);
         delete_elem(a, maps::STACKID_SKB, SLOT_STACKID);
         lookup(a, maps::SKB_STACKID, SLOT_KEY);
         bpf!(into a; if r0 == 0 goto (out););
@@ -895,18 +935,15 @@ pub fn build_untrack_with(
     Ok(asm.finish()?)
 }
 
-/// `pt_regs.ax` on x86-64: the return value at a kretprobe.
-const PT_REGS_RC: i16 = 80;
-
 /// Clone following, entry half: a kprobe on `skb_clone`/`skb_copy`/`__pskb_copy_fclone`
 /// (the source skb is argument 1) that stashes the source by `pid_tgid` when it is
 /// tracked. Returns in [`build_clone_return`] pick it up; fexit would do both at once,
 /// but kernels deny fexit where kprobes work (and the reverse).
-pub fn build_clone_entry() -> Result<Program, ProbeError> {
+pub fn build_clone_entry(regs: &PtRegsLayout) -> Result<Program, ProbeError> {
     let mut asm = Asm::new();
     let a = &mut asm;
     let out = a.label();
-    let skb = PT_REGS_ARGS[0];
+    let skb = regs.args[0];
     bpf!(into a;
         r1 = *(u64 *)(r1 + skb);
         if r1 == 0 goto (out);
@@ -929,11 +966,12 @@ pub fn build_clone_entry() -> Result<Program, ProbeError> {
 
 /// Clone following, return half: a kretprobe on the same functions that marks the new
 /// skb (the return value) tracked when this task stashed a tracked source.
-pub fn build_clone_return() -> Result<Program, ProbeError> {
+pub fn build_clone_return(regs: &PtRegsLayout) -> Result<Program, ProbeError> {
     let mut asm = Asm::new();
     let a = &mut asm;
     let out = a.label();
     let forget = a.label();
+    let return_value = regs.return_value;
     bpf!(into a;
         r6 = r1;
         call get_current_pid_tgid;
@@ -942,7 +980,7 @@ pub fn build_clone_return() -> Result<Program, ProbeError> {
     lookup(a, maps::CLONE_STASH, SLOT_AUX);
     bpf!(into a;
         if r0 == 0 goto (out);
-        r1 = *(u64 *)(r6 + PT_REGS_RC);
+        r1 = *(u64 *)(r6 + return_value);
         if r1 == 0 goto (forget);
         *(u64 *)(r10 + SLOT_KEY) = r1;
         *(u32 *)(r10 + SLOT_VALUE) = 1;

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use crate::asm::dsl::Operand;
 use crate::asm::{Asm, Label, Reg, Size};
 use crate::bpf;
-use crate::btf::{Field, SkBuffLayout, SkbLayout};
+use crate::btf::{Field, PtRegsLayout, SkBuffLayout, SkbLayout};
 
 use super::event::{off, EventKind, COMM_LEN, EVENT_SIZE, FLAG_ARGS, FLAG_DROP_REASON};
 use super::maps::{self, MapDef};
-use super::program::{Attachment, ProbeError, PT_REGS_ARGS, PT_REGS_IP};
+use super::program::{Attachment, ProbeError};
 
 use Reg::*;
 
@@ -94,6 +94,8 @@ pub struct Frame {
 pub struct RecordEnv<'a> {
     pub layout: &'a SkbLayout,
     pub attach: &'a Attachment,
+    /// Where a kprobe's context keeps its registers.
+    pub regs: &'a PtRegsLayout,
     /// The kernel has `bpf_get_func_ip` for this program type.
     pub has_get_func_ip: bool,
     pub window: SkbWindow,
@@ -107,6 +109,8 @@ pub struct RecordStage<'a> {
     pub a: &'a mut Asm,
     pub layout: &'a SkbLayout,
     pub attach: &'a Attachment,
+    /// Where a kprobe's context (r6) keeps its registers.
+    pub regs: &'a PtRegsLayout,
     pub frame: Frame,
     /// Where the program exits.
     pub out: Label,
@@ -190,6 +194,7 @@ pub fn emit(
         a,
         layout: env.layout,
         attach: env.attach,
+        regs: env.regs,
         frame: env.frame,
         out,
         tail_at: EVENT_SIZE,
@@ -239,23 +244,25 @@ fn header(a: &mut Asm, env: &RecordEnv<'_>) -> u16 {
     }
     match env.attach {
         Attachment::Kprobe { .. } => {
+            let regs = env.regs;
             if env.has_get_func_ip {
                 bpf!(into a;
                     r1 = r6;
                     call get_func_ip;
                 );
             } else {
-                // After the int3 of a kprobe, ip points one byte past the function start.
-                bpf!(into a;
-                    r0 = *(u64 *)(r6 + PT_REGS_IP);
-                    r0 += -1;
-                );
+                // The kprobe's ip, less what the breakpoint added (x86-64's int3: 1 byte).
+                bpf!(into a; r0 = *(u64 *)(r6 + (regs.ip)););
+                let bias = i32::from(regs.arch.kprobe_ip_bias());
+                if bias != 0 {
+                    bpf!(into a; r0 += -bias;);
+                }
             }
             bpf!(into a;
                 *(u64 *)(r8 + off::PROBE_ADDR) = r0;
-                r1 = *(u64 *)(r6 + PT_REGS_ARGS[1]);
+                r1 = *(u64 *)(r6 + (regs.args[1]));
                 *(u64 *)(r8 + off::PARAM_SECOND) = r1;
-                r1 = *(u64 *)(r6 + PT_REGS_ARGS[2]);
+                r1 = *(u64 *)(r6 + (regs.args[2]));
                 *(u64 *)(r8 + off::PARAM_THIRD) = r1;
             );
         }

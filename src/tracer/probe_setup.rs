@@ -4,7 +4,7 @@
 use anyhow::{anyhow, Context, Result};
 
 use crate::attach::{Backend, Feature, Target};
-use crate::btf::KernelBtf;
+use crate::btf::{ArchFacts, KernelBtf};
 use crate::host;
 use crate::load::{self, MapSpec};
 use crate::output::sections::skb_dump::{self, SkbDump};
@@ -48,7 +48,8 @@ pub fn parse_filters(f: &FilterSettings) -> Result<PcapFilters> {
 }
 
 /// What the probe programs filter on and record: the settings resolved against this
-/// kernel (BTF offsets and types) and host (netns inode, ifindex) for `backend`.
+/// kernel (BTF offsets and types, `pt_regs` layout and stack size) and host (netns inode,
+/// ifindex) for `backend`.
 pub fn probe_options(
     settings: &TraceSettings,
     filters: PcapFilters,
@@ -57,7 +58,10 @@ pub fn probe_options(
     output: &OutputOptions,
 ) -> Result<ProbeOptions> {
     let f = &settings.filter;
+    let arch = ArchFacts::resolve(btf)
+        .context("cannot tell where this kernel keeps the probed function's registers")?;
     Ok(ProbeOptions {
+        arch,
         filter: filters.main,
         tunnel: filters.tunnel,
         mark: f.mark.map(|m| (m.mark, m.mask)),
@@ -205,16 +209,14 @@ mod tests {
 
     #[test]
     fn maps_follow_the_options() {
+        let none = ProbeOptions::new(crate::btf::test_facts(crate::btf::KernelArch::X86_64));
         let names = |opts: &ProbeOptions, clones| -> Vec<String> {
             map_specs(opts, clones)
                 .into_iter()
                 .map(|m| m.name)
                 .collect()
         };
-        assert_eq!(
-            names(&ProbeOptions::default(), false),
-            [maps::EVENTS.name, maps::LOST.name]
-        );
+        assert_eq!(names(&none, false), [maps::EVENTS.name, maps::LOST.name]);
         let all = ProbeOptions {
             track_skb: true,
             track_stackid: Some(StackTracking::default()),
@@ -222,7 +224,7 @@ mod tests {
                 stack: true,
                 ..OutputOptions::default()
             }),
-            ..ProbeOptions::default()
+            ..none.clone()
         };
         assert_eq!(
             names(&all, true),

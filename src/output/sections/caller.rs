@@ -2,12 +2,12 @@
 //! printed as the CALLER column after FUNC and the JSON `caller_func`.
 
 use crate::bpf;
+use crate::btf::ReturnAddress;
 use crate::events::{Event, RecordPart};
 use crate::output::json::JsonObject;
 use crate::output::text::pad_ascii_from;
 use crate::output::{push_nearest, OutputOptions};
 use crate::probes::event::{off, EVENT_SIZE, FLAG_CALLER};
-use crate::probes::program::PT_REGS_SP;
 use crate::probes::{Attachment, ProbeError};
 
 use super::{Cx, JsonAt, RecordSection, RecordStage, Section, TableAt};
@@ -35,17 +35,27 @@ impl RecordPart for CallerAddr {
 pub struct CallerSection;
 
 impl RecordSection for CallerSection {
-    /// At a kprobe the return address is the word at `pt_regs->sp`; other attachments
-    /// have no caller frame to read (the tracepoint backend refuses the flag).
+    /// At a kprobe the return address is the word at `pt_regs->sp` (x86-64) or the link
+    /// register (arm64, riscv64; see `btf::ReturnAddress`); other attachments have no
+    /// caller frame to read (the tracepoint backend refuses the flag).
     fn emit(&self, r: &mut RecordStage<'_>) -> Result<(), ProbeError> {
         if let Attachment::Kprobe { .. } = r.attach {
-            bpf!(into r.a;
-                r3 = *(u64 *)(r6 + PT_REGS_SP);
-                r1 = r8;
-                r1 += (off::CALLER_ADDR);
-                r2 = 8;
-                call probe_read_kernel;
-            );
+            match r.regs.return_address {
+                ReturnAddress::AtStackPointer => {
+                    let sp = r.regs.sp;
+                    bpf!(into r.a;
+                        r3 = *(u64 *)(r6 + sp);
+                        r1 = r8;
+                        r1 += (off::CALLER_ADDR);
+                        r2 = 8;
+                        call probe_read_kernel;
+                    );
+                }
+                ReturnAddress::Register(link) => bpf!(into r.a;
+                    r1 = *(u64 *)(r6 + link);
+                    *(u64 *)(r8 + off::CALLER_ADDR) = r1;
+                ),
+            }
             r.set_flag(FLAG_CALLER);
         }
         Ok(())
