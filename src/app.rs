@@ -23,8 +23,8 @@ pub fn run(mode: Mode) -> Result<()> {
 fn run_mode(mode: Mode) -> Result<()> {
     match mode {
         Mode::ListFuncs(list) => list_funcs(&list),
-        Mode::DumpFilter { filter, l3 } => {
-            crate::cli::filter_tools::dump_filter(&filter, l3, &mut std::io::stdout().lock())
+        Mode::DumpFilter { filter, link } => {
+            crate::cli::filter_tools::dump_filter(&filter, link, &mut std::io::stdout().lock())
         }
         Mode::FilterCheck { capture, filter } => {
             let mut out = std::io::stdout().lock();

@@ -19,12 +19,27 @@ pub enum Mode {
     /// `--dump-filter`: print the eBPF the pcap filter compiles to.
     DumpFilter {
         filter: String,
-        /// Packets start at the IP header instead of Ethernet (`--l3`).
-        l3: bool,
+        /// What packets start with (`--link-type`, `--l3`).
+        link: DumpLinkType,
     },
     /// `--filter-check FILE`: run the pcap filter over a capture file (whose link type
     /// says where packets start).
     FilterCheck { capture: PathBuf, filter: String },
+}
+
+/// `--dump-filter --link-type`: the link types a filter compiles for, as tcpdump's `-y`
+/// names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DumpLinkType {
+    /// `EN10MB`: an Ethernet header.
+    #[default]
+    Ethernet,
+    /// `RAW` (`--l3`): an IPv4 or IPv6 header.
+    RawIp,
+    /// `LINUX_SLL`: Linux cooked capture v1 (`tcpdump -i any` before libpcap 1.10).
+    LinuxSll,
+    /// `LINUX_SLL2`: Linux cooked capture v2.
+    LinuxSll2,
 }
 
 /// `--list-funcs`: where the targets come from, whose targets (`--backend`), and which to

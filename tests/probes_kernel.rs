@@ -654,6 +654,47 @@ fn mark_filter_uses_skb_mark() {
     }
 }
 
+/// `len`, `greater` and `less` are the length on the wire from the filter's start: the
+/// linear bytes plus the paged ones (`data_len`). test_run builds linear skbs, so the
+/// probe is generated with `data_len := mark` and the paged bytes come from `skb->mark`.
+#[test]
+fn len_is_the_wire_length_with_the_paged_bytes() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let linear = layout();
+    let mut paged_view = linear.clone();
+    paged_view.sk_buff.data_len = paged_view.sk_buff.mark;
+    for (l2_start, base) in [(false, layout()), (true, l2_view(&linear))] {
+        let frame = v4_tcp_syn();
+        // From mac_header, or from network_header (14 bytes in).
+        let captured = frame.len() as u32 - if l2_start { 0 } else { 14 };
+        let mut view = base.clone();
+        view.sk_buff.data_len = paged_view.sk_buff.data_len;
+        // (filter, paged bytes, expect an event)
+        let table = [
+            (format!("len = {captured}"), 0, true),
+            (format!("len = {captured}"), 1000, false),
+            (format!("len = {}", captured + 1000), 1000, true),
+            (format!("greater {}", captured + 1), 0, false),
+            (format!("greater {}", captured + 1), 1000, true),
+            (format!("less {}", captured + 500), 0, true),
+            (format!("less {}", captured + 500), 1000, false),
+        ];
+        for (f, paged, want) in table {
+            let mut p = Probe::load(&view, &outputs(&f));
+            let got = p.run_ctx(&frame, Some(&skb_ctx(paged, 0)));
+            assert_eq!(
+                got.len(),
+                want as usize,
+                "{f:?} with {paged} paged bytes, filter at the L{} start",
+                if l2_start { 2 } else { 3 }
+            );
+        }
+    }
+}
+
 /// A device other than lo (ifindex > 1) and its MTU, for test_run's `ctx.ifindex`.
 fn other_device() -> Option<(String, u32, u32)> {
     let mut devs: Vec<_> = std::fs::read_dir("/sys/class/net")

@@ -12,6 +12,8 @@ fuzz_target!(|data: &[u8]| {
     // A hosts file that never exists keeps runs independent of the machine.
     let opts = ParseOptions {
         hosts_file: "/nonexistent/pwru-fuzz-hosts".into(),
+        ethers_file: "/nonexistent/pwru-fuzz-ethers".into(),
+        networks_file: "/nonexistent/pwru-fuzz-networks".into(),
     };
     match parse_with(text, &opts) {
         Ok(Some(ast)) => {

@@ -23,6 +23,8 @@ pub const PROGRAM_KINDS: [ProgramKind; 4] = [
 pub fn parse_filter(text: &str) -> Option<Expr> {
     let opts = ParseOptions {
         hosts_file: "/nonexistent/pwru-fuzz-hosts".into(),
+        ethers_file: "/nonexistent/pwru-fuzz-ethers".into(),
+        networks_file: "/nonexistent/pwru-fuzz-networks".into(),
     };
     parse_with(text, &opts).ok().flatten()
 }

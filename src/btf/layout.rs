@@ -237,6 +237,8 @@ pub struct SkBuffLayout {
     pub tail: Field,
     pub end: Field,
     pub len: Field,
+    /// The paged part of `len` (bytes not between `head` and `tail`).
+    pub data_len: Field,
     pub mark: Field,
     pub protocol: Field,
     pub dev: Field,
@@ -309,6 +311,7 @@ impl SkbLayout {
             tail: skb.member("tail")?,
             end: skb.member("end")?,
             len: skb.member("len")?,
+            data_len: skb.member("data_len")?,
             mark: skb.member("mark")?,
             protocol: skb.member("protocol")?,
             dev: skb.member("dev")?,

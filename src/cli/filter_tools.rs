@@ -12,6 +12,7 @@ use crate::capture::{self, LinkType as FileLinkType};
 use crate::pcapc::ast::Expr;
 use crate::pcapc::run::UserspaceFilter;
 use crate::pcapc::{compile_program_opt, FilterEnv, LinkType, ProgramKind};
+use crate::settings::DumpLinkType;
 
 /// The filter, `None` for the empty expression (which matches every packet).
 fn parse_filter(expr: &str) -> Result<Option<Expr>> {
@@ -29,13 +30,13 @@ fn link_name(link: LinkType) -> &'static str {
 
 /// Prints the filter as the probes run it (the kernel-memory back end: one
 /// `bpf_probe_read_kernel` of the header window, then bounded loads), wrapped in a
-/// prologue taking the packet start, end and wire length from `r1`; an Ethernet start,
-/// or raw IP with `l3`.
-pub fn dump_filter(expr: &str, l3: bool, out: &mut dyn Write) -> Result<()> {
-    let link = if l3 {
-        LinkType::RawIp
-    } else {
-        LinkType::Ethernet
+/// prologue taking the packet start, end and wire length from `r1`, for packets of `link`.
+pub fn dump_filter(expr: &str, link: DumpLinkType, out: &mut dyn Write) -> Result<()> {
+    let link = match link {
+        DumpLinkType::Ethernet => LinkType::Ethernet,
+        DumpLinkType::RawIp => LinkType::RawIp,
+        DumpLinkType::LinuxSll => LinkType::LinuxSll,
+        DumpLinkType::LinuxSll2 => LinkType::LinuxSll2,
     };
     dump_filter_for(expr, link, out)
 }
@@ -234,7 +235,7 @@ mod tests {
 
     #[test]
     fn dump_filter_prints_a_header_and_the_listing() {
-        let listing = run(|out| dump_filter("ip", true, out)).unwrap();
+        let listing = run(|out| dump_filter("ip", DumpLinkType::RawIp, out)).unwrap();
         let mut lines = listing.lines();
         let header = lines.next().unwrap();
         assert!(
@@ -252,7 +253,7 @@ mod tests {
             all,
             "1 48 bytes\n2 48 bytes\n3 69 bytes\nmatched 3 of 3 frames\n"
         );
-        let listing = run(|out| dump_filter("", false, out)).unwrap();
+        let listing = run(|out| dump_filter("", DumpLinkType::Ethernet, out)).unwrap();
         assert!(
             listing.starts_with("; (empty: every packet) for Ethernet (DLT_EN10MB), "),
             "{listing}"
@@ -272,11 +273,12 @@ mod tests {
 
     #[test]
     fn bad_filters_say_why() {
-        let unparsable = run(|out| dump_filter("tcp port", false, out)).unwrap_err();
+        let unparsable =
+            run(|out| dump_filter("tcp port", DumpLinkType::Ethernet, out)).unwrap_err();
         assert!(unparsable
             .downcast_ref::<crate::pcapc::ParseError>()
             .is_some());
-        let rejected = run(|out| dump_filter("arp", true, out)).unwrap_err();
+        let rejected = run(|out| dump_filter("arp", DumpLinkType::RawIp, out)).unwrap_err();
         assert_eq!(
             format!("{rejected:#}"),
             "compiling the filter for raw IP (DLT_RAW): expression rejects all packets"

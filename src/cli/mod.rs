@@ -10,11 +10,14 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser};
 
-use crate::settings::{BackendChoice, FuncFilter, MarkFilter, NetnsSpec, TimestampMode};
+use crate::settings::{
+    BackendChoice, DumpLinkType, FuncFilter, MarkFilter, NetnsSpec, TimestampMode,
+};
 
 pub use resolve::{ConfigError, MAX_METADATA_FIELDS, PENDING_MARK};
 pub use values::{
-    parse_backend, parse_batch, parse_func_filter, parse_go_bool, parse_mark, parse_netns,
+    parse_backend, parse_batch, parse_func_filter, parse_go_bool, parse_link_type, parse_mark,
+    parse_netns,
 };
 
 const ABOUT: &str =
@@ -296,6 +299,10 @@ pub struct Args {
     /// Run the pcap filter over every packet of this capture file, print the matches and exit
     #[arg(long, value_name = "FILE", help_heading = "pwru-rs extras")]
     pub filter_check: Option<PathBuf>,
+
+    /// With --dump-filter: the link type packets start with, as tcpdump -y names it: EN10MB (Ethernet, the default), RAW (IP, like --l3), LINUX_SLL or LINUX_SLL2 (tcpdump -i any captures)
+    #[arg(long, value_name = "TYPE", value_parser = parse_link_type, help_heading = "pwru-rs extras")]
+    pub link_type: Option<DumpLinkType>,
 
     /// With --dump-filter / --filter-check: packets start at the IP header (L3) instead of Ethernet (L2)
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "pwru-rs extras")]

@@ -4,8 +4,8 @@
 use crate::attach::{self, FeatureError};
 use crate::btf::Kmods;
 use crate::settings::{
-    self, BackendChoice, BackendSettings, FilterSettings, KernelSettings, ListSettings, Mode,
-    NetnsSpec, OutputFile, OutputSettings, TraceSettings, TunnelFilterSettings,
+    self, BackendChoice, BackendSettings, DumpLinkType, FilterSettings, KernelSettings,
+    ListSettings, Mode, NetnsSpec, OutputFile, OutputSettings, TraceSettings, TunnelFilterSettings,
 };
 
 use super::Args;
@@ -22,6 +22,10 @@ pub enum ConfigError {
     TooManyMetadataFields { flag: &'static str, count: usize },
     #[error("--l3 only applies to --dump-filter and --filter-check; add one of them or drop --l3")]
     L3WithoutFilterTool,
+    #[error("--link-type only applies to --dump-filter (a capture file names its own); add --dump-filter or drop --link-type")]
+    LinkTypeWithoutDumpFilter,
+    #[error("--l3 and --link-type {0} disagree on where packets start; keep one")]
+    L3AndLinkType(&'static str),
     #[error("--dump-filter needs a pcap-filter expression after the options, e.g. `pwru --dump-filter 'tcp port 80'`")]
     MissingDumpFilter,
     /// `--filter-check FILE` without an expression; holds FILE as given.
@@ -156,6 +160,20 @@ impl Args {
         if self.l3 && !self.dump_filter && self.filter_check.is_none() {
             return Err(ConfigError::L3WithoutFilterTool);
         }
+        if let Some(link) = self.link_type {
+            if !self.dump_filter {
+                return Err(ConfigError::LinkTypeWithoutDumpFilter);
+            }
+            let name = match link {
+                DumpLinkType::Ethernet => "EN10MB",
+                DumpLinkType::RawIp => "RAW",
+                DumpLinkType::LinuxSll => "LINUX_SLL",
+                DumpLinkType::LinuxSll2 => "LINUX_SLL2",
+            };
+            if self.l3 && link != DumpLinkType::RawIp {
+                return Err(ConfigError::L3AndLinkType(name));
+            }
+        }
         if self.filter_words.is_empty() {
             if self.dump_filter {
                 return Err(ConfigError::MissingDumpFilter);
@@ -192,7 +210,11 @@ impl Args {
         if self.dump_filter {
             return Mode::DumpFilter {
                 filter: self.pcap_filter(),
-                l3: self.l3,
+                link: if self.l3 {
+                    DumpLinkType::RawIp
+                } else {
+                    self.link_type.unwrap_or_default()
+                },
             };
         }
         if let Some(capture) = &self.filter_check {

@@ -5,7 +5,7 @@ use crate::attach::{BackendKind, FeatureError};
 use crate::btf::Kmods;
 use crate::output::{OutputOptions, OutputTarget, RotationPolicy};
 use crate::settings::BackendSettings;
-use crate::settings::Mode;
+use crate::settings::{DumpLinkType, Mode};
 use clap::error::ErrorKind;
 
 fn parse(args: &[&str]) -> Result<Args, clap::Error> {
@@ -390,8 +390,48 @@ fn modes() {
         ok(&["--dump-filter", "--l3", "tcp", "port", "80"]).resolve(),
         Ok(Mode::DumpFilter {
             filter: "tcp port 80".into(),
-            l3: true
+            link: DumpLinkType::RawIp
         })
+    );
+    for (args, link) in [
+        (&["--dump-filter", "tcp"][..], DumpLinkType::Ethernet),
+        (
+            &["--dump-filter", "--link-type", "linux_sll", "tcp"][..],
+            DumpLinkType::LinuxSll,
+        ),
+        (
+            &["--dump-filter", "--link-type=LINUX_SLL2", "tcp"][..],
+            DumpLinkType::LinuxSll2,
+        ),
+        (
+            &["--dump-filter", "--link-type", "276", "tcp"][..],
+            DumpLinkType::LinuxSll2,
+        ),
+        (
+            &["--dump-filter", "--link-type", "RAW", "--l3", "tcp"][..],
+            DumpLinkType::RawIp,
+        ),
+        (
+            &["--dump-filter", "--link-type", "EN10MB", "tcp"][..],
+            DumpLinkType::Ethernet,
+        ),
+    ] {
+        assert_eq!(
+            ok(args).resolve(),
+            Ok(Mode::DumpFilter {
+                filter: "tcp".into(),
+                link
+            }),
+            "{args:?}"
+        );
+    }
+    assert_eq!(
+        ok(&["--link-type", "RAW", "tcp"]).resolve(),
+        Err(ConfigError::LinkTypeWithoutDumpFilter)
+    );
+    assert_eq!(
+        ok(&["--dump-filter", "--l3", "--link-type", "LINUX_SLL", "tcp"]).resolve(),
+        Err(ConfigError::L3AndLinkType("LINUX_SLL"))
     );
     assert_eq!(
         ok(&["--filter-check", "a.pcap", "udp"]).resolve(),

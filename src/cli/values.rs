@@ -8,7 +8,9 @@ use clap::builder::PossibleValue;
 
 use crate::attach::BackendKind;
 use crate::output::netns::RUN_NETNS;
-use crate::settings::{BackendChoice, FuncFilter, MarkFilter, NetnsSpec, TimestampMode};
+use crate::settings::{
+    BackendChoice, DumpLinkType, FuncFilter, MarkFilter, NetnsSpec, TimestampMode,
+};
 
 fn parse_u32_hex_or_dec(s: &str, what: &str) -> Result<u32, String> {
     let (digits, radix) = match s.get(..2) {
@@ -99,6 +101,19 @@ pub fn parse_backend(s: &str) -> Result<BackendChoice, String> {
                     "invalid tracing backend {s:?}: use auto, kprobe-multi, kprobe or tracepoint"
                 )
             }),
+    }
+}
+
+/// `--link-type`: tcpdump's `-y` names (any case) or the LINKTYPE_ numbers.
+pub fn parse_link_type(s: &str) -> Result<DumpLinkType, String> {
+    match s.to_ascii_uppercase().as_str() {
+        "EN10MB" | "ETHERNET" | "1" => Ok(DumpLinkType::Ethernet),
+        "RAW" | "IPV4" | "IPV6" | "101" | "12" | "228" | "229" => Ok(DumpLinkType::RawIp),
+        "LINUX_SLL" | "113" => Ok(DumpLinkType::LinuxSll),
+        "LINUX_SLL2" | "276" => Ok(DumpLinkType::LinuxSll2),
+        _ => Err(format!(
+            "unknown link type '{s}': use EN10MB, RAW, LINUX_SLL or LINUX_SLL2"
+        )),
     }
 }
 

@@ -73,7 +73,7 @@ pub fn ether_proto_number(name: &str) -> Option<u16> {
     ETHER_PROTOS.iter().find(|e| e.0 == name).map(|e| e.1)
 }
 
-/// Errors reading the hosts file.
+/// Errors reading a names file (hosts, ethers, networks).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read {path}: {source}")]
 pub struct HostsError {
@@ -85,11 +85,63 @@ pub struct HostsError {
 /// All addresses for `name` in a hosts file, in file order, without duplicates.
 /// Names compare case-insensitively, as the C library does.
 pub fn hosts_lookup(path: &Path, name: &str) -> Result<Vec<IpAddr>, HostsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| HostsError {
+    Ok(hosts_lookup_in(&read_names_file(path)?, name))
+}
+
+/// The MAC address of `name` in an ethers file (`08:00:20:01:02:03 name`, as
+/// ether_hostton reads it); `Ok(None)` when it is not there.
+pub fn ethers_lookup(path: &Path, name: &str) -> Result<Option<[u8; 6]>, HostsError> {
+    Ok(ethers_lookup_in(&read_names_file(path)?, name))
+}
+
+/// [`ethers_lookup`] over the text of an ethers file.
+pub fn ethers_lookup_in(text: &str, name: &str) -> Option<[u8; 6]> {
+    text.lines().find_map(|line| {
+        let mut fields = line.split('#').next().unwrap_or("").split_whitespace();
+        let (addr, n) = (fields.next()?, fields.next()?);
+        if n != name {
+            return None;
+        }
+        let mut mac = [0u8; 6];
+        let mut parts = addr.split([':', '-']);
+        for byte in &mut mac {
+            *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
+        }
+        parts.next().is_none().then_some(mac)
+    })
+}
+
+/// The network number of `name` (or an alias) in a networks file (`loopback 127`,
+/// `link-local 169.254.0.0`), as getnetbyname gives it: `127` is 0x7f, `10.1` 0x0a01.
+pub fn networks_lookup(path: &Path, name: &str) -> Result<Option<u32>, HostsError> {
+    Ok(networks_lookup_in(&read_names_file(path)?, name))
+}
+
+/// [`networks_lookup`] over the text of a networks file.
+pub fn networks_lookup_in(text: &str, name: &str) -> Option<u32> {
+    text.lines().find_map(|line| {
+        let mut fields = line.split('#').next().unwrap_or("").split_whitespace();
+        let net_name = fields.next()?;
+        let number = fields.next()?;
+        if net_name != name && !fields.any(|alias| alias == name) {
+            return None;
+        }
+        let parts: Vec<&str> = number.split('.').collect();
+        if parts.len() > 4 {
+            return None;
+        }
+        parts.iter().try_fold(0u32, |acc, part| {
+            let byte: u8 = part.parse().ok()?;
+            Some(acc << 8 | u32::from(byte))
+        })
+    })
+}
+
+fn read_names_file(path: &Path) -> Result<String, HostsError> {
+    std::fs::read_to_string(path).map_err(|source| HostsError {
         path: path.display().to_string(),
         source,
-    })?;
-    Ok(hosts_lookup_in(&text, name))
+    })
 }
 
 /// [`hosts_lookup`] over the text of a hosts file.
@@ -690,6 +742,38 @@ mod tests {
             have_protos, want_protos,
             "built-in PROTOCOLS differ from /etc/protocols"
         );
+    }
+
+    #[test]
+    fn ethers_and_networks_files() {
+        let ethers = "# comment\n8:0:20:1:2:3 sun\n02-00-00-00-00-0a  router # gw\nbad:mac other\n";
+        let table: &[(&str, Option<[u8; 6]>)] = &[
+            ("sun", Some([8, 0, 0x20, 1, 2, 3])),
+            ("router", Some([2, 0, 0, 0, 0, 0x0a])),
+            ("other", None),
+            ("gw", None),
+            ("nosuch", None),
+        ];
+        for (name, want) in table {
+            assert_eq!(ethers_lookup_in(ethers, name), *want, "{name}");
+        }
+        let networks =
+            "default\t\t0.0.0.0\nloopback\t127.0.0.0\nlab 10.1 lab-net # x\nbig 1.2.3.4.5\n";
+        let table: &[(&str, Option<u32>)] = &[
+            ("loopback", Some(0x7f00_0000)),
+            ("lab", Some(0x0a01)),
+            ("lab-net", Some(0x0a01)),
+            ("default", Some(0)),
+            ("big", None),
+            ("x", None),
+        ];
+        for (name, want) in table {
+            assert_eq!(networks_lookup_in(networks, name), *want, "{name}");
+        }
+        let missing = ethers_lookup(Path::new("/nonexistent/pwru/ethers"), "sun").unwrap_err();
+        assert!(missing
+            .to_string()
+            .starts_with("cannot read /nonexistent/pwru/ethers"));
     }
 
     #[test]

@@ -21,16 +21,21 @@ pub const MAX_NESTING: usize = 100;
 /// Most operators that nest the AST without parentheses (`not`, `!`, `-`, `%`, `^`).
 pub const MAX_NESTING_OPERATORS: usize = 1000;
 
-/// Where names come from. Only host names are looked up, and only in `hosts_file`.
+/// Where names come from: host names only from `hosts_file` (no DNS), Ethernet host names
+/// from `ethers_file`, network names from `networks_file`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseOptions {
     pub hosts_file: PathBuf,
+    pub ethers_file: PathBuf,
+    pub networks_file: PathBuf,
 }
 
 impl Default for ParseOptions {
     fn default() -> Self {
         ParseOptions {
             hosts_file: PathBuf::from("/etc/hosts"),
+            ethers_file: PathBuf::from("/etc/ethers"),
+            networks_file: PathBuf::from("/etc/networks"),
         }
     }
 }
@@ -123,6 +128,8 @@ enum AddrQual {
     PortRange,
     Proto,
     Protochain,
+    /// `gateway NAME`: a name in both the ethers and the hosts file.
+    Gateway,
 }
 
 /// Qualifiers a bare value inherits (libpcap's `struct qual`); `None` stands for
@@ -369,14 +376,7 @@ impl<'a> Cx<'a> {
                 }
                 Rule::kw_proto => q.addr = AddrQual::Proto,
                 Rule::kw_protochain => q.addr = AddrQual::Protochain,
-                Rule::kw_gateway => {
-                    return Err(self.unsupported(
-                        &p,
-                        "gateway",
-                        "it needs /etc/ethers and host name resolution; \
-                         write 'ether host MAC and not host IP' instead",
-                    ))
-                }
+                Rule::kw_gateway => q.addr = AddrQual::Gateway,
                 r => unreachable!("head child {r:?}"),
             }
         }
@@ -557,6 +557,7 @@ impl<'a> Cx<'a> {
     /// A plain number under qualifiers (`host 10`, `port 80`, `proto 6`, `net 10`).
     fn number_value(&self, p: &Pair<Rule>, v: u32, q: Qual) -> Res<Expr> {
         let prim = match q.addr {
+            AddrQual::Gateway => return Err(self.invalid(p, "'gateway' requires a name")),
             AddrQual::Default | AddrQual::Host | AddrQual::Net
                 if q.proto == Some(Proto::Decnet) =>
             {
@@ -701,6 +702,9 @@ impl<'a> Cx<'a> {
 
     /// An IPv4 host (or, for `net` and partial addresses, a network).
     fn host4(&self, p: &Pair<Rule>, q: Qual, addr: u32, mask: u32) -> Res<Prim> {
+        if q.addr == AddrQual::Gateway {
+            return Err(self.invalid(p, "'gateway' requires a name"));
+        }
         if q.addr == AddrQual::Net || mask != u32::MAX {
             return self.net4_checked(p, q, addr, mask);
         }
@@ -773,19 +777,37 @@ impl<'a> Cx<'a> {
     /// proto/protochain (protocols, ethertypes).
     fn name_value(&self, p: &Pair<Rule>, name: &str, q: Qual) -> Res<Expr> {
         match q.addr {
-            AddrQual::Net => Err(self.unknown(
-                p,
-                "network",
-                name,
-                " (network names from /etc/networks are not supported; write the number)",
-            )),
+            AddrQual::Net => {
+                let path = &self.opts.networks_file;
+                let net = names::networks_lookup(path, name)
+                    .map_err(|e| self.unknown(p, "network", name, &format!(" ({e})")))?
+                    .ok_or_else(|| {
+                        self.unknown(p, "network", name, &format!(" (not in {})", path.display()))
+                    })?;
+                // libpcap: the number as getnetbyname gives it, moved up to the top byte,
+                // with a mask of the bytes it had.
+                let (mut addr, mut mask) = (net, u32::MAX);
+                while addr != 0 && addr & 0xff00_0000 == 0 {
+                    addr <<= 8;
+                    mask <<= 8;
+                }
+                Ok(Expr::Prim(self.host4(p, q, addr, mask)?))
+            }
+            AddrQual::Gateway => self.gateway(p, name, q),
             AddrQual::Default | AddrQual::Host => {
                 if q.proto == Some(Proto::Ether) {
-                    return Err(self.unsupported(
-                        p,
-                        name,
-                        "ethernet host names need /etc/ethers; write the MAC address",
-                    ));
+                    let path = &self.opts.ethers_file;
+                    let mac = names::ethers_lookup(path, name)
+                        .map_err(|e| self.unknown(p, "ether host", name, &format!(" ({e})")))?
+                        .ok_or_else(|| {
+                            self.unknown(
+                                p,
+                                "ether host",
+                                name,
+                                &format!(" (not in {})", path.display()),
+                            )
+                        })?;
+                    return self.ether_value(p, q, mac);
                 }
                 if q.proto == Some(Proto::Decnet) {
                     return Err(self.invalid(
@@ -844,6 +866,49 @@ impl<'a> Cx<'a> {
                 Ok(Expr::Prim(prim))
             }
         }
+    }
+
+    /// `gateway NAME` as libpcap means it: frames to or from NAME's MAC address (ethers
+    /// file) whose IPv4 source and destination are not NAME's addresses (hosts file): the
+    /// packets NAME forwards.
+    fn gateway(&self, p: &Pair<Rule>, name: &str, q: Qual) -> Res<Expr> {
+        match q.proto {
+            None | Some(Proto::Ip) | Some(Proto::Arp) | Some(Proto::Rarp) => {}
+            Some(_) => return Err(self.invalid(p, "illegal modifier of 'gateway'")),
+        }
+        if q.dir.is_some() {
+            return Err(self.invalid(p, "illegal modifier of 'gateway'"));
+        }
+        let ether = Qual {
+            proto: Some(Proto::Ether),
+            dir: None,
+            addr: AddrQual::Host,
+        };
+        let via = self.name_value(p, name, ether)?;
+        // Its IPv4 addresses only, as libpcap's name lookup returns them.
+        let path = &self.opts.hosts_file;
+        let addrs = names::hosts_lookup(path, name)
+            .map_err(|e| self.unknown(p, "host", name, &format!(" ({e})")))?;
+        let host = Qual {
+            proto: q.proto,
+            dir: None,
+            addr: AddrQual::Host,
+        };
+        let mut own = Vec::new();
+        for a in addrs {
+            if let IpAddr::V4(v4) = a {
+                own.push(self.host4(p, host, u32::from(v4), u32::MAX)?);
+            }
+        }
+        let own = or_all(own).ok_or_else(|| {
+            self.unknown(
+                p,
+                "host",
+                name,
+                &format!(" (no IPv4 address in {})", path.display()),
+            )
+        })?;
+        Ok(Expr::And(boxed(via), boxed(Expr::Not(boxed(own)))))
     }
 
     fn resolve_host(&self, p: &Pair<Rule>, name: &str, q: Qual) -> Res<Expr> {

@@ -8,7 +8,7 @@ use crate::bpf;
 use crate::btf::{ArchFacts, Field, PtRegsLayout, SkbLayout, MAX_PROBE_ARG};
 use crate::pcapc::ast::Expr;
 use crate::pcapc::compile::{
-    emit_filter, stack_bytes, CompileError, FilterEnv, LinkType, PacketSource,
+    emit_filter, stack_bytes, CompileError, FilterEnv, LinkType, PacketSource, WireLength,
 };
 
 use super::maps::{self, MapDef};
@@ -152,6 +152,9 @@ const SLOT_NETNS: i16 = -16;
 const SLOT_IFINDEX: i16 = -20;
 const SLOT_MTU: i16 = -24;
 const SLOT_VALUE: i16 = -28;
+/// The packet's length on the wire from the filter's start (u32), while a pcap filter
+/// runs (`len`, `greater`, `less`); `SLOT_VALUE` is free until the filters passed.
+const SLOT_WIRE_LEN: i16 = SLOT_VALUE;
 /// Linear bytes from `network_header` to `tail` (u32), for the tuple parser.
 const SLOT_L3_LEN: i16 = -32;
 /// The stack identity of this hit (u64), with `--filter-track-skb-by-stackid`.
@@ -220,6 +223,7 @@ impl<'a> Gen<'a> {
         let mut fields = vec![
             s.head,
             s.len,
+            s.data_len,
             s.mark,
             s.protocol,
             s.dev,
@@ -426,7 +430,14 @@ impl<'a> Gen<'a> {
             f.push(s.mark);
         }
         if self.o.filter.is_some() {
-            f.extend([s.mac_len, s.mac_header, s.network_header, s.head, s.tail]);
+            f.extend([
+                s.mac_len,
+                s.mac_header,
+                s.network_header,
+                s.head,
+                s.tail,
+                s.data_len,
+            ]);
         }
         f.extend(self.o.tunnel.skb_fields(s));
         f
@@ -563,6 +574,7 @@ impl<'a> Gen<'a> {
     fn pcap_source(&self) -> Result<(PacketSource, FilterEnv), ProbeError> {
         let env = FilterEnv {
             stack_top: self.filter_top(),
+            wire_len: WireLength::Stack(SLOT_WIRE_LEN),
             ..FilterEnv::default()
         };
         let src = PacketSource::KernelMemory {
@@ -580,12 +592,15 @@ impl<'a> Gen<'a> {
         Ok((src, env))
     }
 
-    /// r8 = head + header offset, r9 = tail - header offset (0 when negative).
+    /// r8 = head + header offset, r9 = tail - header offset (0 when negative): the linear
+    /// bytes from the header; and at `SLOT_WIRE_LEN` those plus the paged ones
+    /// (`data_len`), the packet's length on the wire from the header.
     fn packet_bounds(&mut self, header: &Field) -> Result<(), ProbeError> {
         let s = &self.l.sk_buff;
         let (hdr, hdr_at) = self.window(header)?;
         let (head, head_at) = self.window(&s.head)?;
         let (tail, tail_at) = self.window(&s.tail)?;
+        let (data_len, data_len_at) = self.window(&s.data_len)?;
         let ok = self.a.label();
         bpf!(into &mut self.a;
             r1 = *(hdr *)(r10 + hdr_at);
@@ -596,6 +611,9 @@ impl<'a> Gen<'a> {
             if r9 s>= 0 goto (ok);
             r9 = 0;
           (ok):
+            r1 = *(data_len *)(r10 + data_len_at);
+            r1 += r9;
+            *(u32 *)(r10 + SLOT_WIRE_LEN) = r1;
         );
         Ok(())
     }

@@ -9,6 +9,7 @@ use std::io::Write;
 fn parse_test(expr: &str) -> Result<Option<Expr>, ParseError> {
     let opts = ParseOptions {
         hosts_file: hosts_file(),
+        ..ParseOptions::default()
     };
     parse_with(expr, &opts)
 }
@@ -566,13 +567,20 @@ const REJECTED: &[(&str, usize, &str, &str)] = &[
     ),
     ("llc foo", 5, "unknown", "unknown LLC type name 'foo'"),
     // valid pcap-filter that pwru does not support
+    ("ether host foo", 12, "unknown", "unknown ether host 'foo'"),
     (
-        "gateway snup",
-        1,
-        "unsupported",
-        "'gateway' is not supported",
+        "gateway 10.0.0.1",
+        9,
+        "invalid",
+        "'gateway' requires a name",
     ),
-    ("ether host foo", 12, "unsupported", "/etc/ethers"),
+    ("gateway 10", 9, "invalid", "'gateway' requires a name"),
+    (
+        "ip6 gateway snup",
+        13,
+        "invalid",
+        "illegal modifier of 'gateway'",
+    ),
     ("ifname eth0", 1, "unsupported", "--filter-ifname"),
     ("on eth0", 1, "unsupported", "'on'"),
     ("rnr 1", 1, "unsupported", "pflog"),
@@ -828,10 +836,64 @@ fn deep_or_long_inputs_are_refused_not_crashed() {
     assert!(parse_test(&many_hosts).unwrap().is_some());
 }
 
+/// `ether host NAME` from the ethers file, `net NAME` from the networks file, moved up
+/// to the top byte as libpcap does (`lab 10.1` is 10.1.0.0/16; `loopback 127.0.0.0` is
+/// the whole address, as tcpdump -d 'net loopback' compares it).
+#[test]
+fn ethers_and_networks_names() {
+    let dir = std::env::temp_dir().join(format!("pwru-pcapc-names-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ethers, networks) = (dir.join("ethers"), dir.join("networks"));
+    std::fs::write(&ethers, "02:00:00:00:00:0a router\n").unwrap();
+    std::fs::write(&networks, "loopback 127.0.0.0\nlab 10.1\n").unwrap();
+    let opts = ParseOptions {
+        hosts_file: hosts_file(),
+        ethers_file: ethers,
+        networks_file: networks,
+    };
+    let shown = |e: &str| match parse_with(e, &opts) {
+        Ok(Some(expr)) => expr.to_string(),
+        other => panic!("{e}: {other:?}"),
+    };
+    assert_eq!(
+        shown("ether host router"),
+        shown("ether host 02:00:00:00:00:0a")
+    );
+    assert_eq!(
+        shown("ether src router"),
+        shown("ether src 02:00:00:00:00:0a")
+    );
+    assert_eq!(shown("net lab"), shown("net 10.1.0.0/16"));
+    assert_eq!(
+        shown("dst net loopback"),
+        shown("dst net 127.0.0.0 mask 255.255.255.255")
+    );
+    // The frames through server's MAC that are not its own IPv4 packets (hosts file:
+    // 10.0.0.5 and 10.0.0.6 are server).
+    std::fs::write(
+        &opts.ethers_file,
+        "02:00:00:00:00:0a router\n02:00:00:00:00:0b server\n",
+    )
+    .unwrap();
+    assert_eq!(
+        shown("gateway server"),
+        shown("ether host 02:00:00:00:00:0b and not (host 10.0.0.5 or host 10.0.0.6)")
+    );
+    for (e, want) in [
+        ("ether host nosuch", "unknown ether host 'nosuch'"),
+        ("net nosuch", "unknown network 'nosuch'"),
+    ] {
+        let err = parse_with(e, &opts).unwrap_err();
+        assert!(err.message().contains(want), "{e}: {}", err.message());
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn hosts_file_path_is_injectable() {
     let opts = ParseOptions {
         hosts_file: PathBuf::from("/nonexistent/pwru/hosts"),
+        ..ParseOptions::default()
     };
     let err = parse_with("host localhost", &opts).unwrap_err();
     assert!(

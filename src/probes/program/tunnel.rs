@@ -40,7 +40,7 @@ impl TunnelFilters {
         if self.is_empty() {
             return Vec::new();
         }
-        let mut fields = vec![s.head, s.tail];
+        let mut fields = vec![s.head, s.tail, s.data_len];
         fields.extend(s.inner_mac_header);
         fields.extend(s.inner_network_header);
         fields
