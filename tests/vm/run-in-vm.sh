@@ -57,10 +57,12 @@ readonly TOOLS=${PWRU_VM_TOOLS-ip tc nft iptables-nft bpftool env}
 
 # Loaded at boot when present as modules (built-ins are skipped), with their
 # dependencies: virtual links, nftables with reject/conntrack/NAT, iptables-nft
-# (compat + xt matches), tc clsact and BPF classifier/actions.
+# (compat + xt matches), tc clsact and BPF classifier/actions, the VXLAN and Geneve
+# overlays of the tunnel scenarios.
 readonly BASE_MODULES="veth dummy nf_tables nft_reject_inet nft_ct nf_conntrack
     nft_chain_nat nft_nat nf_nat nft_compat x_tables xt_tcpudp xt_conntrack
-    ip_tables iptable_filter ipt_REJECT sch_ingress cls_bpf act_bpf act_gact"
+    ip_tables iptable_filter ipt_REJECT sch_ingress cls_bpf act_bpf act_gact
+    vxlan geneve"
 
 die()  { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 125; }
 warn() { printf '%s: warning: %s\n' "$PROG" "$*" >&2; }
