@@ -547,6 +547,60 @@ fn large_allow_lists_compile_and_run() {
     }
 }
 
+/// `inbound`/`outbound` on Ethernet and raw IP: refused where the packet type is unknown
+/// (a savefile, as libpcap refuses it), compiled to a test of the live packet's type
+/// (`PACKET_OUTGOING` = 4, libpcap's SKF_AD_PKTTYPE) where it is known, on both back
+/// ends; filters that don't test it do not read it.
+#[test]
+fn direction_of_live_packets() {
+    use pwru::pcapc::PacketType;
+    let live = FilterEnv {
+        pkt_type: PacketType::Mbuff,
+        ..FilterEnv::default()
+    };
+    let tcp = ipv4_tcp(1, 80);
+    let frames = [
+        (LinkType::Ethernet, eth(0x0800, &tcp)),
+        (LinkType::RawIp, tcp),
+    ];
+    // (filter, packet type, matches)
+    let table = [
+        ("outbound", 4, true),
+        ("outbound", 0, false),
+        ("outbound", 3, false),
+        ("inbound", 0, true),
+        ("inbound", 4, false),
+        ("not inbound", 4, true),
+        ("inbound and tcp port 80", 1, true),
+        ("inbound and tcp port 81", 1, false),
+        ("outbound or udp", 0, false),
+        ("outbound or tcp", 0, true),
+    ];
+    for (link, frame) in &frames {
+        for (text, pkt_type, want) in table {
+            let e = pwru::pcapc::parse(text).unwrap().unwrap();
+            let err = check(&e, *link, &FilterEnv::default()).unwrap_err();
+            assert!(
+                err.to_string().contains("read from a capture file"),
+                "{err}"
+            );
+            for kind in [ProgramKind::UserDirect, ProgramKind::UserKernelMemory] {
+                let f = UserspaceFilter::new(&e, *link, kind, &live).unwrap();
+                let got = f.matches_live(frame, frame.len() as u32, pkt_type).unwrap();
+                assert_eq!(got, want, "{text:?} on {link:?} type {pkt_type}, {kind:?}");
+            }
+        }
+    }
+    // a filter without a direction test compiles as without the packet type
+    let e = pwru::pcapc::parse("tcp port 80").unwrap().unwrap();
+    for kind in [ProgramKind::UserDirect, ProgramKind::UserKernelMemory] {
+        let with = UserspaceFilter::new(&e, LinkType::Ethernet, kind, &live).unwrap();
+        let without =
+            UserspaceFilter::new(&e, LinkType::Ethernet, kind, &FilterEnv::default()).unwrap();
+        assert_eq!(with.len(), without.len(), "{kind:?}");
+    }
+}
+
 /// `protochain` walks as far as the packet goes, up to its documented step budget.
 #[test]
 fn protochain_walks_long_header_chains() {

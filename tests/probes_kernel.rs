@@ -695,6 +695,48 @@ fn len_is_the_wire_length_with_the_paged_bytes() {
     }
 }
 
+/// `inbound` and `outbound` test `skb->pkt_type` against `PACKET_OUTGOING` (4), as
+/// libpcap's SKF_AD_PKTTYPE on a live handle. test_run's skbs are never outgoing
+/// (`eth_type_trans` gives 0, 2 or 3), so the outgoing case is generated with
+/// `pkt_type := mark` and its value comes from `skb->mark`; the real bitfield is read for
+/// the others.
+#[test]
+fn inbound_and_outbound_read_the_packet_type() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let real = layout();
+    let mut from_mark = real.clone();
+    from_mark.sk_buff.pkt_type = from_mark.sk_buff.mark;
+    for (l2_start, base) in [(false, real.clone()), (true, l2_view(&real))] {
+        let mut view = base.clone();
+        view.sk_buff.pkt_type = from_mark.sk_buff.pkt_type;
+        // (layout, filter, skb->mark, expect an event)
+        let table = [
+            (&base, "inbound", 0, true),
+            (&base, "outbound", 0, false),
+            (&base, "inbound and tcp dst port 8080", 0, true),
+            (&base, "not outbound and udp", 0, false),
+            (&view, "outbound", 4, true),
+            (&view, "inbound", 4, false),
+            (&view, "outbound and tcp dst port 8080", 4, true),
+            (&view, "outbound", 3, false),
+            (&view, "inbound", 3, true),
+        ];
+        for (l, f, mark, want) in table {
+            let mut p = Probe::load(l, &outputs(f));
+            let got = p.run_ctx(&v4_tcp_syn(), Some(&skb_ctx(mark, 0)));
+            assert_eq!(
+                got.len(),
+                want as usize,
+                "{f:?} with packet type {mark}, filter at the L{} start",
+                if l2_start { 2 } else { 3 }
+            );
+        }
+    }
+}
+
 /// A device other than lo (ifindex > 1) and its MTU, for test_run's `ctx.ifindex`.
 fn other_device() -> Option<(String, u32, u32)> {
     let mut devs: Vec<_> = std::fs::read_dir("/sys/class/net")

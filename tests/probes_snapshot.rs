@@ -209,6 +209,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
             "filter-not-net",
             "not (host 10.0.0.1 or net fd00::/64) and greater 100",
         ),
+        ("filter-outbound", "outbound and tcp port 8080"),
     ] {
         sets.push((
             name,

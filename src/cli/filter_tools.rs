@@ -11,7 +11,7 @@ use crate::asm::disassemble_program;
 use crate::capture::{self, LinkType as FileLinkType};
 use crate::pcapc::ast::Expr;
 use crate::pcapc::run::UserspaceFilter;
-use crate::pcapc::{compile_program_opt, FilterEnv, LinkType, ProgramKind};
+use crate::pcapc::{compile_program_opt, FilterEnv, LinkType, PacketType, ProgramKind};
 use crate::settings::DumpLinkType;
 
 /// The filter, `None` for the empty expression (which matches every packet).
@@ -30,7 +30,8 @@ fn link_name(link: LinkType) -> &'static str {
 
 /// Prints the filter as the probes run it (the kernel-memory back end: one
 /// `bpf_probe_read_kernel` of the header window, then bounded loads), wrapped in a
-/// prologue taking the packet start, end and wire length from `r1`, for packets of `link`.
+/// prologue taking the packet start, end, wire length and (for `inbound`/`outbound`) the
+/// packet type from `r1`, for packets of `link`.
 pub fn dump_filter(expr: &str, link: DumpLinkType, out: &mut dyn Write) -> Result<()> {
     let link = match link {
         DumpLinkType::Ethernet => LinkType::Ethernet,
@@ -45,13 +46,13 @@ pub fn dump_filter(expr: &str, link: DumpLinkType, out: &mut dyn Write) -> Resul
 /// captures too).
 pub fn dump_filter_for(expr: &str, link: LinkType, out: &mut dyn Write) -> Result<()> {
     let e = parse_filter(expr)?;
-    let program = compile_program_opt(
-        e.as_ref(),
-        link,
-        ProgramKind::UserKernelMemory,
-        &FilterEnv::default(),
-    )
-    .with_context(|| format!("compiling the filter for {}", link_name(link)))?;
+    // live packets, as the probes see them: their direction is known (skb->pkt_type)
+    let env = FilterEnv {
+        pkt_type: PacketType::Mbuff,
+        ..FilterEnv::default()
+    };
+    let program = compile_program_opt(e.as_ref(), link, ProgramKind::UserKernelMemory, &env)
+        .with_context(|| format!("compiling the filter for {}", link_name(link)))?;
     let shown = e.map_or_else(|| "(empty: every packet)".to_string(), |e| e.to_string());
     writeln!(
         out,

@@ -199,7 +199,7 @@ pub enum Prim {
     /// `decnet [dir] host AREA.NODE` (the 16-bit DECnet address `area << 10 | node`).
     DecnetHost { dir: Dir, addr: u16 },
     /// `inbound` (`false`) or `outbound` (`true`): the capture direction of Linux
-    /// cooked captures.
+    /// cooked captures, or of live packets (`skb->pkt_type`).
     Outbound(bool),
     /// `ifindex N`: the interface index of Linux cooked v2 captures.
     Ifindex(u32),
@@ -437,6 +437,19 @@ impl fmt::Display for Arith {
             } => write!(f, "{}[{offset}:{size}]", proto.keyword()),
             Arith::Bin { op, lhs, rhs } => write!(f, "({lhs} {} {rhs})", op.symbol()),
             Arith::Neg(a) => write!(f, "(-{a})"),
+        }
+    }
+}
+
+impl Expr {
+    /// Whether the expression tests the packet's direction (`inbound`, `outbound`),
+    /// which Ethernet and raw IP packets carry only in the kernel's metadata.
+    pub fn reads_direction(&self) -> bool {
+        match self {
+            Expr::And(a, b) | Expr::Or(a, b) => a.reads_direction() || b.reads_direction(),
+            Expr::Not(a) => a.reads_direction(),
+            Expr::Prim(Prim::Outbound(_)) => true,
+            Expr::Prim(_) | Expr::Rel { .. } => false,
         }
     }
 }

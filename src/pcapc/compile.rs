@@ -31,9 +31,9 @@ use crate::asm::{Asm, Label, Program, Reg, Size};
 
 // The shared types, also under their old `pcapc::compile::` paths.
 pub use super::types::{
-    stack_bytes, CompileError, FilterEnv, FilterStats, LinkType, PacketSource, ProgramKind,
-    WireLength, DEFAULT_WINDOW, DIRECT_MAX_END, PROTOCHAIN_MAX_HEADERS, PROTOCHAIN_MIN_HEADERS,
-    SPILL_SLOTS,
+    stack_bytes, CompileError, FilterEnv, FilterStats, LinkType, PacketSource, PacketType,
+    ProgramKind, WireLength, DEFAULT_WINDOW, DIRECT_MAX_END, PROTOCHAIN_MAX_HEADERS,
+    PROTOCHAIN_MIN_HEADERS, SPILL_SLOTS,
 };
 
 /// Check an expression the way `pcap_compile` does (errors only, no code).
@@ -115,6 +115,7 @@ pub fn compile_program_opt(
     let skip = if link == LinkType::RawIp { 14 } else { 0 };
     let src = match kind {
         ProgramKind::SchedClsDirect => {
+            ctx_packet_type(&mut a, expr, &mut env, 4);
             a.ldx(Size::W, Reg::R6, Reg::R1, 76);
             a.ldx(Size::W, Reg::R7, Reg::R1, 80);
             a.ldx(Size::W, Reg::R8, Reg::R1, 0);
@@ -129,6 +130,7 @@ pub fn compile_program_opt(
             }
         }
         ProgramKind::SchedClsKernelMemory => {
+            ctx_packet_type(&mut a, expr, &mut env, 4);
             a.ldx(Size::W, Reg::R6, Reg::R1, 76);
             a.ldx(Size::W, Reg::R7, Reg::R1, 0);
             if link == LinkType::RawIp {
@@ -146,6 +148,7 @@ pub fn compile_program_opt(
             a.ldx(Size::DW, Reg::R7, Reg::R1, 8);
             a.ldx(Size::W, Reg::R8, Reg::R1, 16);
             env.wire_len = WireLength::Reg(Reg::R8);
+            ctx_packet_type(&mut a, expr, &mut env, 20);
             PacketSource::Direct {
                 start: Reg::R6,
                 end: Reg::R7,
@@ -156,6 +159,7 @@ pub fn compile_program_opt(
             a.ldx(Size::DW, Reg::R7, Reg::R1, 8);
             a.ldx(Size::W, Reg::R8, Reg::R1, 16);
             env.wire_len = WireLength::Reg(Reg::R8);
+            ctx_packet_type(&mut a, expr, &mut env, 20);
             a.alu64(crate::asm::AluOp::Sub, Reg::R7, Reg::R6);
             PacketSource::KernelMemory {
                 base: Reg::R6,
@@ -189,4 +193,19 @@ pub fn compile_program_opt(
         a.exit();
     }
     Ok(a.finish()?)
+}
+
+/// With [`PacketType::Mbuff`], the program reads the packet's direction from its context
+/// into R9 (the u32 at byte `at`: 20 in the userspace kinds' mbuff, `__sk_buff->pkt_type`
+/// at 4 in the SCHED_CLS kinds), for the filters that test it (`inbound`, `outbound`);
+/// the others stay as they were.
+fn ctx_packet_type(a: &mut Asm, expr: Option<&Expr>, env: &mut FilterEnv, at: i16) {
+    if env.pkt_type == PacketType::Mbuff {
+        if expr.is_some_and(Expr::reads_direction) {
+            a.ldx(Size::W, Reg::R9, Reg::R1, at);
+            env.pkt_type = PacketType::Reg(Reg::R9);
+        } else {
+            env.pkt_type = PacketType::Unknown;
+        }
+    }
 }

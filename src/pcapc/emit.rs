@@ -13,8 +13,8 @@ use super::dag::{reachable_order, Dag, Node, NodeId, MATCH, REJECT};
 use super::lower::{TestOp, V};
 use super::paths::{plan, Plan};
 use super::types::{
-    stack_bytes, CompileError, FilterEnv, FilterStats, LinkType, PacketSource, WireLength,
-    DIRECT_MAX_END, PROTOCHAIN_MAX_HEADERS, PROTOCHAIN_MIN_HEADERS, SPILL_SLOTS,
+    stack_bytes, CompileError, FilterEnv, FilterStats, LinkType, PacketSource, PacketType,
+    WireLength, DIRECT_MAX_END, PROTOCHAIN_MAX_HEADERS, PROTOCHAIN_MIN_HEADERS, SPILL_SLOTS,
 };
 use crate::asm::{Asm, Cond, Helper, Label, Reg, Size};
 
@@ -73,6 +73,19 @@ pub(super) fn emit(asm: &mut Asm, spec: &FilterSpec) -> Result<FilterStats, Comp
                 "{}, wire length {}",
                 describe(src),
                 format!("{w:?}").to_lowercase()
+            )));
+        }
+    }
+    if let PacketType::Reg(p) = env.pkt_type {
+        let wire = match env.wire_len {
+            WireLength::Reg(w) => Some(w),
+            _ => None,
+        };
+        if !callee_saved(p) || p == r1 || p == r2 || Some(p) == wire {
+            return Err(CompileError::BadRegisters(format!(
+                "{}, packet type {}",
+                describe(src),
+                format!("{p:?}").to_lowercase()
             )));
         }
     }
@@ -151,6 +164,7 @@ fn emit_plan(
         asm,
         src: *src,
         wire_len: env.wire_len,
+        pkt_type: env.pkt_type,
         top: env.stack_top as i32,
         labels: HashMap::from([(MATCH, match_alias), (REJECT, reject_alias)]),
         first_use: HashMap::new(),
@@ -267,7 +281,7 @@ fn emit_plan(
 fn need_lengths(dag: &Dag, order: &[NodeId], max_end: u64) -> HashMap<NodeId, u64> {
     fn ends(v: &V) -> u64 {
         match v {
-            V::K(_) | V::Len => 0,
+            V::K(_) | V::Len | V::PktType => 0,
             V::Load { idx, k, size } => {
                 let own = *k as u64 + *size as u64;
                 own.max(idx.as_deref().map_or(0, ends))
@@ -303,7 +317,7 @@ fn need_lengths(dag: &Dag, order: &[NodeId], max_end: u64) -> HashMap<NodeId, u6
 fn repeated_indexes(dag: &Dag, order: &[NodeId]) -> HashSet<V> {
     fn walk(v: &V, seen: &mut HashSet<V>, multi: &mut HashSet<V>) {
         match v {
-            V::K(_) | V::Len => {}
+            V::K(_) | V::Len | V::PktType => {}
             V::Load { idx, .. } => {
                 if let Some(i) = idx.as_deref() {
                     if !seen.insert(i.clone()) {
@@ -339,6 +353,7 @@ struct Emitter<'a> {
     asm: &'a mut Asm,
     src: PacketSource,
     wire_len: WireLength,
+    pkt_type: PacketType,
     top: i32,
     /// The label jumps to a node (or an exit) use now: the node's own, or with
     /// islands, the next island's entry for it.
@@ -635,6 +650,43 @@ impl Emitter<'_> {
                 }
                 (WireLength::Captured, PacketSource::KernelMemory { len, .. }) => {
                     self.asm.mov32(Reg::R0, len);
+                }
+            },
+            V::PktType => match self.pkt_type {
+                PacketType::Reg(r) => {
+                    self.asm.mov32(Reg::R0, r);
+                }
+                PacketType::Stack {
+                    offset,
+                    size,
+                    shift,
+                    bits,
+                } => {
+                    let size = match size {
+                        1 => Size::B,
+                        2 => Size::H,
+                        4 => Size::W,
+                        _ => Size::DW,
+                    };
+                    self.asm.ldx(size, Reg::R0, Reg::R10, offset);
+                    if shift > 0 {
+                        self.asm
+                            .alu64(crate::asm::AluOp::Rsh, Reg::R0, shift as i32);
+                    }
+                    if bits < 32 {
+                        self.asm.alu32(
+                            crate::asm::AluOp::And,
+                            Reg::R0,
+                            ((1u32 << bits) - 1) as i32,
+                        );
+                    }
+                }
+                // the lowering refuses `inbound`/`outbound` without a known direction, and
+                // compile_program_opt turns Mbuff into a register
+                PacketType::Unknown | PacketType::Mbuff => {
+                    return Err(CompileError::Invalid(
+                        "the packet's direction is not available here".into(),
+                    ))
                 }
             },
             V::Select { cond, then, other } => {

@@ -15,6 +15,9 @@ use super::types::{CompileError, LinkType};
 pub enum V {
     K(u32),
     Len,
+    /// The packet's direction from the kernel's metadata (`skb->pkt_type`, libpcap's
+    /// `SKF_AD_PKTTYPE`), where [`crate::pcapc::FilterEnv::pkt_type`] says how to read it.
+    PktType,
     /// Big-endian load of `size` bytes at `idx + k` (no wrap); past the end rejects.
     Load {
         idx: Option<Box<V>>,
@@ -51,7 +54,7 @@ impl V {
     }
     pub fn has_load(&self) -> bool {
         match self {
-            V::K(_) | V::Len => false,
+            V::K(_) | V::Len | V::PktType => false,
             V::Load { .. } | V::Select { .. } => true,
             V::Alu(_, a, b) => a.has_load() || b.has_load(),
             V::Neg(a) => a.has_load(),
@@ -139,6 +142,7 @@ const ISIS_L2_PSNP: u32 = 27;
 /// the packet type of outgoing packets.
 const SLL_P_802_3: u32 = 0x0001;
 const SLL_P_802_2: u32 = 0x0004;
+/// `PACKET_OUTGOING`: the packet type of outbound packets, in cooked headers and skbs.
 const SLL_OUTGOING: u32 = 4;
 const GENEVE_PORT: u16 = 6081;
 
@@ -199,6 +203,8 @@ impl Off {
 pub struct Lowering {
     cur: Link,
     netmask: Option<u32>,
+    /// Whether the packet's direction (`pkt_type`) is known on Ethernet and raw IP.
+    direction_known: bool,
     off_linkhdr: Off,
     off_linktype: Option<Off>,
     off_linkpl: Off,
@@ -225,6 +231,7 @@ impl Lowering {
         Lowering {
             cur,
             netmask,
+            direction_known: false,
             off_linkhdr: Off::at(0),
             off_linktype: lt.map(Off::at),
             off_linkpl: Off::at(pl),
@@ -245,6 +252,14 @@ impl Lowering {
     }
 
     /// The name of the link type the generator is looking at.
+    /// With the packet's direction known from the kernel's metadata (live packets), so
+    /// that `inbound`/`outbound` compile on Ethernet and raw IP as libpcap's do on a live
+    /// Linux handle.
+    pub fn with_direction(mut self, known: bool) -> Self {
+        self.direction_known = known;
+        self
+    }
+
     fn cur_name(&self) -> &'static str {
         match self.cur {
             Link::Ether => LinkType::Ethernet.name(),
@@ -928,11 +943,14 @@ impl Lowering {
                 let b = match self.cur {
                     Link::Sll => Self::cmp(self.linkhdr(0, 2), SLL_OUTGOING),
                     Link::Sll2 => Self::cmp(self.linkhdr(10, 1), SLL_OUTGOING),
+                    Link::Ether | Link::Raw if self.direction_known => {
+                        Self::cmp(V::PktType, SLL_OUTGOING)
+                    }
                     // (an error, not Unsupported: the probes take Unsupported for
                     // "never matches at this start", and tracing nothing helps nobody)
                     _ => {
                         return Err(CompileError::Invalid(format!(
-                            "'inbound'/'outbound' are not supported on {} packets: only Linux cooked captures record the direction",
+                            "'inbound'/'outbound' are not supported on {} packets read from a capture file: only live packets (the tracer's, from skb->pkt_type) and Linux cooked captures record the direction",
                             self.cur_name()
                         )))
                     }

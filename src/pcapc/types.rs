@@ -55,6 +55,31 @@ pub enum WireLength {
     Stack(i16),
 }
 
+/// Where `inbound` and `outbound` find the packet's direction on Ethernet and raw IP:
+/// libpcap reads it on live Linux captures from the kernel's packet metadata
+/// (`SKF_AD_PKTTYPE`, the skb's `pkt_type`, `PACKET_OUTGOING` = 4 for outbound) and
+/// refuses it on savefiles, which record no direction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PacketType {
+    /// No direction is known (a savefile): `inbound`/`outbound` are refused there.
+    #[default]
+    Unknown,
+    /// In the context of a whole program ([`ProgramKind`]): the u32 at byte 20 of the
+    /// userspace kinds' mbuff (after the wire length's low word), `__sk_buff->pkt_type`
+    /// in the SCHED_CLS kinds. `--dump-filter`'s listing reads it there.
+    Mbuff,
+    /// A register (among R6-R9, distinct from the packet source's and the wire length's).
+    Reg(Reg),
+    /// The skb's `pkt_type` bitfield in a copy of the skb on the stack: a `size`-byte
+    /// little-endian unit at `R10 + offset`, shifted right by `shift`, `bits` wide.
+    Stack {
+        offset: i16,
+        size: u8,
+        shift: u8,
+        bits: u8,
+    },
+}
+
 /// Compile-time environment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FilterEnv {
@@ -64,6 +89,8 @@ pub struct FilterEnv {
     pub netmask: Option<u32>,
     /// The packet's length on the wire (libpcap's `wirelen`, `skb->len`).
     pub wire_len: WireLength,
+    /// The packet's direction for `inbound`/`outbound` on Ethernet and raw IP.
+    pub pkt_type: PacketType,
 }
 
 impl Default for FilterEnv {
@@ -72,6 +99,7 @@ impl Default for FilterEnv {
             stack_top: 0,
             netmask: Some(0),
             wire_len: WireLength::Captured,
+            pkt_type: PacketType::Unknown,
         }
     }
 }

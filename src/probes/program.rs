@@ -8,7 +8,8 @@ use crate::bpf;
 use crate::btf::{ArchFacts, Field, PtRegsLayout, SkbLayout, MAX_PROBE_ARG};
 use crate::pcapc::ast::Expr;
 use crate::pcapc::compile::{
-    emit_filter, stack_bytes, CompileError, FilterEnv, LinkType, PacketSource, WireLength,
+    emit_filter, stack_bytes, CompileError, FilterEnv, LinkType, PacketSource, PacketType,
+    WireLength,
 };
 
 use super::maps::{self, MapDef};
@@ -440,6 +441,11 @@ impl<'a> Gen<'a> {
             ]);
         }
         f.extend(self.o.tunnel.skb_fields(s));
+        if self.o.filter.as_ref().is_some_and(Expr::reads_direction)
+            || self.o.tunnel.reads_direction()
+        {
+            f.push(s.pkt_type);
+        }
         f
     }
 
@@ -572,9 +578,20 @@ impl<'a> Gen<'a> {
     /// Where a pcap filter finds its packet (r8, r9 from [`Gen::packet_bounds`]) and its
     /// stack area.
     fn pcap_source(&self) -> Result<(PacketSource, FilterEnv), ProbeError> {
+        let pkt_type = &self.l.sk_buff.pkt_type;
+        let (shift, bits) = pkt_type
+            .bitfield
+            .map_or((0, pkt_type.size_bytes * 8), |b| (b.bit_offset, b.bit_size));
         let env = FilterEnv {
             stack_top: self.filter_top(),
             wire_len: WireLength::Stack(SLOT_WIRE_LEN),
+            // read before the filters when one tests it (see pre_filter_fields)
+            pkt_type: PacketType::Stack {
+                offset: self.win.at(pkt_type),
+                size: pkt_type.size_bytes as u8,
+                shift: shift as u8,
+                bits: bits as u8,
+            },
             ..FilterEnv::default()
         };
         let src = PacketSource::KernelMemory {

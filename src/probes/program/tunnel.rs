@@ -35,6 +35,14 @@ impl TunnelFilters {
         }
     }
 
+    /// Whether a filter tests the packet's direction (`inbound`/`outbound`: `pkt_type`).
+    pub(super) fn reads_direction(&self) -> bool {
+        [&self.l2, &self.l3]
+            .into_iter()
+            .flatten()
+            .any(Expr::reads_direction)
+    }
+
     /// The `sk_buff` fields the filters read (none without a filter).
     pub(super) fn skb_fields(&self, s: &SkBuffLayout) -> Vec<Field> {
         if self.is_empty() {
