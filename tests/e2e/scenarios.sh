@@ -48,7 +48,7 @@ E2E_GLOBAL_LEAK_CHECK=${E2E_GLOBAL_LEAK_CHECK:-1}
 E2E_ALL_TESTS="basic-ipv4 basic-ipv6 advanced-ipv4 advanced-ipv6 pcap-filter-stack \
 filter-track-skb filter-track-skb-clones filter-track-skb-by-stackid filter-non-skb-funcs \
 filter-arp filter-ifname \
-filter-nomatch kprobe-multi-basic tunnel-vxlan tunnel-geneve"
+filter-nomatch kprobe-multi-basic tunnel-vxlan tunnel-geneve summary journey"
 
 # Tests for a host kernel without kprobes (tracepoint backend), run by
 # tests/e2e/host-suite.sh: the drop must carry its reason.
@@ -600,19 +600,23 @@ e2e_test_host_legacy_flags() {
 
 # --summary: after the events, a table of drops by reason and function whose
 # NETFILTER_DROP count is the number of packets the firewall dropped, then the totals.
-e2e_test_host_summary() {
-    e2e_fw_drop "ip daddr 10.0.0.2 tcp dport 8080" || { e2e_fail host-summary "cannot install nft rule"; return; }
-    e2e_trace host-summary e2e_traffic_v4_8080 --summary 'dst host 10.0.0.2 and port 8080'
-    e2e_scenario_check host-summary 1
+# e2e_summary NAME [PWRU_ARGS...]
+e2e_summary() {
+    _s_name=$1; shift
+    e2e_fw_drop "ip daddr 10.0.0.2 tcp dport 8080" || { e2e_fail "$_s_name" "cannot install nft rule"; return; }
+    e2e_trace "$_s_name" e2e_traffic_v4_8080 "$@" --summary 'dst host 10.0.0.2 and port 8080'
+    e2e_scenario_check "$_s_name" 1
     _s_dropped=$(e2e_fw_count)
     if [ -z "$E2E_WHY" ] && ! grep -qE '^Summary:$' "$E2E_LOG"; then
         E2E_WHY="no Summary: block after the events"
     elif [ -z "$E2E_WHY" ] && ! grep -qE "^ +$_s_dropped  SKB_DROP_REASON_NETFILTER_DROP +[a-z_:]+$" "$E2E_LOG"; then
         E2E_WHY="no summary row '$_s_dropped  SKB_DROP_REASON_NETFILTER_DROP FUNCTION' (the firewall dropped $_s_dropped)"
     fi
-    e2e_verdict host-summary '^[1-9][0-9]* packets, [1-9][0-9]* events, [1-9][0-9]* drops, 0 lost events, [0-9]+ missed hits$'
+    e2e_verdict "$_s_name" '^[1-9][0-9]* packets, [1-9][0-9]* events, [1-9][0-9]* drops, 0 lost events, [0-9]+ missed hits$'
     e2e_fw_clear
 }
+e2e_test_host_summary() { e2e_summary host-summary; }
+e2e_test_summary() { e2e_summary summary; }
 
 # --summary with --output-json: the last line is one JSON object with the drop row.
 e2e_test_host_summary_json() {
@@ -628,11 +632,16 @@ e2e_test_host_summary_json() {
 }
 
 # --output-journey: the dropped SYN is one block: its tuple, its steps, and the end
-# "dropped by FUNC: SKB_DROP_REASON_NETFILTER_DROP"; no per-event lines.
-e2e_test_host_journey() {
-    e2e_fw_drop "ip daddr 10.0.0.2 tcp dport 8080" || { e2e_fail host-journey "cannot install nft rule"; return; }
-    e2e_trace host-journey e2e_traffic_v4_8080 --output-journey 'dst host 10.0.0.2 and port 8080'
-    e2e_scenario_check host-journey 1
+# "dropped by FUNC: SKB_DROP_REASON_NETFILTER_DROP"; no per-event lines. With
+# ORDERED=1 (kprobe backends, which see every function) each dropped journey passes
+# the output path in the stack's order: ip_local_out or __ip_local_out, then
+# nf_hook_slow, then the drop (and the free path after it).
+# e2e_journey NAME ORDERED [PWRU_ARGS...]
+e2e_journey() {
+    _j_name=$1 _j_ordered=$2; shift 2
+    e2e_fw_drop "ip daddr 10.0.0.2 tcp dport 8080" || { e2e_fail "$_j_name" "cannot install nft rule"; return; }
+    e2e_trace "$_j_name" e2e_traffic_v4_8080 "$@" --output-journey 'dst host 10.0.0.2 and port 8080'
+    e2e_scenario_check "$_j_name" 1
     _j_blocks=$(grep -cE '^0x[0-9a-f]+ 10\.0\.0\.1:[0-9]+->10\.0\.0\.2:8080\(tcp\)$' "$E2E_LOG" 2>/dev/null || true)
     _j_drops=$(grep -cE '^  dropped by [a-z_:]+: SKB_DROP_REASON_NETFILTER_DROP$' "$E2E_LOG" 2>/dev/null || true)
     _s_dropped=$(e2e_fw_count)
@@ -642,10 +651,30 @@ e2e_test_host_journey() {
         E2E_WHY="$_j_blocks journeys start with the SYN's tuple, the firewall dropped $_s_dropped"
     elif [ -z "$E2E_WHY" ] && grep -q '^SKB ' "$E2E_LOG"; then
         E2E_WHY="a table header in journey output"
+    elif [ -z "$E2E_WHY" ] && [ "$_j_ordered" = 1 ]; then
+        # per block: the step numbers of the output path, and whether the drop came last
+        _j_bad=$(awk '
+            /^0x/ { n = 0; out = 0; hook = 0; drop = 0; next }
+            /^ +\+[0-9]+\.[0-9]+us  / {
+                n++; f = $2
+                if (f == "ip_local_out" || f == "__ip_local_out") { if (!out) out = n }
+                else if (f == "nf_hook_slow") { if (!hook) hook = n }
+                if (f ~ /SKB_DROP_REASON_NETFILTER_DROP/ && !drop) drop = n
+                next
+            }
+            /^  dropped by / {
+                if (!(out && hook && out < hook && hook < drop)) bad++
+            }
+            END { print bad + 0 }' "$E2E_LOG")
+        if [ "$_j_bad" != 0 ]; then
+            E2E_WHY="$_j_bad dropped journeys do not pass ip_local_out, then nf_hook_slow, then the drop"
+        fi
     fi
-    e2e_verdict host-journey '^ +\+[0-9]+\.[0-9]{3}us  [a-z_:]+\(SKB_DROP_REASON_NETFILTER_DROP\)$'
+    e2e_verdict "$_j_name" '^ +\+[0-9]+\.[0-9]{3}us  [a-z_:]+\(SKB_DROP_REASON_NETFILTER_DROP\)$'
     e2e_fw_clear
 }
+e2e_test_host_journey() { e2e_journey host-journey 0; }
+e2e_test_journey() { e2e_journey journey 1; }
 
 e2e_test_host_skb_expr_nomatch() {
     e2e_fw_drop "ip daddr 10.0.0.2 tcp dport 8080" || { e2e_fail host-skb-expr-nomatch "cannot install nft rule"; return; }
