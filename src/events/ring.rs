@@ -83,6 +83,9 @@ pub async fn event_loop(
             _ = tick.tick() => {
                 let newly = observe_lost(&lost_map, &mut lost);
                 sink.lost(newly, lost.total())?;
+                // what the sink holds back by time (ended journeys) goes out on a quiet
+                // trace too
+                sink.drained()?;
             }
             _ = wake.notified() => {}
         }

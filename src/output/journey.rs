@@ -8,7 +8,7 @@ use super::fasthash::FastMap;
 use super::json::JsonObject;
 use super::text::push_hex_prefixed;
 
-/// How long (event time) an ended journey waits for the rest of its free path (e.g.
+/// How long (event or clock time) an ended journey waits for the rest of its free path (e.g.
 /// `kfree_skbmem` after `consume_skb`) before it is printed.
 const END_GRACE_NS: u64 = 50_000_000;
 
@@ -187,9 +187,11 @@ impl Journeys {
         };
     }
 
-    /// Writes the journeys that ended more than the grace time (event time) ago.
-    pub fn flush_ended(&mut self, out: &mut String) {
-        let newest = self.newest_ns;
+    /// Writes the journeys that ended more than the grace time ago: event time, or
+    /// `now_ns` (`CLOCK_MONOTONIC`, the probes' `bpf_ktime_get_ns` clock) when later, so
+    /// that a quiet trace prints a packet's journey without waiting for the next event.
+    pub fn flush_ended(&mut self, now_ns: u64, out: &mut String) {
+        let newest = self.newest_ns.max(now_ns);
         let mut done: Vec<u64> = self
             .open
             .values()
@@ -412,10 +414,10 @@ mod tests {
         j.observe(step(0x2, 200, "skb:kfree_skb", Some(DROP)), &mut out);
         j.observe(step(0x1, 150, "ip_rcv", None), &mut out);
         j.observe(step(0x1, 250, "skb:consume_skb", None), &mut out);
-        j.flush_ended(&mut out);
+        j.flush_ended(0, &mut out);
         assert_eq!(out, "", "within the grace time");
         j.observe(step(0x3, END_GRACE_NS + 1_000, "ip_rcv", None), &mut out);
-        j.flush_ended(&mut out);
+        j.flush_ended(0, &mut out);
         let firsts: Vec<&str> = out.lines().filter(|l| l.starts_with("0x")).collect();
         assert_eq!(firsts.len(), 2, "{out}");
         assert!(
@@ -425,6 +427,19 @@ mod tests {
         let mut rest = String::new();
         j.finish(&mut rest);
         assert!(rest.starts_with("0x3 ") && rest.contains("in flight at exit"));
+    }
+
+    #[test]
+    fn a_quiet_trace_prints_ended_journeys_by_the_clock() {
+        let mut j = Journeys::new(false);
+        let mut out = String::new();
+        j.observe(step(0x2, 100, "ip_rcv", None), &mut out);
+        j.observe(step(0x2, 200, "skb:kfree_skb", Some(DROP)), &mut out);
+        j.flush_ended(200 + END_GRACE_NS / 2, &mut out);
+        assert_eq!(out, "", "within the grace time");
+        // no later event: the clock moves on
+        j.flush_ended(200 + END_GRACE_NS + 1, &mut out);
+        assert!(out.starts_with("0x2 "), "{out}");
     }
 
     #[test]

@@ -612,7 +612,7 @@ impl EventSink for Output {
 
     fn drained(&mut self) -> io::Result<()> {
         if let Some(journeys) = &mut self.journeys {
-            journeys.flush_ended(&mut self.line);
+            journeys.flush_ended(monotonic_ns(), &mut self.line);
         }
         self.flush()
     }
@@ -626,6 +626,19 @@ impl EventSink for Output {
         }
         Ok(())
     }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock of the events' `ktime_ns`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec to the pointer, which is valid.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The header line for `opts` (pwru's column titles and widths), newline included.
