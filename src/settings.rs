@@ -65,6 +65,12 @@ pub struct TraceSettings {
 }
 
 impl TraceSettings {
+    /// Whether the probes record which tracked skb a followed clone was made from (for
+    /// `--output-journey`, which groups a packet's clones with it).
+    pub fn records_clone_parents(&self) -> bool {
+        self.output.journey && self.filter.track_skb
+    }
+
     /// The backend features this run asks for (checked against the chosen backend).
     pub fn wanted_features(&self) -> Vec<Feature> {
         let mut wanted = wanted_features(&self.filter, &self.output);

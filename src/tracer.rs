@@ -54,7 +54,7 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
     }
 
     // The probe programs' input.
-    let output_opts = probe_setup::output_options(&settings.output, &btf)?;
+    let output_opts = probe_setup::output_options(settings, &btf)?;
     let opts = probe_setup::probe_options(settings, filters, &btf, backend.as_ref(), &output_opts)?;
 
     // The output, before anything is attached: an --output-file that cannot be created
@@ -287,6 +287,7 @@ impl Loader<'_> {
             untrack: UntrackOptions {
                 track_skb: self.opts.track_skb,
                 track_stackid: self.opts.track_stackid,
+                clone_parents: self.settings.records_clone_parents(),
             },
             non_skb: &non_skb,
         };

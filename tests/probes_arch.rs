@@ -175,6 +175,7 @@ fn untrack_and_clone_programs_read_the_layouts_registers() {
             UntrackOptions {
                 track_skb: true,
                 track_stackid: Some(StackTracking::default()),
+                clone_parents: true,
             },
         )
         .expect("untrack builds");
@@ -199,7 +200,7 @@ fn untrack_and_clone_programs_read_the_layouts_registers() {
             "{} clone entry",
             name(&facts)
         );
-        let ret = probes::build_clone_return(&regs).expect("clone return builds");
+        let ret = probes::build_clone_return(&regs, true).expect("clone return builds");
         assert_eq!(
             loads_from(&ret, "r6"),
             [("r1".to_string(), regs.return_value)],

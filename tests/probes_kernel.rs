@@ -1209,6 +1209,7 @@ fn stackid_probe(l: &SkbLayout, task_stack_offset: Option<u32>) -> Probe {
         probes::UntrackOptions {
             track_skb: false,
             track_stackid: Some(probes::StackTracking { task_stack_offset }),
+            clone_parents: false,
         },
     )
     .expect("build untrack");

@@ -200,6 +200,20 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
             },
         ),
     ];
+    sets.push((
+        "journey-clones",
+        ProbeOptions {
+            filter: filter("icmp"),
+            track_skb: true,
+            sections: sections(OutputOptions {
+                tuple: true,
+                journey: true,
+                clone_parents: true,
+                ..OutputOptions::default()
+            }),
+            ..none.clone()
+        },
+    ));
     for (name, expr) in [
         ("filter-arp", "arp and arp[7] = 1"),
         ("filter-protochain", "ip6 protochain 58"),
@@ -319,6 +333,7 @@ fn variants() -> Vec<(String, Program)> {
             let opts = UntrackOptions {
                 track_skb: opts.0,
                 track_stackid: opts.1,
+                clone_parents: false,
             };
             let p = build_untrack_with(&at, &arch, opts).expect("untrack builds");
             out.push((format!("untrack-{opt_name}-{at_name}"), p));
@@ -327,7 +342,22 @@ fn variants() -> Vec<(String, Program)> {
     out.push(("clone-entry".into(), build_clone_entry(&arch.regs).unwrap()));
     out.push((
         "clone-return".into(),
-        build_clone_return(&arch.regs).unwrap(),
+        build_clone_return(&arch.regs, false).unwrap(),
+    ));
+    // --output-journey with tracking: clones record their parent, which untrack forgets.
+    out.push((
+        "clone-return-parents".into(),
+        build_clone_return(&arch.regs, true).unwrap(),
+    ));
+    let (at_name, at) = &attachments()[0];
+    let opts = UntrackOptions {
+        track_skb: true,
+        track_stackid: None,
+        clone_parents: true,
+    };
+    out.push((
+        format!("untrack-clone-parents-{at_name}"),
+        build_untrack_with(at, &arch, opts).expect("untrack builds"),
     ));
     out
 }

@@ -35,6 +35,7 @@ fn all_maps() -> Vec<MapSpec> {
         MapSpec::new(maps::STACKID_SKB, MapKind::Hash, 8, 8, 64),
         MapSpec::new(maps::SKB_STACKID, MapKind::Hash, 8, 8, 64),
         MapSpec::new(maps::CLONE_STASH, MapKind::Hash, 8, 8, 64),
+        MapSpec::new(maps::CLONE_PARENTS, MapKind::LruHash, 8, 8, 64),
         MapSpec::new(
             maps::STACKS,
             MapKind::StackTrace,
@@ -161,6 +162,20 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
             },
         ),
         (
+            "journey with tracking: clone parents",
+            ProbeOptions {
+                filter: filter("icmp"),
+                track_skb: true,
+                sections: sections(OutputOptions {
+                    tuple: true,
+                    journey: true,
+                    clone_parents: true,
+                    ..OutputOptions::default()
+                }),
+                ..none.clone()
+            },
+        ),
+        (
             "tunnel l2 filter with the filter",
             ProbeOptions {
                 filter: filter("udp dst port 4789"),
@@ -177,6 +192,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
         "(((ip[2:2] - ((ip[0]&0xf)<<2)) - ((tcp[12]&0xf0)>>2)) != 0)",
         "vlan 10 and ip and udp port 53",
         "not (host 10.0.0.1 or net fd00::/64) and greater 100",
+        "outbound and tcp port 8080",
     ] {
         sets.push((
             expr,
@@ -316,6 +332,7 @@ fn every_probe_variant_passes_the_verifier() {
             let opts = UntrackOptions {
                 track_skb,
                 track_stackid,
+                clone_parents: track_skb,
             };
             let spec = ObjectSpec {
                 maps: all_maps(),
@@ -342,11 +359,16 @@ fn every_probe_variant_passes_the_verifier() {
             load::ProgramSpec {
                 name: "clone_return".into(),
                 kind: load::ProgKind::KRetProbe,
-                program: probes::build_clone_return(&arch.regs).unwrap(),
+                program: probes::build_clone_return(&arch.regs, false).unwrap(),
+            },
+            load::ProgramSpec {
+                name: "clone_parents".into(),
+                kind: load::ProgKind::KRetProbe,
+                program: probes::build_clone_return(&arch.regs, true).unwrap(),
             },
         ],
     };
     load::load(&spec, &LoadOptions::default()).expect("clone programs load");
-    loaded += 2;
+    loaded += 3;
     eprintln!("{loaded} probe programs accepted by the verifier");
 }

@@ -120,7 +120,7 @@ pub fn helper_programs(
             spec: ProgramSpec {
                 name: "clone_return".into(),
                 kind: ProgKind::KRetProbe,
-                program: probes::build_clone_return(&needs.arch.regs)?,
+                program: probes::build_clone_return(&needs.arch.regs, untrack.clone_parents)?,
             },
             role: Role::Clone,
             functions,
@@ -242,6 +242,7 @@ mod tests {
         let track = UntrackOptions {
             track_skb: true,
             track_stackid: None,
+            clone_parents: false,
         };
         let kprobe = helpers(BackendKind::Kprobe, track, &[]);
         assert_eq!(names(&kprobe), ["untrack", "clone_entry", "clone_return"]);
@@ -260,6 +261,7 @@ mod tests {
         let stackid = UntrackOptions {
             track_skb: false,
             track_stackid: Some(StackTracking::default()),
+            clone_parents: false,
         };
         let multi = helpers(BackendKind::KprobeMulti, stackid, &[]);
         assert_eq!(multi.len(), 1);

@@ -493,6 +493,7 @@ fn output_options_from_flags() {
             skb_dump: None,
             summary: false,
             journey: false,
+            clone_parents: false,
         }
     );
     assert!(matches!(

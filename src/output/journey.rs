@@ -11,6 +11,9 @@ use super::text::push_hex_prefixed;
 /// How long (event or clock time) an ended journey waits for the rest of its free path (e.g.
 /// `kfree_skbmem` after `consume_skb`) before it is printed.
 const END_GRACE_NS: u64 = 50_000_000;
+/// How long an ended journey waits for its clones' journeys to end too (so that they print
+/// inside its block) before it prints without them; they then print on their own.
+const CLONE_WAIT_NS: u64 = 1_000_000_000;
 
 /// One event of a packet, as the journey sees it.
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +28,8 @@ pub struct Step<'a> {
     pub reason: Option<&'a str>,
     /// `saddr:sport->daddr:dport(proto)`, when the probe parsed one.
     pub tuple: Option<&'a str>,
+    /// The skb this one was cloned or copied from, when the probes followed the clone.
+    pub parent: Option<u64>,
 }
 
 /// How a packet's life ended.
@@ -69,6 +74,26 @@ struct Journey {
     end: Option<End>,
     /// The last socket or device step (the later one wins).
     handed_to: Option<End>,
+    /// The skb this one was cloned or copied from (followed with `--filter-track-skb`).
+    parent: Option<u64>,
+    /// Its clones whose journeys are still open.
+    open_clones: Vec<u64>,
+    /// Its clones whose journeys ended: printed inside its block.
+    clones: Vec<Journey>,
+}
+
+impl Journey {
+    fn start(&self) -> u64 {
+        self.steps.first().map_or(0, |s| s.1)
+    }
+
+    fn ended_before(&self, newest_ns: u64) -> bool {
+        self.end.is_some()
+            && self
+                .steps
+                .last()
+                .is_some_and(|&(_, t)| newest_ns.saturating_sub(t) > END_GRACE_NS)
+    }
 }
 
 /// Functions and tracepoints that free an skb: the last step of its life.
@@ -145,17 +170,28 @@ impl Journeys {
             .get(&step.skb)
             .is_some_and(|j| j.end.is_some() && !is_free_path(step.key));
         if ended_before {
-            if let Some(old) = self.open.remove(&step.skb) {
-                self.render(&old, out);
-            }
+            self.close(&[step.skb], out);
         }
-        let journey = self.open.entry(step.skb).or_insert_with(|| Journey {
-            skb: step.skb,
-            tuple: None,
-            steps: Vec::new(),
-            end: None,
-            handed_to: None,
-        });
+        if !self.open.contains_key(&step.skb) {
+            let parent = step.parent.filter(|p| *p != step.skb);
+            if let Some(p) = parent.and_then(|p| self.open.get_mut(&p)) {
+                p.open_clones.push(step.skb);
+            }
+            self.open.insert(
+                step.skb,
+                Journey {
+                    skb: step.skb,
+                    tuple: None,
+                    steps: Vec::new(),
+                    end: None,
+                    handed_to: None,
+                    parent,
+                    open_clones: Vec::new(),
+                    clones: Vec::new(),
+                },
+            );
+        }
+        let journey = self.open.get_mut(&step.skb).expect("inserted above");
         if journey.tuple.is_none() {
             journey.tuple = step.tuple.map(str::to_string);
         }
@@ -190,44 +226,70 @@ impl Journeys {
     /// Writes the journeys that ended more than the grace time ago: event time, or
     /// `now_ns` (`CLOCK_MONOTONIC`, the probes' `bpf_ktime_get_ns` clock) when later, so
     /// that a quiet trace prints a packet's journey without waiting for the next event.
+    /// A clone's journey joins its packet's block instead while that one is open; a
+    /// packet waits for its open clones up to [`CLONE_WAIT_NS`].
     pub fn flush_ended(&mut self, now_ns: u64, out: &mut String) {
         let newest = self.newest_ns.max(now_ns);
-        let mut done: Vec<u64> = self
+        let done: Vec<u64> = self
             .open
             .values()
             .filter(|j| {
-                j.end.is_some()
-                    && j.steps
-                        .last()
-                        .is_some_and(|&(_, t)| newest.saturating_sub(t) > END_GRACE_NS)
+                j.ended_before(newest)
+                    && (j.open_clones.is_empty()
+                        || j.steps
+                            .last()
+                            .is_some_and(|&(_, t)| newest.saturating_sub(t) > CLONE_WAIT_NS))
             })
             .map(|j| j.skb)
             .collect();
-        self.write_all(&mut done, out);
+        self.close(&done, out);
     }
 
-    /// Writes every journey (at exit): the unfinished ones as in flight.
+    /// Writes every journey (at exit): the unfinished ones as in flight, clones inside
+    /// their packet's block when it is open.
     pub fn finish(&mut self, out: &mut String) {
-        let mut all: Vec<u64> = self.open.keys().copied().collect();
-        self.write_all(&mut all, out);
+        let all: Vec<u64> = self.open.keys().copied().collect();
+        self.close(&all, out);
     }
 
-    /// Writes and forgets the journeys of `skbs`, in the order they started.
-    fn write_all(&mut self, skbs: &mut [u64], out: &mut String) {
-        let start = |j: &Journey| j.steps.first().map_or(0, |s| s.1);
-        skbs.sort_by_key(|skb| (self.open.get(skb).map_or(0, start), *skb));
-        for skb in skbs.iter() {
-            if let Some(j) = self.open.remove(skb) {
-                self.render(&j, out);
+    /// Closes the journeys of `skbs`: each joins its packet's block when that one is
+    /// open (latest started first, so that clones of clones nest), the others are
+    /// written in the order they started.
+    fn close(&mut self, skbs: &[u64], out: &mut String) {
+        let mut order: Vec<(u64, u64)> = skbs
+            .iter()
+            .filter_map(|s| self.open.get(s).map(|j| (j.start(), j.skb)))
+            .collect();
+        order.sort_by_key(|&(start, skb)| (std::cmp::Reverse(start), skb));
+        let mut roots = Vec::new();
+        for (_, skb) in order {
+            let Some(mut j) = self.open.remove(&skb) else {
+                continue;
+            };
+            j.clones.sort_by_key(|c| (c.start(), c.skb));
+            match j.parent.and_then(|p| self.open.get_mut(&p)) {
+                Some(parent) => {
+                    parent.open_clones.retain(|c| *c != j.skb);
+                    parent.clones.push(j);
+                }
+                None => roots.push(j),
             }
+        }
+        roots.sort_by_key(|j| (j.start(), j.skb));
+        for j in &roots {
+            self.render(j, out);
         }
     }
 
     fn render(&self, j: &Journey, out: &mut String) {
         if self.json {
-            render_json(j, out);
+            let mut obj = JsonObject::begin(out);
+            render_json(j, &mut obj);
+            obj.end();
+            out.push('\n');
         } else {
-            render_table(j, out);
+            render_table(j, "", out);
+            out.push('\n');
         }
     }
 }
@@ -243,21 +305,35 @@ fn push_delta(out: &mut String, ns: u64) {
 ///       +1.234us  kfree_skb_reason(SKB_DROP_REASON_NETFILTER_DROP)
 ///   dropped by kfree_skb_reason: SKB_DROP_REASON_NETFILTER_DROP
 /// ```
-fn render_table(j: &Journey, out: &mut String) {
+///
+/// Its clones' journeys follow inside the block, indented, each headed `clone 0x…`;
+/// a clone printed on its own (its packet's block was written before it ended) says
+/// `(clone of 0x…)` after its tuple.
+fn render_table(j: &Journey, indent: &str, out: &mut String) {
+    out.push_str(indent);
+    if !indent.is_empty() {
+        out.push_str("clone ");
+    }
     push_hex_prefixed(out, j.skb);
     if let Some(tuple) = &j.tuple {
         out.push(' ');
         out.push_str(tuple);
     }
+    if let (Some(p), true) = (j.parent, indent.is_empty()) {
+        out.push_str(" (clone of ");
+        push_hex_prefixed(out, p);
+        out.push(')');
+    }
     out.push('\n');
-    let mut prev = j.steps.first().map_or(0, |s| s.1);
+    let mut prev = j.start();
     for (func, t) in &j.steps {
         let mut delta = String::new();
         push_delta(&mut delta, t.saturating_sub(prev));
-        let _ = writeln!(out, "  {delta:>14}  {func}");
+        let _ = writeln!(out, "{indent}  {delta:>14}  {func}");
         prev = *t;
     }
     let end = j.end.clone().unwrap_or(End::InFlight);
+    out.push_str(indent);
     out.push_str("  ");
     out.push_str(end.kind());
     match &end {
@@ -269,20 +345,30 @@ fn render_table(j: &Journey, out: &mut String) {
             let _ = write!(out, " ({})", other.func());
         }
     }
-    out.push_str("\n\n");
+    out.push('\n');
+    let nested = format!("{indent}    ");
+    for c in &j.clones {
+        render_table(c, &nested, out);
+    }
 }
 
-/// `{"skb":…,"tuple":…,"steps":[{"func":…,"time":…,"delta_ns":…}],"end":…,"end_func":…,"drop_reason":…}`.
-fn render_json(j: &Journey, out: &mut String) {
-    let mut obj = JsonObject::begin(out);
+/// `{"skb":…,"clone_of":…,"tuple":…,"steps":[{"func":…,"time":…,"delta_ns":…}],"end":…,
+/// "end_func":…,"drop_reason":…,"clones":[…]}` (`clone_of` for a clone, `clones` with the
+/// journeys of its clones, each such an object).
+fn render_json(j: &Journey, obj: &mut JsonObject<'_>) {
     let mut skb = String::new();
     push_hex_prefixed(&mut skb, j.skb);
     obj.str("skb", &skb);
+    if let Some(p) = j.parent {
+        skb.clear();
+        push_hex_prefixed(&mut skb, p);
+        obj.str("clone_of", &skb);
+    }
     if let Some(tuple) = &j.tuple {
         obj.str("tuple", tuple);
     }
     let mut steps = obj.array("steps");
-    let mut prev = j.steps.first().map_or(0, |s| s.1);
+    let mut prev = j.start();
     for (func, t) in &j.steps {
         let mut step = steps.object();
         step.str("func", func);
@@ -298,8 +384,15 @@ fn render_json(j: &Journey, out: &mut String) {
     if let End::Dropped { reason, .. } = &end {
         obj.str("drop_reason", reason);
     }
-    obj.end();
-    out.push('\n');
+    if !j.clones.is_empty() {
+        let mut clones = obj.array("clones");
+        for c in &j.clones {
+            let mut o = clones.object();
+            render_json(c, &mut o);
+            o.end();
+        }
+        clones.end();
+    }
 }
 
 #[cfg(test)]
@@ -316,6 +409,7 @@ mod tests {
             func: key,
             reason,
             tuple: Some("10.0.0.1:1->10.0.0.2:8080(tcp)"),
+            parent: None,
         }
     }
 
@@ -427,6 +521,83 @@ mod tests {
         let mut rest = String::new();
         j.finish(&mut rest);
         assert!(rest.starts_with("0x3 ") && rest.contains("in flight at exit"));
+    }
+
+    fn clone_step<'a>(skb: u64, parent: u64, t: u64, key: &'a str) -> Step<'a> {
+        Step {
+            parent: Some(parent),
+            ..step(skb, t, key, None)
+        }
+    }
+
+    #[test]
+    fn a_clone_prints_inside_its_packets_block() {
+        let (during, at_exit) = run(
+            true,
+            &[
+                step(0xa, 1_000, "__dev_queue_xmit", None),
+                clone_step(0xc, 0xa, 2_000, "packet_rcv"),
+                step(0xa, 3_000, "dev_hard_start_xmit", None),
+                clone_step(0xc, 0xa, 4_000, "consume_skb"),
+                step(0xa, 5_000, "consume_skb", None),
+            ],
+        );
+        assert_eq!(during, "");
+        assert_eq!(
+            at_exit,
+            "0xa 10.0.0.1:1->10.0.0.2:8080(tcp)\n\
+             \x20       +0.000us  __dev_queue_xmit\n\
+             \x20       +2.000us  dev_hard_start_xmit\n\
+             \x20       +2.000us  consume_skb\n\
+             \x20 transmitted (dev_hard_start_xmit)\n\
+             \x20   clone 0xc 10.0.0.1:1->10.0.0.2:8080(tcp)\n\
+             \x20           +0.000us  packet_rcv\n\
+             \x20           +2.000us  consume_skb\n\
+             \x20     freed (consume_skb)\n\n"
+        );
+    }
+
+    #[test]
+    fn a_packet_waits_for_its_clones_then_prints_without_them() {
+        let mut j = Journeys::new(false);
+        let mut out = String::new();
+        j.observe(step(0xa, 100, "ip_output", None), &mut out);
+        j.observe(clone_step(0xc, 0xa, 200, "packet_rcv"), &mut out);
+        j.observe(step(0xa, 300, "consume_skb", None), &mut out);
+        // the clone is still open: its packet waits for it
+        j.flush_ended(300 + END_GRACE_NS + 1, &mut out);
+        assert_eq!(out, "");
+        j.flush_ended(300 + CLONE_WAIT_NS + 1, &mut out);
+        assert!(out.starts_with("0xa ") && !out.contains("clone"), "{out}");
+        out.clear();
+        // the clone then ends on its own, naming its packet
+        j.observe(
+            clone_step(0xc, 0xa, CLONE_WAIT_NS + 500, "consume_skb"),
+            &mut out,
+        );
+        j.finish(&mut out);
+        assert!(
+            out.starts_with("0xc 10.0.0.1:1->10.0.0.2:8080(tcp) (clone of 0xa)\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn json_nests_clones_in_their_packets_object() {
+        let (_, out) = run(
+            false,
+            &[
+                step(0xa, 1_000, "ip_output", None),
+                clone_step(0xc, 0xa, 2_000, "kfree_skbmem"),
+                step(0xa, 3_000, "kfree_skbmem", None),
+            ],
+        );
+        assert_eq!(out.lines().count(), 1, "{out}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["skb"], "0xa");
+        assert_eq!(v["clones"][0]["skb"], "0xc");
+        assert_eq!(v["clones"][0]["clone_of"], "0xa");
+        assert_eq!(v["clones"][0]["end"], "freed");
     }
 
     #[test]

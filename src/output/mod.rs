@@ -63,6 +63,9 @@ pub struct OutputOptions {
     pub summary: bool,
     /// `--output-journey`: one block (or JSON object) per packet instead of a line per event.
     pub journey: bool,
+    /// Record the skb a followed clone was made from (the journey groups it with its
+    /// packet): `TraceSettings::records_clone_parents`.
+    pub clone_parents: bool,
 }
 
 impl OutputOptions {
@@ -87,6 +90,8 @@ impl OutputOptions {
             skb_dump: None,
             summary: settings.summary,
             journey: settings.journey,
+            // Set by the tracer, which knows whether skbs are tracked.
+            clone_parents: false,
         }
     }
 }
@@ -201,6 +206,8 @@ struct Printer {
     table: [Vec<Placed>; 4],
     json: [Vec<Placed>; 5],
     scratch: String,
+    /// Where the record keeps a followed clone's parent (`--output-journey`).
+    clone_parent_at: Option<usize>,
 }
 
 impl Printer {
@@ -221,12 +228,14 @@ impl Printer {
             JsonAt::Text,
         ]
         .map(|at| sections.json_at(at));
+        let clone_parent_at = sections.tail_at_of::<sections::clone_parent::CloneParentSection>();
         Self {
             opts,
             names,
             table,
             json,
             scratch: String::with_capacity(256),
+            clone_parent_at,
         }
     }
 
@@ -425,6 +434,9 @@ impl Output {
             func,
             reason: reason.as_deref(),
             tuple: tuple.as_deref(),
+            parent: printer
+                .clone_parent_at
+                .and_then(|at| sections::clone_parent::parent(event, at)),
         };
         journeys.observe(step, line);
     }

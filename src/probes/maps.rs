@@ -132,6 +132,17 @@ pub const CLONE_STASH: &MapDef = &MapDef {
     value_size: 8,
     max_entries: CLONE_STASH_ENTRIES,
 };
+/// `--output-journey` with `--filter-track-skb`: a followed clone or copy (`u64`) -> the
+/// tracked skb it was made from (`u64`), so that its journey joins its packet's. The
+/// clone probe sets it, the untrack program forgets it with the skb; LRU, so that a
+/// clone whose free went unseen cannot fill it.
+pub const CLONE_PARENTS: &MapDef = &MapDef {
+    name: "clone_parents",
+    kind: MapKind::LruHash,
+    key_size: 8,
+    value_size: 8,
+    max_entries: TRACKED_SKBS_ENTRIES,
+};
 /// `--output-stack`: kernel stacks by id (`u32`), `STACK_DEPTH` addresses each.
 pub const STACKS: &MapDef = &MapDef {
     name: "stacks",

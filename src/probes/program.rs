@@ -907,6 +907,8 @@ pub struct UntrackOptions {
     /// skb is freed on and `skb_stackid[skb]`; also `stackid_skb[skb_stackid[skb]]`
     /// when that stack still names this skb (it was recorded on another stack).
     pub track_stackid: Option<StackTracking>,
+    /// `--output-journey` with tracking: also forget the skb's entry in `clone_parents`.
+    pub clone_parents: bool,
 }
 
 /// The tiny program that forgets a tracked skb when the kernel frees it
@@ -918,6 +920,7 @@ pub fn build_untrack(attach: &Attachment, arch: &ArchFacts) -> Result<Program, P
         UntrackOptions {
             track_skb: true,
             track_stackid: None,
+            clone_parents: false,
         },
     )
 }
@@ -950,6 +953,9 @@ pub fn build_untrack_with(
     );
     if opts.track_skb {
         delete_elem(a, maps::TRACKED_SKBS, SLOT_KEY);
+    }
+    if opts.clone_parents {
+        delete_elem(a, maps::CLONE_PARENTS, SLOT_KEY);
     }
     if let Some(st) = opts.track_stackid {
         let delete = a.label();
@@ -1000,8 +1006,10 @@ pub fn build_clone_entry(regs: &PtRegsLayout) -> Result<Program, ProbeError> {
 }
 
 /// Clone following, return half: a kretprobe on the same functions that marks the new
-/// skb (the return value) tracked when this task stashed a tracked source.
-pub fn build_clone_return(regs: &PtRegsLayout) -> Result<Program, ProbeError> {
+/// skb (the return value) tracked when this task stashed a tracked source; with
+/// `clone_parents`, it also records the source as the new skb's parent
+/// (`maps::CLONE_PARENTS`).
+pub fn build_clone_return(regs: &PtRegsLayout, clone_parents: bool) -> Result<Program, ProbeError> {
     let mut asm = Asm::new();
     let a = &mut asm;
     let out = a.label();
@@ -1018,9 +1026,20 @@ pub fn build_clone_return(regs: &PtRegsLayout) -> Result<Program, ProbeError> {
         r1 = *(u64 *)(r6 + return_value);
         if r1 == 0 goto (forget);
         *(u64 *)(r10 + SLOT_KEY) = r1;
-        *(u32 *)(r10 + SLOT_VALUE) = 1;
     );
+    if clone_parents {
+        // the stashed source, before the updates clobber r0 (in SLOT_STACKID, which
+        // this program has no other use for)
+        bpf!(into a;
+            r1 = *(u64 *)(r0 + 0);
+            *(u64 *)(r10 + SLOT_STACKID) = r1;
+        );
+    }
+    bpf!(into a; *(u32 *)(r10 + SLOT_VALUE) = 1;);
     update_elem(a, maps::TRACKED_SKBS, SLOT_KEY, SLOT_VALUE);
+    if clone_parents {
+        update_elem(a, maps::CLONE_PARENTS, SLOT_KEY, SLOT_STACKID);
+    }
     bpf!(into a; (forget):);
     delete_elem(a, maps::CLONE_STASH, SLOT_AUX);
     bpf!(into a;

@@ -82,8 +82,10 @@ pub fn probe_options(
 /// What the output prints, with the `--output-skb-metadata` fields and the
 /// `--output-skb`/`--output-skb-shared-info` dumps resolved through BTF; the probe's
 /// record sections follow from it.
-pub fn output_options(out: &OutputSettings, btf: &KernelBtf) -> Result<OutputOptions> {
+pub fn output_options(settings: &TraceSettings, btf: &KernelBtf) -> Result<OutputOptions> {
+    let out = &settings.output;
     let mut opts = OutputOptions::from_settings(out);
+    opts.clone_parents = settings.records_clone_parents();
     opts.skb_metadata =
         skb_expr::compile_metadata(btf, &out.skb_metadata).context("--output-skb-metadata")?;
     opts.skb_dump = skb_dump_options(out, btf)?;

@@ -48,7 +48,7 @@ E2E_GLOBAL_LEAK_CHECK=${E2E_GLOBAL_LEAK_CHECK:-1}
 E2E_ALL_TESTS="basic-ipv4 basic-ipv6 advanced-ipv4 advanced-ipv6 pcap-filter-stack \
 filter-track-skb filter-track-skb-clones filter-track-skb-by-stackid filter-non-skb-funcs \
 filter-arp filter-ifname \
-filter-nomatch kprobe-multi-basic tunnel-vxlan tunnel-geneve summary journey"
+filter-nomatch kprobe-multi-basic tunnel-vxlan tunnel-geneve summary journey journey-clones"
 
 # Tests for a host kernel without kprobes (tracepoint backend), run by
 # tests/e2e/host-suite.sh: the drop must carry its reason.
@@ -448,6 +448,25 @@ e2e_traffic_dnat_tapped() {
     kill -TERM "$_e2e_tpid" 2>/dev/null
     wait "$_e2e_tpid"
     return 0
+}
+
+# --output-journey with --filter-track-skb: the clone tcpdump's packet socket gets of
+# the DNATed SYN (dev_queue_xmit_nit) prints inside its packet's block, indented and
+# headed "clone 0x...", with the packet socket's step.
+e2e_test_journey_clones() {
+    if ! command -v tcpdump >/dev/null 2>&1; then
+        e2e_skip journey-clones "no tcpdump in the guest (install it on the host)"
+        return
+    fi
+    if ! e2e_install_dnat; then e2e_fail journey-clones "cannot install the DNAT rule"; return; fi
+    e2e_trace journey-clones e2e_traffic_dnat_tapped --filter-track-skb --output-journey 'dst host 10.0.0.99'
+    if [ "$E2E_TRAFFIC_RAN" = 1 ] && ! grep -q 'listening on' "$E2E_OUT/tcpdump.err" 2>/dev/null; then
+        E2E_WHY="${E2E_WHY:+$E2E_WHY; }scenario broken: tcpdump did not run: $(tail -n 3 "$E2E_OUT/tcpdump.err" 2>/dev/null)"
+    elif [ -z "$E2E_WHY" ] && ! grep -qE '^    clone 0x[0-9a-f]+ ' "$E2E_LOG"; then
+        E2E_WHY="no clone block inside a packet's journey"
+    fi
+    e2e_verdict journey-clones '^ {6,}\+[0-9]+\.[0-9]{3}us  t?packet_rcv$'
+    e2e_fw_clear
 }
 
 # --filter-track-skb-by-stackid: the RST that tcp_v4_send_reset builds for the

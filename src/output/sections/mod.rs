@@ -13,6 +13,7 @@
 //!   [`JsonAt::Netns`] [`JsonAt::Packet`] [`JsonAt::Text`].
 
 pub mod caller;
+pub mod clone_parent;
 pub mod drop_reason;
 pub mod meta;
 pub mod netns_name;
@@ -49,6 +50,7 @@ pub const REGISTRY: &[Activate] = &[
     activate::<tuple::TupleSection>,
     activate::<skb_dump::SkbDumpSection>,
     activate::<tunnel::TunnelSection>,
+    activate::<clone_parent::CloneParentSection>,
 ];
 
 /// A registry entry: the section when `opts` turn it on.
@@ -103,7 +105,7 @@ pub struct Cx<'a> {
 }
 
 /// One optional part of the output: the probe side and how it prints.
-pub trait Section: RecordSection {
+pub trait Section: RecordSection + std::any::Any {
     /// The section when the output options ask for it.
     fn from_options(opts: &OutputOptions) -> Option<Self>
     where
@@ -152,6 +154,16 @@ impl Sections {
             })
             .collect();
         Self { active, tail_at }
+    }
+
+    /// Record offset of the bytes of the active section of type `S`, if it is on (for
+    /// the output modes that read a section's bytes, e.g. the journey's clone parents).
+    pub fn tail_at_of<S: Section>(&self) -> Option<usize> {
+        self.active
+            .iter()
+            .zip(&self.tail_at)
+            .find(|(s, _)| (&***s as &dyn std::any::Any).is::<S>())
+            .map(|(_, &at)| at)
     }
 
     /// The active sections.

@@ -26,6 +26,8 @@ fn everything() -> OutputOptions {
         netns_names: Some(16),
         skb_metadata: vec![path],
         skb_dump: skb_dump::SkbDump::new(Some(1), Some(2), 4096),
+        journey: true,
+        clone_parents: true,
         ..OutputOptions::default()
     }
 }
@@ -61,11 +63,12 @@ fn every_section_turns_on_and_records_in_registry_order() {
             "TupleSection",
             "SkbDumpSection",
             "TunnelSection",
+            "CloneParentSection",
         ]
     );
     let record: Vec<String> = all.record().iter().map(|s| format!("{s:?}")).collect();
-    assert_eq!(record.len(), 8, "{record:?}: not the print-only ones");
-    assert_eq!(all.maps().len(), 1, "the stack map");
+    assert_eq!(record.len(), 9, "{record:?}: not the print-only ones");
+    assert_eq!(all.maps().len(), 2, "the stack map, the clone parents");
     let dump = all.iter().nth(8).unwrap();
     assert_eq!(dump.tail_bytes(), 2 * 4096);
     let lines = all.table_at(TableAt::Lines);
@@ -79,6 +82,33 @@ fn every_section_turns_on_and_records_in_registry_order() {
         EVENT_SIZE + 2 * 4096,
         "the tunnel's bytes follow the dumps'"
     );
+    // an output mode finds a section's bytes by its type
+    assert_eq!(
+        all.tail_at_of::<tunnel::TunnelSection>(),
+        Some(lines[2].tail_at)
+    );
+    assert!(
+        all.tail_at_of::<clone_parent::CloneParentSection>()
+            .unwrap()
+            > lines[2].tail_at
+    );
+    assert_eq!(
+        Sections::new(&OutputOptions::default()).tail_at_of::<tunnel::TunnelSection>(),
+        None
+    );
+}
+
+#[test]
+fn a_clone_parent_round_trips_through_the_record() {
+    let all = Sections::new(&everything());
+    let at = all
+        .tail_at_of::<clone_parent::CloneParentSection>()
+        .unwrap();
+    let mut ev = crate::events::Event::default();
+    clone_parent::set_parent(&mut ev, at, Some(0xffff_8881_0000_1000));
+    assert_eq!(clone_parent::parent(&ev, at), Some(0xffff_8881_0000_1000));
+    clone_parent::set_parent(&mut ev, at, None);
+    assert_eq!(clone_parent::parent(&ev, at), None);
 }
 
 #[test]
