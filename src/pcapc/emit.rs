@@ -195,7 +195,8 @@ fn emit_plan(
         LinkType::LinuxSll2 => 20,
     };
     e.buf_shift = (-(e.buf_off() as i32 + net)).rem_euclid(4) as i16;
-    if !order.is_empty() {
+    // (a filter of lengths and directions alone reads no packet bytes)
+    if reads_packet(&p.dag, &order) {
         e.prologue();
     }
     let need = need_lengths(&p.dag, order, max_end);
@@ -311,6 +312,26 @@ fn need_lengths(dag: &Dag, order: &[NodeId], max_end: u64) -> HashMap<NodeId, u6
         need.insert(n, own.max(after).min(max_end));
     }
     need
+}
+
+/// Whether a reachable node loads packet bytes (else the kernel-memory window is not read).
+fn reads_packet(dag: &Dag, order: &[NodeId]) -> bool {
+    fn loads(v: &V) -> bool {
+        match v {
+            V::K(_) | V::Len | V::PktType => false,
+            V::Load { .. } => true,
+            V::Alu(_, a, b) => loads(a) || loads(b),
+            V::Neg(a) => loads(a),
+            V::Select { cond, then, other } => {
+                loads(&cond.a) || loads(&cond.b) || loads(then) || loads(other)
+            }
+        }
+    }
+    order.iter().any(|&n| match dag.node(n) {
+        Node::Test { t, .. } => loads(&t.a) || loads(&t.b),
+        Node::Chain { .. } => true,
+        Node::Match | Node::Reject => false,
+    })
 }
 
 /// The variable load indexes that the reachable tests use more than once.
@@ -505,6 +526,11 @@ impl Emitter<'_> {
             Node::Test { t, yes, no } => {
                 let c = cond_of(t.op);
                 match &t.b {
+                    // a length or direction held in a register is compared there
+                    V::K(k) if self.value_reg(&t.a).is_some() => {
+                        let r = self.value_reg(&t.a).expect("checked");
+                        self.branch(c, r, (*k as i32).into(), *yes, *no, next);
+                    }
                     V::K(k) => {
                         // Equality and bit tests of 2/4-byte fields compare the raw
                         // (little-endian) load against byte-swapped constants.
@@ -624,6 +650,16 @@ impl Emitter<'_> {
             let ln = self.target(no);
             self.asm.ja(ln);
             self.falls_through = false;
+        }
+    }
+
+    /// The register that holds `v` for the whole filter (the wire length, the packet
+    /// type), if one does.
+    fn value_reg(&self, v: &V) -> Option<Reg> {
+        match (v, self.wire_len, self.pkt_type) {
+            (V::Len, WireLength::Reg(w), _) => Some(w),
+            (V::PktType, _, PacketType::Reg(r)) => Some(r),
+            _ => None,
         }
     }
 
