@@ -224,6 +224,14 @@ pub struct Args {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
     pub summary: bool,
 
+    /// Also write the traced packets as pcap-ng (tcpdump, tshark, Wireshark): one packet per event, from L2 (or L3 as raw IP), with the function, drop reason, skb, CPU, process and netns as its comment. `-` writes to stdout and sends the table (or JSON) to stderr unless --output-file names a file: `pwru --output-pcap - icmp | wireshark -k -i -`
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub output_pcap: Option<PathBuf>,
+
+    /// Packet bytes --output-pcap keeps per event (16..=16384; default 256)
+    #[arg(long, value_name = "BYTES", help_heading = "Output")]
+    pub output_pcap_snaplen: Option<u32>,
+
     /// Exit after printing this many events (0 = no limit)
     #[arg(long, default_value = "0", value_name = "N", help_heading = "Output")]
     pub output_limit_lines: u64,

@@ -16,6 +16,7 @@ pub mod caller;
 pub mod drop_reason;
 pub mod meta;
 pub mod netns_name;
+pub mod pcap;
 pub mod skb_cb;
 pub mod skb_dump;
 pub mod skb_metadata;
@@ -49,6 +50,8 @@ pub const REGISTRY: &[Activate] = &[
     activate::<tuple::TupleSection>,
     activate::<skb_dump::SkbDumpSection>,
     activate::<tunnel::TunnelSection>,
+    // Last: its bytes are the record's variable end.
+    activate::<pcap::PcapSection>,
 ];
 
 /// A registry entry: the section when `opts` turn it on.
@@ -152,6 +155,15 @@ impl Sections {
             })
             .collect();
         Self { active, tail_at }
+    }
+
+    /// Record offset of the variable bytes' section (`--output-pcap`), when one is active.
+    pub fn variable_at(&self) -> Option<usize> {
+        self.active
+            .iter()
+            .zip(&self.tail_at)
+            .find(|(s, _)| s.records() && s.variable_bytes() != 0)
+            .map(|(_, &at)| at)
     }
 
     /// The active sections.

@@ -26,6 +26,7 @@ fn everything() -> OutputOptions {
         netns_names: Some(16),
         skb_metadata: vec![path],
         skb_dump: skb_dump::SkbDump::new(Some(1), Some(2), 4096),
+        pcap_snaplen: Some(256),
         ..OutputOptions::default()
     }
 }
@@ -61,10 +62,17 @@ fn every_section_turns_on_and_records_in_registry_order() {
             "TupleSection",
             "SkbDumpSection",
             "TunnelSection",
+            "PcapSection",
         ]
     );
     let record: Vec<String> = all.record().iter().map(|s| format!("{s:?}")).collect();
-    assert_eq!(record.len(), 8, "{record:?}: not the print-only ones");
+    assert_eq!(record.len(), 9, "{record:?}: not the print-only ones");
+    let tunnel = all.iter().nth(9).unwrap().tail_bytes();
+    assert_eq!(
+        all.variable_at(),
+        Some(EVENT_SIZE + 2 * 4096 + tunnel),
+        "the packet bytes end the record"
+    );
     assert_eq!(all.maps().len(), 1, "the stack map");
     let dump = all.iter().nth(8).unwrap();
     assert_eq!(dump.tail_bytes(), 2 * 4096);
@@ -79,6 +87,23 @@ fn every_section_turns_on_and_records_in_registry_order() {
         EVENT_SIZE + 2 * 4096,
         "the tunnel's bytes follow the dumps'"
     );
+}
+
+#[test]
+fn pcap_output_records_the_meta_without_printing_it() {
+    let pcap = Sections::new(&OutputOptions {
+        pcap_snaplen: Some(64),
+        ..OutputOptions::default()
+    });
+    assert_eq!(
+        names(&pcap),
+        ["DropReasonSection", "MetaSection", "PcapSection"]
+    );
+    assert_eq!(pcap.record().len(), 2);
+    assert!(pcap.table_at(TableAt::Columns).is_empty());
+    assert!(pcap.json_at(JsonAt::Netns).is_empty());
+    assert_eq!(pcap.variable_at(), Some(EVENT_SIZE));
+    assert_eq!(Sections::new(&OutputOptions::default()).variable_at(), None);
 }
 
 #[test]
