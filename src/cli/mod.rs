@@ -224,7 +224,7 @@ pub struct Args {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
     pub summary: bool,
 
-    /// Also write the traced packets as pcap-ng (tcpdump, tshark, Wireshark): one packet per event, from L2 (or L3 as raw IP), with the function, drop reason, skb, CPU, process and netns as its comment. `-` writes to stdout and sends the table (or JSON) to stderr unless --output-file names a file: `pwru --output-pcap - icmp | wireshark -k -i -`
+    /// Also write the traced packets as pcap-ng (tcpdump, tshark, Wireshark): one packet per event from its L2 start (a packet without a MAC header gets a made-up Ethernet header, zero addresses), with the function, drop reason, skb, CPU, process and netns as its comment. `-` writes to stdout and sends the table (or JSON) to stderr unless --output-file names a file: `pwru --output-pcap - icmp | wireshark -k -i -`
     #[arg(long, value_name = "FILE", help_heading = "Output")]
     pub output_pcap: Option<PathBuf>,
 

@@ -1,6 +1,11 @@
 //! `--output-pcap`: every printed event as a pcap-ng packet next to the table or JSON, with
-//! one interface block per (netns, ifindex, link type) named like the IFACE column and
-//! the event's FUNC, skb, CPU, process and netns as the packet's comment.
+//! one interface block per (netns, ifindex) named like the IFACE column and the event's
+//! FUNC, skb, CPU, process and netns as the packet's comment.
+//!
+//! Every interface is Ethernet: libpcap (tcpdump) refuses a pcap-ng file whose interfaces
+//! have different link types, and a trace mixes skbs with and without a MAC header. A
+//! packet the probe took from L3 (raw IP) gets a made-up Ethernet header: zero addresses
+//! and the EtherType of its IP version; its comment says `l3`.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -9,12 +14,15 @@ use std::path::Path;
 
 use crate::capture::pcapng_write::{PcapngWriteError, PcapngWriter};
 use crate::capture::LinkType;
-use crate::events::Event;
+use crate::events::{Event, ETH_P_IP, ETH_P_IPV6};
 
 use super::sections::pcap::packet_bytes;
 use super::sections::{Sections, SkbMeta};
 use super::text::push_hex_prefixed;
 use super::{Names, OutputOptions};
+
+/// Bytes of an Ethernet header.
+const ETH_HLEN: u32 = 14;
 
 /// What the file says wrote it.
 const APPLICATION: &str = concat!("pwru-rs ", env!("CARGO_PKG_VERSION"));
@@ -38,7 +46,9 @@ pub struct PcapOutput {
     snaplen: u32,
     /// Record offset of the packet section's bytes.
     tail_at: usize,
-    interfaces: HashMap<(u32, u32, LinkType), u32>,
+    interfaces: HashMap<(u32, u32), u32>,
+    /// A raw-IP packet behind its made-up Ethernet header.
+    frame: Vec<u8>,
     /// Wall clock minus `CLOCK_MONOTONIC` (`bpf_ktime_get_ns`), in ns.
     boot_offset_ns: i128,
     comment: String,
@@ -77,6 +87,7 @@ impl PcapOutput {
             snaplen: opts.pcap_snaplen.unwrap_or(0),
             tail_at,
             interfaces: HashMap::new(),
+            frame: Vec::new(),
             boot_offset_ns,
             comment: String::with_capacity(160),
         })
@@ -86,23 +97,41 @@ impl PcapOutput {
     pub fn write(&mut self, ev: &Event, names: &mut Names, func: &str) -> Result<(), PcapError> {
         let meta = ev.get::<SkbMeta>().unwrap_or_default();
         let packet = packet_bytes(ev, self.tail_at);
+        let from_l3 = packet.is_some_and(|p| p.link_type != LinkType::ETHERNET);
         // An event without packet bytes (no header found) still gets its packet: empty.
-        let (link, wire_len, data) = match &packet {
-            Some(p) => (p.link_type, p.wire_len, p.data),
-            None => (LinkType::RAW, 0, &[][..]),
+        let (wire_len, data) = match packet {
+            Some(p) if from_l3 => {
+                self.frame.clear();
+                self.frame.extend_from_slice(&[0; 12]);
+                let ethertype = match p.data.first().map(|b| b >> 4) {
+                    Some(4) => ETH_P_IP,
+                    Some(6) => ETH_P_IPV6,
+                    _ => meta.protocol,
+                };
+                self.frame.extend_from_slice(&ethertype.to_be_bytes());
+                self.frame.extend_from_slice(p.data);
+                (p.wire_len.saturating_add(ETH_HLEN), &self.frame[..])
+            }
+            Some(p) => (p.wire_len, p.data),
+            None => (0, &[][..]),
         };
-        let key = (meta.netns, meta.ifindex, link);
+        let key = (meta.netns, meta.ifindex);
         let iface = match self.interfaces.get(&key) {
             Some(&id) => id,
             None => {
                 let name = names.ifaces.label(meta.netns, meta.ifindex);
-                let id = self.writer.interface(link, self.snaplen, &name)?;
+                // Room for the made-up header in front of a raw-IP packet's bytes.
+                let snaplen = self.snaplen.saturating_add(ETH_HLEN);
+                let id = self.writer.interface(LinkType::ETHERNET, snaplen, &name)?;
                 self.interfaces.insert(key, id);
                 id
             }
         };
         self.comment.clear();
         push_comment(&mut self.comment, ev, names, func, meta.netns);
+        if from_l3 {
+            self.comment.push_str(" l3");
+        }
         let ts = i128::from(ev.ktime_ns) + self.boot_offset_ns;
         let ts = u64::try_from(ts.max(0)).unwrap_or(u64::MAX);
         self.writer
@@ -237,31 +266,57 @@ mod tests {
         assert_eq!(
             ifaces,
             [
-                (LinkType::ETHERNET, 64, Some("eth0:2")),
-                (LinkType::RAW, 64, Some("eth0:2")),
-                (LinkType::RAW, 64, Some("0")),
-            ]
+                (LinkType::ETHERNET, 78, Some("eth0:2")),
+                (LinkType::ETHERNET, 78, Some("0")),
+            ],
+            "one link type for libpcap; room for a made-up header"
         );
         assert_eq!(cap.frames.len(), 4, "one packet per event");
         let f = cap.frames[0];
         assert_eq!((f.interface, f.orig_len, f.data), (0, 1514, &frame[..64]));
         assert_eq!(f.timestamp_ns, 1_005_000, "ktime plus the boot offset");
+        let comment = f.comment.unwrap();
         assert!(
-            f.comment
-                .unwrap()
-                .starts_with("ip_rcv skb=0xffff888100001000 cpu=1 process="),
-            "{:?}",
-            f.comment
+            comment.starts_with("ip_rcv skb=0xffff888100001000 cpu=1 process="),
+            "{comment}"
         );
-        assert!(f.comment.unwrap().ends_with(" netns=7"), "{:?}", f.comment);
+        assert!(comment.ends_with(" netns=7"), "{comment}");
         assert_eq!(cap.frames[1].interface, 0, "the same interface again");
-        assert_eq!((cap.frames[2].interface, cap.frames[2].orig_len), (1, 66));
+        // From L3: behind zero MACs and the EtherType of the IP version (0 here: the
+        // test bytes are no IP header, so the skb's protocol).
+        let l3 = cap.frames[2];
+        assert_eq!((l3.interface, l3.orig_len), (0, 80));
+        assert_eq!(&l3.data[..14], &[0; 14]);
+        assert_eq!(&l3.data[14..], &frame[14..64]);
+        assert!(l3.comment.unwrap().ends_with(" netns=7 l3"));
         let dropped = cap.frames[3];
-        assert_eq!((dropped.interface, dropped.data.len()), (2, 0));
+        assert_eq!((dropped.interface, dropped.data.len()), (1, 0));
         assert!(dropped
             .comment
             .unwrap()
             .starts_with("kfree_skb(SKB_DROP_REASON_NETFILTER_DROP) skb="));
+    }
+
+    #[test]
+    fn a_raw_ip_packet_gets_the_ethertype_of_its_version() {
+        let sink = Shared::default();
+        let mut pcap = PcapOutput::new(Box::new(sink.clone()), &opts(), 0).unwrap();
+        let mut names = Names::default();
+        for first in [0x45u8, 0x60] {
+            let data = [first, 0, 0, 0];
+            let raw = PacketBytes {
+                link_type: LinkType::RAW,
+                wire_len: 4,
+                data: &data,
+            };
+            pcap.write(&event(1, 1, Some(raw)), &mut names, "f")
+                .unwrap();
+        }
+        pcap.flush().unwrap();
+        let bytes = sink.0.lock().unwrap().clone();
+        let cap = parse(&bytes).unwrap();
+        assert_eq!(&cap.frames[0].data[12..15], &[0x08, 0x00, 0x45]);
+        assert_eq!(&cap.frames[1].data[12..15], &[0x86, 0xdd, 0x60]);
     }
 
     #[test]

@@ -53,7 +53,7 @@ filter-nomatch kprobe-multi-basic tunnel-vxlan tunnel-geneve"
 # Tests for a host kernel without kprobes (tracepoint backend), run by
 # tests/e2e/host-suite.sh: the drop must carry its reason.
 E2E_HOST_TESTS="host-basic-ipv4 host-basic-ipv6 host-nomatch host-skb-expr host-skb-expr-nomatch host-output-skb \
-host-track-by-stackid host-legacy-flags host-summary host-summary-json host-journey host-tunnel-vxlan"
+host-track-by-stackid host-legacy-flags host-summary host-summary-json host-journey host-tunnel-vxlan host-pcap"
 
 # Functions through which a dropped skb leaves the stack (6.12 inlines
 # kfree_skb_reason into sk_skb_reason_drop).
@@ -644,6 +644,55 @@ e2e_test_host_journey() {
         E2E_WHY="a table header in journey output"
     fi
     e2e_verdict host-journey '^ +\+[0-9]+\.[0-9]{3}us  [a-z_:]+\(SKB_DROP_REASON_NETFILTER_DROP\)$'
+    e2e_fw_clear
+}
+
+# A ping to 10.0.0.2, then the SYN to 8080 the firewall drops.
+e2e_traffic_ping_v4_8080() {
+    e2e_in "$E2E_NS1" ping -c 1 -W 2 10.0.0.2 >/dev/null 2>&1
+    e2e_connect 10.0.0.2 8080
+}
+
+# --output-pcap next to the table: tcpdump reads as many packets as the table has
+# events, among them the ICMP echo and the SYNs; tshark shows each packet's function
+# and the drop's NETFILTER_DROP in the comments; --filter-check on the file agrees
+# with tcpdump on the SYNs.
+e2e_test_host_pcap() {
+    for _p_tool in tcpdump tshark; do
+        command -v "$_p_tool" >/dev/null 2>&1 || { e2e_skip host-pcap "$_p_tool not found"; return; }
+    done
+    e2e_fw_drop "ip daddr 10.0.0.2 tcp dport 8080" || { e2e_fail host-pcap "cannot install nft rule"; return; }
+    _p_file=$E2E_OUT/host-pcap.pcapng
+    rm -f "$_p_file"
+    e2e_trace host-pcap e2e_traffic_ping_v4_8080 --output-pcap "$_p_file" \
+        'host 10.0.0.2 and (icmp or tcp port 8080)'
+    e2e_scenario_check host-pcap 1
+    _p_dropped=$(e2e_fw_count)
+    _p_packets=$(tcpdump -nr "$_p_file" 2>/dev/null | grep -c . || true)
+    _p_echo=$(tcpdump -nr "$_p_file" 'icmp[icmptype] = icmp-echo' 2>/dev/null | grep -c . || true)
+    _p_syns=$(tcpdump -nr "$_p_file" 'tcp[tcpflags] & tcp-syn != 0' 2>/dev/null | grep -c . || true)
+    _p_check=$("$E2E_PWRU" --filter-check "$_p_file" 'tcp[tcpflags] & tcp-syn != 0' 2>&1 | tail -n 1)
+    tshark -r "$_p_file" -T fields -e frame.comment >"$E2E_OUT/host-pcap.comments" 2>/dev/null
+    if [ -n "$E2E_WHY" ]; then
+        :
+    elif [ ! -s "$_p_file" ]; then
+        E2E_WHY="no pcap-ng file written"
+    elif [ "$_p_packets" != "$E2E_EVENTS" ]; then
+        E2E_WHY="tcpdump reads $_p_packets packets, the table has $E2E_EVENTS events"
+    elif [ "$_p_echo" -lt 1 ]; then
+        E2E_WHY="no ICMP echo request in the file"
+    elif [ "$_p_syns" -lt "$_p_dropped" ]; then
+        E2E_WHY="$_p_syns SYNs in the file, the firewall dropped $_p_dropped"
+    elif [ "$_p_check" != "matched $_p_syns of $_p_packets frames" ]; then
+        E2E_WHY="--filter-check says '$_p_check', tcpdump found $_p_syns SYNs in $_p_packets packets"
+    elif [ "$(grep -c . "$E2E_OUT/host-pcap.comments")" != "$_p_packets" ]; then
+        E2E_WHY="tshark shows $(grep -c . "$E2E_OUT/host-pcap.comments") comments for $_p_packets packets"
+    elif ! grep -qE '^[a-z_:]+\(SKB_DROP_REASON_NETFILTER_DROP\) skb=0x[0-9a-f]+ cpu=[0-9]+ process=.* netns=[0-9]+' \
+        "$E2E_OUT/host-pcap.comments"; then
+        E2E_WHY="no packet comment with the function and SKB_DROP_REASON_NETFILTER_DROP"
+    fi
+    [ -z "$E2E_WHY" ] || sed 's/^/    comment: /' "$E2E_OUT/host-pcap.comments" 2>/dev/null | tail -n 10
+    e2e_verdict host-pcap '10\.0\.0\.2:8080([^0-9]|$)' 'NETFILTER_DROP'
     e2e_fw_clear
 }
 
