@@ -153,7 +153,7 @@ impl<W: Write> PcapngWriter<W> {
     }
 
     fn pad(&mut self) {
-        while self.block.len() % 4 != 0 {
+        while !self.block.len().is_multiple_of(4) {
             self.block.push(0);
         }
     }

@@ -54,6 +54,9 @@ Examples:
   # Booleans take an optional =value, as in the original: hide the meta columns
   pwru --output-meta=false udp
 
+  # The traced packets for Wireshark, one per event, commented with the function and drop reason
+  pwru --output-pcap - --output-file /tmp/pwru.log icmp | wireshark -k -i -
+
   # Without tracing: list the probed functions, show the compiled filter, or test it on a capture
   pwru --list-funcs --filter-func '.*xmit.*'
   pwru --dump-filter --l3 'tcp port 443'
