@@ -192,10 +192,10 @@ fn variable(sections: &[Arc<dyn RecordSection>]) -> Result<Option<Variable>, Pro
     }
     let most = SCRATCH_BUSY + record_bytes(sections) + max;
     if most > MAX_SCRATCH_BYTES {
-        return Err(ProbeError::Layout(format!(
-            "records of up to {most} bytes do not fit the {MAX_SCRATCH_BYTES}-byte per-CPU \
-             area they are built in; lower --output-pcap-snaplen or --set-percpu-buf"
-        )));
+        return Err(ProbeError::RecordTooLarge {
+            bytes: most,
+            max: MAX_SCRATCH_BYTES,
+        });
     }
     Ok(Some(Variable {
         count_at: record_bytes(before),
@@ -465,4 +465,56 @@ fn count_lost(a: &mut Asm, key: i16) {
         *(u64 *)(r0 + 0) = r1;
       (done):
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A section with `tail` fixed and `var` variable bytes.
+    #[derive(Debug)]
+    struct Part {
+        tail: usize,
+        var: usize,
+    }
+    impl RecordSection for Part {
+        fn tail_bytes(&self) -> usize {
+            self.tail
+        }
+        fn variable_bytes(&self) -> usize {
+            self.var
+        }
+        fn emit(&self, _r: &mut RecordStage<'_>) -> Result<(), ProbeError> {
+            Ok(())
+        }
+    }
+
+    fn parts(list: &[(usize, usize)]) -> RecordSections {
+        list.iter()
+            .map(|&(tail, var)| Arc::new(Part { tail, var }) as Arc<dyn RecordSection>)
+            .collect()
+    }
+
+    #[test]
+    fn only_variable_records_get_a_scratch_area() {
+        assert_eq!(scratch_map(&parts(&[])), None);
+        assert_eq!(scratch_map(&parts(&[(48, 0)])), None);
+        let map = scratch_map(&parts(&[(48, 0), (16, 256)])).unwrap();
+        assert_eq!(map.name, maps::RECORD_SCRATCH.name);
+        assert_eq!(map.value_size as usize, 8 + EVENT_SIZE + 48 + 16 + 256);
+        let v = variable(&parts(&[(48, 0), (16, 256)])).unwrap().unwrap();
+        assert_eq!(v.count_at, EVENT_SIZE + 48, "the last section's area");
+    }
+
+    #[test]
+    fn variable_bytes_must_end_the_record_and_fit_the_area() {
+        let e = variable(&parts(&[(16, 64), (8, 0)])).unwrap_err();
+        assert!(
+            e.to_string().contains("only the last record section"),
+            "{e}"
+        );
+        let e = variable(&parts(&[(8192, 0), (16, MAX_SCRATCH_BYTES)])).unwrap_err();
+        assert!(e.to_string().contains("lower --output-pcap-snaplen"), "{e}");
+        assert_eq!(scratch_map(&parts(&[(16, MAX_SCRATCH_BYTES)])), None);
+    }
 }

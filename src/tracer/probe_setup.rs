@@ -240,5 +240,22 @@ mod tests {
                 maps::STACKS.name
             ]
         );
+        // --output-pcap: the per-CPU area its variable-length records are built in.
+        let pcap = ProbeOptions {
+            sections: crate::output::sections::record_sections(&OutputOptions {
+                pcap_snaplen: Some(100),
+                ..OutputOptions::default()
+            }),
+            ..none.clone()
+        };
+        let specs = map_specs(&pcap, false);
+        let scratch = specs
+            .iter()
+            .find(|m| m.name == maps::RECORD_SCRATCH.name)
+            .expect("the scratch map");
+        // Busy flag, fixed record, meta (no bytes after it), packet head, 100 bytes
+        // rounded up to 8.
+        assert_eq!(scratch.value_size, 8 + 216 + 16 + 104);
+        assert_eq!(scratch.kind, crate::load::MapKind::PerCpuArray);
     }
 }
