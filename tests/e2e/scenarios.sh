@@ -688,7 +688,7 @@ e2e_pcap() {
     else
         # The comments are UTF-8 text inside the packet blocks (after a length that may
         # read as a letter: no anchor).
-        tr -c '[:print:]' '\n' <"$_p_file" | grep -E ' skb=0x[0-9a-f]+ cpu=' >"$_p_comments"
+        tr -c ' -~' '\n' <"$_p_file" | grep -E ' skb=0x[0-9a-f]+ cpu=' >"$_p_comments"
         _p_start=''
     fi
     _p_ncomments=$(grep -c . "$_p_comments" || true)
@@ -698,11 +698,11 @@ e2e_pcap() {
         E2E_WHY="no readable pcap-ng file: $_p_all"
     elif [ "$_p_packets" != "$E2E_EVENTS" ]; then
         E2E_WHY="the file holds $_p_packets packets, the table has $E2E_EVENTS events"
-    elif [ "$_p_tcpdump" = 1 ] && [ "$(tcpdump -nr "$_p_file" 2>/dev/null | grep -c .)" != "$_p_packets" ]; then
-        E2E_WHY="tcpdump reads $(tcpdump -nr "$_p_file" 2>&1 | grep -c .) packets, --filter-check $_p_packets"
+    elif [ "$_p_tcpdump" = 1 ] && [ "$(tcpdump -Z root -nr "$_p_file" 2>/dev/null | grep -c .)" != "$_p_packets" ]; then
+        E2E_WHY="tcpdump reads $(tcpdump -Z root -nr "$_p_file" 2>/dev/null | grep -c .) packets, --filter-check $_p_packets: $(tcpdump -Z root -nr "$_p_file" 2>&1 >/dev/null | tail -n 1)"
     elif [ "${_p_syns:-0}" -lt "$_p_dropped" ]; then
         E2E_WHY="$_p_check: fewer SYNs than the $_p_dropped the firewall dropped"
-    elif [ "$_p_tcpdump" = 1 ] && [ "$(tcpdump -nr "$_p_file" 'tcp[tcpflags] & tcp-syn != 0' 2>/dev/null | grep -c .)" != "$_p_syns" ]; then
+    elif [ "$_p_tcpdump" = 1 ] && [ "$(tcpdump -Z root -nr "$_p_file" 'tcp[tcpflags] & tcp-syn != 0' 2>/dev/null | grep -c .)" != "$_p_syns" ]; then
         E2E_WHY="tcpdump and --filter-check ($_p_check) disagree on the SYNs"
     elif case $_p_echo in "matched 0 "*) true ;; *) false ;; esac; then
         E2E_WHY="no ICMP echo request in the file"
