@@ -72,7 +72,7 @@ impl PcapOutput {
     }
 
     /// Writes to `out` (buffered here); `boot_offset_ns` turns event times into wall-clock
-    /// times. `None` from [`PcapOutput::new`] callers' view: `opts` must ask for pcap.
+    /// times; `opts` say where the records carry the packet bytes and the snap length.
     pub fn new(
         out: Box<dyn Write + Send>,
         opts: &OutputOptions,
