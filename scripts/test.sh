@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 # libpcap-dev: the oracle our filter compiler is compared with (feature `oracle`);
 # tcpdump nftables iproute2 iptables netcat-openbsd bpftool: the e2e scenarios;
 # qemu-system-x86 busybox-static cpio xz-utils: the VM suites (Debian kernels in QEMU).
-readonly PACKAGES=(libpcap-dev tcpdump nftables iproute2 iptables netcat-openbsd bpftool
+readonly PACKAGES=(libpcap-dev tcpdump tshark nftables iproute2 iptables netcat-openbsd bpftool
     qemu-system-x86 busybox-static cpio xz-utils)
 
 missing=()

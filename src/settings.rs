@@ -214,6 +214,25 @@ pub struct OutputSettings {
     pub summary: bool,
     /// `--output-journey`: one block per packet, printed when its life ends.
     pub journey: bool,
+    /// `--output-pcap`: the traced packets as pcap-ng.
+    pub pcap: Option<PcapSettings>,
+}
+
+/// `--output-pcap FILE` and `--output-pcap-snaplen`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PcapSettings {
+    pub target: PcapTarget,
+    /// Packet bytes kept per event.
+    pub snaplen: u32,
+}
+
+/// Where `--output-pcap` writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PcapTarget {
+    /// `-`: the table or JSON lines go to `--output-file`, else to stderr.
+    Stdout,
+    /// Created or truncated.
+    File(PathBuf),
 }
 
 /// `--output-file` and its `--output-file-max-*` rotation.

@@ -26,10 +26,12 @@ use crate::host;
 use crate::load::{self, LoadOptions, LoadedObject, ObjectSpec};
 use crate::output::{
     IfaceNames, KernelCounts, Ksyms, Names, NetnsNames, Output, OutputOptions, OutputTarget,
+    PcapOutput,
 };
 use crate::probes::{self, Attachment, ProbeOptions, UntrackOptions};
 use crate::settings::{
-    BackendChoice, BackendSettings, FuncFilter, KernelSettings, OutputSettings, TraceSettings,
+    BackendChoice, BackendSettings, FuncFilter, KernelSettings, OutputSettings, PcapTarget,
+    TraceSettings,
 };
 
 /// A tracing run (not the `--list-funcs`/filter tools), from resolved settings and the
@@ -378,7 +380,7 @@ fn output_names(
         drop_reason_args: targets.drop_reason_args,
         ..Names::default()
     };
-    if out.meta {
+    if out.meta || out.pcap.is_some() {
         names.ifaces = IfaceNames::scan().0;
     }
     if out.netns_names.is_some() {
@@ -391,9 +393,24 @@ fn output_names(
     names
 }
 
-/// The output the settings ask for.
+/// The output the settings ask for (with `--output-pcap`'s file).
 fn open_output(out: &OutputSettings, opts: OutputOptions, names: Names) -> Result<Output> {
-    Output::new(opts, names, OutputTarget::from_settings(out)).context("opening the output")
+    let pcap = match &out.pcap {
+        Some(p) => {
+            let path = match &p.target {
+                PcapTarget::Stdout => None,
+                PcapTarget::File(path) => Some(path.as_path()),
+            };
+            Some(PcapOutput::create(path, &opts)?)
+        }
+        None => None,
+    };
+    let mut output =
+        Output::new(opts, names, OutputTarget::from_settings(out)).context("opening the output")?;
+    if let Some(pcap) = pcap {
+        output.set_pcap(pcap);
+    }
+    Ok(output)
 }
 
 #[cfg(test)]

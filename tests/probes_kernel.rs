@@ -1575,3 +1575,66 @@ fn tunnel_filters_and_tuple_on_a_vxlan_frame() {
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
+
+/// `--output-pcap` on real skbs: the bytes the probe copies are the packet's, from L2
+/// (`mac_len` set) or L3 (raw IP), cut at the snap length, with the wire length; the
+/// records are as long as what they carry.
+#[test]
+fn pcap_output_copies_the_packet_bytes() {
+    use pwru::capture::LinkType;
+    use pwru::output::sections::pcap::packet_bytes;
+    use pwru::output::sections::Sections;
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let l3_layout = layout();
+    let mut failures = Vec::new();
+    for (view, l2) in [(l3_layout.clone(), false), (l2_view(&l3_layout), true)] {
+        for snaplen in [16u32, 64, 256] {
+            let out = OutputOptions {
+                pcap_snaplen: Some(snaplen),
+                ..default_outputs()
+            };
+            let opts = ProbeOptions {
+                sections: sections(out.clone()),
+                ..ProbeOptions::new(arch())
+            };
+            let at = Sections::new(&out).variable_at().expect("the pcap section");
+            let scratch = probes::record::scratch_map(&opts.sections).expect("a scratch map");
+            let program = probes::build(&view, &opts, &Attachment::SkbContext)
+                .unwrap_or_else(|e| panic!("build: {e}"));
+            let mut p = Probe::load_with(program, None, vec![scratch.spec()]);
+            for (name, frame) in frames() {
+                let got = p.run(&frame);
+                let [ev] = &got[..] else {
+                    failures.push(format!("{name}: {} events", got.len()));
+                    continue;
+                };
+                let (link, start) = if l2 {
+                    (LinkType::ETHERNET, &frame[..])
+                } else {
+                    // test_run's skb: network_header right after the Ethernet header.
+                    (LinkType::RAW, &frame[14..])
+                };
+                let want = &start[..start.len().min(snaplen as usize)];
+                match packet_bytes(ev, at) {
+                    Some(b)
+                        if b.link_type == link
+                            && b.data == want
+                            && b.wire_len == start.len() as u32 => {}
+                    other => failures.push(format!(
+                        "{name}, l2 {l2}, snaplen {snaplen}: {other:02x?}, want {want:02x?}"
+                    )),
+                }
+                // The record ends with the bytes (the ring rounds it up to 8).
+                let end = ev.record.after(at).map(|a| a.len()).unwrap_or(0);
+                let used = 16 + want.len();
+                if end < used || end >= used + 8 {
+                    failures.push(format!("{name}: record area of {end} bytes for {used}"));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}

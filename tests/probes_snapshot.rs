@@ -199,6 +199,29 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
                 ..none.clone()
             },
         ),
+        (
+            "pcap",
+            ProbeOptions {
+                filter: filter("tcp"),
+                sections: sections(OutputOptions {
+                    meta: true,
+                    tuple: true,
+                    pcap_snaplen: Some(256),
+                    ..OutputOptions::default()
+                }),
+                ..none.clone()
+            },
+        ),
+        (
+            "pcap-only",
+            ProbeOptions {
+                sections: sections(OutputOptions {
+                    pcap_snaplen: Some(100),
+                    ..OutputOptions::default()
+                }),
+                ..none.clone()
+            },
+        ),
     ];
     sets.push((
         "journey-clones",

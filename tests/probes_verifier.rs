@@ -46,6 +46,13 @@ fn all_maps() -> Vec<MapSpec> {
     ]
 }
 
+/// The maps for `opts`: all of them, plus the scratch area of variable-length records.
+fn maps_for(opts: &ProbeOptions) -> Vec<MapSpec> {
+    let mut m = all_maps();
+    m.extend(probes::record::scratch_map(&opts.sections).map(|d| d.spec()));
+    m
+}
+
 /// Exercises every code path of the skb expression compiler: pointer chains, `.` into
 /// embedded structs, bitfields, signed fields, masks, 64-bit constants, `!`, `&&`, `||`.
 const SKB_EXPR: &str = "skb->dev->ifindex == 9 && !(skb->mark & 0xff) \
@@ -102,6 +109,8 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
             cb: true,
             skb_metadata: skb_metadata.clone(),
             skb_dump,
+            // The largest snap length, after the largest other sections.
+            pcap_snaplen: Some(pwru::output::sections::pcap::MAX_SNAPLEN),
             ..OutputOptions::default()
         }),
     };
@@ -170,6 +179,29 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
                     tuple: true,
                     journey: true,
                     clone_parents: true,
+                    ..OutputOptions::default()
+                }),
+                ..none.clone()
+            },
+        ),
+        (
+            "pcap output with a filter",
+            ProbeOptions {
+                filter: filter("tcp or icmp"),
+                sections: sections(OutputOptions {
+                    meta: true,
+                    tuple: true,
+                    pcap_snaplen: Some(256),
+                    ..OutputOptions::default()
+                }),
+                ..none.clone()
+            },
+        ),
+        (
+            "pcap output only, smallest snap length",
+            ProbeOptions {
+                sections: sections(OutputOptions {
+                    pcap_snaplen: Some(pwru::output::sections::pcap::MIN_SNAPLEN),
                     ..OutputOptions::default()
                 }),
                 ..none.clone()
@@ -263,7 +295,7 @@ fn every_probe_variant_passes_the_verifier() {
             }
             let n = programs.len();
             let spec = ObjectSpec {
-                maps: all_maps(),
+                maps: maps_for(&opts),
                 programs,
             };
             if let Err(e) = load::load(&spec, &LoadOptions::default()) {
@@ -285,7 +317,7 @@ fn every_probe_variant_passes_the_verifier() {
             ..opts.clone()
         };
         let spec = ObjectSpec {
-            maps: all_maps(),
+            maps: maps_for(&skb_opts),
             programs: vec![load::ProgramSpec {
                 name: "skb_ctx".into(),
                 kind: load::ProgKind::SchedCls,

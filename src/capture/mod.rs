@@ -1,9 +1,10 @@
 //! Reading packet captures (classic pcap and pcap-ng) into frames with their link type, so
-//! filters can be tested on real traffic without libpcap. Parsing is nom-based and total:
+//! filters can be tested on real traffic without libpcap; writing pcap-ng (`--output-pcap`). Parsing is nom-based and total:
 //! bad or truncated files give a typed error, never a panic.
 
 pub mod pcap;
 pub mod pcapng;
+pub mod pcapng_write;
 
 use std::path::Path;
 
@@ -60,12 +61,26 @@ pub struct Frame<'a> {
     /// Length of the packet on the wire (may exceed `data.len()` when truncated by snaplen).
     pub orig_len: u32,
     pub data: &'a [u8],
+    /// The pcap-ng packet block's first `opt_comment` (UTF-8), if any.
+    pub comment: Option<&'a str>,
+}
+
+/// An interface a capture describes (pcap-ng: one per interface block, in file order;
+/// classic pcap: the file's one link type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interface<'a> {
+    pub link_type: LinkType,
+    /// 0 when unlimited.
+    pub snaplen: u32,
+    /// pcap-ng `if_name` (UTF-8), if any.
+    pub name: Option<&'a str>,
 }
 
 /// A parsed capture file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Capture<'a> {
     pub format: Format,
+    pub interfaces: Vec<Interface<'a>>,
     pub frames: Vec<Frame<'a>>,
 }
 

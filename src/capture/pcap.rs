@@ -6,7 +6,7 @@ use nom::number::complete::{u16 as nu16, u32 as nu32};
 use nom::number::Endianness;
 use nom::IResult;
 
-use super::{nanos, offset_of, Capture, CaptureError, Format, Frame, LinkType};
+use super::{nanos, offset_of, Capture, CaptureError, Format, Frame, Interface, LinkType};
 
 /// Magic of microsecond files, as stored by a little-endian writer.
 pub const MAGIC_MICROS: u32 = 0xa1b2_c3d4;
@@ -21,6 +21,7 @@ const RECORD_HEADER_LEN: usize = 16;
 struct FileHeader {
     endian: Endianness,
     nanos: bool,
+    snaplen: u32,
     link_type: LinkType,
 }
 
@@ -37,18 +38,20 @@ fn header(input: &[u8]) -> Result<(&[u8], FileHeader), CaptureError> {
         (_, MAGIC_NANOS) => (Endianness::Big, true),
         _ => return Err(CaptureError::BadMagic(input[..4].to_vec())),
     };
-    let fields = |i| -> IResult<&[u8], (u16, u16, u32)> {
+    let fields = |i| -> IResult<&[u8], (u16, u16, u32, u32)> {
         let (i, _magic) = take(4usize)(i)?;
         let (i, major) = nu16(endian)(i)?;
         let (i, minor) = nu16(endian)(i)?;
-        let (i, _zone_sigfigs_snaplen) = take(12usize)(i)?;
+        let (i, _zone_sigfigs) = take(8usize)(i)?;
+        let (i, snaplen) = nu32(endian)(i)?;
         let (i, network) = nu32(endian)(i)?;
-        Ok((i, (major, minor, network)))
+        Ok((i, (major, minor, snaplen, network)))
     };
-    let (rest, (major, minor, network)) = fields(input).map_err(|_| CaptureError::Truncated {
-        what: "pcap file header",
-        offset: 0,
-    })?;
+    let (rest, (major, minor, snaplen, network)) =
+        fields(input).map_err(|_| CaptureError::Truncated {
+            what: "pcap file header",
+            offset: 0,
+        })?;
     if major != 2 {
         return Err(CaptureError::UnsupportedVersion {
             format: "pcap",
@@ -62,6 +65,7 @@ fn header(input: &[u8]) -> Result<(&[u8], FileHeader), CaptureError> {
         FileHeader {
             endian,
             nanos,
+            snaplen,
             // The upper bits carry FCS information; the link type is the low 16 bits.
             link_type: LinkType(network & 0xffff),
         },
@@ -106,6 +110,7 @@ pub fn parse(all: &[u8]) -> Result<Capture<'_>, CaptureError> {
             timestamp_ns: nanos(u64::from(secs), sub_ns),
             orig_len,
             data,
+            comment: None,
         });
         rest = after;
     }
@@ -114,6 +119,11 @@ pub fn parse(all: &[u8]) -> Result<Capture<'_>, CaptureError> {
             big_endian: hdr.endian == Endianness::Big,
             nanos: hdr.nanos,
         },
+        interfaces: vec![Interface {
+            link_type: hdr.link_type,
+            snaplen: hdr.snaplen,
+            name: None,
+        }],
         frames,
     })
 }

@@ -22,12 +22,15 @@ pub const EPB_TYPE: u32 = 6;
 pub const BYTE_ORDER_MAGIC: u32 = 0x1a2b_3c4d;
 
 const OPT_END: u16 = 0;
+const OPT_COMMENT: u16 = 1;
+const OPT_IF_NAME: u16 = 2;
 const OPT_IF_TSRESOL: u16 = 9;
 const OPT_IF_TSOFFSET: u16 = 14;
 
 /// An interface of the current section.
 #[derive(Clone, Copy, Debug)]
-struct Interface {
+struct Interface<'a> {
+    name: Option<&'a str>,
     link_type: LinkType,
     snaplen: u32,
     /// Timestamp units per second as (base, exponent): 10^-6 by default.
@@ -35,7 +38,7 @@ struct Interface {
     offset_secs: i64,
 }
 
-impl Interface {
+impl Interface<'_> {
     fn timestamp_ns(&self, ticks: u64) -> u64 {
         let ticks = u128::from(ticks);
         let ns = match self.resolution {
@@ -142,7 +145,7 @@ fn options(body: &[u8], endian: Endianness) -> Vec<(u16, &[u8])> {
     out
 }
 
-fn interface(block: &Block<'_>, endian: Endianness) -> Result<Interface, CaptureError> {
+fn interface<'a>(block: &Block<'a>, endian: Endianness) -> Result<Interface<'a>, CaptureError> {
     let fields: IResult<&[u8], (u16, u32)> = (|i| {
         let (i, link) = nu16(endian)(i)?;
         let (i, _reserved) = nu16(endian)(i)?;
@@ -152,6 +155,7 @@ fn interface(block: &Block<'_>, endian: Endianness) -> Result<Interface, Capture
     let (opts, (link, snaplen)) =
         fields.map_err(|_| truncated("pcap-ng interface description", block.offset))?;
     let mut iface = Interface {
+        name: None,
         link_type: LinkType(u32::from(link)),
         snaplen,
         resolution: (10, 6),
@@ -174,6 +178,7 @@ fn interface(block: &Block<'_>, endian: Endianness) -> Result<Interface, Capture
                 }
                 iface.resolution = (base, exp);
             }
+            (OPT_IF_NAME, v) => iface.name = std::str::from_utf8(v).ok(),
             (OPT_IF_TSOFFSET, v) if v.len() == 8 => {
                 let b = [v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]];
                 iface.offset_secs = match endian {
@@ -191,7 +196,7 @@ fn interface(block: &Block<'_>, endian: Endianness) -> Result<Interface, Capture
 fn packet<'a>(
     block: &Block<'a>,
     endian: Endianness,
-    interfaces: &[Interface],
+    interfaces: &[Interface<'_>],
 ) -> Result<Frame<'a>, CaptureError> {
     let obsolete = block.block_type == OPB_TYPE;
     let fields: IResult<&[u8], [u32; 5]> = (|i| {
@@ -216,18 +221,24 @@ fn packet<'a>(
             interface: id,
             offset: block.offset,
         })?;
-    let data = data
+    let packet = data
         .get(..caplen as usize)
         .ok_or(CaptureError::BadCapturedLength {
             caplen,
             offset: block.offset,
         })?;
+    let padded = (caplen as usize).div_ceil(4) * 4;
+    let comment = options(data.get(padded..).unwrap_or_default(), endian)
+        .into_iter()
+        .find(|(code, _)| *code == OPT_COMMENT)
+        .and_then(|(_, v)| std::str::from_utf8(v).ok());
     Ok(Frame {
         link_type: iface.link_type,
         interface: id,
         timestamp_ns: iface.timestamp_ns((u64::from(hi) << 32) | u64::from(lo)),
         orig_len,
-        data,
+        data: packet,
+        comment,
     })
 }
 
@@ -235,7 +246,7 @@ fn packet<'a>(
 fn simple_packet<'a>(
     block: &Block<'a>,
     endian: Endianness,
-    interfaces: &[Interface],
+    interfaces: &[Interface<'_>],
 ) -> Result<Frame<'a>, CaptureError> {
     let field: IResult<&[u8], u32> = nu32(endian)(block.body);
     let (data, orig_len) =
@@ -258,6 +269,7 @@ fn simple_packet<'a>(
         timestamp_ns: 0,
         orig_len,
         data,
+        comment: None,
     })
 }
 
@@ -265,7 +277,8 @@ fn simple_packet<'a>(
 pub fn parse(all: &[u8]) -> Result<Capture<'_>, CaptureError> {
     let mut rest = all;
     let mut endian = Endianness::Little;
-    let mut interfaces: Vec<Interface> = Vec::new();
+    let mut interfaces: Vec<Interface<'_>> = Vec::new();
+    let mut described = Vec::new();
     let mut frames = Vec::new();
     let mut first = true;
     while !rest.is_empty() {
@@ -299,7 +312,15 @@ pub fn parse(all: &[u8]) -> Result<Capture<'_>, CaptureError> {
                 // Interface ids are numbered per section.
                 interfaces.clear();
             }
-            IDB_TYPE => interfaces.push(interface(&blk, endian)?),
+            IDB_TYPE => {
+                let iface = interface(&blk, endian)?;
+                described.push(super::Interface {
+                    link_type: iface.link_type,
+                    snaplen: iface.snaplen,
+                    name: iface.name,
+                });
+                interfaces.push(iface);
+            }
             EPB_TYPE | OPB_TYPE => frames.push(packet(&blk, endian, &interfaces)?),
             SPB_TYPE => frames.push(simple_packet(&blk, endian, &interfaces)?),
             // Name resolution, statistics, secrets, custom blocks: nothing for us.
@@ -309,6 +330,7 @@ pub fn parse(all: &[u8]) -> Result<Capture<'_>, CaptureError> {
     }
     Ok(Capture {
         format: Format::PcapNg,
+        interfaces: described,
         frames,
     })
 }

@@ -54,6 +54,9 @@ Examples:
   # Booleans take an optional =value, as in the original: hide the meta columns
   pwru --output-meta=false udp
 
+  # The traced packets for Wireshark, one per event, commented with the function and drop reason
+  pwru --output-pcap - --output-file /tmp/pwru.log icmp | wireshark -k -i -
+
   # Without tracing: list the probed functions, show the compiled filter, or test it on a capture
   pwru --list-funcs --filter-func '.*xmit.*'
   pwru --dump-filter --l3 'tcp port 443'
@@ -223,6 +226,14 @@ pub struct Args {
     /// At exit, print drops by reason and function with counts, and packets, events, lost events and missed hits (one JSON object with --output-json)
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
     pub summary: bool,
+
+    /// Also write the traced packets as pcap-ng (tcpdump, tshark, Wireshark): one packet per event from its L2 start (a packet without a MAC header gets a made-up Ethernet header, zero addresses), with the function, drop reason, skb, CPU, process and netns as its comment. `-` writes to stdout and sends the table (or JSON) to stderr unless --output-file names a file: `pwru --output-pcap - icmp | wireshark -k -i -`
+    #[arg(long, value_name = "FILE", help_heading = "Output")]
+    pub output_pcap: Option<PathBuf>,
+
+    /// Packet bytes --output-pcap keeps per event (16..=16384; default 256)
+    #[arg(long, value_name = "BYTES", help_heading = "Output")]
+    pub output_pcap_snaplen: Option<u32>,
 
     /// Exit after printing this many events (0 = no limit)
     #[arg(long, default_value = "0", value_name = "N", help_heading = "Output")]

@@ -3,9 +3,11 @@
 
 use crate::attach::{self, FeatureError};
 use crate::btf::Kmods;
+use crate::output::sections::pcap::{DEFAULT_SNAPLEN, MAX_SNAPLEN, MIN_SNAPLEN};
 use crate::settings::{
     self, BackendChoice, BackendSettings, DumpLinkType, FilterSettings, KernelSettings,
-    ListSettings, Mode, NetnsSpec, OutputFile, OutputSettings, TraceSettings, TunnelFilterSettings,
+    ListSettings, Mode, NetnsSpec, OutputFile, OutputSettings, PcapSettings, PcapTarget,
+    TraceSettings, TunnelFilterSettings,
 };
 
 use super::Args;
@@ -35,6 +37,14 @@ pub enum ConfigError {
         "--list-funcs, --dump-filter and --filter-check are separate modes; use one at a time"
     )]
     ConflictingModes,
+    #[error("--output-pcap-snaplen must be {MIN_SNAPLEN}..={MAX_SNAPLEN} bytes, got {0}")]
+    PcapSnaplen(u32),
+    #[error(
+        "--output-pcap-snaplen only applies to --output-pcap; add --output-pcap FILE or drop it"
+    )]
+    SnaplenWithoutPcap,
+    #[error("--output-pcap and --output-file name the same file {0}; give the packets and the table different files")]
+    PcapIsOutputFile(String),
     #[error("{flag} cannot be negative, got {value}")]
     Negative { flag: &'static str, value: i64 },
     /// `--backend` names a backend without a feature the flags ask for.
@@ -140,6 +150,19 @@ impl Args {
         ] {
             if value < 0 {
                 return Err(ConfigError::Negative { flag, value });
+            }
+        }
+        if let Some(snaplen) = self.output_pcap_snaplen {
+            if self.output_pcap.is_none() {
+                return Err(ConfigError::SnaplenWithoutPcap);
+            }
+            if !(MIN_SNAPLEN..=MAX_SNAPLEN).contains(&snaplen) {
+                return Err(ConfigError::PcapSnaplen(snaplen));
+            }
+        }
+        if let (Some(pcap), Some(file)) = (&self.output_pcap, &self.output_file) {
+            if pcap == file {
+                return Err(ConfigError::PcapIsOutputFile(pcap.display().to_string()));
             }
         }
         let modes = [
@@ -292,6 +315,14 @@ impl Args {
             limit_lines: self.output_limit_lines,
             summary: self.summary,
             journey: self.output_journey,
+            pcap: self.output_pcap.as_ref().map(|path| PcapSettings {
+                target: if path.as_os_str() == "-" {
+                    PcapTarget::Stdout
+                } else {
+                    PcapTarget::File(path.clone())
+                },
+                snaplen: self.output_pcap_snaplen.unwrap_or(DEFAULT_SNAPLEN),
+            }),
             skb_metadata: self.output_skb_metadata.clone(),
             skb_dump: self.output_skb,
             shinfo_dump: self.output_shinfo,

@@ -494,6 +494,7 @@ fn output_options_from_flags() {
             summary: false,
             journey: false,
             clone_parents: false,
+            pcap_snaplen: None,
         }
     );
     assert!(matches!(
@@ -733,6 +734,68 @@ fn negative_rotation_values_are_rejected() {
         );
     }
     assert_eq!(check(&["--output-file-max-size=0"]), Ok(()));
+}
+
+#[test]
+fn pcap_output_flags() {
+    use crate::settings::{PcapSettings, PcapTarget};
+    let pcap = |args: &[&str]| trace(args).output.pcap;
+    assert_eq!(pcap(&[]), None);
+    assert_eq!(
+        pcap(&["--output-pcap", "/tmp/x.pcapng"]),
+        Some(PcapSettings {
+            target: PcapTarget::File("/tmp/x.pcapng".into()),
+            snaplen: 256,
+        })
+    );
+    assert_eq!(
+        pcap(&["--output-pcap", "-", "--output-pcap-snaplen", "16384"]),
+        Some(PcapSettings {
+            target: PcapTarget::Stdout,
+            snaplen: 16384,
+        })
+    );
+    let opts =
+        OutputOptions::from_settings(&trace(&["--output-pcap", "x", "--output-meta=false"]).output);
+    assert_eq!((opts.pcap_snaplen, opts.meta), (Some(256), false));
+    // `-`: the table goes to stderr, unless --output-file names a file.
+    let target = |args: &[&str]| OutputTarget::from_settings(&trace(args).output);
+    assert!(matches!(
+        target(&["--output-pcap", "-"]),
+        OutputTarget::Stderr
+    ));
+    assert!(matches!(
+        target(&["--output-pcap", "x"]),
+        OutputTarget::Stdout
+    ));
+    assert!(matches!(
+        target(&["--output-pcap", "-", "--output-file", "/tmp/t"]),
+        OutputTarget::File(..)
+    ));
+    for (args, err) in [
+        (
+            &["--output-pcap", "x", "--output-pcap-snaplen", "15"][..],
+            ConfigError::PcapSnaplen(15),
+        ),
+        (
+            &["--output-pcap", "x", "--output-pcap-snaplen", "16385"],
+            ConfigError::PcapSnaplen(16385),
+        ),
+        (
+            &["--output-pcap-snaplen", "64"],
+            ConfigError::SnaplenWithoutPcap,
+        ),
+        (
+            &["--output-pcap", "/tmp/a", "--output-file", "/tmp/a"],
+            ConfigError::PcapIsOutputFile("/tmp/a".into()),
+        ),
+    ] {
+        assert_eq!(check(args), Err(err), "{args:?}");
+    }
+    assert_eq!(
+        ConfigError::PcapSnaplen(15).to_string(),
+        "--output-pcap-snaplen must be 16..=16384 bytes, got 15"
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@ pub mod journey;
 pub mod json;
 pub mod ksyms;
 pub mod netns;
+pub mod pcap;
 pub mod process;
 pub mod rotate;
 pub mod sections;
@@ -19,13 +20,14 @@ use std::path::PathBuf;
 
 use crate::btf::FieldPath;
 use crate::events::{Event, EventKind, EventSink, Flow};
-use crate::settings::{OutputSettings, TimestampMode};
+use crate::settings::{OutputSettings, PcapTarget, TimestampMode};
 
 pub use iface::IfaceNames;
 use journey::Journeys;
 use json::JsonObject;
 pub use ksyms::{Ksym, Ksyms, KsymsError};
 pub use netns::NetnsNames;
+pub use pcap::{PcapError, PcapOutput};
 pub use process::ProcessNames;
 pub use rotate::{RotatingFile, RotationPolicy};
 use sections::skb_dump::SkbDump;
@@ -66,6 +68,8 @@ pub struct OutputOptions {
     /// Record the skb a followed clone was made from (the journey groups it with its
     /// packet): `TraceSettings::records_clone_parents`.
     pub clone_parents: bool,
+    /// `--output-pcap`'s snap length: the probes copy the packet bytes.
+    pub pcap_snaplen: Option<u32>,
 }
 
 impl OutputOptions {
@@ -92,6 +96,7 @@ impl OutputOptions {
             journey: settings.journey,
             // Set by the tracer, which knows whether skbs are tracked.
             clone_parents: false,
+            pcap_snaplen: settings.pcap.as_ref().map(|p| p.snaplen),
         }
     }
 }
@@ -160,6 +165,8 @@ impl Names {
 /// Where the trace goes.
 pub enum OutputTarget {
     Stdout,
+    /// `--output-pcap -` without `--output-file`: stdout carries the packets.
+    Stderr,
     /// Appends to this file (created if missing), rotating it by the policy.
     File(PathBuf, RotationPolicy),
     /// Any writer (tests, benches).
@@ -167,10 +174,15 @@ pub enum OutputTarget {
 }
 
 impl OutputTarget {
-    /// `--output-file` or stdout.
+    /// `--output-file`, else stdout (stderr when `--output-pcap -` writes there).
     pub fn from_settings(settings: &OutputSettings) -> Self {
+        let pcap_on_stdout = settings
+            .pcap
+            .as_ref()
+            .is_some_and(|p| p.target == PcapTarget::Stdout);
         match &settings.file {
             Some(file) => Self::File(file.path.clone(), RotationPolicy::from_settings(file)),
+            None if pcap_on_stdout => Self::Stderr,
             None => Self::Stdout,
         }
     }
@@ -196,6 +208,8 @@ pub struct Output {
     summary: Option<Summary>,
     /// `--output-journey`'s packets.
     journeys: Option<Journeys>,
+    /// `--output-pcap`'s file.
+    pcap: Option<PcapOutput>,
 }
 
 /// The options, the name sources and the active sections at each place.
@@ -346,6 +360,7 @@ impl Output {
         let journeys = opts.journey.then(|| Journeys::new(opts.json));
         let (writer, line_buffered): (Box<dyn Write + Send>, bool) = match target {
             OutputTarget::Stdout => (Box::new(io::stdout()), io::stdout().is_terminal()),
+            OutputTarget::Stderr => (Box::new(io::stderr()), io::stderr().is_terminal()),
             OutputTarget::File(path, policy) => {
                 (Box::new(RotatingFile::open(&path, policy)?), false)
             }
@@ -362,7 +377,13 @@ impl Output {
             clock: WallClock::default(),
             summary: opts_summary.then(Summary::default),
             journeys,
+            pcap: None,
         })
+    }
+
+    /// Also writes every printed event to `pcap` (`--output-pcap`).
+    pub fn set_pcap(&mut self, pcap: PcapOutput) {
+        self.pcap = Some(pcap);
     }
 
     /// The name sources (e.g. to add interfaces or drop reasons after start).
@@ -388,6 +409,11 @@ impl Output {
     pub fn print_with_stack(&mut self, event: &Event, frames: &[u64]) -> io::Result<()> {
         if self.limit_reached() {
             return Ok(());
+        }
+        if let Some(pcap) = &mut self.pcap {
+            self.printer.func(event, &mut self.func);
+            pcap.write(event, &mut self.printer.names, &self.func)
+                .map_err(io::Error::other)?;
         }
         if self.journeys.is_some() {
             self.add_to_journey(event);
@@ -454,7 +480,16 @@ impl Output {
                 summary.push_table(kernel, &mut self.line);
             }
         }
+        self.flush_pcap()?;
         self.flush()
+    }
+
+    /// Writes out the pcap-ng packets buffered so far.
+    fn flush_pcap(&mut self) -> io::Result<()> {
+        match &mut self.pcap {
+            Some(pcap) => pcap.flush().map_err(io::Error::other),
+            None => Ok(()),
+        }
     }
 
     /// The text [`Output::print_with_stack`] would write for `event`, newline included,
@@ -608,6 +643,7 @@ impl Output {
 
 impl Drop for Output {
     fn drop(&mut self) {
+        let _ = self.flush_pcap();
         let _ = self.flush();
     }
 }
@@ -626,6 +662,9 @@ impl EventSink for Output {
         if let Some(journeys) = &mut self.journeys {
             journeys.flush_ended(monotonic_ns(), &mut self.line);
         }
+        // A file being written can be followed (`tail -f | tshark -i -`): the ring
+        // buffer is drained at least every `RING_POLL_INTERVAL` while events come.
+        self.flush_pcap()?;
         self.flush()
     }
 

@@ -857,3 +857,62 @@ fn process_named_by_recorded_comm_and_whole_in_json() {
             + "\n"
     );
 }
+
+#[test]
+fn pcap_output_goes_along_with_the_table_and_json() {
+    use super::sections::pcap::{set_packet_bytes, PacketBytes};
+    use crate::capture::{parse, LinkType};
+    for json in [false, true] {
+        let opts = OutputOptions {
+            json,
+            limit_lines: 2,
+            pcap_snaplen: Some(64),
+            ..table_opts()
+        };
+        let (mut out, sink) = output(opts.clone());
+        let pcap_sink = Shared::default();
+        out.set_pcap(PcapOutput::new(Box::new(pcap_sink.clone()), &opts, 0).unwrap());
+        let at = Sections::new(&opts).variable_at().unwrap();
+        let frame: Vec<u8> = (0..60).collect();
+        let mut drop = event(7, None, meta(2, 0, ETH_P_IP, 1500, 60));
+        drop.set(Some(DropReason(6)));
+        let mut events = vec![ipv4_event(0xffffffff81a00000), drop];
+        for ev in &mut events {
+            let bytes = PacketBytes {
+                link_type: LinkType::ETHERNET,
+                wire_len: 60,
+                data: &frame,
+            };
+            set_packet_bytes(ev, at, Some(bytes));
+        }
+        // The third is past --output-limit-lines: in neither output.
+        events.push(events[0].clone());
+        for ev in &events {
+            out.event(ev, None).unwrap();
+        }
+        out.finish(KernelCounts::default()).unwrap();
+        let text = sink.text();
+        let lines = text
+            .lines()
+            .filter(|l| l.contains("0xffff8881052b6ee8"))
+            .count();
+        assert_eq!(lines, 2, "json={json}: {text}");
+        let bytes = pcap_sink.0.lock().unwrap().clone();
+        let cap = parse(&bytes).unwrap();
+        assert_eq!(cap.frames.len(), 2, "json={json}");
+        assert!(cap.frames.iter().all(|f| f.data == frame));
+        assert_eq!(cap.interfaces.len(), 1);
+        assert_eq!(cap.interfaces[0].name, Some("eth0:2"));
+        let comments: Vec<_> = cap.frames.iter().map(|f| f.comment.unwrap()).collect();
+        assert!(
+            comments[0].starts_with(
+                "nf_hook_slow skb=0xffff8881052b6ee8 cpu=1 process=/usr/bin/curl:12345"
+            ),
+            "{comments:?}"
+        );
+        assert!(
+            comments[1].starts_with("skb:kfree_skb(SKB_DROP_REASON_NETFILTER_DROP) skb="),
+            "{comments:?}"
+        );
+    }
+}

@@ -152,8 +152,26 @@ pub const STACKS: &MapDef = &MapDef {
     max_entries: STACKS_ENTRIES,
 };
 
+/// Variable-length records (`--output-pcap`): the per-CPU area a probe builds its record
+/// in before `bpf_ringbuf_output` copies the used part; the value size is set per run
+/// ([`crate::probes::record::scratch_map`]), the one here is a placeholder.
+pub const RECORD_SCRATCH: &MapDef = &MapDef {
+    name: "record_scratch",
+    kind: MapKind::PerCpuArray,
+    key_size: 4,
+    value_size: 8,
+    max_entries: 1,
+};
+
+impl MapDef {
+    /// The same map with values of `value_size` bytes.
+    pub const fn with_value_size(self, value_size: u32) -> MapDef {
+        MapDef { value_size, ..self }
+    }
+}
+
 /// Every map a probe program may reference.
-pub const ALL: [&MapDef; 7] = [
+pub const ALL: [&MapDef; 8] = [
     EVENTS,
     LOST,
     TRACKED_SKBS,
@@ -161,6 +179,7 @@ pub const ALL: [&MapDef; 7] = [
     SKB_STACKID,
     CLONE_STASH,
     STACKS,
+    RECORD_SCRATCH,
 ];
 
 #[cfg(test)]

@@ -145,6 +145,8 @@ pub enum ProbeError {
     Layout(String),
     #[error("not supported: {0}")]
     Unsupported(&'static str),
+    #[error("records of up to {bytes} bytes do not fit the {max}-byte per-CPU area they are built in; lower --output-pcap-snaplen or --set-percpu-buf")]
+    RecordTooLarge { bytes: usize, max: usize },
 }
 
 /// Stack slots below r10 (negative offsets).

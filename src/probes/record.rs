@@ -42,6 +42,13 @@ pub trait RecordSection: fmt::Debug + Send + Sync {
     fn tail_bytes(&self) -> usize {
         0
     }
+    /// Bytes it may add after its [`RecordSection::tail_bytes`], at most (`--output-pcap`'s
+    /// packet bytes): the record then ends with them and goes to the ring buffer at its
+    /// used length. The first `u32` of the section's area holds how many it used. Only the
+    /// last recording section may have them.
+    fn variable_bytes(&self) -> usize {
+        0
+    }
     /// Emits the code that fills its part of the record at r8.
     fn emit(&self, r: &mut RecordStage<'_>) -> Result<(), ProbeError>;
 }
@@ -152,13 +159,63 @@ fn emit_or_flags(a: &mut Asm, tmp: Reg, flag: u16) {
     );
 }
 
-/// Size of the records a probe with `sections` submits.
+/// Size of the records a probe with `sections` submits (without variable bytes).
 pub fn record_bytes(sections: &[Arc<dyn RecordSection>]) -> usize {
     EVENT_SIZE + sections.iter().map(|s| s.tail_bytes()).sum::<usize>()
 }
 
+/// The variable part of the records, when the last section has one: where its count sits
+/// (the last section's area) and its most bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Variable {
+    count_at: usize,
+    max: usize,
+}
+
+/// Bytes before the record in the scratch area: the busy flag (u64).
+const SCRATCH_BUSY: usize = 8;
+/// Largest per-CPU map value the kernel allocates (`PCPU_MIN_UNIT_SIZE`).
+pub const MAX_SCRATCH_BYTES: usize = 32 << 10;
+
+fn variable(sections: &[Arc<dyn RecordSection>]) -> Result<Option<Variable>, ProbeError> {
+    let Some((last, before)) = sections.split_last() else {
+        return Ok(None);
+    };
+    if before.iter().any(|s| s.variable_bytes() != 0) {
+        return Err(ProbeError::Layout(
+            "only the last record section may have variable bytes".into(),
+        ));
+    }
+    let max = last.variable_bytes();
+    if max == 0 {
+        return Ok(None);
+    }
+    let most = SCRATCH_BUSY + record_bytes(sections) + max;
+    if most > MAX_SCRATCH_BYTES {
+        return Err(ProbeError::RecordTooLarge {
+            bytes: most,
+            max: MAX_SCRATCH_BYTES,
+        });
+    }
+    Ok(Some(Variable {
+        count_at: record_bytes(before),
+        max,
+    }))
+}
+
+/// The per-CPU scratch map a probe with variable-length records builds them in (`None`
+/// for fixed-size records): a busy flag, then the largest record.
+pub fn scratch_map(sections: &[Arc<dyn RecordSection>]) -> Option<MapDef> {
+    let var = variable(sections).ok()??;
+    let bytes = SCRATCH_BUSY + record_bytes(sections) + var.max;
+    Some(maps::RECORD_SCRATCH.with_value_size(bytes.div_ceil(8) as u32 * 8))
+}
+
 /// Emits the record stage: reserve (count a loss and exit when the ring buffer is full),
-/// zero, header, each section, flags, submit; then jumps to `env.out`.
+/// zero, header, each section, flags, submit; then jumps to `env.out`. With variable bytes
+/// (see [`RecordSection::variable_bytes`]) the record is built in the per-CPU
+/// [`maps::RECORD_SCRATCH`] instead and copied out at its used length by
+/// `bpf_ringbuf_output` (a reservation's size must be a constant).
 pub fn emit(
     a: &mut Asm,
     env: &RecordEnv<'_>,
@@ -166,20 +223,26 @@ pub fn emit(
 ) -> Result<(), ProbeError> {
     let out = env.out;
     let bytes = record_bytes(sections);
-    let reserved = a.label();
-    bpf!(into a;
-        r1 = map[maps::EVENTS];
-        r2 = bytes;
-        r3 = 0;
-        call ringbuf_reserve;
-        if r0 != 0 goto (reserved);
-    );
-    count_lost(a, env.frame.scratch);
-    bpf!(into a;
-        goto (out);
-      (reserved):
-        r8 = r0;
-    );
+    let var = variable(sections)?;
+    match var {
+        None => {
+            let reserved = a.label();
+            bpf!(into a;
+                r1 = map[maps::EVENTS];
+                r2 = bytes;
+                r3 = 0;
+                call ringbuf_reserve;
+                if r0 != 0 goto (reserved);
+            );
+            count_lost(a, env.frame.scratch);
+            bpf!(into a;
+                goto (out);
+              (reserved):
+                r8 = r0;
+            );
+        }
+        Some(_) => scratch_record(a, env),
+    }
     // bpf_get_current_comm writes (and NUL-pads) `comm` itself.
     let zeroed = if reads_comm(env.attach) {
         off::COMM
@@ -208,9 +271,72 @@ pub fn emit(
     let flags = stage.flags;
     // Sections that fill their part on some paths only set their bit themselves.
     emit_or_flags(a, R1, flags);
-    submit_batched(a);
+    match var {
+        None => submit_batched(a),
+        Some(var) => output_batched(a, env, bytes, var),
+    }
     bpf!(into a; goto (out););
     Ok(())
+}
+
+/// r8 = this CPU's scratch record, after its busy flag. A program that interrupts another
+/// one building its record on the same CPU (raw tracepoints only guard against their own
+/// recursion) finds the flag set: its event is counted as lost instead of mixing the two.
+fn scratch_record(a: &mut Asm, env: &RecordEnv<'_>) {
+    let out = env.out;
+    let key = env.frame.scratch;
+    let free = a.label();
+    bpf!(into a;
+        *(u32 *)(r10 + key) = 0;
+        r1 = map[maps::RECORD_SCRATCH];
+        r2 = r10;
+        r2 += key;
+        call map_lookup_elem;
+        if r0 == 0 goto (out);
+        r1 = *(u64 *)(r0 + 0);
+        if r1 == 0 goto (free);
+    );
+    count_lost(a, key);
+    bpf!(into a;
+        goto (out);
+      (free):
+        *(u64 *)(r0 + 0) = 1;
+        r8 = r0;
+        r8 += (SCRATCH_BUSY as i32);
+    );
+}
+
+/// `bpf_ringbuf_output(r8, bytes + used variable bytes, wakeup flags)` (the flags as in
+/// [`submit_batched`]), clears the busy flag, and counts a loss when the ring buffer is
+/// full. The count is clamped for the verifier.
+fn output_batched(a: &mut Asm, env: &RecordEnv<'_>, bytes: usize, var: Variable) {
+    let out = env.out;
+    let (count_at, max) = (var.count_at as i32, var.max as i32);
+    let busy = -(SCRATCH_BUSY as i16);
+    let [flags, clamped] = [(); 2].map(|_| a.label());
+    bpf!(into a;
+        r1 = map[maps::EVENTS];
+        r2 = BPF_RB_AVAIL_DATA;
+        call ringbuf_query;
+        r9 = BPF_RB_NO_WAKEUP;
+        if r0 < (maps::EVENTS_WAKEUP_BYTES) goto (flags);
+        r9 = BPF_RB_FORCE_WAKEUP;
+      (flags):
+        r3 = r8;
+        r3 += count_at;
+        r3 = *(u32 *)(r3 + 0);
+        if r3 <= max goto (clamped);
+        r3 = max;
+      (clamped):
+        r3 += (bytes as i32);
+        r1 = map[maps::EVENTS];
+        r2 = r8;
+        r4 = r9;
+        call ringbuf_output;
+        *(u64 *)(r8 + busy) = 0;
+        if r0 == 0 goto (out);
+    );
+    count_lost(a, env.frame.scratch);
 }
 
 /// Kind, skb, CPU, task (pid and name), time, probe address, the next two arguments and a tracepoint's
@@ -303,12 +429,13 @@ fn reads_comm(at: &Attachment) -> bool {
     *at != Attachment::SkbContext
 }
 
+const BPF_RB_NO_WAKEUP: i32 = 1;
+const BPF_RB_FORCE_WAKEUP: i32 = 2;
+const BPF_RB_AVAIL_DATA: i32 = 0;
+
 /// `bpf_ringbuf_submit(r8, flags)`: no wakeup unless `EVENTS_WAKEUP_BYTES` are waiting
 /// (`bpf_ringbuf_query(BPF_RB_AVAIL_DATA)`), then a forced one.
 fn submit_batched(a: &mut Asm) {
-    const BPF_RB_NO_WAKEUP: i32 = 1;
-    const BPF_RB_FORCE_WAKEUP: i32 = 2;
-    const BPF_RB_AVAIL_DATA: i32 = 0;
     let submit = a.label();
     bpf!(into a;
         r1 = map[maps::EVENTS];
@@ -338,4 +465,56 @@ fn count_lost(a: &mut Asm, key: i16) {
         *(u64 *)(r0 + 0) = r1;
       (done):
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A section with `tail` fixed and `var` variable bytes.
+    #[derive(Debug)]
+    struct Part {
+        tail: usize,
+        var: usize,
+    }
+    impl RecordSection for Part {
+        fn tail_bytes(&self) -> usize {
+            self.tail
+        }
+        fn variable_bytes(&self) -> usize {
+            self.var
+        }
+        fn emit(&self, _r: &mut RecordStage<'_>) -> Result<(), ProbeError> {
+            Ok(())
+        }
+    }
+
+    fn parts(list: &[(usize, usize)]) -> RecordSections {
+        list.iter()
+            .map(|&(tail, var)| Arc::new(Part { tail, var }) as Arc<dyn RecordSection>)
+            .collect()
+    }
+
+    #[test]
+    fn only_variable_records_get_a_scratch_area() {
+        assert_eq!(scratch_map(&parts(&[])), None);
+        assert_eq!(scratch_map(&parts(&[(48, 0)])), None);
+        let map = scratch_map(&parts(&[(48, 0), (16, 256)])).unwrap();
+        assert_eq!(map.name, maps::RECORD_SCRATCH.name);
+        assert_eq!(map.value_size as usize, 8 + EVENT_SIZE + 48 + 16 + 256);
+        let v = variable(&parts(&[(48, 0), (16, 256)])).unwrap().unwrap();
+        assert_eq!(v.count_at, EVENT_SIZE + 48, "the last section's area");
+    }
+
+    #[test]
+    fn variable_bytes_must_end_the_record_and_fit_the_area() {
+        let e = variable(&parts(&[(16, 64), (8, 0)])).unwrap_err();
+        assert!(
+            e.to_string().contains("only the last record section"),
+            "{e}"
+        );
+        let e = variable(&parts(&[(8192, 0), (16, MAX_SCRATCH_BYTES)])).unwrap_err();
+        assert!(e.to_string().contains("lower --output-pcap-snaplen"), "{e}");
+        assert_eq!(scratch_map(&parts(&[(16, MAX_SCRATCH_BYTES)])), None);
+    }
 }

@@ -11,7 +11,7 @@ use crate::output::sections::skb_dump::{self, SkbDump};
 use crate::output::{sections, OutputOptions};
 use crate::pcapc::ast::Expr;
 use crate::pcapc::compile::{check, CompileError, FilterEnv, LinkType};
-use crate::probes::{maps, skb_expr, ProbeOptions, StackTracking, TunnelFilters};
+use crate::probes::{maps, record, skb_expr, ProbeOptions, StackTracking, TunnelFilters};
 use crate::settings::{FilterSettings, NetnsSpec, OutputSettings, TraceSettings};
 
 /// A run's pcap filters, parsed: the filter (`None`: every packet) and the tunnel filters.
@@ -160,7 +160,9 @@ pub fn map_specs(opts: &ProbeOptions, follows_clones: bool) -> Vec<MapSpec> {
         m.push(maps::CLONE_STASH);
     }
     m.extend(opts.sections.iter().flat_map(|s| s.maps()));
-    m.into_iter().map(MapSpec::from).collect()
+    let mut specs: Vec<MapSpec> = m.into_iter().map(MapSpec::from).collect();
+    specs.extend(record::scratch_map(&opts.sections).map(|m| m.spec()));
+    specs
 }
 
 /// The `--filter-non-skb-funcs` functions to probe: sorted, deduplicated, without the
@@ -240,5 +242,22 @@ mod tests {
                 maps::STACKS.name
             ]
         );
+        // --output-pcap: the per-CPU area its variable-length records are built in.
+        let pcap = ProbeOptions {
+            sections: crate::output::sections::record_sections(&OutputOptions {
+                pcap_snaplen: Some(100),
+                ..OutputOptions::default()
+            }),
+            ..none.clone()
+        };
+        let specs = map_specs(&pcap, false);
+        let scratch = specs
+            .iter()
+            .find(|m| m.name == maps::RECORD_SCRATCH.name)
+            .expect("the scratch map");
+        // Busy flag, fixed record, meta (no bytes after it), packet head, 100 bytes
+        // rounded up to 8.
+        assert_eq!(scratch.value_size, 8 + 216 + 16 + 104);
+        assert_eq!(scratch.kind, crate::load::MapKind::PerCpuArray);
     }
 }

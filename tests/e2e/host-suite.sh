@@ -19,6 +19,9 @@
 #   host-summary     --summary: drops by reason with the firewall's count, and totals
 #   host-summary-json  the same as one final JSON object (--output-json)
 #   host-journey     --output-journey: the dropped SYN as one block ending in its reason
+#   host-pcap        --output-pcap: a ping and the dropped SYN as pcap-ng that tcpdump,
+#                    tshark and --filter-check read (packets = events, the SYNs, the
+#                    function and drop reason in the comments)
 #   host-tunnel-vxlan  a VXLAN overlay over the veth pair: --filter-tunnel-pcap-l3 and
 #                    --output-tunnel show the encapsulated SYN to 8080 with both
 #                    tuples, not the one to 9090
@@ -76,7 +79,7 @@ if ! command -v ping >/dev/null; then ln -s "$(command -v busybox)" "$work/bin/p
 export PATH=$work/bin:$PATH
 export E2E_NS1=$ns1 E2E_NS2=$ns2 E2E_GLOBAL_LEAK_CHECK=0
 export E2E_OUT=${E2E_OUT:-$work/out}
-export E2E_TESTS=${E2E_TESTS:-host-basic-ipv4 host-basic-ipv6 host-nomatch host-skb-expr host-skb-expr-nomatch host-output-skb host-track-by-stackid host-legacy-flags host-summary host-summary-json host-journey host-tunnel-vxlan}
+export E2E_TESTS=${E2E_TESTS:-host-basic-ipv4 host-basic-ipv6 host-nomatch host-skb-expr host-skb-expr-nomatch host-output-skb host-track-by-stackid host-legacy-flags host-summary host-summary-json host-journey host-tunnel-vxlan host-pcap}
 export E2E_READY_TIMEOUT=${E2E_READY_TIMEOUT:-120} E2E_EXIT_TIMEOUT=${E2E_EXIT_TIMEOUT:-60}
 if (( scenario_only )); then
     export E2E_SCENARIO_ONLY=1

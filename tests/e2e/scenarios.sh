@@ -48,12 +48,12 @@ E2E_GLOBAL_LEAK_CHECK=${E2E_GLOBAL_LEAK_CHECK:-1}
 E2E_ALL_TESTS="basic-ipv4 basic-ipv6 advanced-ipv4 advanced-ipv6 pcap-filter-stack \
 filter-track-skb filter-track-skb-clones filter-track-skb-by-stackid filter-non-skb-funcs \
 filter-arp filter-ifname \
-filter-nomatch kprobe-multi-basic tunnel-vxlan tunnel-geneve summary journey journey-clones"
+filter-nomatch kprobe-multi-basic tunnel-vxlan tunnel-geneve summary journey journey-clones pcap-output"
 
 # Tests for a host kernel without kprobes (tracepoint backend), run by
 # tests/e2e/host-suite.sh: the drop must carry its reason.
 E2E_HOST_TESTS="host-basic-ipv4 host-basic-ipv6 host-nomatch host-skb-expr host-skb-expr-nomatch host-output-skb \
-host-track-by-stackid host-legacy-flags host-summary host-summary-json host-journey host-tunnel-vxlan"
+host-track-by-stackid host-legacy-flags host-summary host-summary-json host-journey host-tunnel-vxlan host-pcap"
 
 # Functions through which a dropped skb leaves the stack (6.12 inlines
 # kfree_skb_reason into sk_skb_reason_drop).
@@ -694,6 +694,79 @@ e2e_journey() {
 }
 e2e_test_host_journey() { e2e_journey host-journey 0; }
 e2e_test_journey() { e2e_journey journey 1; }
+
+# A ping to 10.0.0.2, then the SYN to 8080 the firewall drops.
+e2e_traffic_ping_v4_8080() {
+    e2e_in "$E2E_NS1" ping -c 1 -W 2 10.0.0.2 >/dev/null 2>&1
+    e2e_connect 10.0.0.2 8080
+}
+
+# e2e_pcap NAME TOOLS: --output-pcap next to the table, around a ping and the SYN to
+# 8080 the firewall drops. The file holds as many packets as the table has events
+# (`pwru --filter-check`, and tcpdump when present), among them the ICMP echo and the
+# SYNs; --filter-check agrees with tcpdump on the SYNs; each packet's comment names its
+# function, and the drop's carries NETFILTER_DROP (read by tshark when present, else
+# found in the file's bytes). TOOLS=required: tcpdump and tshark must be there (host).
+e2e_pcap() {
+    _p_name=$1
+    _p_tcpdump=0 _p_tshark=0
+    command -v tcpdump >/dev/null 2>&1 && _p_tcpdump=1
+    command -v tshark >/dev/null 2>&1 && _p_tshark=1
+    if [ "$2" = required ] && [ $((_p_tcpdump * _p_tshark)) = 0 ]; then
+        e2e_skip "$_p_name" "tcpdump and tshark are needed"
+        return
+    fi
+    e2e_fw_drop "ip daddr 10.0.0.2 tcp dport 8080" || { e2e_fail "$_p_name" "cannot install nft rule"; return; }
+    _p_file=$E2E_OUT/$_p_name.pcapng
+    rm -f "$_p_file"
+    e2e_trace "$_p_name" e2e_traffic_ping_v4_8080 --output-pcap "$_p_file" \
+        'host 10.0.0.2 and (icmp or tcp port 8080)'
+    e2e_scenario_check "$_p_name" 1
+    _p_dropped=$(e2e_fw_count)
+    # "matched N of M frames"
+    _p_all=$("$E2E_PWRU" --filter-check "$_p_file" 'ip or not ip' 2>&1 | tail -n 1)
+    _p_packets=$(echo "$_p_all" | sed -n 's/^matched [0-9]* of \([0-9]*\) frames$/\1/p')
+    _p_check=$("$E2E_PWRU" --filter-check "$_p_file" 'tcp[tcpflags] & tcp-syn != 0' 2>&1 | tail -n 1)
+    _p_syns=$(echo "$_p_check" | sed -n 's/^matched \([0-9]*\) of [0-9]* frames$/\1/p')
+    _p_echo=$("$E2E_PWRU" --filter-check "$_p_file" 'icmp[icmptype] = icmp-echo' 2>&1 | tail -n 1)
+    _p_comments=$E2E_OUT/$_p_name.comments
+    _p_start='^'
+    if [ "$_p_tshark" = 1 ]; then
+        tshark -r "$_p_file" -T fields -e frame.comment >"$_p_comments" 2>/dev/null
+    else
+        # The comments are UTF-8 text inside the packet blocks (after a length that may
+        # read as a letter: no anchor).
+        tr -c ' -~' '\n' <"$_p_file" | grep -E ' skb=0x[0-9a-f]+ cpu=' >"$_p_comments"
+        _p_start=''
+    fi
+    _p_ncomments=$(grep -c . "$_p_comments" || true)
+    if [ -n "$E2E_WHY" ]; then
+        :
+    elif [ ! -s "$_p_file" ] || [ -z "$_p_packets" ]; then
+        E2E_WHY="no readable pcap-ng file: $_p_all"
+    elif [ "$_p_packets" != "$E2E_EVENTS" ]; then
+        E2E_WHY="the file holds $_p_packets packets, the table has $E2E_EVENTS events"
+    elif [ "$_p_tcpdump" = 1 ] && [ "$(tcpdump -Z root -nr "$_p_file" 2>/dev/null | grep -c .)" != "$_p_packets" ]; then
+        E2E_WHY="tcpdump reads $(tcpdump -Z root -nr "$_p_file" 2>/dev/null | grep -c .) packets, --filter-check $_p_packets: $(tcpdump -Z root -nr "$_p_file" 2>&1 >/dev/null | tail -n 1)"
+    elif [ "${_p_syns:-0}" -lt "$_p_dropped" ]; then
+        E2E_WHY="$_p_check: fewer SYNs than the $_p_dropped the firewall dropped"
+    elif [ "$_p_tcpdump" = 1 ] && [ "$(tcpdump -Z root -nr "$_p_file" 'tcp[tcpflags] & tcp-syn != 0' 2>/dev/null | grep -c .)" != "$_p_syns" ]; then
+        E2E_WHY="tcpdump and --filter-check ($_p_check) disagree on the SYNs"
+    elif case $_p_echo in "matched 0 "*) true ;; *) false ;; esac; then
+        E2E_WHY="no ICMP echo request in the file"
+    elif [ "$_p_ncomments" != "$_p_packets" ]; then
+        E2E_WHY="$_p_ncomments packet comments for $_p_packets packets"
+    elif ! grep -qE "$_p_start[a-z_:]+\\(SKB_DROP_REASON_NETFILTER_DROP\\) skb=0x[0-9a-f]+ cpu=[0-9]+ process=.* netns=[0-9]+" \
+        "$_p_comments"; then
+        E2E_WHY="no packet comment with the function and SKB_DROP_REASON_NETFILTER_DROP"
+    fi
+    [ -z "$E2E_WHY" ] || sed 's/^/    comment: /' "$_p_comments" 2>/dev/null | tail -n 10
+    e2e_verdict "$_p_name" '10\.0\.0\.2:8080([^0-9]|$)' 'NETFILTER_DROP'
+    e2e_fw_clear
+}
+
+e2e_test_host_pcap() { e2e_pcap host-pcap required; }
+e2e_test_pcap_output() { e2e_pcap pcap-output optional; }
 
 e2e_test_host_skb_expr_nomatch() {
     e2e_fw_drop "ip daddr 10.0.0.2 tcp dport 8080" || { e2e_fail host-skb-expr-nomatch "cannot install nft rule"; return; }

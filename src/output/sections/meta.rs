@@ -56,8 +56,8 @@ impl RecordPart for SkbMeta {
     }
 }
 
-/// The section: recorded for `--output-meta` and for the NETNS NAME column (which names
-/// this netns); printed for `--output-meta`.
+/// The section: recorded for `--output-meta`, for the NETNS NAME column (which names
+/// this netns) and for `--output-pcap` (its interfaces); printed for `--output-meta`.
 #[derive(Debug)]
 pub struct MetaSection {
     columns: bool,
@@ -110,7 +110,8 @@ impl RecordSection for MetaSection {
 
 impl Section for MetaSection {
     fn from_options(opts: &OutputOptions) -> Option<Self> {
-        (opts.meta || opts.netns_names.is_some()).then_some(MetaSection { columns: opts.meta })
+        (opts.meta || opts.netns_names.is_some() || opts.pcap_snaplen.is_some())
+            .then_some(MetaSection { columns: opts.meta })
     }
     fn table_at(&self) -> &'static [TableAt] {
         if self.columns {

@@ -17,6 +17,7 @@ pub mod clone_parent;
 pub mod drop_reason;
 pub mod meta;
 pub mod netns_name;
+pub mod pcap;
 pub mod skb_cb;
 pub mod skb_dump;
 pub mod skb_metadata;
@@ -51,6 +52,8 @@ pub const REGISTRY: &[Activate] = &[
     activate::<skb_dump::SkbDumpSection>,
     activate::<tunnel::TunnelSection>,
     activate::<clone_parent::CloneParentSection>,
+    // Last: its bytes are the record's variable end.
+    activate::<pcap::PcapSection>,
 ];
 
 /// A registry entry: the section when `opts` turn it on.
@@ -159,10 +162,20 @@ impl Sections {
     /// Record offset of the bytes of the active section of type `S`, if it is on (for
     /// the output modes that read a section's bytes, e.g. the journey's clone parents).
     pub fn tail_at_of<S: Section>(&self) -> Option<usize> {
+        self.tail_at_where(|s| (s as &dyn std::any::Any).is::<S>())
+    }
+
+    /// Record offset of the variable bytes' section (`--output-pcap`), when one is active.
+    pub fn variable_at(&self) -> Option<usize> {
+        self.tail_at_where(|s| s.records() && s.variable_bytes() != 0)
+    }
+
+    /// Record offset of the first active section `wanted` picks.
+    fn tail_at_where(&self, wanted: impl Fn(&dyn Section) -> bool) -> Option<usize> {
         self.active
             .iter()
             .zip(&self.tail_at)
-            .find(|(s, _)| (&***s as &dyn std::any::Any).is::<S>())
+            .find(|(s, _)| wanted(&***s))
             .map(|(_, &at)| at)
     }
 

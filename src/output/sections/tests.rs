@@ -28,6 +28,7 @@ fn everything() -> OutputOptions {
         skb_dump: skb_dump::SkbDump::new(Some(1), Some(2), 4096),
         journey: true,
         clone_parents: true,
+        pcap_snaplen: Some(256),
         ..OutputOptions::default()
     }
 }
@@ -64,10 +65,18 @@ fn every_section_turns_on_and_records_in_registry_order() {
             "SkbDumpSection",
             "TunnelSection",
             "CloneParentSection",
+            "PcapSection",
         ]
     );
     let record: Vec<String> = all.record().iter().map(|s| format!("{s:?}")).collect();
-    assert_eq!(record.len(), 9, "{record:?}: not the print-only ones");
+    assert_eq!(record.len(), 10, "{record:?}: not the print-only ones");
+    let tunnel = all.iter().nth(9).unwrap().tail_bytes();
+    let clone_parent = all.iter().nth(10).unwrap().tail_bytes();
+    assert_eq!(
+        all.variable_at(),
+        Some(EVENT_SIZE + 2 * 4096 + tunnel + clone_parent),
+        "the packet bytes end the record"
+    );
     assert_eq!(all.maps().len(), 2, "the stack map, the clone parents");
     let dump = all.iter().nth(8).unwrap();
     assert_eq!(dump.tail_bytes(), 2 * 4096);
@@ -109,6 +118,23 @@ fn a_clone_parent_round_trips_through_the_record() {
     assert_eq!(clone_parent::parent(&ev, at), Some(0xffff_8881_0000_1000));
     clone_parent::set_parent(&mut ev, at, None);
     assert_eq!(clone_parent::parent(&ev, at), None);
+}
+
+#[test]
+fn pcap_output_records_the_meta_without_printing_it() {
+    let pcap = Sections::new(&OutputOptions {
+        pcap_snaplen: Some(64),
+        ..OutputOptions::default()
+    });
+    assert_eq!(
+        names(&pcap),
+        ["DropReasonSection", "MetaSection", "PcapSection"]
+    );
+    assert_eq!(pcap.record().len(), 2);
+    assert!(pcap.table_at(TableAt::Columns).is_empty());
+    assert!(pcap.json_at(JsonAt::Netns).is_empty());
+    assert_eq!(pcap.variable_at(), Some(EVENT_SIZE));
+    assert_eq!(Sections::new(&OutputOptions::default()).variable_at(), None);
 }
 
 #[test]
