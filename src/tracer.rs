@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 use crate::attach::{
     self, AttachError, AttachSummary, Backend, BackendOptions, Feature, FeatureNote, HelperNeeds,
-    Pick, Target, TargetNames,
+    Pick, Target, TargetNames, TcSync, TcTracer,
 };
 use crate::btf::{KernelBtf, SkbLayout};
 use crate::events::ring::{self, RingError};
@@ -38,6 +38,13 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
     let started = Instant::now();
     // What the kernel is.
     let btf = open_btf(&settings.kernel)?;
+    // Tracing BPF programs needs fentry: a trial load says now whether it can work here.
+    if settings.filter.trace_tc {
+        load::check_tracing().map_err(|why| AttachError::BpfTracing {
+            flag: "--filter-trace-tc",
+            why,
+        })?;
+    }
     let layout = SkbLayout::resolve(&btf).context("reading sk_buff layout from BTF")?;
     let kallsyms = Ksyms::load().context("reading /proc/kallsyms")?;
 
@@ -109,6 +116,16 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
         eprintln!("Received signal, exiting program..");
         return Ok(());
     }
+    let mut tc = match settings.filter.trace_tc {
+        true => match trace_tc_programs(&obj, &layout, &opts, settings.debug, &mut output) {
+            Ok(tc) => Some(tc),
+            Err(e) => {
+                detach(backend.as_mut(), &mut obj, settings.debug);
+                return Err(e);
+            }
+        },
+        false => None,
+    };
     eprintln!("Attached (ignored {})", summary.ignored);
     if settings.debug {
         eprintln!("start-up took {:.3}s", started.elapsed().as_secs_f64());
@@ -127,6 +144,10 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
     let result = listen(settings, &rt, &mut obj, &mut output, &stop, &wake);
     let missed_hits = missed_hits(&obj);
     output.flush().ok();
+    if let Some(tc) = tc.as_mut() {
+        eprintln!("Detaching tc-bpf progs...");
+        tc.detach();
+    }
     detach(backend.as_mut(), &mut obj, settings.debug);
     let lost = result?;
     if lost > 0 {
@@ -147,6 +168,55 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
         eprintln!("Received signal, exiting program..");
     }
     Ok(())
+}
+
+/// `--filter-trace-tc`: fentry/fexit on every tc program loaded now; their names go to
+/// the output. Says how many were traced and skipped (their names with `--debug`).
+fn trace_tc_programs(
+    obj: &LoadedObject,
+    layout: &SkbLayout,
+    opts: &ProbeOptions,
+    debug: bool,
+    output: &mut Output,
+) -> Result<TcTracer> {
+    eprintln!("Attaching tc-bpf progs...");
+    let maps = obj.raw_maps().map_err(AttachError::Object)?;
+    let mut tc = TcTracer::new(maps, obj.program_ids(), load::VerifierLogLevel::default());
+    let mut build = |a: &Attachment| probes::build(layout, opts, a);
+    let sync = tc.sync(&mut build)?;
+    report_tc_sync(&sync, debug);
+    output.names_mut().probe_names.extend(sync.added);
+    eprintln!(
+        "Tracing {} tc programs ({} skipped)",
+        tc.traced(),
+        tc.untraceable()
+    );
+    Ok(tc)
+}
+
+/// What a sync of the traced tc programs did, beyond the programs it added.
+fn report_tc_sync(sync: &TcSync, debug: bool) {
+    if !sync.no_btf.is_empty() {
+        eprintln!(
+            "note: {} tc programs have no BTF and cannot be traced with fentry",
+            sync.no_btf.len()
+        );
+        if debug {
+            eprintln!("  without BTF: {}", sync.no_btf.join(", "));
+        }
+    }
+    for (name, why) in &sync.refused {
+        let first = why.lines().next().unwrap_or("");
+        eprintln!("pwru: warning: cannot trace tc program {name}: {first}");
+    }
+    if debug {
+        for (_, name) in &sync.added {
+            eprintln!("tracing tc program {name}");
+        }
+        for name in &sync.gone {
+            eprintln!("tc program {name} was unloaded");
+        }
+    }
 }
 
 /// Probe runs the kernel skipped because a BPF program was already running on that CPU
@@ -294,7 +364,7 @@ impl Loader<'_> {
         programs.extend(helpers.iter().map(|x| x.spec.clone()));
         let follows_clones = self.opts.track_skb && backend.supports(Feature::CloneFollowing);
         let spec = ObjectSpec {
-            maps: probe_setup::map_specs(self.opts, follows_clones),
+            maps: probe_setup::map_specs(self.opts, follows_clones, self.settings.filter.trace_tc),
             programs,
         };
         let mut obj = load::load(&spec, &LoadOptions::default()).map_err(AttachError::Load)?;

@@ -283,8 +283,8 @@ impl Printer {
         });
     }
 
-    /// FUNC: probe name or kallsyms symbol (else `0x<addr>`), what the sections append
-    /// (the drop reason), then `(tc)` / `(xdp)` for BPF-program events.
+    /// FUNC: probe name or kallsyms symbol (else `0x<addr>`), `(tc)` / `(xdp)` for
+    /// BPF-program events, then what the sections append (the drop reason, the verdict).
     fn func(&self, ev: &Event, buf: &mut String) {
         let names = &self.names;
         buf.clear();
@@ -303,13 +303,13 @@ impl Printer {
             push_hex_prefixed(buf, ev.probe_addr);
             ""
         };
-        for p in &self.table[TableAt::Func as usize] {
-            p.section.func(names, ev, key, buf);
-        }
         match ev.kind {
             EventKind::Tc => buf.push_str("(tc)"),
             EventKind::Xdp => buf.push_str("(xdp)"),
             EventKind::Kprobe | EventKind::KprobeMulti | EventKind::Tracepoint => {}
+        }
+        for p in &self.table[TableAt::Func as usize] {
+            p.section.func(names, ev, key, buf);
         }
     }
 }

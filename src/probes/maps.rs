@@ -141,8 +141,18 @@ pub const STACKS: &MapDef = &MapDef {
     max_entries: STACKS_ENTRIES,
 };
 
+/// `--filter-trace-tc`: per CPU, the skb (`u64`) the fentry program on a tc program
+/// matched, for its fexit half (key `u32` 0; 0 when none).
+pub const TC_MATCHED: &MapDef = &MapDef {
+    name: "tc_matched",
+    kind: MapKind::PerCpuArray,
+    key_size: 4,
+    value_size: 8,
+    max_entries: 1,
+};
+
 /// Every map a probe program may reference.
-pub const ALL: [&MapDef; 7] = [
+pub const ALL: [&MapDef; 8] = [
     EVENTS,
     LOST,
     TRACKED_SKBS,
@@ -150,6 +160,7 @@ pub const ALL: [&MapDef; 7] = [
     SKB_STACKID,
     CLONE_STASH,
     STACKS,
+    TC_MATCHED,
 ];
 
 #[cfg(test)]

@@ -53,6 +53,7 @@ fn every_section_turns_on_and_records_in_registry_order() {
         [
             "CallerSection",
             "DropReasonSection",
+            "VerdictSection",
             "MetaSection",
             "SkbCbSection",
             "NetnsNameSection",
@@ -66,7 +67,7 @@ fn every_section_turns_on_and_records_in_registry_order() {
     let record: Vec<String> = all.record().iter().map(|s| format!("{s:?}")).collect();
     assert_eq!(record.len(), 8, "{record:?}: not the print-only ones");
     assert_eq!(all.maps().len(), 1, "the stack map");
-    let dump = all.iter().nth(8).unwrap();
+    let dump = all.iter().nth(9).unwrap();
     assert_eq!(dump.tail_bytes(), 2 * 4096);
     let lines = all.table_at(TableAt::Lines);
     assert_eq!(lines.len(), 3, "stack, dump, tunnel");
@@ -82,9 +83,9 @@ fn every_section_turns_on_and_records_in_registry_order() {
 }
 
 #[test]
-fn defaults_print_the_drop_reason_only() {
+fn defaults_print_the_drop_reason_and_verdict_only() {
     let none = Sections::new(&OutputOptions::default());
-    assert_eq!(names(&none), ["DropReasonSection"]);
+    assert_eq!(names(&none), ["DropReasonSection", "VerdictSection"]);
     assert!(none.record().is_empty(), "nothing for the probe to record");
     assert!(none.maps().is_empty());
     // The NETNS NAME column needs the meta record, not its columns.
@@ -94,10 +95,15 @@ fn defaults_print_the_drop_reason_only() {
     });
     assert_eq!(
         names(&named),
-        ["DropReasonSection", "MetaSection", "NetnsNameSection"]
+        [
+            "DropReasonSection",
+            "VerdictSection",
+            "MetaSection",
+            "NetnsNameSection"
+        ]
     );
     assert_eq!(named.record().len(), 1);
-    let meta = named.iter().nth(1).unwrap();
+    let meta = named.iter().nth(2).unwrap();
     assert!(meta.table_at().is_empty() && meta.json_at().is_empty());
 }
 
@@ -108,6 +114,7 @@ fn parts_use_distinct_flag_bits_inside_the_fixed_record() {
     let flags = [
         caller::CallerAddr::FLAG,
         drop_reason::DropReason::FLAG,
+        verdict::Verdict::FLAG,
         meta::SkbMeta::FLAG,
         skb_cb::SkbCb::FLAG,
         stack::StackId::FLAG,
