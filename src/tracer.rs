@@ -21,7 +21,7 @@ use crate::attach::{
     Pick, Target, TargetNames, TcSync, TcTracer,
 };
 use crate::btf::{KernelBtf, SkbLayout};
-use crate::events::ring::{self, RingError};
+use crate::events::ring::{self, NoPeriodic, Periodic, RingError};
 use crate::host;
 use crate::load::{self, LoadOptions, LoadedObject, ObjectSpec};
 use crate::output::{
@@ -141,7 +141,26 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
 
     // Events to output, until a signal, the line limit or a closed output; then detach.
     eprintln!("Listening for events.. (Ctrl-C to stop)");
-    let result = listen(settings, &rt, &mut obj, &mut output, &stop, &wake);
+    let mut poll: Box<dyn Periodic + '_> = match tc.as_mut() {
+        Some(tc) => Box::new(TcPoll {
+            tc,
+            layout: &layout,
+            opts: &opts,
+            debug: settings.debug,
+            failed: false,
+        }),
+        None => Box::new(NoPeriodic),
+    };
+    let result = listen(
+        settings,
+        &rt,
+        &mut obj,
+        &mut output,
+        &stop,
+        &wake,
+        poll.as_mut(),
+    );
+    drop(poll);
     let missed_hits = missed_hits(&obj);
     output.flush().ok();
     if let Some(tc) = tc.as_mut() {
@@ -194,6 +213,44 @@ fn trace_tc_programs(
     Ok(tc)
 }
 
+/// `--filter-trace-tc` while events are read: tc programs loaded after the start are
+/// traced too (Cilium reloads its programs). A traced program stays loaded until we
+/// exit, even once detached from its hook: the kernel holds the target of a tracing link.
+struct TcPoll<'a> {
+    tc: &'a mut TcTracer,
+    layout: &'a SkbLayout,
+    opts: &'a ProbeOptions,
+    debug: bool,
+    /// A failure was reported (once).
+    failed: bool,
+}
+
+impl Periodic for TcPoll<'_> {
+    fn tick(&mut self) -> Vec<(u64, String)> {
+        let (layout, opts) = (self.layout, self.opts);
+        let mut build = |a: &Attachment| probes::build(layout, opts, a);
+        match self.tc.sync(&mut build) {
+            Ok(sync) => {
+                report_tc_sync(&sync, self.debug);
+                if !self.debug {
+                    for (_, name) in &sync.added {
+                        eprintln!("Tracing tc program {name} (loaded after the start)");
+                    }
+                }
+                sync.added
+            }
+            Err(e) => {
+                if !self.failed {
+                    let e = anyhow::Error::from(e);
+                    eprintln!("pwru: warning: following the loaded tc programs: {e:#}");
+                    self.failed = true;
+                }
+                Vec::new()
+            }
+        }
+    }
+}
+
 /// What a sync of the traced tc programs did, beyond the programs it added.
 fn report_tc_sync(sync: &TcSync, debug: bool) {
     if !sync.no_btf.is_empty() {
@@ -239,6 +296,7 @@ fn listen(
     output: &mut Output,
     stop: &AtomicBool,
     wake: &Notify,
+    periodic: &mut dyn Periodic,
 ) -> Result<u64> {
     if let Some(path) = &settings.ready_file {
         fs::write(path, b"")
@@ -249,7 +307,7 @@ fn listen(
         .print_header()
         .and_then(|()| output.flush())
         .map_err(RingError::Io)?;
-    Ok(rt.block_on(ring::event_loop(obj, output, stop, wake))?)
+    Ok(rt.block_on(ring::event_loop(obj, output, stop, wake, periodic))?)
 }
 
 /// Whether `e` comes from writing to a closed pipe (`pwru … | head` once head exited):

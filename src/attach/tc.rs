@@ -73,7 +73,8 @@ impl TcTracer {
         self.untraceable.len()
     }
 
-    /// Attaches to every tc program not traced yet and lets go of the ones unloaded.
+    /// Attaches to every tc program not traced yet and forgets the ones no longer listed
+    /// (a traced program stays listed: our link holds it until [`TcTracer::detach`]).
     /// A program the kernel refuses is reported and skipped; failing to list the programs
     /// or to build our own is an error.
     pub fn sync(&mut self, build: &mut BuildFn<'_>) -> Result<TcSync, AttachError> {

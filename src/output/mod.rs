@@ -617,6 +617,10 @@ impl EventSink for Output {
         self.flush()
     }
 
+    fn probe_named(&mut self, addr: u64, name: String) {
+        self.printer.names.probe_names.insert(addr, name);
+    }
+
     fn lost(&mut self, newly_lost: u64, total: u64) -> io::Result<()> {
         if newly_lost > 0 {
             self.flush()?;

@@ -51,7 +51,7 @@ E2E_FIXTURE=${E2E_FIXTURE:-/files/e2e_fixture}
 E2E_ALL_TESTS="basic-ipv4 basic-ipv6 advanced-ipv4 advanced-ipv6 pcap-filter-stack \
 filter-track-skb filter-track-skb-clones filter-track-skb-by-stackid filter-non-skb-funcs \
 filter-arp filter-ifname \
-filter-nomatch kprobe-multi-basic tunnel-vxlan tunnel-geneve trace-tc"
+filter-nomatch kprobe-multi-basic tunnel-vxlan tunnel-geneve trace-tc trace-tc-later"
 
 # Tests for a host kernel without kprobes (tracepoint backend), run by
 # tests/e2e/host-suite.sh: the drop must carry its reason.
@@ -557,6 +557,25 @@ e2e_test_trace_tc() {
     e2e_verdict trace-tc "$_e2e_tuple" 'e2e_drop_tcp\(tc\)([^=]|$)'
     e2e_verdict trace-tc-verdict "$_e2e_tuple" 'e2e_drop_tcp\(tc\)=TC_ACT_SHOT'
     e2e_tc_fixture_down
+}
+
+# A tc program loaded after the tracer is ready is traced too (the tracer polls
+# the program list every second); it is detached again before the tracer exits.
+e2e_traffic_tc_later() {
+    if ! e2e_tc_fixture_up 8085; then
+        echo "trace-tc-later: cannot attach the tc fixture"
+        e2e_tc_fixture_down
+        return 0
+    fi
+    sleep 3
+    e2e_connect 10.0.0.2 8085
+    sleep 1
+    e2e_tc_fixture_down
+}
+e2e_test_trace_tc_later() {
+    e2e_trace trace-tc-later e2e_traffic_tc_later --filter-trace-tc --filter-func 'kfree_skb.*|sk_skb_reason_drop' \
+        'dst host 10.0.0.2 and tcp dst port 8085'
+    e2e_verdict trace-tc-later '10\.0\.0\.1:[0-9]+->10\.0\.0\.2:8085\(tcp\)' 'e2e_drop_tcp\(tc\)=TC_ACT_SHOT'
 }
 
 # Host variants: the drop is reported with its reason (which function or
