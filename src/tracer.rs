@@ -161,7 +161,7 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
         poll.as_mut(),
     );
     drop(poll);
-    let missed_hits = missed_hits(&obj);
+    let missed_hits = missed_hits(&obj) + tc.as_ref().map_or(0, TcTracer::missed_hits);
     output.flush().ok();
     if let Some(tc) = tc.as_mut() {
         eprintln!("Detaching tc-bpf progs...");

@@ -7,6 +7,7 @@
 //! counted; our own programs are never traced.
 
 use std::collections::{BTreeMap, HashSet};
+use std::os::fd::AsFd;
 
 use crate::load::{self, BpfProgram, LoadError, RawMaps, TraceTarget, TracingLink};
 use crate::probes::event::bpf_prog_probe_addr;
@@ -22,8 +23,8 @@ const EXIT_NAME: &str = "pwru_tc_exit";
 #[derive(Debug)]
 struct Traced {
     name: String,
-    _entry: TracingLink,
-    _exit: TracingLink,
+    entry: TracingLink,
+    exit: TracingLink,
 }
 
 /// What one [`TcTracer::sync`] changed.
@@ -148,9 +149,20 @@ impl TcTracer {
         let entry = half(false, ENTRY_NAME)?;
         Ok(Traced {
             name: p.name.clone(),
-            _entry: entry,
-            _exit: exit,
+            entry,
+            exit,
         })
+    }
+
+    /// Runs of our programs the kernel skipped because a BPF program was already running
+    /// on that CPU (their `recursion_misses`).
+    pub fn missed_hits(&self) -> u64 {
+        self.traced
+            .values()
+            .flat_map(|t| [&t.entry, &t.exit])
+            .filter_map(|l| load::prog_info(l.prog.as_fd()).ok())
+            .map(|info| info.recursion_misses)
+            .sum()
     }
 
     /// Detaches and unloads every tracing program.
