@@ -168,6 +168,8 @@ pub struct FilterSettings {
     /// `--filter-tunnel-pcap-l2` / `-l3`: pcap expressions on the inner frame and the
     /// inner packet of encapsulated traffic.
     pub tunnel: TunnelFilterSettings,
+    /// `--filter-trace-tc`: also trace every tc BPF program (fentry and fexit).
+    pub trace_tc: bool,
 }
 
 /// `--filter-tunnel-pcap-l2` / `--filter-tunnel-pcap-l3`, when not blank (a blank one

@@ -18,10 +18,10 @@ use tokio::sync::Notify;
 
 use crate::attach::{
     self, AttachError, AttachSummary, Backend, BackendOptions, Feature, FeatureNote, HelperNeeds,
-    Pick, Target, TargetNames,
+    Pick, Target, TargetNames, TcSync, TcTracer,
 };
 use crate::btf::{KernelBtf, SkbLayout};
-use crate::events::ring::{self, RingError};
+use crate::events::ring::{self, NoPeriodic, Periodic, RingError};
 use crate::host;
 use crate::load::{self, LoadOptions, LoadedObject, ObjectSpec};
 use crate::output::{
@@ -40,6 +40,13 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
     let started = Instant::now();
     // What the kernel is.
     let btf = open_btf(&settings.kernel)?;
+    // Tracing BPF programs needs fentry: a trial load says now whether it can work here.
+    if settings.filter.trace_tc {
+        load::check_tracing().map_err(|why| AttachError::BpfTracing {
+            flag: "--filter-trace-tc",
+            why,
+        })?;
+    }
     let layout = SkbLayout::resolve(&btf).context("reading sk_buff layout from BTF")?;
     let kallsyms = Ksyms::load().context("reading /proc/kallsyms")?;
 
@@ -111,6 +118,16 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
         eprintln!("Received signal, exiting program..");
         return Ok(());
     }
+    let mut tc = match settings.filter.trace_tc {
+        true => match trace_tc_programs(&obj, &layout, &opts, settings.debug, &mut output) {
+            Ok(tc) => Some(tc),
+            Err(e) => {
+                detach(backend.as_mut(), &mut obj, settings.debug);
+                return Err(e);
+            }
+        },
+        false => None,
+    };
     eprintln!("Attached (ignored {})", summary.ignored);
     if settings.debug {
         eprintln!("start-up took {:.3}s", started.elapsed().as_secs_f64());
@@ -126,9 +143,32 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
 
     // Events to output, until a signal, the line limit or a closed output; then detach.
     eprintln!("Listening for events.. (Ctrl-C to stop)");
-    let result = listen(settings, &rt, &mut obj, &mut output, &stop, &wake);
-    let missed_hits = missed_hits(&obj);
+    let mut poll: Box<dyn Periodic + '_> = match tc.as_mut() {
+        Some(tc) => Box::new(TcPoll {
+            tc,
+            layout: &layout,
+            opts: &opts,
+            debug: settings.debug,
+            failed: false,
+        }),
+        None => Box::new(NoPeriodic),
+    };
+    let result = listen(
+        settings,
+        &rt,
+        &mut obj,
+        &mut output,
+        &stop,
+        &wake,
+        poll.as_mut(),
+    );
+    drop(poll);
+    let missed_hits = missed_hits(&obj) + tc.as_ref().map_or(0, TcTracer::missed_hits);
     output.flush().ok();
+    if let Some(tc) = tc.as_mut() {
+        eprintln!("Detaching tc-bpf progs...");
+        tc.detach();
+    }
     detach(backend.as_mut(), &mut obj, settings.debug);
     let lost = result?;
     if lost > 0 {
@@ -151,6 +191,93 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
     Ok(())
 }
 
+/// `--filter-trace-tc`: fentry/fexit on every tc program loaded now; their names go to
+/// the output. Says how many were traced and skipped (their names with `--debug`).
+fn trace_tc_programs(
+    obj: &LoadedObject,
+    layout: &SkbLayout,
+    opts: &ProbeOptions,
+    debug: bool,
+    output: &mut Output,
+) -> Result<TcTracer> {
+    eprintln!("Attaching tc-bpf progs...");
+    let maps = obj.raw_maps().map_err(AttachError::Object)?;
+    let mut tc = TcTracer::new(maps, obj.program_ids(), load::VerifierLogLevel::default());
+    let mut build = |a: &Attachment| probes::build(layout, opts, a);
+    let sync = tc.sync(&mut build)?;
+    report_tc_sync(&sync, debug);
+    output.names_mut().probe_names.extend(sync.added);
+    eprintln!(
+        "Tracing {} tc programs ({} skipped)",
+        tc.traced(),
+        tc.untraceable()
+    );
+    Ok(tc)
+}
+
+/// `--filter-trace-tc` while events are read: tc programs loaded after the start are
+/// traced too (Cilium reloads its programs). A traced program stays loaded until we
+/// exit, even once detached from its hook: the kernel holds the target of a tracing link.
+struct TcPoll<'a> {
+    tc: &'a mut TcTracer,
+    layout: &'a SkbLayout,
+    opts: &'a ProbeOptions,
+    debug: bool,
+    /// A failure was reported (once).
+    failed: bool,
+}
+
+impl Periodic for TcPoll<'_> {
+    fn tick(&mut self) -> Vec<(u64, String)> {
+        let (layout, opts) = (self.layout, self.opts);
+        let mut build = |a: &Attachment| probes::build(layout, opts, a);
+        match self.tc.sync(&mut build) {
+            Ok(sync) => {
+                report_tc_sync(&sync, self.debug);
+                if !self.debug {
+                    for (_, name) in &sync.added {
+                        eprintln!("Tracing tc program {name} (loaded after the start)");
+                    }
+                }
+                sync.added
+            }
+            Err(e) => {
+                if !self.failed {
+                    let e = anyhow::Error::from(e);
+                    eprintln!("pwru: warning: following the loaded tc programs: {e:#}");
+                    self.failed = true;
+                }
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// What a sync of the traced tc programs did, beyond the programs it added.
+fn report_tc_sync(sync: &TcSync, debug: bool) {
+    if !sync.no_btf.is_empty() {
+        eprintln!(
+            "note: {} tc programs have no BTF and cannot be traced with fentry",
+            sync.no_btf.len()
+        );
+        if debug {
+            eprintln!("  without BTF: {}", sync.no_btf.join(", "));
+        }
+    }
+    for (name, why) in &sync.refused {
+        let first = why.lines().next().unwrap_or("");
+        eprintln!("pwru: warning: cannot trace tc program {name}: {first}");
+    }
+    if debug {
+        for (_, name) in &sync.added {
+            eprintln!("tracing tc program {name}");
+        }
+        for name in &sync.gone {
+            eprintln!("tc program {name} was unloaded");
+        }
+    }
+}
+
 /// Probe runs the kernel skipped because a BPF program was already running on that CPU
 /// (the sum of our programs' `recursion_misses`; 0 where the kernel does not count them).
 fn missed_hits(obj: &LoadedObject) -> u64 {
@@ -171,6 +298,7 @@ fn listen(
     output: &mut Output,
     stop: &AtomicBool,
     wake: &Notify,
+    periodic: &mut dyn Periodic,
 ) -> Result<u64> {
     if let Some(path) = &settings.ready_file {
         fs::write(path, b"")
@@ -181,7 +309,7 @@ fn listen(
         .print_header()
         .and_then(|()| output.flush())
         .map_err(RingError::Io)?;
-    Ok(rt.block_on(ring::event_loop(obj, output, stop, wake))?)
+    Ok(rt.block_on(ring::event_loop(obj, output, stop, wake, periodic))?)
 }
 
 /// Whether `e` comes from writing to a closed pipe (`pwru … | head` once head exited):
@@ -297,7 +425,7 @@ impl Loader<'_> {
         programs.extend(helpers.iter().map(|x| x.spec.clone()));
         let follows_clones = self.opts.track_skb && backend.supports(Feature::CloneFollowing);
         let spec = ObjectSpec {
-            maps: probe_setup::map_specs(self.opts, follows_clones),
+            maps: probe_setup::map_specs(self.opts, follows_clones, self.settings.filter.trace_tc),
             programs,
         };
         let mut obj = load::load(&spec, &LoadOptions::default()).map_err(AttachError::Load)?;

@@ -44,7 +44,7 @@ fn usage_errors_exit_2() {
         (&["--filter-netns", "relative/path"], &["netns"]),
         (&["--timestamp", "yesterday"], &["yesterday"]),
         (&["--output-bpfmap", "icmp"], &["--output-bpfmap"]),
-        (&["--filter-trace-tc"], &["--filter-trace-tc"]),
+        (&["--filter-trace-xdp"], &["--filter-trace-xdp"]),
         (
             &[
                 "--backend",

@@ -62,6 +62,10 @@ fn vm_suite(kernel: &str) {
     }
     let script = repo_path("tests/e2e/run-vm-suite.sh");
     let binary = pwru_binary();
+    let fixture = match build_fixture() {
+        Ok(path) => path,
+        Err(why) => panic!("building the e2e_fixture example: {why}"),
+    };
     let args = [Path::new(kernel).as_os_str(), binary.as_os_str()];
     // Full guest outputs stay in target/tmp/e2e-vm-logs (CI artifacts).
     let log_dir = std::env::var_os("E2E_LOG_DIR").unwrap_or_else(|| {
@@ -73,10 +77,38 @@ fn vm_suite(kernel: &str) {
         "VM suite on {kernel}: logs in {}",
         Path::new(&log_dir).display()
     );
-    match run_script(&script, &args, &[("E2E_LOG_DIR", log_dir.as_os_str())]) {
+    let env = [
+        ("E2E_LOG_DIR", log_dir.as_os_str()),
+        ("E2E_FIXTURE", fixture.as_os_str()),
+    ];
+    match run_script(&script, &args, &env) {
         ScriptOutcome::Passed => {}
         ScriptOutcome::Skipped(reason) => eprintln!("skipped: {reason}"),
         ScriptOutcome::Failed(summary) => panic!("VM e2e suite on {kernel} failed: {summary}"),
+    }
+}
+
+/// Builds the `e2e_fixture` example (the BPF programs the trace-tc scenario traces) with
+/// this test's profile; returns its path.
+fn build_fixture() -> Result<std::path::PathBuf, String> {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--quiet", "--example", "e2e_fixture"]);
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    let out = cmd
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let exe = Path::new(env!("CARGO_BIN_EXE_pwru"));
+    let path = exe.with_file_name("examples").join("e2e_fixture");
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!("{} was not built", path.display()))
     }
 }
 

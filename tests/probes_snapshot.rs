@@ -265,7 +265,8 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
 }
 
 /// Attachments: kprobe arguments 1 and 3, kprobe-multi argument 2, a tracepoint with a drop
-/// reason and one without, the skb-context (test-run) program and a non-skb kprobe.
+/// reason and one without, the skb-context (test-run) program, a non-skb kprobe, and the
+/// fentry and fexit programs on a tc program.
 fn attachments() -> Vec<(&'static str, Attachment)> {
     vec![
         (
@@ -313,6 +314,20 @@ fn attachments() -> Vec<(&'static str, Attachment)> {
             Attachment::Kprobe {
                 skb_arg: NON_SKB,
                 multi: false,
+            },
+        ),
+        (
+            "tc-entry",
+            Attachment::TcProgram {
+                prog_id: 42,
+                exit: false,
+            },
+        ),
+        (
+            "tc-exit",
+            Attachment::TcProgram {
+                prog_id: 42,
+                exit: true,
             },
         ),
     ]

@@ -13,6 +13,7 @@ pub mod helpers;
 pub mod kprobe;
 pub mod kprobe_multi;
 pub mod targets;
+pub mod tc;
 pub mod tracepoint;
 
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ pub use helpers::{
 pub use kprobe::{close_kprobes, KprobeBackend};
 pub use kprobe_multi::KprobeMultiBackend;
 pub use targets::{kprobes_available, Probeable, ProbeableSource, Target};
+pub use tc::{TcSync, TcTracer};
 pub use tracepoint::{tracepoint_program_name, TracepointBackend};
 
 /// The attach mechanisms we have.
@@ -230,6 +232,14 @@ pub enum AttachError {
     },
     #[error("no tracing backend can run on this kernel")]
     NoBackend,
+    /// A flag that traces BPF programs, on a kernel or host where fentry cannot load.
+    #[error("{flag} cannot be used here: {why}")]
+    BpfTracing {
+        flag: &'static str,
+        why: crate::load::TracingUnavailable,
+    },
+    #[error("listing the loaded BPF programs")]
+    ListPrograms(#[source] io::Error),
 }
 
 impl From<ProbeError> for AttachError {

@@ -132,7 +132,7 @@ pub struct Args {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Filters")]
     pub filter_track_skb_by_stackid: bool,
 
-    /// Trace tc BPF programs (fentry)
+    /// Trace tc BPF programs (fentry, and fexit for the verdict); programs loaded later too
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Filters")]
     pub filter_trace_tc: bool,
 

@@ -67,10 +67,6 @@ pub const PENDING_MARK: &str = "[not supported yet]";
 /// `--help` marks each with [`PENDING_MARK`], and setting one is a usage error.
 const PENDING_FLAGS: &[PendingFlag] = &[
     PendingFlag {
-        name: "--filter-trace-tc",
-        is_set: |c| c.filter_trace_tc,
-    },
-    PendingFlag {
         name: "--filter-trace-xdp",
         is_set: |c| c.filter_trace_xdp,
     },
@@ -291,6 +287,7 @@ impl Args {
                 l2: not_blank(&self.filter_tunnel_pcap_l2),
                 l3: not_blank(&self.filter_tunnel_pcap_l3),
             },
+            trace_tc: self.filter_trace_tc,
         }
     }
 

@@ -290,6 +290,9 @@ pub trait EventSink {
     fn drained(&mut self) -> io::Result<()>;
     /// `newly_lost` events were dropped by the kernel since the last call (`total` since start).
     fn lost(&mut self, newly_lost: u64, total: u64) -> io::Result<()>;
+    /// A probe attached while the loop runs: its events carry `addr` as their probe
+    /// address, and FUNC shows `name`.
+    fn probe_named(&mut self, _addr: u64, _name: String) {}
 }
 
 #[cfg(test)]

@@ -36,13 +36,31 @@ pub enum RingError {
     Io(#[from] io::Error),
 }
 
-/// Reads the ring buffer into `sink` until a signal, the sink says stop, or an error;
-/// returns the number of events the kernel could not queue.
+/// Work the reading loop does once a second besides reading, e.g. attaching probes to
+/// BPF programs loaded meanwhile.
+pub trait Periodic {
+    /// Does it; returns the probes it attached, as (probe address, name) for the sink.
+    fn tick(&mut self) -> Vec<(u64, String)>;
+}
+
+/// No periodic work.
+pub struct NoPeriodic;
+
+impl Periodic for NoPeriodic {
+    fn tick(&mut self) -> Vec<(u64, String)> {
+        Vec::new()
+    }
+}
+
+/// Reads the ring buffer into `sink` until a signal, the sink says stop, or an error,
+/// running `periodic` once a second; returns the number of events the kernel could not
+/// queue.
 pub async fn event_loop(
     obj: &mut LoadedObject,
     sink: &mut dyn EventSink,
     stop: &AtomicBool,
     wake: &Notify,
+    periodic: &mut dyn Periodic,
 ) -> Result<u64, RingError> {
     let ring: RingBuf<MapData> = obj.take_ring_buf(maps::EVENTS.name)?;
     // SAFETY: the AsyncFd owns the RingBuf, which owns the fd, so the fd stays open for
@@ -83,6 +101,9 @@ pub async fn event_loop(
             _ = tick.tick() => {
                 let newly = observe_lost(&lost_map, &mut lost);
                 sink.lost(newly, lost.total())?;
+                for (addr, name) in periodic.tick() {
+                    sink.probe_named(addr, name);
+                }
                 // what the sink holds back by time (ended journeys) goes out on a quiet
                 // trace too
                 sink.drained()?;

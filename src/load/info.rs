@@ -71,6 +71,8 @@ pub fn func_ip_available() -> io::Result<bool> {
         name: "probe_func_ip",
         insns: &prog.insns,
         log_level: 1,
+        attach: None,
+        btf: None,
     }) {
         Ok(_fd) => true,
         Err((e, _)) if e.raw_os_error() == Some(libc::EINVAL) => false,

@@ -5,12 +5,16 @@
 //! ObjectSpec --elf::build--> ELF --aya EbpfLoader--> maps + programs (socket, tc, kprobe, raw_tp, tp_btf)
 //!            \--kprobe_multi programs, map fds patched in--> sys::prog_load
 //! ```
+//! fentry/fexit programs on BPF programs are loaded later, one target at a time, with the
+//! object's maps (`tracing`).
 
 pub mod elf;
+pub mod func_btf;
 mod info;
 mod links;
 pub mod perf;
 mod sys;
+pub mod tracing;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -27,6 +31,10 @@ pub use aya::VerifierLogLevel;
 pub use elf::ElfError;
 pub use info::{enable_run_time_stats, func_ip_available, prog_info, ProgInfo};
 pub use links::{KprobeMultiOptions, ObjectError};
+pub use tracing::{
+    bpf_programs, check_tracing, load_sched_cls_with_btf, load_tracing, pin_program, prog_id,
+    BpfProgram, RawMaps, TraceTarget, TracingLink, TracingUnavailable,
+};
 
 /// Kinds of maps a spec can declare (legacy `bpf_map_def` types).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -421,23 +429,18 @@ fn load_kprobe_multi(
     level: VerifierLogLevel,
 ) -> Result<OwnedFd, LoadError> {
     use std::os::fd::AsRawFd;
-    let mut insns = p.program.insns.clone();
-    for r in &p.program.map_refs {
-        let map = ebpf.map(&r.map).ok_or_else(|| ElfError::UnknownMap {
-            program: p.name.clone(),
-            map: r.map.clone(),
-        })?;
-        let fd = map_data(map).fd().as_fd().as_raw_fd();
-        insns[r.insn_index].src = crate::asm::insn::op::PSEUDO_MAP_FD;
-        insns[r.insn_index].imm = fd;
-        insns[r.insn_index + 1].imm = 0;
-    }
+    let insns = tracing::with_map_fds(&p.name, &p.program, |m| {
+        ebpf.map(m)
+            .map(|map| map_data(map).fd().as_fd().as_raw_fd())
+    })?;
     sys::prog_load(&sys::RawProgLoad {
         prog_type: sys::PROG_TYPE_KPROBE,
         expected_attach_type: sys::TRACE_KPROBE_MULTI,
         name: &p.name,
         insns: &insns,
         log_level: level.bits(),
+        attach: None,
+        btf: None,
     })
     .map_err(|(errno, log)| LoadError::Rejected {
         program: p.name.clone(),
@@ -498,6 +501,15 @@ impl LoadedObject {
             program: program.to_string(),
             source,
         })
+    }
+
+    /// The kernel ids of the object's programs.
+    pub fn program_ids(&self) -> std::collections::HashSet<u32> {
+        self.kinds
+            .keys()
+            .filter_map(|name| self.info(name).ok())
+            .map(|info| info.id)
+            .collect()
     }
 
     /// A map's fd (while the map is still in the object).

@@ -1,5 +1,6 @@
 //! The raw `bpf(2)` and `setrlimit(2)` calls aya 0.14 has no API for (kprobe_multi load and
-//! link, program info by fd, helper probes). The only module of `load` with `unsafe`.
+//! link, fentry/fexit on BPF programs, BTF load, program ids and info, helper probes). The
+//! only module of `load` with `unsafe`.
 
 use std::ffi::CString;
 use std::io;
@@ -8,8 +9,21 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use crate::asm::Insn;
 
 const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_OBJ_PIN: libc::c_long = 6;
+const BPF_PROG_GET_NEXT_ID: libc::c_long = 11;
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
+const BPF_BTF_LOAD: libc::c_long = 18;
 const BPF_LINK_CREATE: libc::c_long = 28;
+
+/// `BPF_PROG_TYPE_SCHED_CLS`.
+pub const PROG_TYPE_SCHED_CLS: u32 = 3;
+/// `BPF_PROG_TYPE_TRACING`.
+pub const PROG_TYPE_TRACING: u32 = 26;
+/// `BPF_TRACE_FENTRY` and `BPF_TRACE_FEXIT`: expected attach types and link attach types.
+pub const TRACE_FENTRY: u32 = 24;
+pub const TRACE_FEXIT: u32 = 25;
 
 /// `BPF_PROG_TYPE_KPROBE`.
 pub const PROG_TYPE_KPROBE: u32 = 2;
@@ -64,6 +78,57 @@ struct LinkCreateKprobeMultiAttr {
     syms: u64,
     addrs: u64,
     cookies: u64,
+}
+
+/// The `BPF_LINK_CREATE` part of `union bpf_attr` for a tracing program (no target).
+#[repr(C)]
+#[derive(Default)]
+struct LinkCreateTracingAttr {
+    prog_fd: u32,
+    target_fd: u32,
+    attach_type: u32,
+    flags: u32,
+    target_btf_id: u32,
+    _pad: u32,
+    cookie: u64,
+}
+
+/// The `BPF_RAW_TRACEPOINT_OPEN` part of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct RawTracepointOpenAttr {
+    name: u64,
+    prog_fd: u32,
+    _pad: u32,
+}
+
+/// The `BPF_PROG_GET_NEXT_ID` / `BPF_PROG_GET_FD_BY_ID` part of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct GetIdAttr {
+    id: u32,
+    next_id: u32,
+    open_flags: u32,
+}
+
+/// The `BPF_BTF_LOAD` part of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct BtfLoadAttr {
+    btf: u64,
+    btf_log_buf: u64,
+    btf_size: u32,
+    btf_log_size: u32,
+    btf_log_level: u32,
+    _pad: u32,
+}
+
+/// `struct bpf_func_info`: the BTF `FUNC` type of the function starting at `insn_off`.
+#[repr(C)]
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FuncInfo {
+    pub insn_off: u32,
+    pub type_id: u32,
 }
 
 /// The `BPF_OBJ_GET_INFO_BY_FD` part of `union bpf_attr`.
@@ -159,6 +224,11 @@ pub struct RawProgLoad<'a> {
     pub insns: &'a [Insn],
     /// Verifier log level used on the retry after a failure (the first try runs without a log).
     pub log_level: u32,
+    /// Tracing programs: the program traced (`attach_prog_fd`) and its function's BTF type
+    /// id in that program's BTF (`attach_btf_id`).
+    pub attach: Option<(BorrowedFd<'a>, u32)>,
+    /// The program's own BTF and its function records.
+    pub btf: Option<(BorrowedFd<'a>, &'a [FuncInfo])>,
 }
 
 /// Largest verifier log buffer every kernel accepts (`UINT_MAX >> 8` before 5.2).
@@ -185,13 +255,24 @@ pub fn prog_load(p: &RawProgLoad<'_>) -> Result<OwnedFd, (io::Error, String)> {
             expected_attach_type: p.expected_attach_type,
             ..Default::default()
         };
+        if let Some((target, btf_id)) = p.attach {
+            attr.attach_prog_fd = target.as_raw_fd() as u32;
+            attr.attach_btf_id = btf_id;
+        }
+        if let Some((btf, funcs)) = p.btf {
+            attr.prog_btf_fd = btf.as_raw_fd() as u32;
+            attr.func_info_rec_size = std::mem::size_of::<FuncInfo>() as u32;
+            attr.func_info = funcs.as_ptr() as u64;
+            attr.func_info_cnt = funcs.len() as u32;
+        }
         if !log.is_empty() {
             attr.log_level = p.log_level.max(1);
             attr.log_size = log.len() as u32;
             attr.log_buf = log.as_mut_ptr() as u64;
         }
-        // SAFETY: `attr` is the PROG_LOAD layout; `bytes`, `license` and `log` outlive the
-        // call, `insn_cnt`/`log_size` match their lengths, and only `log` is written to.
+        // SAFETY: `attr` is the PROG_LOAD layout; `bytes`, `license`, `log` and the func
+        // records outlive the call, `insn_cnt`/`log_size`/`func_info_cnt` match their
+        // lengths, the fds are borrowed for the call, and only `log` is written to.
         match unsafe { sys_bpf(BPF_PROG_LOAD, &mut attr) } {
             Ok(fd) => return Ok(owned_fd(fd)),
             Err(e) => {
@@ -244,6 +325,124 @@ pub fn link_create_kprobe_multi(
     // the kernel only reads them.
     let fd = unsafe { sys_bpf(BPF_LINK_CREATE, &mut attr)? };
     Ok(owned_fd(fd))
+}
+
+/// `BPF_LINK_CREATE` for a tracing (fentry/fexit) program, whose target was fixed at load
+/// time; kernels before 5.13 refuse it (EINVAL), then `BPF_RAW_TRACEPOINT_OPEN` without a
+/// name attaches it. Returns the link fd; closing it detaches.
+pub fn link_create_tracing(prog: BorrowedFd<'_>, attach_type: u32) -> io::Result<OwnedFd> {
+    let mut attr = LinkCreateTracingAttr {
+        prog_fd: prog.as_raw_fd() as u32,
+        attach_type,
+        ..Default::default()
+    };
+    // SAFETY: `attr` is the LINK_CREATE layout and holds no pointers.
+    match unsafe { sys_bpf(BPF_LINK_CREATE, &mut attr) } {
+        Ok(fd) => Ok(owned_fd(fd)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            let mut attr = RawTracepointOpenAttr {
+                prog_fd: prog.as_raw_fd() as u32,
+                ..Default::default()
+            };
+            // SAFETY: `attr` is the RAW_TRACEPOINT_OPEN layout; `name` 0 is no name.
+            let fd = unsafe { sys_bpf(BPF_RAW_TRACEPOINT_OPEN, &mut attr)? };
+            Ok(owned_fd(fd))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The `BPF_OBJ_PIN` part of `union bpf_attr`.
+#[repr(C)]
+#[derive(Default)]
+struct ObjPinAttr {
+    pathname: u64,
+    bpf_fd: u32,
+    file_flags: u32,
+}
+
+/// `BPF_OBJ_PIN`: pins the object behind `fd` at `path` in a bpffs.
+pub fn obj_pin(fd: BorrowedFd<'_>, path: &std::ffi::CStr) -> io::Result<()> {
+    let mut attr = ObjPinAttr {
+        pathname: path.as_ptr() as u64,
+        bpf_fd: fd.as_raw_fd() as u32,
+        file_flags: 0,
+    };
+    // SAFETY: `attr` is the OBJ_PIN layout; `path` is NUL-terminated and outlives the call.
+    unsafe { sys_bpf(BPF_OBJ_PIN, &mut attr)? };
+    Ok(())
+}
+
+/// `BPF_PROG_GET_NEXT_ID`: the id of the loaded program after `start` (0: the first);
+/// `None` after the last.
+pub fn prog_next_id(start: u32) -> io::Result<Option<u32>> {
+    let mut attr = GetIdAttr {
+        id: start,
+        ..Default::default()
+    };
+    // SAFETY: `attr` is the GET_NEXT_ID layout and holds no pointers; the kernel writes
+    // `next_id` inside it.
+    match unsafe { sys_bpf(BPF_PROG_GET_NEXT_ID, &mut attr) } {
+        Ok(_) => Ok(Some(attr.next_id)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `BPF_PROG_GET_FD_BY_ID`: a new fd for program `id` (ENOENT when it is gone).
+pub fn prog_fd_by_id(id: u32) -> io::Result<OwnedFd> {
+    let mut attr = GetIdAttr {
+        id,
+        ..Default::default()
+    };
+    // SAFETY: `attr` is the GET_FD_BY_ID layout and holds no pointers.
+    let fd = unsafe { sys_bpf(BPF_PROG_GET_FD_BY_ID, &mut attr)? };
+    Ok(owned_fd(fd))
+}
+
+/// `BPF_BTF_LOAD` of a raw BTF blob; on failure the errno and the kernel's BTF log.
+pub fn btf_load(blob: &[u8]) -> Result<OwnedFd, (io::Error, String)> {
+    let mut log = vec![0u8; 64 << 10];
+    let mut attr = BtfLoadAttr {
+        btf: blob.as_ptr() as u64,
+        btf_size: blob.len() as u32,
+        ..Default::default()
+    };
+    // SAFETY: `attr` is the BTF_LOAD layout; `blob` outlives the call and is only read.
+    match unsafe { sys_bpf(BPF_BTF_LOAD, &mut attr) } {
+        Ok(fd) => Ok(owned_fd(fd)),
+        Err(first) => {
+            attr.btf_log_buf = log.as_mut_ptr() as u64;
+            attr.btf_log_size = log.len() as u32;
+            attr.btf_log_level = 1;
+            // SAFETY: as above, and `log` is writable for `btf_log_size` bytes.
+            let _ = unsafe { sys_bpf(BPF_BTF_LOAD, &mut attr) };
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+            Err((first, String::from_utf8_lossy(&log[..end]).into_owned()))
+        }
+    }
+}
+
+/// The first function record of the program behind `fd` (its main function), when the
+/// program was loaded with BTF.
+pub fn prog_main_func(fd: BorrowedFd<'_>) -> io::Result<Option<FuncInfo>> {
+    let mut first = FuncInfo::default();
+    let mut info = RawProgInfo {
+        nr_func_info: 1,
+        func_info_rec_size: std::mem::size_of::<FuncInfo>() as u32,
+        func_info: &mut first as *mut FuncInfo as u64,
+        ..Default::default()
+    };
+    let mut attr = InfoByFdAttr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: std::mem::size_of::<RawProgInfo>() as u32,
+        info: &mut info as *mut RawProgInfo as u64,
+    };
+    // SAFETY: `attr` is the GET_INFO_BY_FD layout; `info` is writable for `info_len` bytes
+    // and the kernel writes at most `nr_func_info` (1) records of `func_info_rec_size`
+    // bytes to `first`.
+    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)? };
+    Ok((info.nr_func_info > 0 && info.btf_id != 0).then_some(first))
 }
 
 /// `BPF_OBJ_GET_INFO_BY_FD` on a program fd, plus the ids of the maps it uses.
@@ -366,5 +565,21 @@ mod tests {
             TRACE_KPROBE_MULTI,
             g::bpf_attach_type::BPF_TRACE_KPROBE_MULTI as u32
         );
+        assert_eq!(TRACE_FENTRY, g::bpf_attach_type::BPF_TRACE_FENTRY as u32);
+        assert_eq!(TRACE_FEXIT, g::bpf_attach_type::BPF_TRACE_FEXIT as u32);
+        assert_eq!(
+            PROG_TYPE_TRACING,
+            g::bpf_prog_type::BPF_PROG_TYPE_TRACING as u32
+        );
+        assert_eq!(
+            PROG_TYPE_SCHED_CLS,
+            g::bpf_prog_type::BPF_PROG_TYPE_SCHED_CLS as u32
+        );
+        assert_eq!(offset_of!(ProgLoadAttr, prog_btf_fd), 72);
+        assert_eq!(offset_of!(ProgLoadAttr, attach_btf_id), 108);
+        assert_eq!(offset_of!(ProgLoadAttr, attach_prog_fd), 112);
+        assert_eq!(offset_of!(LinkCreateTracingAttr, target_btf_id), 16);
+        assert_eq!(offset_of!(BtfLoadAttr, btf_log_level), 24);
+        assert_eq!(size_of::<FuncInfo>(), size_of::<g::bpf_func_info>());
     }
 }

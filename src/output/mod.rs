@@ -306,8 +306,8 @@ impl Printer {
         });
     }
 
-    /// FUNC: probe name or kallsyms symbol (else `0x<addr>`), what the sections append
-    /// (the drop reason), then `(tc)` / `(xdp)` for BPF-program events.
+    /// FUNC: probe name or kallsyms symbol (else `0x<addr>`), `(tc)` / `(xdp)` for
+    /// BPF-program events, then what the sections append (the drop reason, the verdict).
     fn func(&self, ev: &Event, buf: &mut String) {
         let names = &self.names;
         buf.clear();
@@ -326,13 +326,13 @@ impl Printer {
             push_hex_prefixed(buf, ev.probe_addr);
             ""
         };
-        for p in &self.table[TableAt::Func as usize] {
-            p.section.func(names, ev, key, buf);
-        }
         match ev.kind {
             EventKind::Tc => buf.push_str("(tc)"),
             EventKind::Xdp => buf.push_str("(xdp)"),
             EventKind::Kprobe | EventKind::KprobeMulti | EventKind::Tracepoint => {}
+        }
+        for p in &self.table[TableAt::Func as usize] {
+            p.section.func(names, ev, key, buf);
         }
     }
 }
@@ -666,6 +666,10 @@ impl EventSink for Output {
         // buffer is drained at least every `RING_POLL_INTERVAL` while events come.
         self.flush_pcap()?;
         self.flush()
+    }
+
+    fn probe_named(&mut self, addr: u64, name: String) {
+        self.printer.names.probe_names.insert(addr, name);
     }
 
     fn lost(&mut self, newly_lost: u64, total: u64) -> io::Result<()> {

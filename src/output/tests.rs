@@ -7,6 +7,7 @@ use super::sections::drop_reason::DropReason;
 use super::sections::skb_cb::SkbCb;
 use super::sections::skb_dump::{set_texts, SkbDump};
 use super::sections::skb_metadata::SkbMetadata;
+use super::sections::verdict::Verdict;
 use super::sections::{SkbMeta, Tuple};
 use super::*;
 use crate::btf::{Field, ScalarKind};
@@ -208,6 +209,7 @@ fn table_lines() {
     tracepoint.set(Some(DropReason(6)));
     let mut tc = ipv4_event(0xffffffffc0a01000);
     tc.kind = EventKind::Tc;
+    let tc_exit = tc.clone().with(Verdict(2));
     let mut softirq = event(0xffffffff81a05000, None, meta(1, 0xa00, 0x0806, 65536, 28));
     softirq.pid = 0;
     softirq.cpu = 15;
@@ -237,6 +239,11 @@ fn table_lines() {
         (
             tc,
             "0xffff8881052b6ee8 1   ~/bin/curl:12345 4026531840 0             eth0:2      0x0800 1500  60    10.0.2.15:43216->1.0.0.1:8080(tcp) nft_do_chain[nf_tables](tc)\n",
+        ),
+        // The fexit line of a traced tc program: its verdict after the suffix.
+        (
+            tc_exit,
+            "0xffff8881052b6ee8 1   ~/bin/curl:12345 4026531840 0             eth0:2      0x0800 1500  60    10.0.2.15:43216->1.0.0.1:8080(tcp) nft_do_chain[nf_tables](tc)=TC_ACT_SHOT\n",
         ),
         // Non-IP: empty tuple padded to the widest tuple seen so far.
         (
@@ -485,6 +492,8 @@ fn json_lines() {
     let mut softirq = event(0xffffffff81a05000, None, meta(0, 0, 0x0806, 0, 28));
     softirq.pid = 0;
     softirq.cpu = 0;
+    let mut tc_exit = event(0xffffffffc0a01000, None, None).with(Verdict(7));
+    tc_exit.kind = EventKind::Tc;
     let v6 = event(
         0xffffffff81a03000,
         Some(v6_tuple("fd00::1", "2606:4700:4700::1001", 51234, 8080, 6)),
@@ -530,6 +539,12 @@ fn json_lines() {
             OutputOptions::default(),
             tracepoint,
             r#"{"skb":"0xffff8881052b6ee8","cpu":1,"process":"/usr/bin/curl:12345","func":"skb:kfree_skb(SKB_DROP_REASON_NETFILTER_DROP)","drop_reason":"SKB_DROP_REASON_NETFILTER_DROP"}"#,
+        ),
+        // A traced tc program's verdict: in `func` as the table shows it, and on its own.
+        (
+            OutputOptions::default(),
+            tc_exit,
+            r#"{"skb":"0xffff8881052b6ee8","cpu":1,"process":"/usr/bin/curl:12345","func":"nft_do_chain[nf_tables](tc)=TC_ACT_REDIRECT","verdict":"TC_ACT_REDIRECT"}"#,
         ),
     ];
     for (opts, ev, want) in table {

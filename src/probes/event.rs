@@ -16,7 +16,8 @@
 //! |     48 |    8 | `stack_id`     | i64 from `bpf_get_stackid` (`FLAG_STACK`)                    |
 //! |     56 |    8 | `param_second` | 2nd probed-function argument (`FLAG_ARGS`)                   |
 //! |     64 |    8 | `param_third`  | 3rd probed-function argument (`FLAG_ARGS`)                   |
-//! |     72 |    8 | `drop_reason`  | `enum skb_drop_reason` value (`FLAG_DROP_REASON`)            |
+//! |     72 |    8 | `drop_reason`  | `enum skb_drop_reason` value (`FLAG_DROP_REASON`), or the    |
+//! |        |      |                | traced BPF program's return value (`FLAG_VERDICT`, fexit)    |
 //! |     80 |    4 | `netns`        | netns inode (`FLAG_META`, all meta fields)                   |
 //! |     84 |    4 | `mark`         | `skb->mark`                                                  |
 //! |     88 |    4 | `ifindex`      | `skb->dev->ifindex` (0 without a device)                     |
@@ -105,8 +106,12 @@ pub const FLAG_SKB_METADATA: u16 = 1 << 7;
 pub const FLAG_SKB_DUMP: u16 = 1 << 8;
 /// `flags` bit: the `--output-skb-shared-info` text is at record offset `shinfo_text`.
 pub const FLAG_SHINFO_DUMP: u16 = 1 << 9;
+/// `flags` bit: `drop_reason` holds the return value of the traced BPF program (its
+/// verdict: `TC_ACT_*`, `XDP_*`), recorded by the fexit program.
+pub const FLAG_VERDICT: u16 = 1 << 10;
 /// Every defined flag bit.
 pub const FLAGS_ALL: u16 = FLAG_SKB_DUMP
+    | FLAG_VERDICT
     | FLAG_SHINFO_DUMP
     | FLAG_META
     | FLAG_TUPLE
@@ -142,6 +147,16 @@ impl EventKind {
             _ => return None,
         })
     }
+}
+
+/// Bit set in the `probe_addr` of events from BPF programs traced with fentry/fexit: the
+/// low 32 bits are the traced program's id (kernel addresses and tracepoint indexes never
+/// look like this).
+pub const BPF_PROG_PROBE_TAG: u64 = 1 << 48;
+
+/// The `probe_addr` events of traced BPF program `prog_id` carry.
+pub const fn bpf_prog_probe_addr(prog_id: u32) -> u64 {
+    BPF_PROG_PROBE_TAG | prog_id as u64
 }
 
 /// Mirror of the record as a C struct; only used to prove the offsets above are the

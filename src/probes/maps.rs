@@ -163,6 +163,16 @@ pub const RECORD_SCRATCH: &MapDef = &MapDef {
     max_entries: 1,
 };
 
+/// `--filter-trace-tc`: per CPU, the skb (`u64`) the fentry program on a tc program
+/// matched, for its fexit half (key `u32` 0; 0 when none).
+pub const TC_MATCHED: &MapDef = &MapDef {
+    name: "tc_matched",
+    kind: MapKind::PerCpuArray,
+    key_size: 4,
+    value_size: 8,
+    max_entries: 1,
+};
+
 impl MapDef {
     /// The same map with values of `value_size` bytes.
     pub const fn with_value_size(self, value_size: u32) -> MapDef {
@@ -171,7 +181,7 @@ impl MapDef {
 }
 
 /// Every map a probe program may reference.
-pub const ALL: [&MapDef; 8] = [
+pub const ALL: [&MapDef; 10] = [
     EVENTS,
     LOST,
     TRACKED_SKBS,
@@ -180,6 +190,8 @@ pub const ALL: [&MapDef; 8] = [
     CLONE_STASH,
     STACKS,
     RECORD_SCRATCH,
+    TC_MATCHED,
+    CLONE_PARENTS,
 ];
 
 #[cfg(test)]

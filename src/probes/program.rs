@@ -48,6 +48,14 @@ pub enum Attachment {
     /// Events are reported as `Tracepoint` with id 0 and no arguments; `--output-stack`
     /// is refused (`bpf_get_stackid` needs a `pt_regs` context).
     SkbContext,
+    /// fentry (`exit: false`) or fexit (`exit: true`) on a tc BPF program, loaded as
+    /// `BPF_PROG_TYPE_TRACING`: the context is the traced program's arguments as u64s, the
+    /// first its `struct __sk_buff *` (which is the kernel's `struct sk_buff *`); fexit
+    /// finds the program's return value after them. fentry runs the filter chain and
+    /// remembers a matching skb for this CPU (map `tc_matched`); fexit reports only that
+    /// skb, with the verdict. `prog_id` names the traced program in events
+    /// ([`super::event::bpf_prog_probe_addr`]).
+    TcProgram { prog_id: u32, exit: bool },
 }
 
 /// `skb_arg` of an [`Attachment::Kprobe`] on a function that takes no skb.
@@ -289,7 +297,8 @@ impl<'a> Gen<'a> {
                 ..
             }
         );
-        let by_stack = self.o.track_stackid.map(|st| {
+        let tc_exit = matches!(self.at, Attachment::TcProgram { exit: true, .. });
+        let by_stack = self.o.track_stackid.filter(|_| !tc_exit).map(|st| {
             emit_stack_identity(
                 &mut self.a,
                 self.at,
@@ -326,12 +335,28 @@ impl<'a> Gen<'a> {
                 bpf!(into &mut self.a; r7 = *(u64 *)(r6 + arg););
             }
             Attachment::SkbContext => bpf!(into &mut self.a; r7 = r6;),
+            Attachment::TcProgram { .. } => bpf!(into &mut self.a; r7 = *(u64 *)(r6 + 0);),
         }
         let pre = self.span(&self.pre_filter_fields());
         let post = self.span(&self.post_filter_fields());
         let emit_event = self.a.named_label("emit");
+        if tc_exit {
+            // The skb the fentry half matched on this CPU, once: no filters, no tracking.
+            bpf!(into &mut self.a;
+                if r7 == 0 goto (out);
+                *(u32 *)(r10 + SLOT_VALUE) = 0;
+            );
+            lookup(&mut self.a, maps::TC_MATCHED, SLOT_VALUE);
+            bpf!(into &mut self.a;
+                if r0 == 0 goto (out);
+                r1 = *(u64 *)(r0 + 0);
+                if r1 != r7 goto (out);
+                *(u64 *)(r0 + 0) = 0;
+            );
+            self.unfiltered_skb(post)?;
+        }
         // A non-skb function has no skb of its own to filter: only the stack's.
-        if !non_skb {
+        if !non_skb && !tc_exit {
             bpf!(into &mut self.a; if r7 == 0 goto (out););
 
             // The non-matching path reads only what the filters need: the skb fields of the
@@ -384,6 +409,17 @@ impl<'a> Gen<'a> {
             self.unfiltered_skb(post)?;
         }
         bpf!(into &mut self.a; (emit_event):);
+        if let Attachment::TcProgram { exit: false, .. } = self.at {
+            // For the fexit half: this CPU's program run is on this skb.
+            let skip = self.a.label();
+            bpf!(into &mut self.a; *(u32 *)(r10 + SLOT_VALUE) = 0;);
+            lookup(&mut self.a, maps::TC_MATCHED, SLOT_VALUE);
+            bpf!(into &mut self.a;
+                if r0 == 0 goto (skip);
+                *(u64 *)(r0 + 0) = r7;
+              (skip):
+            );
+        }
         self.event()?;
         bpf!(into &mut self.a;
           (out):
@@ -855,7 +891,7 @@ pub fn emit_stack_identity(
             *(u64 *)(r10 + slot) = r1;
         ),
         // A pointer cannot be masked; reading its spilled copy back gives its value.
-        Attachment::Tracepoint { .. } | Attachment::SkbContext => {
+        Attachment::Tracepoint { .. } | Attachment::TcProgram { .. } | Attachment::SkbContext => {
             let on_stack = if *at == Attachment::SkbContext {
                 R10
             } else {
@@ -948,6 +984,7 @@ pub fn build_untrack_with(
         }
         // r1 is the skb already.
         Attachment::SkbContext => {}
+        Attachment::TcProgram { .. } => bpf!(into a; r1 = *(u64 *)(r1 + 0);),
     }
     bpf!(into a;
         if r1 == 0 goto (out);

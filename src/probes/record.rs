@@ -10,7 +10,10 @@ use crate::asm::{Asm, Label, Reg, Size};
 use crate::bpf;
 use crate::btf::{Field, PtRegsLayout, SkBuffLayout, SkbLayout};
 
-use super::event::{off, EventKind, COMM_LEN, EVENT_SIZE, FLAG_ARGS, FLAG_DROP_REASON};
+use super::event::{
+    bpf_prog_probe_addr, off, EventKind, COMM_LEN, EVENT_SIZE, FLAG_ARGS, FLAG_DROP_REASON,
+    FLAG_VERDICT,
+};
 use super::maps::{self, MapDef};
 use super::program::{Attachment, ProbeError};
 
@@ -347,6 +350,7 @@ fn header(a: &mut Asm, env: &RecordEnv<'_>) -> u16 {
         Attachment::Kprobe { .. } => (EventKind::Kprobe, FLAG_ARGS),
         Attachment::Tracepoint { .. } => (EventKind::Tracepoint, FLAG_ARGS),
         Attachment::SkbContext => (EventKind::Tracepoint, 0),
+        Attachment::TcProgram { .. } => (EventKind::Tc, 0),
     };
     let kind = kind as u16;
     bpf!(into a;
@@ -419,6 +423,21 @@ fn header(a: &mut Asm, env: &RecordEnv<'_>) -> u16 {
         }
         // probe_addr stays 0: the record was zeroed.
         Attachment::SkbContext => {}
+        Attachment::TcProgram { prog_id, exit } => {
+            let addr = i128::from(bpf_prog_probe_addr(*prog_id));
+            bpf!(into a;
+                r1 = addr ll;
+                *(u64 *)(r8 + off::PROBE_ADDR) = r1;
+            );
+            // fexit: the program's return value follows its one argument.
+            if *exit {
+                bpf!(into a;
+                    r1 = *(u64 *)(r6 + 8);
+                    *(u64 *)(r8 + off::DROP_REASON) = r1;
+                );
+                return flags | FLAG_VERDICT;
+            }
+        }
     }
     flags
 }

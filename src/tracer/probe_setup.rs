@@ -148,8 +148,11 @@ fn skb_dump_options(out: &OutputSettings, btf: &KernelBtf) -> Result<Option<SkbD
 }
 
 /// The maps the programs share; `follows_clones`: the clone stash of the clone probes.
-pub fn map_specs(opts: &ProbeOptions, follows_clones: bool) -> Vec<MapSpec> {
+pub fn map_specs(opts: &ProbeOptions, follows_clones: bool, trace_tc: bool) -> Vec<MapSpec> {
     let mut m = vec![maps::EVENTS, maps::LOST];
+    if trace_tc {
+        m.push(maps::TC_MATCHED);
+    }
     if opts.track_skb {
         m.push(maps::TRACKED_SKBS);
     }
@@ -215,7 +218,7 @@ mod tests {
     fn maps_follow_the_options() {
         let none = ProbeOptions::new(crate::btf::test_facts(crate::btf::KernelArch::X86_64));
         let names = |opts: &ProbeOptions, clones| -> Vec<String> {
-            map_specs(opts, clones)
+            map_specs(opts, clones, false)
                 .into_iter()
                 .map(|m| m.name)
                 .collect()
@@ -250,7 +253,7 @@ mod tests {
             }),
             ..none.clone()
         };
-        let specs = map_specs(&pcap, false);
+        let specs = map_specs(&pcap, false, false);
         let scratch = specs
             .iter()
             .find(|m| m.name == maps::RECORD_SCRATCH.name)
@@ -259,5 +262,13 @@ mod tests {
         // rounded up to 8.
         assert_eq!(scratch.value_size, 8 + 216 + 16 + 104);
         assert_eq!(scratch.kind, crate::load::MapKind::PerCpuArray);
+        let tc: Vec<String> = map_specs(&none, false, true)
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        assert_eq!(
+            tc,
+            [maps::EVENTS.name, maps::LOST.name, maps::TC_MATCHED.name]
+        );
     }
 }

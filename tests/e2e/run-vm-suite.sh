@@ -18,6 +18,8 @@
 #   E2E_TESTS_6_1, E2E_TESTS_6_12   test selection for one kernel only
 #   E2E_LOG_DIR       also save each kernel's full output as LOG_DIR/vm-suite-<kernel>.log
 #   E2E_PARALLEL=1    boot the kernels concurrently (needs >= 2 free host CPUs)
+#   E2E_FIXTURE       the e2e_fixture example binary (default: examples/e2e_fixture
+#                     next to PWRU_BINARY, when built), shipped for trace-tc
 #   PWRU_VM_TIMEOUT   limit per VM boot in seconds (default 3600)
 #   and the PWRU_VM_* variables of tests/vm/run-in-vm.sh
 
@@ -50,6 +52,9 @@ done
 # tcpdump (when the host has it) for the packet-socket clone scenario.
 extra_files=()
 if command -v tcpdump >/dev/null 2>&1; then extra_files+=("$(command -v tcpdump)"); fi
+# The BPF programs the trace-tc scenario traces (cargo build --example e2e_fixture).
+fixture=${E2E_FIXTURE:-$(dirname "$pwru")/examples/e2e_fixture}
+if [[ -x $fixture ]]; then extra_files+=("$fixture:/files/e2e_fixture"); fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/pwru-vm-suite.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT

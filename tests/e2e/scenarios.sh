@@ -30,6 +30,8 @@
 #   E2E_SCENARIO_ONLY=1  no tracer: check that the scenario's rules count drops
 #   E2E_VERBOSE=1      print every log, not only those of failed tests
 #   E2E_NS1, E2E_NS2   names of the two namespaces (ns1, ns2)
+#   E2E_FIXTURE        the e2e_fixture example (BPF programs to trace), for
+#                      trace-tc (/files/e2e_fixture, shipped by run-vm-suite.sh)
 #   E2E_GLOBAL_LEAK_CHECK=0  only check the BPF objects the tracer owned (for
 #                      hosts where other processes load BPF programs); the
 #                      default also compares system-wide counts before/after
@@ -44,11 +46,12 @@ E2E_VERBOSE=${E2E_VERBOSE:-0}
 E2E_NS1=${E2E_NS1:-ns1}
 E2E_NS2=${E2E_NS2:-ns2}
 E2E_GLOBAL_LEAK_CHECK=${E2E_GLOBAL_LEAK_CHECK:-1}
+E2E_FIXTURE=${E2E_FIXTURE:-/files/e2e_fixture}
 
 E2E_ALL_TESTS="basic-ipv4 basic-ipv6 advanced-ipv4 advanced-ipv6 pcap-filter-stack \
 filter-track-skb filter-track-skb-clones filter-track-skb-by-stackid filter-non-skb-funcs \
 filter-arp filter-ifname \
-filter-nomatch kprobe-multi-basic tunnel-vxlan tunnel-geneve summary journey journey-clones pcap-output"
+filter-nomatch kprobe-multi-basic tunnel-vxlan tunnel-geneve summary journey journey-clones pcap-output trace-tc trace-tc-later"
 
 # Tests for a host kernel without kprobes (tracepoint backend), run by
 # tests/e2e/host-suite.sh: the drop must carry its reason.
@@ -536,6 +539,62 @@ e2e_test_kprobe_multi_basic() {
         return
     fi
     e2e_basic_v4 kprobe-multi-basic --backend=kprobe-multi
+}
+
+# --- BPF programs traced with fentry/fexit ---------------------------------------
+# e2e_tc_fixture_up PORT: the fixture tc program (our assembler, with BTF) dropping
+# TCP to PORT on veth2's ingress in ns2, attached with tc from a pin in a private
+# bpffs (ip netns exec remounts /sys, not /run); the pin is gone once attached.
+E2E_BPFFS=/run/e2e-bpf
+e2e_tc_fixture_up() {
+    [ -x "$E2E_FIXTURE" ] || { echo "no fixture binary $E2E_FIXTURE (cargo build --example e2e_fixture)"; return 1; }
+    mkdir -p "$E2E_BPFFS" && mount -t bpf bpf "$E2E_BPFFS" || return 1
+    "$E2E_FIXTURE" tc-drop-tcp "$1" "$E2E_BPFFS/drop_tcp" >/dev/null || return 1
+    e2e_in "$E2E_NS2" tc qdisc add dev veth2 clsact || return 1
+    e2e_in "$E2E_NS2" tc filter add dev veth2 ingress bpf object-pinned "$E2E_BPFFS/drop_tcp" da || return 1
+    rm -f "$E2E_BPFFS/drop_tcp"
+}
+e2e_tc_fixture_down() {
+    e2e_in "$E2E_NS2" tc qdisc del dev veth2 clsact 2>/dev/null
+    rm -f "$E2E_BPFFS/drop_tcp"
+    umount "$E2E_BPFFS" 2>/dev/null
+    return 0
+}
+e2e_traffic_v4_8084() { e2e_connect 10.0.0.2 8084; }
+
+# The fixture's drops show inside the program, by name with (tc), with the tuple,
+# and its fexit line with the verdict; nothing of ours stays attached (e2e_trace).
+e2e_test_trace_tc() {
+    if ! e2e_tc_fixture_up 8084; then
+        e2e_fail trace-tc "cannot attach the tc fixture"
+        e2e_tc_fixture_down
+        return
+    fi
+    e2e_trace trace-tc e2e_traffic_v4_8084 --filter-trace-tc --filter-func 'kfree_skb.*|sk_skb_reason_drop' \
+        'dst host 10.0.0.2 and tcp dst port 8084'
+    _e2e_tuple='10\.0\.0\.1:[0-9]+->10\.0\.0\.2:8084\(tcp\)'
+    e2e_verdict trace-tc "$_e2e_tuple" 'e2e_drop_tcp\(tc\)([^=]|$)'
+    e2e_verdict trace-tc-verdict "$_e2e_tuple" 'e2e_drop_tcp\(tc\)=TC_ACT_SHOT'
+    e2e_tc_fixture_down
+}
+
+# A tc program loaded after the tracer is ready is traced too (the tracer polls
+# the program list every second); it is detached again before the tracer exits.
+e2e_traffic_tc_later() {
+    if ! e2e_tc_fixture_up 8085; then
+        echo "trace-tc-later: cannot attach the tc fixture"
+        e2e_tc_fixture_down
+        return 0
+    fi
+    sleep 3
+    e2e_connect 10.0.0.2 8085
+    sleep 1
+    e2e_tc_fixture_down
+}
+e2e_test_trace_tc_later() {
+    e2e_trace trace-tc-later e2e_traffic_tc_later --filter-trace-tc --filter-func 'kfree_skb.*|sk_skb_reason_drop' \
+        'dst host 10.0.0.2 and tcp dst port 8085'
+    e2e_verdict trace-tc-later '10\.0\.0\.1:[0-9]+->10\.0\.0\.2:8085\(tcp\)' 'e2e_drop_tcp\(tc\)=TC_ACT_SHOT'
 }
 
 # Host variants: the drop is reported with its reason (which function or

@@ -24,6 +24,7 @@ pub mod skb_metadata;
 pub mod stack;
 pub mod tunnel;
 pub mod tuple;
+pub mod verdict;
 
 use std::sync::Arc;
 
@@ -43,6 +44,7 @@ pub use tuple::Tuple;
 pub const REGISTRY: &[Activate] = &[
     activate::<caller::CallerSection>,
     activate::<drop_reason::DropReasonSection>,
+    activate::<verdict::VerdictSection>,
     activate::<meta::MetaSection>,
     activate::<skb_cb::SkbCbSection>,
     activate::<netns_name::NetnsNameSection>,

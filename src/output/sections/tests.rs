@@ -56,6 +56,7 @@ fn every_section_turns_on_and_records_in_registry_order() {
         [
             "CallerSection",
             "DropReasonSection",
+            "VerdictSection",
             "MetaSection",
             "SkbCbSection",
             "NetnsNameSection",
@@ -70,15 +71,15 @@ fn every_section_turns_on_and_records_in_registry_order() {
     );
     let record: Vec<String> = all.record().iter().map(|s| format!("{s:?}")).collect();
     assert_eq!(record.len(), 10, "{record:?}: not the print-only ones");
-    let tunnel = all.iter().nth(9).unwrap().tail_bytes();
-    let clone_parent = all.iter().nth(10).unwrap().tail_bytes();
+    let tunnel = all.iter().nth(10).unwrap().tail_bytes();
+    let clone_parent = all.iter().nth(11).unwrap().tail_bytes();
     assert_eq!(
         all.variable_at(),
         Some(EVENT_SIZE + 2 * 4096 + tunnel + clone_parent),
         "the packet bytes end the record"
     );
     assert_eq!(all.maps().len(), 2, "the stack map, the clone parents");
-    let dump = all.iter().nth(8).unwrap();
+    let dump = all.iter().nth(9).unwrap();
     assert_eq!(dump.tail_bytes(), 2 * 4096);
     let lines = all.table_at(TableAt::Lines);
     assert_eq!(lines.len(), 3, "stack, dump, tunnel");
@@ -128,7 +129,12 @@ fn pcap_output_records_the_meta_without_printing_it() {
     });
     assert_eq!(
         names(&pcap),
-        ["DropReasonSection", "MetaSection", "PcapSection"]
+        [
+            "DropReasonSection",
+            "VerdictSection",
+            "MetaSection",
+            "PcapSection"
+        ]
     );
     assert_eq!(pcap.record().len(), 2);
     assert!(pcap.table_at(TableAt::Columns).is_empty());
@@ -138,9 +144,9 @@ fn pcap_output_records_the_meta_without_printing_it() {
 }
 
 #[test]
-fn defaults_print_the_drop_reason_only() {
+fn defaults_print_the_drop_reason_and_verdict_only() {
     let none = Sections::new(&OutputOptions::default());
-    assert_eq!(names(&none), ["DropReasonSection"]);
+    assert_eq!(names(&none), ["DropReasonSection", "VerdictSection"]);
     assert!(none.record().is_empty(), "nothing for the probe to record");
     assert!(none.maps().is_empty());
     // The NETNS NAME column needs the meta record, not its columns.
@@ -150,10 +156,15 @@ fn defaults_print_the_drop_reason_only() {
     });
     assert_eq!(
         names(&named),
-        ["DropReasonSection", "MetaSection", "NetnsNameSection"]
+        [
+            "DropReasonSection",
+            "VerdictSection",
+            "MetaSection",
+            "NetnsNameSection"
+        ]
     );
     assert_eq!(named.record().len(), 1);
-    let meta = named.iter().nth(1).unwrap();
+    let meta = named.iter().nth(2).unwrap();
     assert!(meta.table_at().is_empty() && meta.json_at().is_empty());
 }
 
@@ -164,6 +175,7 @@ fn parts_use_distinct_flag_bits_inside_the_fixed_record() {
     let flags = [
         caller::CallerAddr::FLAG,
         drop_reason::DropReason::FLAG,
+        verdict::Verdict::FLAG,
         meta::SkbMeta::FLAG,
         skb_cb::SkbCb::FLAG,
         stack::StackId::FLAG,

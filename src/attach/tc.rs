@@ -1,0 +1,172 @@
+//! `--filter-trace-tc`: fentry and fexit programs on every loaded tc (`SCHED_CLS`) BPF
+//! program, next to the backend's probes; the set follows programs loaded and unloaded later.
+//!
+//! The fentry program is the probe program of [`Attachment::TcProgram`] (the full filter
+//! chain on the program's skb); its fexit twin reports the verdict of the runs it matched.
+//! Programs without BTF cannot be traced (fentry needs their function's type) and are
+//! counted; our own programs are never traced.
+
+use std::collections::{BTreeMap, HashSet};
+use std::os::fd::AsFd;
+
+use crate::load::{self, BpfProgram, LoadError, RawMaps, TraceTarget, TracingLink};
+use crate::probes::event::bpf_prog_probe_addr;
+use crate::probes::Attachment;
+
+use super::{AttachError, BuildFn};
+
+/// Kernel names of our tracing programs.
+const ENTRY_NAME: &str = "pwru_tc_entry";
+const EXIT_NAME: &str = "pwru_tc_exit";
+
+/// A traced tc program: its name and the two attached programs (dropping them detaches).
+#[derive(Debug)]
+struct Traced {
+    name: String,
+    entry: TracingLink,
+    exit: TracingLink,
+}
+
+/// What one [`TcTracer::sync`] changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TcSync {
+    /// Programs traced from now on: (probe address of their events, FUNC name).
+    pub added: Vec<(u64, String)>,
+    /// Names of traced programs that were unloaded.
+    pub gone: Vec<String>,
+    /// Names of programs skipped for lack of BTF, seen for the first time.
+    pub no_btf: Vec<String>,
+    /// Programs the kernel refused to trace, seen for the first time, with the reason.
+    pub refused: Vec<(String, String)>,
+}
+
+/// The tc programs traced, and those that could not be.
+#[derive(Debug)]
+pub struct TcTracer {
+    maps: RawMaps,
+    /// Our own programs' ids.
+    own: HashSet<u32>,
+    traced: BTreeMap<u32, Traced>,
+    /// Programs seen and not traced (no BTF, or refused): not tried again.
+    untraceable: HashSet<u32>,
+    level: load::VerifierLogLevel,
+}
+
+impl TcTracer {
+    /// A tracer loading its programs with `maps`, never tracing the programs in `own`.
+    pub fn new(maps: RawMaps, own: HashSet<u32>, level: load::VerifierLogLevel) -> Self {
+        TcTracer {
+            maps,
+            own,
+            traced: BTreeMap::new(),
+            untraceable: HashSet::new(),
+            level,
+        }
+    }
+
+    /// Programs traced now.
+    pub fn traced(&self) -> usize {
+        self.traced.len()
+    }
+
+    /// Programs seen that cannot be traced.
+    pub fn untraceable(&self) -> usize {
+        self.untraceable.len()
+    }
+
+    /// Attaches to every tc program not traced yet and forgets the ones no longer listed
+    /// (a traced program stays listed: our link holds it until [`TcTracer::detach`]).
+    /// A program the kernel refuses is reported and skipped; failing to list the programs
+    /// or to build our own is an error.
+    pub fn sync(&mut self, build: &mut BuildFn<'_>) -> Result<TcSync, AttachError> {
+        let programs = load::bpf_programs(load::tracing::PROG_TYPE_SCHED_CLS)
+            .map_err(AttachError::ListPrograms)?;
+        let mut out = TcSync::default();
+        let live: HashSet<u32> = programs.iter().map(|p| p.id).collect();
+        let gone: Vec<u32> = self
+            .traced
+            .keys()
+            .copied()
+            .filter(|id| !live.contains(id))
+            .collect();
+        for id in gone {
+            if let Some(t) = self.traced.remove(&id) {
+                out.gone.push(t.name);
+            }
+        }
+        self.untraceable.retain(|id| live.contains(id));
+        for p in programs {
+            if self.own.contains(&p.id)
+                || self.traced.contains_key(&p.id)
+                || self.untraceable.contains(&p.id)
+            {
+                continue;
+            }
+            let Some(main_func) = p.main_func else {
+                self.untraceable.insert(p.id);
+                out.no_btf.push(p.name);
+                continue;
+            };
+            match self.trace(&p, main_func, build) {
+                Ok(t) => {
+                    out.added.push((bpf_prog_probe_addr(p.id), t.name.clone()));
+                    self.traced.insert(p.id, t);
+                }
+                // Unloaded between listing and loading: gone, not refused.
+                Err(AttachError::Load(LoadError::Rejected { errno, .. }))
+                    if errno.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(AttachError::Load(e)) => {
+                    self.untraceable.insert(p.id);
+                    out.refused.push((p.name, e.to_string()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    fn trace(
+        &self,
+        p: &BpfProgram,
+        main_func: u32,
+        build: &mut BuildFn<'_>,
+    ) -> Result<Traced, AttachError> {
+        let target = TraceTarget {
+            prog_id: p.id,
+            main_func,
+        };
+        let mut half = |exit: bool, name: &str| -> Result<TracingLink, AttachError> {
+            let program = build(&Attachment::TcProgram {
+                prog_id: p.id,
+                exit,
+            })?;
+            Ok(load::load_tracing(
+                &self.maps, name, &program, target, exit, self.level,
+            )?)
+        };
+        // fexit first: an fentry match never waits for a fexit that is not there yet.
+        let exit = half(true, EXIT_NAME)?;
+        let entry = half(false, ENTRY_NAME)?;
+        Ok(Traced {
+            name: p.name.clone(),
+            entry,
+            exit,
+        })
+    }
+
+    /// Runs of our programs the kernel skipped because a BPF program was already running
+    /// on that CPU (their `recursion_misses`).
+    pub fn missed_hits(&self) -> u64 {
+        self.traced
+            .values()
+            .flat_map(|t| [&t.entry, &t.exit])
+            .filter_map(|l| load::prog_info(l.prog.as_fd()).ok())
+            .map(|info| info.recursion_misses)
+            .sum()
+    }
+
+    /// Detaches and unloads every tracing program.
+    pub fn detach(&mut self) {
+        self.traced.clear();
+    }
+}

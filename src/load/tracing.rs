@@ -1,0 +1,246 @@
+//! fentry/fexit on BPF programs: the loaded programs a tracer can attach to (ids, type,
+//! name, main function's BTF id), loading our tracing programs against one, and their links.
+//! aya has no API for `attach_prog_fd`; everything here goes through `sys`.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use crate::asm::Program;
+
+use super::func_btf::{func_btf, FUNC_TYPE_ID};
+use super::{sys, ElfError, LoadError, LoadedObject, ObjectError, VerifierLog, VerifierLogLevel};
+
+/// `BPF_PROG_TYPE_SCHED_CLS`: tc programs (classic and tcx).
+pub const PROG_TYPE_SCHED_CLS: u32 = sys::PROG_TYPE_SCHED_CLS;
+
+/// A loaded BPF program as the tracer sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BpfProgram {
+    pub id: u32,
+    /// `enum bpf_prog_type`.
+    pub prog_type: u32,
+    /// The kernel's copy of its name (at most 15 bytes).
+    pub name: String,
+    /// The BTF type id of its main function in its own BTF; `None` without BTF.
+    pub main_func: Option<u32>,
+}
+
+/// The loaded programs of type `prog_type`, by id. Programs that go away while they are
+/// listed are left out.
+pub fn bpf_programs(prog_type: u32) -> io::Result<Vec<BpfProgram>> {
+    let mut out = Vec::new();
+    let mut id = 0;
+    while let Some(next) = sys::prog_next_id(id)? {
+        id = next;
+        let fd = match sys::prog_fd_by_id(id) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e),
+        };
+        let (info, _) = sys::prog_info(fd.as_fd())?;
+        if info.prog_type != prog_type {
+            continue;
+        }
+        let end = info.name.iter().position(|&b| b == 0).unwrap_or(16);
+        out.push(BpfProgram {
+            id,
+            prog_type: info.prog_type,
+            name: String::from_utf8_lossy(&info.name[..end]).into_owned(),
+            main_func: sys::prog_main_func(fd.as_fd())?.map(|f| f.type_id),
+        });
+    }
+    Ok(out)
+}
+
+/// Map fds for programs loaded after the object (duplicates: the object's maps may be
+/// taken out of it, e.g. the ring buffer by the event loop).
+#[derive(Debug)]
+pub struct RawMaps(HashMap<String, OwnedFd>);
+
+impl LoadedObject {
+    /// Duplicates of every map fd of the object, for [`load_tracing`].
+    pub fn raw_maps(&self) -> Result<RawMaps, ObjectError> {
+        let mut fds = HashMap::new();
+        for (name, _) in self.ebpf().maps() {
+            let fd =
+                self.map_fd(name)?
+                    .try_clone_to_owned()
+                    .map_err(|source| ObjectError::Syscall {
+                        what: "dup of a map fd",
+                        program: name.to_string(),
+                        source,
+                    })?;
+            fds.insert(name.to_string(), fd);
+        }
+        Ok(RawMaps(fds))
+    }
+}
+
+/// The instructions of `program` with the fds of the maps it references patched in.
+pub(super) fn with_map_fds(
+    name: &str,
+    program: &Program,
+    fd_of: impl Fn(&str) -> Option<i32>,
+) -> Result<Vec<crate::asm::Insn>, ElfError> {
+    let mut insns = program.insns.clone();
+    for r in &program.map_refs {
+        let fd = fd_of(&r.map).ok_or_else(|| ElfError::UnknownMap {
+            program: name.to_string(),
+            map: r.map.clone(),
+        })?;
+        insns[r.insn_index].src = crate::asm::insn::op::PSEUDO_MAP_FD;
+        insns[r.insn_index].imm = fd;
+        insns[r.insn_index + 1].imm = 0;
+    }
+    Ok(insns)
+}
+
+/// What to trace: a program by id and its main function's BTF type id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceTarget {
+    pub prog_id: u32,
+    pub main_func: u32,
+}
+
+/// A tracing program attached to its target: closing it (drop) detaches and unloads.
+#[derive(Debug)]
+pub struct TracingLink {
+    pub link: OwnedFd,
+    pub prog: OwnedFd,
+}
+
+/// Loads `program` as fentry (`exit` false) or fexit on `target` with `maps`, and
+/// attaches it. A target that went away is `LoadError::Rejected` with ENOENT.
+pub fn load_tracing(
+    maps: &RawMaps,
+    name: &str,
+    program: &Program,
+    target: TraceTarget,
+    exit: bool,
+    level: VerifierLogLevel,
+) -> Result<TracingLink, LoadError> {
+    let insns = with_map_fds(name, program, |m| maps.0.get(m).map(|fd| fd.as_raw_fd()))?;
+    let rejected = |errno: io::Error, log: String| LoadError::Rejected {
+        program: name.to_string(),
+        errno,
+        log: VerifierLog::new(log),
+    };
+    let target_fd = sys::prog_fd_by_id(target.prog_id).map_err(|e| rejected(e, String::new()))?;
+    let attach_type = if exit {
+        sys::TRACE_FEXIT
+    } else {
+        sys::TRACE_FENTRY
+    };
+    let prog = sys::prog_load(&sys::RawProgLoad {
+        prog_type: sys::PROG_TYPE_TRACING,
+        expected_attach_type: attach_type,
+        name,
+        insns: &insns,
+        log_level: level.bits(),
+        attach: Some((target_fd.as_fd(), target.main_func)),
+        btf: None,
+    })
+    .map_err(|(e, log)| rejected(e, log))?;
+    let link = sys::link_create_tracing(prog.as_fd(), attach_type)
+        .map_err(|e| rejected(e, String::new()))?;
+    Ok(TracingLink { link, prog })
+}
+
+/// Loads `program` (no maps) as a `SCHED_CLS` program with BTF naming its function
+/// `name` with a `struct __sk_buff *` argument, so that fentry/fexit can trace it.
+pub fn load_sched_cls_with_btf(name: &str, program: &Program) -> Result<OwnedFd, LoadError> {
+    let insns = with_map_fds(name, program, |_| None)?;
+    let rejected = |errno: io::Error, log: String| LoadError::Rejected {
+        program: name.to_string(),
+        errno,
+        log: VerifierLog::new(log),
+    };
+    let btf = sys::btf_load(&func_btf(name, "__sk_buff")).map_err(|(e, log)| rejected(e, log))?;
+    let funcs = [sys::FuncInfo {
+        insn_off: 0,
+        type_id: FUNC_TYPE_ID,
+    }];
+    sys::prog_load(&sys::RawProgLoad {
+        prog_type: sys::PROG_TYPE_SCHED_CLS,
+        expected_attach_type: 0,
+        name,
+        insns: &insns,
+        log_level: 1,
+        attach: None,
+        btf: Some((btf.as_fd(), &funcs)),
+    })
+    .map_err(|(e, log)| rejected(e, log))
+}
+
+/// Pins the program behind `fd` at `path` (in a bpffs), e.g. for `tc filter ... object-pinned`.
+pub fn pin_program(fd: BorrowedFd<'_>, path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    sys::obj_pin(fd, &path)
+}
+
+/// The id of the program behind `fd`.
+pub fn prog_id(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    Ok(sys::prog_info(fd)?.0.id)
+}
+
+/// Why fentry/fexit on BPF programs cannot be used here.
+#[derive(Debug, thiserror::Error)]
+pub enum TracingUnavailable {
+    #[error("loading a tracing (fentry) program is denied ({0})")]
+    Denied(io::Error),
+    #[error("this kernel cannot trace BPF programs with fentry/fexit (needs 5.5+ with BTF): {0}")]
+    KernelTooOld(String),
+}
+
+/// Trial: loads a two-instruction tc program with BTF and an fentry program on it, then
+/// unloads both. Tells whether [`load_tracing`] can work on this kernel.
+pub fn check_tracing() -> Result<(), TracingUnavailable> {
+    let _ = super::raise_rlimits();
+    let mut a = crate::asm::Asm::new();
+    a.mov64(crate::asm::Reg::R0, 0);
+    a.exit();
+    let prog = a
+        .finish()
+        .map_err(|e| TracingUnavailable::KernelTooOld(e.to_string()))?;
+    let denied = |e: &io::Error| matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES));
+    let target = match load_sched_cls_with_btf("pwru_trial", &prog) {
+        Ok(fd) => fd,
+        Err(LoadError::Rejected { errno, .. }) if denied(&errno) => {
+            return Err(TracingUnavailable::Denied(errno))
+        }
+        Err(e) => {
+            return Err(TracingUnavailable::KernelTooOld(format!(
+                "a tc program with BTF: {e}"
+            )))
+        }
+    };
+    let main_func = sys::prog_main_func(target.as_fd())
+        .ok()
+        .flatten()
+        .map(|f| f.type_id)
+        .ok_or_else(|| {
+            TracingUnavailable::KernelTooOld("no BTF function info on a loaded program".into())
+        })?;
+    match sys::prog_load(&sys::RawProgLoad {
+        prog_type: sys::PROG_TYPE_TRACING,
+        expected_attach_type: sys::TRACE_FENTRY,
+        name: "pwru_trial",
+        insns: &prog.insns,
+        log_level: 1,
+        attach: Some((target.as_fd(), main_func)),
+        btf: None,
+    }) {
+        Ok(_) => Ok(()),
+        Err((e, _)) if denied(&e) => Err(TracingUnavailable::Denied(e)),
+        Err((e, log)) => Err(TracingUnavailable::KernelTooOld(format!(
+            "{e}{}",
+            log.lines()
+                .last()
+                .map(|l| format!(" ({l})"))
+                .unwrap_or_default()
+        ))),
+    }
+}

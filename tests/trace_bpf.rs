@@ -1,0 +1,160 @@
+//! Tracing BPF programs (`--filter-trace-tc`) on this host: finding the tc programs and
+//! their main function's BTF id, our fixture loaded with BTF, and the clear error where
+//! fentry programs cannot load. Needs root; skips with a printed reason otherwise.
+
+#[path = "e2e_common/fixtures.rs"]
+mod fixtures;
+
+use std::collections::HashSet;
+use std::os::fd::AsFd;
+use std::process::Command;
+
+use pwru::btf::{ArchFacts, KernelBtf, Kmods, SkbLayout};
+use pwru::load::{self, LoadOptions, ObjectSpec, ProgKind, ProgramSpec, VerifierLogLevel};
+use pwru::probes::{self, maps, Attachment, ProbeOptions};
+
+/// The tests load tc programs that the others would see: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn skip_reason() -> Option<&'static str> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root");
+    }
+    if !std::path::Path::new(pwru::btf::SYS_VMLINUX_BTF).exists() {
+        return Some("no /sys/kernel/btf/vmlinux");
+    }
+    None
+}
+
+/// A tc program without BTF (through aya, from an ELF without `.BTF`), with the maps the
+/// tracing programs use.
+fn object_without_btf() -> load::LoadedObject {
+    let spec = ObjectSpec {
+        maps: vec![
+            maps::EVENTS.with_entries(1 << 16).spec(),
+            maps::LOST.spec(),
+            maps::TC_MATCHED.spec(),
+        ],
+        programs: vec![ProgramSpec {
+            name: "no_btf_tc".into(),
+            kind: ProgKind::SchedCls,
+            program: fixtures::tc_drop_tcp(9),
+        }],
+    };
+    load::load(&spec, &LoadOptions::default()).expect("a tc program loads")
+}
+
+#[test]
+fn tc_programs_are_found_with_their_main_function() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let _serial = serial();
+    let prog = fixtures::tc_drop_tcp(8081);
+    let with_btf = load::load_sched_cls_with_btf(fixtures::TC_DROP_TCP_NAME, &prog)
+        .expect("the fixture loads with BTF");
+    let with_id = load::prog_id(with_btf.as_fd()).unwrap();
+    let obj = object_without_btf();
+    let without_id = obj.info("no_btf_tc").unwrap().id;
+
+    let found = load::bpf_programs(load::tracing::PROG_TYPE_SCHED_CLS).unwrap();
+    let by_id = |id| found.iter().find(|p| p.id == id).cloned();
+    let ours = by_id(with_id).expect("the fixture is listed");
+    assert_eq!(ours.name, fixtures::TC_DROP_TCP_NAME);
+    assert_eq!(ours.main_func, Some(load::func_btf::FUNC_TYPE_ID));
+    let plain = by_id(without_id).expect("the program without BTF is listed");
+    assert_eq!((plain.name.as_str(), plain.main_func), ("no_btf_tc", None));
+    assert!(found
+        .iter()
+        .all(|p| p.prog_type == load::tracing::PROG_TYPE_SCHED_CLS));
+}
+
+#[test]
+fn the_tracer_skips_programs_without_btf_and_reports_refusals() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let _serial = serial();
+    let btf = KernelBtf::open_system(&Kmods::None).unwrap();
+    let layout = SkbLayout::resolve(&btf).unwrap();
+    let opts = ProbeOptions::new(ArchFacts::resolve(&btf).unwrap());
+    let prog = fixtures::tc_drop_tcp(8081);
+    let with_btf = load::load_sched_cls_with_btf(fixtures::TC_DROP_TCP_NAME, &prog).unwrap();
+    let with_id = load::prog_id(with_btf.as_fd()).unwrap();
+    let obj = object_without_btf();
+    let maps = obj.raw_maps().unwrap();
+    let mut tc = pwru::attach::TcTracer::new(maps, HashSet::new(), VerifierLogLevel::default());
+    let mut build = |a: &Attachment| probes::build(&layout, &opts, a);
+    let sync = tc.sync(&mut build).unwrap();
+    assert!(sync.no_btf.iter().any(|n| n == "no_btf_tc"), "{sync:?}");
+    match load::check_tracing() {
+        // This host refuses fentry: the fixture is reported, not traced.
+        Err(_) => {
+            assert!(
+                sync.refused
+                    .iter()
+                    .any(|(n, _)| n == fixtures::TC_DROP_TCP_NAME),
+                "{sync:?}"
+            );
+            assert_eq!(tc.traced(), 0);
+        }
+        Ok(()) => {
+            let addr = pwru::probes::event::bpf_prog_probe_addr(with_id);
+            assert!(sync
+                .added
+                .contains(&(addr, fixtures::TC_DROP_TCP_NAME.into())));
+        }
+    }
+    // Seen once: a second sync reports nothing new.
+    let again = tc.sync(&mut build).unwrap();
+    assert!(again.no_btf.is_empty() && again.refused.is_empty() && again.added.is_empty());
+    // Unloaded programs are forgotten.
+    let seen = tc.untraceable();
+    drop(with_btf);
+    drop(obj);
+    let after = tc.sync(&mut build).unwrap();
+    assert!(after.added.is_empty(), "{after:?}");
+    assert_eq!(tc.untraceable(), seen - 2);
+    tc.detach();
+    assert_eq!(tc.traced(), 0);
+}
+
+#[test]
+fn trace_tc_fails_with_one_line_naming_the_flag_where_fentry_cannot_load() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let why = match load::check_tracing() {
+        Err(why) => why,
+        Ok(()) => {
+            eprintln!(
+                "skipped: this host loads fentry programs; the VM suite (trace-tc) runs the flag"
+            );
+            return;
+        }
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_pwru"))
+        .args(["--filter-trace-tc", "tcp"])
+        .output()
+        .expect("pwru runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!("pwru: error: --filter-trace-tc cannot be used here: {why}"),
+    );
+    // On this CI host the kernel denies loading tracing programs to root (EPERM).
+    if matches!(why, load::TracingUnavailable::Denied(_)) {
+        assert!(stderr.contains("denied"), "{stderr}");
+    }
+}
