@@ -196,7 +196,7 @@ fn emit_plan(
     };
     e.buf_shift = (-(e.buf_off() as i32 + net)).rem_euclid(4) as i16;
     // (a filter of lengths and directions alone reads no packet bytes)
-    if reads_packet(&p.dag, &order) {
+    if reads_packet(&p.dag, order) {
         e.prologue();
     }
     let need = need_lengths(&p.dag, order, max_end);
