@@ -547,15 +547,17 @@ fn large_allow_lists_compile_and_run() {
     }
 }
 
-/// `inbound`/`outbound` on Ethernet and raw IP: refused where the packet type is unknown
-/// (a savefile, as libpcap refuses it), compiled to a test of the live packet's type
-/// (`PACKET_OUTGOING` = 4, libpcap's SKF_AD_PKTTYPE) where it is known, on both back
-/// ends; filters that don't test it do not read it.
+/// `inbound`/`outbound` and `ifindex N` on Ethernet and raw IP: refused where the packet
+/// metadata is unknown (a savefile, as libpcap refuses them), compiled to tests of the
+/// live packet's type (`PACKET_OUTGOING` = 4, libpcap's SKF_AD_PKTTYPE) and interface
+/// (SKF_AD_IFINDEX) where they are known, on both back ends; filters that don't test
+/// them do not read them.
 #[test]
-fn direction_of_live_packets() {
-    use pwru::pcapc::PacketType;
+fn direction_and_interface_of_live_packets() {
+    use pwru::pcapc::MetaSource;
     let live = FilterEnv {
-        pkt_type: PacketType::Mbuff,
+        pkt_type: MetaSource::Mbuff,
+        ifindex: MetaSource::Mbuff,
         ..FilterEnv::default()
     };
     let tcp = ipv4_tcp(1, 80);
@@ -563,21 +565,27 @@ fn direction_of_live_packets() {
         (LinkType::Ethernet, eth(0x0800, &tcp)),
         (LinkType::RawIp, tcp),
     ];
-    // (filter, packet type, matches)
+    // (filter, packet type, ifindex, matches)
     let table = [
-        ("outbound", 4, true),
-        ("outbound", 0, false),
-        ("outbound", 3, false),
-        ("inbound", 0, true),
-        ("inbound", 4, false),
-        ("not inbound", 4, true),
-        ("inbound and tcp port 80", 1, true),
-        ("inbound and tcp port 81", 1, false),
-        ("outbound or udp", 0, false),
-        ("outbound or tcp", 0, true),
+        ("outbound", 4, 1, true),
+        ("outbound", 0, 1, false),
+        ("outbound", 3, 1, false),
+        ("inbound", 0, 1, true),
+        ("inbound", 4, 1, false),
+        ("not inbound", 4, 1, true),
+        ("inbound and tcp port 80", 1, 1, true),
+        ("inbound and tcp port 81", 1, 1, false),
+        ("outbound or udp", 0, 1, false),
+        ("outbound or tcp", 0, 1, true),
+        ("ifindex 7", 0, 7, true),
+        ("ifindex 7", 0, 8, false),
+        ("ifindex 7 and outbound and tcp port 80", 4, 7, true),
+        ("ifindex 7 and outbound and tcp port 80", 0, 7, false),
+        ("not ifindex 7 or inbound", 4, 8, true),
+        ("not ifindex 7 or inbound", 4, 7, false),
     ];
     for (link, frame) in &frames {
-        for (text, pkt_type, want) in table {
+        for (text, pkt_type, ifindex, want) in table {
             let e = pwru::pcapc::parse(text).unwrap().unwrap();
             let err = check(&e, *link, &FilterEnv::default()).unwrap_err();
             assert!(
@@ -586,12 +594,17 @@ fn direction_of_live_packets() {
             );
             for kind in [ProgramKind::UserDirect, ProgramKind::UserKernelMemory] {
                 let f = UserspaceFilter::new(&e, *link, kind, &live).unwrap();
-                let got = f.matches_live(frame, frame.len() as u32, pkt_type).unwrap();
-                assert_eq!(got, want, "{text:?} on {link:?} type {pkt_type}, {kind:?}");
+                let got = f
+                    .matches_live(frame, frame.len() as u32, pkt_type, ifindex)
+                    .unwrap();
+                assert_eq!(
+                    got, want,
+                    "{text:?} on {link:?} type {pkt_type} ifindex {ifindex}, {kind:?}"
+                );
             }
         }
     }
-    // a filter without a direction test compiles as without the packet type
+    // a filter without a direction or interface test compiles as without them
     let e = pwru::pcapc::parse("tcp port 80").unwrap().unwrap();
     for kind in [ProgramKind::UserDirect, ProgramKind::UserKernelMemory] {
         let with = UserspaceFilter::new(&e, LinkType::Ethernet, kind, &live).unwrap();

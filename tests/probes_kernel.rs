@@ -696,7 +696,8 @@ fn len_is_the_wire_length_with_the_paged_bytes() {
 }
 
 /// `inbound` and `outbound` test `skb->pkt_type` against `PACKET_OUTGOING` (4), as
-/// libpcap's SKF_AD_PKTTYPE on a live handle. test_run's skbs are never outgoing
+/// libpcap's SKF_AD_PKTTYPE on a live handle, and `ifindex N` `skb->dev->ifindex`
+/// (SKF_AD_IFINDEX). test_run's skbs are never outgoing
 /// (`eth_type_trans` gives 0, 2 or 3), so the outgoing case is generated with
 /// `pkt_type := mark` and its value comes from `skb->mark`; the real bitfield is read for
 /// the others.
@@ -723,6 +724,16 @@ fn inbound_and_outbound_read_the_packet_type() {
             (&view, "outbound and tcp dst port 8080", 4, true),
             (&view, "outbound", 3, false),
             (&view, "inbound", 3, true),
+            // test_run's skbs arrive on lo (ifindex 1): skb->dev->ifindex
+            (&base, "ifindex 1", 0, true),
+            (&base, "ifindex 2", 0, false),
+            (
+                &base,
+                "ifindex 1 and inbound and tcp dst port 8080",
+                0,
+                true,
+            ),
+            (&view, "ifindex 1 and outbound", 4, true),
         ];
         for (l, f, mark, want) in table {
             let mut p = Probe::load(l, &outputs(f));

@@ -246,7 +246,10 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
             "filter-not-net",
             "not (host 10.0.0.1 or net fd00::/64) and greater 100",
         ),
-        ("filter-outbound", "outbound and tcp port 8080"),
+        (
+            "filter-outbound",
+            "outbound and ifindex 1 and tcp port 8080",
+        ),
     ] {
         sets.push((
             name,

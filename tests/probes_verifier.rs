@@ -224,7 +224,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
         "(((ip[2:2] - ((ip[0]&0xf)<<2)) - ((tcp[12]&0xf0)>>2)) != 0)",
         "vlan 10 and ip and udp port 53",
         "not (host 10.0.0.1 or net fd00::/64) and greater 100",
-        "outbound and tcp port 8080",
+        "outbound and ifindex 1 and tcp port 8080",
     ] {
         sets.push((
             expr,

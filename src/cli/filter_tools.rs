@@ -11,7 +11,7 @@ use crate::asm::disassemble_program;
 use crate::capture::{self, LinkType as FileLinkType};
 use crate::pcapc::ast::Expr;
 use crate::pcapc::run::UserspaceFilter;
-use crate::pcapc::{compile_program_opt, FilterEnv, LinkType, PacketType, ProgramKind};
+use crate::pcapc::{compile_program_opt, FilterEnv, LinkType, MetaSource, ProgramKind};
 use crate::settings::DumpLinkType;
 
 /// The filter, `None` for the empty expression (which matches every packet).
@@ -30,8 +30,8 @@ fn link_name(link: LinkType) -> &'static str {
 
 /// Prints the filter as the probes run it (the kernel-memory back end: one
 /// `bpf_probe_read_kernel` of the header window, then bounded loads), wrapped in a
-/// prologue taking the packet start, end, wire length and (for `inbound`/`outbound`) the
-/// packet type from `r1`, for packets of `link`.
+/// prologue taking the packet start, end, wire length and (for `inbound`/`outbound`,
+/// `ifindex N`) the packet type and interface from `r1`, for packets of `link`.
 pub fn dump_filter(expr: &str, link: DumpLinkType, out: &mut dyn Write) -> Result<()> {
     let link = match link {
         DumpLinkType::Ethernet => LinkType::Ethernet,
@@ -46,9 +46,11 @@ pub fn dump_filter(expr: &str, link: DumpLinkType, out: &mut dyn Write) -> Resul
 /// captures too).
 pub fn dump_filter_for(expr: &str, link: LinkType, out: &mut dyn Write) -> Result<()> {
     let e = parse_filter(expr)?;
-    // live packets, as the probes see them: their direction is known (skb->pkt_type)
+    // live packets, as the probes see them: their direction (skb->pkt_type) and
+    // interface (skb->dev->ifindex) are known
     let env = FilterEnv {
-        pkt_type: PacketType::Mbuff,
+        pkt_type: MetaSource::Mbuff,
+        ifindex: MetaSource::Mbuff,
         ..FilterEnv::default()
     };
     let program = compile_program_opt(e.as_ref(), link, ProgramKind::UserKernelMemory, &env)
@@ -198,7 +200,7 @@ mod tests {
             run(|out| filter_check(&data("veth_sll_snap90.pcap"), "ifindex 12", out)).unwrap_err();
         assert_eq!(
             format!("{err:#}"),
-            "compiling the filter for Linux cooked v1 (DLT_LINUX_SLL): 'ifindex' is not supported on Linux cooked v1 packets: only Linux cooked v2 captures record the interface"
+            "compiling the filter for Linux cooked v1 (DLT_LINUX_SLL): 'ifindex' is not supported on Linux cooked v1 packets read from a capture file: only live packets (the tracer's, from skb->dev) and Linux cooked v2 captures record the interface"
         );
     }
 

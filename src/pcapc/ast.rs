@@ -201,7 +201,8 @@ pub enum Prim {
     /// `inbound` (`false`) or `outbound` (`true`): the capture direction of Linux
     /// cooked captures, or of live packets (`skb->pkt_type`).
     Outbound(bool),
-    /// `ifindex N`: the interface index of Linux cooked v2 captures.
+    /// `ifindex N`: the interface index of Linux cooked v2 captures, or of live packets
+    /// (`skb->dev->ifindex`).
     Ifindex(u32),
     /// `ip protochain N`, `ip6 protochain N`, `protochain N`.
     Protochain { under: Option<Proto>, proto: u32 },
@@ -442,6 +443,17 @@ impl fmt::Display for Arith {
 }
 
 impl Expr {
+    /// Whether the expression tests the packet's interface (`ifindex N`), which Ethernet
+    /// and raw IP packets carry only in the kernel's metadata.
+    pub fn reads_ifindex(&self) -> bool {
+        match self {
+            Expr::And(a, b) | Expr::Or(a, b) => a.reads_ifindex() || b.reads_ifindex(),
+            Expr::Not(a) => a.reads_ifindex(),
+            Expr::Prim(Prim::Ifindex(_)) => true,
+            Expr::Prim(_) | Expr::Rel { .. } => false,
+        }
+    }
+
     /// Whether the expression tests the packet's direction (`inbound`, `outbound`),
     /// which Ethernet and raw IP packets carry only in the kernel's metadata.
     pub fn reads_direction(&self) -> bool {

@@ -31,7 +31,7 @@ use crate::asm::{Asm, Label, Program, Reg, Size};
 
 // The shared types, also under their old `pcapc::compile::` paths.
 pub use super::types::{
-    stack_bytes, CompileError, FilterEnv, FilterStats, LinkType, PacketSource, PacketType,
+    stack_bytes, CompileError, FilterEnv, FilterStats, LinkType, MetaSource, PacketSource,
     ProgramKind, WireLength, DEFAULT_WINDOW, DIRECT_MAX_END, PROTOCHAIN_MAX_HEADERS,
     PROTOCHAIN_MIN_HEADERS, SPILL_SLOTS,
 };
@@ -116,6 +116,7 @@ pub fn compile_program_opt(
     let src = match kind {
         ProgramKind::SchedClsDirect => {
             ctx_packet_type(&mut a, expr, &mut env, 4);
+            ctx_ifindex(&mut a, expr, &mut env, 40);
             a.ldx(Size::W, Reg::R6, Reg::R1, 76);
             a.ldx(Size::W, Reg::R7, Reg::R1, 80);
             a.ldx(Size::W, Reg::R8, Reg::R1, 0);
@@ -131,6 +132,7 @@ pub fn compile_program_opt(
         }
         ProgramKind::SchedClsKernelMemory => {
             ctx_packet_type(&mut a, expr, &mut env, 4);
+            ctx_ifindex(&mut a, expr, &mut env, 40);
             a.ldx(Size::W, Reg::R6, Reg::R1, 76);
             a.ldx(Size::W, Reg::R7, Reg::R1, 0);
             if link == LinkType::RawIp {
@@ -149,6 +151,7 @@ pub fn compile_program_opt(
             a.ldx(Size::W, Reg::R8, Reg::R1, 16);
             env.wire_len = WireLength::Reg(Reg::R8);
             ctx_packet_type(&mut a, expr, &mut env, 20);
+            ctx_ifindex(&mut a, expr, &mut env, 24);
             PacketSource::Direct {
                 start: Reg::R6,
                 end: Reg::R7,
@@ -160,6 +163,7 @@ pub fn compile_program_opt(
             a.ldx(Size::W, Reg::R8, Reg::R1, 16);
             env.wire_len = WireLength::Reg(Reg::R8);
             ctx_packet_type(&mut a, expr, &mut env, 20);
+            ctx_ifindex(&mut a, expr, &mut env, 24);
             a.alu64(crate::asm::AluOp::Sub, Reg::R7, Reg::R6);
             PacketSource::KernelMemory {
                 base: Reg::R6,
@@ -195,17 +199,40 @@ pub fn compile_program_opt(
     Ok(a.finish()?)
 }
 
-/// With [`PacketType::Mbuff`], the program reads the packet's direction from its context
+/// With [`MetaSource::Mbuff`], the program reads the packet's direction from its context
 /// into R9 (the u32 at byte `at`: 20 in the userspace kinds' mbuff, `__sk_buff->pkt_type`
 /// at 4 in the SCHED_CLS kinds), for the filters that test it (`inbound`, `outbound`);
 /// the others stay as they were.
 fn ctx_packet_type(a: &mut Asm, expr: Option<&Expr>, env: &mut FilterEnv, at: i16) {
-    if env.pkt_type == PacketType::Mbuff {
+    if env.pkt_type == MetaSource::Mbuff {
         if expr.is_some_and(Expr::reads_direction) {
             a.ldx(Size::W, Reg::R9, Reg::R1, at);
-            env.pkt_type = PacketType::Reg(Reg::R9);
+            env.pkt_type = MetaSource::Reg(Reg::R9);
         } else {
-            env.pkt_type = PacketType::Unknown;
+            env.pkt_type = MetaSource::Unknown;
+        }
+    }
+}
+
+/// With [`MetaSource::Mbuff`], the program copies the packet's interface from its
+/// context (the u32 at byte `at`: 24 in the userspace kinds' mbuff,
+/// `__sk_buff->ifindex` at 40 in the SCHED_CLS kinds) to the 8 bytes on top of the
+/// filter's stack area, which moves down, for the filters that test it (`ifindex N`).
+fn ctx_ifindex(a: &mut Asm, expr: Option<&Expr>, env: &mut FilterEnv, at: i16) {
+    if env.ifindex == MetaSource::Mbuff {
+        if expr.is_some_and(Expr::reads_ifindex) {
+            let slot = (env.stack_top & !7) - 8;
+            a.ldx(Size::W, Reg::R2, Reg::R1, at);
+            a.stx(Size::W, Reg::R10, slot, Reg::R2);
+            env.stack_top = slot;
+            env.ifindex = MetaSource::Stack {
+                offset: slot,
+                size: 4,
+                shift: 0,
+                bits: 32,
+            };
+        } else {
+            env.ifindex = MetaSource::Unknown;
         }
     }
 }

@@ -67,7 +67,7 @@ pub(super) struct Dag {
 /// the back end's limit, or a division by a constant zero (unoptimized filters).
 fn always_rejects(v: &V, max_end: u64) -> bool {
     match v {
-        V::K(_) | V::Len | V::PktType => false,
+        V::K(_) | V::Len | V::PktType | V::Ifindex => false,
         V::Load { idx: None, k, size } => *k as u64 + *size as u64 > max_end,
         V::Load { idx: Some(i), .. } => always_rejects(i, max_end),
         V::Neg(a) => always_rejects(a, max_end),
@@ -322,7 +322,7 @@ impl Dag {
     /// first one) and leave the operation unfolded.
     fn fold(&self, v: &V, err: &mut Option<CompileError>) -> V {
         match v {
-            V::K(_) | V::Len | V::PktType => v.clone(),
+            V::K(_) | V::Len | V::PktType | V::Ifindex => v.clone(),
             V::Load { idx, k, size } => V::Load {
                 idx: idx.as_ref().map(|i| Box::new(self.fold(i, err))),
                 k: *k,

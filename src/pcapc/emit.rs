@@ -13,7 +13,7 @@ use super::dag::{reachable_order, Dag, Node, NodeId, MATCH, REJECT};
 use super::lower::{TestOp, V};
 use super::paths::{plan, Plan};
 use super::types::{
-    stack_bytes, CompileError, FilterEnv, FilterStats, LinkType, PacketSource, PacketType,
+    stack_bytes, CompileError, FilterEnv, FilterStats, LinkType, MetaSource, PacketSource,
     WireLength, DIRECT_MAX_END, PROTOCHAIN_MAX_HEADERS, PROTOCHAIN_MIN_HEADERS, SPILL_SLOTS,
 };
 use crate::asm::{Asm, Cond, Helper, Label, Reg, Size};
@@ -76,7 +76,7 @@ pub(super) fn emit(asm: &mut Asm, spec: &FilterSpec) -> Result<FilterStats, Comp
             )));
         }
     }
-    if let PacketType::Reg(p) = env.pkt_type {
+    if let MetaSource::Reg(p) = env.pkt_type {
         let wire = match env.wire_len {
             WireLength::Reg(w) => Some(w),
             _ => None,
@@ -165,6 +165,7 @@ fn emit_plan(
         src: *src,
         wire_len: env.wire_len,
         pkt_type: env.pkt_type,
+        ifindex: env.ifindex,
         top: env.stack_top as i32,
         labels: HashMap::from([(MATCH, match_alias), (REJECT, reject_alias)]),
         first_use: HashMap::new(),
@@ -282,7 +283,7 @@ fn emit_plan(
 fn need_lengths(dag: &Dag, order: &[NodeId], max_end: u64) -> HashMap<NodeId, u64> {
     fn ends(v: &V) -> u64 {
         match v {
-            V::K(_) | V::Len | V::PktType => 0,
+            V::K(_) | V::Len | V::PktType | V::Ifindex => 0,
             V::Load { idx, k, size } => {
                 let own = *k as u64 + *size as u64;
                 own.max(idx.as_deref().map_or(0, ends))
@@ -318,7 +319,7 @@ fn need_lengths(dag: &Dag, order: &[NodeId], max_end: u64) -> HashMap<NodeId, u6
 fn reads_packet(dag: &Dag, order: &[NodeId]) -> bool {
     fn loads(v: &V) -> bool {
         match v {
-            V::K(_) | V::Len | V::PktType => false,
+            V::K(_) | V::Len | V::PktType | V::Ifindex => false,
             V::Load { .. } => true,
             V::Alu(_, a, b) => loads(a) || loads(b),
             V::Neg(a) => loads(a),
@@ -338,7 +339,7 @@ fn reads_packet(dag: &Dag, order: &[NodeId]) -> bool {
 fn repeated_indexes(dag: &Dag, order: &[NodeId]) -> HashSet<V> {
     fn walk(v: &V, seen: &mut HashSet<V>, multi: &mut HashSet<V>) {
         match v {
-            V::K(_) | V::Len | V::PktType => {}
+            V::K(_) | V::Len | V::PktType | V::Ifindex => {}
             V::Load { idx, .. } => {
                 if let Some(i) = idx.as_deref() {
                     if !seen.insert(i.clone()) {
@@ -374,7 +375,8 @@ struct Emitter<'a> {
     asm: &'a mut Asm,
     src: PacketSource,
     wire_len: WireLength,
-    pkt_type: PacketType,
+    pkt_type: MetaSource,
+    ifindex: MetaSource,
     top: i32,
     /// The label jumps to a node (or an exit) use now: the node's own, or with
     /// islands, the next island's entry for it.
@@ -654,11 +656,13 @@ impl Emitter<'_> {
     }
 
     /// The register that holds `v` for the whole filter (the wire length, the packet
-    /// type), if one does.
+    /// type, the interface), if one does.
     fn value_reg(&self, v: &V) -> Option<Reg> {
-        match (v, self.wire_len, self.pkt_type) {
-            (V::Len, WireLength::Reg(w), _) => Some(w),
-            (V::PktType, _, PacketType::Reg(r)) => Some(r),
+        match (v, self.wire_len, self.pkt_type, self.ifindex) {
+            (V::Len, WireLength::Reg(w), _, _) => Some(w),
+            (V::PktType, _, MetaSource::Reg(r), _) | (V::Ifindex, _, _, MetaSource::Reg(r)) => {
+                Some(r)
+            }
             _ => None,
         }
     }
@@ -688,43 +692,49 @@ impl Emitter<'_> {
                     self.asm.mov32(Reg::R0, len);
                 }
             },
-            V::PktType => match self.pkt_type {
-                PacketType::Reg(r) => {
-                    self.asm.mov32(Reg::R0, r);
-                }
-                PacketType::Stack {
-                    offset,
-                    size,
-                    shift,
-                    bits,
-                } => {
-                    let size = match size {
-                        1 => Size::B,
-                        2 => Size::H,
-                        4 => Size::W,
-                        _ => Size::DW,
-                    };
-                    self.asm.ldx(size, Reg::R0, Reg::R10, offset);
-                    if shift > 0 {
-                        self.asm
-                            .alu64(crate::asm::AluOp::Rsh, Reg::R0, shift as i32);
+            V::PktType | V::Ifindex => {
+                let (source, what) = match v {
+                    V::PktType => (self.pkt_type, "direction"),
+                    _ => (self.ifindex, "interface"),
+                };
+                match source {
+                    MetaSource::Reg(r) => {
+                        self.asm.mov32(Reg::R0, r);
                     }
-                    if bits < 32 {
-                        self.asm.alu32(
-                            crate::asm::AluOp::And,
-                            Reg::R0,
-                            ((1u32 << bits) - 1) as i32,
-                        );
+                    MetaSource::Stack {
+                        offset,
+                        size,
+                        shift,
+                        bits,
+                    } => {
+                        let size = match size {
+                            1 => Size::B,
+                            2 => Size::H,
+                            4 => Size::W,
+                            _ => Size::DW,
+                        };
+                        self.asm.ldx(size, Reg::R0, Reg::R10, offset);
+                        if shift > 0 {
+                            self.asm
+                                .alu64(crate::asm::AluOp::Rsh, Reg::R0, shift as i32);
+                        }
+                        if bits < 32 {
+                            self.asm.alu32(
+                                crate::asm::AluOp::And,
+                                Reg::R0,
+                                ((1u32 << bits) - 1) as i32,
+                            );
+                        }
+                    }
+                    // the lowering refuses the primitive without the metadata, and
+                    // compile_program_opt resolves Mbuff
+                    MetaSource::Unknown | MetaSource::Mbuff => {
+                        return Err(CompileError::Invalid(format!(
+                            "the packet's {what} is not available here"
+                        )))
                     }
                 }
-                // the lowering refuses `inbound`/`outbound` without a known direction, and
-                // compile_program_opt turns Mbuff into a register
-                PacketType::Unknown | PacketType::Mbuff => {
-                    return Err(CompileError::Invalid(
-                        "the packet's direction is not available here".into(),
-                    ))
-                }
-            },
+            }
             V::Select { cond, then, other } => {
                 // both branches start from what is proven here, and what is proven
                 // after is what both prove; R4/R5 are not tracked across them

@@ -18,6 +18,9 @@ pub enum V {
     /// The packet's direction from the kernel's metadata (`skb->pkt_type`, libpcap's
     /// `SKF_AD_PKTTYPE`), where [`crate::pcapc::FilterEnv::pkt_type`] says how to read it.
     PktType,
+    /// The packet's interface from the kernel's metadata (`skb->dev->ifindex`, libpcap's
+    /// `SKF_AD_IFINDEX`), where [`crate::pcapc::FilterEnv::ifindex`] says how to read it.
+    Ifindex,
     /// Big-endian load of `size` bytes at `idx + k` (no wrap); past the end rejects.
     Load {
         idx: Option<Box<V>>,
@@ -54,7 +57,7 @@ impl V {
     }
     pub fn has_load(&self) -> bool {
         match self {
-            V::K(_) | V::Len | V::PktType => false,
+            V::K(_) | V::Len | V::PktType | V::Ifindex => false,
             V::Load { .. } | V::Select { .. } => true,
             V::Alu(_, a, b) => a.has_load() || b.has_load(),
             V::Neg(a) => a.has_load(),
@@ -205,6 +208,8 @@ pub struct Lowering {
     netmask: Option<u32>,
     /// Whether the packet's direction (`pkt_type`) is known on Ethernet and raw IP.
     direction_known: bool,
+    /// Whether the packet's interface (`ifindex`) is known on Ethernet and raw IP.
+    ifindex_known: bool,
     off_linkhdr: Off,
     off_linktype: Option<Off>,
     off_linkpl: Off,
@@ -232,6 +237,7 @@ impl Lowering {
             cur,
             netmask,
             direction_known: false,
+            ifindex_known: false,
             off_linkhdr: Off::at(0),
             off_linktype: lt.map(Off::at),
             off_linkpl: Off::at(pl),
@@ -257,6 +263,14 @@ impl Lowering {
     /// Linux handle.
     pub fn with_direction(mut self, known: bool) -> Self {
         self.direction_known = known;
+        self
+    }
+
+    /// With the packet's interface known from the kernel's metadata (live packets), so
+    /// that `ifindex N` compiles on Ethernet and raw IP as libpcap's does on a live
+    /// Linux handle.
+    pub fn with_ifindex(mut self, known: bool) -> Self {
+        self.ifindex_known = known;
         self
     }
 
@@ -959,8 +973,9 @@ impl Lowering {
             }
             Prim::Ifindex(i) => match self.cur {
                 Link::Sll2 => Ok(Self::cmp(self.linkhdr(4, 4), *i)),
+                Link::Ether | Link::Raw if self.ifindex_known => Ok(Self::cmp(V::Ifindex, *i)),
                 _ => Err(CompileError::Invalid(format!(
-                    "'ifindex' is not supported on {} packets: only Linux cooked v2 captures record the interface",
+                    "'ifindex' is not supported on {} packets read from a capture file: only live packets (the tracer's, from skb->dev) and Linux cooked v2 captures record the interface",
                     self.cur_name()
                 ))),
             },

@@ -26,7 +26,7 @@ pub use compile::{
 };
 pub use parse::{parse, parse_with, ParseError, ParseErrorKind, ParseOptions};
 pub use types::{
-    stack_bytes, CompileError, FilterEnv, FilterStats, LinkType, PacketSource, PacketType,
+    stack_bytes, CompileError, FilterEnv, FilterStats, LinkType, MetaSource, PacketSource,
     ProgramKind, WireLength, DEFAULT_WINDOW, DIRECT_MAX_END, PROTOCHAIN_MAX_HEADERS,
     PROTOCHAIN_MIN_HEADERS, SPILL_SLOTS,
 };

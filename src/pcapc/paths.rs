@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::ast::Expr;
 use super::dag::{reaches_match, Dag, Facts, Folded, Node, NodeId, MATCH, REJECT};
 use super::lower::{Lowering, B};
-use super::types::{CompileError, FilterEnv, LinkType, PacketType};
+use super::types::{CompileError, FilterEnv, LinkType, MetaSource};
 
 /// A continuation: what to evaluate next, with the values its tests read (a bitset of
 /// value ids: facts about other values can't matter to it).
@@ -434,8 +434,9 @@ fn plan_here(
     max_end: u64,
     max_depth: usize,
 ) -> Result<Plan, CompileError> {
-    let mut lw =
-        Lowering::new(link, env.netmask).with_direction(env.pkt_type != PacketType::Unknown);
+    let mut lw = Lowering::new(link, env.netmask)
+        .with_direction(env.pkt_type != MetaSource::Unknown)
+        .with_ifindex(env.ifindex != MetaSource::Unknown);
     let b = match expr {
         Some(e) => balance(lw.expr(e)?),
         // the empty expression matches every packet

@@ -71,19 +71,27 @@ impl UserspaceFilter {
     /// Run on the captured bytes `pkt` of a packet `wire_len` bytes long on the wire
     /// (`len`, `greater` and `less` use `wire_len`; loads past `pkt` reject).
     pub fn matches_wire(&self, pkt: &[u8], wire_len: u32) -> Result<bool, RunError> {
-        self.matches_live(pkt, wire_len, 0)
+        self.matches_live(pkt, wire_len, 0, 0)
     }
 
     /// [`Self::matches_wire`] on a live packet of type `pkt_type` (`PACKET_HOST` 0 ..
-    /// `PACKET_OUTGOING` 4), what `inbound`/`outbound` test when the filter was compiled
-    /// with [`crate::pcapc::PacketType::Mbuff`].
-    pub fn matches_live(&self, pkt: &[u8], wire_len: u32, pkt_type: u32) -> Result<bool, RunError> {
-        // the mbuff: packet start, end, wire length, packet type
-        let mut mbuff = [0u8; 24];
+    /// `PACKET_OUTGOING` 4) received or sent on interface `ifindex`, what
+    /// `inbound`/`outbound` and `ifindex N` test when the filter was compiled with
+    /// [`crate::pcapc::MetaSource::Mbuff`].
+    pub fn matches_live(
+        &self,
+        pkt: &[u8],
+        wire_len: u32,
+        pkt_type: u32,
+        ifindex: u32,
+    ) -> Result<bool, RunError> {
+        // the mbuff: packet start, end, wire length, packet type, interface
+        let mut mbuff = [0u8; 32];
         mbuff[..8].copy_from_slice(&PACKET_BASE.to_le_bytes());
         mbuff[8..16].copy_from_slice(&(PACKET_BASE + pkt.len() as u64).to_le_bytes());
         mbuff[16..20].copy_from_slice(&wire_len.to_le_bytes());
-        mbuff[20..].copy_from_slice(&pkt_type.to_le_bytes());
+        mbuff[20..24].copy_from_slice(&pkt_type.to_le_bytes());
+        mbuff[24..28].copy_from_slice(&ifindex.to_le_bytes());
         match interp::run(&self.insns, &mbuff, pkt)? {
             0 => Ok(false),
             1 => Ok(true),

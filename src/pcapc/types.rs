@@ -55,23 +55,25 @@ pub enum WireLength {
     Stack(i16),
 }
 
-/// Where `inbound` and `outbound` find the packet's direction on Ethernet and raw IP:
-/// libpcap reads it on live Linux captures from the kernel's packet metadata
-/// (`SKF_AD_PKTTYPE`, the skb's `pkt_type`, `PACKET_OUTGOING` = 4 for outbound) and
-/// refuses it on savefiles, which record no direction.
+/// Where a live packet's kernel metadata is found on Ethernet and raw IP: its direction
+/// for `inbound`/`outbound` (libpcap's `SKF_AD_PKTTYPE`, the skb's `pkt_type`,
+/// `PACKET_OUTGOING` = 4 for outbound) and its interface for `ifindex N`
+/// (`SKF_AD_IFINDEX`, `skb->dev->ifindex`). libpcap reads them on live Linux captures and
+/// refuses them on savefiles, which record neither.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum PacketType {
-    /// No direction is known (a savefile): `inbound`/`outbound` are refused there.
+pub enum MetaSource {
+    /// Not known (a savefile): the primitives that need it are refused there.
     #[default]
     Unknown,
-    /// In the context of a whole program ([`ProgramKind`]): the u32 at byte 20 of the
-    /// userspace kinds' mbuff (after the wire length's low word), `__sk_buff->pkt_type`
-    /// in the SCHED_CLS kinds. `--dump-filter`'s listing reads it there.
+    /// In the context of a whole program ([`ProgramKind`]): the userspace kinds' mbuff
+    /// (u32 at byte 20 for the packet type, 24 for the ifindex), the SCHED_CLS kinds'
+    /// `__sk_buff` (`pkt_type`, `ifindex`). `--dump-filter`'s listing reads them there.
     Mbuff,
     /// A register (among R6-R9, distinct from the packet source's and the wire length's).
     Reg(Reg),
-    /// The skb's `pkt_type` bitfield in a copy of the skb on the stack: a `size`-byte
-    /// little-endian unit at `R10 + offset`, shifted right by `shift`, `bits` wide.
+    /// On the stack (e.g. the skb's `pkt_type` bitfield in a copy of the skb): a
+    /// `size`-byte little-endian unit at `R10 + offset`, shifted right by `shift`, `bits`
+    /// wide.
     Stack {
         offset: i16,
         size: u8,
@@ -90,7 +92,9 @@ pub struct FilterEnv {
     /// The packet's length on the wire (libpcap's `wirelen`, `skb->len`).
     pub wire_len: WireLength,
     /// The packet's direction for `inbound`/`outbound` on Ethernet and raw IP.
-    pub pkt_type: PacketType,
+    pub pkt_type: MetaSource,
+    /// The packet's interface for `ifindex N` on Ethernet and raw IP.
+    pub ifindex: MetaSource,
 }
 
 impl Default for FilterEnv {
@@ -99,7 +103,8 @@ impl Default for FilterEnv {
             stack_top: 0,
             netmask: Some(0),
             wire_len: WireLength::Captured,
-            pkt_type: PacketType::Unknown,
+            pkt_type: MetaSource::Unknown,
+            ifindex: MetaSource::Unknown,
         }
     }
 }

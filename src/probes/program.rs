@@ -8,7 +8,7 @@ use crate::bpf;
 use crate::btf::{ArchFacts, Field, PtRegsLayout, SkbLayout, MAX_PROBE_ARG};
 use crate::pcapc::ast::Expr;
 use crate::pcapc::compile::{
-    emit_filter, stack_bytes, CompileError, FilterEnv, LinkType, PacketSource, PacketType,
+    emit_filter, stack_bytes, CompileError, FilterEnv, LinkType, MetaSource, PacketSource,
     WireLength,
 };
 
@@ -484,7 +484,17 @@ impl<'a> Gen<'a> {
         {
             f.push(s.pkt_type);
         }
+        if self.filters_read_ifindex() {
+            f.extend([s.dev, s.sk]);
+            f.extend(s.skb_refdst);
+        }
         f
+    }
+
+    /// Whether a pcap filter tests the interface (`ifindex N`): the device facts are
+    /// then read before the filters instead of after them.
+    fn filters_read_ifindex(&self) -> bool {
+        self.o.filter.as_ref().is_some_and(Expr::reads_ifindex) || self.o.tunnel.reads_ifindex()
     }
 
     /// skb fields the device filters, the device facts and the record sections read.
@@ -537,6 +547,9 @@ impl<'a> Gen<'a> {
                 if w1 != (mark & mask) goto (out);
             );
         }
+        if self.filters_read_ifindex() {
+            self.device_meta()?;
+        }
         self.tunnel_filters()?;
         if let Some(expr) = &self.o.filter {
             self.pcap_filter(expr)?;
@@ -544,10 +557,13 @@ impl<'a> Gen<'a> {
         Ok(())
     }
 
-    /// Device facts, then the netns and ifindex filters.
+    /// Device facts (unless the pcap filters needed them first), then the netns and
+    /// ifindex filters.
     fn post_filters(&mut self) -> Result<(), ProbeError> {
         let out = self.out;
-        if self.o.netns.is_some() || self.o.ifindex.is_some() || self.o.device_facts() {
+        if (self.o.netns.is_some() || self.o.ifindex.is_some() || self.o.device_facts())
+            && !self.filters_read_ifindex()
+        {
             self.device_meta()?;
         }
         if let Some(netns) = self.o.netns {
@@ -624,11 +640,18 @@ impl<'a> Gen<'a> {
             stack_top: self.filter_top(),
             wire_len: WireLength::Stack(SLOT_WIRE_LEN),
             // read before the filters when one tests it (see pre_filter_fields)
-            pkt_type: PacketType::Stack {
+            pkt_type: MetaSource::Stack {
                 offset: self.win.at(pkt_type),
                 size: pkt_type.size_bytes as u8,
                 shift: shift as u8,
                 bits: bits as u8,
+            },
+            // the device facts, read before the filters when one tests it (pre_filters)
+            ifindex: MetaSource::Stack {
+                offset: SLOT_IFINDEX,
+                size: 4,
+                shift: 0,
+                bits: 32,
             },
             ..FilterEnv::default()
         };

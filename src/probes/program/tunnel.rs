@@ -43,6 +43,14 @@ impl TunnelFilters {
             .any(Expr::reads_direction)
     }
 
+    /// Whether a filter tests the packet's interface (`ifindex N`: `skb->dev`).
+    pub(super) fn reads_ifindex(&self) -> bool {
+        [&self.l2, &self.l3]
+            .into_iter()
+            .flatten()
+            .any(Expr::reads_ifindex)
+    }
+
     /// The `sk_buff` fields the filters read (none without a filter).
     pub(super) fn skb_fields(&self, s: &SkBuffLayout) -> Vec<Field> {
         if self.is_empty() {
