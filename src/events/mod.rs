@@ -110,6 +110,15 @@ impl Record {
         self.tail = tail;
     }
 
+    /// Writes a section's `bytes` at record offset `at` (`>= EVENT_SIZE`) as the probe
+    /// would (tests, replay): the bytes before it are kept (zero-filled where the record
+    /// was shorter), the ones after it dropped.
+    pub fn set_section_bytes(&mut self, at: usize, bytes: &[u8]) {
+        let start = at - EVENT_SIZE;
+        self.tail.resize(start, 0);
+        self.tail.extend_from_slice(bytes);
+    }
+
     /// Sets or clears `flag` (tests, replay; a section's part sets its own via
     /// [`Event::set`]).
     pub fn set_flag(&mut self, flag: u16, on: bool) {

@@ -22,15 +22,8 @@ pub fn parent(ev: &Event, tail_at: usize) -> Option<u64> {
 
 /// Puts a parent in `ev` as the probe would, at `tail_at` (tests, replay).
 pub fn set_parent(ev: &mut Event, tail_at: usize, parent: Option<u64>) {
-    let start = tail_at - crate::probes::event::EVENT_SIZE;
-    let mut tail = ev
-        .record
-        .after(crate::probes::event::EVENT_SIZE)
-        .unwrap_or_default()
-        .to_vec();
-    tail.resize(start + PARENT_BYTES, 0);
-    tail[start..start + PARENT_BYTES].copy_from_slice(&parent.unwrap_or(0).to_ne_bytes());
-    ev.record.set_tail(tail);
+    ev.record
+        .set_section_bytes(tail_at, &parent.unwrap_or(0).to_ne_bytes());
 }
 
 /// The section: recorded for the journey, which prints it (nothing per event).

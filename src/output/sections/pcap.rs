@@ -62,22 +62,16 @@ pub fn packet_bytes(ev: &Event, tail_at: usize) -> Option<PacketBytes<'_>> {
 /// Puts packet bytes in `ev` as the probe would, at `tail_at` (tests, replay): the
 /// record's bytes after the fixed part are replaced from there on.
 pub fn set_packet_bytes(ev: &mut Event, tail_at: usize, packet: Option<PacketBytes<'_>>) {
-    let start = tail_at - crate::probes::event::EVENT_SIZE;
-    let mut tail = ev
-        .record
-        .after(crate::probes::event::EVENT_SIZE)
-        .unwrap_or_default()
-        .to_vec();
-    tail.resize(start, 0);
     let (count, link, wire_len, data) = match packet {
         Some(p) => (p.data.len() as u32, p.link_type.0, p.wire_len, p.data),
         None => (0, 0, 0, &[][..]),
     };
+    let mut mine = Vec::with_capacity(16 + data.len());
     for v in [count, link, wire_len, 0] {
-        tail.extend_from_slice(&v.to_ne_bytes());
+        mine.extend_from_slice(&v.to_ne_bytes());
     }
-    tail.extend_from_slice(data);
-    ev.record.set_tail(tail);
+    mine.extend_from_slice(data);
+    ev.record.set_section_bytes(tail_at, &mine);
 }
 
 /// The section: copies up to `snaplen` bytes.

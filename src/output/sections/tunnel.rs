@@ -29,20 +29,12 @@ pub fn inner_tuple(ev: &Event, tail_at: usize) -> Option<Tuple> {
 /// Puts an inner tuple in `ev` as the probe would, at `tail_at` (tests, replay): the
 /// record's bytes after the fixed part are replaced up to the end of this section's.
 pub fn set_inner_tuple(ev: &mut Event, tail_at: usize, tuple: Option<&Tuple>) {
-    let start = tail_at - crate::probes::event::EVENT_SIZE;
-    let mut tail = ev
-        .record
-        .after(crate::probes::event::EVENT_SIZE)
-        .unwrap_or_default()
-        .to_vec();
-    tail.resize(start + TUNNEL_BYTES, 0);
-    let mine = &mut tail[start..start + TUNNEL_BYTES];
-    mine.fill(0);
+    let mut mine = [0u8; TUNNEL_BYTES];
     if let Some(t) = tuple {
-        t.write_block(mine);
+        t.write_block(&mut mine);
         mine[FOUND_AT] = 1;
     }
-    ev.record.set_tail(tail);
+    ev.record.set_section_bytes(tail_at, &mine);
 }
 
 /// The section; `tcp_flags`: `--output-tcp-flags` applies to the inner tuple too.
