@@ -182,20 +182,7 @@ mod tests {
     use crate::capture::parse;
     use crate::events::EventKind;
     use crate::output::sections::pcap::{set_packet_bytes, PacketBytes};
-    use std::sync::{Arc, Mutex};
-
-    /// A writer the test can read back.
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-    impl Write for Shared {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::output::tests::Shared;
 
     fn opts() -> OutputOptions {
         OutputOptions {
@@ -256,7 +243,7 @@ mod tests {
         )
         .unwrap();
         pcap.flush().unwrap();
-        let bytes = sink.0.lock().unwrap().clone();
+        let bytes = sink.bytes();
         let cap = parse(&bytes).unwrap();
         let ifaces: Vec<_> = cap
             .interfaces
@@ -313,7 +300,7 @@ mod tests {
                 .unwrap();
         }
         pcap.flush().unwrap();
-        let bytes = sink.0.lock().unwrap().clone();
+        let bytes = sink.bytes();
         let cap = parse(&bytes).unwrap();
         assert_eq!(&cap.frames[0].data[12..15], &[0x08, 0x00, 0x45]);
         assert_eq!(&cap.frames[1].data[12..15], &[0x86, 0xdd, 0x60]);

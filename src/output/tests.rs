@@ -50,8 +50,9 @@ fn names() -> Names {
     names
 }
 
+/// A writer the tests read back (the output module's tests share it).
 #[derive(Clone, Default)]
-struct Shared(Arc<Mutex<Vec<u8>>>);
+pub(super) struct Shared(Arc<Mutex<Vec<u8>>>);
 impl Write for Shared {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
         self.0.lock().unwrap().extend_from_slice(b);
@@ -62,8 +63,11 @@ impl Write for Shared {
     }
 }
 impl Shared {
+    pub(super) fn bytes(&self) -> Vec<u8> {
+        self.0.lock().unwrap().clone()
+    }
     fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        String::from_utf8(self.bytes()).unwrap()
     }
 }
 
