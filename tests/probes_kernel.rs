@@ -122,6 +122,12 @@ impl Probe {
     /// Runs the program once on `frame` with `ctx` as `__sk_buff` input; returns the
     /// events it wrote (decoded).
     fn run_ctx(&mut self, frame: &[u8], ctx: Option<&[u8]>) -> Vec<Event> {
+        self.run_only(frame, ctx);
+        self.drain()
+    }
+
+    /// Runs the program once, leaving its events in the ring.
+    fn run_only(&mut self, frame: &[u8], ctx: Option<&[u8]>) {
         let prog: &mut SchedClassifier = self
             .obj
             .ebpf_mut()
@@ -137,6 +143,10 @@ impl Probe {
             })
             .unwrap_or_else(|e| panic!("test_run on {frame:02x?}: {e:?}"));
         assert_eq!(res.return_value, 0, "the probe always returns 0");
+    }
+
+    /// The events in the ring, decoded.
+    fn drain(&mut self) -> Vec<Event> {
         let mut out = Vec::new();
         while let Some(item) = self.ring.next() {
             out.push(events::decode(&item).expect("event decodes"));
@@ -584,6 +594,84 @@ fn meta_and_tuple_of_every_frame() {
             );
         }
     }
+}
+
+/// Edge-triggered readiness of the ring: one `epoll_wait` result per wakeup the probes
+/// asked the kernel for.
+struct RingWakeups(std::os::fd::OwnedFd);
+
+impl RingWakeups {
+    fn watch(ring: &impl std::os::fd::AsRawFd) -> Self {
+        use std::os::fd::FromRawFd;
+        // SAFETY: epoll_create1 has no preconditions; the fd is owned from here on.
+        let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        assert!(
+            ep >= 0,
+            "epoll_create1: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: ep was just returned and is owned by nobody else.
+        let ep = unsafe { std::os::fd::OwnedFd::from_raw_fd(ep) };
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+            u64: 0,
+        };
+        use std::os::fd::AsRawFd;
+        // SAFETY: both fds are open; ev is a valid epoll_event.
+        let rc = unsafe {
+            libc::epoll_ctl(
+                ep.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                ring.as_raw_fd(),
+                &mut ev,
+            )
+        };
+        assert_eq!(rc, 0, "epoll_ctl: {}", std::io::Error::last_os_error());
+        RingWakeups(ep)
+    }
+
+    /// Whether a wakeup came within `ms` milliseconds (consumes it).
+    fn woken(&self, ms: i32) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        // SAFETY: the epoll fd is open; one event fits in ev.
+        let n = unsafe { libc::epoll_wait(self.0.as_raw_fd(), &mut ev, 1, ms) };
+        assert!(n >= 0, "epoll_wait: {}", std::io::Error::last_os_error());
+        n == 1
+    }
+}
+
+/// The probes' adaptive wakeup: the record the reader finds first after reading
+/// everything wakes it at once; records behind an unread one add no wakeup (a flood is one
+/// wakeup per batch); an idle ring never wakes anyone.
+#[test]
+fn the_first_unread_record_wakes_the_reader_and_the_rest_do_not() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let mut p = Probe::load(&layout(), &outputs(""));
+    let wakeups = RingWakeups::watch(&p.ring);
+    let frame = v4_tcp_syn();
+    // An edge for the registration itself may or may not be reported: start clean.
+    wakeups.woken(0);
+    assert!(!wakeups.woken(50), "an empty ring wakes nobody");
+    p.run_only(&frame, None);
+    assert!(wakeups.woken(1000), "the first record wakes the reader");
+    for _ in 0..10 {
+        p.run_only(&frame, None);
+    }
+    assert!(
+        !wakeups.woken(100),
+        "records behind an unread one go in without a wakeup"
+    );
+    assert_eq!(p.drain().len(), 11, "every record is there");
+    p.run_only(&frame, None);
+    assert!(
+        wakeups.woken(1000),
+        "after a full read, the next record wakes the reader again"
+    );
+    assert_eq!(p.drain().len(), 1);
 }
 
 #[test]

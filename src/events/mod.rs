@@ -294,9 +294,14 @@ pub trait EventSink {
     /// One event; `stack` holds the kernel stack frames when the event has a stack id and the
     /// reader looked it up.
     fn event(&mut self, event: &Event, stack: Option<&[u64]>) -> io::Result<Flow>;
-    /// The ring buffer was drained (or, once a second, a quiet trace): a good moment to
-    /// flush buffered output and what is held back by time.
+    /// The ring buffer was drained (or, once a second when [`EventSink::holds_back_by_time`],
+    /// a quiet trace): a good moment to flush buffered output and what is held back by time.
     fn drained(&mut self) -> io::Result<()>;
+    /// Whether the sink holds output back until some time has passed (and so needs
+    /// [`EventSink::drained`] once a second on a quiet trace).
+    fn holds_back_by_time(&self) -> bool {
+        false
+    }
     /// `newly_lost` events were dropped by the kernel since the last call (`total` since start).
     fn lost(&mut self, newly_lost: u64, total: u64) -> io::Result<()>;
     /// A probe attached while the loop runs: its events carry `addr` as their probe

@@ -3,7 +3,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aya::maps::{MapData, MapError, PerCpuArray, RingBuf, StackTraceMap};
 
@@ -41,6 +41,11 @@ pub enum RingError {
 pub trait Periodic {
     /// Does it; returns the probes it attached, as (probe address, name) for the sink.
     fn tick(&mut self) -> Vec<(u64, String)>;
+    /// Whether there is work at all: without it (and without a sink that holds output
+    /// back by time) an idle tracer sleeps until the probes wake it.
+    fn active(&self) -> bool {
+        true
+    }
 }
 
 /// No periodic work.
@@ -49,6 +54,9 @@ pub struct NoPeriodic;
 impl Periodic for NoPeriodic {
     fn tick(&mut self) -> Vec<(u64, String)> {
         Vec::new()
+    }
+    fn active(&self) -> bool {
+        false
     }
 }
 
@@ -79,28 +87,44 @@ pub async fn event_loop(
             .ok_or(RingError::NoLostMap)?,
     )?;
     let mut lost = LostEvents::new();
+    // A timer runs only for work that needs one; otherwise the loop sleeps until the
+    // probes' adaptive wakeup (first unread record) or a signal.
+    let clocked = periodic.active() || sink.holds_back_by_time();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    // Probes wake us only once a batch is waiting (maps::EVENTS_WAKEUP_BYTES): collect
-    // the rest on this timer.
-    let mut poll = tokio::time::interval(RING_POLL_INTERVAL);
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Losses happen only while events come: checked after reading, at most once a second,
+    // and once more a second after the last read.
+    let mut lost_checked = Instant::now();
+    let mut lost_due: Option<Instant> = None;
     let mut frames: Vec<u64> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                drain_ring(guard.get_inner_mut(), stacks.as_ref(), &mut frames, sink, stop)?;
+                // Readiness is cleared before reading: a record committed after this
+                // read wakes us again, one committed before is read now.
                 guard.clear_ready();
+                let read = drain_ring(guard.get_inner_mut(), stacks.as_ref(), &mut frames, sink, stop)?;
                 sink.drained()?;
-            }
-            _ = poll.tick() => {
-                if drain_ring(ring.get_mut(), stacks.as_ref(), &mut frames, sink, stop)? > 0 {
-                    sink.drained()?;
+                if read > 0 {
+                    if lost_checked.elapsed() >= LOST_CHECK_INTERVAL {
+                        lost_checked = Instant::now();
+                        lost_due = None;
+                        sink.lost(observe_lost(&lost_map, &mut lost), lost.total())?;
+                    } else if lost_due.is_none() {
+                        lost_due = Some(lost_checked + LOST_CHECK_INTERVAL);
+                    }
+                    // Under a flood, let a batch gather: the records of this window
+                    // arrive without waking anyone (the reader is behind), and this
+                    // thread is off the ring's wait queue meanwhile.
+                    std::thread::sleep(BATCH_WINDOW);
                 }
             }
-            _ = tick.tick() => {
-                let newly = observe_lost(&lost_map, &mut lost);
-                sink.lost(newly, lost.total())?;
+            _ = sleep_until_due(lost_due) => {
+                lost_checked = Instant::now();
+                lost_due = None;
+                sink.lost(observe_lost(&lost_map, &mut lost), lost.total())?;
+            }
+            _ = tick.tick(), if clocked => {
                 for (addr, name) in periodic.tick() {
                     sink.probe_named(addr, name);
                 }
@@ -111,7 +135,7 @@ pub async fn event_loop(
             _ = wake.notified() => {}
         }
     }
-    // What the probes wrote since the last poll.
+    // What the probes wrote since the last read.
     drain_ring(ring.get_mut(), stacks.as_ref(), &mut frames, sink, stop)?;
     let newly = observe_lost(&lost_map, &mut lost);
     sink.lost(newly, lost.total())?;
@@ -119,8 +143,20 @@ pub async fn event_loop(
     Ok(lost.total())
 }
 
-/// How often the event loop reads the ring buffer without being woken up.
-pub const RING_POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Under a flood, the reader reads at most once per window: one wakeup per batch instead
+/// of one per record. The first record after a quiet moment is read at once.
+pub const BATCH_WINDOW: Duration = Duration::from_millis(1);
+
+/// How often lost events are counted while events come.
+const LOST_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Waits until `due`, or forever when there is nothing due.
+async fn sleep_until_due(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Hands every record in the ring buffer to `sink` (until it says stop); returns how
 /// many were read.

@@ -663,9 +663,13 @@ impl EventSink for Output {
             journeys.flush_ended(monotonic_ns(), &mut self.line);
         }
         // A file being written can be followed (`tail -f | tshark -i -`): the ring
-        // buffer is drained at least every `RING_POLL_INTERVAL` while events come.
+        // buffer is drained as events come (at most one `BATCH_WINDOW` late).
         self.flush_pcap()?;
         self.flush()
+    }
+
+    fn holds_back_by_time(&self) -> bool {
+        self.journeys.is_some()
     }
 
     fn probe_named(&mut self, addr: u64, name: String) {

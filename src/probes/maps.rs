@@ -67,12 +67,6 @@ impl Deref for MapDef {
 
 /// Default ring buffer size (bytes): about 37k events of 216 bytes.
 pub const EVENTS_BYTES: u32 = 8 << 20;
-/// Unread bytes in the event ring buffer from which a probe wakes the reader up; below,
-/// records are submitted without a wakeup and the reader collects them on its own timer
-/// (`tracer::RING_POLL_INTERVAL`). A wakeup per record (the kernel's default when the
-/// reader keeps up) costs an irq_work self-interrupt on every matching hit: more than
-/// the rest of the program under emulation (BENCHMARKS.md).
-pub const EVENTS_WAKEUP_BYTES: u32 = 256 << 10;
 /// Entries of the tracked-skb hash (pwru: 1024).
 pub const TRACKED_SKBS_ENTRIES: u32 = 16 << 10;
 /// Entries and depth of the stack map.

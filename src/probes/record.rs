@@ -275,8 +275,8 @@ pub fn emit(
     // Sections that fill their part on some paths only set their bit themselves.
     emit_or_flags(a, R1, flags);
     match var {
-        None => submit_batched(a),
-        Some(var) => output_batched(a, env, bytes, var),
+        None => submit_adaptive(a),
+        Some(var) => output_adaptive(a, env, bytes, var),
     }
     bpf!(into a; goto (out););
     Ok(())
@@ -309,22 +309,15 @@ fn scratch_record(a: &mut Asm, env: &RecordEnv<'_>) {
     );
 }
 
-/// `bpf_ringbuf_output(r8, bytes + used variable bytes, wakeup flags)` (the flags as in
-/// [`submit_batched`]), clears the busy flag, and counts a loss when the ring buffer is
-/// full. The count is clamped for the verifier.
-fn output_batched(a: &mut Asm, env: &RecordEnv<'_>, bytes: usize, var: Variable) {
+/// `bpf_ringbuf_output(r8, bytes + used variable bytes, 0)` (the kernel's adaptive
+/// wakeup, as in [`submit_adaptive`]), clears the busy flag, and counts a loss when the
+/// ring buffer is full. The count is clamped for the verifier.
+fn output_adaptive(a: &mut Asm, env: &RecordEnv<'_>, bytes: usize, var: Variable) {
     let out = env.out;
     let (count_at, max) = (var.count_at as i32, var.max as i32);
     let busy = -(SCRATCH_BUSY as i16);
-    let [flags, clamped] = [(); 2].map(|_| a.label());
+    let clamped = a.label();
     bpf!(into a;
-        r1 = map[maps::EVENTS];
-        r2 = BPF_RB_AVAIL_DATA;
-        call ringbuf_query;
-        r9 = BPF_RB_NO_WAKEUP;
-        if r0 < (maps::EVENTS_WAKEUP_BYTES) goto (flags);
-        r9 = BPF_RB_FORCE_WAKEUP;
-      (flags):
         r3 = r8;
         r3 += count_at;
         r3 = *(u32 *)(r3 + 0);
@@ -334,7 +327,7 @@ fn output_batched(a: &mut Asm, env: &RecordEnv<'_>, bytes: usize, var: Variable)
         r3 += (bytes as i32);
         r1 = map[maps::EVENTS];
         r2 = r8;
-        r4 = r9;
+        r4 = 0;
         call ringbuf_output;
         *(u64 *)(r8 + busy) = 0;
         if r0 == 0 goto (out);
@@ -448,23 +441,15 @@ fn reads_comm(at: &Attachment) -> bool {
     *at != Attachment::SkbContext
 }
 
-const BPF_RB_NO_WAKEUP: i32 = 1;
-const BPF_RB_FORCE_WAKEUP: i32 = 2;
-const BPF_RB_AVAIL_DATA: i32 = 0;
-
-/// `bpf_ringbuf_submit(r8, flags)`: no wakeup unless `EVENTS_WAKEUP_BYTES` are waiting
-/// (`bpf_ringbuf_query(BPF_RB_AVAIL_DATA)`), then a forced one.
-fn submit_batched(a: &mut Asm) {
-    let submit = a.label();
+/// `bpf_ringbuf_submit(r8, 0)`: the kernel's adaptive wakeup. The reader is woken when
+/// this record is the first it has not read (the ring was empty to it), decided at commit,
+/// so a record is never left unannounced; while the reader is behind, records go in
+/// without a wakeup. The reader batches by reading at most once per
+/// `events::ring::BATCH_WINDOW` under a flood.
+fn submit_adaptive(a: &mut Asm) {
     bpf!(into a;
-        r1 = map[maps::EVENTS];
-        r2 = BPF_RB_AVAIL_DATA;
-        call ringbuf_query;
-        r2 = BPF_RB_NO_WAKEUP;
-        if r0 < (maps::EVENTS_WAKEUP_BYTES) goto (submit);
-        r2 = BPF_RB_FORCE_WAKEUP;
-      (submit):
         r1 = r8;
+        r2 = 0;
         call ringbuf_submit;
     );
 }
