@@ -91,6 +91,24 @@ pub fn require_root() -> Result<(), HostError> {
     Ok(())
 }
 
+/// This process's resident memory in KiB: the peak so far (`VmHWM`) and now (`VmRSS`).
+pub fn memory_kib() -> Option<(u64, u64)> {
+    memory_from_status(&fs::read_to_string("/proc/self/status").ok()?)
+}
+
+fn memory_from_status(status: &str) -> Option<(u64, u64)> {
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some((field("VmHWM:")?, field("VmRSS:")?))
+}
+
 /// What the running kernel offers the backends (fprobe from its symbols).
 pub fn kernel_support(kallsyms: &Ksyms) -> KernelSupport {
     KernelSupport {
@@ -245,6 +263,14 @@ fn netns_with_interface(name: &CString, except: Option<u64>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_is_read_from_the_status_lines() {
+        let status = "Name:\tpwru\nVmPeak:\t  99 kB\nVmHWM:\t   38536 kB\nVmRSS:\t   35664 kB\n";
+        assert_eq!(memory_from_status(status), Some((38536, 35664)));
+        assert_eq!(memory_from_status("Name:\tpwru\n"), None);
+        assert!(memory_kib().is_some_and(|(peak, now)| peak >= now && now > 0));
+    }
 
     #[test]
     fn netns_inodes() {

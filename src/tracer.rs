@@ -38,6 +38,8 @@ use crate::settings::{
 /// parsed pcap filters ([`parse_filters`]), until a signal or the line limit.
 pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
     let started = Instant::now();
+    // aya's loader parses the kernel's BTF when made: now, while little memory is in use.
+    load::prepare_loader();
     // What the kernel is.
     let btf = open_btf(&settings.kernel)?;
     // Tracing BPF programs needs fentry: a trial load says now whether it can work here.
@@ -131,6 +133,13 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
     eprintln!("Attached (ignored {})", summary.ignored);
     if settings.debug {
         eprintln!("start-up took {:.3}s", started.elapsed().as_secs_f64());
+        if let Some((peak, now)) = host::memory_kib() {
+            eprintln!(
+                "memory: peak {:.1} MB, now {:.1} MB (the ring buffer's mapping comes next)",
+                peak as f64 / 1024.0,
+                now as f64 / 1024.0
+            );
+        }
     }
 
     // Stack frames in the programs just loaded resolve to their `[bpf]` symbols: kallsyms

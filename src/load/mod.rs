@@ -24,6 +24,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use aya::maps::{Array, HashMap as AyaHashMap, Map, MapData, RingBuf};
 use aya::programs::ProgramError;
 use aya::{Ebpf, EbpfError, EbpfLoader, Pod};
+use std::sync::Mutex;
 
 use crate::asm::Program;
 
@@ -310,6 +311,42 @@ pub struct LoadedObject {
     multi: HashMap<String, OwnedFd>,
 }
 
+/// A loader made by [`prepare_loader`], waiting for [`load`].
+static PREPARED_LOADER: Mutex<Option<EbpfLoader<'static>>> = Mutex::new(None);
+
+/// Makes aya's loader now, while the process holds little memory: making one parses the
+/// kernel's BTF (about 20 MB for a moment), which the loader here drops at once as our
+/// programs need no relocations. Peak memory is then this parse over a small base
+/// instead of over everything set up before loading. Optional: [`load`] makes its own.
+pub fn prepare_loader() {
+    let mut loader = EbpfLoader::new();
+    loader.btf(None);
+    if let Ok(mut slot) = PREPARED_LOADER.lock() {
+        *slot = Some(loader);
+    }
+    trim_heap();
+}
+
+/// The prepared loader, or a new one, without the kernel's BTF.
+fn take_prepared_loader<'a>() -> EbpfLoader<'a> {
+    let prepared = PREPARED_LOADER.lock().ok().and_then(|mut slot| slot.take());
+    prepared.unwrap_or_else(|| {
+        let mut loader = EbpfLoader::new();
+        loader.btf(None);
+        loader
+    })
+}
+
+/// Gives the memory freed by a BTF parse back to the system (glibc keeps freed heap
+/// otherwise, and it would count in the tracer's resident memory for its whole run).
+fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free heap memory; no pointer is involved.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Load every program of `spec` (in order) with the maps created once and shared.
 /// Fails on the first program the kernel rejects, naming it and carrying its verifier log.
 pub fn load(spec: &ObjectSpec, opts: &LoadOptions<'_>) -> Result<LoadedObject, LoadError> {
@@ -325,17 +362,20 @@ pub fn load(spec: &ObjectSpec, opts: &LoadOptions<'_>) -> Result<LoadedObject, L
     let needs_btf = aya_specs
         .iter()
         .any(|p| matches!(p.kind, ProgKind::TpBtf(_)));
-    let own_btf = match (opts.btf, needs_btf) {
-        (None, true) => Some(aya::Btf::from_sys_fs().map_err(LoadError::Btf)?),
-        _ => None,
+    // aya's loader parses the kernel's BTF when it is made: made early by
+    // [`prepare_loader`], or here and dropped at once. Only tp_btf programs need a parse
+    // (their attach target); our programs have no CO-RE relocations.
+    let own_btf;
+    let mut loader = take_prepared_loader();
+    let btf = match (opts.btf, needs_btf) {
+        (None, true) => {
+            own_btf = aya::Btf::from_sys_fs().map_err(LoadError::Btf)?;
+            Some(&own_btf)
+        }
+        (given, _) => given,
     };
-    let btf = opts.btf.or(own_btf.as_ref());
-
-    let mut loader = EbpfLoader::new();
     loader.verifier_log_level(opts.verifier_log_level);
-    if let Some(b) = btf {
-        loader.btf(Some(b));
-    }
+    loader.btf(btf);
     let mut ebpf = loader
         .load(&bytes)
         .map_err(|e| LoadError::Object(Box::new(e)))?;
@@ -350,6 +390,8 @@ pub fn load(spec: &ObjectSpec, opts: &LoadOptions<'_>) -> Result<LoadedObject, L
         multi.insert(p.name.clone(), fd);
     }
 
+    drop(loader);
+    trim_heap();
     Ok(LoadedObject {
         ebpf,
         kinds: spec

@@ -65,8 +65,10 @@ impl Deref for MapDef {
     }
 }
 
-/// Default ring buffer size (bytes): about 37k events of 216 bytes.
-pub const EVENTS_BYTES: u32 = 8 << 20;
+/// Ring buffer size (bytes): about 19k events of 216 bytes, 20 ms of a flood at a
+/// million events a second. The reader maps its data pages twice (the kernel's
+/// wrap-around view), so this counts double in the tracer's resident memory.
+pub const EVENTS_BYTES: u32 = 4 << 20;
 /// Entries of the tracked-skb hash (pwru: 1024).
 pub const TRACKED_SKBS_ENTRIES: u32 = 16 << 10;
 /// Entries and depth of the stack map.
