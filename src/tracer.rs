@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use tokio::sync::Notify;
 
 use crate::attach::{
@@ -38,6 +38,8 @@ use crate::settings::{
 /// parsed pcap filters ([`parse_filters`]), until a signal or the line limit.
 pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
     let started = Instant::now();
+    // kallsyms takes the kernel a while to print: read on another CPU meanwhile.
+    let kallsyms_reader = std::thread::spawn(Ksyms::load);
     // aya's loader parses the kernel's BTF when made: now, while little memory is in use.
     load::prepare_loader();
     // What the kernel is.
@@ -50,7 +52,10 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
         })?;
     }
     let layout = SkbLayout::resolve(&btf).context("reading sk_buff layout from BTF")?;
-    let kallsyms = Ksyms::load().context("reading /proc/kallsyms")?;
+    let kallsyms = kallsyms_reader
+        .join()
+        .map_err(|_| anyhow!("reading /proc/kallsyms: the reading thread failed"))?
+        .context("reading /proc/kallsyms")?;
 
     // Which backend probes what, and whether it can do what the settings ask.
     let pick = choose_backend(settings.backend.choice, &kallsyms)?;

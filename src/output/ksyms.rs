@@ -127,15 +127,21 @@ impl Ksyms {
         let mut syms = Vec::new();
         let mut any_nonzero = false;
         let mut total = 0usize;
-        for (i, line) in reader.lines().enumerate() {
-            let line = line?;
+        let mut reader = reader;
+        let mut buf = String::new();
+        for i in 0.. {
+            buf.clear();
+            if reader.read_line(&mut buf)? == 0 {
+                break;
+            }
+            let line = buf.trim_end_matches('\n');
             if line.is_empty() {
                 continue;
             }
             total += 1;
             let malformed = || KsymsError::Malformed {
                 line: i + 1,
-                text: line.clone(),
+                text: line.to_string(),
             };
             let mut fields = line.split_ascii_whitespace();
             let (Some(addr), Some(kind), Some(name)) =
