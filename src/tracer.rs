@@ -429,6 +429,10 @@ impl Loader<'_> {
             programs,
         };
         let mut obj = load::load(&spec, &LoadOptions::default()).map_err(AttachError::Load)?;
+        if let (true, Some(why)) = (self.settings.debug, obj.btf_fallback()) {
+            let first = why.lines().next().unwrap_or("");
+            eprintln!("our programs were loaded without their BTF (loading with it failed: {first})");
+        }
 
         eprintln!("Attaching {} (via {})...", backend.noun(), backend.name());
         let bar = progress::bar(self.targets.len() as u64, "Attaching");
