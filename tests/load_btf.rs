@@ -38,6 +38,7 @@ fn every_kind() -> ObjectSpec {
         ("kretp", ProgKind::KRetProbe),
         ("kp_multi", ProgKind::KProbeMulti),
         ("raw_drops", ProgKind::RawTracepoint("kfree_skb".into())),
+        ("raw_drops2", ProgKind::RawTracepoint("kfree_skb".into())),
         ("btf_drops", ProgKind::TpBtf("kfree_skb".into())),
         ("name.with_dot", ProgKind::KProbe),
     ];

@@ -53,15 +53,17 @@ pub fn check_name(what: &'static str, name: &str) -> Result<(), ElfError> {
 }
 
 /// The ELF section name aya reads the program type from. Only the part before the first
-/// `/` selects the type; the rest names the tracepoint, or the program for uniqueness.
+/// `/` selects the type (tracepoints are named at load or attach time); the rest is the
+/// program, so that every program has a section of its own: `.BTF.ext` finds a program's
+/// function record by its section's name.
 pub fn section_name(kind: &ProgKind, program: &str) -> String {
     match kind {
         ProgKind::SocketFilter => format!("socket/{program}"),
         ProgKind::SchedCls => format!("classifier/{program}"),
         ProgKind::KProbe | ProgKind::KProbeMulti => format!("kprobe/{program}"),
         ProgKind::KRetProbe => format!("kretprobe/{program}"),
-        ProgKind::RawTracepoint(tp) => format!("raw_tp/{tp}"),
-        ProgKind::TpBtf(tp) => format!("tp_btf/{tp}"),
+        ProgKind::RawTracepoint(_) => format!("raw_tp/{program}"),
+        ProgKind::TpBtf(_) => format!("tp_btf/{program}"),
     }
 }
 

@@ -155,9 +155,10 @@ pub enum ProgKind {
     /// kprobe_multi: loaded through raw `bpf()` with expected attach type
     /// `BPF_TRACE_KPROBE_MULTI`, attached to many functions by one link.
     KProbeMulti,
-    /// Raw tracepoint on the named tracepoint (`raw_tp/<name>`).
+    /// Raw tracepoint on the named tracepoint (section `raw_tp/<program>`).
     RawTracepoint(String),
-    /// BTF-typed raw tracepoint (`tp_btf/<name>`), needs kernel BTF.
+    /// BTF-typed raw tracepoint on the named tracepoint (section `tp_btf/<program>`), needs
+    /// kernel BTF.
     TpBtf(String),
 }
 
