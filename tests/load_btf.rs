@@ -117,7 +117,11 @@ fn without_func_info_programs_have_no_btf() {
         }
         Err(e) => panic!("loading every kind: {e}"),
     };
-    assert_eq!(obj.btf_fallback(), None, "nothing fell back: BTF was not asked for");
+    assert_eq!(
+        obj.btf_fallback(),
+        None,
+        "nothing fell back: BTF was not asked for"
+    );
     for (name, has_btf, records, func) in btf_facts(&spec, &obj) {
         assert_eq!((has_btf, records, func), (false, 0, None), "{name}");
     }

@@ -203,7 +203,7 @@ pub fn btf_ext_func_info(sections: &[(u32, u32)]) -> Vec<u8> {
     out.extend_from_slice(&MAGIC.to_le_bytes());
     out.push(1); // version
     out.push(0); // flags
-    // hdr_len, func_info_off, func_info_len, line_info_off, line_info_len
+                 // hdr_len, func_info_off, func_info_len, line_info_off, line_info_len
     for v in [HEADER_LEN, 0, info_len, info_len, 0] {
         out.extend_from_slice(&v.to_le_bytes());
     }
@@ -234,7 +234,10 @@ mod tests {
     #[test]
     fn the_blob_names_the_function_and_its_context() {
         let mut btf = FuncBtf::new();
-        assert_eq!(btf.add_func("drop_tcp", Ctx::Struct("__sk_buff")), FUNC_TYPE_ID);
+        assert_eq!(
+            btf.add_func("drop_tcp", Ctx::Struct("__sk_buff")),
+            FUNC_TYPE_ID
+        );
         let b = btf.to_le_bytes();
         assert_eq!(&b[..4], &[0x9f, 0xeb, 1, 0]);
         let (type_len, str_off, str_len) = (word(&b, 12), word(&b, 16), word(&b, 20));
@@ -289,7 +292,10 @@ mod tests {
     #[test]
     fn btf_ext_has_one_func_record_per_section() {
         let ext = btf_ext_func_info(&[(10, 5), (20, 6)]);
-        let words: Vec<u32> = (0..ext.len() / 4).skip(1).map(|i| word(&ext, i * 4)).collect();
+        let words: Vec<u32> = (0..ext.len() / 4)
+            .skip(1)
+            .map(|i| word(&ext, i * 4))
+            .collect();
         assert_eq!(&ext[..4], &[0x9f, 0xeb, 1, 0]);
         // hdr_len, func_info_off/len, line_info_off/len; rec size; two sections.
         assert_eq!(

@@ -476,7 +476,13 @@ fn load_kprobe_multi(
             let mut btf = func_btf::FuncBtf::new();
             let type_id = btf.add_func(&func_btf::func_name(&p.name), elf::ctx_type(&p.kind));
             let fd = sys::btf_load(&btf.to_kernel_bytes()).map_err(rejected)?;
-            Some((fd, [sys::FuncInfo { insn_off: 0, type_id }]))
+            Some((
+                fd,
+                [sys::FuncInfo {
+                    insn_off: 0,
+                    type_id,
+                }],
+            ))
         }
         _ => None,
     };
