@@ -285,7 +285,9 @@ Summary:
 
     #[test]
     fn missed_hits_are_summed_and_listed_per_program_with_misses() {
-        let table: &[(&[(&str, u64)], u64, &[&str])] = &[
+        /// (program, misses) of each program; the total; the lines printed.
+        type Case<'a> = (&'a [(&'a str, u64)], u64, &'a [&'a str]);
+        let table: &[Case] = &[
             (&[], 0, &[]),
             (&[("kprobe_skb_1", 0), ("untrack", 0)], 0, &[]),
             (
