@@ -63,7 +63,7 @@ pub struct TcTracer {
     traced: BTreeMap<u32, Traced>,
     /// Programs seen and not traced (no BTF, or refused): not tried again.
     untraceable: HashSet<u32>,
-    /// `recursion_misses` of our programs on targets that were unloaded.
+    /// Non-zero `recursion_misses` of our programs on targets that were unloaded.
     gone_misses: Vec<(String, u64)>,
     level: load::VerifierLogLevel,
 }
@@ -108,7 +108,9 @@ impl TcTracer {
             .collect();
         for id in gone {
             if let Some(t) = self.traced.remove(&id) {
-                self.gone_misses.extend(t.recursion_misses());
+                // Only counts that say something: Cilium may reload its programs often.
+                let missed = t.recursion_misses().into_iter().filter(|(_, n)| *n > 0);
+                self.gone_misses.extend(missed);
                 out.gone.push(t.name);
             }
         }
