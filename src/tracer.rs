@@ -177,7 +177,12 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
         poll.as_mut(),
     );
     drop(poll);
-    let missed_hits = missed_hits(&obj) + tc.as_ref().map_or(0, TcTracer::missed_hits);
+    let mut missed = obj.recursion_misses();
+    missed.extend(
+        tc.as_ref()
+            .map(TcTracer::recursion_misses)
+            .unwrap_or_default(),
+    );
     output.flush().ok();
     if let Some(tc) = tc.as_mut() {
         eprintln!("Detaching tc-bpf progs...");
@@ -188,12 +193,14 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
     if lost > 0 {
         eprintln!("warning: {lost} events in all were lost: the ring buffer was full");
     }
-    output
-        .finish(KernelCounts {
-            lost_events: lost,
-            missed_hits,
-        })
-        .map_err(RingError::Io)?;
+    let kernel = KernelCounts {
+        lost_events: lost,
+        missed,
+    };
+    for line in kernel.missed_hit_lines() {
+        eprintln!("warning: {line}");
+    }
+    output.finish(kernel).map_err(RingError::Io)?;
     if output.limit_reached() {
         eprintln!(
             "Printed events, exiting program.. (count={})",
@@ -290,16 +297,6 @@ fn report_tc_sync(sync: &TcSync, debug: bool) {
             eprintln!("tc program {name} was unloaded");
         }
     }
-}
-
-/// Probe runs the kernel skipped because a BPF program was already running on that CPU
-/// (the sum of our programs' `recursion_misses`; 0 where the kernel does not count them).
-fn missed_hits(obj: &LoadedObject) -> u64 {
-    obj.ebpf()
-        .programs()
-        .filter_map(|(name, _)| obj.info(name).ok())
-        .map(|info| info.recursion_misses)
-        .sum()
 }
 
 /// Announces readiness (`--ready-file`), prints the header, and runs the event loop;
@@ -443,6 +440,12 @@ impl Loader<'_> {
             programs,
         };
         let mut obj = load::load(&spec, &LoadOptions::default()).map_err(AttachError::Load)?;
+        if let (true, Some(why)) = (self.settings.debug, obj.btf_fallback()) {
+            let first = why.lines().next().unwrap_or("");
+            eprintln!(
+                "our programs were loaded without their BTF (loading with it failed: {first})"
+            );
+        }
 
         eprintln!("Attaching {} (via {})...", backend.noun(), backend.name());
         let bar = progress::bar(self.targets.len() as u64, "Attaching");

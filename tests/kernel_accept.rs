@@ -563,3 +563,44 @@ fn f_verifier_rejection_names_program_and_reason() {
     assert!(log.tail(5).contains("R4 !read_ok"), "{}", log.tail(5));
     assert!(err.to_string().lines().count() <= 45);
 }
+
+#[test]
+fn h_recursion_misses_are_read_for_every_program_and_zero_prints_nothing() {
+    require_kernel!();
+    let mut a = Asm::new();
+    a.mov64(R0, 0);
+    a.exit();
+    let ret0 = a.finish().unwrap();
+    let obj = ObjectSpec {
+        maps: tracing_maps(),
+        programs: vec![
+            spec("kp", ProgKind::KProbe, kprobe_body()),
+            spec("kpm", ProgKind::KProbeMulti, kprobe_body()),
+            spec("drops", ProgKind::RawTracepoint("kfree_skb".into()), ret0),
+        ],
+    };
+    let mut loaded = load::load(&obj, &LoadOptions::default()).expect("load");
+    // A raw tracepoint that runs: its count is read from a program that ran.
+    let link = loaded.attach_raw_tp("drops").expect("attach raw_tp");
+    provoke_drops();
+    let runs = loaded.info("drops").unwrap().run_cnt;
+    loaded.detach_raw_tp("drops", link).unwrap();
+
+    let missed = loaded.recursion_misses();
+    let names: Vec<&str> = missed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["drops", "kp", "kpm"],
+        "every program, kprobe_multi too"
+    );
+    assert!(
+        missed.iter().all(|(_, n)| *n == 0),
+        "nothing nests here: {missed:?} (runs: {runs})"
+    );
+    let kernel = pwru::output::KernelCounts {
+        lost_events: 0,
+        missed,
+    };
+    assert_eq!(kernel.missed_hits(), 0);
+    assert!(kernel.missed_hit_lines().is_empty());
+}

@@ -53,6 +53,20 @@ fn maps_for(opts: &ProbeOptions) -> Vec<MapSpec> {
     m
 }
 
+/// Every program of `spec` was loaded with BTF of its own: one function record, named as
+/// the program (what `bpftool prog` shows and fentry needs).
+fn assert_loaded_with_btf(obj: &load::LoadedObject, spec: &ObjectSpec, label: &str) {
+    assert_eq!(obj.btf_fallback(), None, "{label}: loaded without BTF");
+    for p in &spec.programs {
+        let info = obj.info(&p.name).unwrap();
+        assert!(info.btf_id != 0, "{label} / {}: no BTF", p.name);
+        assert_eq!(info.nr_func_info, 1, "{label} / {}", p.name);
+        let fd = obj.program_fd(&p.name).unwrap();
+        let func = load::prog_func_name(fd).unwrap();
+        assert_eq!(func.as_deref(), Some(p.name.as_str()), "{label}");
+    }
+}
+
 /// Exercises every code path of the skb expression compiler: pointer chains, `.` into
 /// embedded structs, bitfields, signed fields, masks, 64-bit constants, `!`, `&&`, `||`.
 const SKB_EXPR: &str = "skb->dev->ifindex == 9 && !(skb->mark & 0xff) \
@@ -298,11 +312,12 @@ fn every_probe_variant_passes_the_verifier() {
                 maps: maps_for(&opts),
                 programs,
             };
-            if let Err(e) = load::load(&spec, &LoadOptions::default()) {
-                panic!(
+            match load::load(&spec, &LoadOptions::default()) {
+                Ok(obj) => assert_loaded_with_btf(&obj, &spec, label),
+                Err(e) => panic!(
                     "{label} / {}: the verifier rejected a program: {e}",
                     kind.name()
-                );
+                ),
             }
             loaded += n;
         }

@@ -48,7 +48,11 @@ fn object_without_btf() -> load::LoadedObject {
             program: fixtures::tc_drop_tcp(9),
         }],
     };
-    load::load(&spec, &LoadOptions::default()).expect("a tc program loads")
+    let opts = LoadOptions {
+        without_func_info: true,
+        ..LoadOptions::default()
+    };
+    load::load(&spec, &opts).expect("a tc program loads")
 }
 
 #[test]

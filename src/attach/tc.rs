@@ -27,6 +27,20 @@ struct Traced {
     exit: TracingLink,
 }
 
+impl Traced {
+    /// (`pwru_tc_entry on NAME`, misses) and the same for the exit program; programs whose
+    /// info cannot be read are left out.
+    fn recursion_misses(&self) -> Vec<(String, u64)> {
+        [(ENTRY_NAME, &self.entry), (EXIT_NAME, &self.exit)]
+            .into_iter()
+            .filter_map(|(ours, l)| {
+                let info = load::prog_info(l.prog.as_fd()).ok()?;
+                Some((format!("{ours} on {}", self.name), info.recursion_misses))
+            })
+            .collect()
+    }
+}
+
 /// What one [`TcTracer::sync`] changed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct TcSync {
@@ -49,6 +63,8 @@ pub struct TcTracer {
     traced: BTreeMap<u32, Traced>,
     /// Programs seen and not traced (no BTF, or refused): not tried again.
     untraceable: HashSet<u32>,
+    /// Non-zero `recursion_misses` of our programs on targets that were unloaded.
+    gone_misses: Vec<(String, u64)>,
     level: load::VerifierLogLevel,
 }
 
@@ -60,6 +76,7 @@ impl TcTracer {
             own,
             traced: BTreeMap::new(),
             untraceable: HashSet::new(),
+            gone_misses: Vec::new(),
             level,
         }
     }
@@ -91,6 +108,9 @@ impl TcTracer {
             .collect();
         for id in gone {
             if let Some(t) = self.traced.remove(&id) {
+                // Only counts that say something: Cilium may reload its programs often.
+                let missed = t.recursion_misses().into_iter().filter(|(_, n)| *n > 0);
+                self.gone_misses.extend(missed);
                 out.gone.push(t.name);
             }
         }
@@ -155,14 +175,14 @@ impl TcTracer {
     }
 
     /// Runs of our programs the kernel skipped because a BPF program was already running
-    /// on that CPU (their `recursion_misses`).
-    pub fn missed_hits(&self) -> u64 {
-        self.traced
-            .values()
-            .flat_map(|t| [&t.entry, &t.exit])
-            .filter_map(|l| load::prog_info(l.prog.as_fd()).ok())
-            .map(|info| info.recursion_misses)
-            .sum()
+    /// on that CPU (their `recursion_misses`), by program: `pwru_tc_entry on NAME` and
+    /// `pwru_tc_exit on NAME` for every traced program, those unloaded since included.
+    pub fn recursion_misses(&self) -> Vec<(String, u64)> {
+        let mut out = self.gone_misses.clone();
+        for t in self.traced.values() {
+            out.extend(t.recursion_misses());
+        }
+        out
     }
 
     /// Detaches and unloads every tracing program.

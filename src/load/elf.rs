@@ -1,5 +1,6 @@
 //! The minimal in-memory BPF ELF that hands assembled programs and their shared maps to aya:
-//! one text section per program, a legacy `maps` section, `R_BPF_64_64` relocations, a license.
+//! one text section per program, a legacy `maps` section, `R_BPF_64_64` relocations, a license,
+//! and `.BTF`/`.BTF.ext` naming each program's function (aya passes them as `func_info`).
 
 use object::write::{Object, Relocation, StandardSegment, Symbol, SymbolSection};
 use object::{
@@ -7,6 +8,7 @@ use object::{
     SymbolScope,
 };
 
+use super::func_btf::{btf_ext_func_info, func_name, Ctx, FuncBtf};
 use super::{MapSpec, ProgKind, ProgramSpec};
 
 /// Size of one legacy `struct bpf_map_def` as aya-obj reads it: type, key size, value size,
@@ -51,16 +53,47 @@ pub fn check_name(what: &'static str, name: &str) -> Result<(), ElfError> {
 }
 
 /// The ELF section name aya reads the program type from. Only the part before the first
-/// `/` selects the type; the rest names the tracepoint, or the program for uniqueness.
+/// `/` selects the type (tracepoints are named at load or attach time); the rest is the
+/// program, so that every program has a section of its own: `.BTF.ext` finds a program's
+/// function record by its section's name.
 pub fn section_name(kind: &ProgKind, program: &str) -> String {
     match kind {
         ProgKind::SocketFilter => format!("socket/{program}"),
         ProgKind::SchedCls => format!("classifier/{program}"),
         ProgKind::KProbe | ProgKind::KProbeMulti => format!("kprobe/{program}"),
         ProgKind::KRetProbe => format!("kretprobe/{program}"),
-        ProgKind::RawTracepoint(tp) => format!("raw_tp/{tp}"),
-        ProgKind::TpBtf(tp) => format!("tp_btf/{tp}"),
+        ProgKind::RawTracepoint(_) => format!("raw_tp/{program}"),
+        ProgKind::TpBtf(_) => format!("tp_btf/{program}"),
     }
+}
+
+/// What the program's function takes, as its BTF prototype says: the context type the
+/// verifier gives program type in R1.
+pub fn ctx_type(kind: &ProgKind) -> Ctx<'static> {
+    match kind {
+        ProgKind::SocketFilter | ProgKind::SchedCls => Ctx::Struct("__sk_buff"),
+        ProgKind::KProbe | ProgKind::KRetProbe | ProgKind::KProbeMulti => Ctx::Struct("pt_regs"),
+        ProgKind::RawTracepoint(_) | ProgKind::TpBtf(_) => Ctx::Void,
+    }
+}
+
+/// Whether a program calls a function of its own (bpf-to-bpf call): its func info would
+/// need a record per function, so it goes without.
+pub fn has_subprograms(p: &ProgramSpec) -> bool {
+    use crate::asm::insn::op;
+    p.program
+        .insns
+        .iter()
+        .any(|i| i.code == op::JMP | op::CALL && i.src == op::PSEUDO_CALL)
+}
+
+/// Whether [`build`] writes BTF for the programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FuncInfo {
+    /// `.BTF` and `.BTF.ext` with each program's function.
+    Emit,
+    /// No BTF sections (aya then loads the programs without BTF).
+    Omit,
 }
 
 /// Encode a legacy `bpf_map_def`.
@@ -129,8 +162,13 @@ pub fn validate(maps: &[MapSpec], programs: &[&ProgramSpec]) -> Result<(), ElfEr
 }
 
 /// Build the ELF: every map in `maps` and every program in `programs`, map references
-/// turned into relocations. Validates first (see [`validate`]).
-pub fn build(maps: &[MapSpec], programs: &[&ProgramSpec]) -> Result<Vec<u8>, ElfError> {
+/// turned into relocations, with or without the programs' BTF. Validates first (see
+/// [`validate`]).
+pub fn build(
+    maps: &[MapSpec],
+    programs: &[&ProgramSpec],
+    func_info: FuncInfo,
+) -> Result<Vec<u8>, ElfError> {
     validate(maps, programs)?;
     let mut obj = Object::new(BinaryFormat::Elf, Architecture::Bpf, Endianness::Little);
 
@@ -156,8 +194,14 @@ pub fn build(maps: &[MapSpec], programs: &[&ProgramSpec]) -> Result<Vec<u8>, Elf
         }
     }
 
+    let mut btf = FuncBtf::new();
+    let mut func_records = Vec::new();
     for p in programs {
         let name = section_name(&p.kind, &p.name);
+        if func_info == FuncInfo::Emit && !has_subprograms(p) {
+            let func = btf.add_func(&func_name(&p.name), ctx_type(&p.kind));
+            func_records.push((btf.string(&name), func));
+        }
         let segment = obj.segment_name(StandardSegment::Text).to_vec();
         let section = obj.add_section(segment, name.into_bytes(), SectionKind::Text);
         let code = p.program.bytecode();
@@ -187,6 +231,12 @@ pub fn build(maps: &[MapSpec], programs: &[&ProgramSpec]) -> Result<Vec<u8>, Elf
             )
             .map_err(|e| ElfError::Write(e.to_string()))?;
         }
+    }
+    if !func_records.is_empty() {
+        let section = obj.add_section(Vec::new(), b".BTF".to_vec(), SectionKind::Metadata);
+        obj.append_section_data(section, &btf.to_le_bytes(), 4);
+        let section = obj.add_section(Vec::new(), b".BTF.ext".to_vec(), SectionKind::Metadata);
+        obj.append_section_data(section, &btf_ext_func_info(&func_records), 4);
     }
     obj.write().map_err(|e| ElfError::Write(e.to_string()))
 }
@@ -245,7 +295,7 @@ mod tests {
     fn elf_reads_back_with_sections_symbols_and_relocations() {
         let (maps, progs) = fixture();
         let refs: Vec<&ProgramSpec> = progs.iter().collect();
-        let bytes = build(&maps, &refs).unwrap();
+        let bytes = build(&maps, &refs, FuncInfo::Emit).unwrap();
         let file = object::File::parse(&*bytes).unwrap();
         assert_eq!(file.architecture(), Architecture::Bpf);
         assert!(file.is_little_endian());
@@ -289,7 +339,7 @@ mod tests {
         use aya_obj::{maps::Map, ProgramSection};
         let (maps, progs) = fixture();
         let refs: Vec<&ProgramSpec> = progs.iter().collect();
-        let bytes = build(&maps, &refs).unwrap();
+        let bytes = build(&maps, &refs, FuncInfo::Emit).unwrap();
         let obj = aya_obj::Object::parse(&bytes).unwrap();
 
         let mut names: Vec<_> = obj.programs.keys().cloned().collect();
@@ -316,6 +366,43 @@ mod tests {
             .find(|f| f.name == "kp")
             .expect("kp function");
         assert_eq!(kp.instructions.len(), progs[1].program.len());
+    }
+
+    #[test]
+    fn aya_obj_reads_each_programs_function_from_btf_ext() {
+        use aya_obj::btf::BtfKind;
+        let (maps, progs) = fixture();
+        let refs: Vec<&ProgramSpec> = progs.iter().collect();
+        let obj = aya_obj::Object::parse(&build(&maps, &refs, FuncInfo::Emit).unwrap()).unwrap();
+        let btf = obj.btf.as_ref().expect("the object has BTF");
+        for p in &progs {
+            let f = &obj.functions[&obj.programs[&p.name].function_key()];
+            assert_eq!(f.func_info_rec_size, 8, "{}", p.name);
+            let records = &f.func_info.func_info;
+            assert_eq!(records.len(), 1, "{}: one function", p.name);
+            assert_eq!(records[0].insn_off, 0);
+            let id = btf.id_by_type_name_kind(&p.name, BtfKind::Func).unwrap();
+            assert_eq!(records[0].type_id, id, "{}: its own FUNC", p.name);
+            assert!(f.line_info.line_info.is_empty());
+        }
+
+        let plain = aya_obj::Object::parse(&build(&maps, &refs, FuncInfo::Omit).unwrap()).unwrap();
+        assert!(plain.btf.is_none() && plain.btf_ext.is_none());
+        assert_eq!(plain.programs.len(), progs.len());
+    }
+
+    #[test]
+    fn programs_with_subprograms_get_no_func_info() {
+        use crate::asm::insn::{op, Insn};
+        let mut p = prog("sub", ProgKind::KProbe, &[]);
+        assert!(!has_subprograms(&p));
+        p.program
+            .insns
+            .insert(0, Insn::new(op::JMP | op::CALL, 0, op::PSEUDO_CALL, 0, 1));
+        assert!(has_subprograms(&p));
+        let bytes = build(&[], &[&p], FuncInfo::Emit).unwrap();
+        let file = object::File::parse(&*bytes).unwrap();
+        assert!(file.section_by_name(".BTF").is_none());
     }
 
     #[test]
@@ -374,7 +461,7 @@ mod tests {
         ];
         for (maps, progs, want) in cases {
             let refs: Vec<&ProgramSpec> = progs.iter().collect();
-            assert_eq!(build(&maps, &refs).unwrap_err(), want);
+            assert_eq!(build(&maps, &refs, FuncInfo::Emit).unwrap_err(), want);
         }
     }
 
@@ -384,7 +471,7 @@ mod tests {
         p.program.map_refs[0].insn_index = 2; // the call
         let maps = [map("m", MapKind::Array, 4, 8, 1)];
         assert_eq!(
-            build(&maps, &[&p]).unwrap_err(),
+            build(&maps, &[&p], FuncInfo::Emit).unwrap_err(),
             ElfError::BadMapRef {
                 program: "p".into(),
                 insn: 2

@@ -1,5 +1,5 @@
-//! Kernel facts the tracer and benchmarks ask about: per-program statistics by fd, and
-//! whether `bpf_get_func_ip` works in kprobes (probed once by loading a tiny program).
+//! Kernel facts the tracer and benchmarks ask about: per-program statistics and BTF by fd,
+//! and whether `bpf_get_func_ip` works in kprobes (probed once by loading a tiny program).
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -26,6 +26,10 @@ pub struct ProgInfo {
     pub verified_insns: u32,
     /// Ids of the maps the program uses.
     pub map_ids: Vec<u32>,
+    /// Id of the program's own BTF; 0 when it was loaded without.
+    pub btf_id: u32,
+    /// Number of BTF function records (one per function) it was loaded with.
+    pub nr_func_info: u32,
 }
 
 /// Ask the kernel about the program behind `fd` (any program, aya-loaded or raw).
@@ -41,7 +45,27 @@ pub fn prog_info(fd: BorrowedFd<'_>) -> io::Result<ProgInfo> {
         recursion_misses: raw.recursion_misses,
         verified_insns: raw.verified_insns,
         map_ids,
+        btf_id: raw.btf_id,
+        nr_func_info: raw.nr_func_info,
     })
+}
+
+/// The name of the program's main function in its own BTF (the full name, where the
+/// kernel's program name stops at 15 bytes); `None` when it was loaded without BTF.
+pub fn prog_func_name(fd: BorrowedFd<'_>) -> io::Result<Option<String>> {
+    let Some(main) = sys::prog_main_func(fd)? else {
+        return Ok(None);
+    };
+    let btf_id = sys::prog_info(fd)?.0.btf_id;
+    let bad = |e: btf_rs::Error| io::Error::new(io::ErrorKind::InvalidData, e.to_string());
+    let btf = btf_rs::Btf::from_bytes(&sys::btf_bytes(btf_id)?).map_err(bad)?;
+    match btf.resolve_type_by_id(main.type_id).map_err(bad)? {
+        btf_rs::Type::Func(func) => Ok(Some(btf.resolve_name(&func).map_err(bad)?)),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("BTF type {} is not a function", main.type_id),
+        )),
+    }
 }
 
 /// Turn on `run_time_ns`/`run_cnt` accounting for all programs until the returned fd is

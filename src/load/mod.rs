@@ -5,6 +5,9 @@
 //! ObjectSpec --elf::build--> ELF --aya EbpfLoader--> maps + programs (socket, tc, kprobe, raw_tp, tp_btf)
 //!            \--kprobe_multi programs, map fds patched in--> sys::prog_load
 //! ```
+//! Every program is loaded with BTF naming its function (`func_info`, see `func_btf`), so
+//! it shows its full name and can itself be traced with fentry; where the kernel or aya
+//! refuses that BTF the object is loaded again without it ([`LoadedObject::btf_fallback`]).
 //! fentry/fexit programs on BPF programs are loaded later, one target at a time, with the
 //! object's maps (`tracing`).
 
@@ -30,7 +33,7 @@ use crate::asm::Program;
 
 pub use aya::VerifierLogLevel;
 pub use elf::ElfError;
-pub use info::{enable_run_time_stats, func_ip_available, prog_info, ProgInfo};
+pub use info::{enable_run_time_stats, func_ip_available, prog_func_name, prog_info, ProgInfo};
 pub use links::{KprobeMultiOptions, ObjectError};
 pub use tracing::{
     bpf_programs, check_tracing, load_sched_cls_with_btf, load_tracing, pin_program, prog_id,
@@ -153,9 +156,10 @@ pub enum ProgKind {
     /// kprobe_multi: loaded through raw `bpf()` with expected attach type
     /// `BPF_TRACE_KPROBE_MULTI`, attached to many functions by one link.
     KProbeMulti,
-    /// Raw tracepoint on the named tracepoint (`raw_tp/<name>`).
+    /// Raw tracepoint on the named tracepoint (section `raw_tp/<program>`).
     RawTracepoint(String),
-    /// BTF-typed raw tracepoint (`tp_btf/<name>`), needs kernel BTF.
+    /// BTF-typed raw tracepoint on the named tracepoint (section `tp_btf/<program>`), needs
+    /// kernel BTF.
     TpBtf(String),
 }
 
@@ -183,6 +187,9 @@ pub struct LoadOptions<'a> {
     pub verifier_log_level: VerifierLogLevel,
     /// Kernel BTF for `tp_btf` programs; read from `/sys/kernel/btf/vmlinux` when `None`.
     pub btf: Option<&'a aya::Btf>,
+    /// Load the programs without BTF of their own (no `func_info`): they cannot be traced
+    /// with fentry then. Off by default.
+    pub without_func_info: bool,
 }
 
 /// A verifier log. `Display` shows the last [`VerifierLog::TAIL_LINES`] lines, where the
@@ -309,6 +316,8 @@ pub struct LoadedObject {
     kinds: HashMap<String, ProgKind>,
     /// kprobe_multi programs loaded through the raw path.
     multi: HashMap<String, OwnedFd>,
+    /// Why the programs were loaded without their BTF, when they were.
+    btf_fallback: Option<String>,
 }
 
 /// A loader made by [`prepare_loader`], waiting for [`load`].
@@ -347,9 +356,30 @@ fn trim_heap() {
     }
 }
 
-/// Load every program of `spec` (in order) with the maps created once and shared.
+/// Load every program of `spec` (in order) with the maps created once and shared, each
+/// with BTF naming its function. Should loading with that BTF fail, everything is loaded
+/// again without it (the reason is kept in [`LoadedObject::btf_fallback`]).
 /// Fails on the first program the kernel rejects, naming it and carrying its verifier log.
 pub fn load(spec: &ObjectSpec, opts: &LoadOptions<'_>) -> Result<LoadedObject, LoadError> {
+    if opts.without_func_info {
+        return load_object(spec, opts, elf::FuncInfo::Omit);
+    }
+    match load_object(spec, opts, elf::FuncInfo::Emit) {
+        Ok(obj) => Ok(obj),
+        Err(e @ (LoadError::Spec(_) | LoadError::Btf(_) | LoadError::NoBtf(_))) => Err(e),
+        Err(with_btf) => {
+            let mut obj = load_object(spec, opts, elf::FuncInfo::Omit)?;
+            obj.btf_fallback = Some(with_btf.to_string());
+            Ok(obj)
+        }
+    }
+}
+
+fn load_object(
+    spec: &ObjectSpec,
+    opts: &LoadOptions<'_>,
+    func_info: elf::FuncInfo,
+) -> Result<LoadedObject, LoadError> {
     let all: Vec<&ProgramSpec> = spec.programs.iter().collect();
     elf::validate(&spec.maps, &all)?;
     let _ = raise_rlimits();
@@ -357,7 +387,7 @@ pub fn load(spec: &ObjectSpec, opts: &LoadOptions<'_>) -> Result<LoadedObject, L
     let (multi_specs, aya_specs): (Vec<&ProgramSpec>, Vec<&ProgramSpec>) = all
         .iter()
         .partition(|p| matches!(p.kind, ProgKind::KProbeMulti));
-    let bytes = elf::build(&spec.maps, &aya_specs)?;
+    let bytes = elf::build(&spec.maps, &aya_specs, func_info)?;
 
     let needs_btf = aya_specs
         .iter()
@@ -386,7 +416,7 @@ pub fn load(spec: &ObjectSpec, opts: &LoadOptions<'_>) -> Result<LoadedObject, L
 
     let mut multi = HashMap::new();
     for p in &multi_specs {
-        let fd = load_kprobe_multi(&ebpf, p, opts.verifier_log_level)?;
+        let fd = load_kprobe_multi(&ebpf, p, opts.verifier_log_level, func_info)?;
         multi.insert(p.name.clone(), fd);
     }
 
@@ -400,6 +430,7 @@ pub fn load(spec: &ObjectSpec, opts: &LoadOptions<'_>) -> Result<LoadedObject, L
             .map(|p| (p.name.clone(), p.kind.clone()))
             .collect(),
         multi,
+        btf_fallback: None,
     })
 }
 
@@ -464,17 +495,39 @@ fn map_data(m: &Map) -> &MapData {
     }
 }
 
-/// Patch the aya-created map fds into a copy of the program and load it as kprobe_multi.
+/// Patch the aya-created map fds into a copy of the program and load it as kprobe_multi,
+/// with its own one-function BTF unless `func_info` says not to.
 fn load_kprobe_multi(
     ebpf: &Ebpf,
     p: &ProgramSpec,
     level: VerifierLogLevel,
+    func_info: elf::FuncInfo,
 ) -> Result<OwnedFd, LoadError> {
     use std::os::fd::AsRawFd;
     let insns = tracing::with_map_fds(&p.name, &p.program, |m| {
         ebpf.map(m)
             .map(|map| map_data(map).fd().as_fd().as_raw_fd())
     })?;
+    let rejected = |(errno, log): (io::Error, String)| LoadError::Rejected {
+        program: p.name.clone(),
+        errno,
+        log: VerifierLog(log),
+    };
+    let btf = match func_info {
+        elf::FuncInfo::Emit if !elf::has_subprograms(p) => {
+            let mut btf = func_btf::FuncBtf::new();
+            let type_id = btf.add_func(&func_btf::func_name(&p.name), elf::ctx_type(&p.kind));
+            let fd = sys::btf_load(&btf.to_kernel_bytes()).map_err(rejected)?;
+            Some((
+                fd,
+                [sys::FuncInfo {
+                    insn_off: 0,
+                    type_id,
+                }],
+            ))
+        }
+        _ => None,
+    };
     sys::prog_load(&sys::RawProgLoad {
         prog_type: sys::PROG_TYPE_KPROBE,
         expected_attach_type: sys::TRACE_KPROBE_MULTI,
@@ -482,13 +535,9 @@ fn load_kprobe_multi(
         insns: &insns,
         log_level: level.bits(),
         attach: None,
-        btf: None,
+        btf: btf.as_ref().map(|(fd, funcs)| (fd.as_fd(), &funcs[..])),
     })
-    .map_err(|(errno, log)| LoadError::Rejected {
-        program: p.name.clone(),
-        errno,
-        log: VerifierLog(log),
-    })
+    .map_err(rejected)
 }
 
 impl fmt::Debug for LoadedObject {
@@ -543,6 +592,24 @@ impl LoadedObject {
             program: program.to_string(),
             source,
         })
+    }
+
+    /// Why the programs were loaded without BTF of their own (the error loading them with
+    /// it gave), or `None` when they have it (or were asked to go without).
+    pub fn btf_fallback(&self) -> Option<&str> {
+        self.btf_fallback.as_deref()
+    }
+
+    /// Every program's name and `recursion_misses` (runs the kernel skipped because a BPF
+    /// program was already running on that CPU), by name; programs whose info cannot be
+    /// read are left out.
+    pub fn recursion_misses(&self) -> Vec<(String, u64)> {
+        let mut names: Vec<&String> = self.kinds.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            .filter_map(|name| Some((name.clone(), self.info(name).ok()?.recursion_misses)))
+            .collect()
     }
 
     /// The kernel ids of the object's programs.

@@ -15,6 +15,7 @@ const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_RAW_TRACEPOINT_OPEN: libc::c_long = 17;
 const BPF_BTF_LOAD: libc::c_long = 18;
+const BPF_BTF_GET_FD_BY_ID: libc::c_long = 19;
 const BPF_LINK_CREATE: libc::c_long = 28;
 
 /// `BPF_PROG_TYPE_SCHED_CLS`.
@@ -138,6 +139,18 @@ struct InfoByFdAttr {
     bpf_fd: u32,
     info_len: u32,
     info: u64,
+}
+
+/// `struct bpf_btf_info`: a loaded BTF object's raw bytes (when `btf` points at a buffer).
+#[repr(C)]
+#[derive(Default)]
+struct RawBtfInfo {
+    btf: u64,
+    btf_size: u32,
+    id: u32,
+    name: u64,
+    name_len: u32,
+    kernel_btf: u32,
 }
 
 /// `struct bpf_prog_info` up to `attach_btf_id` (kernel 5.x/6.x layout; the kernel fills what
@@ -400,6 +413,37 @@ pub fn prog_fd_by_id(id: u32) -> io::Result<OwnedFd> {
     Ok(owned_fd(fd))
 }
 
+/// The raw bytes (host order) of the loaded BTF object `id`, e.g. a program's `btf_id`.
+pub fn btf_bytes(id: u32) -> io::Result<Vec<u8>> {
+    let mut attr = GetIdAttr {
+        id,
+        ..Default::default()
+    };
+    // SAFETY: `attr` is the GET_FD_BY_ID layout and holds no pointers.
+    let fd = owned_fd(unsafe { sys_bpf(BPF_BTF_GET_FD_BY_ID, &mut attr)? });
+    let mut info = RawBtfInfo::default();
+    let mut get = InfoByFdAttr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: std::mem::size_of::<RawBtfInfo>() as u32,
+        info: &mut info as *mut RawBtfInfo as u64,
+    };
+    // SAFETY: `get` is the GET_INFO_BY_FD layout; `info` is writable for `info_len` bytes
+    // and holds no pointers yet (the kernel only reports the size).
+    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut get)? };
+    let mut bytes = vec![0u8; info.btf_size as usize];
+    let mut info = RawBtfInfo {
+        btf: bytes.as_mut_ptr() as u64,
+        btf_size: bytes.len() as u32,
+        ..Default::default()
+    };
+    get.info = &mut info as *mut RawBtfInfo as u64;
+    // SAFETY: as above; the kernel writes at most `btf_size` bytes to `bytes`, which holds
+    // exactly that many.
+    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut get)? };
+    bytes.truncate(info.btf_size.min(bytes.len() as u32) as usize);
+    Ok(bytes)
+}
+
 /// `BPF_BTF_LOAD` of a raw BTF blob; on failure the errno and the kernel's BTF log.
 pub fn btf_load(blob: &[u8]) -> Result<OwnedFd, (io::Error, String)> {
     let mut log = vec![0u8; 64 << 10];
@@ -580,6 +624,8 @@ mod tests {
         assert_eq!(offset_of!(ProgLoadAttr, attach_prog_fd), 112);
         assert_eq!(offset_of!(LinkCreateTracingAttr, target_btf_id), 16);
         assert_eq!(offset_of!(BtfLoadAttr, btf_log_level), 24);
+        assert_eq!(size_of::<RawBtfInfo>(), size_of::<g::bpf_btf_info>());
+        assert_eq!(offset_of!(RawBtfInfo, kernel_btf), 28);
         assert_eq!(size_of::<FuncInfo>(), size_of::<g::bpf_func_info>());
     }
 }

@@ -475,9 +475,9 @@ impl Output {
         }
         if let Some(summary) = &self.summary {
             if self.printer.opts.json {
-                summary.push_json(kernel, &mut self.line);
+                summary.push_json(&kernel, &mut self.line);
             } else {
-                summary.push_table(kernel, &mut self.line);
+                summary.push_table(&kernel, &mut self.line);
             }
         }
         self.flush_pcap()?;

@@ -22,12 +22,36 @@ pub struct Summary {
 }
 
 /// What only the kernel knows at exit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KernelCounts {
     /// Records the ring buffer had no room for.
     pub lost_events: u64,
-    /// Probe runs the kernel skipped (the programs' `recursion_misses`).
-    pub missed_hits: u64,
+    /// Probe runs the kernel skipped, by program: (program, its `recursion_misses`), for
+    /// every program we loaded.
+    pub missed: Vec<(String, u64)>,
+}
+
+impl KernelCounts {
+    /// Probe runs the kernel skipped, all programs together.
+    pub fn missed_hits(&self) -> u64 {
+        self.missed.iter().map(|(_, n)| n).sum()
+    }
+
+    /// The programs that missed runs, with how many.
+    fn missing(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.missed
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(name, n)| (name.as_str(), *n))
+    }
+
+    /// One line per program that missed runs: `N probe hits missed (recursion) in PROG`
+    /// (no newline), in the order of [`KernelCounts::missed`].
+    pub fn missed_hit_lines(&self) -> Vec<String> {
+        self.missing()
+            .map(|(name, n)| format!("{n} probe hits missed (recursion) in {name}"))
+            .collect()
+    }
 }
 
 /// Reasons that end a packet's life without a drop (`consume_skb`'s `SKB_CONSUMED`).
@@ -71,7 +95,8 @@ impl Summary {
     }
 
     /// The table: a DROPS/REASON/FUNCTION block (or "no drops"), then one line of totals.
-    pub fn push_table(&self, kernel: KernelCounts, out: &mut String) {
+    /// Then a line per program that missed runs ([`KernelCounts::missed_hit_lines`]).
+    pub fn push_table(&self, kernel: &KernelCounts, out: &mut String) {
         out.push_str("\nSummary:\n");
         let rows = self.drops_by_count();
         if rows.is_empty() {
@@ -102,18 +127,23 @@ impl Summary {
         out.push_str(" drops, ");
         push_dec(out, kernel.lost_events);
         out.push_str(" lost events, ");
-        push_dec(out, kernel.missed_hits);
+        push_dec(out, kernel.missed_hits());
         out.push_str(" missed hits\n");
+        for line in kernel.missed_hit_lines() {
+            out.push_str(&line);
+            out.push('\n');
+        }
     }
 
-    /// One JSON line: `{"summary":{"packets":…,"events":…,"drops":[{"reason":…,"func":…,"count":…}],…}}`.
-    pub fn push_json(&self, kernel: KernelCounts, out: &mut String) {
+    /// One JSON line: `{"summary":{"packets":…,"events":…,"drops":[{"reason":…,"func":…,"count":…}],…}}`;
+    /// `missed_by_program` (`[{"program":…,"count":…}]`) lists the programs that missed runs.
+    pub fn push_json(&self, kernel: &KernelCounts, out: &mut String) {
         let mut top = JsonObject::begin(out);
         let mut obj = top.object("summary");
         obj.always_num("packets", self.packets.len() as u64);
         obj.always_num("events", self.events);
         obj.always_num("lost_events", kernel.lost_events);
-        obj.always_num("missed_hits", kernel.missed_hits);
+        obj.always_num("missed_hits", kernel.missed_hits());
         let mut drops = obj.array("drops");
         for (reason, func, n) in self.drops_by_count() {
             let mut row = drops.object();
@@ -123,6 +153,16 @@ impl Summary {
             row.end();
         }
         drops.end();
+        if kernel.missing().next().is_some() {
+            let mut missed = obj.array("missed_by_program");
+            for (name, n) in kernel.missing() {
+                let mut row = missed.object();
+                row.str("program", name);
+                row.always_num("count", n);
+                row.end();
+            }
+            missed.end();
+        }
         obj.end();
         top.end();
         out.push('\n');
@@ -192,9 +232,9 @@ mod tests {
     fn table_lists_drops_then_totals() {
         let mut out = String::new();
         sample().push_table(
-            KernelCounts {
+            &KernelCounts {
                 lost_events: 5,
-                missed_hits: 1,
+                missed: vec![("kprobe_skb_1".into(), 1), ("untrack".into(), 0)],
             },
             &mut out,
         );
@@ -205,6 +245,7 @@ Summary:
        1  99                              0xffffffff81000000
        1  SKB_DROP_REASON_NETFILTER_DROP  skb:kfree_skb
 3 packets, 7 events, 4 drops, 5 lost events, 1 missed hits
+1 probe hits missed (recursion) in kprobe_skb_1
 ";
         assert_eq!(out, want);
     }
@@ -212,7 +253,7 @@ Summary:
     #[test]
     fn table_without_drops_says_so() {
         let mut out = String::new();
-        Summary::default().push_table(KernelCounts::default(), &mut out);
+        Summary::default().push_table(&KernelCounts::default(), &mut out);
         assert_eq!(
             out,
             "\nSummary:\nNo drops.\n0 packets, 0 events, 0 drops, 0 lost events, 0 missed hits\n"
@@ -223,9 +264,9 @@ Summary:
     fn json_is_one_object_with_every_count() {
         let mut out = String::new();
         sample().push_json(
-            KernelCounts {
+            &KernelCounts {
                 lost_events: 0,
-                missed_hits: 2,
+                missed: vec![("kp".into(), 2), ("tp".into(), 0)],
             },
             &mut out,
         );
@@ -235,9 +276,40 @@ Summary:
                 r#"{"summary":{"packets":3,"events":7,"lost_events":0,"missed_hits":2,"drops":["#,
                 r#"{"reason":"SKB_DROP_REASON_NETFILTER_DROP","func":"kfree_skb_reason","count":2},"#,
                 r#"{"reason":"99","func":"0xffffffff81000000","count":1},"#,
-                r#"{"reason":"SKB_DROP_REASON_NETFILTER_DROP","func":"skb:kfree_skb","count":1}]}}"#,
+                r#"{"reason":"SKB_DROP_REASON_NETFILTER_DROP","func":"skb:kfree_skb","count":1}],"#,
+                r#""missed_by_program":[{"program":"kp","count":2}]}}"#,
                 "\n"
             )
         );
+    }
+
+    #[test]
+    fn missed_hits_are_summed_and_listed_per_program_with_misses() {
+        /// (program, misses) of each program; the total; the lines printed.
+        type Case<'a> = (&'a [(&'a str, u64)], u64, &'a [&'a str]);
+        let table: &[Case] = &[
+            (&[], 0, &[]),
+            (&[("kprobe_skb_1", 0), ("untrack", 0)], 0, &[]),
+            (
+                &[
+                    ("kprobe_skb_1", 12),
+                    ("untrack", 0),
+                    ("pwru_tc_entry on cil_from_netdev", 3),
+                ],
+                15,
+                &[
+                    "12 probe hits missed (recursion) in kprobe_skb_1",
+                    "3 probe hits missed (recursion) in pwru_tc_entry on cil_from_netdev",
+                ],
+            ),
+        ];
+        for &(missed, total, lines) in table {
+            let kernel = KernelCounts {
+                lost_events: 0,
+                missed: missed.iter().map(|&(p, n)| (p.to_string(), n)).collect(),
+            };
+            assert_eq!(kernel.missed_hits(), total, "{missed:?}");
+            assert_eq!(kernel.missed_hit_lines(), lines, "{missed:?}");
+        }
     }
 }

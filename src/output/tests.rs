@@ -632,7 +632,7 @@ fn summary_follows_the_printed_events() {
         }
         out.finish(KernelCounts {
             lost_events: 3,
-            missed_hits: 0,
+            missed: vec![("kprobe_skb_1".into(), 0)],
         })
         .unwrap();
         let text = sink.text();

@@ -51,7 +51,7 @@ E2E_FIXTURE=${E2E_FIXTURE:-/files/e2e_fixture}
 E2E_ALL_TESTS="basic-ipv4 basic-ipv6 advanced-ipv4 advanced-ipv6 pcap-filter-stack \
 filter-track-skb filter-track-skb-clones filter-track-skb-by-stackid filter-non-skb-funcs \
 filter-arp filter-ifname \
-filter-nomatch kprobe-multi-basic tunnel-vxlan tunnel-geneve summary journey journey-clones pcap-output trace-tc trace-tc-later"
+filter-nomatch kprobe-multi-basic tunnel-vxlan tunnel-geneve summary journey journey-clones pcap-output trace-tc trace-tc-later own-btf"
 
 # Tests for a host kernel without kprobes (tracepoint backend), run by
 # tests/e2e/host-suite.sh: the drop must carry its reason.
@@ -595,6 +595,33 @@ e2e_test_trace_tc_later() {
     e2e_trace trace-tc-later e2e_traffic_tc_later --filter-trace-tc --filter-func 'kfree_skb.*|sk_skb_reason_drop' \
         'dst host 10.0.0.2 and tcp dst port 8085'
     e2e_verdict trace-tc-later '10\.0\.0\.1:[0-9]+->10\.0\.0\.2:8085\(tcp\)' 'e2e_drop_tcp\(tc\)=TC_ACT_SHOT'
+}
+
+# Our own programs carry BTF (a function record naming each): while the tracer
+# runs, every program it holds shows a btf_id in bpftool (what fentry on them needs).
+e2e_traffic_own_btf() {
+    E2E_OWN_PROGS=0 E2E_OWN_BTF=0
+    for _e2e_id in $(e2e_owned_ids "$_t_pid" | sed -n 's/^prog //p'); do
+        E2E_OWN_PROGS=$((E2E_OWN_PROGS + 1))
+        if bpftool prog show id "$_e2e_id" 2>/dev/null | grep -q 'btf_id [1-9]'; then
+            E2E_OWN_BTF=$((E2E_OWN_BTF + 1))
+        fi
+    done
+    e2e_connect 10.0.0.2 8080
+}
+e2e_test_own_btf() {
+    if ! command -v bpftool >/dev/null 2>&1; then
+        e2e_skip own-btf "no bpftool"
+        return
+    fi
+    e2e_trace own-btf e2e_traffic_own_btf 'dst host 10.0.0.2 and tcp dst port 8080'
+    if [ -n "$E2E_WHY" ]; then
+        e2e_fail own-btf "$E2E_WHY"
+    elif [ "$E2E_OWN_PROGS" -gt 0 ] && [ "$E2E_OWN_BTF" -eq "$E2E_OWN_PROGS" ]; then
+        e2e_pass own-btf
+    else
+        e2e_fail own-btf "$E2E_OWN_BTF of the tracer's $E2E_OWN_PROGS programs have BTF"
+    fi
 }
 
 # Host variants: the drop is reported with its reason (which function or
