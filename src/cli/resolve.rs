@@ -71,10 +71,6 @@ const PENDING_FLAGS: &[PendingFlag] = &[
         is_set: |c| c.filter_trace_xdp,
     },
     PendingFlag {
-        name: "--filter-track-bpf-helpers",
-        is_set: |c| c.filter_track_bpf_helpers,
-    },
-    PendingFlag {
         name: "--filter-xdp-expr",
         is_set: |c| c.filter_xdp_expr.is_some(),
     },
@@ -288,6 +284,7 @@ impl Args {
                 l3: not_blank(&self.filter_tunnel_pcap_l3),
             },
             trace_tc: self.filter_trace_tc,
+            track_bpf_helpers: self.filter_track_bpf_helpers,
         }
     }
 

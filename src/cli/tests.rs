@@ -340,12 +340,8 @@ fn implied_settings() {
             .filter
             .track_by_stackid
     );
-    // A pending flag: resolve refuses it, but the implication holds.
-    assert!(
-        ok(&["--filter-track-bpf-helpers"])
-            .filter_settings()
-            .track_by_stackid
-    );
+    let helpers = trace(&["--filter-track-bpf-helpers"]).filter;
+    assert!(helpers.track_by_stackid && helpers.track_bpf_helpers);
     assert!(!trace(&[]).filter.track_by_stackid);
     assert!(
         trace(&["--filter-track-skb-by-stackid"])
@@ -611,6 +607,15 @@ fn validation() {
         (
             &["--backend", "tracepoint", "--filter-non-skb-funcs", "f"],
             Err(ConfigError::Backend(FeatureError::NonSkbFunctions {
+                flag: "--filter-non-skb-funcs",
+                backend: "tracepoint",
+                alternatives: "kprobe or kprobe-multi".into(),
+            })),
+        ),
+        (
+            &["--backend", "tracepoint", "--filter-track-bpf-helpers"],
+            Err(ConfigError::Backend(FeatureError::NonSkbFunctions {
+                flag: "--filter-track-bpf-helpers",
                 backend: "tracepoint",
                 alternatives: "kprobe or kprobe-multi".into(),
             })),
@@ -673,10 +678,7 @@ fn unsupported_flags_are_reported_not_ignored() {
             &["--output-xdp-metadata", "xdp->rxq->queue_index"],
             &["--output-xdp-metadata"],
         ),
-        (
-            &["--filter-track-bpf-helpers"],
-            &["--filter-track-bpf-helpers"],
-        ),
+        (&["--filter-track-bpf-helpers"], &[]),
         (&["--filter-track-skb-by-stackid"], &[]),
         (
             &["--filter-non-skb-funcs", "a,b", "--filter-non-skb-funcs=c"],
@@ -839,7 +841,7 @@ fn help_marks_the_flags_not_supported_yet() {
             "{flag}: {help}"
         );
     }
-    assert_eq!(pending.len(), 5);
+    assert_eq!(pending.len(), 4);
     assert_eq!(
         ok(&["--filter-trace-xdp"]).unsupported_flags(),
         ["--filter-trace-xdp"]

@@ -168,13 +168,19 @@ pub fn map_specs(opts: &ProbeOptions, follows_clones: bool, trace_tc: bool) -> V
     specs
 }
 
-/// The `--filter-non-skb-funcs` functions to probe: sorted, deduplicated, without the
-/// ones already probed as skb functions and without BPF programs (`[bpf]`), which are
-/// counted as ignored like pwru does. Returns them and the ignored count.
-pub fn non_skb_functions(f: &FilterSettings, targets: &[Target]) -> (Vec<String>, usize) {
+/// The `--filter-non-skb-funcs` functions and the `--filter-track-bpf-helpers` `helpers`
+/// to probe: sorted, deduplicated, without the ones already probed as skb functions and
+/// without BPF programs (`[bpf]`), which are counted as ignored like pwru does. Returns
+/// them and the ignored count.
+pub fn non_skb_functions(
+    f: &FilterSettings,
+    helpers: &[String],
+    targets: &[Target],
+) -> (Vec<String>, usize) {
     let mut funcs: Vec<String> = f
         .non_skb_funcs
         .iter()
+        .chain(helpers)
         .map(|f| f.trim().to_string())
         .filter(|f| !f.is_empty())
         .collect();
@@ -208,10 +214,14 @@ mod tests {
                 .to_vec(),
             ..FilterSettings::default()
         };
-        let (funcs, skipped) = non_skb_functions(&filter, &[target("ip_rcv")]);
+        let (funcs, skipped) = non_skb_functions(&filter, &[], &[target("ip_rcv")]);
         assert_eq!(funcs, ["a", "b", "c"]);
         // ip_rcv is probed as an skb function already; the [bpf] name is a program.
         assert_eq!(skipped, 2);
+        // --filter-track-bpf-helpers: the helpers join the list.
+        let helpers = ["htab_map_update_elem", "a"].map(String::from);
+        let (funcs, _) = non_skb_functions(&filter, &helpers, &[target("ip_rcv")]);
+        assert_eq!(funcs, ["a", "b", "c", "htab_map_update_elem"]);
     }
 
     #[test]
