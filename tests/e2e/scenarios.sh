@@ -51,7 +51,7 @@ E2E_FIXTURE=${E2E_FIXTURE:-/files/e2e_fixture}
 E2E_ALL_TESTS="basic-ipv4 basic-ipv6 advanced-ipv4 advanced-ipv6 pcap-filter-stack \
 filter-track-skb filter-track-skb-clones filter-track-skb-by-stackid filter-non-skb-funcs \
 filter-arp filter-ifname \
-filter-nomatch kprobe-multi-basic tunnel-vxlan tunnel-geneve summary journey journey-clones pcap-output trace-tc trace-tc-later"
+filter-nomatch kprobe-multi-basic tunnel-vxlan tunnel-geneve summary journey journey-clones pcap-output trace-tc trace-tc-later bpf-helpers"
 
 # Tests for a host kernel without kprobes (tracepoint backend), run by
 # tests/e2e/host-suite.sh: the drop must carry its reason.
@@ -595,6 +595,34 @@ e2e_test_trace_tc_later() {
     e2e_trace trace-tc-later e2e_traffic_tc_later --filter-trace-tc --filter-func 'kfree_skb.*|sk_skb_reason_drop' \
         'dst host 10.0.0.2 and tcp dst port 8085'
     e2e_verdict trace-tc-later '10\.0\.0\.1:[0-9]+->10\.0\.0\.2:8085\(tcp\)' 'e2e_drop_tcp\(tc\)=TC_ACT_SHOT'
+}
+
+# --filter-track-bpf-helpers reads the fixture's helpers from its translated
+# instructions (the verifier made its map update a call of htab_map_update_elem),
+# lists them with --debug and probes them: the helper's line carries the dropped
+# packet's tuple (attributed by stack).
+e2e_traffic_v4_8091() { e2e_connect 10.0.0.2 8091; }
+e2e_test_bpf_helpers() {
+    if ! e2e_tc_fixture_up 8091; then
+        e2e_fail bpf-helpers "cannot attach the tc fixture"
+        e2e_tc_fixture_down
+        return
+    fi
+    e2e_trace bpf-helpers e2e_traffic_v4_8091 --filter-track-bpf-helpers --debug \
+        --filter-func 'tcf_classify|__netif_receive_skb|kfree_skb.*|sk_skb_reason_drop' \
+        'dst host 10.0.0.2 and tcp dst port 8091'
+    _e2e_err=$E2E_OUT/bpf-helpers.stderr
+    if ! grep -qE '^Tracking [1-9][0-9]* BPF helpers called by [1-9][0-9]* BPF programs' "$_e2e_err"; then
+        e2e_fail bpf-helpers-listed "no helper count at start"
+        sed 's/^/    /' "$_e2e_err" | head -n 20
+    elif ! grep -qE 'bpf helper htab_map_update_elem \(called by .*e2e_drop_tcp' "$_e2e_err"; then
+        e2e_fail bpf-helpers-listed "htab_map_update_elem not listed as a helper of e2e_drop_tcp"
+        grep 'bpf helper' "$_e2e_err" | sed 's/^/    /'
+    else
+        e2e_pass bpf-helpers-listed
+    fi
+    e2e_verdict bpf-helpers '10\.0\.0\.1:[0-9]+->10\.0\.0\.2:8091\(tcp\)' 'htab_map_update_elem'
+    e2e_tc_fixture_down
 }
 
 # Host variants: the drop is reported with its reason (which function or
