@@ -224,6 +224,8 @@ pub struct OutputSettings {
     pub journey: bool,
     /// `--output-pcap`: the traced packets as pcap-ng.
     pub pcap: Option<PcapSettings>,
+    /// `--output-bpfmap`: map id, name, key and value of the probed map functions.
+    pub bpfmap: bool,
 }
 
 /// `--output-pcap FILE` and `--output-pcap-snaplen`.

@@ -96,6 +96,7 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
         opts: &opts,
         targets: &targets,
         bpf_helpers: &bpf_helpers,
+        btf: &btf,
         stop: &stop,
     };
     let (mut obj, summary) = match run.load_and_attach(backend.as_mut()) {
@@ -452,6 +453,7 @@ struct Loader<'a> {
     targets: &'a [Target],
     /// `--filter-track-bpf-helpers`: probed as non-skb functions.
     bpf_helpers: &'a [String],
+    btf: &'a KernelBtf,
     stop: &'a AtomicBool,
 }
 
@@ -463,6 +465,10 @@ impl Loader<'_> {
         let mut programs = backend.programs(self.targets, &mut build)?;
         let (non_skb, skipped) =
             probe_setup::non_skb_functions(&self.settings.filter, self.bpf_helpers, self.targets);
+        let (map_funcs, non_skb) = match self.settings.output.bpfmap {
+            true => probe_setup::map_functions(self.btf, non_skb)?,
+            false => (Vec::new(), non_skb),
+        };
         let needs = HelperNeeds {
             arch: &self.opts.arch,
             untrack: UntrackOptions {
@@ -471,6 +477,7 @@ impl Loader<'_> {
                 clone_parents: self.settings.records_clone_parents(),
             },
             non_skb: &non_skb,
+            map_funcs: &map_funcs,
         };
         let helpers = attach::helper_programs(backend, &needs, &mut build)?;
         programs.extend(helpers.iter().map(|x| x.spec.clone()));

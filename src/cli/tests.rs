@@ -342,6 +342,11 @@ fn implied_settings() {
     );
     let helpers = trace(&["--filter-track-bpf-helpers"]).filter;
     assert!(helpers.track_by_stackid && helpers.track_bpf_helpers);
+    assert!(
+        trace(&["--output-bpfmap", "--filter-track-bpf-helpers"])
+            .output
+            .bpfmap
+    );
     assert!(!trace(&[]).filter.track_by_stackid);
     assert!(
         trace(&["--filter-track-skb-by-stackid"])
@@ -491,6 +496,7 @@ fn output_options_from_flags() {
             journey: false,
             clone_parents: false,
             pcap_snaplen: None,
+            bpfmap: None,
         }
     );
     assert!(matches!(
@@ -605,6 +611,19 @@ fn validation() {
         ),
         (&["--list-funcs"], Ok(())),
         (
+            &["--output-bpfmap"],
+            Err(ConfigError::BpfmapWithoutMapFunctions),
+        ),
+        (&["--output-bpfmap", "--filter-track-bpf-helpers"], Ok(())),
+        (
+            &[
+                "--output-bpfmap",
+                "--filter-non-skb-funcs",
+                "htab_map_update_elem",
+            ],
+            Ok(()),
+        ),
+        (
             &["--backend", "tracepoint", "--filter-non-skb-funcs", "f"],
             Err(ConfigError::Backend(FeatureError::NonSkbFunctions {
                 flag: "--filter-non-skb-funcs",
@@ -667,8 +686,12 @@ fn unsupported_flags_are_reported_not_ignored() {
     let table: &[(&[&str], &[&str])] = &[
         (&["--filter-trace-xdp"], &["--filter-trace-xdp"]),
         (
-            &["--filter-trace-xdp", "--output-bpfmap"],
-            &["--filter-trace-xdp", "--output-bpfmap"],
+            &[
+                "--filter-trace-xdp",
+                "--output-bpfmap",
+                "--filter-track-bpf-helpers",
+            ],
+            &["--filter-trace-xdp"],
         ),
         (
             &["--filter-xdp-expr", "xdp->rxq->dev->ifindex == 9"],
@@ -841,7 +864,7 @@ fn help_marks_the_flags_not_supported_yet() {
             "{flag}: {help}"
         );
     }
-    assert_eq!(pending.len(), 4);
+    assert_eq!(pending.len(), 3);
     assert_eq!(
         ok(&["--filter-trace-xdp"]).unsupported_flags(),
         ["--filter-trace-xdp"]

@@ -11,7 +11,7 @@ use crate::output::sections::skb_dump::{self, SkbDump};
 use crate::output::{sections, OutputOptions};
 use crate::pcapc::ast::Expr;
 use crate::pcapc::compile::{check, CompileError, FilterEnv, LinkType};
-use crate::probes::{maps, record, skb_expr, ProbeOptions, StackTracking, TunnelFilters};
+use crate::probes::{maps, record, skb_expr, MapOp, ProbeOptions, StackTracking, TunnelFilters};
 use crate::settings::{FilterSettings, NetnsSpec, OutputSettings, TraceSettings};
 
 /// A run's pcap filters, parsed: the filter (`None`: every packet) and the tunnel filters.
@@ -89,6 +89,12 @@ pub fn output_options(settings: &TraceSettings, btf: &KernelBtf) -> Result<Outpu
     opts.skb_metadata =
         skb_expr::compile_metadata(btf, &out.skb_metadata).context("--output-skb-metadata")?;
     opts.skb_dump = skb_dump_options(out, btf)?;
+    if out.bpfmap {
+        opts.bpfmap = Some(
+            sections::bpfmap::BpfMapFields::resolve(btf)
+                .context("--output-bpfmap needs struct bpf_map in the kernel BTF")?,
+        );
+    }
     Ok(opts)
 }
 
@@ -190,6 +196,26 @@ pub fn non_skb_functions(
     funcs.retain(|f| !f.ends_with("[bpf]") && !targets.iter().any(|t| t.name == *f));
     let skipped = before - funcs.len();
     (funcs, skipped)
+}
+
+/// `--output-bpfmap`: splits the non-skb functions into the map operations (named
+/// `*_lookup_elem`, `*_update_elem`, `*_delete_elem`, taking a map first per BTF) and
+/// the others.
+pub fn map_functions(
+    btf: &KernelBtf,
+    funcs: Vec<String>,
+) -> Result<(Vec<(String, MapOp)>, Vec<String>)> {
+    let mut maps = Vec::new();
+    let mut others = Vec::new();
+    for f in funcs {
+        match MapOp::from_name(&f) {
+            Some(op) if btf.takes_bpf_map_first(&f).context("reading kernel BTF")? => {
+                maps.push((f, op))
+            }
+            _ => others.push(f),
+        }
+    }
+    Ok((maps, others))
 }
 
 #[cfg(test)]
