@@ -51,7 +51,7 @@ E2E_FIXTURE=${E2E_FIXTURE:-/files/e2e_fixture}
 E2E_ALL_TESTS="basic-ipv4 basic-ipv6 advanced-ipv4 advanced-ipv6 pcap-filter-stack \
 filter-track-skb filter-track-skb-clones filter-track-skb-by-stackid filter-non-skb-funcs \
 filter-arp filter-ifname \
-filter-nomatch kprobe-multi-basic tunnel-vxlan tunnel-geneve summary journey journey-clones pcap-output trace-tc trace-tc-later bpf-helpers"
+filter-nomatch kprobe-multi-basic tunnel-vxlan tunnel-geneve summary journey journey-clones pcap-output trace-tc trace-tc-later bpf-helpers bpfmap"
 
 # Tests for a host kernel without kprobes (tracepoint backend), run by
 # tests/e2e/host-suite.sh: the drop must carry its reason.
@@ -622,6 +622,32 @@ e2e_test_bpf_helpers() {
         e2e_pass bpf-helpers-listed
     fi
     e2e_verdict bpf-helpers '10\.0\.0\.1:[0-9]+->10\.0\.0\.2:8091\(tcp\)' 'htab_map_update_elem'
+    e2e_tc_fixture_down
+}
+
+# --output-bpfmap with the helpers: the fixture's update of its drop counter
+# shows with the map's name and the key (the port, a little-endian u32), on the
+# line of htab_map_update_elem carrying the dropped packet's tuple.
+e2e_traffic_v4_8092() { e2e_connect 10.0.0.2 8092; }
+e2e_test_bpfmap() {
+    if ! e2e_tc_fixture_up 8092; then
+        e2e_fail bpfmap "cannot attach the tc fixture"
+        e2e_tc_fixture_down
+        return
+    fi
+    e2e_trace bpfmap e2e_traffic_v4_8092 --filter-track-bpf-helpers --output-bpfmap \
+        --filter-func 'tcf_classify|__netif_receive_skb|kfree_skb.*|sk_skb_reason_drop' \
+        'dst host 10.0.0.2 and tcp dst port 8092'
+    e2e_verdict bpfmap '10\.0\.0\.1:[0-9]+->10\.0\.0\.2:8092\(tcp\)' 'htab_map_update_elem'
+    if [ -n "$E2E_WHY" ]; then
+        e2e_fail bpfmap-update "$E2E_WHY"
+    elif grep -A 6 'htab_map_update_elem' "$E2E_LOG" | grep -q '^map_name: e2e_tc_drops$' &&
+        grep -A 1 '^key(4):$' "$E2E_LOG" | grep -q '^00000000  9c 1f 00 00 '; then
+        e2e_pass bpfmap-update
+    else
+        e2e_fail bpfmap-update "no map_name e2e_tc_drops with key 9c 1f 00 00 (port 8092)"
+        [ "$E2E_VERBOSE" = 1 ] || tail -n 30 "$E2E_LOG" 2>/dev/null | sed 's/^/    /'
+    fi
     e2e_tc_fixture_down
 }
 
