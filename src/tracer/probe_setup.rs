@@ -198,13 +198,16 @@ pub fn non_skb_functions(
     (funcs, skipped)
 }
 
+/// A map function and what it does.
+pub type MapFunction = (String, MapOp);
+
 /// `--output-bpfmap`: splits the non-skb functions into the map operations (named
 /// `*_lookup_elem`, `*_update_elem`, `*_delete_elem`, taking a map first per BTF) and
 /// the others.
 pub fn map_functions(
     btf: &KernelBtf,
     funcs: Vec<String>,
-) -> Result<(Vec<(String, MapOp)>, Vec<String>)> {
+) -> Result<(Vec<MapFunction>, Vec<String>)> {
     let mut maps = Vec::new();
     let mut others = Vec::new();
     for f in funcs {
