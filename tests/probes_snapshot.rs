@@ -426,6 +426,7 @@ fn variants() -> Vec<(String, Program)> {
         ("map-update", Some(MapOp::Update)),
         ("map-delete", Some(MapOp::Delete)),
         ("map-lookup", Some(MapOp::Lookup)),
+        ("map-lookup-elem", Some(MapOp::LookupElem)),
     ] {
         let at = Attachment::Kprobe {
             skb_arg: NON_SKB,

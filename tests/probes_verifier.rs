@@ -445,6 +445,11 @@ fn bpfmap_programs_pass_the_verifier() {
             ("bpfmap_update", Some(MapOp::Update), load::ProgKind::KProbe),
             ("bpfmap_delete", Some(MapOp::Delete), load::ProgKind::KProbe),
             (
+                "bpfmap_lookup_e",
+                Some(MapOp::LookupElem),
+                load::ProgKind::KRetProbe,
+            ),
+            (
                 "bpfmap_lookup",
                 Some(MapOp::Lookup),
                 load::ProgKind::KRetProbe,
@@ -463,7 +468,7 @@ fn bpfmap_programs_pass_the_verifier() {
             });
         }
         programs.push(load::ProgramSpec {
-            name: "bpfmap_lk_entry".into(),
+            name: "bpfmap_lk_in".into(),
             kind: load::ProgKind::KProbe,
             program: probes::build_map_lookup_entry(&arch.regs).unwrap(),
         });

@@ -161,10 +161,21 @@ fn map_programs(
     build: &mut BuildFn<'_>,
 ) -> Result<Vec<HelperProgram>, AttachError> {
     let mut v = Vec::new();
-    for (op, name, kind) in [
-        (MapOp::Update, "bpfmap_update", ProgKind::KProbe),
-        (MapOp::Delete, "bpfmap_delete", ProgKind::KProbe),
-        (MapOp::Lookup, "bpfmap_lookup", ProgKind::KRetProbe),
+    for (op, name, entry, kind) in [
+        (MapOp::Update, "bpfmap_update", "", ProgKind::KProbe),
+        (MapOp::Delete, "bpfmap_delete", "", ProgKind::KProbe),
+        (
+            MapOp::Lookup,
+            "bpfmap_lookup",
+            "bpfmap_lk_in",
+            ProgKind::KRetProbe,
+        ),
+        (
+            MapOp::LookupElem,
+            "bpfmap_lookup_e",
+            "bpfmap_lke_in",
+            ProgKind::KRetProbe,
+        ),
     ] {
         let functions: Vec<String> = needs
             .map_funcs
@@ -175,10 +186,10 @@ fn map_programs(
         if functions.is_empty() {
             continue;
         }
-        if op == MapOp::Lookup {
+        if op.on_return() {
             v.push(HelperProgram {
                 spec: ProgramSpec {
-                    name: "bpfmap_lk_entry".into(),
+                    name: entry.into(),
                     kind: ProgKind::KProbe,
                     program: probes::build_map_lookup_entry(&needs.arch.regs)?,
                 },
@@ -346,7 +357,8 @@ mod tests {
         };
         let map_funcs = [
             ("htab_map_update_elem".to_string(), MapOp::Update),
-            ("__htab_map_lookup_elem".to_string(), MapOp::Lookup),
+            ("__htab_map_lookup_elem".to_string(), MapOp::LookupElem),
+            ("array_map_lookup_elem".to_string(), MapOp::Lookup),
             ("array_map_update_elem".to_string(), MapOp::Update),
         ];
         let needs = HelperNeeds {
@@ -362,8 +374,10 @@ mod tests {
             [
                 "untrack",
                 "bpfmap_update",
-                "bpfmap_lk_entry",
-                "bpfmap_lookup"
+                "bpfmap_lk_in",
+                "bpfmap_lookup",
+                "bpfmap_lke_in",
+                "bpfmap_lookup_e"
             ]
         );
         assert_eq!(
@@ -372,6 +386,7 @@ mod tests {
         );
         assert_eq!(kprobe[2].role, Role::MapLookupEntry);
         assert_eq!(kprobe[3].spec.kind, ProgKind::KRetProbe);
-        assert_eq!(kprobe[3].functions, ["__htab_map_lookup_elem"]);
+        assert_eq!(kprobe[3].functions, ["array_map_lookup_elem"]);
+        assert_eq!(kprobe[5].functions, ["__htab_map_lookup_elem"]);
     }
 }

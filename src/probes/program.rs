@@ -76,6 +76,10 @@ pub enum MapOp {
     /// kretprobe; a small kprobe at entry ([`build_map_lookup_entry`]) stashes the map
     /// and key pointers for it in [`maps::BPFMAP_STASH`] (per CPU: a lookup does not sleep).
     Lookup,
+    /// `__htab_map_lookup_elem`, which the verifier calls for a hash map's lookup and
+    /// which returns the element, not the value: like [`MapOp::Lookup`], the value
+    /// following the key in `struct htab_elem` (at `key` + the key size rounded up to 8).
+    LookupElem,
     /// `*_update_elem`: the value is the third argument.
     Update,
     /// `*_delete_elem`: no value.
@@ -85,6 +89,9 @@ pub enum MapOp {
 impl MapOp {
     /// The operation a map function's name ends with (`htab_map_update_elem`).
     pub fn from_name(name: &str) -> Option<Self> {
+        if name == "__htab_map_lookup_elem" {
+            return Some(MapOp::LookupElem);
+        }
         [
             ("_lookup_elem", MapOp::Lookup),
             ("_update_elem", MapOp::Update),
@@ -93,6 +100,11 @@ impl MapOp {
         .into_iter()
         .find(|(suffix, _)| name.ends_with(suffix))
         .map(|(_, op)| op)
+    }
+
+    /// Whether its record program runs on the function's return.
+    pub fn on_return(self) -> bool {
+        matches!(self, MapOp::Lookup | MapOp::LookupElem)
     }
 }
 

@@ -628,7 +628,7 @@ e2e_test_bpf_helpers() {
 # --output-bpfmap with the helpers: the fixture's update of its drop counter
 # shows with the map's name and the key (the port, a little-endian u32), on the
 # line of htab_map_update_elem carrying the dropped packet's tuple.
-e2e_traffic_v4_8092() { e2e_connect 10.0.0.2 8092; }
+e2e_traffic_v4_8092() { e2e_connect 10.0.0.2 8092; e2e_connect 10.0.0.2 8092; }
 e2e_test_bpfmap() {
     if ! e2e_tc_fixture_up 8092; then
         e2e_fail bpfmap "cannot attach the tc fixture"
@@ -647,6 +647,17 @@ e2e_test_bpfmap() {
     else
         e2e_fail bpfmap-update "no map_name e2e_tc_drops with key 9c 1f 00 00 (port 8092)"
         [ "$E2E_VERBOSE" = 1 ] || tail -n 30 "$E2E_LOG" 2>/dev/null | sed 's/^/    /'
+    fi
+    # The second connection's lookup (a kretprobe) finds the first one's count: the
+    # value after the key in the element __htab_map_lookup_elem returns.
+    if [ -n "$E2E_WHY" ]; then
+        e2e_fail bpfmap-lookup "$E2E_WHY"
+    elif grep -A 8 '__htab_map_lookup_elem' "$E2E_LOG" | grep -A 1 '^value(8):$' |
+        grep -qE '^00000000  0[1-9] 00 00 00 00 00 00 00 '; then
+        e2e_pass bpfmap-lookup
+    else
+        e2e_fail bpfmap-lookup "no __htab_map_lookup_elem value with a count of drops"
+        [ "$E2E_VERBOSE" = 1 ] || grep -A 8 '__htab_map_lookup_elem' "$E2E_LOG" | tail -n 30 | sed 's/^/    /'
     fi
     e2e_tc_fixture_down
 }

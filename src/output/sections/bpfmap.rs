@@ -47,6 +47,10 @@ pub struct BpfMapFields {
     pub name: u32,
     pub key_size: u32,
     pub value_size: u32,
+    /// `struct htab_elem`'s `key`, where the value of an element `__htab_map_lookup_elem`
+    /// returns follows (after the key, rounded up to 8 bytes); `None` when BTF lacks it
+    /// (that lookup's value is then not recorded).
+    pub htab_elem_key: Option<u32>,
 }
 
 impl BpfMapFields {
@@ -60,6 +64,11 @@ impl BpfMapFields {
             name: at("name")?,
             key_size: at("key_size")?,
             value_size: at("value_size")?,
+            htab_elem_key: btf
+                .optional_member("htab_elem", "key")
+                .ok()
+                .flatten()
+                .map(|f| f.offset_bytes()),
         })
     }
 }
@@ -211,7 +220,7 @@ impl RecordSection for BpfMapSection {
                 }
                 bpf!(into r.a; *(u64 *)(r10 + value) = r1;);
             }
-            MapOp::Lookup => {
+            MapOp::Lookup | MapOp::LookupElem => {
                 // A kretprobe: the entry's arguments are in the stash, the value is
                 // what the function returns.
                 bpf!(into r.a;
@@ -262,6 +271,21 @@ impl RecordSection for BpfMapSection {
             bpf!(into r.a;
                 r3 = *(u64 *)(r10 + ptr);
                 if r3 == 0 goto (done);
+            );
+            if dst == VALUE_AT && op == MapOp::LookupElem {
+                // The element: its value follows the key, 8-byte aligned.
+                let Some(key_at) = f.htab_elem_key else {
+                    break;
+                };
+                bpf!(into r.a;
+                    r2 = *(u32 *)(r8 + (at + KEY_SIZE_AT as i16));
+                    r2 += 7;
+                    r2 &= -8;
+                    r3 += r2;
+                    r3 += (key_at as i32);
+                );
+            }
+            bpf!(into r.a;
                 r2 = *(u32 *)(r8 + (at + size_at as i16));
                 if r2 <= max goto (clamped);
                 r2 = max;
@@ -345,6 +369,7 @@ mod tests {
         name: 96,
         key_size: 28,
         value_size: 32,
+        htab_elem_key: Some(48),
     };
 
     fn opts(json: bool) -> OutputOptions {

@@ -34,6 +34,7 @@ fn everything() -> OutputOptions {
             name: 96,
             key_size: 28,
             value_size: 32,
+            htab_elem_key: Some(48),
         }),
         ..OutputOptions::default()
     }
