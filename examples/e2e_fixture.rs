@@ -1,5 +1,6 @@
 //! Test fixture for the end-to-end suites (shipped into the VM): loads a BPF program made
-//! with our assembler, with BTF, and pins it for `tc filter ... bpf object-pinned PATH`.
+//! with our assembler, with BTF (and its map of drops), and pins it for
+//! `tc filter ... bpf object-pinned PATH`.
 //!
 //! Usage: `e2e_fixture tc-drop-tcp PORT PIN_PATH` (prints the program id).
 
@@ -24,11 +25,11 @@ fn main() -> ExitCode {
         eprintln!("e2e_fixture: unknown fixture {kind}");
         return ExitCode::from(2);
     }
-    let prog = fixtures::tc_drop_tcp(port);
-    let fd = match pwru::load::load_sched_cls_with_btf(fixtures::TC_DROP_TCP_NAME, &prog) {
-        Ok(fd) => fd,
+    // The program holds its map: both live as long as the pinned program.
+    let (fd, _drops) = match fixtures::load_tc_drop_tcp(port) {
+        Ok(fds) => fds,
         Err(e) => {
-            eprintln!("e2e_fixture: loading {}: {e}", fixtures::TC_DROP_TCP_NAME);
+            eprintln!("e2e_fixture: {e}");
             return ExitCode::FAILURE;
         }
     };

@@ -90,6 +90,9 @@ pub fn wanted_features(filter: &FilterSettings, output: &OutputSettings) -> Vec<
     if !filter.non_skb_funcs.is_empty() {
         wanted.push(Feature::NonSkbFunctions);
     }
+    if filter.track_bpf_helpers {
+        wanted.push(Feature::BpfHelpers);
+    }
     if filter.track_skb {
         wanted.push(Feature::CloneFollowing);
     }
@@ -170,6 +173,9 @@ pub struct FilterSettings {
     pub tunnel: TunnelFilterSettings,
     /// `--filter-trace-tc`: also trace every tc BPF program (fentry and fexit).
     pub trace_tc: bool,
+    /// `--filter-track-bpf-helpers`: also probe, as non-skb functions, the kernel
+    /// functions that the loaded BPF programs call.
+    pub track_bpf_helpers: bool,
 }
 
 /// `--filter-tunnel-pcap-l2` / `--filter-tunnel-pcap-l3`, when not blank (a blank one
@@ -218,6 +224,8 @@ pub struct OutputSettings {
     pub journey: bool,
     /// `--output-pcap`: the traced packets as pcap-ng.
     pub pcap: Option<PcapSettings>,
+    /// `--output-bpfmap`: map id, name, key and value of the probed map functions.
+    pub bpfmap: bool,
 }
 
 /// `--output-pcap FILE` and `--output-pcap-snaplen`.

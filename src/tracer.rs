@@ -17,8 +17,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use tokio::sync::Notify;
 
 use crate::attach::{
-    self, AttachError, AttachSummary, Backend, BackendOptions, Feature, FeatureNote, HelperNeeds,
-    Pick, Target, TargetNames, TcSync, TcTracer,
+    self, bpf_helpers, AttachError, AttachSummary, Backend, BackendOptions, Feature, FeatureNote,
+    HelperNeeds, Pick, Target, TargetNames, TcSync, TcTracer,
 };
 use crate::btf::{KernelBtf, SkbLayout};
 use crate::events::ring::{self, NoPeriodic, Periodic, RingError};
@@ -68,6 +68,11 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
     if let Some(coverage) = backend.coverage(&targets) {
         eprintln!("Probing {coverage}");
     }
+    // Read before our own programs load: the helpers of the programs already there.
+    let bpf_helpers = match settings.filter.track_bpf_helpers {
+        true => bpf_helper_functions(&kallsyms, settings.debug)?,
+        false => Vec::new(),
+    };
 
     // The probe programs' input.
     let output_opts = probe_setup::output_options(settings, &btf)?;
@@ -97,6 +102,8 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
         layout: &layout,
         opts: &opts,
         targets: &targets,
+        bpf_helpers: &bpf_helpers,
+        btf: &btf,
         stop: &stop,
     };
     let (mut obj, summary) = match run.load_and_attach(backend.as_mut()) {
@@ -210,6 +217,49 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
         eprintln!("Received signal, exiting program..");
     }
     Ok(())
+}
+
+/// `--filter-track-bpf-helpers`: the kernel functions that the BPF programs loaded now
+/// (those on a packet's path) call, read from their translated instructions. Says how
+/// many (and, with `--debug`, which, with their callers).
+fn bpf_helper_functions(kallsyms: &Ksyms, debug: bool) -> Result<Vec<String>> {
+    let flag = "--filter-track-bpf-helpers";
+    let Some(&base) = kallsyms.addresses_of(bpf_helpers::CALL_BASE_SYMBOL).first() else {
+        bail!(
+            "{flag}: /proc/kallsyms has no {}, which helper calls are relative to",
+            bpf_helpers::CALL_BASE_SYMBOL
+        );
+    };
+    let programs = load::xlated_programs(bpf_helpers::on_packet_path)
+        .map_err(AttachError::ListPrograms)
+        .context(flag)?;
+    let found = bpf_helpers::collect(&programs, base, |addr| {
+        kallsyms
+            .exact(addr)
+            .filter(|s| !s.is_bpf())
+            .map(|s| s.name.to_string())
+    });
+    if found.hidden > 0 && found.functions.is_empty() {
+        bail!("{flag}: the kernel hides the helper addresses in the BPF programs' translated instructions (it shows them to a reader who may see kernel addresses: root, with kernel.kptr_restrict below 2)");
+    }
+    eprintln!(
+        "Tracking {} BPF helpers called by {} BPF programs",
+        found.functions.len(),
+        found.programs
+    );
+    if debug {
+        for (name, callers) in &found.functions {
+            let callers: Vec<&str> = callers.iter().map(String::as_str).collect();
+            eprintln!("  bpf helper {name} (called by {})", callers.join(", "));
+        }
+        if found.unresolved > 0 {
+            eprintln!(
+                "  {} helper calls go to no kernel function start (tail calls)",
+                found.unresolved
+            );
+        }
+    }
+    Ok(found.names())
 }
 
 /// `--filter-trace-tc`: fentry/fexit on every tc program loaded now; their names go to
@@ -412,6 +462,9 @@ struct Loader<'a> {
     layout: &'a SkbLayout,
     opts: &'a ProbeOptions,
     targets: &'a [Target],
+    /// `--filter-track-bpf-helpers`: probed as non-skb functions.
+    bpf_helpers: &'a [String],
+    btf: &'a KernelBtf,
     stop: &'a AtomicBool,
 }
 
@@ -422,7 +475,11 @@ impl Loader<'_> {
         let mut build = |a: &Attachment| probes::build(self.layout, self.opts, a);
         let mut programs = backend.programs(self.targets, &mut build)?;
         let (non_skb, skipped) =
-            probe_setup::non_skb_functions(&self.settings.filter, self.targets);
+            probe_setup::non_skb_functions(&self.settings.filter, self.bpf_helpers, self.targets);
+        let (map_funcs, non_skb) = match self.settings.output.bpfmap {
+            true => probe_setup::map_functions(self.btf, non_skb)?,
+            false => (Vec::new(), non_skb),
+        };
         let needs = HelperNeeds {
             arch: &self.opts.arch,
             untrack: UntrackOptions {
@@ -431,6 +488,7 @@ impl Loader<'_> {
                 clone_parents: self.settings.records_clone_parents(),
             },
             non_skb: &non_skb,
+            map_funcs: &map_funcs,
         };
         let helpers = attach::helper_programs(backend, &needs, &mut build)?;
         programs.extend(helpers.iter().map(|x| x.spec.clone()));

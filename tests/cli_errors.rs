@@ -55,6 +55,15 @@ fn usage_errors_exit_2() {
             ],
             &["--filter-non-skb-funcs", "kprobe"],
         ),
+        (
+            &[
+                "--backend",
+                "tracepoint",
+                "--filter-track-bpf-helpers",
+                "icmp",
+            ],
+            &["--filter-track-bpf-helpers", "kprobe"],
+        ),
     ];
     for (args, needles) in table {
         assert_error(&pwru(args), 2, needles);

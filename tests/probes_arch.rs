@@ -126,7 +126,11 @@ fn kprobe_programs_read_the_layouts_registers() {
         };
         for skb_arg in 1..=5u8 {
             for multi in [false, true] {
-                let at = Attachment::Kprobe { skb_arg, multi };
+                let at = Attachment::Kprobe {
+                    skb_arg,
+                    multi,
+                    map_op: None,
+                };
                 let program = probes::build(&layout, &opts, &at).expect("probe builds");
                 let mut want = vec![
                     ("r1".to_string(), regs.sp),
@@ -168,6 +172,7 @@ fn untrack_and_clone_programs_read_the_layouts_registers() {
         let kprobe = Attachment::Kprobe {
             skb_arg: 1,
             multi: false,
+            map_op: None,
         };
         let untrack = probes::build_untrack_with(
             &kprobe,

@@ -10,11 +10,13 @@ use std::path::{Path, PathBuf};
 
 use pwru::asm::{disassemble_program, Program};
 use pwru::btf::{ArchFacts, KernelBtf, Kmods, SkbLayout};
+use pwru::output::sections::bpfmap::BpfMapFields;
 use pwru::output::sections::skb_dump::SkbDump;
 use pwru::output::OutputOptions;
 use pwru::probes::{
-    self, build_clone_entry, build_clone_return, build_untrack_with, skb_expr, Attachment,
-    ProbeOptions, RecordSections, StackTracking, TunnelFilters, UntrackOptions, NON_SKB,
+    self, build_clone_entry, build_clone_return, build_map_lookup_entry, build_untrack_with,
+    skb_expr, Attachment, MapOp, ProbeOptions, RecordSections, StackTracking, TunnelFilters,
+    UntrackOptions, NON_SKB,
 };
 
 /// What the probe records for these output options.
@@ -277,6 +279,7 @@ fn attachments() -> Vec<(&'static str, Attachment)> {
             Attachment::Kprobe {
                 skb_arg: 1,
                 multi: false,
+                map_op: None,
             },
         ),
         (
@@ -284,6 +287,7 @@ fn attachments() -> Vec<(&'static str, Attachment)> {
             Attachment::Kprobe {
                 skb_arg: 3,
                 multi: false,
+                map_op: None,
             },
         ),
         (
@@ -291,6 +295,7 @@ fn attachments() -> Vec<(&'static str, Attachment)> {
             Attachment::Kprobe {
                 skb_arg: 2,
                 multi: true,
+                map_op: None,
             },
         ),
         (
@@ -317,6 +322,7 @@ fn attachments() -> Vec<(&'static str, Attachment)> {
             Attachment::Kprobe {
                 skb_arg: NON_SKB,
                 multi: false,
+                map_op: None,
             },
         ),
         (
@@ -399,6 +405,40 @@ fn variants() -> Vec<(String, Program)> {
     out.push((
         format!("untrack-clone-parents-{at_name}"),
         build_untrack_with(at, &arch, opts).expect("untrack builds"),
+    ));
+    // --output-bpfmap (with helper tracking's by-stackid attribution): the map
+    // operations' record programs, a probe that records no map access, and the lookup's
+    // entry half.
+    let bpfmap = ProbeOptions {
+        track_stackid: Some(StackTracking {
+            task_stack_offset: Some(32),
+        }),
+        has_get_func_ip: true,
+        sections: sections(OutputOptions {
+            tuple: true,
+            bpfmap: Some(BpfMapFields::resolve(&btf).expect("struct bpf_map")),
+            ..OutputOptions::default()
+        }),
+        ..ProbeOptions::new(arch.clone())
+    };
+    for (name, map_op) in [
+        ("nonskb", None),
+        ("map-update", Some(MapOp::Update)),
+        ("map-delete", Some(MapOp::Delete)),
+        ("map-lookup", Some(MapOp::Lookup)),
+        ("map-lookup-elem", Some(MapOp::LookupElem)),
+    ] {
+        let at = Attachment::Kprobe {
+            skb_arg: NON_SKB,
+            multi: false,
+            map_op,
+        };
+        let p = probes::build(&layout, &bpfmap, &at).expect("bpfmap probe builds");
+        out.push((format!("probe-bpfmap-{name}"), p));
+    }
+    out.push((
+        "map-lookup-entry".into(),
+        build_map_lookup_entry(&arch.regs).unwrap(),
     ));
     out
 }

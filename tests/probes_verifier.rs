@@ -4,11 +4,12 @@
 use pwru::attach::{self, BackendKind, Target};
 use pwru::btf::{ArchFacts, KernelBtf, Kmods, SkbLayout};
 use pwru::load::{self, LoadOptions, MapKind, MapSpec, ObjectSpec};
+use pwru::output::sections::bpfmap::BpfMapFields;
 use pwru::output::sections::skb_dump::SkbDump;
 use pwru::output::OutputOptions;
 use pwru::probes::{
-    self, maps, skb_expr, Attachment, ProbeOptions, RecordSections, StackTracking, TunnelFilters,
-    UntrackOptions, NON_SKB,
+    self, maps, skb_expr, Attachment, MapOp, ProbeOptions, RecordSections, StackTracking,
+    TunnelFilters, UntrackOptions, NON_SKB,
 };
 
 /// What the probe records for these output options.
@@ -299,6 +300,7 @@ fn every_probe_variant_passes_the_verifier() {
                 let at = Attachment::Kprobe {
                     skb_arg: NON_SKB,
                     multi: false,
+                    map_op: None,
                 };
                 programs.push(load::ProgramSpec {
                     name: "non_skb".into(),
@@ -350,6 +352,7 @@ fn every_probe_variant_passes_the_verifier() {
         Attachment::Kprobe {
             skb_arg: 1,
             multi: false,
+            map_op: None,
         },
         Attachment::Tracepoint {
             id: 0,
@@ -420,4 +423,75 @@ fn every_probe_variant_passes_the_verifier() {
     load::load(&spec, &LoadOptions::default()).expect("clone programs load");
     loaded += 3;
     eprintln!("{loaded} probe programs accepted by the verifier");
+}
+
+/// `--output-bpfmap`: the map operations' record programs (kprobes, and the lookup's
+/// kretprobe with its entry kprobe), alone and before `--output-pcap`'s variable bytes.
+#[test]
+fn bpfmap_programs_pass_the_verifier() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let btf = KernelBtf::open_system(&Kmods::None).expect("kernel BTF");
+    let layout = SkbLayout::resolve(&btf).expect("sk_buff layout");
+    let arch = ArchFacts::resolve(&btf).expect("pt_regs layout");
+    let fields = BpfMapFields::resolve(&btf).expect("struct bpf_map");
+    let task_stack_offset = btf
+        .optional_member("task_struct", "stack")
+        .expect("BTF readable")
+        .map(|f| f.offset_bytes());
+    for pcap in [None, Some(pwru::output::sections::pcap::MAX_SNAPLEN)] {
+        let opts = ProbeOptions {
+            track_stackid: Some(StackTracking { task_stack_offset }),
+            has_get_func_ip: load::func_ip_available().unwrap_or(false),
+            sections: sections(OutputOptions {
+                meta: true,
+                tuple: true,
+                bpfmap: Some(fields),
+                pcap_snaplen: pcap,
+                ..OutputOptions::default()
+            }),
+            ..ProbeOptions::new(arch.clone())
+        };
+        let mut programs = Vec::new();
+        for (name, map_op, kind) in [
+            ("non_skb", None, load::ProgKind::KProbe),
+            ("bpfmap_update", Some(MapOp::Update), load::ProgKind::KProbe),
+            ("bpfmap_delete", Some(MapOp::Delete), load::ProgKind::KProbe),
+            (
+                "bpfmap_lookup_e",
+                Some(MapOp::LookupElem),
+                load::ProgKind::KRetProbe,
+            ),
+            (
+                "bpfmap_lookup",
+                Some(MapOp::Lookup),
+                load::ProgKind::KRetProbe,
+            ),
+        ] {
+            let at = Attachment::Kprobe {
+                skb_arg: NON_SKB,
+                multi: false,
+                map_op,
+            };
+            programs.push(load::ProgramSpec {
+                name: name.into(),
+                kind,
+                program: probes::build(&layout, &opts, &at)
+                    .unwrap_or_else(|e| panic!("{name}: build: {e}")),
+            });
+        }
+        programs.push(load::ProgramSpec {
+            name: "bpfmap_lk_in".into(),
+            kind: load::ProgKind::KProbe,
+            program: probes::build_map_lookup_entry(&arch.regs).unwrap(),
+        });
+        let mut maps = maps_for(&opts);
+        maps.push(maps::BPFMAP_STASH.spec());
+        let spec = ObjectSpec { maps, programs };
+        if let Err(e) = load::load(&spec, &LoadOptions::default()) {
+            panic!("pcap {pcap:?}: the verifier rejected a bpfmap program: {e}");
+        }
+    }
 }

@@ -1,14 +1,15 @@
 //! Tracing BPF programs (`--filter-trace-tc`) on this host: finding the tc programs and
 //! their main function's BTF id, our fixture loaded with BTF, and the clear error where
-//! fentry programs cannot load. Needs root; skips with a printed reason otherwise.
+//! fentry programs cannot load; the helpers programs call (`--filter-track-bpf-helpers`). Needs root; skips with a printed reason otherwise.
 
 #[path = "e2e_common/fixtures.rs"]
 mod fixtures;
 
 use std::collections::HashSet;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::process::Command;
 
+use pwru::attach::bpf_helpers;
 use pwru::btf::{ArchFacts, KernelBtf, Kmods, SkbLayout};
 use pwru::load::{self, LoadOptions, ObjectSpec, ProgKind, ProgramSpec, VerifierLogLevel};
 use pwru::probes::{self, maps, Attachment, ProbeOptions};
@@ -41,6 +42,7 @@ fn object_without_btf() -> load::LoadedObject {
             maps::EVENTS.with_entries(1 << 16).spec(),
             maps::LOST.spec(),
             maps::TC_MATCHED.spec(),
+            fixtures::tc_drops_map(),
         ],
         programs: vec![ProgramSpec {
             name: "no_btf_tc".into(),
@@ -62,9 +64,7 @@ fn tc_programs_are_found_with_their_main_function() {
         return;
     }
     let _serial = serial();
-    let prog = fixtures::tc_drop_tcp(8081);
-    let with_btf = load::load_sched_cls_with_btf(fixtures::TC_DROP_TCP_NAME, &prog)
-        .expect("the fixture loads with BTF");
+    let (with_btf, _drops) = fixtures::load_tc_drop_tcp(8081).expect("the fixture loads with BTF");
     let with_id = load::prog_id(with_btf.as_fd()).unwrap();
     let obj = object_without_btf();
     let without_id = obj.info("no_btf_tc").unwrap().id;
@@ -91,8 +91,7 @@ fn the_tracer_skips_programs_without_btf_and_reports_refusals() {
     let btf = KernelBtf::open_system(&Kmods::None).unwrap();
     let layout = SkbLayout::resolve(&btf).unwrap();
     let opts = ProbeOptions::new(ArchFacts::resolve(&btf).unwrap());
-    let prog = fixtures::tc_drop_tcp(8081);
-    let with_btf = load::load_sched_cls_with_btf(fixtures::TC_DROP_TCP_NAME, &prog).unwrap();
+    let (with_btf, _drops) = fixtures::load_tc_drop_tcp(8081).unwrap();
     let with_id = load::prog_id(with_btf.as_fd()).unwrap();
     let obj = object_without_btf();
     let maps = obj.raw_maps().unwrap();
@@ -161,4 +160,80 @@ fn trace_tc_fails_with_one_line_naming_the_flag_where_fentry_cannot_load() {
     if matches!(why, load::TracingUnavailable::Denied(_)) {
         assert!(stderr.contains("denied"), "{stderr}");
     }
+}
+
+/// `--filter-track-bpf-helpers`: the helpers of programs loaded here, read back from
+/// their translated instructions with our decoder and named through kallsyms. The
+/// verifier has turned map helpers on a hash map into calls of its operations.
+#[test]
+fn helpers_are_read_from_translated_instructions() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let _serial = serial();
+    let (tc, _drops) = fixtures::load_tc_drop_tcp(8082).expect("the fixture loads");
+    let tc_id = load::prog_id(tc.as_fd()).unwrap();
+    let spec = ObjectSpec {
+        maps: vec![load::MapSpec::new(
+            "helper_hash",
+            load::MapKind::Hash,
+            4,
+            8,
+            4,
+        )],
+        programs: vec![ProgramSpec {
+            name: "helper_kprobe".into(),
+            kind: ProgKind::KProbe,
+            program: pwru::bpf! {
+                *(u32 *)(r10 - 4) = 7;
+                r1 = map[helper_hash];
+                r2 = r10;
+                r2 += -4;
+                call map_delete_elem;
+                call ktime_get_ns;
+                r0 = 0;
+                exit;
+            }
+            .unwrap(),
+        }],
+    };
+    let obj = load::load(&spec, &LoadOptions::default()).expect("a kprobe program loads");
+    let kprobe_id = obj.info("helper_kprobe").unwrap().id;
+
+    let ksyms = pwru::output::Ksyms::load().unwrap();
+    let base = ksyms.addresses_of(bpf_helpers::CALL_BASE_SYMBOL)[0];
+    let name_at = |addr| {
+        ksyms
+            .exact(addr)
+            .filter(|s| !s.is_bpf())
+            .map(|s| s.name.to_string())
+    };
+    let table: &[(BorrowedFd<'_>, &[&str])] = &[
+        (
+            tc.as_fd(),
+            &["__htab_map_lookup_elem", "htab_map_update_elem"],
+        ),
+        (
+            obj.program_fd("helper_kprobe").unwrap(),
+            &["bpf_ktime_get_ns", "htab_map_delete_elem"],
+        ),
+    ];
+    for (fd, want) in table {
+        let program = load::XlatedProgram {
+            id: 0,
+            prog_type: 0,
+            name: "p".into(),
+            insns: load::xlated_insns(*fd).unwrap(),
+        };
+        let found = bpf_helpers::collect(&[program], base, name_at);
+        assert_eq!(found.names(), *want);
+        assert_eq!(found.hidden, 0);
+    }
+    // Listing the programs on a packet's path finds the tc fixture, not the kprobe.
+    let listed = load::xlated_programs(bpf_helpers::on_packet_path).unwrap();
+    assert!(listed.iter().any(|p| p.id == tc_id));
+    assert!(listed.iter().all(|p| p.id != kprobe_id));
+    let found = bpf_helpers::collect(&listed, base, name_at);
+    assert!(found.functions["htab_map_update_elem"].contains(fixtures::TC_DROP_TCP_NAME));
 }

@@ -3,7 +3,7 @@
 
 use crate::btf::ArchFacts;
 use crate::load::{LoadedObject, ObjectError, ProgKind, ProgramSpec};
-use crate::probes::{self, Attachment, UntrackOptions, NON_SKB};
+use crate::probes::{self, Attachment, MapOp, UntrackOptions, NON_SKB};
 
 use super::{AttachError, Backend, BuildFn, Feature};
 
@@ -28,6 +28,9 @@ pub struct HelperNeeds<'a> {
     pub untrack: UntrackOptions,
     /// `--filter-non-skb-funcs` functions to probe (see `tracer`'s selection).
     pub non_skb: &'a [String],
+    /// `--output-bpfmap`: the non-skb functions that are map operations, probed by the
+    /// programs that record the map access instead (not in `non_skb`).
+    pub map_funcs: &'a [(String, MapOp)],
 }
 
 /// What a helper program is for, which says how its attach failures are reported.
@@ -37,8 +40,10 @@ pub enum Role {
     Untrack,
     /// Clone following, entry or return half.
     Clone,
-    /// `--filter-non-skb-funcs`.
+    /// `--filter-non-skb-funcs` (and the map functions' record programs).
     NonSkb,
+    /// `--output-bpfmap`: the kprobe stashing a map lookup's arguments for its kretprobe.
+    MapLookupEntry,
 }
 
 /// A program besides the backend's, and where it goes.
@@ -76,6 +81,7 @@ pub fn helper_programs(
                             &Attachment::Kprobe {
                                 skb_arg: 1,
                                 multi: false,
+                                map_op: None,
                             },
                             needs.arch,
                             untrack,
@@ -130,6 +136,7 @@ pub fn helper_programs(
         let program = build(&Attachment::Kprobe {
             skb_arg: NON_SKB,
             multi: false,
+            map_op: None,
         })?;
         v.push(HelperProgram {
             spec: ProgramSpec {
@@ -139,6 +146,70 @@ pub fn helper_programs(
             },
             role: Role::NonSkb,
             functions: needs.non_skb.to_vec(),
+        });
+    }
+    if backend.supports(Feature::NonSkbFunctions) {
+        v.extend(map_programs(needs, build)?);
+    }
+    Ok(v)
+}
+
+/// `--output-bpfmap`: one record program per map operation probed (a lookup's is a
+/// kretprobe, with a kprobe stashing its arguments).
+fn map_programs(
+    needs: &HelperNeeds<'_>,
+    build: &mut BuildFn<'_>,
+) -> Result<Vec<HelperProgram>, AttachError> {
+    let mut v = Vec::new();
+    for (op, name, entry, kind) in [
+        (MapOp::Update, "bpfmap_update", "", ProgKind::KProbe),
+        (MapOp::Delete, "bpfmap_delete", "", ProgKind::KProbe),
+        (
+            MapOp::Lookup,
+            "bpfmap_lookup",
+            "bpfmap_lk_in",
+            ProgKind::KRetProbe,
+        ),
+        (
+            MapOp::LookupElem,
+            "bpfmap_lookup_e",
+            "bpfmap_lke_in",
+            ProgKind::KRetProbe,
+        ),
+    ] {
+        let functions: Vec<String> = needs
+            .map_funcs
+            .iter()
+            .filter(|(_, o)| *o == op)
+            .map(|(f, _)| f.clone())
+            .collect();
+        if functions.is_empty() {
+            continue;
+        }
+        if op.on_return() {
+            v.push(HelperProgram {
+                spec: ProgramSpec {
+                    name: entry.into(),
+                    kind: ProgKind::KProbe,
+                    program: probes::build_map_lookup_entry(&needs.arch.regs)?,
+                },
+                role: Role::MapLookupEntry,
+                functions: functions.clone(),
+            });
+        }
+        let program = build(&Attachment::Kprobe {
+            skb_arg: NON_SKB,
+            multi: false,
+            map_op: Some(op),
+        })?;
+        v.push(HelperProgram {
+            spec: ProgramSpec {
+                name: name.into(),
+                kind,
+                program,
+            },
+            role: Role::NonSkb,
+            functions,
         });
     }
     Ok(v)
@@ -186,10 +257,10 @@ pub fn attach_helpers(obj: &mut LoadedObject, helpers: &[HelperProgram]) -> Help
             match (obj.attach_kprobe(name, f), x.role) {
                 (Ok(_), Role::NonSkb) => report.attached += 1,
                 (Ok(_), Role::Clone) => clone_ok += 1,
-                (Ok(_), Role::Untrack) => {}
+                (Ok(_), Role::Untrack | Role::MapLookupEntry) => {}
                 (Err(e), Role::Untrack) => report.warnings.push(HelperWarning::Untrack(e)),
                 (Err(e), Role::Clone) => clone_errors.push(e),
-                (Err(e), Role::NonSkb) => {
+                (Err(e), Role::NonSkb | Role::MapLookupEntry) => {
                     report.ignored += 1;
                     report.warnings.push(HelperWarning::NonSkb {
                         function: f.clone(),
@@ -227,6 +298,7 @@ mod tests {
                 arch: &arch,
                 untrack,
                 non_skb,
+                map_funcs: &[],
             },
             &mut build,
         )
@@ -272,5 +344,49 @@ mod tests {
         let non_skb = helpers(BackendKind::Kprobe, stackid, &funcs);
         assert_eq!(names(&non_skb), ["untrack", "non_skb"]);
         assert_eq!(non_skb[1].functions, funcs);
+    }
+
+    #[test]
+    fn map_functions_get_their_record_programs() {
+        let mut build = |_: &Attachment| Ok(crate::asm::Program::default());
+        let arch = test_facts(KernelArch::X86_64);
+        let stackid = UntrackOptions {
+            track_skb: false,
+            track_stackid: Some(StackTracking::default()),
+            clone_parents: false,
+        };
+        let map_funcs = [
+            ("htab_map_update_elem".to_string(), MapOp::Update),
+            ("__htab_map_lookup_elem".to_string(), MapOp::LookupElem),
+            ("array_map_lookup_elem".to_string(), MapOp::Lookup),
+            ("array_map_update_elem".to_string(), MapOp::Update),
+        ];
+        let needs = HelperNeeds {
+            arch: &arch,
+            untrack: stackid,
+            non_skb: &[],
+            map_funcs: &map_funcs,
+        };
+        let kprobe =
+            helper_programs(backend(BackendKind::Kprobe).as_ref(), &needs, &mut build).unwrap();
+        assert_eq!(
+            names(&kprobe),
+            [
+                "untrack",
+                "bpfmap_update",
+                "bpfmap_lk_in",
+                "bpfmap_lookup",
+                "bpfmap_lke_in",
+                "bpfmap_lookup_e"
+            ]
+        );
+        assert_eq!(
+            kprobe[1].functions,
+            ["htab_map_update_elem", "array_map_update_elem"]
+        );
+        assert_eq!(kprobe[2].role, Role::MapLookupEntry);
+        assert_eq!(kprobe[3].spec.kind, ProgKind::KRetProbe);
+        assert_eq!(kprobe[3].functions, ["array_map_lookup_elem"]);
+        assert_eq!(kprobe[5].functions, ["__htab_map_lookup_elem"]);
     }
 }

@@ -51,6 +51,7 @@ pub(super) fn kprobe_programs(
             let program = build(&Attachment::Kprobe {
                 skb_arg: arg as u8,
                 multi,
+                map_op: None,
             })?;
             Ok(ProgramSpec {
                 name: kprobe_program_name(multi, arg),
@@ -362,11 +363,13 @@ mod tests {
             [
                 Attachment::Kprobe {
                     skb_arg: 1,
-                    multi: false
+                    multi: false,
+                    map_op: None,
                 },
                 Attachment::Kprobe {
                     skb_arg: 3,
-                    multi: false
+                    multi: false,
+                    map_op: None,
                 }
             ]
         );

@@ -9,6 +9,7 @@
 //! [`REGISTRY`] line.
 
 pub mod background;
+pub mod bpf_helpers;
 pub mod helpers;
 pub mod kprobe;
 pub mod kprobe_multi;
@@ -168,6 +169,9 @@ pub enum Feature {
     Caller,
     /// `--filter-non-skb-funcs`: probes on functions that take no skb, by name.
     NonSkbFunctions,
+    /// `--filter-track-bpf-helpers`: the helpers BPF programs call, probed like
+    /// [`Feature::NonSkbFunctions`].
+    BpfHelpers,
     /// `--filter-track-skb` also follows clones and copies (a kprobe and kretprobe pair);
     /// without it tracking still works, so its absence is a note, not an error.
     CloneFollowing,
@@ -410,13 +414,16 @@ pub enum FeatureError {
         reason: &'static str,
         alternatives: String,
     },
-    #[error("--filter-non-skb-funcs needs a kprobe backend (it probes functions by name); the {backend} backend has none: use --backend {alternatives}")]
+    /// `flag`: `--filter-non-skb-funcs` or `--filter-track-bpf-helpers`.
+    #[error("{flag} needs a kprobe backend (it probes functions by name); the {backend} backend has none: use --backend {alternatives}")]
     NonSkbFunctions {
+        flag: &'static str,
         backend: &'static str,
         alternatives: String,
     },
-    #[error("--filter-non-skb-funcs needs a kprobe backend (it probes functions by name), and {kernel_lacks}: the {backend} backend cannot run it")]
+    #[error("{flag} needs a kprobe backend (it probes functions by name), and {kernel_lacks}: the {backend} backend cannot run it")]
     NonSkbFunctionsOnThisKernel {
+        flag: &'static str,
         backend: &'static str,
         kernel_lacks: &'static str,
     },
@@ -467,17 +474,23 @@ pub fn check_features(
                     alternatives: alternatives(feature),
                 })
             }
-            Feature::NonSkbFunctions => {
+            Feature::NonSkbFunctions | Feature::BpfHelpers => {
+                let flag = match feature {
+                    Feature::BpfHelpers => "--filter-track-bpf-helpers",
+                    _ => "--filter-non-skb-funcs",
+                };
                 return Err(match passed_over {
                     Some(why) => FeatureError::NonSkbFunctionsOnThisKernel {
+                        flag,
                         backend: name,
                         kernel_lacks: why.kernel_lacks,
                     },
                     None => FeatureError::NonSkbFunctions {
+                        flag,
                         backend: name,
                         alternatives: alternatives(feature),
                     },
-                })
+                });
             }
             Feature::CloneFollowing => notes.push(FeatureNote::NoCloneFollowing {
                 backend: name,
@@ -670,6 +683,14 @@ pub(crate) mod tests {
             check_features(tp.as_ref(), &[Feature::NonSkbFunctions], no_kprobes.as_ref()).unwrap_err().to_string(),
             "--filter-non-skb-funcs needs a kprobe backend (it probes functions by name), and this kernel has no kprobes (CONFIG_KPROBES): the tracepoint backend cannot run it"
         );
+        assert_eq!(
+            check_features(tp.as_ref(), &[Feature::BpfHelpers], no_kprobes.as_ref()).unwrap_err().to_string(),
+            "--filter-track-bpf-helpers needs a kprobe backend (it probes functions by name), and this kernel has no kprobes (CONFIG_KPROBES): the tracepoint backend cannot run it"
+        );
+        assert_eq!(
+            check_features(tp.as_ref(), &[Feature::BpfHelpers], None).unwrap_err().to_string(),
+            "--filter-track-bpf-helpers needs a kprobe backend (it probes functions by name); the tracepoint backend has none: use --backend kprobe or kprobe-multi"
+        );
         let notes = check_features(tp.as_ref(), &[Feature::CloneFollowing], None).unwrap();
         assert_eq!(
             notes.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
@@ -685,6 +706,7 @@ pub(crate) mod tests {
             let all = [
                 Feature::Caller,
                 Feature::NonSkbFunctions,
+                Feature::BpfHelpers,
                 Feature::CloneFollowing,
                 Feature::FuncIp,
                 Feature::ModuleFunctions,

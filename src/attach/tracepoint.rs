@@ -57,7 +57,7 @@ impl Backend for TracepointBackend {
     fn lacks(&self, feature: Feature) -> Option<&'static str> {
         match feature {
             Feature::Caller => Some("a tracepoint has no caller frame to read"),
-            Feature::NonSkbFunctions => Some("it probes no function by name"),
+            Feature::NonSkbFunctions | Feature::BpfHelpers => Some("it probes no function by name"),
             Feature::CloneFollowing => Some("skb_clone, skb_copy need kprobes"),
             Feature::FuncIp => Some("a raw tracepoint has no function ip"),
             Feature::ModuleFunctions => {

@@ -211,6 +211,45 @@ impl KernelBtf {
         Ok(())
     }
 
+    /// Whether function `name` takes a map first, as the map operations do: a
+    /// `struct bpf_map *`, or (a helper defined with `BPF_CALL_x`) an integer named
+    /// `…map`. `false` when BTF has no such function.
+    pub fn takes_bpf_map_first(&self, name: &str) -> Result<bool, BtfError> {
+        for src in self.sources() {
+            let Ok(ids) = src.btf.resolve_ids_by_name(name) else {
+                continue;
+            };
+            for id in ids {
+                let Type::Func(func) = resolve(src.btf, self.origin(), id)? else {
+                    continue;
+                };
+                let Type::FuncProto(proto) =
+                    resolve(src.btf, self.origin(), func.get_type_id().unwrap_or(0))?
+                else {
+                    continue;
+                };
+                let Some(first) = proto.parameters.first() else {
+                    return Ok(false);
+                };
+                let (_, ty) =
+                    strip_modifiers(src.btf, self.origin(), first.get_type_id().unwrap_or(0))?;
+                return Ok(match ty {
+                    Type::Ptr(p) => {
+                        let (_, target) =
+                            strip_modifiers(src.btf, self.origin(), p.get_type_id().unwrap_or(0))?;
+                        match target {
+                            Type::Struct(st) => self.name_of(src.btf, &st)? == "bpf_map",
+                            _ => false,
+                        }
+                    }
+                    Type::Int(_) => self.name_of(src.btf, first)?.ends_with("map"),
+                    _ => false,
+                });
+            }
+        }
+        Ok(false)
+    }
+
     /// Tracepoints (`btf_trace_<name>` typedefs) with a `struct sk_buff *`
     /// argument, sorted by name, one entry per name.
     pub fn skb_tracepoints(&self) -> Result<Vec<SkbTracepoint>, BtfError> {

@@ -140,7 +140,7 @@ pub struct Args {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Filters")]
     pub filter_trace_xdp: bool,
 
-    /// Trace the BPF helpers called by loaded BPF programs
+    /// Probe, as non-skb functions, the kernel functions (helpers) that the loaded BPF programs on a packet's path call, read from their translated instructions; implies --filter-track-skb-by-stackid
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Filters")]
     pub filter_track_bpf_helpers: bool,
 
@@ -211,7 +211,7 @@ pub struct Args {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
     pub output_stack: bool,
 
-    /// Print BPF map ids, names, keys and values for probed map functions
+    /// For the map functions probed as non-skb functions (*_lookup_elem, *_update_elem, *_delete_elem, found by --filter-track-bpf-helpers or named with --filter-non-skb-funcs, one of which it needs), print the map id, name, key and value in hex (up to 256 bytes each; JSON: a bpfmap object)
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Output")]
     pub output_bpfmap: bool,
 

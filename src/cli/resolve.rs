@@ -50,6 +50,8 @@ pub enum ConfigError {
     /// `--backend` names a backend without a feature the flags ask for.
     #[error(transparent)]
     Backend(#[from] FeatureError),
+    #[error("--output-bpfmap shows what the probed map functions do; add --filter-track-bpf-helpers (the map helpers of the loaded BPF programs) or name map functions with --filter-non-skb-funcs")]
+    BpfmapWithoutMapFunctions,
     #[error("the following flags are not supported yet by this pwru: {0}; drop them")]
     Unsupported(String),
 }
@@ -71,20 +73,12 @@ const PENDING_FLAGS: &[PendingFlag] = &[
         is_set: |c| c.filter_trace_xdp,
     },
     PendingFlag {
-        name: "--filter-track-bpf-helpers",
-        is_set: |c| c.filter_track_bpf_helpers,
-    },
-    PendingFlag {
         name: "--filter-xdp-expr",
         is_set: |c| c.filter_xdp_expr.is_some(),
     },
     PendingFlag {
         name: "--output-xdp-metadata",
         is_set: |c| !c.output_xdp_metadata.is_empty(),
-    },
-    PendingFlag {
-        name: "--output-bpfmap",
-        is_set: |c| c.output_bpfmap,
     },
 ];
 
@@ -160,6 +154,12 @@ impl Args {
             if pcap == file {
                 return Err(ConfigError::PcapIsOutputFile(pcap.display().to_string()));
             }
+        }
+        if self.output_bpfmap
+            && !self.filter_track_bpf_helpers
+            && self.filter_non_skb_funcs.is_empty()
+        {
+            return Err(ConfigError::BpfmapWithoutMapFunctions);
         }
         let modes = [
             self.list_funcs,
@@ -288,6 +288,7 @@ impl Args {
                 l3: not_blank(&self.filter_tunnel_pcap_l3),
             },
             trace_tc: self.filter_trace_tc,
+            track_bpf_helpers: self.filter_track_bpf_helpers,
         }
     }
 
@@ -323,6 +324,7 @@ impl Args {
             skb_metadata: self.output_skb_metadata.clone(),
             skb_dump: self.output_skb,
             shinfo_dump: self.output_shinfo,
+            bpfmap: self.output_bpfmap,
             dump_bytes: self.set_percpu_buf,
             file: self.output_file.as_ref().map(|path| OutputFile {
                 path: path.clone(),

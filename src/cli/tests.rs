@@ -340,11 +340,12 @@ fn implied_settings() {
             .filter
             .track_by_stackid
     );
-    // A pending flag: resolve refuses it, but the implication holds.
+    let helpers = trace(&["--filter-track-bpf-helpers"]).filter;
+    assert!(helpers.track_by_stackid && helpers.track_bpf_helpers);
     assert!(
-        ok(&["--filter-track-bpf-helpers"])
-            .filter_settings()
-            .track_by_stackid
+        trace(&["--output-bpfmap", "--filter-track-bpf-helpers"])
+            .output
+            .bpfmap
     );
     assert!(!trace(&[]).filter.track_by_stackid);
     assert!(
@@ -495,6 +496,7 @@ fn output_options_from_flags() {
             journey: false,
             clone_parents: false,
             pcap_snaplen: None,
+            bpfmap: None,
         }
     );
     assert!(matches!(
@@ -609,8 +611,30 @@ fn validation() {
         ),
         (&["--list-funcs"], Ok(())),
         (
+            &["--output-bpfmap"],
+            Err(ConfigError::BpfmapWithoutMapFunctions),
+        ),
+        (&["--output-bpfmap", "--filter-track-bpf-helpers"], Ok(())),
+        (
+            &[
+                "--output-bpfmap",
+                "--filter-non-skb-funcs",
+                "htab_map_update_elem",
+            ],
+            Ok(()),
+        ),
+        (
             &["--backend", "tracepoint", "--filter-non-skb-funcs", "f"],
             Err(ConfigError::Backend(FeatureError::NonSkbFunctions {
+                flag: "--filter-non-skb-funcs",
+                backend: "tracepoint",
+                alternatives: "kprobe or kprobe-multi".into(),
+            })),
+        ),
+        (
+            &["--backend", "tracepoint", "--filter-track-bpf-helpers"],
+            Err(ConfigError::Backend(FeatureError::NonSkbFunctions {
+                flag: "--filter-track-bpf-helpers",
                 backend: "tracepoint",
                 alternatives: "kprobe or kprobe-multi".into(),
             })),
@@ -662,8 +686,12 @@ fn unsupported_flags_are_reported_not_ignored() {
     let table: &[(&[&str], &[&str])] = &[
         (&["--filter-trace-xdp"], &["--filter-trace-xdp"]),
         (
-            &["--filter-trace-xdp", "--output-bpfmap"],
-            &["--filter-trace-xdp", "--output-bpfmap"],
+            &[
+                "--filter-trace-xdp",
+                "--output-bpfmap",
+                "--filter-track-bpf-helpers",
+            ],
+            &["--filter-trace-xdp"],
         ),
         (
             &["--filter-xdp-expr", "xdp->rxq->dev->ifindex == 9"],
@@ -673,10 +701,7 @@ fn unsupported_flags_are_reported_not_ignored() {
             &["--output-xdp-metadata", "xdp->rxq->queue_index"],
             &["--output-xdp-metadata"],
         ),
-        (
-            &["--filter-track-bpf-helpers"],
-            &["--filter-track-bpf-helpers"],
-        ),
+        (&["--filter-track-bpf-helpers"], &[]),
         (&["--filter-track-skb-by-stackid"], &[]),
         (
             &["--filter-non-skb-funcs", "a,b", "--filter-non-skb-funcs=c"],
@@ -839,7 +864,7 @@ fn help_marks_the_flags_not_supported_yet() {
             "{flag}: {help}"
         );
     }
-    assert_eq!(pending.len(), 5);
+    assert_eq!(pending.len(), 3);
     assert_eq!(
         ok(&["--filter-trace-xdp"]).unsupported_flags(),
         ["--filter-trace-xdp"]

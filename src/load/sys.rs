@@ -8,6 +8,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use crate::asm::Insn;
 
+const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_PROG_GET_NEXT_ID: libc::c_long = 11;
@@ -365,6 +366,44 @@ pub fn link_create_tracing(prog: BorrowedFd<'_>, attach_type: u32) -> io::Result
     }
 }
 
+/// The `BPF_MAP_CREATE` part of `union bpf_attr`, up to `map_name`.
+#[repr(C)]
+#[derive(Default)]
+struct MapCreateAttr {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    inner_map_fd: u32,
+    numa_node: u32,
+    map_name: [u8; 16],
+}
+
+/// `BPF_MAP_CREATE` of a plain map (no BTF) named `name` (at most 15 bytes kept).
+pub fn map_create(
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    name: &str,
+) -> io::Result<OwnedFd> {
+    let mut map_name = [0u8; 16];
+    let n = name.len().min(15);
+    map_name[..n].copy_from_slice(&name.as_bytes()[..n]);
+    let mut attr = MapCreateAttr {
+        map_type,
+        key_size,
+        value_size,
+        max_entries,
+        map_name,
+        ..Default::default()
+    };
+    // SAFETY: `attr` is the MAP_CREATE layout and holds no pointers.
+    let fd = unsafe { sys_bpf(BPF_MAP_CREATE, &mut attr)? };
+    Ok(owned_fd(fd))
+}
+
 /// The `BPF_OBJ_PIN` part of `union bpf_attr`.
 #[repr(C)]
 #[derive(Default)]
@@ -521,6 +560,34 @@ pub fn prog_info(fd: BorrowedFd<'_>) -> io::Result<(RawProgInfo, Vec<u32>)> {
     Ok((info, ids))
 }
 
+/// `BPF_OBJ_GET_INFO_BY_FD` on a program fd for its translated (post-verifier)
+/// instructions, as `bpftool prog dump xlated` reads them. Helper calls carry the helper's
+/// address less `__bpf_call_base` only when the caller may see kernel addresses; otherwise
+/// the kernel zeroes them.
+pub fn prog_xlated_insns(fd: BorrowedFd<'_>) -> io::Result<Vec<Insn>> {
+    let (info, _) = prog_info(fd)?;
+    let len = info.xlated_prog_len as usize;
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let mut bytes = vec![0u8; len];
+    let mut second = RawProgInfo {
+        xlated_prog_len: len as u32,
+        xlated_prog_insns: bytes.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    let mut attr = InfoByFdAttr {
+        bpf_fd: fd.as_raw_fd() as u32,
+        info_len: std::mem::size_of::<RawProgInfo>() as u32,
+        info: &mut second as *mut RawProgInfo as u64,
+    };
+    // SAFETY: as in `prog_info`; the kernel writes at most `xlated_prog_len` bytes to
+    // `bytes`, which holds exactly that many.
+    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)? };
+    bytes.truncate((second.xlated_prog_len as usize).min(len) / 8 * 8);
+    Ok(crate::asm::insn::from_bytecode(&bytes))
+}
+
 #[cfg(target_env = "gnu")]
 type RlimitResource = libc::__rlimit_resource_t;
 #[cfg(not(target_env = "gnu"))]
@@ -626,6 +693,7 @@ mod tests {
         assert_eq!(offset_of!(BtfLoadAttr, btf_log_level), 24);
         assert_eq!(size_of::<RawBtfInfo>(), size_of::<g::bpf_btf_info>());
         assert_eq!(offset_of!(RawBtfInfo, kernel_btf), 28);
+        assert_eq!(offset_of!(MapCreateAttr, map_name), 28);
         assert_eq!(size_of::<FuncInfo>(), size_of::<g::bpf_func_info>());
     }
 }

@@ -53,6 +53,49 @@ pub fn bpf_programs(prog_type: u32) -> io::Result<Vec<BpfProgram>> {
     Ok(out)
 }
 
+/// A loaded BPF program's translated instructions (`BPF_OBJ_GET_INFO_BY_FD`'s
+/// `xlated_prog_insns`: the program after the verifier's rewrites).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XlatedProgram {
+    pub id: u32,
+    /// `enum bpf_prog_type`.
+    pub prog_type: u32,
+    pub name: String,
+    pub insns: Vec<crate::asm::Insn>,
+}
+
+/// Every loaded program whose type `keep` accepts, with its translated instructions.
+/// Programs that go away while they are listed are left out.
+pub fn xlated_programs(keep: impl Fn(u32) -> bool) -> io::Result<Vec<XlatedProgram>> {
+    let mut out = Vec::new();
+    let mut id = 0;
+    while let Some(next) = sys::prog_next_id(id)? {
+        id = next;
+        let fd = match sys::prog_fd_by_id(id) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(e) => return Err(e),
+        };
+        let (info, _) = sys::prog_info(fd.as_fd())?;
+        if !keep(info.prog_type) {
+            continue;
+        }
+        let end = info.name.iter().position(|&b| b == 0).unwrap_or(16);
+        out.push(XlatedProgram {
+            id,
+            prog_type: info.prog_type,
+            name: String::from_utf8_lossy(&info.name[..end]).into_owned(),
+            insns: sys::prog_xlated_insns(fd.as_fd())?,
+        });
+    }
+    Ok(out)
+}
+
+/// The translated instructions of the program behind `fd`.
+pub fn xlated_insns(fd: BorrowedFd<'_>) -> io::Result<Vec<crate::asm::Insn>> {
+    sys::prog_xlated_insns(fd)
+}
+
 /// Map fds for programs loaded after the object (duplicates: the object's maps may be
 /// taken out of it, e.g. the ring buffer by the event loop).
 #[derive(Debug)]
@@ -150,7 +193,33 @@ pub fn load_tracing(
 /// Loads `program` (no maps) as a `SCHED_CLS` program with BTF naming its function
 /// `name` with a `struct __sk_buff *` argument, so that fentry/fexit can trace it.
 pub fn load_sched_cls_with_btf(name: &str, program: &Program) -> Result<OwnedFd, LoadError> {
-    let insns = with_map_fds(name, program, |_| None)?;
+    load_sched_cls_with_maps(name, program, &[])
+}
+
+/// Creates a map of `spec` on its own (for programs loaded with
+/// [`load_sched_cls_with_maps`]); closing the fd frees it once no program uses it.
+pub fn create_map(spec: &super::MapSpec) -> io::Result<OwnedFd> {
+    sys::map_create(
+        spec.kind.kernel_type(),
+        spec.key_size,
+        spec.value_size,
+        spec.max_entries,
+        &spec.name,
+    )
+}
+
+/// [`load_sched_cls_with_btf`] for a program referencing maps: `maps` gives the fd of
+/// each map it names.
+pub fn load_sched_cls_with_maps(
+    name: &str,
+    program: &Program,
+    maps: &[(&str, BorrowedFd<'_>)],
+) -> Result<OwnedFd, LoadError> {
+    let insns = with_map_fds(name, program, |m| {
+        maps.iter()
+            .find(|(n, _)| *n == m)
+            .map(|(_, fd)| fd.as_raw_fd())
+    })?;
     let rejected = |errno: io::Error, log: String| LoadError::Rejected {
         program: name.to_string(),
         errno,

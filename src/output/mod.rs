@@ -70,6 +70,8 @@ pub struct OutputOptions {
     pub clone_parents: bool,
     /// `--output-pcap`'s snap length: the probes copy the packet bytes.
     pub pcap_snaplen: Option<u32>,
+    /// `--output-bpfmap`: the `struct bpf_map` offsets the probes read.
+    pub bpfmap: Option<sections::bpfmap::BpfMapFields>,
 }
 
 impl OutputOptions {
@@ -97,6 +99,8 @@ impl OutputOptions {
             // Set by the tracer, which knows whether skbs are tracked.
             clone_parents: false,
             pcap_snaplen: settings.pcap.as_ref().map(|p| p.snaplen),
+            // Resolved from BTF by the tracer.
+            bpfmap: None,
         }
     }
 }

@@ -128,6 +128,15 @@ pub const CLONE_STASH: &MapDef = &MapDef {
     value_size: 8,
     max_entries: CLONE_STASH_ENTRIES,
 };
+/// `--output-bpfmap`: per CPU (key `u32` 0), the map (`u64`) and key (`u64`) pointers a
+/// map lookup was entered with, for the record program on its return.
+pub const BPFMAP_STASH: &MapDef = &MapDef {
+    name: "bpfmap_stash",
+    kind: MapKind::PerCpuArray,
+    key_size: 4,
+    value_size: 16,
+    max_entries: 1,
+};
 /// `--output-journey` with `--filter-track-skb`: a followed clone or copy (`u64`) -> the
 /// tracked skb it was made from (`u64`), so that its journey joins its packet's. The
 /// clone probe sets it, the untrack program forgets it with the skb; LRU, so that a

@@ -10,7 +10,8 @@ pub mod record;
 pub mod skb_expr;
 
 pub use program::{
-    build, build_clone_entry, build_clone_return, build_untrack, build_untrack_with, Attachment,
-    ProbeError, ProbeOptions, StackTracking, TunnelFilters, UntrackOptions, NON_SKB,
+    build, build_clone_entry, build_clone_return, build_map_lookup_entry, build_untrack,
+    build_untrack_with, Attachment, MapOp, ProbeError, ProbeOptions, StackTracking, TunnelFilters,
+    UntrackOptions, NON_SKB,
 };
 pub use record::{RecordSection, RecordSections};

@@ -34,7 +34,14 @@ pub enum Attachment {
     /// `skb_arg` 0 (`NON_SKB`) is a function that takes no skb (`--filter-non-skb-funcs`):
     /// the skb is the one recorded for the kernel stack the hit runs on (see
     /// [`StackTracking`]), and the program needs `ProbeOptions::track_stackid`.
-    Kprobe { skb_arg: u8, multi: bool },
+    /// `map_op`: a non-skb function that operates on a BPF map (`--output-bpfmap`): the
+    /// record's bpfmap section reads the map, key and value from its arguments (a lookup's
+    /// program is a kretprobe, see [`MapOp::Lookup`]).
+    Kprobe {
+        skb_arg: u8,
+        multi: bool,
+        map_op: Option<MapOp>,
+    },
     /// A raw tracepoint; `id` is reported as the probe address so userspace knows which.
     Tracepoint {
         id: u32,
@@ -60,6 +67,46 @@ pub enum Attachment {
 
 /// `skb_arg` of an [`Attachment::Kprobe`] on a function that takes no skb.
 pub const NON_SKB: u8 = 0;
+
+/// What a probed map function does with its `struct bpf_map *` (first argument) and
+/// key (second).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MapOp {
+    /// `*_lookup_elem`: the value is what it returns. Its record program runs as a
+    /// kretprobe; a small kprobe at entry ([`build_map_lookup_entry`]) stashes the map
+    /// and key pointers for it in [`maps::BPFMAP_STASH`] (per CPU: a lookup does not sleep).
+    Lookup,
+    /// `__htab_map_lookup_elem`, which the verifier calls for a hash map's lookup and
+    /// which returns the element, not the value: like [`MapOp::Lookup`], the value
+    /// following the key in `struct htab_elem` (at `key` + the key size rounded up to 8).
+    LookupElem,
+    /// `*_update_elem`: the value is the third argument.
+    Update,
+    /// `*_delete_elem`: no value.
+    Delete,
+}
+
+impl MapOp {
+    /// The operation a map function's name ends with (`htab_map_update_elem`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        if name == "__htab_map_lookup_elem" {
+            return Some(MapOp::LookupElem);
+        }
+        [
+            ("_lookup_elem", MapOp::Lookup),
+            ("_update_elem", MapOp::Update),
+            ("_delete_elem", MapOp::Delete),
+        ]
+        .into_iter()
+        .find(|(suffix, _)| name.ends_with(suffix))
+        .map(|(_, op)| op)
+    }
+
+    /// Whether its record program runs on the function's return.
+    pub fn on_return(self) -> bool {
+        matches!(self, MapOp::Lookup | MapOp::LookupElem)
+    }
+}
 
 /// Offset in `struct pt_regs` of the register holding kprobe argument `skb_arg`
 /// (1..=[`MAX_PROBE_ARG`]; out-of-range values are clamped into it).
@@ -1060,6 +1107,32 @@ pub fn build_clone_entry(regs: &PtRegsLayout) -> Result<Program, ProbeError> {
     );
     update_elem(a, maps::CLONE_STASH, SLOT_AUX, SLOT_KEY);
     bpf!(into a;
+      (out):
+        r0 = 0;
+        exit;
+    );
+    Ok(asm.finish()?)
+}
+
+/// `--output-bpfmap`, a lookup's entry half: stashes the map (first argument) and key
+/// (second) pointers for this CPU in [`maps::BPFMAP_STASH`], where the record program on
+/// the function's return finds them.
+pub fn build_map_lookup_entry(regs: &PtRegsLayout) -> Result<Program, ProbeError> {
+    let mut asm = Asm::new();
+    let a = &mut asm;
+    let out = a.label();
+    let (map, key) = (regs.args[0], regs.args[1]);
+    bpf!(into a;
+        r6 = r1;
+        *(u32 *)(r10 + SLOT_VALUE) = 0;
+    );
+    lookup(a, maps::BPFMAP_STASH, SLOT_VALUE);
+    bpf!(into a;
+        if r0 == 0 goto (out);
+        r1 = *(u64 *)(r6 + map);
+        *(u64 *)(r0 + 0) = r1;
+        r1 = *(u64 *)(r6 + key);
+        *(u64 *)(r0 + 8) = r1;
       (out):
         r0 = 0;
         exit;

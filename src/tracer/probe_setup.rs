@@ -11,7 +11,7 @@ use crate::output::sections::skb_dump::{self, SkbDump};
 use crate::output::{sections, OutputOptions};
 use crate::pcapc::ast::Expr;
 use crate::pcapc::compile::{check, CompileError, FilterEnv, LinkType};
-use crate::probes::{maps, record, skb_expr, ProbeOptions, StackTracking, TunnelFilters};
+use crate::probes::{maps, record, skb_expr, MapOp, ProbeOptions, StackTracking, TunnelFilters};
 use crate::settings::{FilterSettings, NetnsSpec, OutputSettings, TraceSettings};
 
 /// A run's pcap filters, parsed: the filter (`None`: every packet) and the tunnel filters.
@@ -89,6 +89,12 @@ pub fn output_options(settings: &TraceSettings, btf: &KernelBtf) -> Result<Outpu
     opts.skb_metadata =
         skb_expr::compile_metadata(btf, &out.skb_metadata).context("--output-skb-metadata")?;
     opts.skb_dump = skb_dump_options(out, btf)?;
+    if out.bpfmap {
+        opts.bpfmap = Some(
+            sections::bpfmap::BpfMapFields::resolve(btf)
+                .context("--output-bpfmap needs struct bpf_map in the kernel BTF")?,
+        );
+    }
     Ok(opts)
 }
 
@@ -168,13 +174,19 @@ pub fn map_specs(opts: &ProbeOptions, follows_clones: bool, trace_tc: bool) -> V
     specs
 }
 
-/// The `--filter-non-skb-funcs` functions to probe: sorted, deduplicated, without the
-/// ones already probed as skb functions and without BPF programs (`[bpf]`), which are
-/// counted as ignored like pwru does. Returns them and the ignored count.
-pub fn non_skb_functions(f: &FilterSettings, targets: &[Target]) -> (Vec<String>, usize) {
+/// The `--filter-non-skb-funcs` functions and the `--filter-track-bpf-helpers` `helpers`
+/// to probe: sorted, deduplicated, without the ones already probed as skb functions and
+/// without BPF programs (`[bpf]`), which are counted as ignored like pwru does. Returns
+/// them and the ignored count.
+pub fn non_skb_functions(
+    f: &FilterSettings,
+    helpers: &[String],
+    targets: &[Target],
+) -> (Vec<String>, usize) {
     let mut funcs: Vec<String> = f
         .non_skb_funcs
         .iter()
+        .chain(helpers)
         .map(|f| f.trim().to_string())
         .filter(|f| !f.is_empty())
         .collect();
@@ -184,6 +196,29 @@ pub fn non_skb_functions(f: &FilterSettings, targets: &[Target]) -> (Vec<String>
     funcs.retain(|f| !f.ends_with("[bpf]") && !targets.iter().any(|t| t.name == *f));
     let skipped = before - funcs.len();
     (funcs, skipped)
+}
+
+/// A map function and what it does.
+pub type MapFunction = (String, MapOp);
+
+/// `--output-bpfmap`: splits the non-skb functions into the map operations (named
+/// `*_lookup_elem`, `*_update_elem`, `*_delete_elem`, taking a map first per BTF) and
+/// the others.
+pub fn map_functions(
+    btf: &KernelBtf,
+    funcs: Vec<String>,
+) -> Result<(Vec<MapFunction>, Vec<String>)> {
+    let mut maps = Vec::new();
+    let mut others = Vec::new();
+    for f in funcs {
+        match MapOp::from_name(&f) {
+            Some(op) if btf.takes_bpf_map_first(&f).context("reading kernel BTF")? => {
+                maps.push((f, op))
+            }
+            _ => others.push(f),
+        }
+    }
+    Ok((maps, others))
 }
 
 #[cfg(test)]
@@ -208,10 +243,14 @@ mod tests {
                 .to_vec(),
             ..FilterSettings::default()
         };
-        let (funcs, skipped) = non_skb_functions(&filter, &[target("ip_rcv")]);
+        let (funcs, skipped) = non_skb_functions(&filter, &[], &[target("ip_rcv")]);
         assert_eq!(funcs, ["a", "b", "c"]);
         // ip_rcv is probed as an skb function already; the [bpf] name is a program.
         assert_eq!(skipped, 2);
+        // --filter-track-bpf-helpers: the helpers join the list.
+        let helpers = ["htab_map_update_elem", "a"].map(String::from);
+        let (funcs, _) = non_skb_functions(&filter, &helpers, &[target("ip_rcv")]);
+        assert_eq!(funcs, ["a", "b", "c", "htab_map_update_elem"]);
     }
 
     #[test]

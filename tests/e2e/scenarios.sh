@@ -51,7 +51,7 @@ E2E_FIXTURE=${E2E_FIXTURE:-/files/e2e_fixture}
 E2E_ALL_TESTS="basic-ipv4 basic-ipv6 advanced-ipv4 advanced-ipv6 pcap-filter-stack \
 filter-track-skb filter-track-skb-clones filter-track-skb-by-stackid filter-non-skb-funcs \
 filter-arp filter-ifname \
-filter-nomatch kprobe-multi-basic tunnel-vxlan tunnel-geneve summary journey journey-clones pcap-output trace-tc trace-tc-later own-btf"
+filter-nomatch kprobe-multi-basic tunnel-vxlan tunnel-geneve summary journey journey-clones pcap-output trace-tc trace-tc-later own-btf bpf-helpers bpfmap"
 
 # Tests for a host kernel without kprobes (tracepoint backend), run by
 # tests/e2e/host-suite.sh: the drop must carry its reason.
@@ -622,6 +622,71 @@ e2e_test_own_btf() {
     else
         e2e_fail own-btf "$E2E_OWN_BTF of the tracer's $E2E_OWN_PROGS programs have BTF"
     fi
+}
+
+# --filter-track-bpf-helpers reads the fixture's helpers from its translated
+# instructions (the verifier made its map update a call of htab_map_update_elem),
+# lists them with --debug and probes them: the helper's line carries the dropped
+# packet's tuple (attributed by stack).
+e2e_traffic_v4_8091() { e2e_connect 10.0.0.2 8091; }
+e2e_test_bpf_helpers() {
+    if ! e2e_tc_fixture_up 8091; then
+        e2e_fail bpf-helpers "cannot attach the tc fixture"
+        e2e_tc_fixture_down
+        return
+    fi
+    e2e_trace bpf-helpers e2e_traffic_v4_8091 --filter-track-bpf-helpers --debug \
+        --filter-func 'tcf_classify|__netif_receive_skb|kfree_skb.*|sk_skb_reason_drop' \
+        'dst host 10.0.0.2 and tcp dst port 8091'
+    _e2e_err=$E2E_OUT/bpf-helpers.stderr
+    if ! grep -qE '^Tracking [1-9][0-9]* BPF helpers called by [1-9][0-9]* BPF programs' "$_e2e_err"; then
+        e2e_fail bpf-helpers-listed "no helper count at start"
+        sed 's/^/    /' "$_e2e_err" | head -n 20
+    elif ! grep -qE 'bpf helper htab_map_update_elem \(called by .*e2e_drop_tcp' "$_e2e_err"; then
+        e2e_fail bpf-helpers-listed "htab_map_update_elem not listed as a helper of e2e_drop_tcp"
+        grep 'bpf helper' "$_e2e_err" | sed 's/^/    /'
+    else
+        e2e_pass bpf-helpers-listed
+    fi
+    e2e_verdict bpf-helpers '10\.0\.0\.1:[0-9]+->10\.0\.0\.2:8091\(tcp\)' 'htab_map_update_elem'
+    e2e_tc_fixture_down
+}
+
+# --output-bpfmap with the helpers: the fixture's update of its drop counter
+# shows with the map's name and the key (the port, a little-endian u32), on the
+# line of htab_map_update_elem carrying the dropped packet's tuple.
+e2e_traffic_v4_8092() { e2e_connect 10.0.0.2 8092; e2e_connect 10.0.0.2 8092; }
+e2e_test_bpfmap() {
+    if ! e2e_tc_fixture_up 8092; then
+        e2e_fail bpfmap "cannot attach the tc fixture"
+        e2e_tc_fixture_down
+        return
+    fi
+    e2e_trace bpfmap e2e_traffic_v4_8092 --filter-track-bpf-helpers --output-bpfmap \
+        --filter-func 'tcf_classify|__netif_receive_skb|kfree_skb.*|sk_skb_reason_drop' \
+        'dst host 10.0.0.2 and tcp dst port 8092'
+    e2e_verdict bpfmap '10\.0\.0\.1:[0-9]+->10\.0\.0\.2:8092\(tcp\)' 'htab_map_update_elem'
+    if [ -n "$E2E_WHY" ]; then
+        e2e_fail bpfmap-update "$E2E_WHY"
+    elif grep -A 6 'htab_map_update_elem' "$E2E_LOG" | grep -q '^map_name: e2e_tc_drops$' &&
+        grep -A 1 '^key(4):$' "$E2E_LOG" | grep -q '^00000000  9c 1f 00 00 '; then
+        e2e_pass bpfmap-update
+    else
+        e2e_fail bpfmap-update "no map_name e2e_tc_drops with key 9c 1f 00 00 (port 8092)"
+        [ "$E2E_VERBOSE" = 1 ] || tail -n 30 "$E2E_LOG" 2>/dev/null | sed 's/^/    /'
+    fi
+    # The second connection's lookup (a kretprobe) finds the first one's count: the
+    # value after the key in the element __htab_map_lookup_elem returns.
+    if [ -n "$E2E_WHY" ]; then
+        e2e_fail bpfmap-lookup "$E2E_WHY"
+    elif grep -A 8 '__htab_map_lookup_elem' "$E2E_LOG" | grep -A 1 '^value(8):$' |
+        grep -qE '^00000000  0[1-9] 00 00 00 00 00 00 00 '; then
+        e2e_pass bpfmap-lookup
+    else
+        e2e_fail bpfmap-lookup "no __htab_map_lookup_elem value with a count of drops"
+        [ "$E2E_VERBOSE" = 1 ] || grep -A 8 '__htab_map_lookup_elem' "$E2E_LOG" | tail -n 30 | sed 's/^/    /'
+    fi
+    e2e_tc_fixture_down
 }
 
 # Host variants: the drop is reported with its reason (which function or

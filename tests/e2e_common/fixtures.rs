@@ -1,8 +1,11 @@
 //! BPF programs the end-to-end tests trace, made with our assembler (no clang): a tc
 //! program that drops TCP to one port. Shared by the `e2e_fixture` example and host tests.
 
+use std::os::fd::{AsFd, OwnedFd};
+
 use pwru::asm::Program;
 use pwru::bpf;
+use pwru::load::{self, MapKind, MapSpec};
 
 /// `struct __sk_buff` offsets of `data` and `data_end` (UAPI).
 const SKB_DATA: i16 = 76;
@@ -14,12 +17,24 @@ const TC_ACT_SHOT: i32 = 2;
 /// The kernel name of [`tc_drop_tcp`] (also its BTF function name).
 pub const TC_DROP_TCP_NAME: &str = "e2e_drop_tcp";
 
+/// The map [`tc_drop_tcp`] counts its drops in: destination port (u32, host order) ->
+/// packets dropped (u64). Its updates are what `--output-bpfmap` shows.
+pub const TC_DROPS_MAP: &str = "e2e_tc_drops";
+
+/// [`TC_DROPS_MAP`]'s shape.
+pub fn tc_drops_map() -> MapSpec {
+    MapSpec::new(TC_DROPS_MAP, MapKind::Hash, 4, 8, 16)
+}
+
 /// A tc program (direct packet access) returning `TC_ACT_SHOT` for IPv4 TCP packets to
-/// `port` (IP header without options) and `TC_ACT_OK` for everything else.
+/// `port` (IP header without options) and `TC_ACT_OK` for everything else. Each drop
+/// counts in [`TC_DROPS_MAP`] (`bpf_map_lookup_elem`, then `bpf_map_update_elem` with the
+/// count plus one), so the program calls map helpers `--filter-track-bpf-helpers` finds.
 pub fn tc_drop_tcp(port: u16) -> Program {
     // Loads are in host order: compare with the wire bytes read the same way.
     let ipv4 = i32::from(u16::from_ne_bytes(0x0800u16.to_be_bytes()));
     let dport = i32::from(u16::from_ne_bytes(port.to_be_bytes()));
+    let key = i32::from(port);
     bpf! {
         r2 = *(u32 *)(r1 + SKB_DATA);
         r3 = *(u32 *)(r1 + SKB_DATA_END);
@@ -34,6 +49,24 @@ pub fn tc_drop_tcp(port: u16) -> Program {
         if r5 != 6 goto pass;
         r5 = *(u16 *)(r2 + 36);
         if r5 != dport goto pass;
+        *(u32 *)(r10 - 4) = key;
+        *(u64 *)(r10 - 16) = 1;
+        r1 = map[(TC_DROPS_MAP)];
+        r2 = r10;
+        r2 += -4;
+        call map_lookup_elem;
+        if r0 == 0 goto update;
+        r1 = *(u64 *)(r0 + 0);
+        r1 += 1;
+        *(u64 *)(r10 - 16) = r1;
+      update:
+        r1 = map[(TC_DROPS_MAP)];
+        r2 = r10;
+        r2 += -4;
+        r3 = r10;
+        r3 += -16;
+        r4 = 0;
+        call map_update_elem;
         r0 = TC_ACT_SHOT;
         exit;
       pass:
@@ -41,4 +74,15 @@ pub fn tc_drop_tcp(port: u16) -> Program {
         exit;
     }
     .expect("the fixture assembles")
+}
+
+/// Loads [`tc_drop_tcp`] with BTF and a fresh [`TC_DROPS_MAP`]: the program's fd and the
+/// map's (the program keeps the map alive once loaded; the map fd is for reading it).
+pub fn load_tc_drop_tcp(port: u16) -> Result<(OwnedFd, OwnedFd), String> {
+    let drops = load::create_map(&tc_drops_map())
+        .map_err(|e| format!("creating map {TC_DROPS_MAP}: {e}"))?;
+    let maps = [(TC_DROPS_MAP, drops.as_fd())];
+    let prog = load::load_sched_cls_with_maps(TC_DROP_TCP_NAME, &tc_drop_tcp(port), &maps)
+        .map_err(|e| format!("loading {TC_DROP_TCP_NAME}: {e}"))?;
+    Ok((prog, drops))
 }

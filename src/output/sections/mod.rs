@@ -12,6 +12,7 @@
 //! - JSON: `skb` [`JsonAt::Head`] `cpu process func` [`JsonAt::Func`] `time`
 //!   [`JsonAt::Netns`] [`JsonAt::Packet`] [`JsonAt::Text`].
 
+pub mod bpfmap;
 pub mod caller;
 pub mod clone_parent;
 pub mod drop_reason;
@@ -54,6 +55,7 @@ pub const REGISTRY: &[Activate] = &[
     activate::<skb_dump::SkbDumpSection>,
     activate::<tunnel::TunnelSection>,
     activate::<clone_parent::CloneParentSection>,
+    activate::<bpfmap::BpfMapSection>,
     // Last: its bytes are the record's variable end.
     activate::<pcap::PcapSection>,
 ];

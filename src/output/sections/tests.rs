@@ -29,6 +29,13 @@ fn everything() -> OutputOptions {
         journey: true,
         clone_parents: true,
         pcap_snaplen: Some(256),
+        bpfmap: Some(bpfmap::BpfMapFields {
+            id: 48,
+            name: 96,
+            key_size: 28,
+            value_size: 32,
+            htab_elem_key: Some(48),
+        }),
         ..OutputOptions::default()
     }
 }
@@ -66,23 +73,29 @@ fn every_section_turns_on_and_records_in_registry_order() {
             "SkbDumpSection",
             "TunnelSection",
             "CloneParentSection",
+            "BpfMapSection",
             "PcapSection",
         ]
     );
     let record: Vec<String> = all.record().iter().map(|s| format!("{s:?}")).collect();
-    assert_eq!(record.len(), 10, "{record:?}: not the print-only ones");
+    assert_eq!(record.len(), 11, "{record:?}: not the print-only ones");
     let tunnel = all.iter().nth(10).unwrap().tail_bytes();
     let clone_parent = all.iter().nth(11).unwrap().tail_bytes();
+    let bpfmap = all.iter().nth(12).unwrap().tail_bytes();
     assert_eq!(
         all.variable_at(),
-        Some(EVENT_SIZE + 2 * 4096 + tunnel + clone_parent),
+        Some(EVENT_SIZE + 2 * 4096 + tunnel + clone_parent + bpfmap),
         "the packet bytes end the record"
     );
-    assert_eq!(all.maps().len(), 2, "the stack map, the clone parents");
+    assert_eq!(
+        all.maps().len(),
+        3,
+        "the stack map, the clone parents, the lookup stash"
+    );
     let dump = all.iter().nth(9).unwrap();
     assert_eq!(dump.tail_bytes(), 2 * 4096);
     let lines = all.table_at(TableAt::Lines);
-    assert_eq!(lines.len(), 3, "stack, dump, tunnel");
+    assert_eq!(lines.len(), 4, "stack, dump, tunnel, bpfmap");
     assert_eq!(
         lines[1].tail_at, EVENT_SIZE,
         "the first area after the fixed record"
