@@ -1,7 +1,8 @@
 //! Test fixture for the end-to-end suites (shipped into the VM): loads a BPF program made
-//! with our assembler, with BTF, and pins it for `tc filter ... bpf object-pinned PATH`.
+//! with our assembler, with BTF, and pins it for `tc filter ... bpf object-pinned PATH` or
+//! `ip link set dev DEV xdp pinned PATH`.
 //!
-//! Usage: `e2e_fixture tc-drop-tcp PORT PIN_PATH` (prints the program id).
+//! Usage: `e2e_fixture tc-drop-tcp|xdp-drop-udp PORT PIN_PATH` (prints the program id).
 
 #[path = "../tests/e2e_common/fixtures.rs"]
 mod fixtures;
@@ -10,25 +11,38 @@ use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::ExitCode;
 
+use pwru::load::TracedProgType;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [kind, port, pin] = args.as_slice() else {
-        eprintln!("usage: e2e_fixture tc-drop-tcp PORT PIN_PATH");
+        eprintln!("usage: e2e_fixture tc-drop-tcp|xdp-drop-udp PORT PIN_PATH");
         return ExitCode::from(2);
     };
     let Ok(port) = port.parse::<u16>() else {
         eprintln!("e2e_fixture: bad port {port}");
         return ExitCode::from(2);
     };
-    if kind != "tc-drop-tcp" {
-        eprintln!("e2e_fixture: unknown fixture {kind}");
-        return ExitCode::from(2);
-    }
-    let prog = fixtures::tc_drop_tcp(port);
-    let fd = match pwru::load::load_sched_cls_with_btf(fixtures::TC_DROP_TCP_NAME, &prog) {
+    let (ty, name, prog) = match kind.as_str() {
+        "tc-drop-tcp" => (
+            TracedProgType::SchedCls,
+            fixtures::TC_DROP_TCP_NAME,
+            fixtures::tc_drop_tcp(port),
+        ),
+        "xdp-drop-udp" => (
+            TracedProgType::Xdp,
+            fixtures::XDP_DROP_UDP_NAME,
+            fixtures::xdp_drop_udp(port),
+        ),
+        _ => {
+            eprintln!("e2e_fixture: unknown fixture {kind}");
+            return ExitCode::from(2);
+        }
+    };
+    let fd = match pwru::load::load_with_btf(ty, name, &prog) {
         Ok(fd) => fd,
         Err(e) => {
-            eprintln!("e2e_fixture: loading {}: {e}", fixtures::TC_DROP_TCP_NAME);
+            eprintln!("e2e_fixture: loading {name}: {e}");
             return ExitCode::FAILURE;
         }
     };

@@ -170,6 +170,10 @@ pub struct FilterSettings {
     pub tunnel: TunnelFilterSettings,
     /// `--filter-trace-tc`: also trace every tc BPF program (fentry and fexit).
     pub trace_tc: bool,
+    /// `--filter-trace-xdp`: also trace every XDP BPF program (fentry and fexit).
+    pub trace_xdp: bool,
+    /// `--filter-xdp-expr`, when not blank (only with `trace_xdp`).
+    pub xdp_expr: Option<String>,
 }
 
 /// `--filter-tunnel-pcap-l2` / `--filter-tunnel-pcap-l3`, when not blank (a blank one
@@ -204,6 +208,8 @@ pub struct OutputSettings {
     pub limit_lines: u64,
     /// `--output-skb-metadata` fields as written (typed from BTF at run time).
     pub skb_metadata: Vec<String>,
+    /// `--output-xdp-metadata` fields as written (only with `FilterSettings::trace_xdp`).
+    pub xdp_metadata: Vec<String>,
     /// `--output-skb`: dump `struct sk_buff` with every event.
     pub skb_dump: bool,
     /// `--output-skb-shared-info`: dump `struct skb_shared_info` with every event.

@@ -50,6 +50,9 @@ pub enum ConfigError {
     /// `--backend` names a backend without a feature the flags ask for.
     #[error(transparent)]
     Backend(#[from] FeatureError),
+    /// `--filter-xdp-expr` or `--output-xdp-metadata` without `--filter-trace-xdp`.
+    #[error("{0} only applies to XDP programs traced with --filter-trace-xdp; add it or drop {0}")]
+    XdpWithoutTraceXdp(&'static str),
     #[error("the following flags are not supported yet by this pwru: {0}; drop them")]
     Unsupported(String),
 }
@@ -67,20 +70,8 @@ pub const PENDING_MARK: &str = "[not supported yet]";
 /// `--help` marks each with [`PENDING_MARK`], and setting one is a usage error.
 const PENDING_FLAGS: &[PendingFlag] = &[
     PendingFlag {
-        name: "--filter-trace-xdp",
-        is_set: |c| c.filter_trace_xdp,
-    },
-    PendingFlag {
         name: "--filter-track-bpf-helpers",
         is_set: |c| c.filter_track_bpf_helpers,
-    },
-    PendingFlag {
-        name: "--filter-xdp-expr",
-        is_set: |c| c.filter_xdp_expr.is_some(),
-    },
-    PendingFlag {
-        name: "--output-xdp-metadata",
-        is_set: |c| !c.output_xdp_metadata.is_empty(),
     },
     PendingFlag {
         name: "--output-bpfmap",
@@ -146,6 +137,18 @@ impl Args {
         ] {
             if value < 0 {
                 return Err(ConfigError::Negative { flag, value });
+            }
+        }
+        if !self.filter_trace_xdp {
+            if not_blank(&self.filter_xdp_expr).is_some() {
+                return Err(ConfigError::XdpWithoutTraceXdp("--filter-xdp-expr"));
+            }
+            if self
+                .output_xdp_metadata
+                .iter()
+                .any(|f| !f.trim().is_empty())
+            {
+                return Err(ConfigError::XdpWithoutTraceXdp("--output-xdp-metadata"));
             }
         }
         if let Some(snaplen) = self.output_pcap_snaplen {
@@ -288,6 +291,8 @@ impl Args {
                 l3: not_blank(&self.filter_tunnel_pcap_l3),
             },
             trace_tc: self.filter_trace_tc,
+            trace_xdp: self.filter_trace_xdp,
+            xdp_expr: not_blank(&self.filter_xdp_expr),
         }
     }
 
@@ -321,6 +326,7 @@ impl Args {
                 snaplen: self.output_pcap_snaplen.unwrap_or(DEFAULT_SNAPLEN),
             }),
             skb_metadata: self.output_skb_metadata.clone(),
+            xdp_metadata: self.output_xdp_metadata.clone(),
             skb_dump: self.output_skb,
             shinfo_dump: self.output_shinfo,
             dump_bytes: self.set_percpu_buf,

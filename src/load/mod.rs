@@ -32,8 +32,8 @@ pub use elf::ElfError;
 pub use info::{enable_run_time_stats, func_ip_available, prog_info, ProgInfo};
 pub use links::{KprobeMultiOptions, ObjectError};
 pub use tracing::{
-    bpf_programs, check_tracing, load_sched_cls_with_btf, load_tracing, pin_program, prog_id,
-    BpfProgram, RawMaps, TraceTarget, TracingLink, TracingUnavailable,
+    bpf_programs, check_tracing, load_tracing, load_with_btf, pin_program, prog_id, BpfProgram,
+    RawMaps, TraceTarget, TracedProgType, TracingLink, TracingUnavailable,
 };
 
 /// Kinds of maps a spec can declare (legacy `bpf_map_def` types).

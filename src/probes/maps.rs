@@ -173,6 +173,16 @@ pub const TC_MATCHED: &MapDef = &MapDef {
     max_entries: 1,
 };
 
+/// `--filter-trace-xdp`: per CPU, the `xdp_buff` (`u64`) the fentry program on an XDP
+/// program matched, for its fexit half (as [`TC_MATCHED`] for tc programs).
+pub const XDP_MATCHED: &MapDef = &MapDef {
+    name: "xdp_matched",
+    kind: MapKind::PerCpuArray,
+    key_size: 4,
+    value_size: 8,
+    max_entries: 1,
+};
+
 impl MapDef {
     /// The same map with values of `value_size` bytes.
     pub const fn with_value_size(self, value_size: u32) -> MapDef {
@@ -181,7 +191,7 @@ impl MapDef {
 }
 
 /// Every map a probe program may reference.
-pub const ALL: [&MapDef; 10] = [
+pub const ALL: [&MapDef; 11] = [
     EVENTS,
     LOST,
     TRACKED_SKBS,
@@ -191,6 +201,7 @@ pub const ALL: [&MapDef; 10] = [
     STACKS,
     RECORD_SCRATCH,
     TC_MATCHED,
+    XDP_MATCHED,
     CLONE_PARENTS,
 ];
 

@@ -11,6 +11,6 @@ pub mod skb_expr;
 
 pub use program::{
     build, build_clone_entry, build_clone_return, build_untrack, build_untrack_with, Attachment,
-    ProbeError, ProbeOptions, StackTracking, TunnelFilters, UntrackOptions, NON_SKB,
+    BpfProgKind, ProbeError, ProbeOptions, StackTracking, TunnelFilters, UntrackOptions, NON_SKB,
 };
 pub use record::{RecordSection, RecordSections};

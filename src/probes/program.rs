@@ -23,6 +23,9 @@ pub use tunnel::TunnelFilters;
 
 /// `RTAX_MTU - 1`: index of the MTU metric in a dst's metrics array (u32 each).
 const RTAX_MTU_INDEX: i32 = 1;
+/// Ethernet header bytes, and the 802.1Q EtherType (the XDP view, [`Gen::xdp_view`]).
+const ETH_HLEN: i32 = 14;
+const ETH_P_8021Q: u16 = 0x8100;
 /// Packet bytes the filter reads in one `bpf_probe_read_kernel`.
 const FILTER_WINDOW: u16 = 96;
 
@@ -56,6 +59,55 @@ pub enum Attachment {
     /// skb, with the verdict. `prog_id` names the traced program in events
     /// ([`super::event::bpf_prog_probe_addr`]).
     TcProgram { prog_id: u32, exit: bool },
+    /// fentry or fexit on an XDP BPF program, like [`Attachment::TcProgram`]: the first
+    /// argument is its `struct xdp_md *`, which is the kernel's `struct xdp_buff *`. The
+    /// probe sees the buffer through an skb-shaped view ([`Gen::xdp_view`]): the packet
+    /// `data..data_end` at L2, the device `rxq->dev`; the mark filter, `--filter-skb-expr`
+    /// and the skb trackers do not apply, `--filter-xdp-expr` does (map `xdp_matched`).
+    XdpProgram { prog_id: u32, exit: bool },
+}
+
+/// The kinds of BPF programs traced with fentry/fexit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BpfProgKind {
+    /// tc (`SCHED_CLS`) programs, `--filter-trace-tc`.
+    Tc,
+    /// XDP programs, `--filter-trace-xdp`.
+    Xdp,
+}
+
+impl BpfProgKind {
+    /// The probe attachment on program `prog_id` (fentry, or fexit when `exit`).
+    pub fn attachment(self, prog_id: u32, exit: bool) -> Attachment {
+        match self {
+            BpfProgKind::Tc => Attachment::TcProgram { prog_id, exit },
+            BpfProgKind::Xdp => Attachment::XdpProgram { prog_id, exit },
+        }
+    }
+
+    /// The per-CPU map where the fentry half leaves what it matched for the fexit half.
+    pub fn matched_map(self) -> &'static MapDef {
+        match self {
+            BpfProgKind::Tc => maps::TC_MATCHED,
+            BpfProgKind::Xdp => maps::XDP_MATCHED,
+        }
+    }
+}
+
+impl Attachment {
+    /// fentry/fexit on a BPF program: its kind, id and whether this is the fexit half.
+    pub fn bpf_program(&self) -> Option<(BpfProgKind, u32, bool)> {
+        match *self {
+            Attachment::TcProgram { prog_id, exit } => Some((BpfProgKind::Tc, prog_id, exit)),
+            Attachment::XdpProgram { prog_id, exit } => Some((BpfProgKind::Xdp, prog_id, exit)),
+            _ => None,
+        }
+    }
+
+    /// Whether the probe's subject is an `xdp_buff` rather than an skb.
+    pub fn is_xdp(&self) -> bool {
+        matches!(self, Attachment::XdpProgram { .. })
+    }
 }
 
 /// `skb_arg` of an [`Attachment::Kprobe`] on a function that takes no skb.
@@ -114,6 +166,8 @@ pub struct ProbeOptions {
     pub has_get_func_ip: bool,
     /// `--filter-skb-expr`, resolved through BTF; runs after the other filters.
     pub skb_expr: Option<SkbFilter>,
+    /// `--filter-xdp-expr`: the same on the `xdp_buff` of probes on XDP programs.
+    pub xdp_expr: Option<SkbFilter>,
     /// What each event records besides its header, in emit order (`output::sections`).
     pub sections: RecordSections,
 }
@@ -132,6 +186,7 @@ impl ProbeOptions {
             track_stackid: None,
             has_get_func_ip: false,
             skb_expr: None,
+            xdp_expr: None,
             sections: RecordSections::new(),
         }
     }
@@ -225,7 +280,11 @@ struct Gen<'a> {
     o: &'a ProbeOptions,
     at: &'a Attachment,
     win: SkbWindow,
+    /// Bytes of the window (a multiple of 8).
+    win_len: u32,
     out: Label,
+    /// XDP: the skb-shaped view of the buffer is built on this (only) path.
+    view_built: bool,
 }
 
 impl<'a> Gen<'a> {
@@ -271,7 +330,9 @@ impl<'a> Gen<'a> {
                 lo,
                 stack: -SCRATCH_BYTES - len as i16,
             },
+            win_len: len,
             out,
+            view_built: false,
         })
     }
 
@@ -297,18 +358,25 @@ impl<'a> Gen<'a> {
                 ..
             }
         );
-        let tc_exit = matches!(self.at, Attachment::TcProgram { exit: true, .. });
-        let by_stack = self.o.track_stackid.filter(|_| !tc_exit).map(|st| {
-            emit_stack_identity(
-                &mut self.a,
-                self.at,
-                &self.o.arch,
-                st,
-                SLOT_STACKID,
-                SLOT_AUX,
-            );
-            self.a.named_label("by_stack")
-        });
+        let prog = self.at.bpf_program();
+        let prog_exit = matches!(prog, Some((_, _, true)));
+        let xdp = self.at.is_xdp();
+        // An xdp_buff is not an skb: no skb tracking on XDP programs.
+        let by_stack = self
+            .o
+            .track_stackid
+            .filter(|_| !prog_exit && !xdp)
+            .map(|st| {
+                emit_stack_identity(
+                    &mut self.a,
+                    self.at,
+                    &self.o.arch,
+                    st,
+                    SLOT_STACKID,
+                    SLOT_AUX,
+                );
+                self.a.named_label("by_stack")
+            });
         match self.at {
             Attachment::Kprobe {
                 skb_arg: NON_SKB, ..
@@ -335,18 +403,20 @@ impl<'a> Gen<'a> {
                 bpf!(into &mut self.a; r7 = *(u64 *)(r6 + arg););
             }
             Attachment::SkbContext => bpf!(into &mut self.a; r7 = r6;),
-            Attachment::TcProgram { .. } => bpf!(into &mut self.a; r7 = *(u64 *)(r6 + 0);),
+            Attachment::TcProgram { .. } | Attachment::XdpProgram { .. } => {
+                bpf!(into &mut self.a; r7 = *(u64 *)(r6 + 0););
+            }
         }
         let pre = self.span(&self.pre_filter_fields());
         let post = self.span(&self.post_filter_fields());
         let emit_event = self.a.named_label("emit");
-        if tc_exit {
+        if let Some((kind, _, true)) = prog {
             // The skb the fentry half matched on this CPU, once: no filters, no tracking.
             bpf!(into &mut self.a;
                 if r7 == 0 goto (out);
                 *(u32 *)(r10 + SLOT_VALUE) = 0;
             );
-            lookup(&mut self.a, maps::TC_MATCHED, SLOT_VALUE);
+            lookup(&mut self.a, kind.matched_map(), SLOT_VALUE);
             bpf!(into &mut self.a;
                 if r0 == 0 goto (out);
                 r1 = *(u64 *)(r0 + 0);
@@ -356,13 +426,13 @@ impl<'a> Gen<'a> {
             self.unfiltered_skb(post)?;
         }
         // A non-skb function has no skb of its own to filter: only the stack's.
-        if !non_skb && !tc_exit {
+        if !non_skb && !prog_exit {
             bpf!(into &mut self.a; if r7 == 0 goto (out););
 
             // The non-matching path reads only what the filters need: the skb fields of the
             // mark and pcap filters, then the packet window, then out. The fields the device
             // filters and the event need are read once those filters passed.
-            let tracked = self.o.track_skb.then(|| self.a.named_label("tracked"));
+            let tracked = (self.o.track_skb && !xdp).then(|| self.a.named_label("tracked"));
             if let Some(tracked) = tracked {
                 bpf!(into &mut self.a; *(u64 *)(r10 + SLOT_KEY) = r7;);
                 lookup(&mut self.a, maps::TRACKED_SKBS, SLOT_KEY);
@@ -373,11 +443,11 @@ impl<'a> Gen<'a> {
                 bpf!(into &mut self.a; if r0 != 0 goto (by_stack););
             }
             if let Some(range) = pre {
-                self.read_skb(range);
+                self.read_skb(range)?;
             }
             self.pre_filters()?;
             for range in subtract(post, pre) {
-                self.read_skb(range);
+                self.read_skb(range)?;
             }
             self.post_filters()?;
             if tracked.is_some() {
@@ -409,11 +479,11 @@ impl<'a> Gen<'a> {
             self.unfiltered_skb(post)?;
         }
         bpf!(into &mut self.a; (emit_event):);
-        if let Attachment::TcProgram { exit: false, .. } = self.at {
+        if let Some((kind, _, false)) = prog {
             // For the fexit half: this CPU's program run is on this skb.
             let skip = self.a.label();
             bpf!(into &mut self.a; *(u32 *)(r10 + SLOT_VALUE) = 0;);
-            lookup(&mut self.a, maps::TC_MATCHED, SLOT_VALUE);
+            lookup(&mut self.a, kind.matched_map(), SLOT_VALUE);
             bpf!(into &mut self.a;
                 if r0 == 0 goto (skip);
                 *(u64 *)(r0 + 0) = r7;
@@ -453,7 +523,7 @@ impl<'a> Gen<'a> {
     /// needs before its event: the skb fields read after the filters, and its device facts.
     fn unfiltered_skb(&mut self, post: Option<(u32, u32)>) -> Result<(), ProbeError> {
         if let Some(range) = post {
-            self.read_skb(range);
+            self.read_skb(range)?;
         }
         if self.o.device_facts() {
             self.device_meta()?;
@@ -465,7 +535,7 @@ impl<'a> Gen<'a> {
     fn pre_filter_fields(&self) -> Vec<Field> {
         let s = &self.l.sk_buff;
         let mut f = Vec::new();
-        if self.o.mark.is_some() {
+        if self.mark_filter().is_some() {
             f.push(s.mark);
         }
         if self.o.filter.is_some() {
@@ -489,6 +559,20 @@ impl<'a> Gen<'a> {
             f.extend(s.skb_refdst);
         }
         f
+    }
+
+    /// `--filter-mark`, where the subject has a mark (not on XDP programs, as pwru).
+    fn mark_filter(&self) -> Option<(u32, u32)> {
+        self.o.mark.filter(|_| !self.at.is_xdp())
+    }
+
+    /// The BTF expression filter for the subject: `--filter-xdp-expr` on XDP programs,
+    /// `--filter-skb-expr` elsewhere.
+    fn expr_filter(&self) -> Option<&'a SkbFilter> {
+        match self.at.is_xdp() {
+            true => self.o.xdp_expr.as_ref(),
+            false => self.o.skb_expr.as_ref(),
+        }
     }
 
     /// Whether a pcap filter tests the interface (`ifindex N`): the device facts are
@@ -521,7 +605,15 @@ impl<'a> Gen<'a> {
     }
 
     /// Copies `sk_buff` bytes `[lo, hi)` to their place in the stack window; out on failure.
-    fn read_skb(&mut self, (lo, hi): (u32, u32)) {
+    /// On an XDP program the first read builds the whole view instead ([`Gen::xdp_view`]).
+    fn read_skb(&mut self, (lo, hi): (u32, u32)) -> Result<(), ProbeError> {
+        if self.at.is_xdp() {
+            if !self.view_built {
+                self.view_built = true;
+                self.xdp_view()?;
+            }
+            return Ok(());
+        }
         let out = self.out;
         let stack = self.win.stack + (lo - self.win.lo) as i16;
         let len = hi - lo;
@@ -534,12 +626,98 @@ impl<'a> Gen<'a> {
             call probe_read_kernel;
             if r0 != 0 goto (out);
         );
+        Ok(())
+    }
+
+    /// The skb-shaped view of the `xdp_buff` in r7, in the skb window, so that the filters
+    /// and the record sections read an XDP packet as they read an skb: `head` = `data`,
+    /// `mac_header` 0 and `mac_len` 14 (the pcap filter runs at L2), `network_header` 14
+    /// (18 after an 802.1Q tag), `tail` = `len` = `data_end - data` (all of it linear),
+    /// `protocol` the frame's EtherType, `dev` = `rxq->dev`; the rest zero (no mark,
+    /// socket, route or inner headers; `pkt_type` `PACKET_HOST`). Out when the buffer
+    /// cannot be read.
+    fn xdp_view(&mut self) -> Result<(), ProbeError> {
+        let out = self.out;
+        let Some(x) = self.l.xdp_buff.clone() else {
+            return Err(ProbeError::Unsupported(
+                "tracing XDP programs: no struct xdp_buff in the kernel BTF",
+            ));
+        };
+        let s = self.l.sk_buff.clone();
+        for at in (0..self.win_len).step_by(8) {
+            let at = self.win.stack + at as i16;
+            bpf!(into &mut self.a; *(u64 *)(r10 + at) = 0;);
+        }
+        // The buffer's pointers, copied just below the window (the filters' area, free
+        // until they run).
+        let fields = [x.data, x.data_end, x.rxq];
+        let lo = fields.iter().map(|f| f.offset_bytes()).min().unwrap_or(0);
+        let hi = fields
+            .iter()
+            .map(|f| f.offset_bytes() + f.size_bytes)
+            .max()
+            .unwrap_or(0);
+        let len = (hi - lo + 7) & !7;
+        let buf = self.win.stack - len as i16;
+        let at = |f: &Field| buf + (f.offset_bytes() - lo) as i16;
+        let [data_at, data_end_at, rxq_at] = fields.map(|f| at(&f));
+        let (head, head_at) = self.window(&s.head)?;
+        let (tail, tail_at) = self.window(&s.tail)?;
+        let (skb_len, len_at) = self.window(&s.len)?;
+        let (mac_len, mac_len_at) = self.window(&s.mac_len)?;
+        let (nh, nh_at) = self.window(&s.network_header)?;
+        let (proto, proto_at) = self.window(&s.protocol)?;
+        let (_, dev_at) = self.window(&s.dev)?;
+        let vlan = i32::from(u16::from_ne_bytes(ETH_P_8021Q.to_be_bytes()));
+        let [no_type, untagged, no_dev] = [(); 3].map(|_| self.a.label());
+        bpf!(into &mut self.a;
+            r3 = r7;
+            r3 += lo;
+            r1 = r10;
+            r1 += buf;
+            r2 = len;
+            call probe_read_kernel;
+            if r0 != 0 goto (out);
+            r1 = *(u64 *)(r10 + data_at);
+            *(head *)(r10 + head_at) = r1;
+            r2 = *(u64 *)(r10 + data_end_at);
+            r2 -= r1;
+            *(tail *)(r10 + tail_at) = r2;
+            *(skb_len *)(r10 + len_at) = r2;
+            *(mac_len *)(r10 + mac_len_at) = ETH_HLEN;
+            *(nh *)(r10 + nh_at) = ETH_HLEN;
+            // EtherType, and the one behind an 802.1Q tag (bytes 12..18)
+            r3 = r1;
+            r3 += 12;
+            r1 = r10;
+            r1 += SLOT_KEY;
+            r2 = 6;
+            call probe_read_kernel;
+            if r0 != 0 goto (no_type);
+            r1 = *(u16 *)(r10 + SLOT_KEY);
+            if r1 != vlan goto (untagged);
+            r1 = *(u16 *)(r10 + (SLOT_KEY + 4));
+            *(nh *)(r10 + nh_at) = (ETH_HLEN + 4);
+          (untagged):
+            *(proto *)(r10 + proto_at) = r1;
+          (no_type):
+            // dev = rxq->dev
+            r3 = *(u64 *)(r10 + rxq_at);
+            if r3 == 0 goto (no_dev);
+            r3 += (x.rxq_dev.offset_bytes());
+            r1 = r10;
+            r1 += dev_at;
+            r2 = 8;
+            call probe_read_kernel;
+          (no_dev):
+        );
+        Ok(())
     }
 
     /// mark and pcap filters: a failing test jumps to `out`.
     fn pre_filters(&mut self) -> Result<(), ProbeError> {
         let out = self.out;
-        if let Some((mark, mask)) = self.o.mark {
+        if let Some((mark, mask)) = self.mark_filter() {
             let (mark_ty, mark_at) = self.window(&self.l.sk_buff.mark)?;
             bpf!(into &mut self.a;
                 r1 = *(mark_ty *)(r10 + mark_at);
@@ -578,7 +756,7 @@ impl<'a> Gen<'a> {
                 if w1 != ifindex goto (out);
             );
         }
-        if let Some(expr) = &self.o.skb_expr {
+        if let Some(expr) = self.expr_filter() {
             skb_expr::emit_filter(&mut self.a, expr, R7, SLOT_KEY, out);
         }
         Ok(())
@@ -914,7 +1092,10 @@ pub fn emit_stack_identity(
             *(u64 *)(r10 + slot) = r1;
         ),
         // A pointer cannot be masked; reading its spilled copy back gives its value.
-        Attachment::Tracepoint { .. } | Attachment::TcProgram { .. } | Attachment::SkbContext => {
+        Attachment::Tracepoint { .. }
+        | Attachment::TcProgram { .. }
+        | Attachment::XdpProgram { .. }
+        | Attachment::SkbContext => {
             let on_stack = if *at == Attachment::SkbContext {
                 R10
             } else {
@@ -1007,7 +1188,9 @@ pub fn build_untrack_with(
         }
         // r1 is the skb already.
         Attachment::SkbContext => {}
-        Attachment::TcProgram { .. } => bpf!(into a; r1 = *(u64 *)(r1 + 0);),
+        Attachment::TcProgram { .. } | Attachment::XdpProgram { .. } => {
+            bpf!(into a; r1 = *(u64 *)(r1 + 0););
+        }
     }
     bpf!(into a;
         if r1 == 0 goto (out);
