@@ -1294,3 +1294,71 @@ pub fn build_clone_return(regs: &PtRegsLayout, clone_parents: bool) -> Result<Pr
     );
     Ok(asm.finish()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::btf::{KernelBtf, Kmods, SYS_VMLINUX_BTF};
+
+    #[test]
+    fn bpf_program_kinds_name_their_attachment_and_matched_map() {
+        let table = [
+            (BpfProgKind::Tc, false, maps::TC_MATCHED.name),
+            (BpfProgKind::Xdp, true, maps::XDP_MATCHED.name),
+        ];
+        for (kind, xdp, map) in table {
+            for exit in [false, true] {
+                let at = kind.attachment(7, exit);
+                assert_eq!(at.bpf_program(), Some((kind, 7, exit)), "{at:?}");
+                assert_eq!(at.is_xdp(), xdp, "{at:?}");
+            }
+            assert_eq!(kind.matched_map().name, map);
+        }
+        assert_eq!(Attachment::SkbContext.bpf_program(), None);
+        assert!(!Attachment::SkbContext.is_xdp());
+    }
+
+    /// On XDP programs the mark filter and `--filter-skb-expr` leave the program as it is;
+    /// `--filter-xdp-expr` changes it (and only there); without `xdp_buff` in BTF the XDP
+    /// probe is refused with a reason.
+    #[test]
+    fn xdp_probes_take_the_xdp_expression_and_no_skb_only_filter() {
+        if !std::path::Path::new(SYS_VMLINUX_BTF).exists() {
+            eprintln!("skipped: no {SYS_VMLINUX_BTF}");
+            return;
+        }
+        let btf = KernelBtf::open_system(&Kmods::None).expect("system BTF opens");
+        let layout = SkbLayout::resolve(&btf).expect("layout");
+        let arch = ArchFacts::resolve(&btf).expect("arch facts");
+        let base = ProbeOptions {
+            filter: crate::pcapc::parse("udp").expect("parses"),
+            ..ProbeOptions::new(arch)
+        };
+        let expr = |root, text| Some(skb_expr::compile_filter(&btf, root, text).unwrap());
+        let skb_only = ProbeOptions {
+            mark: Some((1, 0xff)),
+            skb_expr: expr(skb_expr::SKB, "skb->len > 1"),
+            ..base.clone()
+        };
+        let with_xdp_expr = ProbeOptions {
+            xdp_expr: expr(skb_expr::XDP, "xdp->rxq->queue_index == 1"),
+            ..base.clone()
+        };
+        for exit in [false, true] {
+            let at = BpfProgKind::Xdp.attachment(3, exit);
+            let insns = |o: &ProbeOptions| build(&layout, o, &at).unwrap().insns;
+            assert_eq!(insns(&base), insns(&skb_only), "exit {exit}");
+            // fexit reports what fentry matched: no filters there.
+            assert_eq!(insns(&base) != insns(&with_xdp_expr), !exit, "exit {exit}");
+            let tc = Attachment::TcProgram { prog_id: 3, exit };
+            let tc_insns = |o: &ProbeOptions| build(&layout, o, &tc).unwrap().insns;
+            assert_eq!(tc_insns(&base), tc_insns(&with_xdp_expr), "exit {exit}");
+        }
+        let no_xdp = SkbLayout {
+            xdp_buff: None,
+            ..layout.clone()
+        };
+        let err = build(&no_xdp, &base, &BpfProgKind::Xdp.attachment(3, false)).unwrap_err();
+        assert!(err.to_string().contains("xdp_buff"), "{err}");
+    }
+}

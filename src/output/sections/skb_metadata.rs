@@ -76,9 +76,7 @@ impl Section for SkbMetadataSection {
     /// ` name=value` for each field: decimal (signed when the BTF type is), pointers in hex.
     fn table(&self, _at: TableAt, _cx: &mut Cx<'_>, ev: &Event, line: &mut String) {
         use std::fmt::Write as _;
-        let Some(SkbMetadata(values)) = ev.get::<SkbMetadata>() else {
-            return;
-        };
+        let values = ev.get::<SkbMetadata>().unwrap_or_default().0;
         for (f, &raw) in self
             .fields(ev.kind == EventKind::Xdp)
             .iter()
