@@ -82,6 +82,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
         has_get_func_ip: true,
         skb_expr: Some(skb_expr.clone()),
         xdp_expr: None,
+        track_xdp: false,
         sections: sections(OutputOptions {
             meta: true,
             tuple: true,
@@ -253,6 +254,22 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
                     .expect("metadata resolves"),
                 xdp_metadata: skb_expr::compile_metadata(btf, skb_expr::XDP, &xdp_metadata)
                     .expect("xdp metadata resolves"),
+                ..OutputOptions::default()
+            }),
+            ..none.clone()
+        },
+    ));
+    // --filter-track-skb with --filter-trace-xdp: skb probes look the skb's head up among
+    // the XDP buffers that matched; the XDP fexit half records them.
+    sets.push((
+        "track-xdp",
+        ProbeOptions {
+            filter: filter("udp"),
+            track_skb: true,
+            track_xdp: true,
+            sections: sections(OutputOptions {
+                meta: true,
+                tuple: true,
                 ..OutputOptions::default()
             }),
             ..none.clone()

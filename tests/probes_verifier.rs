@@ -103,6 +103,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
         has_get_func_ip: true,
         skb_expr: Some(skb_expr.clone()),
         xdp_expr: None,
+        track_xdp: false,
         sections: sections(OutputOptions {
             meta: true,
             tuple: true,

@@ -299,6 +299,8 @@ pub struct XdpBuffLayout {
     pub data: Field,
     pub data_end: Field,
     pub rxq: Field,
+    /// Where the buffer's memory starts: an skb built from it has it as `head`.
+    pub data_hard_start: Field,
     /// `xdp_rxq_info.dev`.
     pub rxq_dev: Field,
 }
@@ -376,14 +378,18 @@ impl SkbLayout {
             btf.optional_member("xdp_buff", "data")?,
             btf.optional_member("xdp_buff", "data_end")?,
             btf.optional_member("xdp_buff", "rxq")?,
+            btf.optional_member("xdp_buff", "data_hard_start")?,
             btf.optional_member("xdp_rxq_info", "dev")?,
         ) {
-            (Some(data), Some(data_end), Some(rxq), Some(rxq_dev)) => Some(XdpBuffLayout {
-                data,
-                data_end,
-                rxq,
-                rxq_dev,
-            }),
+            (Some(data), Some(data_end), Some(rxq), Some(data_hard_start), Some(rxq_dev)) => {
+                Some(XdpBuffLayout {
+                    data,
+                    data_end,
+                    rxq,
+                    data_hard_start,
+                    rxq_dev,
+                })
+            }
             _ => None,
         };
         Ok(SkbLayout {

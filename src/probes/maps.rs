@@ -183,6 +183,16 @@ pub const XDP_MATCHED: &MapDef = &MapDef {
     max_entries: 1,
 };
 
+/// `--filter-track-skb` with `--filter-trace-xdp`: `data_hard_start` (`u64`) of the XDP
+/// buffers that matched -> 1 (`u32`); the skb built from one (its `head`) is tracked.
+pub const XDP_HEADS: &MapDef = &MapDef {
+    name: "xdp_heads",
+    kind: MapKind::Hash,
+    key_size: 8,
+    value_size: 4,
+    max_entries: 1024,
+};
+
 impl MapDef {
     /// The same map with values of `value_size` bytes.
     pub const fn with_value_size(self, value_size: u32) -> MapDef {
@@ -191,7 +201,7 @@ impl MapDef {
 }
 
 /// Every map a probe program may reference.
-pub const ALL: [&MapDef; 11] = [
+pub const ALL: [&MapDef; 12] = [
     EVENTS,
     LOST,
     TRACKED_SKBS,
@@ -202,6 +212,7 @@ pub const ALL: [&MapDef; 11] = [
     RECORD_SCRATCH,
     TC_MATCHED,
     XDP_MATCHED,
+    XDP_HEADS,
     CLONE_PARENTS,
 ];
 

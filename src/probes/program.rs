@@ -160,6 +160,10 @@ pub struct ProbeOptions {
     pub ifindex: Option<u32>,
     /// Keep following an skb once it matched (`--filter-track-skb`).
     pub track_skb: bool,
+    /// With `track_skb` and `--filter-trace-xdp`: the skb built from an XDP buffer that
+    /// matched is tracked too (map `xdp_heads`: the buffer's `data_hard_start`, recorded
+    /// by the fexit half, is the skb's `head`).
+    pub track_xdp: bool,
     /// `--filter-track-skb-by-stackid` (also implied by `--filter-non-skb-funcs`).
     pub track_stackid: Option<StackTracking>,
     /// The kernel has `bpf_get_func_ip` for this program type.
@@ -183,6 +187,7 @@ impl ProbeOptions {
             netns: None,
             ifindex: None,
             track_skb: false,
+            track_xdp: false,
             track_stackid: None,
             has_get_func_ip: false,
             skb_expr: None,
@@ -423,6 +428,9 @@ impl<'a> Gen<'a> {
                 if r1 != r7 goto (out);
                 *(u64 *)(r0 + 0) = 0;
             );
+            if xdp && self.o.track_skb && self.o.track_xdp {
+                self.record_xdp_head()?;
+            }
             self.unfiltered_skb(post)?;
         }
         // A non-skb function has no skb of its own to filter: only the stack's.
@@ -437,6 +445,9 @@ impl<'a> Gen<'a> {
                 bpf!(into &mut self.a; *(u64 *)(r10 + SLOT_KEY) = r7;);
                 lookup(&mut self.a, maps::TRACKED_SKBS, SLOT_KEY);
                 bpf!(into &mut self.a; if r0 != 0 goto (tracked););
+                if self.o.track_xdp {
+                    self.track_from_xdp(tracked);
+                }
             }
             if let Some(by_stack) = by_stack {
                 lookup(&mut self.a, maps::STACKID_SKB, SLOT_STACKID);
@@ -497,6 +508,59 @@ impl<'a> Gen<'a> {
             exit;
         );
         Ok(self.a.finish()?)
+    }
+
+    /// An skb built from a matched XDP buffer (its `head` in `xdp_heads`) becomes tracked:
+    /// the entry moves to `tracked_skbs` and the skb takes the tracked path.
+    fn track_from_xdp(&mut self, tracked: Label) {
+        let head = self.l.sk_buff.head.offset_bytes();
+        let miss = self.a.label();
+        bpf!(into &mut self.a;
+            r3 = r7;
+            r3 += head;
+            r1 = r10;
+            r1 += SLOT_KEY;
+            r2 = 8;
+            call probe_read_kernel;
+            if r0 != 0 goto (miss);
+        );
+        lookup(&mut self.a, maps::XDP_HEADS, SLOT_KEY);
+        bpf!(into &mut self.a; if r0 == 0 goto (miss););
+        delete_elem(&mut self.a, maps::XDP_HEADS, SLOT_KEY);
+        bpf!(into &mut self.a;
+            *(u64 *)(r10 + SLOT_KEY) = r7;
+            *(u32 *)(r10 + SLOT_VALUE) = 1;
+        );
+        update_elem(&mut self.a, maps::TRACKED_SKBS, SLOT_KEY, SLOT_VALUE);
+        bpf!(into &mut self.a;
+            goto (tracked);
+          (miss):
+        );
+    }
+
+    /// fexit on an XDP program, for a buffer its fentry half matched: records its
+    /// `data_hard_start` in `xdp_heads` (see [`Gen::track_from_xdp`]).
+    fn record_xdp_head(&mut self) -> Result<(), ProbeError> {
+        let Some(x) = &self.l.xdp_buff else {
+            return Err(ProbeError::Unsupported(
+                "tracing XDP programs: no struct xdp_buff in the kernel BTF",
+            ));
+        };
+        let dhs = x.data_hard_start.offset_bytes();
+        let skip = self.a.label();
+        bpf!(into &mut self.a;
+            r3 = r7;
+            r3 += dhs;
+            r1 = r10;
+            r1 += SLOT_KEY;
+            r2 = 8;
+            call probe_read_kernel;
+            if r0 != 0 goto (skip);
+            *(u32 *)(r10 + SLOT_VALUE) = 1;
+        );
+        update_elem(&mut self.a, maps::XDP_HEADS, SLOT_KEY, SLOT_VALUE);
+        bpf!(into &mut self.a; (skip):);
+        Ok(())
     }
 
     /// Records `stack identity <-> r7` (pwru's handle_everything): drops the skb's mapping

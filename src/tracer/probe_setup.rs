@@ -70,6 +70,7 @@ pub fn probe_options(
         netns: f.netns.as_ref().map(host::netns_inode).transpose()?,
         ifindex: ifindex_filter(f)?,
         track_skb: f.track_skb,
+        track_xdp: f.track_skb && f.trace_xdp,
         track_stackid: f.track_by_stackid.then(|| stack_tracking(btf)),
         has_get_func_ip: backend.supports(Feature::FuncIp)
             && load::func_ip_available().unwrap_or(false),
@@ -170,6 +171,9 @@ pub fn map_specs(
     m.extend(traced.iter().map(|k| k.matched_map()));
     if opts.track_skb {
         m.push(maps::TRACKED_SKBS);
+    }
+    if opts.track_xdp {
+        m.push(maps::XDP_HEADS);
     }
     if opts.track_stackid.is_some() {
         m.extend([maps::STACKID_SKB, maps::SKB_STACKID]);

@@ -52,7 +52,7 @@ E2E_ALL_TESTS="basic-ipv4 basic-ipv6 advanced-ipv4 advanced-ipv6 pcap-filter-sta
 filter-track-skb filter-track-skb-clones filter-track-skb-by-stackid filter-non-skb-funcs \
 filter-arp filter-ifname \
 filter-nomatch kprobe-multi-basic tunnel-vxlan tunnel-geneve summary journey journey-clones pcap-output trace-tc trace-tc-later \
-trace-xdp xdp-expr xdp-expr-nomatch"
+trace-xdp xdp-expr xdp-expr-nomatch xdp-track-skb"
 
 # Tests for a host kernel without kprobes (tracepoint backend), run by
 # tests/e2e/host-suite.sh: the drop must carry its reason.
@@ -684,6 +684,33 @@ e2e_test_xdp_expr_nomatch() {
     else
         e2e_pass xdp-expr-nomatch
     fi
+    e2e_xdp_fixture_down
+}
+
+# Two UDP datagrams from ns1 to 10.0.0.2:8087 (the XDP fixture lets them pass; no
+# socket listens, so the stack drops them).
+e2e_traffic_udp_8087() {
+    for _e2e_i in 1 2; do
+        e2e_in "$E2E_NS1" bash -c 'echo pwru >/dev/udp/10.0.0.2/8087' 2>/dev/null
+        sleep 0.2
+    done
+    return 0
+}
+
+# --filter-track-skb follows the skb built from a traced XDP buffer: the mark filter
+# (which XDP buffers skip, as in pwru) rejects every skb, so the drop of the datagram
+# after XDP_PASS shows only through the buffer's data_hard_start (the skb's head).
+e2e_test_xdp_track_skb() {
+    if ! e2e_xdp_fixture_up 8086; then
+        e2e_fail xdp-track-skb "cannot attach the XDP fixture"
+        e2e_xdp_fixture_down
+        return
+    fi
+    e2e_trace xdp-track-skb e2e_traffic_udp_8087 --filter-trace-xdp --filter-track-skb --filter-mark 0x1 \
+        --filter-func 'kfree_skb.*|sk_skb_reason_drop' 'dst host 10.0.0.2 and udp dst port 8087'
+    _e2e_tuple='10\.0\.0\.1:[0-9]+->10\.0\.0\.2:8087\(udp\)'
+    e2e_verdict xdp-track-skb "$_e2e_tuple" 'e2e_drop_udp\(xdp\)=XDP_PASS'
+    e2e_verdict xdp-track-skb-drop "$_e2e_tuple" '(kfree_skb_reason|sk_skb_reason_drop)\('
     e2e_xdp_fixture_down
 }
 
