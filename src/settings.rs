@@ -176,6 +176,10 @@ pub struct FilterSettings {
     /// `--filter-track-bpf-helpers`: also probe, as non-skb functions, the kernel
     /// functions that the loaded BPF programs call.
     pub track_bpf_helpers: bool,
+    /// `--filter-trace-xdp`: also trace every XDP BPF program (fentry and fexit).
+    pub trace_xdp: bool,
+    /// `--filter-xdp-expr`, when not blank (only with `trace_xdp`).
+    pub xdp_expr: Option<String>,
 }
 
 /// `--filter-tunnel-pcap-l2` / `--filter-tunnel-pcap-l3`, when not blank (a blank one
@@ -210,6 +214,8 @@ pub struct OutputSettings {
     pub limit_lines: u64,
     /// `--output-skb-metadata` fields as written (typed from BTF at run time).
     pub skb_metadata: Vec<String>,
+    /// `--output-xdp-metadata` fields as written (only with `FilterSettings::trace_xdp`).
+    pub xdp_metadata: Vec<String>,
     /// `--output-skb`: dump `struct sk_buff` with every event.
     pub skb_dump: bool,
     /// `--output-skb-shared-info`: dump `struct skb_shared_info` with every event.

@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 use crate::attach::{
     self, bpf_helpers, AttachError, AttachSummary, Backend, BackendOptions, Feature, FeatureNote,
-    HelperNeeds, Pick, Target, TargetNames, TcSync, TcTracer,
+    HelperNeeds, Pick, ProgSync, ProgTracer, Target, TargetNames, TracedKind,
 };
 use crate::btf::{KernelBtf, SkbLayout};
 use crate::events::ring::{self, NoPeriodic, Periodic, RingError};
@@ -28,10 +28,10 @@ use crate::output::{
     IfaceNames, KernelCounts, Ksyms, Names, NetnsNames, Output, OutputOptions, OutputTarget,
     PcapOutput,
 };
-use crate::probes::{self, Attachment, ProbeOptions, UntrackOptions};
+use crate::probes::{self, Attachment, BpfProgKind, ProbeOptions, UntrackOptions};
 use crate::settings::{
-    BackendChoice, BackendSettings, FuncFilter, KernelSettings, OutputSettings, PcapTarget,
-    TraceSettings,
+    BackendChoice, BackendSettings, FilterSettings, FuncFilter, KernelSettings, OutputSettings,
+    PcapTarget, TraceSettings,
 };
 
 /// A tracing run (not the `--list-funcs`/filter tools), from resolved settings and the
@@ -45,11 +45,9 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
     // What the kernel is.
     let btf = open_btf(&settings.kernel)?;
     // Tracing BPF programs needs fentry: a trial load says now whether it can work here.
-    if settings.filter.trace_tc {
-        load::check_tracing().map_err(|why| AttachError::BpfTracing {
-            flag: "--filter-trace-tc",
-            why,
-        })?;
+    let traced = traced_kinds(&settings.filter);
+    for kind in &traced {
+        check_bpf_tracing(kind, settings)?;
     }
     let layout = SkbLayout::resolve(&btf).context("reading sk_buff layout from BTF")?;
     let kallsyms = kallsyms_reader
@@ -132,16 +130,17 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
         eprintln!("Received signal, exiting program..");
         return Ok(());
     }
-    let mut tc = match settings.filter.trace_tc {
-        true => match trace_tc_programs(&obj, &layout, &opts, settings.debug, &mut output) {
-            Ok(tc) => Some(tc),
+    let mut tracers = Vec::new();
+    for kind in traced {
+        match trace_bpf_programs(kind, &obj, &layout, &opts, settings.debug, &mut output) {
+            Ok(tracer) => tracers.push(tracer),
             Err(e) => {
+                tracers.iter_mut().for_each(ProgTracer::detach);
                 detach(backend.as_mut(), &mut obj, settings.debug);
                 return Err(e);
             }
-        },
-        false => None,
-    };
+        }
+    }
     eprintln!("Attached (ignored {})", summary.ignored);
     if settings.debug {
         eprintln!("start-up took {:.3}s", started.elapsed().as_secs_f64());
@@ -164,15 +163,15 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
 
     // Events to output, until a signal, the line limit or a closed output; then detach.
     eprintln!("Listening for events.. (Ctrl-C to stop)");
-    let mut poll: Box<dyn Periodic + '_> = match tc.as_mut() {
-        Some(tc) => Box::new(TcPoll {
-            tc,
+    let mut poll: Box<dyn Periodic + '_> = match tracers.is_empty() {
+        false => Box::new(ProgPoll {
+            tracers: &mut tracers,
             layout: &layout,
             opts: &opts,
             debug: settings.debug,
             failed: false,
         }),
-        None => Box::new(NoPeriodic),
+        true => Box::new(NoPeriodic),
     };
     let result = listen(
         settings,
@@ -185,15 +184,13 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
     );
     drop(poll);
     let mut missed = obj.recursion_misses();
-    missed.extend(
-        tc.as_ref()
-            .map(TcTracer::recursion_misses)
-            .unwrap_or_default(),
-    );
+    for tracer in &tracers {
+        missed.extend(tracer.recursion_misses());
+    }
     output.flush().ok();
-    if let Some(tc) = tc.as_mut() {
-        eprintln!("Detaching tc-bpf progs...");
-        tc.detach();
+    for tracer in &mut tracers {
+        eprintln!("Detaching {}...", tracer.kind().progs);
+        tracer.detach();
     }
     detach(backend.as_mut(), &mut obj, settings.debug);
     let lost = result?;
@@ -262,35 +259,81 @@ fn bpf_helper_functions(kallsyms: &Ksyms, debug: bool) -> Result<Vec<String>> {
     Ok(found.names())
 }
 
-/// `--filter-trace-tc`: fentry/fexit on every tc program loaded now; their names go to
-/// the output. Says how many were traced and skipped (their names with `--debug`).
-fn trace_tc_programs(
+/// The BPF program kinds the settings trace with fentry/fexit.
+fn traced_kinds(f: &FilterSettings) -> Vec<&'static TracedKind> {
+    let mut kinds = Vec::new();
+    if f.trace_tc {
+        kinds.push(&attach::TRACED_TC);
+    }
+    if f.trace_xdp {
+        kinds.push(&attach::TRACED_XDP);
+    }
+    kinds
+}
+
+/// Fails with a one-line error naming the flags when fentry cannot load here (a trial
+/// load); `kind`'s own flags (`--filter-xdp-expr`, `--output-xdp-metadata`) are named too.
+fn check_bpf_tracing(kind: &TracedKind, settings: &TraceSettings) -> Result<(), AttachError> {
+    load::check_tracing().map_err(|why| {
+        let mut flags = vec![kind.flag];
+        if kind.kind == BpfProgKind::Xdp {
+            if settings.filter.xdp_expr.is_some() {
+                flags.push("--filter-xdp-expr");
+            }
+            if settings
+                .output
+                .xdp_metadata
+                .iter()
+                .any(|f| !f.trim().is_empty())
+            {
+                flags.push("--output-xdp-metadata");
+            }
+        }
+        AttachError::BpfTracing {
+            flag: flags.join(" and "),
+            why,
+        }
+    })
+}
+
+/// `--filter-trace-tc` / `--filter-trace-xdp`: fentry/fexit on every program of `kind`
+/// loaded now; their names go to the output. Says how many were traced and skipped
+/// (their names with `--debug`).
+fn trace_bpf_programs(
+    kind: &'static TracedKind,
     obj: &LoadedObject,
     layout: &SkbLayout,
     opts: &ProbeOptions,
     debug: bool,
     output: &mut Output,
-) -> Result<TcTracer> {
-    eprintln!("Attaching tc-bpf progs...");
+) -> Result<ProgTracer> {
+    eprintln!("Attaching {}...", kind.progs);
     let maps = obj.raw_maps().map_err(AttachError::Object)?;
-    let mut tc = TcTracer::new(maps, obj.program_ids(), load::VerifierLogLevel::default());
+    let mut tracer = ProgTracer::new(
+        kind,
+        maps,
+        obj.program_ids(),
+        load::VerifierLogLevel::default(),
+    );
     let mut build = |a: &Attachment| probes::build(layout, opts, a);
-    let sync = tc.sync(&mut build)?;
-    report_tc_sync(&sync, debug);
+    let sync = tracer.sync(&mut build)?;
+    report_prog_sync(kind, &sync, debug);
     output.names_mut().probe_names.extend(sync.added);
     eprintln!(
-        "Tracing {} tc programs ({} skipped)",
-        tc.traced(),
-        tc.untraceable()
+        "Tracing {} {} programs ({} skipped)",
+        tracer.traced(),
+        kind.noun,
+        tracer.untraceable()
     );
-    Ok(tc)
+    Ok(tracer)
 }
 
-/// `--filter-trace-tc` while events are read: tc programs loaded after the start are
-/// traced too (Cilium reloads its programs). A traced program stays loaded until we
-/// exit, even once detached from its hook: the kernel holds the target of a tracing link.
-struct TcPoll<'a> {
-    tc: &'a mut TcTracer,
+/// `--filter-trace-tc` / `--filter-trace-xdp` while events are read: programs loaded after
+/// the start are traced too (Cilium reloads its programs). A traced program stays loaded
+/// until we exit, even once detached from its hook: the kernel holds the target of a
+/// tracing link.
+struct ProgPoll<'a> {
+    tracers: &'a mut [ProgTracer],
     layout: &'a SkbLayout,
     opts: &'a ProbeOptions,
     debug: bool,
@@ -298,37 +341,48 @@ struct TcPoll<'a> {
     failed: bool,
 }
 
-impl Periodic for TcPoll<'_> {
+impl Periodic for ProgPoll<'_> {
     fn tick(&mut self) -> Vec<(u64, String)> {
         let (layout, opts) = (self.layout, self.opts);
         let mut build = |a: &Attachment| probes::build(layout, opts, a);
-        match self.tc.sync(&mut build) {
-            Ok(sync) => {
-                report_tc_sync(&sync, self.debug);
-                if !self.debug {
-                    for (_, name) in &sync.added {
-                        eprintln!("Tracing tc program {name} (loaded after the start)");
+        let mut added = Vec::new();
+        for tracer in self.tracers.iter_mut() {
+            let kind = tracer.kind();
+            match tracer.sync(&mut build) {
+                Ok(sync) => {
+                    report_prog_sync(kind, &sync, self.debug);
+                    if !self.debug {
+                        for (_, name) in &sync.added {
+                            eprintln!(
+                                "Tracing {} program {name} (loaded after the start)",
+                                kind.noun
+                            );
+                        }
+                    }
+                    added.extend(sync.added);
+                }
+                Err(e) => {
+                    if !self.failed {
+                        let e = anyhow::Error::from(e);
+                        eprintln!(
+                            "pwru: warning: following the loaded {} programs: {e:#}",
+                            kind.noun
+                        );
+                        self.failed = true;
                     }
                 }
-                sync.added
-            }
-            Err(e) => {
-                if !self.failed {
-                    let e = anyhow::Error::from(e);
-                    eprintln!("pwru: warning: following the loaded tc programs: {e:#}");
-                    self.failed = true;
-                }
-                Vec::new()
             }
         }
+        added
     }
 }
 
-/// What a sync of the traced tc programs did, beyond the programs it added.
-fn report_tc_sync(sync: &TcSync, debug: bool) {
+/// What a sync of the traced programs of `kind` did, beyond the programs it added.
+fn report_prog_sync(kind: &TracedKind, sync: &ProgSync, debug: bool) {
+    let noun = kind.noun;
     if !sync.no_btf.is_empty() {
         eprintln!(
-            "note: {} tc programs have no BTF and cannot be traced with fentry",
+            "note: {} {noun} programs have no BTF and cannot be traced with fentry",
             sync.no_btf.len()
         );
         if debug {
@@ -337,14 +391,14 @@ fn report_tc_sync(sync: &TcSync, debug: bool) {
     }
     for (name, why) in &sync.refused {
         let first = why.lines().next().unwrap_or("");
-        eprintln!("pwru: warning: cannot trace tc program {name}: {first}");
+        eprintln!("pwru: warning: cannot trace {noun} program {name}: {first}");
     }
     if debug {
         for (_, name) in &sync.added {
-            eprintln!("tracing tc program {name}");
+            eprintln!("tracing {noun} program {name}");
         }
         for name in &sync.gone {
-            eprintln!("tc program {name} was unloaded");
+            eprintln!("{noun} program {name} was unloaded");
         }
     }
 }
@@ -494,7 +548,14 @@ impl Loader<'_> {
         programs.extend(helpers.iter().map(|x| x.spec.clone()));
         let follows_clones = self.opts.track_skb && backend.supports(Feature::CloneFollowing);
         let spec = ObjectSpec {
-            maps: probe_setup::map_specs(self.opts, follows_clones, self.settings.filter.trace_tc),
+            maps: probe_setup::map_specs(
+                self.opts,
+                follows_clones,
+                &traced_kinds(&self.settings.filter)
+                    .iter()
+                    .map(|k| k.kind)
+                    .collect::<Vec<_>>(),
+            ),
             programs,
         };
         let mut obj = load::load(&spec, &LoadOptions::default()).map_err(AttachError::Load)?;

@@ -33,7 +33,10 @@ fn usage_errors_exit_two_with_one_line_reason() {
         (&["--filter-func", "ip_("], "invalid regex"),
         (&["--filter-kprobe-batch", "0"], "at least 1"),
         (&["--backend", "fentry"], "invalid tracing backend"),
-        (&["--filter-trace-xdp"], "--filter-trace-xdp"),
+        (
+            &["--output-xdp-metadata", "xdp->rxq->queue_index"],
+            "--output-xdp-metadata only applies to XDP programs",
+        ),
         (
             &["--filter-ifname", "lo", "--filter-netns", "inode:1"],
             "--filter-ifname cannot be used",

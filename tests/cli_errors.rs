@@ -44,7 +44,10 @@ fn usage_errors_exit_2() {
         (&["--filter-netns", "relative/path"], &["netns"]),
         (&["--timestamp", "yesterday"], &["yesterday"]),
         (&["--output-bpfmap", "icmp"], &["--output-bpfmap"]),
-        (&["--filter-trace-xdp"], &["--filter-trace-xdp"]),
+        (
+            &["--filter-xdp-expr", "xdp->rxq->queue_index == 1"],
+            &["--filter-xdp-expr", "--filter-trace-xdp"],
+        ),
         (
             &[
                 "--backend",

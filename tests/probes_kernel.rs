@@ -1199,7 +1199,9 @@ fn skb_expressions_and_metadata_on_real_skbs() {
     ];
     for (expr, matches) in &table {
         let opts = ProbeOptions {
-            skb_expr: Some(skb_expr::compile_filter(&btf, expr).expect("expression resolves")),
+            skb_expr: Some(
+                skb_expr::compile_filter(&btf, skb_expr::SKB, expr).expect("expression resolves"),
+            ),
             ..outputs("")
         };
         let mut p = Probe::load(&l, &opts);
@@ -1216,7 +1218,8 @@ fn skb_expressions_and_metadata_on_real_skbs() {
     .to_vec();
     let opts = ProbeOptions {
         sections: sections(OutputOptions {
-            skb_metadata: skb_expr::compile_metadata(&btf, &fields).expect("fields resolve"),
+            skb_metadata: skb_expr::compile_metadata(&btf, skb_expr::SKB, &fields)
+                .expect("fields resolve"),
             ..default_outputs()
         }),
         ..outputs("")

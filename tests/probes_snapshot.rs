@@ -54,11 +54,13 @@ const SKB_EXPR: &str = "skb->dev->ifindex == 9 && !(skb->mark & 0xff) \
 fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
     let none = ProbeOptions::new(fixture_arch(btf));
     let filter = |s: &str| pwru::pcapc::parse(s).expect("test filter parses");
-    let skb_expr = skb_expr::compile_filter(btf, SKB_EXPR).expect("skb expression resolves");
+    let skb_expr =
+        skb_expr::compile_filter(btf, skb_expr::SKB, SKB_EXPR).expect("skb expression resolves");
     let metadata: Vec<String> = ["skb->hash", "skb->dev->ifindex", "skb->pkt_type"]
         .map(String::from)
         .to_vec();
-    let skb_metadata = skb_expr::compile_metadata(btf, &metadata).expect("metadata resolves");
+    let skb_metadata =
+        skb_expr::compile_metadata(btf, skb_expr::SKB, &metadata).expect("metadata resolves");
     let skb_id = btf.vmlinux_struct_id("sk_buff").expect("sk_buff id");
     let shinfo_id = btf
         .vmlinux_struct_id("skb_shared_info")
@@ -81,6 +83,8 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
         track_stackid: Some(by_stack),
         has_get_func_ip: true,
         skb_expr: Some(skb_expr.clone()),
+        xdp_expr: None,
+        track_xdp: false,
         sections: sections(OutputOptions {
             meta: true,
             tuple: true,
@@ -225,6 +229,54 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
             },
         ),
     ];
+    // The XDP twins: on XDP programs the xdp expression and fields, the skb ones elsewhere;
+    // the mark filter and the skb-only sections (cb, dump) leave XDP programs alone.
+    let xdp_metadata: Vec<String> = ["xdp->rxq->queue_index", "xdp->rxq->dev->ifindex"]
+        .map(String::from)
+        .to_vec();
+    sets.push((
+        "xdp-expr-metadata",
+        ProbeOptions {
+            filter: filter("udp and dst port 8086"),
+            mark: Some((0xa00, 0xff00)),
+            ifindex: Some(2),
+            skb_expr: Some(
+                skb_expr::compile_filter(btf, skb_expr::SKB, "skb->len > 10")
+                    .expect("skb expression resolves"),
+            ),
+            xdp_expr: Some(
+                skb_expr::compile_filter(btf, skb_expr::XDP, "xdp->rxq->dev->ifindex == 2")
+                    .expect("xdp expression resolves"),
+            ),
+            sections: sections(OutputOptions {
+                meta: true,
+                tuple: true,
+                cb: true,
+                skb_metadata: skb_expr::compile_metadata(btf, skb_expr::SKB, &["skb->hash".into()])
+                    .expect("metadata resolves"),
+                xdp_metadata: skb_expr::compile_metadata(btf, skb_expr::XDP, &xdp_metadata)
+                    .expect("xdp metadata resolves"),
+                ..OutputOptions::default()
+            }),
+            ..none.clone()
+        },
+    ));
+    // --filter-track-skb with --filter-trace-xdp: skb probes look the skb's head up among
+    // the XDP buffers that matched; the XDP fexit half records them.
+    sets.push((
+        "track-xdp",
+        ProbeOptions {
+            filter: filter("udp"),
+            track_skb: true,
+            track_xdp: true,
+            sections: sections(OutputOptions {
+                meta: true,
+                tuple: true,
+                ..OutputOptions::default()
+            }),
+            ..none.clone()
+        },
+    ));
     sets.push((
         "journey-clones",
         ProbeOptions {
@@ -271,7 +323,7 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
 
 /// Attachments: kprobe arguments 1 and 3, kprobe-multi argument 2, a tracepoint with a drop
 /// reason and one without, the skb-context (test-run) program, a non-skb kprobe, and the
-/// fentry and fexit programs on a tc program.
+/// fentry and fexit programs on a tc program and on an XDP program.
 fn attachments() -> Vec<(&'static str, Attachment)> {
     vec![
         (
@@ -336,6 +388,20 @@ fn attachments() -> Vec<(&'static str, Attachment)> {
             "tc-exit",
             Attachment::TcProgram {
                 prog_id: 42,
+                exit: true,
+            },
+        ),
+        (
+            "xdp-entry",
+            Attachment::XdpProgram {
+                prog_id: 43,
+                exit: false,
+            },
+        ),
+        (
+            "xdp-exit",
+            Attachment::XdpProgram {
+                prog_id: 43,
                 exit: true,
             },
         ),

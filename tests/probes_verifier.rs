@@ -78,7 +78,8 @@ const SKB_EXPR: &str = "skb->dev->ifindex == 9 && !(skb->mark & 0xff) \
 fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
     let none = ProbeOptions::new(ArchFacts::resolve(btf).expect("this kernel's pt_regs resolves"));
     let filter = |s: &str| pwru::pcapc::parse(s).expect("test filter parses");
-    let skb_expr = skb_expr::compile_filter(btf, SKB_EXPR).expect("skb expression resolves");
+    let skb_expr =
+        skb_expr::compile_filter(btf, skb_expr::SKB, SKB_EXPR).expect("skb expression resolves");
     let metadata: Vec<String> = [
         "skb->hash",
         "skb->dev->ifindex",
@@ -87,7 +88,8 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
     ]
     .map(String::from)
     .to_vec();
-    let skb_metadata = skb_expr::compile_metadata(btf, &metadata).expect("metadata resolves");
+    let skb_metadata =
+        skb_expr::compile_metadata(btf, skb_expr::SKB, &metadata).expect("metadata resolves");
     let skb_id = btf.vmlinux_struct_id("sk_buff").expect("sk_buff id");
     let shinfo_id = btf
         .vmlinux_struct_id("skb_shared_info")
@@ -115,6 +117,8 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
         track_stackid: Some(by_stack),
         has_get_func_ip: true,
         skb_expr: Some(skb_expr.clone()),
+        xdp_expr: None,
+        track_xdp: false,
         sections: sections(OutputOptions {
             meta: true,
             tuple: true,
@@ -367,7 +371,7 @@ fn every_probe_variant_passes_the_verifier() {
             Attachment::Tracepoint { .. } => load::ProgKind::RawTracepoint("kfree_skb".into()),
             Attachment::SkbContext => load::ProgKind::SchedCls,
             // fentry programs cannot load on this host (EPERM); the VM suite loads them.
-            Attachment::TcProgram { .. } => continue,
+            Attachment::TcProgram { .. } | Attachment::XdpProgram { .. } => continue,
         };
         let task_stack_offset = btf
             .optional_member("task_struct", "stack")

@@ -1,6 +1,7 @@
-//! Tracing BPF programs (`--filter-trace-tc`) on this host: finding the tc programs and
-//! their main function's BTF id, our fixture loaded with BTF, and the clear error where
-//! fentry programs cannot load; the helpers programs call (`--filter-track-bpf-helpers`). Needs root; skips with a printed reason otherwise.
+//! Tracing BPF programs (`--filter-trace-tc`, `--filter-trace-xdp`) on this host: finding
+//! the tc and XDP programs and their main function's BTF id, our fixtures loaded with BTF,
+//! and the clear error where fentry programs cannot load; the helpers programs call
+//! (`--filter-track-bpf-helpers`). Needs root; skips with a printed reason otherwise.
 
 #[path = "e2e_common/fixtures.rs"]
 mod fixtures;
@@ -10,8 +11,11 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::process::Command;
 
 use pwru::attach::bpf_helpers;
+use pwru::attach::{ProgTracer, TracedKind, TRACED_TC, TRACED_XDP};
 use pwru::btf::{ArchFacts, KernelBtf, Kmods, SkbLayout};
-use pwru::load::{self, LoadOptions, ObjectSpec, ProgKind, ProgramSpec, VerifierLogLevel};
+use pwru::load::{
+    self, LoadOptions, ObjectSpec, ProgKind, ProgramSpec, TracedProgType, VerifierLogLevel,
+};
 use pwru::probes::{self, maps, Attachment, ProbeOptions};
 
 /// The tests load tc programs that the others would see: one at a time.
@@ -43,6 +47,7 @@ fn object_without_btf() -> load::LoadedObject {
             maps::LOST.spec(),
             maps::TC_MATCHED.spec(),
             fixtures::tc_drops_map(),
+            maps::XDP_MATCHED.spec(),
         ],
         programs: vec![ProgramSpec {
             name: "no_btf_tc".into(),
@@ -55,6 +60,28 @@ fn object_without_btf() -> load::LoadedObject {
         ..LoadOptions::default()
     };
     load::load(&spec, &opts).expect("a tc program loads")
+}
+
+#[test]
+fn xdp_fixture_loads_with_btf_and_is_listed_as_xdp() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let _serial = serial();
+    let prog = fixtures::xdp_drop_udp(8086);
+    let fd = load::load_with_btf(TracedProgType::Xdp, fixtures::XDP_DROP_UDP_NAME, &prog)
+        .expect("the XDP fixture loads with BTF");
+    let id = load::prog_id(fd.as_fd()).unwrap();
+    let found = load::bpf_programs(load::tracing::PROG_TYPE_XDP).unwrap();
+    let ours = found.iter().find(|p| p.id == id).expect("listed");
+    assert_eq!(ours.name, fixtures::XDP_DROP_UDP_NAME);
+    assert_eq!(ours.main_func, Some(load::func_btf::FUNC_TYPE_ID));
+    assert!(found
+        .iter()
+        .all(|p| p.prog_type == load::tracing::PROG_TYPE_XDP));
+    let tc = load::bpf_programs(load::tracing::PROG_TYPE_SCHED_CLS).unwrap();
+    assert!(tc.iter().all(|p| p.id != id), "not a tc program");
 }
 
 #[test]
@@ -81,6 +108,43 @@ fn tc_programs_are_found_with_their_main_function() {
         .all(|p| p.prog_type == load::tracing::PROG_TYPE_SCHED_CLS));
 }
 
+/// The XDP tracer finds the XDP fixture (traced, or refused where fentry cannot load) and
+/// never the tc programs.
+#[test]
+fn the_xdp_tracer_sees_xdp_programs_only() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let _serial = serial();
+    let btf = KernelBtf::open_system(&Kmods::None).unwrap();
+    let layout = SkbLayout::resolve(&btf).unwrap();
+    let opts = ProbeOptions::new(ArchFacts::resolve(&btf).unwrap());
+    let prog = fixtures::xdp_drop_udp(8086);
+    let xdp = load::load_with_btf(TracedProgType::Xdp, fixtures::XDP_DROP_UDP_NAME, &prog).unwrap();
+    let xdp_id = load::prog_id(xdp.as_fd()).unwrap();
+    let obj = object_without_btf();
+    let maps = obj.raw_maps().unwrap();
+    let mut tracer = ProgTracer::new(
+        &TRACED_XDP,
+        maps,
+        HashSet::new(),
+        VerifierLogLevel::default(),
+    );
+    let mut build = |a: &Attachment| probes::build(&layout, &opts, a);
+    let sync = tracer.sync(&mut build).unwrap();
+    assert!(!sync.no_btf.iter().any(|n| n == "no_btf_tc"), "{sync:?}");
+    let name = fixtures::XDP_DROP_UDP_NAME.to_string();
+    match load::check_tracing() {
+        Err(_) => assert!(sync.refused.iter().any(|(n, _)| *n == name), "{sync:?}"),
+        Ok(()) => {
+            let addr = pwru::probes::event::bpf_prog_probe_addr(xdp_id);
+            assert!(sync.added.contains(&(addr, name)), "{sync:?}");
+        }
+    }
+    tracer.detach();
+}
+
 #[test]
 fn the_tracer_skips_programs_without_btf_and_reports_refusals() {
     if let Some(why) = skip_reason() {
@@ -95,7 +159,12 @@ fn the_tracer_skips_programs_without_btf_and_reports_refusals() {
     let with_id = load::prog_id(with_btf.as_fd()).unwrap();
     let obj = object_without_btf();
     let maps = obj.raw_maps().unwrap();
-    let mut tc = pwru::attach::TcTracer::new(maps, HashSet::new(), VerifierLogLevel::default());
+    let mut tc = ProgTracer::new(
+        &TRACED_TC,
+        maps,
+        HashSet::new(),
+        VerifierLogLevel::default(),
+    );
     let mut build = |a: &Attachment| probes::build(&layout, &opts, a);
     let sync = tc.sync(&mut build).unwrap();
     assert!(sync.no_btf.iter().any(|n| n == "no_btf_tc"), "{sync:?}");
@@ -131,8 +200,32 @@ fn the_tracer_skips_programs_without_btf_and_reports_refusals() {
     assert_eq!(tc.traced(), 0);
 }
 
+/// Each flag tracing BPF programs, alone or with the XDP flags, and the flags the error
+/// line names.
+const BPF_TRACING_FLAGS: &[(&[&str], &str)] = &[
+    (&["--filter-trace-tc", "tcp"], "--filter-trace-tc"),
+    (&["--filter-trace-xdp", "udp"], "--filter-trace-xdp"),
+    (
+        &[
+            "--filter-trace-xdp",
+            "--filter-xdp-expr",
+            "xdp->rxq->dev->ifindex == 1",
+            "udp",
+        ],
+        "--filter-trace-xdp and --filter-xdp-expr",
+    ),
+    (
+        &[
+            "--filter-trace-xdp",
+            "--output-xdp-metadata",
+            "xdp->rxq->queue_index",
+        ],
+        "--filter-trace-xdp and --output-xdp-metadata",
+    ),
+];
+
 #[test]
-fn trace_tc_fails_with_one_line_naming_the_flag_where_fentry_cannot_load() {
+fn bpf_tracing_flags_fail_with_one_line_naming_them_where_fentry_cannot_load() {
     if let Some(why) = skip_reason() {
         eprintln!("skipped: {why}");
         return;
@@ -141,24 +234,27 @@ fn trace_tc_fails_with_one_line_naming_the_flag_where_fentry_cannot_load() {
         Err(why) => why,
         Ok(()) => {
             eprintln!(
-                "skipped: this host loads fentry programs; the VM suite (trace-tc) runs the flag"
+                "skipped: this host loads fentry programs; the VM suite (trace-tc, trace-xdp) runs the flags"
             );
             return;
         }
     };
-    let out = Command::new(env!("CARGO_BIN_EXE_pwru"))
-        .args(["--filter-trace-tc", "tcp"])
-        .output()
-        .expect("pwru runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_eq!(
-        stderr.trim_end(),
-        format!("pwru: error: --filter-trace-tc cannot be used here: {why}"),
-    );
-    // On this CI host the kernel denies loading tracing programs to root (EPERM).
-    if matches!(why, load::TracingUnavailable::Denied(_)) {
-        assert!(stderr.contains("denied"), "{stderr}");
+    for (args, flags) in BPF_TRACING_FLAGS {
+        let out = Command::new(env!("CARGO_BIN_EXE_pwru"))
+            .args(*args)
+            .output()
+            .expect("pwru runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr.trim_end(),
+            format!("pwru: error: {flags} cannot be used here: {why}"),
+            "{args:?}"
+        );
+        // On this CI host the kernel denies loading tracing programs to root (EPERM).
+        if matches!(why, load::TracingUnavailable::Denied(_)) {
+            assert!(stderr.contains("denied"), "{stderr}");
+        }
     }
 }
 
@@ -236,4 +332,18 @@ fn helpers_are_read_from_translated_instructions() {
     assert!(listed.iter().all(|p| p.id != kprobe_id));
     let found = bpf_helpers::collect(&listed, base, name_at);
     assert!(found.functions["htab_map_update_elem"].contains(fixtures::TC_DROP_TCP_NAME));
+}
+
+/// The flags' kinds name the flags the error lines name.
+#[test]
+fn traced_kinds_name_their_flags() {
+    let kinds: [&TracedKind; 2] = [&TRACED_TC, &TRACED_XDP];
+    assert_eq!(
+        kinds.map(|k| k.flag),
+        ["--filter-trace-tc", "--filter-trace-xdp"]
+    );
+    assert_eq!(
+        kinds.map(|k| k.prog_type.ctx_struct()),
+        ["__sk_buff", "xdp_md"]
+    );
 }

@@ -10,11 +10,11 @@
 
 pub mod background;
 pub mod bpf_helpers;
+pub mod bpf_progs;
 pub mod helpers;
 pub mod kprobe;
 pub mod kprobe_multi;
 pub mod targets;
-pub mod tc;
 pub mod tracepoint;
 
 use std::collections::HashMap;
@@ -28,6 +28,7 @@ use crate::load::{LoadError, LoadedObject, ObjectError, ProgramSpec};
 use crate::probes::{Attachment, ProbeError};
 
 pub use background::{Handoff, HandoffError};
+pub use bpf_progs::{traced_kind, ProgSync, ProgTracer, TracedKind, TRACED_TC, TRACED_XDP};
 pub use helpers::{
     attach_helpers, helper_programs, HelperAttach, HelperNeeds, HelperProgram, HelperWarning, Role,
     UntrackPoint, CLONE_FUNCS,
@@ -35,7 +36,6 @@ pub use helpers::{
 pub use kprobe::{close_kprobes, KprobeBackend};
 pub use kprobe_multi::KprobeMultiBackend;
 pub use targets::{kprobes_available, Probeable, ProbeableSource, Target};
-pub use tc::{TcSync, TcTracer};
 pub use tracepoint::{tracepoint_program_name, TracepointBackend};
 
 /// The attach mechanisms we have.
@@ -239,7 +239,8 @@ pub enum AttachError {
     /// A flag that traces BPF programs, on a kernel or host where fentry cannot load.
     #[error("{flag} cannot be used here: {why}")]
     BpfTracing {
-        flag: &'static str,
+        /// The flags, e.g. `--filter-trace-xdp and --filter-xdp-expr`.
+        flag: String,
         why: crate::load::TracingUnavailable,
     },
     #[error("listing the loaded BPF programs")]

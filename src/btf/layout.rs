@@ -292,6 +292,19 @@ pub struct DstEntryLayout {
     pub metrics: Field,
 }
 
+/// `xdp_buff` fields the probes on XDP programs read (`--filter-trace-xdp`): the packet
+/// is `data..data_end`, its device `rxq->dev`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdpBuffLayout {
+    pub data: Field,
+    pub data_end: Field,
+    pub rxq: Field,
+    /// Where the buffer's memory starts: an skb built from it has it as `head`.
+    pub data_hard_start: Field,
+    /// `xdp_rxq_info.dev`.
+    pub rxq_dev: Field,
+}
+
 /// Every offset the probes read, resolved once per kernel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SkbLayout {
@@ -299,6 +312,8 @@ pub struct SkbLayout {
     pub net_device: NetDeviceLayout,
     pub netns: Option<NetnsLayout>,
     pub dst_entry: Option<DstEntryLayout>,
+    /// `None` on kernels without XDP.
+    pub xdp_buff: Option<XdpBuffLayout>,
 }
 
 impl SkbLayout {
@@ -359,11 +374,30 @@ impl SkbLayout {
             Err(BtfError::NoSuchStruct { .. }) => None,
             Err(e) => return Err(e),
         };
+        let xdp_buff = match (
+            btf.optional_member("xdp_buff", "data")?,
+            btf.optional_member("xdp_buff", "data_end")?,
+            btf.optional_member("xdp_buff", "rxq")?,
+            btf.optional_member("xdp_buff", "data_hard_start")?,
+            btf.optional_member("xdp_rxq_info", "dev")?,
+        ) {
+            (Some(data), Some(data_end), Some(rxq), Some(data_hard_start), Some(rxq_dev)) => {
+                Some(XdpBuffLayout {
+                    data,
+                    data_end,
+                    rxq,
+                    data_hard_start,
+                    rxq_dev,
+                })
+            }
+            _ => None,
+        };
         Ok(SkbLayout {
             sk_buff,
             net_device,
             netns,
             dst_entry,
+            xdp_buff,
         })
     }
 }

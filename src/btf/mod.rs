@@ -22,5 +22,6 @@ pub use kconfig::{thread_size, KernelConfig, PROC_CONFIG_GZ};
 pub use kernel::{KernelBtf, Kmods, SYS_BTF_DIR, SYS_VMLINUX_BTF};
 pub use layout::{
     Bitfield, DstEntryLayout, Field, NetDeviceLayout, NetnsLayout, SkBuffLayout, SkbLayout,
+    XdpBuffLayout,
 };
 pub use path::{split_path, Access, FieldPath, PathError, ScalarKind, Segment};

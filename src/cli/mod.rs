@@ -136,7 +136,7 @@ pub struct Args {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Filters")]
     pub filter_trace_tc: bool,
 
-    /// Trace XDP BPF programs (fentry/fexit)
+    /// Trace XDP BPF programs (fentry, and fexit for the verdict); programs loaded later too. The pcap filter (at L2), --filter-netns/--filter-ifname and --filter-xdp-expr apply to their packets; --filter-mark and --filter-skb-expr do not (as pwru)
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Filters")]
     pub filter_trace_xdp: bool,
 
@@ -164,7 +164,7 @@ pub struct Args {
     #[arg(long, value_name = "EXPR", help_heading = "Filters")]
     pub filter_skb_expr: Option<String>,
 
-    /// Keep XDP buffers matching a simple C expression, e.g. 'xdp->rxq->dev->ifindex == 9'
+    /// Keep XDP buffers matching a simple C expression, e.g. 'xdp->rxq->dev->ifindex == 9' (with --filter-trace-xdp)
     #[arg(long, value_name = "EXPR", help_heading = "Filters")]
     pub filter_xdp_expr: Option<String>,
 
@@ -251,7 +251,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', action = ArgAction::Append, value_name = "FIELD,...", help_heading = "Output")]
     pub output_skb_metadata: Vec<String>,
 
-    /// Extra xdp_buff fields to print, e.g. xdp->rxq->queue_index (comma list, at most 4)
+    /// Extra xdp_buff fields of XDP program events to print as name=value, e.g. xdp->rxq->queue_index (comma list, at most 4; with --filter-trace-xdp)
     #[arg(long, value_delimiter = ',', action = ArgAction::Append, value_name = "FIELD,...", help_heading = "Output")]
     pub output_xdp_metadata: Vec<String>,
 

@@ -52,6 +52,9 @@ pub enum ConfigError {
     Backend(#[from] FeatureError),
     #[error("--output-bpfmap shows what the probed map functions do; add --filter-track-bpf-helpers (the map helpers of the loaded BPF programs) or name map functions with --filter-non-skb-funcs")]
     BpfmapWithoutMapFunctions,
+    /// `--filter-xdp-expr` or `--output-xdp-metadata` without `--filter-trace-xdp`.
+    #[error("{0} only applies to XDP programs traced with --filter-trace-xdp; add it or drop {0}")]
+    XdpWithoutTraceXdp(&'static str),
     #[error("the following flags are not supported yet by this pwru: {0}; drop them")]
     Unsupported(String),
 }
@@ -65,22 +68,10 @@ struct PendingFlag {
 /// What `--help` writes before the help of a flag in [`PENDING_FLAGS`].
 pub const PENDING_MARK: &str = "[not supported yet]";
 
-/// Flags parsed for compatibility but not implemented yet. Edit this list as features land:
-/// `--help` marks each with [`PENDING_MARK`], and setting one is a usage error.
-const PENDING_FLAGS: &[PendingFlag] = &[
-    PendingFlag {
-        name: "--filter-trace-xdp",
-        is_set: |c| c.filter_trace_xdp,
-    },
-    PendingFlag {
-        name: "--filter-xdp-expr",
-        is_set: |c| c.filter_xdp_expr.is_some(),
-    },
-    PendingFlag {
-        name: "--output-xdp-metadata",
-        is_set: |c| !c.output_xdp_metadata.is_empty(),
-    },
-];
+/// Flags parsed for compatibility but not implemented yet (none today: every flag of
+/// pwru works). A flag of a newer pwru goes here until it lands: `--help` marks it with
+/// [`PENDING_MARK`], and setting it is a usage error.
+const PENDING_FLAGS: &[PendingFlag] = &[];
 
 /// The names of the flags in [`PENDING_FLAGS`], e.g. `--filter-trace-tc`.
 #[cfg(test)]
@@ -140,6 +131,18 @@ impl Args {
         ] {
             if value < 0 {
                 return Err(ConfigError::Negative { flag, value });
+            }
+        }
+        if !self.filter_trace_xdp {
+            if not_blank(&self.filter_xdp_expr).is_some() {
+                return Err(ConfigError::XdpWithoutTraceXdp("--filter-xdp-expr"));
+            }
+            if self
+                .output_xdp_metadata
+                .iter()
+                .any(|f| !f.trim().is_empty())
+            {
+                return Err(ConfigError::XdpWithoutTraceXdp("--output-xdp-metadata"));
             }
         }
         if let Some(snaplen) = self.output_pcap_snaplen {
@@ -289,6 +292,8 @@ impl Args {
             },
             trace_tc: self.filter_trace_tc,
             track_bpf_helpers: self.filter_track_bpf_helpers,
+            trace_xdp: self.filter_trace_xdp,
+            xdp_expr: not_blank(&self.filter_xdp_expr),
         }
     }
 
@@ -322,6 +327,7 @@ impl Args {
                 snaplen: self.output_pcap_snaplen.unwrap_or(DEFAULT_SNAPLEN),
             }),
             skb_metadata: self.output_skb_metadata.clone(),
+            xdp_metadata: self.output_xdp_metadata.clone(),
             skb_dump: self.output_skb,
             shinfo_dump: self.output_shinfo,
             bpfmap: self.output_bpfmap,

@@ -36,9 +36,9 @@ pub use elf::ElfError;
 pub use info::{enable_run_time_stats, func_ip_available, prog_func_name, prog_info, ProgInfo};
 pub use links::{KprobeMultiOptions, ObjectError};
 pub use tracing::{
-    bpf_programs, check_tracing, create_map, load_sched_cls_with_btf, load_sched_cls_with_maps,
-    load_tracing, pin_program, prog_id, xlated_insns, xlated_programs, BpfProgram, RawMaps,
-    TraceTarget, TracingLink, TracingUnavailable, XlatedProgram,
+    bpf_programs, check_tracing, create_map, load_tracing, load_with_btf, load_with_maps,
+    pin_program, prog_id, xlated_insns, xlated_programs, BpfProgram, RawMaps, TraceTarget,
+    TracedProgType, TracingLink, TracingUnavailable, XlatedProgram,
 };
 
 /// Kinds of maps a spec can declare (legacy `bpf_map_def` types).

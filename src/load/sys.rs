@@ -21,6 +21,8 @@ const BPF_LINK_CREATE: libc::c_long = 28;
 
 /// `BPF_PROG_TYPE_SCHED_CLS`.
 pub const PROG_TYPE_SCHED_CLS: u32 = 3;
+/// `BPF_PROG_TYPE_XDP`.
+pub const PROG_TYPE_XDP: u32 = 6;
 /// `BPF_PROG_TYPE_TRACING`.
 pub const PROG_TYPE_TRACING: u32 = 26;
 /// `BPF_TRACE_FENTRY` and `BPF_TRACE_FEXIT`: expected attach types and link attach types.

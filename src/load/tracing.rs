@@ -13,6 +13,34 @@ use super::{sys, ElfError, LoadError, LoadedObject, ObjectError, VerifierLog, Ve
 
 /// `BPF_PROG_TYPE_SCHED_CLS`: tc programs (classic and tcx).
 pub const PROG_TYPE_SCHED_CLS: u32 = sys::PROG_TYPE_SCHED_CLS;
+/// `BPF_PROG_TYPE_XDP`.
+pub const PROG_TYPE_XDP: u32 = sys::PROG_TYPE_XDP;
+
+/// The program types traced with fentry/fexit (and that our fixtures load with BTF).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TracedProgType {
+    /// tc programs.
+    SchedCls,
+    Xdp,
+}
+
+impl TracedProgType {
+    /// `enum bpf_prog_type`.
+    pub fn prog_type(self) -> u32 {
+        match self {
+            TracedProgType::SchedCls => PROG_TYPE_SCHED_CLS,
+            TracedProgType::Xdp => PROG_TYPE_XDP,
+        }
+    }
+
+    /// The UAPI context struct of its programs' function (the verifier matches it by name).
+    pub fn ctx_struct(self) -> &'static str {
+        match self {
+            TracedProgType::SchedCls => "__sk_buff",
+            TracedProgType::Xdp => "xdp_md",
+        }
+    }
+}
 
 /// A loaded BPF program as the tracer sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -190,14 +218,19 @@ pub fn load_tracing(
     Ok(TracingLink { link, prog })
 }
 
-/// Loads `program` (no maps) as a `SCHED_CLS` program with BTF naming its function
-/// `name` with a `struct __sk_buff *` argument, so that fentry/fexit can trace it.
-pub fn load_sched_cls_with_btf(name: &str, program: &Program) -> Result<OwnedFd, LoadError> {
-    load_sched_cls_with_maps(name, program, &[])
+/// Loads `program` (no maps) as a program of type `ty` with BTF naming its function
+/// `name` with a pointer to its context struct as argument (`struct __sk_buff *`,
+/// `struct xdp_md *`), so that fentry/fexit can trace it.
+pub fn load_with_btf(
+    ty: TracedProgType,
+    name: &str,
+    program: &Program,
+) -> Result<OwnedFd, LoadError> {
+    load_with_maps(ty, name, program, &[])
 }
 
-/// Creates a map of `spec` on its own (for programs loaded with
-/// [`load_sched_cls_with_maps`]); closing the fd frees it once no program uses it.
+/// Creates a map of `spec` on its own (for programs loaded with [`load_with_maps`]);
+/// closing the fd frees it once no program uses it.
 pub fn create_map(spec: &super::MapSpec) -> io::Result<OwnedFd> {
     sys::map_create(
         spec.kind.kernel_type(),
@@ -208,9 +241,10 @@ pub fn create_map(spec: &super::MapSpec) -> io::Result<OwnedFd> {
     )
 }
 
-/// [`load_sched_cls_with_btf`] for a program referencing maps: `maps` gives the fd of
-/// each map it names.
-pub fn load_sched_cls_with_maps(
+/// [`load_with_btf`] for a program referencing maps: `maps` gives the fd of each map it
+/// names.
+pub fn load_with_maps(
+    ty: TracedProgType,
     name: &str,
     program: &Program,
     maps: &[(&str, BorrowedFd<'_>)],
@@ -225,13 +259,14 @@ pub fn load_sched_cls_with_maps(
         errno,
         log: VerifierLog::new(log),
     };
-    let btf = sys::btf_load(&func_btf(name, "__sk_buff")).map_err(|(e, log)| rejected(e, log))?;
+    let btf =
+        sys::btf_load(&func_btf(name, ty.ctx_struct())).map_err(|(e, log)| rejected(e, log))?;
     let funcs = [sys::FuncInfo {
         insn_off: 0,
         type_id: FUNC_TYPE_ID,
     }];
     sys::prog_load(&sys::RawProgLoad {
-        prog_type: sys::PROG_TYPE_SCHED_CLS,
+        prog_type: ty.prog_type(),
         expected_attach_type: 0,
         name,
         insns: &insns,
@@ -275,7 +310,7 @@ pub fn check_tracing() -> Result<(), TracingUnavailable> {
         .finish()
         .map_err(|e| TracingUnavailable::KernelTooOld(e.to_string()))?;
     let denied = |e: &io::Error| matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES));
-    let target = match load_sched_cls_with_btf("pwru_trial", &prog) {
+    let target = match load_with_btf(TracedProgType::SchedCls, "pwru_trial", &prog) {
         Ok(fd) => fd,
         Err(LoadError::Rejected { errno, .. }) if denied(&errno) => {
             return Err(TracingUnavailable::Denied(errno))

@@ -59,6 +59,8 @@ pub struct OutputOptions {
     /// `--output-skb-metadata` fields resolved through BTF, printed as ` name=value`
     /// after FUNC (not in JSON).
     pub skb_metadata: Vec<FieldPath>,
+    /// `--output-xdp-metadata`: the same on the `xdp_buff` of XDP program events.
+    pub xdp_metadata: Vec<FieldPath>,
     /// `--output-skb`/`--output-skb-shared-info`: what the probe renders as text.
     pub skb_dump: Option<SkbDump>,
     /// `--summary`: drops by reason and function, and totals, at exit.
@@ -93,6 +95,7 @@ impl OutputOptions {
             limit_lines: settings.limit_lines,
             // Typed from BTF by the tracer.
             skb_metadata: Vec::new(),
+            xdp_metadata: Vec::new(),
             skb_dump: None,
             summary: settings.summary,
             journey: settings.journey,

@@ -408,6 +408,43 @@ fn skb_metadata_follows_func_and_caller_in_table_only() {
     assert!(!out.format_event(&ev, &[]).unwrap().contains("skb->"));
 }
 
+/// `--output-xdp-metadata`: XDP program events print the `xdp->` fields, skb events the
+/// `skb->` ones (none when only XDP fields were asked for).
+#[test]
+fn xdp_metadata_prints_on_xdp_events_only() {
+    let field = |name: &str| FieldPath {
+        text: name.to_string(),
+        derefs: Vec::new(),
+        field: Field {
+            offset_bits: 0,
+            size_bytes: 4,
+            bitfield: None,
+        },
+        kind: ScalarKind::Unsigned,
+    };
+    let opts = |skb: Vec<FieldPath>| OutputOptions {
+        skb_metadata: skb,
+        xdp_metadata: vec![field("xdp->rxq->queue_index"), field("xdp->frame_sz")],
+        ..OutputOptions::default()
+    };
+    let mut xdp = event(0xffffffff81a00000, None, None);
+    xdp.kind = EventKind::Xdp;
+    xdp.set(Some(SkbMetadata([3, 4096, 0, 0])));
+    let mut skb = event(0xffffffff81a00000, None, None);
+    skb.set(Some(SkbMetadata([7, 0, 0, 0])));
+    let (mut out, _) = output(opts(Vec::new()));
+    let line = out.format_event(&xdp, &[]).unwrap();
+    assert!(
+        line.ends_with("(xdp) xdp->rxq->queue_index=3 xdp->frame_sz=4096\n"),
+        "{line}"
+    );
+    let line = out.format_event(&skb, &[]).unwrap();
+    assert!(line.ends_with("nf_hook_slow\n"), "{line}");
+    let (mut out, _) = output(opts(vec![field("skb->hash")]));
+    let line = out.format_event(&skb, &[]).unwrap();
+    assert!(line.ends_with("nf_hook_slow skb->hash=7\n"), "{line}");
+}
+
 #[test]
 fn dumps_follow_the_line_and_have_their_json_keys() {
     let mut ev = event(0xffffffff81a00000, None, None);

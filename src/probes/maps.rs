@@ -178,6 +178,26 @@ pub const TC_MATCHED: &MapDef = &MapDef {
     max_entries: 1,
 };
 
+/// `--filter-trace-xdp`: per CPU, the `xdp_buff` (`u64`) the fentry program on an XDP
+/// program matched, for its fexit half (as [`TC_MATCHED`] for tc programs).
+pub const XDP_MATCHED: &MapDef = &MapDef {
+    name: "xdp_matched",
+    kind: MapKind::PerCpuArray,
+    key_size: 4,
+    value_size: 8,
+    max_entries: 1,
+};
+
+/// `--filter-track-skb` with `--filter-trace-xdp`: `data_hard_start` (`u64`) of the XDP
+/// buffers that matched -> 1 (`u32`); the skb built from one (its `head`) is tracked.
+pub const XDP_HEADS: &MapDef = &MapDef {
+    name: "xdp_heads",
+    kind: MapKind::Hash,
+    key_size: 8,
+    value_size: 4,
+    max_entries: 1024,
+};
+
 impl MapDef {
     /// The same map with values of `value_size` bytes.
     pub const fn with_value_size(self, value_size: u32) -> MapDef {
@@ -186,7 +206,7 @@ impl MapDef {
 }
 
 /// Every map a probe program may reference.
-pub const ALL: [&MapDef; 10] = [
+pub const ALL: [&MapDef; 12] = [
     EVENTS,
     LOST,
     TRACKED_SKBS,
@@ -196,6 +216,8 @@ pub const ALL: [&MapDef; 10] = [
     STACKS,
     RECORD_SCRATCH,
     TC_MATCHED,
+    XDP_MATCHED,
+    XDP_HEADS,
     CLONE_PARENTS,
 ];
 

@@ -23,6 +23,9 @@ pub use tunnel::TunnelFilters;
 
 /// `RTAX_MTU - 1`: index of the MTU metric in a dst's metrics array (u32 each).
 const RTAX_MTU_INDEX: i32 = 1;
+/// Ethernet header bytes, and the 802.1Q EtherType (the XDP view, [`Gen::xdp_view`]).
+const ETH_HLEN: i32 = 14;
+const ETH_P_8021Q: u16 = 0x8100;
 /// Packet bytes the filter reads in one `bpf_probe_read_kernel`.
 const FILTER_WINDOW: u16 = 96;
 
@@ -63,6 +66,55 @@ pub enum Attachment {
     /// skb, with the verdict. `prog_id` names the traced program in events
     /// ([`super::event::bpf_prog_probe_addr`]).
     TcProgram { prog_id: u32, exit: bool },
+    /// fentry or fexit on an XDP BPF program, like [`Attachment::TcProgram`]: the first
+    /// argument is its `struct xdp_md *`, which is the kernel's `struct xdp_buff *`. The
+    /// probe sees the buffer through an skb-shaped view ([`Gen::xdp_view`]): the packet
+    /// `data..data_end` at L2, the device `rxq->dev`; the mark filter, `--filter-skb-expr`
+    /// and the skb trackers do not apply, `--filter-xdp-expr` does (map `xdp_matched`).
+    XdpProgram { prog_id: u32, exit: bool },
+}
+
+/// The kinds of BPF programs traced with fentry/fexit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BpfProgKind {
+    /// tc (`SCHED_CLS`) programs, `--filter-trace-tc`.
+    Tc,
+    /// XDP programs, `--filter-trace-xdp`.
+    Xdp,
+}
+
+impl BpfProgKind {
+    /// The probe attachment on program `prog_id` (fentry, or fexit when `exit`).
+    pub fn attachment(self, prog_id: u32, exit: bool) -> Attachment {
+        match self {
+            BpfProgKind::Tc => Attachment::TcProgram { prog_id, exit },
+            BpfProgKind::Xdp => Attachment::XdpProgram { prog_id, exit },
+        }
+    }
+
+    /// The per-CPU map where the fentry half leaves what it matched for the fexit half.
+    pub fn matched_map(self) -> &'static MapDef {
+        match self {
+            BpfProgKind::Tc => maps::TC_MATCHED,
+            BpfProgKind::Xdp => maps::XDP_MATCHED,
+        }
+    }
+}
+
+impl Attachment {
+    /// fentry/fexit on a BPF program: its kind, id and whether this is the fexit half.
+    pub fn bpf_program(&self) -> Option<(BpfProgKind, u32, bool)> {
+        match *self {
+            Attachment::TcProgram { prog_id, exit } => Some((BpfProgKind::Tc, prog_id, exit)),
+            Attachment::XdpProgram { prog_id, exit } => Some((BpfProgKind::Xdp, prog_id, exit)),
+            _ => None,
+        }
+    }
+
+    /// Whether the probe's subject is an `xdp_buff` rather than an skb.
+    pub fn is_xdp(&self) -> bool {
+        matches!(self, Attachment::XdpProgram { .. })
+    }
 }
 
 /// `skb_arg` of an [`Attachment::Kprobe`] on a function that takes no skb.
@@ -155,12 +207,18 @@ pub struct ProbeOptions {
     pub ifindex: Option<u32>,
     /// Keep following an skb once it matched (`--filter-track-skb`).
     pub track_skb: bool,
+    /// With `track_skb` and `--filter-trace-xdp`: the skb built from an XDP buffer that
+    /// matched is tracked too (map `xdp_heads`: the buffer's `data_hard_start`, recorded
+    /// by the fexit half, is the skb's `head`).
+    pub track_xdp: bool,
     /// `--filter-track-skb-by-stackid` (also implied by `--filter-non-skb-funcs`).
     pub track_stackid: Option<StackTracking>,
     /// The kernel has `bpf_get_func_ip` for this program type.
     pub has_get_func_ip: bool,
     /// `--filter-skb-expr`, resolved through BTF; runs after the other filters.
     pub skb_expr: Option<SkbFilter>,
+    /// `--filter-xdp-expr`: the same on the `xdp_buff` of probes on XDP programs.
+    pub xdp_expr: Option<SkbFilter>,
     /// What each event records besides its header, in emit order (`output::sections`).
     pub sections: RecordSections,
 }
@@ -176,9 +234,11 @@ impl ProbeOptions {
             netns: None,
             ifindex: None,
             track_skb: false,
+            track_xdp: false,
             track_stackid: None,
             has_get_func_ip: false,
             skb_expr: None,
+            xdp_expr: None,
             sections: RecordSections::new(),
         }
     }
@@ -272,7 +332,11 @@ struct Gen<'a> {
     o: &'a ProbeOptions,
     at: &'a Attachment,
     win: SkbWindow,
+    /// Bytes of the window (a multiple of 8).
+    win_len: u32,
     out: Label,
+    /// XDP: the skb-shaped view of the buffer is built on this (only) path.
+    view_built: bool,
 }
 
 impl<'a> Gen<'a> {
@@ -318,7 +382,9 @@ impl<'a> Gen<'a> {
                 lo,
                 stack: -SCRATCH_BYTES - len as i16,
             },
+            win_len: len,
             out,
+            view_built: false,
         })
     }
 
@@ -344,18 +410,25 @@ impl<'a> Gen<'a> {
                 ..
             }
         );
-        let tc_exit = matches!(self.at, Attachment::TcProgram { exit: true, .. });
-        let by_stack = self.o.track_stackid.filter(|_| !tc_exit).map(|st| {
-            emit_stack_identity(
-                &mut self.a,
-                self.at,
-                &self.o.arch,
-                st,
-                SLOT_STACKID,
-                SLOT_AUX,
-            );
-            self.a.named_label("by_stack")
-        });
+        let prog = self.at.bpf_program();
+        let prog_exit = matches!(prog, Some((_, _, true)));
+        let xdp = self.at.is_xdp();
+        // An xdp_buff is not an skb: no skb tracking on XDP programs.
+        let by_stack = self
+            .o
+            .track_stackid
+            .filter(|_| !prog_exit && !xdp)
+            .map(|st| {
+                emit_stack_identity(
+                    &mut self.a,
+                    self.at,
+                    &self.o.arch,
+                    st,
+                    SLOT_STACKID,
+                    SLOT_AUX,
+                );
+                self.a.named_label("by_stack")
+            });
         match self.at {
             Attachment::Kprobe {
                 skb_arg: NON_SKB, ..
@@ -382,49 +455,57 @@ impl<'a> Gen<'a> {
                 bpf!(into &mut self.a; r7 = *(u64 *)(r6 + arg););
             }
             Attachment::SkbContext => bpf!(into &mut self.a; r7 = r6;),
-            Attachment::TcProgram { .. } => bpf!(into &mut self.a; r7 = *(u64 *)(r6 + 0);),
+            Attachment::TcProgram { .. } | Attachment::XdpProgram { .. } => {
+                bpf!(into &mut self.a; r7 = *(u64 *)(r6 + 0););
+            }
         }
         let pre = self.span(&self.pre_filter_fields());
         let post = self.span(&self.post_filter_fields());
         let emit_event = self.a.named_label("emit");
-        if tc_exit {
+        if let Some((kind, _, true)) = prog {
             // The skb the fentry half matched on this CPU, once: no filters, no tracking.
             bpf!(into &mut self.a;
                 if r7 == 0 goto (out);
                 *(u32 *)(r10 + SLOT_VALUE) = 0;
             );
-            lookup(&mut self.a, maps::TC_MATCHED, SLOT_VALUE);
+            lookup(&mut self.a, kind.matched_map(), SLOT_VALUE);
             bpf!(into &mut self.a;
                 if r0 == 0 goto (out);
                 r1 = *(u64 *)(r0 + 0);
                 if r1 != r7 goto (out);
                 *(u64 *)(r0 + 0) = 0;
             );
+            if xdp && self.o.track_skb && self.o.track_xdp {
+                self.record_xdp_head()?;
+            }
             self.unfiltered_skb(post)?;
         }
         // A non-skb function has no skb of its own to filter: only the stack's.
-        if !non_skb && !tc_exit {
+        if !non_skb && !prog_exit {
             bpf!(into &mut self.a; if r7 == 0 goto (out););
 
             // The non-matching path reads only what the filters need: the skb fields of the
             // mark and pcap filters, then the packet window, then out. The fields the device
             // filters and the event need are read once those filters passed.
-            let tracked = self.o.track_skb.then(|| self.a.named_label("tracked"));
+            let tracked = (self.o.track_skb && !xdp).then(|| self.a.named_label("tracked"));
             if let Some(tracked) = tracked {
                 bpf!(into &mut self.a; *(u64 *)(r10 + SLOT_KEY) = r7;);
                 lookup(&mut self.a, maps::TRACKED_SKBS, SLOT_KEY);
                 bpf!(into &mut self.a; if r0 != 0 goto (tracked););
+                if self.o.track_xdp {
+                    self.track_from_xdp(tracked);
+                }
             }
             if let Some(by_stack) = by_stack {
                 lookup(&mut self.a, maps::STACKID_SKB, SLOT_STACKID);
                 bpf!(into &mut self.a; if r0 != 0 goto (by_stack););
             }
             if let Some(range) = pre {
-                self.read_skb(range);
+                self.read_skb(range)?;
             }
             self.pre_filters()?;
             for range in subtract(post, pre) {
-                self.read_skb(range);
+                self.read_skb(range)?;
             }
             self.post_filters()?;
             if tracked.is_some() {
@@ -456,11 +537,11 @@ impl<'a> Gen<'a> {
             self.unfiltered_skb(post)?;
         }
         bpf!(into &mut self.a; (emit_event):);
-        if let Attachment::TcProgram { exit: false, .. } = self.at {
+        if let Some((kind, _, false)) = prog {
             // For the fexit half: this CPU's program run is on this skb.
             let skip = self.a.label();
             bpf!(into &mut self.a; *(u32 *)(r10 + SLOT_VALUE) = 0;);
-            lookup(&mut self.a, maps::TC_MATCHED, SLOT_VALUE);
+            lookup(&mut self.a, kind.matched_map(), SLOT_VALUE);
             bpf!(into &mut self.a;
                 if r0 == 0 goto (skip);
                 *(u64 *)(r0 + 0) = r7;
@@ -474,6 +555,59 @@ impl<'a> Gen<'a> {
             exit;
         );
         Ok(self.a.finish()?)
+    }
+
+    /// An skb built from a matched XDP buffer (its `head` in `xdp_heads`) becomes tracked:
+    /// the entry moves to `tracked_skbs` and the skb takes the tracked path.
+    fn track_from_xdp(&mut self, tracked: Label) {
+        let head = self.l.sk_buff.head.offset_bytes();
+        let miss = self.a.label();
+        bpf!(into &mut self.a;
+            r3 = r7;
+            r3 += head;
+            r1 = r10;
+            r1 += SLOT_KEY;
+            r2 = 8;
+            call probe_read_kernel;
+            if r0 != 0 goto (miss);
+        );
+        lookup(&mut self.a, maps::XDP_HEADS, SLOT_KEY);
+        bpf!(into &mut self.a; if r0 == 0 goto (miss););
+        delete_elem(&mut self.a, maps::XDP_HEADS, SLOT_KEY);
+        bpf!(into &mut self.a;
+            *(u64 *)(r10 + SLOT_KEY) = r7;
+            *(u32 *)(r10 + SLOT_VALUE) = 1;
+        );
+        update_elem(&mut self.a, maps::TRACKED_SKBS, SLOT_KEY, SLOT_VALUE);
+        bpf!(into &mut self.a;
+            goto (tracked);
+          (miss):
+        );
+    }
+
+    /// fexit on an XDP program, for a buffer its fentry half matched: records its
+    /// `data_hard_start` in `xdp_heads` (see [`Gen::track_from_xdp`]).
+    fn record_xdp_head(&mut self) -> Result<(), ProbeError> {
+        let Some(x) = &self.l.xdp_buff else {
+            return Err(ProbeError::Unsupported(
+                "tracing XDP programs: no struct xdp_buff in the kernel BTF",
+            ));
+        };
+        let dhs = x.data_hard_start.offset_bytes();
+        let skip = self.a.label();
+        bpf!(into &mut self.a;
+            r3 = r7;
+            r3 += dhs;
+            r1 = r10;
+            r1 += SLOT_KEY;
+            r2 = 8;
+            call probe_read_kernel;
+            if r0 != 0 goto (skip);
+            *(u32 *)(r10 + SLOT_VALUE) = 1;
+        );
+        update_elem(&mut self.a, maps::XDP_HEADS, SLOT_KEY, SLOT_VALUE);
+        bpf!(into &mut self.a; (skip):);
+        Ok(())
     }
 
     /// Records `stack identity <-> r7` (pwru's handle_everything): drops the skb's mapping
@@ -500,7 +634,7 @@ impl<'a> Gen<'a> {
     /// needs before its event: the skb fields read after the filters, and its device facts.
     fn unfiltered_skb(&mut self, post: Option<(u32, u32)>) -> Result<(), ProbeError> {
         if let Some(range) = post {
-            self.read_skb(range);
+            self.read_skb(range)?;
         }
         if self.o.device_facts() {
             self.device_meta()?;
@@ -512,7 +646,7 @@ impl<'a> Gen<'a> {
     fn pre_filter_fields(&self) -> Vec<Field> {
         let s = &self.l.sk_buff;
         let mut f = Vec::new();
-        if self.o.mark.is_some() {
+        if self.mark_filter().is_some() {
             f.push(s.mark);
         }
         if self.o.filter.is_some() {
@@ -536,6 +670,20 @@ impl<'a> Gen<'a> {
             f.extend(s.skb_refdst);
         }
         f
+    }
+
+    /// `--filter-mark`, where the subject has a mark (not on XDP programs, as pwru).
+    fn mark_filter(&self) -> Option<(u32, u32)> {
+        self.o.mark.filter(|_| !self.at.is_xdp())
+    }
+
+    /// The BTF expression filter for the subject: `--filter-xdp-expr` on XDP programs,
+    /// `--filter-skb-expr` elsewhere.
+    fn expr_filter(&self) -> Option<&'a SkbFilter> {
+        match self.at.is_xdp() {
+            true => self.o.xdp_expr.as_ref(),
+            false => self.o.skb_expr.as_ref(),
+        }
     }
 
     /// Whether a pcap filter tests the interface (`ifindex N`): the device facts are
@@ -568,7 +716,15 @@ impl<'a> Gen<'a> {
     }
 
     /// Copies `sk_buff` bytes `[lo, hi)` to their place in the stack window; out on failure.
-    fn read_skb(&mut self, (lo, hi): (u32, u32)) {
+    /// On an XDP program the first read builds the whole view instead ([`Gen::xdp_view`]).
+    fn read_skb(&mut self, (lo, hi): (u32, u32)) -> Result<(), ProbeError> {
+        if self.at.is_xdp() {
+            if !self.view_built {
+                self.view_built = true;
+                self.xdp_view()?;
+            }
+            return Ok(());
+        }
         let out = self.out;
         let stack = self.win.stack + (lo - self.win.lo) as i16;
         let len = hi - lo;
@@ -581,12 +737,98 @@ impl<'a> Gen<'a> {
             call probe_read_kernel;
             if r0 != 0 goto (out);
         );
+        Ok(())
+    }
+
+    /// The skb-shaped view of the `xdp_buff` in r7, in the skb window, so that the filters
+    /// and the record sections read an XDP packet as they read an skb: `head` = `data`,
+    /// `mac_header` 0 and `mac_len` 14 (the pcap filter runs at L2), `network_header` 14
+    /// (18 after an 802.1Q tag), `tail` = `len` = `data_end - data` (all of it linear),
+    /// `protocol` the frame's EtherType, `dev` = `rxq->dev`; the rest zero (no mark,
+    /// socket, route or inner headers; `pkt_type` `PACKET_HOST`). Out when the buffer
+    /// cannot be read.
+    fn xdp_view(&mut self) -> Result<(), ProbeError> {
+        let out = self.out;
+        let Some(x) = self.l.xdp_buff.clone() else {
+            return Err(ProbeError::Unsupported(
+                "tracing XDP programs: no struct xdp_buff in the kernel BTF",
+            ));
+        };
+        let s = self.l.sk_buff.clone();
+        for at in (0..self.win_len).step_by(8) {
+            let at = self.win.stack + at as i16;
+            bpf!(into &mut self.a; *(u64 *)(r10 + at) = 0;);
+        }
+        // The buffer's pointers, copied just below the window (the filters' area, free
+        // until they run).
+        let fields = [x.data, x.data_end, x.rxq];
+        let lo = fields.iter().map(|f| f.offset_bytes()).min().unwrap_or(0);
+        let hi = fields
+            .iter()
+            .map(|f| f.offset_bytes() + f.size_bytes)
+            .max()
+            .unwrap_or(0);
+        let len = (hi - lo + 7) & !7;
+        let buf = self.win.stack - len as i16;
+        let at = |f: &Field| buf + (f.offset_bytes() - lo) as i16;
+        let [data_at, data_end_at, rxq_at] = fields.map(|f| at(&f));
+        let (head, head_at) = self.window(&s.head)?;
+        let (tail, tail_at) = self.window(&s.tail)?;
+        let (skb_len, len_at) = self.window(&s.len)?;
+        let (mac_len, mac_len_at) = self.window(&s.mac_len)?;
+        let (nh, nh_at) = self.window(&s.network_header)?;
+        let (proto, proto_at) = self.window(&s.protocol)?;
+        let (_, dev_at) = self.window(&s.dev)?;
+        let vlan = i32::from(u16::from_ne_bytes(ETH_P_8021Q.to_be_bytes()));
+        let [no_type, untagged, no_dev] = [(); 3].map(|_| self.a.label());
+        bpf!(into &mut self.a;
+            r3 = r7;
+            r3 += lo;
+            r1 = r10;
+            r1 += buf;
+            r2 = len;
+            call probe_read_kernel;
+            if r0 != 0 goto (out);
+            r1 = *(u64 *)(r10 + data_at);
+            *(head *)(r10 + head_at) = r1;
+            r2 = *(u64 *)(r10 + data_end_at);
+            r2 -= r1;
+            *(tail *)(r10 + tail_at) = r2;
+            *(skb_len *)(r10 + len_at) = r2;
+            *(mac_len *)(r10 + mac_len_at) = ETH_HLEN;
+            *(nh *)(r10 + nh_at) = ETH_HLEN;
+            // EtherType, and the one behind an 802.1Q tag (bytes 12..18)
+            r3 = r1;
+            r3 += 12;
+            r1 = r10;
+            r1 += SLOT_KEY;
+            r2 = 6;
+            call probe_read_kernel;
+            if r0 != 0 goto (no_type);
+            r1 = *(u16 *)(r10 + SLOT_KEY);
+            if r1 != vlan goto (untagged);
+            r1 = *(u16 *)(r10 + (SLOT_KEY + 4));
+            *(nh *)(r10 + nh_at) = (ETH_HLEN + 4);
+          (untagged):
+            *(proto *)(r10 + proto_at) = r1;
+          (no_type):
+            // dev = rxq->dev
+            r3 = *(u64 *)(r10 + rxq_at);
+            if r3 == 0 goto (no_dev);
+            r3 += (x.rxq_dev.offset_bytes());
+            r1 = r10;
+            r1 += dev_at;
+            r2 = 8;
+            call probe_read_kernel;
+          (no_dev):
+        );
+        Ok(())
     }
 
     /// mark and pcap filters: a failing test jumps to `out`.
     fn pre_filters(&mut self) -> Result<(), ProbeError> {
         let out = self.out;
-        if let Some((mark, mask)) = self.o.mark {
+        if let Some((mark, mask)) = self.mark_filter() {
             let (mark_ty, mark_at) = self.window(&self.l.sk_buff.mark)?;
             bpf!(into &mut self.a;
                 r1 = *(mark_ty *)(r10 + mark_at);
@@ -625,7 +867,7 @@ impl<'a> Gen<'a> {
                 if w1 != ifindex goto (out);
             );
         }
-        if let Some(expr) = &self.o.skb_expr {
+        if let Some(expr) = self.expr_filter() {
             skb_expr::emit_filter(&mut self.a, expr, R7, SLOT_KEY, out);
         }
         Ok(())
@@ -961,7 +1203,10 @@ pub fn emit_stack_identity(
             *(u64 *)(r10 + slot) = r1;
         ),
         // A pointer cannot be masked; reading its spilled copy back gives its value.
-        Attachment::Tracepoint { .. } | Attachment::TcProgram { .. } | Attachment::SkbContext => {
+        Attachment::Tracepoint { .. }
+        | Attachment::TcProgram { .. }
+        | Attachment::XdpProgram { .. }
+        | Attachment::SkbContext => {
             let on_stack = if *at == Attachment::SkbContext {
                 R10
             } else {
@@ -1054,7 +1299,9 @@ pub fn build_untrack_with(
         }
         // r1 is the skb already.
         Attachment::SkbContext => {}
-        Attachment::TcProgram { .. } => bpf!(into a; r1 = *(u64 *)(r1 + 0);),
+        Attachment::TcProgram { .. } | Attachment::XdpProgram { .. } => {
+            bpf!(into a; r1 = *(u64 *)(r1 + 0););
+        }
     }
     bpf!(into a;
         if r1 == 0 goto (out);
@@ -1183,4 +1430,72 @@ pub fn build_clone_return(regs: &PtRegsLayout, clone_parents: bool) -> Result<Pr
         exit;
     );
     Ok(asm.finish()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::btf::{KernelBtf, Kmods, SYS_VMLINUX_BTF};
+
+    #[test]
+    fn bpf_program_kinds_name_their_attachment_and_matched_map() {
+        let table = [
+            (BpfProgKind::Tc, false, maps::TC_MATCHED.name),
+            (BpfProgKind::Xdp, true, maps::XDP_MATCHED.name),
+        ];
+        for (kind, xdp, map) in table {
+            for exit in [false, true] {
+                let at = kind.attachment(7, exit);
+                assert_eq!(at.bpf_program(), Some((kind, 7, exit)), "{at:?}");
+                assert_eq!(at.is_xdp(), xdp, "{at:?}");
+            }
+            assert_eq!(kind.matched_map().name, map);
+        }
+        assert_eq!(Attachment::SkbContext.bpf_program(), None);
+        assert!(!Attachment::SkbContext.is_xdp());
+    }
+
+    /// On XDP programs the mark filter and `--filter-skb-expr` leave the program as it is;
+    /// `--filter-xdp-expr` changes it (and only there); without `xdp_buff` in BTF the XDP
+    /// probe is refused with a reason.
+    #[test]
+    fn xdp_probes_take_the_xdp_expression_and_no_skb_only_filter() {
+        if !std::path::Path::new(SYS_VMLINUX_BTF).exists() {
+            eprintln!("skipped: no {SYS_VMLINUX_BTF}");
+            return;
+        }
+        let btf = KernelBtf::open_system(&Kmods::None).expect("system BTF opens");
+        let layout = SkbLayout::resolve(&btf).expect("layout");
+        let arch = ArchFacts::resolve(&btf).expect("arch facts");
+        let base = ProbeOptions {
+            filter: crate::pcapc::parse("udp").expect("parses"),
+            ..ProbeOptions::new(arch)
+        };
+        let expr = |root, text| Some(skb_expr::compile_filter(&btf, root, text).unwrap());
+        let skb_only = ProbeOptions {
+            mark: Some((1, 0xff)),
+            skb_expr: expr(skb_expr::SKB, "skb->len > 1"),
+            ..base.clone()
+        };
+        let with_xdp_expr = ProbeOptions {
+            xdp_expr: expr(skb_expr::XDP, "xdp->rxq->queue_index == 1"),
+            ..base.clone()
+        };
+        for exit in [false, true] {
+            let at = BpfProgKind::Xdp.attachment(3, exit);
+            let insns = |o: &ProbeOptions| build(&layout, o, &at).unwrap().insns;
+            assert_eq!(insns(&base), insns(&skb_only), "exit {exit}");
+            // fexit reports what fentry matched: no filters there.
+            assert_eq!(insns(&base) != insns(&with_xdp_expr), !exit, "exit {exit}");
+            let tc = Attachment::TcProgram { prog_id: 3, exit };
+            let tc_insns = |o: &ProbeOptions| build(&layout, o, &tc).unwrap().insns;
+            assert_eq!(tc_insns(&base), tc_insns(&with_xdp_expr), "exit {exit}");
+        }
+        let no_xdp = SkbLayout {
+            xdp_buff: None,
+            ..layout.clone()
+        };
+        let err = build(&no_xdp, &base, &BpfProgKind::Xdp.attachment(3, false)).unwrap_err();
+        assert!(err.to_string().contains("xdp_buff"), "{err}");
+    }
 }

@@ -344,6 +344,7 @@ fn header(a: &mut Asm, env: &RecordEnv<'_>) -> u16 {
         Attachment::Tracepoint { .. } => (EventKind::Tracepoint, FLAG_ARGS),
         Attachment::SkbContext => (EventKind::Tracepoint, 0),
         Attachment::TcProgram { .. } => (EventKind::Tc, 0),
+        Attachment::XdpProgram { .. } => (EventKind::Xdp, 0),
     };
     let kind = kind as u16;
     bpf!(into a;
@@ -416,7 +417,7 @@ fn header(a: &mut Asm, env: &RecordEnv<'_>) -> u16 {
         }
         // probe_addr stays 0: the record was zeroed.
         Attachment::SkbContext => {}
-        Attachment::TcProgram { prog_id, exit } => {
+        Attachment::TcProgram { prog_id, exit } | Attachment::XdpProgram { prog_id, exit } => {
             let addr = i128::from(bpf_prog_probe_addr(*prog_id));
             bpf!(into a;
                 r1 = addr ll;

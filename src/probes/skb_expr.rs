@@ -1,6 +1,7 @@
-//! `--filter-skb-expr` and `--output-skb-metadata`: a small C-like expression language on
-//! `skb` fields (`skb->dev->ifindex == 9 && skb->mark & 0xff != 0`), resolved through BTF
-//! and compiled to chains of `bpf_probe_read_kernel` reads plus comparisons.
+//! `--filter-skb-expr` and `--output-skb-metadata` (and their XDP twins on `xdp`): a small
+//! C-like expression language on the fields of a root struct (`skb->dev->ifindex == 9 &&
+//! skb->mark & 0xff != 0`), resolved through BTF and compiled to chains of
+//! `bpf_probe_read_kernel` reads plus comparisons.
 
 use nom::branch::alt;
 use nom::bytes::complete::{tag, take_while, take_while1};
@@ -14,9 +15,28 @@ use crate::asm::{Asm, Cond, Label, Reg, Size};
 use crate::bpf;
 use crate::btf::{split_path, FieldPath, KernelBtf, PathError, ScalarKind};
 
-/// The struct the expression's root pointer points to, and the root's name.
-const ROOT_STRUCT: &str = "sk_buff";
-const ROOT_NAME: &str = "skb";
+/// What an expression's root names: its name in the text, the struct it points to, and
+/// the flags taking expressions on it (for messages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExprRoot {
+    pub name: &'static str,
+    pub btf_struct: &'static str,
+    pub metadata_flag: &'static str,
+}
+
+/// `skb`: `--filter-skb-expr`, `--output-skb-metadata`.
+pub const SKB: ExprRoot = ExprRoot {
+    name: "skb",
+    btf_struct: "sk_buff",
+    metadata_flag: "--output-skb-metadata",
+};
+
+/// `xdp`, an XDP program's `xdp_buff`: `--filter-xdp-expr`, `--output-xdp-metadata`.
+pub const XDP: ExprRoot = ExprRoot {
+    name: "xdp",
+    btf_struct: "xdp_buff",
+    metadata_flag: "--output-xdp-metadata",
+};
 /// Most fields `--output-skb-metadata` records.
 pub const MAX_METADATA: usize = 4;
 
@@ -55,15 +75,15 @@ pub type SkbFilter = SkbExpr<FieldPath>;
 #[derive(Debug, thiserror::Error)]
 pub enum SkbExprError {
     #[error(
-        "cannot parse skb expression `{expr}` at `{rest}` (expected e.g. `skb->dev->ifindex == 9`)"
+        "cannot parse expression `{expr}` at `{rest}` (expected e.g. `skb->dev->ifindex == 9`)"
     )]
     Syntax { expr: String, rest: String },
-    #[error("`{path}`: expressions start at `skb` (e.g. `skb->len`)")]
-    Root { path: String },
+    #[error("`{path}`: expressions start at `{root}` (e.g. `{root}->len`)")]
+    Root { path: String, root: &'static str },
     #[error("malformed field path `{path}` (expected e.g. `skb->dev->ifindex`)")]
     BadPath { path: String },
-    #[error("at most {MAX_METADATA} --output-skb-metadata fields, got {0}")]
-    TooManyFields(usize),
+    #[error("at most {MAX_METADATA} {flag} fields, got {got}")]
+    TooManyFields { flag: &'static str, got: usize },
     #[error(transparent)]
     Path(#[from] PathError),
 }
@@ -187,36 +207,40 @@ pub fn parse(text: &str) -> Result<SkbExpr<String>, SkbExprError> {
     }
 }
 
-/// Resolves one `skb->...` field path through BTF.
-pub fn resolve_field(btf: &KernelBtf, text: &str) -> Result<FieldPath, SkbExprError> {
+/// Resolves one `skb->...` (`root`) field path through BTF.
+pub fn resolve_field(
+    btf: &KernelBtf,
+    root_of: ExprRoot,
+    text: &str,
+) -> Result<FieldPath, SkbExprError> {
     let text = text.trim();
     let (root, segments) = split_path(text).ok_or_else(|| SkbExprError::BadPath {
         path: text.to_string(),
     })?;
-    if root != ROOT_NAME {
+    if root != root_of.name {
         return Err(SkbExprError::Root {
             path: text.to_string(),
+            root: root_of.name,
         });
     }
-    Ok(btf.resolve_path(ROOT_STRUCT, &segments, text)?)
+    Ok(btf.resolve_path(root_of.btf_struct, &segments, text)?)
 }
 
 impl SkbExpr<String> {
-    /// Resolves every field through BTF.
-    pub fn resolve(&self, btf: &KernelBtf) -> Result<SkbFilter, SkbExprError> {
+    /// Resolves every field through BTF, from `root`.
+    pub fn resolve(&self, btf: &KernelBtf, root: ExprRoot) -> Result<SkbFilter, SkbExprError> {
+        let sub = |e: &SkbExpr<String>| e.resolve(btf, root).map(Box::new);
         Ok(match self {
-            SkbExpr::Or(l, r) => SkbExpr::Or(Box::new(l.resolve(btf)?), Box::new(r.resolve(btf)?)),
-            SkbExpr::And(l, r) => {
-                SkbExpr::And(Box::new(l.resolve(btf)?), Box::new(r.resolve(btf)?))
-            }
-            SkbExpr::Not(e) => SkbExpr::Not(Box::new(e.resolve(btf)?)),
+            SkbExpr::Or(l, r) => SkbExpr::Or(sub(l)?, sub(r)?),
+            SkbExpr::And(l, r) => SkbExpr::And(sub(l)?, sub(r)?),
+            SkbExpr::Not(e) => SkbExpr::Not(sub(e)?),
             SkbExpr::Cmp {
                 field,
                 mask,
                 op,
                 value,
             } => SkbExpr::Cmp {
-                field: resolve_field(btf, field)?,
+                field: resolve_field(btf, root, field)?,
                 mask: *mask,
                 op: *op,
                 value: *value,
@@ -225,22 +249,33 @@ impl SkbExpr<String> {
     }
 }
 
-/// Parses and resolves `--filter-skb-expr`.
-pub fn compile_filter(btf: &KernelBtf, text: &str) -> Result<SkbFilter, SkbExprError> {
-    parse(text)?.resolve(btf)
+/// Parses and resolves `--filter-skb-expr` (`root` [`SKB`]) or `--filter-xdp-expr` ([`XDP`]).
+pub fn compile_filter(
+    btf: &KernelBtf,
+    root: ExprRoot,
+    text: &str,
+) -> Result<SkbFilter, SkbExprError> {
+    parse(text)?.resolve(btf, root)
 }
 
-/// Resolves the `--output-skb-metadata` fields (at most [`MAX_METADATA`]; blank
-/// entries, e.g. from `--output-skb-metadata ''`, are skipped).
+/// Resolves the `--output-skb-metadata` (`--output-xdp-metadata`) fields of `root` (at
+/// most [`MAX_METADATA`]; blank entries, e.g. from `--output-skb-metadata ''`, are skipped).
 pub fn compile_metadata(
     btf: &KernelBtf,
+    root: ExprRoot,
     fields: &[String],
 ) -> Result<Vec<FieldPath>, SkbExprError> {
     let fields: Vec<&String> = fields.iter().filter(|f| !f.trim().is_empty()).collect();
     if fields.len() > MAX_METADATA {
-        return Err(SkbExprError::TooManyFields(fields.len()));
+        return Err(SkbExprError::TooManyFields {
+            flag: root.metadata_flag,
+            got: fields.len(),
+        });
     }
-    fields.into_iter().map(|f| resolve_field(btf, f)).collect()
+    fields
+        .into_iter()
+        .map(|f| resolve_field(btf, root, f))
+        .collect()
 }
 
 /// Emits code leaving `path`'s value (zero- or sign-extended to 64 bits) in r1, reading
@@ -501,7 +536,7 @@ mod tests {
     fn resolves_paths_through_the_running_kernels_btf() {
         let Some(btf) = system_btf() else { return };
         let len = btf.member("sk_buff", "len").unwrap();
-        let p = resolve_field(&btf, "skb->len").unwrap();
+        let p = resolve_field(&btf, SKB, "skb->len").unwrap();
         assert_eq!(
             (p.derefs.clone(), p.field, p.kind),
             (vec![], len, ScalarKind::Unsigned)
@@ -509,25 +544,25 @@ mod tests {
 
         let dev = btf.member("sk_buff", "dev").unwrap();
         let ifindex = btf.member("net_device", "ifindex").unwrap();
-        let p = resolve_field(&btf, "skb->dev->ifindex").unwrap();
+        let p = resolve_field(&btf, SKB, "skb->dev->ifindex").unwrap();
         assert_eq!(p.derefs, vec![dev.offset_bytes()]);
         assert_eq!(p.field, ifindex);
         assert_eq!(p.kind, ScalarKind::Signed, "ifindex is an int");
 
         // Anonymous unions and a bitfield.
-        let p = resolve_field(&btf, "skb->pkt_type").unwrap();
+        let p = resolve_field(&btf, SKB, "skb->pkt_type").unwrap();
         assert!(p.field.bitfield.is_some());
         assert_eq!(p.field, btf.member("sk_buff", "pkt_type").unwrap());
 
         // `.` into an embedded struct, then `->` through a pointer.
-        let p = resolve_field(&btf, "skb->sk->__sk_common.skc_family").unwrap();
+        let p = resolve_field(&btf, SKB, "skb->sk->__sk_common.skc_family").unwrap();
         assert_eq!(
             p.derefs,
             vec![btf.member("sk_buff", "sk").unwrap().offset_bytes()]
         );
         assert_eq!(p.field.size_bytes, 2);
 
-        let p = resolve_field(&btf, "skb->dev").unwrap();
+        let p = resolve_field(&btf, SKB, "skb->dev").unwrap();
         assert_eq!((p.kind, p.field.size_bytes), (ScalarKind::Pointer, 8));
     }
 
@@ -544,14 +579,42 @@ mod tests {
             ("skb->", "malformed field path"),
         ];
         for (text, want) in table {
-            let err = resolve_field(&btf, text).unwrap_err().to_string();
+            let err = resolve_field(&btf, SKB, text).unwrap_err().to_string();
             assert!(err.contains(want), "{text}: {err}");
         }
         let too_many: Vec<String> = (0..5).map(|_| "skb->len".to_string()).collect();
-        assert!(compile_metadata(&btf, &too_many).is_err());
+        let err = compile_metadata(&btf, SKB, &too_many)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("at most 4 --output-skb-metadata fields"),
+            "{err}"
+        );
         let blank = vec![String::new(), "skb->mark".to_string(), " ".to_string()];
-        assert_eq!(compile_metadata(&btf, &blank).unwrap().len(), 1);
-        assert!(compile_filter(&btf, "skb->dev->ifindex == 1 && skb->len > 0").is_ok());
+        assert_eq!(compile_metadata(&btf, SKB, &blank).unwrap().len(), 1);
+        assert!(compile_filter(&btf, SKB, "skb->dev->ifindex == 1 && skb->len > 0").is_ok());
+    }
+
+    #[test]
+    fn xdp_paths_start_at_xdp_and_resolve_in_xdp_buff() {
+        let Some(btf) = system_btf() else { return };
+        let rxq = btf.member("xdp_buff", "rxq").unwrap();
+        let dev = btf.member("xdp_rxq_info", "dev").unwrap();
+        let p = resolve_field(&btf, XDP, "xdp->rxq->dev->ifindex").unwrap();
+        assert_eq!(p.derefs, vec![rxq.offset_bytes(), dev.offset_bytes()]);
+        assert_eq!(p.field, btf.member("net_device", "ifindex").unwrap());
+        let p = resolve_field(&btf, XDP, "xdp->rxq->queue_index").unwrap();
+        assert_eq!(p.field, btf.member("xdp_rxq_info", "queue_index").unwrap());
+        let err = resolve_field(&btf, XDP, "skb->len")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("start at `xdp`"), "{err}");
+        let too_many: Vec<String> = (0..5).map(|_| "xdp->frame_sz".to_string()).collect();
+        let err = compile_metadata(&btf, XDP, &too_many)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--output-xdp-metadata"), "{err}");
+        assert!(compile_filter(&btf, XDP, "xdp->rxq->dev->ifindex == 9").is_ok());
     }
 
     mod interpreted {

@@ -11,7 +11,9 @@ use crate::output::sections::skb_dump::{self, SkbDump};
 use crate::output::{sections, OutputOptions};
 use crate::pcapc::ast::Expr;
 use crate::pcapc::compile::{check, CompileError, FilterEnv, LinkType};
-use crate::probes::{maps, record, skb_expr, MapOp, ProbeOptions, StackTracking, TunnelFilters};
+use crate::probes::{
+    maps, record, skb_expr, BpfProgKind, MapOp, ProbeOptions, StackTracking, TunnelFilters,
+};
 use crate::settings::{FilterSettings, NetnsSpec, OutputSettings, TraceSettings};
 
 /// A run's pcap filters, parsed: the filter (`None`: every packet) and the tunnel filters.
@@ -68,11 +70,20 @@ pub fn probe_options(
         netns: f.netns.as_ref().map(host::netns_inode).transpose()?,
         ifindex: ifindex_filter(f)?,
         track_skb: f.track_skb,
+        track_xdp: f.track_skb && f.trace_xdp,
         track_stackid: f.track_by_stackid.then(|| stack_tracking(btf)),
         has_get_func_ip: backend.supports(Feature::FuncIp)
             && load::func_ip_available().unwrap_or(false),
         skb_expr: match &f.skb_expr {
-            Some(text) => Some(skb_expr::compile_filter(btf, text).context("--filter-skb-expr")?),
+            Some(text) => Some(
+                skb_expr::compile_filter(btf, skb_expr::SKB, text).context("--filter-skb-expr")?,
+            ),
+            None => None,
+        },
+        xdp_expr: match &f.xdp_expr {
+            Some(text) => Some(
+                skb_expr::compile_filter(btf, skb_expr::XDP, text).context("--filter-xdp-expr")?,
+            ),
             None => None,
         },
         sections: sections::record_sections(output),
@@ -86,8 +97,10 @@ pub fn output_options(settings: &TraceSettings, btf: &KernelBtf) -> Result<Outpu
     let out = &settings.output;
     let mut opts = OutputOptions::from_settings(out);
     opts.clone_parents = settings.records_clone_parents();
-    opts.skb_metadata =
-        skb_expr::compile_metadata(btf, &out.skb_metadata).context("--output-skb-metadata")?;
+    opts.skb_metadata = skb_expr::compile_metadata(btf, skb_expr::SKB, &out.skb_metadata)
+        .context("--output-skb-metadata")?;
+    opts.xdp_metadata = skb_expr::compile_metadata(btf, skb_expr::XDP, &out.xdp_metadata)
+        .context("--output-xdp-metadata")?;
     opts.skb_dump = skb_dump_options(out, btf)?;
     if out.bpfmap {
         opts.bpfmap = Some(
@@ -153,14 +166,20 @@ fn skb_dump_options(out: &OutputSettings, btf: &KernelBtf) -> Result<Option<SkbD
         })
 }
 
-/// The maps the programs share; `follows_clones`: the clone stash of the clone probes.
-pub fn map_specs(opts: &ProbeOptions, follows_clones: bool, trace_tc: bool) -> Vec<MapSpec> {
+/// The maps the programs share; `follows_clones`: the clone stash of the clone probes;
+/// `traced`: the kinds of BPF programs traced with fentry/fexit.
+pub fn map_specs(
+    opts: &ProbeOptions,
+    follows_clones: bool,
+    traced: &[BpfProgKind],
+) -> Vec<MapSpec> {
     let mut m = vec![maps::EVENTS, maps::LOST];
-    if trace_tc {
-        m.push(maps::TC_MATCHED);
-    }
+    m.extend(traced.iter().map(|k| k.matched_map()));
     if opts.track_skb {
         m.push(maps::TRACKED_SKBS);
+    }
+    if opts.track_xdp {
+        m.push(maps::XDP_HEADS);
     }
     if opts.track_stackid.is_some() {
         m.extend([maps::STACKID_SKB, maps::SKB_STACKID]);
@@ -257,7 +276,7 @@ mod tests {
     fn maps_follow_the_options() {
         let none = ProbeOptions::new(crate::btf::test_facts(crate::btf::KernelArch::X86_64));
         let names = |opts: &ProbeOptions, clones| -> Vec<String> {
-            map_specs(opts, clones, false)
+            map_specs(opts, clones, &[])
                 .into_iter()
                 .map(|m| m.name)
                 .collect()
@@ -292,7 +311,7 @@ mod tests {
             }),
             ..none.clone()
         };
-        let specs = map_specs(&pcap, false, false);
+        let specs = map_specs(&pcap, false, &[]);
         let scratch = specs
             .iter()
             .find(|m| m.name == maps::RECORD_SCRATCH.name)
@@ -301,13 +320,18 @@ mod tests {
         // rounded up to 8.
         assert_eq!(scratch.value_size, 8 + 216 + 16 + 104);
         assert_eq!(scratch.kind, crate::load::MapKind::PerCpuArray);
-        let tc: Vec<String> = map_specs(&none, false, true)
+        let tc: Vec<String> = map_specs(&none, false, &[BpfProgKind::Tc, BpfProgKind::Xdp])
             .into_iter()
             .map(|m| m.name)
             .collect();
         assert_eq!(
             tc,
-            [maps::EVENTS.name, maps::LOST.name, maps::TC_MATCHED.name]
+            [
+                maps::EVENTS.name,
+                maps::LOST.name,
+                maps::TC_MATCHED.name,
+                maps::XDP_MATCHED.name
+            ]
         );
     }
 }

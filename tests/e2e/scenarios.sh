@@ -31,7 +31,7 @@
 #   E2E_VERBOSE=1      print every log, not only those of failed tests
 #   E2E_NS1, E2E_NS2   names of the two namespaces (ns1, ns2)
 #   E2E_FIXTURE        the e2e_fixture example (BPF programs to trace), for
-#                      trace-tc (/files/e2e_fixture, shipped by run-vm-suite.sh)
+#                      trace-tc and trace-xdp (/files/e2e_fixture, shipped by run-vm-suite.sh)
 #   E2E_GLOBAL_LEAK_CHECK=0  only check the BPF objects the tracer owned (for
 #                      hosts where other processes load BPF programs); the
 #                      default also compares system-wide counts before/after
@@ -51,7 +51,8 @@ E2E_FIXTURE=${E2E_FIXTURE:-/files/e2e_fixture}
 E2E_ALL_TESTS="basic-ipv4 basic-ipv6 advanced-ipv4 advanced-ipv6 pcap-filter-stack \
 filter-track-skb filter-track-skb-clones filter-track-skb-by-stackid filter-non-skb-funcs \
 filter-arp filter-ifname \
-filter-nomatch kprobe-multi-basic tunnel-vxlan tunnel-geneve summary journey journey-clones pcap-output trace-tc trace-tc-later own-btf bpf-helpers bpfmap"
+filter-nomatch kprobe-multi-basic tunnel-vxlan tunnel-geneve summary journey journey-clones pcap-output trace-tc trace-tc-later \
+own-btf bpf-helpers bpfmap trace-xdp xdp-expr xdp-expr-nomatch xdp-track-skb"
 
 # Tests for a host kernel without kprobes (tracepoint backend), run by
 # tests/e2e/host-suite.sh: the drop must carry its reason.
@@ -687,6 +688,122 @@ e2e_test_bpfmap() {
         [ "$E2E_VERBOSE" = 1 ] || grep -A 8 '__htab_map_lookup_elem' "$E2E_LOG" | tail -n 30 | sed 's/^/    /'
     fi
     e2e_tc_fixture_down
+}
+
+# e2e_xdp_fixture_up PORT: the fixture XDP program (our assembler, with BTF) dropping
+# UDP to PORT on veth2 in ns2 (native veth XDP, else generic), attached with ip from a
+# pin (as for tc); the pin is gone once attached.
+e2e_xdp_fixture_up() {
+    [ -x "$E2E_FIXTURE" ] || { echo "no fixture binary $E2E_FIXTURE (cargo build --example e2e_fixture)"; return 1; }
+    mkdir -p "$E2E_BPFFS" && mount -t bpf bpf "$E2E_BPFFS" || return 1
+    "$E2E_FIXTURE" xdp-drop-udp "$1" "$E2E_BPFFS/drop_udp" >/dev/null || return 1
+    e2e_in "$E2E_NS2" ip link set dev veth2 xdp pinned "$E2E_BPFFS/drop_udp" ||
+        e2e_in "$E2E_NS2" ip link set dev veth2 xdpgeneric pinned "$E2E_BPFFS/drop_udp" || return 1
+    rm -f "$E2E_BPFFS/drop_udp"
+}
+e2e_xdp_fixture_down() {
+    e2e_in "$E2E_NS2" ip link set dev veth2 xdp off 2>/dev/null
+    e2e_in "$E2E_NS2" ip link set dev veth2 xdpgeneric off 2>/dev/null
+    rm -f "$E2E_BPFFS/drop_udp"
+    umount "$E2E_BPFFS" 2>/dev/null
+    return 0
+}
+# Two UDP datagrams from ns1 to 10.0.0.2:8086 (bash's /dev/udp: busybox nc has no -u).
+e2e_traffic_udp_8086() {
+    for _e2e_i in 1 2; do
+        e2e_in "$E2E_NS1" bash -c 'echo pwru >/dev/udp/10.0.0.2/8086' 2>/dev/null
+        sleep 0.2
+    done
+    return 0
+}
+# veth2's ifindex (in ns2).
+e2e_veth2_ifindex() { e2e_in "$E2E_NS2" cat /sys/class/net/veth2/ifindex; }
+
+# The XDP fixture's drops show inside the program, by name with (xdp), with the tuple,
+# and its fexit line with the verdict; nothing of ours stays attached (e2e_trace).
+e2e_test_trace_xdp() {
+    if ! e2e_xdp_fixture_up 8086; then
+        e2e_fail trace-xdp "cannot attach the XDP fixture"
+        e2e_xdp_fixture_down
+        return
+    fi
+    e2e_trace trace-xdp e2e_traffic_udp_8086 --filter-trace-xdp --filter-func 'kfree_skb.*|sk_skb_reason_drop' \
+        'dst host 10.0.0.2 and udp dst port 8086'
+    _e2e_tuple='10\.0\.0\.1:[0-9]+->10\.0\.0\.2:8086\(udp\)'
+    e2e_verdict trace-xdp "$_e2e_tuple" 'e2e_drop_udp\(xdp\)([^=]|$)'
+    e2e_verdict trace-xdp-verdict "$_e2e_tuple" 'e2e_drop_udp\(xdp\)=XDP_DROP'
+    e2e_xdp_fixture_down
+}
+
+# --filter-xdp-expr on veth2's ifindex keeps the XDP events, and --output-xdp-metadata
+# prints the buffer's fields after FUNC (the device's ifindex, the rx queue).
+e2e_test_xdp_expr() {
+    if ! e2e_xdp_fixture_up 8086; then
+        e2e_fail xdp-expr "cannot attach the XDP fixture"
+        e2e_xdp_fixture_down
+        return
+    fi
+    _e2e_idx=$(e2e_veth2_ifindex)
+    e2e_trace xdp-expr e2e_traffic_udp_8086 --filter-trace-xdp --filter-func 'kfree_skb.*|sk_skb_reason_drop' \
+        --filter-xdp-expr "xdp->rxq->dev->ifindex == $_e2e_idx" \
+        --output-xdp-metadata 'xdp->rxq->dev->ifindex,xdp->rxq->queue_index' \
+        'dst host 10.0.0.2 and udp dst port 8086'
+    _e2e_tuple='10\.0\.0\.1:[0-9]+->10\.0\.0\.2:8086\(udp\)'
+    e2e_verdict xdp-expr "$_e2e_tuple" 'e2e_drop_udp\(xdp\)=XDP_DROP'
+    e2e_verdict xdp-metadata "$_e2e_tuple" \
+        "e2e_drop_udp\\(xdp\\)([^ ]*) xdp->rxq->dev->ifindex=$_e2e_idx xdp->rxq->queue_index=0\$"
+    e2e_xdp_fixture_down
+}
+
+# An expression no XDP buffer satisfies (another ifindex): the drops happen, no XDP
+# event is shown.
+e2e_test_xdp_expr_nomatch() {
+    if ! e2e_xdp_fixture_up 8086; then
+        e2e_fail xdp-expr-nomatch "cannot attach the XDP fixture"
+        e2e_xdp_fixture_down
+        return
+    fi
+    _e2e_idx=$(e2e_veth2_ifindex)
+    e2e_trace xdp-expr-nomatch e2e_traffic_udp_8086 --filter-trace-xdp --filter-func 'kfree_skb.*|sk_skb_reason_drop' \
+        --filter-xdp-expr "xdp->rxq->dev->ifindex == $((_e2e_idx + 1000))" \
+        'dst host 10.0.0.2 and udp dst port 8086'
+    if [ -n "$E2E_WHY" ]; then
+        e2e_fail xdp-expr-nomatch "$E2E_WHY"
+    elif grep -q '(xdp)' "$E2E_LOG"; then
+        e2e_fail xdp-expr-nomatch "an XDP event passed an expression no buffer satisfies"
+    elif ! grep -q 'Tracing 1 xdp programs' "$E2E_OUT/xdp-expr-nomatch.stderr"; then
+        e2e_fail xdp-expr-nomatch "the XDP fixture was not traced"
+    else
+        e2e_pass xdp-expr-nomatch
+    fi
+    e2e_xdp_fixture_down
+}
+
+# Two UDP datagrams from ns1 to 10.0.0.2:8087 (the XDP fixture lets them pass; no
+# socket listens, so the stack drops them).
+e2e_traffic_udp_8087() {
+    for _e2e_i in 1 2; do
+        e2e_in "$E2E_NS1" bash -c 'echo pwru >/dev/udp/10.0.0.2/8087' 2>/dev/null
+        sleep 0.2
+    done
+    return 0
+}
+
+# --filter-track-skb follows the skb built from a traced XDP buffer: the mark filter
+# (which XDP buffers skip, as in pwru) rejects every skb, so the drop of the datagram
+# after XDP_PASS shows only through the buffer's data_hard_start (the skb's head).
+e2e_test_xdp_track_skb() {
+    if ! e2e_xdp_fixture_up 8086; then
+        e2e_fail xdp-track-skb "cannot attach the XDP fixture"
+        e2e_xdp_fixture_down
+        return
+    fi
+    e2e_trace xdp-track-skb e2e_traffic_udp_8087 --filter-trace-xdp --filter-track-skb --filter-mark 0x1 \
+        --filter-func 'kfree_skb.*|sk_skb_reason_drop' 'dst host 10.0.0.2 and udp dst port 8087'
+    _e2e_tuple='10\.0\.0\.1:[0-9]+->10\.0\.0\.2:8087\(udp\)'
+    e2e_verdict xdp-track-skb "$_e2e_tuple" 'e2e_drop_udp\(xdp\)=XDP_PASS'
+    e2e_verdict xdp-track-skb-drop "$_e2e_tuple" '(kfree_skb_reason|sk_skb_reason_drop)\('
+    e2e_xdp_fixture_down
 }
 
 # Host variants: the drop is reported with its reason (which function or

@@ -1,11 +1,12 @@
 //! BPF programs the end-to-end tests trace, made with our assembler (no clang): a tc
-//! program that drops TCP to one port. Shared by the `e2e_fixture` example and host tests.
+//! program that drops TCP to one port, an XDP program that drops UDP to one port. Shared
+//! by the `e2e_fixture` example and host tests.
 
 use std::os::fd::{AsFd, OwnedFd};
 
 use pwru::asm::Program;
 use pwru::bpf;
-use pwru::load::{self, MapKind, MapSpec};
+use pwru::load::{self, MapKind, MapSpec, TracedProgType};
 
 /// `struct __sk_buff` offsets of `data` and `data_end` (UAPI).
 const SKB_DATA: i16 = 76;
@@ -13,6 +14,13 @@ const SKB_DATA_END: i16 = 80;
 /// `TC_ACT_OK`, `TC_ACT_SHOT`.
 const TC_ACT_OK: i32 = 0;
 const TC_ACT_SHOT: i32 = 2;
+
+/// `struct xdp_md` offsets of `data` and `data_end` (UAPI).
+const XDP_DATA: i16 = 0;
+const XDP_DATA_END: i16 = 4;
+/// `XDP_DROP`, `XDP_PASS`.
+const XDP_DROP: i32 = 1;
+const XDP_PASS: i32 = 2;
 
 /// The kernel name of [`tc_drop_tcp`] (also its BTF function name).
 pub const TC_DROP_TCP_NAME: &str = "e2e_drop_tcp";
@@ -82,7 +90,43 @@ pub fn load_tc_drop_tcp(port: u16) -> Result<(OwnedFd, OwnedFd), String> {
     let drops = load::create_map(&tc_drops_map())
         .map_err(|e| format!("creating map {TC_DROPS_MAP}: {e}"))?;
     let maps = [(TC_DROPS_MAP, drops.as_fd())];
-    let prog = load::load_sched_cls_with_maps(TC_DROP_TCP_NAME, &tc_drop_tcp(port), &maps)
-        .map_err(|e| format!("loading {TC_DROP_TCP_NAME}: {e}"))?;
+    let prog = load::load_with_maps(
+        TracedProgType::SchedCls,
+        TC_DROP_TCP_NAME,
+        &tc_drop_tcp(port),
+        &maps,
+    )
+    .map_err(|e| format!("loading {TC_DROP_TCP_NAME}: {e}"))?;
     Ok((prog, drops))
+}
+
+/// The kernel name of [`xdp_drop_udp`] (also its BTF function name).
+pub const XDP_DROP_UDP_NAME: &str = "e2e_drop_udp";
+
+/// An XDP program returning `XDP_DROP` for IPv4 UDP packets to `port` (IP header without
+/// options) and `XDP_PASS` for everything else.
+pub fn xdp_drop_udp(port: u16) -> Program {
+    let ipv4 = i32::from(u16::from_ne_bytes(0x0800u16.to_be_bytes()));
+    let dport = i32::from(u16::from_ne_bytes(port.to_be_bytes()));
+    bpf! {
+        r2 = *(u32 *)(r1 + XDP_DATA);
+        r3 = *(u32 *)(r1 + XDP_DATA_END);
+        r4 = r2;
+        r4 += 38;
+        if r4 > r3 goto pass;
+        r5 = *(u16 *)(r2 + 12);
+        if r5 != ipv4 goto pass;
+        r5 = *(u8 *)(r2 + 14);
+        if r5 != 0x45 goto pass;
+        r5 = *(u8 *)(r2 + 23);
+        if r5 != 17 goto pass;
+        r5 = *(u16 *)(r2 + 36);
+        if r5 != dport goto pass;
+        r0 = XDP_DROP;
+        exit;
+      pass:
+        r0 = XDP_PASS;
+        exit;
+    }
+    .expect("the fixture assembles")
 }

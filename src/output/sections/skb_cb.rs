@@ -42,7 +42,11 @@ pub struct SkbCbSection {
 }
 
 impl RecordSection for SkbCbSection {
+    /// Nothing on XDP programs: an `xdp_buff` has no cb[].
     fn emit(&self, r: &mut RecordStage<'_>) -> Result<(), ProbeError> {
+        if r.attach.is_xdp() {
+            return Ok(());
+        }
         let cb = r.layout.sk_buff.cb.offset_bytes() as i32;
         r.set_flag(FLAG_CB);
         bpf!(into r.a;

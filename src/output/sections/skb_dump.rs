@@ -133,7 +133,11 @@ impl RecordSection for SkbDumpSection {
 
     /// Each dump sets its flag when `bpf_snprintf_btf` succeeded. The 16 bytes of the
     /// device-facts slots (copied out by the meta section) hold the `btf_ptr`.
+    /// Nothing on XDP programs (no skb; the flags stay clear, as pwru prints no dump).
     fn emit(&self, r: &mut RecordStage<'_>) -> Result<(), ProbeError> {
+        if r.attach.is_xdp() {
+            return Ok(());
+        }
         let s = &r.layout.sk_buff;
         let fields = ShinfoFields {
             head: &s.head,

@@ -1,11 +1,12 @@
-//! `--output-skb-metadata`: up to four `skb->...` scalars resolved through BTF, read by the
-//! probe into the record and printed as ` name=value` after FUNC (table only, as pwru).
+//! `--output-skb-metadata` / `--output-xdp-metadata`: up to four `skb->...` (on XDP
+//! programs `xdp->...`) scalars resolved through BTF, read by the probe into the record and
+//! printed as ` name=value` after FUNC (table only, as pwru).
 
 use crate::asm::Reg::*;
 use crate::btf::{FieldPath, ScalarKind};
 use crate::events::{Event, RecordPart};
 use crate::output::OutputOptions;
-use crate::probes::event::{off, EVENT_SIZE, FLAG_SKB_METADATA};
+use crate::probes::event::{off, EventKind, EVENT_SIZE, FLAG_SKB_METADATA};
 use crate::probes::{skb_expr, ProbeError};
 
 use super::{Cx, RecordSection, RecordStage, Section, TableAt};
@@ -30,25 +31,43 @@ impl RecordPart for SkbMetadata {
     }
 }
 
-/// The section: the resolved fields.
+/// The section: the resolved fields, of skbs and of XDP buffers.
 #[derive(Debug)]
 pub struct SkbMetadataSection {
-    fields: Vec<FieldPath>,
+    skb: Vec<FieldPath>,
+    xdp: Vec<FieldPath>,
+}
+
+impl SkbMetadataSection {
+    /// The fields of the subject of an event of `kind`.
+    fn fields(&self, xdp: bool) -> &[FieldPath] {
+        match xdp {
+            true => &self.xdp,
+            false => &self.skb,
+        }
+    }
 }
 
 impl RecordSection for SkbMetadataSection {
     fn emit(&self, r: &mut RecordStage<'_>) -> Result<(), ProbeError> {
+        let fields = self.fields(r.attach.is_xdp());
+        if fields.is_empty() {
+            return Ok(());
+        }
         r.set_flag(FLAG_SKB_METADATA);
         let slot = r.frame.scratch;
-        skb_expr::emit_metadata(r.a, &self.fields, R7, slot, off::SKB_METADATA);
+        skb_expr::emit_metadata(r.a, fields, R7, slot, off::SKB_METADATA);
         Ok(())
     }
 }
 
 impl Section for SkbMetadataSection {
     fn from_options(opts: &OutputOptions) -> Option<Self> {
-        (!opts.skb_metadata.is_empty()).then(|| SkbMetadataSection {
-            fields: opts.skb_metadata.clone(),
+        (!opts.skb_metadata.is_empty() || !opts.xdp_metadata.is_empty()).then(|| {
+            SkbMetadataSection {
+                skb: opts.skb_metadata.clone(),
+                xdp: opts.xdp_metadata.clone(),
+            }
         })
     }
     fn table_at(&self) -> &'static [TableAt] {
@@ -58,7 +77,11 @@ impl Section for SkbMetadataSection {
     fn table(&self, _at: TableAt, _cx: &mut Cx<'_>, ev: &Event, line: &mut String) {
         use std::fmt::Write as _;
         let values = ev.get::<SkbMetadata>().unwrap_or_default().0;
-        for (f, &raw) in self.fields.iter().zip(values.iter()) {
+        for (f, &raw) in self
+            .fields(ev.kind == EventKind::Xdp)
+            .iter()
+            .zip(values.iter())
+        {
             let _ = match f.kind {
                 ScalarKind::Pointer => write!(line, " {}={raw:#x}", f.text),
                 ScalarKind::Signed => write!(line, " {}={}", f.text, raw as i64),

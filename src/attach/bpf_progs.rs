@@ -1,23 +1,66 @@
-//! `--filter-trace-tc`: fentry and fexit programs on every loaded tc (`SCHED_CLS`) BPF
-//! program, next to the backend's probes; the set follows programs loaded and unloaded later.
+//! `--filter-trace-tc` and `--filter-trace-xdp`: fentry and fexit programs on every loaded
+//! BPF program of one kind (tc `SCHED_CLS`, XDP), next to the backend's probes; the set
+//! follows programs loaded and unloaded later. One [`ProgTracer`] per kind.
 //!
-//! The fentry program is the probe program of [`Attachment::TcProgram`] (the full filter
-//! chain on the program's skb); its fexit twin reports the verdict of the runs it matched.
-//! Programs without BTF cannot be traced (fentry needs their function's type) and are
-//! counted; our own programs are never traced.
+//! The fentry program is the probe program of [`Attachment::TcProgram`] /
+//! [`Attachment::XdpProgram`] (the filter chain on the program's skb or `xdp_buff`); its
+//! fexit twin reports the verdict of the runs it matched. Programs without BTF cannot be
+//! traced (fentry needs their function's type) and are counted; our own programs are
+//! never traced.
 
 use std::collections::{BTreeMap, HashSet};
 use std::os::fd::AsFd;
 
-use crate::load::{self, BpfProgram, LoadError, RawMaps, TraceTarget, TracingLink};
+use crate::load::{self, BpfProgram, LoadError, RawMaps, TraceTarget, TracedProgType, TracingLink};
 use crate::probes::event::bpf_prog_probe_addr;
-use crate::probes::Attachment;
+use crate::probes::BpfProgKind;
 
 use super::{AttachError, BuildFn};
 
-/// Kernel names of our tracing programs.
-const ENTRY_NAME: &str = "pwru_tc_entry";
-const EXIT_NAME: &str = "pwru_tc_exit";
+/// A kind of BPF program traced with fentry/fexit: its type, our programs' kernel names,
+/// its noun in messages and the flag asking for it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TracedKind {
+    pub kind: BpfProgKind,
+    pub prog_type: TracedProgType,
+    entry_name: &'static str,
+    exit_name: &'static str,
+    /// `tc`, `xdp`.
+    pub noun: &'static str,
+    /// As pwru's `Attaching tc-bpf progs...` / `Attaching xdp progs...` say.
+    pub progs: &'static str,
+    pub flag: &'static str,
+}
+
+/// tc programs (`--filter-trace-tc`).
+pub const TRACED_TC: TracedKind = TracedKind {
+    kind: BpfProgKind::Tc,
+    prog_type: TracedProgType::SchedCls,
+    entry_name: "pwru_tc_entry",
+    exit_name: "pwru_tc_exit",
+    noun: "tc",
+    progs: "tc-bpf progs",
+    flag: "--filter-trace-tc",
+};
+
+/// XDP programs (`--filter-trace-xdp`).
+pub const TRACED_XDP: TracedKind = TracedKind {
+    kind: BpfProgKind::Xdp,
+    prog_type: TracedProgType::Xdp,
+    entry_name: "pwru_xdp_entry",
+    exit_name: "pwru_xdp_exit",
+    noun: "xdp",
+    progs: "xdp progs",
+    flag: "--filter-trace-xdp",
+};
+
+/// What is traced for `kind`.
+pub fn traced_kind(kind: BpfProgKind) -> &'static TracedKind {
+    match kind {
+        BpfProgKind::Tc => &TRACED_TC,
+        BpfProgKind::Xdp => &TRACED_XDP,
+    }
+}
 
 /// A traced tc program: its name and the two attached programs (dropping them detaches).
 #[derive(Debug)]
@@ -28,10 +71,10 @@ struct Traced {
 }
 
 impl Traced {
-    /// (`pwru_tc_entry on NAME`, misses) and the same for the exit program; programs whose
-    /// info cannot be read are left out.
-    fn recursion_misses(&self) -> Vec<(String, u64)> {
-        [(ENTRY_NAME, &self.entry), (EXIT_NAME, &self.exit)]
+    /// (`pwru_tc_entry on NAME`, misses) and the same for the exit program (the names of
+    /// `kind`); programs whose info cannot be read are left out.
+    fn recursion_misses(&self, kind: &TracedKind) -> Vec<(String, u64)> {
+        [(kind.entry_name, &self.entry), (kind.exit_name, &self.exit)]
             .into_iter()
             .filter_map(|(ours, l)| {
                 let info = load::prog_info(l.prog.as_fd()).ok()?;
@@ -41,9 +84,9 @@ impl Traced {
     }
 }
 
-/// What one [`TcTracer::sync`] changed.
+/// What one [`ProgTracer::sync`] changed.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct TcSync {
+pub struct ProgSync {
     /// Programs traced from now on: (probe address of their events, FUNC name).
     pub added: Vec<(u64, String)>,
     /// Names of traced programs that were unloaded.
@@ -54,9 +97,10 @@ pub struct TcSync {
     pub refused: Vec<(String, String)>,
 }
 
-/// The tc programs traced, and those that could not be.
+/// The programs of one kind traced, and those that could not be.
 #[derive(Debug)]
-pub struct TcTracer {
+pub struct ProgTracer {
+    kind: &'static TracedKind,
     maps: RawMaps,
     /// Our own programs' ids.
     own: HashSet<u32>,
@@ -68,10 +112,17 @@ pub struct TcTracer {
     level: load::VerifierLogLevel,
 }
 
-impl TcTracer {
-    /// A tracer loading its programs with `maps`, never tracing the programs in `own`.
-    pub fn new(maps: RawMaps, own: HashSet<u32>, level: load::VerifierLogLevel) -> Self {
-        TcTracer {
+impl ProgTracer {
+    /// A tracer of the programs of `kind` loading its programs with `maps`, never tracing
+    /// the programs in `own`.
+    pub fn new(
+        kind: &'static TracedKind,
+        maps: RawMaps,
+        own: HashSet<u32>,
+        level: load::VerifierLogLevel,
+    ) -> Self {
+        ProgTracer {
+            kind,
             maps,
             own,
             traced: BTreeMap::new(),
@@ -79,6 +130,11 @@ impl TcTracer {
             gone_misses: Vec::new(),
             level,
         }
+    }
+
+    /// The kind of programs it traces.
+    pub fn kind(&self) -> &'static TracedKind {
+        self.kind
     }
 
     /// Programs traced now.
@@ -91,14 +147,14 @@ impl TcTracer {
         self.untraceable.len()
     }
 
-    /// Attaches to every tc program not traced yet and forgets the ones no longer listed
-    /// (a traced program stays listed: our link holds it until [`TcTracer::detach`]).
+    /// Attaches to every program of its kind not traced yet and forgets the ones no longer
+    /// listed (a traced program stays listed: our link holds it until [`ProgTracer::detach`]).
     /// A program the kernel refuses is reported and skipped; failing to list the programs
     /// or to build our own is an error.
-    pub fn sync(&mut self, build: &mut BuildFn<'_>) -> Result<TcSync, AttachError> {
-        let programs = load::bpf_programs(load::tracing::PROG_TYPE_SCHED_CLS)
+    pub fn sync(&mut self, build: &mut BuildFn<'_>) -> Result<ProgSync, AttachError> {
+        let programs = load::bpf_programs(self.kind.prog_type.prog_type())
             .map_err(AttachError::ListPrograms)?;
-        let mut out = TcSync::default();
+        let mut out = ProgSync::default();
         let live: HashSet<u32> = programs.iter().map(|p| p.id).collect();
         let gone: Vec<u32> = self
             .traced
@@ -109,7 +165,10 @@ impl TcTracer {
         for id in gone {
             if let Some(t) = self.traced.remove(&id) {
                 // Only counts that say something: Cilium may reload its programs often.
-                let missed = t.recursion_misses().into_iter().filter(|(_, n)| *n > 0);
+                let missed = t
+                    .recursion_misses(self.kind)
+                    .into_iter()
+                    .filter(|(_, n)| *n > 0);
                 self.gone_misses.extend(missed);
                 out.gone.push(t.name);
             }
@@ -156,17 +215,14 @@ impl TcTracer {
             main_func,
         };
         let mut half = |exit: bool, name: &str| -> Result<TracingLink, AttachError> {
-            let program = build(&Attachment::TcProgram {
-                prog_id: p.id,
-                exit,
-            })?;
+            let program = build(&self.kind.kind.attachment(p.id, exit))?;
             Ok(load::load_tracing(
                 &self.maps, name, &program, target, exit, self.level,
             )?)
         };
         // fexit first: an fentry match never waits for a fexit that is not there yet.
-        let exit = half(true, EXIT_NAME)?;
-        let entry = half(false, ENTRY_NAME)?;
+        let exit = half(true, self.kind.exit_name)?;
+        let entry = half(false, self.kind.entry_name)?;
         Ok(Traced {
             name: p.name.clone(),
             entry,
@@ -180,7 +236,7 @@ impl TcTracer {
     pub fn recursion_misses(&self) -> Vec<(String, u64)> {
         let mut out = self.gone_misses.clone();
         for t in self.traced.values() {
-            out.extend(t.recursion_misses());
+            out.extend(t.recursion_misses(self.kind));
         }
         out
     }
