@@ -13,6 +13,8 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly HERE
+# shellcheck source=bench/vm/vm-host-lib.sh
+. "$HERE/vm-host-lib.sh"
 if (( $# != 3 )); then sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0" >&2; exit 2; fi
 export PWRU_VM_TIMEOUT=${PWRU_VM_TIMEOUT:-3600}
 PWRU_VM_ENV=''
@@ -23,13 +25,4 @@ export PWRU_VM_ENV
 out=$("$HERE/../../tests/vm/run-in-vm.sh" "$1" "$HERE/vm-perhit-guest.sh" "$HERE/vm-guest-lib.sh" "$2:/files/tool-a" "$3:/files/tool-b" 2>&1 | tee /dev/stderr)
 if [[ -n ${PERHIT_OUT:-} ]]; then mkdir -p "$PERHIT_OUT"; printf '%s\n' "$out" >"$PERHIT_OUT/vm-perhit-$1.txt"; fi
 echo "== medians per tool (ns per program run) =="
-printf '%s\n' "$out" | awk '/^PERHIT / {
-        for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-        t = f["tool"]; tools[t] = 1; n[t]++; nm[t, n[t]] = f["ns_nomatch"]; m[t, n[t]] = f["ns_match"]
-    }
-    function med(arr, t, k,   a, i, j, x) {
-        for (i = 1; i <= k; i++) a[i] = arr[t, i] + 0
-        for (i = 2; i <= k; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { x = a[j]; a[j] = a[j - 1]; a[j - 1] = x }
-        return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
-    }
-    END { for (t in tools) printf "%-12s ns_nomatch=%s ns_match=%s (rounds=%d)\n", t, med(nm, t, n[t]), med(m, t, n[t]), n[t] }'
+printf '%s\n' "$out" | perhit_medians PERHIT

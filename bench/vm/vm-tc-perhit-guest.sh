@@ -7,7 +7,7 @@
 # scenario (bench/vm/vm-guest-lib.sh), and `pwru --filter-trace-tc` traces it and
 # the functions of $PERHIT_FUNCS. Per round (non-matching UDP to 5002, then matching
 # to 5001):
-#   TCPERHIT round=N kind=K ns_nomatch=NS ns_match=NS hits_nomatch=N hits_match=N
+#   TCPERHIT round=N tool=K ns_nomatch=NS ns_match=NS hits_nomatch=N hits_match=N
 # with K = tc-fentry (pwru_tc_entry), tc-fexit (pwru_tc_exit) and kprobe (the rest).
 
 set -u
@@ -60,7 +60,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     for k in $kinds; do s2[$k]=$(bpf_stats "$OUT/$k.ids"); done
     for k in $kinds; do
         read -r t0 c0 <<<"${s0[$k]}"; read -r t1 c1 <<<"${s1[$k]}"; read -r t2 c2 <<<"${s2[$k]}"
-        echo "TCPERHIT round=$r kind=$k ns_nomatch=$(per_hit $((t1 - t0)) $((c1 - c0))) ns_match=$(per_hit $((t2 - t1)) $((c2 - c1))) hits_nomatch=$((c1 - c0)) hits_match=$((c2 - c1))"
+        echo "TCPERHIT round=$r tool=$k ns_nomatch=$(per_hit $((t1 - t0)) $((c1 - c0))) ns_match=$(per_hit $((t2 - t1)) $((c2 - c1))) hits_nomatch=$((c1 - c0)) hits_match=$((c2 - c1))"
     done
 done
 kill -INT "$pid"

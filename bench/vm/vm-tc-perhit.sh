@@ -7,11 +7,14 @@
 #
 # Environment: PERHIT_ROUNDS (5), PERHIT_PACKETS (2000), PERHIT_FUNCS (the kernel
 #   functions probed beside the tc program), PWRU_VM_* of tests/vm/run-in-vm.sh.
-# Prints the TCPERHIT lines and the median per kind and metric.
+# Prints the TCPERHIT lines and the median per kind (tool=tc-fentry, tc-fexit,
+# kprobe) and metric.
 
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly HERE
+# shellcheck source=bench/vm/vm-host-lib.sh
+. "$HERE/vm-host-lib.sh"
 if (( $# != 3 )); then sed -n '2,/^$/{s/^# \{0,1\}//;p}' "$0" >&2; exit 2; fi
 export PWRU_VM_TIMEOUT=${PWRU_VM_TIMEOUT:-3600}
 PWRU_VM_ENV=''
@@ -22,13 +25,4 @@ export PWRU_VM_ENV
 out=$("$HERE/../../tests/vm/run-in-vm.sh" "$1" "$HERE/vm-tc-perhit-guest.sh" "$HERE/vm-guest-lib.sh" \
     "$2:/files/pwru" "$3:/files/e2e_fixture" 2>&1 | tee /dev/stderr)
 echo "== medians per kind (ns per program run) =="
-printf '%s\n' "$out" | awk '/^TCPERHIT / {
-        for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
-        k = f["kind"]; kinds[k] = 1; n[k]++; nm[k, n[k]] = f["ns_nomatch"]; m[k, n[k]] = f["ns_match"]
-    }
-    function med(arr, k, c,   a, i, j, x) {
-        for (i = 1; i <= c; i++) a[i] = arr[k, i] + 0
-        for (i = 2; i <= c; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { x = a[j]; a[j] = a[j - 1]; a[j - 1] = x }
-        return c % 2 ? a[(c + 1) / 2] : (a[c / 2] + a[c / 2 + 1]) / 2
-    }
-    END { for (k in kinds) printf "%-10s ns_nomatch=%s ns_match=%s (rounds=%d)\n", k, med(nm, k, n[k]), med(m, k, n[k]), n[k] }'
+printf '%s\n' "$out" | perhit_medians TCPERHIT

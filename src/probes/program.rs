@@ -562,15 +562,7 @@ impl<'a> Gen<'a> {
     fn track_from_xdp(&mut self, tracked: Label) {
         let head = self.l.sk_buff.head.offset_bytes();
         let miss = self.a.label();
-        bpf!(into &mut self.a;
-            r3 = r7;
-            r3 += head;
-            r1 = r10;
-            r1 += SLOT_KEY;
-            r2 = 8;
-            call probe_read_kernel;
-            if r0 != 0 goto (miss);
-        );
+        read_u64_at_r7(&mut self.a, head, SLOT_KEY, miss);
         lookup(&mut self.a, maps::XDP_HEADS, SLOT_KEY);
         bpf!(into &mut self.a; if r0 == 0 goto (miss););
         delete_elem(&mut self.a, maps::XDP_HEADS, SLOT_KEY);
@@ -595,16 +587,8 @@ impl<'a> Gen<'a> {
         };
         let dhs = x.data_hard_start.offset_bytes();
         let skip = self.a.label();
-        bpf!(into &mut self.a;
-            r3 = r7;
-            r3 += dhs;
-            r1 = r10;
-            r1 += SLOT_KEY;
-            r2 = 8;
-            call probe_read_kernel;
-            if r0 != 0 goto (skip);
-            *(u32 *)(r10 + SLOT_VALUE) = 1;
-        );
+        read_u64_at_r7(&mut self.a, dhs, SLOT_KEY, skip);
+        bpf!(into &mut self.a; *(u32 *)(r10 + SLOT_VALUE) = 1;);
         update_elem(&mut self.a, maps::XDP_HEADS, SLOT_KEY, SLOT_VALUE);
         bpf!(into &mut self.a; (skip):);
         Ok(())
@@ -1134,6 +1118,20 @@ impl<'a> Gen<'a> {
 }
 
 /// `r0 = bpf_map_lookup_elem(map, r10 + key)`.
+/// The u64 at `r7 + offset` (kernel memory) into the stack slot `slot`; to `failed` when
+/// it cannot be read.
+fn read_u64_at_r7(a: &mut Asm, offset: u32, slot: i16, failed: Label) {
+    bpf!(into a;
+        r3 = r7;
+        r3 += (offset as i32);
+        r1 = r10;
+        r1 += slot;
+        r2 = 8;
+        call probe_read_kernel;
+        if r0 != 0 goto (failed);
+    );
+}
+
 fn lookup(a: &mut Asm, map: &MapDef, key: i16) {
     bpf!(into a;
         r1 = map[(map)];

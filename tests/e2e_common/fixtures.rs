@@ -4,7 +4,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use pwru::asm::Program;
+use pwru::asm::{Asm, Label, Program};
 use pwru::bpf;
 use pwru::load::{self, MapKind, MapSpec, TracedProgType};
 
@@ -39,35 +39,22 @@ pub fn tc_drops_map() -> MapSpec {
 /// counts in [`TC_DROPS_MAP`] (`bpf_map_lookup_elem`, then `bpf_map_update_elem` with the
 /// count plus one), so the program calls map helpers `--filter-track-bpf-helpers` finds.
 pub fn tc_drop_tcp(port: u16) -> Program {
-    // Loads are in host order: compare with the wire bytes read the same way.
-    let ipv4 = i32::from(u16::from_ne_bytes(0x0800u16.to_be_bytes()));
-    let dport = i32::from(u16::from_ne_bytes(port.to_be_bytes()));
     let key = i32::from(port);
-    bpf! {
-        r2 = *(u32 *)(r1 + SKB_DATA);
-        r3 = *(u32 *)(r1 + SKB_DATA_END);
-        r4 = r2;
-        r4 += 38;
-        if r4 > r3 goto pass;
-        r5 = *(u16 *)(r2 + 12);
-        if r5 != ipv4 goto pass;
-        r5 = *(u8 *)(r2 + 14);
-        if r5 != 0x45 goto pass;
-        r5 = *(u8 *)(r2 + 23);
-        if r5 != 6 goto pass;
-        r5 = *(u16 *)(r2 + 36);
-        if r5 != dport goto pass;
+    let mut a = Asm::new();
+    let [pass, update] = [a.label(), a.label()];
+    to_ipv4_port(&mut a, SKB_DATA, SKB_DATA_END, 6, port, pass);
+    bpf!(into &mut a;
         *(u32 *)(r10 - 4) = key;
         *(u64 *)(r10 - 16) = 1;
         r1 = map[(TC_DROPS_MAP)];
         r2 = r10;
         r2 += -4;
         call map_lookup_elem;
-        if r0 == 0 goto update;
+        if r0 == 0 goto (update);
         r1 = *(u64 *)(r0 + 0);
         r1 += 1;
         *(u64 *)(r10 - 16) = r1;
-      update:
+      (update):
         r1 = map[(TC_DROPS_MAP)];
         r2 = r10;
         r2 += -4;
@@ -77,11 +64,34 @@ pub fn tc_drop_tcp(port: u16) -> Program {
         call map_update_elem;
         r0 = TC_ACT_SHOT;
         exit;
-      pass:
+      (pass):
         r0 = TC_ACT_OK;
         exit;
-    }
-    .expect("the fixture assembles")
+    );
+    a.finish().expect("the fixture assembles")
+}
+
+/// Jumps to `pass` unless the packet (direct access, `data`/`data_end` at these context
+/// offsets, loaded into r2/r3) is IPv4 without options, L4 protocol `proto`, to `port`.
+fn to_ipv4_port(a: &mut Asm, data: i16, data_end: i16, proto: i32, port: u16, pass: Label) {
+    // Loads are in host order: compare with the wire bytes read the same way.
+    let ipv4 = i32::from(u16::from_ne_bytes(0x0800u16.to_be_bytes()));
+    let dport = i32::from(u16::from_ne_bytes(port.to_be_bytes()));
+    bpf!(into a;
+        r2 = *(u32 *)(r1 + data);
+        r3 = *(u32 *)(r1 + data_end);
+        r4 = r2;
+        r4 += 38;
+        if r4 > r3 goto (pass);
+        r5 = *(u16 *)(r2 + 12);
+        if r5 != ipv4 goto (pass);
+        r5 = *(u8 *)(r2 + 14);
+        if r5 != 0x45 goto (pass);
+        r5 = *(u8 *)(r2 + 23);
+        if r5 != proto goto (pass);
+        r5 = *(u16 *)(r2 + 36);
+        if r5 != dport goto (pass);
+    );
 }
 
 /// Loads [`tc_drop_tcp`] with BTF and a fresh [`TC_DROPS_MAP`]: the program's fd and the
@@ -106,27 +116,15 @@ pub const XDP_DROP_UDP_NAME: &str = "e2e_drop_udp";
 /// An XDP program returning `XDP_DROP` for IPv4 UDP packets to `port` (IP header without
 /// options) and `XDP_PASS` for everything else.
 pub fn xdp_drop_udp(port: u16) -> Program {
-    let ipv4 = i32::from(u16::from_ne_bytes(0x0800u16.to_be_bytes()));
-    let dport = i32::from(u16::from_ne_bytes(port.to_be_bytes()));
-    bpf! {
-        r2 = *(u32 *)(r1 + XDP_DATA);
-        r3 = *(u32 *)(r1 + XDP_DATA_END);
-        r4 = r2;
-        r4 += 38;
-        if r4 > r3 goto pass;
-        r5 = *(u16 *)(r2 + 12);
-        if r5 != ipv4 goto pass;
-        r5 = *(u8 *)(r2 + 14);
-        if r5 != 0x45 goto pass;
-        r5 = *(u8 *)(r2 + 23);
-        if r5 != 17 goto pass;
-        r5 = *(u16 *)(r2 + 36);
-        if r5 != dport goto pass;
+    let mut a = Asm::new();
+    let pass = a.label();
+    to_ipv4_port(&mut a, XDP_DATA, XDP_DATA_END, 17, port, pass);
+    bpf!(into &mut a;
         r0 = XDP_DROP;
         exit;
-      pass:
+      (pass):
         r0 = XDP_PASS;
         exit;
-    }
-    .expect("the fixture assembles")
+    );
+    a.finish().expect("the fixture assembles")
 }
