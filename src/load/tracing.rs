@@ -54,10 +54,11 @@ pub struct BpfProgram {
     pub main_func: Option<u32>,
 }
 
-/// The loaded programs of type `prog_type`, by id. Programs that go away while they are
-/// listed are left out.
-pub fn bpf_programs(prog_type: u32) -> io::Result<Vec<BpfProgram>> {
-    let mut out = Vec::new();
+/// Every loaded program, in id order, with its fd, its info and its name; programs that
+/// go away while they are listed are left out.
+fn each_program(
+    mut visit: impl FnMut(u32, BorrowedFd<'_>, &sys::RawProgInfo, String) -> io::Result<()>,
+) -> io::Result<()> {
     let mut id = 0;
     while let Some(next) = sys::prog_next_id(id)? {
         id = next;
@@ -67,17 +68,28 @@ pub fn bpf_programs(prog_type: u32) -> io::Result<Vec<BpfProgram>> {
             Err(e) => return Err(e),
         };
         let (info, _) = sys::prog_info(fd.as_fd())?;
-        if info.prog_type != prog_type {
-            continue;
-        }
         let end = info.name.iter().position(|&b| b == 0).unwrap_or(16);
-        out.push(BpfProgram {
-            id,
-            prog_type: info.prog_type,
-            name: String::from_utf8_lossy(&info.name[..end]).into_owned(),
-            main_func: sys::prog_main_func(fd.as_fd())?.map(|f| f.type_id),
-        });
+        let name = String::from_utf8_lossy(&info.name[..end]).into_owned();
+        visit(id, fd.as_fd(), &info, name)?;
     }
+    Ok(())
+}
+
+/// The loaded programs of type `prog_type`, by id. Programs that go away while they are
+/// listed are left out.
+pub fn bpf_programs(prog_type: u32) -> io::Result<Vec<BpfProgram>> {
+    let mut out = Vec::new();
+    each_program(|id, fd, info, name| {
+        if info.prog_type == prog_type {
+            out.push(BpfProgram {
+                id,
+                prog_type: info.prog_type,
+                name,
+                main_func: sys::prog_main_func(fd)?.map(|f| f.type_id),
+            });
+        }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -96,26 +108,17 @@ pub struct XlatedProgram {
 /// Programs that go away while they are listed are left out.
 pub fn xlated_programs(keep: impl Fn(u32) -> bool) -> io::Result<Vec<XlatedProgram>> {
     let mut out = Vec::new();
-    let mut id = 0;
-    while let Some(next) = sys::prog_next_id(id)? {
-        id = next;
-        let fd = match sys::prog_fd_by_id(id) {
-            Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-            Err(e) => return Err(e),
-        };
-        let (info, _) = sys::prog_info(fd.as_fd())?;
-        if !keep(info.prog_type) {
-            continue;
+    each_program(|id, fd, info, name| {
+        if keep(info.prog_type) {
+            out.push(XlatedProgram {
+                id,
+                prog_type: info.prog_type,
+                name,
+                insns: sys::prog_xlated_insns(fd)?,
+            });
         }
-        let end = info.name.iter().position(|&b| b == 0).unwrap_or(16);
-        out.push(XlatedProgram {
-            id,
-            prog_type: info.prog_type,
-            name: String::from_utf8_lossy(&info.name[..end]).into_owned(),
-            insns: sys::prog_xlated_insns(fd.as_fd())?,
-        });
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 
