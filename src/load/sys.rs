@@ -518,28 +518,40 @@ pub fn prog_main_func(fd: BorrowedFd<'_>) -> io::Result<Option<FuncInfo>> {
         func_info: &mut first as *mut FuncInfo as u64,
         ..Default::default()
     };
+    // SAFETY: the kernel writes at most `nr_func_info` (1) records of
+    // `func_info_rec_size` bytes to `first`.
+    unsafe { get_prog_info(fd, &mut info)? };
+    Ok((info.nr_func_info > 0 && info.btf_id != 0).then_some(first))
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` on a program fd into `info`.
+///
+/// # Safety
+/// Every pointer set in `info` must point to memory the kernel may write for as many
+/// records or bytes as the matching count or length in `info` says.
+unsafe fn get_prog_info(fd: BorrowedFd<'_>, info: &mut RawProgInfo) -> io::Result<()> {
     let mut attr = InfoByFdAttr {
         bpf_fd: fd.as_raw_fd() as u32,
         info_len: std::mem::size_of::<RawProgInfo>() as u32,
-        info: &mut info as *mut RawProgInfo as u64,
+        info: info as *mut RawProgInfo as u64,
     };
-    // SAFETY: `attr` is the GET_INFO_BY_FD layout; `info` is writable for `info_len` bytes
-    // and the kernel writes at most `nr_func_info` (1) records of `func_info_rec_size`
-    // bytes to `first`.
+    // SAFETY: `attr` is the GET_INFO_BY_FD layout and `info` is writable for `info_len`
+    // bytes; what the kernel writes through `info`'s pointers is the caller's promise.
     unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)? };
-    Ok((info.nr_func_info > 0 && info.btf_id != 0).then_some(first))
+    Ok(())
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` on a program fd: its info without the arrays.
+pub fn prog_info_only(fd: BorrowedFd<'_>) -> io::Result<RawProgInfo> {
+    let mut info = RawProgInfo::default();
+    // SAFETY: no pointer is set in `info`: the kernel writes nothing through one.
+    unsafe { get_prog_info(fd, &mut info)? };
+    Ok(info)
 }
 
 /// `BPF_OBJ_GET_INFO_BY_FD` on a program fd, plus the ids of the maps it uses.
 pub fn prog_info(fd: BorrowedFd<'_>) -> io::Result<(RawProgInfo, Vec<u32>)> {
-    let mut info = RawProgInfo::default();
-    let mut attr = InfoByFdAttr {
-        bpf_fd: fd.as_raw_fd() as u32,
-        info_len: std::mem::size_of::<RawProgInfo>() as u32,
-        info: &mut info as *mut RawProgInfo as u64,
-    };
-    // SAFETY: `attr` is the GET_INFO_BY_FD layout; `info` is writable for `info_len` bytes.
-    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)? };
+    let info = prog_info_only(fd)?;
     let n = info.nr_map_ids;
     if n == 0 {
         return Ok((info, Vec::new()));
@@ -550,14 +562,9 @@ pub fn prog_info(fd: BorrowedFd<'_>) -> io::Result<(RawProgInfo, Vec<u32>)> {
         map_ids: ids.as_mut_ptr() as u64,
         ..Default::default()
     };
-    let mut attr = InfoByFdAttr {
-        bpf_fd: fd.as_raw_fd() as u32,
-        info_len: std::mem::size_of::<RawProgInfo>() as u32,
-        info: &mut second as *mut RawProgInfo as u64,
-    };
-    // SAFETY: as above; the kernel writes at most `nr_map_ids` u32s to `ids`, which holds
-    // exactly that many.
-    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)? };
+    // SAFETY: the kernel writes at most `nr_map_ids` u32s to `ids`, which holds exactly
+    // that many.
+    unsafe { get_prog_info(fd, &mut second)? };
     ids.truncate(second.nr_map_ids.min(n) as usize);
     Ok((info, ids))
 }
@@ -567,7 +574,7 @@ pub fn prog_info(fd: BorrowedFd<'_>) -> io::Result<(RawProgInfo, Vec<u32>)> {
 /// address less `__bpf_call_base` only when the caller may see kernel addresses; otherwise
 /// the kernel zeroes them.
 pub fn prog_xlated_insns(fd: BorrowedFd<'_>) -> io::Result<Vec<Insn>> {
-    let (info, _) = prog_info(fd)?;
+    let info = prog_info_only(fd)?;
     let len = info.xlated_prog_len as usize;
     if len == 0 {
         return Ok(Vec::new());
@@ -578,14 +585,9 @@ pub fn prog_xlated_insns(fd: BorrowedFd<'_>) -> io::Result<Vec<Insn>> {
         xlated_prog_insns: bytes.as_mut_ptr() as u64,
         ..Default::default()
     };
-    let mut attr = InfoByFdAttr {
-        bpf_fd: fd.as_raw_fd() as u32,
-        info_len: std::mem::size_of::<RawProgInfo>() as u32,
-        info: &mut second as *mut RawProgInfo as u64,
-    };
-    // SAFETY: as in `prog_info`; the kernel writes at most `xlated_prog_len` bytes to
-    // `bytes`, which holds exactly that many.
-    unsafe { sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)? };
+    // SAFETY: the kernel writes at most `xlated_prog_len` bytes to `bytes`, which holds
+    // exactly that many.
+    unsafe { get_prog_info(fd, &mut second)? };
     bytes.truncate((second.xlated_prog_len as usize).min(len) / 8 * 8);
     Ok(crate::asm::insn::from_bytecode(&bytes))
 }

@@ -67,7 +67,7 @@ fn each_program(
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
             Err(e) => return Err(e),
         };
-        let (info, _) = sys::prog_info(fd.as_fd())?;
+        let info = sys::prog_info_only(fd.as_fd())?;
         let end = info.name.iter().position(|&b| b == 0).unwrap_or(16);
         let name = String::from_utf8_lossy(&info.name[..end]).into_owned();
         visit(id, fd.as_fd(), &info, name)?;
