@@ -412,16 +412,7 @@ fn skb_metadata_follows_func_and_caller_in_table_only() {
 /// `skb->` ones (none when only XDP fields were asked for).
 #[test]
 fn xdp_metadata_prints_on_xdp_events_only() {
-    let field = |name: &str| FieldPath {
-        text: name.to_string(),
-        derefs: Vec::new(),
-        field: Field {
-            offset_bits: 0,
-            size_bytes: 4,
-            bitfield: None,
-        },
-        kind: ScalarKind::Unsigned,
-    };
+    let field = crate::output::sections::tests::u32_field;
     let opts = |skb: Vec<FieldPath>| OutputOptions {
         skb_metadata: skb,
         xdp_metadata: vec![field("xdp->rxq->queue_index"), field("xdp->frame_sz")],

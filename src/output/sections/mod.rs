@@ -253,4 +253,4 @@ pub fn record_sections(opts: &OutputOptions) -> RecordSections {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -4,9 +4,10 @@
 use super::*;
 use crate::btf::{Field, FieldPath, ScalarKind};
 
-fn everything() -> OutputOptions {
-    let path = FieldPath {
-        text: "skb->len".into(),
+/// A 4-byte unsigned field at offset 0 named `text`, for metadata options in tests.
+pub(crate) fn u32_field(text: &str) -> FieldPath {
+    FieldPath {
+        text: text.into(),
         derefs: Vec::new(),
         field: Field {
             offset_bits: 0,
@@ -14,7 +15,11 @@ fn everything() -> OutputOptions {
             bitfield: None,
         },
         kind: ScalarKind::Unsigned,
-    };
+    }
+}
+
+fn everything() -> OutputOptions {
+    let path = u32_field("skb->len");
     OutputOptions {
         meta: true,
         tuple: true,
