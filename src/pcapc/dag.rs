@@ -323,11 +323,30 @@ impl Dag {
     fn fold(&self, v: &V, err: &mut Option<CompileError>) -> V {
         match v {
             V::K(_) | V::Len | V::PktType | V::Ifindex => v.clone(),
-            V::Load { idx, k, size } => V::Load {
-                idx: idx.as_ref().map(|i| Box::new(self.fold(i, err))),
-                k: *k,
-                size: *size,
-            },
+            V::Load { idx, k, size } => {
+                let idx = idx.as_ref().map(|i| self.fold(i, err));
+                match idx {
+                    // a constant index is a constant offset (optimize.c turns
+                    // `ldx #c; ld [x + k]` into `ld [c + k]`); the same bytes, so the
+                    // same verdicts, whether libpcap's optimizer runs or not (past the
+                    // back end's limit it stays a load that rejects when it runs)
+                    Some(V::K(c))
+                        if k.checked_add(c)
+                            .is_some_and(|o| o as u64 + *size as u64 <= self.max_end) =>
+                    {
+                        V::Load {
+                            idx: None,
+                            k: k + c,
+                            size: *size,
+                        }
+                    }
+                    idx => V::Load {
+                        idx: idx.map(Box::new),
+                        k: *k,
+                        size: *size,
+                    },
+                }
+            }
             V::Neg(a) => match self.fold(a, err) {
                 V::K(x) => V::K(x.wrapping_neg()),
                 a => V::Neg(Box::new(a)),

@@ -187,6 +187,11 @@ fn emit_plan(
         buf_shift: 0,
         multi_idx: HashSet::new(),
     };
+    // Kernel memory: read only as much of the window as the loads can reach.
+    if let PacketSource::KernelMemory { base, len, window } = e.src {
+        let window = read_extent(&p.dag, order, window);
+        e.src = PacketSource::KernelMemory { base, len, window };
+    }
     // Kernel memory: place the window (inside its 8-byte pad) so that the network
     // header starts 4-byte aligned: IPv4/IPv6 address words then load in one go.
     let net = match spec.link {
@@ -197,10 +202,11 @@ fn emit_plan(
     };
     e.buf_shift = (-(e.buf_off() as i32 + net)).rem_euclid(4) as i16;
     // (a filter of lengths and directions alone reads no packet bytes)
-    if reads_packet(&p.dag, order) {
-        e.prologue();
-    }
     let need = need_lengths(&p.dag, order, max_end);
+    let (mut proven_at_root, mut window_read_insns) = (0, 0);
+    if reads_packet(&p.dag, order) {
+        (proven_at_root, window_read_insns) = e.prologue(need.get(&p.root).copied().unwrap_or(0));
+    }
     e.multi_idx = repeated_indexes(&p.dag, order);
     // Per node, over all its predecessors: the packet length already proven (bounds
     // checks to skip) and the value R0 certainly holds on entry (a load to skip).
@@ -208,7 +214,7 @@ fn emit_plan(
     let mut r0_in: HashMap<NodeId, Option<(V, bool)>> = HashMap::new();
     // and what R4 holds (direct back end: a checked packet pointer)
     let mut r4_in: HashMap<NodeId, Option<PktPtr>> = HashMap::new();
-    proven_in.insert(p.root, 0);
+    proven_in.insert(p.root, proven_at_root);
     r0_in.insert(p.root, None);
     for (i, &n) in order.iter().enumerate() {
         if long {
@@ -271,6 +277,7 @@ fn emit_plan(
     Ok(FilterStats {
         nodes: order.len(),
         insns: e.asm.pos() - start,
+        window_read_insns,
         uses_match,
         uses_reject,
     })
@@ -313,6 +320,41 @@ fn need_lengths(dag: &Dag, order: &[NodeId], max_end: u64) -> HashMap<NodeId, u6
         need.insert(n, own.max(after).min(max_end));
     }
     need
+}
+
+/// The kernel-memory window bytes the reachable loads can touch (at most `window`, a
+/// multiple of 8): the end of each constant load, of each variable load with a bound
+/// (see [`verifier_bound`]), the whole window for the others and `protochain`.
+fn read_extent(dag: &Dag, order: &[NodeId], window: u16) -> u16 {
+    fn ends(v: &V, window: u64) -> u64 {
+        match v {
+            V::K(_) | V::Len | V::PktType | V::Ifindex => 0,
+            V::Load { idx, k, size } => {
+                let own = match idx {
+                    None => *k as u64 + *size as u64,
+                    Some(i) => verifier_bound(i).map_or(window, |b| b + *k as u64 + *size as u64),
+                };
+                own.max(idx.as_deref().map_or(0, |i| ends(i, window)))
+            }
+            V::Alu(_, a, b) => ends(a, window).max(ends(b, window)),
+            V::Neg(a) => ends(a, window),
+            V::Select { cond, then, other } => ends(&cond.a, window)
+                .max(ends(&cond.b, window))
+                .max(ends(then, window))
+                .max(ends(other, window)),
+        }
+    }
+    let w = window as u64;
+    let end = order
+        .iter()
+        .map(|&n| match dag.node(n) {
+            Node::Test { t, .. } => ends(&t.a, w).max(ends(&t.b, w)),
+            Node::Chain { .. } => w,
+            Node::Match | Node::Reject => 0,
+        })
+        .max()
+        .unwrap_or(0);
+    (end.min(w).div_ceil(8) * 8).min(w) as u16
 }
 
 /// Whether a reachable node loads packet bytes (else the kernel-memory window is not read).
@@ -496,22 +538,40 @@ impl Emitter<'_> {
         self.asm.bind(skip);
     }
 
-    fn prologue(&mut self) {
-        if let PacketSource::KernelMemory { base, len, window } = self.src {
-            let buf = self.buf_off();
-            let a = &mut *self.asm;
+    /// Kernel memory: the window read. When every path to a match needs `need` bytes,
+    /// the length is checked first and the window is read whole: its bytes past the
+    /// packet's end are still inside the buffer (an skb's tailroom and shared info,
+    /// an XDP frame's tailroom; at least 320 bytes, more than any window) and no load
+    /// uses them unchecked. Otherwise only the packet's bytes are read. Returns the
+    /// packet length proven and the instructions of the read (the check not counted).
+    fn prologue(&mut self, need: u64) -> (u64, usize) {
+        let PacketSource::KernelMemory { base, len, window } = self.src else {
+            return (0, 0);
+        };
+        let buf = self.buf_off();
+        let need = need.min(0x7fff_ffff);
+        if need > 0 {
+            let rej = self.rej();
+            self.asm.jmp(Cond::Lt, len, need as i32, rej);
+        }
+        let start = self.asm.pos();
+        let a = &mut *self.asm;
+        a.mov64(Reg::R1, Reg::R10);
+        a.add64(Reg::R1, buf as i32);
+        if need > 0 {
+            a.mov64(Reg::R2, window as i32);
+        } else {
             let ok = a.label();
-            a.mov64(Reg::R1, Reg::R10);
-            a.add64(Reg::R1, buf as i32);
             a.mov64(Reg::R2, len);
             a.jmp(Cond::Le, Reg::R2, window as i32, ok);
             a.mov64(Reg::R2, window as i32);
             a.bind(ok);
-            a.mov64(Reg::R3, base);
-            a.call(Helper::PROBE_READ_KERNEL);
-            let rej = self.rej();
-            self.asm.jmp(Cond::Ne, Reg::R0, 0, rej);
         }
+        a.mov64(Reg::R3, base);
+        a.call(Helper::PROBE_READ_KERNEL);
+        let rej = self.rej();
+        self.asm.jmp(Cond::Ne, Reg::R0, 0, rej);
+        (need, self.asm.pos() - start)
     }
 
     fn node(

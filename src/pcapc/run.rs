@@ -7,6 +7,10 @@ use super::interp::{self, InterpError, PACKET_BASE};
 use super::types::{CompileError, FilterEnv, LinkType, ProgramKind};
 use crate::asm::{Insn, Program};
 
+/// Bytes after the packet that the interpreter's memory holds: the least an skb has
+/// behind its data (`struct skb_shared_info`), more than any filter window.
+const TAILROOM: usize = 320;
+
 /// Failures while running a filter program.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -92,7 +96,13 @@ impl UserspaceFilter {
         mbuff[16..20].copy_from_slice(&wire_len.to_le_bytes());
         mbuff[20..24].copy_from_slice(&pkt_type.to_le_bytes());
         mbuff[24..28].copy_from_slice(&ifindex.to_le_bytes());
-        match interp::run(&self.insns, &mbuff, pkt)? {
+        // Behind the packet, like an skb's tailroom and shared info: the kernel-memory
+        // window read may copy these bytes (never used unchecked; not zeros, so that
+        // a filter that did use them would show it).
+        let mut memory = Vec::with_capacity(pkt.len() + TAILROOM);
+        memory.extend_from_slice(pkt);
+        memory.resize(pkt.len() + TAILROOM, 0xa5);
+        match interp::run(&self.insns, &mbuff, &memory)? {
             0 => Ok(false),
             1 => Ok(true),
             v => Err(RunError::BadReturn(v)),

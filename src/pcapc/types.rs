@@ -170,6 +170,9 @@ pub struct FilterStats {
     pub nodes: usize,
     /// Instruction slots emitted by `emit_filter`.
     pub insns: usize,
+    /// Of those, the kernel-memory back end's read of the packet window (0 when the
+    /// filter reads no packet bytes, and for the direct back end).
+    pub window_read_insns: usize,
     /// Whether the code can jump to `on_match` / `on_reject` (the verifier refuses
     /// unreachable instructions, so don't emit a block nobody jumps to).
     pub uses_match: bool,
