@@ -340,6 +340,24 @@ impl Dag {
                             size: *size,
                         }
                     }
+                    // `x + c` as the index: the constant joins the offset (libpcap's
+                    // `ld [x + k]` with X = x) when `x + c` cannot wrap around
+                    Some(V::Alu(ArithOp::Add, x, c)) => match (*c, x.verifier_bound()) {
+                        (V::K(c), Some(b))
+                            if b + c as u64 <= u32::MAX as u64 && k.checked_add(c).is_some() =>
+                        {
+                            V::Load {
+                                idx: Some(x),
+                                k: k + c,
+                                size: *size,
+                            }
+                        }
+                        (c, _) => V::Load {
+                            idx: Some(Box::new(V::Alu(ArithOp::Add, x, Box::new(c)))),
+                            k: *k,
+                            size: *size,
+                        },
+                    },
                     idx => V::Load {
                         idx: idx.map(Box::new),
                         k: *k,
@@ -367,8 +385,18 @@ impl Dag {
                 }
             }
             V::Alu(o, a, b) => {
-                let a = self.fold(a, err);
-                let b = self.fold(b, err);
+                let (mut a, mut b) = (self.fold(a, err), self.fold(b, err));
+                // the constant of a commutative operation goes right (an immediate
+                // operand, and `x + c` indexes fold into load offsets)
+                if matches!(a, V::K(_))
+                    && !matches!(b, V::K(_))
+                    && matches!(
+                        o,
+                        ArithOp::Add | ArithOp::Mul | ArithOp::And | ArithOp::Or | ArithOp::Xor
+                    )
+                {
+                    std::mem::swap(&mut a, &mut b);
+                }
                 let keep = |err: &mut Option<CompileError>, e: CompileError| {
                     err.get_or_insert(e);
                     V::Alu(*o, Box::new(a.clone()), Box::new(b.clone()))

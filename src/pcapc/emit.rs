@@ -324,7 +324,7 @@ fn need_lengths(dag: &Dag, order: &[NodeId], max_end: u64) -> HashMap<NodeId, u6
 
 /// The kernel-memory window bytes the reachable loads can touch (at most `window`, a
 /// multiple of 8): the end of each constant load, of each variable load with a bound
-/// (see [`verifier_bound`]), the whole window for the others and `protochain`.
+/// (see [`V::verifier_bound`]), the whole window for the others and `protochain`.
 fn read_extent(dag: &Dag, order: &[NodeId], window: u16) -> u16 {
     fn ends(v: &V, window: u64) -> u64 {
         match v {
@@ -332,7 +332,9 @@ fn read_extent(dag: &Dag, order: &[NodeId], window: u16) -> u16 {
             V::Load { idx, k, size } => {
                 let own = match idx {
                     None => *k as u64 + *size as u64,
-                    Some(i) => verifier_bound(i).map_or(window, |b| b + *k as u64 + *size as u64),
+                    Some(i) => i
+                        .verifier_bound()
+                        .map_or(window, |b| b + *k as u64 + *size as u64),
                 };
                 own.max(idx.as_deref().map_or(0, |i| ends(i, window)))
             }
@@ -1019,7 +1021,15 @@ impl Emitter<'_> {
     /// little-endian value when `want_raw` and the back end loads it in one go (returns
     /// whether it did). `bound`: an upper bound of R0 that the verifier also derives
     /// (lets us drop the range check, and in kernel memory the read-on-demand path).
-    fn load_var(&mut self, k: u32, size: u8, bound: Option<u64>, want_raw: bool) -> bool {
+    /// `idx_zeros`: the low bits of R0 known to be zero (see [`V::known_zero_bits`]).
+    fn load_var(
+        &mut self,
+        k: u32,
+        size: u8,
+        bound: Option<u64>,
+        idx_zeros: u32,
+        want_raw: bool,
+    ) -> bool {
         // every way below checks the packet length
         let rej = self.rej();
         self.r4 = None;
@@ -1054,8 +1064,8 @@ impl Emitter<'_> {
                 a.mov64(Reg::R1, Reg::R10);
                 a.add64(Reg::R1, Reg::R0);
                 let off = self.buf_off() - size as i16;
-                self.bytes_from(Reg::R1, off, size);
-                return false;
+                let fixed = self.buf_off() as i64 + k as i64;
+                return self.window_load(off, fixed, idx_zeros, size, want_raw);
             }
             _ => {}
         }
@@ -1088,7 +1098,9 @@ impl Emitter<'_> {
                 a.mov64(Reg::R1, Reg::R10);
                 a.add64(Reg::R1, Reg::R0);
                 let off = self.buf_off();
-                self.bytes_from(Reg::R1, off, size);
+                let fixed = off as i64 + k as i64;
+                // big-endian, like the slow path it joins
+                self.window_load(off, fixed, idx_zeros, size, false);
                 let a = &mut *self.asm;
                 a.ja(done);
                 a.bind(slow);
@@ -1111,7 +1123,7 @@ impl Emitter<'_> {
         d: usize,
         want_raw: bool,
     ) -> Result<bool, CompileError> {
-        let bound = verifier_bound(i);
+        let bound = i.verifier_bound();
         let ks = k as u64 + size as u64;
         let fits = bound.is_some_and(|b| b + ks <= DIRECT_MAX_END as u64) && ks <= i16::MAX as u64;
         if let (PacketSource::Direct { end, .. }, Some(PktPtr { idx: Some(pi), off }), true) =
@@ -1156,12 +1168,13 @@ impl Emitter<'_> {
                         let top = off.max(ks);
                         a.mov64(Reg::R1, Reg::R10);
                         a.add64(Reg::R1, Reg::R5);
-                        self.bytes_from(Reg::R1, buf + k as i16 - top as i16, size);
+                        let (off, fixed) = (buf + k as i16 - top as i16, buf as i64 + k as i64);
+                        let raw = self.window_load(off, fixed, i.known_zero_bits(), size, want_raw);
                         self.r4 = Some(PktPtr {
                             idx: Some(pi),
                             off: top,
                         });
-                        return Ok(false);
+                        return Ok(raw);
                     }
                     _ if self.multi_idx.contains(i) => {
                         self.eval(i, d)?;
@@ -1172,19 +1185,20 @@ impl Emitter<'_> {
                         a.mov64(Reg::R5, Reg::R0);
                         a.mov64(Reg::R1, Reg::R10);
                         a.add64(Reg::R1, Reg::R0);
-                        self.bytes_from(Reg::R1, buf - size as i16, size);
+                        let (off, fixed) = (buf - size as i16, buf as i64 + k as i64);
+                        let raw = self.window_load(off, fixed, i.known_zero_bits(), size, want_raw);
                         self.r4 = Some(PktPtr {
                             idx: Some(i.clone()),
                             off: ks,
                         });
-                        return Ok(false);
+                        return Ok(raw);
                     }
                     _ => {}
                 }
             }
         }
         self.eval(i, d)?;
-        let raw = self.load_var(k, size, bound, want_raw);
+        let raw = self.load_var(k, size, bound, i.known_zero_bits(), want_raw);
         if matches!(self.src, PacketSource::Direct { .. }) && fits {
             self.r4 = Some(PktPtr {
                 idx: Some(i.clone()),
@@ -1234,6 +1248,34 @@ impl Emitter<'_> {
             }
             _ => self.bytes_from(Reg::R10, off, size),
         }
+    }
+
+    /// R0 = the `size` window bytes at `R1 + off`, R1 being R10 plus a variable whose
+    /// low `var_zeros` bits are known zero plus constants that add up to `fixed` with
+    /// `off`: one load where the verifier can prove the address aligned (it refuses
+    /// misaligned stack accesses), returned raw (little-endian) if `want_raw` (returns
+    /// whether it is), else byte by byte, big-endian.
+    fn window_load(
+        &mut self,
+        off: i16,
+        fixed: i64,
+        var_zeros: u32,
+        size: u8,
+        want_raw: bool,
+    ) -> bool {
+        let aligned = size > 1
+            && var_zeros >= (size as u32).trailing_zeros()
+            && fixed.rem_euclid(size as i64) == 0;
+        if !aligned {
+            self.bytes_from(Reg::R1, off, size);
+            return false;
+        }
+        self.asm.ldx(size_of(size), Reg::R0, Reg::R1, off);
+        if want_raw {
+            return true;
+        }
+        swap(self.asm, size);
+        false
     }
 
     /// Big-endian value of `size` bytes at `base + off`, read byte by byte (stack
@@ -1396,40 +1438,6 @@ impl Emitter<'_> {
         }
         Ok(())
     }
-}
-
-/// An upper bound of `v` that the kernel verifier's range tracking also finds (only
-/// loads, constants, `&`, `|`, `+` and constant shifts, without 32-bit wrap-around).
-fn verifier_bound(v: &V) -> Option<u64> {
-    let b = match v {
-        V::K(k) => *k as u64,
-        V::Load { size, .. } => (1u64 << (8 * *size as u32)) - 1,
-        V::Alu(ArithOp::And, a, b) => match (verifier_bound(a), verifier_bound(b)) {
-            (Some(x), Some(y)) => x.min(y),
-            (Some(x), None) | (None, Some(x)) => x,
-            (None, None) => return None,
-        },
-        V::Alu(ArithOp::Or, a, b) => {
-            let m = verifier_bound(a)?.max(verifier_bound(b)?);
-            m.checked_next_power_of_two()?.saturating_mul(2) - 1
-        }
-        V::Alu(ArithOp::Add, a, b) => verifier_bound(a)? + verifier_bound(b)?,
-        V::Alu(ArithOp::Lsh, a, b) => match **b {
-            V::K(s) if s < 32 => verifier_bound(a)? << s,
-            _ => return None,
-        },
-        V::Alu(ArithOp::Rsh, a, b) => match **b {
-            V::K(_) => verifier_bound(a)?,
-            _ => return None,
-        },
-        V::Alu(ArithOp::Mul, a, b) => match **b {
-            V::K(m) => verifier_bound(a)?.checked_mul(m as u64)?,
-            _ => return None,
-        },
-        V::Select { then, other, .. } => verifier_bound(then)?.max(verifier_bound(other)?),
-        _ => return None,
-    };
-    (b <= u32::MAX as u64).then_some(b)
 }
 
 /// The size of a 2/4-byte load a test value is (possibly masked), whose raw

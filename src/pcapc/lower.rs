@@ -55,6 +55,62 @@ impl V {
     fn plus(self, other: V) -> V {
         V::Alu(ArithOp::Add, Box::new(self), Box::new(other))
     }
+    /// An upper bound of the value that the kernel verifier's range tracking also finds (only
+    /// loads, constants, `&`, `|`, `+` and constant shifts, without 32-bit wrap-around).
+    pub fn verifier_bound(&self) -> Option<u64> {
+        let b = match self {
+            V::K(k) => *k as u64,
+            V::Load { size, .. } => (1u64 << (8 * *size as u32)) - 1,
+            V::Alu(ArithOp::And, a, b) => match (a.verifier_bound(), b.verifier_bound()) {
+                (Some(x), Some(y)) => x.min(y),
+                (Some(x), None) | (None, Some(x)) => x,
+                (None, None) => return None,
+            },
+            V::Alu(ArithOp::Or, a, b) => {
+                let m = a.verifier_bound()?.max(b.verifier_bound()?);
+                m.checked_next_power_of_two()?.saturating_mul(2) - 1
+            }
+            V::Alu(ArithOp::Add, a, b) => a.verifier_bound()? + b.verifier_bound()?,
+            V::Alu(ArithOp::Lsh, a, b) => match **b {
+                V::K(s) if s < 32 => a.verifier_bound()? << s,
+                _ => return None,
+            },
+            V::Alu(ArithOp::Rsh, a, b) => match **b {
+                V::K(_) => a.verifier_bound()?,
+                _ => return None,
+            },
+            V::Alu(ArithOp::Mul, a, b) => match **b {
+                V::K(m) => a.verifier_bound()?.checked_mul(m as u64)?,
+                _ => return None,
+            },
+            V::Select { then, other, .. } => then.verifier_bound()?.max(other.verifier_bound()?),
+            _ => return None,
+        };
+        (b <= u32::MAX as u64).then_some(b)
+    }
+
+    /// How many low bits of the value are known to be zero, as the verifier's
+    /// `tnum` tracking of the code `emit` writes for it also knows them: constants,
+    /// `&`, `|`, `+` and shifts left by constants. Lets a window load at a variable
+    /// offset be proven aligned.
+    pub fn known_zero_bits(&self) -> u32 {
+        // (only with a constant operand: `emit` spills one of two computed operands
+        // to the stack, and we don't lean on the verifier tracking it there)
+        let z = match self {
+            V::K(k) => k.trailing_zeros(),
+            V::Alu(op, a, b) => match (op, &**b) {
+                (ArithOp::And, V::K(m)) => a.known_zero_bits().max(m.trailing_zeros()),
+                (ArithOp::Or | ArithOp::Add, V::K(m)) => {
+                    a.known_zero_bits().min(m.trailing_zeros())
+                }
+                (ArithOp::Lsh, V::K(s)) if *s < 32 => a.known_zero_bits() + s,
+                _ => 0,
+            },
+            _ => 0,
+        };
+        z.min(32)
+    }
+
     pub fn has_load(&self) -> bool {
         match self {
             V::K(_) | V::Len | V::PktType | V::Ifindex => false,
