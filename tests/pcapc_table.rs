@@ -279,6 +279,42 @@ fn regressions() -> Vec<(Expr, LinkType, Vec<u8>, bool)> {
             ],
             false,
         ),
+        // `udp` on IPv6 also looks behind a fragment header (byte 40): both outcomes
+        // lead to a match of `not udp`, but a packet too short for the load is
+        // rejected (the dead-node pruning must not bypass such a test).
+        (
+            not(prim(Prim::Proto(Proto::Udp))),
+            LinkType::RawIp,
+            vec![
+                0x60, 0, 0, 0, 0, 0, 0x2c, 0x40, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ],
+            false,
+        ),
+        // After ARP, `port` can't match: the host tests on the ARP addresses lead
+        // only to a reject (pruned from the code), and so does the packet.
+        (
+            and(
+                prim(Prim::Host4 {
+                    proto: None,
+                    dir: Dir::SrcOrDst,
+                    addr: 0x0102_0304,
+                }),
+                prim(Prim::Port {
+                    proto: None,
+                    dir: Dir::SrcOrDst,
+                    port: 80,
+                }),
+            ),
+            LinkType::Ethernet,
+            eth(
+                0x0806,
+                &[
+                    0, 1, 8, 0, 6, 4, 0, 1, 0, 1, 2, 3, 4, 5, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 1, 2,
+                    3, 4,
+                ],
+            ),
+            false,
+        ),
     ]
 }
 

@@ -499,6 +499,52 @@ pub(super) fn reaches_match(dag: &Dag, root: NodeId) -> bool {
     false
 }
 
+impl Dag {
+    /// `root` with every node from which no path reaches the match exit replaced by the
+    /// reject exit. The verdicts are the same: from such a node the packet is rejected
+    /// whether its loads are in bounds or not. (A test whose two branches meet
+    /// elsewhere stays: its load rejects a packet too short for it.) (Planning keeps these nodes, for libpcap's "rejects all packets"
+    /// rules; the code has no use for them.)
+    pub(super) fn prune_dead(&mut self, root: NodeId) -> NodeId {
+        let mut new_id: Vec<NodeId> = (0..self.nodes.len()).collect();
+        // children are made before their parents
+        for n in 2..self.nodes.len() {
+            new_id[n] = match self.nodes[n].clone() {
+                Node::Test { t, yes, no } => {
+                    let (yes, no) = (new_id[yes], new_id[no]);
+                    if yes == REJECT && no == REJECT {
+                        REJECT
+                    } else {
+                        self.mk(Node::Test { t, yes, no })
+                    }
+                }
+                Node::Chain {
+                    v6,
+                    nl,
+                    proto,
+                    yes,
+                    no,
+                } => {
+                    let (yes, no) = (new_id[yes], new_id[no]);
+                    if yes == REJECT && no == REJECT {
+                        REJECT
+                    } else {
+                        self.mk(Node::Chain {
+                            v6,
+                            nl,
+                            proto,
+                            yes,
+                            no,
+                        })
+                    }
+                }
+                Node::Match | Node::Reject => continue,
+            };
+        }
+        new_id[root]
+    }
+}
+
 /// Nodes reachable from `root`, parents before children (descending creation order).
 pub(super) fn reachable_order(dag: &Dag, root: NodeId) -> Vec<NodeId> {
     let mut seen = vec![false; dag.nodes.len()];

@@ -100,7 +100,8 @@ pub(super) fn emit(asm: &mut Asm, spec: &FilterSpec) -> Result<FilterStats, Comp
         PacketSource::Direct { .. } => DIRECT_MAX_END as u64,
         PacketSource::KernelMemory { .. } => 0x7fff_ffff,
     };
-    let p = plan(spec.expr, spec.link, env, max_end)?;
+    let mut p = plan(spec.expr, spec.link, env, max_end)?;
+    p.root = p.dag.prune_dead(p.root);
     let order = reachable_order(&p.dag, p.root);
     let layout = if order.len() < SHORT_FILTER_NODES {
         Layout::default()
