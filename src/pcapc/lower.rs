@@ -76,7 +76,9 @@ impl V {
                 _ => return None,
             },
             V::Alu(ArithOp::Rsh, a, b) => match **b {
-                V::K(_) => a.verifier_bound()?,
+                // `w0 >>= s` (the verifier shifts the bound too); past 31, `w0 = 0`
+                V::K(s) if s < 32 => a.verifier_bound()? >> s,
+                V::K(_) => 0,
                 _ => return None,
             },
             V::Alu(ArithOp::Mul, a, b) => match **b {
