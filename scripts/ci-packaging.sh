@@ -32,7 +32,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly ROOT
 cd "$ROOT"
 
-readonly APT_PACKAGES=(podman runc shellcheck python3-venv nftables iproute2 busybox bpftool
+readonly APT_PACKAGES=(podman runc shellcheck python3-venv nftables iproute2 busybox-static bpftool
                        file binutils dpkg tar gzip)
 readonly SHELL_SCRIPTS=(scripts/dist.sh scripts/ci-packaging.sh deploy/kubectl-pwru)
 readonly ALL_STEPS=(tools lint manifests dist deb container)
