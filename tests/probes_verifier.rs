@@ -280,6 +280,8 @@ fn every_probe_variant_passes_the_verifier() {
             skb_arg: arg,
             drop_reason_arg: None,
             nargs: 0,
+            btf_id: 0,
+            by_value: false,
         })
         .collect();
     let mut loaded = 0;

@@ -195,6 +195,7 @@ fn backends() {
             Some(BackendChoice::Named(BackendKind::KprobeMulti)),
         ),
         ("kprobe", Some(BackendChoice::Named(BackendKind::Kprobe))),
+        ("fentry", Some(BackendChoice::Named(BackendKind::Fentry))),
         (
             "tracepoint",
             Some(BackendChoice::Named(BackendKind::Tracepoint)),
