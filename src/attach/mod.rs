@@ -685,6 +685,10 @@ pub(crate) mod tests {
                 Some("no kprobes on this kernel (CONFIG_KPROBES)")
             )
         );
+        // fentry comes after tracepoint, which every kernel runs: auto never takes it.
+        assert_eq!(REGISTRY.last().map(|(k, _)| *k), Some(BackendKind::Fentry));
+        let named = choose(Some(BackendKind::Fentry), &kernel(false, false)).unwrap();
+        assert_eq!((named.kind, named.auto_reason), (BackendKind::Fentry, None));
         let named = choose(Some(BackendKind::Kprobe), &kernel(true, false)).unwrap();
         assert_eq!((named.kind, named.auto_reason), (BackendKind::Kprobe, None));
     }
@@ -770,6 +774,20 @@ pub(crate) mod tests {
             );
         }
         assert!(!tp.supports(Feature::FuncIp));
+        // A function backend that cannot probe module functions refuses --kmods.
+        let fentry = backend(BackendKind::Fentry);
+        assert_eq!(
+            check_features(fentry.as_ref(), &[Feature::ModuleFunctions], None).unwrap_err().to_string(),
+            "--kmods and --all-kmods are not supported with the fentry backend (fentry on module functions needs the module's BTF object, not supported); use --backend kprobe or kprobe-multi"
+        );
+        assert_eq!(
+            check_features(
+                fentry.as_ref(),
+                &[Feature::CloneFollowing, Feature::FuncIp],
+                None
+            ),
+            Ok(vec![])
+        );
     }
 
     #[test]
