@@ -373,7 +373,9 @@ fn every_probe_variant_passes_the_verifier() {
             Attachment::Tracepoint { .. } => load::ProgKind::RawTracepoint("kfree_skb".into()),
             Attachment::SkbContext => load::ProgKind::SchedCls,
             // fentry programs cannot load on this host (EPERM); the VM suite loads them.
-            Attachment::TcProgram { .. } | Attachment::XdpProgram { .. } => continue,
+            Attachment::TcProgram { .. }
+            | Attachment::XdpProgram { .. }
+            | Attachment::Fentry { .. } => continue,
         };
         let task_stack_offset = btf
             .optional_member("task_struct", "stack")
