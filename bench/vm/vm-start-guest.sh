@@ -3,7 +3,7 @@
 # boot (run with tests/vm/run-in-vm.sh KERNEL bench/vm/vm-start-guest.sh BINARY).
 #
 # For each flag set ($START_ARGS_A, then $START_ARGS_B; names START_NAME_A/B), $START_RUNS
-# times (default 3): start the tracer on a filter nothing matches, time start ->
+# times (default 3; $START_RUNS_B for B): start the tracer on a filter nothing matches, time start ->
 # "Listening for events", send SIGINT, time SIGINT -> exit and SIGINT -> the background
 # detacher's exit (everything detached). Prints per run:
 #   START tool=T run=N listening=S exit=S detached=S
@@ -12,6 +12,7 @@
 set -u
 export LC_ALL=C
 RUNS=${START_RUNS:-3}
+RUNS_B=${START_RUNS_B:-$RUNS}
 OUT=/tmp/start
 mkdir -p "$OUT"
 LAUNCH=''
@@ -43,4 +44,4 @@ one() {
 
 echo "start: kernel $(uname -r), $(nproc) CPU(s); ${START_NAME_A:-a} [${START_ARGS_A:-}] then ${START_NAME_B:-b} [${START_ARGS_B:-}]"
 for ((r = 1; r <= RUNS; r++)); do one "${START_NAME_A:-a}" "${START_ARGS_A:-}" "$r" || exit 1; done
-for ((r = 1; r <= RUNS; r++)); do one "${START_NAME_B:-b}" "${START_ARGS_B:-}" "$r" || exit 1; done
+for ((r = 1; r <= RUNS_B; r++)); do one "${START_NAME_B:-b}" "${START_ARGS_B:-}" "$r" || exit 1; done
