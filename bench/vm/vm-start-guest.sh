@@ -28,7 +28,7 @@ one() {
     # shellcheck disable=SC2086  # args holds several flags
     $LAUNCH "$bin" $args --output-file="$OUT/$name.trace" 'host 10.99.99.99' >"$err" 2>&1 &
     pid=$!
-    until grep -q 'Listening for events' "$err"; do
+    until grep -qs 'Listening for events' "$err"; do
         if gone "$pid"; then echo "start: $name exited:"; tail -n 5 "$err"; return 1; fi
         sleep 0.05
     done
