@@ -63,6 +63,7 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
         print_note(&note);
     }
     let targets = select_targets(settings.filter.func.as_ref(), &btf, backend.as_ref())?;
+    backend.check(&targets)?;
     if let Some(coverage) = backend.coverage(&targets) {
         eprintln!("Probing {coverage}");
     }
@@ -184,6 +185,7 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
     );
     drop(poll);
     let mut missed = obj.recursion_misses();
+    missed.extend(backend.recursion_misses());
     for tracer in &tracers {
         missed.extend(tracer.recursion_misses());
     }
@@ -572,6 +574,9 @@ impl Loader<'_> {
         let attached = backend.attach(&mut obj, self.targets, &bar, self.stop);
         bar.finish();
         if self.settings.debug {
+            for (target, why) in backend.skipped() {
+                eprintln!("skipped {target}: {why}");
+            }
             eprintln!(
                 "attaching took {:.3}s",
                 attach_started.elapsed().as_secs_f64()
@@ -607,8 +612,10 @@ fn detach(backend: &mut dyn Backend, obj: &mut LoadedObject, debug: bool) {
     let started = Instant::now();
     match backend.hand_off() {
         Some(Ok(h)) => eprintln!(
-            "Detaching {} kprobes in the background (pid {}); they are gone when it exits.",
-            h.count, h.pid
+            "Detaching {} {} in the background (pid {}); they are gone when it exits.",
+            h.count,
+            backend.noun(),
+            h.pid
         ),
         Some(Err(e)) => {
             eprintln!("pwru: warning: detaching in the foreground: {e}");

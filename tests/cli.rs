@@ -32,7 +32,7 @@ fn usage_errors_exit_two_with_one_line_reason() {
         (&["--filter-mark", "1/2/3"], "expected mark[/mask]"),
         (&["--filter-func", "ip_("], "invalid regex"),
         (&["--filter-kprobe-batch", "0"], "at least 1"),
-        (&["--backend", "fentry"], "invalid tracing backend"),
+        (&["--backend", "fexit"], "invalid tracing backend"),
         (
             &["--output-xdp-metadata", "xdp->rxq->queue_index"],
             "--output-xdp-metadata only applies to XDP programs",

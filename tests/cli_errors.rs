@@ -67,6 +67,14 @@ fn usage_errors_exit_2() {
             ],
             &["--filter-track-bpf-helpers", "kprobe"],
         ),
+        (
+            &["--backend", "fentry", "--output-caller", "icmp"],
+            &["--output-caller", "fentry", "pt_regs"],
+        ),
+        (
+            &["--backend=fentry", "--filter-track-bpf-helpers", "icmp"],
+            &["--filter-track-bpf-helpers", "fentry"],
+        ),
     ];
     for (args, needles) in table {
         assert_error(&pwru(args), 2, needles);

@@ -322,8 +322,9 @@ fn option_sets(btf: &KernelBtf) -> Vec<(&'static str, ProbeOptions)> {
 }
 
 /// Attachments: kprobe arguments 1 and 3, kprobe-multi argument 2, a tracepoint with a drop
-/// reason and one without, the skb-context (test-run) program, a non-skb kprobe, and the
-/// fentry and fexit programs on a tc program and on an XDP program.
+/// reason and one without, the skb-context (test-run) program, a non-skb kprobe, the
+/// fentry and fexit programs on a tc program and on an XDP program, and the fentry
+/// backend's program on a kernel function with its skb second.
 fn attachments() -> Vec<(&'static str, Attachment)> {
     vec![
         (
@@ -405,6 +406,7 @@ fn attachments() -> Vec<(&'static str, Attachment)> {
                 exit: true,
             },
         ),
+        ("fentry2", Attachment::Fentry { skb_arg: 2 }),
     ]
 }
 

@@ -280,6 +280,8 @@ fn every_probe_variant_passes_the_verifier() {
             skb_arg: arg,
             drop_reason_arg: None,
             nargs: 0,
+            btf_id: 0,
+            by_value: false,
         })
         .collect();
     let mut loaded = 0;
@@ -371,7 +373,9 @@ fn every_probe_variant_passes_the_verifier() {
             Attachment::Tracepoint { .. } => load::ProgKind::RawTracepoint("kfree_skb".into()),
             Attachment::SkbContext => load::ProgKind::SchedCls,
             // fentry programs cannot load on this host (EPERM); the VM suite loads them.
-            Attachment::TcProgram { .. } | Attachment::XdpProgram { .. } => continue,
+            Attachment::TcProgram { .. }
+            | Attachment::XdpProgram { .. }
+            | Attachment::Fentry { .. } => continue,
         };
         let task_stack_offset = btf
             .optional_member("task_struct", "stack")

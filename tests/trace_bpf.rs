@@ -258,6 +258,57 @@ fn bpf_tracing_flags_fail_with_one_line_naming_them_where_fentry_cannot_load() {
     }
 }
 
+/// `--backend fentry` where fentry on kernel functions cannot load (this host: EPERM): one
+/// line naming the backend and why, exit code 1, before anything is built or attached.
+#[test]
+fn the_fentry_backend_fails_with_one_line_where_fentry_cannot_load() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let btf = KernelBtf::open_system(&Kmods::None).expect("open BTF");
+    let funcs = btf.skb_functions().expect("skb functions");
+    let ip_rcv = funcs
+        .iter()
+        .find(|f| f.name == "ip_rcv")
+        .expect("ip_rcv in BTF");
+    let why = match load::check_kernel_fentry(ip_rcv.btf_id) {
+        Err(why) => why,
+        Ok(()) => {
+            eprintln!(
+                "skipped: this host loads fentry programs; the VM suite (fentry-basic, fentry-track) runs the backend"
+            );
+            return;
+        }
+    };
+    for args in [
+        &["--backend", "fentry"][..],
+        &["--backend=fentry", "--filter-func", "^ip_rcv$", "tcp"],
+    ] {
+        let started = std::time::Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_pwru"))
+            .args(args)
+            .output()
+            .expect("pwru runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr.trim_end(),
+            format!("pwru: error: --backend fentry cannot be used here: {why}"),
+            "{args:?}"
+        );
+        if matches!(why, load::TracingUnavailable::Denied(_)) {
+            assert!(stderr.contains("denied"), "{stderr}");
+        }
+        // At once: no program was built or loaded.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
 /// `--filter-track-bpf-helpers`: the helpers of programs loaded here, read back from
 /// their translated instructions with our decoder and named through kallsyms. The
 /// verifier has turned map helpers on a hash map into calls of its operations.

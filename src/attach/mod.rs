@@ -11,6 +11,7 @@
 pub mod background;
 pub mod bpf_helpers;
 pub mod bpf_progs;
+pub mod fentry;
 pub mod helpers;
 pub mod kprobe;
 pub mod kprobe_multi;
@@ -29,6 +30,7 @@ use crate::probes::{Attachment, ProbeError};
 
 pub use background::{Handoff, HandoffError};
 pub use bpf_progs::{traced_kind, ProgSync, ProgTracer, TracedKind, TRACED_TC, TRACED_XDP};
+pub use fentry::FentryBackend;
 pub use helpers::{
     attach_helpers, helper_programs, HelperAttach, HelperNeeds, HelperProgram, HelperWarning, Role,
     UntrackPoint, CLONE_FUNCS,
@@ -44,6 +46,7 @@ pub enum BackendKind {
     KprobeMulti,
     Kprobe,
     Tracepoint,
+    Fentry,
 }
 
 impl BackendKind {
@@ -53,6 +56,7 @@ impl BackendKind {
             BackendKind::KprobeMulti => "kprobe-multi",
             BackendKind::Kprobe => "kprobe",
             BackendKind::Tracepoint => "tracepoint",
+            BackendKind::Fentry => "fentry",
         }
     }
 
@@ -68,11 +72,14 @@ impl BackendKind {
 /// Makes a backend with the command line's settings.
 pub type CreateBackend = fn(&BackendOptions) -> Box<dyn Backend>;
 
-/// Every backend, best first (`auto` takes the first this kernel can run): one line each.
+/// Every backend, in `auto`'s order (it takes the first this kernel can run): one line
+/// each. fentry comes after tracepoint, which every kernel runs, so `auto` never takes it:
+/// it costs less per hit than kprobes but takes seconds to start (BENCHMARKS.md).
 pub const REGISTRY: &[(BackendKind, CreateBackend)] = &[
     (BackendKind::KprobeMulti, KprobeMultiBackend::create),
     (BackendKind::Kprobe, KprobeBackend::create),
     (BackendKind::Tracepoint, TracepointBackend::create),
+    (BackendKind::Fentry, FentryBackend::create),
 ];
 
 /// Makes the backend of `kind` with default settings.
@@ -245,6 +252,15 @@ pub enum AttachError {
     },
     #[error("listing the loaded BPF programs")]
     ListPrograms(#[source] io::Error),
+    /// The fentry backend's trial load failed: fentry cannot load here.
+    #[error("--backend fentry cannot be used here: {0}")]
+    FentryUnavailable(crate::load::TracingUnavailable),
+    #[error("attaching an fentry program to `{function}` failed, giving up")]
+    Fentry {
+        function: String,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl From<ProbeError> for AttachError {
@@ -301,6 +317,12 @@ pub trait Backend {
     /// Whether this kernel can run the backend.
     fn available(&self, kernel: &KernelSupport) -> Result<(), Unavailable>;
 
+    /// Whether the backend can load here at all, tried before anything is built (e.g. a
+    /// trial load on one of `targets`): fails at once with a one-line reason.
+    fn check(&self, _targets: &[Target]) -> Result<(), AttachError> {
+        Ok(())
+    }
+
     /// Why the backend cannot provide `feature`, or `None` when it can.
     fn lacks(&self, feature: Feature) -> Option<&'static str>;
 
@@ -349,6 +371,18 @@ pub trait Backend {
         progress: &dyn Progress,
         stop: &AtomicBool,
     ) -> Result<AttachSummary, AttachError>;
+
+    /// Targets `attach` skipped, with the reason (printed with `--debug`; counted in
+    /// [`AttachSummary::ignored`]).
+    fn skipped(&self) -> &[(String, String)] {
+        &[]
+    }
+
+    /// Non-zero `recursion_misses` of the backend's own programs (those loaded outside
+    /// the object), by name.
+    fn recursion_misses(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
 
     /// The detach policy: hands the attached probes (and the helper programs' kprobes) to
     /// a background process when closing them here would keep the user waiting
@@ -420,6 +454,12 @@ pub enum FeatureError {
     NonSkbFunctions {
         flag: &'static str,
         backend: &'static str,
+        alternatives: String,
+    },
+    #[error("--kmods and --all-kmods are not supported with the {backend} backend ({reason}); use --backend {alternatives}")]
+    ModuleFunctions {
+        backend: &'static str,
+        reason: &'static str,
         alternatives: String,
     },
     #[error("{flag} needs a kprobe backend (it probes functions by name), and {kernel_lacks}: the {backend} backend cannot run it")]
@@ -497,6 +537,15 @@ pub fn check_features(
                 backend: name,
                 reason,
             }),
+            // A backend probing functions that cannot probe module functions ignores the
+            // flag entirely: an error. One probing tracepoints still adds the modules'.
+            Feature::ModuleFunctions if backend.target_noun() == "function" => {
+                return Err(FeatureError::ModuleFunctions {
+                    backend: name,
+                    reason,
+                    alternatives: alternatives(feature),
+                })
+            }
             Feature::ModuleFunctions => notes.push(FeatureNote::NoModuleFunctions {
                 backend: name,
                 reason,
@@ -589,6 +638,8 @@ pub(crate) mod tests {
             skb_arg: arg,
             drop_reason_arg: None,
             nargs: 0,
+            btf_id: 0,
+            by_value: false,
         }
     }
 
@@ -598,12 +649,13 @@ pub(crate) mod tests {
             BackendKind::KprobeMulti,
             BackendKind::Kprobe,
             BackendKind::Tracepoint,
+            BackendKind::Fentry,
         ] {
             assert_eq!(REGISTRY.iter().filter(|(k, _)| *k == kind).count(), 1);
             assert_eq!(backend(kind).kind(), kind);
             assert_eq!(BackendKind::from_name(kind.name()), Some(kind));
         }
-        assert_eq!(BackendKind::from_name("fentry"), None);
+        assert_eq!(BackendKind::from_name("fexit"), None);
     }
 
     #[test]
@@ -633,6 +685,10 @@ pub(crate) mod tests {
                 Some("no kprobes on this kernel (CONFIG_KPROBES)")
             )
         );
+        // fentry comes after tracepoint, which every kernel runs: auto never takes it.
+        assert_eq!(REGISTRY.last().map(|(k, _)| *k), Some(BackendKind::Fentry));
+        let named = choose(Some(BackendKind::Fentry), &kernel(false, false)).unwrap();
+        assert_eq!((named.kind, named.auto_reason), (BackendKind::Fentry, None));
         let named = choose(Some(BackendKind::Kprobe), &kernel(true, false)).unwrap();
         assert_eq!((named.kind, named.auto_reason), (BackendKind::Kprobe, None));
     }
@@ -718,6 +774,20 @@ pub(crate) mod tests {
             );
         }
         assert!(!tp.supports(Feature::FuncIp));
+        // A function backend that cannot probe module functions refuses --kmods.
+        let fentry = backend(BackendKind::Fentry);
+        assert_eq!(
+            check_features(fentry.as_ref(), &[Feature::ModuleFunctions], None).unwrap_err().to_string(),
+            "--kmods and --all-kmods are not supported with the fentry backend (fentry on module functions needs the module's BTF object, not supported); use --backend kprobe or kprobe-multi"
+        );
+        assert_eq!(
+            check_features(
+                fentry.as_ref(),
+                &[Feature::CloneFollowing, Feature::FuncIp],
+                None
+            ),
+            Ok(vec![])
+        );
     }
 
     #[test]

@@ -16,8 +16,13 @@ pub struct Target {
     pub skb_arg: u16,
     /// Position of an `enum skb_drop_reason` argument (same numbering as `skb_arg`).
     pub drop_reason_arg: Option<u16>,
-    /// Tracepoints only: number of arguments.
+    /// Number of arguments.
     pub nargs: u16,
+    /// Functions: the FUNC's BTF id (in its module's BTF for a module), 0 for tracepoints.
+    pub btf_id: u32,
+    /// Functions: a struct or union is passed or returned by value (the argument slots of
+    /// an fentry program then do not follow the parameter positions).
+    pub by_value: bool,
 }
 
 impl Target {
@@ -27,7 +32,9 @@ impl Target {
             module: f.module.clone(),
             skb_arg: f.skb_arg,
             drop_reason_arg: f.drop_reason_arg,
-            nargs: 0,
+            nargs: f.nargs,
+            btf_id: f.btf_id,
+            by_value: f.by_value,
         }
     }
 
@@ -38,6 +45,8 @@ impl Target {
             skb_arg: t.skb_arg,
             drop_reason_arg: t.drop_reason_arg,
             nargs: t.nargs,
+            btf_id: 0,
+            by_value: false,
         }
     }
 }
@@ -180,6 +189,8 @@ mod tests {
             drop_reason_arg: None,
             module: None,
             btf_id: 1,
+            nargs: 2,
+            by_value: false,
         };
         let funcs = vec![f("ip_rcv", 1), f("ip_output", 3), f("inlined_away", 1)];
         let probeable = Probeable::from_names(

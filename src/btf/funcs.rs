@@ -27,6 +27,11 @@ pub struct SkbFunc {
     pub module: Option<String>,
     /// BTF id of the FUNC (in its module's split BTF for modules).
     pub btf_id: u32,
+    /// Number of parameters.
+    pub nargs: u16,
+    /// A parameter or the return value is a struct or union passed by value: it takes
+    /// more than one u64 slot (or none) in a tracing program's argument array.
+    pub by_value: bool,
 }
 
 /// Result of scanning for skb functions.
@@ -60,6 +65,8 @@ pub struct SkbTracepoint {
 enum ParamKind {
     Skb,
     DropReason,
+    /// A struct or union passed by value.
+    ByValue,
     Other,
 }
 
@@ -68,6 +75,9 @@ enum ParamKind {
 struct ProtoFacts {
     skb: Option<usize>,
     drop_reason: Option<usize>,
+    /// Parameters after the skipped ones.
+    nargs: usize,
+    by_value: bool,
 }
 
 /// Classifies parameter types of one BTF object, memoizing per type id
@@ -121,6 +131,7 @@ impl<'a> Classifier<'a> {
                 }
             }
             _ if self.drop_reason_ids.contains(&id) => ParamKind::DropReason,
+            Type::Struct(_) | Type::Union(_) => ParamKind::ByValue,
             _ => ParamKind::Other,
         };
         self.params.insert(type_id, kind);
@@ -134,19 +145,24 @@ impl<'a> Classifier<'a> {
         }
         let facts = match resolve(self.btf, self.origin, proto_id)? {
             Type::FuncProto(proto) => {
+                let ret = proto.return_type_id();
                 let mut facts = ProtoFacts {
                     skb: None,
                     drop_reason: None,
+                    nargs: 0,
+                    by_value: ret != 0 && self.param_kind(ret)? == ParamKind::ByValue,
                 };
                 for (i, param) in proto.parameters.iter().enumerate().skip(skip) {
                     if param.is_variadic() {
                         break;
                     }
+                    facts.nargs += 1;
                     match self.param_kind(param.get_type_id().unwrap_or(0))? {
                         ParamKind::Skb if facts.skb.is_none() => facts.skb = Some(i - skip),
                         ParamKind::DropReason if facts.drop_reason.is_none() => {
                             facts.drop_reason = Some(i - skip)
                         }
+                        ParamKind::ByValue => facts.by_value = true,
                         _ => {}
                     }
                 }
@@ -206,6 +222,8 @@ impl KernelBtf {
                 drop_reason_arg: facts.drop_reason.map(|i| position(i + 1)),
                 module: src.module.map(str::to_string),
                 btf_id: id,
+                nargs: position(facts.nargs),
+                by_value: facts.by_value,
             });
         }
         Ok(())

@@ -95,7 +95,8 @@ pub struct Args {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_go_bool, hide_default_value = true, value_name = "BOOL", help_heading = "Kernel")]
     pub all_kmods: bool,
 
-    /// Tracing backend: auto, kprobe-multi, kprobe or tracepoint (empty = auto-detect)
+    /// Tracing backend: auto, kprobe-multi, kprobe, tracepoint or fentry (empty = auto-detect;
+    /// auto never picks fentry)
     #[arg(long, default_value = "", value_parser = parse_backend, hide_default_value = true, value_name = "BACKEND", help_heading = "Kernel")]
     pub backend: BackendChoice,
 

@@ -195,11 +195,12 @@ fn backends() {
             Some(BackendChoice::Named(BackendKind::KprobeMulti)),
         ),
         ("kprobe", Some(BackendChoice::Named(BackendKind::Kprobe))),
+        ("fentry", Some(BackendChoice::Named(BackendKind::Fentry))),
         (
             "tracepoint",
             Some(BackendChoice::Named(BackendKind::Tracepoint)),
         ),
-        ("fentry", None),
+        ("fexit", None),
         ("KPROBE", None),
     ];
     for (text, want) in table {
@@ -670,6 +671,23 @@ fn validation() {
                 alternatives: "kprobe or kprobe-multi".into(),
             })),
         ),
+        (
+            &["--backend", "fentry", "--output-caller"],
+            Err(ConfigError::Backend(FeatureError::Caller {
+                backend: "fentry",
+                reason: "an fentry program has no pt_regs to read the return address from",
+                alternatives: "kprobe or kprobe-multi".into(),
+            })),
+        ),
+        (
+            &["--backend", "fentry", "--filter-non-skb-funcs", "f"],
+            Err(ConfigError::Backend(FeatureError::NonSkbFunctions {
+                flag: "--filter-non-skb-funcs",
+                backend: "fentry",
+                alternatives: "kprobe or kprobe-multi".into(),
+            })),
+        ),
+        (&["--backend", "fentry", "--filter-track-skb"], Ok(())),
         // Without clone following, tracking still works: not an error.
         (&["--backend", "tracepoint", "--filter-track-skb"], Ok(())),
         (&["--output-caller", "--filter-non-skb-funcs", "f"], Ok(())),

@@ -98,7 +98,7 @@ pub fn parse_backend(s: &str) -> Result<BackendChoice, String> {
             .map(BackendChoice::Named)
             .ok_or_else(|| {
                 format!(
-                    "invalid tracing backend {s:?}: use auto, kprobe-multi, kprobe or tracepoint"
+                    "invalid tracing backend {s:?}: use auto, kprobe-multi, kprobe, tracepoint or fentry"
                 )
             }),
     }

@@ -64,6 +64,7 @@ pub fn section_name(kind: &ProgKind, program: &str) -> String {
         ProgKind::KRetProbe => format!("kretprobe/{program}"),
         ProgKind::RawTracepoint(_) => format!("raw_tp/{program}"),
         ProgKind::TpBtf(_) => format!("tp_btf/{program}"),
+        ProgKind::Fentry => format!("fentry/{program}"),
     }
 }
 
@@ -73,7 +74,7 @@ pub fn ctx_type(kind: &ProgKind) -> Ctx<'static> {
     match kind {
         ProgKind::SocketFilter | ProgKind::SchedCls => Ctx::Struct("__sk_buff"),
         ProgKind::KProbe | ProgKind::KRetProbe | ProgKind::KProbeMulti => Ctx::Struct("pt_regs"),
-        ProgKind::RawTracepoint(_) | ProgKind::TpBtf(_) => Ctx::Void,
+        ProgKind::RawTracepoint(_) | ProgKind::TpBtf(_) | ProgKind::Fentry => Ctx::Void,
     }
 }
 

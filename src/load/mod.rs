@@ -36,9 +36,9 @@ pub use elf::ElfError;
 pub use info::{enable_run_time_stats, func_ip_available, prog_func_name, prog_info, ProgInfo};
 pub use links::{KprobeMultiOptions, ObjectError};
 pub use tracing::{
-    bpf_programs, check_tracing, create_map, load_tracing, load_with_btf, load_with_maps,
-    pin_program, prog_id, xlated_insns, xlated_programs, BpfProgram, RawMaps, TraceTarget,
-    TracedProgType, TracingLink, TracingUnavailable, XlatedProgram,
+    bpf_programs, check_kernel_fentry, check_tracing, create_map, load_tracing, load_with_btf,
+    load_with_maps, pin_program, prog_id, xlated_insns, xlated_programs, BpfProgram, KernelFentry,
+    RawMaps, TraceTarget, TracedProgType, TracingLink, TracingUnavailable, XlatedProgram,
 };
 
 /// Kinds of maps a spec can declare (legacy `bpf_map_def` types).
@@ -162,6 +162,10 @@ pub enum ProgKind {
     /// BTF-typed raw tracepoint on the named tracepoint (section `tp_btf/<program>`), needs
     /// kernel BTF.
     TpBtf(String),
+    /// fentry on kernel functions: not loaded with the object but kept, with the map fds
+    /// patched in, for the fentry backend to load once per function
+    /// ([`LoadedObject::kernel_fentry`]).
+    Fentry,
 }
 
 /// A named program and its kind. The name (1-15 characters of `[A-Za-z0-9_.]`) is the
@@ -317,6 +321,8 @@ pub struct LoadedObject {
     kinds: HashMap<String, ProgKind>,
     /// kprobe_multi programs loaded through the raw path.
     multi: HashMap<String, OwnedFd>,
+    /// fentry programs waiting to be loaded per function.
+    fentry: HashMap<String, KernelFentry>,
     /// Why the programs were loaded without their BTF, when they were.
     btf_fallback: Option<String>,
 }
@@ -385,7 +391,9 @@ fn load_object(
     elf::validate(&spec.maps, &all)?;
     let _ = raise_rlimits();
 
-    let (multi_specs, aya_specs): (Vec<&ProgramSpec>, Vec<&ProgramSpec>) = all
+    let (fentry_specs, rest): (Vec<&ProgramSpec>, Vec<&ProgramSpec>) =
+        all.iter().partition(|p| matches!(p.kind, ProgKind::Fentry));
+    let (multi_specs, aya_specs): (Vec<&ProgramSpec>, Vec<&ProgramSpec>) = rest
         .iter()
         .partition(|p| matches!(p.kind, ProgKind::KProbeMulti));
     let bytes = elf::build(&spec.maps, &aya_specs, func_info)?;
@@ -420,6 +428,15 @@ fn load_object(
         let fd = load_kprobe_multi(&ebpf, p, opts.verifier_log_level, func_info)?;
         multi.insert(p.name.clone(), fd);
     }
+    let mut fentry = HashMap::new();
+    for p in &fentry_specs {
+        let prepared = KernelFentry::new(&p.name, &p.program, |m| {
+            use std::os::fd::AsRawFd;
+            ebpf.map(m)
+                .map(|map| map_data(map).fd().as_fd().as_raw_fd())
+        })?;
+        fentry.insert(p.name.clone(), prepared);
+    }
 
     drop(loader);
     trim_heap();
@@ -431,6 +448,7 @@ fn load_object(
             .map(|p| (p.name.clone(), p.kind.clone()))
             .collect(),
         multi,
+        fentry,
         btf_fallback: None,
     })
 }
@@ -455,7 +473,7 @@ fn load_with_aya(
             let btf = btf.ok_or_else(|| LoadError::NoBtf(p.name.clone()))?;
             <&mut BtfTracePoint>::try_from(prog).and_then(|p| p.load(tp, btf))
         }
-        ProgKind::KProbeMulti => return Err(missing()),
+        ProgKind::KProbeMulti | ProgKind::Fentry => return Err(missing()),
     };
     result.map_err(|e| program_error(&p.name, e))
 }
@@ -562,6 +580,14 @@ impl LoadedObject {
 
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
+    }
+
+    /// The fentry program `program`, ready to be loaded on kernel functions (its map fds
+    /// are the object's: valid while the object lives).
+    pub fn kernel_fentry(&self, program: &str) -> Result<&KernelFentry, ObjectError> {
+        self.fentry
+            .get(program)
+            .ok_or_else(|| ObjectError::UnknownProgram(program.to_string()))
     }
 
     /// The kind a program was loaded as.

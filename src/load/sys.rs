@@ -240,11 +240,19 @@ pub struct RawProgLoad<'a> {
     pub insns: &'a [Insn],
     /// Verifier log level used on the retry after a failure (the first try runs without a log).
     pub log_level: u32,
-    /// Tracing programs: the program traced (`attach_prog_fd`) and its function's BTF type
-    /// id in that program's BTF (`attach_btf_id`).
-    pub attach: Option<(BorrowedFd<'a>, u32)>,
+    /// Tracing programs: what they attach to.
+    pub attach: Option<AttachTo<'a>>,
     /// The program's own BTF and its function records.
     pub btf: Option<(BorrowedFd<'a>, &'a [FuncInfo])>,
+}
+
+/// What a tracing program attaches to (`attach_prog_fd`, `attach_btf_id`).
+#[derive(Clone, Copy, Debug)]
+pub enum AttachTo<'a> {
+    /// A loaded BPF program and its function's BTF type id in that program's BTF.
+    Program(BorrowedFd<'a>, u32),
+    /// A kernel function by its BTF id in vmlinux (no `attach_prog_fd`).
+    Kernel(u32),
 }
 
 /// Largest verifier log buffer every kernel accepts (`UINT_MAX >> 8` before 5.2).
@@ -271,9 +279,13 @@ pub fn prog_load(p: &RawProgLoad<'_>) -> Result<OwnedFd, (io::Error, String)> {
             expected_attach_type: p.expected_attach_type,
             ..Default::default()
         };
-        if let Some((target, btf_id)) = p.attach {
-            attr.attach_prog_fd = target.as_raw_fd() as u32;
-            attr.attach_btf_id = btf_id;
+        match p.attach {
+            Some(AttachTo::Program(target, btf_id)) => {
+                attr.attach_prog_fd = target.as_raw_fd() as u32;
+                attr.attach_btf_id = btf_id;
+            }
+            Some(AttachTo::Kernel(btf_id)) => attr.attach_btf_id = btf_id,
+            None => {}
         }
         if let Some((btf, funcs)) = p.btf {
             attr.prog_btf_fd = btf.as_raw_fd() as u32;

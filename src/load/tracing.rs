@@ -212,7 +212,7 @@ pub fn load_tracing(
         name,
         insns: &insns,
         log_level: level.bits(),
-        attach: Some((target_fd.as_fd(), target.main_func)),
+        attach: Some(sys::AttachTo::Program(target_fd.as_fd(), target.main_func)),
         btf: None,
     })
     .map_err(|(e, log)| rejected(e, log))?;
@@ -300,6 +300,10 @@ pub enum TracingUnavailable {
     Denied(io::Error),
     #[error("this kernel cannot trace BPF programs with fentry/fexit (needs 5.5+ with BTF): {0}")]
     KernelTooOld(String),
+    #[error(
+        "this kernel cannot attach fentry programs to its functions (needs 5.5+ with BTF): {0}"
+    )]
+    NoKernelFentry(String),
 }
 
 /// Trial: loads a two-instruction tc program with BTF and an fentry program on it, then
@@ -337,12 +341,99 @@ pub fn check_tracing() -> Result<(), TracingUnavailable> {
         name: "pwru_trial",
         insns: &prog.insns,
         log_level: 1,
-        attach: Some((target.as_fd(), main_func)),
+        attach: Some(sys::AttachTo::Program(target.as_fd(), main_func)),
         btf: None,
     }) {
         Ok(_) => Ok(()),
         Err((e, _)) if denied(&e) => Err(TracingUnavailable::Denied(e)),
         Err((e, log)) => Err(TracingUnavailable::KernelTooOld(format!(
+            "{e}{}",
+            log.lines()
+                .last()
+                .map(|l| format!(" ({l})"))
+                .unwrap_or_default()
+        ))),
+    }
+}
+
+/// A probe program ready to be loaded as fentry on kernel functions, one load per function
+/// ([`KernelFentry::attach`]): the map fds are patched in once, so every load of the same
+/// program shares these instructions.
+#[derive(Debug)]
+pub struct KernelFentry {
+    name: String,
+    insns: Vec<crate::asm::Insn>,
+}
+
+impl KernelFentry {
+    /// `program` (named `name` in the kernel) with the map fds `fd_of` gives, which must
+    /// stay open while it is loaded.
+    pub(super) fn new(
+        name: &str,
+        program: &Program,
+        fd_of: impl Fn(&str) -> Option<i32>,
+    ) -> Result<Self, LoadError> {
+        let insns = with_map_fds(name, program, fd_of)?;
+        Ok(KernelFentry {
+            name: name.to_string(),
+            insns,
+        })
+    }
+
+    /// The kernel name of its programs.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Loads it as fentry on the vmlinux function of BTF id `btf_id` and attaches it.
+    /// A refusal is `LoadError::Rejected` with the errno and the verifier log.
+    pub fn attach(&self, btf_id: u32, level: VerifierLogLevel) -> Result<TracingLink, LoadError> {
+        let rejected = |errno: io::Error, log: String| LoadError::Rejected {
+            program: self.name.clone(),
+            errno,
+            log: VerifierLog::new(log),
+        };
+        let prog = sys::prog_load(&sys::RawProgLoad {
+            prog_type: sys::PROG_TYPE_TRACING,
+            expected_attach_type: sys::TRACE_FENTRY,
+            name: &self.name,
+            insns: &self.insns,
+            log_level: level.bits(),
+            attach: Some(sys::AttachTo::Kernel(btf_id)),
+            btf: None,
+        })
+        .map_err(|(e, log)| rejected(e, log))?;
+        let link = sys::link_create_tracing(prog.as_fd(), sys::TRACE_FENTRY)
+            .map_err(|e| rejected(e, String::new()))?;
+        Ok(TracingLink { link, prog })
+    }
+}
+
+/// Trial: loads a two-instruction fentry program on the vmlinux function of BTF id
+/// `btf_id` (not attached), then unloads it. Tells whether [`KernelFentry::attach`] can
+/// work on this kernel at all.
+pub fn check_kernel_fentry(btf_id: u32) -> Result<(), TracingUnavailable> {
+    let _ = super::raise_rlimits();
+    let mut a = crate::asm::Asm::new();
+    a.mov64(crate::asm::Reg::R0, 0);
+    a.exit();
+    let prog = a
+        .finish()
+        .map_err(|e| TracingUnavailable::NoKernelFentry(e.to_string()))?;
+    match sys::prog_load(&sys::RawProgLoad {
+        prog_type: sys::PROG_TYPE_TRACING,
+        expected_attach_type: sys::TRACE_FENTRY,
+        name: "pwru_trial",
+        insns: &prog.insns,
+        log_level: 1,
+        attach: Some(sys::AttachTo::Kernel(btf_id)),
+        btf: None,
+    }) {
+        Ok(_) => Ok(()),
+        Err((e, _)) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
+            Err(TracingUnavailable::Denied(e))
+        }
+        Err((e, log)) => Err(TracingUnavailable::NoKernelFentry(format!(
             "{e}{}",
             log.lines()
                 .last()

@@ -336,7 +336,10 @@ impl Printer {
         match ev.kind {
             EventKind::Tc => buf.push_str("(tc)"),
             EventKind::Xdp => buf.push_str("(xdp)"),
-            EventKind::Kprobe | EventKind::KprobeMulti | EventKind::Tracepoint => {}
+            EventKind::Kprobe
+            | EventKind::KprobeMulti
+            | EventKind::Tracepoint
+            | EventKind::Fentry => {}
         }
         for p in &self.table[TableAt::Func as usize] {
             p.section.func(names, ev, key, buf);

@@ -133,6 +133,8 @@ pub enum EventKind {
     Tc = 3,
     /// fentry on an XDP BPF program: FUNC gets the `(xdp)` suffix.
     Xdp = 4,
+    /// fentry on a kernel function (the fentry backend).
+    Fentry = 5,
 }
 
 impl EventKind {
@@ -144,6 +146,7 @@ impl EventKind {
             2 => Self::Tracepoint,
             3 => Self::Tc,
             4 => Self::Xdp,
+            5 => Self::Fentry,
             _ => return None,
         })
     }
@@ -404,9 +407,10 @@ mod tests {
             EventKind::Tracepoint,
             EventKind::Tc,
             EventKind::Xdp,
+            EventKind::Fentry,
         ] {
             assert_eq!(EventKind::from_raw(k as u16), Some(k));
         }
-        assert_eq!(EventKind::from_raw(5), None);
+        assert_eq!(EventKind::from_raw(6), None);
     }
 }

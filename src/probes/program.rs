@@ -72,6 +72,15 @@ pub enum Attachment {
     /// `data..data_end` at L2, the device `rxq->dev`; the mark filter, `--filter-skb-expr`
     /// and the skb trackers do not apply, `--filter-xdp-expr` does (map `xdp_matched`).
     XdpProgram { prog_id: u32, exit: bool },
+    /// fentry on a kernel function (the fentry backend), loaded as `BPF_PROG_TYPE_TRACING`
+    /// with the function's BTF id: the context is its arguments as u64s, the skb argument
+    /// `skb_arg` (1-based) at `ctx + 8 * (skb_arg - 1)`. The record reads the second and
+    /// third arguments with `bpf_get_func_arg` (inlined by the verifier), which leaves
+    /// them zero when the function has fewer and reads any type (a direct context read of
+    /// a pointer to a non-struct, e.g. `enum skb_drop_reason *`, is refused). The
+    /// function is named by `bpf_get_func_ip`, so one program serves every function with
+    /// its skb at the same position.
+    Fentry { skb_arg: u8 },
 }
 
 /// The kinds of BPF programs traced with fentry/fexit.
@@ -164,6 +173,12 @@ impl MapOp {
 /// (1..=[`MAX_PROBE_ARG`]; out-of-range values are clamped into it).
 fn kprobe_arg(regs: &PtRegsLayout, skb_arg: u8) -> i16 {
     regs.args[(skb_arg as usize).clamp(1, MAX_PROBE_ARG as usize) - 1]
+}
+
+/// Offset in an fentry program's context (the arguments as u64s) of 1-based argument `arg`
+/// (out-of-range values are clamped into 1..=[`MAX_PROBE_ARG`], as for kprobes).
+pub fn fentry_arg(arg: u8) -> i16 {
+    ((arg as i16).clamp(1, MAX_PROBE_ARG as i16) - 1) * 8
 }
 
 /// `--filter-track-skb-by-stackid`: a hit is attributed to the skb last recorded for the
@@ -457,6 +472,10 @@ impl<'a> Gen<'a> {
             Attachment::SkbContext => bpf!(into &mut self.a; r7 = r6;),
             Attachment::TcProgram { .. } | Attachment::XdpProgram { .. } => {
                 bpf!(into &mut self.a; r7 = *(u64 *)(r6 + 0););
+            }
+            Attachment::Fentry { skb_arg, .. } => {
+                let arg = fentry_arg(*skb_arg);
+                bpf!(into &mut self.a; r7 = *(u64 *)(r6 + arg););
             }
         }
         let pre = self.span(&self.pre_filter_fields());
@@ -1204,6 +1223,7 @@ pub fn emit_stack_identity(
         Attachment::Tracepoint { .. }
         | Attachment::TcProgram { .. }
         | Attachment::XdpProgram { .. }
+        | Attachment::Fentry { .. }
         | Attachment::SkbContext => {
             let on_stack = if *at == Attachment::SkbContext {
                 R10
@@ -1299,6 +1319,10 @@ pub fn build_untrack_with(
         Attachment::SkbContext => {}
         Attachment::TcProgram { .. } | Attachment::XdpProgram { .. } => {
             bpf!(into a; r1 = *(u64 *)(r1 + 0););
+        }
+        Attachment::Fentry { skb_arg, .. } => {
+            let arg = fentry_arg(*skb_arg);
+            bpf!(into a; r1 = *(u64 *)(r1 + arg););
         }
     }
     bpf!(into a;

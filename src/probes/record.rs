@@ -345,6 +345,7 @@ fn header(a: &mut Asm, env: &RecordEnv<'_>) -> u16 {
         Attachment::SkbContext => (EventKind::Tracepoint, 0),
         Attachment::TcProgram { .. } => (EventKind::Tc, 0),
         Attachment::XdpProgram { .. } => (EventKind::Xdp, 0),
+        Attachment::Fentry { .. } => (EventKind::Fentry, FLAG_ARGS),
     };
     let kind = kind as u16;
     bpf!(into a;
@@ -413,6 +414,28 @@ fn header(a: &mut Asm, env: &RecordEnv<'_>) -> u16 {
                     *(u64 *)(r8 + off::DROP_REASON) = r1;
                 );
                 return flags | FLAG_DROP_REASON;
+            }
+        }
+        // The function's address from the trampoline; only the arguments it has are read
+        // (the others stay zero).
+        Attachment::Fentry { .. } => {
+            let slot = env.frame.scratch;
+            bpf!(into a;
+                r1 = r6;
+                call get_func_ip;
+                *(u64 *)(r8 + off::PROBE_ADDR) = r0;
+            );
+            for (arg, field) in [(1, off::PARAM_SECOND), (2, off::PARAM_THIRD)] {
+                bpf!(into a;
+                    *(u64 *)(r10 + slot) = 0;
+                    r1 = r6;
+                    r2 = arg;
+                    r3 = r10;
+                    r3 += slot;
+                    call get_func_arg;
+                    r1 = *(u64 *)(r10 + slot);
+                    *(u64 *)(r8 + field) = r1;
+                );
             }
         }
         // probe_addr stays 0: the record was zeroed.

@@ -251,6 +251,8 @@ mod tests {
             skb_arg: 1,
             drop_reason_arg: None,
             nargs: 0,
+            btf_id: 0,
+            by_value: false,
         }
     }
 

@@ -57,7 +57,9 @@ pub fn push_verdict(kind: EventKind, raw: u64, out: &mut String) {
     let names: &[&str] = match kind {
         EventKind::Tc => &TC_ACTIONS,
         EventKind::Xdp => &XDP_ACTIONS,
-        EventKind::Kprobe | EventKind::KprobeMulti | EventKind::Tracepoint => &[],
+        EventKind::Kprobe | EventKind::KprobeMulti | EventKind::Tracepoint | EventKind::Fentry => {
+            &[]
+        }
     };
     match usize::try_from(v).ok().and_then(|i| names.get(i)) {
         Some(name) => out.push_str(name),

@@ -1,0 +1,47 @@
+#!/bin/bash
+# vm-start-guest.sh - start and detach time of one pwru binary with two flag sets, in one
+# boot (run with tests/vm/run-in-vm.sh KERNEL bench/vm/vm-start-guest.sh BINARY).
+#
+# For each flag set ($START_ARGS_A, then $START_ARGS_B; names START_NAME_A/B), $START_RUNS
+# times (default 3; $START_RUNS_B for B): start the tracer on a filter nothing matches, time start ->
+# "Listening for events", send SIGINT, time SIGINT -> exit and SIGINT -> the background
+# detacher's exit (everything detached). Prints per run:
+#   START tool=T run=N listening=S exit=S detached=S
+# Runs of B start only after every probe of A is gone.
+
+set -u
+export LC_ALL=C
+RUNS=${START_RUNS:-3}
+RUNS_B=${START_RUNS_B:-$RUNS}
+OUT=/tmp/start
+mkdir -p "$OUT"
+LAUNCH=''
+if env --default-signal=INT,QUIT true 2>/dev/null; then LAUNCH='env --default-signal=INT,QUIT'; fi
+now() { read -r up _ </proc/uptime; echo "$up"; }
+sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+gone() { [[ ! -r /proc/$1/stat ]] || [[ $(awk '{ print $3 }' "/proc/$1/stat") == Z ]]; }
+bin=$(command -v pwru)
+
+one() {
+    local name=$1 args=$2 run=$3 t0 t1 t2 t3 pid dpid err=$OUT/$1.$3.err
+    t0=$(now)
+    # shellcheck disable=SC2086  # args holds several flags
+    $LAUNCH "$bin" $args --output-file="$OUT/$name.trace" 'host 10.99.99.99' >"$err" 2>&1 &
+    pid=$!
+    until grep -qs 'Listening for events' "$err"; do
+        if gone "$pid"; then echo "start: $name exited:"; tail -n 5 "$err"; return 1; fi
+        sleep 0.05
+    done
+    t1=$(now)
+    kill -INT "$pid"
+    wait "$pid"
+    t2=$(now)
+    dpid=$(sed -n 's/.*in the background (pid \([0-9][0-9]*\)).*/\1/p' "$err" | head -n 1)
+    if [[ -n $dpid ]]; then while ! gone "$dpid"; do sleep 0.1; done; fi
+    t3=$(now)
+    echo "START tool=$name run=$run listening=$(sub "$t0" "$t1") exit=$(sub "$t1" "$t2") detached=$(sub "$t1" "$t3")"
+}
+
+echo "start: kernel $(uname -r), $(nproc) CPU(s); ${START_NAME_A:-a} [${START_ARGS_A:-}] then ${START_NAME_B:-b} [${START_ARGS_B:-}]"
+for ((r = 1; r <= RUNS; r++)); do one "${START_NAME_A:-a}" "${START_ARGS_A:-}" "$r" || exit 1; done
+for ((r = 1; r <= RUNS_B; r++)); do one "${START_NAME_B:-b}" "${START_ARGS_B:-}" "$r" || exit 1; done
