@@ -61,11 +61,14 @@ send_udp_for() {
 # Non-empty lines of a file, 0 when missing or empty (grep -c exits 1 on no match).
 count_lines() { local n; n=$(grep -c . "$1" 2>/dev/null) || true; echo "${n:-0}"; }
 
+# Size of a file in bytes, 0 when missing.
+file_size() { stat -c %s "$1" 2>/dev/null || echo 0; }
+
 # drain_trace FILE MAX_SECS: wait until FILE stops growing for 0.5 s (or MAX_SECS).
 drain_trace() {
     local prev=-1 cur waited=0
     while :; do
-        cur=$(count_lines "$1")
+        cur=$(file_size "$1")
         if (( cur == prev || waited >= $2 * 2 )); then break; fi
         prev=$cur; sleep 0.5; waited=$((waited + 1))
     done
@@ -93,10 +96,10 @@ tracer_stop() {
     local pid=$1 log=$2 dpid
     kill -INT "$pid"
     # Started from a command substitution: not our child, so no `wait`.
-    while [[ -r /proc/$pid/stat ]] && [[ $(awk '{ print $3 }' "/proc/$pid/stat") != Z ]]; do sleep 0.1; done
+    while [[ -r /proc/$pid/stat ]] && [[ $(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) != Z ]]; do sleep 0.1; done
     dpid=$(sed -n 's/.*in the background (pid \([0-9][0-9]*\)).*/\1/p' "$log" | head -n 1)
     if [[ -n $dpid ]]; then
-        while [[ -r /proc/$dpid/stat ]] && [[ $(awk '{ print $3 }' "/proc/$dpid/stat") != Z ]]; do sleep 0.2; done
+        while [[ -r /proc/$dpid/stat ]] && [[ $(awk '{ print $3 }' "/proc/$dpid/stat" 2>/dev/null) != Z ]]; do sleep 0.2; done
     fi
 }
 
