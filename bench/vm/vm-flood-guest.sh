@@ -15,12 +15,15 @@
 #             the pace), then $FLOOD_BISECT bisections between the last rate
 #             without loss and the first with loss
 #   overload  full speed to 5001: every packet matches
-# The calibration gives the events one packet makes: the most frequent length of
-# a run of trace lines with the same skb address (42 on 6.12 with the default
-# function set; robust to a lost event or a neighbour refresh).
+# The calibration gives the events one packet makes: the trace split where the
+# function of its first line comes back (the packets come one at a time; the
+# skb address cannot split it, the slab gives each packet the same one), the
+# most frequent length of a piece (42 on 6.12 with the default function set;
+# robust to a neighbour refresh), or written / sent when that is more than 25 %
+# off.
 # One line per phase:
 #   FLOOD tool=T phase=P target=PPS sent=N secs=S pps=PPS runs=R expected=E
-#         written=W reported=L loss_pct=X events_per_s=E
+#         written=W reported=L loss_pct=X events_per_s=E drain_s=D reader_eps=R
 # runs: runs of the tracer's BPF programs during the sending
 #   (kernel.bpf_stats_enabled; some runs of a matching packet write nothing, e.g.
 #   before its IP header is built);
@@ -28,7 +31,9 @@
 # written: trace lines written for the phase (after the trace stops growing);
 # reported: what the tracer said it lost during the phase (the last
 #   "N in total" of its stderr; the original pwru prints nothing);
-# loss_pct: 100 * (1 - written / expected); events_per_s: written / secs.
+# loss_pct: 100 * (1 - written / expected); events_per_s: written / secs;
+# drain_s: end of sending -> the trace stopped growing; reader_eps: written /
+#   (secs + drain_s), what the reader wrote per second (its limit when overloaded).
 # At exit the tracers' own words on loss (TAIL tool=T ...): the last lines of
 # stderr and the summary lines of the trace.
 #
@@ -86,7 +91,7 @@ reported_total() {
 # loss_pct <= $TOLERANCE and nothing reported lost), PPS, WRITTEN and SENT;
 # expects $EPP (events per packet).
 phase() {
-    local tool=$1 ph=$2 port=$3 rate=$4 sent secs g0 g1 b0=0 r0=0 r1=0 runs=0 exp
+    local tool=$1 ph=$2 port=$3 rate=$4 sent secs g0 g1 b0=0 r0=0 r1=0 runs=0 exp t0 drain=0
     local -a s0=(0 0) s1=(0 0)
     WRITTEN=0
     if [[ $tool != none ]]; then
@@ -96,7 +101,10 @@ phase() {
     read -r sent secs <<<"$(send "$port" "$rate")"
     if [[ $tool != none ]]; then
         read -r -a s1 <<<"$(bpf_stats "$OUT/$tool.ids")"
+        t0=${EPOCHREALTIME/./}
         drain_trace "$OUT/$tool.trace" "$DRAIN_SECS"
+        # The last 0.5 s is the check that nothing more came.
+        drain=$(awk -v d=$((${EPOCHREALTIME/./} - t0)) 'BEGIN { d = d / 1e6 - 0.5; printf "%.1f", d > 0 ? d : 0 }')
         sleep 1.5   # lost events are counted at most once a second
         # The phase's lines: from its starting byte offset on.
         tail -c +$((b0 + 1)) "$OUT/$tool.trace" >"$OUT/phase.trace"
@@ -111,7 +119,8 @@ phase() {
     if [[ $ph == nomatch || $ph == calibrate || $tool == none ]]; then LOSS=n/a exp=n/a; fi
     echo "FLOOD tool=$tool phase=$ph target=$rate sent=$sent secs=$secs pps=$PPS runs=$runs expected=$exp" \
          "written=$WRITTEN reported=$((r1 - r0)) loss_pct=$LOSS" \
-         "events_per_s=$(awk -v w="$WRITTEN" -v s="$secs" 'BEGIN { printf "%.0f", (s > 0) ? w / s : 0 }')"
+         "events_per_s=$(awk -v w="$WRITTEN" -v s="$secs" 'BEGIN { printf "%.0f", (s > 0) ? w / s : 0 }')" \
+         "drain_s=$drain reader_eps=$(awk -v w="$WRITTEN" -v s="$secs" -v d="$drain" 'BEGIN { printf "%.0f", (s + d > 0) ? w / (s + d) : 0 }')"
     LOSSLESS=$(awk -v l="$LOSS" -v t="$TOLERANCE" -v r=$((r1 - r0)) 'BEGIN { print (l + 0 <= t + 0 && r == 0) ? 1 : 0 }')
 }
 
@@ -122,8 +131,16 @@ run_tool() {
     echo "flood: $name [$args] listening, $(wc -l <"$OUT/$name.ids") programs"
     phase "$name" nomatch 5002 0
     phase "$name" calibrate 5001 "$CAL_RATE"
-    EPP=$(awk '{ if ($1 != prev) { if (n) c[n]++; n = 0; prev = $1 } n++ }
-               END { if (n) c[n]++; for (k in c) if (c[k] > best) { best = c[k]; mode = k }; print mode + 0 }' "$OUT/phase.trace")
+    EPP=$(awk -v w="$WRITTEN" -v sent="$SENT" '
+        NR == 1 { first = $NF }
+        NR > 1 && $NF == first { c[n]++; n = 0 }
+        { n++ }
+        END {
+            for (k in c) if (c[k] > best) { best = c[k]; mode = k }
+            avg = sent > 0 ? w / sent : 0
+            if (mode == "" || mode < avg * 0.75 || mode > avg * 1.25) mode = sprintf("%.2f", avg)
+            print mode
+        }' "$OUT/phase.trace")
     echo "flood: $name: $EPP events per packet ($WRITTEN events of $SENT packets at $CAL_RATE packets/s)"
     while ((steps < MAX_STEPS)); do
         steps=$((steps + 1))
