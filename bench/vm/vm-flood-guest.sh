@@ -104,7 +104,7 @@ phase() {
         t0=${EPOCHREALTIME/./}
         drain_trace "$OUT/$tool.trace" "$DRAIN_SECS"
         # The last 0.5 s is the check that nothing more came.
-        drain=$(awk -v d=$((${EPOCHREALTIME/./} - t0)) 'BEGIN { d = d / 1e6 - 0.5; printf "%.1f", d > 0 ? d : 0 }')
+        drain=$(awk -v d=$((${EPOCHREALTIME/./} - t0)) 'BEGIN { d = d / 1e6 - 0.5; printf "%.1f", (d > 0) ? d : 0 }')
         sleep 1.5   # lost events are counted at most once a second
         # The phase's lines: from its starting byte offset on.
         tail -c +$((b0 + 1)) "$OUT/$tool.trace" >"$OUT/phase.trace"
