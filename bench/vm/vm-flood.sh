@@ -6,9 +6,10 @@
 # Usage: vm-flood.sh [6.1|6.12] OURS ORIGINAL      (kernel default 6.12)
 #
 # Per vCPU count and tool it prints:
-#   no-loss rate   the highest paced rate with every event written (and none
-#                  reported lost): packets/s sent and events/s written
-#   first loss     the lowest paced rate that lost events, and its loss
+#   no-loss rate   the paced step with the most packets/s sent and every event
+#                  written (none reported lost): packets/s sent, events/s written
+#   first loss     the paced step with the fewest packets/s sent that lost
+#                  events, and its loss
 #   overload       full-speed senders: events expected (packets sent x events
 #                  per packet), written, reported lost by the tool, loss %
 #   throughput     full-speed packets/s with no tracer (mean of the runs just
@@ -62,10 +63,11 @@ summary() {
         }
         if (p == "step") {
             ok = f["loss_pct"] + 0 <= tol + 0 && f["reported"] == 0
-            if (ok && f["target"] + 0 > good[t] + 0) {
+            # By the rate actually sent: a stalled VM can send far less than the target.
+            if (ok && f["pps"] + 0 > gpps[t] + 0) {
                 good[t] = f["target"]; gpps[t] = f["pps"]; geps[t] = f["events_per_s"]
             }
-            if (!ok && (bad[t] == "" || f["target"] + 0 < bad[t] + 0)) {
+            if (!ok && (bad[t] == "" || f["pps"] + 0 < bpps[t] + 0)) {
                 bad[t] = f["target"]; bpps[t] = f["pps"]; bloss[t] = f["loss_pct"]; brep[t] = f["reported"]
             }
         }
