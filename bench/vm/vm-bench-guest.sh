@@ -58,12 +58,6 @@ DRAIN_SECS=${BENCH_DRAIN_SECS:-10}
 FILTER='dst host 10.0.0.2 and udp dst port 5001'
 KERNEL=${PWRU_VM_KERNEL:-$(uname -r)}
 OUT=/tmp/bench
-LAUNCH=''
-if env --default-signal=INT,QUIT true 2>/dev/null; then LAUNCH='env --default-signal=INT,QUIT'; fi
-
-# Non-empty lines of a file, 0 when missing or empty (grep -c exits 1 on no match).
-count_lines() { local n; n=$(grep -c . "$1" 2>/dev/null) || true; echo "${n:-0}"; }
-
 now() { local up rest; read -r up rest </proc/uptime; echo "$up"; }
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
@@ -130,13 +124,7 @@ run_tool() {
         t_m0=$(now)
         pps_match=$(flood 5001)
         read -r -a s2 <<<"$(bpf_stats "$ids")"
-        # Drain: wait until the trace stops growing (or DRAIN_SECS).
-        local prev=-1 cur waited=0
-        while :; do
-            cur=$(count_lines "$trace")
-            if (( cur == prev || waited >= DRAIN_SECS * 2 )); then break; fi
-            prev=$cur; sleep 0.5; waited=$((waited + 1))
-        done
+        drain_trace "$trace" "$DRAIN_SECS"
         t_m1=$(now)
         ns_nomatch=$(per_hit $((s1[0] - s0[0])) $((s1[1] - s0[1])))
         hits_nomatch=$((s1[1] - s0[1]))

@@ -1,7 +1,12 @@
-# vm-guest-lib.sh - the benchmark scenario and BPF statistics shared by the
-# guest scripts (bench/vm/vm-bench-guest.sh, bench/vm/vm-perhit-guest.sh). Sourced
-# from /files in the VM; needs bash and $PACKETS.
+# vm-guest-lib.sh - the benchmark scenario, tracer start/stop and BPF statistics
+# shared by the guest scripts (bench/vm/vm-*-guest.sh). Sourced from /files in
+# the VM; needs bash, $PACKETS for send_udp, $OUT and $FILTER for tracer_start.
 # shellcheck shell=bash
+
+# SIGINT/SIGQUIT back to their defaults for background tracers (background jobs
+# start with them ignored), as for a Ctrl-C in a terminal.
+LAUNCH=''
+if env --default-signal=INT,QUIT true 2>/dev/null; then LAUNCH='env --default-signal=INT,QUIT'; fi
 
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
@@ -30,6 +35,72 @@ NFT
 send_udp() {
     # shellcheck disable=SC2016  # expanded by the inner bash
     in_ns ns1 bash -c 'exec 3>/dev/udp/10.0.0.2/'"$1"'; for ((i = 0; i < '"$PACKETS"'; i++)); do printf x >&3; done' 2>/dev/null
+}
+
+# send_udp_for PORT RATE SECS: one-byte UDP datagrams from ns1 to 10.0.0.2:PORT
+# for SECS seconds, RATE per second (paced in 2 ms steps) or as fast as bash
+# writes them when RATE is 0; prints "PACKETS MICROSECONDS" (sent, elapsed).
+send_udp_for() {
+    # shellcheck disable=SC2016  # expanded by the inner bash
+    in_ns ns1 bash -c 'exec 3>/dev/udp/10.0.0.2/'"$1"' 4<> <(:)
+        r='"$2"' t0=${EPOCHREALTIME/./} n=0 now=0 due=0 i=0
+        end=$((t0 + '"$3"' * 1000000))
+        while now=${EPOCHREALTIME/./}; ((now < end)); do
+            if ((r == 0)); then
+                for ((i = 0; i < 50; i++)); do printf x >&3; done
+                n=$((n + 50))
+                continue
+            fi
+            due=$(((now - t0) * r / 1000000))
+            if ((n >= due)); then read -r -t 0.002 -u 4; continue; fi
+            while ((n < due)); do printf x >&3; n=$((n + 1)); done
+        done
+        echo "$n $((${EPOCHREALTIME/./} - t0))"' 2>/dev/null
+}
+
+# Non-empty lines of a file, 0 when missing or empty (grep -c exits 1 on no match).
+count_lines() { local n; n=$(grep -c . "$1" 2>/dev/null) || true; echo "${n:-0}"; }
+
+# Size of a file in bytes, 0 when missing.
+file_size() { stat -c %s "$1" 2>/dev/null || echo 0; }
+
+# drain_trace FILE MAX_SECS: wait until FILE stops growing for 0.5 s (or MAX_SECS).
+drain_trace() {
+    local prev=-1 cur waited=0
+    while :; do
+        cur=$(file_size "$1")
+        if (( cur == prev || waited >= $2 * 2 )); then break; fi
+        prev=$cur; sleep 0.5; waited=$((waited + 1))
+    done
+}
+
+# tracer_start NAME BINARY ARGS: start a tracer on $FILTER writing $OUT/NAME.trace
+# (stderr in $OUT/NAME.err), wait until it listens, save its program ids in
+# $OUT/NAME.ids; echo its pid. Run it in a command substitution.
+tracer_start() {
+    local name=$1 bin=$2 args=$3 pid
+    # shellcheck disable=SC2086  # args holds several flags
+    $LAUNCH "$bin" $args --output-file="$OUT/$name.trace" "$FILTER" >"$OUT/$name.err" 2>&1 &
+    pid=$!
+    until grep -q 'Listening for events' "$OUT/$name.err"; do
+        if ! kill -0 "$pid" 2>/dev/null; then echo "$name exited:" >&2; tail -n 5 "$OUT/$name.err" >&2; return 1; fi
+        sleep 0.2
+    done
+    prog_ids "$pid" >"$OUT/$name.ids"
+    echo "$pid"
+}
+
+# tracer_stop PID LOG: SIGINT, wait for the exit and for a background detacher
+# named in LOG ("... in the background (pid N)").
+tracer_stop() {
+    local pid=$1 log=$2 dpid
+    kill -INT "$pid"
+    # Started from a command substitution: not our child, so no `wait`.
+    while [[ -r /proc/$pid/stat ]] && [[ $(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) != Z ]]; do sleep 0.1; done
+    dpid=$(sed -n 's/.*in the background (pid \([0-9][0-9]*\)).*/\1/p' "$log" | head -n 1)
+    if [[ -n $dpid ]]; then
+        while [[ -r /proc/$dpid/stat ]] && [[ $(awk '{ print $3 }' "/proc/$dpid/stat" 2>/dev/null) != Z ]]; do sleep 0.2; done
+    fi
 }
 
 # BPF program ids held by process $1.

@@ -22,43 +22,17 @@ ARGS_A=${PERHIT_ARGS_A:---output-tuple}
 ARGS_B=${PERHIT_ARGS_B:---output-tuple}
 FILTER='dst host 10.0.0.2 and udp dst port 5001'
 OUT=/tmp/perhit
-LAUNCH=''
-if env --default-signal=INT,QUIT true 2>/dev/null; then LAUNCH='env --default-signal=INT,QUIT'; fi
 mkdir -p "$OUT"
 
 # shellcheck source=bench/vm/vm-guest-lib.sh
 . /files/vm-guest-lib.sh
 flood() { send_udp "$1"; }
 
-# start NAME BINARY ARGS: start a tracer, wait until it listens; echo its pid.
-start() {
-    local name=$1 bin=$2 args=$3 pid
-    # shellcheck disable=SC2086  # args holds several flags
-    $LAUNCH "$bin" $args --output-file="$OUT/$name.trace" "$FILTER" >"$OUT/$name.err" 2>&1 &
-    pid=$!
-    until grep -q 'Listening for events' "$OUT/$name.err"; do
-        if ! kill -0 "$pid" 2>/dev/null; then echo "perhit: $name exited:" >&2; tail -n 5 "$OUT/$name.err" >&2; return 1; fi
-        sleep 0.2
-    done
-    prog_ids "$pid" >"$OUT/$name.ids"
-    echo "$pid"
-}
-stop() {
-    local pid=$1 log=$2 dpid
-    kill -INT "$pid"
-    # Started from a command substitution: not our child, so no `wait`.
-    while [[ -r /proc/$pid/stat ]] && [[ $(awk '{ print $3 }' "/proc/$pid/stat") != Z ]]; do sleep 0.1; done
-    dpid=$(sed -n 's/.*in the background (pid \([0-9][0-9]*\)).*/\1/p' "$log" | head -n 1)
-    if [[ -n $dpid ]]; then
-        while [[ -r /proc/$dpid/stat ]] && [[ $(awk '{ print $3 }' "/proc/$dpid/stat") != Z ]]; do sleep 0.2; done
-    fi
-}
-
 echo 1 >/proc/sys/kernel/bpf_stats_enabled
 setup || { echo "perhit: setup failed"; exit 1; }
 flood 5001   # warm-up
-pa=$(start "$NAME_A" /files/tool-a "$ARGS_A") || exit 1
-pb=$(start "$NAME_B" /files/tool-b "$ARGS_B") || exit 1
+pa=$(tracer_start "$NAME_A" /files/tool-a "$ARGS_A") || exit 1
+pb=$(tracer_start "$NAME_B" /files/tool-b "$ARGS_B") || exit 1
 echo "perhit: kernel $(uname -r); $NAME_A [$ARGS_A] and $NAME_B [$ARGS_B] attached together; $ROUNDS rounds of $PACKETS packets"
 for ((r = 1; r <= ROUNDS; r++)); do
     read -r -a a0 <<<"$(bpf_stats "$OUT/$NAME_A.ids")"; read -r -a b0 <<<"$(bpf_stats "$OUT/$NAME_B.ids")"
@@ -72,6 +46,6 @@ for ((r = 1; r <= ROUNDS; r++)); do
     echo "PERHIT round=$r tool=$NAME_B ns_nomatch=$(per_hit $((b1[0] - b0[0])) $((b1[1] - b0[1])))" \
          "ns_match=$(per_hit $((b2[0] - b1[0])) $((b2[1] - b1[1]))) hits_nomatch=$((b1[1] - b0[1])) hits_match=$((b2[1] - b1[1]))"
 done
-stop "$pb" "$OUT/$NAME_B.err"
-stop "$pa" "$OUT/$NAME_A.err"
+tracer_stop "$pb" "$OUT/$NAME_B.err"
+tracer_stop "$pa" "$OUT/$NAME_A.err"
 echo "perhit: events written: $NAME_A $(grep -c '^0x' "$OUT/$NAME_A.trace") $NAME_B $(grep -c '^0x' "$OUT/$NAME_B.trace")"
