@@ -596,6 +596,57 @@ impl Emitter<'_> {
                         let r = self.value_reg(&t.a).expect("checked");
                         self.branch(c, r, (*k as i32).into(), *yes, *no, next);
                     }
+                    V::K(k)
+                        if t.op == TestOp::Eq
+                            && r0.is_none_or(|(v, _)| *v != t.a)
+                            && raw_shape(&t.a)
+                                .and_then(|(_, size, m)| narrowed(size, m, *k))
+                                .is_some() =>
+                    {
+                        // a mask that keeps one or two adjacent bytes: those are loaded
+                        let (k0, size, m) = raw_shape(&t.a).expect("checked");
+                        let n = narrowed(size, m, *k).expect("checked");
+                        let raw = self.load_const_part(k0, size, n.delta, n.width, true);
+                        let full = if n.width == 1 { 0xff } else { 0xffff };
+                        let swapped = |x: u32| if raw { swap_k(x, n.width) } else { x };
+                        if n.mask != full {
+                            let mm = swapped(n.mask);
+                            self.asm.alu32(crate::asm::AluOp::And, Reg::R0, mm as i32);
+                        }
+                        let kk = swapped(n.k);
+                        self.branch(c, Reg::R0, (kk as i32).into(), *yes, *no, next);
+                    }
+                    V::K(k)
+                        if t.op == TestOp::Eq
+                            && r0.is_none_or(|(v, _)| *v != t.a)
+                            && self.split_word(&t.a).is_some() =>
+                    {
+                        // a word at a 2-aligned window offset: half by half (two loads
+                        // and two jumps, not two loads, a shift and an `or`, then a jump)
+                        let (k0, m) = self.split_word(&t.a).expect("checked");
+                        let (hi_m, lo_m) = (m >> 16, m & 0xffff);
+                        let (hi_k, lo_k) = (*k >> 16, *k & 0xffff);
+                        if *k & !m != 0 {
+                            // never equal: the plain test below says so at run time
+                            self.eval(&t.a, 0)?;
+                            self.branch(c, Reg::R0, (*k as i32).into(), *yes, *no, next);
+                        } else {
+                            for (delta, hm, hk) in [(0, hi_m, hi_k), (2, lo_m, lo_k)] {
+                                self.load_const_part(k0, 4, delta, 2, true);
+                                if hm != 0xffff {
+                                    let mm = swap_k(hm, 2);
+                                    self.asm.alu32(crate::asm::AluOp::And, Reg::R0, mm as i32);
+                                }
+                                let kk = swap_k(hk, 2) as i32;
+                                if delta == 0 {
+                                    let l = self.target(*no);
+                                    self.asm.jmp32(Cond::Ne, Reg::R0, kk, l);
+                                } else {
+                                    self.branch(c, Reg::R0, kk.into(), *yes, *no, next);
+                                }
+                            }
+                        }
+                    }
                     V::K(k) => {
                         // Equality and bit tests of 2/4-byte fields compare the raw
                         // (little-endian) load against byte-swapped constants.
@@ -935,10 +986,35 @@ impl Emitter<'_> {
         }
     }
 
+    /// The offset and mask of a (masked) 4-byte field at a constant offset that sits
+    /// in the kernel-memory window 2-aligned but not 4-aligned, and whose mask keeps
+    /// bytes of both halves.
+    fn split_word(&self, v: &V) -> Option<(u32, u32)> {
+        let (k, size, m) = raw_shape(v)?;
+        let PacketSource::KernelMemory { window, .. } = self.src else {
+            return None;
+        };
+        let off = self.buf_off() as i64 + k as i64;
+        (size == 4
+            && k as u64 + 4 <= window as u64
+            && off.rem_euclid(4) == 2
+            && m >> 16 != 0
+            && m & 0xffff != 0)
+            .then_some((k, m))
+    }
+
     /// R0 = load at constant offset `k`: big-endian, or the raw little-endian word when
     /// `want_raw` and the back end can load it in one go (returns whether it did).
     fn load_const(&mut self, k: u32, size: u8, want_raw: bool) -> bool {
+        self.load_const_part(k, size, 0, size, want_raw)
+    }
+
+    /// [`Self::load_const`] of the `w` bytes at `k + delta` inside the `size`-byte field
+    /// at `k`, whose bounds it checks (a packet too short for the field is rejected).
+    fn load_const_part(&mut self, k: u32, size: u8, delta: u32, w: u8, want_raw: bool) -> bool {
         let end_off = k as u64 + size as u64;
+        let (fk, k) = (k + delta, k);
+        let size = w;
         match self.src {
             PacketSource::Direct { start, end } => {
                 if end_off > DIRECT_MAX_END as u64 {
@@ -946,8 +1022,8 @@ impl Emitter<'_> {
                     self.asm.ja(rej);
                     return false;
                 }
-                if end_off <= self.proven && k <= i16::MAX as u32 {
-                    self.asm.ldx(size_of(size), Reg::R0, start, k as i16);
+                if end_off <= self.proven && fk <= i16::MAX as u32 {
+                    self.asm.ldx(size_of(size), Reg::R0, start, fk as i16);
                 } else {
                     let rej = self.rej();
                     let a = &mut *self.asm;
@@ -967,10 +1043,10 @@ impl Emitter<'_> {
                     }
                     a.jmp(Cond::Gt, Reg::R4, end, rej);
                     self.r4 = Some(PktPtr { idx: None, off: n });
-                    if k <= i16::MAX as u32 {
-                        a.ldx(size_of(size), Reg::R0, start, k as i16);
+                    if fk <= i16::MAX as u32 {
+                        a.ldx(size_of(size), Reg::R0, start, fk as i16);
                     } else {
-                        a.ldx(size_of(size), Reg::R0, Reg::R4, -((n - k as u64) as i16));
+                        a.ldx(size_of(size), Reg::R0, Reg::R4, -((n - fk as u64) as i16));
                     }
                     self.proven = self.proven.max(n);
                 }
@@ -993,7 +1069,7 @@ impl Emitter<'_> {
                     self.proven = n;
                 }
                 if end_off <= window as u64 {
-                    let off = self.buf_off() as i32 + k as i32;
+                    let off = self.buf_off() as i32 + fk as i32;
                     if want_raw && size > 1 && off.rem_euclid(size as i32) == 0 {
                         self.asm.ldx(size_of(size), Reg::R0, Reg::R10, off as i16);
                         return true;
@@ -1010,7 +1086,7 @@ impl Emitter<'_> {
                     self.aligned_from_stack(off as i16, size);
                 } else {
                     self.asm.mov64(Reg::R3, base);
-                    self.asm.add64(Reg::R3, k as i32);
+                    self.asm.add64(Reg::R3, fk as i32);
                     self.slow_read(size);
                 }
                 false
@@ -1472,6 +1548,44 @@ fn raw_shape(v: &V) -> Option<(u32, u8, u32)> {
     }
 }
 
+/// The bytes an equality test `field & mask == k` needs of a `size`-byte big-endian
+/// field: the one or two adjacent bytes the mask keeps (not the whole field).
+struct Narrowed {
+    /// First byte of the field loaded, and how many.
+    delta: u32,
+    width: u8,
+    /// The mask and the constant on those bytes.
+    mask: u32,
+    k: u32,
+}
+
+fn narrowed(size: u8, mask: u32, k: u32) -> Option<Narrowed> {
+    let bits = 8 * size as u32;
+    let mask = if bits == 32 {
+        mask
+    } else {
+        mask & ((1 << bits) - 1)
+    };
+    // (a constant outside the mask never matches: left to the plain test)
+    if mask == 0 || k & !mask != 0 || size < 2 {
+        return None;
+    }
+    let first = (mask.leading_zeros() - (32 - bits)) / 8;
+    let last = size as u32 - 1 - mask.trailing_zeros() / 8;
+    let width = last - first + 1;
+    if width > 2 || width == size as u32 {
+        return None;
+    }
+    let shift = 8 * (size as u32 - 1 - last);
+    let keep = (1u32 << (8 * width)) - 1;
+    Some(Narrowed {
+        delta: first,
+        width: width as u8,
+        mask: (mask >> shift) & keep,
+        k: k >> shift,
+    })
+}
+
 fn swap_k(k: u32, size: u8) -> u32 {
     if size == 2 {
         (k as u16).swap_bytes() as u32
@@ -1644,6 +1758,28 @@ mod tests {
             };
             let st = emit(&mut a, &ethernet(&e, src, FilterEnv::default(), (m, r))).unwrap();
             assert!(st.insns <= max, "`{e}`: {} insns", st.insns);
+        }
+    }
+
+    #[test]
+    fn masked_fields_load_only_the_bytes_their_mask_keeps() {
+        // (size, mask, k) → (first byte, bytes, mask, k) on those bytes
+        let cases: [(u8, u32, u32, Option<(u32, u8, u32, u32)>); 9] = [
+            (4, 0xff00_0000, 0x0a00_0000, Some((0, 1, 0xff, 0x0a))),
+            (4, 0xffff_0000, 0x0a01_0000, Some((0, 2, 0xffff, 0x0a01))),
+            (4, 0x0000_ff00, 0x0000_1200, Some((2, 1, 0xff, 0x12))),
+            (4, 0x00f0_0000, 0x0010_0000, Some((1, 1, 0xf0, 0x10))),
+            (2, 0x00ff, 0x0011, Some((1, 1, 0xff, 0x11))),
+            // three bytes, or all of them: the field is loaded whole
+            (2, 0x1fff, 0, None),
+            (4, 0xffff_ff00, 0x0a01_0200, None),
+            (4, u32::MAX, 1, None),
+            // a constant outside the mask: left to the plain test (never equal)
+            (4, 0xff00_0000, 0x0000_0001, None),
+        ];
+        for (size, mask, k, want) in cases {
+            let got = narrowed(size, mask, k).map(|n| (n.delta, n.width, n.mask, n.k));
+            assert_eq!(got, want, "size {size}, mask {mask:#x}, k {k:#x}");
         }
     }
 }
