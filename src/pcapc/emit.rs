@@ -1764,7 +1764,8 @@ mod tests {
     #[test]
     fn masked_fields_load_only_the_bytes_their_mask_keeps() {
         // (size, mask, k) → (first byte, bytes, mask, k) on those bytes
-        let cases: [(u8, u32, u32, Option<(u32, u8, u32, u32)>); 9] = [
+        type Bytes = Option<(u32, u8, u32, u32)>;
+        let cases: [(u8, u32, u32, Bytes); 9] = [
             (4, 0xff00_0000, 0x0a00_0000, Some((0, 1, 0xff, 0x0a))),
             (4, 0xffff_0000, 0x0a01_0000, Some((0, 2, 0xffff, 0x0a01))),
             (4, 0x0000_ff00, 0x0000_1200, Some((2, 1, 0xff, 0x12))),
