@@ -14,16 +14,14 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::btf::KernelBtf;
 use crate::load::{self, LoadError, LoadedObject, ProgKind, ProgramSpec, TracingLink};
 use crate::probes::Attachment;
 
 use super::background::{self, Handoff, HandoffError};
-use super::kprobe::{function_target_names, function_targets, UNTRACK_POINTS};
 use super::{
     check_stop, close_in_parallel, AttachError, AttachSummary, Backend, BackendKind,
-    BackendOptions, BuildFn, Feature, KernelSupport, Progress, Target, TargetNames, Unavailable,
-    UntrackPoint, KPROBE_DETACH_THREADS,
+    BackendOptions, BuildFn, Feature, KernelSupport, Progress, Target, Unavailable,
+    KPROBE_DETACH_THREADS,
 };
 
 /// Why a target is not even tried, or `None`.
@@ -189,22 +187,6 @@ impl Backend for FentryBackend {
             }
             Feature::CloneFollowing | Feature::FuncIp => None,
         }
-    }
-
-    fn targets(
-        &self,
-        btf: &KernelBtf,
-        keep: &dyn Fn(&str) -> bool,
-    ) -> Result<Vec<Target>, AttachError> {
-        function_targets(btf, keep)
-    }
-
-    fn target_names(&self, targets: &[Target]) -> TargetNames {
-        function_target_names(targets)
-    }
-
-    fn untrack_points(&self) -> &'static [UntrackPoint] {
-        UNTRACK_POINTS
     }
 
     fn programs(
@@ -488,6 +470,6 @@ mod tests {
         assert!(b.lacks(Feature::ModuleFunctions).is_some());
         assert!(b.supports(Feature::CloneFollowing));
         assert!(b.supports(Feature::FuncIp));
-        assert_eq!(b.untrack_points(), UNTRACK_POINTS);
+        assert_eq!(b.untrack_points(), crate::attach::kprobe::UNTRACK_POINTS);
     }
 }

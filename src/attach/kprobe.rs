@@ -200,22 +200,6 @@ impl Backend for KprobeBackend {
         None
     }
 
-    fn targets(
-        &self,
-        btf: &KernelBtf,
-        keep: &dyn Fn(&str) -> bool,
-    ) -> Result<Vec<Target>, AttachError> {
-        function_targets(btf, keep)
-    }
-
-    fn target_names(&self, targets: &[Target]) -> TargetNames {
-        function_target_names(targets)
-    }
-
-    fn untrack_points(&self) -> &'static [UntrackPoint] {
-        UNTRACK_POINTS
-    }
-
     fn programs(
         &self,
         targets: &[Target],

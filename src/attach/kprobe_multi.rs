@@ -4,17 +4,13 @@
 use std::os::fd::OwnedFd;
 use std::sync::atomic::AtomicBool;
 
-use crate::btf::KernelBtf;
 use crate::load::{KprobeMultiOptions, LoadedObject, ObjectError, ProgramSpec};
 
-use super::kprobe::{
-    function_target_names, function_targets, kprobe_program_name, kprobe_programs, NO_KPROBES,
-    UNTRACK_POINTS,
-};
+use super::kprobe::{kprobe_program_name, kprobe_programs, NO_KPROBES};
 use super::{
     check_stop, close_in_parallel, positions, AttachError, AttachSummary, Backend, BackendKind,
-    BackendOptions, BuildFn, Feature, KernelSupport, Progress, Target, TargetNames, Unavailable,
-    UntrackPoint, KPROBE_DETACH_THREADS,
+    BackendOptions, BuildFn, Feature, KernelSupport, Progress, Target, Unavailable,
+    KPROBE_DETACH_THREADS,
 };
 
 /// What kprobe-multi needs and lacks on a kernel without fprobe.
@@ -108,22 +104,6 @@ impl Backend for KprobeMultiBackend {
 
     fn fallback(&self) -> Option<BackendKind> {
         Some(BackendKind::Kprobe)
-    }
-
-    fn targets(
-        &self,
-        btf: &KernelBtf,
-        keep: &dyn Fn(&str) -> bool,
-    ) -> Result<Vec<Target>, AttachError> {
-        function_targets(btf, keep)
-    }
-
-    fn target_names(&self, targets: &[Target]) -> TargetNames {
-        function_target_names(targets)
-    }
-
-    fn untrack_points(&self) -> &'static [UntrackPoint] {
-        UNTRACK_POINTS
     }
 
     fn programs(

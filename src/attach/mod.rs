@@ -337,15 +337,21 @@ pub trait Backend {
         None
     }
 
-    /// Its probe targets in the kernel's BTF that `keep` accepts.
+    /// Its probe targets in the kernel's BTF that `keep` accepts: by default the skb
+    /// functions the kernel can probe (the function backends).
     fn targets(
         &self,
         btf: &KernelBtf,
         keep: &dyn Fn(&str) -> bool,
-    ) -> Result<Vec<Target>, AttachError>;
+    ) -> Result<Vec<Target>, AttachError> {
+        kprobe::function_targets(btf, keep)
+    }
 
-    /// How the output names the probe of an event from these targets.
-    fn target_names(&self, targets: &[Target]) -> TargetNames;
+    /// How the output names the probe of an event from these targets: by default by the
+    /// function's address, with drop reasons from its `enum skb_drop_reason` parameter.
+    fn target_names(&self, targets: &[Target]) -> TargetNames {
+        kprobe::function_target_names(targets)
+    }
 
     /// What probing `targets` shows and misses, said at start when it is less than every
     /// kernel function a packet passes ("30 tracepoints: ..."); `None` otherwise.
@@ -353,8 +359,11 @@ pub trait Backend {
         None
     }
 
-    /// Where the program that forgets freed skbs attaches (with skb tracking).
-    fn untrack_points(&self) -> &'static [UntrackPoint];
+    /// Where the program that forgets freed skbs attaches (with skb tracking): by
+    /// default a kprobe on `kfree_skbmem`.
+    fn untrack_points(&self) -> &'static [UntrackPoint] {
+        kprobe::UNTRACK_POINTS
+    }
 
     /// The programs to load for `targets` (their names are what `attach` uses).
     fn programs(
