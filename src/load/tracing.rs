@@ -306,16 +306,19 @@ pub enum TracingUnavailable {
     NoKernelFentry(String),
 }
 
+/// The two-instruction program (`r0 = 0; exit`) the trial loads use.
+fn trial_program() -> Result<Program, crate::asm::AsmError> {
+    let mut a = crate::asm::Asm::new();
+    a.mov64(crate::asm::Reg::R0, 0);
+    a.exit();
+    a.finish()
+}
+
 /// Trial: loads a two-instruction tc program with BTF and an fentry program on it, then
 /// unloads both. Tells whether [`load_tracing`] can work on this kernel.
 pub fn check_tracing() -> Result<(), TracingUnavailable> {
     let _ = super::raise_rlimits();
-    let mut a = crate::asm::Asm::new();
-    a.mov64(crate::asm::Reg::R0, 0);
-    a.exit();
-    let prog = a
-        .finish()
-        .map_err(|e| TracingUnavailable::KernelTooOld(e.to_string()))?;
+    let prog = trial_program().map_err(|e| TracingUnavailable::KernelTooOld(e.to_string()))?;
     let denied = |e: &io::Error| matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES));
     let target = match load_with_btf(TracedProgType::SchedCls, "pwru_trial", &prog) {
         Ok(fd) => fd,
@@ -414,12 +417,7 @@ impl KernelFentry {
 /// work on this kernel at all.
 pub fn check_kernel_fentry(btf_id: u32) -> Result<(), TracingUnavailable> {
     let _ = super::raise_rlimits();
-    let mut a = crate::asm::Asm::new();
-    a.mov64(crate::asm::Reg::R0, 0);
-    a.exit();
-    let prog = a
-        .finish()
-        .map_err(|e| TracingUnavailable::NoKernelFentry(e.to_string()))?;
+    let prog = trial_program().map_err(|e| TracingUnavailable::NoKernelFentry(e.to_string()))?;
     match sys::prog_load(&sys::RawProgLoad {
         prog_type: sys::PROG_TYPE_TRACING,
         expected_attach_type: sys::TRACE_FENTRY,
