@@ -509,36 +509,39 @@ impl Dag {
         let mut new_id: Vec<NodeId> = (0..self.nodes.len()).collect();
         // children are made before their parents
         for n in 2..self.nodes.len() {
-            new_id[n] = match self.nodes[n].clone() {
-                Node::Test { t, yes, no } => {
-                    let (yes, no) = (new_id[yes], new_id[no]);
-                    if yes == REJECT && no == REJECT {
-                        REJECT
-                    } else {
-                        self.mk(Node::Test { t, yes, no })
-                    }
-                }
+            let node = match self.nodes[n].clone() {
+                Node::Test { t, yes, no } => Node::Test {
+                    t,
+                    yes: new_id[yes],
+                    no: new_id[no],
+                },
                 Node::Chain {
                     v6,
                     nl,
                     proto,
                     yes,
                     no,
-                } => {
-                    let (yes, no) = (new_id[yes], new_id[no]);
-                    if yes == REJECT && no == REJECT {
-                        REJECT
-                    } else {
-                        self.mk(Node::Chain {
-                            v6,
-                            nl,
-                            proto,
-                            yes,
-                            no,
-                        })
-                    }
-                }
+                } => Node::Chain {
+                    v6,
+                    nl,
+                    proto,
+                    yes: new_id[yes],
+                    no: new_id[no],
+                },
                 Node::Match | Node::Reject => continue,
+            };
+            new_id[n] = match node {
+                Node::Test {
+                    yes: REJECT,
+                    no: REJECT,
+                    ..
+                }
+                | Node::Chain {
+                    yes: REJECT,
+                    no: REJECT,
+                    ..
+                } => REJECT,
+                node => self.mk(node),
             };
         }
         new_id[root]
