@@ -20,8 +20,6 @@ use pwru::pcapc::compile::{
 };
 
 const CORPUS: &str = include_str!("../tests/data/pcap_filter_corpus.txt");
-/// The probes' filter window (`probes::program::FILTER_WINDOW`).
-const PROBE_WINDOW: u16 = 96;
 
 #[cfg(feature = "oracle")]
 /// libpcap's optimized count and its `ret` instructions, or `None` if it refuses.
@@ -82,7 +80,7 @@ fn main() {
     let kmem = PacketSource::KernelMemory {
         base: Reg::R8,
         len: Reg::R9,
-        window: PROBE_WINDOW,
+        window: pwru::probes::program::FILTER_WINDOW,
     };
     let exprs: Vec<&str> = CORPUS
         .lines()

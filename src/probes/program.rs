@@ -27,7 +27,7 @@ const RTAX_MTU_INDEX: i32 = 1;
 const ETH_HLEN: i32 = 14;
 const ETH_P_8021Q: u16 = 0x8100;
 /// Packet bytes the filter reads in one `bpf_probe_read_kernel`.
-const FILTER_WINDOW: u16 = 96;
+pub const FILTER_WINDOW: u16 = 96;
 
 /// Where the program is attached, which decides how it finds its arguments.
 #[derive(Clone, Debug, PartialEq, Eq)]
