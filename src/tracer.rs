@@ -5,6 +5,9 @@
 mod probe_setup;
 mod progress;
 mod signals;
+mod stages;
+
+use stages::StageClock;
 
 pub use probe_setup::{parse_filters, PcapFilters};
 
@@ -37,13 +40,15 @@ use crate::settings::{
 /// A tracing run (not the `--list-funcs`/filter tools), from resolved settings and the
 /// parsed pcap filters ([`parse_filters`]), until a signal or the line limit.
 pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
-    let started = Instant::now();
+    let mut clock = StageClock::start(settings.debug);
     // kallsyms takes the kernel a while to print: read on another CPU meanwhile.
     let kallsyms_reader = std::thread::spawn(Ksyms::load);
     // aya's loader parses the kernel's BTF when made: now, while little memory is in use.
     load::prepare_loader();
+    clock.mark("aya's loader (it parses the kernel's BTF)");
     // What the kernel is.
     let btf = open_btf(&settings.kernel)?;
+    clock.mark("kernel BTF");
     // Tracing BPF programs needs fentry: a trial load says now whether it can work here.
     let traced = traced_kinds(&settings.filter);
     for kind in &traced {
@@ -54,6 +59,7 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
         .join()
         .map_err(|_| anyhow!("reading /proc/kallsyms: the reading thread failed"))?
         .context("reading /proc/kallsyms")?;
+    clock.mark("skb layout, kallsyms");
 
     // Which backend probes what, and whether it can do what the settings ask.
     let pick = choose_backend(settings.backend.choice, &kallsyms)?;
@@ -64,6 +70,7 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
     }
     let targets = select_targets(settings.filter.func.as_ref(), &btf, backend.as_ref())?;
     backend.check(&targets)?;
+    clock.mark("backend and targets");
     if let Some(coverage) = backend.coverage(&targets) {
         eprintln!("Probing {coverage}");
     }
@@ -76,6 +83,7 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
     // The probe programs' input.
     let output_opts = probe_setup::output_options(settings, &btf)?;
     let opts = probe_setup::probe_options(settings, filters, &btf, backend.as_ref(), &output_opts)?;
+    clock.mark("probe options (filters compiled)");
 
     // The output, before anything is attached: an --output-file that cannot be created
     // fails here.
@@ -86,6 +94,7 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
         backend.target_names(&targets),
     );
     let mut output = open_output(&settings.output, output_opts, names)?;
+    clock.mark("output");
 
     // Load and attach; a signal from here on ends the run.
     let stop = Arc::new(AtomicBool::new(false));
@@ -105,7 +114,7 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
         btf: &btf,
         stop: &stop,
     };
-    let (mut obj, summary) = match run.load_and_attach(backend.as_mut()) {
+    let (mut obj, summary) = match run.load_and_attach(backend.as_mut(), &mut clock) {
         Ok(v) => v,
         Err(e) if pick.auto_reason.is_some() && is_link_kind_refused(&e) => {
             let Some(fallback) = backend.fallback() else {
@@ -117,7 +126,7 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
                 "{refused} links are refused by this kernel; falling back to {}",
                 backend.noun()
             );
-            let attached = run.load_and_attach(backend.as_mut())?;
+            let attached = run.load_and_attach(backend.as_mut(), &mut clock)?;
             let fallback_names = backend.target_names(&targets);
             let names = output.names_mut();
             names.probe_names = fallback_names.probe_names;
@@ -144,7 +153,7 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
     }
     eprintln!("Attached (ignored {})", summary.ignored);
     if settings.debug {
-        eprintln!("start-up took {:.3}s", started.elapsed().as_secs_f64());
+        eprintln!("start-up took {:.3}s", clock.total());
         if let Some((peak, now)) = host::memory_kib() {
             eprintln!(
                 "memory: peak {:.1} MB, now {:.1} MB (the ring buffer's mapping comes next)",
@@ -527,7 +536,11 @@ struct Loader<'a> {
 impl Loader<'_> {
     /// Builds the backend's programs and the helper programs, loads them with their maps,
     /// and attaches them; on failure nothing stays attached.
-    fn load_and_attach(&self, backend: &mut dyn Backend) -> Result<(LoadedObject, AttachSummary)> {
+    fn load_and_attach(
+        &self,
+        backend: &mut dyn Backend,
+        clock: &mut StageClock,
+    ) -> Result<(LoadedObject, AttachSummary)> {
         let mut build = |a: &Attachment| probes::build(self.layout, self.opts, a);
         let mut programs = backend.programs(self.targets, &mut build)?;
         let (non_skb, skipped) =
@@ -560,7 +573,9 @@ impl Loader<'_> {
             ),
             programs,
         };
+        clock.mark("programs generated");
         let mut obj = load::load(&spec, &LoadOptions::default()).map_err(AttachError::Load)?;
+        clock.mark("programs loaded (the verifier)");
         if let (true, Some(why)) = (self.settings.debug, obj.btf_fallback()) {
             let first = why.lines().next().unwrap_or("");
             eprintln!(
@@ -570,17 +585,13 @@ impl Loader<'_> {
 
         eprintln!("Attaching {} (via {})...", backend.noun(), backend.name());
         let bar = progress::bar(self.targets.len() as u64, "Attaching");
-        let attach_started = Instant::now();
         let attached = backend.attach(&mut obj, self.targets, &bar, self.stop);
         bar.finish();
+        clock.mark("attached");
         if self.settings.debug {
             for (target, why) in backend.skipped() {
                 eprintln!("skipped {target}: {why}");
             }
-            eprintln!(
-                "attaching took {:.3}s",
-                attach_started.elapsed().as_secs_f64()
-            );
         }
         let summary = match attached {
             Ok(s) => s,
