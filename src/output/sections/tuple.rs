@@ -13,8 +13,14 @@ use crate::probes::ProbeError;
 
 use super::{Cx, JsonAt, RecordSection, RecordStage, Section, TableAt};
 
-/// Bytes of the L3 header copied to parse the tuple (IPv6 fixed header + slack).
-const TUPLE_L3_BYTES: i32 = 40;
+/// Bytes from the L3 header copied to parse the tuple: the IPv6 fixed header (40) and
+/// the ports and TCP flags after it (14), rounded up. The L4 header of IPv4 without
+/// options (at 20) and of IPv6 without extension headers (at 40) is then in the copy,
+/// and a matching hit needs no second read for its ports.
+const TUPLE_L3_BYTES: i32 = 56;
+/// L4 offsets whose first 14 bytes lie in the L3 copy (IPv4 without options, IPv6
+/// without extension headers or IPv4 with 20 bytes of options).
+const L4_IN_L3_COPY: [i32; 2] = [20, 40];
 /// IPv6 extension headers walked to find the L4 header.
 const IPV6_EXT_MAX: usize = 4;
 
@@ -313,6 +319,12 @@ pub fn emit_tuple(r: &mut RecordStage<'_>, p: &TupleParse) -> Result<(), ProbeEr
         if r3 <= r4 goto (flags_in);
         *(u8 *)(r10 + l4buf + 15) = 0; // not TCP for the flags test below
       (flags_in):
+    );
+    let in_copy = L4_IN_L3_COPY.map(|_| r.a.label());
+    for (at, label) in L4_IN_L3_COPY.iter().zip(in_copy) {
+        bpf!(into r.a; if r2 == (*at) goto (label););
+    }
+    bpf!(into r.a;
         r3 = r9;
         r3 += r2;
         r1 = r10;
@@ -320,14 +332,27 @@ pub fn emit_tuple(r: &mut RecordStage<'_>, p: &TupleParse) -> Result<(), ProbeEr
         r2 = 14;
         call probe_read_kernel;
         if r0 != 0 goto (done);
-        r1 = *(u16 *)(r10 + l4buf);
-        *(u16 *)(r8 + sport) = r1;
-        r1 = *(u16 *)(r10 + l4buf + 2);
-        *(u16 *)(r8 + dport) = r1;
-        r1 = *(u8 *)(r10 + l4buf + 15);
-        if r1 != 6 goto (done);
-        r1 = *(u8 *)(r10 + l4buf + 13);
-        *(u8 *)(r8 + tcp_flags) = r1;
+    );
+    // The ports (and TCP flags) from the L4 header's copy at `base`.
+    let ports_from = |a: &mut crate::asm::Asm, base: i16| {
+        bpf!(into a;
+            r1 = *(u16 *)(r10 + base);
+            *(u16 *)(r8 + sport) = r1;
+            r1 = *(u16 *)(r10 + base + 2);
+            *(u16 *)(r8 + dport) = r1;
+            r1 = *(u8 *)(r10 + l4buf + 15);
+            if r1 != 6 goto (done);
+            r1 = *(u8 *)(r10 + base + 13);
+            *(u8 *)(r8 + tcp_flags) = r1;
+            goto (done);
+        );
+    };
+    ports_from(r.a, l4buf);
+    for (at, label) in L4_IN_L3_COPY.iter().zip(in_copy) {
+        bpf!(into r.a; (label):);
+        ports_from(r.a, buf + *at as i16);
+    }
+    bpf!(into r.a;
       (done):
     );
     Ok(())
