@@ -10,7 +10,10 @@
 # Prints per round and tool:
 #   PERHIT round=N tool=T ns_nomatch=NS ns_match=NS hits_nomatch=N hits_match=N
 # and the median per tool. Binaries /files/tool-a and /files/tool-b, flags
-# PERHIT_ARGS_A / PERHIT_ARGS_B, names PERHIT_NAME_A / PERHIT_NAME_B.
+# PERHIT_ARGS_A / PERHIT_ARGS_B, names PERHIT_NAME_A / PERHIT_NAME_B. With
+# PERHIT_FLOOR_STAGES (e.g. "empty skb packet ring event") and /files/floor
+# (bench/perhit_floor.rs), one floor program set per stage is attached too, as
+# tool floor-STAGE, with PERHIT_FLOOR_ARGS (e.g. --backend=kprobe).
 
 set -u
 export LC_ALL=C
@@ -31,21 +34,29 @@ flood() { send_udp "$1"; }
 echo 1 >/proc/sys/kernel/bpf_stats_enabled
 setup || { echo "perhit: setup failed"; exit 1; }
 flood 5001   # warm-up
-pa=$(tracer_start "$NAME_A" /files/tool-a "$ARGS_A") || exit 1
-pb=$(tracer_start "$NAME_B" /files/tool-b "$ARGS_B") || exit 1
-echo "perhit: kernel $(uname -r); $NAME_A [$ARGS_A] and $NAME_B [$ARGS_B] attached together; $ROUNDS rounds of $PACKETS packets"
+# The tools: A, B, then one per floor stage (bench/perhit_floor.rs as /files/floor).
+names=("$NAME_A" "$NAME_B") bins=(/files/tool-a /files/tool-b) args=("$ARGS_A" "$ARGS_B")
+for stage in ${PERHIT_FLOOR_STAGES:-}; do
+    names+=("floor-$stage") bins+=(/files/floor) args+=("--stage=$stage ${PERHIT_FLOOR_ARGS:-}")
+done
+pids=()
+for i in "${!names[@]}"; do
+    pids[i]=$(tracer_start "${names[i]}" "${bins[i]}" "${args[i]}") || exit 1
+done
+echo "perhit: kernel $(uname -r); attached together: $(for i in "${!names[@]}"; do printf '%s [%s]; ' "${names[i]}" "${args[i]}"; done)$ROUNDS rounds of $PACKETS packets"
+stats() { for n in "${names[@]}"; do bpf_stats "$OUT/$n.ids"; done; }
 for ((r = 1; r <= ROUNDS; r++)); do
-    read -r -a a0 <<<"$(bpf_stats "$OUT/$NAME_A.ids")"; read -r -a b0 <<<"$(bpf_stats "$OUT/$NAME_B.ids")"
+    mapfile -t s0 < <(stats)
     flood 5002
-    read -r -a a1 <<<"$(bpf_stats "$OUT/$NAME_A.ids")"; read -r -a b1 <<<"$(bpf_stats "$OUT/$NAME_B.ids")"
+    mapfile -t s1 < <(stats)
     flood 5001
     sleep 1
-    read -r -a a2 <<<"$(bpf_stats "$OUT/$NAME_A.ids")"; read -r -a b2 <<<"$(bpf_stats "$OUT/$NAME_B.ids")"
-    echo "PERHIT round=$r tool=$NAME_A ns_nomatch=$(per_hit $((a1[0] - a0[0])) $((a1[1] - a0[1])))" \
-         "ns_match=$(per_hit $((a2[0] - a1[0])) $((a2[1] - a1[1]))) hits_nomatch=$((a1[1] - a0[1])) hits_match=$((a2[1] - a1[1]))"
-    echo "PERHIT round=$r tool=$NAME_B ns_nomatch=$(per_hit $((b1[0] - b0[0])) $((b1[1] - b0[1])))" \
-         "ns_match=$(per_hit $((b2[0] - b1[0])) $((b2[1] - b1[1]))) hits_nomatch=$((b1[1] - b0[1])) hits_match=$((b2[1] - b1[1]))"
+    mapfile -t s2 < <(stats)
+    for i in "${!names[@]}"; do
+        read -r t0 c0 <<<"${s0[i]}"; read -r t1 c1 <<<"${s1[i]}"; read -r t2 c2 <<<"${s2[i]}"
+        echo "PERHIT round=$r tool=${names[i]} ns_nomatch=$(per_hit $((t1 - t0)) $((c1 - c0)))" \
+             "ns_match=$(per_hit $((t2 - t1)) $((c2 - c1))) hits_nomatch=$((c1 - c0)) hits_match=$((c2 - c1))"
+    done
 done
-tracer_stop "$pb" "$OUT/$NAME_B.err"
-tracer_stop "$pa" "$OUT/$NAME_A.err"
+for ((i = ${#names[@]} - 1; i >= 0; i--)); do tracer_stop "${pids[i]}" "$OUT/${names[i]}.err"; done
 echo "perhit: events written: $NAME_A $(grep -c '^0x' "$OUT/$NAME_A.trace") $NAME_B $(grep -c '^0x' "$OUT/$NAME_B.trace")"
