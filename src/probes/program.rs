@@ -279,6 +279,32 @@ pub enum ProbeError {
     RecordTooLarge { bytes: usize, max: usize },
 }
 
+/// The BPF stack's size.
+const STACK_BYTES: u32 = 512;
+/// Most bytes one read of `net_device` or `dst_entry` fields spans (else one read each).
+const DEV_SPAN_MAX: u32 = 64;
+
+/// The bytes a set of fields (offset, size) spans in their struct, to read them at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    lo: u32,
+    len: u32,
+}
+
+impl Span {
+    /// The span of `fields`, when at most `max` bytes.
+    fn of(fields: &[(u32, u32)], max: u32) -> Option<Span> {
+        let lo = fields.iter().map(|f| f.0).min()?;
+        let hi = fields.iter().map(|f| f.0 + f.1).max()?;
+        (hi - lo <= max).then_some(Span { lo, len: hi - lo })
+    }
+
+    /// Where the field at struct offset `at` lands in a copy of the span.
+    fn offset(&self, at: u32) -> i16 {
+        (at - self.lo) as i16
+    }
+}
+
 /// Stack slots below r10 (negative offsets).
 const SLOT_KEY: i16 = -8;
 const SLOT_NETNS: i16 = -16;
@@ -1001,27 +1027,56 @@ impl<'a> Gen<'a> {
             *(u32 *)(r10 + SLOT_MTU) = 0;
             r9 = *(dev *)(r10 + dev_at);
             if r9 == 0 goto (no_dev);
-            // dev->ifindex, dev->mtu
-            r3 = r9;
-            r3 += (d.ifindex.offset_bytes());
-            r1 = r10;
-            r1 += SLOT_IFINDEX;
-            r2 = 4;
-            call probe_read_kernel;
-            r3 = r9;
-            r3 += (d.mtu.offset_bytes());
-            r1 = r10;
-            r1 += SLOT_MTU;
-            r2 = 4;
-            call probe_read_kernel;
         );
+        // dev->ifindex and dev->nd_net.net, in one read when they are close (they are
+        // 40 bytes apart on x86-64).
+        let net_at = self
+            .l
+            .netns
+            .as_ref()
+            .map(|ns| d.nd_net.offset_bytes() + ns.possible_net_net.offset_bytes());
+        let ifindex_at = d.ifindex.offset_bytes();
+        let span = net_at.and_then(|net| Span::of(&[(ifindex_at, 4), (net, 8)], DEV_SPAN_MAX));
+        match (span, net_at) {
+            (Some(span), Some(net)) => {
+                let buf = self.scratch_below_filters(span.len)?;
+                let [ifindex_in, net_in] = [ifindex_at, net].map(|o| buf + span.offset(o));
+                bpf!(into &mut self.a;
+                    r3 = r9;
+                    r3 += (span.lo);
+                    r1 = r10;
+                    r1 += buf;
+                    r2 = (span.len);
+                    call probe_read_kernel;
+                    r1 = *(u32 *)(r10 + ifindex_in);
+                    *(u32 *)(r10 + SLOT_IFINDEX) = r1;
+                    r3 = *(u64 *)(r10 + net_in);
+                );
+            }
+            (_, net) => {
+                bpf!(into &mut self.a;
+                    r3 = r9;
+                    r3 += ifindex_at;
+                    r1 = r10;
+                    r1 += SLOT_IFINDEX;
+                    r2 = 4;
+                    call probe_read_kernel;
+                );
+                if let Some(net) = net {
+                    bpf!(into &mut self.a;
+                        r3 = r9;
+                        r3 += net;
+                        r1 = r10;
+                        r1 += SLOT_KEY;
+                        r2 = 8;
+                        call probe_read_kernel;
+                        r3 = *(u64 *)(r10 + SLOT_KEY);
+                    );
+                }
+            }
+        }
         if let Some(ns) = &self.l.netns {
-            // dev->nd_net.net->ns.inum
-            let net_at = d.nd_net.offset_bytes() + ns.possible_net_net.offset_bytes();
-            bpf!(into &mut self.a;
-                r3 = r9;
-                r3 += net_at;
-            );
+            // r3 = dev->nd_net.net: net->ns.inum
             self.read_net_inum(&ns.net_ns_inum, done_ns);
             // skb->sk->__sk_common.skc_net.net->ns.inum
             let (sk, sk_at) = self.window(&s.sk)?;
@@ -1033,24 +1088,23 @@ impl<'a> Gen<'a> {
                 r3 = *(sk *)(r10 + sk_at);
                 if r3 == 0 goto (done_ns);
                 r3 += sk_net;
+                r1 = r10;
+                r1 += SLOT_KEY;
+                r2 = 8;
+                call probe_read_kernel;
+                r3 = *(u64 *)(r10 + SLOT_KEY);
             );
             self.read_net_inum(&ns.net_ns_inum, done_ns);
         } else {
             bpf!(into &mut self.a; (no_dev):);
         }
         bpf!(into &mut self.a; (done_ns):);
-        self.route_mtu()?;
-        Ok(())
+        self.mtu()
     }
 
-    /// r3 = address of a `struct net *`: reads it, then `net->ns.inum` into SLOT_NETNS.
+    /// r3 = a `struct net *`: `net->ns.inum` into SLOT_NETNS (to `fail` when r3 is 0).
     fn read_net_inum(&mut self, inum: &Field, fail: Label) {
         bpf!(into &mut self.a;
-            r1 = r10;
-            r1 += SLOT_KEY;
-            r2 = 8;
-            call probe_read_kernel;
-            r3 = *(u64 *)(r10 + SLOT_KEY);
             if r3 == 0 goto (fail);
             r3 += (inum.offset_bytes());
             r1 = r10;
@@ -1060,47 +1114,73 @@ impl<'a> Gen<'a> {
         );
     }
 
-    /// pwru's MTU: the route's RTAX_MTU metric when the skb has a dst and it is set.
-    fn route_mtu(&mut self) -> Result<(), ProbeError> {
-        let (Some(refdst), Some(dst)) = (&self.l.sk_buff.skb_refdst, &self.l.dst_entry) else {
-            return Ok(());
-        };
-        let (refdst, refdst_at) = self.window(refdst)?;
+    /// pwru's MTU: the route's RTAX_MTU metric when the skb has a dst and it is set, else
+    /// the route device's MTU; without a dst, the skb device's. Each path reads one MTU.
+    fn mtu(&mut self) -> Result<(), ProbeError> {
         let dev_mtu_at = self.l.net_device.mtu.offset_bytes();
-        let done = self.a.label();
-        let dev_mtu = self.a.label();
+        let (_, skb_dev_at) = self.window(&self.l.sk_buff.dev)?;
+        let [done, read_mtu, skb_dev_mtu] = [(); 3].map(|_| self.a.label());
+        if let (Some(refdst), Some(dst)) = (&self.l.sk_buff.skb_refdst, &self.l.dst_entry) {
+            let (refdst, refdst_at) = self.window(refdst)?;
+            let (dev, metrics) = (dst.dev.offset_bytes(), dst.metrics.offset_bytes());
+            let dst_dev_mtu = self.a.label();
+            bpf!(into &mut self.a;
+                r9 = *(refdst *)(r10 + refdst_at);
+                r9 &= -2; // clear SKB_DST_NOREF
+                if r9 == 0 goto (skb_dev_mtu);
+            );
+            // dst->dev and dst->_metrics, in one read when close (16 bytes apart on x86-64).
+            let (dev_in, metrics_in) = match Span::of(&[(dev, 8), (metrics, 8)], DEV_SPAN_MAX) {
+                Some(span) => {
+                    let buf = self.scratch_below_filters(span.len)?;
+                    bpf!(into &mut self.a;
+                        r3 = r9;
+                        r3 += (span.lo);
+                        r1 = r10;
+                        r1 += buf;
+                        r2 = (span.len);
+                        call probe_read_kernel;
+                    );
+                    (buf + span.offset(dev), buf + span.offset(metrics))
+                }
+                None => {
+                    let buf = self.scratch_below_filters(16)?;
+                    for (field, at) in [(dev, buf), (metrics, buf + 8)] {
+                        bpf!(into &mut self.a;
+                            r3 = r9;
+                            r3 += field;
+                            r1 = r10;
+                            r1 += at;
+                            r2 = 8;
+                            call probe_read_kernel;
+                        );
+                    }
+                    (buf, buf + 8)
+                }
+            };
+            bpf!(into &mut self.a;
+                r3 = *(u64 *)(r10 + metrics_in);
+                r3 &= -4; // DST_METRICS_FLAGS
+                if r3 == 0 goto (dst_dev_mtu);
+                r3 += (RTAX_MTU_INDEX * 4);
+                r1 = r10;
+                r1 += SLOT_KEY;
+                r2 = 4;
+                call probe_read_kernel;
+                r1 = *(u32 *)(r10 + SLOT_KEY);
+                if w1 == 0 goto (dst_dev_mtu);
+                *(u32 *)(r10 + SLOT_MTU) = r1;
+                goto (done);
+                // No MTU metric on the route: the route device's MTU.
+              (dst_dev_mtu):
+                r3 = *(u64 *)(r10 + dev_in);
+                goto (read_mtu);
+            );
+        }
         bpf!(into &mut self.a;
-            r9 = *(refdst *)(r10 + refdst_at);
-            r9 &= -2; // clear SKB_DST_NOREF
-            if r9 == 0 goto (done);
-            // dst->_metrics
-            r3 = r9;
-            r3 += (dst.metrics.offset_bytes());
-            r1 = r10;
-            r1 += SLOT_KEY;
-            r2 = 8;
-            call probe_read_kernel;
-            r3 = *(u64 *)(r10 + SLOT_KEY);
-            r3 &= -4; // DST_METRICS_FLAGS
-            if r3 == 0 goto (dev_mtu);
-            r3 += (RTAX_MTU_INDEX * 4);
-            r1 = r10;
-            r1 += SLOT_KEY;
-            r2 = 4;
-            call probe_read_kernel;
-            r1 = *(u32 *)(r10 + SLOT_KEY);
-            if w1 == 0 goto (dev_mtu);
-            *(u32 *)(r10 + SLOT_MTU) = r1;
-            goto (done);
-            // No MTU metric on the route: the route device's MTU.
-          (dev_mtu):
-            r3 = r9;
-            r3 += (dst.dev.offset_bytes());
-            r1 = r10;
-            r1 += SLOT_KEY;
-            r2 = 8;
-            call probe_read_kernel;
-            r3 = *(u64 *)(r10 + SLOT_KEY);
+          (skb_dev_mtu):
+            r3 = *(u64 *)(r10 + skb_dev_at);
+          (read_mtu):
             if r3 == 0 goto (done);
             r3 += dev_mtu_at;
             r1 = r10;
@@ -1110,6 +1190,18 @@ impl<'a> Gen<'a> {
           (done):
         );
         Ok(())
+    }
+
+    /// `len` bytes of scratch just below the skb window: the filters' area, free while the
+    /// device facts are read (before the pcap filter, or after it decided).
+    fn scratch_below_filters(&self, len: u32) -> Result<i16, ProbeError> {
+        let at = i32::from(self.filter_top()) - ((len as i32 + 7) & !7);
+        match at >= -(STACK_BYTES as i32) {
+            true => Ok(at as i16),
+            false => Err(ProbeError::Layout(format!(
+                "no room on the stack for {len} bytes of device facts"
+            ))),
+        }
     }
 
     /// The event record: header, the sections' parts, submit (see `record`).
