@@ -343,12 +343,11 @@ fn wait_for(set: &libc::sigset_t) {
     unsafe { libc::sigwait(set, &mut sig) };
 }
 
+/// A stage's backend, its loaded programs and the functions they are for.
+type LoadedStage = (Box<dyn Backend>, LoadedObject, Vec<Target>);
+
 /// The stage's programs for `kind`'s skb functions, loaded (not attached).
-fn load_stage(
-    stage: Stage,
-    kind: BackendKind,
-    btf: &KernelBtf,
-) -> Result<(Box<dyn Backend>, LoadedObject, Vec<Target>), String> {
+fn load_stage(stage: Stage, kind: BackendKind, btf: &KernelBtf) -> Result<LoadedStage, String> {
     let arch = ArchFacts::resolve(btf).map_err(|e| e.to_string())?;
     let layout = SkbLayout::resolve(btf).map_err(|e| e.to_string())?;
     let offsets = Offsets::new(&layout)?;
