@@ -1041,37 +1041,18 @@ impl<'a> Gen<'a> {
             (Some(span), Some(net)) => {
                 let buf = self.scratch_below_filters(span.len)?;
                 let [ifindex_in, net_in] = [ifindex_at, net].map(|o| buf + span.offset(o));
+                read_at_r9(&mut self.a, span.lo, buf, span.len);
                 bpf!(into &mut self.a;
-                    r3 = r9;
-                    r3 += (span.lo);
-                    r1 = r10;
-                    r1 += buf;
-                    r2 = (span.len);
-                    call probe_read_kernel;
                     r1 = *(u32 *)(r10 + ifindex_in);
                     *(u32 *)(r10 + SLOT_IFINDEX) = r1;
                     r3 = *(u64 *)(r10 + net_in);
                 );
             }
             (_, net) => {
-                bpf!(into &mut self.a;
-                    r3 = r9;
-                    r3 += ifindex_at;
-                    r1 = r10;
-                    r1 += SLOT_IFINDEX;
-                    r2 = 4;
-                    call probe_read_kernel;
-                );
+                read_at_r9(&mut self.a, ifindex_at, SLOT_IFINDEX, 4);
                 if let Some(net) = net {
-                    bpf!(into &mut self.a;
-                        r3 = r9;
-                        r3 += net;
-                        r1 = r10;
-                        r1 += SLOT_KEY;
-                        r2 = 8;
-                        call probe_read_kernel;
-                        r3 = *(u64 *)(r10 + SLOT_KEY);
-                    );
+                    read_at_r9(&mut self.a, net, SLOT_KEY, 8);
+                    bpf!(into &mut self.a; r3 = *(u64 *)(r10 + SLOT_KEY););
                 }
             }
         }
@@ -1133,28 +1114,13 @@ impl<'a> Gen<'a> {
             let (dev_in, metrics_in) = match Span::of(&[(dev, 8), (metrics, 8)], DEV_SPAN_MAX) {
                 Some(span) => {
                     let buf = self.scratch_below_filters(span.len)?;
-                    bpf!(into &mut self.a;
-                        r3 = r9;
-                        r3 += (span.lo);
-                        r1 = r10;
-                        r1 += buf;
-                        r2 = (span.len);
-                        call probe_read_kernel;
-                    );
+                    read_at_r9(&mut self.a, span.lo, buf, span.len);
                     (buf + span.offset(dev), buf + span.offset(metrics))
                 }
                 None => {
                     let buf = self.scratch_below_filters(16)?;
-                    for (field, at) in [(dev, buf), (metrics, buf + 8)] {
-                        bpf!(into &mut self.a;
-                            r3 = r9;
-                            r3 += field;
-                            r1 = r10;
-                            r1 += at;
-                            r2 = 8;
-                            call probe_read_kernel;
-                        );
-                    }
+                    read_at_r9(&mut self.a, dev, buf, 8);
+                    read_at_r9(&mut self.a, metrics, buf + 8, 8);
                     (buf, buf + 8)
                 }
             };
@@ -1226,6 +1192,19 @@ impl<'a> Gen<'a> {
         };
         record::emit(&mut self.a, &env, &self.o.sections)
     }
+}
+
+/// `len` bytes at `r9 + offset` (kernel memory) into the stack at `slot`, with
+/// `bpf_probe_read_kernel` (zeroed on a failed read); clobbers r1-r5.
+fn read_at_r9(a: &mut Asm, offset: u32, slot: i16, len: u32) {
+    bpf!(into a;
+        r3 = r9;
+        r3 += offset;
+        r1 = r10;
+        r1 += slot;
+        r2 = len;
+        call probe_read_kernel;
+    );
 }
 
 /// `r0 = bpf_map_lookup_elem(map, r10 + key)`.
