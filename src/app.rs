@@ -7,9 +7,8 @@ use anyhow::{Context, Result};
 
 use crate::attach::{self, Feature};
 use crate::host;
-use crate::output::Ksyms;
 use crate::settings::{BackendChoice, ListSettings, Mode, TraceSettings};
-use crate::tracer;
+use crate::tracer::{self, KallsymsReader};
 
 /// Runs the mode the settings select. A closed stdout (`pwru --list-funcs | head`) ends the
 /// run normally: whoever read the output has what they wanted.
@@ -48,17 +47,17 @@ fn trace(settings: &TraceSettings) -> Result<()> {
 /// `kind name skb-argument [module]` line per target.
 fn list_funcs(list: &ListSettings) -> Result<()> {
     let btf = tracer::open_btf(&list.kernel)?;
-    let kallsyms = Ksyms::load().context("reading /proc/kallsyms")?;
+    let kernel = tracer::kernel_support(&list.kernel, &btf, &mut KallsymsReader::default())?;
     // A named backend is listed even where this kernel cannot run it (e.g. for the kernel
     // of --kernel-btf), with a note.
     let kind = match list.backend {
         BackendChoice::Named(kind) => {
-            if let Err(e) = attach::choose(Some(kind), &host::kernel_support(&kallsyms)) {
+            if let Err(e) = attach::choose(Some(kind), &kernel) {
                 eprintln!("note: {e}; listing what it would probe");
             }
             kind
         }
-        BackendChoice::Auto => tracer::choose_backend(BackendChoice::Auto, &kallsyms)?.kind,
+        BackendChoice::Auto => tracer::choose_backend(BackendChoice::Auto, &kernel)?.kind,
     };
     let backend = attach::backend(kind);
     if list.kernel.wants_modules() {

@@ -10,6 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::attach::{self, KernelSupport};
+use crate::btf::KernelBtf;
 use crate::output::netns::RUN_NETNS;
 use crate::output::Ksyms;
 use crate::settings::NetnsSpec;
@@ -109,11 +110,27 @@ fn memory_from_status(status: &str) -> Option<(u64, u64)> {
     Some((field("VmHWM:")?, field("VmRSS:")?))
 }
 
-/// What the running kernel offers the backends (fprobe from its symbols).
-pub fn kernel_support(kallsyms: &Ksyms) -> KernelSupport {
+/// The function a kernel with fprobe (`CONFIG_FPROBE`) has.
+const FPROBE_FUNC: &str = "register_fprobe";
+
+/// Where to look for fprobe: the running kernel's BTF (cheap, already parsed), or its
+/// symbols when the BTF at hand may be another kernel's (`--kernel-btf`).
+#[derive(Clone, Copy)]
+pub enum FprobeSource<'a> {
+    /// A FUNC `register_fprobe` in the running kernel's BTF.
+    Btf(&'a KernelBtf),
+    /// `register_fprobe` in /proc/kallsyms.
+    Kallsyms(&'a Ksyms),
+}
+
+/// What the running kernel offers the backends.
+pub fn kernel_support(fprobe: FprobeSource<'_>) -> KernelSupport {
     KernelSupport {
         kprobes: attach::kprobes_available(),
-        fprobe: !kallsyms.addresses_of("register_fprobe").is_empty(),
+        fprobe: match fprobe {
+            FprobeSource::Btf(btf) => btf.has_func(FPROBE_FUNC),
+            FprobeSource::Kallsyms(ksyms) => !ksyms.addresses_of(FPROBE_FUNC).is_empty(),
+        },
     }
 }
 

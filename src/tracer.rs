@@ -2,13 +2,16 @@
 //! programs → load and attach → events → output → detach. Each step is a call into the
 //! module that owns it; this file only orders them and reports progress.
 
+mod kallsyms;
 mod probe_setup;
 mod progress;
 mod signals;
 mod stages;
 
+use kallsyms::{kallsyms_need, KallsymsUse};
 use stages::StageClock;
 
+pub use kallsyms::KallsymsReader;
 pub use probe_setup::{parse_filters, PcapFilters};
 
 use std::fs;
@@ -16,16 +19,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use tokio::sync::Notify;
 
 use crate::attach::{
     self, bpf_helpers, AttachError, AttachSummary, Backend, BackendOptions, Feature, FeatureNote,
-    HelperNeeds, Pick, ProgSync, ProgTracer, Target, TargetNames, TracedKind,
+    HelperNeeds, KernelSupport, Pick, ProgSync, ProgTracer, Target, TargetNames, TracedKind,
 };
 use crate::btf::{KernelBtf, SkbLayout};
 use crate::events::ring::{self, NoPeriodic, Periodic, RingError};
-use crate::host;
+use crate::host::{self, FprobeSource};
 use crate::load::{self, LoadOptions, LoadedObject, ObjectSpec};
 use crate::output::{
     IfaceNames, KernelCounts, Ksyms, Names, NetnsNames, Output, OutputOptions, OutputTarget,
@@ -41,8 +44,14 @@ use crate::settings::{
 /// parsed pcap filters ([`parse_filters`]), until a signal or the line limit.
 pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
     let mut clock = StageClock::start(settings.debug);
-    // kallsyms takes the kernel a while to print: read on another CPU meanwhile.
-    let kallsyms_reader = std::thread::spawn(Ksyms::load);
+    // kallsyms takes the kernel a while to print: when the flags or a named backend need
+    // it, it is read on another CPU meanwhile; `auto`'s choice may ask for it later.
+    let mut kallsyms = KallsymsReader::default();
+    let named = match settings.backend.choice {
+        BackendChoice::Named(kind) => Some(attach::backend(kind)),
+        BackendChoice::Auto => None,
+    };
+    start_kallsyms(&mut kallsyms, named.as_deref(), settings);
     // aya's loader parses the kernel's BTF when made: now, while little memory is in use.
     load::prepare_loader();
     clock.mark("aya's loader (it parses the kernel's BTF)");
@@ -55,15 +64,13 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
         check_bpf_tracing(kind, settings)?;
     }
     let layout = SkbLayout::resolve(&btf).context("reading sk_buff layout from BTF")?;
-    let kallsyms = kallsyms_reader
-        .join()
-        .map_err(|_| anyhow!("reading /proc/kallsyms: the reading thread failed"))?
-        .context("reading /proc/kallsyms")?;
-    clock.mark("skb layout, kallsyms");
+    clock.mark("skb layout");
 
     // Which backend probes what, and whether it can do what the settings ask.
-    let pick = choose_backend(settings.backend.choice, &kallsyms)?;
+    let kernel = kernel_support(&settings.kernel, &btf, &mut kallsyms)?;
+    let pick = choose_backend(settings.backend.choice, &kernel)?;
     let mut backend = attach::backend_with(pick.kind, backend_options(&settings.backend));
+    start_kallsyms(&mut kallsyms, Some(backend.as_ref()), settings);
     let wanted = settings.wanted_features();
     for note in attach::check_features(backend.as_ref(), &wanted, pick.passed_over.as_ref())? {
         print_note(&note);
@@ -76,7 +83,7 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
     }
     // Read before our own programs load: the helpers of the programs already there.
     let bpf_helpers = match settings.filter.track_bpf_helpers {
-        true => bpf_helper_functions(&kallsyms, settings.debug)?,
+        true => bpf_helper_functions(kallsyms.get()?, settings.debug)?,
         false => Vec::new(),
     };
 
@@ -87,9 +94,11 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
 
     // The output, before anything is attached: an --output-file that cannot be created
     // fails here.
+    let ksyms = kallsyms.take()?;
+    clock.mark("kallsyms (when needed)");
     let names = output_names(
         &settings.output,
-        kallsyms,
+        ksyms,
         &btf,
         backend.target_names(&targets),
     );
@@ -131,6 +140,10 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
             let names = output.names_mut();
             names.probe_names = fallback_names.probe_names;
             names.drop_reason_args = fallback_names.drop_reason_args;
+            // Its events carry addresses: kallsyms names them.
+            if backend.names_by_address() && names.ksyms.is_empty() {
+                names.ksyms = Ksyms::load().context("reading /proc/kallsyms")?;
+            }
             attached
         }
         Err(e) => return Err(e),
@@ -473,13 +486,40 @@ pub fn print_note(note: &FeatureNote) {
     }
 }
 
+/// Starts reading kallsyms when `backend` (`None`: not chosen yet) or the flags need it.
+fn start_kallsyms(kallsyms: &mut KallsymsReader, backend: Option<&dyn Backend>, s: &TraceSettings) {
+    let used = KallsymsUse {
+        by_address: backend.is_some_and(|b| b.names_by_address()),
+        other_btf: s.kernel.btf.is_some(),
+    };
+    if let Some(why) = kallsyms_need(used, &s.filter, &s.output) {
+        if s.debug && !kallsyms.started() {
+            eprintln!("reading /proc/kallsyms: {why}");
+        }
+        kallsyms.start();
+    }
+}
+
+/// What the running kernel offers the backends: fprobe from its BTF, or from kallsyms
+/// when the BTF may be another kernel's (`--kernel-btf`).
+pub fn kernel_support(
+    kernel: &KernelSettings,
+    btf: &KernelBtf,
+    kallsyms: &mut KallsymsReader,
+) -> Result<KernelSupport> {
+    Ok(host::kernel_support(match kernel.btf {
+        None => FprobeSource::Btf(btf),
+        Some(_) => FprobeSource::Kallsyms(kallsyms.get()?),
+    }))
+}
+
 /// `--backend`, or the best backend this kernel runs; `auto` says which and why.
-pub fn choose_backend(choice: BackendChoice, kallsyms: &Ksyms) -> Result<Pick> {
+pub fn choose_backend(choice: BackendChoice, kernel: &KernelSupport) -> Result<Pick> {
     let named = match choice {
         BackendChoice::Auto => None,
         BackendChoice::Named(kind) => Some(kind),
     };
-    let pick = attach::choose(named, &host::kernel_support(kallsyms))?;
+    let pick = attach::choose(named, kernel)?;
     if let Some(why) = pick.auto_reason {
         eprintln!("Backend: {} (auto: {why})", pick.kind.name());
     }

@@ -353,6 +353,13 @@ pub trait Backend {
         kprobe::function_target_names(targets)
     }
 
+    /// Whether events name their probe by a kernel address (`bpf_get_func_ip`, a kprobe's
+    /// ip), which kallsyms turns into a name; `false` when [`Backend::target_names`] names
+    /// every probe (tracepoint ids, kprobe-multi cookies).
+    fn names_by_address(&self) -> bool {
+        true
+    }
+
     /// What probing `targets` shows and misses, said at start when it is less than every
     /// kernel function a packet passes ("30 tracepoints: ..."); `None` otherwise.
     fn coverage(&self, _targets: &[Target]) -> Option<String> {

@@ -91,6 +91,10 @@ impl Backend for TracepointBackend {
         }
     }
 
+    fn names_by_address(&self) -> bool {
+        false
+    }
+
     /// How many tracepoints of each kind, and that they are not every function.
     fn coverage(&self, targets: &[Target]) -> Option<String> {
         Some(coverage_line(targets))

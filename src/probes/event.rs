@@ -9,7 +9,7 @@
 //! |      2 |    2 | `flags`        | `FLAG_*` bits: which optional parts were filled              |
 //! |      4 |    4 | `cpu`          | `bpf_get_smp_processor_id()`                                 |
 //! |      8 |    8 | `pid_tgid`     | `bpf_get_current_pid_tgid()`: tgid in the high 32 bits       |
-//! |     16 |    8 | `probe_addr`   | probed function address (or a probe id for tracepoints)      |
+//! |     16 |    8 | `probe_addr`   | function address; tracepoint id, kprobe-multi attach cookie  |
 //! |     24 |    8 | `skb_addr`     | `struct sk_buff *`                                           |
 //! |     32 |    8 | `ktime_ns`     | `bpf_ktime_get_ns()`                                         |
 //! |     40 |    8 | `caller_addr`  | return address at entry (`FLAG_CALLER`)                      |

@@ -40,6 +40,9 @@ pub enum Attachment {
     /// `map_op`: a non-skb function that operates on a BPF map (`--output-bpfmap`): the
     /// record's bpfmap section reads the map, key and value from its arguments (a lookup's
     /// program is a kretprobe, see [`MapOp::Lookup`]).
+    /// The probe address is the function's (`bpf_get_func_ip` or the kprobe's ip); a
+    /// kprobe-multi program (`multi`) records its attach cookie instead, which names the
+    /// function (`attach::kprobe_multi`).
     Kprobe {
         skb_arg: u8,
         multi: bool,

@@ -368,9 +368,16 @@ fn header(a: &mut Asm, env: &RecordEnv<'_>) -> u16 {
         );
     }
     match env.attach {
-        Attachment::Kprobe { .. } => {
+        Attachment::Kprobe { multi, .. } => {
             let regs = env.regs;
-            if env.has_get_func_ip {
+            if *multi {
+                // A kprobe-multi link gives each function a cookie that names it
+                // (`attach::kprobe_multi`): no kallsyms needed to read the event.
+                bpf!(into a;
+                    r1 = r6;
+                    call get_attach_cookie;
+                );
+            } else if env.has_get_func_ip {
                 bpf!(into a;
                     r1 = r6;
                     call get_func_ip;
