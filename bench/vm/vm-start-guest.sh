@@ -7,6 +7,8 @@
 # "Listening for events", send SIGINT, time SIGINT -> exit and SIGINT -> the background
 # detacher's exit (everything detached). Prints per run:
 #   START tool=T run=N listening=S exit=S detached=S
+#   DEBUG tool=T run=N <line>   (with --debug in the flags: each start-up stage's time
+#                                and the memory line)
 # Runs of B start only after every probe of A is gone.
 
 set -u
@@ -40,6 +42,8 @@ one() {
     if [[ -n $dpid ]]; then while ! gone "$dpid"; do sleep 0.1; done; fi
     t3=$(now)
     echo "START tool=$name run=$run listening=$(sub "$t0" "$t1") exit=$(sub "$t1" "$t2") detached=$(sub "$t1" "$t3")"
+    # With --debug: the start-up stages and memory the tracer printed.
+    grep -E '^(start-up|memory:)' "$err" | sed "s/^/DEBUG tool=$name run=$run /"
 }
 
 echo "start: kernel $(uname -r), $(nproc) CPU(s); ${START_NAME_A:-a} [${START_ARGS_A:-}] then ${START_NAME_B:-b} [${START_ARGS_B:-}]"
