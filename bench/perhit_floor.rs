@@ -88,8 +88,10 @@ struct MetaOffsets {
     skb_span: (i32, i32),
     dev: i16,
     refdst: i16,
-    /// net_device `ifindex` … `nd_net.net`; where the `struct net *` is in it.
-    dev_span: (i32, i32),
+    /// net_device `ifindex` … `nd_net.net` in one read when they are close (6.12), else
+    /// each on its own (6.1: 1 KiB apart), as the probes do: (span, stack slot) each;
+    /// `ifindex` lands at [`META_DEV_SLOT`], the `struct net *` at `net`.
+    dev_reads: Vec<((i32, i32), i16)>,
     net: i16,
     inum: i32,
     /// dst_entry `dev` … `_metrics`; where `_metrics` is in it.
@@ -111,24 +113,37 @@ impl MetaOffsets {
         };
         let skb_span = span(s.dev.offset_bytes(), refdst.offset_bytes(), 8);
         let net_at = d.nd_net.offset_bytes() + ns.possible_net_net.offset_bytes();
-        let dev_span = span(d.ifindex.offset_bytes(), net_at, 8);
+        let ifindex_at = d.ifindex.offset_bytes();
+        let dev_span = span(ifindex_at, net_at, 8);
+        let (dev_reads, net) = match dev_span.1 <= i32::from(META_SKB_SLOT - META_DEV_SLOT) {
+            true => (
+                vec![(dev_span, META_DEV_SLOT)],
+                META_DEV_SLOT + (net_at as i32 - dev_span.0) as i16,
+            ),
+            false => (
+                vec![
+                    ((ifindex_at as i32, 4), META_DEV_SLOT),
+                    ((net_at as i32, 8), META_DEV_SLOT + 8),
+                ],
+                META_DEV_SLOT + 8,
+            ),
+        };
         let dst_span = span(dst.dev.offset_bytes(), dst.metrics.offset_bytes(), 8);
         let fits = [
             (skb_span, PACKET_SLOT - META_SKB_SLOT),
-            (dev_span, META_SKB_SLOT - META_DEV_SLOT),
             (dst_span, META_DEV_SLOT - META_DST_SLOT),
         ];
         if fits.iter().any(|((_, len), room)| *len > i32::from(*room)) {
             return Err(format!(
-                "the meta spans {skb_span:?} {dev_span:?} {dst_span:?} are too long"
+                "the meta spans {skb_span:?} {dst_span:?} are too long"
             ));
         }
         Ok(MetaOffsets {
             skb_span,
             dev: META_SKB_SLOT + (s.dev.offset_bytes() as i32 - skb_span.0) as i16,
             refdst: META_SKB_SLOT + (refdst.offset_bytes() as i32 - skb_span.0) as i16,
-            dev_span,
-            net: META_DEV_SLOT + (net_at as i32 - dev_span.0) as i16,
+            dev_reads,
+            net,
             inum: ns.net_ns_inum.offset_bytes() as i32,
             dst_span,
             metrics: META_DST_SLOT + (dst.metrics.offset_bytes() as i32 - dst_span.0) as i16,
@@ -262,7 +277,10 @@ fn meta_reads(a: &mut Asm, m: &MetaOffsets) {
         r3 = *(u64 *)(r10 + (m.dev));
         if r3 == 0 goto (no_dev);
     );
-    read(a, META_DEV_SLOT, m.dev_span);
+    for (span, slot) in &m.dev_reads {
+        bpf!(into a; r3 = *(u64 *)(r10 + (m.dev)););
+        read(a, *slot, *span);
+    }
     bpf!(into a;
         r1 = *(u32 *)(r10 + (META_DEV_SLOT));
         *(u32 *)(r8 + 88) = r1;
