@@ -2,10 +2,12 @@
 //! walking every BTF FUNC prototype and every `btf_trace_<name>` typedef.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use btf_rs::{Btf, BtfType, Type};
 
 use super::error::BtfError;
+use super::index::KIND_TYPEDEF;
 use super::kernel::{resolve, strip_modifiers, BtfSource, KernelBtf};
 
 /// Highest 1-based argument position a kprobe program reads (PT_REGS_PARM1..5).
@@ -80,6 +82,35 @@ struct ProtoFacts {
     by_value: bool,
 }
 
+/// Hashes type ids (small integers) with a multiply: SipHash was much of a memo lookup's
+/// cost over the tens of thousands of FUNCs.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// Classifies parameter types of one BTF object, memoizing per type id
 /// (thousands of FUNCs share a few prototypes and parameter types).
 struct Classifier<'a> {
@@ -87,8 +118,8 @@ struct Classifier<'a> {
     origin: &'a str,
     skb_ids: Vec<u32>,
     drop_reason_ids: Vec<u32>,
-    params: HashMap<u32, ParamKind>,
-    protos: HashMap<(u32, usize), Option<ProtoFacts>>,
+    params: HashMap<u32, ParamKind, BuildHasherDefault<IdHasher>>,
+    protos: HashMap<(u32, usize), Option<ProtoFacts>, BuildHasherDefault<IdHasher>>,
 }
 
 impl<'a> Classifier<'a> {
@@ -110,8 +141,8 @@ impl<'a> Classifier<'a> {
             origin: kernel.origin(),
             skb_ids: ids_of(SKB_STRUCT)?,
             drop_reason_ids: ids_of(DROP_REASON_ENUM)?,
-            params: HashMap::new(),
-            protos: HashMap::new(),
+            params: HashMap::default(),
+            protos: HashMap::default(),
         })
     }
 
@@ -208,11 +239,23 @@ impl KernelBtf {
         if classifier.skb_ids.is_empty() {
             return Ok(());
         }
-        for id in src.first_id..=src.last_id {
-            let Type::Func(func) = resolve(src.btf, self.origin(), id)? else {
+        // The index knows each FUNC's prototype: only the few thousand skb ones are parsed.
+        let funcs: Box<dyn Iterator<Item = Result<(u32, u32), BtfError>>> = match src.index {
+            Some(index) => Box::new(index.funcs().map(Ok)),
+            None => Box::new((src.first_id..=src.last_id).filter_map(|id| {
+                match resolve(src.btf, self.origin(), id) {
+                    Ok(Type::Func(func)) => Some(Ok((id, func.get_type_id().unwrap_or(0)))),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                }
+            })),
+        };
+        for func in funcs {
+            let (id, proto) = func?;
+            let Some(facts) = classifier.proto(proto, 0)? else {
                 continue;
             };
-            let Some(facts) = classifier.proto(func.get_type_id().unwrap_or(0), 0)? else {
+            let Type::Func(func) = resolve(src.btf, self.origin(), id)? else {
                 continue;
             };
             let skb = facts.skb.unwrap_or_default();
@@ -234,7 +277,7 @@ impl KernelBtf {
     /// `…map`. `false` when BTF has no such function.
     pub fn takes_bpf_map_first(&self, name: &str) -> Result<bool, BtfError> {
         for src in self.sources() {
-            let Ok(ids) = src.btf.resolve_ids_by_name(name) else {
+            let Ok(ids) = self.ids_by_name(src.btf, name) else {
                 continue;
             };
             for id in ids {
@@ -277,7 +320,7 @@ impl KernelBtf {
             if classifier.skb_ids.is_empty() {
                 continue;
             }
-            for id in src.first_id..=src.last_id {
+            for id in self.ids_of_kind(&src, KIND_TYPEDEF) {
                 let Type::Typedef(typedef) = resolve(src.btf, self.origin(), id)? else {
                     continue;
                 };

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use btf_rs::{Backend, Btf, BtfType, Type};
 
 use super::error::BtfError;
+use super::index::TypeIndex;
 
 /// Where the running kernel exposes its BTF.
 pub const SYS_BTF_DIR: &str = "/sys/kernel/btf";
@@ -44,13 +45,16 @@ pub(crate) struct BtfSource<'a> {
     /// Ids defined by this object (a module's own ids, not its base's).
     pub first_id: u32,
     pub last_id: u32,
+    /// Kinds and name hashes of those ids (none for BTF built from a parsed `Btf`).
+    pub index: Option<&'a TypeIndex>,
 }
 
 /// Kernel BTF: vmlinux plus the split BTF of the selected modules.
 pub struct KernelBtf {
     origin: String,
     vmlinux: Btf,
-    modules: Vec<(String, Btf)>,
+    vmlinux_index: Option<TypeIndex>,
+    modules: Vec<(String, Btf, Option<TypeIndex>)>,
 }
 
 impl std::fmt::Debug for KernelBtf {
@@ -79,10 +83,11 @@ impl KernelBtf {
         } else {
             format!("BTF file {}", vmlinux.display())
         };
-        let base = open_base(vmlinux, &origin)?;
+        let (base, index) = open_base(vmlinux, &origin)?;
         let mut kernel = KernelBtf {
             origin,
             vmlinux: base,
+            vmlinux_index: Some(index),
             modules: Vec::new(),
         };
         for (name, path) in module_files(module_dir, kmods)? {
@@ -97,10 +102,16 @@ impl KernelBtf {
 
     /// Builds from in-memory vmlinux BTF (raw or ELF); `origin` names it in errors.
     pub fn from_bytes(vmlinux: &[u8], origin: &str) -> Result<Self, BtfError> {
-        let vmlinux = parse_base_bytes(vmlinux, origin)?;
+        let raw = raw_btf_bytes(vmlinux, origin)?;
+        let index = TypeIndex::build(&raw, 1, 0, origin)?;
+        let vmlinux = Btf::from_bytes(&raw).map_err(|source| BtfError::Parse {
+            origin: origin.to_string(),
+            source,
+        })?;
         Ok(KernelBtf {
             origin: origin.to_string(),
             vmlinux,
+            vmlinux_index: Some(index),
             modules: Vec::new(),
         })
     }
@@ -110,6 +121,7 @@ impl KernelBtf {
         KernelBtf {
             origin: origin.to_string(),
             vmlinux,
+            vmlinux_index: None,
             modules: Vec::new(),
         }
     }
@@ -118,9 +130,15 @@ impl KernelBtf {
     pub fn add_module_bytes(&mut self, name: &str, bytes: &[u8]) -> Result<(), BtfError> {
         let origin = format!("{} module {name}", self.origin);
         let raw = raw_btf_bytes(bytes, &origin)?;
-        let btf = Btf::from_split_bytes(&raw, &self.vmlinux)
-            .map_err(|source| BtfError::Parse { origin, source })?;
-        self.modules.push((name.to_string(), btf));
+        let btf = Btf::from_split_bytes(&raw, &self.vmlinux).map_err(|source| BtfError::Parse {
+            origin: origin.clone(),
+            source,
+        })?;
+        let first_id = btf.split().map_or(1, |s| s.type_id_range().0);
+        // Without vmlinux's index its string length is unknown: every name is a candidate.
+        let base_str_len = self.vmlinux_index.as_ref().map_or(u32::MAX, |i| i.str_len);
+        let index = TypeIndex::build(&raw, first_id, base_str_len, &origin)?;
+        self.modules.push((name.to_string(), btf, Some(index)));
         Ok(())
     }
 
@@ -131,13 +149,13 @@ impl KernelBtf {
 
     /// Names of the loaded modules, in load order.
     pub fn module_names(&self) -> impl Iterator<Item = &str> {
-        self.modules.iter().map(|(name, _)| name.as_str())
+        self.modules.iter().map(|(name, _, _)| name.as_str())
     }
 
     /// Whether a BTF FUNC with this name exists (vmlinux or loaded modules).
     pub fn has_func(&self, name: &str) -> bool {
         self.sources().any(|src| {
-            src.btf.resolve_ids_by_name(name).is_ok_and(|ids| {
+            self.ids_by_name(src.btf, name).is_ok_and(|ids| {
                 ids.into_iter()
                     .any(|id| matches!(src.btf.resolve_type_by_id(id), Ok(Type::Func(_))))
             })
@@ -188,24 +206,66 @@ impl KernelBtf {
             btf: &self.vmlinux,
             first_id: first,
             last_id: last,
+            index: self.vmlinux_index.as_ref(),
         })
-        .chain(self.modules.iter().map(|(name, btf)| {
+        .chain(self.modules.iter().map(|(name, btf, index)| {
             let (first, last) = btf.split().map_or((1, 0), |s| s.type_id_range());
             BtfSource {
                 module: Some(name.as_str()),
                 btf,
                 first_id: first,
                 last_id: last,
+                index: index.as_ref(),
             }
         }))
     }
 
+    /// Ids of the types named `name` in `btf` (one of ours): a module's own first, then
+    /// vmlinux's, as btf-rs orders them; through the type indexes when they exist.
     pub(crate) fn ids_by_name(&self, btf: &Btf, name: &str) -> Result<Vec<u32>, BtfError> {
-        btf.resolve_ids_by_name(name).map_err(|e| self.parse_err(e))
+        let src = self.sources().find(|s| std::ptr::eq(s.btf, btf));
+        let (Some(src), Some(base_index), false) =
+            (src, self.vmlinux_index.as_ref(), name.is_empty())
+        else {
+            return btf.resolve_ids_by_name(name).map_err(|e| self.parse_err(e));
+        };
+        let own = match (src.module, src.index) {
+            (None, _) => None,
+            (Some(_), Some(index)) => Some(index),
+            (Some(_), None) => return btf.resolve_ids_by_name(name).map_err(|e| self.parse_err(e)),
+        };
+        let mut ids = Vec::new();
+        for id in own
+            .into_iter()
+            .chain([base_index])
+            .flat_map(|i| i.ids_maybe_named(name))
+        {
+            let ty = resolve(btf, &self.origin, id)?;
+            let named = match ty.as_btf_type() {
+                Some(t) => self.name_of(btf, t)? == name,
+                None => false,
+            };
+            if named {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
     }
 
     pub(crate) fn name_of(&self, btf: &Btf, ty: &dyn BtfType) -> Result<String, BtfError> {
         btf.resolve_name(ty).map_err(|e| self.parse_err(e))
+    }
+
+    /// The ids `src` defines of BTF `kind`: through its index, else every id.
+    pub(crate) fn ids_of_kind<'s>(
+        &self,
+        src: &BtfSource<'s>,
+        kind: u8,
+    ) -> Box<dyn Iterator<Item = u32> + 's> {
+        match src.index {
+            Some(index) => Box::new(index.ids_of_kind(kind)),
+            None => Box::new(src.first_id..=src.last_id),
+        }
     }
 
     pub(crate) fn parse_err(&self, source: btf_rs::Error) -> BtfError {
@@ -329,7 +389,7 @@ fn module_files(dir: &Path, kmods: &Kmods) -> Result<Vec<(String, PathBuf)>, Btf
 
 /// Opens base BTF from a file: raw BTF is memory-mapped (fast open, small
 /// footprint), with a read-into-memory fallback where mmap is refused.
-fn open_base(path: &Path, origin: &str) -> Result<Btf, BtfError> {
+fn open_base(path: &Path, origin: &str) -> Result<(Btf, TypeIndex), BtfError> {
     let io_err = |source: std::io::Error| {
         if source.kind() == std::io::ErrorKind::NotFound && path == Path::new(SYS_VMLINUX_BTF) {
             BtfError::NoKernelBtf {
@@ -352,21 +412,26 @@ fn open_base(path: &Path, origin: &str) -> Result<Btf, BtfError> {
     if is_btf_magic(&head) && len > 0 {
         check_header(&head, len, origin)?;
         if let Ok(btf) = Btf::from_file_with_backend(path, Backend::Mmap) {
-            return Ok(btf);
+            // The index walks the bytes once more, from a read of its own.
+            let bytes = std::fs::read(path).map_err(io_err)?;
+            check_header(&bytes, bytes.len() as u64, origin)?;
+            return Ok((btf, TypeIndex::build(&bytes, 1, 0, origin)?));
         }
     }
     // Not raw BTF (ELF), mmap refused (sysfs before 6.16) or a size the
     // metadata lies about: read it all, then map a private in-memory copy.
     let bytes = std::fs::read(path).map_err(io_err)?;
     let raw = raw_btf_bytes(&bytes, origin)?;
+    let index = TypeIndex::build(&raw, 1, 0, origin)?;
     if let Some(btf) = mmap_copy(&raw) {
-        return Ok(btf);
+        return Ok((btf, index));
     }
     // The cached backend parses everything now and reports precise errors.
-    Btf::from_bytes(&raw).map_err(|source| BtfError::Parse {
+    let btf = Btf::from_bytes(&raw).map_err(|source| BtfError::Parse {
         origin: origin.to_string(),
         source,
-    })
+    })?;
+    Ok((btf, index))
 }
 
 /// Opens checked raw BTF with the memory-mapped backend through an anonymous
@@ -385,14 +450,6 @@ pub(crate) fn mmap_copy(raw: &[u8]) -> Option<Btf> {
     file.write_all(raw).ok()?;
     // The mapping keeps the memfd alive after `file` is closed.
     Btf::from_file_with_backend(format!("/proc/self/fd/{}", file.as_raw_fd()), Backend::Mmap).ok()
-}
-
-fn parse_base_bytes(bytes: &[u8], origin: &str) -> Result<Btf, BtfError> {
-    let raw = raw_btf_bytes(bytes, origin)?;
-    Btf::from_bytes(&raw).map_err(|source| BtfError::Parse {
-        origin: origin.to_string(),
-        source,
-    })
 }
 
 /// Returns checked raw BTF: the input itself, or the `.BTF` section of an ELF file.

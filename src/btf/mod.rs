@@ -4,6 +4,7 @@
 mod arch;
 mod error;
 mod funcs;
+mod index;
 mod kconfig;
 mod kernel;
 mod layout;

@@ -405,7 +405,7 @@ fn bad_input_gives_errors_not_panics() {
         ),
         ("version", bad_version, "version"),
         ("header length", bad_hdr_len, "header length"),
-        ("unknown kind", bad_kind, "invalid BTF data"),
+        ("unknown kind", bad_kind, "unknown BTF kind"),
     ];
     for (what, bytes, needle) in cases {
         let err = KernelBtf::from_bytes(&bytes, "garbage.btf").unwrap_err();
@@ -507,4 +507,49 @@ fn exercise(k: &KernelBtf) {
     let _ = k.enum_values("skb_drop_reason");
     let _ = k.has_func("dup");
     let _ = SkbLayout::resolve(k);
+}
+
+/// The running kernel's BTF through the type index and through btf-rs alone give the same
+/// functions, tracepoints, name lookups and layout (skipped without /sys/kernel/btf/vmlinux).
+#[test]
+fn type_index_answers_as_btf_rs_does_on_the_running_kernel() {
+    let Ok(bytes) = std::fs::read(super::SYS_VMLINUX_BTF) else {
+        eprintln!("skipped: no {}", super::SYS_VMLINUX_BTF);
+        return;
+    };
+    let indexed = KernelBtf::open_system(&Kmods::None).unwrap();
+    let plain = KernelBtf::from_btf(super::kernel::mmap_copy(&bytes).unwrap(), indexed.origin());
+    assert_eq!(
+        indexed.scan_skb_functions().unwrap(),
+        plain.scan_skb_functions().unwrap()
+    );
+    assert_eq!(
+        indexed.skb_tracepoints().unwrap(),
+        plain.skb_tracepoints().unwrap()
+    );
+    for name in [
+        "sk_buff",
+        "net_device",
+        "skb_drop_reason",
+        "kfree_skb_reason",
+        "int",
+        "nf_conn",
+    ] {
+        for src in indexed.sources() {
+            assert_eq!(
+                indexed.ids_by_name(src.btf, name).unwrap(),
+                src.btf.resolve_ids_by_name(name).unwrap(),
+                "{name}"
+            );
+        }
+    }
+    assert_eq!(
+        indexed.enum_values("skb_drop_reason").unwrap(),
+        plain.enum_values("skb_drop_reason").unwrap()
+    );
+    assert_eq!(
+        SkbLayout::resolve(&indexed).unwrap(),
+        SkbLayout::resolve(&plain).unwrap()
+    );
+    assert!(indexed.has_func("register_fprobe") == plain.has_func("register_fprobe"));
 }
