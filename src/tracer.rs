@@ -75,9 +75,10 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
     for note in attach::check_features(backend.as_ref(), &wanted, pick.passed_over.as_ref())? {
         print_note(&note);
     }
+    clock.mark("backend");
     let targets = select_targets(settings.filter.func.as_ref(), &btf, backend.as_ref())?;
     backend.check(&targets)?;
-    clock.mark("backend and targets");
+    clock.mark("targets (BTF scan, probeable functions)");
     if let Some(coverage) = backend.coverage(&targets) {
         eprintln!("Probing {coverage}");
     }
