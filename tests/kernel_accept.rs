@@ -332,7 +332,6 @@ fn c_d_kprobe_and_kprobe_multi_load_and_share_maps() {
     let opts = KprobeMultiOptions {
         symbols: vec!["kfree_skb_reason".into(), "sk_skb_reason_drop".into()],
         cookies: vec![1, 2],
-        addrs: Vec::new(),
         retprobe: false,
     };
     match loaded.attach_kprobe_multi("kpm", &opts) {
@@ -353,7 +352,6 @@ fn c_d_kprobe_and_kprobe_multi_load_and_share_maps() {
             &KprobeMultiOptions {
                 symbols: vec!["a".into()],
                 cookies: vec![1, 2],
-                addrs: Vec::new(),
                 retprobe: false,
             },
         )

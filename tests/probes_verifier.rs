@@ -282,7 +282,6 @@ fn every_probe_variant_passes_the_verifier() {
             nargs: 0,
             btf_id: 0,
             by_value: false,
-            ftrace_addr: None,
         })
         .collect();
     let mut loaded = 0;

@@ -38,7 +38,7 @@ impl KprobeMultiBackend {
         &mut self,
         obj: &LoadedObject,
         program: &str,
-        set: &[MultiTarget],
+        set: &[(String, u64)],
         summary: &mut AttachSummary,
         progress: &dyn Progress,
         stop: &AtomicBool,
@@ -72,40 +72,21 @@ fn cookie(index: usize) -> u64 {
     index as u64 + 1
 }
 
-/// One function of a link: its name, cookie and ftrace location when known.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct MultiTarget {
-    name: String,
-    cookie: u64,
-    addr: Option<u64>,
-}
-
 /// The targets with their skb at argument `arg`, with their cookies.
-fn cookie_set(targets: &[Target], arg: u16) -> Vec<MultiTarget> {
+fn cookie_set(targets: &[Target], arg: u16) -> Vec<(String, u64)> {
     targets
         .iter()
         .enumerate()
         .filter(|(_, t)| t.skb_arg == arg)
-        .map(|(i, t)| MultiTarget {
-            name: t.name.clone(),
-            cookie: cookie(i),
-            addr: t.ftrace_addr,
-        })
+        .map(|(i, t)| (t.name.clone(), cookie(i)))
         .collect()
 }
 
-/// The link options for `set`: its symbols and, aligned with them, their cookies and (when
-/// every function's is known) their ftrace locations, which spare the kernel a kallsyms
-/// walk per link.
-fn multi_options(set: &[MultiTarget]) -> KprobeMultiOptions {
+/// The link options for `set`: its symbols and, aligned with them, their cookies.
+fn multi_options(set: &[(String, u64)]) -> KprobeMultiOptions {
     KprobeMultiOptions {
-        symbols: set.iter().map(|t| t.name.clone()).collect(),
-        addrs: set
-            .iter()
-            .map(|t| t.addr)
-            .collect::<Option<Vec<u64>>>()
-            .unwrap_or_default(),
-        cookies: set.iter().map(|t| t.cookie).collect(),
+        symbols: set.iter().map(|(name, _)| name.clone()).collect(),
+        cookies: set.iter().map(|&(_, cookie)| cookie).collect(),
         retprobe: false,
     }
 }
@@ -242,13 +223,12 @@ mod tests {
         let cookies = |arg| cookie_set(&targets, arg);
         // Every cookie a link carries names the target it was given for.
         for arg in positions(&targets) {
-            for t in cookies(arg) {
-                let shown = &names.probe_names[&t.cookie];
-                assert!(shown == &t.name || shown.starts_with(&format!("{}[", t.name)));
+            for (name, cookie) in cookies(arg) {
+                let shown = &names.probe_names[&cookie];
+                assert!(shown == &name || shown.starts_with(&format!("{name}[")));
             }
         }
-        let pairs: Vec<_> = cookies(2).into_iter().map(|t| (t.name, t.cookie)).collect();
-        assert_eq!(pairs, [("a".to_string(), 1), ("c".to_string(), 3)]);
+        assert_eq!(cookies(2), [("a".to_string(), 1), ("c".to_string(), 3)]);
         assert_eq!(names.probe_names.len(), 4);
         assert_eq!(names.probe_names[&4], "mod_rcv[veth]");
         assert!(!names.probe_names.contains_key(&0));
@@ -259,35 +239,16 @@ mod tests {
 
     #[test]
     fn halving_a_refused_set_keeps_each_cookie_with_its_symbol() {
-        let targets: Vec<Target> = (0..7)
-            .map(|i| Target {
-                ftrace_addr: Some(0x1000 + i),
-                ..target(&format!("f{i}"), 1)
-            })
-            .collect();
+        let targets: Vec<Target> = (0..7).map(|i| target(&format!("f{i}"), 1)).collect();
         let set = cookie_set(&targets, 1);
         let (a, b) = set.split_at(set.len() / 2);
         let (aa, ab) = b.split_at(b.len() / 2);
         for part in [&set[..], a, aa, ab] {
             let opts = multi_options(part);
             assert_eq!(opts.symbols.len(), opts.cookies.len());
-            assert_eq!(opts.symbols.len(), opts.addrs.len());
-            for ((symbol, cookie), addr) in opts.symbols.iter().zip(&opts.cookies).zip(&opts.addrs)
-            {
+            for (symbol, cookie) in opts.symbols.iter().zip(&opts.cookies) {
                 assert_eq!(*symbol, format!("f{}", cookie - 1));
-                assert_eq!(*addr, 0x1000 + cookie - 1);
             }
         }
-    }
-
-    #[test]
-    fn a_link_goes_by_address_only_when_every_function_has_one() {
-        let mut targets = [target("a", 1), target("b", 1)];
-        targets[0].ftrace_addr = Some(0xffffffff81000004);
-        let opts = multi_options(&cookie_set(&targets, 1));
-        assert!(opts.addrs.is_empty(), "by name: b has no address");
-        targets[1].ftrace_addr = Some(0xffffffff81000104);
-        let opts = multi_options(&cookie_set(&targets, 1));
-        assert_eq!(opts.addrs, [0xffffffff81000004, 0xffffffff81000104]);
     }
 }

@@ -656,7 +656,6 @@ pub(crate) mod tests {
             nargs: 0,
             btf_id: 0,
             by_value: false,
-            ftrace_addr: None,
         }
     }
 
