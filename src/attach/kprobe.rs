@@ -2,7 +2,7 @@
 //! kprobe PMU, program set by `PERF_EVENT_IOC_SET_BPF`), opened in parallel chunks; a large
 //! set is handed to a background detacher. Also what both kprobe backends share.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -75,7 +75,8 @@ pub(super) fn function_targets(
         what: "functions",
         source,
     })?;
-    let probeable = Probeable::discover();
+    let names: HashSet<&str> = funcs.iter().map(|f| f.name.as_str()).collect();
+    let probeable = Probeable::discover(&|name| names.contains(name));
     Ok(super::targets::select_functions(&funcs, &probeable, keep))
 }
 

@@ -75,20 +75,21 @@ const FILTER_FUNCTION_FILES: [&str; 2] = [
 ];
 
 impl Probeable {
-    /// Reads tracefs (new path first), then debugfs, then kallsyms.
-    pub fn discover() -> Self {
+    /// Reads tracefs (new path first), then debugfs, then kallsyms; keeps only the names
+    /// `wanted` accepts (a few thousand skb functions of some 40 000 lines).
+    pub fn discover(wanted: &dyn Fn(&str) -> bool) -> Self {
         for path in FILTER_FUNCTION_FILES {
             if let Ok(text) = fs::read_to_string(path) {
                 return Probeable {
                     source: ProbeableSource::FilterFunctions(path.to_string()),
-                    names: parse_filter_functions(&text),
+                    names: parse_filter_functions(&text, wanted),
                 };
             }
         }
         match fs::read_to_string("/proc/kallsyms") {
             Ok(text) => Probeable {
                 source: ProbeableSource::Kallsyms,
-                names: parse_kallsyms_text_names(&text),
+                names: parse_kallsyms_text_names(&text, wanted),
             },
             Err(_) => Probeable {
                 source: ProbeableSource::Unchecked,
@@ -114,21 +115,22 @@ impl Probeable {
     }
 }
 
-/// `available_filter_functions` lines: `name` or `name [module]`.
-pub fn parse_filter_functions(text: &str) -> HashSet<String> {
+/// `available_filter_functions` lines: `name` or `name [module]`; the names `wanted` takes.
+pub fn parse_filter_functions(text: &str, wanted: &dyn Fn(&str) -> bool) -> HashSet<String> {
     text.lines()
         .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| wanted(name))
         .map(str::to_string)
         .collect()
 }
 
-/// `/proc/kallsyms` lines `addr type name [module]`: names of text symbols.
-pub fn parse_kallsyms_text_names(text: &str) -> HashSet<String> {
+/// `/proc/kallsyms` lines `addr type name [module]`: names of text symbols `wanted` takes.
+pub fn parse_kallsyms_text_names(text: &str, wanted: &dyn Fn(&str) -> bool) -> HashSet<String> {
     text.lines()
         .filter_map(|l| {
             let mut it = l.split_whitespace();
             let (_addr, ty, name) = (it.next()?, it.next()?, it.next()?);
-            matches!(ty, "t" | "T").then(|| name.to_string())
+            (matches!(ty, "t" | "T") && wanted(name)).then(|| name.to_string())
         })
         .collect()
 }
@@ -165,16 +167,20 @@ mod tests {
 
     #[test]
     fn filter_functions_with_modules() {
-        let names = parse_filter_functions("ip_rcv\nveth_xmit [veth]\n\n__netif_receive_skb\n");
+        let text = "ip_rcv\nveth_xmit [veth]\n\n__netif_receive_skb\n";
+        let names = parse_filter_functions(text, &|_| true);
         assert!(names.contains("ip_rcv"));
         assert!(names.contains("veth_xmit"));
         assert_eq!(names.len(), 3);
+        let names = parse_filter_functions(text, &|n| n.starts_with("ip"));
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["ip_rcv"]);
     }
 
     #[test]
     fn kallsyms_text_symbols_only() {
         let names = parse_kallsyms_text_names(
             "ffffffff81000000 T _text\nffffffff82000000 D some_data\nffffffffc0000000 t veth_xmit\t[veth]\n",
+            &|_| true,
         );
         assert!(names.contains("_text"));
         assert!(names.contains("veth_xmit"));
