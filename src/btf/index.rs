@@ -188,4 +188,25 @@ mod tests {
         let err = TypeIndex::build(&unknown, 1, 0, "test").unwrap_err();
         assert!(err.to_string().contains("unknown BTF kind 30"), "{err}");
     }
+
+    proptest::proptest! {
+        /// Any bytes behind a BTF header give an index or an error, never a panic.
+        #[test]
+        fn arbitrary_type_sections_never_panic(
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+            type_len in 0u32..600,
+            str_len in 0u32..600,
+            base_str_len in 0u32..64,
+        ) {
+            let mut raw = vec![0x9f, 0xeb, 1, 0];
+            for v in [24, 0, type_len, type_len, str_len] {
+                raw.extend_from_slice(&u32::to_le_bytes(v));
+            }
+            raw.extend_from_slice(&body);
+            if let Ok(index) = TypeIndex::build(&raw, 1, base_str_len, "fuzz") {
+                let _ = index.funcs().count();
+                let _ = index.ids_maybe_named("sk_buff").count();
+            }
+        }
+    }
 }
