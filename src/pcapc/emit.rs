@@ -535,6 +535,17 @@ fn must_eval(v: &V) -> HashSet<&V> {
     m
 }
 
+/// `x` and `m` of `x & m` (a constant mask).
+fn and_mask(v: &V) -> Option<(&V, u32)> {
+    match v {
+        V::Alu(ArithOp::And, x, m) => match **m {
+            V::K(m) => Some((&**x, m)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// The 32-bit ALU operation of `o` when `a o b == b o a`.
 fn commutative(o: ArithOp) -> Option<crate::asm::AluOp> {
     use crate::asm::AluOp as A;
@@ -931,6 +942,20 @@ impl Emitter<'_> {
                                 }
                             }
                         }
+                    }
+                    V::K(0)
+                        if t.op == TestOp::Eq
+                            && raw_shape(&t.a).is_none()
+                            && r0.is_none_or(|(v, _)| *v != t.a)
+                            && and_mask(&t.a).is_some() =>
+                    {
+                        // `x & m == 0` is a `jset` on `x` with the branches swapped
+                        let (x, m) = and_mask(&t.a).expect("checked");
+                        if r0.is_none_or(|(v, raw)| v != x || *raw) {
+                            self.eval(x, 0)?;
+                        }
+                        self.branch(Cond::Set, Reg::R0, (m as i32).into(), *no, *yes, next);
+                        out = Some((x.clone(), false));
                     }
                     V::K(k) => {
                         // Equality and bit tests of 2/4-byte fields compare the raw
