@@ -234,7 +234,7 @@ fn emit_plan(
         buf_shift: 0,
         multi_idx: HashSet::new(),
         cache: HashMap::new(),
-        avail: HashSet::new(),
+        avail: 0,
         edge_avail: HashMap::new(),
         hit: HashSet::new(),
         preds: {
@@ -251,7 +251,7 @@ fn emit_plan(
     // the cached values take the spill slots no evaluation reaches, from the top one down
     for (j, v) in cache.iter().enumerate() {
         let off = e.slot(SPILL_SLOTS - 1 - j);
-        e.cache.insert(v.clone(), off);
+        e.cache.insert(v.clone(), (off, 1 << j));
     }
     // Kernel memory: read only as much of the window as the loads can reach.
     if let PacketSource::KernelMemory { base, len, window } = e.src {
@@ -281,7 +281,7 @@ fn emit_plan(
     // and what R4 holds (direct back end: a checked packet pointer)
     let mut r4_in: HashMap<NodeId, Option<PktPtr>> = HashMap::new();
     // and which cached values their slots hold
-    let mut avail_in: HashMap<NodeId, HashSet<V>> = HashMap::new();
+    let mut avail_in: HashMap<NodeId, u8> = HashMap::new();
     proven_in.insert(p.root, proven_at_root);
     r0_in.insert(p.root, None);
     for (i, &n) in order.iter().enumerate() {
@@ -293,7 +293,7 @@ fn emit_plan(
         e.need = need.get(&n).copied().unwrap_or(0);
         let r0 = r0_in.get(&n).cloned().flatten();
         e.r4 = r4_in.get(&n).cloned().flatten();
-        e.avail = avail_in.remove(&n).unwrap_or_default();
+        e.avail = avail_in.remove(&n).unwrap_or(0);
         e.edge_avail.clear();
         let out_r0 = e.node(p.dag.node(n), n, next, r0.as_ref())?;
         let succ = match p.dag.node(n) {
@@ -313,15 +313,8 @@ fn emit_plan(
             }
             if c > REJECT && !e.cache.is_empty() {
                 // what the slots held when the jump to `c` was emitted (or at the end)
-                let out = e.edge_avail.get(&c).unwrap_or(&e.avail);
-                match avail_in.entry(c) {
-                    std::collections::hash_map::Entry::Occupied(mut o) => {
-                        o.get_mut().retain(|v| out.contains(v));
-                    }
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        v.insert(out.clone());
-                    }
-                }
+                let out = e.edge_avail.get(&c).copied().unwrap_or(e.avail);
+                *avail_in.entry(c).or_insert(out) &= out;
             }
         }
     }
@@ -639,10 +632,7 @@ fn cache_candidates(dag: &Dag, order: &[NodeId], banned: &HashSet<V>) -> Vec<V> 
         .map(|(v, _)| (*v, eval_cost(v)))
         .collect();
     // larger first; ties in a fixed order (the listing must not depend on hashing)
-    cands.sort_by(|a, b| {
-        b.1.cmp(&a.1)
-            .then_with(|| format!("{:?}", a.0).cmp(&format!("{:?}", b.0)))
-    });
+    cands.sort_by_cached_key(|(v, cost)| (std::cmp::Reverse(*cost), format!("{v:?}")));
     let mut chosen = vec![];
     for (v, _) in cands {
         if chosen.len() >= free {
@@ -698,12 +688,13 @@ struct Emitter<'a> {
     multi_idx: HashSet<V>,
     /// Bytes (0-3, inside the pad above it) the kernel-memory window is moved up by.
     buf_shift: i16,
-    /// Values computed once per path, by their spill slot (see [`cache_candidates`]).
-    cache: HashMap<V, i16>,
-    /// The cached values whose slots hold them here.
-    avail: HashSet<V>,
-    /// Per node jumped to from the current node: what the slots held at the first jump.
-    edge_avail: HashMap<NodeId, HashSet<V>>,
+    /// Values computed once per path: their spill slot and their bit in `avail` (see
+    /// [`cache_candidates`]).
+    cache: HashMap<V, (i16, u8)>,
+    /// The cached values whose slots hold them here (one bit each).
+    avail: u8,
+    /// Per node jumped to from the current node: what the slots held at the jumps.
+    edge_avail: HashMap<NodeId, u8>,
     /// The cached values loaded back from their slots somewhere.
     hit: HashSet<V>,
     /// Per node, the edges to it from the reachable nodes.
@@ -752,12 +743,7 @@ impl Emitter<'_> {
     fn target(&mut self, n: NodeId) -> Label {
         self.used.insert(n);
         if n > REJECT && !self.cache.is_empty() {
-            match self.edge_avail.get_mut(&n) {
-                Some(s) => s.retain(|v| self.avail.contains(v)),
-                None => {
-                    self.edge_avail.insert(n, self.avail.clone());
-                }
-            }
+            *self.edge_avail.entry(n).or_insert(self.avail) &= self.avail;
         }
         if self.long {
             let pos = self.asm.pos();
@@ -1098,19 +1084,31 @@ impl Emitter<'_> {
         if d >= SPILL_SLOTS {
             return Err(CompileError::TooComplex(SPILL_SLOTS));
         }
-        let Some(&off) = self.cache.get(v) else {
+        let Some(&(off, bit)) = self.cache.get(v) else {
             return self.compute(v, d);
         };
-        if self.avail.contains(v) {
+        if self.avail & bit != 0 {
             // (a 64-bit spill: the verifier keeps the value's bounds across it)
             self.asm.ldx(Size::DW, Reg::R0, Reg::R10, off);
             self.hit.insert(v.clone());
         } else {
             self.compute(v, d)?;
             self.asm.stx(Size::DW, Reg::R10, off, Reg::R0);
-            self.avail.insert(v.clone());
+            self.avail |= bit;
         }
+        // R0 and the slot now share the verifier's scalar id: a later check on R0 would
+        // narrow the slot's bounds too, and 6.12's verifier then explores the window
+        // check of the next load from the slot on an impossible side, with wrong bounds
+        // ("REG INVARIANTS VIOLATION"), and refuses the program. `r0 |= 0` unlinks them.
+        self.asm.alu64(crate::asm::AluOp::Or, Reg::R0, 0);
         Ok(())
+    }
+
+    /// Whether `v` is cached and its slot holds it here.
+    fn holds(&self, v: &V) -> bool {
+        self.cache
+            .get(v)
+            .is_some_and(|(_, bit)| self.avail & bit != 0)
     }
 
     /// [`Self::eval`] without the cache at the top.
@@ -1185,14 +1183,14 @@ impl Emitter<'_> {
                 // verdict is the same: either branch would reject where it rejects)
                 let mut both: Vec<&V> = must_eval(then)
                     .into_iter()
-                    .filter(|w| self.cache.contains_key(*w) && !self.avail.contains(*w))
+                    .filter(|w| self.cache.contains_key(*w) && !self.holds(w))
                     .collect();
                 let in_other = must_eval(other);
                 both.retain(|w| in_other.contains(w));
                 // (outermost first: the values inside it are then computed with it)
                 both.sort_by_key(|w| std::cmp::Reverse(eval_cost(w)));
                 for w in both {
-                    if !self.avail.contains(w) {
+                    if !self.holds(w) {
                         self.eval(w, d)?;
                     }
                 }
@@ -1246,7 +1244,7 @@ impl Emitter<'_> {
                         self.asm.bind(then_l);
                     }
                 }
-                let (before, avail_before) = (self.proven, self.avail.clone());
+                let (before, avail_before) = (self.proven, self.avail);
                 self.r4 = None;
                 self.eval(then, d)?;
                 self.asm.ja(done);
@@ -1258,7 +1256,7 @@ impl Emitter<'_> {
                 self.eval(other, d)?;
                 self.asm.bind(done);
                 self.proven = self.proven.min(after_then);
-                self.avail.retain(|v| avail_then.contains(v));
+                self.avail &= avail_then;
                 self.r4 = None;
             }
             V::Load { idx, k, size } => match idx {
@@ -1274,8 +1272,12 @@ impl Emitter<'_> {
                 self.asm.neg32(Reg::R0);
             }
             V::Alu(o, a, b) => {
-                let held =
-                    |e: &Self, v: &V| e.cache.get(v).filter(|_| e.avail.contains(v)).copied();
+                let held = |e: &Self, v: &V| {
+                    e.cache
+                        .get(v)
+                        .filter(|(_, bit)| e.avail & bit != 0)
+                        .map(|c| c.0)
+                };
                 if let (Some(slot), false) = (held(self, a), matches!(**b, V::K(_))) {
                     // the left operand waits in its slot, not in a spill slot
                     self.eval(b, d)?;
