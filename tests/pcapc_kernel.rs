@@ -157,6 +157,12 @@ fn fixed_corpus() -> Vec<Expr> {
         parse("geneve 7 and ether host 00:01:02:03:04:05 and ip"),
         parse("not (udp and geneve and vlan and ip6 and udp port 53)"),
         parse("geneve and geneve and tcp[13] & 2 != 0"),
+        parse("geneve and tcp"),
+        // a word at a sum of two loaded lengths (aligned, from the window or the
+        // helper), a byte at the wire length, a bit test
+        parse("tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420"),
+        parse("ip[len] = 1"),
+        parse("byte 1 & 2"),
         // four protochain walks share the step budget; the verifier follows them all
         parse("protochain 6 or protochain 17"),
         // LLC, OSI, DECnet, AppleTalk

@@ -779,6 +779,291 @@ fn sll2(pkttype: u8, ifindex: u32, proto: u16, payload: &[u8]) -> Vec<u8> {
     p
 }
 
+/// An IPv4 TCP segment with `ihl` and `doff` header words (their options are 1s) and
+/// `payload`.
+fn ipv4_tcp_opts(ihl: u8, doff: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![
+        0x40 | ihl,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        64,
+        6,
+        0,
+        0,
+        10,
+        0,
+        0,
+        1,
+        10,
+        0,
+        0,
+        2,
+    ];
+    p.resize(4 * ihl as usize, 1);
+    let mut t = vec![
+        0,
+        1,
+        0,
+        80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        doff << 4,
+        0x18,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
+    t.resize(4 * doff as usize, 1);
+    p.extend(t);
+    p.extend_from_slice(payload);
+    p
+}
+
+/// The shapes issue 15's code-size work reworked, on packets that take each way
+/// through their code: Geneve's inner offsets (computed once per path; the inner frame
+/// inside the 128-byte kernel-memory window and past it, outer IPv4 with options and
+/// IPv6), a load at the sum of two loaded header lengths (an aligned word from the
+/// window or read by the helper), a load at the wire length, the `byte` bit tests.
+/// Verdicts are libpcap's (checked with the `oracle` feature; `byte N & V` against
+/// `ether[N] & V != 0`, which libpcap 1.10 gets wrong: see tests/pcapc_oracle.rs).
+#[test]
+fn computed_offsets_on_known_packets() {
+    use LinkType::*;
+    let mac = |et: u16, payload: &[u8]| {
+        let mut f = vec![0, 1, 2, 3, 4, 5, 0xa, 0xb, 0xc, 0xd, 0xe, 0xf];
+        f.extend_from_slice(&et.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    };
+    let inner_tcp = mac(0x0800, &ipv4_tcp(1, 8080));
+    let inner_udp = mac(0x0800, &ipv4_udp(53, &[]));
+    let inner_tcp6 = {
+        let mut v6 = ipv6_udp(8080, &[0; 12]);
+        v6[6] = 6;
+        mac(0x86dd, &v6)
+    };
+    let g4 = |opt_words: u8, proto: u16, inner: &[u8]| {
+        eth(0x0800, &ipv4_udp(6081, &geneve(7, opt_words, proto, inner)))
+    };
+    // outer IPv4 with one word of options
+    let g4_opts = {
+        let mut ip = ipv4_udp(6081, &geneve(7, 1, 0x6558, &inner_tcp));
+        ip[0] = 0x46;
+        ip.splice(20..20, [1, 1, 1, 1]);
+        eth(0x0800, &ip)
+    };
+    let get = |ihl: u8, doff: u8, payload: &[u8]| eth(0x0800, &ipv4_tcp_opts(ihl, doff, payload));
+    // a packet with 1 at IP byte 10 and at IP byte 200
+    let at_len = {
+        let mut p = eth(0x0800, &ipv4_udp(53, &[0; 300]));
+        p[14 + 10] = 1;
+        p[14 + 200] = 1;
+        p
+    };
+    let full = |p: &Vec<u8>| p.len() as u32;
+    let cases: Vec<(&str, LinkType, Vec<u8>, u32, bool)> = vec![
+        (
+            "geneve and tcp",
+            Ethernet,
+            g4(2, 0x6558, &inner_tcp),
+            0,
+            true,
+        ),
+        (
+            "geneve and tcp",
+            Ethernet,
+            g4(0, 0x6558, &inner_udp),
+            0,
+            false,
+        ),
+        (
+            "geneve and tcp",
+            Ethernet,
+            g4(0, 0x6558, &inner_tcp6),
+            0,
+            true,
+        ),
+        (
+            "geneve and tcp",
+            Ethernet,
+            g4(0, 0x0800, &ipv4_tcp(1, 22)),
+            0,
+            true,
+        ),
+        (
+            "geneve and tcp",
+            Ethernet,
+            g4(0, 0x0800, &ipv4_udp(53, &[])),
+            0,
+            false,
+        ),
+        // the inner frame past the window: its loads take the helper
+        (
+            "geneve and tcp",
+            Ethernet,
+            g4(40, 0x6558, &inner_tcp),
+            0,
+            true,
+        ),
+        (
+            "geneve and tcp",
+            Ethernet,
+            g4(40, 0x6558, &inner_udp),
+            0,
+            false,
+        ),
+        (
+            "geneve and tcp",
+            Ethernet,
+            g4(40, 0x6558, &inner_tcp6),
+            0,
+            true,
+        ),
+        ("geneve and tcp", Ethernet, g4_opts.clone(), 0, true),
+        (
+            "geneve and tcp",
+            Ethernet,
+            g4_opts[..g4_opts.len() - 50].to_vec(),
+            0,
+            false,
+        ),
+        (
+            "geneve and tcp",
+            Ethernet,
+            eth(0x86dd, &ipv6_udp(6081, &geneve(7, 3, 0x6558, &inner_tcp))),
+            0,
+            true,
+        ),
+        (
+            "geneve and tcp",
+            RawIp,
+            ipv4_udp(6081, &geneve(7, 1, 0x6558, &inner_tcp)),
+            0,
+            true,
+        ),
+        (
+            "geneve and tcp",
+            RawIp,
+            ipv4_udp(6081, &geneve(7, 1, 0x6558, &inner_udp)),
+            0,
+            false,
+        ),
+        // the payload's first word: in the window, and past it (60 + 60 + 14 bytes)
+        (
+            "tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420",
+            Ethernet,
+            get(5, 5, b"GET /"),
+            0,
+            true,
+        ),
+        (
+            "tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420",
+            Ethernet,
+            get(5, 8, b"GET /"),
+            0,
+            true,
+        ),
+        (
+            "tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420",
+            Ethernet,
+            get(15, 15, b"GET /"),
+            0,
+            true,
+        ),
+        (
+            "tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420",
+            Ethernet,
+            get(15, 15, b"GET"),
+            0,
+            false,
+        ),
+        (
+            "tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420",
+            Ethernet,
+            get(6, 7, b"POST"),
+            0,
+            false,
+        ),
+        (
+            "tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420",
+            RawIp,
+            ipv4_tcp_opts(15, 14, b"GET "),
+            0,
+            true,
+        ),
+        (
+            "tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420",
+            RawIp,
+            ipv4_tcp_opts(9, 5, b"GE"),
+            0,
+            false,
+        ),
+        // `len` as an offset: in the window, past it, past the packet
+        ("ip[len] = 1", Ethernet, at_len.clone(), 10, true),
+        ("ip[len] = 1", Ethernet, at_len.clone(), 11, false),
+        ("ip[len] = 1", Ethernet, at_len.clone(), 200, true),
+        ("ip[len] = 1", Ethernet, at_len.clone(), 201, false),
+        (
+            "ip[len] = 1",
+            Ethernet,
+            at_len.clone(),
+            full(&at_len),
+            false,
+        ),
+        ("ip[len] = 1", RawIp, at_len[14..].to_vec(), 200, true),
+        ("byte 1 & 2", Ethernet, mac(0x0800, &[]), 0, false),
+        ("byte 1 & 2", Ethernet, vec![0, 2], 0, true),
+        ("byte 1 & 2", Ethernet, vec![0xff, 0xfd, 0xff], 0, false),
+        ("byte 1 & 2", Ethernet, vec![2], 0, false),
+        ("byte 1 | 2", Ethernet, vec![0, 0], 0, true),
+        ("byte 1 | 2", Ethernet, vec![0], 0, false),
+    ];
+    let env = FilterEnv::default();
+    for (text, link, pkt, wire, want) in cases {
+        let wire = if wire == 0 { pkt.len() as u32 } else { wire };
+        let e = pwru::pcapc::parse(text).unwrap().unwrap();
+        for kind in ProgramKind::USER {
+            let f = UserspaceFilter::new(&e, link, kind, &env).unwrap();
+            assert_eq!(
+                f.matches_wire(&pkt, wire).unwrap(),
+                want,
+                "`{text}` {link:?} {kind:?} on {} bytes, wire {wire}",
+                pkt.len()
+            );
+        }
+        #[cfg(feature = "oracle")]
+        {
+            let meant = match text {
+                "byte 1 & 2" => "ether[1] & 2 != 0",
+                "byte 1 | 2" => "ether[1] | 2 != 0",
+                t => t,
+            };
+            let cap = pcap::Capture::dead(dlt(link)).unwrap();
+            let bpf = cap.compile(meant, true).unwrap();
+            assert_eq!(
+                pcapc_gen::libpcap_matches(&bpf, &pkt, wire),
+                want,
+                "libpcap `{meant}` {link:?} on {} bytes, wire {wire}",
+                pkt.len()
+            );
+        }
+    }
+}
+
 /// Every keyword this compiler learned, on packets built for it: the expected verdicts
 /// are libpcap's (checked against its C `bpf_filter` with the `oracle` feature).
 #[test]

@@ -43,6 +43,8 @@ const ISLAND_SPACING: usize = JUMP_RANGE - 4096;
 /// falls through to a `ja` to the exit, so the verifier finishes the short side first
 /// and the stack stays shallow along a long chain of alternatives.
 const EXITS_FIRST_FROM: usize = 8192;
+/// Dry runs that choose the values to compute once (see [`cache_candidates`]).
+const CACHE_ROUNDS: usize = 4;
 /// Filters with fewer decision nodes are always short enough not to need islands.
 const SHORT_FILTER_NODES: usize = 64;
 /// The most instructions the kernel loads in one program (`BPF_COMPLEXITY_LIMIT_INSNS`).
@@ -103,25 +105,66 @@ pub(super) fn emit(asm: &mut Asm, spec: &FilterSpec) -> Result<FilterStats, Comp
     let mut p = plan(spec.expr, spec.link, env, max_end)?;
     p.root = p.dag.prune_dead(p.root);
     let order = reachable_order(&p.dag, p.root);
+    // Values worth computing once: a dry run keeps those that some path reuses.
+    // (a value no path reuses is dropped, and the choice made again without it: the
+    // values inside it may be reused)
+    let mut banned = HashSet::new();
+    let mut cache = vec![];
+    for _ in 0..CACHE_ROUNDS {
+        cache = cache_candidates(&p.dag, &order, &banned);
+        if cache.is_empty() {
+            break;
+        }
+        let mut scratch = Asm::new();
+        let exits = (scratch.label(), scratch.label());
+        let (_, hit) = emit_plan(
+            &mut scratch,
+            &p,
+            &order,
+            spec,
+            exits,
+            Layout::default(),
+            &cache,
+        )?;
+        let unused: Vec<V> = cache
+            .iter()
+            .filter(|v| !hit.contains(*v))
+            .cloned()
+            .collect();
+        if unused.is_empty() {
+            break;
+        }
+        banned.extend(unused);
+        cache.retain(|v| hit.contains(v));
+    }
     let layout = if order.len() < SHORT_FILTER_NODES {
         Layout::default()
     } else {
         let mut scratch = Asm::new();
         let exits = (scratch.label(), scratch.label());
-        let st = emit_plan(&mut scratch, &p, &order, spec, exits, Layout::default())?;
+        let (st, _) = emit_plan(
+            &mut scratch,
+            &p,
+            &order,
+            spec,
+            exits,
+            Layout::default(),
+            &cache,
+        )?;
         // laying exits out first adds at most a `ja` per node
         Layout {
             islands: st.insns + order.len() > ISLAND_SPACING,
             exits_first: st.insns > EXITS_FIRST_FROM,
         }
     };
-    let st = emit_plan(
+    let (st, _) = emit_plan(
         asm,
         &p,
         &order,
         spec,
         (spec.on_match, spec.on_reject),
         layout,
+        &cache,
     )?;
     if st.insns > KERNEL_MAX_INSNS {
         return Err(CompileError::TooLarge {
@@ -141,7 +184,9 @@ struct Layout {
     exits_first: bool,
 }
 
-/// Emit a planned filter laid out as `layout` says.
+/// Emit a planned filter laid out as `layout` says, computing each value of `cache` once
+/// per path (kept in a spill slot). Returns the statistics and the cached values that
+/// were reused somewhere.
 fn emit_plan(
     asm: &mut Asm,
     p: &Plan,
@@ -149,7 +194,8 @@ fn emit_plan(
     spec: &FilterSpec,
     (on_match, on_reject): (Label, Label),
     layout: Layout,
-) -> Result<FilterStats, CompileError> {
+    cache: &[V],
+) -> Result<(FilterStats, HashSet<V>), CompileError> {
     let long = layout.islands;
     let (src, env) = (&spec.src, &spec.env);
     let max_end = match src {
@@ -187,7 +233,26 @@ fn emit_plan(
         r4: None,
         buf_shift: 0,
         multi_idx: HashSet::new(),
+        cache: HashMap::new(),
+        avail: 0,
+        edge_avail: HashMap::new(),
+        hit: HashSet::new(),
+        preds: {
+            let mut preds: HashMap<NodeId, usize> = HashMap::new();
+            for &n in order {
+                if let Node::Test { yes, no, .. } | Node::Chain { yes, no, .. } = p.dag.node(n) {
+                    *preds.entry(*yes).or_default() += 1;
+                    *preds.entry(*no).or_default() += 1;
+                }
+            }
+            preds
+        },
     };
+    // the cached values take the spill slots no evaluation reaches, from the top one down
+    for (j, v) in cache.iter().enumerate() {
+        let off = e.slot(SPILL_SLOTS - 1 - j);
+        e.cache.insert(v.clone(), (off, 1 << j));
+    }
     // Kernel memory: read only as much of the window as the loads can reach.
     if let PacketSource::KernelMemory { base, len, window } = e.src {
         let window = read_extent(&p.dag, order, window);
@@ -215,6 +280,8 @@ fn emit_plan(
     let mut r0_in: HashMap<NodeId, Option<(V, bool)>> = HashMap::new();
     // and what R4 holds (direct back end: a checked packet pointer)
     let mut r4_in: HashMap<NodeId, Option<PktPtr>> = HashMap::new();
+    // and which cached values their slots hold
+    let mut avail_in: HashMap<NodeId, u8> = HashMap::new();
     proven_in.insert(p.root, proven_at_root);
     r0_in.insert(p.root, None);
     for (i, &n) in order.iter().enumerate() {
@@ -226,6 +293,8 @@ fn emit_plan(
         e.need = need.get(&n).copied().unwrap_or(0);
         let r0 = r0_in.get(&n).cloned().flatten();
         e.r4 = r4_in.get(&n).cloned().flatten();
+        e.avail = avail_in.remove(&n).unwrap_or(0);
+        e.edge_avail.clear();
         let out_r0 = e.node(p.dag.node(n), n, next, r0.as_ref())?;
         let succ = match p.dag.node(n) {
             Node::Test { yes, no, .. } | Node::Chain { yes, no, .. } => vec![*yes, *no],
@@ -241,6 +310,11 @@ fn emit_plan(
             let r4 = r4_in.entry(c).or_insert_with(|| e.r4.clone());
             if *r4 != e.r4 {
                 *r4 = None;
+            }
+            if c > REJECT && !e.cache.is_empty() {
+                // what the slots held when the jump to `c` was emitted (or at the end)
+                let out = e.edge_avail.get(&c).copied().unwrap_or(e.avail);
+                *avail_in.entry(c).or_insert(out) &= out;
             }
         }
     }
@@ -275,13 +349,14 @@ fn emit_plan(
             (fall == Some(REJECT) && reaches(REJECT)) || jumped_to(&e, REJECT),
         )
     };
-    Ok(FilterStats {
+    let stats = FilterStats {
         nodes: order.len(),
         insns: e.asm.pos() - start,
         window_read_insns,
         uses_match,
         uses_reject,
-    })
+    };
+    Ok((stats, e.hit))
 }
 
 /// The packet length each node's bounds check may demand: the largest `n` such that every
@@ -416,6 +491,170 @@ fn repeated_indexes(dag: &Dag, order: &[NodeId]) -> HashSet<V> {
     multi
 }
 
+/// Instructions [`Emitter::eval`] spends on `v`, roughly (to choose what to cache).
+fn eval_cost(v: &V) -> usize {
+    let operand = |b: &V| match b {
+        V::K(_) => 1,
+        b => eval_cost(b) + 3,
+    };
+    match v {
+        V::K(_) | V::Len | V::PktType | V::Ifindex => 1,
+        V::Load { idx: None, .. } => 2,
+        V::Load { idx: Some(i), .. } => eval_cost(i) + 5,
+        V::Alu(_, a, b) => eval_cost(a) + operand(b),
+        V::Neg(a) => eval_cost(a) + 1,
+        V::Select { cond, then, other } => {
+            eval_cost(&cond.a) + operand(&cond.b) + eval_cost(then) + eval_cost(other) + 2
+        }
+    }
+}
+
+/// The values that evaluating `v` computes on every way through it, `v` included.
+fn must_eval(v: &V) -> HashSet<&V> {
+    let mut m = match v {
+        V::Select { cond, then, other } => {
+            let o = must_eval(other);
+            let mut m: HashSet<&V> = must_eval(then)
+                .into_iter()
+                .filter(|w| o.contains(w))
+                .collect();
+            m.extend(must_eval(&cond.a));
+            m.extend(must_eval(&cond.b));
+            m
+        }
+        v => operands(v).into_iter().flat_map(must_eval).collect(),
+    };
+    m.insert(v);
+    m
+}
+
+/// `x` and `m` of `x & m` (a constant mask).
+fn and_mask(v: &V) -> Option<(&V, u32)> {
+    match v {
+        V::Alu(ArithOp::And, x, m) => match **m {
+            V::K(m) => Some((&**x, m)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The 32-bit ALU operation of `o` when `a o b == b o a`.
+fn commutative(o: ArithOp) -> Option<crate::asm::AluOp> {
+    use crate::asm::AluOp as A;
+    match o {
+        ArithOp::Add => Some(A::Add),
+        ArithOp::Mul => Some(A::Mul),
+        ArithOp::And => Some(A::And),
+        ArithOp::Or => Some(A::Or),
+        ArithOp::Xor => Some(A::Xor),
+        _ => None,
+    }
+}
+
+/// The operands of `v` (`Select`'s condition's too).
+fn operands(v: &V) -> Vec<&V> {
+    match v {
+        V::K(_) | V::Len | V::PktType | V::Ifindex => vec![],
+        V::Load { idx, .. } => idx.as_deref().into_iter().collect(),
+        V::Alu(_, a, b) => vec![a, b],
+        V::Neg(a) => vec![a],
+        V::Select { cond, then, other } => vec![&cond.a, &cond.b, then, other],
+    }
+}
+
+/// The highest spill slot evaluating `v` from slot `d` uses, if any (see
+/// [`Emitter::eval`]: a computed right operand spills the left one).
+fn spill_top(v: &V, d: usize) -> Option<usize> {
+    let own = match v {
+        V::Alu(_, _, b) if !matches!(**b, V::K(_)) => Some(d),
+        V::Select { cond, .. } if !matches!(cond.b, V::K(_)) => Some(d),
+        _ => None,
+    };
+    let deeper = match v {
+        V::Alu(_, a, b) => [spill_top(a, d), spill_top(b, d + 1)]
+            .into_iter()
+            .max()
+            .flatten(),
+        V::Select { cond, then, other } => [
+            spill_top(&cond.a, d),
+            spill_top(&cond.b, d + 1),
+            spill_top(then, d),
+            spill_top(other, d),
+        ]
+        .into_iter()
+        .max()
+        .flatten(),
+        v => operands(v)
+            .into_iter()
+            .filter_map(|o| spill_top(o, d))
+            .max(),
+    };
+    own.max(deeper)
+}
+
+/// Values (load indexes and operands, not whole test sides) that the reachable tests
+/// compute more than once and that cost a few instructions each time: Geneve's inner
+/// offsets, a header length added to a loaded offset. Each gets a spill slot that no
+/// evaluation reaches (the highest first); a larger value goes before the values inside it,
+/// which then count only their uses outside it.
+fn cache_candidates(dag: &Dag, order: &[NodeId], banned: &HashSet<V>) -> Vec<V> {
+    const MIN_COST: usize = 5;
+    fn count<'v>(v: &'v V, top: bool, counts: &mut HashMap<&'v V, usize>) {
+        if !top {
+            *counts.entry(v).or_default() += 1;
+        }
+        for o in operands(v) {
+            count(o, false, counts);
+        }
+    }
+    let mut counts: HashMap<&V, usize> = HashMap::new();
+    let mut used_slots: Option<usize> = None;
+    for &n in order {
+        match dag.node(n) {
+            Node::Test { t, .. } => {
+                count(&t.a, true, &mut counts);
+                count(&t.b, true, &mut counts);
+                let b_spill = (!matches!(t.b, V::K(_))).then_some(0);
+                used_slots = [used_slots, b_spill, spill_top(&t.a, 0), spill_top(&t.b, 1)]
+                    .into_iter()
+                    .max()
+                    .flatten();
+            }
+            Node::Chain { .. } => used_slots = used_slots.max(Some(1)),
+            Node::Match | Node::Reject => {}
+        }
+    }
+    let free = SPILL_SLOTS - used_slots.map_or(0, |s| s + 1);
+    let mut cands: Vec<(&V, usize)> = counts
+        .iter()
+        .filter(|(v, &c)| c >= 2 && eval_cost(v) >= MIN_COST && !banned.contains(**v))
+        .map(|(v, _)| (*v, eval_cost(v)))
+        .collect();
+    // larger first; ties in a fixed order (the listing must not depend on hashing)
+    cands.sort_by_cached_key(|(v, cost)| (std::cmp::Reverse(*cost), format!("{v:?}")));
+    let mut chosen = vec![];
+    for (v, _) in cands {
+        if chosen.len() >= free {
+            break;
+        }
+        let c = counts[v];
+        if c < 2 {
+            continue;
+        }
+        chosen.push(v.clone());
+        // computed once: the values inside it are computed `c - 1` times fewer
+        let mut inner: HashMap<&V, usize> = HashMap::new();
+        count(v, true, &mut inner);
+        for (w, m) in inner {
+            if let Some(x) = counts.get_mut(w) {
+                *x = x.saturating_sub((c - 1) * m);
+            }
+        }
+    }
+    chosen
+}
+
 struct Emitter<'a> {
     asm: &'a mut Asm,
     src: PacketSource,
@@ -449,6 +688,17 @@ struct Emitter<'a> {
     multi_idx: HashSet<V>,
     /// Bytes (0-3, inside the pad above it) the kernel-memory window is moved up by.
     buf_shift: i16,
+    /// Values computed once per path: their spill slot and their bit in `avail` (see
+    /// [`cache_candidates`]).
+    cache: HashMap<V, (i16, u8)>,
+    /// The cached values whose slots hold them here (one bit each).
+    avail: u8,
+    /// Per node jumped to from the current node: what the slots held at the jumps.
+    edge_avail: HashMap<NodeId, u8>,
+    /// The cached values loaded back from their slots somewhere.
+    hit: HashSet<V>,
+    /// Per node, the edges to it from the reachable nodes.
+    preds: HashMap<NodeId, usize>,
 }
 
 /// Direct back end: R4 = `start + idx + off`, already checked against `end` (so bytes
@@ -492,6 +742,9 @@ impl Emitter<'_> {
     /// The label to jump to node `n` (or an exit) with a jump emitted next.
     fn target(&mut self, n: NodeId) -> Label {
         self.used.insert(n);
+        if n > REJECT && !self.cache.is_empty() {
+            *self.edge_avail.entry(n).or_insert(self.avail) &= self.avail;
+        }
         if self.long {
             let pos = self.asm.pos();
             self.first_use.entry(n).or_insert(pos);
@@ -591,6 +844,35 @@ impl Emitter<'_> {
             Node::Test { t, yes, no } => {
                 let c = cond_of(t.op);
                 match &t.b {
+                    // `x >= 0` holds wherever `x` can be loaded (libpcap keeps it for
+                    // the load's check): the loads, then on to `yes`; `no` is reached
+                    // from elsewhere too (else its code would be unreachable)
+                    V::K(0)
+                        if t.op == TestOp::Ge
+                            && (*no <= REJECT || self.preds.get(no).is_some_and(|&p| p > 1))
+                            && self.value_reg(&t.a).is_none() =>
+                    {
+                        match &t.a {
+                            V::Load { idx: None, k, size } => {
+                                self.load_const(*k, *size, true);
+                            }
+                            V::Load {
+                                idx: Some(i),
+                                k,
+                                size,
+                            } => {
+                                self.load_at(i, *k, *size, 0, true)?;
+                            }
+                            a => self.eval(a, 0)?,
+                        }
+                        if Some(*yes) == next {
+                            self.falls_through = true;
+                        } else {
+                            let l = self.target(*yes);
+                            self.asm.ja(l);
+                            self.falls_through = false;
+                        }
+                    }
                     // a length or direction held in a register is compared there
                     V::K(k) if self.value_reg(&t.a).is_some() => {
                         let r = self.value_reg(&t.a).expect("checked");
@@ -646,6 +928,20 @@ impl Emitter<'_> {
                                 }
                             }
                         }
+                    }
+                    V::K(0)
+                        if t.op == TestOp::Eq
+                            && raw_shape(&t.a).is_none()
+                            && r0.is_none_or(|(v, _)| *v != t.a)
+                            && and_mask(&t.a).is_some() =>
+                    {
+                        // `x & m == 0` is a `jset` on `x` with the branches swapped
+                        let (x, m) = and_mask(&t.a).expect("checked");
+                        if r0.is_none_or(|(v, raw)| v != x || *raw) {
+                            self.eval(x, 0)?;
+                        }
+                        self.branch(Cond::Set, Reg::R0, (m as i32).into(), *no, *yes, next);
+                        out = Some((x.clone(), false));
                     }
                     V::K(k) => {
                         // Equality and bit tests of 2/4-byte fields compare the raw
@@ -782,10 +1078,41 @@ impl Emitter<'_> {
     }
 
     /// Evaluate `v` (u32, zero-extended) into R0. `d` is the first free spill slot.
+    /// A cached value is loaded from its slot where the slot holds it, else computed
+    /// and stored there.
     fn eval(&mut self, v: &V, d: usize) -> Result<(), CompileError> {
         if d >= SPILL_SLOTS {
             return Err(CompileError::TooComplex(SPILL_SLOTS));
         }
+        let Some(&(off, bit)) = self.cache.get(v) else {
+            return self.compute(v, d);
+        };
+        if self.avail & bit != 0 {
+            // (a 64-bit spill: the verifier keeps the value's bounds across it)
+            self.asm.ldx(Size::DW, Reg::R0, Reg::R10, off);
+            self.hit.insert(v.clone());
+        } else {
+            self.compute(v, d)?;
+            self.asm.stx(Size::DW, Reg::R10, off, Reg::R0);
+            self.avail |= bit;
+        }
+        // R0 and the slot now share the verifier's scalar id: a later check on R0 would
+        // narrow the slot's bounds too, and 6.12's verifier then explores the window
+        // check of the next load from the slot on an impossible side, with wrong bounds
+        // ("REG INVARIANTS VIOLATION"), and refuses the program. `r0 |= 0` unlinks them.
+        self.asm.alu64(crate::asm::AluOp::Or, Reg::R0, 0);
+        Ok(())
+    }
+
+    /// Whether `v` is cached and its slot holds it here.
+    fn holds(&self, v: &V) -> bool {
+        self.cache
+            .get(v)
+            .is_some_and(|(_, bit)| self.avail & bit != 0)
+    }
+
+    /// [`Self::eval`] without the cache at the top.
+    fn compute(&mut self, v: &V, d: usize) -> Result<(), CompileError> {
         match v {
             V::K(k) => {
                 self.asm.mov32(Reg::R0, *k as i32);
@@ -852,11 +1179,47 @@ impl Emitter<'_> {
             V::Select { cond, then, other } => {
                 // both branches start from what is proven here, and what is proven
                 // after is what both prove; R4/R5 are not tracked across them
+                // a cached value both branches compute is computed before them (the
+                // verdict is the same: either branch would reject where it rejects)
+                let mut both: Vec<&V> = must_eval(then)
+                    .into_iter()
+                    .filter(|w| self.cache.contains_key(*w) && !self.holds(w))
+                    .collect();
+                let in_other = must_eval(other);
+                both.retain(|w| in_other.contains(w));
+                // (outermost first: the values inside it are then computed with it)
+                both.sort_by_key(|w| std::cmp::Reverse(eval_cost(w)));
+                for w in both {
+                    if !self.holds(w) {
+                        self.eval(w, d)?;
+                    }
+                }
                 let (other_l, done) = (self.asm.label(), self.asm.label());
-                self.eval(&cond.a, d)?;
                 let c = cond_of(cond.op);
+                let raw = match (&cond.b, raw_shape(&cond.a)) {
+                    // an equality on a constant field: raw, against a swapped constant
+                    (V::K(k), Some((k0, size, m)))
+                        if matches!(cond.op, TestOp::Eq | TestOp::Set)
+                            && (size == 4 || (*k <= 0xffff && (m == u32::MAX || m <= 0xffff))) =>
+                    {
+                        let raw = self.load_const(k0, size, true);
+                        if m != u32::MAX {
+                            let mm = if raw { swap_k(m, size) } else { m };
+                            self.asm.alu32(crate::asm::AluOp::And, Reg::R0, mm as i32);
+                        }
+                        raw.then_some(size)
+                    }
+                    _ => {
+                        self.eval(&cond.a, d)?;
+                        None
+                    }
+                };
                 match &cond.b {
                     V::K(k) => {
+                        let k = &match raw {
+                            Some(size) => swap_k(*k, size),
+                            None => *k,
+                        };
                         let inv = c.negate();
                         match inv {
                             Some(inv) => {
@@ -881,17 +1244,19 @@ impl Emitter<'_> {
                         self.asm.bind(then_l);
                     }
                 }
-                let before = self.proven;
+                let (before, avail_before) = (self.proven, self.avail);
                 self.r4 = None;
                 self.eval(then, d)?;
                 self.asm.ja(done);
                 let after_then = self.proven;
+                let avail_then = std::mem::replace(&mut self.avail, avail_before);
                 self.proven = before;
                 self.r4 = None;
                 self.asm.bind(other_l);
                 self.eval(other, d)?;
                 self.asm.bind(done);
                 self.proven = self.proven.min(after_then);
+                self.avail &= avail_then;
                 self.r4 = None;
             }
             V::Load { idx, k, size } => match idx {
@@ -907,9 +1272,39 @@ impl Emitter<'_> {
                 self.asm.neg32(Reg::R0);
             }
             V::Alu(o, a, b) => {
+                let held = |e: &Self, v: &V| {
+                    e.cache
+                        .get(v)
+                        .filter(|(_, bit)| e.avail & bit != 0)
+                        .map(|c| c.0)
+                };
+                if let (Some(slot), false) = (held(self, a), matches!(**b, V::K(_))) {
+                    // the left operand waits in its slot, not in a spill slot
+                    self.eval(b, d)?;
+                    self.asm.mov64(Reg::R1, Reg::R0);
+                    self.asm.ldx(Size::DW, Reg::R0, Reg::R10, slot);
+                    self.hit.insert((**a).clone());
+                    self.alu_reg(*o);
+                    return Ok(());
+                }
                 self.eval(a, d)?;
                 if let V::K(y) = **b {
                     self.alu_imm(*o, y);
+                } else if let Some(slot) = held(self, b) {
+                    self.asm.ldx(Size::DW, Reg::R1, Reg::R10, slot);
+                    self.hit.insert((**b).clone());
+                    self.alu_reg(*o);
+                } else if self.light(b) {
+                    // the left operand waits in R3, which the right one leaves alone
+                    self.asm.mov64(Reg::R3, Reg::R0);
+                    self.eval(b, d)?;
+                    if let Some(aop) = commutative(*o) {
+                        self.asm.alu32(aop, Reg::R0, Reg::R3);
+                    } else {
+                        self.asm.mov64(Reg::R1, Reg::R0);
+                        self.asm.mov64(Reg::R0, Reg::R3);
+                        self.alu_reg(*o);
+                    }
                 } else {
                     self.asm.stx(Size::DW, Reg::R10, self.slot(d), Reg::R0);
                     self.eval(b, d + 1)?;
@@ -920,6 +1315,57 @@ impl Emitter<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Whether evaluating `v` writes no register but R0 and R2 and calls no helper:
+    /// constants, lengths and metadata, window loads at constant offsets, and constant
+    /// operations on them (R3 can then hold a value across it).
+    fn light(&self, v: &V) -> bool {
+        if self.cache.contains_key(v) {
+            return false;
+        }
+        match v {
+            V::K(_) | V::PktType | V::Ifindex => true,
+            V::Len => true,
+            V::Load { idx: None, k, size } => match self.src {
+                // (a constant load past the window reads it with the helper)
+                PacketSource::KernelMemory { window, .. } => {
+                    *k as u64 + *size as u64 <= window as u64
+                }
+                // (a check sets R4)
+                PacketSource::Direct { .. } => false,
+            },
+            V::Alu(o, a, b) => match **b {
+                V::K(y) => !(matches!(o, ArithOp::Div | ArithOp::Mod) && y == 0) && self.light(a),
+                _ => false,
+            },
+            V::Neg(a) => self.light(a),
+            V::Load { idx: Some(_), .. } | V::Select { .. } => false,
+        }
+    }
+
+    /// The low bits of `v` known zero, as the verifier's `tnum` of the code
+    /// [`Self::eval`] writes knows them: [`V::known_zero_bits`], and a sum of two computed
+    /// values whose right one is [`Self::light`] (both stay in registers). 0 for cached
+    /// values (loaded from their slots).
+    fn zero_bits(&self, v: &V) -> u32 {
+        if self.cache.contains_key(v) {
+            return 0;
+        }
+        let V::Alu(op, a, b) = v else {
+            return v.known_zero_bits();
+        };
+        let z = match (op, &**b) {
+            (ArithOp::And, V::K(m)) => self.zero_bits(a).max(m.trailing_zeros()),
+            (ArithOp::Or | ArithOp::Add, V::K(m)) => self.zero_bits(a).min(m.trailing_zeros()),
+            (ArithOp::Lsh, V::K(s)) if *s < 32 => self.zero_bits(a) + s,
+            // (`w0 >>= s` shifts the known bits down; past 31, `w0 = 0`)
+            (ArithOp::Rsh, V::K(s)) if *s < 32 => self.zero_bits(a).saturating_sub(*s),
+            (ArithOp::Rsh, V::K(_)) => 32,
+            (ArithOp::Add, b) if self.light(b) => self.zero_bits(a).min(self.zero_bits(b)),
+            _ => 0,
+        };
+        z.min(32)
     }
 
     fn alu_imm(&mut self, o: ArithOp, y: u32) {
@@ -1087,7 +1533,7 @@ impl Emitter<'_> {
                 } else {
                     self.asm.mov64(Reg::R3, base);
                     self.asm.add64(Reg::R3, fk as i32);
-                    self.slow_read(size);
+                    self.slow_read(size, false);
                 }
                 false
             }
@@ -1168,23 +1614,30 @@ impl Emitter<'_> {
             PacketSource::KernelMemory { base, len, window } => {
                 let slow = a.label();
                 let done = a.label();
-                a.mov64(Reg::R1, Reg::R0);
-                a.add64(Reg::R1, size as i32);
-                a.jmp(Cond::Gt, Reg::R1, len, rej);
+                if size == 1 {
+                    // R0 + 1 > len, R0 being below 2^32 + k (no wrap)
+                    a.jmp(Cond::Ge, Reg::R0, len, rej);
+                } else {
+                    a.mov64(Reg::R1, Reg::R0);
+                    a.add64(Reg::R1, size as i32);
+                    a.jmp(Cond::Gt, Reg::R1, len, rej);
+                }
                 a.jmp(Cond::Gt, Reg::R0, window as i32 - size as i32, slow);
                 a.mov64(Reg::R1, Reg::R10);
                 a.add64(Reg::R1, Reg::R0);
                 let off = self.buf_off();
                 let fixed = off as i64 + k as i64;
-                // big-endian, like the slow path it joins
-                self.window_load(off, fixed, idx_zeros, size, false);
+                // raw where the window load is aligned (the slow path's slot is),
+                // else big-endian on both paths
+                let raw = self.window_load(off, fixed, idx_zeros, size, want_raw);
                 let a = &mut *self.asm;
                 a.ja(done);
                 a.bind(slow);
                 a.mov64(Reg::R3, base);
                 a.add64(Reg::R3, Reg::R0);
-                self.slow_read(size);
+                self.slow_read(size, raw);
                 self.asm.bind(done);
+                return raw;
             }
         }
         false
@@ -1246,7 +1699,7 @@ impl Emitter<'_> {
                         a.mov64(Reg::R1, Reg::R10);
                         a.add64(Reg::R1, Reg::R5);
                         let (off, fixed) = (buf + k as i16 - top as i16, buf as i64 + k as i64);
-                        let raw = self.window_load(off, fixed, i.known_zero_bits(), size, want_raw);
+                        let raw = self.window_load(off, fixed, self.zero_bits(i), size, want_raw);
                         self.r4 = Some(PktPtr {
                             idx: Some(pi),
                             off: top,
@@ -1263,7 +1716,7 @@ impl Emitter<'_> {
                         a.mov64(Reg::R1, Reg::R10);
                         a.add64(Reg::R1, Reg::R0);
                         let (off, fixed) = (buf - size as i16, buf as i64 + k as i64);
-                        let raw = self.window_load(off, fixed, i.known_zero_bits(), size, want_raw);
+                        let raw = self.window_load(off, fixed, self.zero_bits(i), size, want_raw);
                         self.r4 = Some(PktPtr {
                             idx: Some(i.clone()),
                             off: ks,
@@ -1275,7 +1728,7 @@ impl Emitter<'_> {
             }
         }
         self.eval(i, d)?;
-        let raw = self.load_var(k, size, bound, i.known_zero_bits(), want_raw);
+        let raw = self.load_var(k, size, bound, self.zero_bits(i), want_raw);
         if matches!(self.src, PacketSource::Direct { .. }) && fits {
             self.r4 = Some(PktPtr {
                 idx: Some(i.clone()),
@@ -1285,8 +1738,9 @@ impl Emitter<'_> {
         Ok(raw)
     }
 
-    /// probe_read_kernel(tmp, size, R3) and load it big-endian into R0.
-    fn slow_read(&mut self, size: u8) {
+    /// probe_read_kernel(tmp, size, R3) and load it into R0: big-endian, or raw
+    /// (little-endian) when `raw`.
+    fn slow_read(&mut self, size: u8, raw: bool) {
         // the helper call clobbers R1-R5
         self.r4 = None;
         let tmp = self.tmp_off();
@@ -1297,7 +1751,11 @@ impl Emitter<'_> {
         a.mov64(Reg::R2, size as i32);
         a.call(Helper::PROBE_READ_KERNEL);
         a.jmp(Cond::Ne, Reg::R0, 0, rej);
-        self.bytes_from(Reg::R10, tmp, size);
+        if raw && (tmp as i32).rem_euclid(size as i32) == 0 {
+            self.asm.ldx(size_of(size), Reg::R0, Reg::R10, tmp);
+        } else {
+            self.aligned_from_stack(tmp, size);
+        }
     }
 
     /// Big-endian value at `R10 + off`, with the widest loads the alignment allows
