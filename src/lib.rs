@@ -18,6 +18,7 @@ pub mod btf;
 pub mod capture;
 pub mod cli;
 pub mod events;
+pub(crate) mod fasthash;
 pub mod host;
 pub mod load;
 pub mod output;

@@ -1,14 +1,13 @@
 //! Which kernel functions and tracepoints take a `struct sk_buff *`, found by
 //! walking every BTF FUNC prototype and every `btf_trace_<name>` typedef.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use btf_rs::{Btf, BtfType, Type};
 
 use super::error::BtfError;
 use super::index::KIND_TYPEDEF;
 use super::kernel::{resolve, strip_modifiers, BtfSource, KernelBtf};
+use crate::fasthash::FastMap;
 
 /// Highest 1-based argument position a kprobe program reads (PT_REGS_PARM1..5).
 pub const MAX_PROBE_ARG: u16 = 5;
@@ -82,35 +81,6 @@ struct ProtoFacts {
     by_value: bool,
 }
 
-/// Hashes type ids (small integers) with a multiply: SipHash was much of a memo lookup's
-/// cost over the tens of thousands of FUNCs.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u32(&mut self, n: u32) {
-        self.write_u64(u64::from(n));
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
 /// Classifies parameter types of one BTF object, memoizing per type id
 /// (thousands of FUNCs share a few prototypes and parameter types).
 struct Classifier<'a> {
@@ -118,8 +88,8 @@ struct Classifier<'a> {
     origin: &'a str,
     skb_ids: Vec<u32>,
     drop_reason_ids: Vec<u32>,
-    params: HashMap<u32, ParamKind, BuildHasherDefault<IdHasher>>,
-    protos: HashMap<(u32, usize), Option<ProtoFacts>, BuildHasherDefault<IdHasher>>,
+    params: FastMap<u32, ParamKind>,
+    protos: FastMap<(u32, usize), Option<ProtoFacts>>,
 }
 
 impl<'a> Classifier<'a> {
@@ -141,8 +111,8 @@ impl<'a> Classifier<'a> {
             origin: kernel.origin(),
             skb_ids: ids_of(SKB_STRUCT)?,
             drop_reason_ids: ids_of(DROP_REASON_ENUM)?,
-            params: HashMap::default(),
-            protos: HashMap::default(),
+            params: FastMap::default(),
+            protos: FastMap::default(),
         })
     }
 

@@ -9,8 +9,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::fasthash::FastMap;
 use super::text::{push_centered, tail_with_tilde};
+use crate::fasthash::FastMap;
 
 /// Width of the IFACE column.
 pub const IFACE_WIDTH: usize = 16;

@@ -4,9 +4,9 @@
 
 use std::fmt::Write as _;
 
-use super::fasthash::FastMap;
 use super::json::JsonObject;
 use super::text::push_hex_prefixed;
+use crate::fasthash::FastMap;
 
 /// How long (event or clock time) an ended journey waits for the rest of its free path (e.g.
 /// `kfree_skbmem` after `consume_skb`) before it is printed.

@@ -1,7 +1,6 @@
 //! Turns events into pwru's text: the header and table columns, JSON lines, process and
 //! interface names, kernel symbols and drop reasons, written through one buffered writer.
 
-mod fasthash;
 pub mod iface;
 pub mod journey;
 pub mod json;
@@ -208,7 +207,7 @@ pub struct Output {
     /// Formatted lines not yet written.
     line: String,
     func: String,
-    last_seen: fasthash::FastMap<u64, u64>,
+    last_seen: crate::fasthash::FastMap<u64, u64>,
     printed: u64,
     clock: WallClock,
     /// `--summary`'s counts.
@@ -382,7 +381,7 @@ impl Output {
             line_buffered,
             line: String::with_capacity(PENDING_LIMIT + 4096),
             func: String::with_capacity(128),
-            last_seen: fasthash::FastMap::default(),
+            last_seen: crate::fasthash::FastMap::default(),
             printed: 0,
             clock: WallClock::default(),
             summary: opts_summary.then(Summary::default),

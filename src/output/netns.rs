@@ -8,8 +8,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::fasthash::FastMap;
 use super::text::{pad_from, tail_with_tilde};
+use crate::fasthash::FastMap;
 
 /// Where `ip netns` keeps its named network namespaces.
 pub const RUN_NETNS: &str = "/run/netns";

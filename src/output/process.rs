@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use super::fasthash::FastMap;
 use super::text::tail_with_tilde;
+use crate::fasthash::FastMap;
 use crate::probes::event::COMM_LEN;
 
 /// Width pwru keeps of `exe:pid` in the table.

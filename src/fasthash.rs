@@ -1,6 +1,6 @@
-//! A small multiply-rotate hasher (FxHash-style) for the per-line caches keyed by pids,
-//! ifindexes and skb addresses: far cheaper than SipHash, and the keys are not attacker-chosen
-//! in a way that matters for a local tracing tool.
+//! A small multiply-rotate hasher (FxHash-style) for maps keyed by small integers: the output's
+//! per-line caches (pids, ifindexes, skb addresses) and the BTF scan's memos (type ids). Far
+//! cheaper than SipHash, and the keys are not attacker-chosen in a way that matters here.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -33,6 +33,9 @@ impl Hasher for FastHasher {
     }
     fn write_u64(&mut self, v: u64) {
         self.add(v);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.add(v as u64);
     }
 }
 
