@@ -1,7 +1,6 @@
 //! Which kernel functions and tracepoints take a `struct sk_buff *`, found by
 //! walking every BTF FUNC prototype and every `btf_trace_<name>` typedef.
 
-
 use btf_rs::{Btf, BtfType, Type};
 
 use super::error::BtfError;

@@ -115,17 +115,7 @@ pub(super) fn emit(asm: &mut Asm, spec: &FilterSpec) -> Result<FilterStats, Comp
         if cache.is_empty() {
             break;
         }
-        let mut scratch = Asm::new();
-        let exits = (scratch.label(), scratch.label());
-        let (_, hit) = emit_plan(
-            &mut scratch,
-            &p,
-            &order,
-            spec,
-            exits,
-            Layout::default(),
-            &cache,
-        )?;
+        let (_, hit) = dry_run(&p, &order, spec, &cache)?;
         let unused: Vec<V> = cache
             .iter()
             .filter(|v| !hit.contains(*v))
@@ -140,17 +130,7 @@ pub(super) fn emit(asm: &mut Asm, spec: &FilterSpec) -> Result<FilterStats, Comp
     let layout = if order.len() < SHORT_FILTER_NODES {
         Layout::default()
     } else {
-        let mut scratch = Asm::new();
-        let exits = (scratch.label(), scratch.label());
-        let (st, _) = emit_plan(
-            &mut scratch,
-            &p,
-            &order,
-            spec,
-            exits,
-            Layout::default(),
-            &cache,
-        )?;
+        let (st, _) = dry_run(&p, &order, spec, &cache)?;
         // laying exits out first adds at most a `ja` per node
         Layout {
             islands: st.insns + order.len() > ISLAND_SPACING,
@@ -187,6 +167,27 @@ struct Layout {
 /// Emit a planned filter laid out as `layout` says, computing each value of `cache` once
 /// per path (kept in a spill slot). Returns the statistics and the cached values that
 /// were reused somewhere.
+/// Emits the plan into a throwaway program with the default layout: its size, and which
+/// of the `cache` values a path reused.
+fn dry_run(
+    p: &Plan,
+    order: &[NodeId],
+    spec: &FilterSpec,
+    cache: &[V],
+) -> Result<(FilterStats, HashSet<V>), CompileError> {
+    let mut scratch = Asm::new();
+    let exits = (scratch.label(), scratch.label());
+    emit_plan(
+        &mut scratch,
+        p,
+        order,
+        spec,
+        exits,
+        Layout::default(),
+        cache,
+    )
+}
+
 fn emit_plan(
     asm: &mut Asm,
     p: &Plan,
