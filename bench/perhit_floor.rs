@@ -421,7 +421,6 @@ fn run(args: &Args, signals: &libc::sigset_t) -> Result<(), String> {
 /// Reads the ring on a thread like our reader under a flood: all records, then 1 ms off.
 fn drain_ring(obj: &mut LoadedObject, stop: Arc<AtomicBool>) -> Result<JoinHandle<()>, String> {
     let map = obj
-        .ebpf_mut()
         .take_map(RING)
         .ok_or("the ring buffer is not in the object")?;
     let mut ring = RingBuf::try_from(map).map_err(|e| e.to_string())?;

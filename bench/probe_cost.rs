@@ -97,7 +97,7 @@ fn load_probe(layout: &SkbLayout, opts: Option<&ProbeOptions>) -> Result<Probe, 
 
 /// Sum of the per-CPU lost-event counters.
 fn lost(obj: &LoadedObject) -> u64 {
-    let Some(map) = obj.ebpf().map(maps::LOST) else {
+    let Some(map) = obj.map(maps::LOST) else {
         return 0;
     };
     let Ok(arr) = PerCpuArray::<_, u64>::try_from(map) else {

@@ -71,6 +71,18 @@ impl TraceSettings {
         self.output.journey && self.filter.track_skb
     }
 
+    /// Whether this run probes anything besides its backend's targets: the skb trackers'
+    /// untrack and clone programs, non-skb functions (`--filter-non-skb-funcs`,
+    /// `--filter-track-bpf-helpers`) and the map functions of `--output-bpfmap`.
+    pub fn asks_for_helper_programs(&self) -> bool {
+        let f = &self.filter;
+        f.track_skb
+            || f.track_by_stackid
+            || !f.non_skb_funcs.is_empty()
+            || f.track_bpf_helpers
+            || self.output.bpfmap
+    }
+
     /// The backend features this run asks for (checked against the chosen backend).
     pub fn wanted_features(&self) -> Vec<Feature> {
         let mut wanted = wanted_features(&self.filter, &self.output);

@@ -52,9 +52,12 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
         BackendChoice::Auto => None,
     };
     start_kallsyms(&mut kallsyms, named.as_deref(), settings);
-    // aya's loader parses the kernel's BTF when made: now, while little memory is in use.
-    load::prepare_loader();
-    clock.mark("aya's loader (it parses the kernel's BTF)");
+    // aya's loader parses the kernel's BTF when made: now, while little memory is in use,
+    // if the run will need it.
+    if loads_through_aya(settings) {
+        load::prepare_loader();
+        clock.mark("aya's loader (it parses the kernel's BTF)");
+    }
     // What the kernel is.
     let btf = open_btf(&settings.kernel)?;
     clock.mark("kernel BTF");
@@ -512,6 +515,31 @@ pub fn kernel_support(
         None => FprobeSource::Btf(btf),
         Some(_) => FprobeSource::Kallsyms(kallsyms.get()?),
     }))
+}
+
+/// Whether this run will load a program through aya's loader, guessed before the kernel's
+/// BTF is read (the loader is best made first, see [`load::prepare_loader`]): a helper
+/// program does, a backend's programs may. `auto`'s choice is guessed from kprobes and
+/// a probe for kprobe_multi links instead of BTF. A wrong guess costs a BTF parse made
+/// for nothing or made later (higher peak memory), never a failure.
+fn loads_through_aya(settings: &TraceSettings) -> bool {
+    if settings.asks_for_helper_programs() {
+        return true;
+    }
+    let kind = match settings.backend.choice {
+        BackendChoice::Named(kind) => kind,
+        BackendChoice::Auto => {
+            let guess = KernelSupport {
+                kprobes: attach::kprobes_available(),
+                fprobe: load::kprobe_multi_links_likely().unwrap_or(false),
+            };
+            match attach::choose(None, &guess) {
+                Ok(pick) => pick.kind,
+                Err(_) => return true,
+            }
+        }
+    };
+    attach::backend(kind).loads_through_aya()
 }
 
 /// `--backend`, or the best backend this kernel runs; `auto` says which and why.

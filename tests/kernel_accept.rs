@@ -304,6 +304,42 @@ fn tracing_maps() -> Vec<MapSpec> {
     ]
 }
 
+/// An object of kprobe_multi programs alone makes its maps through aya without aya's
+/// loader (which would parse the kernel's BTF): the maps are there, shared, sized as the
+/// loader sizes them (a ring buffer rounded up to a power-of-two number of pages), and
+/// usable as aya maps.
+#[test]
+fn kprobe_multi_only_objects_make_their_maps_without_the_loader() {
+    require_kernel!();
+    let obj = ObjectSpec {
+        maps: vec![
+            MapSpec::ring_buf("events", 3 * 4096 + 1),
+            MapSpec::new("config", load::MapKind::Array, 4, 8, 1),
+        ],
+        programs: vec![
+            spec("kpm_a", ProgKind::KProbeMulti, kprobe_body()),
+            spec("kpm_b", ProgKind::KProbeMulti, kprobe_body()),
+        ],
+    };
+    let mut loaded = load::load(&obj, &LoadOptions::default()).expect("verifier accepts both");
+    let (a, b) = (loaded.info("kpm_a").unwrap(), loaded.info("kpm_b").unwrap());
+    assert_eq!(a.map_ids.len(), 2);
+    let (mut a_ids, mut b_ids) = (a.map_ids.clone(), b.map_ids.clone());
+    a_ids.sort();
+    b_ids.sort();
+    assert_eq!(a_ids, b_ids, "one set of maps, shared");
+    assert!(loaded.aya_program_mut("kpm_a").is_none(), "no aya object");
+    let mut names: Vec<&str> = loaded.map_names().collect();
+    names.sort();
+    assert_eq!(names, ["config", "events"]);
+    let mut config = loaded.array_mut::<u64>("config").expect("an array");
+    config.set(0, 7, 0).unwrap();
+    assert_eq!(config.get(&0, 0).unwrap(), 7);
+    loaded.take_ring_buf("events").expect("a ring buffer");
+    assert!(loaded.map_fd("events").is_err(), "taken out");
+    assert!(loaded.map_fd("config").is_ok());
+}
+
 #[test]
 fn c_d_kprobe_and_kprobe_multi_load_and_share_maps() {
     require_kernel!();
@@ -332,6 +368,7 @@ fn c_d_kprobe_and_kprobe_multi_load_and_share_maps() {
     let opts = KprobeMultiOptions {
         symbols: vec!["kfree_skb_reason".into(), "sk_skb_reason_drop".into()],
         cookies: vec![1, 2],
+        addrs: Vec::new(),
         retprobe: false,
     };
     match loaded.attach_kprobe_multi("kpm", &opts) {
@@ -352,6 +389,7 @@ fn c_d_kprobe_and_kprobe_multi_load_and_share_maps() {
             &KprobeMultiOptions {
                 symbols: vec!["a".into()],
                 cookies: vec![1, 2],
+                addrs: Vec::new(),
                 retprobe: false,
             },
         )

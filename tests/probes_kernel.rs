@@ -130,8 +130,7 @@ impl Probe {
     fn run_only(&mut self, frame: &[u8], ctx: Option<&[u8]>) {
         let prog: &mut SchedClassifier = self
             .obj
-            .ebpf_mut()
-            .program_mut(PROG)
+            .aya_program_mut(PROG)
             .expect("program")
             .try_into()
             .expect("sched_cls");
@@ -993,8 +992,7 @@ fn track_skb_follows_a_matched_skb_until_untracked() {
     for _ in 0..20 {
         let prog: &mut SchedClassifier = p
             .obj
-            .ebpf_mut()
-            .program_mut("untrack")
+            .aya_program_mut("untrack")
             .expect("untrack")
             .try_into()
             .expect("sched_cls");

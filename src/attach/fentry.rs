@@ -146,6 +146,10 @@ impl FentryBackend {
 }
 
 impl Backend for FentryBackend {
+    fn loads_through_aya(&self) -> bool {
+        false
+    }
+
     fn kind(&self) -> BackendKind {
         BackendKind::Fentry
     }

@@ -86,6 +86,7 @@ fn cookie_set(targets: &[Target], arg: u16) -> Vec<(String, u64)> {
 fn multi_options(set: &[(String, u64)]) -> KprobeMultiOptions {
     KprobeMultiOptions {
         symbols: set.iter().map(|(name, _)| name.clone()).collect(),
+        addrs: Vec::new(),
         cookies: set.iter().map(|&(_, cookie)| cookie).collect(),
         retprobe: false,
     }
@@ -144,6 +145,10 @@ impl Backend for KprobeMultiBackend {
 
     fn fallback(&self) -> Option<BackendKind> {
         Some(BackendKind::Kprobe)
+    }
+
+    fn loads_through_aya(&self) -> bool {
+        false
     }
 
     /// By the attach cookie each target's events carry.

@@ -337,6 +337,13 @@ pub trait Backend {
         None
     }
 
+    /// Whether its programs load through aya's loader (perf kprobes, raw tracepoints),
+    /// which parses the kernel's BTF when made; `false` when they all load through the
+    /// raw path (kprobe_multi, fentry) and the maps are made without the loader.
+    fn loads_through_aya(&self) -> bool {
+        true
+    }
+
     /// Its probe targets in the kernel's BTF that `keep` accepts: by default the skb
     /// functions the kernel can probe (the function backends).
     fn targets(

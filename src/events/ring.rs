@@ -76,16 +76,12 @@ pub async fn event_loop(
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
         .map_err(|e| RingError::Poll(e.into()))?;
     let stacks: Option<StackTraceMap<MapData>> = obj
-        .ebpf_mut()
         .take_map(maps::STACKS.name)
         .map(StackTraceMap::try_from)
         .transpose()
         .map_err(RingError::StackMap)?;
-    let lost_map: PerCpuArray<MapData, u64> = PerCpuArray::try_from(
-        obj.ebpf_mut()
-            .take_map(maps::LOST.name)
-            .ok_or(RingError::NoLostMap)?,
-    )?;
+    let lost_map: PerCpuArray<MapData, u64> =
+        PerCpuArray::try_from(obj.take_map(maps::LOST.name).ok_or(RingError::NoLostMap)?)?;
     let mut lost = LostEvents::new();
     // A timer runs only for work that needs one; otherwise the loop sleeps until the
     // probes' adaptive wakeup (first unread record) or a signal.

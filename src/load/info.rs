@@ -1,5 +1,6 @@
 //! Kernel facts the tracer and benchmarks ask about: per-program statistics and BTF by fd,
-//! and whether `bpf_get_func_ip` works in kprobes (probed once by loading a tiny program).
+//! whether `bpf_get_func_ip` works in kprobes and whether kprobe_multi links exist (each
+//! probed once with a tiny program).
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -101,6 +102,49 @@ pub fn func_ip_available() -> io::Result<bool> {
         Ok(_fd) => true,
         Err((e, _)) if e.raw_os_error() == Some(libc::EINVAL) => false,
         Err((e, _)) => return Err(e),
+    };
+    Ok(*ANSWER.get_or_init(|| answer))
+}
+
+/// Whether this kernel makes kprobe_multi links (fprobe, 5.18+), as libbpf probes it: a
+/// two-instruction kprobe_multi program is linked to address 0, which a kernel with them
+/// refuses with EINVAL; without fprobe the answer is EOPNOTSUPP, and 5.15-5.17 take the
+/// link for a perf one (EBADF). A guess only: kernels before 5.15 answer EINVAL too. The
+/// answer is cached; a load refused for lack of privilege is returned as an error.
+pub fn kprobe_multi_links_likely() -> io::Result<bool> {
+    static ANSWER: OnceLock<bool> = OnceLock::new();
+    if let Some(&a) = ANSWER.get() {
+        return Ok(a);
+    }
+    let mut a = Asm::new();
+    a.mov64(Reg::R0, 0);
+    a.exit();
+    let prog = a
+        .finish()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let fd = match sys::prog_load(&sys::RawProgLoad {
+        prog_type: sys::PROG_TYPE_KPROBE,
+        expected_attach_type: sys::TRACE_KPROBE_MULTI,
+        name: "probe_kpm_link",
+        insns: &prog.insns,
+        log_level: 0,
+        attach: None,
+        btf: None,
+    }) {
+        Ok(fd) => fd,
+        Err((e, _)) if e.raw_os_error() == Some(libc::EINVAL) => {
+            return Ok(*ANSWER.get_or_init(|| false))
+        }
+        Err((e, _)) => return Err(e),
+    };
+    let answer = match sys::link_create_kprobe_multi(
+        std::os::fd::AsFd::as_fd(&fd),
+        sys::MultiTargets::Addrs(&[0]),
+        None,
+        0,
+    ) {
+        Ok(_link) => true,
+        Err(e) => e.raw_os_error() == Some(libc::EINVAL),
     };
     Ok(*ANSWER.get_or_init(|| answer))
 }

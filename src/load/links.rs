@@ -89,6 +89,9 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
 pub struct KprobeMultiOptions {
     /// Kernel function names (`kallsyms` names).
     pub symbols: Vec<String>,
+    /// Their ftrace locations, aligned with `symbols`, or empty: the link is then made by
+    /// name (the kernel resolves each name with a walk over all of kallsyms).
+    pub addrs: Vec<u64>,
     /// One cookie per symbol (read with `bpf_get_attach_cookie`), or empty for none.
     pub cookies: Vec<u64>,
     /// Attach to function returns (`BPF_F_KPROBE_MULTI_RETURN`).
@@ -136,8 +139,7 @@ impl LoadedObject {
         &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
     {
         let p = self
-            .ebpf
-            .program_mut(program)
+            .aya_program_mut(program)
             .ok_or_else(|| ObjectError::UnknownProgram(program.to_string()))?;
         <&mut T>::try_from(p).map_err(|source| ObjectError::Program {
             program: program.to_string(),
@@ -255,6 +257,13 @@ impl LoadedObject {
                 opts.symbols.len()
             )));
         }
+        if !opts.addrs.is_empty() && opts.addrs.len() != opts.symbols.len() {
+            return Err(bad(format!(
+                "{} addresses for {} functions",
+                opts.addrs.len(),
+                opts.symbols.len()
+            )));
+        }
         let symbols = opts
             .symbols
             .iter()
@@ -269,7 +278,11 @@ impl LoadedObject {
         } else {
             0
         };
-        sys::link_create_kprobe_multi(fd, &symbols, cookies, flags).map_err(|source| {
+        let targets = match opts.addrs.is_empty() {
+            true => sys::MultiTargets::Symbols(&symbols),
+            false => sys::MultiTargets::Addrs(&opts.addrs),
+        };
+        sys::link_create_kprobe_multi(fd, targets, cookies, flags).map_err(|source| {
             if source.raw_os_error() == Some(libc::EOPNOTSUPP) {
                 ObjectError::KprobeMultiUnsupported {
                     program: program.to_string(),

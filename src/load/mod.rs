@@ -4,6 +4,7 @@
 //! ```text
 //! ObjectSpec --elf::build--> ELF --aya EbpfLoader--> maps + programs (socket, tc, kprobe, raw_tp, tp_btf)
 //!            \--kprobe_multi programs, map fds patched in--> sys::prog_load
+//! ObjectSpec with only kprobe_multi/fentry programs --aya MapData::create--> maps (no EbpfLoader)
 //! ```
 //! Every program is loaded with BTF naming its function (`func_info`, see `func_btf`), so
 //! it shows its full name and can itself be traced with fentry; where the kernel or aya
@@ -33,7 +34,10 @@ use crate::asm::Program;
 
 pub use aya::VerifierLogLevel;
 pub use elf::ElfError;
-pub use info::{enable_run_time_stats, func_ip_available, prog_func_name, prog_info, ProgInfo};
+pub use info::{
+    enable_run_time_stats, func_ip_available, kprobe_multi_links_likely, prog_func_name, prog_info,
+    ProgInfo,
+};
 pub use links::{KprobeMultiOptions, ObjectError};
 pub use tracing::{
     bpf_programs, check_kernel_fentry, check_tracing, create_map, load_tracing, load_with_btf,
@@ -256,6 +260,12 @@ pub enum LoadError {
         errno: io::Error,
         log: VerifierLog,
     },
+    #[error("creating map `{map}` failed: {}", links::chain(source.as_ref()))]
+    Map {
+        map: String,
+        #[source]
+        source: Box<aya::maps::MapError>,
+    },
     #[error("program `{0}` is missing from the object aya parsed (internal error)")]
     NotInObject(String),
     #[error("tp_btf program `{0}` needs kernel BTF and none was given")]
@@ -317,7 +327,11 @@ pub fn raise_rlimits() -> Result<(), String> {
 /// Programs and maps living in the kernel. Dropping it detaches and unloads everything
 /// (except links and maps that were taken out).
 pub struct LoadedObject {
-    ebpf: Ebpf,
+    /// The programs loaded through aya's loader; `None` when every program loads through
+    /// the raw path (kprobe_multi, fentry), which spares the loader's BTF parse.
+    ebpf: Option<Ebpf>,
+    /// Every map of the object, by name, until taken out.
+    maps: HashMap<String, Map>,
     kinds: HashMap<String, ProgKind>,
     /// kprobe_multi programs loaded through the raw path.
     multi: HashMap<String, OwnedFd>,
@@ -396,8 +410,52 @@ fn load_object(
     let (multi_specs, aya_specs): (Vec<&ProgramSpec>, Vec<&ProgramSpec>) = rest
         .iter()
         .partition(|p| matches!(p.kind, ProgKind::KProbeMulti));
-    let bytes = elf::build(&spec.maps, &aya_specs, func_info)?;
+    let (ebpf, maps) = match aya_specs.is_empty() {
+        true => (None, create_maps(&spec.maps)?),
+        false => {
+            let mut ebpf = load_with_loader(&aya_specs, opts, func_info, &spec.maps)?;
+            let names: Vec<String> = ebpf.maps().map(|(name, _)| name.to_string()).collect();
+            let maps = names
+                .into_iter()
+                .filter_map(|name| Some((name.clone(), ebpf.take_map(&name)?)))
+                .collect();
+            (Some(ebpf), maps)
+        }
+    };
 
+    let mut multi = HashMap::new();
+    for p in &multi_specs {
+        let fd = load_kprobe_multi(&maps, p, opts.verifier_log_level, func_info)?;
+        multi.insert(p.name.clone(), fd);
+    }
+    let mut fentry = HashMap::new();
+    for p in &fentry_specs {
+        let prepared = KernelFentry::new(&p.name, &p.program, |m| raw_map_fd(&maps, m))?;
+        fentry.insert(p.name.clone(), prepared);
+    }
+
+    Ok(LoadedObject {
+        ebpf,
+        maps,
+        kinds: spec
+            .programs
+            .iter()
+            .map(|p| (p.name.clone(), p.kind.clone()))
+            .collect(),
+        multi,
+        fentry,
+        btf_fallback: None,
+    })
+}
+
+/// The ELF of `aya_specs` and `maps` through aya's loader, each program loaded.
+fn load_with_loader(
+    aya_specs: &[&ProgramSpec],
+    opts: &LoadOptions<'_>,
+    func_info: elf::FuncInfo,
+    maps: &[MapSpec],
+) -> Result<Ebpf, LoadError> {
+    let bytes = elf::build(maps, aya_specs, func_info)?;
     let needs_btf = aya_specs
         .iter()
         .any(|p| matches!(p.kind, ProgKind::TpBtf(_)));
@@ -418,39 +476,71 @@ fn load_object(
     let mut ebpf = loader
         .load(&bytes)
         .map_err(|e| LoadError::Object(Box::new(e)))?;
-
-    for p in &aya_specs {
+    for p in aya_specs {
         load_with_aya(&mut ebpf, p, btf)?;
     }
-
-    let mut multi = HashMap::new();
-    for p in &multi_specs {
-        let fd = load_kprobe_multi(&ebpf, p, opts.verifier_log_level, func_info)?;
-        multi.insert(p.name.clone(), fd);
-    }
-    let mut fentry = HashMap::new();
-    for p in &fentry_specs {
-        let prepared = KernelFentry::new(&p.name, &p.program, |m| {
-            use std::os::fd::AsRawFd;
-            ebpf.map(m)
-                .map(|map| map_data(map).fd().as_fd().as_raw_fd())
-        })?;
-        fentry.insert(p.name.clone(), prepared);
-    }
-
     drop(loader);
     trim_heap();
-    Ok(LoadedObject {
-        ebpf,
-        kinds: spec
-            .programs
-            .iter()
-            .map(|p| (p.name.clone(), p.kind.clone()))
-            .collect(),
-        multi,
-        fentry,
-        btf_fallback: None,
-    })
+    Ok(ebpf)
+}
+
+/// The maps of an object whose programs all load through the raw path, made through aya
+/// one by one (`MapData::create`) without its loader, so the kernel's BTF is not parsed.
+/// Sizes follow the loader's rules: a ring buffer is a power-of-two number of pages.
+fn create_maps(specs: &[MapSpec]) -> Result<HashMap<String, Map>, LoadError> {
+    let page = page_size();
+    specs
+        .iter()
+        .map(|m| {
+            let max_entries = match m.kind {
+                MapKind::RingBuf => ring_buf_bytes(m.max_entries, page),
+                _ => m.max_entries,
+            };
+            let def = aya_obj::maps::bpf_map_def {
+                map_type: m.kind.kernel_type(),
+                key_size: m.key_size,
+                value_size: m.value_size,
+                max_entries,
+                map_flags: m.flags,
+                ..Default::default()
+            };
+            let obj = aya_obj::Map::Legacy(aya_obj::maps::LegacyMap {
+                def,
+                inner_def: None,
+                section_index: 0,
+                section_kind: aya_obj::EbpfSectionKind::Maps,
+                symbol_index: None,
+                data: Vec::new(),
+            });
+            let failed = |source| LoadError::Map {
+                map: m.name.clone(),
+                source: Box::new(source),
+            };
+            let data = MapData::create(obj, &m.name, None).map_err(failed)?;
+            Ok((m.name.clone(), Map::from_map_data(data).map_err(failed)?))
+        })
+        .collect()
+}
+
+/// A ring buffer's size as the kernel takes it: `bytes` rounded up to a power-of-two
+/// number of pages.
+fn ring_buf_bytes(bytes: u32, page: u32) -> u32 {
+    let pages = bytes.div_ceil(page).max(1);
+    pages.next_power_of_two().saturating_mul(page)
+}
+
+/// The system's page size.
+fn page_size() -> u32 {
+    // SAFETY: sysconf only reads a system constant.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u32::try_from(size).unwrap_or(4096)
+}
+
+/// The raw fd of map `name` among `maps`.
+fn raw_map_fd(maps: &HashMap<String, Map>, name: &str) -> Option<i32> {
+    use std::os::fd::AsRawFd;
+    maps.get(name)
+        .map(|map| map_data(map).fd().as_fd().as_raw_fd())
 }
 
 fn load_with_aya(
@@ -517,16 +607,12 @@ fn map_data(m: &Map) -> &MapData {
 /// Patch the aya-created map fds into a copy of the program and load it as kprobe_multi,
 /// with its own one-function BTF unless `func_info` says not to.
 fn load_kprobe_multi(
-    ebpf: &Ebpf,
+    maps: &HashMap<String, Map>,
     p: &ProgramSpec,
     level: VerifierLogLevel,
     func_info: elf::FuncInfo,
 ) -> Result<OwnedFd, LoadError> {
-    use std::os::fd::AsRawFd;
-    let insns = tracing::with_map_fds(&p.name, &p.program, |m| {
-        ebpf.map(m)
-            .map(|map| map_data(map).fd().as_fd().as_raw_fd())
-    })?;
+    let insns = tracing::with_map_fds(&p.name, &p.program, |m| raw_map_fd(maps, m))?;
     let rejected = |(errno, log): (io::Error, String)| LoadError::Rejected {
         program: p.name.clone(),
         errno,
@@ -563,7 +649,7 @@ impl fmt::Debug for LoadedObject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut programs: Vec<_> = self.kinds.iter().collect();
         programs.sort_by(|a, b| a.0.cmp(b.0));
-        let mut maps: Vec<_> = self.ebpf.maps().map(|(name, _)| name).collect();
+        let mut maps: Vec<_> = self.maps.keys().collect();
         maps.sort();
         f.debug_struct("LoadedObject")
             .field("programs", &programs)
@@ -573,13 +659,25 @@ impl fmt::Debug for LoadedObject {
 }
 
 impl LoadedObject {
-    /// The aya object holding the maps and the non-kprobe_multi programs.
-    pub fn ebpf(&self) -> &Ebpf {
-        &self.ebpf
+    /// The names of the maps still in the object.
+    pub fn map_names(&self) -> impl Iterator<Item = &str> {
+        self.maps.keys().map(String::as_str)
     }
 
-    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
-        &mut self.ebpf
+    /// A map still in the object.
+    pub fn map(&self, map: &str) -> Option<&Map> {
+        self.maps.get(map)
+    }
+
+    /// Take a map out of the object (to own it); the programs keep using it.
+    pub fn take_map(&mut self, map: &str) -> Option<Map> {
+        self.maps.remove(map)
+    }
+
+    /// A program loaded through aya (any kind but kprobe_multi and fentry), to run or
+    /// attach it with aya's own types.
+    pub fn aya_program_mut(&mut self, program: &str) -> Option<&mut aya::programs::Program> {
+        self.ebpf.as_mut()?.program_mut(program)
     }
 
     /// The fentry program `program`, ready to be loaded on kernel functions (its map fds
@@ -602,7 +700,8 @@ impl LoadedObject {
         }
         let p = self
             .ebpf
-            .program(program)
+            .as_ref()
+            .and_then(|ebpf| ebpf.program(program))
             .ok_or_else(|| ObjectError::UnknownProgram(program.to_string()))?;
         p.fd()
             .map(|fd| fd.as_fd())
@@ -651,8 +750,8 @@ impl LoadedObject {
     /// A map's fd (while the map is still in the object).
     pub fn map_fd(&self, map: &str) -> Result<BorrowedFd<'_>, ObjectError> {
         let m = self
-            .ebpf
-            .map(map)
+            .maps
+            .get(map)
             .ok_or_else(|| ObjectError::UnknownMap(map.to_string()))?;
         Ok(map_data(m).fd().as_fd())
     }
@@ -661,7 +760,6 @@ impl LoadedObject {
     /// The programs keep writing to it.
     pub fn take_ring_buf(&mut self, map: &str) -> Result<RingBuf<MapData>, ObjectError> {
         let m = self
-            .ebpf
             .take_map(map)
             .ok_or_else(|| ObjectError::UnknownMap(map.to_string()))?;
         RingBuf::try_from(m).map_err(|source| ObjectError::Map {
@@ -673,8 +771,8 @@ impl LoadedObject {
     /// An `ARRAY` map with values of type `V`, to read and update.
     pub fn array_mut<V: Pod>(&mut self, map: &str) -> Result<Array<&mut MapData, V>, ObjectError> {
         let m = self
-            .ebpf
-            .map_mut(map)
+            .maps
+            .get_mut(map)
             .ok_or_else(|| ObjectError::UnknownMap(map.to_string()))?;
         Array::try_from(m).map_err(|source| ObjectError::Map {
             map: map.to_string(),
@@ -688,8 +786,8 @@ impl LoadedObject {
         map: &str,
     ) -> Result<AyaHashMap<&mut MapData, K, V>, ObjectError> {
         let m = self
-            .ebpf
-            .map_mut(map)
+            .maps
+            .get_mut(map)
             .ok_or_else(|| ObjectError::UnknownMap(map.to_string()))?;
         AyaHashMap::try_from(m).map_err(|source| ObjectError::Map {
             map: map.to_string(),
@@ -702,6 +800,25 @@ impl LoadedObject {
 mod tests {
     use super::*;
     use aya_obj::generated::bpf_map_type as t;
+
+    #[test]
+    fn ring_buffers_are_a_power_of_two_number_of_pages() {
+        for (bytes, page, want) in [
+            (1, 4096, 4096),
+            (4096, 4096, 4096),
+            (4097, 4096, 8192),
+            (3 * 4096, 4096, 4 * 4096),
+            (4 << 20, 4096, 4 << 20),
+            ((4 << 20) + 1, 4096, 8 << 20),
+            (5000, 16384, 16384),
+        ] {
+            assert_eq!(
+                ring_buf_bytes(bytes, page),
+                want,
+                "{bytes} bytes, {page}-byte pages"
+            );
+        }
+    }
 
     #[test]
     fn map_kinds_match_the_uapi() {

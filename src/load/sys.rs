@@ -324,33 +324,55 @@ pub fn prog_load(p: &RawProgLoad<'_>) -> Result<OwnedFd, (io::Error, String)> {
     }
 }
 
-/// `BPF_LINK_CREATE` for kprobe_multi: attach `prog` to every symbol in `symbols`, with one
-/// optional cookie per symbol. Returns the link fd; closing it detaches.
+/// Where a kprobe_multi link goes: kernel function names, or their ftrace locations (the
+/// kernel then skips resolving each name by a walk over all of kallsyms).
+pub enum MultiTargets<'a> {
+    Symbols(&'a [CString]),
+    Addrs(&'a [u64]),
+}
+
+impl MultiTargets<'_> {
+    fn len(&self) -> usize {
+        match self {
+            MultiTargets::Symbols(s) => s.len(),
+            MultiTargets::Addrs(a) => a.len(),
+        }
+    }
+}
+
+/// `BPF_LINK_CREATE` for kprobe_multi: attach `prog` to every target, with one optional
+/// cookie per target. Returns the link fd; closing it detaches.
 pub fn link_create_kprobe_multi(
     prog: BorrowedFd<'_>,
-    symbols: &[CString],
+    targets: MultiTargets<'_>,
     cookies: Option<&[u64]>,
     flags: u32,
 ) -> io::Result<OwnedFd> {
-    if cookies.is_some_and(|c| c.len() != symbols.len()) {
+    if cookies.is_some_and(|c| c.len() != targets.len()) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "one cookie per symbol is needed",
+            "one cookie per function is needed",
         ));
     }
-    let ptrs: Vec<*const libc::c_char> = symbols.iter().map(|s| s.as_ptr()).collect();
+    let ptrs: Vec<*const libc::c_char> = match &targets {
+        MultiTargets::Symbols(symbols) => symbols.iter().map(|s| s.as_ptr()).collect(),
+        MultiTargets::Addrs(_) => Vec::new(),
+    };
     let mut attr = LinkCreateKprobeMultiAttr {
         prog_fd: prog.as_raw_fd() as u32,
         attach_type: TRACE_KPROBE_MULTI,
         kprobe_multi_flags: flags,
-        cnt: symbols.len() as u32,
-        syms: ptrs.as_ptr() as u64,
+        cnt: targets.len() as u32,
         cookies: cookies.map_or(0, |c| c.as_ptr() as u64),
         ..Default::default()
     };
-    // SAFETY: `attr` is the LINK_CREATE layout; `ptrs` points at `cnt` NUL-terminated strings
-    // owned by `symbols`, `cookies` (when set) holds `cnt` u64s; all outlive the call and
-    // the kernel only reads them.
+    match &targets {
+        MultiTargets::Symbols(_) => attr.syms = ptrs.as_ptr() as u64,
+        MultiTargets::Addrs(addrs) => attr.addrs = addrs.as_ptr() as u64,
+    }
+    // SAFETY: `attr` is the LINK_CREATE layout; `syms` points at `cnt` NUL-terminated strings
+    // owned by the caller's symbols, or `addrs` at `cnt` u64s; `cookies` (when set) holds
+    // `cnt` u64s; all outlive the call and the kernel only reads them.
     let fd = unsafe { sys_bpf(BPF_LINK_CREATE, &mut attr)? };
     Ok(owned_fd(fd))
 }

@@ -136,7 +136,7 @@ impl LoadedObject {
     /// Duplicates of every map fd of the object, for [`load_tracing`].
     pub fn raw_maps(&self) -> Result<RawMaps, ObjectError> {
         let mut fds = HashMap::new();
-        for (name, _) in self.ebpf().maps() {
+        for name in self.map_names() {
             let fd =
                 self.map_fd(name)?
                     .try_clone_to_owned()
