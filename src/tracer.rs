@@ -144,6 +144,7 @@ pub fn trace(settings: &TraceSettings, filters: PcapFilters) -> Result<()> {
             let names = output.names_mut();
             names.probe_names = fallback_names.probe_names;
             names.drop_reason_args = fallback_names.drop_reason_args;
+            names.multi_locations = fallback_names.multi_locations;
             // Its events carry addresses: kallsyms names them.
             if backend.names_by_address() && names.ksyms.is_empty() {
                 names.ksyms = Ksyms::load().context("reading /proc/kallsyms")?;
@@ -729,6 +730,7 @@ fn output_names(
             .collect(),
         probe_names: targets.probe_names,
         drop_reason_args: targets.drop_reason_args,
+        multi_locations: targets.multi_locations,
         ..Names::default()
     };
     if out.meta || out.pcap.is_some() {

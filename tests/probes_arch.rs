@@ -15,7 +15,7 @@ use pwru::btf::{
     SkbLayout,
 };
 use pwru::output::OutputOptions;
-use pwru::probes::{self, Attachment, ProbeOptions, StackTracking, UntrackOptions};
+use pwru::probes::{self, Attachment, KprobeLink, ProbeOptions, StackTracking, UntrackOptions};
 
 fn fixture_btf() -> KernelBtf {
     let gz = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/vmlinux-6.18.btf.gz");
@@ -125,19 +125,24 @@ fn kprobe_programs_read_the_layouts_registers() {
             ..ProbeOptions::new(facts.clone())
         };
         for skb_arg in 1..=5u8 {
-            for multi in [false, true] {
+            for link in [
+                KprobeLink::Perf,
+                KprobeLink::MultiByCookie,
+                KprobeLink::MultiByAddress,
+            ] {
                 let at = Attachment::Kprobe {
                     skb_arg,
-                    multi,
+                    link,
                     map_op: None,
                 };
                 let program = probes::build(&layout, &opts, &at).expect("probe builds");
-                // kprobe-multi names the function by its attach cookie, not by the ip.
+                // kprobe-multi names the function by its attach cookie or by
+                // bpf_get_func_ip, not by the ip register.
                 let mut want = vec![
                     ("r1".to_string(), regs.sp),
                     ("r7".to_string(), regs.args[usize::from(skb_arg) - 1]),
                 ];
-                if !multi {
+                if link == KprobeLink::Perf {
                     want.push(("r0".to_string(), regs.ip));
                 }
                 want.extend([
@@ -160,7 +165,7 @@ fn kprobe_programs_read_the_layouts_registers() {
                     "{}",
                     name(&facts)
                 );
-                if !multi {
+                if link == KprobeLink::Perf {
                     let int3 = (regs.arch == KernelArch::X86_64).then(|| "r0 += -1".to_string());
                     assert_eq!(ip_adjustment(&program, regs.ip), int3, "{}", name(&facts));
                 }
@@ -178,7 +183,7 @@ fn untrack_and_clone_programs_read_the_layouts_registers() {
         let regs = facts.regs;
         let kprobe = Attachment::Kprobe {
             skb_arg: 1,
-            multi: false,
+            link: KprobeLink::Perf,
             map_op: None,
         };
         let untrack = probes::build_untrack_with(

@@ -15,8 +15,8 @@ use pwru::output::sections::skb_dump::SkbDump;
 use pwru::output::OutputOptions;
 use pwru::probes::{
     self, build_clone_entry, build_clone_return, build_map_lookup_entry, build_untrack_with,
-    skb_expr, Attachment, MapOp, ProbeOptions, RecordSections, StackTracking, TunnelFilters,
-    UntrackOptions, NON_SKB,
+    skb_expr, Attachment, KprobeLink, MapOp, ProbeOptions, RecordSections, StackTracking,
+    TunnelFilters, UntrackOptions, NON_SKB,
 };
 
 /// What the probe records for these output options.
@@ -331,7 +331,7 @@ fn attachments() -> Vec<(&'static str, Attachment)> {
             "kprobe1",
             Attachment::Kprobe {
                 skb_arg: 1,
-                multi: false,
+                link: KprobeLink::Perf,
                 map_op: None,
             },
         ),
@@ -339,7 +339,7 @@ fn attachments() -> Vec<(&'static str, Attachment)> {
             "kprobe3",
             Attachment::Kprobe {
                 skb_arg: 3,
-                multi: false,
+                link: KprobeLink::Perf,
                 map_op: None,
             },
         ),
@@ -347,7 +347,7 @@ fn attachments() -> Vec<(&'static str, Attachment)> {
             "kpm2",
             Attachment::Kprobe {
                 skb_arg: 2,
-                multi: true,
+                link: KprobeLink::MultiByCookie,
                 map_op: None,
             },
         ),
@@ -374,7 +374,7 @@ fn attachments() -> Vec<(&'static str, Attachment)> {
             "nonskb",
             Attachment::Kprobe {
                 skb_arg: NON_SKB,
-                multi: false,
+                link: KprobeLink::Perf,
                 map_op: None,
             },
         ),
@@ -459,6 +459,22 @@ fn variants() -> Vec<(String, Program)> {
         "clone-return".into(),
         build_clone_return(&arch.regs, false).unwrap(),
     ));
+    // A kprobe-multi link made by ftrace location: its events carry the function's entry
+    // (`bpf_get_func_ip`) where a link by name records its cookie.
+    let defaults = option_sets(&btf)
+        .into_iter()
+        .find(|(set, _)| *set == "defaults")
+        .map(|(_, opts)| opts)
+        .expect("the defaults set");
+    let by_location = Attachment::Kprobe {
+        skb_arg: 2,
+        link: KprobeLink::MultiByAddress,
+        map_op: None,
+    };
+    out.push((
+        "probe-defaults-kpm2-by-location".into(),
+        probes::build(&layout, &defaults, &by_location).expect("builds"),
+    ));
     // --output-journey with tracking: clones record their parent, which untrack forgets.
     out.push((
         "clone-return-parents".into(),
@@ -498,7 +514,7 @@ fn variants() -> Vec<(String, Program)> {
     ] {
         let at = Attachment::Kprobe {
             skb_arg: NON_SKB,
-            multi: false,
+            link: KprobeLink::Perf,
             map_op,
         };
         let p = probes::build(&layout, &bpfmap, &at).expect("bpfmap probe builds");

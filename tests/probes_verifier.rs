@@ -8,8 +8,8 @@ use pwru::output::sections::bpfmap::BpfMapFields;
 use pwru::output::sections::skb_dump::SkbDump;
 use pwru::output::OutputOptions;
 use pwru::probes::{
-    self, maps, skb_expr, Attachment, MapOp, ProbeOptions, RecordSections, StackTracking,
-    TunnelFilters, UntrackOptions, NON_SKB,
+    self, maps, skb_expr, Attachment, KprobeLink, MapOp, ProbeOptions, RecordSections,
+    StackTracking, TunnelFilters, UntrackOptions, NON_SKB,
 };
 
 /// What the probe records for these output options.
@@ -282,21 +282,27 @@ fn every_probe_variant_passes_the_verifier() {
             nargs: 0,
             btf_id: 0,
             by_value: false,
+            ftrace_addr: None,
+        })
+        .collect();
+    // With ftrace locations, kprobe-multi links by location (its programs record the
+    // function's entry instead of the cookie).
+    let located_targets: Vec<Target> = func_targets
+        .iter()
+        .map(|t| Target {
+            ftrace_addr: Some(0xffff_ffff_8100_0004 + u64::from(t.skb_arg) * 0x100),
+            ..t.clone()
         })
         .collect();
     let mut loaded = 0;
     for (label, opts) in option_sets(&btf) {
-        for kind in [
-            BackendKind::Kprobe,
-            BackendKind::KprobeMulti,
-            BackendKind::Tracepoint,
+        for (kind, targets) in [
+            (BackendKind::Kprobe, &func_targets),
+            (BackendKind::KprobeMulti, &func_targets),
+            (BackendKind::KprobeMulti, &located_targets),
+            (BackendKind::Tracepoint, &tracepoints),
         ] {
             let backend = attach::backend(kind);
-            let targets = if kind == BackendKind::Tracepoint {
-                &tracepoints
-            } else {
-                &func_targets
-            };
             let mut build = |a: &Attachment| probes::build(&layout, &opts, a);
             let mut programs = backend
                 .programs(targets, &mut build)
@@ -305,7 +311,7 @@ fn every_probe_variant_passes_the_verifier() {
             if opts.track_stackid.is_some() && kind != BackendKind::Tracepoint {
                 let at = Attachment::Kprobe {
                     skb_arg: NON_SKB,
-                    multi: false,
+                    link: KprobeLink::Perf,
                     map_op: None,
                 };
                 programs.push(load::ProgramSpec {
@@ -357,7 +363,7 @@ fn every_probe_variant_passes_the_verifier() {
     for a in [
         Attachment::Kprobe {
             skb_arg: 1,
-            multi: false,
+            link: KprobeLink::Perf,
             map_op: None,
         },
         Attachment::Tracepoint {
@@ -480,7 +486,7 @@ fn bpfmap_programs_pass_the_verifier() {
         ] {
             let at = Attachment::Kprobe {
                 skb_arg: NON_SKB,
-                multi: false,
+                link: KprobeLink::Perf,
                 map_op,
             };
             programs.push(load::ProgramSpec {

@@ -3,7 +3,7 @@
 
 use crate::btf::ArchFacts;
 use crate::load::{LoadedObject, ObjectError, ProgKind, ProgramSpec};
-use crate::probes::{self, Attachment, MapOp, UntrackOptions, NON_SKB};
+use crate::probes::{self, Attachment, KprobeLink, MapOp, UntrackOptions, NON_SKB};
 
 use super::{AttachError, Backend, BuildFn, Feature};
 
@@ -80,7 +80,7 @@ pub fn helper_programs(
                         program: probes::build_untrack_with(
                             &Attachment::Kprobe {
                                 skb_arg: 1,
-                                multi: false,
+                                link: KprobeLink::Perf,
                                 map_op: None,
                             },
                             needs.arch,
@@ -135,7 +135,7 @@ pub fn helper_programs(
     if !needs.non_skb.is_empty() && backend.supports(Feature::NonSkbFunctions) {
         let program = build(&Attachment::Kprobe {
             skb_arg: NON_SKB,
-            multi: false,
+            link: KprobeLink::Perf,
             map_op: None,
         })?;
         v.push(HelperProgram {
@@ -199,7 +199,7 @@ fn map_programs(
         }
         let program = build(&Attachment::Kprobe {
             skb_arg: NON_SKB,
-            multi: false,
+            link: KprobeLink::Perf,
             map_op: Some(op),
         })?;
         v.push(HelperProgram {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::btf::KernelBtf;
 use crate::load::perf::{self, KprobePoint};
 use crate::load::{LoadedObject, ProgKind, ProgramSpec};
-use crate::probes::Attachment;
+use crate::probes::{Attachment, KprobeLink};
 
 use super::background::{self, Handoff, HandoffError};
 use super::{
@@ -39,18 +39,19 @@ pub(super) fn kprobe_program_name(multi: bool, arg: u16) -> String {
     }
 }
 
-/// One program per skb argument position among the targets.
+/// One program per skb argument position among the targets, attached as `link` says.
 pub(super) fn kprobe_programs(
-    multi: bool,
+    link: KprobeLink,
     targets: &[Target],
     build: &mut BuildFn<'_>,
 ) -> Result<Vec<ProgramSpec>, AttachError> {
+    let multi = link.is_multi();
     positions(targets)
         .into_iter()
         .map(|arg| {
             let program = build(&Attachment::Kprobe {
                 skb_arg: arg as u8,
-                multi,
+                link,
                 map_op: None,
             })?;
             Ok(ProgramSpec {
@@ -84,11 +85,11 @@ pub(super) fn function_targets(
 /// the function's `enum skb_drop_reason` parameter.
 pub(super) fn function_target_names(targets: &[Target]) -> TargetNames {
     TargetNames {
-        probe_names: HashMap::new(),
         drop_reason_args: targets
             .iter()
             .filter_map(|t| Some((t.name.clone(), t.drop_reason_arg?)))
             .collect(),
+        ..TargetNames::default()
     }
 }
 
@@ -206,7 +207,7 @@ impl Backend for KprobeBackend {
         targets: &[Target],
         build: &mut BuildFn<'_>,
     ) -> Result<Vec<ProgramSpec>, AttachError> {
-        kprobe_programs(false, targets, build)
+        kprobe_programs(KprobeLink::Perf, targets, build)
     }
 
     fn attach(
@@ -348,12 +349,12 @@ mod tests {
             [
                 Attachment::Kprobe {
                     skb_arg: 1,
-                    multi: false,
+                    link: KprobeLink::Perf,
                     map_op: None,
                 },
                 Attachment::Kprobe {
                     skb_arg: 3,
-                    multi: false,
+                    link: KprobeLink::Perf,
                     map_op: None,
                 }
             ]

@@ -197,6 +197,9 @@ pub struct TargetNames {
     pub probe_names: HashMap<u64, String>,
     /// Function name -> 1-based position of its `enum skb_drop_reason` parameter.
     pub drop_reason_args: HashMap<String, u16>,
+    /// kprobe-multi links made by ftrace location: (location, probe id), sorted. Their
+    /// events carry the function's entry, at or just before its location.
+    pub multi_locations: Vec<(u64, u64)>,
 }
 
 /// How many targets were attached and how many the kernel refused.
@@ -663,6 +666,7 @@ pub(crate) mod tests {
             nargs: 0,
             btf_id: 0,
             by_value: false,
+            ftrace_addr: None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! Which kernel functions to probe: BTF's skb functions ∩ what the kernel lets us probe
-//! (`available_filter_functions` when readable, else kallsyms), narrowed by `--filter-func`.
+//! (`available_filter_functions[_addrs]` when readable, else kallsyms), narrowed by `--filter-func`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::Path;
 
@@ -23,6 +23,10 @@ pub struct Target {
     /// Functions: a struct or union is passed or returned by value (the argument slots of
     /// an fentry program then do not follow the parameter positions).
     pub by_value: bool,
+    /// Functions: the ftrace location (`available_filter_functions_addrs`, 6.5+). A
+    /// kprobe-multi link given addresses skips the kernel's walk of every kallsyms name
+    /// that a link given names costs.
+    pub ftrace_addr: Option<u64>,
 }
 
 impl Target {
@@ -35,6 +39,7 @@ impl Target {
             nargs: f.nargs,
             btf_id: f.btf_id,
             by_value: f.by_value,
+            ftrace_addr: None,
         }
     }
 
@@ -47,6 +52,7 @@ impl Target {
             nargs: t.nargs,
             btf_id: 0,
             by_value: false,
+            ftrace_addr: None,
         }
     }
 }
@@ -54,6 +60,9 @@ impl Target {
 /// Where the list of probeable functions came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProbeableSource {
+    /// tracefs `available_filter_functions_addrs` (6.5+): the same with each function's
+    /// ftrace location.
+    FilterFunctionAddrs(String),
     /// tracefs `available_filter_functions` (what ftrace, hence kprobe-multi, accepts).
     FilterFunctions(String),
     /// `/proc/kallsyms` text symbols (tracefs unreadable).
@@ -62,28 +71,45 @@ pub enum ProbeableSource {
     Unchecked,
 }
 
-/// The set of function names the running kernel can probe.
+/// The function names the running kernel can probe (among those asked about), with their
+/// ftrace locations when the source gives them.
 #[derive(Clone, Debug)]
 pub struct Probeable {
     pub source: ProbeableSource,
-    names: HashSet<String>,
+    names: HashMap<String, Option<u64>>,
 }
 
-const FILTER_FUNCTION_FILES: [&str; 2] = [
-    "/sys/kernel/tracing/available_filter_functions",
-    "/sys/kernel/debug/tracing/available_filter_functions",
+/// tracefs (new path first, then debugfs): with addresses, then without.
+const FILTER_FUNCTION_FILES: [(&str, bool); 4] = [
+    ("/sys/kernel/tracing/available_filter_functions_addrs", true),
+    (
+        "/sys/kernel/debug/tracing/available_filter_functions_addrs",
+        true,
+    ),
+    ("/sys/kernel/tracing/available_filter_functions", false),
+    (
+        "/sys/kernel/debug/tracing/available_filter_functions",
+        false,
+    ),
 ];
 
 impl Probeable {
-    /// Reads tracefs (new path first), then debugfs, then kallsyms; keeps only the names
-    /// `wanted` accepts (a few thousand skb functions of some 40 000 lines).
+    /// Reads tracefs (with addresses first), then kallsyms; keeps only the names `wanted`
+    /// accepts (a few thousand skb functions of some 40 000 lines).
     pub fn discover(wanted: &dyn Fn(&str) -> bool) -> Self {
-        for path in FILTER_FUNCTION_FILES {
+        for (path, with_addrs) in FILTER_FUNCTION_FILES {
             if let Ok(text) = fs::read_to_string(path) {
-                return Probeable {
-                    source: ProbeableSource::FilterFunctions(path.to_string()),
-                    names: parse_filter_functions(&text, wanted),
+                let (source, names) = match with_addrs {
+                    true => (
+                        ProbeableSource::FilterFunctionAddrs(path.to_string()),
+                        parse_filter_function_addrs(&text, wanted),
+                    ),
+                    false => (
+                        ProbeableSource::FilterFunctions(path.to_string()),
+                        parse_filter_functions(&text, wanted),
+                    ),
                 };
+                return Probeable { source, names };
             }
         }
         match fs::read_to_string("/proc/kallsyms") {
@@ -93,44 +119,79 @@ impl Probeable {
             },
             Err(_) => Probeable {
                 source: ProbeableSource::Unchecked,
-                names: HashSet::new(),
+                names: HashMap::new(),
             },
         }
     }
 
     pub fn from_names(source: ProbeableSource, names: HashSet<String>) -> Self {
+        let names = names.into_iter().map(|n| (n, None)).collect();
         Probeable { source, names }
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.source == ProbeableSource::Unchecked || self.names.contains(name)
+        self.source == ProbeableSource::Unchecked || self.names.contains_key(name)
+    }
+
+    /// The ftrace location of `name` (its first, as the kernel's own name lookup takes).
+    pub fn ftrace_addr(&self, name: &str) -> Option<u64> {
+        self.names.get(name).copied().flatten()
     }
 
     pub fn describe(&self) -> String {
         match &self.source {
-            ProbeableSource::FilterFunctions(p) => p.clone(),
+            ProbeableSource::FilterFunctionAddrs(p) | ProbeableSource::FilterFunctions(p) => {
+                p.clone()
+            }
             ProbeableSource::Kallsyms => "/proc/kallsyms (tracefs not readable)".into(),
             ProbeableSource::Unchecked => "nothing (tracefs and kallsyms unreadable)".into(),
         }
     }
 }
 
-/// `available_filter_functions` lines: `name` or `name [module]`; the names `wanted` takes.
-pub fn parse_filter_functions(text: &str, wanted: &dyn Fn(&str) -> bool) -> HashSet<String> {
+/// `available_filter_functions` lines: `name` or `name [module]`.
+pub fn parse_filter_functions(
+    text: &str,
+    wanted: &dyn Fn(&str) -> bool,
+) -> HashMap<String, Option<u64>> {
     text.lines()
         .filter_map(|l| l.split_whitespace().next())
         .filter(|name| wanted(name))
-        .map(str::to_string)
+        .map(|name| (name.to_string(), None))
         .collect()
 }
 
-/// `/proc/kallsyms` lines `addr type name [module]`: names of text symbols `wanted` takes.
-pub fn parse_kallsyms_text_names(text: &str, wanted: &dyn Fn(&str) -> bool) -> HashSet<String> {
+/// `available_filter_functions_addrs` lines: `address name` or `address name [module]`;
+/// a name listed twice (static functions) keeps its first address.
+pub fn parse_filter_function_addrs(
+    text: &str,
+    wanted: &dyn Fn(&str) -> bool,
+) -> HashMap<String, Option<u64>> {
+    let mut names = HashMap::new();
+    for line in text.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(addr), Some(name)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if !wanted(name) || names.contains_key(name) {
+            continue;
+        }
+        names.insert(name.to_string(), u64::from_str_radix(addr, 16).ok());
+    }
+    names
+}
+
+/// `/proc/kallsyms` lines `addr type name [module]`: names of text symbols (their
+/// addresses are function starts, not ftrace locations: not kept).
+pub fn parse_kallsyms_text_names(
+    text: &str,
+    wanted: &dyn Fn(&str) -> bool,
+) -> HashMap<String, Option<u64>> {
     text.lines()
         .filter_map(|l| {
             let mut it = l.split_whitespace();
             let (_addr, ty, name) = (it.next()?, it.next()?, it.next()?);
-            (matches!(ty, "t" | "T") && wanted(name)).then(|| name.to_string())
+            (matches!(ty, "t" | "T") && wanted(name)).then(|| (name.to_string(), None))
         })
         .collect()
 }
@@ -144,7 +205,10 @@ pub fn select_functions(
     funcs
         .iter()
         .filter(|f| keep(&f.name) && probeable.contains(&f.name))
-        .map(Target::from_func)
+        .map(|f| Target {
+            ftrace_addr: probeable.ftrace_addr(&f.name),
+            ..Target::from_func(f)
+        })
         .collect()
 }
 
@@ -169,11 +233,28 @@ mod tests {
     fn filter_functions_with_modules() {
         let text = "ip_rcv\nveth_xmit [veth]\n\n__netif_receive_skb\n";
         let names = parse_filter_functions(text, &|_| true);
-        assert!(names.contains("ip_rcv"));
-        assert!(names.contains("veth_xmit"));
+        assert!(names.contains_key("ip_rcv"));
+        assert!(names.contains_key("veth_xmit"));
         assert_eq!(names.len(), 3);
         let names = parse_filter_functions(text, &|n| n.starts_with("ip"));
-        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["ip_rcv"]);
+        assert_eq!(names.keys().collect::<Vec<_>>(), ["ip_rcv"]);
+    }
+
+    #[test]
+    fn filter_function_addrs_keep_the_first_address_of_a_name() {
+        let text = "ffffffff81000104 ip_rcv\nffffffff81000204 dup\nffffffff81000304 dup\n\
+                    ffffffffc0000004 veth_xmit [veth]\nnot-hex other\n";
+        let names = parse_filter_function_addrs(text, &|n| n != "other");
+        assert_eq!(names.get("ip_rcv"), Some(&Some(0xffffffff81000104)));
+        assert_eq!(names.get("dup"), Some(&Some(0xffffffff81000204)));
+        assert_eq!(names.get("veth_xmit"), Some(&Some(0xffffffffc0000004)));
+        assert_eq!(names.len(), 3);
+        let probeable = Probeable {
+            source: ProbeableSource::FilterFunctionAddrs("f".into()),
+            names,
+        };
+        assert_eq!(probeable.ftrace_addr("dup"), Some(0xffffffff81000204));
+        assert_eq!(probeable.ftrace_addr("absent"), None);
     }
 
     #[test]
@@ -182,9 +263,10 @@ mod tests {
             "ffffffff81000000 T _text\nffffffff82000000 D some_data\nffffffffc0000000 t veth_xmit\t[veth]\n",
             &|_| true,
         );
-        assert!(names.contains("_text"));
-        assert!(names.contains("veth_xmit"));
-        assert!(!names.contains("some_data"));
+        assert!(names.contains_key("_text"));
+        assert!(names.contains_key("veth_xmit"));
+        assert!(!names.contains_key("some_data"));
+        assert!(names.values().all(Option::is_none));
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! The tracepoint backend: one raw tracepoint program per tracepoint that carries an skb;
 //! it runs on kernels without kprobes, with no caller, no clone following, no non-skb funcs.
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 
 use aya::programs::raw_trace_point::RawTracePointLinkId;
@@ -87,7 +86,7 @@ impl Backend for TracepointBackend {
                 .enumerate()
                 .map(|(i, t)| (i as u64, t.name.clone()))
                 .collect(),
-            drop_reason_args: HashMap::new(),
+            ..TargetNames::default()
         }
     }
 

@@ -118,6 +118,10 @@ pub struct Names {
     /// Names for probe ids that are not kernel text addresses (e.g. tracepoints), looked up
     /// before kallsyms.
     pub probe_names: HashMap<u64, String>,
+    /// kprobe-multi links made by ftrace location: (location, probe id), sorted by
+    /// location. Their events carry the function's entry, at or just before its location
+    /// (x86's `endbr64` sits between them on IBT kernels).
+    pub multi_locations: Vec<(u64, u64)>,
     pub processes: ProcessNames,
     pub ifaces: IfaceNames,
     /// `/run/netns` names for the NETNS NAME column.
@@ -125,13 +129,29 @@ pub struct Names {
 }
 
 impl Names {
-    /// The name a probe's drop-reason parameter is known by: its probe name (tracepoints)
-    /// or its kallsyms symbol.
-    pub fn probe_key(&self, addr: u64) -> Option<&str> {
+    /// The id naming `ev`'s probe: its probe address, except for a kprobe-multi event of a
+    /// link made by location, whose function entry leads to the first probed location at
+    /// or after it.
+    pub fn probe_id(&self, ev: &Event) -> u64 {
+        if ev.kind != EventKind::KprobeMulti || self.multi_locations.is_empty() {
+            return ev.probe_addr;
+        }
+        let at = self
+            .multi_locations
+            .partition_point(|&(location, _)| location < ev.probe_addr);
+        self.multi_locations
+            .get(at)
+            .map_or(ev.probe_addr, |&(_, id)| id)
+    }
+
+    /// The name `ev`'s drop-reason parameter is known by: its probe name (tracepoints,
+    /// kprobe-multi ids) or its kallsyms symbol.
+    pub fn probe_key(&self, ev: &Event) -> Option<&str> {
+        let id = self.probe_id(ev);
         self.probe_names
-            .get(&addr)
+            .get(&id)
             .map(String::as_str)
-            .or_else(|| self.ksyms.exact(addr).map(|sym| &*sym.name))
+            .or_else(|| self.ksyms.exact(id).map(|sym| &*sym.name))
     }
 
     /// The `enum skb_drop_reason` value `ev` carries, when its function (`key`, from
@@ -317,15 +337,16 @@ impl Printer {
     fn func(&self, ev: &Event, buf: &mut String) {
         let names = &self.names;
         buf.clear();
+        let id = names.probe_id(ev);
         let probe_name = if names.probe_names.is_empty() {
             None
         } else {
-            names.probe_names.get(&ev.probe_addr)
+            names.probe_names.get(&id)
         };
         let key: &str = if let Some(name) = probe_name {
             buf.push_str(name);
             name
-        } else if let Some(sym) = names.ksyms.exact(ev.probe_addr) {
+        } else if let Some(sym) = names.ksyms.exact(id) {
             sym.push_to(buf);
             &sym.name
         } else {
@@ -432,7 +453,7 @@ impl Output {
         self.printed += 1;
         if let Some(summary) = &mut self.summary {
             let names = &self.printer.names;
-            let func = names.probe_key(event.probe_addr).unwrap_or("");
+            let func = names.probe_key(event).unwrap_or("");
             summary.observe(names, event, func, names.drop_reason(event, func));
         }
         self.after_line()
@@ -450,7 +471,7 @@ impl Output {
         let Some(journeys) = journeys else { return };
         printer.func(event, func);
         let names = &printer.names;
-        let key = names.probe_key(event.probe_addr).unwrap_or("");
+        let key = names.probe_key(event).unwrap_or("");
         let reason = names
             .drop_reason(event, key)
             .map(|r| match names.drop_reasons.get(&r) {

@@ -963,3 +963,57 @@ fn pcap_output_goes_along_with_the_table_and_json() {
         );
     }
 }
+
+/// kprobe-multi links made by ftrace location: an event carries the function's entry,
+/// which is its location or a few bytes before it (x86 IBT's `endbr64`); both name the
+/// function and find its drop reason. Other events' addresses are left alone.
+#[test]
+fn kprobe_multi_events_by_location_are_named_from_their_entry() {
+    let mut names = names();
+    names.ksyms = Ksyms::default();
+    names.probe_names.insert(1, "ip_rcv".into());
+    names.probe_names.insert(2, "kfree_skb_reason".into());
+    names.probe_names.insert(3, "veth_xmit[veth]".into());
+    names.drop_reason_args.insert("kfree_skb_reason".into(), 2);
+    names.multi_locations = vec![
+        (0xffff_ffff_8100_1004, 2),
+        (0xffff_ffff_8100_2000, 1),
+        (0xffff_ffff_c000_0004, 3),
+    ];
+    let ev = |kind, probe_addr| Event {
+        kind,
+        probe_addr,
+        args: Some(NextArgs {
+            second: 6,
+            third: 0,
+        }),
+        ..Event::default()
+    };
+    let table = [
+        (0xffff_ffff_8100_1000, Some("kfree_skb_reason")),
+        (0xffff_ffff_8100_1004, Some("kfree_skb_reason")),
+        (0xffff_ffff_8100_2000, Some("ip_rcv")),
+        (0xffff_ffff_8100_1ffc, Some("ip_rcv")),
+        (0xffff_ffff_c000_0000, Some("veth_xmit[veth]")),
+        (0xffff_ffff_c000_0008, None),
+    ];
+    for (entry, want) in table {
+        let e = ev(EventKind::KprobeMulti, entry);
+        assert_eq!(names.probe_key(&e), want, "{entry:#x}");
+        let other = ev(EventKind::Kprobe, entry);
+        assert_eq!(names.probe_id(&other), entry, "not a kprobe-multi event");
+    }
+    let e = ev(EventKind::KprobeMulti, 0xffff_ffff_8100_1000);
+    assert_eq!(names.drop_reason(&e, names.probe_key(&e).unwrap()), Some(6));
+    let mut out = Output::new(
+        OutputOptions::default(),
+        names,
+        OutputTarget::Writer(Box::new(io::sink())),
+    )
+    .unwrap();
+    let line = out.format_event(&e, &[]).unwrap();
+    assert!(
+        line.contains("kfree_skb_reason(SKB_DROP_REASON_NETFILTER_DROP)"),
+        "{line}"
+    );
+}

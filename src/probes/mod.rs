@@ -11,7 +11,7 @@ pub mod skb_expr;
 
 pub use program::{
     build, build_clone_entry, build_clone_return, build_map_lookup_entry, build_untrack,
-    build_untrack_with, Attachment, BpfProgKind, MapOp, ProbeError, ProbeOptions, StackTracking,
-    TunnelFilters, UntrackOptions, NON_SKB,
+    build_untrack_with, Attachment, BpfProgKind, KprobeLink, MapOp, ProbeError, ProbeOptions,
+    StackTracking, TunnelFilters, UntrackOptions, NON_SKB,
 };
 pub use record::{RecordSection, RecordSections};

@@ -40,12 +40,10 @@ pub enum Attachment {
     /// `map_op`: a non-skb function that operates on a BPF map (`--output-bpfmap`): the
     /// record's bpfmap section reads the map, key and value from its arguments (a lookup's
     /// program is a kretprobe, see [`MapOp::Lookup`]).
-    /// The probe address is the function's (`bpf_get_func_ip` or the kprobe's ip); a
-    /// kprobe-multi program (`multi`) records its attach cookie instead, which names the
-    /// function (`attach::kprobe_multi`).
+    /// `link` says how it is attached, and so what names the function in its events.
     Kprobe {
         skb_arg: u8,
-        multi: bool,
+        link: KprobeLink,
         map_op: Option<MapOp>,
     },
     /// A raw tracepoint; `id` is reported as the probe address so userspace knows which.
@@ -84,6 +82,29 @@ pub enum Attachment {
     /// function is named by `bpf_get_func_ip`, so one program serves every function with
     /// its skb at the same position.
     Fentry { skb_arg: u8 },
+}
+
+/// How a kprobe program is attached, which decides what its events carry to name the
+/// probed function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KprobeLink {
+    /// A perf-event kprobe: the function's address (`bpf_get_func_ip`, or the kprobe's ip
+    /// less the breakpoint's length), which kallsyms names.
+    Perf,
+    /// A kprobe_multi link made by function names: its attach cookie, which names the
+    /// function (`attach::kprobe_multi`; no kallsyms needed).
+    MultiByCookie,
+    /// A kprobe_multi link made by ftrace locations: `bpf_get_func_ip`, the function's
+    /// entry, which the output names by the nearest location at or after it (the location
+    /// may sit past an entry instruction such as x86's `endbr64`).
+    MultiByAddress,
+}
+
+impl KprobeLink {
+    /// A kprobe_multi link (not a perf-event kprobe).
+    pub fn is_multi(self) -> bool {
+        self != KprobeLink::Perf
+    }
 }
 
 /// The kinds of BPF programs traced with fentry/fexit.

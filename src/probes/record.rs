@@ -15,7 +15,7 @@ use super::event::{
     FLAG_VERDICT,
 };
 use super::maps::{self, MapDef};
-use super::program::{Attachment, ProbeError};
+use super::program::{Attachment, KprobeLink, ProbeError};
 
 use Reg::*;
 
@@ -339,7 +339,7 @@ fn output_adaptive(a: &mut Asm, env: &RecordEnv<'_>, bytes: usize, var: Variable
 /// drop reason; returns the flag bits every record of this probe has.
 fn header(a: &mut Asm, env: &RecordEnv<'_>) -> u16 {
     let (kind, flags) = match env.attach {
-        Attachment::Kprobe { multi: true, .. } => (EventKind::KprobeMulti, FLAG_ARGS),
+        Attachment::Kprobe { link, .. } if link.is_multi() => (EventKind::KprobeMulti, FLAG_ARGS),
         Attachment::Kprobe { .. } => (EventKind::Kprobe, FLAG_ARGS),
         Attachment::Tracepoint { .. } => (EventKind::Tracepoint, FLAG_ARGS),
         Attachment::SkbContext => (EventKind::Tracepoint, 0),
@@ -368,16 +368,16 @@ fn header(a: &mut Asm, env: &RecordEnv<'_>) -> u16 {
         );
     }
     match env.attach {
-        Attachment::Kprobe { multi, .. } => {
+        Attachment::Kprobe { link, .. } => {
             let regs = env.regs;
-            if *multi {
+            if *link == KprobeLink::MultiByCookie {
                 // A kprobe-multi link gives each function a cookie that names it
                 // (`attach::kprobe_multi`): no kallsyms needed to read the event.
                 bpf!(into a;
                     r1 = r6;
                     call get_attach_cookie;
                 );
-            } else if env.has_get_func_ip {
+            } else if *link == KprobeLink::MultiByAddress || env.has_get_func_ip {
                 bpf!(into a;
                     r1 = r6;
                     call get_func_ip;

@@ -253,6 +253,7 @@ mod tests {
             nargs: 0,
             btf_id: 0,
             by_value: false,
+            ftrace_addr: None,
         }
     }
 

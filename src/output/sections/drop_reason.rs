@@ -105,8 +105,7 @@ impl DropReasonSection {
         if ev.args.is_none() && ev.get::<DropReason>().is_none() {
             return;
         }
-        let Some(reason) = names.drop_reason(ev, names.probe_key(ev.probe_addr).unwrap_or(""))
-        else {
+        let Some(reason) = names.drop_reason(ev, names.probe_key(ev).unwrap_or("")) else {
             return;
         };
         match names.drop_reasons.get(&reason) {
