@@ -9,7 +9,10 @@
 #   START tool=T run=N listening=S exit=S detached=S
 #   DEBUG tool=T run=N <line>   (with --debug in the flags: each start-up stage's time
 #                                and the memory line)
-# Runs of B start only after every probe of A is gone.
+# Runs alternate, A B A B; each starts only after every probe of the one before is gone.
+# $START_BIN_B (a path in the guest, e.g. /files/pwru-b given as BINARY_B:/files/pwru-b to
+# run-in-vm.sh) runs B with another binary: two builds, or ours and the original, compared
+# in one boot.
 
 set -u
 export LC_ALL=C
@@ -22,10 +25,11 @@ if env --default-signal=INT,QUIT true 2>/dev/null; then LAUNCH='env --default-si
 now() { read -r up _ </proc/uptime; echo "$up"; }
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 gone() { [[ ! -r /proc/$1/stat ]] || [[ $(awk '{ print $3 }' "/proc/$1/stat") == Z ]]; }
-bin=$(command -v pwru)
+bin_a=$(command -v pwru)
+bin_b=${START_BIN_B:-$bin_a}
 
 one() {
-    local name=$1 args=$2 run=$3 t0 t1 t2 t3 pid dpid err=$OUT/$1.$3.err
+    local name=$1 args=$2 run=$3 bin=$4 t0 t1 t2 t3 pid dpid err=$OUT/$1.$3.err
     t0=$(now)
     # shellcheck disable=SC2086  # args holds several flags
     $LAUNCH "$bin" $args --output-file="$OUT/$name.trace" 'host 10.99.99.99' >"$err" 2>&1 &
@@ -47,5 +51,8 @@ one() {
 }
 
 echo "start: kernel $(uname -r), $(nproc) CPU(s); ${START_NAME_A:-a} [${START_ARGS_A:-}] then ${START_NAME_B:-b} [${START_ARGS_B:-}]"
-for ((r = 1; r <= RUNS; r++)); do one "${START_NAME_A:-a}" "${START_ARGS_A:-}" "$r" || exit 1; done
-for ((r = 1; r <= RUNS_B; r++)); do one "${START_NAME_B:-b}" "${START_ARGS_B:-}" "$r" || exit 1; done
+# A and B alternate (A B A B ...), so that a drift in the boot weighs on both.
+for ((r = 1; r <= RUNS || r <= RUNS_B; r++)); do
+    if ((r <= RUNS)); then one "${START_NAME_A:-a}" "${START_ARGS_A:-}" "$r" "$bin_a" || exit 1; fi
+    if ((r <= RUNS_B)); then one "${START_NAME_B:-b}" "${START_ARGS_B:-}" "$r" "$bin_b" || exit 1; fi
+done
