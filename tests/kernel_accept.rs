@@ -642,3 +642,15 @@ fn h_recursion_misses_are_read_for_every_program_and_zero_prints_nothing() {
     assert_eq!(kernel.missed_hits(), 0);
     assert!(kernel.missed_hit_lines().is_empty());
 }
+
+/// The kprobe_multi link probe (the guess that decides whether aya's loader is made
+/// early) agrees with the fact `auto` goes by: fprobe's `register_fprobe` in the running
+/// kernel's BTF (both false on a kernel without fprobe, both true with it).
+#[test]
+fn the_kprobe_multi_link_probe_agrees_with_btf() {
+    require_kernel!();
+    let btf = pwru::btf::KernelBtf::open_system(&pwru::btf::Kmods::None).expect("kernel BTF");
+    let likely = load::kprobe_multi_links_likely().expect("the probe runs as root");
+    assert_eq!(likely, btf.has_func("register_fprobe"));
+    assert_eq!(load::kprobe_multi_links_likely().unwrap(), likely, "cached");
+}
