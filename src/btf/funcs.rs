@@ -4,8 +4,11 @@
 use btf_rs::{Btf, BtfType, Type};
 
 use super::error::BtfError;
-use super::index::KIND_TYPEDEF;
-use super::kernel::{resolve, strip_modifiers, BtfSource, KernelBtf};
+use super::index::{
+    TypeIndex, KIND_CONST, KIND_PTR, KIND_RESTRICT, KIND_STRUCT, KIND_TYPEDEF, KIND_TYPE_TAG,
+    KIND_UNION, KIND_VOLATILE,
+};
+use super::kernel::{resolve, strip_modifiers, BtfSource, KernelBtf, MAX_CHAIN};
 use crate::fasthash::FastMap;
 
 /// Highest 1-based argument position a kprobe program reads (PT_REGS_PARM1..5).
@@ -81,9 +84,12 @@ struct ProtoFacts {
 }
 
 /// Classifies parameter types of one BTF object, memoizing per type id
-/// (thousands of FUNCs share a few prototypes and parameter types).
+/// (thousands of FUNCs share a few prototypes and parameter types). With the object's
+/// type index, prototypes and type chains are read from it; btf-rs parses only what the
+/// index does not hold (a module's types from its base).
 struct Classifier<'a> {
     btf: &'a Btf,
+    index: Option<&'a TypeIndex>,
     origin: &'a str,
     skb_ids: Vec<u32>,
     drop_reason_ids: Vec<u32>,
@@ -92,7 +98,8 @@ struct Classifier<'a> {
 }
 
 impl<'a> Classifier<'a> {
-    fn new(kernel: &'a KernelBtf, btf: &'a Btf) -> Result<Self, BtfError> {
+    fn new(kernel: &'a KernelBtf, src: &BtfSource<'a>) -> Result<Self, BtfError> {
+        let btf = src.btf;
         let ids_of = |name: &str| -> Result<Vec<u32>, BtfError> {
             Ok(kernel
                 .ids_by_name(btf, name)?
@@ -107,6 +114,7 @@ impl<'a> Classifier<'a> {
         };
         Ok(Classifier {
             btf,
+            index: src.index,
             origin: kernel.origin(),
             skb_ids: ids_of(SKB_STRUCT)?,
             drop_reason_ids: ids_of(DROP_REASON_ENUM)?,
@@ -115,8 +123,46 @@ impl<'a> Classifier<'a> {
         })
     }
 
+    /// `id` through typedefs and qualifiers, read from the index: the id it ends at, its
+    /// kind and third header word; `None` when the chain leaves the index (a module's
+    /// type from its base) or is too long (btf-rs then answers, or names the error).
+    fn strip_indexed(&self, mut id: u32) -> Option<(u32, u8, u32)> {
+        let index = self.index?;
+        for _ in 0..MAX_CHAIN {
+            if id == 0 {
+                return Some((0, 0, 0));
+            }
+            match index.entry(id)? {
+                (
+                    KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG,
+                    next,
+                ) => id = next,
+                (kind, third) => return Some((id, kind, third)),
+            }
+        }
+        None
+    }
+
+    /// [`Self::param_kind`] from the index alone, when it holds the whole chain.
+    fn param_kind_indexed(&self, type_id: u32) -> Option<ParamKind> {
+        let (id, kind, third) = self.strip_indexed(type_id)?;
+        Some(match kind {
+            KIND_PTR => match self.skb_ids.contains(&self.strip_indexed(third)?.0) {
+                true => ParamKind::Skb,
+                false => ParamKind::Other,
+            },
+            _ if self.drop_reason_ids.contains(&id) => ParamKind::DropReason,
+            KIND_STRUCT | KIND_UNION => ParamKind::ByValue,
+            _ => ParamKind::Other,
+        })
+    }
+
     fn param_kind(&mut self, type_id: u32) -> Result<ParamKind, BtfError> {
         if let Some(&kind) = self.params.get(&type_id) {
+            return Ok(kind);
+        }
+        if let Some(kind) = self.param_kind_indexed(type_id) {
+            self.params.insert(type_id, kind);
             return Ok(kind);
         }
         let (id, ty) = strip_modifiers(self.btf, self.origin, type_id)?;
@@ -138,37 +184,60 @@ impl<'a> Classifier<'a> {
         Ok(kind)
     }
 
+    /// Facts about a prototype returning `ret` with parameters of `types` (`None`: the
+    /// variadic end), skipping the first `skip`; `None` when no parameter is an skb.
+    fn proto_facts(
+        &mut self,
+        ret: u32,
+        types: impl Iterator<Item = Option<u32>>,
+        skip: usize,
+    ) -> Result<Option<ProtoFacts>, BtfError> {
+        let mut facts = ProtoFacts {
+            skb: None,
+            drop_reason: None,
+            nargs: 0,
+            by_value: ret != 0 && self.param_kind(ret)? == ParamKind::ByValue,
+        };
+        for (i, ty) in types.enumerate().skip(skip) {
+            let Some(ty) = ty else { break };
+            facts.nargs += 1;
+            match self.param_kind(ty)? {
+                ParamKind::Skb if facts.skb.is_none() => facts.skb = Some(i - skip),
+                ParamKind::DropReason if facts.drop_reason.is_none() => {
+                    facts.drop_reason = Some(i - skip)
+                }
+                ParamKind::ByValue => facts.by_value = true,
+                _ => {}
+            }
+        }
+        Ok(facts.skb.map(|_| facts))
+    }
+
     /// Facts about the FUNC_PROTO `proto_id`, skipping its first `skip` params.
     fn proto(&mut self, proto_id: u32, skip: usize) -> Result<Option<ProtoFacts>, BtfError> {
         if let Some(&facts) = self.protos.get(&(proto_id, skip)) {
             return Ok(facts);
         }
-        let facts = match resolve(self.btf, self.origin, proto_id)? {
-            Type::FuncProto(proto) => {
-                let ret = proto.return_type_id();
-                let mut facts = ProtoFacts {
-                    skb: None,
-                    drop_reason: None,
-                    nargs: 0,
-                    by_value: ret != 0 && self.param_kind(ret)? == ParamKind::ByValue,
-                };
-                for (i, param) in proto.parameters.iter().enumerate().skip(skip) {
-                    if param.is_variadic() {
-                        break;
-                    }
-                    facts.nargs += 1;
-                    match self.param_kind(param.get_type_id().unwrap_or(0))? {
-                        ParamKind::Skb if facts.skb.is_none() => facts.skb = Some(i - skip),
-                        ParamKind::DropReason if facts.drop_reason.is_none() => {
-                            facts.drop_reason = Some(i - skip)
-                        }
-                        ParamKind::ByValue => facts.by_value = true,
-                        _ => {}
-                    }
-                }
-                facts.skb.map(|_| facts)
+        let indexed = self.index.and_then(|index| {
+            let params = index.proto_params(proto_id)?;
+            Some((params, index.entry(proto_id)?.1))
+        });
+        let facts = match indexed {
+            // A variadic prototype's last parameter has type 0 (and no name).
+            Some((params, ret)) => {
+                let types = params.iter().map(|&t| (t != 0).then_some(t));
+                self.proto_facts(ret, types, skip)?
             }
-            _ => None,
+            None => match resolve(self.btf, self.origin, proto_id)? {
+                Type::FuncProto(proto) => {
+                    let types = proto
+                        .parameters
+                        .iter()
+                        .map(|p| (!p.is_variadic()).then(|| p.get_type_id().unwrap_or(0)));
+                    self.proto_facts(proto.return_type_id(), types, skip)?
+                }
+                _ => None,
+            },
         };
         self.protos.insert((proto_id, skip), facts);
         Ok(facts)
@@ -204,7 +273,7 @@ impl KernelBtf {
     }
 
     fn scan_funcs_in(&self, src: &BtfSource<'_>, out: &mut Vec<SkbFunc>) -> Result<(), BtfError> {
-        let mut classifier = Classifier::new(self, src.btf)?;
+        let mut classifier = Classifier::new(self, src)?;
         if classifier.skb_ids.is_empty() {
             return Ok(());
         }
@@ -285,7 +354,7 @@ impl KernelBtf {
     pub fn skb_tracepoints(&self) -> Result<Vec<SkbTracepoint>, BtfError> {
         let mut all = Vec::new();
         for src in self.sources() {
-            let mut classifier = Classifier::new(self, src.btf)?;
+            let mut classifier = Classifier::new(self, &src)?;
             if classifier.skb_ids.is_empty() {
                 continue;
             }

@@ -5,8 +5,16 @@
 use super::error::BtfError;
 
 /// BTF kinds the scans look for (`BTF_KIND_*`).
+pub(crate) const KIND_PTR: u8 = 2;
+pub(crate) const KIND_STRUCT: u8 = 4;
+pub(crate) const KIND_UNION: u8 = 5;
 pub(crate) const KIND_TYPEDEF: u8 = 8;
+pub(crate) const KIND_VOLATILE: u8 = 9;
+pub(crate) const KIND_CONST: u8 = 10;
+pub(crate) const KIND_RESTRICT: u8 = 11;
 pub(crate) const KIND_FUNC: u8 = 12;
+pub(crate) const KIND_FUNC_PROTO: u8 = 13;
+pub(crate) const KIND_TYPE_TAG: u8 = 18;
 
 /// Kind and name hash of each type of one BTF object (vmlinux, or a module's own types).
 #[derive(Debug, Default)]
@@ -15,8 +23,14 @@ pub(crate) struct TypeIndex {
     first_id: u32,
     kinds: Vec<u8>,
     name_hashes: Vec<u32>,
-    /// Each type's third header word: the type it refers to (FUNC: its prototype), or its size.
+    /// Each type's third header word: the type it refers to (FUNC: its prototype;
+    /// FUNC_PROTO: its return type), or its size.
     size_or_type: Vec<u32>,
+    /// The parameter types of every FUNC_PROTO, in id order: type `i`'s are
+    /// `proto_params[params_at[i]..params_at[i + 1]]` (none for other kinds), so that the
+    /// skb-function scan classifies prototypes without parsing them.
+    proto_params: Vec<u32>,
+    params_at: Vec<u32>,
     /// Length of the string section (a split BTF's names start after its base's).
     pub(crate) str_len: u32,
 }
@@ -79,6 +93,14 @@ impl TypeIndex {
             };
             index.kinds.push(kind);
             index.size_or_type.push(third);
+            index.params_at.push(index.proto_params.len() as u32);
+            if kind == KIND_FUNC_PROTO {
+                for p in 0..vlen {
+                    let ty = word(at + 12 + 8 * p + 4)
+                        .ok_or_else(|| bad(format!("prototype at byte {at} is cut off")))?;
+                    index.proto_params.push(ty);
+                }
+            }
             index
                 .name_hashes
                 .push(match name_off.checked_sub(base_str_len) {
@@ -90,6 +112,7 @@ impl TypeIndex {
         if at != types.end {
             return Err(bad("the last type runs past the type section".into()));
         }
+        index.params_at.push(index.proto_params.len() as u32);
         Ok(index)
     }
 
@@ -106,6 +129,24 @@ impl TypeIndex {
     pub(crate) fn funcs(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
         self.ids_of_kind(KIND_FUNC)
             .map(|id| (id, self.size_or_type[(id - self.first_id) as usize]))
+    }
+
+    /// The kind and third header word (referred type or size) of type `id`, when this
+    /// object defines it.
+    pub(crate) fn entry(&self, id: u32) -> Option<(u8, u32)> {
+        let i = id.checked_sub(self.first_id)? as usize;
+        Some((*self.kinds.get(i)?, *self.size_or_type.get(i)?))
+    }
+
+    /// The parameter types of FUNC_PROTO `id` (a variadic one ends with type 0), when
+    /// this object defines it.
+    pub(crate) fn proto_params(&self, id: u32) -> Option<&[u32]> {
+        let i = id.checked_sub(self.first_id)? as usize;
+        if *self.kinds.get(i)? != KIND_FUNC_PROTO {
+            return None;
+        }
+        let (start, end) = (*self.params_at.get(i)?, *self.params_at.get(i + 1)?);
+        self.proto_params.get(start as usize..end as usize)
     }
 
     /// Ids whose name may be `name` (same hash), in id order: confirm each by its name.
@@ -164,6 +205,16 @@ mod tests {
         assert_eq!(index.ids_maybe_named("sk_buff").collect::<Vec<_>>(), [skb]);
         assert_eq!(index.ids_maybe_named("ip_rcv").collect::<Vec<_>>(), [func]);
         assert_eq!(index.ids_maybe_named("absent").count(), 0);
+        assert_eq!(index.proto_params(proto), Some(&[ptr, arr, reason][..]));
+        assert_eq!(
+            index.entry(proto),
+            Some((KIND_FUNC_PROTO, int)),
+            "its return type"
+        );
+        assert_eq!(index.entry(ptr), Some((KIND_PTR, skb)));
+        assert_eq!(index.proto_params(func), None, "not a prototype");
+        assert_eq!(index.entry(0), None);
+        assert_eq!(index.entry(wide + 1), None);
         let split = TypeIndex::build(&raw, 100, 0, "test").unwrap();
         assert_eq!(
             split.ids_of_kind(KIND_FUNC).collect::<Vec<_>>(),
@@ -206,6 +257,9 @@ mod tests {
             if let Ok(index) = TypeIndex::build(&raw, 1, base_str_len, "fuzz") {
                 let _ = index.funcs().count();
                 let _ = index.ids_maybe_named("sk_buff").count();
+                for id in 0..index.kinds.len() as u32 + 2 {
+                    let _ = (index.entry(id), index.proto_params(id));
+                }
             }
         }
     }
