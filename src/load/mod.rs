@@ -367,8 +367,8 @@ fn take_prepared_loader<'a>() -> EbpfLoader<'a> {
     })
 }
 
-/// Gives the memory freed by a BTF parse back to the system (glibc keeps freed heap
-/// otherwise, and it would count in the tracer's resident memory for its whole run).
+/// Gives freed heap back to the system (glibc keeps it otherwise, and it would count in
+/// the tracer's resident memory for its whole run).
 fn trim_heap() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only releases free heap memory; no pointer is involved.
@@ -434,6 +434,9 @@ fn load_object(
         fentry.insert(p.name.clone(), prepared);
     }
 
+    // What start-up freed (a BTF parse by aya's loader, the text of the kernel's lists,
+    // generation buffers) goes back to the system before the trace runs.
+    trim_heap();
     Ok(LoadedObject {
         ebpf,
         maps,
@@ -479,8 +482,6 @@ fn load_with_loader(
     for p in aya_specs {
         load_with_aya(&mut ebpf, p, btf)?;
     }
-    drop(loader);
-    trim_heap();
     Ok(ebpf)
 }
 
