@@ -87,21 +87,10 @@ pub fn func_ip_available() -> io::Result<bool> {
     a.call(Helper::GET_FUNC_IP);
     a.mov64(Reg::R0, 0);
     a.exit();
-    let prog = a
-        .finish()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    let answer = match sys::prog_load(&sys::RawProgLoad {
-        prog_type: sys::PROG_TYPE_KPROBE,
-        expected_attach_type: 0,
-        name: "probe_func_ip",
-        insns: &prog.insns,
-        log_level: 1,
-        attach: None,
-        btf: None,
-    }) {
+    let answer = match load_kprobe_probe(a, 0, "probe_func_ip")? {
         Ok(_fd) => true,
-        Err((e, _)) if e.raw_os_error() == Some(libc::EINVAL) => false,
-        Err((e, _)) => return Err(e),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => false,
+        Err(e) => return Err(e),
     };
     Ok(*ANSWER.get_or_init(|| answer))
 }
@@ -119,23 +108,12 @@ pub fn kprobe_multi_links_likely() -> io::Result<bool> {
     let mut a = Asm::new();
     a.mov64(Reg::R0, 0);
     a.exit();
-    let prog = a
-        .finish()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    let fd = match sys::prog_load(&sys::RawProgLoad {
-        prog_type: sys::PROG_TYPE_KPROBE,
-        expected_attach_type: sys::TRACE_KPROBE_MULTI,
-        name: "probe_kpm_link",
-        insns: &prog.insns,
-        log_level: 0,
-        attach: None,
-        btf: None,
-    }) {
+    let fd = match load_kprobe_probe(a, sys::TRACE_KPROBE_MULTI, "probe_kpm_link")? {
         Ok(fd) => fd,
-        Err((e, _)) if e.raw_os_error() == Some(libc::EINVAL) => {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
             return Ok(*ANSWER.get_or_init(|| false))
         }
-        Err((e, _)) => return Err(e),
+        Err(e) => return Err(e),
     };
     let answer = match sys::link_create_kprobe_multi(
         std::os::fd::AsFd::as_fd(&fd),
@@ -147,4 +125,26 @@ pub fn kprobe_multi_links_likely() -> io::Result<bool> {
         Err(e) => e.raw_os_error() == Some(libc::EINVAL),
     };
     Ok(*ANSWER.get_or_init(|| answer))
+}
+
+/// Loads the feature probe `a` as a kprobe program: the outer error is one of assembling
+/// it, the inner one the kernel's answer to the load.
+fn load_kprobe_probe(
+    a: Asm,
+    expected_attach_type: u32,
+    name: &str,
+) -> io::Result<io::Result<OwnedFd>> {
+    let prog = a
+        .finish()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    Ok(sys::prog_load(&sys::RawProgLoad {
+        prog_type: sys::PROG_TYPE_KPROBE,
+        expected_attach_type,
+        name,
+        insns: &prog.insns,
+        log_level: 0,
+        attach: None,
+        btf: None,
+    })
+    .map_err(|(e, _log)| e))
 }
