@@ -311,10 +311,13 @@ fn tracing_maps() -> Vec<MapSpec> {
 #[test]
 fn kprobe_multi_only_objects_make_their_maps_without_the_loader() {
     require_kernel!();
+    // SAFETY: sysconf only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u32;
     let obj = ObjectSpec {
         maps: vec![
-            MapSpec::ring_buf("events", 3 * 4096 + 1),
+            MapSpec::ring_buf("events", 3 * page + 1),
             MapSpec::new("config", load::MapKind::Array, 4, 8, 1),
+            MapSpec::new("perf", load::MapKind::PerfEventArray, 4, 4, 0),
         ],
         programs: vec![
             spec("kpm_a", ProgKind::KProbeMulti, kprobe_body()),
@@ -331,7 +334,20 @@ fn kprobe_multi_only_objects_make_their_maps_without_the_loader() {
     assert!(loaded.aya_program_mut("kpm_a").is_none(), "no aya object");
     let mut names: Vec<&str> = loaded.map_names().collect();
     names.sort();
-    assert_eq!(names, ["config", "events"]);
+    assert_eq!(names, ["config", "events", "perf"]);
+    let max_entries = |name: &str| match loaded.map(name) {
+        Some(aya::maps::Map::RingBuf(d) | aya::maps::Map::PerfEventArray(d)) => {
+            d.info().expect("map info").max_entries()
+        }
+        other => panic!("{name}: {other:?}"),
+    };
+    assert_eq!(
+        max_entries("events"),
+        4 * page,
+        "3 pages and a byte: 4 pages"
+    );
+    let cpus = aya::util::nr_cpus().expect("possible CPUs") as u32;
+    assert_eq!(max_entries("perf"), cpus, "0: one slot per possible CPU");
     let mut config = loaded.array_mut::<u64>("config").expect("an array");
     config.set(0, 7, 0).unwrap();
     assert_eq!(config.get(&0, 0).unwrap(), 7);

@@ -266,6 +266,12 @@ pub enum LoadError {
         #[source]
         source: Box<aya::maps::MapError>,
     },
+    #[error("reading the number of possible CPUs ({path}) failed")]
+    PossibleCpus {
+        path: &'static str,
+        #[source]
+        source: io::Error,
+    },
     #[error("program `{0}` is missing from the object aya parsed (internal error)")]
     NotInObject(String),
     #[error("tp_btf program `{0}` needs kernel BTF and none was given")]
@@ -387,7 +393,13 @@ pub fn load(spec: &ObjectSpec, opts: &LoadOptions<'_>) -> Result<LoadedObject, L
     }
     match load_object(spec, opts, elf::FuncInfo::Emit) {
         Ok(obj) => Ok(obj),
-        Err(e @ (LoadError::Spec(_) | LoadError::Btf(_) | LoadError::NoBtf(_))) => Err(e),
+        Err(
+            e @ (LoadError::Spec(_)
+            | LoadError::Btf(_)
+            | LoadError::NoBtf(_)
+            | LoadError::Map { .. }
+            | LoadError::PossibleCpus { .. }),
+        ) => Err(e),
         Err(with_btf) => {
             let mut obj = load_object(spec, opts, elf::FuncInfo::Omit)?;
             obj.btf_fallback = Some(with_btf.to_string());
@@ -487,14 +499,23 @@ fn load_with_loader(
 
 /// The maps of an object whose programs all load through the raw path, made through aya
 /// one by one (`MapData::create`) without its loader, so the kernel's BTF is not parsed.
-/// Sizes follow the loader's rules: a ring buffer is a power-of-two number of pages.
+/// Sizes follow the loader's rules: a ring buffer is a power-of-two number of pages, a
+/// perf event array of size 0 has one slot per possible CPU.
 fn create_maps(specs: &[MapSpec]) -> Result<HashMap<String, Map>, LoadError> {
     let page = page_size();
     specs
         .iter()
         .map(|m| {
+            let failed = |source| LoadError::Map {
+                map: m.name.clone(),
+                source: Box::new(source),
+            };
             let max_entries = match m.kind {
                 MapKind::RingBuf => ring_buf_bytes(m.max_entries, page),
+                // 0: one slot per possible CPU, as the loader sizes it.
+                MapKind::PerfEventArray if m.max_entries == 0 => aya::util::nr_cpus()
+                    .map_err(|(path, source)| LoadError::PossibleCpus { path, source })?
+                    as u32,
                 _ => m.max_entries,
             };
             let def = aya_obj::maps::bpf_map_def {
@@ -513,10 +534,6 @@ fn create_maps(specs: &[MapSpec]) -> Result<HashMap<String, Map>, LoadError> {
                 symbol_index: None,
                 data: Vec::new(),
             });
-            let failed = |source| LoadError::Map {
-                map: m.name.clone(),
-                source: Box::new(source),
-            };
             let data = MapData::create(obj, &m.name, None).map_err(failed)?;
             Ok((m.name.clone(), Map::from_map_data(data).map_err(failed)?))
         })
