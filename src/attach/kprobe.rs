@@ -16,8 +16,8 @@ use crate::probes::{Attachment, KprobeLink};
 use super::background::{self, Handoff, HandoffError};
 use super::{
     check_stop, close_in_parallel, positions, AttachError, AttachSummary, Backend, BackendKind,
-    BackendOptions, BuildFn, Feature, KernelSupport, Probeable, Progress, Target, TargetNames,
-    Unavailable, UntrackPoint,
+    BackendOptions, BuildFn, Feature, KernelSupport, Locations, Probeable, Progress, Target,
+    TargetNames, Unavailable, UntrackPoint,
 };
 
 /// What the kprobe backends need and lack on a kernel without kprobes.
@@ -67,17 +67,20 @@ pub(super) fn kprobe_programs(
         .collect()
 }
 
-/// The skb functions in BTF that the kernel can probe and `keep` accepts.
+/// The skb functions in BTF that the kernel can probe and `keep` accepts, with their
+/// ftrace locations when `locations` asks for them (the kernel prints that list more
+/// slowly: only kprobe-multi links use them).
 pub(super) fn function_targets(
     btf: &KernelBtf,
     keep: &dyn Fn(&str) -> bool,
+    locations: Locations,
 ) -> Result<Vec<Target>, AttachError> {
     let funcs = btf.skb_functions().map_err(|source| AttachError::Btf {
         what: "functions",
         source,
     })?;
     let names: HashSet<&str> = funcs.iter().map(|f| f.name.as_str()).collect();
-    let probeable = Probeable::discover(&|name| names.contains(name));
+    let probeable = Probeable::discover(&|name| names.contains(name), locations);
     Ok(super::targets::select_functions(&funcs, &probeable, keep))
 }
 

@@ -5,14 +5,15 @@
 use std::os::fd::OwnedFd;
 use std::sync::atomic::AtomicBool;
 
+use crate::btf::KernelBtf;
 use crate::load::{KprobeMultiOptions, LoadedObject, ObjectError, ProgramSpec};
 use crate::probes::KprobeLink;
 
-use super::kprobe::{kprobe_program_name, kprobe_programs, NO_KPROBES};
+use super::kprobe::{function_targets, kprobe_program_name, kprobe_programs, NO_KPROBES};
 use super::{
     check_stop, close_in_parallel, positions, AttachError, AttachSummary, Backend, BackendKind,
-    BackendOptions, BuildFn, Feature, KernelSupport, Progress, Target, TargetNames, Unavailable,
-    KPROBE_DETACH_THREADS,
+    BackendOptions, BuildFn, Feature, KernelSupport, Locations, Progress, Target, TargetNames,
+    Unavailable, KPROBE_DETACH_THREADS,
 };
 
 /// What kprobe-multi needs and lacks on a kernel without fprobe.
@@ -205,6 +206,16 @@ impl Backend for KprobeMultiBackend {
 
     fn loads_through_aya(&self) -> bool {
         false
+    }
+
+    /// The skb functions with their ftrace locations where tracefs lists them, so that
+    /// the links can go by location.
+    fn targets(
+        &self,
+        btf: &KernelBtf,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<Target>, AttachError> {
+        function_targets(btf, keep, Locations::With)
     }
 
     /// By the id each target's events carry or lead to.

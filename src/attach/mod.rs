@@ -37,7 +37,7 @@ pub use helpers::{
 };
 pub use kprobe::{close_kprobes, KprobeBackend};
 pub use kprobe_multi::KprobeMultiBackend;
-pub use targets::{kprobes_available, Probeable, ProbeableSource, Target};
+pub use targets::{kprobes_available, Locations, Probeable, ProbeableSource, Target};
 pub use tracepoint::{tracepoint_program_name, TracepointBackend};
 
 /// The attach mechanisms we have.
@@ -354,7 +354,7 @@ pub trait Backend {
         btf: &KernelBtf,
         keep: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<Target>, AttachError> {
-        kprobe::function_targets(btf, keep)
+        kprobe::function_targets(btf, keep, Locations::Without)
     }
 
     /// How the output names the probe of an event from these targets: by default by the
