@@ -530,9 +530,11 @@ fn loads_through_aya(settings: &TraceSettings) -> bool {
     let kind = match settings.backend.choice {
         BackendChoice::Named(kind) => kind,
         BackendChoice::Auto => {
+            let kprobes = attach::kprobes_available();
             let guess = KernelSupport {
-                kprobes: attach::kprobes_available(),
-                fprobe: load::kprobe_multi_links_likely().unwrap_or(false),
+                kprobes,
+                // (no probe load where kprobe-multi cannot be picked anyway)
+                fprobe: kprobes && load::kprobe_multi_links_likely().unwrap_or(false),
             };
             match attach::choose(None, &guess) {
                 Ok(pick) => pick.kind,

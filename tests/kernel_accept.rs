@@ -411,6 +411,21 @@ fn c_d_kprobe_and_kprobe_multi_load_and_share_maps() {
         )
         .unwrap_err();
     assert!(matches!(bad, ObjectError::BadKprobeMulti { .. }), "{bad}");
+    let bad = loaded
+        .attach_kprobe_multi(
+            "kpm",
+            &KprobeMultiOptions {
+                symbols: vec!["a".into(), "b".into()],
+                cookies: Vec::new(),
+                addrs: vec![0xffff_ffff_8100_0004],
+                retprobe: false,
+            },
+        )
+        .unwrap_err();
+    assert!(
+        bad.to_string().contains("1 addresses for 2 functions"),
+        "{bad}"
+    );
 
     let have_kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists();
     match loaded.attach_kprobe("kp", "kfree_skb_reason") {
