@@ -382,6 +382,28 @@ impl Asm {
         }
     }
 
+    /// Take back the instruction at `at` if it is the last one and neither a jump nor
+    /// part of a map reference: labels bound after it move back onto what is emitted
+    /// next. For peephole fusion, where the next instruction does its work too.
+    pub fn retract_last(&mut self, at: usize) -> bool {
+        if at + 1 != self.insns.len()
+            || self.fixups.iter().any(|f| f.0 == at)
+            || self
+                .map_refs
+                .iter()
+                .any(|m| (m.insn_index..=m.insn_index + 1).contains(&at))
+        {
+            return false;
+        }
+        self.insns.pop();
+        for l in self.labels.iter_mut().flatten() {
+            if *l > at {
+                *l = at;
+            }
+        }
+        true
+    }
+
     /// Append a raw instruction slot.
     pub fn raw(&mut self, i: Insn) -> &mut Self {
         self.insns.push(i);
@@ -667,6 +689,29 @@ mod tests {
         let p = a.finish().unwrap();
         assert_eq!(p.insns[1].off, 1);
         assert_eq!(p.insns[2].off, -3);
+    }
+
+    #[test]
+    fn retracting_the_last_instruction_moves_labels_after_it() {
+        let mut a = Asm::new();
+        let (before, after) = (a.label(), a.label());
+        a.mov64(R0, 1);
+        a.jmp(Cond::Eq, R1, 0, before);
+        a.jmp(Cond::Eq, R1, 1, after);
+        a.bind(before);
+        let at = a.pos();
+        a.alu64(AluOp::Or, R0, 0);
+        a.bind(after);
+        // a jump is never taken back, nor an index that is not the last one
+        assert!(!a.retract_last(at - 1));
+        assert!(!a.retract_last(at + 1));
+        assert!(a.retract_last(at));
+        a.mov64(R0, 2);
+        a.exit();
+        let p = a.finish().unwrap();
+        assert_eq!(p.len(), 5);
+        // both jumps now land on `r0 = 2`
+        assert_eq!((p.insns[1].off, p.insns[2].off), (1, 0));
     }
 
     #[test]
