@@ -237,6 +237,7 @@ fn emit_plan(
         cache: HashMap::new(),
         avail: 0,
         edge_avail: HashMap::new(),
+        unlink_at: None,
         hit: HashSet::new(),
         preds: {
             let mut preds: HashMap<NodeId, usize> = HashMap::new();
@@ -700,6 +701,8 @@ struct Emitter<'a> {
     hit: HashSet<V>,
     /// Per node, the edges to it from the reachable nodes.
     preds: HashMap<NodeId, usize>,
+    /// Where [`Emitter::eval`] last wrote `r0 |= 0` (see [`Emitter::fuse_unlink`]).
+    unlink_at: Option<usize>,
 }
 
 /// Direct back end: R4 = `start + idx + off`, already checked against `end` (so bytes
@@ -962,12 +965,10 @@ impl Emitter<'_> {
                         };
                         let want = shape.map(|(_, size, _)| size).or(var_raw);
                         let raw = match (r0, shape, &t.a) {
+                            // (an equality or bit test compares R0 as it is, against
+                            // the constant in the same byte order)
                             (Some((v, raw)), _, _) if *v == t.a => match (want, *raw) {
-                                (Some(size), false) => {
-                                    swap(self.asm, size);
-                                    true
-                                }
-                                (Some(_), true) => true,
+                                (Some(_), raw) => raw,
                                 (None, true) => {
                                     if let Some(size) = raw_size(&t.a) {
                                         swap(self.asm, size);
@@ -1100,9 +1101,34 @@ impl Emitter<'_> {
         // R0 and the slot now share the verifier's scalar id: a later check on R0 would
         // narrow the slot's bounds too, and 6.12's verifier then explores the window
         // check of the next load from the slot on an impossible side, with wrong bounds
-        // ("REG INVARIANTS VIOLATION"), and refuses the program. `r0 |= 0` unlinks them.
+        // ("REG INVARIANTS VIOLATION"), and refuses the program. `r0 |= 0` unlinks them
+        // (`fuse_unlink` takes it back where what follows unlinks them as well).
+        self.unlink_at = Some(self.asm.pos());
         self.asm.alu64(crate::asm::AluOp::Or, Reg::R0, 0);
         Ok(())
+    }
+
+    /// Take back the `r0 |= 0` that [`Self::eval`] just wrote, where what comes next
+    /// unlinks R0 from its slot as well. Two places do: where R0 is dead (the next
+    /// evaluation writes it first), and a load's `w0 += k` right before its bounds
+    /// check (6.1 and 6.12 clear R0's id on a 32-bit add; later kernels keep a link
+    /// through it with the bounds synced). Elsewhere `w0 += k` in its place is not
+    /// enough: 6.12's verifier then refused `geneve and tcp port 80` (tests/pcapc_kernel.rs
+    /// in the VM). Whether it took it back.
+    fn fuse_unlink(&mut self) -> bool {
+        self.unlink_at
+            .take()
+            .is_some_and(|at| self.asm.retract_last(at))
+    }
+
+    /// R0 += `k`: 32-bit in place of a pending unlink where R0 is below `bound` and
+    /// the sum cannot wrap, else 64-bit.
+    fn add_to_r0(&mut self, k: u32, bound: Option<u64>) {
+        if bound.is_some_and(|b| b + k as u64 <= u32::MAX as u64) && self.fuse_unlink() {
+            self.asm.alu32(crate::asm::AluOp::Add, Reg::R0, k as i32);
+        } else {
+            self.asm.add64(Reg::R0, k as i32);
+        }
     }
 
     /// Whether `v` is cached and its slot holds it here.
@@ -1193,6 +1219,8 @@ impl Emitter<'_> {
                 for w in both {
                     if !self.holds(w) {
                         self.eval(w, d)?;
+                        // (R0 is dead: the next evaluation writes it first)
+                        self.fuse_unlink();
                     }
                 }
                 let (other_l, done) = (self.asm.label(), self.asm.label());
@@ -1582,24 +1610,22 @@ impl Emitter<'_> {
                 if end_bound.is_some_and(|b| b <= window as u64) =>
             {
                 // always inside the window
+                self.add_to_r0(ks as u32, bound);
                 let a = &mut *self.asm;
-                a.add64(Reg::R0, ks as i32);
                 a.jmp(Cond::Gt, Reg::R0, len, rej);
-                a.mov64(Reg::R1, Reg::R10);
-                a.add64(Reg::R1, Reg::R0);
                 let off = self.buf_off() - size as i16;
                 let fixed = self.buf_off() as i64 + k as i64;
-                return self.window_load(off, fixed, idx_zeros, size, want_raw);
+                return self.window_load(Reg::R0, off, fixed, idx_zeros, size, want_raw);
             }
             _ => {}
         }
-        let a = &mut *self.asm;
         if k > i32::MAX as u32 {
-            a.mov32(Reg::R1, k as i32);
-            a.add64(Reg::R0, Reg::R1);
+            self.asm.mov32(Reg::R1, k as i32);
+            self.asm.add64(Reg::R0, Reg::R1);
         } else if k != 0 {
-            a.add64(Reg::R0, k as i32);
+            self.add_to_r0(k, bound);
         }
+        let a = &mut *self.asm;
         match self.src {
             PacketSource::Direct { start, end } => {
                 if end_bound.is_none_or(|b| b > DIRECT_MAX_END as u64) {
@@ -1624,13 +1650,11 @@ impl Emitter<'_> {
                     a.jmp(Cond::Gt, Reg::R1, len, rej);
                 }
                 a.jmp(Cond::Gt, Reg::R0, window as i32 - size as i32, slow);
-                a.mov64(Reg::R1, Reg::R10);
-                a.add64(Reg::R1, Reg::R0);
                 let off = self.buf_off();
                 let fixed = off as i64 + k as i64;
                 // raw where the window load is aligned (the slow path's slot is),
                 // else big-endian on both paths
-                let raw = self.window_load(off, fixed, idx_zeros, size, want_raw);
+                let raw = self.window_load(Reg::R0, off, fixed, idx_zeros, size, want_raw);
                 let a = &mut *self.asm;
                 a.ja(done);
                 a.bind(slow);
@@ -1697,10 +1721,9 @@ impl Emitter<'_> {
                             a.jmp(Cond::Gt, Reg::R5, len, rej);
                         }
                         let top = off.max(ks);
-                        a.mov64(Reg::R1, Reg::R10);
-                        a.add64(Reg::R1, Reg::R5);
                         let (off, fixed) = (buf + k as i16 - top as i16, buf as i64 + k as i64);
-                        let raw = self.window_load(off, fixed, self.zero_bits(i), size, want_raw);
+                        let zeros = self.zero_bits(i);
+                        let raw = self.window_load(Reg::R5, off, fixed, zeros, size, want_raw);
                         self.r4 = Some(PktPtr {
                             idx: Some(pi),
                             off: top,
@@ -1710,14 +1733,13 @@ impl Emitter<'_> {
                     _ if self.multi_idx.contains(i) => {
                         self.eval(i, d)?;
                         let rej = self.rej();
+                        self.add_to_r0(ks as u32, bound);
                         let a = &mut *self.asm;
-                        a.add64(Reg::R0, ks as i32);
                         a.jmp(Cond::Gt, Reg::R0, len, rej);
                         a.mov64(Reg::R5, Reg::R0);
-                        a.mov64(Reg::R1, Reg::R10);
-                        a.add64(Reg::R1, Reg::R0);
                         let (off, fixed) = (buf - size as i16, buf as i64 + k as i64);
-                        let raw = self.window_load(off, fixed, self.zero_bits(i), size, want_raw);
+                        let zeros = self.zero_bits(i);
+                        let raw = self.window_load(Reg::R0, off, fixed, zeros, size, want_raw);
                         self.r4 = Some(PktPtr {
                             idx: Some(i.clone()),
                             off: ks,
@@ -1786,13 +1808,14 @@ impl Emitter<'_> {
         }
     }
 
-    /// R0 = the `size` window bytes at `R1 + off`, R1 being R10 plus a variable whose
+    /// R0 = the `size` window bytes at `R10 + idx + off`, `idx` being a variable whose
     /// low `var_zeros` bits are known zero plus constants that add up to `fixed` with
     /// `off`: one load where the verifier can prove the address aligned (it refuses
     /// misaligned stack accesses), returned raw (little-endian) if `want_raw` (returns
-    /// whether it is), else byte by byte, big-endian.
+    /// whether it is), else byte by byte, big-endian. `idx` survives unless it is R0.
     fn window_load(
         &mut self,
+        idx: Reg,
         off: i16,
         fixed: i64,
         var_zeros: u32,
@@ -1802,11 +1825,27 @@ impl Emitter<'_> {
         let aligned = size > 1
             && var_zeros >= (size as u32).trailing_zeros()
             && fixed.rem_euclid(size as i64) == 0;
-        if !aligned {
+        let a = &mut *self.asm;
+        if !aligned && size > 1 {
+            a.mov64(Reg::R1, Reg::R10);
+            a.add64(Reg::R1, idx);
             self.bytes_from(Reg::R1, off, size);
             return false;
         }
-        self.asm.ldx(size_of(size), Reg::R0, Reg::R1, off);
+        // one load: an index in R0 becomes its base (`r0 += r10`, scalar plus the frame
+        // pointer), one instruction fewer than a base in R1
+        let base = if idx == Reg::R0 {
+            a.add64(Reg::R0, Reg::R10);
+            Reg::R0
+        } else {
+            a.mov64(Reg::R1, Reg::R10);
+            a.add64(Reg::R1, idx);
+            Reg::R1
+        };
+        a.ldx(size_of(size), Reg::R0, base, off);
+        if size == 1 {
+            return false;
+        }
         if want_raw {
             return true;
         }
