@@ -1012,11 +1012,21 @@ fn computed_offsets_on_known_packets() {
             0,
             false,
         ),
-        // `len` as an offset: in the window, past it, past the packet
-        ("ip[len] = 1", Ethernet, at_len.clone(), 10, true),
-        ("ip[len] = 1", Ethernet, at_len.clone(), 11, false),
-        ("ip[len] = 1", Ethernet, at_len.clone(), 200, true),
-        ("ip[len] = 1", Ethernet, at_len.clone(), 201, false),
+        // `len` in an offset (a wire length below the captured one, which no real
+        // packet has, steers it): in the window, past it, past the packet
+        ("ip[len - 1] = 1", Ethernet, at_len.clone(), 11, true),
+        ("ip[len - 1] = 1", Ethernet, at_len.clone(), 12, false),
+        ("ip[len - 1] = 1", Ethernet, at_len.clone(), 201, true),
+        ("ip[len - 1] = 1", Ethernet, at_len.clone(), 202, false),
+        (
+            "ip[len - 1] = 1",
+            Ethernet,
+            at_len.clone(),
+            full(&at_len),
+            false,
+        ),
+        ("ip[len - 1] = 1", RawIp, at_len[14..].to_vec(), 201, true),
+        // at `len` itself: past the captured bytes on every packet (compiled so)
         (
             "ip[len] = 1",
             Ethernet,
@@ -1024,7 +1034,7 @@ fn computed_offsets_on_known_packets() {
             full(&at_len),
             false,
         ),
-        ("ip[len] = 1", RawIp, at_len[14..].to_vec(), 200, true),
+        ("ip[len] = 1", RawIp, at_len[14..].to_vec(), 0, false),
         ("byte 1 & 2", Ethernet, mac(0x0800, &[]), 0, false),
         ("byte 1 & 2", Ethernet, vec![0, 2], 0, true),
         ("byte 1 & 2", Ethernet, vec![0xff, 0xfd, 0xff], 0, false),

@@ -82,6 +82,32 @@ fn always_rejects(v: &V, max_end: u64) -> bool {
     }
 }
 
+/// True when evaluating `v` certainly loads at an index of at least the wire length
+/// (`ip[len]`): the load starts past the captured bytes, which the wire length bounds,
+/// so it rejects every packet. libpcap's `ldb [x + 14]` with X = `len` rejects them at
+/// run time; its optimizer does not know it, so neither does planning (see
+/// [`Dag::prune_dead`]).
+fn loads_past_wire_length(v: &V) -> bool {
+    fn at_least_wire_length(v: &V) -> bool {
+        match v {
+            V::Len => true,
+            // (`|` never lowers a value; `+` may wrap around in 32 bits)
+            V::Alu(ArithOp::Or, a, b) => at_least_wire_length(a) || at_least_wire_length(b),
+            _ => false,
+        }
+    }
+    match v {
+        V::K(_) | V::Len | V::PktType | V::Ifindex | V::Load { idx: None, .. } => false,
+        V::Load { idx: Some(i), .. } => at_least_wire_length(i) || loads_past_wire_length(i),
+        V::Neg(a) => loads_past_wire_length(a),
+        V::Alu(_, a, b) => loads_past_wire_length(a) || loads_past_wire_length(b),
+        // (only the condition is evaluated on every path)
+        V::Select { cond, .. } => {
+            loads_past_wire_length(&cond.a) || loads_past_wire_length(&cond.b)
+        }
+    }
+}
+
 fn eval_op(op: TestOp, a: u32, b: u32) -> bool {
     match op {
         TestOp::Eq => a == b,
@@ -503,8 +529,10 @@ impl Dag {
     /// `root` with every node from which no path reaches the match exit replaced by the
     /// reject exit. The verdicts are the same: from such a node the packet is rejected
     /// whether its loads are in bounds or not. (A test whose two branches meet
-    /// elsewhere stays: its load rejects a packet too short for it.) (Planning keeps these nodes, for libpcap's "rejects all packets"
-    /// rules; the code has no use for them.)
+    /// elsewhere stays: its load rejects a packet too short for it.) A test that loads
+    /// past the wire length ([`loads_past_wire_length`]) is the reject exit too.
+    /// (Planning keeps these nodes, for libpcap's "rejects all packets" rules; the code
+    /// has no use for them.)
     pub(super) fn prune_dead(&mut self, root: NodeId) -> NodeId {
         let mut new_id: Vec<NodeId> = (0..self.nodes.len()).collect();
         // children are made before their parents
@@ -531,6 +559,11 @@ impl Dag {
                 Node::Match | Node::Reject => continue,
             };
             new_id[n] = match node {
+                Node::Test { ref t, .. }
+                    if loads_past_wire_length(&t.a) || loads_past_wire_length(&t.b) =>
+                {
+                    REJECT
+                }
                 Node::Test {
                     yes: REJECT,
                     no: REJECT,
@@ -685,5 +718,42 @@ mod tests {
         assert!(!reaches_match(&dag, dead));
         dag.clear_nodes();
         assert_eq!(reachable_order(&dag, MATCH), Vec::<NodeId>::new());
+    }
+
+    #[test]
+    fn tests_that_load_past_the_wire_length_are_pruned_to_reject() {
+        let at = |i: V| Test {
+            a: V::Load {
+                idx: Some(Box::new(i)),
+                k: 14,
+                size: 1,
+            },
+            op: TestOp::Eq,
+            b: V::K(1),
+        };
+        let table = [
+            (at(V::Len), true),
+            (at(alu(ArithOp::Or, field(), V::Len)), true),
+            // a load inside the index loads past it too
+            (
+                at(V::Load {
+                    idx: Some(Box::new(V::Len)),
+                    k: 0,
+                    size: 1,
+                }),
+                true,
+            ),
+            // `len - 1` and `len + k` (32-bit, may wrap) can be in the packet
+            (at(alu(ArithOp::Sub, V::Len, V::K(1))), false),
+            (at(alu(ArithOp::Add, V::Len, V::K(1))), false),
+            (at(field()), false),
+        ];
+        for (t, pruned) in table {
+            let mut dag = Dag::new(true, u64::MAX);
+            // planning keeps it (libpcap's optimizer does not know either)
+            let id = interned(&mut dag, &t);
+            let root = dag.mk_test(id, MATCH, REJECT);
+            assert_eq!(dag.prune_dead(root) == REJECT, pruned, "{t:?}");
+        }
     }
 }
