@@ -1,8 +1,9 @@
-//! A small multiply-rotate hasher (FxHash-style) for maps keyed by small integers: the output's
-//! per-line caches (pids, ifindexes, skb addresses) and the BTF scan's memos (type ids). Far
-//! cheaper than SipHash, and the keys are not attacker-chosen in a way that matters here.
+//! A small multiply-rotate hasher (FxHash-style) for maps keyed by small integers or names: the
+//! output's per-line caches (pids, ifindexes, skb addresses), the BTF scan's memos (type ids),
+//! the skb function names looked up per line of the kernel's function lists. Far cheaper than
+//! SipHash, and the keys are not attacker-chosen in a way that matters here.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// Hasher state.
@@ -41,6 +42,9 @@ impl Hasher for FastHasher {
 
 /// A `HashMap` using [`FastHasher`].
 pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+/// A `HashSet` using [`FastHasher`].
+pub type FastSet<K> = HashSet<K, BuildHasherDefault<FastHasher>>;
 
 #[cfg(test)]
 mod tests {

@@ -2,13 +2,14 @@
 //! kprobe PMU, program set by `PERF_EVENT_IOC_SET_BPF`), opened in parallel chunks; a large
 //! set is handed to a background detacher. Also what both kprobe backends share.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::btf::KernelBtf;
+use crate::fasthash::FastSet;
 use crate::load::perf::{self, KprobePoint};
 use crate::load::{LoadedObject, ProgKind, ProgramSpec};
 use crate::probes::{Attachment, KprobeLink};
@@ -79,7 +80,8 @@ pub(super) fn function_targets(
         what: "functions",
         source,
     })?;
-    let names: HashSet<&str> = funcs.iter().map(|f| f.name.as_str()).collect();
+    // (looked up once per line of a list of some 60 000)
+    let names: FastSet<&str> = funcs.iter().map(|f| f.name.as_str()).collect();
     let probeable = Probeable::discover(&|name| names.contains(name), locations);
     Ok(super::targets::select_functions(&funcs, &probeable, keep))
 }
