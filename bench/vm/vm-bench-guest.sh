@@ -99,15 +99,17 @@ run_tool() {
     # SIGINT/SIGQUIT back to their defaults (background jobs start with them
     # ignored), as for a Ctrl-C in a terminal.
     # shellcheck disable=SC2086  # args holds several flags
-    $LAUNCH "$bin" $args --output-file="$trace" "$FILTER" >"$log" 2>&1 &
+    $LAUNCH "$bin" $args --output-file="$trace" "$FILTER" > >(stamp >"$log") 2>&1 &
     pid=$!
-    while :; do
-        if [[ -z $t_attach ]] && grep -qE "$ATTACH_RE" "$log"; then t_attach=$(now); fi
-        if grep -q 'Listening for events' "$log"; then t_ready=$(now); state=ready; break; fi
-        if ! kill -0 "$pid" 2>/dev/null; then state=exited; break; fi
-        if (( $(printf '%.0f' "$(sub "$t0" "$(now)")") > READY_TIMEOUT )); then state=timeout; break; fi
-        sleep 0.1
-    done
+    t_ready=$(wait_stamped "$log" "$pid" 'Listening for events' "$READY_TIMEOUT")
+    if [[ -n $t_ready ]]; then
+        state=ready
+        t_attach=$(grep -m1 -E "$ATTACH_RE" "$log" | cut -d' ' -f1)
+    elif kill -0 "$pid" 2>/dev/null; then
+        state=timeout
+    else
+        state=exited
+    fi
     if [[ $state == ready ]]; then
         ready_s=$(sub "$t0" "$t_ready")
         if [[ -n $t_attach ]]; then attach_s=$(sub "$t_attach" "$t_ready"); fi

@@ -28,14 +28,13 @@ STEPS=${FLOOR_STEPS:-tracers diff restricted floor}
 OUT=/tmp/floor
 FILTER='dst host 10.0.0.2 and udp dst port 5001'
 LIST=/sys/kernel/debug/kprobes/list
-LAUNCH=''
-if env --default-signal=INT,QUIT true 2>/dev/null; then LAUNCH='env --default-signal=INT,QUIT'; fi
 mkdir -p "$OUT"
 
 now() { local up rest; read -r up rest </proc/uptime; echo "$up"; }
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 has_step() { [[ " $STEPS " == *" $1 "* ]]; }
-
+# shellcheck source=bench/vm/vm-guest-lib.sh
+. /files/vm-guest-lib.sh
 # Function names of a kprobes/list copy, sorted ("ADDR k NAME+0x0 [MOD] [FTRACE]").
 list_names() { awk '$2 == "k" { sub(/\+.*/, "", $3); print $3 }' "$1" | sort -u; }
 
@@ -46,14 +45,11 @@ run_tracer() {
     shift 2
     log=$OUT/$name.err
     t0=$(now)
-    $LAUNCH "$bin" "$@" "$FILTER" >"$log" 2>&1 &
+    # (stamped, not polled with grep: see vm-guest-lib.sh)
+    $LAUNCH "$bin" "$@" "$FILTER" > >(stamp >"$log") 2>&1 &
     pid=$!
-    while :; do
-        if [[ -z $t_att ]] && grep -q Attaching "$log"; then t_att=$(now); fi
-        if grep -q 'Listening for events' "$log"; then t_ready=$(now); break; fi
-        if ! kill -0 "$pid" 2>/dev/null; then break; fi
-        sleep 0.1
-    done
+    t_ready=$(wait_stamped "$log" "$pid" 'Listening for events' 7200)
+    t_att=$(stamped_at "$log" Attaching)
     if [[ -n $t_ready ]]; then
         ready_s=$(sub "$t0" "$t_ready")
         [[ -n $t_att ]] && attach_s=$(sub "$t_att" "$t_ready")

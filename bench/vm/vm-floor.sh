@@ -25,7 +25,7 @@ case ${1:-} in -h|--help|'') usage; exit 0 ;; esac
 ours=$1 orig=${2:-}
 (cd "$HERE/../.." && cargo build --release --example kprobe_floor)
 floor=$HERE/../../target/release/examples/kprobe_floor
-files=("$ours:/files/pwru" "$floor:/files/kprobe_floor")
+files=("$ours:/files/pwru" "$floor:/files/kprobe_floor" "$HERE/vm-guest-lib.sh")
 if [[ -n $orig ]]; then files+=("$orig:/files/peer"); fi
 export PWRU_VM_TIMEOUT=${PWRU_VM_TIMEOUT:-3600}
 PWRU_VM_ENV=''

@@ -10,6 +10,41 @@ if env --default-signal=INT,QUIT true 2>/dev/null; then LAUNCH='env --default-si
 
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
+# Timing a tracer's start on a 1-vCPU guest: its output goes through `stamp` into its log,
+# and the waiting loop reads the log with `stamped_at`, both builtins only. (A loop that
+# ran grep, awk and sleep every 0.1 s took about a tenth of the vCPU from the tracer it
+# timed: 6.1 attach 23.95 s with it, 21.29 s without, the bare kprobes 20.75-21.80 s.)
+# stamp: each line of stdin with the guest's uptime in front.
+stamp() {
+    local up rest line
+    while IFS= read -r line; do
+        read -r up rest </proc/uptime
+        printf '%s %s\n' "$up" "$line"
+    done
+}
+# stamped_at LOG PATTERN: the stamp of the first line of LOG that matches the glob
+# *PATTERN* (nothing if none does yet).
+stamped_at() {
+    local line
+    while IFS= read -r line; do
+        if [[ $line == *$2* ]]; then echo "${line%% *}"; return; fi
+    done <"$1"
+}
+# wait_stamped LOG PID PATTERN TIMEOUT: polls (every 0.5 s) until LOG has PATTERN; prints
+# its stamp, or nothing when PID exited or TIMEOUT seconds went by first.
+wait_stamped() {
+    local t up rest start
+    read -r start rest </proc/uptime
+    while :; do
+        t=$(stamped_at "$1" "$3")
+        if [[ -n $t ]]; then echo "$t"; return; fi
+        if ! kill -0 "$2" 2>/dev/null; then return; fi
+        read -r up rest </proc/uptime
+        if (( ${up%.*} - ${start%.*} > $4 )); then return; fi
+        sleep 0.5
+    done
+}
+
 # veth between ns1 (10.0.0.1) and ns2 (10.0.0.2); ns2 drops UDP to 5001/5002.
 setup() {
     ip netns add ns1 && ip netns add ns2 || return 1
