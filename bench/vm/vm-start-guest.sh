@@ -1,6 +1,7 @@
 #!/bin/bash
 # vm-start-guest.sh - start and detach time of one pwru binary with two flag sets, in one
-# boot (run with tests/vm/run-in-vm.sh KERNEL bench/vm/vm-start-guest.sh BINARY).
+# boot (run with tests/vm/run-in-vm.sh KERNEL bench/vm/vm-start-guest.sh
+# bench/vm/vm-guest-lib.sh BINARY).
 #
 # For each flag set ($START_ARGS_A, then $START_ARGS_B; names START_NAME_A/B), $START_RUNS
 # times (default 3; $START_RUNS_B for B): start the tracer on a filter nothing matches, time start ->
@@ -12,7 +13,8 @@
 # Runs alternate, A B A B; each starts only after every probe of the one before is gone.
 # $START_BIN_B (a path in the guest, e.g. /files/pwru-b given as BINARY_B:/files/pwru-b to
 # run-in-vm.sh) runs B with another binary: two builds, or ours and the original, compared
-# in one boot.
+# in one boot. The tracer's lines are stamped as they come (vm-guest-lib.sh): nothing
+# polls the log while it starts.
 
 set -u
 export LC_ALL=C
@@ -20,8 +22,8 @@ RUNS=${START_RUNS:-3}
 RUNS_B=${START_RUNS_B:-$RUNS}
 OUT=/tmp/start
 mkdir -p "$OUT"
-LAUNCH=''
-if env --default-signal=INT,QUIT true 2>/dev/null; then LAUNCH='env --default-signal=INT,QUIT'; fi
+# shellcheck source=bench/vm/vm-guest-lib.sh
+. /files/vm-guest-lib.sh
 now() { read -r up _ </proc/uptime; echo "$up"; }
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 gone() { [[ ! -r /proc/$1/stat ]] || [[ $(awk '{ print $3 }' "/proc/$1/stat") == Z ]]; }
@@ -29,25 +31,29 @@ bin_a=$(command -v pwru)
 bin_b=${START_BIN_B:-$bin_a}
 
 one() {
-    local name=$1 args=$2 run=$3 bin=$4 t0 t1 t2 t3 pid dpid err=$OUT/$1.$3.err
+    local name=$1 args=$2 run=$3 bin=$4 t0 t1 tk t2 t3 pid dpid err=$OUT/$1.$3.err
     t0=$(now)
     # shellcheck disable=SC2086  # args holds several flags
-    $LAUNCH "$bin" $args --output-file="$OUT/$name.trace" 'host 10.99.99.99' >"$err" 2>&1 &
+    $LAUNCH "$bin" $args --output-file="$OUT/$name.trace" 'host 10.99.99.99' > >(stamp >"$err") 2>&1 &
     pid=$!
-    until grep -qs 'Listening for events' "$err"; do
-        if gone "$pid"; then echo "start: $name exited:"; tail -n 5 "$err"; return 1; fi
-        sleep 0.05
-    done
-    t1=$(now)
+    t1=$(wait_stamped "$err" "$pid" 'Listening for events' 120)
+    if [[ -z $t1 ]]; then echo "start: $name did not listen:"; tail -n 5 "$err"; return 1; fi
+    # The signal goes when the wait sees the line (within 0.5 s): exit and detach are
+    # timed from the signal.
+    tk=$(now)
     kill -INT "$pid"
     wait "$pid"
     t2=$(now)
+    sleep 0.2 # the stamp loop writes the tracer's last lines
     dpid=$(sed -n 's/.*in the background (pid \([0-9][0-9]*\)).*/\1/p' "$err" | head -n 1)
-    if [[ -n $dpid ]]; then while ! gone "$dpid"; do sleep 0.1; done; fi
-    t3=$(now)
-    echo "START tool=$name run=$run listening=$(sub "$t0" "$t1") exit=$(sub "$t1" "$t2") detached=$(sub "$t1" "$t3")"
+    t3=$t2
+    if [[ -n $dpid ]]; then
+        while ! gone "$dpid"; do sleep 0.1; done
+        t3=$(now)
+    fi
+    echo "START tool=$name run=$run listening=$(sub "$t0" "$t1") exit=$(sub "$tk" "$t2") detached=$(sub "$tk" "$t3")"
     # With --debug: the start-up stages and memory the tracer printed.
-    grep -E '^(start-up|memory:)' "$err" | sed "s/^/DEBUG tool=$name run=$run /"
+    grep -E '^[0-9.]+ (start-up|memory:)' "$err" | cut -d' ' -f2- | sed "s/^/DEBUG tool=$name run=$run /"
 }
 
 echo "start: kernel $(uname -r), $(nproc) CPU(s); ${START_NAME_A:-a} [${START_ARGS_A:-}] then ${START_NAME_B:-b} [${START_ARGS_B:-}]"

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use btf_rs::{Backend, Btf, BtfType, Type};
@@ -387,8 +387,9 @@ fn module_files(dir: &Path, kmods: &Kmods) -> Result<Vec<(String, PathBuf)>, Btf
     }
 }
 
-/// Opens base BTF from a file: raw BTF is memory-mapped (fast open, small
-/// footprint), with a read-into-memory fallback where mmap is refused.
+/// Opens base BTF from a file. Raw BTF is memory-mapped and never copied into the heap:
+/// the file itself where it can be mapped, else a memfd its reads fill. ELF input and a
+/// size the metadata lies about are read whole instead.
 fn open_base(path: &Path, origin: &str) -> Result<(Btf, TypeIndex), BtfError> {
     let io_err = |source: std::io::Error| {
         if source.kind() == std::io::ErrorKind::NotFound && path == Path::new(SYS_VMLINUX_BTF) {
@@ -411,15 +412,12 @@ fn open_base(path: &Path, origin: &str) -> Result<(Btf, TypeIndex), BtfError> {
         .map_err(io_err)?;
     if is_btf_magic(&head) && len > 0 {
         check_header(&head, len, origin)?;
-        if let Ok(btf) = Btf::from_file_with_backend(path, Backend::Mmap) {
-            // The index walks the bytes once more, from a read of its own.
-            let bytes = std::fs::read(path).map_err(io_err)?;
-            check_header(&bytes, bytes.len() as u64, origin)?;
-            return Ok((btf, TypeIndex::build(&bytes, 1, 0, origin)?));
+        if let Some(mapped) = map_raw(path, &mut file, len) {
+            check_header(&mapped.bytes, len, origin)?;
+            let index = TypeIndex::build(&mapped.bytes, 1, 0, origin)?;
+            return Ok((mapped.btf, index));
         }
     }
-    // Not raw BTF (ELF), mmap refused (sysfs before 6.16) or a size the
-    // metadata lies about: read it all, then map a private in-memory copy.
     let bytes = std::fs::read(path).map_err(io_err)?;
     let raw = raw_btf_bytes(&bytes, origin)?;
     let index = TypeIndex::build(&raw, 1, 0, origin)?;
@@ -434,10 +432,43 @@ fn open_base(path: &Path, origin: &str) -> Result<(Btf, TypeIndex), BtfError> {
     Ok((btf, index))
 }
 
-/// Opens checked raw BTF with the memory-mapped backend through an anonymous
-/// memfd copy: ~1 ms instead of ~200 ms for the cached backend on vmlinux.
+/// Raw BTF opened with btf-rs's memory-mapped backend, and a mapping of the same bytes
+/// for the type index (both share the file's pages).
+struct MappedBtf {
+    btf: Btf,
+    bytes: memmap2::Mmap,
+}
+
+/// Maps `len` bytes of raw BTF at `path`: the file itself (a regular file, or sysfs from
+/// 6.16), else a memfd filled by reading `file` (sysfs before 6.16 refuses mmap). `None`
+/// where neither works or the file is shorter than its metadata says.
+fn map_raw(path: &Path, file: &mut File, len: u64) -> Option<MappedBtf> {
+    // SAFETY: a read-only private mapping; kernel BTF files do not change under it, and
+    // a file that did would only give the checks below other bytes to reject.
+    if let Ok(bytes) = unsafe { memmap2::MmapOptions::new().map_copy_read_only(&*file) } {
+        if bytes.len() as u64 == len {
+            let btf = Btf::from_file_with_backend(path, Backend::Mmap).ok()?;
+            return Some(MappedBtf { btf, bytes });
+        }
+    }
+    let len = usize::try_from(len).ok()?;
+    file.seek(SeekFrom::Start(0)).ok()?;
+    memfd_btf(len, |buf| file.read_exact(buf))
+}
+
+/// Opens checked raw BTF with the memory-mapped backend through an anonymous memfd
+/// copy: ~1 ms instead of ~200 ms for the cached backend on vmlinux.
 pub(crate) fn mmap_copy(raw: &[u8]) -> Option<Btf> {
-    use std::io::Write;
+    memfd_btf(raw.len(), |buf| {
+        buf.copy_from_slice(raw);
+        Ok(())
+    })
+    .map(|mapped| mapped.btf)
+}
+
+/// A memfd of `len` bytes that `fill` writes through a shared mapping (its pages made
+/// in one call, not one fault each), opened with btf-rs's memory-mapped backend.
+fn memfd_btf(len: usize, fill: impl FnOnce(&mut [u8]) -> std::io::Result<()>) -> Option<MappedBtf> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     // SAFETY: memfd_create takes a NUL-terminated name and flags; it returns
     // a new fd we own, or -1.
@@ -446,10 +477,19 @@ pub(crate) fn mmap_copy(raw: &[u8]) -> Option<Btf> {
         return None;
     }
     // SAFETY: `fd` is a fresh descriptor owned by nobody else.
-    let mut file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    file.write_all(raw).ok()?;
-    // The mapping keeps the memfd alive after `file` is closed.
-    Btf::from_file_with_backend(format!("/proc/self/fd/{}", file.as_raw_fd()), Backend::Mmap).ok()
+    let memfd = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    memfd.set_len(len as u64).ok()?;
+    // SAFETY: the memfd is ours alone and sized to `len`; nothing else writes it.
+    let mut map = unsafe { memmap2::MmapOptions::new().populate().map_mut(&memfd) }.ok()?;
+    fill(&mut map).ok()?;
+    let bytes = map.make_read_only().ok()?;
+    // btf-rs's own mapping keeps the memfd alive after `memfd` is closed.
+    let btf = Btf::from_file_with_backend(
+        format!("/proc/self/fd/{}", memfd.as_raw_fd()),
+        Backend::Mmap,
+    )
+    .ok()?;
+    Some(MappedBtf { btf, bytes })
 }
 
 /// Returns checked raw BTF: the input itself, or the `.BTF` section of an ELF file.
