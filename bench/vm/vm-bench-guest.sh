@@ -37,7 +37,8 @@
 # BENCH_ARGS (extra tracer flags, default --output-tuple), BENCH_ARGS_A/B (the
 # same for one tool only, default BENCH_ARGS), BENCH_NAME_A/B,
 # BENCH_ATTACH_RE ("Attaching"), BENCH_COUNT_FUNC (ip_send_skb: once per UDP packet),
-# BENCH_READY_TIMEOUT (1800), BENCH_DRAIN_SECS (10).
+# BENCH_READY_TIMEOUT (1800), BENCH_DRAIN_SECS (10), BENCH_ASLR (0: randomization off
+# in the guest, see guest_aslr in vm-guest-lib.sh).
 
 set -u
 export LC_ALL=C
@@ -63,6 +64,7 @@ sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # shellcheck source=bench/vm/vm-guest-lib.sh
 . /files/vm-guest-lib.sh
+guest_aslr
 
 # flood PORT: send $PACKETS one-byte UDP datagrams from ns1; print packets/s.
 flood() {

@@ -15,7 +15,9 @@
 # Environment: BENCH_PAIRS (3), BENCH_PACKETS (5000), BENCH_IDLE_SECS (5),
 #   BENCH_ARGS, BENCH_ARGS_A / BENCH_ARGS_B (per tool), BENCH_NAME_A / BENCH_NAME_B
 #   (labels, default ours / original; the table's ratio is A/B), BENCH_ATTACH_RE, BENCH_COUNT_FUNC, BENCH_READY_TIMEOUT,
-#   BENCH_DRAIN_SECS (passed to the guest), BENCH_OUT (save raw outputs
+#   BENCH_DRAIN_SECS, BENCH_ASLR (passed to the guest; BENCH_ASLR=0 turns address-space
+#   randomization off in the guest for both tools: see guest_aslr in
+#   vm-guest-lib.sh), BENCH_OUT (save raw outputs
 #   there), PWRU_VM_TIMEOUT (per boot, default 5400) and the other PWRU_VM_*
 #   variables of tests/vm/run-in-vm.sh.
 
@@ -44,7 +46,7 @@ export PWRU_VM_TIMEOUT=${PWRU_VM_TIMEOUT:-5400}
 export BENCH_NAME_A=${BENCH_NAME_A:-ours} BENCH_NAME_B=${BENCH_NAME_B:-original}
 PWRU_VM_ENV="BENCH_NAME_A BENCH_NAME_B"
 for v in BENCH_PAIRS BENCH_PACKETS BENCH_IDLE_SECS BENCH_ARGS BENCH_ARGS_A BENCH_ARGS_B BENCH_ATTACH_RE \
-         BENCH_COUNT_FUNC BENCH_READY_TIMEOUT BENCH_DRAIN_SECS; do
+         BENCH_COUNT_FUNC BENCH_READY_TIMEOUT BENCH_DRAIN_SECS BENCH_ASLR; do
     if [[ -n ${!v+set} ]]; then PWRU_VM_ENV+=" $v"; fi
 done
 export PWRU_VM_ENV

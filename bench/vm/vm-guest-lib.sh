@@ -45,6 +45,21 @@ wait_stamped() {
     done
 }
 
+# guest_aslr: with BENCH_ASLR=0, turns address-space randomization off in the guest
+# (kernel.randomize_va_space=0) for every tool the script runs, and says so. Why: the
+# emulator (TCG) reuses the code it translated for a program only at the same virtual
+# addresses. A position-independent binary, or a shared library, loaded at a new
+# random address each run is translated afresh each run; the original's Go binary is
+# not position-independent and keeps its translations from one run to the next. A
+# real CPU translates nothing. Same 6.12 boot, `pwru --dump-filter` (PIE): 0.121 s a
+# run with randomization, 0.020-0.030 s without (BENCHMARKS.md).
+guest_aslr() {
+    if [[ ${BENCH_ASLR:-} == 0 ]]; then
+        echo 0 >/proc/sys/kernel/randomize_va_space
+    fi
+    echo "guest: kernel.randomize_va_space=$(cat /proc/sys/kernel/randomize_va_space)"
+}
+
 # veth between ns1 (10.0.0.1) and ns2 (10.0.0.2); ns2 drops UDP to 5001/5002.
 setup() {
     ip netns add ns1 && ip netns add ns2 || return 1

@@ -14,7 +14,8 @@
 # $START_BIN_B (a path in the guest, e.g. /files/pwru-b given as BINARY_B:/files/pwru-b to
 # run-in-vm.sh) runs B with another binary: two builds, or ours and the original, compared
 # in one boot. The tracer's lines are stamped as they come (vm-guest-lib.sh): nothing
-# polls the log while it starts.
+# polls the log while it starts. BENCH_ASLR=0 (in PWRU_VM_ENV) turns address-space
+# randomization off in the guest (guest_aslr in vm-guest-lib.sh).
 
 set -u
 export LC_ALL=C
@@ -24,6 +25,7 @@ OUT=/tmp/start
 mkdir -p "$OUT"
 # shellcheck source=bench/vm/vm-guest-lib.sh
 . /files/vm-guest-lib.sh
+guest_aslr
 now() { read -r up _ </proc/uptime; echo "$up"; }
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 gone() { [[ ! -r /proc/$1/stat ]] || [[ $(awk '{ print $3 }' "/proc/$1/stat") == Z ]]; }
