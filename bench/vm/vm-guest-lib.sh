@@ -26,6 +26,7 @@ stamp() {
 # *PATTERN* (nothing if none does yet).
 stamped_at() {
     local line
+    [[ -r $1 ]] || return 0
     while IFS= read -r line; do
         if [[ $line == *$2* ]]; then echo "${line%% *}"; return; fi
     done <"$1"

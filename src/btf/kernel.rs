@@ -434,15 +434,15 @@ fn open_base(path: &Path, origin: &str) -> Result<(Btf, TypeIndex), BtfError> {
 
 /// Raw BTF opened with btf-rs's memory-mapped backend, and a mapping of the same bytes
 /// for the type index (both share the file's pages).
-struct MappedBtf {
-    btf: Btf,
-    bytes: memmap2::Mmap,
+pub(crate) struct MappedBtf {
+    pub(crate) btf: Btf,
+    pub(crate) bytes: memmap2::Mmap,
 }
 
 /// Maps `len` bytes of raw BTF at `path`: the file itself (a regular file, or sysfs from
 /// 6.16), else a memfd filled by reading `file` (sysfs before 6.16 refuses mmap). `None`
 /// where neither works or the file is shorter than its metadata says.
-fn map_raw(path: &Path, file: &mut File, len: u64) -> Option<MappedBtf> {
+pub(crate) fn map_raw(path: &Path, file: &mut File, len: u64) -> Option<MappedBtf> {
     // SAFETY: a read-only private mapping; kernel BTF files do not change under it, and
     // a file that did would only give the checks below other bytes to reject.
     if let Ok(bytes) = unsafe { memmap2::MmapOptions::new().map_copy_read_only(&*file) } {
@@ -468,7 +468,10 @@ pub(crate) fn mmap_copy(raw: &[u8]) -> Option<Btf> {
 
 /// A memfd of `len` bytes that `fill` writes through a shared mapping (its pages made
 /// in one call, not one fault each), opened with btf-rs's memory-mapped backend.
-fn memfd_btf(len: usize, fill: impl FnOnce(&mut [u8]) -> std::io::Result<()>) -> Option<MappedBtf> {
+pub(crate) fn memfd_btf(
+    len: usize,
+    fill: impl FnOnce(&mut [u8]) -> std::io::Result<()>,
+) -> Option<MappedBtf> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     // SAFETY: memfd_create takes a NUL-terminated name and flags; it returns
     // a new fd we own, or -1.

@@ -439,6 +439,43 @@ fn truncated_file_on_disk_is_a_clear_error() {
 }
 
 #[test]
+fn raw_btf_is_mapped_from_the_file_or_through_a_memfd_never_the_heap() {
+    use btf_rs::Btf;
+    use std::fs::File;
+    use std::io::Read;
+    let bytes = fixture().base.bytes();
+    let dir = std::env::temp_dir().join(format!("pwru-btf-map-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("vmlinux");
+    std::fs::write(&path, &bytes).unwrap();
+    let len = bytes.len() as u64;
+    let scan = |btf: Btf| {
+        KernelBtf::from_btf(btf, "mapped")
+            .scan_skb_functions()
+            .unwrap()
+    };
+    let cached = kernel().scan_skb_functions().unwrap();
+
+    // A regular file maps as it is.
+    let mut file = File::open(&path).unwrap();
+    let mapped = super::kernel::map_raw(&path, &mut file, len).unwrap();
+    assert_eq!(&mapped.bytes[..], &bytes[..]);
+    assert_eq!(scan(mapped.btf), cached);
+    // Where the file cannot be mapped (sysfs before 6.16), its reads fill a memfd.
+    let mut file = File::open(&path).unwrap();
+    let filled = super::kernel::memfd_btf(bytes.len(), |buf| file.read_exact(buf)).unwrap();
+    assert_eq!(&filled.bytes[..], &bytes[..]);
+    assert_eq!(scan(filled.btf), cached);
+    // A file shorter than its metadata says is not mapped: the caller reads it whole.
+    let mut file = File::open(&path).unwrap();
+    assert!(super::kernel::map_raw(&path, &mut file, len + 16).is_none());
+    // Opened from the path, the index comes from the same mapping.
+    let k = KernelBtf::open(&path, &dir, &Kmods::None).unwrap();
+    assert_eq!(k.scan_skb_functions().unwrap(), cached);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn in_memory_mmap_copy_matches_cached_backend() {
     let bytes = fixture().base.bytes();
     let btf = super::kernel::mmap_copy(&bytes).expect("memfd mapping works on Linux");
