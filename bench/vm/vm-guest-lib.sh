@@ -50,8 +50,8 @@ wait_stamped() {
 # (kernel.randomize_va_space=0) for every tool the script runs, and says so. Why: the
 # emulator (TCG) reuses the code it translated for a program only at the same virtual
 # addresses. A position-independent binary, or a shared library, loaded at a new
-# random address each run is translated afresh each run; the original's Go binary is
-# not position-independent and keeps its translations from one run to the next. A
+# random address each run is translated afresh each run; the original's Go executable
+# is not position-independent and keeps its translations from one run to the next. A
 # real CPU translates nothing. Same 6.12 boot, `pwru --dump-filter` (PIE): 0.121 s a
 # run with randomization, 0.020-0.030 s without (BENCHMARKS.md).
 guest_aslr() {

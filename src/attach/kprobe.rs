@@ -17,8 +17,8 @@ use crate::probes::{Attachment, KprobeLink};
 use super::background::{self, Handoff, HandoffError};
 use super::{
     check_stop, close_in_parallel, positions, AttachError, AttachSummary, Backend, BackendKind,
-    BackendOptions, BuildFn, Feature, KernelSupport, Locations, Probeable, Progress, Target,
-    TargetNames, Unavailable, UntrackPoint,
+    BackendOptions, BuildFn, Feature, KernelSupport, ListingScope, Locations, Probeable, Progress,
+    Target, TargetNames, Unavailable, UntrackPoint,
 };
 
 /// What the kprobe backends need and lack on a kernel without kprobes.
@@ -82,7 +82,11 @@ pub(super) fn function_targets(
     })?;
     // (looked up once per line of a list of some 60 000)
     let names: FastSet<&str> = funcs.iter().map(|f| f.name.as_str()).collect();
-    let probeable = Probeable::discover(&|name| names.contains(name), locations);
+    let scope = match funcs.iter().any(|f| f.module.is_some()) {
+        true => ListingScope::WithModules,
+        false => ListingScope::Vmlinux,
+    };
+    let probeable = Probeable::discover(&|name| names.contains(name), locations, scope);
     Ok(super::targets::select_functions(&funcs, &probeable, keep))
 }
 

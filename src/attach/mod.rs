@@ -37,7 +37,7 @@ pub use helpers::{
 };
 pub use kprobe::{close_kprobes, KprobeBackend};
 pub use kprobe_multi::KprobeMultiBackend;
-pub use targets::{kprobes_available, Locations, Probeable, ProbeableSource, Target};
+pub use targets::{kprobes_available, ListingScope, Locations, Probeable, ProbeableSource, Target};
 pub use tracepoint::{tracepoint_program_name, TracepointBackend};
 
 /// The attach mechanisms we have.

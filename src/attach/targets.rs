@@ -90,6 +90,17 @@ pub enum Locations {
     Without,
 }
 
+/// Which functions of a tracefs listing a run asks about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListingScope {
+    /// vmlinux's only. The kernel lists its own functions first and the modules' after
+    /// them, so the read stops at the first module line: the kernel restarts its walk at
+    /// the first record for every page it prints, and a module's lines are the dearest.
+    Vmlinux,
+    /// The modules' too (module BTF is loaded): the whole listing.
+    WithModules,
+}
+
 /// tracefs (new path first, then debugfs): with addresses, then without.
 const FILTER_FUNCTION_FILES: [(&str, bool); 4] = [
     ("/sys/kernel/tracing/available_filter_functions_addrs", true),
@@ -115,7 +126,12 @@ impl Probeable {
     /// Reads tracefs (with addresses first when `locations` asks for them), then
     /// kallsyms; keeps only the names `wanted` accepts (a few thousand skb functions of
     /// some 40 000 lines).
-    pub fn discover(wanted: &dyn Fn(&str) -> bool, locations: Locations) -> Self {
+    pub fn discover(
+        wanted: &dyn Fn(&str) -> bool,
+        locations: Locations,
+        scope: ListingScope,
+    ) -> Self {
+        let until_modules = scope == ListingScope::Vmlinux;
         for (path, with_addrs) in filter_function_files(locations) {
             let (source, line): (_, LineParser) = match with_addrs {
                 true => (
@@ -127,11 +143,11 @@ impl Probeable {
                     filter_function_line,
                 ),
             };
-            if let Ok(names) = read_listing(path, line, wanted) {
+            if let Ok(names) = read_listing(path, line, wanted, until_modules) {
                 return Probeable { source, names };
             }
         }
-        match read_listing("/proc/kallsyms", kallsyms_text_line, wanted) {
+        match read_listing("/proc/kallsyms", kallsyms_text_line, wanted, false) {
             Ok(names) => Probeable {
                 source: ProbeableSource::Kallsyms,
                 names,
@@ -198,28 +214,37 @@ fn read_listing(
     path: &str,
     line: LineParser,
     wanted: &dyn Fn(&str) -> bool,
+    until_modules: bool,
 ) -> io::Result<HashMap<String, Option<u64>>> {
     parse_listing(
         BufReader::with_capacity(1 << 16, File::open(path)?),
         line,
         wanted,
+        until_modules,
     )
+}
+
+/// A tracefs listing line of a module's function: `... name [module]`.
+fn is_module_line(line: &[u8]) -> bool {
+    line.trim_ascii_end().ends_with(b"]")
 }
 
 /// The names `wanted` accepts in a listing, each with the address of its first line (the
 /// one the kernel's own name lookup takes). Parsed line by line as the kernel prints it:
 /// the 1-3 MB of text are never held whole. (The kernel's printing sets the time, 0.35-0.45 s
-/// in the 6.12 guest, whatever the reads.)
+/// in the 6.12 guest, whatever the reads.) With `until_modules`, the first line of a module's
+/// function ends it.
 fn parse_listing(
     mut reader: impl BufRead,
     line: LineParser,
     wanted: &dyn Fn(&str) -> bool,
+    until_modules: bool,
 ) -> io::Result<HashMap<String, Option<u64>>> {
     let mut names = HashMap::new();
     let mut buf = Vec::with_capacity(256);
     loop {
         buf.clear();
-        if reader.read_until(b'\n', &mut buf)? == 0 {
+        if reader.read_until(b'\n', &mut buf)? == 0 || (until_modules && is_module_line(&buf)) {
             return Ok(names);
         }
         let Some((name, addr)) = std::str::from_utf8(&buf).ok().and_then(line) else {
@@ -268,7 +293,7 @@ mod tests {
     fn filter_functions_with_modules() {
         let text = "ip_rcv\nveth_xmit [veth]\n\n__netif_receive_skb\n";
         let parse = |wanted: &dyn Fn(&str) -> bool| {
-            parse_listing(text.as_bytes(), filter_function_line, wanted).unwrap()
+            parse_listing(text.as_bytes(), filter_function_line, wanted, false).unwrap()
         };
         let names = parse(&|_| true);
         assert!(names.contains_key("ip_rcv"));
@@ -279,6 +304,32 @@ mod tests {
     }
 
     #[test]
+    fn a_vmlinux_scope_stops_reading_at_the_first_module_line() {
+        // After the first module line, the reader fails: a read that stops there never
+        // reaches it.
+        struct Fails;
+        impl io::Read for Fails {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("read past the kernel's own functions"))
+            }
+        }
+        let text = "ffffffff81000104 ip_rcv\nffffffff81000204 dup\n\
+                    ffffffffc0000004 veth_xmit [veth]\nffffffffc0000104 dup [veth]\n";
+        let listing = || BufReader::with_capacity(8, io::Read::chain(text.as_bytes(), Fails));
+        let names = parse_listing(listing(), filter_function_addrs_line, &|_| true, true).unwrap();
+        assert_eq!(names.len(), 2);
+        assert_eq!(names.get("dup"), Some(&Some(0xffffffff81000204)));
+        assert!(!names.contains_key("veth_xmit"));
+        // The whole listing is read when module functions are asked about.
+        assert!(parse_listing(listing(), filter_function_addrs_line, &|_| true, false).is_err());
+        let plain = "ip_rcv\nveth_xmit [veth]\nudp_rcv\n";
+        let names = parse_listing(plain.as_bytes(), filter_function_line, &|_| true, true).unwrap();
+        assert_eq!(names.keys().collect::<Vec<_>>(), ["ip_rcv"]);
+        assert!(is_module_line(b"veth_xmit [veth]\n"));
+        assert!(!is_module_line(b"ffffffff81000104 ip_rcv\n"));
+    }
+
+    #[test]
     fn listings_parse_across_read_boundaries_and_skip_bad_lines() {
         let text = b"ffffffff81000104 ip_rcv\n\xff\xfe bad\nffffffffc0000004 veth_xmit [veth]\n";
         // a 5-byte buffer splits every line over several reads
@@ -286,13 +337,20 @@ mod tests {
             BufReader::with_capacity(5, &text[..]),
             filter_function_addrs_line,
             &|_| true,
+            false,
         )
         .unwrap();
         assert_eq!(names.len(), 2);
         assert_eq!(names.get("ip_rcv"), Some(&Some(0xffffffff81000104)));
         assert_eq!(names.get("veth_xmit"), Some(&Some(0xffffffffc0000004)));
         // a file that cannot be opened is an error (the next source is tried)
-        assert!(read_listing("/nonexistent/listing", filter_function_line, &|_| true).is_err());
+        assert!(read_listing(
+            "/nonexistent/listing",
+            filter_function_line,
+            &|_| true,
+            false
+        )
+        .is_err());
     }
 
     #[test]
@@ -311,9 +369,12 @@ mod tests {
     fn filter_function_addrs_keep_the_first_address_of_a_name() {
         let text = "ffffffff81000104 ip_rcv\nffffffff81000204 dup\nffffffff81000304 dup\n\
                     ffffffffc0000004 veth_xmit [veth]\nnot-hex other\n";
-        let names = parse_listing(text.as_bytes(), filter_function_addrs_line, &|n| {
-            n != "other"
-        })
+        let names = parse_listing(
+            text.as_bytes(),
+            filter_function_addrs_line,
+            &|n| n != "other",
+            false,
+        )
         .unwrap();
         assert_eq!(names.get("ip_rcv"), Some(&Some(0xffffffff81000104)));
         assert_eq!(names.get("dup"), Some(&Some(0xffffffff81000204)));
@@ -331,7 +392,7 @@ mod tests {
     fn kallsyms_text_symbols_only() {
         let text = "ffffffff81000000 T _text\nffffffff82000000 D some_data\n\
                     ffffffffc0000000 t veth_xmit\t[veth]\n";
-        let names = parse_listing(text.as_bytes(), kallsyms_text_line, &|_| true).unwrap();
+        let names = parse_listing(text.as_bytes(), kallsyms_text_line, &|_| true, false).unwrap();
         assert!(names.contains_key("_text"));
         assert!(names.contains_key("veth_xmit"));
         assert!(!names.contains_key("some_data"));
