@@ -184,26 +184,27 @@ impl Probeable {
     }
 }
 
-/// One line of a kernel listing: the function name it gives and its address (`None` where
-/// the listing has none), or `None` for a line that names no function.
-type LineParser = fn(&str) -> Option<(&str, Option<u64>)>;
+/// One line of a kernel listing: the function name it gives and the hex text of its
+/// address (`None` where the listing has none), or `None` for a line that names no
+/// function. The address is parsed only for the names kept.
+type LineParser = fn(&str) -> Option<(&str, Option<&str>)>;
 
 /// `available_filter_functions` lines: `name` or `name [module]`.
-fn filter_function_line(line: &str) -> Option<(&str, Option<u64>)> {
+fn filter_function_line(line: &str) -> Option<(&str, Option<&str>)> {
     Some((line.split_ascii_whitespace().next()?, None))
 }
 
 /// `available_filter_functions_addrs` lines: `addr name` or `addr name [module]`. A
 /// name can appear more than once (static functions of the same name).
-fn filter_function_addrs_line(line: &str) -> Option<(&str, Option<u64>)> {
+fn filter_function_addrs_line(line: &str) -> Option<(&str, Option<&str>)> {
     let mut fields = line.split_ascii_whitespace();
     let (addr, name) = (fields.next()?, fields.next()?);
-    Some((name, u64::from_str_radix(addr, 16).ok()))
+    Some((name, Some(addr)))
 }
 
 /// `/proc/kallsyms` lines `addr type name [module]`: names of text symbols (their
 /// addresses are function starts, not ftrace locations: not kept).
-fn kallsyms_text_line(line: &str) -> Option<(&str, Option<u64>)> {
+fn kallsyms_text_line(line: &str) -> Option<(&str, Option<&str>)> {
     let mut fields = line.split_ascii_whitespace();
     let (_addr, ty, name) = (fields.next()?, fields.next()?, fields.next()?);
     matches!(ty, "t" | "T").then_some((name, None))
@@ -251,6 +252,7 @@ fn parse_listing(
             continue;
         };
         if wanted(name) && !names.contains_key(name) {
+            let addr = addr.and_then(|hex| u64::from_str_radix(hex, 16).ok());
             names.insert(name.to_string(), addr);
         }
     }
