@@ -417,11 +417,17 @@ fn bad_input_gives_errors_not_panics() {
     }
 }
 
+/// An empty directory of this test process's own under the temporary directory.
+fn scratch_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("pwru-btf-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 #[test]
 fn truncated_file_on_disk_is_a_clear_error() {
     let good = fixture().base.bytes();
-    let dir = std::env::temp_dir().join(format!("pwru-btf-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("test");
     let path = dir.join("cut.btf");
     std::fs::write(&path, &good[..good.len() - 20]).unwrap();
     let err = KernelBtf::open(&path, &dir, &Kmods::None).unwrap_err();
@@ -444,8 +450,7 @@ fn raw_btf_is_mapped_from_the_file_or_through_a_memfd_never_the_heap() {
     use std::fs::File;
     use std::io::Read;
     let bytes = fixture().base.bytes();
-    let dir = std::env::temp_dir().join(format!("pwru-btf-map-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("map");
     let path = dir.join("vmlinux");
     std::fs::write(&path, &bytes).unwrap();
     let len = bytes.len() as u64;
