@@ -131,7 +131,6 @@ impl Probeable {
         locations: Locations,
         scope: ListingScope,
     ) -> Self {
-        let until_modules = scope == ListingScope::Vmlinux;
         for (path, with_addrs) in filter_function_files(locations) {
             let (source, line): (_, LineParser) = match with_addrs {
                 true => (
@@ -143,11 +142,16 @@ impl Probeable {
                     filter_function_line,
                 ),
             };
-            if let Ok(names) = read_listing(path, line, wanted, until_modules) {
+            if let Ok(names) = read_listing(path, line, wanted, scope) {
                 return Probeable { source, names };
             }
         }
-        match read_listing("/proc/kallsyms", kallsyms_text_line, wanted, false) {
+        match read_listing(
+            "/proc/kallsyms",
+            kallsyms_text_line,
+            wanted,
+            ListingScope::WithModules,
+        ) {
             Ok(names) => Probeable {
                 source: ProbeableSource::Kallsyms,
                 names,
@@ -215,13 +219,13 @@ fn read_listing(
     path: &str,
     line: LineParser,
     wanted: &dyn Fn(&str) -> bool,
-    until_modules: bool,
+    scope: ListingScope,
 ) -> io::Result<HashMap<String, Option<u64>>> {
     parse_listing(
         BufReader::with_capacity(1 << 16, File::open(path)?),
         line,
         wanted,
-        until_modules,
+        scope,
     )
 }
 
@@ -233,14 +237,16 @@ fn is_module_line(line: &[u8]) -> bool {
 /// The names `wanted` accepts in a listing, each with the address of its first line (the
 /// one the kernel's own name lookup takes). Parsed line by line as the kernel prints it:
 /// the 1-3 MB of text are never held whole. (The kernel's printing sets the time, 0.35-0.45 s
-/// in the 6.12 guest, whatever the reads.) With `until_modules`, the first line of a module's
-/// function ends it.
+/// in the 6.12 guest, whatever the buffer: each read returns one page at most and restarts
+/// the kernel's walk at the first record.) In [`ListingScope::Vmlinux`], the first line of a
+/// module's function ends it.
 fn parse_listing(
     mut reader: impl BufRead,
     line: LineParser,
     wanted: &dyn Fn(&str) -> bool,
-    until_modules: bool,
+    scope: ListingScope,
 ) -> io::Result<HashMap<String, Option<u64>>> {
+    let until_modules = scope == ListingScope::Vmlinux;
     let mut names = HashMap::new();
     let mut buf = Vec::with_capacity(256);
     loop {
@@ -295,7 +301,13 @@ mod tests {
     fn filter_functions_with_modules() {
         let text = "ip_rcv\nveth_xmit [veth]\n\n__netif_receive_skb\n";
         let parse = |wanted: &dyn Fn(&str) -> bool| {
-            parse_listing(text.as_bytes(), filter_function_line, wanted, false).unwrap()
+            parse_listing(
+                text.as_bytes(),
+                filter_function_line,
+                wanted,
+                ListingScope::WithModules,
+            )
+            .unwrap()
         };
         let names = parse(&|_| true);
         assert!(names.contains_key("ip_rcv"));
@@ -318,14 +330,32 @@ mod tests {
         let text = "ffffffff81000104 ip_rcv\nffffffff81000204 dup\n\
                     ffffffffc0000004 veth_xmit [veth]\nffffffffc0000104 dup [veth]\n";
         let listing = || BufReader::with_capacity(8, io::Read::chain(text.as_bytes(), Fails));
-        let names = parse_listing(listing(), filter_function_addrs_line, &|_| true, true).unwrap();
+        let names = parse_listing(
+            listing(),
+            filter_function_addrs_line,
+            &|_| true,
+            ListingScope::Vmlinux,
+        )
+        .unwrap();
         assert_eq!(names.len(), 2);
         assert_eq!(names.get("dup"), Some(&Some(0xffffffff81000204)));
         assert!(!names.contains_key("veth_xmit"));
         // The whole listing is read when module functions are asked about.
-        assert!(parse_listing(listing(), filter_function_addrs_line, &|_| true, false).is_err());
+        assert!(parse_listing(
+            listing(),
+            filter_function_addrs_line,
+            &|_| true,
+            ListingScope::WithModules
+        )
+        .is_err());
         let plain = "ip_rcv\nveth_xmit [veth]\nudp_rcv\n";
-        let names = parse_listing(plain.as_bytes(), filter_function_line, &|_| true, true).unwrap();
+        let names = parse_listing(
+            plain.as_bytes(),
+            filter_function_line,
+            &|_| true,
+            ListingScope::Vmlinux,
+        )
+        .unwrap();
         assert_eq!(names.keys().collect::<Vec<_>>(), ["ip_rcv"]);
         assert!(is_module_line(b"veth_xmit [veth]\n"));
         assert!(!is_module_line(b"ffffffff81000104 ip_rcv\n"));
@@ -339,7 +369,7 @@ mod tests {
             BufReader::with_capacity(5, &text[..]),
             filter_function_addrs_line,
             &|_| true,
-            false,
+            ListingScope::WithModules,
         )
         .unwrap();
         assert_eq!(names.len(), 2);
@@ -350,7 +380,7 @@ mod tests {
             "/nonexistent/listing",
             filter_function_line,
             &|_| true,
-            false
+            ListingScope::WithModules
         )
         .is_err());
     }
@@ -375,7 +405,7 @@ mod tests {
             text.as_bytes(),
             filter_function_addrs_line,
             &|n| n != "other",
-            false,
+            ListingScope::WithModules,
         )
         .unwrap();
         assert_eq!(names.get("ip_rcv"), Some(&Some(0xffffffff81000104)));
@@ -394,7 +424,13 @@ mod tests {
     fn kallsyms_text_symbols_only() {
         let text = "ffffffff81000000 T _text\nffffffff82000000 D some_data\n\
                     ffffffffc0000000 t veth_xmit\t[veth]\n";
-        let names = parse_listing(text.as_bytes(), kallsyms_text_line, &|_| true, false).unwrap();
+        let names = parse_listing(
+            text.as_bytes(),
+            kallsyms_text_line,
+            &|_| true,
+            ListingScope::WithModules,
+        )
+        .unwrap();
         assert!(names.contains_key("_text"));
         assert!(names.contains_key("veth_xmit"));
         assert!(!names.contains_key("some_data"));

@@ -413,7 +413,6 @@ fn open_base(path: &Path, origin: &str) -> Result<(Btf, TypeIndex), BtfError> {
     if is_btf_magic(&head) && len > 0 {
         check_header(&head, len, origin)?;
         if let Some(mapped) = map_raw(path, &mut file, len) {
-            check_header(&mapped.bytes, len, origin)?;
             let index = TypeIndex::build(&mapped.bytes, 1, 0, origin)?;
             return Ok((mapped.btf, index));
         }
